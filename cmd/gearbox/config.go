@@ -1,0 +1,74 @@
+package main
+
+import (
+	"time"
+
+	"github.com/gearbox-inference/gearbox"
+	"github.com/gearbox-inference/gearbox/worker"
+)
+
+// config is the environment's configuration of the gearbox binary. Every
+// field is documented in the README's configuration table; keep them in
+// step.
+type config struct {
+	NATSURL        string `env:"GEARBOX_NATS_URL"`
+	NATSCreds      string `env:"GEARBOX_NATS_CREDS"`
+	EmbeddedListen string `env:"GEARBOX_EMBEDDED_LISTEN" envDefault:"127.0.0.1:4222"`
+	DataDir        string `env:"GEARBOX_DATA_DIR"`
+	Prefix         string `env:"GEARBOX_PREFIX" envDefault:"gearbox"`
+	Provision      bool   `env:"GEARBOX_PROVISION" envDefault:"true"`
+
+	Models  string `env:"GEARBOX_MODELS"`
+	Device  string `env:"GEARBOX_DEVICE" envDefault:"auto"`
+	Workers int    `env:"GEARBOX_WORKERS" envDefault:"1"`
+	Name    string `env:"GEARBOX_WORKER_NAME"`
+
+	MaxBatchRows  int           `env:"GEARBOX_MAX_BATCH_ROWS" envDefault:"256"`
+	MaxDelay      time.Duration `env:"GEARBOX_MAX_DELAY" envDefault:"5ms"`
+	MaxQueuedRows int           `env:"GEARBOX_MAX_QUEUED_ROWS"`
+	MaxJobBytes   int           `env:"GEARBOX_MAX_JOB_BYTES" envDefault:"8388608"`
+	MaxJobRows    int           `env:"GEARBOX_MAX_JOB_ROWS" envDefault:"65536"`
+	Prefetch      int           `env:"GEARBOX_PREFETCH"`
+
+	Replicas      int           `env:"GEARBOX_REPLICAS" envDefault:"1"`
+	JobsMaxMsgs   int64         `env:"GEARBOX_JOBS_MAX_MSGS" envDefault:"1000000"`
+	JobsMaxBytes  int64         `env:"GEARBOX_JOBS_MAX_BYTES" envDefault:"1073741824"`
+	ResultsMaxAge time.Duration `env:"GEARBOX_RESULTS_MAX_AGE" envDefault:"24h"`
+	AckWait       time.Duration `env:"GEARBOX_ACK_WAIT" envDefault:"30s"`
+	MaxDeliver    int           `env:"GEARBOX_MAX_DELIVER" envDefault:"5"`
+	MaxAckPending int           `env:"GEARBOX_MAX_ACK_PENDING" envDefault:"20000"`
+
+	MetricsAddr     string        `env:"GEARBOX_METRICS_ADDR" envDefault:":9464"`
+	ShutdownTimeout time.Duration `env:"GEARBOX_SHUTDOWN_TIMEOUT" envDefault:"30s"`
+	LogLevel        string        `env:"GEARBOX_LOG_LEVEL" envDefault:"info"`
+	LogFormat       string        `env:"GEARBOX_LOG_FORMAT" envDefault:"auto"`
+}
+
+func (c *config) subjects() (gearbox.Subjects, error) { return gearbox.NewSubjects(c.Prefix) }
+
+func (c *config) streams() gearbox.StreamsConfig {
+	return gearbox.StreamsConfig{
+		Replicas:      c.Replicas,
+		JobsMaxMsgs:   c.JobsMaxMsgs,
+		JobsMaxBytes:  c.JobsMaxBytes,
+		ResultsMaxAge: c.ResultsMaxAge,
+		AckWait:       c.AckWait,
+		MaxDeliver:    c.MaxDeliver,
+		MaxAckPending: c.MaxAckPending,
+	}
+}
+
+func (c *config) worker(s gearbox.Subjects) worker.Config {
+	return worker.Config{
+		Name:          c.Name,
+		Subjects:      s,
+		Streams:       c.streams(),
+		Provision:     c.Provision,
+		MaxBatchRows:  c.MaxBatchRows,
+		MaxDelay:      c.MaxDelay,
+		MaxQueuedRows: c.MaxQueuedRows,
+		MaxJobBytes:   c.MaxJobBytes,
+		MaxJobRows:    c.MaxJobRows,
+		Prefetch:      c.Prefetch,
+	}
+}

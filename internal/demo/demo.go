@@ -1,0 +1,271 @@
+// Package demo runs Gearbox end to end in one process: an embedded
+// JetStream server, workers, a synthesised model, a load generator that
+// publishes real jobs (with a few deliberately invalid ones), and a summary
+// of what came back. It backs "gearbox demo" and its test.
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+
+	"github.com/gearbox-inference/gearbox"
+	"github.com/gearbox-inference/gearbox/internal/embedded"
+	"github.com/gearbox-inference/gearbox/kernels"
+	"github.com/gearbox-inference/gearbox/model"
+	"github.com/gearbox-inference/gearbox/precision"
+	"github.com/gearbox-inference/gearbox/worker"
+)
+
+// Config configures a demo run. Zero fields take the defaults in comments.
+type Config struct {
+	Jobs    int   // jobs to publish (default 20,000)
+	Workers int   // workers in the process (default 2)
+	MaxRows int   // rows per job, uniform in 1..MaxRows (default 8)
+	Dims    []int // model widths (default 64,256,256,10)
+	// BadEvery makes every BadEvery-th job invalid (wrong width, NaN input,
+	// unknown model, in turn) to show the error path; 0 means 250, -1 none.
+	BadEvery int
+	Seed     uint64
+	// Listen is where the embedded server listens ("" in-process only).
+	Listen string
+	// Dir holds the server's data (default: a temporary directory, removed).
+	Dir string
+	// Worker is the template of every worker's configuration.
+	Worker  worker.Config
+	Backend kernels.Backend
+	// Progress, when set, receives a progress bar.
+	Progress io.Writer
+	Log      zerolog.Logger
+	// Timeout bounds the wait for results (default 5 minutes).
+	Timeout time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.Jobs == 0 {
+		c.Jobs = 20000
+	}
+	if c.Workers == 0 {
+		c.Workers = 2
+	}
+	if c.MaxRows == 0 {
+		c.MaxRows = 8
+	}
+	if c.Dims == nil {
+		c.Dims = []int{64, 256, 256, 10}
+	}
+	if c.BadEvery == 0 {
+		c.BadEvery = 250
+	}
+	if c.Seed == 0 {
+		c.Seed = 1
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 5 * time.Minute
+	}
+}
+
+// mix is the precisions the load generator asks for, in turn.
+var mix = []precision.Format{precision.Auto, precision.Auto, precision.FP32, precision.TF32, precision.BF16, precision.FP16, precision.FP8, precision.FP4}
+
+// Run runs the demo and returns its summary.
+func Run(ctx context.Context, cfg Config) (*Summary, error) {
+	cfg.defaults()
+	if cfg.Backend == nil {
+		return nil, errors.New("demo: no backend")
+	}
+	dir := cfg.Dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "gearbox-demo-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	srv, err := embedded.Start(embedded.Config{Dir: dir, Listen: cfg.Listen})
+	if err != nil && cfg.Listen != "" {
+		// Most likely a worker already listens there: take a free port.
+		host, _, _ := net.SplitHostPort(cfg.Listen)
+		cfg.Log.Warn().Err(err).Msg("embedded NATS: using a free port instead")
+		cfg.Listen = net.JoinHostPort(host, "-1")
+		srv, err = embedded.Start(embedded.Config{Dir: dir, Listen: cfg.Listen})
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	cfg.Log.Info().Str("url", srv.ClientURL()).Msg("embedded NATS server started")
+
+	m, err := model.Synth(model.SynthConfig{Name: "demo", Dims: cfg.Dims, Act: model.GELU, Seed: int64(cfg.Seed)})
+	if err != nil {
+		return nil, err
+	}
+	subj := cfg.Worker.Subjects
+	if subj.Prefix == "" {
+		subj = gearbox.DefaultSubjects
+	}
+
+	// Workers, each on its own connection as separate processes would be.
+	hard, hardStop := context.WithCancel(context.Background())
+	defer hardStop()
+	models := worker.NewModels(m)
+	var workers []*worker.Worker
+	var wg sync.WaitGroup
+	runErr := make(chan error, cfg.Workers)
+	for i := range cfg.Workers {
+		nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name(fmt.Sprintf("demo-worker-%d", i)))
+		if err != nil {
+			return nil, err
+		}
+		defer nc.Close()
+		wc := cfg.Worker
+		wc.Subjects, wc.Provision = subj, true
+		wc.Name = fmt.Sprintf("demo-w%d", i)
+		w, err := worker.New(nc, cfg.Backend, models, wc)
+		if err != nil {
+			return nil, err
+		}
+		workers = append(workers, w)
+		wg.Go(func() {
+			if err := w.Run(hard); err != nil && !errors.Is(err, context.Canceled) {
+				runErr <- err
+			}
+		})
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		for _, w := range workers {
+			_ = w.Shutdown(sctx)
+		}
+		hardStop()
+		wg.Wait()
+	}()
+
+	pc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name("demo-producer"))
+	if err != nil {
+		return nil, err
+	}
+	defer pc.Close()
+	client, err := gearbox.NewClient(pc, gearbox.WithPrefix(subj.Prefix))
+	if err != nil {
+		return nil, err
+	}
+	if err := client.Provision(ctx, cfg.Worker.Streams); err != nil {
+		return nil, err
+	}
+	return load(ctx, cfg, client, m, runErr)
+}
+
+// load publishes the jobs, follows the results and summarises them.
+func load(ctx context.Context, cfg Config, client *gearbox.Client, m *model.Model, runErr <-chan error) (*Summary, error) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	sum := newSummary(cfg.Jobs)
+
+	got := make(chan struct{})
+	var followErr error
+	go func() {
+		defer close(got)
+		seen := 0
+		for r, err := range client.Results(ctx, "*", true) {
+			if err != nil {
+				followErr = err
+				return
+			}
+			if sum.add(r, time.Now()) {
+				seen++
+			}
+			if seen == cfg.Jobs {
+				return
+			}
+		}
+	}()
+
+	rng := rand.New(rand.NewPCG(cfg.Seed, 2))
+	start := time.Now()
+	sum.start = start
+	stopBar := sum.progress(cfg.Progress, cfg.Jobs)
+	defer stopBar()
+	for i := range cfg.Jobs {
+		j, bad := job(i, cfg, m, rng)
+		sum.sent(i, j, bad, time.Now())
+		var err error
+		for attempt := 0; ; attempt++ {
+			if _, err = client.SubmitAsync(j); err == nil || attempt == 50 {
+				break
+			}
+			// Too many unacknowledged publishes: wait for the stream.
+			select {
+			case <-client.JetStream().PublishAsyncComplete():
+			case <-time.After(100 * time.Millisecond):
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("publish job %d: %w", i, err)
+		}
+	}
+	sum.published = time.Since(start)
+	select {
+	case <-got:
+	case err := <-runErr:
+		return nil, fmt.Errorf("worker: %w", err)
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for results: %w (%d of %d received)", ctx.Err(), sum.count(), cfg.Jobs)
+	}
+	if followErr != nil {
+		return nil, followErr
+	}
+	sum.elapsed = time.Since(start)
+	return sum, nil
+}
+
+// job makes job i: random rows, the precision mix, and every BadEvery-th
+// one invalid in one of three ways.
+func job(i int, cfg Config, m *model.Model, rng *rand.Rand) (*gearbox.Job, bool) {
+	rows := 1 + rng.IntN(cfg.MaxRows)
+	feats := m.InputFeatures
+	j := &gearbox.Job{ID: "demo-" + strconv.Itoa(i), Model: m.Name, Precision: mix[i%len(mix)]}
+	bad := cfg.BadEvery > 0 && i%cfg.BadEvery == cfg.BadEvery-1
+	kind := (i / max(cfg.BadEvery, 1)) % 3
+	if bad && kind == 0 {
+		feats++ // shape_mismatch
+	}
+	vals := make([]float32, rows*feats)
+	for k := range vals {
+		vals[k] = float32(rng.NormFloat64())
+	}
+	if bad && kind == 1 {
+		vals[rng.IntN(len(vals))] = float32(math.NaN()) // bad_request
+	}
+	if bad && kind == 2 {
+		j.Model = "no-such-model" // unknown_model
+	}
+	j.Input = gearbox.NewTensor(rows, feats, vals)
+	return j, bad
+}
+
+// jobIndex parses the index out of a demo job id.
+func jobIndex(id string) (int, bool) {
+	s, ok := strings.CutPrefix(id, "demo-")
+	if !ok {
+		return 0, false
+	}
+	i, err := strconv.Atoi(s)
+	return i, err == nil
+}

@@ -1,0 +1,202 @@
+package demo
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/gearbox-inference/gearbox"
+	"github.com/gearbox-inference/gearbox/precision"
+)
+
+// Summary is what a demo run measured.
+type Summary struct {
+	mu        sync.Mutex
+	sentAt    []time.Time
+	asked     []precision.Format
+	bad       []bool
+	answered  []bool
+	latencies []time.Duration
+	batches   map[string]int // batch id → rows
+	ran       map[[2]precision.Format]int
+	codes     map[gearbox.Code]int
+	expectBad int
+	wrong     int // results whose success or failure was not what the job called for
+	n         int
+	start     time.Time
+	published time.Duration
+	elapsed   time.Duration
+}
+
+func newSummary(jobs int) *Summary {
+	return &Summary{
+		sentAt:   make([]time.Time, jobs),
+		asked:    make([]precision.Format, jobs),
+		bad:      make([]bool, jobs),
+		answered: make([]bool, jobs),
+		batches:  map[string]int{},
+		ran:      map[[2]precision.Format]int{},
+		codes:    map[gearbox.Code]int{},
+	}
+}
+
+func (s *Summary) sent(i int, j *gearbox.Job, bad bool, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sentAt[i], s.asked[i], s.bad[i] = at, j.Precision, bad
+	if bad {
+		s.expectBad++
+	}
+}
+
+// add records a result; it reports whether it answered a demo job for the
+// first time.
+func (s *Summary) add(r *gearbox.Result, at time.Time) bool {
+	i, ok := jobIndex(r.ID)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !ok || i >= len(s.answered) || s.answered[i] || s.sentAt[i].IsZero() {
+		return false
+	}
+	s.answered[i] = true
+	s.n++
+	s.latencies = append(s.latencies, at.Sub(s.sentAt[i]))
+	if (r.Error != nil) != s.bad[i] {
+		s.wrong++
+	}
+	if r.Error != nil {
+		s.codes[r.Error.Code]++
+		return true
+	}
+	s.batches[r.Batch] = r.BatchRows
+	s.ran[[2]precision.Format{s.asked[i], r.Precision}]++
+	return true
+}
+
+func (s *Summary) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n
+}
+
+// Results is the number of jobs answered.
+func (s *Summary) Results() int { return s.count() }
+
+// Errors is the number of jobs answered with an error.
+func (s *Summary) Errors() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return sumCodes(s.codes)
+}
+
+// Unexpected is the number of results that failed when the job was valid
+// or succeeded when it was not.
+func (s *Summary) Unexpected() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.wrong
+}
+
+// JobsPerSecond is answered jobs over the time from the first publish to
+// the last result.
+func (s *Summary) JobsPerSecond() float64 {
+	return float64(s.count()) / s.elapsed.Seconds()
+}
+
+// progress draws a progress bar on w until the returned stop is called.
+func (s *Summary) progress(w io.Writer, total int) (stop func()) {
+	if w == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	draw := func() {
+		n := s.count()
+		const width = 40
+		fill := width * n / total
+		rate := float64(n) / time.Since(s.start).Seconds()
+		fmt.Fprintf(w, "\r[%s%s] %6d/%d results  %7.0f jobs/s", strings.Repeat("=", fill), strings.Repeat(" ", width-fill), n, total, rate)
+	}
+	wg.Go(func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				draw()
+				fmt.Fprintln(w)
+				return
+			case <-t.C:
+				draw()
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
+// Print writes the summary table.
+func (s *Summary) Print(w io.Writer) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	lat := slices.Clone(s.latencies)
+	slices.Sort(lat)
+	pct := func(p float64) string {
+		if len(lat) == 0 {
+			return "-"
+		}
+		return lat[min(len(lat)-1, int(p*float64(len(lat))))].Round(10 * time.Microsecond).String()
+	}
+	rows, nb := 0, 0
+	for _, r := range s.batches {
+		rows += r
+		nb++
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "jobs answered\t%d\n", s.n)
+	fmt.Fprintf(tw, "throughput\t%.0f jobs/s (%.2fs from first publish to last result; publishing took %.2fs)\n",
+		float64(s.n)/s.elapsed.Seconds(), s.elapsed.Seconds(), s.published.Seconds())
+	fmt.Fprintf(tw, "latency p50 / p95 / p99\t%s / %s / %s (publish to result received)\n", pct(0.50), pct(0.95), pct(0.99))
+	if nb > 0 {
+		fmt.Fprintf(tw, "batches\t%d, mean %.1f rows per batch\n", nb, float64(rows)/float64(nb))
+	}
+	tw.Flush()
+
+	fmt.Fprintln(w, "\nresults by precision (asked → ran):")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	keys := make([][2]precision.Format, 0, len(s.ran))
+	for k := range s.ran {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		return keys[i][0] < keys[j][0] || keys[i][0] == keys[j][0] && keys[i][1] < keys[j][1]
+	})
+	for _, k := range keys {
+		fmt.Fprintf(tw, "  %s\t→ %s\t%d\n", k[0], k[1], s.ran[k])
+	}
+	tw.Flush()
+
+	fmt.Fprintf(w, "\nerrors: %d (the load generator sent %d invalid jobs on purpose)\n", sumCodes(s.codes), s.expectBad)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, c := range gearbox.Codes {
+		if n := s.codes[c]; n > 0 {
+			fmt.Fprintf(tw, "  %s\t%d\n", c, n)
+		}
+	}
+	tw.Flush()
+	if s.wrong > 0 {
+		fmt.Fprintf(w, "\nWARNING: %d results did not match what their job called for\n", s.wrong)
+	}
+}
+
+func sumCodes(m map[gearbox.Code]int) int {
+	n := 0
+	for _, c := range m {
+		n += c
+	}
+	return n
+}

@@ -1,0 +1,77 @@
+package cpu
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/gearbox-inference/gearbox/kernels"
+	"github.com/gearbox-inference/gearbox/model"
+	"github.com/gearbox-inference/gearbox/precision"
+)
+
+func init() {
+	kernels.Register("cpu", open)
+}
+
+// open is the kernels.Opener for the kind "cpu": it accepts the spec "cpu"
+// alone, since there is one host CPU and no device index to choose.
+func open(spec string) (kernels.Backend, error) {
+	if spec != "cpu" {
+		return nil, fmt.Errorf("cpu: device spec %q not supported: the CPU backend takes the spec \"cpu\" only", spec)
+	}
+	return New(Config{})
+}
+
+// Backend runs forward passes on the host CPU. It is safe for concurrent use
+// by several goroutines and holds no per-model state.
+type Backend struct {
+	threads int
+	scratch sync.Pool // of *scratch
+}
+
+var _ kernels.Backend = (*Backend)(nil)
+
+// New returns a Backend configured by cfg. It fails with an error wrapping
+// ErrInvalidConfig when a field is out of range.
+func New(cfg Config) (*Backend, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Backend{threads: cfg.Threads, scratch: sync.Pool{New: scratchNew}}, nil
+}
+
+// Name returns "cpu".
+func (b *Backend) Name() string { return "cpu" }
+
+// Threads returns how many goroutines a forward pass uses.
+func (b *Backend) Threads() int { return b.threads }
+
+// Supports reports whether Forward can run at p: fp32 only, for now.
+func (b *Backend) Supports(p precision.Format) bool { return p == precision.FP32 }
+
+// Forward runs m on rows rows of in (rows × m.InputFeatures values,
+// row-major) at precision p and returns a new slice of rows ×
+// m.OutputFeatures values. It fails with an error wrapping
+// kernels.ErrUnsupported when p is not supported, with a plain error when in
+// has the wrong length or m is malformed, and with ctx.Err() when ctx ends
+// before the pass does (it checks between layers). in is not modified.
+func (b *Backend) Forward(ctx context.Context, m *model.Model, p precision.Format, in []float32, rows int) ([]float32, error) {
+	if !b.Supports(p) {
+		return nil, fmt.Errorf("cpu: %w: %q", kernels.ErrUnsupported, p)
+	}
+	if err := checkModel(m); err != nil {
+		return nil, err
+	}
+	if err := checkInput(len(in), rows, m.InputFeatures); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return b.forwardFP32(ctx, m, in, rows)
+}
+
+// Close releases nothing: a Backend holds no resources beyond pooled
+// scratch memory, and stays usable after Close.
+func (b *Backend) Close() error { return nil }

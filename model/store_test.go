@@ -1,0 +1,265 @@
+package model_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/gearbox-inference/gearbox/model"
+)
+
+// setupJetStream starts an in-process NATS server with JetStream and returns
+// a JetStream context connected to it; both are shut down with the test.
+func setupJetStream(t *testing.T) jetstream.JetStream {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(5 * time.Second) {
+		t.Fatal("nats-server did not start")
+	}
+	t.Cleanup(func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+	})
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestPushFetchList(t *testing.T) {
+	js := setupJetStream(t)
+	ctx := ctxFor(t)
+
+	if names, err := model.List(ctx, js, ""); err != nil || len(names) != 0 {
+		t.Errorf("List before any push = %v, %v; want none", names, err)
+	}
+	if _, err := model.Fetch(ctx, js, "", "demo"); !errors.Is(err, model.ErrNotFound) || !errors.Is(err, jetstream.ErrBucketNotFound) {
+		t.Errorf("Fetch before any push: got error %v; want %v wrapping %v", err, model.ErrNotFound, jetstream.ErrBucketNotFound)
+	}
+
+	var pushed []*model.Model
+	for i, c := range []model.SynthConfig{
+		{Name: "mlp", Dims: []int{64, 256, 256, 10}, Seed: 1, DType: model.DTypeBF16},
+		{Name: "tiny", Dims: []int{4, 2}, Seed: 2, Softmax: true},
+	} {
+		m, err := model.Synth(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := filepath.Join(t.TempDir(), "dir"+string(rune('a'+i)))
+
+		if err := model.Save(m, dir); err != nil {
+			t.Fatal(err)
+		}
+		p, err := model.Push(ctx, js, "", dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Digest != m.Digest {
+			t.Errorf("pushed digest %s; want %s", p.Digest, m.Digest)
+		}
+		pushed = append(pushed, m)
+	}
+
+	for _, want := range pushed {
+		got, err := model.Fetch(ctx, js, "", want.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := sameModel(want, got); d != nil {
+			t.Errorf("Fetch(%s) differs: %v", want.Name, d)
+		}
+		if got.Digest != want.Digest {
+			t.Errorf("Fetch(%s) digest %s; want %s", want.Name, got.Digest, want.Digest)
+		}
+	}
+
+	names, err := model.List(ctx, js, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"mlp", "tiny"}; !slices.Equal(names, want) {
+		t.Errorf("List = %v; want %v", names, want)
+	}
+
+	_, err = model.Fetch(ctx, js, "", "absent")
+	if !errors.Is(err, model.ErrNotFound) || !errors.Is(err, jetstream.ErrObjectNotFound) || !strings.Contains(err.Error(), `"absent"`) {
+		t.Errorf("Fetch(absent): got error %v; want %v wrapping %v", err, model.ErrNotFound, jetstream.ErrObjectNotFound)
+	}
+	if _, err := model.Fetch(ctx, js, "", "no/such.name"); !errors.Is(err, model.ErrNotFound) {
+		t.Errorf("Fetch(invalid name): got error %v; want %v", err, model.ErrNotFound)
+	}
+}
+
+func TestPushUpdate(t *testing.T) {
+	js := setupJetStream(t)
+	ctx := ctxFor(t)
+	dir := t.TempDir()
+	var last *model.Model
+	for seed := range int64(2) {
+		m, err := model.Synth(model.SynthConfig{Name: "m", Dims: []int{8, 4}, Seed: seed})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := model.Save(m, dir); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := model.Push(ctx, js, "", dir); err != nil {
+			t.Fatal(err)
+		}
+		last = m
+	}
+	got, err := model.Fetch(ctx, js, "", "m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Digest != last.Digest {
+		t.Errorf("Fetch after re-push: digest %s; want the latest %s", got.Digest, last.Digest)
+	}
+}
+
+func TestPushRefusesInvalidModel(t *testing.T) {
+	js := setupJetStream(t)
+	ctx := ctxFor(t)
+	dir := writeModel(t, t.TempDir(), demoManifest(), append(demoTensors(), tensor("stray", 1)))
+	_, err := model.Push(ctx, js, "", dir)
+	if !errors.Is(err, model.ErrTensorMismatch) {
+		t.Fatalf("got error %v; want %v", err, model.ErrTensorMismatch)
+	}
+	if names, err := model.List(ctx, js, ""); err != nil || len(names) != 0 {
+		t.Errorf("List after a refused push = %v, %v; want none", names, err)
+	}
+	if _, err := js.ObjectStore(ctx, model.Bucket); !errors.Is(err, jetstream.ErrBucketNotFound) {
+		t.Errorf("a refused push created the bucket (err %v)", err)
+	}
+}
+
+// TestFetchTorn puts a manifest and weights from two different pushes, as a
+// reader racing a push could see them.
+func TestFetchTorn(t *testing.T) {
+	js := setupJetStream(t)
+	ctx := ctxFor(t)
+	a, _ := model.Synth(model.SynthConfig{Name: "m", Dims: []int{8, 4}, Seed: 1})
+	b, _ := model.Synth(model.SynthConfig{Name: "m", Dims: []int{8, 4}, Seed: 2})
+	dirA, dirB := filepath.Join(t.TempDir(), "a"), filepath.Join(t.TempDir(), "b")
+	if err := model.Save(a, dirA); err != nil {
+		t.Fatal(err)
+	}
+	if err := model.Save(b, dirB); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := model.Push(ctx, js, "", dirA); err != nil {
+		t.Fatal(err)
+	}
+	obs, err := js.ObjectStore(ctx, model.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	weightsB, _ := os.ReadFile(filepath.Join(dirB, model.WeightsFile))
+	meta := jetstream.ObjectMeta{Name: "m/" + model.WeightsFile, Metadata: map[string]string{"gearbox-digest": b.Digest}}
+	if _, err := obs.Put(ctx, meta, bytes.NewReader(weightsB)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = model.Fetch(ctx, js, "", "m")
+	if !errors.Is(err, model.ErrInconsistent) {
+		t.Errorf("got error %v; want %v", err, model.ErrInconsistent)
+	}
+
+	// Once the push completes, Fetch succeeds.
+	if _, err := model.Push(ctx, js, "", dirB); err != nil {
+		t.Fatal(err)
+	}
+	got, err := model.Fetch(ctx, js, "", "m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Digest != b.Digest {
+		t.Errorf("digest %s; want %s", got.Digest, b.Digest)
+	}
+}
+
+// TestFetchValidates checks that objects put by other tools (with no digest
+// metadata) are loaded and validated like files.
+func TestFetchValidates(t *testing.T) {
+	js := setupJetStream(t)
+	ctx := ctxFor(t)
+	obs, err := js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: model.Bucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var weights bytes.Buffer
+	if err := model.WriteSafetensors(&weights, demoTensors()); err != nil {
+		t.Fatal(err)
+	}
+	put := func(name string, data []byte) {
+		if _, err := obs.PutBytes(ctx, name, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("demo/model.safetensors", weights.Bytes())
+	put("demo/model.json", []byte(`{"name":"demo","input_features":8,"layers":[{"op":"linear","weight":"l0.weight"}]}`))
+	_, err = model.Fetch(ctx, js, "", "demo")
+	if !errors.Is(err, model.ErrTensorMismatch) || !strings.Contains(err.Error(), "gearbox_models/demo/model.safetensors") {
+		t.Errorf("got error %v; want %v naming gearbox_models/demo/model.safetensors", err, model.ErrTensorMismatch)
+	}
+
+	// A manifest whose name is not the one it is stored under.
+	put("other/model.safetensors", weights.Bytes())
+	mf, _ := os.ReadFile(filepath.Join(writeModel(t, t.TempDir(), demoManifest(), demoTensors()), model.ManifestFile))
+	put("other/model.json", mf)
+	_, err = model.Fetch(ctx, js, "", "other")
+	if !errors.Is(err, model.ErrInvalidManifest) || !strings.Contains(err.Error(), `"other"`) {
+		t.Errorf("got error %v; want %v", err, model.ErrInvalidManifest)
+	}
+}
+
+// TestStoreBucket checks that a named bucket (another deployment's prefix)
+// is used, and is separate from the default one.
+func TestStoreBucket(t *testing.T) {
+	js := setupJetStream(t)
+	ctx := ctxFor(t)
+	m, _ := model.Synth(model.SynthConfig{Name: "m", Dims: []int{4, 2}})
+	dir := t.TempDir()
+	if err := model.Save(m, dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := model.Push(ctx, js, "staging_models", dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := model.Fetch(ctx, js, "staging_models", "m"); err != nil {
+		t.Error(err)
+	}
+	if names, err := model.List(ctx, js, "staging_models"); err != nil || !slices.Equal(names, []string{"m"}) {
+		t.Errorf("List(staging_models) = %v, %v; want [m]", names, err)
+	}
+	_, err := model.Fetch(ctx, js, model.Bucket, "m")
+	if !errors.Is(err, model.ErrNotFound) || !strings.Contains(err.Error(), model.Bucket) {
+		t.Errorf("Fetch from the default bucket: got error %v; want %v naming %s", err, model.ErrNotFound, model.Bucket)
+	}
+}

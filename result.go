@@ -1,0 +1,26 @@
+package gearbox
+
+import "github.com/gearbox-inference/gearbox/precision"
+
+// Result answers one Job. On success Output holds [rows, outputs] as f32 and
+// Error is nil; on failure Error is set and Output absent.
+type Result struct {
+	ID     string  `json:"id" msgpack:"id"`
+	Model  string  `json:"model" msgpack:"model"`
+	Output *Tensor `json:"output,omitempty" msgpack:"output,omitempty"`
+	// Precision is the precision the forward pass actually ran at: never
+	// auto, never a precision that was not run. Empty when nothing ran.
+	Precision precision.Format `json:"precision,omitempty" msgpack:"precision,omitempty"`
+	// Worker names the worker that produced the result.
+	Worker string `json:"worker" msgpack:"worker"`
+	// Batch identifies the batch the job ran in; BatchRows is its size.
+	// A job split across batches reports the first.
+	Batch     string `json:"batch,omitempty" msgpack:"batch,omitempty"`
+	BatchRows int    `json:"batch_rows,omitempty" msgpack:"batch_rows,omitempty"`
+	// QueuedMs is the time from the job's publish (the stream's timestamp)
+	// until its batch started computing; ComputeMs the batch's compute time.
+	QueuedMs  float64           `json:"queued_ms" msgpack:"queued_ms"`
+	ComputeMs float64           `json:"compute_ms" msgpack:"compute_ms"`
+	Error     *Error            `json:"error,omitempty" msgpack:"error,omitempty"`
+	Meta      map[string]string `json:"meta,omitempty" msgpack:"meta,omitempty"`
+}

@@ -1,0 +1,184 @@
+package gearbox
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+
+	"github.com/x448/float16"
+)
+
+// DType is the element type of a Tensor on the wire.
+type DType string
+
+// The tensor element types.
+const (
+	F32  DType = "f32"
+	F16  DType = "f16"
+	BF16 DType = "bf16"
+)
+
+// Size is the number of bytes of one element, or 0 for an unknown dtype.
+func (d DType) Size() int {
+	switch d {
+	case F32:
+		return 4
+	case F16, BF16:
+		return 2
+	}
+	return 0
+}
+
+// Tensor is a 2-D array [rows, features] of little-endian, row-major
+// elements. In JSON, Data is base64; a JSON tensor may give Values (a flat
+// array of numbers) instead of Data, and the worker writes Values in JSON
+// results.
+type Tensor struct {
+	DType DType  `json:"dtype" msgpack:"dtype"`
+	Shape []int  `json:"shape" msgpack:"shape"`
+	Data  []byte `json:"data,omitempty" msgpack:"data"`
+}
+
+// NewTensor returns an f32 tensor of shape [rows, features] holding values
+// (which must have rows*features elements).
+func NewTensor(rows, features int, values []float32) Tensor {
+	if len(values) != rows*features {
+		panic(fmt.Sprintf("gearbox.NewTensor: %d values for shape [%d, %d]", len(values), rows, features))
+	}
+	data := make([]byte, 4*len(values))
+	for i, v := range values {
+		binary.LittleEndian.PutUint32(data[4*i:], math.Float32bits(v))
+	}
+	return Tensor{DType: F32, Shape: []int{rows, features}, Data: data}
+}
+
+// Rows is the tensor's first dimension, or 0 if it is not 2-D.
+func (t *Tensor) Rows() int {
+	if len(t.Shape) != 2 {
+		return 0
+	}
+	return t.Shape[0]
+}
+
+// Features is the tensor's second dimension, or 0 if it is not 2-D.
+func (t *Tensor) Features() int {
+	if len(t.Shape) != 2 {
+		return 0
+	}
+	return t.Shape[1]
+}
+
+// Check reports (as a bad_request *Error) a tensor that is not 2-D with
+// positive dims, has an unknown dtype, or whose data length does not match
+// its shape. It does not look at the values.
+func (t *Tensor) Check() error {
+	if t.DType.Size() == 0 {
+		return Errorf(CodeBadRequest, "tensor dtype %q is not one of f32, f16, bf16", t.DType)
+	}
+	if len(t.Shape) != 2 {
+		return Errorf(CodeBadRequest, "tensor shape %v must be [rows, features]", t.Shape)
+	}
+	if t.Shape[0] <= 0 || t.Shape[1] <= 0 {
+		return Errorf(CodeBadRequest, "tensor shape %v must have positive dimensions", t.Shape)
+	}
+	n := int64(t.Shape[0]) * int64(t.Shape[1])
+	if n > math.MaxInt32 || int64(len(t.Data)) != n*int64(t.DType.Size()) {
+		return Errorf(CodeBadRequest, "tensor data is %d bytes; shape %v of %s needs %d", len(t.Data), t.Shape, t.DType, n*int64(t.DType.Size()))
+	}
+	return nil
+}
+
+// Float32s decodes the tensor into dst (grown as needed) as float32 and
+// returns it. F16 and BF16 widen exactly. It fails with a bad_request
+// *Error if the tensor is malformed or holds a NaN or infinity (naming the
+// first one's row and column).
+func (t *Tensor) Float32s(dst []float32) ([]float32, error) {
+	if err := t.Check(); err != nil {
+		return dst, err
+	}
+	n := t.Shape[0] * t.Shape[1]
+	start := len(dst)
+	dst = append(dst, make([]float32, n)...)
+	out := dst[start:]
+	d := t.Data
+	switch t.DType {
+	case F32:
+		for i := range out {
+			out[i] = math.Float32frombits(binary.LittleEndian.Uint32(d[4*i:]))
+		}
+	case F16:
+		for i := range out {
+			out[i] = float16.Frombits(binary.LittleEndian.Uint16(d[2*i:])).Float32()
+		}
+	case BF16:
+		for i := range out {
+			out[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(d[2*i:])) << 16)
+		}
+	}
+	for i, v := range out {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return dst[:start], Errorf(CodeBadRequest, "input has a non-finite value (%v) at row %d, feature %d", v, i/t.Shape[1], i%t.Shape[1])
+		}
+	}
+	return dst, nil
+}
+
+// Values decodes the tensor as float32; see Float32s.
+func (t *Tensor) Values() ([]float32, error) { return t.Float32s(nil) }
+
+// jsonTensor is Tensor's JSON form, with the values alternative.
+type jsonTensor struct {
+	DType  DType     `json:"dtype,omitempty"`
+	Shape  []int     `json:"shape,omitempty"`
+	Data   []byte    `json:"data,omitempty"`
+	Values []float64 `json:"values,omitempty"`
+}
+
+// UnmarshalJSON accepts data (base64) or values (numbers). With values, the
+// dtype defaults to f32 and the shape to [1, len(values)].
+func (t *Tensor) UnmarshalJSON(b []byte) error {
+	var j jsonTensor
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*t = Tensor{DType: j.DType, Shape: j.Shape, Data: j.Data}
+	if j.Values == nil {
+		return nil
+	}
+	if j.Data != nil {
+		return fmt.Errorf("tensor has both data and values")
+	}
+	if t.DType == "" {
+		t.DType = F32
+	}
+	if t.DType != F32 {
+		return fmt.Errorf("tensor values need dtype f32, not %q", t.DType)
+	}
+	if t.Shape == nil {
+		t.Shape = []int{1, len(j.Values)}
+	}
+	t.Data = make([]byte, 4*len(j.Values))
+	for i, v := range j.Values {
+		if math.Abs(v) > math.MaxFloat32 {
+			return fmt.Errorf("tensor value %d (%g) is out of float32 range", i, v)
+		}
+		binary.LittleEndian.PutUint32(t.Data[4*i:], math.Float32bits(float32(v)))
+	}
+	return nil
+}
+
+// MarshalJSON writes finite f32 tensors as values (numbers), others as data.
+func (t Tensor) MarshalJSON() ([]byte, error) {
+	j := jsonTensor{DType: t.DType, Shape: t.Shape}
+	// JSON has no NaN or infinity: such tensors go as data.
+	if vs, err := t.Values(); t.DType == F32 && err == nil {
+		j.Values = make([]float64, len(vs))
+		for i, v := range vs {
+			j.Values[i] = float64(v)
+		}
+	} else {
+		j.Data = t.Data
+	}
+	return json.Marshal(j)
+}

@@ -1,0 +1,238 @@
+package gearbox_test
+
+import (
+	"encoding/json"
+	"errors"
+	"math"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/gearbox-inference/gearbox"
+	"github.com/gearbox-inference/gearbox/precision"
+)
+
+func sampleJob() *gearbox.Job {
+	return &gearbox.Job{
+		ID:        "job-1",
+		Model:     "mlp",
+		Input:     gearbox.NewTensor(2, 3, []float32{1, -2, 3.5, 0, 1e-3, -7}),
+		Precision: precision.BF16,
+		MaxError:  0.01,
+		Priority:  3,
+		Deadline:  1_800_000_000_000,
+		ReplyTo:   "_INBOX.abc",
+		Meta:      map[string]string{"tenant": "a"},
+	}
+}
+
+func TestJobRoundTrip(t *testing.T) {
+	for _, enc := range []gearbox.Encoding{gearbox.Msgpack, gearbox.JSON} {
+		t.Run(enc.String(), func(t *testing.T) {
+			want := sampleJob()
+			data, err := enc.Marshal(want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := gearbox.DecodeJob(data, enc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("got %+v; want %+v", got, want)
+			}
+		})
+	}
+}
+
+// TestWireNames pins the field names of wire contract v1 (docs/wire.md).
+func TestWireNames(t *testing.T) {
+	j := sampleJob()
+	b, _ := json.Marshal(j)
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"id", "model", "input", "precision", "max_error", "priority", "deadline", "reply_to", "meta"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("job JSON lacks %q: %s", k, b)
+		}
+	}
+	out := gearbox.NewTensor(1, 2, []float32{0.5, 1})
+	r := gearbox.Result{ID: "x", Model: "m", Output: &out, Precision: precision.FP32, Worker: "w", Batch: "w-1",
+		BatchRows: 4, QueuedMs: 1.5, ComputeMs: 0.25, Error: &gearbox.Error{Code: gearbox.CodeExpired, Message: "late"}, Meta: map[string]string{"k": "v"}}
+	b, _ = json.Marshal(r)
+	m = nil
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"id", "model", "output", "precision", "worker", "batch", "batch_rows", "queued_ms", "compute_ms", "error", "meta"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("result JSON lacks %q: %s", k, b)
+		}
+	}
+	if got := m["error"].(map[string]any)["code"]; got != "expired" {
+		t.Errorf("error code = %v; want expired", got)
+	}
+	if got := m["output"].(map[string]any)["values"]; !reflect.DeepEqual(got, []any{0.5, 1.0}) {
+		t.Errorf("JSON output values = %v; want [0.5 1]", got)
+	}
+}
+
+func TestResultRoundTrip(t *testing.T) {
+	out := gearbox.NewTensor(2, 2, []float32{1, 2, 3, float32(math.Inf(1))})
+	want := &gearbox.Result{ID: "a", Model: "m", Output: &out, Precision: precision.FP8, Worker: "w", Batch: "w-7", BatchRows: 9, QueuedMs: 2, ComputeMs: 1}
+	for _, enc := range []gearbox.Encoding{gearbox.Msgpack, gearbox.JSON} {
+		data, err := enc.Marshal(want)
+		if err != nil {
+			t.Fatalf("%s: %v", enc, err)
+		}
+		got, err := gearbox.DecodeResult(data, enc)
+		if err != nil {
+			t.Fatalf("%s: %v", enc, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: got %+v; want %+v", enc, got, want)
+		}
+	}
+}
+
+func TestJSONValues(t *testing.T) {
+	cases := []struct {
+		name, in string
+		rows     int
+		want     []float32
+		wantErr  string
+	}{
+		{"values with shape", `{"shape":[2,2],"values":[1,2,3,4]}`, 2, []float32{1, 2, 3, 4}, ""},
+		{"values without shape", `{"values":[0.5,-1]}`, 1, []float32{0.5, -1}, ""},
+		{"data base64", `{"dtype":"f32","shape":[1,1],"data":"AACAPw=="}`, 1, []float32{1}, ""},
+		{"both", `{"shape":[1,1],"data":"AACAPw==","values":[1]}`, 0, nil, "both data and values"},
+		{"values f16", `{"dtype":"f16","values":[1]}`, 0, nil, "need dtype f32"},
+		{"out of range", `{"values":[1e300]}`, 0, nil, "out of float32 range"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var tn gearbox.Tensor
+			err := json.Unmarshal([]byte(c.in), &tn)
+			if c.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+					t.Fatalf("err = %v; want it to mention %q", err, c.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := tn.Values()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tn.Rows() != c.rows || !reflect.DeepEqual(got, c.want) {
+				t.Errorf("got rows %d %v; want %d %v", tn.Rows(), got, c.rows, c.want)
+			}
+		})
+	}
+}
+
+func TestTensorDTypes(t *testing.T) {
+	// 1.5 and -2 are exact in f16 and bf16.
+	f16 := gearbox.Tensor{DType: gearbox.F16, Shape: []int{1, 2}, Data: []byte{0x00, 0x3e, 0x00, 0xc0}}
+	bf16 := gearbox.Tensor{DType: gearbox.BF16, Shape: []int{1, 2}, Data: []byte{0xc0, 0x3f, 0x00, 0xc0}}
+	for _, tn := range []gearbox.Tensor{f16, bf16} {
+		got, err := tn.Values()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []float32{1.5, -2}; !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: got %v; want %v", tn.DType, got, want)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	nan := gearbox.NewTensor(1, 2, []float32{1, float32(math.NaN())})
+	cases := []struct {
+		name string
+		edit func(j *gearbox.Job)
+		want string // substring of the message; "" = valid
+	}{
+		{"valid", func(j *gearbox.Job) {}, ""},
+		{"auto precision", func(j *gearbox.Job) { j.Precision = "" }, ""},
+		{"missing id", func(j *gearbox.Job) { j.ID = "" }, "no id"},
+		{"long id", func(j *gearbox.Job) { j.ID = strings.Repeat("x", 129) }, "at most 128"},
+		{"no model", func(j *gearbox.Job) { j.Model = "" }, "names no model"},
+		{"bad model token", func(j *gearbox.Job) { j.Model = "a.b" }, "only letters"},
+		{"bad precision", func(j *gearbox.Job) { j.Precision = "int8" }, "unknown precision"},
+		{"negative max_error", func(j *gearbox.Job) { j.MaxError = -1 }, "max_error"},
+		{"bad reply_to", func(j *gearbox.Job) { j.ReplyTo = "a.*" }, "reply_to"},
+		{"bad dtype", func(j *gearbox.Job) { j.Input.DType = "f64" }, "dtype"},
+		{"1-d shape", func(j *gearbox.Job) { j.Input.Shape = []int{6} }, "[rows, features]"},
+		{"short data", func(j *gearbox.Job) { j.Input.Data = j.Input.Data[:4] }, "needs 24"},
+		{"zero rows", func(j *gearbox.Job) { j.Input.Shape = []int{0, 3} }, "positive"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			j := sampleJob()
+			c.edit(j)
+			err := j.Validate()
+			if c.want == "" {
+				if err != nil {
+					t.Fatalf("Validate() = %v; want nil", err)
+				}
+				return
+			}
+			var e *gearbox.Error
+			if !errors.As(err, &e) || e.Code != gearbox.CodeBadRequest || !strings.Contains(e.Message, c.want) {
+				t.Fatalf("Validate() = %v; want bad_request mentioning %q", err, c.want)
+			}
+		})
+	}
+	if _, err := nan.Values(); err == nil || !strings.Contains(err.Error(), "row 0, feature 1") {
+		t.Errorf("NaN input: err = %v; want it to name row 0, feature 1", err)
+	}
+}
+
+func TestEncodingOf(t *testing.T) {
+	cases := map[string]gearbox.Encoding{
+		"":                                gearbox.Msgpack,
+		"application/json":                gearbox.JSON,
+		"Application/JSON; charset=utf-8": gearbox.JSON,
+		"application/msgpack":             gearbox.Msgpack,
+	}
+	for ct, want := range cases {
+		h := nats.Header{}
+		if ct != "" {
+			h.Set(gearbox.HeaderContentType, ct)
+		}
+		if got := gearbox.EncodingOf(h); got != want {
+			t.Errorf("EncodingOf(%q) = %v; want %v", ct, got, want)
+		}
+	}
+}
+
+func TestSubjects(t *testing.T) {
+	s := gearbox.DefaultSubjects
+	got := []string{s.Jobs("m"), s.Results("m"), s.Quality("m"), s.Dead("m"), s.Policy("m"),
+		s.JobsStream(), s.ResultsStream(), s.QualityStream(), s.DeadStream(), s.Consumer(), s.ModelBucket(), s.PolicyBucket()}
+	want := []string{"gearbox.jobs.m", "gearbox.results.m", "gearbox.quality.m", "gearbox.dead.m", "gearbox.policy.m",
+		"GEARBOX_JOBS", "GEARBOX_RESULTS", "GEARBOX_QUALITY", "GEARBOX_DEAD", "gearbox-workers", "gearbox_models", "gearbox_policy"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %v; want %v", got, want)
+	}
+	o, err := gearbox.NewSubjects("acme.prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Jobs("m") != "acme.prod.jobs.m" || o.JobsStream() != "ACME_PROD_JOBS" || o.Consumer() != "acme-prod-workers" {
+		t.Errorf("prefixed names: %s %s %s", o.Jobs("m"), o.JobsStream(), o.Consumer())
+	}
+	if s.ModelOf("gearbox.jobs.m") != "m" || s.ModelOf("gearbox.jobs.a.b") != "" || s.ModelOf("other.jobs.m") != "" {
+		t.Error("ModelOf misparses")
+	}
+	if _, err := gearbox.NewSubjects("bad prefix"); err == nil {
+		t.Error("NewSubjects accepted a prefix with a space")
+	}
+}

@@ -1,0 +1,119 @@
+package worker_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/gearbox-inference/gearbox"
+	"github.com/gearbox-inference/gearbox/worker"
+)
+
+// The end-to-end benchmarks publish b.N one-row jobs for a 64→256→10 model
+// and wait for b.N results in the result stream. BenchmarkRawJetStream moves
+// the same messages (job payload in, result payload out, ack after the
+// result is stored) through the same server with no batching and no
+// inference: the ceiling the worker is measured against.
+//
+//	go test -run '^$' -bench 'EndToEnd|RawJetStream' -benchtime 20000x -count 5 ./worker/
+
+func BenchmarkEndToEnd(b *testing.B) {
+	e := setup(b, gearbox.StreamsConfig{}, 64, 256, 10)
+	e.start("bench", worker.Config{}, nil)
+	jobs := make([]*gearbox.Job, b.N)
+	for i := range jobs {
+		jobs[i] = e.job(fmt.Sprintf("b-%d", i), 1, uint64(i))
+	}
+	b.ResetTimer()
+	start := time.Now()
+	go func() {
+		for _, j := range jobs {
+			for {
+				if _, err := e.client.SubmitAsync(j); err == nil {
+					break
+				}
+				<-e.js.PublishAsyncComplete()
+			}
+		}
+	}()
+	e.results(b.N)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "jobs/s")
+}
+
+func BenchmarkRawJetStream(b *testing.B) {
+	e := setup(b, gearbox.StreamsConfig{}, 64, 256, 10)
+	job, _ := gearbox.Msgpack.Marshal(e.job("b-0", 1, 1))
+	out := gearbox.NewTensor(1, 10, make([]float32, 10))
+	result, _ := gearbox.Msgpack.Marshal(&gearbox.Result{ID: "b-0", Model: "mlp", Output: &out, Precision: "fp32", Worker: "bench", Batch: "bench-1", BatchRows: 1})
+
+	// The "worker": pull, publish the result payload with a msg id, ack
+	// once it is stored.
+	nc := connect(b, e.srv)
+	js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	cons, err := js.Consumer(context.Background(), "GEARBOX_JOBS", "gearbox-workers")
+	if err != nil {
+		b.Fatal(err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(512))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer it.Stop()
+	type pend struct {
+		f   jetstream.PubAckFuture
+		msg jetstream.Msg
+	}
+	pending := make(chan pend, 4096)
+	go func() {
+		for p := range pending {
+			select {
+			case <-p.f.Ok():
+				p.msg.Ack()
+			case err := <-p.f.Err():
+				b.Error(err)
+			}
+		}
+	}()
+	go func() {
+		defer close(pending)
+		for i := 0; ; i++ {
+			msg, err := it.Next()
+			if err != nil {
+				return
+			}
+			m := nats.NewMsg("gearbox.results.mlp")
+			m.Data = result
+			m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("r-%d", i))
+			f, err := js.PublishMsgAsync(m)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			pending <- pend{f, msg}
+		}
+	}()
+
+	b.ResetTimer()
+	start := time.Now()
+	go func() {
+		for i := 0; i < b.N; i++ {
+			m := nats.NewMsg("gearbox.jobs.mlp")
+			m.Data = job
+			m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("b-%d", i))
+			for {
+				if _, err := e.js.PublishMsgAsync(m); err == nil {
+					break
+				}
+				<-e.js.PublishAsyncComplete()
+			}
+		}
+	}()
+	e.results(b.N)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "jobs/s")
+}

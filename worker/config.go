@@ -1,0 +1,123 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/nats-io/nuid"
+	"github.com/rs/zerolog"
+
+	"github.com/gearbox-inference/gearbox"
+)
+
+// ErrInvalidConfig is wrapped by Config.Validate's errors.
+var ErrInvalidConfig = errors.New("worker: invalid config")
+
+// Config configures a Worker. Zero fields take the defaults in their
+// comments.
+type Config struct {
+	// Name identifies the worker in results and logs (default
+	// hostname-<random>).
+	Name string
+	// Subjects names the deployment's subjects (default prefix "gearbox").
+	Subjects gearbox.Subjects
+	// Streams sizes the streams and the consumer when Provision is set.
+	Streams gearbox.StreamsConfig
+	// Provision creates or updates the streams and the consumer at start.
+	Provision bool
+
+	// MaxBatchRows is the most rows in one batch (default 256).
+	MaxBatchRows int
+	// MaxDelay is the longest a job waits, from its arrival at the worker,
+	// before its batch is flushed (default 5 ms).
+	MaxDelay time.Duration
+	// MaxQueuedRows bounds rows waiting in the batcher; the worker stops
+	// pulling while it is reached (default 4 × MaxBatchRows).
+	MaxQueuedRows int
+	// MaxJobBytes is the largest job payload accepted (default 8 MiB).
+	MaxJobBytes int
+	// MaxJobRows is the most rows one job may carry (default 65,536).
+	MaxJobRows int
+	// Prefetch is the most jobs a pull request asks for (default 2 ×
+	// MaxBatchRows). Prefetched jobs are on the ack clock: keep it near
+	// the rows the worker can finish within AckWait.
+	Prefetch int
+	// PullExpiry is the life of one pull request (default 5 s).
+	PullExpiry time.Duration
+
+	// Logger receives the worker's logs (default: disabled).
+	Logger *zerolog.Logger
+	// Metrics receives the worker's metrics (default: none recorded).
+	Metrics *Metrics
+}
+
+func (c Config) withDefaults() Config {
+	if c.Name == "" {
+		h, _ := os.Hostname()
+		if h == "" {
+			h = "worker"
+		}
+		c.Name = h + "-" + nuid.Next()[16:]
+	}
+	if c.Subjects.Prefix == "" {
+		c.Subjects = gearbox.DefaultSubjects
+	}
+	if c.MaxBatchRows == 0 {
+		c.MaxBatchRows = 256
+	}
+	if c.MaxDelay == 0 {
+		c.MaxDelay = 5 * time.Millisecond
+	}
+	if c.MaxQueuedRows == 0 {
+		c.MaxQueuedRows = 4 * c.MaxBatchRows
+	}
+	if c.MaxJobBytes == 0 {
+		c.MaxJobBytes = 8 << 20
+	}
+	if c.MaxJobRows == 0 {
+		c.MaxJobRows = 65536
+	}
+	if c.Prefetch == 0 {
+		c.Prefetch = 2 * c.MaxBatchRows
+	}
+	if c.PullExpiry == 0 {
+		c.PullExpiry = 5 * time.Second
+	}
+	if c.Logger == nil {
+		l := zerolog.Nop()
+		c.Logger = &l
+	}
+	return c
+}
+
+// Validate reports the first unusable field (after defaults).
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case c.MaxBatchRows < 1:
+		return bad("max batch rows %d must be ≥ 1", c.MaxBatchRows)
+	case c.MaxDelay < 0:
+		return bad("max delay %v must be ≥ 0", c.MaxDelay)
+	case c.MaxQueuedRows < c.MaxBatchRows:
+		return bad("max queued rows %d must be ≥ max batch rows %d", c.MaxQueuedRows, c.MaxBatchRows)
+	case c.MaxJobBytes < 64:
+		return bad("max job bytes %d is too small", c.MaxJobBytes)
+	case c.MaxJobRows < 1:
+		return bad("max job rows %d must be ≥ 1", c.MaxJobRows)
+	case c.Prefetch < 1:
+		return bad("prefetch %d must be ≥ 1", c.Prefetch)
+	case c.PullExpiry < time.Second:
+		return bad("pull expiry %v must be ≥ 1s", c.PullExpiry)
+	}
+	if c.Provision {
+		if err := c.Streams.Validate(); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,129 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/gearbox-inference/gearbox"
+	"github.com/gearbox-inference/gearbox/batcher"
+	"github.com/gearbox-inference/gearbox/precision"
+)
+
+// execute runs the batcher's batches, one at a time, until the batcher is
+// drained and closed.
+func (w *Worker) execute(ctx context.Context) {
+	var in []float32
+	for b := range w.batch.Batches() {
+		if ctx.Err() != nil {
+			continue // hard stop: compute and answer nothing more
+		}
+		in = w.runBatch(ctx, b, in)
+	}
+}
+
+// runBatch computes one batch and completes the jobs it finishes. in is a
+// reusable input buffer; the grown buffer is returned.
+func (w *Worker) runBatch(ctx context.Context, b batcher.Batch, in []float32) []float32 {
+	now := w.nowFn()
+	first := b.Parts[0].Item.Value.(*task)
+	m, prec := first.model, precision.Format(b.Key.Precision)
+	id := fmt.Sprintf("%s-%d", w.cfg.Name, b.ID)
+
+	// Parts of jobs that expired or already failed are not computed.
+	live := make([]batcher.Part, 0, len(b.Parts))
+	rows := 0
+	for _, p := range b.Parts {
+		t := p.Item.Value.(*task)
+		if d := t.job.DeadlineTime(); !d.IsZero() && !now.Before(d) {
+			t.fail(w.expired(t))
+		}
+		if t.failed() != nil {
+			w.partDone(ctx, p)
+			continue
+		}
+		p.Offset = rows // offsets within the computed rows
+		live = append(live, p)
+		rows += p.Rows
+	}
+	if rows == 0 {
+		return in
+	}
+	fin, fout := m.InputFeatures, m.OutputFeatures
+	in = in[:0]
+	for _, p := range live {
+		t := p.Item.Value.(*task)
+		in = append(in, t.in[p.Start*fin:(p.Start+p.Rows)*fin]...)
+	}
+
+	start := w.nowFn()
+	out, err := w.backend.Forward(ctx, m, prec, in, rows)
+	compute := w.nowFn().Sub(start)
+	if err != nil {
+		if ctx.Err() != nil {
+			return in // hard stop
+		}
+		w.log.Error().Err(err).Str("batch", id).Str("model", m.Name).Str("precision", string(prec)).
+			Int("rows", rows).Msg("forward failed")
+		for _, p := range live {
+			p.Item.Value.(*task).fail(gearbox.Errorf(gearbox.CodeInternal, "forward pass on %s failed: %v", w.backend.Name(), err))
+			w.partDone(ctx, p)
+		}
+		return in
+	}
+	if w.met != nil {
+		w.met.batchRows.WithLabelValues(m.Name, string(prec)).Observe(float64(rows))
+		w.met.computeSec.WithLabelValues(m.Name, string(prec)).Observe(compute.Seconds())
+	}
+	for _, p := range live {
+		t := p.Item.Value.(*task)
+		t.mu.Lock()
+		if t.out == nil {
+			t.out = make([]float32, t.rows()*fout)
+		}
+		copy(t.out[p.Start*fout:(p.Start+p.Rows)*fout], out[p.Offset*fout:(p.Offset+p.Rows)*fout])
+		if t.batch == "" {
+			t.batch, t.batchRows = id, rows
+			t.queued = start.Sub(t.published)
+			if w.met != nil {
+				w.met.queueSec.WithLabelValues(m.Name).Observe(t.queued.Seconds())
+			}
+		}
+		t.compute += compute
+		t.mu.Unlock()
+		w.partDone(ctx, p)
+	}
+	return in
+}
+
+// partDone accounts for a part's rows and answers its job once every row
+// of it is accounted for.
+func (w *Worker) partDone(ctx context.Context, p batcher.Part) {
+	if !p.Item.Done(p.Rows) {
+		return
+	}
+	t := p.Item.Value.(*task)
+	if e := t.failed(); e != nil {
+		w.answer(ctx, t, e)
+		return
+	}
+	t.mu.Lock()
+	out := gearbox.NewTensor(t.rows(), t.model.OutputFeatures, t.out)
+	r := &gearbox.Result{
+		ID:        t.job.ID,
+		Model:     t.job.Model,
+		Output:    &out,
+		Precision: t.prec,
+		Worker:    w.cfg.Name,
+		Batch:     t.batch,
+		BatchRows: t.batchRows,
+		QueuedMs:  ms(t.queued),
+		ComputeMs: ms(t.compute),
+		Meta:      t.job.Meta,
+	}
+	t.out, t.in = nil, nil
+	t.mu.Unlock()
+	w.publish(ctx, t, r, nil)
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

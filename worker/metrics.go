@@ -1,0 +1,61 @@
+package worker
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the worker's Prometheus metrics. One Metrics may be shared by
+// several workers in a process.
+type Metrics struct {
+	received   *prometheus.CounterVec
+	completed  *prometheus.CounterVec
+	failed     *prometheus.CounterVec
+	batchRows  *prometheus.HistogramVec
+	queueSec   *prometheus.HistogramVec
+	computeSec *prometheus.HistogramVec
+	inflight   prometheus.Gauge
+	redeliver  prometheus.Counter
+}
+
+// NewMetrics creates the worker metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gearbox_jobs_received_total",
+			Help: "Jobs pulled from the job stream, by model.",
+		}, []string{"model"}),
+		completed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gearbox_jobs_completed_total",
+			Help: "Jobs answered with an output, by model and the precision run.",
+		}, []string{"model", "precision"}),
+		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gearbox_jobs_failed_total",
+			Help: "Jobs answered with an error, by model and error code.",
+		}, []string{"model", "code"}),
+		batchRows: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "gearbox_batch_rows",
+			Help:    "Rows per computed batch, by model and precision.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 14),
+		}, []string{"model", "precision"}),
+		queueSec: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "gearbox_queue_seconds",
+			Help:    "Time from a job's publish to the start of its batch's compute, by model.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18),
+		}, []string{"model"}),
+		computeSec: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "gearbox_compute_seconds",
+			Help:    "Forward-pass time per batch, by model and precision.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
+		}, []string{"model", "precision"}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gearbox_inflight_rows",
+			Help: "Rows accepted by the worker and not yet answered.",
+		}),
+		redeliver: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gearbox_jobs_redelivered_total",
+			Help: "Jobs received on a second or later delivery.",
+		}),
+	}
+	reg.MustRegister(m.received, m.completed, m.failed, m.batchRows, m.queueSec, m.computeSec, m.inflight, m.redeliver)
+	return m
+}

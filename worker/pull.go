@@ -1,0 +1,194 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/gearbox-inference/gearbox"
+	"github.com/gearbox-inference/gearbox/batcher"
+	"github.com/gearbox-inference/gearbox/precision"
+)
+
+// pull reads jobs from the consumer and admits them until a graceful stop
+// (it drains the prefetched jobs first) or a hard stop. If the consumer is
+// deleted under it, it binds again (re-creating it when provisioning).
+func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer) error {
+	for {
+		err := w.pullFrom(ctx, cons)
+		if !errors.Is(err, jetstream.ErrConsumerDeleted) && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return err
+		}
+		w.log.Warn().Err(err).Msg("consumer gone; binding again")
+		for {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-w.graceful:
+				return nil
+			case <-time.After(time.Second):
+			}
+			if w.cfg.Provision {
+				cons, err = w.js.CreateOrUpdateConsumer(ctx, w.cfg.Subjects.JobsStream(), w.cfg.Subjects.ConsumerConfig(w.cfg.Streams))
+			} else {
+				cons, err = w.js.Consumer(ctx, w.cfg.Subjects.JobsStream(), w.cfg.Subjects.Consumer())
+			}
+			if err == nil {
+				break
+			}
+			w.log.Warn().Err(err).Msg("bind consumer")
+		}
+	}
+}
+
+func (w *Worker) pullFrom(ctx context.Context, cons jetstream.Consumer) error {
+	it, err := cons.Messages(
+		jetstream.PullMaxMessages(w.cfg.Prefetch),
+		jetstream.PullExpiry(w.cfg.PullExpiry),
+	)
+	if err != nil {
+		return err
+	}
+	stopped := make(chan struct{})
+	defer close(stopped)
+	go func() {
+		select {
+		case <-w.graceful:
+			it.Drain() // buffered jobs are still delivered by Next
+		case <-ctx.Done():
+			it.Stop()
+		case <-stopped:
+			it.Stop()
+		}
+	}()
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			switch {
+			case errors.Is(err, jetstream.ErrMsgIteratorClosed):
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				return nil
+			case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrConsumerNotFound),
+				errors.Is(err, jetstream.ErrConnectionClosed):
+				return err
+			}
+			// Missed heartbeats and the like are transient: the iterator
+			// goes on pulling.
+			w.log.Debug().Err(err).Msg("pull")
+			continue
+		}
+		if ctx.Err() != nil {
+			return ctx.Err() // hard stop: leave it unacked
+		}
+		if err := w.admit(ctx, msg); err != nil {
+			return err
+		}
+	}
+}
+
+// admit decodes and validates one job and hands it to the batcher, or
+// answers it at once with an error. It returns an error only when the
+// worker is stopping hard.
+func (w *Worker) admit(ctx context.Context, msg jetstream.Msg) error {
+	now := w.nowFn()
+	t := &task{msg: msg, arrived: now, touched: now, enc: gearbox.EncodingOf(msg.Headers())}
+	subj := msg.Subject()
+	t.subject = subj[strings.LastIndexByte(subj, '.')+1:]
+	if meta, err := msg.Metadata(); err == nil {
+		t.seq, t.delivered, t.published = meta.Sequence.Stream, meta.NumDelivered, meta.Timestamp
+	} else {
+		t.published = now
+	}
+	if t.delivered > 1 && w.met != nil {
+		w.met.redeliver.Inc()
+	}
+	if e := w.prepare(ctx, t); e != nil {
+		w.answer(ctx, t, e)
+		return nil
+	}
+	if w.met != nil {
+		w.met.received.WithLabelValues(t.model.Name).Inc()
+	}
+	t.item = &batcher.Item{
+		Key:      batcher.Key{Model: t.model.Name + "@" + t.model.Digest, Precision: string(t.prec)},
+		Rows:     t.rows(),
+		Priority: t.job.Priority,
+		Deadline: t.job.DeadlineTime(),
+		Value:    t,
+	}
+	w.track(t)
+	if err := w.batch.Add(ctx, t.item); err != nil {
+		w.untrack(t)
+		// Only a hard stop gets here: the batcher is closed after pulling
+		// ends. The job stays unacked and is redelivered.
+		return err
+	}
+	return nil
+}
+
+// prepare decodes and checks t's job against its model, and selects its
+// precision. A non-nil *Error says why the job cannot run.
+func (w *Worker) prepare(ctx context.Context, t *task) *gearbox.Error {
+	data := t.msg.Data()
+	if len(data) > w.cfg.MaxJobBytes {
+		return gearbox.Errorf(gearbox.CodeTooLarge, "job payload is %d bytes; this worker takes at most %d", len(data), w.cfg.MaxJobBytes)
+	}
+	job, err := gearbox.DecodeJob(data, t.enc)
+	if err != nil {
+		return gearbox.AsError(err)
+	}
+	t.job = job
+	if err := job.Validate(); err != nil {
+		return gearbox.AsError(err)
+	}
+	if job.Model != t.subject {
+		return gearbox.Errorf(gearbox.CodeBadRequest, "job %q names model %q but was published to %s", job.ID, job.Model, t.msg.Subject())
+	}
+	m, err := w.models.Get(ctx, job.Model)
+	if err != nil {
+		if errors.Is(err, ErrUnknownModel) {
+			return gearbox.Errorf(gearbox.CodeUnknownModel, "model %q is not loaded by worker %s and not in the model store", job.Model, w.cfg.Name)
+		}
+		return gearbox.Errorf(gearbox.CodeInternal, "load model %q: %v", job.Model, err)
+	}
+	t.model = m
+	if f := job.Input.Features(); f != m.InputFeatures {
+		return gearbox.Errorf(gearbox.CodeShapeMismatch, "job %q has %d input features; model %s takes %d", job.ID, f, m.Name, m.InputFeatures)
+	}
+	if r := job.Input.Rows(); r > w.cfg.MaxJobRows {
+		return gearbox.Errorf(gearbox.CodeTooLarge, "job %q has %d rows; this worker takes at most %d per job", job.ID, r, w.cfg.MaxJobRows)
+	}
+	if d := job.DeadlineTime(); !d.IsZero() && !w.nowFn().Before(d) {
+		return w.expired(t)
+	}
+	if t.in, err = job.Input.Float32s(nil); err != nil {
+		return gearbox.Errorf(gearbox.CodeBadRequest, "job %q: %s", job.ID, gearbox.AsError(err).Message)
+	}
+	t.prec = w.selectPrecision(t)
+	return nil
+}
+
+func (w *Worker) expired(t *task) *gearbox.Error {
+	return gearbox.Errorf(gearbox.CodeExpired, "job %q passed its deadline %s before it ran",
+		t.job.ID, t.job.DeadlineTime().UTC().Format(time.RFC3339Nano))
+}
+
+// selectPrecision picks the precision t runs at: the job's explicit request
+// or, for auto, the model's initial precision. Until the backends emulate
+// every format, a precision the backend cannot run falls back to fp32 — and
+// the result says fp32: a result never names a precision that did not run.
+func (w *Worker) selectPrecision(t *task) precision.Format {
+	p := t.job.Precision
+	if p == "" || p == precision.Auto {
+		p = t.model.Precision.Initial
+	}
+	if !w.backend.Supports(p) {
+		p = precision.FP32
+	}
+	return p
+}

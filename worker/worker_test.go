@@ -1,0 +1,396 @@
+package worker_test
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/gearbox-inference/gearbox"
+	"github.com/gearbox-inference/gearbox/precision"
+	"github.com/gearbox-inference/gearbox/worker"
+)
+
+// TestManyJobsManyWorkers: 10,000 jobs from 3 concurrent producers, 3
+// workers: exactly one stored result per job, each equal to the float64
+// reference forward of its own input.
+func TestManyJobsManyWorkers(t *testing.T) {
+	const jobs, producers = 10000, 3
+	if testing.Short() {
+		t.Skip("long: 10,000 jobs end to end")
+	}
+	e := setup(t, gearbox.StreamsConfig{})
+	for i := range 3 {
+		e.start(fmt.Sprintf("w%d", i), worker.Config{MaxBatchRows: 64, MaxDelay: 2 * time.Millisecond}, nil)
+	}
+	sent := make([]*gearbox.Job, jobs)
+	var wg sync.WaitGroup
+	for p := range producers {
+		wg.Go(func() {
+			nc := connect(t, e.srv)
+			c, err := gearbox.NewClient(nc)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			for i := p; i < jobs; i += producers {
+				j := e.job(fmt.Sprintf("job-%05d", i), 1+i%5, uint64(i))
+				sent[i] = j
+				if _, err := c.SubmitAsync(j); err != nil {
+					t.Errorf("submit %s: %v", j.ID, err)
+					return
+				}
+			}
+			select {
+			case <-c.JetStream().PublishAsyncComplete():
+			case <-time.After(60 * time.Second):
+				t.Error("publishes not acknowledged")
+			}
+		})
+	}
+	wg.Wait()
+	rs := e.results(jobs)
+	seen := map[string]bool{}
+	workers := map[string]int{}
+	for _, r := range rs {
+		if seen[r.ID] {
+			t.Fatalf("two results for %s", r.ID)
+		}
+		seen[r.ID] = true
+		workers[r.Worker]++
+		var i int
+		fmt.Sscanf(r.ID, "job-%05d", &i)
+		e.checkOutput(sent[i], r, 1e-5)
+		if r.Precision != precision.FP32 || r.Batch == "" || r.BatchRows < sent[i].Input.Rows() {
+			t.Fatalf("result %s: precision %q batch %q rows %d", r.ID, r.Precision, r.Batch, r.BatchRows)
+		}
+	}
+	// Give late duplicates a chance to show up before counting.
+	time.Sleep(200 * time.Millisecond)
+	if n := e.streamMsgs("GEARBOX_RESULTS"); n != jobs {
+		t.Errorf("result stream holds %d messages; want %d", n, jobs)
+	}
+	if n := e.streamMsgs("GEARBOX_JOBS"); n != 0 {
+		t.Errorf("job stream still holds %d jobs; want 0 (all acked)", n)
+	}
+	t.Logf("results per worker: %v", workers)
+}
+
+// TestKilledWorkerJobsRedelivered: a worker killed mid-batch acks nothing;
+// its jobs are redelivered to another worker, and every job still has
+// exactly one result.
+func TestKilledWorkerJobsRedelivered(t *testing.T) {
+	e := setup(t, gearbox.StreamsConfig{AckWait: time.Second})
+	g := newGated(e.backend)
+	victim := e.start("victim", worker.Config{MaxBatchRows: 8}, g)
+	const jobs = 40
+	sent := map[string]*gearbox.Job{}
+	for i := range jobs {
+		j := e.job(fmt.Sprintf("k-%d", i), 2, uint64(i))
+		sent[j.ID] = j
+		if _, err := e.client.Submit(context.Background(), j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-g.entered:
+	case <-time.After(30 * time.Second):
+		t.Fatal("victim never started a batch")
+	}
+	victim.kill()
+	e.start("survivor", worker.Config{MaxBatchRows: 8}, nil)
+	rs := e.results(jobs)
+	seen := map[string]bool{}
+	for _, r := range rs {
+		if seen[r.ID] {
+			t.Fatalf("two results for %s", r.ID)
+		}
+		seen[r.ID] = true
+		if r.Worker != "survivor" {
+			t.Errorf("result %s from %s; the victim was killed before acking anything", r.ID, r.Worker)
+		}
+		e.checkOutput(sent[r.ID], r, 1e-5)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := e.streamMsgs("GEARBOX_RESULTS"); n != jobs {
+		t.Errorf("result stream holds %d; want %d", n, jobs)
+	}
+}
+
+// TestDuplicateJob: the same job published twice, with and without
+// Nats-Msg-Id, yields one stored result.
+func TestDuplicateJob(t *testing.T) {
+	e := setup(t, gearbox.StreamsConfig{})
+	j := e.job("dup-1", 3, 1)
+	for range 2 {
+		if _, err := e.client.Submit(context.Background(), j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Without Nats-Msg-Id the job stream keeps both copies: the result
+	// stream's dedupe on the job id must still store one result.
+	raw := e.job("dup-2", 2, 2)
+	data, _ := gearbox.Msgpack.Marshal(raw)
+	for range 2 {
+		if _, err := e.js.Publish(context.Background(), "gearbox.jobs.mlp", data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.start("w", worker.Config{}, nil)
+	checkFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if n := e.streamMsgs("GEARBOX_JOBS"); n != 0 {
+			return fmt.Errorf("%d jobs left", n)
+		}
+		return nil
+	})
+	time.Sleep(200 * time.Millisecond)
+	rs := e.results(2)
+	if n := e.streamMsgs("GEARBOX_RESULTS"); n != 2 {
+		t.Fatalf("result stream holds %d results; want 2 (one per job id): %+v", n, rs)
+	}
+	for _, r := range rs {
+		want := j
+		if r.ID == raw.ID {
+			want = raw
+		}
+		e.checkOutput(want, r, 1e-5)
+	}
+}
+
+// TestInvalidJobs: each kind of bad job gets an error result with the right
+// code and a dead letter (except expired, which is acked), and the worker
+// goes on serving valid jobs.
+func TestInvalidJobs(t *testing.T) {
+	e := setup(t, gearbox.StreamsConfig{})
+	e.start("w", worker.Config{MaxJobBytes: 4096}, nil)
+	f := e.m.InputFeatures
+	valid := func(id string) []byte {
+		b, _ := gearbox.Msgpack.Marshal(e.job(id, 1, 9))
+		return b
+	}
+	withVal := func(id string, v float32) []byte {
+		j := e.job(id, 2, 3)
+		vals, _ := j.Input.Values()
+		vals[f+1] = v
+		j.Input = gearbox.NewTensor(2, f, vals)
+		b, _ := gearbox.Msgpack.Marshal(j)
+		return b
+	}
+	jsonJob := func(s string) []byte { return []byte(s) }
+	cases := []struct {
+		name    string
+		subject string
+		data    []byte
+		json    bool
+		code    gearbox.Code
+		dead    bool
+		msg     string // substring of the error message
+	}{
+		{"malformed msgpack", "gearbox.jobs.mlp", []byte{0x85, 0xa2, 'i', 'd', 0xd9}, false, gearbox.CodeBadRequest, true, "malformed msgpack"},
+		{"malformed json", "gearbox.jobs.mlp", []byte(`{"id": "x", "model": `), true, gearbox.CodeBadRequest, true, "malformed json"},
+		{"unknown model", "gearbox.jobs.nosuch", jsonJob(`{"id":"u1","model":"nosuch","input":{"values":[1,2]}}`), true, gearbox.CodeUnknownModel, true, "nosuch"},
+		{"wrong features", "gearbox.jobs.mlp", jsonJob(`{"id":"s1","model":"mlp","input":{"shape":[1,3],"values":[1,2,3]}}`), true, gearbox.CodeShapeMismatch, true, "3 input features"},
+		{"nan", "gearbox.jobs.mlp", withVal("n1", float32(math.NaN())), false, gearbox.CodeBadRequest, true, "non-finite"},
+		{"inf", "gearbox.jobs.mlp", withVal("i1", float32(math.Inf(-1))), false, gearbox.CodeBadRequest, true, "row 1, feature 1"},
+		{"oversized", "gearbox.jobs.mlp", func() []byte { b, _ := gearbox.Msgpack.Marshal(e.job("big", 200, 1)); return b }(), false, gearbox.CodeTooLarge, true, "at most 4096"},
+		{"missing id", "gearbox.jobs.mlp", jsonJob(`{"model":"mlp","input":{"values":[1]}}`), true, gearbox.CodeBadRequest, true, "no id"},
+		{"model not subject", "gearbox.jobs.mlp", jsonJob(`{"id":"m1","model":"other","input":{"values":[1]}}`), true, gearbox.CodeBadRequest, true, "published to gearbox.jobs.mlp"},
+		{"bad precision", "gearbox.jobs.mlp", jsonJob(`{"id":"p1","model":"mlp","precision":"int3","input":{"values":[1]}}`), true, gearbox.CodeBadRequest, true, "unknown precision"},
+		{"expired", "gearbox.jobs.mlp", jsonJob(`{"id":"e1","model":"mlp","deadline":1000,"input":{"shape":[1,16],"values":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}}`), true, gearbox.CodeExpired, false, "deadline"},
+	}
+	ctx := context.Background()
+	nresults, ndead := 0, uint64(0)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			m := nats.NewMsg(c.subject)
+			m.Data = c.data
+			if c.json {
+				m.Header.Set(gearbox.HeaderContentType, gearbox.ContentJSON)
+			}
+			if _, err := e.js.PublishMsg(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+			// The next valid job is still served.
+			if _, err := e.js.Publish(ctx, "gearbox.jobs.mlp", valid("after-"+c.name)); err != nil {
+				t.Fatal(err)
+			}
+			nresults += 2
+			rs := e.results(nresults)
+			bad, ok := rs[nresults-2], rs[nresults-1]
+			if bad.ID == "after-"+c.name {
+				bad, ok = ok, bad
+			}
+			if bad.Error == nil || bad.Error.Code != c.code || !strings.Contains(bad.Error.Message, c.msg) {
+				t.Fatalf("result %+v; want code %s mentioning %q", bad, c.code, c.msg)
+			}
+			if bad.Output != nil || bad.Precision != "" {
+				t.Errorf("error result carries output %v / precision %q", bad.Output, bad.Precision)
+			}
+			if ok.Error != nil || ok.ID != "after-"+c.name {
+				t.Fatalf("the next valid job got %+v", ok)
+			}
+			if c.dead {
+				ndead++
+			}
+			checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+				if n := e.streamMsgs("GEARBOX_DEAD"); n != ndead {
+					return fmt.Errorf("dead letters %d; want %d", n, ndead)
+				}
+				return nil
+			})
+			if !c.dead {
+				return
+			}
+			dead, err := e.js.Stream(ctx, "GEARBOX_DEAD")
+			if err != nil {
+				t.Fatal(err)
+			}
+			dm, err := dead.GetLastMsgForSubject(ctx, "gearbox.dead.>")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(dm.Data) != string(c.data) || dm.Header.Get(gearbox.HeaderErrorCode) != string(c.code) || dm.Header.Get(gearbox.HeaderError) == "" {
+				t.Errorf("dead letter %s: headers %v; payload kept: %v", dm.Subject, dm.Header, string(dm.Data) == string(c.data))
+			}
+		})
+	}
+	// Nothing is left to redeliver: every bad job was terminated or acked.
+	checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if n := e.streamMsgs("GEARBOX_JOBS"); n != 0 {
+			return fmt.Errorf("%d jobs left in the work queue", n)
+		}
+		return nil
+	})
+}
+
+// TestSplitJob: a job with more rows than a batch holds is split across
+// batches and its output reassembled in order.
+func TestSplitJob(t *testing.T) {
+	e := setup(t, gearbox.StreamsConfig{})
+	e.start("w", worker.Config{MaxBatchRows: 16}, nil)
+	j := e.job("big", 101, 5)
+	r, err := e.client.Do(context.Background(), j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.checkOutput(j, r, 1e-5)
+	if r.BatchRows > 16 {
+		t.Errorf("batch_rows %d exceeds the batch limit 16", r.BatchRows)
+	}
+}
+
+// TestPrecisionReported: a job asking for a precision the backend cannot
+// run reports the precision that really ran.
+func TestPrecisionReported(t *testing.T) {
+	e := setup(t, gearbox.StreamsConfig{})
+	e.start("w", worker.Config{}, nil)
+	for _, p := range []precision.Format{precision.Auto, precision.FP32, precision.BF16, precision.FP4} {
+		j := e.job("p-"+string(p), 2, 1)
+		j.Precision = p
+		r, err := e.client.Do(context.Background(), j)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := p
+		if p == precision.Auto || !e.backend.Supports(p) {
+			want = precision.FP32
+		}
+		if r.Precision != want {
+			t.Errorf("asked %s: result says %s; want %s", p, r.Precision, want)
+		}
+		e.checkOutput(j, r, 1e-5)
+	}
+}
+
+// TestJSONJobGetsJSONResult: a JSON job (as `nats pub` sends) is answered
+// in JSON, on the result stream and on reply_to, with meta echoed.
+func TestJSONJobGetsJSONResult(t *testing.T) {
+	e := setup(t, gearbox.StreamsConfig{}, 2, 3)
+	e.start("w", worker.Config{}, nil)
+	nc := connect(t, e.srv)
+	sub, err := nc.SubscribeSync("replies.x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := nats.NewMsg("gearbox.jobs.mlp")
+	m.Header.Set(gearbox.HeaderContentType, gearbox.ContentJSON)
+	m.Data = []byte(`{"id":"j1","model":"mlp","reply_to":"replies.x","meta":{"trace":"t-1"},"input":{"shape":[2,2],"values":[1,2,3,4]}}`)
+	if _, err := e.js.PublishMsg(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	rm, err := sub.NextMsg(30 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gearbox.EncodingOf(rm.Header) != gearbox.JSON || !strings.Contains(string(rm.Data), `"values":[`) {
+		t.Fatalf("reply is not a JSON result with values: %s", rm.Data)
+	}
+	r, err := gearbox.DecodeResult(rm.Data, gearbox.JSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Meta["trace"] != "t-1" || r.Worker != "w" || r.Output.Rows() != 2 || r.QueuedMs <= 0 || r.ComputeMs <= 0 {
+		t.Errorf("result %+v", r)
+	}
+	j, _ := gearbox.DecodeJob(m.Data, gearbox.JSON)
+	e.checkOutput(j, r, 1e-5)
+}
+
+// TestGracefulShutdown: Shutdown finishes and acks everything pulled.
+func TestGracefulShutdown(t *testing.T) {
+	e := setup(t, gearbox.StreamsConfig{})
+	g := newGated(e.backend)
+	w := e.start("w", worker.Config{MaxBatchRows: 4, Prefetch: 16}, g)
+	for i := range 30 {
+		if _, err := e.client.Submit(context.Background(), e.job(fmt.Sprintf("g-%d", i), 1, uint64(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-g.entered
+	done := make(chan error, 1)
+	go func() { done <- w.stop(t) }()
+	g.open()
+	if err := <-done; err != nil {
+		t.Fatalf("Run returned %v after Shutdown; want nil", err)
+	}
+	cons, err := e.js.Consumer(context.Background(), "GEARBOX_JOBS", "gearbox-workers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := cons.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	answered := e.streamMsgs("GEARBOX_RESULTS")
+	left := e.streamMsgs("GEARBOX_JOBS")
+	if info.NumAckPending != 0 || answered+left != 30 || answered == 0 {
+		t.Errorf("after shutdown: %d ack pending, %d answered, %d left; want 0 pending and 30 in all", info.NumAckPending, answered, left)
+	}
+}
+
+// TestSlowBatchNotRedelivered: a batch that takes longer than AckWait is
+// kept alive with InProgress, so it is not redelivered or answered twice.
+func TestSlowBatchNotRedelivered(t *testing.T) {
+	e := setup(t, gearbox.StreamsConfig{AckWait: time.Second})
+	g := newGated(e.backend)
+	e.start("slow", worker.Config{}, g)
+	j := e.job("slow-1", 1, 1)
+	if _, err := e.client.Submit(context.Background(), j); err != nil {
+		t.Fatal(err)
+	}
+	<-g.entered
+	time.Sleep(2500 * time.Millisecond) // the batch computes for 2.5 × AckWait
+	g.open()
+	rs := e.results(1)
+	time.Sleep(300 * time.Millisecond)
+	cons, _ := e.js.Consumer(context.Background(), "GEARBOX_JOBS", "gearbox-workers")
+	info, _ := cons.Info(context.Background())
+	if info.NumRedelivered != 0 || e.streamMsgs("GEARBOX_RESULTS") != 1 || rs[0].Worker != "slow" {
+		t.Errorf("redelivered %d, results %d, answered by %s; want 0, 1, slow", info.NumRedelivered, e.streamMsgs("GEARBOX_RESULTS"), rs[0].Worker)
+	}
+}
