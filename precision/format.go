@@ -1,13 +1,6 @@
-// Package precision names the numeric formats Gearbox can run a model at,
-// and the ladder a model climbs down as the quality loop allows.
-//
-// The format names are the wire names used in jobs and results: fp32, tf32,
-// bf16, fp16, fp8 (E4M3) and fp4 (NVFP4 weights). Auto is not a format: it
-// asks the worker to use the model's current policy.
 package precision
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 )
@@ -33,11 +26,9 @@ const (
 // All lists every concrete format, most accurate first.
 var All = []Format{FP32, TF32, FP16, BF16, FP8, FP4}
 
-// DefaultLadder is the order a model moves down when its error allows.
+// DefaultLadder is the order a model moves down when its error allows. A
+// model's manifest may replace it (see ValidateLadder); never modify it.
 var DefaultLadder = []Format{FP32, TF32, BF16, FP8, FP4}
-
-// ErrUnknown is returned (wrapped) by Parse for a name that is not a format.
-var ErrUnknown = errors.New("unknown precision")
 
 // Parse returns the format named s. The empty string means Auto.
 func Parse(s string) (Format, error) {
@@ -62,3 +53,59 @@ func (f Format) Valid() bool {
 }
 
 func (f Format) String() string { return string(f) }
+
+// index is f's position in All, or -1 when f is not a concrete format.
+func (f Format) index() int {
+	switch f {
+	case FP32:
+		return 0
+	case TF32:
+		return 1
+	case FP16:
+		return 2
+	case BF16:
+		return 3
+	case FP8:
+		return 4
+	case FP4:
+		return 5
+	}
+	return -1
+}
+
+// rank orders formats from most accurate (0) to cheapest; bf16 and fp16
+// share a rank. It is -1 when f is not a concrete format.
+func (f Format) rank() int {
+	switch f {
+	case FP32:
+		return 0
+	case TF32:
+		return 1
+	case FP16, BF16:
+		return 2
+	case FP8:
+		return 3
+	case FP4:
+		return 4
+	}
+	return -1
+}
+
+// BytesPerParam is the storage one weight takes at f, block scales included:
+// 4 for fp32 and tf32 (tf32 is fp32 storage), 2 for bf16 and fp16, 1 for fp8
+// and 0.5625 for fp4 (NVFP4: 4 bits plus one E4M3 scale per 16 weights, 4.5
+// bits). Per-row and per-tensor scales depend on the shape: WeightBytes counts
+// them. It is 0 for a value that is not a concrete format.
+func (f Format) BytesPerParam() float64 {
+	switch f {
+	case FP32, TF32:
+		return 4
+	case BF16, FP16:
+		return 2
+	case FP8:
+		return 1
+	case FP4:
+		return 4.5 / 8
+	}
+	return 0
+}

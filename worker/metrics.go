@@ -2,6 +2,8 @@ package worker
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gearbox-inference/gearbox"
 )
 
 // Metrics are the worker's Prometheus metrics. One Metrics may be shared by
@@ -59,3 +61,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.received, m.completed, m.failed, m.batchRows, m.queueSec, m.computeSec, m.inflight, m.redeliver)
 	return m
 }
+
+// Completed is the counter of jobs of model answered at precision p.
+func (m *Metrics) Completed(model, p string) prometheus.Counter {
+	return m.completed.WithLabelValues(model, p)
+}
+
+// Failed is the counter of jobs of model answered with error code.
+func (m *Metrics) Failed(model string, code gearbox.Code) prometheus.Counter {
+	return m.failed.WithLabelValues(model, string(code))
+}
+
+// InflightRows is the gauge of rows accepted and not yet answered.
+func (m *Metrics) InflightRows() prometheus.Gauge { return m.inflight }

@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"sort"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 
 	"github.com/gearbox-inference/gearbox/model"
 )
@@ -89,4 +93,64 @@ func (s *Models) Get(ctx context.Context, name string) (*model.Model, error) {
 	}
 	s.Put(m)
 	return m, nil
+}
+
+// Follow watches the object store bucket until ctx ends: when a model in the
+// set is pushed again (a new digest), it fetches and swaps in the new
+// version; a model pushed after a job asked for it in vain is fetched on the
+// next job instead of after NegativeTTL. The bucket may not exist yet.
+func (s *Models) Follow(ctx context.Context, js jetstream.JetStream, bucket string, log zerolog.Logger) error {
+	var obs jetstream.ObjectStore
+	for {
+		var err error
+		if obs, err = js.ObjectStore(ctx, bucket); err == nil {
+			break
+		}
+		if !errors.Is(err, jetstream.ErrBucketNotFound) {
+			log.Debug().Err(err).Str("bucket", bucket).Msg("model store")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+	// Current values first (a push may have landed before the watch
+	// began), then updates; unchanged digests cost one fetch each.
+	w, err := obs.Watch(ctx)
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+	for {
+		var info *jetstream.ObjectInfo
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case info = <-w.Updates():
+		}
+		if info == nil || info.Deleted {
+			continue
+		}
+		name, file, ok := strings.Cut(info.Name, "/")
+		if !ok || file != model.ManifestFile { // the manifest is put last
+			continue
+		}
+		s.mu.Lock()
+		cur, loaded := s.models[name]
+		delete(s.missed, name)
+		s.mu.Unlock()
+		if !loaded || s.Fetch == nil {
+			continue
+		}
+		m, err := s.Fetch(ctx, name)
+		if err != nil {
+			log.Warn().Err(err).Str("model", name).Msg("fetch pushed model")
+			continue
+		}
+		if m.Digest != cur.Digest {
+			s.Put(m)
+			log.Info().Str("model", name).Str("digest", m.Digest[:12]).Str("was", cur.Digest[:12]).Msg("model updated from the object store")
+		}
+	}
 }

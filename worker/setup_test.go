@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"sync"
 	"testing"
@@ -202,11 +203,20 @@ func checkFor(t testing.TB, total, step time.Duration, fn func() error) {
 	t.Fatalf("condition not met after %v: %v", total, err)
 }
 
-// checkOutput compares a result's output with the float64 reference.
+// checkOutput fails the test unless r is j's output within tol of the
+// float64 reference.
 func (e *env) checkOutput(j *gearbox.Job, r *gearbox.Result, tol float64) {
 	e.t.Helper()
+	if err := e.outputErr(j, r, tol); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// outputErr compares a result's output with the float64 reference forward
+// of e.m on the job's input.
+func (e *env) outputErr(j *gearbox.Job, r *gearbox.Result, tol float64) error {
 	if r.Error != nil {
-		e.t.Fatalf("job %s: error %v", j.ID, r.Error)
+		return fmt.Errorf("job %s: error %v", j.ID, r.Error)
 	}
 	in, _ := j.Input.Values()
 	in64 := make([]float64, len(in))
@@ -215,18 +225,19 @@ func (e *env) checkOutput(j *gearbox.Job, r *gearbox.Result, tol float64) {
 	}
 	want, err := cpu.Reference(e.m, in64, j.Input.Rows())
 	if err != nil {
-		e.t.Fatal(err)
+		return err
 	}
 	got, err := r.Output.Values()
 	if err != nil {
-		e.t.Fatalf("job %s: output: %v", j.ID, err)
+		return fmt.Errorf("job %s: output: %v", j.ID, err)
 	}
 	if len(got) != len(want) || r.Output.Rows() != j.Input.Rows() {
-		e.t.Fatalf("job %s: output shape %v; want [%d, %d]", j.ID, r.Output.Shape, j.Input.Rows(), e.m.OutputFeatures)
+		return fmt.Errorf("job %s: output shape %v; want [%d, %d]", j.ID, r.Output.Shape, j.Input.Rows(), e.m.OutputFeatures)
 	}
 	if d := relL2(got, want); d > tol {
-		e.t.Fatalf("job %s: relative error %.3g against the float64 reference; want ≤ %g", j.ID, d, tol)
+		return fmt.Errorf("job %s: relative error %.3g against the float64 reference; want ≤ %g", j.ID, d, tol)
 	}
+	return nil
 }
 
 func relL2(got []float32, want []float64) float64 {
@@ -266,3 +277,5 @@ func (g *gated) Forward(ctx context.Context, m *model.Model, p precision.Format,
 }
 
 func (g *gated) open() { g.once.Do(func() { close(g.release) }) }
+
+func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }

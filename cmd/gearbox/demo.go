@@ -20,6 +20,7 @@ func runDemo(ctx context.Context, cfg *config, log zerolog.Logger, args []string
 	rows := fs.Int("rows", 8, "rows per job are drawn from 1..rows")
 	dims := fs.String("dims", "64,256,256,10", "the synthesised model's widths: input, then each layer's output")
 	bad := fs.Int("bad-every", 250, "every Nth job is invalid on purpose (0: none)")
+	rate := fs.Float64("rate", 0, "publish at this many jobs/s (0: as fast as the stream takes them, a burst)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -48,7 +49,7 @@ func runDemo(ctx context.Context, cfg *config, log zerolog.Logger, args []string
 	fmt.Fprintf(os.Stderr, "gearbox demo: %d jobs, %d workers on %s, model %s, embedded NATS on %s\n",
 		*jobs, *workers, backend.Name(), *dims, listen)
 	sum, err := demo.Run(ctx, demo.Config{
-		Jobs: *jobs, Workers: *workers, MaxRows: *rows, Dims: ds, BadEvery: *bad,
+		Jobs: *jobs, Workers: *workers, MaxRows: *rows, Dims: ds, BadEvery: *bad, Rate: *rate,
 		Listen: listen, Worker: wc, Backend: backend, Progress: os.Stderr, Log: log,
 	})
 	if err != nil {

@@ -55,6 +55,9 @@ func runWorker(ctx context.Context, cfg *config, log zerolog.Logger, args []stri
 	if err != nil {
 		return err
 	}
+	followCtx, stopFollow := context.WithCancel(context.Background())
+	defer stopFollow()
+	go func() { _ = models.Follow(followCtx, js, subj.ModelBucket(), log) }()
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -38,7 +38,10 @@ type Config struct {
 	// BadEvery makes every BadEvery-th job invalid (wrong width, NaN input,
 	// unknown model, in turn) to show the error path; 0 means 250, -1 none.
 	BadEvery int
-	Seed     uint64
+	// Rate paces publishing at this many jobs per second (0: as fast as
+	// the stream accepts, a burst whose latency is mostly queueing).
+	Rate float64
+	Seed uint64
 	// Listen is where the embedded server listens ("" in-process only).
 	Listen string
 	// Dir holds the server's data (default: a temporary directory, removed).
@@ -201,6 +204,12 @@ func load(ctx context.Context, cfg Config, client *gearbox.Client, m *model.Mode
 	stopBar := sum.progress(cfg.Progress, cfg.Jobs)
 	defer stopBar()
 	for i := range cfg.Jobs {
+		if cfg.Rate > 0 {
+			due := start.Add(time.Duration(float64(i) / cfg.Rate * float64(time.Second)))
+			if d := time.Until(due); d > 0 {
+				time.Sleep(d)
+			}
+		}
 		j, bad := job(i, cfg, m, rng)
 		sum.sent(i, j, bad, time.Now())
 		var err error

@@ -3,12 +3,15 @@ package demo
 import (
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
+
+	"github.com/mattn/go-isatty"
 
 	"github.com/gearbox-inference/gearbox"
 	"github.com/gearbox-inference/gearbox/precision"
@@ -108,10 +111,31 @@ func (s *Summary) JobsPerSecond() float64 {
 	return float64(s.count()) / s.elapsed.Seconds()
 }
 
-// progress draws a progress bar on w until the returned stop is called.
+// round keeps three significant digits of a latency.
+func round(d time.Duration) time.Duration {
+	switch {
+	case d >= time.Second:
+		return d.Round(10 * time.Millisecond)
+	case d >= 10*time.Millisecond:
+		return d.Round(100 * time.Microsecond)
+	default:
+		return d.Round(10 * time.Microsecond)
+	}
+}
+
+// progress draws a progress bar on w until the returned stop is called: in
+// place on a terminal, else a line a second.
 func (s *Summary) progress(w io.Writer, total int) (stop func()) {
 	if w == nil {
 		return func() {}
+	}
+	tty := false
+	if f, ok := w.(*os.File); ok {
+		tty = isatty.IsTerminal(f.Fd())
+	}
+	every, eol := 100*time.Millisecond, ""
+	if !tty {
+		every, eol = time.Second, "\n"
 	}
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -120,16 +144,21 @@ func (s *Summary) progress(w io.Writer, total int) (stop func()) {
 		const width = 40
 		fill := width * n / total
 		rate := float64(n) / time.Since(s.start).Seconds()
-		fmt.Fprintf(w, "\r[%s%s] %6d/%d results  %7.0f jobs/s", strings.Repeat("=", fill), strings.Repeat(" ", width-fill), n, total, rate)
+		if tty {
+			fmt.Fprint(w, "\r")
+		}
+		fmt.Fprintf(w, "[%s%s] %6d/%d results  %7.0f jobs/s%s", strings.Repeat("=", fill), strings.Repeat(" ", width-fill), n, total, rate, eol)
 	}
 	wg.Go(func() {
-		t := time.NewTicker(100 * time.Millisecond)
+		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
 			select {
 			case <-done:
 				draw()
-				fmt.Fprintln(w)
+				if tty {
+					fmt.Fprintln(w)
+				}
 				return
 			case <-t.C:
 				draw()
@@ -149,7 +178,7 @@ func (s *Summary) Print(w io.Writer) {
 		if len(lat) == 0 {
 			return "-"
 		}
-		return lat[min(len(lat)-1, int(p*float64(len(lat))))].Round(10 * time.Microsecond).String()
+		return round(lat[min(len(lat)-1, int(p*float64(len(lat))))]).String()
 	}
 	rows, nb := 0, 0
 	for _, r := range s.batches {

@@ -117,7 +117,7 @@ func BenchmarkGemm(b *testing.B) {
 // BenchmarkOps times each non-linear op on one goroutine and split over two,
 // at sizes around the point where splitting starts to pay (parallel.go);
 // est-µs is the serial time the cost model in ops.go predicts, which Forward
-// compares with its 20 µs threshold.
+// compares with its 100 µs threshold.
 //
 //	go test ./kernels/cpu -run '^$' -bench Ops
 func BenchmarkOps(b *testing.B) {

@@ -9,36 +9,42 @@ import (
 )
 
 // Why tiles: gonum's blas32.Gemm goes parallel by itself once C spans four
-// 64×64 blocks, but it then also cuts K into 64-wide pieces and starts a
-// goroutine per block, and on two cores it gains little over one core (at
-// 16×2048×512 it was slower). Giving gonum one 64×64 tile of C at a time
-// keeps each call on its serial path (a full-length dot product per output)
-// and lets our own pool of goroutines share the tiles. Measured on the 2-core
-// development machine (Intel Xeon, gonum v0.17, best of 7 interleaved runs,
-// GFLOP/s, rows×in×out):
+// 64×64 blocks, but it then also cuts K into 64-wide pieces, so each output
+// is summed from many short dot products, and it starts a goroutine per
+// block. Giving gonum one 64×64 tile of C at a time keeps each call on its
+// serial path (one full-length dot product per output, which alone is up to
+// 2× faster than gonum's serial product) and lets our own goroutines share
+// the tiles. Measured on the 2-core development machine (virtualised Intel
+// Xeon, gonum v0.17, Go 1.26), best of 9 interleaved runs, GFLOP/s:
 //
-//	shape           gonum GOMAXPROCS=1  gonum (2 procs)  64×64 tiles, 2 goroutines
-//	1×512×2048                     6.8              7.7                        15.9
-//	16×512×2048                    6.3             11.8                        22.7
-//	256×512×2048                   7.1             12.2                        22.2
-//	16×2048×512                    9.7             10.7                        23.4
-//	256×2048×512                  10.5             11.2                        24.4
-//	1×4096×4096                    7.5              7.0                        16.0
-//	16×4096×4096                   7.9             11.2                        21.2
-//	64×4096×4096                   6.9             10.9                        23.1
-//	512×1024×1024                    -             11.9                        24.7
+//	rows×in×out     gonum 1 proc  gonum 2 procs  tiles, 1 goroutine  tiles, 2
+//	1×64×256                 5.9            4.8                11.0       10.8
+//	16×64×256               13.4           17.0                14.0       13.3
+//	256×64×256              12.9           19.1                13.9       17.4
+//	1×512×2048               5.6            6.3                10.7        9.8
+//	16×512×2048              8.3            9.7                14.8       14.7
+//	256×512×2048            12.0           17.0                18.8       29.6
+//	1×2048×512               7.9            9.9                11.2       14.4
+//	16×2048×512              6.8           12.0                13.4       27.4
+//	256×2048×512            10.3           15.7                17.8       33.7
+//	1×4096×4096              5.0            6.5                 5.0        9.9
+//	16×4096×4096             9.5           17.5                15.6       31.0
+//	64×4096×4096             8.7           14.8                18.7       37.1
 //
-// (The single-process column comes from a separate, noisier run.) Tile
-// shapes from 32×32 to 192×64 and cutting K into 512- or 1024-wide pieces
-// were all within noise of 64×64; BenchmarkGemm repeats the comparison.
+// Tiles win everywhere except at K = 64, where there is little to sum and
+// gonum's own split is slightly ahead. Tile shapes from 32×32 to 192×64, and
+// cutting K into 512- or 1024-wide pieces, were all within noise of 64×64.
+// BenchmarkGemm repeats the comparison (its numbers swing widely when the
+// machine is shared).
 const (
 	tileRows = 64
 	tileCols = 64
 
 	// gemmMinParallel is the multiply-add count below which a product runs
-	// on the calling goroutine: about 10–20 µs of work, where handing a
-	// tile to a second goroutine stops paying for starting it.
-	gemmMinParallel = 128 * 1024
+	// on the calling goroutine: about 100–150 µs of work, the point where a
+	// second goroutine starts to pay here (16×64×256 and 1×512×2048 gained
+	// nothing from it; see parallelMinNs).
+	gemmMinParallel = 1 << 20
 )
 
 // linear computes y = x·wᵀ + bias for rows rows: x is [rows, in], w is

@@ -43,11 +43,13 @@ func rowwise(op model.Op) func(l *model.Layer, dst, src []float32) {
 
 // costNs estimates the serial time per value of op, in nanoseconds, from
 // BenchmarkOps on the development machine; it only decides when a layer is
-// worth splitting across goroutines.
+// worth splitting across goroutines. The transcendentals are dear here (Go's
+// math.Erfc, Exp and Tanh on random inputs): gelu and tanh cost more than a
+// 64-wide dot product per value.
 func costNs(op model.Op) float64 {
 	switch op {
 	case model.ReLU:
-		return 1.5
+		return 0.5 // really ~1, but memory-bound: splitting gains little
 	case model.GELU:
 		return 60
 	case model.SiLU:

@@ -4,12 +4,14 @@ import "sync"
 
 // parallelMinNs is the estimated serial time, in nanoseconds, below which an
 // elementwise or per-row layer runs on the calling goroutine alone. Starting
-// and joining a goroutine costs a few microseconds here (and more when the
-// other core is busy), so splitting pays from a few tens of microseconds of
-// work. BenchmarkOps measures serial against split runs around it; on the
-// 2-core development machine gelu and tanh split 1.6–1.9× faster from a few
-// thousand values, while relu needs hundreds of thousands to gain at all.
-const parallelMinNs = 20_000
+// and joining a goroutine costs about a microsecond in a tight loop, but
+// waking an idle core takes far longer on the (virtualised) 2-core
+// development machine: BenchmarkOps, best of 3, found splitting over two
+// goroutines no faster at 120 µs of gelu (2048 values) or 37 µs of
+// layernorm, 1.15× faster at 190 µs of softmax, 1.35× at 150 µs of
+// layernorm and 1.6–1.85× from 500 µs of gelu or softmax. relu is
+// memory-bound and never gained up to 131072 values.
+const parallelMinNs = 100_000
 
 // threadsFor returns how many goroutines work of about ns nanoseconds,
 // divisible into at most parts pieces, should use given threads available.

@@ -1,0 +1,110 @@
+package worker_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
+
+	"github.com/gearbox-inference/gearbox"
+	"github.com/gearbox-inference/gearbox/model"
+	"github.com/gearbox-inference/gearbox/worker"
+)
+
+// TestModelsFromObjectStore: a worker with no models on disk serves a model
+// once it is pushed to the object store, and swaps in a new version when it
+// is pushed again.
+func TestModelsFromObjectStore(t *testing.T) {
+	e := setup(t, gearbox.StreamsConfig{})
+	bucket := gearbox.DefaultSubjects.ModelBucket()
+	e.models = worker.NewModels()
+	e.models.Fetch = func(ctx context.Context, name string) (*model.Model, error) {
+		return model.Fetch(ctx, e.js, bucket, name)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go e.models.Follow(ctx, e.js, bucket, zerolog.Nop())
+	e.start("w", worker.Config{}, nil)
+
+	r, err := e.client.Do(ctx, e.job("before-push", 1, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Error == nil || r.Error.Code != gearbox.CodeUnknownModel {
+		t.Fatalf("before push: %+v; want unknown_model", r)
+	}
+
+	push := func(seed int64) *model.Model {
+		m, err := model.Synth(model.SynthConfig{Name: "mlp", Dims: []int{16, 32, 8}, Seed: seed})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := filepath.Join(t.TempDir(), "mlp")
+		if err := model.Save(m, dir); err != nil {
+			t.Fatal(err)
+		}
+		pm, err := model.Push(ctx, e.js, bucket, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pm
+	}
+	attempt := 0
+	for _, seed := range []int64{7, 8} {
+		e.m = push(seed)
+		// The push reaches the worker through the watch; poll until a job
+		// (a new id each time: the job stream drops repeated ids) is
+		// answered by this version.
+		checkFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+			attempt++
+			j := e.job(fmt.Sprintf("after-push-%d", attempt), 2, uint64(seed))
+			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			r, err := e.client.Do(dctx, j)
+			if err != nil {
+				return err
+			}
+			return e.outputErr(j, r, 1e-5) // an older version answered: not yet
+
+		})
+	}
+}
+
+// TestMetrics: the worker counts jobs by outcome and observes batches.
+func TestMetrics(t *testing.T) {
+	e := setup(t, gearbox.StreamsConfig{})
+	reg := prometheus.NewRegistry()
+	met := worker.NewMetrics(reg)
+	e.start("w", worker.Config{Metrics: met}, nil)
+	ctx := context.Background()
+	for i := range 5 {
+		if _, err := e.client.Do(ctx, e.job("ok-"+string(rune('a'+i)), 3, uint64(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bad := e.job("bad", 1, 1)
+	bad.Input = gearbox.NewTensor(1, 3, []float32{1, 2, 3})
+	if _, err := e.client.Do(ctx, bad); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if got := testutil.ToFloat64(met.Completed("mlp", "fp32")); got != 5 {
+			return errorf("completed = %v; want 5", got)
+		}
+		if got := testutil.ToFloat64(met.Failed("mlp", gearbox.CodeShapeMismatch)); got != 1 {
+			return errorf("failed{shape_mismatch} = %v; want 1", got)
+		}
+		return nil
+	})
+	if n, err := testutil.GatherAndCount(reg, "gearbox_batch_rows", "gearbox_queue_seconds", "gearbox_compute_seconds"); err != nil || n != 3 {
+		t.Errorf("histograms gathered %d, %v; want 3 series", n, err)
+	}
+	if got := testutil.ToFloat64(met.InflightRows()); got != 0 {
+		t.Errorf("in-flight rows %v after every job was answered; want 0", got)
+	}
+}
