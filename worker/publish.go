@@ -85,15 +85,7 @@ func (w *Worker) publish(ctx context.Context, t *task, r *gearbox.Result, dead *
 		p.reply = &nats.Msg{Subject: t.job.ReplyTo, Data: rm.Data, Header: nats.Header{gearbox.HeaderContentType: rm.Header[gearbox.HeaderContentType]}}
 	}
 	if dead != nil {
-		dm := nats.NewMsg(w.cfg.Subjects.Dead(t.subject))
-		dm.Data = t.msg.Data()
-		for k, v := range t.msg.Headers() {
-			dm.Header[k] = v
-		}
-		dm.Header.Set(jetstream.MsgIDHeader, "dead-"+id)
-		dm.Header.Set(gearbox.HeaderErrorCode, string(dead.Code))
-		dm.Header.Set(gearbox.HeaderError, dead.Message)
-		p.msgs = append(p.msgs, dm)
+		p.msgs = append(p.msgs, deadLetter(w.cfg.Subjects.Dead(t.subject), t.msg.Data(), t.msg.Headers(), id, dead))
 		p.act, p.reason = actTerm, string(dead.Code)+": "+dead.Message
 	}
 	for _, m := range p.msgs {
@@ -205,4 +197,18 @@ func (w *Worker) settle(p *pending, stored bool) {
 	} else {
 		w.met.completed.WithLabelValues(t.model.Name, string(p.result.Precision)).Inc()
 	}
+}
+
+// deadLetter is a job's original payload and headers, addressed to subject
+// with its reason in the Gearbox-Error-Code and Gearbox-Error headers.
+func deadLetter(subject string, data []byte, h nats.Header, id string, e *gearbox.Error) *nats.Msg {
+	m := nats.NewMsg(subject)
+	m.Data = data
+	for k, v := range h {
+		m.Header[k] = v
+	}
+	m.Header.Set(jetstream.MsgIDHeader, "dead-"+id)
+	m.Header.Set(gearbox.HeaderErrorCode, string(e.Code))
+	m.Header.Set(gearbox.HeaderError, e.Message)
+	return m
 }

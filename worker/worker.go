@@ -111,6 +111,12 @@ func (w *Worker) Run(ctx context.Context) error {
 		Dur("ack_wait", w.ackWait).Int("max_batch_rows", w.cfg.MaxBatchRows).
 		Dur("max_delay", w.cfg.MaxDelay).Msg("worker started")
 
+	sub, err := w.watchExhausted(ctx)
+	if err != nil {
+		return err
+	}
+	defer sub.Unsubscribe()
+
 	var wg sync.WaitGroup
 	batcherDone := make(chan struct{})
 	wg.Go(func() {

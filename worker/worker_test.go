@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/gearbox-inference/gearbox"
 	"github.com/gearbox-inference/gearbox/precision"
@@ -393,4 +394,43 @@ func TestSlowBatchNotRedelivered(t *testing.T) {
 	if info.NumRedelivered != 0 || e.streamMsgs("GEARBOX_RESULTS") != 1 || rs[0].Worker != "slow" {
 		t.Errorf("redelivered %d, results %d, answered by %s; want 0, 1, slow", info.NumRedelivered, e.streamMsgs("GEARBOX_RESULTS"), rs[0].Worker)
 	}
+}
+
+// TestJobPastMaxDeliveries: a job that was delivered MaxDeliver times and
+// never acked (its workers died on it) is answered with an internal error
+// and dead-lettered instead of sitting in the work queue forever.
+func TestJobPastMaxDeliveries(t *testing.T) {
+	e := setup(t, gearbox.StreamsConfig{AckWait: time.Second, MaxDeliver: 2})
+	j := e.job("doomed", 1, 1)
+	if _, err := e.client.Submit(context.Background(), j); err != nil {
+		t.Fatal(err)
+	}
+	// Two deliveries that are never acked, as if two workers crashed.
+	cons, err := e.js.Consumer(context.Background(), "GEARBOX_JOBS", "gearbox-workers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		checkFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+			b, err := cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
+			if err != nil {
+				return err
+			}
+			for range b.Messages() {
+				return nil
+			}
+			return errorf("no delivery yet")
+		})
+	}
+	e.start("w", worker.Config{}, nil)
+	rs := e.results(1)
+	if rs[0].ID != "doomed" || rs[0].Error == nil || rs[0].Error.Code != gearbox.CodeInternal || !strings.Contains(rs[0].Error.Message, "delivered 2 times") {
+		t.Fatalf("result %+v; want an internal error for doomed", rs[0])
+	}
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if d, q := e.streamMsgs("GEARBOX_DEAD"), e.streamMsgs("GEARBOX_JOBS"); d != 1 || q != 0 {
+			return errorf("dead letters %d, jobs left %d; want 1 and 0", d, q)
+		}
+		return nil
+	})
 }

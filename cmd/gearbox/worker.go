@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -113,11 +114,21 @@ func runWorker(ctx context.Context, cfg *config, log zerolog.Logger, args []stri
 		case <-sctx.Done():
 		}
 	}()
+	var incomplete atomic.Int32
+	var sg sync.WaitGroup
 	for _, w := range workers {
-		if err := w.Shutdown(sctx); err != nil {
-			log.Warn().Err(err).Str("worker", w.Name()).Msg("graceful stop incomplete; unacked jobs will be redelivered")
-			hardStop()
-		}
+		sg.Go(func() {
+			if err := w.Shutdown(sctx); err != nil {
+				log.Warn().Err(err).Str("worker", w.Name()).Msg("graceful stop incomplete; unacked jobs will be redelivered")
+				incomplete.Add(1)
+			}
+		})
+	}
+	sg.Wait()
+	if incomplete.Load() > 0 {
+		hardStop()
+		wg.Wait()
+		return fmt.Errorf("%d worker(s) stopped before finishing their jobs; those jobs will be redelivered", incomplete.Load())
 	}
 	wg.Wait()
 	return nil
