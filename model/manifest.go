@@ -226,6 +226,10 @@ func (m *Manifest) policy() (Policy, error) {
 		if p.Ladder[0] != precision.FP32 {
 			return Policy{}, mfErrorf("precision.ladder starts with %s, want fp32", p.Ladder[0])
 		}
+		// Most accurate first, as precision.Select climbs it.
+		if err := precision.ValidateLadder(p.Ladder); err != nil {
+			return Policy{}, mfErrorf("precision.ladder %v: %v", p.Ladder, err)
+		}
 	}
 	if m.Precision.Initial != "" {
 		f, err := parseFormat(m.Precision.Initial)

@@ -169,8 +169,9 @@ func (w *Worker) prepare(ctx context.Context, t *task) *gearbox.Error {
 	if t.in, err = job.Input.Float32s(nil); err != nil {
 		return gearbox.Errorf(gearbox.CodeBadRequest, "job %q: %s", job.ID, gearbox.AsError(err).Message)
 	}
-	t.prec = w.selectPrecision(t)
-	return nil
+	var e *gearbox.Error
+	t.prec, e = w.selectPrecision(t)
+	return e
 }
 
 func (w *Worker) expired(t *task) *gearbox.Error {
@@ -178,17 +179,16 @@ func (w *Worker) expired(t *task) *gearbox.Error {
 		t.job.ID, t.job.DeadlineTime().UTC().Format(time.RFC3339Nano))
 }
 
-// selectPrecision picks the precision t runs at: the job's explicit request
-// or, for auto, the model's initial precision. Until the backends emulate
-// every format, a precision the backend cannot run falls back to fp32 — and
-// the result says fp32: a result never names a precision that did not run.
-func (w *Worker) selectPrecision(t *task) precision.Format {
-	p := t.job.Precision
-	if p == "" || p == precision.Auto {
-		p = t.model.Precision.Initial
+// selectPrecision picks the precision t runs at (precision.Select): an
+// explicit request the backend can run, or for auto the model's current
+// precision, moved up the model's ladder while the job's own max_error is
+// below a format's error bound. A request the backend cannot run is a
+// bad_request naming what it supports: a job never silently runs at a
+// precision it did not ask for, and its result names the precision run.
+func (w *Worker) selectPrecision(t *task) (precision.Format, *gearbox.Error) {
+	p, err := precision.Select(t.job.Precision, t.model.Precision.Initial, t.model.Precision.Ladder, t.job.MaxError, w.caps)
+	if err != nil {
+		return "", gearbox.Errorf(gearbox.CodeBadRequest, "job %q: %v", t.job.ID, err)
 	}
-	if !w.backend.Supports(p) {
-		p = precision.FP32
-	}
-	return p
+	return p, nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/gearbox-inference/gearbox"
 	"github.com/gearbox-inference/gearbox/batcher"
 	"github.com/gearbox-inference/gearbox/kernels"
+	"github.com/gearbox-inference/gearbox/precision"
 )
 
 // Worker pulls jobs from the shared consumer and answers them.
@@ -22,6 +23,7 @@ type Worker struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	backend kernels.Backend
+	caps    precision.Capabilities
 	models  *Models
 	log     zerolog.Logger
 	met     *Metrics
@@ -64,6 +66,7 @@ func New(nc *nats.Conn, backend kernels.Backend, models *Models, cfg Config) (*W
 		nc:       nc,
 		js:       js,
 		backend:  backend,
+		caps:     capabilities(backend),
 		models:   models,
 		log:      cfg.Logger.With().Str("worker", cfg.Name).Logger(),
 		met:      cfg.Metrics,
@@ -74,6 +77,22 @@ func New(nc *nats.Conn, backend kernels.Backend, models *Models, cfg Config) (*W
 		graceful: make(chan struct{}),
 		done:     make(chan struct{}),
 	}, nil
+}
+
+// capabilities is what backend can run: its own account if it gives one,
+// else Native for every format it Supports.
+func capabilities(b kernels.Backend) precision.Capabilities {
+	if c, ok := b.(interface{ Capabilities() precision.Capabilities }); ok {
+		return c.Capabilities()
+	}
+	var caps precision.Capabilities
+	caps.Device = b.Name()
+	for _, f := range precision.All {
+		if b.Supports(f) {
+			caps = caps.With(f, precision.Native)
+		}
+	}
+	return caps
 }
 
 // Name is the worker's name, as written in its results.

@@ -285,26 +285,48 @@ func TestSplitJob(t *testing.T) {
 	}
 }
 
-// TestPrecisionReported: a job asking for a precision the backend cannot
-// run reports the precision that really ran.
+// TestPrecisionReported: a job runs at the precision it asks for when the
+// backend can run it, and says so; a precision the backend cannot run is a
+// bad_request naming what it supports; a tight max_error moves the job up
+// the ladder.
 func TestPrecisionReported(t *testing.T) {
 	e := setup(t, gearbox.StreamsConfig{})
 	e.start("w", worker.Config{}, nil)
-	for _, p := range []precision.Format{precision.Auto, precision.FP32, precision.BF16, precision.FP4} {
-		j := e.job("p-"+string(p), 2, 1)
+	ctx := context.Background()
+	for _, p := range []precision.Format{precision.Auto, precision.FP32, precision.TF32, precision.BF16, precision.FP16, precision.FP8, precision.FP4} {
+		j := e.job("p-"+string(p), 4, 1)
 		j.Precision = p
-		r, err := e.client.Do(context.Background(), j)
+		r, err := e.client.Do(ctx, j)
 		if err != nil {
 			t.Fatal(err)
 		}
 		want := p
-		if p == precision.Auto || !e.backend.Supports(p) {
-			want = precision.FP32
+		if p == precision.Auto {
+			want = e.m.Precision.Initial
 		}
-		if r.Precision != want {
-			t.Errorf("asked %s: result says %s; want %s", p, r.Precision, want)
+		if !e.backend.Supports(want) {
+			if r.Error == nil || r.Error.Code != gearbox.CodeBadRequest || !strings.Contains(r.Error.Message, "supports") {
+				t.Errorf("asked %s on a backend without it: %+v; want bad_request naming what it supports", p, r)
+			}
+			continue
 		}
-		e.checkOutput(j, r, 1e-5)
+		if r.Error != nil || r.Precision != want {
+			t.Fatalf("asked %s: result precision %q, error %v; want %s", p, r.Precision, r.Error, want)
+		}
+		tol := 1e-5
+		if want != precision.FP32 {
+			tol = 3 * precision.ErrorBound(want) // a prior, not a promise: loose on purpose
+		}
+		e.checkOutput(j, r, tol)
+	}
+	j := e.job("tight", 2, 2)
+	j.Precision, j.MaxError = precision.FP4, 1e-4
+	r, err := e.client.Do(ctx, j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Error != nil || r.Precision != precision.FP32 {
+		t.Errorf("fp4 with max_error 1e-4 ran at %q (error %v); want fp32, the only rung that meets it", r.Precision, r.Error)
 	}
 }
 

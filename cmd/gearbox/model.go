@@ -18,7 +18,9 @@ import (
 const modelUsage = `usage:
   gearbox model synth --out DIR --name NAME [--dims 64,256,256,10] [--act gelu] [--seed 1]
   gearbox model push DIR        upload a model to the object store, for every worker
-  gearbox model inspect DIR     show a model's layers and weight bytes
+  gearbox model inspect [--error] DIR
+                                show a model's layers and weight bytes per precision;
+                                --error also measures each precision's error
 `
 
 func runModel(ctx context.Context, cfg *config, log zerolog.Logger, args []string) error {
@@ -97,10 +99,16 @@ func modelPush(ctx context.Context, cfg *config, log zerolog.Logger, args []stri
 }
 
 func modelInspect(args []string) error {
-	if len(args) != 1 {
-		return errors.New("usage: gearbox model inspect DIR")
+	fs := flag.NewFlagSet("model inspect", flag.ContinueOnError)
+	measure := fs.Bool("error", false, "measure each precision's relative L2 error against a float64 forward")
+	rows := fs.Int("rows", 256, "random input rows for --error")
+	if err := fs.Parse(args); err != nil {
+		return err
 	}
-	m, err := model.Load(args[0])
+	if fs.NArg() != 1 {
+		return errors.New("usage: gearbox model inspect [--error] [--rows N] DIR")
+	}
+	m, err := model.Load(fs.Arg(0))
 	if err != nil {
 		return err
 	}
@@ -113,7 +121,14 @@ func modelInspect(args []string) error {
 	for i, l := range m.Layers {
 		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%s\t%s\n", i, l.Op, l.In, l.Out, tensorDesc(l.Weight), tensorDesc(l.Bias))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Println()
+	if !*measure {
+		*rows = 0
+	}
+	return printPrecisions(os.Stdout, m, *rows)
 }
 
 func tensorDesc(t *model.Tensor) string {

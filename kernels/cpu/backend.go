@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/gearbox-inference/gearbox/kernels"
 	"github.com/gearbox-inference/gearbox/model"
@@ -24,10 +25,16 @@ func open(spec string) (kernels.Backend, error) {
 }
 
 // Backend runs forward passes on the host CPU. It is safe for concurrent use
-// by several goroutines and holds no per-model state.
+// by several goroutines. Its only per-model state is the linear weights it
+// has converted for each precision other than fp32 (see Evict).
 type Backend struct {
-	threads int
-	scratch sync.Pool // of *scratch
+	threads   int
+	fp8Margin int
+	scratch   sync.Pool // of *scratch
+	cache     sync.Map  // weightKey → *weightSet
+
+	// quantizations counts weight sets built, for tests.
+	quantizations atomic.Int64
 }
 
 var _ kernels.Backend = (*Backend)(nil)
@@ -38,7 +45,7 @@ func New(cfg Config) (*Backend, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Backend{threads: cfg.Threads, scratch: sync.Pool{New: scratchNew}}, nil
+	return &Backend{threads: cfg.Threads, fp8Margin: cfg.FP8Margin, scratch: sync.Pool{New: scratchNew}}, nil
 }
 
 // Name returns "cpu".
@@ -47,8 +54,17 @@ func (b *Backend) Name() string { return "cpu" }
 // Threads returns how many goroutines a forward pass uses.
 func (b *Backend) Threads() int { return b.threads }
 
-// Supports reports whether Forward can run at p: fp32 only, for now.
-func (b *Backend) Supports(p precision.Format) bool { return p == precision.FP32 }
+// Supports reports whether Forward can run at p: every concrete format
+// (precision.All), fp32 natively and the others emulated. Auto and the empty
+// format are not concrete and are not supported.
+func (b *Backend) Supports(p precision.Format) bool { return p.Valid() }
+
+// Capabilities returns precision.CPUCapabilities(): fp32 native, every
+// other format emulated.
+func (b *Backend) Capabilities() precision.Capabilities { return precision.CPUCapabilities() }
+
+// FP8Margin returns the margin of the fp8 activation scales.
+func (b *Backend) FP8Margin() int { return b.fp8Margin }
 
 // Forward runs m on rows rows of in (rows × m.InputFeatures values,
 // row-major) at precision p and returns a new slice of rows ×
@@ -56,6 +72,10 @@ func (b *Backend) Supports(p precision.Format) bool { return p == precision.FP32
 // kernels.ErrUnsupported when p is not supported, with a plain error when in
 // has the wrong length or m is malformed, and with ctx.Err() when ctx ends
 // before the pass does (it checks between layers). in is not modified.
+//
+// At precisions other than fp32 the linear layers are emulated (see the
+// package documentation): the first Forward of m at p converts m's linear
+// weights, and later ones reuse them.
 func (b *Backend) Forward(ctx context.Context, m *model.Model, p precision.Format, in []float32, rows int) ([]float32, error) {
 	if !b.Supports(p) {
 		return nil, fmt.Errorf("cpu: %w: %q", kernels.ErrUnsupported, p)
@@ -69,7 +89,14 @@ func (b *Backend) Forward(ctx context.Context, m *model.Model, p precision.Forma
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return b.forwardFP32(ctx, m, in, rows)
+	var ws [][]float32
+	if p != precision.FP32 && rows > 0 {
+		var err error
+		if ws, err = b.weights(m, p); err != nil {
+			return nil, err
+		}
+	}
+	return b.forward(ctx, m, p, ws, in, rows)
 }
 
 // Close releases nothing: a Backend holds no resources beyond pooled

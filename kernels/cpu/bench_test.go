@@ -143,3 +143,30 @@ func BenchmarkOps(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkForwardPrecision runs the synthesised 512→2048→512 gelu model on
+// 64 rows at each precision: the cost of emulation (rounding the linear
+// layers' inputs; the weights are converted once, before the timed loop).
+//
+//	go test ./kernels/cpu -run '^$' -bench ForwardPrecision
+func BenchmarkForwardPrecision(b *testing.B) {
+	const rows = 64
+	be := newBackend(b, 0)
+	m, in := synthMLP(b, rows)
+	for _, p := range precision.All {
+		b.Run(string(p), func(b *testing.B) {
+			if _, err := be.Forward(context.Background(), m, p, in, rows); err != nil { // convert the weights
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := be.Forward(context.Background(), m, p, in, rows); err != nil {
+					b.Fatal(err)
+				}
+			}
+			sec := b.Elapsed().Seconds()
+			b.ReportMetric(float64(rows*b.N)/sec, "rows/s")
+			b.ReportMetric(flops(m, rows)*float64(b.N)/sec/1e9, "GFLOP/s")
+		})
+	}
+}

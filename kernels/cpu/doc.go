@@ -12,13 +12,52 @@
 //
 // # Precision
 //
-// Forward runs at fp32 only for now: activations and weights are float32 and
-// matrix products accumulate in float32. Any other precision fails with an
-// error wrapping kernels.ErrUnsupported; the backend never substitutes one
-// precision for another. Transcendental activations (gelu, silu, tanh,
+// Forward runs every concrete format (precision.All): fp32 natively and the
+// others by emulating the GPU's tensor-core numerics (Capabilities returns
+// precision.CPUCapabilities). Auto, the empty format and unknown names fail
+// with an error wrapping kernels.ErrUnsupported; the backend never
+// substitutes one precision for another.
+//
+// At fp32, activations and weights are float32 and matrix products
+// accumulate in float32. Transcendental activations (gelu, silu, tanh,
 // softmax's exp) are evaluated in float64 and rounded once, and the row
 // statistics of layernorm and rmsnorm accumulate in float64, so the only
 // float32 error that matters is that of the matrix products.
+//
+// Below fp32 only the two operands of each linear layer change: they are
+// rounded, or quantized and dequantized, exactly as the hardware holds them,
+// and then multiplied by the same fp32 GEMM (the products of such operands
+// are exact in float32, so what remains is float32 accumulation, as on
+// tensor cores):
+//
+//	format  weights (converted once)             layer input X (every call)
+//	tf32    RoundTF32                            RoundTF32
+//	bf16    RoundBF16                            RoundBF16
+//	fp16    RoundFP16                            RoundFP16
+//	fp8     E4M3, one scale per output channel   E4M3, one scale for the batch:
+//	        (QuantizeFP8PerChannel, margin 0)    FP8Scale(Amax(X), Config.FP8Margin)
+//	fp4     NVFP4 (QuantizeNVFP4): E2M1 in       RoundBF16 (weight-only 4-bit)
+//	        blocks of 16 along In, E4M3 block
+//	        scales, a float32 tensor scale
+//
+// Biases, norm parameters and every op other than linear stay fp32. At fp8
+// the activation scale comes from the whole batch (current scaling), so a
+// row's result depends slightly on the rows it shares a Forward with. The
+// caller's input is never modified: it is rounded into a scratch buffer.
+//
+// The converted weights, dequantized to float32 ready for the GEMM, are
+// built lazily by the first Forward of a model at a precision and cached,
+// keyed by the *model.Model and the precision; concurrent first calls build
+// them once. Each cached set costs 4 bytes per linear weight; Evict drops a
+// model's sets. WeightBytes reports what the weights would take stored
+// natively at a precision (precision.WeightBytes), for memory accounting.
+//
+// On the 512→2048→512 gelu model of precision_test.go (64 rows, input
+// N(0, 1) with outlier columns ×10) the relative L2 errors against Reference
+// are about: fp32 3.3e-7, tf32 4.3e-4, fp16 4.3e-4, bf16 3.3e-3, fp8 4.9e-2,
+// fp4 0.14. Emulation costs little: rounding X is linear in its size while
+// the product is quadratic, so every precision runs within noise of fp32
+// (BenchmarkForwardPrecision).
 //
 // # Reference
 //
@@ -35,6 +74,6 @@
 // (see gemm.go for the numbers). Elementwise and per-row ops split their rows
 // across the same number of goroutines once a layer is large enough for that
 // to pay. A forward pass allocates its output and, when scratch space is not
-// already pooled, two scratch buffers; the results do not depend on the
+// already pooled, up to three scratch buffers; the results do not depend on the
 // thread count or on how the tiles were scheduled.
 package cpu

@@ -23,3 +23,7 @@ func SplitOp(threads int, l *model.Layer, dst, src []float32, rows int) {
 
 // CostNs exposes the per-value cost estimates to BenchmarkOps.
 var CostNs = costNs
+
+// Quantizations returns how many weight sets (one per model and precision
+// other than fp32) b has built.
+func Quantizations(b *Backend) int64 { return b.quantizations.Load() }

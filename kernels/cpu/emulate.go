@@ -1,0 +1,151 @@
+package cpu
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/gearbox-inference/gearbox/model"
+	"github.com/gearbox-inference/gearbox/precision"
+)
+
+// Emulation of the reduced precisions: the operands of every linear layer
+// are rounded (or quantized and dequantized) exactly as the GPU's tensor
+// cores would see them, then multiplied by the ordinary fp32 GEMM. Products
+// of two operands of at most 11 significant bits are exact in float32, so
+// the GEMM adds only float32 accumulation error, which is what tensor cores
+// add too (they accumulate in at least fp32).
+
+// weightKey names one model's linear weights at one precision.
+type weightKey struct {
+	m *model.Model
+	p precision.Format
+}
+
+// weightSet is the dequantized linear weights of one model at one
+// precision, built once on first use.
+type weightSet struct {
+	once sync.Once
+	w    [][]float32 // by layer index; nil for layers other than linear
+	err  error
+}
+
+// weights returns m's linear weights at p, quantized and dequantized to
+// float32, building them on the first call for (m, p) and returning the
+// cached set afterwards. Concurrent first calls build it once; the others
+// wait for it. p must not be FP32 (which uses the model's own weights).
+func (b *Backend) weights(m *model.Model, p precision.Format) ([][]float32, error) {
+	k := weightKey{m, p}
+	v, ok := b.cache.Load(k)
+	if !ok {
+		v, _ = b.cache.LoadOrStore(k, new(weightSet))
+	}
+	ws := v.(*weightSet)
+	ws.once.Do(func() {
+		b.quantizations.Add(1)
+		ws.w, ws.err = quantizeWeights(m, p)
+	})
+	return ws.w, ws.err
+}
+
+// quantizeWeights returns, for each linear layer of m, its weight [Out, In]
+// as the hardware holds it at p, dequantized to float32:
+//
+//	tf32  RoundTF32 of each value
+//	bf16  RoundBF16
+//	fp16  RoundFP16
+//	fp8   E4M3 with one scale per output channel (row), margin 0
+//	fp4   NVFP4: E2M1 in blocks of 16 along In, E4M3 block scales, a
+//	      float32 tensor scale
+func quantizeWeights(m *model.Model, p precision.Format) ([][]float32, error) {
+	out := make([][]float32, len(m.Layers))
+	for i := range m.Layers {
+		l := &m.Layers[i]
+		if l.Op != model.Linear {
+			continue
+		}
+		src := l.Weight.Data
+		switch p {
+		case precision.TF32:
+			out[i] = make([]float32, len(src))
+			precision.RoundTF32Slice(out[i], src)
+		case precision.BF16:
+			out[i] = make([]float32, len(src))
+			precision.RoundBF16Slice(out[i], src)
+		case precision.FP16:
+			out[i] = make([]float32, len(src))
+			precision.RoundFP16Slice(out[i], src)
+		case precision.FP8:
+			q, err := precision.QuantizeFP8PerChannel(src, l.Out, l.In, 0)
+			if err != nil {
+				return nil, fmt.Errorf("cpu: model %q: layer %d: fp8 weights: %w", m.Name, i, err)
+			}
+			out[i] = q.Dequantize(nil)
+		case precision.FP4:
+			q, err := precision.QuantizeNVFP4(src, l.Out, l.In)
+			if err != nil {
+				return nil, fmt.Errorf("cpu: model %q: layer %d: fp4 weights: %w", m.Name, i, err)
+			}
+			// Dequantize writes Out × In values: the padding of each
+			// stored row (up to a multiple of 16) is left out.
+			out[i] = q.Dequantize(nil)
+		default:
+			return nil, fmt.Errorf("cpu: no weight emulation for %q", p)
+		}
+	}
+	return out, nil
+}
+
+// roundActivations writes into dst the linear layer input src as the
+// hardware's operand at p holds it: tf32, bf16 or fp16 rounding; for fp8 a
+// per-tensor E4M3 quantization with the scale from this batch's amax
+// (current scaling) and the backend's margin; for fp4 (weight-only 4-bit,
+// bf16 activations) bf16 rounding.
+func (b *Backend) roundActivations(p precision.Format, dst, src []float32) {
+	switch p {
+	case precision.TF32:
+		precision.RoundTF32Slice(dst, src)
+	case precision.BF16, precision.FP4:
+		precision.RoundBF16Slice(dst, src)
+	case precision.FP16:
+		precision.RoundFP16Slice(dst, src)
+	case precision.FP8:
+		precision.RoundE4M3Slice(dst, src, precision.FP8Scale(precision.Amax(src), b.fp8Margin))
+	default:
+		panic("cpu: roundActivations: no emulation for " + string(p))
+	}
+}
+
+// Evict drops the weights the backend has converted for m at every
+// precision, for when m is unloaded. A later Forward of m converts them
+// again. It is safe to call concurrently with Forward.
+func (b *Backend) Evict(m *model.Model) {
+	for _, p := range precision.All {
+		b.cache.Delete(weightKey{m, p})
+	}
+}
+
+// WeightBytes returns the bytes m's parameters take at precision p on a
+// device that stores them natively: each linear weight at
+// precision.WeightBytes(p, Out, In) (scales and padding included) and
+// biases and norm parameters at 4 bytes each (they stay fp32). It is 0 for
+// a nil m or a p that is not a concrete format. The CPU backend itself
+// holds an extra float32 copy of each linear weight per precision other
+// than fp32 it has run (4 × Out × In bytes), the price of emulation.
+func (b *Backend) WeightBytes(m *model.Model, p precision.Format) int64 {
+	if m == nil || !p.Valid() {
+		return 0
+	}
+	var n int64
+	for i := range m.Layers {
+		l := &m.Layers[i]
+		if l.Op == model.Linear {
+			n += precision.WeightBytes(p, l.Out, l.In)
+		} else if l.Weight != nil {
+			n += 4 * int64(len(l.Weight.Data))
+		}
+		if l.Bias != nil {
+			n += 4 * int64(len(l.Bias.Data))
+		}
+	}
+	return n
+}
