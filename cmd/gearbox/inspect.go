@@ -41,9 +41,9 @@ func printPrecisions(w io.Writer, m *model.Model, rows int) error {
 		head += fmt.Sprintf("measured error (%d rows)\t", rows)
 	}
 	fmt.Fprintln(tw, head)
-	fp32 := b.WeightBytes(m, precision.FP32)
+	fp32 := m.WeightBytesAt(precision.FP32)
 	for _, p := range precision.All {
-		wb := b.WeightBytes(m, p)
+		wb := m.WeightBytesAt(p)
 		line := fmt.Sprintf("%s\t%d\t%.3f\t%.2g\t", p, wb, float64(wb)/float64(fp32), precision.ErrorBound(p))
 		if rows > 0 {
 			out, err := b.Forward(context.Background(), m, p, in, rows)

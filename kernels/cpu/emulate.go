@@ -123,29 +123,3 @@ func (b *Backend) Evict(m *model.Model) {
 		b.cache.Delete(weightKey{m, p})
 	}
 }
-
-// WeightBytes returns the bytes m's parameters take at precision p on a
-// device that stores them natively: each linear weight at
-// precision.WeightBytes(p, Out, In) (scales and padding included) and
-// biases and norm parameters at 4 bytes each (they stay fp32). It is 0 for
-// a nil m or a p that is not a concrete format. The CPU backend itself
-// holds an extra float32 copy of each linear weight per precision other
-// than fp32 it has run (4 × Out × In bytes), the price of emulation.
-func (b *Backend) WeightBytes(m *model.Model, p precision.Format) int64 {
-	if m == nil || !p.Valid() {
-		return 0
-	}
-	var n int64
-	for i := range m.Layers {
-		l := &m.Layers[i]
-		if l.Op == model.Linear {
-			n += precision.WeightBytes(p, l.Out, l.In)
-		} else if l.Weight != nil {
-			n += 4 * int64(len(l.Weight.Data))
-		}
-		if l.Bias != nil {
-			n += 4 * int64(len(l.Bias.Data))
-		}
-	}
-	return n
-}

@@ -311,7 +311,6 @@ func TestCapabilitiesAndConfig(t *testing.T) {
 }
 
 func TestWeightBytes(t *testing.T) {
-	b := newBackend(t, 0)
 	m, _ := synthMLP(t, 1)
 	const w = 512 * 2048 * 2 // weights of the two linear layers
 	const bias = 4 * (2048 + 512)
@@ -324,18 +323,15 @@ func TestWeightBytes(t *testing.T) {
 		precision.FP4:  w/2 + w/16 + 2*4 + bias,
 	}
 	for _, p := range precision.All {
-		if got := b.WeightBytes(m, p); got != want[p] {
+		if got := m.WeightBytesAt(p); got != want[p] {
 			t.Errorf("WeightBytes(%s) = %d, want %d", p, got, want[p])
 		}
 	}
-	if got := b.WeightBytes(m, precision.Auto); got != 0 {
+	if got := m.WeightBytesAt(precision.Auto); got != 0 {
 		t.Errorf("WeightBytes(auto) = %d, want 0", got)
 	}
-	if got := b.WeightBytes(nil, precision.FP32); got != 0 {
-		t.Errorf("WeightBytes(nil) = %d, want 0", got)
-	}
 	ln := buildModel(rand.New(rand.NewPCG(13, 13)), 8, act(model.LayerNorm), act(model.RMSNorm))
-	if got, want := b.WeightBytes(ln, precision.FP8), int64(4*(8+8+8)); got != want {
+	if got, want := ln.WeightBytesAt(precision.FP8), int64(4*(8+8+8)); got != want {
 		t.Errorf("WeightBytes(norms) = %d, want %d", got, want)
 	}
 }
