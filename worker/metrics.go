@@ -24,7 +24,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gearbox_jobs_received_total",
-			Help: "Jobs pulled from the job stream, by model.",
+			Help: "Valid jobs accepted for batching, by model (rejected jobs count in gearbox_jobs_failed_total).",
 		}, []string{"model"}),
 		completed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gearbox_jobs_completed_total",

@@ -137,10 +137,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer sub.Unsubscribe()
 
 	var wg sync.WaitGroup
-	batcherDone := make(chan struct{})
 	wg.Go(func() {
-		defer close(batcherDone)
-		// The batcher stops on Close (graceful) or ctx (hard).
+		// The batcher stops on Close (graceful) or ctx (hard), delivering
+		// what it holds either way.
 		_ = w.batch.Run(ctx)
 	})
 	execDone := make(chan struct{})
