@@ -87,6 +87,9 @@ func (c StreamsConfig) Validate() error {
 		return fmt.Errorf("%w: job stream limits must be positive", ErrInvalidOption)
 	case c.ResultsDuplicates > c.ResultsMaxAge:
 		return fmt.Errorf("%w: results duplicate window %v exceeds results max age %v", ErrInvalidOption, c.ResultsDuplicates, c.ResultsMaxAge)
+	case c.AckWait*time.Duration(c.MaxDeliver) >= c.ResultsDuplicates:
+		return fmt.Errorf("%w: ack wait %v × max deliver %d reaches the results duplicate window %v: a late redelivery could store a second result",
+			ErrInvalidOption, c.AckWait, c.MaxDeliver, c.ResultsDuplicates)
 	case c.AckWait < time.Second:
 		return fmt.Errorf("%w: ack wait %v is under 1s", ErrInvalidOption, c.AckWait)
 	case c.MaxDeliver < 1:

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -234,5 +235,31 @@ func TestSubjects(t *testing.T) {
 	}
 	if _, err := gearbox.NewSubjects("bad prefix"); err == nil {
 		t.Error("NewSubjects accepted a prefix with a space")
+	}
+}
+
+func TestStreamsConfigValidate(t *testing.T) {
+	cases := []struct {
+		name string
+		cfg  gearbox.StreamsConfig
+		want string // "" = valid
+	}{
+		{"defaults", gearbox.StreamsConfig{}, ""},
+		{"redelivery outlasts dedupe", gearbox.StreamsConfig{AckWait: time.Minute, MaxDeliver: 10, ResultsDuplicates: 5 * time.Minute}, "second result"},
+		{"dedupe over max age", gearbox.StreamsConfig{ResultsMaxAge: time.Minute}, "exceeds results max age"},
+		{"short ack wait", gearbox.StreamsConfig{AckWait: time.Millisecond}, "under 1s"},
+		{"replicas", gearbox.StreamsConfig{Replicas: 7}, "replicas"},
+	}
+	for _, c := range cases {
+		err := c.cfg.Validate()
+		if c.want == "" {
+			if err != nil {
+				t.Errorf("%s: Validate() = %v; want nil", c.name, err)
+			}
+			continue
+		}
+		if !errors.Is(err, gearbox.ErrInvalidOption) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: Validate() = %v; want ErrInvalidOption mentioning %q", c.name, err, c.want)
+		}
 	}
 }

@@ -77,9 +77,14 @@ func (w *Worker) pullFrom(ctx context.Context, cons jetstream.Consumer) error {
 				errors.Is(err, jetstream.ErrConnectionClosed):
 				return err
 			}
-			// Missed heartbeats and the like are transient: the iterator
-			// goes on pulling.
-			w.log.Debug().Err(err).Msg("pull")
+			// The iterator goes on pulling after these. Missed heartbeats
+			// are routine; anything else (a pull the server refused, say
+			// "Exceeded MaxRequestBatch") is worth an operator's eye.
+			if errors.Is(err, jetstream.ErrNoHeartbeat) {
+				w.log.Debug().Err(err).Msg("pull")
+			} else {
+				w.log.Warn().Err(err).Msg("pull")
+			}
 			continue
 		}
 		if ctx.Err() != nil {

@@ -34,6 +34,7 @@ type config struct {
 	JobsMaxMsgs   int64         `env:"GEARBOX_JOBS_MAX_MSGS" envDefault:"1000000"`
 	JobsMaxBytes  int64         `env:"GEARBOX_JOBS_MAX_BYTES" envDefault:"1073741824"`
 	ResultsMaxAge time.Duration `env:"GEARBOX_RESULTS_MAX_AGE" envDefault:"24h"`
+	ResultsDedupe time.Duration `env:"GEARBOX_RESULTS_DEDUPE_WINDOW" envDefault:"10m"`
 	AckWait       time.Duration `env:"GEARBOX_ACK_WAIT" envDefault:"30s"`
 	MaxDeliver    int           `env:"GEARBOX_MAX_DELIVER" envDefault:"5"`
 	MaxAckPending int           `env:"GEARBOX_MAX_ACK_PENDING" envDefault:"20000"`
@@ -48,13 +49,14 @@ func (c *config) subjects() (gearbox.Subjects, error) { return gearbox.NewSubjec
 
 func (c *config) streams() gearbox.StreamsConfig {
 	return gearbox.StreamsConfig{
-		Replicas:      c.Replicas,
-		JobsMaxMsgs:   c.JobsMaxMsgs,
-		JobsMaxBytes:  c.JobsMaxBytes,
-		ResultsMaxAge: c.ResultsMaxAge,
-		AckWait:       c.AckWait,
-		MaxDeliver:    c.MaxDeliver,
-		MaxAckPending: c.MaxAckPending,
+		Replicas:          c.Replicas,
+		JobsMaxMsgs:       c.JobsMaxMsgs,
+		JobsMaxBytes:      c.JobsMaxBytes,
+		ResultsMaxAge:     c.ResultsMaxAge,
+		ResultsDuplicates: c.ResultsDedupe,
+		AckWait:           c.AckWait,
+		MaxDeliver:        c.MaxDeliver,
+		MaxAckPending:     c.MaxAckPending,
 	}
 }
 
