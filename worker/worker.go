@@ -169,6 +169,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	if pullErr != nil {
 		return pullErr
 	}
+	// Acks are fire-and-forget: make sure they have left before saying
+	// the worker has stopped.
+	if err := w.nc.FlushTimeout(5 * time.Second); err != nil {
+		w.log.Warn().Err(err).Msg("flush acks")
+	}
 	w.log.Info().Msg("worker stopped")
 	return nil
 }
