@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/x448/float16"
 )
@@ -99,7 +100,7 @@ func (t *Tensor) Float32s(dst []float32) ([]float32, error) {
 	}
 	n := t.Shape[0] * t.Shape[1]
 	start := len(dst)
-	dst = append(dst, make([]float32, n)...)
+	dst = slices.Grow(dst, n)[:start+n] // one allocation at most, on the per-job path
 	out := dst[start:]
 	d := t.Data
 	switch t.DType {

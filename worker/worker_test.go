@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/gearbox-inference/gearbox"
+	"github.com/gearbox-inference/gearbox/kernels"
 	"github.com/gearbox-inference/gearbox/precision"
 	"github.com/gearbox-inference/gearbox/worker"
 )
@@ -304,12 +305,6 @@ func TestPrecisionReported(t *testing.T) {
 		if p == precision.Auto {
 			want = e.m.Precision.Initial
 		}
-		if !e.backend.Supports(want) {
-			if r.Error == nil || r.Error.Code != gearbox.CodeBadRequest || !strings.Contains(r.Error.Message, "supports") {
-				t.Errorf("asked %s on a backend without it: %+v; want bad_request naming what it supports", p, r)
-			}
-			continue
-		}
 		if r.Error != nil || r.Precision != want {
 			t.Fatalf("asked %s: result precision %q, error %v; want %s", p, r.Precision, r.Error, want)
 		}
@@ -328,6 +323,36 @@ func TestPrecisionReported(t *testing.T) {
 	if r.Error != nil || r.Precision != precision.FP32 {
 		t.Errorf("fp4 with max_error 1e-4 ran at %q (error %v); want fp32, the only rung that meets it", r.Precision, r.Error)
 	}
+}
+
+// fp32Only is the CPU backend restricted to fp32, as a device without the
+// other formats would be (it hides the CPU's Capabilities method).
+type fp32Only struct{ kernels.Backend }
+
+func (fp32Only) Supports(p precision.Format) bool { return p == precision.FP32 }
+
+// TestUnsupportedPrecision: a precision the device cannot run is a
+// bad_request naming what it can, never a silent fallback.
+func TestUnsupportedPrecision(t *testing.T) {
+	e := setup(t, gearbox.StreamsConfig{})
+	e.start("w", worker.Config{}, fp32Only{e.backend})
+	j := e.job("want-bf16", 1, 1)
+	j.Precision = precision.BF16
+	r, err := e.client.Do(context.Background(), j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Error == nil || r.Error.Code != gearbox.CodeBadRequest || !strings.Contains(r.Error.Message, "supports fp32") || r.Precision != "" {
+		t.Fatalf("asked bf16 of an fp32-only device: %+v; want bad_request naming fp32 and no precision", r)
+	}
+	j = e.job("auto", 1, 2)
+	if r, err = e.client.Do(context.Background(), j); err != nil {
+		t.Fatal(err)
+	}
+	if r.Error != nil || r.Precision != precision.FP32 {
+		t.Fatalf("auto on an fp32-only device: %+v; want fp32", r)
+	}
+	e.checkOutput(j, r, 1e-5)
 }
 
 // TestJSONJobGetsJSONResult: a JSON job (as `nats pub` sends) is answered
