@@ -5,6 +5,7 @@
 //	gearbox submit                 publish jobs (JSON lines, or random inputs)
 //	gearbox results                follow a model's results
 //	gearbox model synth|push|inspect
+//	gearbox bench kernels|e2e
 //
 // See README.md for the configuration table.
 package main
@@ -36,6 +37,7 @@ usage:
   gearbox submit [flags] [FILE]          publish jobs: JSON lines from FILE or stdin, or --random N
   gearbox results [flags] MODEL          follow a model's results ("*" for all)
   gearbox model synth|push|inspect ...   make, upload and examine models
+  gearbox bench kernels|e2e [flags]      GPU kernel and end-to-end benchmarks
 
 Run "gearbox COMMAND -h" for a command's flags.
 `
@@ -70,6 +72,8 @@ func main() {
 		err = runResults(ctx, &cfg, log, args)
 	case "model":
 		err = runModel(ctx, &cfg, log, args)
+	case "bench":
+		err = runBench(ctx, &cfg, log, args)
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return
