@@ -1,0 +1,135 @@
+package gpumon
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// TestOpen runs against whatever this machine has: with no NVIDIA driver
+// (or no cgo) it checks the error; on a GPU host it checks the readings.
+func TestOpen(t *testing.T) {
+	d, err := Open(0)
+	if errors.Is(err, ErrUnavailable) {
+		if !strings.HasPrefix(err.Error(), "NVML unavailable: ") {
+			t.Errorf("Open(0) error = %q; want it to start %q", err, "NVML unavailable: ")
+		}
+		t.Skipf("no GPU here: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("Open(0): %v", err)
+	}
+	defer d.Close()
+	if d.Index() != 0 || d.Name() == "" || !strings.HasPrefix(d.UUID(), "GPU-") {
+		t.Errorf("device index %d name %q uuid %q; want 0, a name, GPU-…", d.Index(), d.Name(), d.UUID())
+	}
+	r, err := d.Read()
+	if err != nil {
+		t.Errorf("Read: %v", err)
+	}
+	if !r.Valid.Has(FieldMemory) || r.MemoryTotalBytes < 1<<30 || r.MemoryUsedBytes > r.MemoryTotalBytes {
+		t.Errorf("memory valid %v total %d used %d; want a plausible GPU memory", r.Valid.Has(FieldMemory), r.MemoryTotalBytes, r.MemoryUsedBytes)
+	}
+	if r.Valid.Has(FieldUtilization) && (r.GPUUtilization < 0 || r.GPUUtilization > 1) {
+		t.Errorf("GPU utilisation %v; want 0..1", r.GPUUtilization)
+	}
+	if r.Valid.Has(FieldPower) && (r.PowerWatts <= 0 || r.PowerWatts > 2000) {
+		t.Errorf("power %v W; want 0..2000", r.PowerWatts)
+	}
+	if r.Valid.Has(FieldSMClock) && r.SMClockHertz < 1e8 {
+		t.Errorf("SM clock %v Hz; want ≥ 100 MHz", r.SMClockHertz)
+	}
+	e1, err := d.Energy()
+	if err != nil {
+		t.Fatalf("Energy: %v", err)
+	}
+	if e1 <= 0 {
+		t.Errorf("Energy() = %v J; want > 0 on a running GPU", e1)
+	}
+	if e2, _ := d.Energy(); e2 < e1 {
+		t.Errorf("energy counter went back from %v to %v J", e1, e2)
+	}
+	if err := d.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if err := d.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
+
+func TestOpenNoSuchDevice(t *testing.T) {
+	d, err := Open(1 << 20)
+	if err == nil {
+		d.Close()
+		t.Fatal("Open(1<<20) succeeded; want an error")
+	}
+	if !errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrNoDevice) {
+		t.Errorf("Open(1<<20) error = %v; want ErrUnavailable or ErrNoDevice", err)
+	}
+}
+
+func TestCUDAOrdinal(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		n    int
+		want bool
+	}{
+		{"cuda:0", 0, true},
+		{"cuda:3", 3, true},
+		{" CUDA:1 ", 1, true},
+		{"cpu", 0, false},
+		{"auto", 0, false},
+		{"cuda", 0, false},
+		{"cuda:", 0, false},
+		{"cuda:-1", 0, false},
+		{"cuda:x", 0, false},
+	} {
+		n, ok := CUDAOrdinal(tc.in)
+		if n != tc.n || ok != tc.want {
+			t.Errorf("CUDAOrdinal(%q) = %d, %v; want %d, %v", tc.in, n, ok, tc.n, tc.want)
+		}
+	}
+}
+
+func TestCUDATarget(t *testing.T) {
+	for _, tc := range []struct {
+		ordinal int
+		visible string
+		set     bool
+		want    target
+		err     bool
+	}{
+		{0, "", false, target{index: 0}, false},
+		{2, "", false, target{index: 2}, false},
+		{0, "3", true, target{index: 3}, false},
+		{1, "3,1", true, target{index: 1}, false},
+		{0, "1,3", true, target{index: 1}, false},
+		{1, " 2 , 5 ", true, target{index: 5}, false},
+		{0, "GPU-5d3c", true, target{uuid: "GPU-5d3c"}, false},
+		{1, "0,GPU-ab12", true, target{uuid: "GPU-ab12"}, false},
+		{0, "", true, target{}, true},         // set but empty: no devices
+		{1, "2", true, target{}, true},        // past the end
+		{1, "2,x,3", true, target{}, true},    // CUDA stops at "x"
+		{0, "-1", true, target{}, true},       // a common way to hide all GPUs
+		{0, "MIG-1234", true, target{}, true}, // not a whole GPU
+		{0, "GPU-", true, target{}, true},     // no UUID
+	} {
+		got, err := cudaTarget(tc.ordinal, tc.visible, tc.set)
+		if (err != nil) != tc.err || got != tc.want {
+			t.Errorf("cudaTarget(%d, %q, %v) = %+v, %v; want %+v, error %v", tc.ordinal, tc.visible, tc.set, got, err, tc.want, tc.err)
+		}
+		if err != nil && !errors.Is(err, ErrNoDevice) {
+			t.Errorf("cudaTarget(%d, %q) error %v; want ErrNoDevice", tc.ordinal, tc.visible, err)
+		}
+	}
+}
+
+func TestFieldsHas(t *testing.T) {
+	s := FieldMemory | FieldPower
+	if !s.Has(FieldMemory) || !s.Has(FieldPower) || !s.Has(FieldMemory|FieldPower) {
+		t.Errorf("%b: want memory and power", s)
+	}
+	if s.Has(FieldEnergy) || s.Has(FieldMemory|FieldEnergy) {
+		t.Errorf("%b: want no energy", s)
+	}
+}

@@ -1,0 +1,15 @@
+//go:build !cgo
+
+package gpumon
+
+import "fmt"
+
+// Open would open the GPU with NVML index index; go-nvml needs cgo, so in
+// this build it returns an error wrapping ErrUnavailable.
+func Open(index int) (*Device, error) {
+	return nil, fmt.Errorf("%w: binary built without cgo", ErrUnavailable)
+}
+
+// OpenCUDA would open CUDA device ordinal; in this build it returns an
+// error wrapping ErrUnavailable.
+func OpenCUDA(ordinal int) (*Device, error) { return Open(ordinal) }
