@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
+	"github.com/gearbox-inference/gearbox/internal/gpumon"
 	"github.com/gearbox-inference/gearbox/kernels"
 	"github.com/gearbox-inference/gearbox/model"
 	"github.com/gearbox-inference/gearbox/worker"
@@ -62,6 +63,10 @@ func runWorker(ctx context.Context, cfg *config, log zerolog.Logger, args []stri
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if gpu := openGPUMon(backend.Name(), log); gpu != nil {
+		defer gpu.Close()
+		reg.MustRegister(gpumon.NewCollector(gpu))
+	}
 	met := worker.NewMetrics(reg)
 	if stop, err := serveMetrics(cfg.MetricsAddr, reg, log); err != nil {
 		return err
