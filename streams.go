@@ -35,6 +35,9 @@ type StreamsConfig struct {
 	// letters (defaults 7 and 14 days).
 	QualityMaxAge time.Duration
 	DeadMaxAge    time.Duration
+	// QualityMaxPerModel keeps at most this many quality reports per model
+	// (default 10,000): it bounds what a starting controller replays.
+	QualityMaxPerModel int64
 	// AckWait is the consumer's ack timeout (default 30 s); workers send
 	// InProgress for jobs held longer than a third of it.
 	AckWait time.Duration
@@ -67,6 +70,9 @@ func (c StreamsConfig) WithDefaults() StreamsConfig {
 	def(&c.ResultsDuplicates, 10*time.Minute)
 	def(&c.QualityMaxAge, 7*24*time.Hour)
 	def(&c.DeadMaxAge, 14*24*time.Hour)
+	if c.QualityMaxPerModel == 0 {
+		c.QualityMaxPerModel = 10_000
+	}
 	def(&c.AckWait, 30*time.Second)
 	if c.MaxDeliver == 0 {
 		c.MaxDeliver = 5
@@ -83,7 +89,7 @@ func (c StreamsConfig) Validate() error {
 	switch {
 	case c.Replicas < 1 || c.Replicas > 5:
 		return fmt.Errorf("%w: replicas %d must be 1 to 5", ErrInvalidOption, c.Replicas)
-	case c.JobsMaxMsgs < 0, c.JobsMaxBytes < 0:
+	case c.JobsMaxMsgs < 0, c.JobsMaxBytes < 0, c.QualityMaxPerModel < 0:
 		return fmt.Errorf("%w: job stream limits must be positive", ErrInvalidOption)
 	case c.ResultsDuplicates > c.ResultsMaxAge:
 		return fmt.Errorf("%w: results duplicate window %v exceeds results max age %v", ErrInvalidOption, c.ResultsDuplicates, c.ResultsMaxAge)
@@ -125,13 +131,14 @@ func (s Subjects) StreamConfigs(c StreamsConfig) []jetstream.StreamConfig {
 		Duplicates:  c.ResultsDuplicates,
 		Replicas:    c.Replicas,
 	}, {
-		Name:        s.QualityStream(),
-		Description: "Gearbox quality reports",
-		Subjects:    []string{s.Prefix + ".quality.>"},
-		Retention:   jetstream.LimitsPolicy,
-		Storage:     jetstream.FileStorage,
-		MaxAge:      c.QualityMaxAge,
-		Replicas:    c.Replicas,
+		Name:              s.QualityStream(),
+		Description:       "Gearbox quality reports",
+		Subjects:          []string{s.Prefix + ".quality.>"},
+		Retention:         jetstream.LimitsPolicy,
+		Storage:           jetstream.FileStorage,
+		MaxAge:            c.QualityMaxAge,
+		MaxMsgsPerSubject: c.QualityMaxPerModel,
+		Replicas:          c.Replicas,
 	}, {
 		Name:        s.DeadStream(),
 		Description: "Gearbox dead letters: invalid or failed jobs with their reason",
@@ -158,8 +165,9 @@ func (s Subjects) ConsumerConfig(c StreamsConfig) jetstream.ConsumerConfig {
 	}
 }
 
-// Provision creates or updates the deployment's streams and its shared
-// consumer, idempotently: every worker may call it at start.
+// Provision creates or updates the deployment's streams, its shared
+// consumer and the policy bucket, idempotently: every worker may call it at
+// start.
 func Provision(ctx context.Context, js jetstream.JetStream, s Subjects, c StreamsConfig) error {
 	if err := c.Validate(); err != nil {
 		return err
@@ -171,6 +179,9 @@ func Provision(ctx context.Context, js jetstream.JetStream, s Subjects, c Stream
 	}
 	if _, err := js.CreateOrUpdateConsumer(ctx, s.JobsStream(), s.ConsumerConfig(c)); err != nil {
 		return fmt.Errorf("provision consumer %s on %s: %w", s.Consumer(), s.JobsStream(), err)
+	}
+	if _, err := PolicyStore(ctx, js, s, c.Replicas, true); err != nil {
+		return fmt.Errorf("provision: %w", err)
 	}
 	return nil
 }

@@ -1,0 +1,310 @@
+package quality
+
+import (
+	"testing"
+	"time"
+
+	"github.com/gearbox-inference/gearbox"
+	"github.com/gearbox-inference/gearbox/precision"
+)
+
+// feed drives a controller with hand-made reports, one second of stream time
+// apart, and records the decisions as if each write landed.
+type feed struct {
+	t   *testing.T
+	c   *Controller
+	seq uint64
+	at  time.Time
+	rev uint64
+	got []*Decision
+}
+
+func newFeed(t *testing.T, r Rules) *feed {
+	t.Helper()
+	c, err := NewController(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &feed{t: t, c: c, at: time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)}
+}
+
+// report sends a report for model "m" (ladder fp32 tf32 bf16 fp8 fp4,
+// max_error 0.1) served at served with error se, and if cand is set its
+// candidate with error ce. It returns the decision, if any.
+func (f *feed) report(served precision.Format, se float64, cand precision.Format, ce float64) *Decision {
+	f.t.Helper()
+	f.seq++
+	f.at = f.at.Add(time.Second)
+	r := &gearbox.QualityReport{
+		Model: "m", Ladder: precision.DefaultLadder, Initial: precision.FP32, MaxError: 0.1,
+		Served: served, ServedMetrics: gearbox.QualityMetrics{RelL2: se},
+		Worker: "w" + string(rune('a'+f.seq%3)),
+	}
+	if cand != "" {
+		r.Candidate, r.CandidateMetrics = cand, &gearbox.QualityMetrics{RelL2: ce}
+	}
+	if se < 0 {
+		r.ServedMetrics = gearbox.QualityMetrics{NonFinite: 3}
+	}
+	if cand != "" && ce < 0 {
+		r.CandidateMetrics = &gearbox.QualityMetrics{NonFinite: 1}
+	}
+	if err := r.Validate(); err != nil {
+		f.t.Fatal(err)
+	}
+	d := f.c.Observe(f.seq, f.at, r)
+	if d != nil {
+		if d.Rev != f.rev {
+			f.t.Fatalf("decision at seq %d based on revision %d, want %d", f.seq, d.Rev, f.rev)
+		}
+		f.rev++
+		f.c.Written(d, f.rev)
+		f.got = append(f.got, d)
+	}
+	return d
+}
+
+func (f *feed) precision() precision.Format {
+	p, _, ok := f.c.Policy("m")
+	if !ok {
+		return precision.FP32 // the manifest's initial precision
+	}
+	return p.Precision
+}
+
+// good sends n reports at the current precision whose candidate (next
+// rung) has error ce and served error se.
+func (f *feed) good(n int, se, ce float64) *Decision {
+	var last *Decision
+	for range n {
+		cur := f.precision()
+		cand, _ := precision.Next(precision.DefaultLadder, cur)
+		if d := f.report(cur, se, cand, ce); d != nil {
+			last = d
+		}
+	}
+	return last
+}
+
+func TestStepDownOnlyWithEnoughEvidence(t *testing.T) {
+	f := newFeed(t, Rules{Cooldown: time.Nanosecond})
+	// 19 good candidate reports: not enough.
+	for i := range 19 {
+		if d := f.report(precision.FP32, 1e-7, precision.TF32, 1e-4); d != nil {
+			t.Fatalf("report %d: stepped to %s with %d samples", i+1, d.Policy.Precision, i+1)
+		}
+	}
+	d := f.report(precision.FP32, 1e-7, precision.TF32, 1e-4)
+	if d == nil || d.Policy.Precision != precision.TF32 || d.Up {
+		t.Fatalf("20th report: decision %+v, want down to tf32", d)
+	}
+	if e := d.Policy.Evidence; e.Samples != 20 || e.UpperBound != 1e-4 || e.Workers != 3 || e.FirstSeq != 1 || e.LastSeq != 20 {
+		t.Fatalf("evidence %+v", e)
+	}
+	if d.Policy.Seq != 20 || d.Policy.Measured[precision.TF32] != 1e-4 || d.Policy.Measured[precision.FP32] != 1e-7 {
+		t.Fatalf("policy %+v", d.Policy)
+	}
+	// The statistics restart at the change: 19 more bf16 reports are not enough.
+	if d := f.good(19, 1e-4, 1e-3); d != nil {
+		t.Fatalf("stepped to %s on 19 fresh samples", d.Policy.Precision)
+	}
+	if d := f.good(1, 1e-4, 1e-3); d == nil || d.Policy.Precision != precision.BF16 {
+		t.Fatalf("decision %+v, want bf16", d)
+	}
+}
+
+func TestStepDownNeedsMargin(t *testing.T) {
+	f := newFeed(t, Rules{Cooldown: time.Nanosecond})
+	// Candidate errors of 0.06 meet max_error 0.1 but not 0.5 × 0.1.
+	if d := f.good(100, 1e-7, 0.06); d != nil {
+		t.Fatalf("stepped down to %s at 0.6 × max_error", d.Policy.Precision)
+	}
+	// One bad report in the window blocks the step until it leaves the window (50).
+	f = newFeed(t, Rules{Cooldown: time.Nanosecond})
+	f.good(10, 1e-7, 1e-4)
+	f.good(1, 1e-7, 0.07)
+	if d := f.good(49, 1e-7, 1e-4); d != nil {
+		t.Fatalf("stepped down at seq %d with a bad report in the window", f.seq)
+	}
+	if d := f.good(1, 1e-7, 1e-4); d == nil {
+		t.Fatal("no step down once the bad report left the window")
+	}
+}
+
+func TestStepUpAtOnce(t *testing.T) {
+	f := newFeed(t, Rules{Cooldown: time.Hour})
+	f.good(20, 1e-7, 1e-4) // → tf32, cooldown starts
+	if f.precision() != precision.TF32 {
+		t.Fatalf("at %s", f.precision())
+	}
+	// One served report over max_error steps up at once, cooldown or not.
+	d := f.report(precision.TF32, 0.2, precision.BF16, 0.3)
+	if d == nil || !d.Up || d.Policy.Precision != precision.FP32 {
+		t.Fatalf("decision %+v, want up to fp32", d)
+	}
+	if d.Policy.Evidence.UpperBound != 0.2 || d.Policy.Evidence.Precision != precision.TF32 {
+		t.Fatalf("evidence %+v", d.Policy.Evidence)
+	}
+	// At the ceiling a breach changes nothing.
+	if d := f.report(precision.FP32, 0.5, precision.TF32, 0.5); d != nil {
+		t.Fatalf("stepped %+v above the ceiling", d.Policy)
+	}
+}
+
+func TestCooldownDelaysStepDown(t *testing.T) {
+	f := newFeed(t, Rules{Cooldown: 60 * time.Second})
+	f.good(20, 1e-7, 1e-4) // → tf32 at t=20s (no cooldown before the first change)
+	if f.precision() != precision.TF32 {
+		t.Fatalf("at %s", f.precision())
+	}
+	changed := f.seq
+	// Reports come a second apart: the next step down waits for 60 s of
+	// stream time even though 20 samples arrive after 20 s.
+	for f.precision() == precision.TF32 {
+		f.good(1, 1e-4, 1e-3)
+		if f.seq > 200 {
+			t.Fatal("never stepped down")
+		}
+	}
+	if got := f.seq - changed; got != 60 {
+		t.Fatalf("stepped down %d reports (seconds) after the change, want 60", got)
+	}
+}
+
+func TestFloorAndCeiling(t *testing.T) {
+	f := newFeed(t, Rules{Cooldown: time.Nanosecond})
+	f.good(1, 1e-7, 1e-4)
+	p, rev, _ := f.c.Policy("m")
+	p.Floor, p.Ceiling = precision.BF16, precision.TF32
+	p.Seq = f.seq
+	p.By = "manual"
+	f.c.Adopt(rev+1, p)
+	f.rev = rev + 1
+	// fp32 is above the ceiling: the next report moves it to tf32.
+	d := f.report(precision.FP32, 1e-7, precision.TF32, 1e-4)
+	if d == nil || d.Policy.Precision != precision.TF32 {
+		t.Fatalf("decision %+v, want tf32 (the ceiling)", d)
+	}
+	for range 200 {
+		f.good(1, 1e-4, 1e-4)
+	}
+	if f.precision() != precision.BF16 {
+		t.Fatalf("at %s, want bf16 (the floor)", f.precision())
+	}
+	// A breach at bf16 goes to tf32, never above the ceiling.
+	f.report(precision.BF16, 0.5, precision.FP8, 0.5)
+	f.report(precision.TF32, 0.5, precision.BF16, 0.5)
+	if f.precision() != precision.TF32 {
+		t.Fatalf("at %s, want tf32", f.precision())
+	}
+}
+
+func TestNonFiniteRulesOut(t *testing.T) {
+	f := newFeed(t, Rules{Cooldown: time.Nanosecond})
+	// A candidate with non-finite outputs is never stepped down to, even
+	// with perfect reports later.
+	f.report(precision.FP32, 1e-7, precision.TF32, -1)
+	if d := f.good(100, 1e-7, 1e-5); d != nil {
+		t.Fatalf("stepped down to %s after non-finite values", d.Policy.Precision)
+	}
+	// Served non-finite values step up at once and exclude the precision.
+	f = newFeed(t, Rules{Cooldown: time.Nanosecond})
+	f.good(20, 1e-7, 1e-4)
+	f.good(20, 1e-4, 1e-3) // → bf16
+	if f.precision() != precision.BF16 {
+		t.Fatalf("at %s", f.precision())
+	}
+	d := f.report(precision.BF16, -1, precision.FP8, 0.01)
+	if d == nil || !d.Up || d.Policy.Precision != precision.TF32 {
+		t.Fatalf("decision %+v, want up to tf32", d)
+	}
+	if len(d.Policy.Excluded) != 1 || d.Policy.Excluded[0] != precision.BF16 {
+		t.Fatalf("excluded %v, want [bf16]", d.Policy.Excluded)
+	}
+	if d := f.good(200, 1e-4, 1e-3); d != nil {
+		t.Fatalf("stepped to %s after bf16 was ruled out", d.Policy.Precision)
+	}
+}
+
+func TestNoOscillation(t *testing.T) {
+	// fp8 at 0.04, fp4 at 0.14, max_error 0.1: reaches fp8 and stays.
+	errs := map[precision.Format]float64{precision.FP32: 1e-7, precision.TF32: 3e-4, precision.BF16: 3e-3, precision.FP8: 0.04, precision.FP4: 0.14}
+	f := newFeed(t, Rules{Cooldown: 5 * time.Second})
+	for range 5000 {
+		cur := f.precision()
+		cand, _ := precision.Next(precision.DefaultLadder, cur)
+		f.report(cur, errs[cur], cand, errs[cand])
+	}
+	if f.precision() != precision.FP8 || len(f.got) != 3 {
+		t.Fatalf("at %s after %d changes, want fp8 after 3", f.precision(), len(f.got))
+	}
+}
+
+func TestDeterministicReplay(t *testing.T) {
+	// Two controllers fed the same reports decide the same things at the
+	// same sequences; one that starts from the policy at a change and the
+	// reports after it continues identically.
+	errs := map[precision.Format]float64{precision.FP32: 1e-7, precision.TF32: 3e-4, precision.BF16: 3e-3, precision.FP8: 0.04, precision.FP4: 0.14}
+	a := newFeed(t, Rules{Cooldown: 3 * time.Second})
+	var reports []*gearbox.QualityReport
+	var times []time.Time
+	for range 300 {
+		cur := a.precision()
+		cand, _ := precision.Next(precision.DefaultLadder, cur)
+		e := errs[cand] * float64(1+a.seq%7) / 4
+		a.report(cur, errs[cur], cand, e)
+		reports = append(reports, &gearbox.QualityReport{Model: "m", Ladder: precision.DefaultLadder, Initial: precision.FP32, MaxError: 0.1,
+			Served: cur, ServedMetrics: gearbox.QualityMetrics{RelL2: errs[cur]}, Candidate: cand, CandidateMetrics: &gearbox.QualityMetrics{RelL2: e}})
+		times = append(times, a.at)
+	}
+	if len(a.got) < 2 {
+		t.Fatalf("only %d changes", len(a.got))
+	}
+	// A late starter adopts the first change and replays after it.
+	b, _ := NewController(Rules{Cooldown: 3 * time.Second})
+	b.Adopt(1, a.got[0].Policy)
+	var got []*Decision
+	for i := a.got[0].Policy.Seq; i < uint64(len(reports)); i++ {
+		if d := b.Observe(i+1, times[i], reports[i]); d != nil {
+			got = append(got, d)
+		}
+	}
+	if len(got) != len(a.got)-1 {
+		t.Fatalf("late starter made %d changes, want %d", len(got), len(a.got)-1)
+	}
+	for i, d := range got {
+		w := a.got[i+1]
+		if d.Policy.Seq != w.Policy.Seq || d.Policy.Precision != w.Policy.Precision || d.Policy.Reason != w.Policy.Reason {
+			t.Fatalf("change %d: %s at %d (%s), want %s at %d (%s)", i, d.Policy.Precision, d.Policy.Seq, d.Policy.Reason,
+				w.Policy.Precision, w.Policy.Seq, w.Policy.Reason)
+		}
+	}
+}
+
+func TestAdoptManualChangeRewinds(t *testing.T) {
+	f := newFeed(t, Rules{Cooldown: time.Nanosecond})
+	f.good(30, 1e-7, 1e-4) // → tf32 at 20, then 10 more
+	p, rev, _ := f.c.Policy("m")
+	p.Precision, p.MaxError, p.Seq, p.By = precision.FP32, 1e-5, 25, "manual"
+	if from := f.c.Adopt(rev+1, p); from != 26 {
+		t.Fatalf("replay from %d, want 26", from)
+	}
+	if f.c.Position("m") != 25 {
+		t.Fatalf("position %d", f.c.Position("m"))
+	}
+	// Its own write coming back through the watch changes nothing.
+	if from := f.c.Adopt(rev+1, p); from != 0 {
+		t.Fatalf("replay from %d for the policy held", from)
+	}
+}
+
+func TestRulesValidate(t *testing.T) {
+	for _, r := range []Rules{{Window: 10, MinSamples: 11}, {Margin: 1.5}, {Margin: -1}, {Cooldown: -time.Second}, {Window: -1}} {
+		if err := r.Validate(); err == nil {
+			t.Errorf("%+v: no error", r)
+		}
+	}
+	if err := (Rules{}).Validate(); err != nil {
+		t.Error(err)
+	}
+}
