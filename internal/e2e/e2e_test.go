@@ -1,0 +1,145 @@
+package e2e
+
+import (
+	"context"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gearbox-inference/gearbox/kernels/cpu"
+	"github.com/gearbox-inference/gearbox/precision"
+	"github.com/gearbox-inference/gearbox/worker"
+)
+
+func TestPackBatches(t *testing.T) {
+	// Three distinct 2-row inputs of 2 features; 5 jobs cycle through them.
+	inputs := [][]float32{{1, 1, 2, 2}, {3, 3, 4, 4}, {5, 5, 6, 6}}
+	bs := packBatches(inputs, 5, 2, 2, 4)
+	var rows []int
+	var firsts []float32
+	for _, b := range bs {
+		rows = append(rows, b.rows)
+		if len(b.in) != b.rows*2 {
+			t.Errorf("batch of %d rows has %d values; want %d", b.rows, len(b.in), b.rows*2)
+		}
+		for r := range b.rows {
+			firsts = append(firsts, b.in[2*r])
+		}
+	}
+	if want := []int{4, 4, 2}; !slices.Equal(rows, want) {
+		t.Errorf("batch rows %v; want %v", rows, want)
+	}
+	if want := []float32{1, 2, 3, 4, 5, 6, 1, 2, 3, 4}; !slices.Equal(firsts, want) {
+		t.Errorf("rows in order %v; want %v", firsts, want)
+	}
+	// A job that straddles two batches is split, as the batcher does.
+	bs = packBatches(inputs, 3, 2, 2, 3)
+	if len(bs) != 2 || bs[0].rows != 3 || bs[1].rows != 3 || bs[1].in[0] != 4 {
+		t.Errorf("split: %+v; want batches of 3 and 3 rows, the second starting at row value 4", bs)
+	}
+}
+
+func TestMedian(t *testing.T) {
+	for _, tc := range []struct {
+		in   []float64
+		want float64
+	}{{[]float64{3}, 3}, {[]float64{5, 1, 3}, 3}, {[]float64{4, 1, 3, 2}, 2.5}} {
+		if got := median(tc.in); got != tc.want {
+			t.Errorf("median(%v) = %v; want %v", tc.in, got, tc.want)
+		}
+	}
+	if !math.IsNaN(median(nil)) {
+		t.Error("median(nil) is not NaN")
+	}
+}
+
+// counter is a cumulative energy source that gains 10 J each read: the
+// test then knows the joules per 1,000 jobs each side must report.
+type counter struct {
+	mu sync.Mutex
+	j  float64
+}
+
+func (c *counter) read() (float64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.j += 10
+	return c.j, nil
+}
+
+func TestRun(t *testing.T) {
+	be, err := cpu.New(cpu.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	var e counter
+	var progress strings.Builder
+	rep, err := Run(context.Background(), Config{
+		Backend: be, Dims: []int{16, 32, 8}, Precisions: []precision.Format{precision.FP32, precision.BF16},
+		RowsPerJob: 3, Jobs: 100, Reps: 2, Worker: worker.Config{MaxBatchRows: 32, MaxDelay: time.Second},
+		Energy: e.read, Progress: &progress, Timeout: time.Minute,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(progress.String(), "\n"); got != 8 {
+		t.Errorf("%d progress lines; want 8 (2 precisions × 2 reps × 2 sides)", got)
+	}
+	if len(rep.Results) != 2 || rep.Results[0].Precision != precision.FP32 || rep.Results[1].Precision != precision.BF16 {
+		t.Fatalf("results %+v; want fp32 then bf16", rep.Results)
+	}
+	for _, r := range rep.Results {
+		for name, s := range map[string]Side{"bare": r.Bare, "worker": r.Worker} {
+			if s.JobsPerSec <= 0 || len(s.Runs) != 2 {
+				t.Errorf("%s %s: %v jobs/s over %d runs; want > 0 over 2", r.Precision, name, s.JobsPerSec, len(s.Runs))
+			}
+			if math.Abs(s.RowsPerSec-3*s.JobsPerSec) > 1e-6*s.RowsPerSec {
+				t.Errorf("%s %s: %v rows/s for %v jobs/s; want 3 rows a job", r.Precision, name, s.RowsPerSec, s.JobsPerSec)
+			}
+			// Two reads 10 J apart around 100 jobs: 100 J per 1,000 jobs.
+			if s.JoulesPer1kJobs == nil || *s.JoulesPer1kJobs != 100 {
+				t.Errorf("%s %s: joules per 1k jobs %v; want 100", r.Precision, name, s.JoulesPer1kJobs)
+			}
+		}
+		if want := r.Worker.JobsPerSec / r.Bare.JobsPerSec; r.Ratio != want {
+			t.Errorf("%s: ratio %v; want %v", r.Precision, r.Ratio, want)
+		}
+		// 300 rows in batches of 32: nine full and one of 12.
+		if r.Bare.MeanBatchRows != 30 {
+			t.Errorf("%s: bare mean batch %v rows; want 30", r.Precision, r.Bare.MeanBatchRows)
+		}
+		// With the queue full and a long MaxDelay the worker forms the
+		// same full batches.
+		if r.Worker.MeanBatchRows < 24 || r.Worker.MeanBatchRows > 32 {
+			t.Errorf("%s: worker mean batch %v rows; want full batches (about 30)", r.Precision, r.Worker.MeanBatchRows)
+		}
+	}
+	var out strings.Builder
+	rep.Print(&out)
+	for _, want := range []string{"worker/bare", "J/1k jobs", "fp32", "bf16", "100.0"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestRunRejects(t *testing.T) {
+	be, err := cpu.New(cpu.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	for name, c := range map[string]Config{
+		"no backend": {},
+		"auto":       {Backend: be, Precisions: []precision.Format{precision.Auto}},
+		"zero rows":  {Backend: be, RowsPerJob: -1},
+	} {
+		if _, err := Run(context.Background(), c); err == nil {
+			t.Errorf("%s: Run succeeded; want an error", name)
+		}
+	}
+}

@@ -1,0 +1,131 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"runtime"
+	"text/tabwriter"
+	"time"
+
+	"github.com/gearbox-inference/gearbox/model"
+	"github.com/gearbox-inference/gearbox/precision"
+)
+
+var nan = math.NaN()
+
+// Report is a run's measurements, ready for a table or JSON.
+type Report struct {
+	Date         time.Time `json:"date"`
+	Device       string    `json:"device"`
+	GPU          string    `json:"gpu,omitempty"` // set by the caller when it knows
+	Go           string    `json:"go"`
+	CPUs         int       `json:"cpus"`
+	Dims         []int     `json:"dims"`
+	Digest       string    `json:"model_digest"`
+	RowsPerJob   int       `json:"rows_per_job"`
+	Jobs         int       `json:"jobs"`
+	MaxBatchRows int       `json:"max_batch_rows"`
+	Workers      int       `json:"workers"`
+	Reps         int       `json:"reps"`
+	Results      []Result  `json:"results"`
+}
+
+// Result is one precision's medians.
+type Result struct {
+	Precision precision.Format `json:"precision"`
+	Bare      Side             `json:"bare"`
+	Worker    Side             `json:"worker"`
+	// Ratio is the worker's median jobs/s over the bare loop's.
+	Ratio float64 `json:"ratio"`
+}
+
+// Side is one side's medians over the repetitions, and each repetition's
+// jobs/s.
+type Side struct {
+	JobsPerSec float64 `json:"jobs_per_s"`
+	RowsPerSec float64 `json:"rows_per_s"`
+	// JoulesPer1kJobs is absent when no energy counter was read.
+	JoulesPer1kJobs *float64  `json:"joules_per_1k_jobs,omitempty"`
+	MeanBatchRows   float64   `json:"mean_batch_rows"`
+	Runs            []float64 `json:"runs_jobs_per_s"`
+}
+
+func newReport(cfg Config, m *model.Model) *Report {
+	return &Report{
+		Date: time.Now().UTC(), Device: cfg.Backend.Name(), Go: runtime.Version(), CPUs: runtime.NumCPU(),
+		Dims: cfg.Dims, Digest: m.Digest, RowsPerJob: cfg.RowsPerJob, Jobs: cfg.Jobs,
+		MaxBatchRows: cfg.Worker.MaxBatchRows, Workers: cfg.Workers, Reps: cfg.Reps,
+	}
+}
+
+func (r *Report) add(p precision.Format, bare, wrk []run) {
+	res := Result{Precision: p, Bare: side(bare), Worker: side(wrk)}
+	res.Ratio = res.Worker.JobsPerSec / res.Bare.JobsPerSec
+	r.Results = append(r.Results, res)
+}
+
+func side(runs []run) Side {
+	var jps, rps, jpk, mbr []float64
+	for _, r := range runs {
+		jps = append(jps, r.jobsPerSec())
+		rps = append(rps, r.rowsPerSec())
+		mbr = append(mbr, r.meanBatchRows)
+		if !math.IsNaN(r.joules) {
+			jpk = append(jpk, r.joules/float64(r.jobs)*1000)
+		}
+	}
+	s := Side{Runs: append([]float64(nil), jps...), JobsPerSec: median(jps), RowsPerSec: median(rps), MeanBatchRows: median(mbr)}
+	if len(jpk) > 0 {
+		j := median(jpk)
+		s.JoulesPer1kJobs = &j
+	}
+	return s
+}
+
+// Print writes the report as a table.
+func (r *Report) Print(w io.Writer) {
+	fmt.Fprintf(w, "bench e2e: %s, model %v (%s), %d jobs × %d rows, max batch %d rows, %d worker(s), median of %d\n\n",
+		r.device(), r.Dims, r.Digest[:12], r.Jobs, r.RowsPerJob, r.MaxBatchRows, r.Workers, r.Reps)
+	energy := false
+	for _, res := range r.Results {
+		energy = energy || res.Bare.JoulesPer1kJobs != nil || res.Worker.JoulesPer1kJobs != nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	head := "precision\tbare jobs/s\tbare rows/s\tworker jobs/s\tworker rows/s\tworker/bare\trows/batch\t"
+	if energy {
+		head += "bare J/1k jobs\tworker J/1k jobs\t"
+	}
+	fmt.Fprintln(tw, head)
+	for _, res := range r.Results {
+		line := fmt.Sprintf("%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.2f\t%.0f\t", res.Precision,
+			res.Bare.JobsPerSec, res.Bare.RowsPerSec, res.Worker.JobsPerSec, res.Worker.RowsPerSec, res.Ratio, res.Worker.MeanBatchRows)
+		if energy {
+			line += joules(res.Bare.JoulesPer1kJobs) + "\t" + joules(res.Worker.JoulesPer1kJobs) + "\t"
+		}
+		fmt.Fprintln(tw, line)
+	}
+	tw.Flush()
+}
+
+func (r *Report) device() string {
+	if r.GPU != "" {
+		return r.Device + " (" + r.GPU + ")"
+	}
+	return r.Device
+}
+
+func joules(j *float64) string {
+	if j == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", *j)
+}
+
+// WriteJSON writes the report as indented JSON.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
