@@ -11,6 +11,11 @@ type Result struct {
 	// Precision is the precision the forward pass actually ran at: never
 	// auto, never a precision that was not run. Empty when nothing ran.
 	Precision precision.Format `json:"precision,omitempty" msgpack:"precision,omitempty"`
+	// PolicyRev is, for an auto job, the revision of the model's policy
+	// (in the KV bucket gearbox_policy) its precision was chosen under; 0
+	// when the model had no policy yet (the manifest's initial precision)
+	// or the job asked for a precision.
+	PolicyRev uint64 `json:"policy_rev,omitempty" msgpack:"policy_rev,omitempty"`
 	// Worker names the worker that produced the result.
 	Worker string `json:"worker" msgpack:"worker"`
 	// Batch identifies the batch the job ran in; BatchRows is its size.

@@ -73,6 +73,13 @@ func (f Format) index() int {
 	return -1
 }
 
+// MoreAccurate reports whether f is strictly more accurate than g in the
+// order fp32, tf32, bf16 = fp16, fp8, fp4. Values that are not concrete
+// formats are more accurate than none and less accurate than none.
+func (f Format) MoreAccurate(g Format) bool {
+	return f.rank() >= 0 && g.rank() >= 0 && f.rank() < g.rank()
+}
+
 // rank orders formats from most accurate (0) to cheapest; bf16 and fp16
 // share a rank. It is -1 when f is not a concrete format.
 func (f Format) rank() int {

@@ -65,3 +65,17 @@ func TestBytes(t *testing.T) {
 		t.Errorf("MXFP4Bytes(2, 33) = %d; want %d", got, 2*(32+2))
 	}
 }
+
+func TestMoreAccurate(t *testing.T) {
+	order := []p.Format{p.FP32, p.TF32, p.BF16, p.FP8, p.FP4}
+	for i, f := range order {
+		for j, g := range order {
+			if got := f.MoreAccurate(g); got != (i < j) {
+				t.Errorf("%s.MoreAccurate(%s) = %v", f, g, got)
+			}
+		}
+	}
+	if p.FP16.MoreAccurate(p.BF16) || p.BF16.MoreAccurate(p.FP16) || p.Auto.MoreAccurate(p.FP4) || p.FP32.MoreAccurate("x") {
+		t.Error("unranked or equal formats compare as more accurate")
+	}
+}

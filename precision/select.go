@@ -58,6 +58,13 @@ func ErrorBound(f Format) float64 {
 // ValidateLadder (errors wrap ErrInvalidLadder). A req or policy that is not
 // a format gives an error wrapping ErrUnknown.
 func Select(req, policy Format, ladder []Format, jobMaxError float64, caps Capabilities) (Format, error) {
+	return SelectBounded(req, policy, ladder, jobMaxError, caps, ErrorBound)
+}
+
+// SelectBounded is Select with the error bound of each format given by
+// bound instead of ErrorBound: the quality loop passes the errors it has
+// measured for the model, falling back to ErrorBound for formats it has not.
+func SelectBounded(req, policy Format, ladder []Format, jobMaxError float64, caps Capabilities, bound func(Format) float64) (Format, error) {
 	if len(ladder) == 0 {
 		ladder = DefaultLadder
 	} else if err := ValidateLadder(ladder); err != nil {
@@ -85,19 +92,17 @@ func Select(req, policy Format, ladder []Format, jobMaxError float64, caps Capab
 	default:
 		return "", fmt.Errorf("%w %q", ErrUnknown, string(req))
 	}
-	if !(jobMaxError > 0) || meets(f, jobMaxError) {
+	meets := func(f Format) bool { return f == FP32 || bound(f) <= jobMaxError }
+	if !(jobMaxError > 0) || meets(f) {
 		return f, nil
 	}
-	g, ok := climb(ladder, f, caps, func(g Format) bool { return meets(g, jobMaxError) })
+	g, ok := climb(ladder, f, caps, meets)
 	if !ok {
 		return "", fmt.Errorf("%w: no rung of %v meets max_error %g on %s (supports %s)",
 			ErrUnsupported, ladder, jobMaxError, caps.Device, list(caps.Supported()))
 	}
 	return g, nil
 }
-
-// meets reports whether f qualifies for a job max_error of e.
-func meets(f Format, e float64) bool { return f == FP32 || ErrorBound(f) <= e }
 
 // climb returns the first rung above f on ladder (above the end when f is not
 // on it), walking toward fp32, that caps runs and ok accepts.

@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/gearbox-inference/gearbox"
+	"github.com/gearbox-inference/gearbox/quality"
 )
 
 // ErrInvalidConfig is wrapped by Config.Validate's errors.
@@ -46,6 +47,11 @@ type Config struct {
 	Prefetch int
 	// PullExpiry is the life of one pull request (default 5 s).
 	PullExpiry time.Duration
+
+	// Quality configures sampled quality checks and the precision
+	// controller (default: no checks, no controller; the worker still
+	// follows the policy bucket).
+	Quality quality.Config
 
 	// Logger receives the worker's logs (default: disabled).
 	Logger *zerolog.Logger
@@ -113,6 +119,9 @@ func (c Config) Validate() error {
 		return bad("prefetch %d must be ≥ 1", c.Prefetch)
 	case c.PullExpiry < time.Second:
 		return bad("pull expiry %v must be ≥ 1s", c.PullExpiry)
+	}
+	if err := c.Quality.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	if c.Provision {
 		if err := c.Streams.Validate(); err != nil {

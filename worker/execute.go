@@ -71,6 +71,9 @@ func (w *Worker) runBatch(ctx context.Context, b batcher.Batch, in []float32) []
 		}
 		return in
 	}
+	if w.checker != nil {
+		w.checker.Offer(start, m, prec, id, in, out, rows)
+	}
 	if w.met != nil {
 		w.met.batchRows.WithLabelValues(m.Name, string(prec)).Observe(float64(rows))
 		w.met.computeSec.WithLabelValues(m.Name, string(prec)).Observe(compute.Seconds())
@@ -114,6 +117,7 @@ func (w *Worker) partDone(ctx context.Context, p batcher.Part) {
 		Model:     t.job.Model,
 		Output:    &out,
 		Precision: t.prec,
+		PolicyRev: t.policyRev,
 		Worker:    w.cfg.Name,
 		Batch:     t.batch,
 		BatchRows: t.batchRows,

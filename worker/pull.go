@@ -185,13 +185,30 @@ func (w *Worker) expired(t *task) *gearbox.Error {
 }
 
 // selectPrecision picks the precision t runs at (precision.Select): an
-// explicit request the backend can run, or for auto the model's current
-// precision, moved up the model's ladder while the job's own max_error is
-// below a format's error bound. A request the backend cannot run is a
-// bad_request naming what it supports: a job never silently runs at a
-// precision it did not ask for, and its result names the precision run.
+// explicit request the backend can run, or for auto the model's policy (the
+// policy bucket's, else the manifest's initial precision), moved up the
+// model's ladder while the job's own max_error is below a format's error —
+// as measured by the quality loop where it has measured it. A request the
+// backend cannot run is a bad_request naming what it supports: a job never
+// silently runs at a precision it did not ask for, and its result names the
+// precision run.
 func (w *Worker) selectPrecision(t *task) (precision.Format, *gearbox.Error) {
-	p, err := precision.Select(t.job.Precision, t.model.Precision.Initial, t.model.Precision.Ladder, t.job.MaxError, w.caps)
+	policy, bound := t.model.Precision.Initial, precision.ErrorBound
+	if e, ok := w.policies.Get(t.model.Name); ok {
+		policy = e.Precision
+		if t.job.Precision == precision.Auto || t.job.Precision == "" {
+			t.policyRev = e.Rev
+		}
+		if len(e.Measured) > 0 {
+			bound = func(f precision.Format) float64 {
+				if v, ok := e.Measured[f]; ok {
+					return v
+				}
+				return precision.ErrorBound(f)
+			}
+		}
+	}
+	p, err := precision.SelectBounded(t.job.Precision, policy, t.model.Precision.Ladder, t.job.MaxError, w.caps, bound)
 	if err != nil {
 		return "", gearbox.Errorf(gearbox.CodeBadRequest, "job %q: %v", t.job.ID, err)
 	}

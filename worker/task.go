@@ -26,8 +26,11 @@ type task struct {
 	job   *gearbox.Job
 	model *model.Model
 	prec  precision.Format
-	in    []float32 // rows × model.InputFeatures
-	item  *batcher.Item
+	// policyRev is the policy revision an auto job's precision came from
+	// (0: the manifest's, or an explicit precision).
+	policyRev uint64
+	in        []float32 // rows × model.InputFeatures
+	item      *batcher.Item
 
 	mu        sync.Mutex
 	out       []float32 // rows × model.OutputFeatures, filled by batches

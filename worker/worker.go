@@ -15,6 +15,7 @@ import (
 	"github.com/gearbox-inference/gearbox/batcher"
 	"github.com/gearbox-inference/gearbox/kernels"
 	"github.com/gearbox-inference/gearbox/precision"
+	"github.com/gearbox-inference/gearbox/quality"
 )
 
 // Worker pulls jobs from the shared consumer and answers them.
@@ -28,6 +29,9 @@ type Worker struct {
 	log     zerolog.Logger
 	met     *Metrics
 	nowFn   func() time.Time
+
+	policies *quality.Policies
+	checker  *quality.Checker
 
 	batch      *batcher.Batcher
 	acks       chan *pending // results published, waiting for their acks
@@ -135,6 +139,15 @@ func (w *Worker) Run(ctx context.Context) error {
 		return err
 	}
 	defer sub.Unsubscribe()
+
+	// The quality loop's goroutines stop when Run returns, graceful or not.
+	qctx, qstop := context.WithCancel(ctx)
+	var qwg sync.WaitGroup
+	defer qwg.Wait()
+	defer qstop()
+	if err := w.startQuality(qctx, &qwg); err != nil {
+		return err
+	}
 
 	var wg sync.WaitGroup
 	wg.Go(func() {

@@ -102,3 +102,16 @@ func (b *Backend) Forward(ctx context.Context, m *model.Model, p precision.Forma
 // Close releases nothing: a Backend holds no resources beyond pooled
 // scratch memory, and stays usable after Close.
 func (b *Backend) Close() error { return nil }
+
+// Reference runs m on rows rows of in in float64 (the package's Reference):
+// the quality loop's yardstick on the CPU. ctx is checked before the pass.
+func (b *Backend) Reference(ctx context.Context, m *model.Model, in []float32, rows int) ([]float64, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	x := make([]float64, len(in))
+	for i, v := range in {
+		x[i] = float64(v)
+	}
+	return Reference(m, x, rows)
+}

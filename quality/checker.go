@@ -1,0 +1,231 @@
+package quality
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/gearbox-inference/gearbox"
+	"github.com/gearbox-inference/gearbox/kernels"
+	"github.com/gearbox-inference/gearbox/model"
+	"github.com/gearbox-inference/gearbox/precision"
+)
+
+// Config configures a worker's part of the quality loop.
+type Config struct {
+	// Sample is the fraction of batches checked, 0 to 1 (0: none but the
+	// interval's; GEARBOX_QUALITY_SAMPLE, 0.02 in the binary).
+	Sample float64
+	// Interval: a model with traffic is checked at least this often
+	// (0: no such floor; GEARBOX_QUALITY_INTERVAL, 30 s in the binary).
+	Interval time.Duration
+	// Rows is the most rows of a batch one check re-runs (default 16).
+	Rows int
+	// Queue is how many checks may wait; a batch sampled while it is full
+	// is not checked (counted as dropped), so checks never hold up
+	// results (default 4).
+	Queue int
+	// Control runs the precision controller (Runner) in the worker.
+	Control bool
+	// Rules tune the controller.
+	Rules Rules
+	// Metrics, when set, receives the quality metrics.
+	Metrics *Metrics
+}
+
+// Enabled reports whether the worker checks any batches.
+func (c Config) Enabled() bool { return c.Sample > 0 || c.Interval > 0 }
+
+// Validate reports the first unusable field.
+func (c Config) Validate() error {
+	switch {
+	case !(c.Sample >= 0 && c.Sample <= 1):
+		return fmt.Errorf("quality sample %g must be in [0, 1]", c.Sample)
+	case c.Interval < 0:
+		return fmt.Errorf("quality interval %v must be ≥ 0", c.Interval)
+	case c.Rows < 0:
+		return fmt.Errorf("quality rows %d must be ≥ 0", c.Rows)
+	case c.Queue < 0:
+		return fmt.Errorf("quality queue %d must be ≥ 0", c.Queue)
+	}
+	return c.Rules.Validate()
+}
+
+// Referencer is a backend that computes a more exact reference than its
+// own fp32 (the CPU backend: float64).
+type Referencer interface {
+	Reference(ctx context.Context, m *model.Model, in []float32, rows int) ([]float64, error)
+}
+
+// check is one sampled batch's rows, copied out of the batch.
+type check struct {
+	m         *model.Model
+	served    precision.Format
+	batch     string
+	batchRows int
+	in, out   []float32 // the checked rows' inputs and served outputs
+	rows      int
+}
+
+// Checker samples batches and checks them off the serving path: Offer
+// copies a sampled batch's rows and returns at once; Run does the checks
+// and publishes a report for each.
+type Checker struct {
+	cfg     Config
+	backend kernels.Backend
+	worker  string
+	publish func(context.Context, *gearbox.QualityReport) error
+	log     zerolog.Logger
+
+	queue chan *check
+	mu    sync.Mutex
+	rng   *rand.Rand
+	last  map[string]time.Time // last check per model
+}
+
+// NewChecker returns a checker of batches run on backend by worker, which
+// hands each report to publish.
+func NewChecker(cfg Config, backend kernels.Backend, worker string, publish func(context.Context, *gearbox.QualityReport) error, log zerolog.Logger) (*Checker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Rows == 0 {
+		cfg.Rows = 16
+	}
+	if cfg.Queue == 0 {
+		cfg.Queue = 4
+	}
+	seed := uint64(time.Now().UnixNano())
+	return &Checker{
+		cfg: cfg, backend: backend, worker: worker, publish: publish, log: log,
+		queue: make(chan *check, cfg.Queue),
+		rng:   rand.New(rand.NewPCG(seed, seed>>32^0x9e3779b97f4a7c15)),
+		last:  map[string]time.Time{},
+	}, nil
+}
+
+// Offer considers a computed batch for a check: in and out are its rows'
+// inputs and outputs at precision served. It copies what a check needs
+// (at most Config.Rows random rows) and returns without waiting.
+func (c *Checker) Offer(now time.Time, m *model.Model, served precision.Format, batch string, in, out []float32, rows int) {
+	c.mu.Lock()
+	due := c.cfg.Interval > 0 && now.Sub(c.last[m.Name]) >= c.cfg.Interval
+	if !due && !(c.cfg.Sample > 0 && c.rng.Float64() < c.cfg.Sample) {
+		c.mu.Unlock()
+		return
+	}
+	n := min(rows, c.cfg.Rows)
+	pick := c.rng.Perm(rows)[:n]
+	c.mu.Unlock()
+
+	fin, fout := m.InputFeatures, m.OutputFeatures
+	ck := &check{m: m, served: served, batch: batch, batchRows: rows, rows: n,
+		in: make([]float32, 0, n*fin), out: make([]float32, 0, n*fout)}
+	for _, r := range pick {
+		ck.in = append(ck.in, in[r*fin:(r+1)*fin]...)
+		ck.out = append(ck.out, out[r*fout:(r+1)*fout]...)
+	}
+	select {
+	case c.queue <- ck:
+		c.mu.Lock()
+		c.last[m.Name] = now
+		c.mu.Unlock()
+	default:
+		if c.cfg.Metrics != nil {
+			c.cfg.Metrics.checks.WithLabelValues(m.Name, "dropped").Inc()
+		}
+	}
+}
+
+// Run performs queued checks until ctx ends.
+func (c *Checker) Run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ck := <-c.queue:
+			r, err := c.Check(ctx, ck.m, ck.served, ck.in, ck.out, ck.rows)
+			outcome := "published"
+			if err == nil {
+				r.Batch, r.BatchRows = ck.batch, ck.batchRows
+				err = c.publish(ctx, r)
+			}
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				outcome = "failed"
+				c.log.Warn().Err(err).Str("model", ck.m.Name).Str("batch", ck.batch).Msg("quality check")
+			}
+			if met := c.cfg.Metrics; met != nil {
+				met.checks.WithLabelValues(ck.m.Name, outcome).Inc()
+				if err == nil {
+					met.errors.WithLabelValues(r.Model, string(r.Served), "served").Observe(r.ServedMetrics.RelL2)
+					if r.CandidateMetrics != nil {
+						met.errors.WithLabelValues(r.Model, string(r.Candidate), "candidate").Observe(r.CandidateMetrics.RelL2)
+					}
+				}
+			}
+		}
+	}
+}
+
+// Check compares rows of served outputs (out, computed from in at served)
+// with the reference, runs the next cheaper rung of m's ladder on the same
+// rows in shadow, and returns the report (without batch fields).
+func (c *Checker) Check(ctx context.Context, m *model.Model, served precision.Format, in, out []float32, rows int) (*gearbox.QualityReport, error) {
+	if len(in) != rows*m.InputFeatures || len(out) != rows*m.OutputFeatures {
+		return nil, errors.New("quality check: rows do not match the model's widths")
+	}
+	ref, kind, err := c.reference(ctx, m, in, rows)
+	if err != nil {
+		return nil, fmt.Errorf("reference: %w", err)
+	}
+	classes := len(m.Layers) > 0 && m.Layers[len(m.Layers)-1].Op == model.Softmax
+	r := &gearbox.QualityReport{
+		Model:         m.Name,
+		Digest:        m.Digest,
+		Ladder:        m.Precision.Ladder,
+		Initial:       m.Precision.Initial,
+		MaxError:      m.Quality.MaxError,
+		Served:        served,
+		ServedMetrics: Compare(out, ref, rows, m.OutputFeatures, classes),
+		Reference:     kind,
+		Worker:        c.worker,
+		Device:        c.backend.Name(),
+		Rows:          rows,
+		Time:          time.Now().UTC(),
+	}
+	if cand, ok := precision.Next(m.Precision.Ladder, served); ok && c.backend.Supports(cand) {
+		got, err := c.backend.Forward(ctx, m, cand, in, rows)
+		if err != nil {
+			return nil, fmt.Errorf("shadow run at %s: %w", cand, err)
+		}
+		cm := Compare(got, ref, rows, m.OutputFeatures, classes)
+		r.Candidate, r.CandidateMetrics = cand, &cm
+	}
+	return r, nil
+}
+
+// reference computes the yardstick: float64 where the backend offers it,
+// else the backend at fp32.
+func (c *Checker) reference(ctx context.Context, m *model.Model, in []float32, rows int) ([]float64, string, error) {
+	if rb, ok := c.backend.(Referencer); ok {
+		ref, err := rb.Reference(ctx, m, in, rows)
+		return ref, "fp64", err
+	}
+	out, err := c.backend.Forward(ctx, m, precision.FP32, in, rows)
+	if err != nil {
+		return nil, "", err
+	}
+	ref := make([]float64, len(out))
+	for i, v := range out {
+		ref[i] = float64(v)
+	}
+	return ref, "fp32", nil
+}
