@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -24,6 +25,7 @@ func benchE2E(ctx context.Context, cfg *config, log zerolog.Logger, args []strin
 	batchRows := fs.Int("max-batch-rows", cfg.MaxBatchRows, "most rows in a batch (default GEARBOX_MAX_BATCH_ROWS)")
 	workers := fs.Int("workers", 1, "workers sharing the backend")
 	reps := fs.Int("reps", 3, "repetitions of each side; medians are reported")
+	minTime := fs.Duration("min-time", time.Second, "least time of one bare repetition (it repeats the batches until then)")
 	jsonOut := fs.String("json", "", "also write the report as JSON to this file")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: gearbox bench e2e [flags]\n\nThe worker (embedded NATS, GEARBOX_DEVICE backend) vs Backend.Forward in a loop, on the same batches.")
@@ -57,7 +59,7 @@ func benchE2E(ctx context.Context, cfg *config, log zerolog.Logger, args []strin
 	defer backend.Close()
 	bc := e2e.Config{
 		Backend: backend, Dims: ds, Precisions: ps, RowsPerJob: *rows, Jobs: *jobs,
-		Reps: *reps, Workers: *workers, Worker: cfg.worker(subj), Progress: os.Stderr, Log: log,
+		Reps: *reps, MinTime: *minTime, Workers: *workers, Worker: cfg.worker(subj), Progress: os.Stderr, Log: log,
 	}
 	bc.Worker.MaxBatchRows = *batchRows
 	gpu := openGPUMon(backend.Name(), log)

@@ -46,8 +46,12 @@ type Config struct {
 	RowsPerJob int // rows in every job (default 16)
 	Jobs       int // jobs per repetition (default 2,000)
 	Reps       int // repetitions of each side; medians are reported (default 3)
-	Workers    int // workers sharing the backend (default 1)
-	Seed       uint64
+	// MinTime is the least time one bare repetition runs: it goes over the
+	// batches as many times as that takes (default 1 s). The worker side
+	// runs Jobs jobs once; a line on Progress says when that was shorter.
+	MinTime time.Duration
+	Workers int // workers sharing the backend (default 1)
+	Seed    uint64
 	// Worker is the template of the workers' configuration; its
 	// MaxBatchRows (default 256) also cuts the bare loop's batches.
 	Worker worker.Config
@@ -90,6 +94,9 @@ func (c *Config) defaults() error {
 	}
 	if c.Timeout == 0 {
 		c.Timeout = 10 * time.Minute
+	}
+	if c.MinTime == 0 {
+		c.MinTime = time.Second
 	}
 	if c.RowsPerJob < 1 || c.Jobs < 1 || c.Reps < 1 || c.Workers < 1 || c.Worker.MaxBatchRows < 1 {
 		return fmt.Errorf("e2e: rows per job %d, jobs %d, reps %d, workers %d and max batch rows %d must all be ≥ 1",
@@ -185,6 +192,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			}
 			wrk = append(wrk, wr)
 			b.progress("%-5s rep %d worker %10.0f jobs/s (%.0f rows a batch)", p, r+1, wr.jobsPerSec(), wr.meanBatchRows)
+			if wr.elapsed < cfg.MinTime {
+				b.progress("%-5s rep %d worker ran %v, under %v: raise the jobs for steadier figures", p, r+1, wr.elapsed.Round(time.Millisecond), cfg.MinTime)
+			}
 		}
 		rep.add(p, bare, wrk)
 	}
@@ -265,17 +275,22 @@ func (b *bench) energyMeter() func() float64 {
 }
 
 // bare runs every batch through Backend.Forward, one after another, as the
-// worker's executor does.
+// worker's executor does, and again until MinTime has passed.
 func (b *bench) bare(ctx context.Context, p precision.Format) (run, error) {
 	energy := b.energyMeter()
 	start := time.Now()
-	for _, bt := range b.batches {
-		if _, err := b.cfg.Backend.Forward(ctx, b.m, p, bt.in, bt.rows); err != nil {
-			return run{}, err
+	passes := 0
+	for passes == 0 || time.Since(start) < b.cfg.MinTime {
+		for _, bt := range b.batches {
+			if _, err := b.cfg.Backend.Forward(ctx, b.m, p, bt.in, bt.rows); err != nil {
+				return run{}, err
+			}
 		}
+		passes++
 	}
 	el := time.Since(start)
-	return run{jobs: b.cfg.Jobs, rows: b.cfg.Jobs * b.cfg.RowsPerJob, elapsed: el, joules: energy(),
+	jobs := passes * b.cfg.Jobs
+	return run{jobs: jobs, rows: jobs * b.cfg.RowsPerJob, elapsed: el, joules: energy(),
 		meanBatchRows: float64(b.cfg.Jobs*b.cfg.RowsPerJob) / float64(len(b.batches))}, nil
 }
 
