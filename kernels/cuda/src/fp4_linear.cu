@@ -1,0 +1,443 @@
+// fp4_linear.cu: weight-only NVFP4 x bf16 linear layer for Hopper (sm_90 / sm_90a),
+// y[M,N] = x[M,K] . W[N,K]^T + bias, W in NVFP4 (docs/precision.md), fp32 output.
+//
+// LAUNCH: gbx_nvfp4_linear
+//   block   = (256, 1, 1)                                   (8 warps)
+//   grid    = (ceil(N / 64), ceil(M / 64), 1)               (64 output channels x 64 batch rows per CTA)
+//   dynamic shared memory = 122880 bytes (GBX_FP4_SMEM_BYTES = 3 stages x 40960)
+//             > 48 KiB: set CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES (attribute 8) to 122880
+//             on the function once after loading it, before the first launch.
+//   shapes  : any M, N, K >= 1 with Kp = K rounded up to 16 (the contract's padding).
+//             Fast path (tensor cores): K % 128 == 0 (so Kp == K), x and w 16-byte aligned,
+//             ws 4-byte aligned (cuMemAlloc gives 256). Any other shape or alignment runs an
+//             exact CUDA-core path in the same launch (same geometry), much slower.
+//   bias    : may be NULL.  Output: every y[m][n], m < M, n < N, is written exactly once
+//             (no atomics, no pre-zeroing needed). Same inputs give the same bits.
+//   compile : NVRTC or nvcc, --gpu-architecture=sm_90a (or sm_90); needs no header; must NOT
+//             be compiled with -ftz=true / --use_fast_math (the CUDA-core path's scale
+//             decode uses float32 subnormals; the fast path uses explicit PTX and is immune).
+//   The geometry does not depend on M: each CTA picks its inner tiling from
+//   min(64, M - 64 * blockIdx.y) (<= 8, <= 16, <= 32, else 64 batch rows).
+//
+// Design (memory-bound GEMV-like problem at small M):
+//  * "Swap AB": the 16-row A operand of mma.sync.m16n8k16 (bf16, fp32 accumulate) is 16
+//    output channels of W, the 8-column B operand is 8 batch rows of x. A CTA owns 64 output
+//    channels; its 8 warps split K (and, for M > 16, the channels), and the per-warp partial
+//    sums are reduced through shared memory in a fixed tree order (deterministic).
+//  * K is processed in chunks of 128: per chunk each thread copies its own 16 bytes (32 E2M1
+//    codes) of 2 rows per 16-row tile and its 4 scale bytes with cp.async into a warp-private
+//    3-stage shared-memory ring (each thread only ever reads what it copied itself, so no
+//    barrier is needed in the main loop), keeping ~64 KiB of weights in flight per SM.
+//  * The k order inside an mma is free, so each thread's 32-bit word of 8 codes (k0..k7) is
+//    fed as the pairs (k0,k4) (k1,k5) (k2,k6) (k3,k7): every pair is produced by one shift and
+//    two masks from the word, and the activations are permuted the same way with prmt.
+//  * Dequantization (exactness argument):
+//      - E2M1 code s|e1 e0|m placed at bf16 bits 15 | 8 7 | 6 is exactly DecodeE2M1 * 2^-126
+//        (e = 0 gives the subnormal 2^-127 for 0.5, and 0 for 0).
+//      - the E4M3 byte's 7 magnitude bits at float32 bits 26..20 are exactly
+//        DecodeE4M3 * 2^-120 (normals and subnormals alike); two exact multiplications by
+//        2^119 give s_b * 2^118 < 2^127, exactly a bf16 (3 significant bits).
+//      - one bf16x2 multiply (mul.rn.bf16x2, subnormal operands supported) gives
+//        DecodeE2M1 * DecodeE4M3 * 2^-8, EXACT: the product has <= 5 significant bits
+//        (E2M1 2, E4M3 4) and lies in [2^-18, 10.5], inside bf16's normal range.
+//      So the tensor cores multiply the bf16 activations by exactly (q * s_b) * 2^-8, sum in
+//      fp32, and the epilogue applies (ts * 2^8) once (a power-of-two-exact factor) and adds
+//      the bias. Versus the contract's per-element float32 ((q * s_b) * ts) this moves each
+//      weight by at most one float32 rounding (2^-24 relative), i.e. accumulation-order level;
+//      bench/fp4 measures ~1e-7..1e-6 relative L2 against a float64 reference of the contract.
+
+#define GBX_FP4_THREADS 256
+#define GBX_FP4_ROWS 64
+#define GBX_FP4_MTILE 64
+#ifndef GBX_FP4_STAGES
+#define GBX_FP4_STAGES 3
+#endif
+// per warp and stage: 4 tiles x 2 halves x 32 lanes x (16 B codes + 4 B scales)
+#define GBX_FP4_WARP_STAGE 5120
+#define GBX_FP4_STAGE_BYTES (8 * GBX_FP4_WARP_STAGE)
+#define GBX_FP4_SMEM_BYTES (GBX_FP4_STAGES * GBX_FP4_STAGE_BYTES)
+
+typedef unsigned int gbx_u32;
+
+__device__ __forceinline__ int gbx_imin(int a, int b) { return a < b ? a : b; }
+
+__device__ __forceinline__ gbx_u32 gbx_smem_addr(const void* p) {
+	gbx_u32 a;
+	asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+	return a;
+}
+
+__device__ __forceinline__ void gbx_cp16(gbx_u32 s, const void* g) {
+	asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16;" ::"r"(s), "l"(g) : "memory");
+}
+
+__device__ __forceinline__ void gbx_cp4(gbx_u32 s, const void* g) {
+	asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(s), "l"(g) : "memory");
+}
+
+__device__ __forceinline__ void gbx_cp_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+
+template <int N>
+__device__ __forceinline__ void gbx_cp_wait() {
+	asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+
+__device__ __forceinline__ void gbx_lds128(gbx_u32 (&r)[4], gbx_u32 s) {
+	asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];"
+	             : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+	             : "r"(s)
+	             : "memory");
+}
+
+__device__ __forceinline__ gbx_u32 gbx_lds32(gbx_u32 s) {
+	gbx_u32 r;
+	asm volatile("ld.shared.u32 %0, [%1];" : "=r"(r) : "r"(s) : "memory");
+	return r;
+}
+
+__device__ __forceinline__ void gbx_ldg128(gbx_u32 (&r)[4], const void* p) {
+	asm volatile("ld.global.nc.v4.u32 {%0,%1,%2,%3}, [%4];"
+	             : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+	             : "l"(p));
+}
+
+__device__ __forceinline__ gbx_u32 gbx_prmt(gbx_u32 a, gbx_u32 b, gbx_u32 sel) {
+	gbx_u32 d;
+	asm("prmt.b32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(sel));
+	return d;
+}
+
+__device__ __forceinline__ gbx_u32 gbx_bmul2(gbx_u32 a, gbx_u32 b) {
+	gbx_u32 d;
+	asm("mul.rn.bf16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
+	return d;
+}
+
+__device__ __forceinline__ float gbx_fmul(float a, float b) {
+	float d;
+	asm("mul.rn.f32 %0, %1, %2;" : "=f"(d) : "f"(a), "f"(b));
+	return d;
+}
+
+__device__ __forceinline__ float gbx_fadd(float a, float b) {
+	float d;
+	asm("add.rn.f32 %0, %1, %2;" : "=f"(d) : "f"(a), "f"(b));
+	return d;
+}
+
+__device__ __forceinline__ float gbx_bits2f(gbx_u32 u) {
+	float f;
+	asm("mov.b32 %0, %1;" : "=f"(f) : "r"(u));
+	return f;
+}
+
+__device__ __forceinline__ gbx_u32 gbx_f2bits(float f) {
+	gbx_u32 u;
+	asm("mov.b32 %0, %1;" : "=r"(u) : "f"(f));
+	return u;
+}
+
+// E4M3 byte (sign ignored: block scales are >= 0) -> bf16x2 (s_b * 2^118, s_b * 2^118), exact.
+__device__ __forceinline__ gbx_u32 gbx_scale_bf16x2(gbx_u32 b) {
+	float f = gbx_bits2f((b & 0x7fu) << 20); // DecodeE4M3(b) * 2^-120, exact
+	asm("mul.rn.f32 %0, %0, 0f7B000000;" : "+f"(f)); // * 2^119, exact
+	asm("mul.rn.f32 %0, %0, 0f7B000000;" : "+f"(f)); // * 2^119, exact
+	gbx_u32 u = gbx_f2bits(f);                        // low 16 bits are zero
+	return gbx_prmt(u, u, 0x3232u);
+}
+
+// Two E2M1 codes of a word of 8 (code i at bits 4i..4i+3) -> bf16x2 of DecodeE2M1 * 2^-126:
+// P = 0: (code0, code4), 1: (code1, code5), 2: (code2, code6), 3: (code3, code7).
+template <int P>
+__device__ __forceinline__ gbx_u32 gbx_e2m1x2(gbx_u32 w) {
+	if (P == 0) return ((w << 6) & 0x01C001C0u) | ((w << 12) & 0x80008000u);
+	if (P == 1) return ((w << 2) & 0x01C001C0u) | ((w << 8) & 0x80008000u);
+	if (P == 2) return ((w >> 2) & 0x01C001C0u) | ((w << 4) & 0x80008000u);
+	return ((w >> 6) & 0x01C001C0u) | (w & 0x80008000u);
+}
+
+__device__ __forceinline__ void gbx_mma(float (&c)[4], gbx_u32 a0, gbx_u32 a1, gbx_u32 a2, gbx_u32 a3,
+                                        gbx_u32 b0, gbx_u32 b1) {
+	asm volatile(
+	    "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+	    "{%0,%1,%2,%3};"
+	    : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+	    : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// x words (8 consecutive bf16 k0..k7 as 4 u32) -> the B pairs (k0,k4) (k1,k5) (k2,k6) (k3,k7).
+__device__ __forceinline__ void gbx_xpairs(gbx_u32 (&p)[4], const gbx_u32 (&r)[4]) {
+	p[0] = gbx_prmt(r[0], r[2], 0x5410u);
+	p[1] = gbx_prmt(r[0], r[2], 0x7632u);
+	p[2] = gbx_prmt(r[1], r[3], 0x5410u);
+	p[3] = gbx_prmt(r[1], r[3], 0x7632u);
+}
+
+// The tensor-core path. NT: 8-row batch tiles (M <= 8 NT); RT: 16-channel tiles per warp;
+// RW x KW = 8 warps: RW channel groups x KW K-groups; RT * RW * 16 = 64 channels; S stages.
+template <int NT, int RT, int RW, int KW, int S>
+__device__ __forceinline__ void gbx_fp4_fast(const unsigned short* __restrict__ x, const unsigned char* __restrict__ w,
+                                             const unsigned char* __restrict__ ws, float ts,
+                                             const float* __restrict__ bias, float* __restrict__ y, int M, int N,
+                                             int K, unsigned char* smem) {
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+	const int g = lane >> 2, t = lane & 3;
+	const int rw = warp % RW, kw = warp / RW;
+	const int row0 = blockIdx.x * GBX_FP4_ROWS + rw * 16 * RT;
+	const int mbase = blockIdx.y * GBX_FP4_MTILE;
+	const size_t rowB = (size_t)(K >> 1), rowS = (size_t)(K >> 4);
+	const int nchunks = K >> 7;
+	const int nmy = kw < nchunks ? (nchunks - kw + KW - 1) / KW : 0;
+
+	// Rows past N are clamped (read, never written); batch rows past M likewise: a garbage
+	// B column only feeds its own output column, which is not written.
+	int rr[RT][2];
+#pragma unroll
+	for (int i = 0; i < RT; ++i)
+#pragma unroll
+		for (int h = 0; h < 2; ++h) rr[i][h] = gbx_imin(row0 + 16 * i + 8 * h + g, N - 1);
+	const unsigned short* xrow[NT];
+#pragma unroll
+	for (int j = 0; j < NT; ++j) xrow[j] = x + (size_t)gbx_imin(mbase + 8 * j + g, M - 1) * K + t * 32;
+
+	const gbx_u32 sbase0 = gbx_smem_addr(smem) + warp * GBX_FP4_WARP_STAGE;
+
+	auto issue = [&](int it) {
+		const int c = kw + it * KW;
+		const gbx_u32 sb = sbase0 + (it % S) * GBX_FP4_STAGE_BYTES;
+#pragma unroll
+		for (int i = 0; i < RT; ++i)
+#pragma unroll
+			for (int h = 0; h < 2; ++h) {
+				gbx_cp16(sb + ((i * 2 + h) * 32 + lane) * 16, w + rr[i][h] * rowB + c * 64 + t * 16);
+				gbx_cp4(sb + RT * 1024 + ((i * 2 + h) * 32 + lane) * 4, ws + rr[i][h] * rowS + c * 8 + 4 * (t >> 1));
+			}
+	};
+
+#pragma unroll
+	for (int s = 0; s < S - 1; ++s) {
+		if (s < nmy) issue(s);
+		gbx_cp_commit();
+	}
+
+	float acc[RT][NT][4];
+#pragma unroll
+	for (int i = 0; i < RT; ++i)
+#pragma unroll
+		for (int j = 0; j < NT; ++j)
+#pragma unroll
+			for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.f;
+
+	constexpr bool XCHUNK = NT <= 2; // x for a whole chunk prefetched one chunk ahead
+	constexpr int XN = XCHUNK ? NT : 1;
+	gbx_u32 xc[XN][4][4];
+	if (XCHUNK && nmy > 0) {
+#pragma unroll
+		for (int j = 0; j < XN; ++j)
+#pragma unroll
+			for (int q = 0; q < 4; ++q) gbx_ldg128(xc[j][q], xrow[j] + kw * 128 + q * 8);
+	}
+
+	for (int it = 0; it < nmy; ++it) {
+		const int c = kw + it * KW;
+		if (it + S - 1 < nmy) issue(it + S - 1);
+		gbx_cp_commit();
+
+		gbx_u32 xn[XN][4][4];
+		if (XCHUNK && it + 1 < nmy) {
+#pragma unroll
+			for (int j = 0; j < XN; ++j)
+#pragma unroll
+				for (int q = 0; q < 4; ++q) gbx_ldg128(xn[j][q], xrow[j] + (c + KW) * 128 + q * 8);
+		}
+
+		gbx_cp_wait<S - 1>();
+		const gbx_u32 sb = sbase0 + (it % S) * GBX_FP4_STAGE_BYTES;
+		gbx_u32 wv[RT][2][4];
+		gbx_u32 sc[RT][2][2];
+#pragma unroll
+		for (int i = 0; i < RT; ++i)
+#pragma unroll
+			for (int h = 0; h < 2; ++h) {
+				gbx_lds128(wv[i][h], sb + ((i * 2 + h) * 32 + lane) * 16);
+				const gbx_u32 s2 = gbx_lds32(sb + RT * 1024 + ((i * 2 + h) * 32 + lane) * 4) >> ((t & 1) * 16);
+				sc[i][h][0] = gbx_scale_bf16x2(s2 & 0xffu);
+				sc[i][h][1] = gbx_scale_bf16x2((s2 >> 8) & 0xffu);
+			}
+
+		gbx_u32 xw[NT][4];
+		if (!XCHUNK) {
+#pragma unroll
+			for (int j = 0; j < NT; ++j) gbx_ldg128(xw[j], xrow[j] + c * 128);
+		}
+#pragma unroll
+		for (int q = 0; q < 4; ++q) {
+			gbx_u32 xp[NT][4];
+			if (XCHUNK) {
+#pragma unroll
+				for (int j = 0; j < NT; ++j) gbx_xpairs(xp[j], xc[j < XN ? j : 0][q]);
+			} else {
+#pragma unroll
+				for (int j = 0; j < NT; ++j) gbx_xpairs(xp[j], xw[j]);
+				if (q < 3) {
+#pragma unroll
+					for (int j = 0; j < NT; ++j) gbx_ldg128(xw[j], xrow[j] + c * 128 + (q + 1) * 8);
+				}
+			}
+#pragma unroll
+			for (int i = 0; i < RT; ++i) {
+				const gbx_u32 WA = wv[i][0][q], WB = wv[i][1][q];
+				const gbx_u32 sA = sc[i][0][q >> 1], sB = sc[i][1][q >> 1];
+				{
+					const gbx_u32 a0 = gbx_bmul2(gbx_e2m1x2<0>(WA), sA);
+					const gbx_u32 a1 = gbx_bmul2(gbx_e2m1x2<0>(WB), sB);
+					const gbx_u32 a2 = gbx_bmul2(gbx_e2m1x2<1>(WA), sA);
+					const gbx_u32 a3 = gbx_bmul2(gbx_e2m1x2<1>(WB), sB);
+#pragma unroll
+					for (int j = 0; j < NT; ++j) gbx_mma(acc[i][j], a0, a1, a2, a3, xp[j][0], xp[j][1]);
+				}
+				{
+					const gbx_u32 a0 = gbx_bmul2(gbx_e2m1x2<2>(WA), sA);
+					const gbx_u32 a1 = gbx_bmul2(gbx_e2m1x2<2>(WB), sB);
+					const gbx_u32 a2 = gbx_bmul2(gbx_e2m1x2<3>(WA), sA);
+					const gbx_u32 a3 = gbx_bmul2(gbx_e2m1x2<3>(WB), sB);
+#pragma unroll
+					for (int j = 0; j < NT; ++j) gbx_mma(acc[i][j], a0, a1, a2, a3, xp[j][2], xp[j][3]);
+				}
+			}
+		}
+		if (XCHUNK) {
+#pragma unroll
+			for (int j = 0; j < XN; ++j)
+#pragma unroll
+				for (int q = 0; q < 4; ++q)
+#pragma unroll
+					for (int r = 0; r < 4; ++r) xc[j][q][r] = xn[j][q][r];
+		}
+	}
+
+	// Deterministic tree reduction over the KW K-groups through shared memory (reusing the ring).
+	gbx_cp_wait<0>();
+	__syncthreads();
+	float* red = (float*)smem;
+	constexpr int R = RT * NT * 4; // floats per thread
+#pragma unroll
+	for (int half = KW / 2; half >= 1; half /= 2) {
+		if (kw >= half && kw < 2 * half) {
+			float* dst = red + ((kw - half) * RW + rw) * R * 32 + lane;
+#pragma unroll
+			for (int i = 0; i < RT; ++i)
+#pragma unroll
+				for (int j = 0; j < NT; ++j)
+#pragma unroll
+					for (int r = 0; r < 4; ++r) dst[((i * NT + j) * 4 + r) * 32] = acc[i][j][r];
+		}
+		__syncthreads();
+		if (kw < half) {
+			const float* src = red + (kw * RW + rw) * R * 32 + lane;
+#pragma unroll
+			for (int i = 0; i < RT; ++i)
+#pragma unroll
+				for (int j = 0; j < NT; ++j)
+#pragma unroll
+					for (int r = 0; r < 4; ++r)
+						acc[i][j][r] = gbx_fadd(acc[i][j][r], src[((i * NT + j) * 4 + r) * 32]);
+		}
+		__syncthreads();
+	}
+	if (kw != 0) return;
+
+	const float osc = gbx_fmul(ts, 256.0f); // undo the 2^-8 of the bf16 weights; exact
+#pragma unroll
+	for (int i = 0; i < RT; ++i)
+#pragma unroll
+		for (int h = 0; h < 2; ++h) {
+			const int n = row0 + 16 * i + 8 * h + g;
+			if (n >= N) continue;
+			const float b = bias ? bias[n] : 0.f;
+#pragma unroll
+			for (int j = 0; j < NT; ++j)
+#pragma unroll
+				for (int e = 0; e < 2; ++e) {
+					const int m = mbase + 8 * j + 2 * t + e;
+					if (m < M) y[(size_t)m * N + n] = gbx_fadd(gbx_fmul(acc[i][j][h * 2 + e], osc), b);
+				}
+		}
+}
+
+// Exact CUDA-core path for shapes/alignments the fast path does not take: per element
+// (DecodeE2M1 * DecodeE4M3) * ts in float32, times the bf16 activation, fp32 accumulate,
+// fixed-order warp reduction.
+__device__ __forceinline__ float gbx_dec_e2m1(gbx_u32 c) {
+	// magnitude bits at float32 bits 24..22: DecodeE2M1 * 2^-126, exact; sign to bit 31
+	const float f = gbx_bits2f(((c & 7u) << 22) | ((c & 8u) << 28));
+	return gbx_fmul(gbx_fmul(f, 0x1p63f), 0x1p63f);
+}
+
+__device__ __forceinline__ float gbx_dec_e4m3(gbx_u32 b) {
+	const float f = gbx_bits2f(((b & 0x7fu) << 20) | ((b & 0x80u) << 24)); // * 2^-120
+	return gbx_fmul(gbx_fmul(f, 0x1p60f), 0x1p60f);
+}
+
+__device__ void gbx_fp4_generic(const unsigned short* __restrict__ x, const unsigned char* __restrict__ w,
+                                const unsigned char* __restrict__ ws, float ts, const float* __restrict__ bias,
+                                float* __restrict__ y, int M, int N, int K, int Kp) {
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+	const int mbase = blockIdx.y * GBX_FP4_MTILE;
+	const int mend = gbx_imin(M, mbase + GBX_FP4_MTILE);
+	const int nend = gbx_imin(N, (blockIdx.x + 1) * GBX_FP4_ROWS);
+	for (int n = blockIdx.x * GBX_FP4_ROWS + warp; n < nend; n += 8) {
+		const unsigned char* wr = w + (size_t)n * (Kp >> 1);
+		const unsigned char* sr = ws + (size_t)n * (Kp >> 4);
+		const float b = bias ? bias[n] : 0.f;
+		for (int m = mbase; m < mend; ++m) {
+			const unsigned short* xr = x + (size_t)m * K;
+			float acc = 0.f;
+			for (int k = lane; k < K; k += 32) {
+				const gbx_u32 byte = wr[k >> 1];
+				const gbx_u32 code = (k & 1) ? (byte >> 4) : (byte & 15u);
+				const float wd = gbx_fmul(gbx_fmul(gbx_dec_e2m1(code), gbx_dec_e4m3(sr[k >> 4])), ts);
+				const float xv = gbx_bits2f((gbx_u32)xr[k] << 16);
+				acc = gbx_fadd(acc, gbx_fmul(xv, wd));
+			}
+#pragma unroll
+			for (int o = 16; o >= 1; o >>= 1) acc = gbx_fadd(acc, __shfl_xor_sync(0xffffffffu, acc, o));
+			if (lane == 0) y[(size_t)m * N + n] = gbx_fadd(acc, b);
+		}
+	}
+}
+
+// Picks the path and the inner tiling of this CTA (uniform per CTA).
+template <int S>
+__device__ __forceinline__ void gbx_fp4_dispatch(const unsigned short* __restrict__ x, const unsigned char* __restrict__ w,
+                                                 const unsigned char* __restrict__ ws, float ts,
+                                                 const float* __restrict__ bias, float* __restrict__ y, int M, int N,
+                                                 int K, int Kp, unsigned char* smem) {
+	const bool fast = (K & 127) == 0 && Kp == K && ((size_t)x & 15) == 0 && ((size_t)w & 15) == 0 &&
+	                  ((size_t)ws & 3) == 0;
+	if (!fast) {
+		gbx_fp4_generic(x, w, ws, ts, bias, y, M, N, K, Kp);
+		return;
+	}
+	const int mloc = gbx_imin(M - (int)blockIdx.y * GBX_FP4_MTILE, GBX_FP4_MTILE);
+	if (mloc <= 8)
+		gbx_fp4_fast<1, 4, 1, 8, S>(x, w, ws, ts, bias, y, M, N, K, smem);
+	else if (mloc <= 16)
+		gbx_fp4_fast<2, 4, 1, 8, S>(x, w, ws, ts, bias, y, M, N, K, smem);
+	else if (mloc <= 32)
+		gbx_fp4_fast<4, 2, 2, 4, S>(x, w, ws, ts, bias, y, M, N, K, smem);
+	else
+		gbx_fp4_fast<8, 1, 4, 2, S>(x, w, ws, ts, bias, y, M, N, K, smem);
+}
+
+extern "C" __global__ void __launch_bounds__(GBX_FP4_THREADS, 1)
+    gbx_nvfp4_linear(const unsigned short* __restrict__ x, // [M, K] bf16 bits, row-major, row stride K
+                     const unsigned char* __restrict__ w,  // [N, Kp/2] packed E2M1 (low nibble = even k)
+                     const unsigned char* __restrict__ ws, // [N, Kp/16] E4M3 block scales
+                     float ts,                             // float32 tensor scale
+                     const float* __restrict__ bias,       // [N] or NULL
+                     float* __restrict__ y,                // [M, N] fp32
+                     int M, int N, int K, int Kp) {
+	extern __shared__ __attribute__((aligned(16))) unsigned char gbx_fp4_smem[];
+	gbx_fp4_dispatch<GBX_FP4_STAGES>(x, w, ws, ts, bias, y, M, N, K, Kp, gbx_fp4_smem);
+}
