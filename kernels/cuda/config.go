@@ -1,0 +1,81 @@
+package cuda
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/rs/zerolog"
+
+	"github.com/gearbox-inference/gearbox/precision"
+)
+
+// Environment variables the package reads.
+const (
+	// EnvLibDir names a folder searched first for libcuda.so.1,
+	// libnvrtc.so.13 (with libnvrtc-builtins.so.13.0) and libcublasLt.so.13,
+	// for unusual installs. After it: the sonames through the dynamic
+	// loader, $CUDA_HOME/lib64, /usr/local/cuda/lib64.
+	EnvLibDir = "GEARBOX_CUDA_LIB_DIR"
+	// EnvCacheDir overrides where compiled kernels (cubins) are cached:
+	// default os.UserCacheDir()/gearbox/cubin. "off" disables the cache.
+	EnvCacheDir = "GEARBOX_CUDA_CACHE"
+)
+
+// ErrInvalidConfig is returned (wrapped) by New for a Config field out of
+// range.
+var ErrInvalidConfig = errors.New("cuda: invalid config")
+
+// Config configures a Backend. The zero value is ready to use.
+type Config struct {
+	// Device is the CUDA device ordinal. Default 0.
+	Device int
+	// FP8Margin is the margin of the per-batch fp8 activation scale, as in
+	// the CPU backend (precision.FP8Scale): 0 (default) to
+	// precision.MaxMargin.
+	FP8Margin int
+	// CacheDir is where compiled kernels are cached. Empty means
+	// $GEARBOX_CUDA_CACHE, else os.UserCacheDir()/gearbox/cubin; "off"
+	// disables the cache (every Open compiles).
+	CacheDir string
+	// Logger receives the backend's log lines (device opened, batch split
+	// after running out of memory). Nil means zerolog's global logger.
+	Logger *zerolog.Logger
+	// FP4SmallM is the largest batch (rows) that runs fp4 layers on the
+	// weight-only NVFP4 kernel; larger batches use the dequantized-bf16
+	// GEMM. 0 means the measured default (see docs/cuda.md); -1 never
+	// uses the NVFP4 kernel.
+	FP4SmallM int
+}
+
+// validate checks c and fills in defaults.
+func (c *Config) validate() error {
+	if c.Device < 0 {
+		return fmt.Errorf("%w: Device = %d, want >= 0", ErrInvalidConfig, c.Device)
+	}
+	if c.FP8Margin < 0 || c.FP8Margin > precision.MaxMargin {
+		return fmt.Errorf("%w: FP8Margin = %d, want 0 to %d", ErrInvalidConfig, c.FP8Margin, precision.MaxMargin)
+	}
+	if c.FP4SmallM < -1 {
+		return fmt.Errorf("%w: FP4SmallM = %d, want >= -1", ErrInvalidConfig, c.FP4SmallM)
+	}
+	if c.FP4SmallM == 0 {
+		c.FP4SmallM = defaultFP4SmallM
+	}
+	if c.CacheDir == "" {
+		c.CacheDir = os.Getenv(EnvCacheDir)
+	}
+	if c.CacheDir == "" {
+		if d, err := os.UserCacheDir(); err == nil {
+			c.CacheDir = filepath.Join(d, "gearbox", "cubin")
+		} else {
+			c.CacheDir = "off"
+		}
+	}
+	return nil
+}
+
+// defaultFP4SmallM is the measured crossover of the NVFP4 kernel against the
+// dequantized-bf16 GEMM (docs/cuda.md).
+const defaultFP4SmallM = 64

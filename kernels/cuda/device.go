@@ -1,0 +1,286 @@
+//go:build cgo
+
+package cuda
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/gearbox-inference/gearbox/model"
+	"github.com/gearbox-inference/gearbox/precision"
+)
+
+// Device attributes (CUdevice_attribute).
+const (
+	attrSMCount = 16
+	attrCCMajor = 75
+	attrCCMinor = 76
+)
+
+// workspaceBytes is cuBLASLt's workspace, allocated once per device.
+const workspaceBytes = 32 << 20
+
+// opsKernels are the kernels of src/ops.cu.
+var opsKernels = []string{
+	"gbx_to_bf16", "gbx_to_fp16", "gbx_to_tf32", "gbx_amax", "gbx_fp8_quant", "gbx_fp8_round",
+	"gbx_scale_bias", "gbx_act", "gbx_softmax", "gbx_layernorm", "gbx_rmsnorm", "gbx_rand",
+}
+
+// devState is everything the device goroutine owns. Its methods run only
+// on that goroutine, with the primary context current.
+type devState struct {
+	dev    cuDevice
+	ctx    cuContext
+	stream cuStream
+	lt     ltHandle
+	comp   *compiler
+	info   DeviceInfo
+
+	ops cuModule
+	fn  map[string]cuFunc
+
+	fp4      *fp4Kernel // nil until first needed; fp4Err says why it is absent
+	fp4Err   error
+	fp4Tried bool
+
+	workspace uint64
+	amax      uint64 // 4 bytes: the fp8 activation amax (float bits)
+	xscale    uint64 // 4 bytes: the fp8 activation scale
+
+	weights   map[weightKey]*devWeights
+	pools     map[int]*actBuf // by bucket (rows rounded up)
+	plans     map[planKey]*gemmPlan
+	margin    int
+	fp4SmallM int
+}
+
+// openDevice sets up device cfg.Device on the calling (locked) thread.
+func openDevice(cfg Config) (d *devState, info DeviceInfo, err error) {
+	d = &devState{
+		fn:        map[string]cuFunc{},
+		weights:   map[weightKey]*devWeights{},
+		pools:     map[int]*actBuf{},
+		plans:     map[planKey]*gemmPlan{},
+		margin:    cfg.FP8Margin,
+		fp4SmallM: cfg.FP4SmallM,
+	}
+	if d.dev, err = cuDeviceGet(cfg.Device); err != nil {
+		return nil, info, fmt.Errorf("%w: %w", ErrNoDevice, err)
+	}
+	info.Ordinal = cfg.Device
+	if info.Name, err = d.dev.name(); err != nil {
+		return nil, info, err
+	}
+	if info.Major, err = d.dev.attr(attrCCMajor); err != nil {
+		return nil, info, err
+	}
+	if info.Minor, err = d.dev.attr(attrCCMinor); err != nil {
+		return nil, info, err
+	}
+	if info.SMs, err = d.dev.attr(attrSMCount); err != nil {
+		return nil, info, err
+	}
+	if info.TotalMemory, err = d.dev.totalMem(); err != nil {
+		return nil, info, err
+	}
+	if info.DriverVersion, err = cuDriverVersion(); err != nil {
+		return nil, info, err
+	}
+	if d.ctx, err = d.dev.retainPrimary(); err != nil {
+		return nil, info, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			d.close()
+		}
+	}()
+	if err = d.ctx.setCurrent(); err != nil {
+		return nil, info, err
+	}
+	if d.stream, err = cuStreamCreate(); err != nil {
+		return nil, info, err
+	}
+	if d.lt, err = ltCreate(); err != nil {
+		return nil, info, err
+	}
+	info.CublasLt = ltVersion()
+	if d.comp, err = newCompiler(info.Major, info.Minor, cfg.CacheDir); err != nil {
+		return nil, info, err
+	}
+	info.NVRTCVersion, info.Arch = d.comp.version, d.comp.arch
+	d.info = info
+	if err = d.loadOps(); err != nil {
+		return nil, info, err
+	}
+	if d.workspace, err = cuMalloc(workspaceBytes); err != nil {
+		return nil, info, err
+	}
+	if d.amax, err = cuMalloc(256); err != nil {
+		return nil, info, err
+	}
+	if d.xscale, err = cuMalloc(256); err != nil {
+		return nil, info, err
+	}
+	ok = true
+	return d, info, nil
+}
+
+// loadOps compiles (or loads from the cache) src/ops.cu and looks up its
+// kernels.
+func (d *devState) loadOps() error {
+	src, _ := source("ops.cu")
+	cubin, err := d.comp.compile("ops.cu", src, d.comp.options("-fmad=false"))
+	if err != nil {
+		return err
+	}
+	if d.ops, err = cuModuleLoad(cubin); err != nil {
+		return err
+	}
+	for _, name := range opsKernels {
+		f, err := d.ops.function(name)
+		if err != nil {
+			return err
+		}
+		d.fn[name] = f
+	}
+	return nil
+}
+
+// close frees everything; errors are ignored (the context goes with it).
+func (d *devState) close() {
+	if d.ctx.c == nil {
+		return
+	}
+	_ = d.stream.sync()
+	for k := range d.weights {
+		d.freeWeights(k)
+	}
+	d.dropPools()
+	for k, p := range d.plans {
+		p.free()
+		delete(d.plans, k)
+	}
+	_ = cuFree(d.workspace)
+	_ = cuFree(d.amax)
+	_ = cuFree(d.xscale)
+	if d.fp4 != nil {
+		_ = d.fp4.mod.unload()
+	}
+	if d.ops.m != nil {
+		_ = d.ops.unload()
+	}
+	if d.lt.h != nil {
+		d.lt.destroy()
+	}
+	if d.stream.s != nil {
+		_ = d.stream.destroy()
+	}
+	_ = d.dev.releasePrimary()
+	d.ctx = cuContext{}
+}
+
+// launch1D launches kernel name over n elements (grid-stride kernels).
+func (d *devState) launch1D(name string, n int, a *args) error {
+	blocks := min(max((n+255)/256, 1), d.info.SMs*16)
+	return d.fn[name].launch(d.stream, [3]uint32{uint32(blocks), 1, 1}, [3]uint32{256, 1, 1}, 0, a)
+}
+
+// launchRows launches kernel name with one 256-thread block per row.
+func (d *devState) launchRows(name string, rows int, a *args) error {
+	return d.fn[name].launch(d.stream, [3]uint32{uint32(rows), 1, 1}, [3]uint32{256, 1, 1}, 0, a)
+}
+
+// ---- activation buffers, pooled by batch size ----
+
+// actBuf is the device and pinned host memory of one batch-size bucket: two
+// fp32 activation buffers that layers alternate between, a buffer for a
+// linear layer's converted input (tf32, bf16, fp16 or fp8), and pinned host
+// buffers for the input and output.
+type actBuf struct {
+	rows, width int // capacity: rows × width values each
+	a           [2]uint64
+	conv        uint64
+	hin, hout   pinned
+}
+
+// bucket rounds rows up to a power of two, at least 16, so a few buffers
+// serve every batch size.
+func bucket(rows int) int {
+	b := 16
+	for b < rows {
+		b *= 2
+	}
+	return b
+}
+
+// oomHook, when set (tests), makes buffer allocation for a batch of rows
+// rows fail with an out-of-memory error when it returns true.
+var oomHook func(rows int) bool
+
+// buffers returns the pooled buffers for rows rows of width at most width.
+func (d *devState) buffers(rows, width int) (*actBuf, error) {
+	if oomHook != nil && oomHook(rows) {
+		return nil, &Error{Op: "cuMemAlloc (test hook)", Code: cudaErrorOutOfMemory, Name: "CUDA_ERROR_OUT_OF_MEMORY", Msg: "out of memory"}
+	}
+	bk := bucket(rows)
+	if a := d.pools[bk]; a != nil && a.width >= width {
+		return a, nil
+	} else if a != nil {
+		d.freeBuf(a)
+		delete(d.pools, bk)
+	}
+	a := &actBuf{rows: bk, width: width}
+	n := uint64(bk) * uint64(width) * 4
+	var err error
+	for i := range a.a {
+		if a.a[i], err = cuMalloc(n); err != nil {
+			d.freeBuf(a)
+			return nil, err
+		}
+	}
+	if a.conv, err = cuMalloc(n); err == nil {
+		if a.hin, err = cuMallocHost(int(n)); err == nil {
+			a.hout, err = cuMallocHost(int(n))
+		}
+	}
+	if err != nil {
+		d.freeBuf(a)
+		return nil, err
+	}
+	d.pools[bk] = a
+	return a, nil
+}
+
+func (d *devState) freeBuf(a *actBuf) {
+	for _, p := range a.a {
+		_ = cuFree(p)
+	}
+	_ = cuFree(a.conv)
+	_ = a.hin.free()
+	_ = a.hout.free()
+}
+
+// dropPools frees every pooled buffer (after running out of memory, and at
+// close).
+func (d *devState) dropPools() {
+	_ = d.stream.sync()
+	for k, a := range d.pools {
+		d.freeBuf(a)
+		delete(d.pools, k)
+	}
+}
+
+// isOOM reports whether err is an out-of-memory error.
+func isOOM(err error) bool { return errors.Is(err, ErrOutOfMemory) }
+
+// maxWidth is the widest activation of m.
+func maxWidth(m *model.Model) int {
+	w := m.InputFeatures
+	for _, l := range m.Layers {
+		w = max(w, l.In, l.Out)
+	}
+	return w
+}
+
+var _ = precision.FP32

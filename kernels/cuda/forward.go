@@ -1,0 +1,99 @@
+//go:build cgo
+
+package cuda
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/gearbox-inference/gearbox/model"
+	"github.com/gearbox-inference/gearbox/precision"
+)
+
+// forwardSplit runs forward and, when the device runs out of memory on a
+// batch of more than one row, frees the pooled buffers and runs the two
+// halves separately (recursively), logging the split. At fp8 the halves
+// get their own activation scales.
+func (d *devState) forwardSplit(ctx context.Context, b *Backend, m *model.Model, p precision.Format, in, out []float32, rows int) error {
+	err := d.forward(ctx, m, p, in, out, rows)
+	if err == nil || !isOOM(err) || rows < 2 {
+		return err
+	}
+	d.dropPools()
+	h := rows / 2
+	b.log.Warn().Str("device", b.name).Str("model", m.Name).Str("precision", string(p)).
+		Int("rows", rows).Int("halves", h).Err(err).Msg("out of device memory; splitting the batch")
+	nin, nout := m.InputFeatures, m.OutputFeatures
+	if err := d.forwardSplit(ctx, b, m, p, in[:h*nin], out[:h*nout], h); err != nil {
+		return err
+	}
+	return d.forwardSplit(ctx, b, m, p, in[h*nin:], out[h*nout:], rows-h)
+}
+
+// forward runs m on rows rows: input to pinned memory, an async copy to the
+// device, every layer on the stream, an async copy back, one synchronise.
+func (d *devState) forward(ctx context.Context, m *model.Model, p precision.Format, in, out []float32, rows int) error {
+	w, err := d.weightsFor(m, p)
+	if err != nil {
+		return err
+	}
+	buf, err := d.buffers(rows, maxWidth(m))
+	if err != nil {
+		return err
+	}
+	copy(buf.hin.floats(len(in)), in)
+	if err := d.stream.htodAsync(buf.a[0], buf.hin, 4*len(in)); err != nil {
+		return err
+	}
+	cur := 0
+	for i := 0; i < len(m.Layers); i++ {
+		if err := ctx.Err(); err != nil {
+			_ = d.stream.sync()
+			return err
+		}
+		dl := &w.layers[i]
+		src := buf.a[cur]
+		switch dl.op {
+		case model.Linear:
+			// A relu right after a linear layer runs in its epilogue.
+			relu := i+1 < len(m.Layers) && m.Layers[i+1].Op == model.ReLU
+			if err := d.linear(dl, p, src, buf.a[1-cur], buf.conv, rows, relu); err != nil {
+				return fmt.Errorf("cuda: model %q layer %d (linear, %s): %w", m.Name, i, p, err)
+			}
+			cur = 1 - cur
+			if relu {
+				i++
+			}
+		default:
+			if err := d.op(dl, src, rows); err != nil {
+				return fmt.Errorf("cuda: model %q layer %d (%s): %w", m.Name, i, dl.op, err)
+			}
+		}
+	}
+	n := rows * m.OutputFeatures
+	if err := d.stream.dtohAsync(buf.hout, buf.a[cur], 4*n); err != nil {
+		return err
+	}
+	if err := d.stream.sync(); err != nil {
+		return err
+	}
+	copy(out, buf.hout.floats(n))
+	return nil
+}
+
+// op runs a layer other than linear in place on x (rows × dl.in values).
+func (d *devState) op(dl *devLayer, x uint64, rows int) error {
+	n := rows * dl.in
+	switch dl.op {
+	case model.ReLU, model.GELU, model.SiLU, model.Tanh:
+		code := map[model.Op]int{model.ReLU: 0, model.GELU: 1, model.SiLU: 2, model.Tanh: 3}[dl.op]
+		return d.launch1D("gbx_act", n, newArgs("gbx_act").ptr(x).ptr(x).i64(n).i32(code))
+	case model.Softmax:
+		return d.launchRows("gbx_softmax", rows, newArgs("gbx_softmax").ptr(x).ptr(x).i32(dl.in))
+	case model.LayerNorm:
+		return d.launchRows("gbx_layernorm", rows, newArgs("gbx_layernorm").ptr(x).ptr(x).i32(dl.in).ptr(dl.w).ptr(dl.bias).f64(dl.eps))
+	case model.RMSNorm:
+		return d.launchRows("gbx_rmsnorm", rows, newArgs("gbx_rmsnorm").ptr(x).ptr(x).i32(dl.in).ptr(dl.w).f64(dl.eps))
+	}
+	return fmt.Errorf("unknown op %q", dl.op)
+}

@@ -1,0 +1,426 @@
+// gbx.h: our own declarations of the CUDA driver, NVRTC and cuBLASLt entry
+// points Gearbox uses, resolved at run time with dlopen/dlsym. No NVIDIA
+// header or library is needed to build. Included from cgo.go only.
+#ifndef GBX_H
+#define GBX_H
+
+#include <dlfcn.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef int CUresult;
+typedef int CUdevice;
+typedef void *CUcontext, *CUmodule, *CUfunction, *CUstream, *CUevent;
+typedef unsigned long long CUdeviceptr;
+
+typedef int nvrtcResult;
+typedef void *nvrtcProgram;
+
+typedef void *cublasLtHandle_t, *cublasLtMatmulDesc_t, *cublasLtMatrixLayout_t, *cublasLtMatmulPreference_t;
+typedef struct { uint64_t data[8]; } cublasLtMatmulAlgo_t;
+typedef struct {
+	cublasLtMatmulAlgo_t algo;
+	size_t workspaceSize;
+	int state;
+	float wavesCount;
+	int reserved[4];
+} cublasLtMatmulHeuristicResult_t; // 96 bytes
+
+// The function tables, filled by gbx_load.
+typedef struct {
+	CUresult (*cuInit)(unsigned);
+	CUresult (*cuDriverGetVersion)(int *);
+	CUresult (*cuDeviceGetCount)(int *);
+	CUresult (*cuDeviceGet)(CUdevice *, int);
+	CUresult (*cuDeviceGetName)(char *, int, CUdevice);
+	CUresult (*cuDeviceGetAttribute)(int *, int, CUdevice);
+	CUresult (*cuDeviceTotalMem_v2)(size_t *, CUdevice);
+	CUresult (*cuDevicePrimaryCtxRetain)(CUcontext *, CUdevice);
+	CUresult (*cuDevicePrimaryCtxRelease_v2)(CUdevice);
+	CUresult (*cuCtxSetCurrent)(CUcontext);
+	CUresult (*cuCtxSynchronize)(void);
+	CUresult (*cuMemGetInfo_v2)(size_t *, size_t *);
+	CUresult (*cuMemAlloc_v2)(CUdeviceptr *, size_t);
+	CUresult (*cuMemFree_v2)(CUdeviceptr);
+	CUresult (*cuMemAllocHost_v2)(void **, size_t);
+	CUresult (*cuMemFreeHost)(void *);
+	CUresult (*cuMemcpyHtoD_v2)(CUdeviceptr, const void *, size_t);
+	CUresult (*cuMemcpyDtoH_v2)(void *, CUdeviceptr, size_t);
+	CUresult (*cuMemcpyHtoDAsync_v2)(CUdeviceptr, const void *, size_t, CUstream);
+	CUresult (*cuMemcpyDtoHAsync_v2)(void *, CUdeviceptr, size_t, CUstream);
+	CUresult (*cuMemsetD32Async)(CUdeviceptr, unsigned, size_t, CUstream);
+	CUresult (*cuModuleLoadData)(CUmodule *, const void *);
+	CUresult (*cuModuleGetFunction)(CUfunction *, CUmodule, const char *);
+	CUresult (*cuModuleUnload)(CUmodule);
+	CUresult (*cuFuncSetAttribute)(CUfunction, int, int);
+	CUresult (*cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
+	                           unsigned, CUstream, void **, void **);
+	CUresult (*cuStreamCreate)(CUstream *, unsigned);
+	CUresult (*cuStreamDestroy_v2)(CUstream);
+	CUresult (*cuStreamSynchronize)(CUstream);
+	CUresult (*cuEventCreate)(CUevent *, unsigned);
+	CUresult (*cuEventRecord)(CUevent, CUstream);
+	CUresult (*cuEventSynchronize)(CUevent);
+	CUresult (*cuEventElapsedTime)(float *, CUevent, CUevent);
+	CUresult (*cuEventDestroy_v2)(CUevent);
+	CUresult (*cuGetErrorName)(CUresult, const char **);
+	CUresult (*cuGetErrorString)(CUresult, const char **);
+
+	nvrtcResult (*nvrtcVersion)(int *, int *);
+	nvrtcResult (*nvrtcCreateProgram)(nvrtcProgram *, const char *, const char *, int, const char *const *,
+	                                  const char *const *);
+	nvrtcResult (*nvrtcCompileProgram)(nvrtcProgram, int, const char *const *);
+	nvrtcResult (*nvrtcGetProgramLogSize)(nvrtcProgram, size_t *);
+	nvrtcResult (*nvrtcGetProgramLog)(nvrtcProgram, char *);
+	nvrtcResult (*nvrtcGetCUBINSize)(nvrtcProgram, size_t *);
+	nvrtcResult (*nvrtcGetCUBIN)(nvrtcProgram, char *);
+	nvrtcResult (*nvrtcDestroyProgram)(nvrtcProgram *);
+	const char *(*nvrtcGetErrorString)(nvrtcResult);
+
+	int (*cublasLtCreate)(cublasLtHandle_t *);
+	int (*cublasLtDestroy)(cublasLtHandle_t);
+	size_t (*cublasLtGetVersion)(void);
+	int (*cublasLtMatmulDescCreate)(cublasLtMatmulDesc_t *, int, int);
+	int (*cublasLtMatmulDescSetAttribute)(cublasLtMatmulDesc_t, int, const void *, size_t);
+	int (*cublasLtMatmulDescDestroy)(cublasLtMatmulDesc_t);
+	int (*cublasLtMatrixLayoutCreate)(cublasLtMatrixLayout_t *, int, uint64_t, uint64_t, int64_t);
+	int (*cublasLtMatrixLayoutDestroy)(cublasLtMatrixLayout_t);
+	int (*cublasLtMatmulPreferenceCreate)(cublasLtMatmulPreference_t *);
+	int (*cublasLtMatmulPreferenceSetAttribute)(cublasLtMatmulPreference_t, int, const void *, size_t);
+	int (*cublasLtMatmulPreferenceDestroy)(cublasLtMatmulPreference_t);
+	int (*cublasLtMatmulAlgoGetHeuristic)(cublasLtHandle_t, cublasLtMatmulDesc_t, cublasLtMatrixLayout_t,
+	                                      cublasLtMatrixLayout_t, cublasLtMatrixLayout_t, cublasLtMatrixLayout_t,
+	                                      cublasLtMatmulPreference_t, int, cublasLtMatmulHeuristicResult_t *, int *);
+	int (*cublasLtMatmul)(cublasLtHandle_t, cublasLtMatmulDesc_t, const void *, const void *, cublasLtMatrixLayout_t,
+	                      const void *, cublasLtMatrixLayout_t, const void *, const void *, cublasLtMatrixLayout_t,
+	                      void *, cublasLtMatrixLayout_t, const cublasLtMatmulAlgo_t *, void *, size_t, CUstream);
+} gbx_api;
+
+static gbx_api gbx;
+static void *gbx_libs[4];
+
+// gbx_open tries dir/name (dir non-empty) or name alone; flags for dlopen.
+static void *gbx_open(const char *dir, const char *name, int flags, char *err, size_t errlen) {
+	char path[4096];
+	if (dir && dir[0]) {
+		snprintf(path, sizeof path, "%s/%s", dir, name);
+	} else {
+		snprintf(path, sizeof path, "%s", name);
+	}
+	void *h = dlopen(path, flags);
+	if (!h) {
+		const char *e = dlerror();
+		snprintf(err, errlen, "%s", e ? e : "dlopen failed");
+	}
+	return h;
+}
+
+#define GBX_SYM(lib, name)                                                           \
+	do {                                                                             \
+		*(void **)(&gbx.name) = dlsym(lib, #name);                                   \
+		if (!gbx.name) {                                                             \
+			snprintf(err, errlen, "symbol %s not found", #name);                     \
+			return -1;                                                               \
+		}                                                                            \
+	} while (0)
+
+// gbx_load_driver resolves libcuda's symbols from the library handle h.
+static int gbx_load_driver(void *h, char *err, size_t errlen) {
+	gbx_libs[0] = h;
+	GBX_SYM(h, cuInit);
+	GBX_SYM(h, cuDriverGetVersion);
+	GBX_SYM(h, cuDeviceGetCount);
+	GBX_SYM(h, cuDeviceGet);
+	GBX_SYM(h, cuDeviceGetName);
+	GBX_SYM(h, cuDeviceGetAttribute);
+	GBX_SYM(h, cuDeviceTotalMem_v2);
+	GBX_SYM(h, cuDevicePrimaryCtxRetain);
+	GBX_SYM(h, cuDevicePrimaryCtxRelease_v2);
+	GBX_SYM(h, cuCtxSetCurrent);
+	GBX_SYM(h, cuCtxSynchronize);
+	GBX_SYM(h, cuMemGetInfo_v2);
+	GBX_SYM(h, cuMemAlloc_v2);
+	GBX_SYM(h, cuMemFree_v2);
+	GBX_SYM(h, cuMemAllocHost_v2);
+	GBX_SYM(h, cuMemFreeHost);
+	GBX_SYM(h, cuMemcpyHtoD_v2);
+	GBX_SYM(h, cuMemcpyDtoH_v2);
+	GBX_SYM(h, cuMemcpyHtoDAsync_v2);
+	GBX_SYM(h, cuMemcpyDtoHAsync_v2);
+	GBX_SYM(h, cuMemsetD32Async);
+	GBX_SYM(h, cuModuleLoadData);
+	GBX_SYM(h, cuModuleGetFunction);
+	GBX_SYM(h, cuModuleUnload);
+	GBX_SYM(h, cuFuncSetAttribute);
+	GBX_SYM(h, cuLaunchKernel);
+	GBX_SYM(h, cuStreamCreate);
+	GBX_SYM(h, cuStreamDestroy_v2);
+	GBX_SYM(h, cuStreamSynchronize);
+	GBX_SYM(h, cuEventCreate);
+	GBX_SYM(h, cuEventRecord);
+	GBX_SYM(h, cuEventSynchronize);
+	GBX_SYM(h, cuEventDestroy_v2);
+	GBX_SYM(h, cuGetErrorName);
+	GBX_SYM(h, cuGetErrorString);
+	*(void **)(&gbx.cuEventElapsedTime) = dlsym(h, "cuEventElapsedTime_v2");
+	if (!gbx.cuEventElapsedTime) {
+		GBX_SYM(h, cuEventElapsedTime);
+	}
+	return 0;
+}
+
+static int gbx_load_nvrtc(void *h, char *err, size_t errlen) {
+	gbx_libs[1] = h;
+	GBX_SYM(h, nvrtcVersion);
+	GBX_SYM(h, nvrtcCreateProgram);
+	GBX_SYM(h, nvrtcCompileProgram);
+	GBX_SYM(h, nvrtcGetProgramLogSize);
+	GBX_SYM(h, nvrtcGetProgramLog);
+	GBX_SYM(h, nvrtcGetCUBINSize);
+	GBX_SYM(h, nvrtcGetCUBIN);
+	GBX_SYM(h, nvrtcDestroyProgram);
+	GBX_SYM(h, nvrtcGetErrorString);
+	return 0;
+}
+
+static int gbx_load_cublaslt(void *h, char *err, size_t errlen) {
+	gbx_libs[2] = h;
+	GBX_SYM(h, cublasLtCreate);
+	GBX_SYM(h, cublasLtDestroy);
+	GBX_SYM(h, cublasLtGetVersion);
+	GBX_SYM(h, cublasLtMatmulDescCreate);
+	GBX_SYM(h, cublasLtMatmulDescSetAttribute);
+	GBX_SYM(h, cublasLtMatmulDescDestroy);
+	GBX_SYM(h, cublasLtMatrixLayoutCreate);
+	GBX_SYM(h, cublasLtMatrixLayoutDestroy);
+	GBX_SYM(h, cublasLtMatmulPreferenceCreate);
+	GBX_SYM(h, cublasLtMatmulPreferenceSetAttribute);
+	GBX_SYM(h, cublasLtMatmulPreferenceDestroy);
+	GBX_SYM(h, cublasLtMatmulAlgoGetHeuristic);
+	GBX_SYM(h, cublasLtMatmul);
+	return 0;
+}
+
+// ---- thin wrappers cgo calls (function pointers cannot be called from Go) ----
+
+static const char *gbx_cu_error(CUresult r) {
+	const char *s = NULL;
+	if (gbx.cuGetErrorString && gbx.cuGetErrorString(r, &s) == 0 && s) return s;
+	return "unknown CUDA error";
+}
+static const char *gbx_cu_error_name(CUresult r) {
+	const char *s = NULL;
+	if (gbx.cuGetErrorName && gbx.cuGetErrorName(r, &s) == 0 && s) return s;
+	return "CUDA_ERROR_UNKNOWN";
+}
+
+static CUresult gbx_init(void) { return gbx.cuInit(0); }
+static CUresult gbx_driver_version(int *v) { return gbx.cuDriverGetVersion(v); }
+static CUresult gbx_device_count(int *n) { return gbx.cuDeviceGetCount(n); }
+static CUresult gbx_device_get(CUdevice *d, int i) { return gbx.cuDeviceGet(d, i); }
+static CUresult gbx_device_name(char *s, int n, CUdevice d) { return gbx.cuDeviceGetName(s, n, d); }
+static CUresult gbx_device_attr(int *v, int a, CUdevice d) { return gbx.cuDeviceGetAttribute(v, a, d); }
+static CUresult gbx_device_mem(size_t *b, CUdevice d) { return gbx.cuDeviceTotalMem_v2(b, d); }
+static CUresult gbx_ctx_retain(CUcontext *c, CUdevice d) { return gbx.cuDevicePrimaryCtxRetain(c, d); }
+static CUresult gbx_ctx_release(CUdevice d) { return gbx.cuDevicePrimaryCtxRelease_v2(d); }
+static CUresult gbx_ctx_set(CUcontext c) { return gbx.cuCtxSetCurrent(c); }
+static CUresult gbx_ctx_sync(void) { return gbx.cuCtxSynchronize(); }
+static CUresult gbx_mem_info(size_t *f, size_t *t) { return gbx.cuMemGetInfo_v2(f, t); }
+static CUresult gbx_malloc(CUdeviceptr *p, size_t n) { return gbx.cuMemAlloc_v2(p, n); }
+static CUresult gbx_free(CUdeviceptr p) { return gbx.cuMemFree_v2(p); }
+static CUresult gbx_malloc_host(void **p, size_t n) { return gbx.cuMemAllocHost_v2(p, n); }
+static CUresult gbx_free_host(void *p) { return gbx.cuMemFreeHost(p); }
+static CUresult gbx_htod(CUdeviceptr d, const void *s, size_t n) { return gbx.cuMemcpyHtoD_v2(d, s, n); }
+static CUresult gbx_dtoh(void *d, CUdeviceptr s, size_t n) { return gbx.cuMemcpyDtoH_v2(d, s, n); }
+static CUresult gbx_htod_async(CUdeviceptr d, const void *s, size_t n, CUstream st) {
+	return gbx.cuMemcpyHtoDAsync_v2(d, s, n, st);
+}
+static CUresult gbx_dtoh_async(void *d, CUdeviceptr s, size_t n, CUstream st) {
+	return gbx.cuMemcpyDtoHAsync_v2(d, s, n, st);
+}
+static CUresult gbx_memset32_async(CUdeviceptr d, unsigned v, size_t n, CUstream st) {
+	return gbx.cuMemsetD32Async(d, v, n, st);
+}
+static CUresult gbx_module_load(CUmodule *m, const void *img) { return gbx.cuModuleLoadData(m, img); }
+static CUresult gbx_module_func(CUfunction *f, CUmodule m, const char *name) {
+	return gbx.cuModuleGetFunction(f, m, name);
+}
+static CUresult gbx_module_unload(CUmodule m) { return gbx.cuModuleUnload(m); }
+static CUresult gbx_func_attr(CUfunction f, int a, int v) { return gbx.cuFuncSetAttribute(f, a, v); }
+static CUresult gbx_stream_create(CUstream *s) { return gbx.cuStreamCreate(s, 1); }
+static CUresult gbx_stream_destroy(CUstream s) { return gbx.cuStreamDestroy_v2(s); }
+static CUresult gbx_stream_sync(CUstream s) { return gbx.cuStreamSynchronize(s); }
+static CUresult gbx_event_create(CUevent *e) { return gbx.cuEventCreate(e, 0); }
+static CUresult gbx_event_record(CUevent e, CUstream s) { return gbx.cuEventRecord(e, s); }
+static CUresult gbx_event_sync(CUevent e) { return gbx.cuEventSynchronize(e); }
+static CUresult gbx_event_elapsed(float *ms, CUevent a, CUevent b) { return gbx.cuEventElapsedTime(ms, a, b); }
+static CUresult gbx_event_destroy(CUevent e) { return gbx.cuEventDestroy_v2(e); }
+
+// gbx_launch launches f with its arguments packed in args: nargs values at
+// the byte offsets offs[i] (each argument's storage, properly aligned). The
+// params array of pointers is built here, on the C side.
+static CUresult gbx_launch(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
+                           unsigned bz, unsigned smem, CUstream s, unsigned char *args, const int *offs,
+                           int nargs) {
+	void *params[32];
+	if (nargs > 32) return 1; // CUDA_ERROR_INVALID_VALUE
+	for (int i = 0; i < nargs; i++) params[i] = args + offs[i];
+	return gbx.cuLaunchKernel(f, gx, gy, gz, bx, by, bz, smem, s, params, NULL);
+}
+
+// ---- NVRTC ----
+
+static int gbx_nvrtc_version(int *maj, int *min) { return gbx.nvrtcVersion(maj, min); }
+static const char *gbx_nvrtc_error(int r) { return gbx.nvrtcGetErrorString(r); }
+
+// gbx_nvrtc_compile compiles src; on success *cubin (malloc'd, caller frees)
+// holds the cubin. The log (malloc'd, caller frees) is returned in *log
+// either way.
+static int gbx_nvrtc_compile(const char *src, const char *name, const char *const *opts, int nopts, char **cubin,
+                             size_t *cubinLen, char **log) {
+	nvrtcProgram p;
+	*cubin = NULL;
+	*log = NULL;
+	*cubinLen = 0;
+	int r = gbx.nvrtcCreateProgram(&p, src, name, 0, NULL, NULL);
+	if (r) return r;
+	int cr = gbx.nvrtcCompileProgram(p, nopts, opts);
+	size_t ln = 0;
+	if (gbx.nvrtcGetProgramLogSize(p, &ln) == 0 && ln > 0) {
+		*log = (char *)malloc(ln + 1);
+		if (*log) {
+			if (gbx.nvrtcGetProgramLog(p, *log)) (*log)[0] = 0;
+			(*log)[ln] = 0;
+		}
+	}
+	if (cr == 0) {
+		size_t n = 0;
+		r = gbx.nvrtcGetCUBINSize(p, &n);
+		if (r == 0) {
+			*cubin = (char *)malloc(n);
+			if (!*cubin) {
+				r = 5; // NVRTC_ERROR_OUT_OF_MEMORY... close enough
+			} else {
+				r = gbx.nvrtcGetCUBIN(p, *cubin);
+				*cubinLen = n;
+			}
+		}
+	} else {
+		r = cr;
+	}
+	gbx.nvrtcDestroyProgram(&p);
+	return r;
+}
+
+// ---- cuBLASLt ----
+
+static int gbx_lt_create(cublasLtHandle_t *h) { return gbx.cublasLtCreate(h); }
+static int gbx_lt_destroy(cublasLtHandle_t h) { return gbx.cublasLtDestroy(h); }
+static size_t gbx_lt_version(void) { return gbx.cublasLtGetVersion(); }
+
+// gbx_plan is one prepared matmul: D[m×n] (column-major, ld m) = op(A)·op(B)
+// with A stored k×m (op T), B k×n (op N): Y[M,N] = X[M,K]·W[N,K]ᵀ row-major
+// with A = W, B = X, m = N, n = M.
+typedef struct {
+	cublasLtMatmulDesc_t desc;
+	cublasLtMatrixLayout_t a, b, c, d;
+	cublasLtMatmulHeuristicResult_t heur;
+} gbx_plan;
+
+typedef struct {
+	int computeType, scaleType, aType, bType, cType, dType;
+	uint64_t m, n, k;
+	int epilogue;       // 1 default, else a cublasLtEpilogue_t
+	int biasType;       // -1: leave default
+	int aScaleMode;     // -1: leave default
+	int bScaleMode;     // -1: leave default
+	int fastAccum;      // -1: leave default
+	CUdeviceptr bias;   // set at plan time so the heuristic sees it
+	CUdeviceptr aScale;
+	CUdeviceptr bScale;
+	size_t workspace;
+} gbx_plan_args;
+
+static void gbx_plan_free(gbx_plan *p) {
+	if (!p) return;
+	if (p->a) gbx.cublasLtMatrixLayoutDestroy(p->a);
+	if (p->b) gbx.cublasLtMatrixLayoutDestroy(p->b);
+	if (p->c) gbx.cublasLtMatrixLayoutDestroy(p->c);
+	if (p->d) gbx.cublasLtMatrixLayoutDestroy(p->d);
+	if (p->desc) gbx.cublasLtMatmulDescDestroy(p->desc);
+	free(p);
+}
+
+#define GBX_LT(call)                                                                  \
+	do {                                                                              \
+		int _r = (call);                                                              \
+		if (_r) {                                                                     \
+			*step = __LINE__;                                                         \
+			gbx_plan_free(p);                                                         \
+			return _r;                                                                \
+		}                                                                             \
+	} while (0)
+
+// gbx_plan_create prepares a plan; it returns a cuBLAS status (15,
+// CUBLAS_STATUS_NOT_SUPPORTED, when the heuristic finds no algorithm) and
+// sets *step to the source line of the call that failed.
+static int gbx_plan_create(cublasLtHandle_t h, const gbx_plan_args *g, gbx_plan **out, int *step) {
+	gbx_plan *p = (gbx_plan *)calloc(1, sizeof *p);
+	*out = NULL;
+	*step = 0;
+	if (!p) return 3; // CUBLAS_STATUS_ALLOC_FAILED
+	int opT = 1, opN = 0;
+	GBX_LT(gbx.cublasLtMatmulDescCreate(&p->desc, g->computeType, g->scaleType));
+	GBX_LT(gbx.cublasLtMatmulDescSetAttribute(p->desc, 3, &opT, sizeof opT));
+	GBX_LT(gbx.cublasLtMatmulDescSetAttribute(p->desc, 4, &opN, sizeof opN));
+	if (g->epilogue != 1) GBX_LT(gbx.cublasLtMatmulDescSetAttribute(p->desc, 7, &g->epilogue, sizeof g->epilogue));
+	if (g->bias) GBX_LT(gbx.cublasLtMatmulDescSetAttribute(p->desc, 8, &g->bias, sizeof g->bias));
+	if (g->biasType >= 0) GBX_LT(gbx.cublasLtMatmulDescSetAttribute(p->desc, 26, &g->biasType, sizeof g->biasType));
+	if (g->aScale) GBX_LT(gbx.cublasLtMatmulDescSetAttribute(p->desc, 17, &g->aScale, sizeof g->aScale));
+	if (g->bScale) GBX_LT(gbx.cublasLtMatmulDescSetAttribute(p->desc, 18, &g->bScale, sizeof g->bScale));
+	if (g->aScaleMode >= 0) GBX_LT(gbx.cublasLtMatmulDescSetAttribute(p->desc, 31, &g->aScaleMode, sizeof(int)));
+	if (g->bScaleMode >= 0) GBX_LT(gbx.cublasLtMatmulDescSetAttribute(p->desc, 32, &g->bScaleMode, sizeof(int)));
+	if (g->fastAccum >= 0) {
+		int8_t fa = (int8_t)g->fastAccum;
+		GBX_LT(gbx.cublasLtMatmulDescSetAttribute(p->desc, 25, &fa, sizeof fa));
+	}
+	GBX_LT(gbx.cublasLtMatrixLayoutCreate(&p->a, g->aType, g->k, g->m, (int64_t)g->k));
+	GBX_LT(gbx.cublasLtMatrixLayoutCreate(&p->b, g->bType, g->k, g->n, (int64_t)g->k));
+	GBX_LT(gbx.cublasLtMatrixLayoutCreate(&p->c, g->cType, g->m, g->n, (int64_t)g->m));
+	GBX_LT(gbx.cublasLtMatrixLayoutCreate(&p->d, g->dType, g->m, g->n, (int64_t)g->m));
+	cublasLtMatmulPreference_t pref = NULL;
+	GBX_LT(gbx.cublasLtMatmulPreferenceCreate(&pref));
+	uint64_t ws = g->workspace;
+	int r = gbx.cublasLtMatmulPreferenceSetAttribute(pref, 1, &ws, sizeof ws);
+	int got = 0;
+	if (r == 0) r = gbx.cublasLtMatmulAlgoGetHeuristic(h, p->desc, p->a, p->b, p->c, p->d, pref, 1, &p->heur, &got);
+	gbx.cublasLtMatmulPreferenceDestroy(pref);
+	if (r == 0 && got == 0) r = 15;
+	if (r) {
+		*step = __LINE__;
+		gbx_plan_free(p);
+		return r;
+	}
+	*out = p;
+	return 0;
+}
+
+// gbx_plan_run runs plan p: D = alpha·(A·B) (+ bias, per its epilogue),
+// beta = 0. bias and the scales, when non-zero, replace the plan's.
+static int gbx_plan_run(cublasLtHandle_t h, gbx_plan *p, float alpha, CUdeviceptr A, CUdeviceptr B, CUdeviceptr D,
+                        CUdeviceptr bias, CUdeviceptr aScale, CUdeviceptr bScale, CUdeviceptr ws, size_t wsLen,
+                        CUstream s) {
+	float beta = 0;
+	int r;
+	if (bias && (r = gbx.cublasLtMatmulDescSetAttribute(p->desc, 8, &bias, sizeof bias))) return r;
+	if (aScale && (r = gbx.cublasLtMatmulDescSetAttribute(p->desc, 17, &aScale, sizeof aScale))) return r;
+	if (bScale && (r = gbx.cublasLtMatmulDescSetAttribute(p->desc, 18, &bScale, sizeof bScale))) return r;
+	return gbx.cublasLtMatmul(h, p->desc, &alpha, (const void *)A, p->a, (const void *)B, p->b, &beta, (const void *)D,
+	                          p->c, (void *)D, p->d, &p->heur.algo, (void *)ws, wsLen, s);
+}
+
+static size_t gbx_plan_workspace(gbx_plan *p) { return p->heur.workspaceSize; }
+
+#endif

@@ -1,0 +1,266 @@
+//go:build cgo
+
+package cuda
+
+import (
+	"context"
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gearbox-inference/gearbox/model"
+	"github.com/gearbox-inference/gearbox/precision"
+)
+
+// newTestBackend opens device 0 with its own cache folder, or skips with
+// the loader's error.
+func newTestBackend(t *testing.T, cfg Config) *Backend {
+	t.Helper()
+	if cfg.CacheDir == "" {
+		cfg.CacheDir = t.TempDir()
+	}
+	b, err := New(cfg)
+	if err != nil {
+		t.Skipf("no CUDA device: %v", err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+func TestCubinCache(t *testing.T) {
+	dir := t.TempDir()
+	b := newTestBackend(t, Config{CacheDir: dir})
+	err := b.do(context.Background(), func(d *devState) error {
+		src := `extern "C" __global__ void k(float *x) { x[threadIdx.x] *= 2.0f; }`
+		opts := d.comp.options()
+		before := d.comp.compiles
+		c1, err := d.comp.compile("k.cu", src, opts)
+		if err != nil {
+			return err
+		}
+		c2, err := d.comp.compile("k.cu", src, opts)
+		if err != nil {
+			return err
+		}
+		if got := d.comp.compiles - before; got != 1 {
+			t.Errorf("two compiles of one source ran NVRTC %d times, want 1", got)
+		}
+		if string(c1) != string(c2) {
+			t.Error("cached cubin differs from the compiled one")
+		}
+		if _, err := os.Stat(filepath.Join(dir, d.comp.cacheKey(src, opts)+".cubin")); err != nil {
+			t.Errorf("cache file: %v", err)
+		}
+		// Other options, other key.
+		if d.comp.cacheKey(src, opts) == d.comp.cacheKey(src, d.comp.options("-lineinfo")) {
+			t.Error("options do not change the cache key")
+		}
+		m, err := cuModuleLoad(c2)
+		if err != nil {
+			return err
+		}
+		return m.unload()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The ops module itself was cached by New: a second backend compiles
+	// nothing.
+	b2 := newTestBackend(t, Config{CacheDir: dir})
+	_ = b2.do(context.Background(), func(d *devState) error {
+		if d.comp.compiles != 0 {
+			t.Errorf("second open compiled %d sources, want 0 (cache)", d.comp.compiles)
+		}
+		return nil
+	})
+}
+
+func TestCompileError(t *testing.T) {
+	b := newTestBackend(t, Config{})
+	err := b.do(context.Background(), func(d *devState) error {
+		_, err := d.comp.compile("broken.cu", `extern "C" __global__ void k(float *x) { x[0] = undeclared_thing; }`, d.comp.options())
+		return err
+	})
+	if !errors.Is(err, ErrCompile) {
+		t.Fatalf("compile of a broken source = %v, want ErrCompile", err)
+	}
+	var ce *CompileError
+	if !errors.As(err, &ce) || !strings.Contains(ce.Log, "undeclared_thing") {
+		t.Errorf("error %v does not carry NVRTC's log naming the identifier", err)
+	}
+}
+
+func TestOOMSplit(t *testing.T) {
+	b := newTestBackend(t, Config{})
+	m, err := model.Synth(model.SynthConfig{Name: "split", Dims: []int{64, 128, 32}, Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const rows = 37
+	in := make([]float32, rows*64)
+	for i := range in {
+		in[i] = float32(math.Sin(float64(i)))
+	}
+	want, err := b.Forward(context.Background(), m, precision.FP32, in, rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []int
+	oomHook = func(r int) bool { seen = append(seen, r); return r > 8 }
+	defer func() { oomHook = nil }()
+	got, err := b.Forward(context.Background(), m, precision.FP32, in, rows)
+	if err != nil {
+		t.Fatalf("Forward with every batch over 8 rows out of memory: %v", err)
+	}
+	if len(seen) < 5 {
+		t.Errorf("allocations tried for %v rows: want the batch split down to <= 8", seen)
+	}
+	var num, den float64
+	for i := range want {
+		num += float64(got[i]-want[i]) * float64(got[i]-want[i])
+		den += float64(want[i]) * float64(want[i])
+	}
+	if e := math.Sqrt(num / den); !(e < 1e-6) {
+		t.Errorf("split result differs from the whole batch's: rel L2 %g", e)
+	}
+	// A single row that cannot be allocated fails with ErrOutOfMemory.
+	oomHook = func(int) bool { return true }
+	if _, err := b.Forward(context.Background(), m, precision.FP32, in[:64], 1); !errors.Is(err, ErrOutOfMemory) {
+		t.Errorf("Forward of one row with no memory = %v, want ErrOutOfMemory", err)
+	}
+}
+
+func TestEvictAndClose(t *testing.T) {
+	b := newTestBackend(t, Config{})
+	m, err := model.Synth(model.SynthConfig{Name: "evict", Dims: []int{32, 32}, Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := make([]float32, 32)
+	for i := range in {
+		in[i] = float32(i) - 10
+	}
+	for _, p := range []precision.Format{precision.FP32, precision.FP8, precision.FP4} {
+		if _, err := b.Forward(context.Background(), m, p, in, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func() (n int) {
+		_ = b.do(context.Background(), func(d *devState) error { n = len(d.weights); return nil })
+		return n
+	}
+	if n := count(); n != 3 {
+		t.Errorf("%d weight sets cached, want 3", n)
+	}
+	b.Evict(m)
+	if n := count(); n != 0 {
+		t.Errorf("%d weight sets after Evict, want 0", n)
+	}
+	b.Close()
+	if _, err := b.Forward(context.Background(), m, precision.FP32, in, 1); !errors.Is(err, ErrClosed) {
+		t.Errorf("Forward after Close = %v, want ErrClosed", err)
+	}
+}
+
+// TestQuantizersMatchCPU checks the GPU's activation conversions byte for
+// byte against package precision.
+func TestQuantizersMatchCPU(t *testing.T) {
+	b := newTestBackend(t, Config{FP8Margin: 1})
+	const n = 1 << 16
+	x := make([]float32, n)
+	for i := range x {
+		// Many magnitudes, ties, subnormals, values past 448 after scaling.
+		x[i] = float32(math.Ldexp(float64(int32(uint32(i)*2654435761)>>8), int(i%60)-70))
+	}
+	x[0], x[1], x[2] = 0, float32(math.Copysign(0, -1)), 1e30
+	err := b.do(context.Background(), func(d *devState) error {
+		dx, err := cuMalloc(4 * n)
+		if err != nil {
+			return err
+		}
+		defer cuFree(dx)
+		dy, err := cuMalloc(4 * n)
+		if err != nil {
+			return err
+		}
+		defer cuFree(dy)
+		if err := cuUpload(dx, f32Bytes(x)); err != nil {
+			return err
+		}
+		// get downloads bytes of dy; on error it returns zeros and the
+		// comparisons fail (no t.Fatal off the test goroutine).
+		get := func(bytes int) []byte {
+			out := make([]byte, bytes)
+			if err := d.stream.sync(); err != nil {
+				t.Error(err)
+			} else if err := cuDownload(out, dy); err != nil {
+				t.Error(err)
+			}
+			return out
+		}
+		// bf16 and fp16
+		for _, c := range []struct {
+			kernel string
+			enc    func(float32) uint16
+		}{{"gbx_to_bf16", precision.EncodeBF16}, {"gbx_to_fp16", precision.EncodeFP16}} {
+			if err := d.launch1D(c.kernel, n/4, newArgs(c.kernel).ptr(dx).ptr(dy).i64(n)); err != nil {
+				return err
+			}
+			got := get(2 * n)
+			for i, v := range x {
+				if g, w := uint16(got[2*i])|uint16(got[2*i+1])<<8, c.enc(v); g != w {
+					t.Errorf("%s(%g) = %#04x, want %#04x", c.kernel, v, g, w)
+					break
+				}
+			}
+		}
+		// tf32
+		if err := d.launch1D("gbx_to_tf32", n/4, newArgs("gbx_to_tf32").ptr(dx).ptr(dy).i64(n)); err != nil {
+			return err
+		}
+		got := get(4 * n)
+		for i, v := range x {
+			g := uint32(got[4*i]) | uint32(got[4*i+1])<<8 | uint32(got[4*i+2])<<16 | uint32(got[4*i+3])<<24
+			if w := math.Float32bits(precision.RoundTF32(v)); g != w {
+				t.Errorf("tf32(%g) = %#08x, want %#08x", v, g, w)
+				break
+			}
+		}
+		// fp8: amax, scale and bytes.
+		xs := x[3:] // without the 1e30 outlier... keep it in half the runs
+		for _, in := range [][]float32{x, xs} {
+			cnt := len(in)
+			if err := cuUpload(dx, f32Bytes(in)); err != nil {
+				return err
+			}
+			if err := d.fp8Activations(dx, dy, cnt, false); err != nil {
+				return err
+			}
+			got := get(cnt)
+			s := precision.FP8Scale(precision.Amax(in), 1)
+			sb := make([]byte, 4)
+			if err := d.stream.sync(); err != nil {
+				return err
+			}
+			if err := cuDownload(sb, d.xscale); err != nil {
+				return err
+			}
+			if g := math.Float32frombits(uint32(sb[0]) | uint32(sb[1])<<8 | uint32(sb[2])<<16 | uint32(sb[3])<<24); g != s {
+				t.Errorf("fp8 scale = %g, want %g", g, s)
+			}
+			for i, v := range in {
+				if w := precision.EncodeE4M3(v / s); got[i] != w {
+					t.Errorf("fp8(%g / %g) = %#02x, want %#02x", v, s, got[i], w)
+					break
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

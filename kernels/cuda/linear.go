@@ -1,0 +1,242 @@
+//go:build cgo
+
+package cuda
+
+import (
+	"fmt"
+
+	"github.com/gearbox-inference/gearbox/precision"
+)
+
+// cuBLASLt and CUDA enum values (CUDA 13.0; see
+// shared/reference/cuda-from-go.md).
+const (
+	rF32  = 0  // CUDA_R_32F
+	rF16  = 2  // CUDA_R_16F
+	rBF16 = 14 // CUDA_R_16BF
+	rE4M3 = 28 // CUDA_R_8F_E4M3
+
+	compute32F     = 68 // CUBLAS_COMPUTE_32F
+	compute32FTF32 = 77 // CUBLAS_COMPUTE_32F_FAST_TF32
+
+	epiDefault  = 1 // CUBLASLT_EPILOGUE_DEFAULT
+	epiReLU     = 2
+	epiBias     = 4
+	epiReLUBias = 6
+
+	scaleOuterVec = 3 // CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F
+)
+
+// gemmMode says how a linear layer's GEMM is set up: which extra work a
+// kernel of ours does after cuBLASLt.
+type gemmMode int
+
+const (
+	modeFused    gemmMode = iota // bias (+relu) and scales inside cuBLASLt
+	modeScaled                   // fp8: scales in cuBLASLt, bias (+relu) in gbx_scale_bias
+	modeEpilogue                 // everything after the product in gbx_scale_bias
+)
+
+// planKey names a prepared cuBLASLt plan.
+type planKey struct {
+	p         precision.Format
+	rows      int
+	n, k      int
+	bias      bool
+	relu      bool
+	perTensor bool // fp8 weight scale per tensor (bench variant)
+	fp8F32    bool
+}
+
+// gemmPlan is a plan with the mode it ended up in.
+type gemmPlan struct {
+	lt   ltPlan
+	mode gemmMode
+}
+
+func (g *gemmPlan) free() { g.lt.free() }
+
+// types returns the A/B operand type and compute type of p's GEMM.
+func gemmTypes(p precision.Format, fp8F32 bool) (ab, compute int) {
+	switch p {
+	case precision.TF32:
+		return rF32, compute32FTF32
+	case precision.BF16, precision.FP4:
+		return rBF16, compute32F
+	case precision.FP16:
+		return rF16, compute32F
+	case precision.FP8:
+		if fp8F32 {
+			return rF32, compute32F
+		}
+		return rE4M3, compute32F
+	}
+	return rF32, compute32F
+}
+
+// plan returns (creating and caching) the plan for key: the most fused
+// configuration cuBLASLt has an algorithm for.
+func (d *devState) plan(k planKey, dl *devLayer) (*gemmPlan, error) {
+	if g := d.plans[k]; g != nil {
+		return g, nil
+	}
+	if len(d.plans) > 512 { // many batch sizes: start over
+		for key, g := range d.plans {
+			g.free()
+			delete(d.plans, key)
+		}
+	}
+	ab, compute := gemmTypes(k.p, k.fp8F32)
+	base := planArgs{
+		compute: compute, scale: rF32, aType: ab, bType: ab, cType: rF32, dType: rF32,
+		m: k.n, n: k.rows, k: k.k, epilogue: epiDefault,
+		biasType: -1, aScaleMode: -1, bScaleMode: -1, fastAccum: -1,
+		workspace: workspaceBytes,
+	}
+	epi := epiDefault
+	switch {
+	case k.bias && k.relu:
+		epi = epiReLUBias
+	case k.bias:
+		epi = epiBias
+	case k.relu:
+		epi = epiReLU
+	}
+	type try struct {
+		mode gemmMode
+		a    planArgs
+	}
+	var tries []try
+	fused := base
+	fused.epilogue = epi
+	if k.bias {
+		fused.biasType = rF32
+		fused.bias = dl.bias
+	}
+	if k.p == precision.FP8 && !k.fp8F32 {
+		// fp8: per-channel weight scales as cuBLASLt's outer-vector A
+		// scale, the activation scale as B's scalar scale.
+		scaled := fused
+		scaled.aScale, scaled.bScale = dl.wscale, d.xscale
+		if !k.perTensor {
+			scaled.aScaleMode = scaleOuterVec
+		}
+		tries = append(tries, try{modeFused, scaled})
+		unfusedBias := scaled
+		unfusedBias.epilogue, unfusedBias.bias, unfusedBias.biasType = epiDefault, 0, -1
+		tries = append(tries, try{modeScaled, unfusedBias})
+	} else if k.p != precision.FP8 {
+		tries = append(tries, try{modeFused, fused})
+	}
+	tries = append(tries, try{modeEpilogue, base})
+	var firstErr error
+	for _, t := range tries {
+		lp, err := d.lt.plan(t.a)
+		if err == nil {
+			g := &gemmPlan{lt: lp, mode: t.mode}
+			d.plans[k] = g
+			return g, nil
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	return nil, fmt.Errorf("cuda: no cuBLASLt algorithm for %s %d×%d×%d: %w", k.p, k.rows, k.n, k.k, firstErr)
+}
+
+// linear enqueues y[rows, N] = x[rows, K]·Wᵀ + bias (then relu when relu)
+// for layer dl at precision p. x and y are fp32 device buffers; conv holds
+// the converted input (at least rows × K × 4 bytes).
+func (d *devState) linear(dl *devLayer, p precision.Format, x, y, conv uint64, rows int, relu bool) error {
+	n, k := dl.out, dl.in
+	cnt := rows * k
+	if p == precision.FP4 && d.useFP4Kernel(rows) {
+		return d.fp4Linear(dl, x, y, conv, rows, relu)
+	}
+	b := x // the GEMM's B operand
+	alpha := float32(1)
+	switch p {
+	case precision.TF32:
+		if err := d.launch1D("gbx_to_tf32", cnt/4, newArgs("gbx_to_tf32").ptr(x).ptr(conv).i64(cnt)); err != nil {
+			return err
+		}
+		b = conv
+	case precision.BF16, precision.FP4:
+		if err := d.launch1D("gbx_to_bf16", cnt/4, newArgs("gbx_to_bf16").ptr(x).ptr(conv).i64(cnt)); err != nil {
+			return err
+		}
+		b = conv
+		if p == precision.FP4 {
+			alpha = dl.ts
+		}
+	case precision.FP16:
+		if err := d.launch1D("gbx_to_fp16", cnt/4, newArgs("gbx_to_fp16").ptr(x).ptr(conv).i64(cnt)); err != nil {
+			return err
+		}
+		b = conv
+	case precision.FP8:
+		if err := d.fp8Activations(x, conv, cnt, dl.fp8F32); err != nil {
+			return err
+		}
+		b = conv
+	}
+	key := planKey{p: p, rows: rows, n: n, k: k, bias: dl.bias != 0, relu: relu, perTensor: dl.perTensor, fp8F32: dl.fp8F32}
+	g, err := d.plan(key, dl)
+	if err != nil {
+		return err
+	}
+	var bias, aScale, bScale uint64
+	switch g.mode {
+	case modeFused:
+		bias = dl.bias
+		if p == precision.FP8 && !dl.fp8F32 {
+			aScale, bScale = dl.wscale, d.xscale
+		}
+	case modeScaled:
+		aScale, bScale = dl.wscale, d.xscale
+	}
+	if err := d.lt.run(g.lt, alpha, dl.w, b, y, bias, aScale, bScale, d.workspace, workspaceBytes, d.stream); err != nil {
+		return err
+	}
+	if g.mode == modeFused {
+		return nil
+	}
+	// The rest of the epilogue: scales (fp8 in epilogue mode), bias, relu.
+	var xs, ws uint64
+	if p == precision.FP8 && g.mode == modeEpilogue {
+		xs, ws = d.xscale, dl.wscale
+		if dl.perTensor {
+			ws = 0 // per-tensor weight scale: folded below
+		}
+	}
+	if dl.perTensor && p == precision.FP8 && g.mode == modeEpilogue {
+		return fmt.Errorf("cuda: fp8 per-tensor weights need cuBLASLt scale pointers")
+	}
+	if xs == 0 && ws == 0 && dl.bias == 0 && !relu {
+		return nil
+	}
+	act := 0
+	if relu {
+		act = 1
+	}
+	tot := rows * n
+	return d.launch1D("gbx_scale_bias", tot, newArgs("gbx_scale_bias").ptr(y).ptr(xs).ptr(ws).ptr(dl.bias).i64(rows).i32(n).i32(act))
+}
+
+// fp8Activations quantizes cnt values of x into conv: E4M3 bytes (or their
+// float32 values when fp8F32) with one scale from the batch's amax, written
+// to d.xscale.
+func (d *devState) fp8Activations(x, conv uint64, cnt int, fp8F32 bool) error {
+	if err := d.stream.memset32(d.amax, 0, 1); err != nil {
+		return err
+	}
+	if err := d.launch1D("gbx_amax", cnt/4, newArgs("gbx_amax").ptr(x).i64(cnt).ptr(d.amax)); err != nil {
+		return err
+	}
+	name := "gbx_fp8_quant"
+	n := cnt / 4
+	if fp8F32 {
+		name, n = "gbx_fp8_round", cnt
+	}
+	return d.launch1D(name, n, newArgs(name).ptr(x).ptr(conv).i64(cnt).ptr(d.amax).i32(d.margin).ptr(d.xscale))
+}
