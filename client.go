@@ -134,17 +134,29 @@ func (c *Client) Do(ctx context.Context, j *Job) (*Result, error) {
 // stored: from the start of the result stream when fromStart is true, else
 // only new ones. It ends when ctx ends (without an error) or on a failure.
 func (c *Client) Results(ctx context.Context, model string, fromStart bool) iter.Seq2[*Result, error] {
-	return func(yield func(*Result, error) bool) {
+	return follow(ctx, c.js, c.subj.ResultsStream(), c.subj.Results(model), fromStart, DecodeResult)
+}
+
+// QualityReports yields the quality reports of model ("*" for every
+// model), like Results.
+func (c *Client) QualityReports(ctx context.Context, model string, fromStart bool) iter.Seq2[*QualityReport, error] {
+	return follow(ctx, c.js, c.subj.QualityStream(), c.subj.Quality(model), fromStart, DecodeQualityReport)
+}
+
+// follow yields the decoded messages of subject in stream through an
+// ordered consumer.
+func follow[T any](ctx context.Context, js jetstream.JetStream, stream, subject string, fromStart bool, decode func([]byte, Encoding) (*T, error)) iter.Seq2[*T, error] {
+	return func(yield func(*T, error) bool) {
 		pol := jetstream.DeliverNewPolicy
 		if fromStart {
 			pol = jetstream.DeliverAllPolicy
 		}
-		cons, err := c.js.OrderedConsumer(ctx, c.subj.ResultsStream(), jetstream.OrderedConsumerConfig{
-			FilterSubjects: []string{c.subj.Results(model)},
+		cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
+			FilterSubjects: []string{subject},
 			DeliverPolicy:  pol,
 		})
 		if err != nil {
-			yield(nil, fmt.Errorf("results of %s: %w", model, err))
+			yield(nil, fmt.Errorf("follow %s: %w", subject, err))
 			return
 		}
 		it, err := cons.Messages()
@@ -164,8 +176,7 @@ func (c *Client) Results(ctx context.Context, model string, fromStart bool) iter
 				yield(nil, err)
 				return
 			}
-			r, err := DecodeResult(m.Data(), EncodingOf(m.Headers()))
-			if !yield(r, err) {
+			if !yield(decode(m.Data(), EncodingOf(m.Headers()))) {
 				return
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/gearbox-inference/gearbox"
+	"github.com/gearbox-inference/gearbox/quality"
 	"github.com/gearbox-inference/gearbox/worker"
 )
 
@@ -39,6 +40,16 @@ type config struct {
 	MaxDeliver    int           `env:"GEARBOX_MAX_DELIVER" envDefault:"5"`
 	MaxAckPending int           `env:"GEARBOX_MAX_ACK_PENDING" envDefault:"20000"`
 
+	QualitySample      float64       `env:"GEARBOX_QUALITY_SAMPLE" envDefault:"0.02"`
+	QualityInterval    time.Duration `env:"GEARBOX_QUALITY_INTERVAL" envDefault:"30s"`
+	QualityRows        int           `env:"GEARBOX_QUALITY_ROWS" envDefault:"16"`
+	QualityControl     bool          `env:"GEARBOX_QUALITY_CONTROL" envDefault:"true"`
+	QualityMinSamples  int           `env:"GEARBOX_QUALITY_MIN_SAMPLES" envDefault:"20"`
+	QualityWindow      int           `env:"GEARBOX_QUALITY_WINDOW" envDefault:"50"`
+	QualityMargin      float64       `env:"GEARBOX_QUALITY_MARGIN" envDefault:"0.5"`
+	QualityCooldown    time.Duration `env:"GEARBOX_QUALITY_COOLDOWN" envDefault:"30s"`
+	QualityMaxPerModel int64         `env:"GEARBOX_QUALITY_MAX_PER_MODEL" envDefault:"10000"`
+
 	MetricsAddr     string        `env:"GEARBOX_METRICS_ADDR" envDefault:":9464"`
 	ShutdownTimeout time.Duration `env:"GEARBOX_SHUTDOWN_TIMEOUT" envDefault:"30s"`
 	LogLevel        string        `env:"GEARBOX_LOG_LEVEL" envDefault:"info"`
@@ -49,14 +60,30 @@ func (c *config) subjects() (gearbox.Subjects, error) { return gearbox.NewSubjec
 
 func (c *config) streams() gearbox.StreamsConfig {
 	return gearbox.StreamsConfig{
-		Replicas:          c.Replicas,
-		JobsMaxMsgs:       c.JobsMaxMsgs,
-		JobsMaxBytes:      c.JobsMaxBytes,
-		ResultsMaxAge:     c.ResultsMaxAge,
-		ResultsDuplicates: c.ResultsDedupe,
-		AckWait:           c.AckWait,
-		MaxDeliver:        c.MaxDeliver,
-		MaxAckPending:     c.MaxAckPending,
+		Replicas:           c.Replicas,
+		JobsMaxMsgs:        c.JobsMaxMsgs,
+		JobsMaxBytes:       c.JobsMaxBytes,
+		ResultsMaxAge:      c.ResultsMaxAge,
+		ResultsDuplicates:  c.ResultsDedupe,
+		AckWait:            c.AckWait,
+		MaxDeliver:         c.MaxDeliver,
+		MaxAckPending:      c.MaxAckPending,
+		QualityMaxPerModel: c.QualityMaxPerModel,
+	}
+}
+
+func (c *config) quality() quality.Config {
+	return quality.Config{
+		Sample:   c.QualitySample,
+		Interval: c.QualityInterval,
+		Rows:     c.QualityRows,
+		Control:  c.QualityControl,
+		Rules: quality.Rules{
+			Window:     c.QualityWindow,
+			MinSamples: c.QualityMinSamples,
+			Margin:     c.QualityMargin,
+			Cooldown:   c.QualityCooldown,
+		},
 	}
 }
 
@@ -72,5 +99,6 @@ func (c *config) worker(s gearbox.Subjects) worker.Config {
 		MaxJobBytes:   c.MaxJobBytes,
 		MaxJobRows:    c.MaxJobRows,
 		Prefetch:      c.Prefetch,
+		Quality:       c.quality(),
 	}
 }

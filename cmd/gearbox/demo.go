@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -21,6 +22,9 @@ func runDemo(ctx context.Context, cfg *config, log zerolog.Logger, args []string
 	dims := fs.String("dims", "64,256,256,10", "the synthesised model's widths: input, then each layer's output")
 	bad := fs.Int("bad-every", 250, "every Nth job is invalid on purpose (0: none)")
 	rate := fs.Float64("rate", 0, "publish at this many jobs/s (0: as fast as the stream takes them, a burst)")
+	maxErr := fs.Float64("max-error", 0.2, "the demo model's accuracy target (relative L2 error); its fp8 error is about 0.07, fp4's 0.27")
+	sample := fs.Float64("sample", 0.25, "fraction of batches the quality loop checks (GEARBOX_QUALITY_SAMPLE is for workers)")
+	cooldown := fs.Duration("cooldown", time.Second, "least time between a policy change and the next step down")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -45,11 +49,14 @@ func runDemo(ctx context.Context, cfg *config, log zerolog.Logger, args []string
 	}
 	wc := cfg.worker(subj)
 	wc.Logger = &log
+	// A short run: check more batches and let the policy move sooner than
+	// a production worker would.
+	wc.Quality.Sample, wc.Quality.Control, wc.Quality.Rules.Cooldown = *sample, true, *cooldown
 	listen := cfg.EmbeddedListen
 	fmt.Fprintf(os.Stderr, "gearbox demo: %d jobs, %d workers on %s, model %s, embedded NATS on %s\n",
 		*jobs, *workers, backend.Name(), *dims, listen)
 	sum, err := demo.Run(ctx, demo.Config{
-		Jobs: *jobs, Workers: *workers, MaxRows: *rows, Dims: ds, BadEvery: *bad, Rate: *rate,
+		Jobs: *jobs, Workers: *workers, MaxRows: *rows, Dims: ds, BadEvery: *bad, Rate: *rate, MaxError: *maxErr,
 		Listen: listen, Worker: wc, Backend: backend, Progress: os.Stderr, Log: log,
 	})
 	if err != nil {

@@ -5,6 +5,8 @@
 //	gearbox submit                 publish jobs (JSON lines, or random inputs)
 //	gearbox results                follow a model's results
 //	gearbox model synth|push|inspect
+//	gearbox policy get|set|watch
+//	gearbox quality
 //	gearbox bench kernels|e2e
 //
 // See README.md for the configuration table.
@@ -26,7 +28,8 @@ import (
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
 
-	_ "github.com/gearbox-inference/gearbox/kernels/cpu" // the CPU backend
+	_ "github.com/gearbox-inference/gearbox/kernels/cpu"  // the CPU backend
+	_ "github.com/gearbox-inference/gearbox/kernels/cuda" // the CUDA backend (CPU fallback when unusable)
 )
 
 const usage = `gearbox: batch inference on NATS JetStream
@@ -37,6 +40,8 @@ usage:
   gearbox submit [flags] [FILE]          publish jobs: JSON lines from FILE or stdin, or --random N
   gearbox results [flags] MODEL          follow a model's results ("*" for all)
   gearbox model synth|push|inspect ...   make, upload and examine models
+  gearbox policy get|set|watch ...       read, pin or follow a model's precision policy
+  gearbox quality [flags] [MODEL]        follow quality reports as a live table
   gearbox bench kernels|e2e [flags]      GPU kernel and end-to-end benchmarks
 
 Run "gearbox COMMAND -h" for a command's flags.
@@ -74,6 +79,10 @@ func main() {
 		err = runModel(ctx, &cfg, log, args)
 	case "bench":
 		err = runBench(ctx, &cfg, log, args)
+	case "policy":
+		err = runPolicy(ctx, &cfg, log, args)
+	case "quality":
+		err = runQuality(ctx, &cfg, log, args)
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return

@@ -23,6 +23,7 @@ import (
 	"github.com/gearbox-inference/gearbox/internal/gpumon"
 	"github.com/gearbox-inference/gearbox/kernels"
 	"github.com/gearbox-inference/gearbox/model"
+	"github.com/gearbox-inference/gearbox/quality"
 	"github.com/gearbox-inference/gearbox/worker"
 )
 
@@ -68,6 +69,7 @@ func runWorker(ctx context.Context, cfg *config, log zerolog.Logger, args []stri
 		reg.MustRegister(gpumon.NewCollector(gpu))
 	}
 	met := worker.NewMetrics(reg)
+	qmet := quality.NewMetrics(reg)
 	if stop, err := serveMetrics(cfg.MetricsAddr, reg, log); err != nil {
 		return err
 	} else {
@@ -86,7 +88,10 @@ func runWorker(ctx context.Context, cfg *config, log zerolog.Logger, args []stri
 		if cfg.Workers > 1 && wc.Name != "" {
 			wc.Name = fmt.Sprintf("%s-%d", wc.Name, i)
 		}
-		wc.Logger, wc.Metrics = &log, met
+		wc.Logger, wc.Metrics, wc.Quality.Metrics = &log, met, qmet
+		if i > 0 {
+			wc.Quality.Control = false // one controller per process is enough
+		}
 		w, err := worker.New(nc, backend, models, wc)
 		if err != nil {
 			return err

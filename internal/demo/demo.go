@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/gearbox-inference/gearbox"
@@ -35,6 +36,9 @@ type Config struct {
 	Workers int   // workers in the process (default 2)
 	MaxRows int   // rows per job, uniform in 1..MaxRows (default 8)
 	Dims    []int // model widths (default 64,256,256,10)
+	// MaxError is the model's accuracy target (default the manifest's,
+	// model.DefaultMaxError).
+	MaxError float64
 	// BadEvery makes every BadEvery-th job invalid (wrong width, NaN input,
 	// unknown model, in turn) to show the error path; 0 means 250, -1 none.
 	BadEvery int
@@ -112,7 +116,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
 	cfg.Log.Info().Str("url", srv.ClientURL()).Msg("embedded NATS server started")
 
-	m, err := model.Synth(model.SynthConfig{Name: "demo", Dims: cfg.Dims, Act: model.GELU, Seed: int64(cfg.Seed)})
+	m, err := model.Synth(model.SynthConfig{Name: "demo", Dims: cfg.Dims, Act: model.GELU, Seed: int64(cfg.Seed), MaxError: cfg.MaxError})
 	if err != nil {
 		return nil, err
 	}
@@ -170,14 +174,36 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err := client.Provision(ctx, cfg.Worker.Streams); err != nil {
 		return nil, err
 	}
-	return load(ctx, cfg, client, m, runErr)
+	sum := newSummary(cfg.Jobs)
+	kv, err := gearbox.PolicyStore(ctx, client.JetStream(), subj, 1, false)
+	if err != nil {
+		return nil, err
+	}
+	watch, err := kv.WatchAll(ctx, jetstream.UpdatesOnly())
+	if err != nil {
+		return nil, err
+	}
+	defer watch.Stop()
+	go func() {
+		for e := range watch.Updates() {
+			if e == nil || e.Operation() != jetstream.KeyValuePut {
+				continue
+			}
+			if p, err := gearbox.DecodePolicy(e.Value()); err == nil {
+				sum.policy(p, time.Now())
+			}
+		}
+	}()
+	if err := load(ctx, cfg, client, m, sum, runErr); err != nil {
+		return nil, err
+	}
+	return sum, nil
 }
 
 // load publishes the jobs, follows the results and summarises them.
-func load(ctx context.Context, cfg Config, client *gearbox.Client, m *model.Model, runErr <-chan error) (*Summary, error) {
+func load(ctx context.Context, cfg Config, client *gearbox.Client, m *model.Model, sum *Summary, runErr <-chan error) error {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	sum := newSummary(cfg.Jobs)
 
 	got := make(chan struct{})
 	var followErr error
@@ -200,7 +226,7 @@ func load(ctx context.Context, cfg Config, client *gearbox.Client, m *model.Mode
 
 	rng := rand.New(rand.NewPCG(cfg.Seed, 2))
 	start := time.Now()
-	sum.start = start
+	sum.begin(start)
 	stopBar := sum.progress(cfg.Progress, cfg.Jobs)
 	defer stopBar()
 	for i := range cfg.Jobs {
@@ -222,26 +248,26 @@ func load(ctx context.Context, cfg Config, client *gearbox.Client, m *model.Mode
 			case <-client.JetStream().PublishAsyncComplete():
 			case <-time.After(100 * time.Millisecond):
 			case <-ctx.Done():
-				return nil, ctx.Err()
+				return ctx.Err()
 			}
 		}
 		if err != nil {
-			return nil, fmt.Errorf("publish job %d: %w", i, err)
+			return fmt.Errorf("publish job %d: %w", i, err)
 		}
 	}
 	sum.published = time.Since(start)
 	select {
 	case <-got:
 	case err := <-runErr:
-		return nil, fmt.Errorf("worker: %w", err)
+		return fmt.Errorf("worker: %w", err)
 	case <-ctx.Done():
-		return nil, fmt.Errorf("waiting for results: %w (%d of %d received)", ctx.Err(), sum.count(), cfg.Jobs)
+		return fmt.Errorf("waiting for results: %w (%d of %d received)", ctx.Err(), sum.count(), cfg.Jobs)
 	}
 	if followErr != nil {
-		return nil, followErr
+		return followErr
 	}
-	sum.elapsed = time.Since(start)
-	return sum, nil
+	sum.finish(time.Since(start))
+	return nil
 }
 
 // job makes job i: random rows, the precision mix, and every BadEvery-th

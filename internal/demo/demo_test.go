@@ -5,9 +5,13 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gearbox-inference/gearbox/internal/demo"
 	"github.com/gearbox-inference/gearbox/kernels/cpu"
+	"github.com/gearbox-inference/gearbox/precision"
+	"github.com/gearbox-inference/gearbox/quality"
+	"github.com/gearbox-inference/gearbox/worker"
 )
 
 // TestDemo runs a small demo end to end: every job is answered, the invalid
@@ -17,7 +21,9 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum, err := demo.Run(context.Background(), demo.Config{Jobs: 600, Workers: 2, BadEvery: 50, Dir: t.TempDir(), Backend: b})
+	sum, err := demo.Run(context.Background(), demo.Config{Jobs: 600, Workers: 2, BadEvery: 50, Dir: t.TempDir(), Backend: b,
+		Worker:   worker.Config{Quality: quality.Config{Sample: 1, Control: true, Rules: quality.Rules{Cooldown: time.Millisecond, MinSamples: 3, Window: 3}}},
+		MaxError: 0.2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +38,12 @@ func TestDemo(t *testing.T) {
 	}
 	var out bytes.Buffer
 	sum.Print(&out)
-	for _, want := range []string{"jobs answered", "latency p50", "rows per batch", "auto  → fp32", "shape_mismatch", "unknown_model", "bad_request"} {
+	// Every batch is checked and 3 samples suffice: the policy leaves fp32.
+	if ch := sum.PolicyChanges(); len(ch) == 0 || ch[0] != precision.TF32 {
+		t.Errorf("policy changes %v; want a first step down to tf32", ch)
+	}
+	for _, want := range []string{"jobs answered", "latency p50", "rows per batch", "auto  → fp32", "shape_mismatch", "unknown_model", "bad_request",
+		"precision policy", "→ tf32", "auto jobs by when they were answered"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("summary lacks %q:\n%s", want, out.String())
 		}

@@ -28,12 +28,55 @@ type Summary struct {
 	batches   map[string]int // batch id → rows
 	ran       map[[2]precision.Format]int
 	codes     map[gearbox.Code]int
+	changes   []change     // policy changes seen, in order
+	auto      []autoResult // auto jobs: when sent, precision run
 	expectBad int
 	wrong     int // results whose success or failure was not what the job called for
 	n         int
 	start     time.Time
 	published time.Duration
 	elapsed   time.Duration
+}
+
+// change is a policy change as the demo saw it.
+type change struct {
+	at time.Duration // since the first publish
+	p  *gearbox.Policy
+}
+
+type autoResult struct {
+	answered time.Duration // since the first publish
+	ran      precision.Format
+}
+
+func (s *Summary) begin(start time.Time) {
+	s.mu.Lock()
+	s.start = start
+	s.mu.Unlock()
+}
+
+func (s *Summary) finish(elapsed time.Duration) {
+	s.mu.Lock()
+	s.elapsed = elapsed
+	s.mu.Unlock()
+}
+
+// policy records a policy change seen at.
+func (s *Summary) policy(p *gearbox.Policy, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.changes = append(s.changes, change{at: at.Sub(s.start), p: p})
+}
+
+// PolicyChanges lists the precisions the policy moved to, in order.
+func (s *Summary) PolicyChanges() []precision.Format {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var fs []precision.Format
+	for _, c := range s.changes {
+		fs = append(fs, c.p.Precision)
+	}
+	return fs
 }
 
 func newSummary(jobs int) *Summary {
@@ -78,6 +121,9 @@ func (s *Summary) add(r *gearbox.Result, at time.Time) bool {
 	}
 	s.batches[r.Batch] = r.BatchRows
 	s.ran[[2]precision.Format{s.asked[i], r.Precision}]++
+	if s.asked[i] == precision.Auto || s.asked[i] == "" {
+		s.auto = append(s.auto, autoResult{answered: at.Sub(s.start), ran: r.Precision})
+	}
 	return true
 }
 
@@ -209,6 +255,8 @@ func (s *Summary) Print(w io.Writer) {
 	}
 	tw.Flush()
 
+	s.printLoop(w)
+
 	fmt.Fprintf(w, "\nerrors: %d (the load generator sent %d invalid jobs on purpose)\n", sumCodes(s.codes), s.expectBad)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, c := range gearbox.Codes {
@@ -220,6 +268,45 @@ func (s *Summary) Print(w io.Writer) {
 	if s.wrong > 0 {
 		fmt.Fprintf(w, "\nWARNING: %d results did not match what their job called for\n", s.wrong)
 	}
+}
+
+// printLoop shows the quality loop at work: each policy change with its
+// evidence, and the precision auto jobs ran at over the run.
+func (s *Summary) printLoop(w io.Writer) {
+	fmt.Fprintf(w, "\nprecision policy (the quality loop; %d changes):\n", len(s.changes))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, c := range s.changes {
+		fmt.Fprintf(tw, "  +%.2fs\t%s\t→ %s\tby %s:\t%s\n", c.at.Seconds(), c.p.Model, c.p.Precision, c.p.By, c.p.Reason)
+	}
+	tw.Flush()
+	if len(s.auto) == 0 {
+		return
+	}
+	const slots = 8
+	last := time.Duration(0)
+	for _, a := range s.auto {
+		last = max(last, a.answered)
+	}
+	step := last/slots + 1
+	counts := make([]map[precision.Format]int, slots)
+	for i := range counts {
+		counts[i] = map[precision.Format]int{}
+	}
+	for _, a := range s.auto {
+		counts[min(int(a.answered/step), slots-1)][a.ran]++
+	}
+	fmt.Fprintln(w, "\nauto jobs by when they were answered → precision run:")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for i, c := range counts {
+		var parts []string
+		for _, f := range precision.All {
+			if n := c[f]; n > 0 {
+				parts = append(parts, fmt.Sprintf("%s %d", f, n))
+			}
+		}
+		fmt.Fprintf(tw, "  %5.2fs–%.2fs\t%s\n", (time.Duration(i) * step).Seconds(), (time.Duration(i+1) * step).Seconds(), strings.Join(parts, ", "))
+	}
+	tw.Flush()
 }
 
 func sumCodes(m map[gearbox.Code]int) int {
