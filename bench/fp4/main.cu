@@ -35,14 +35,14 @@
 		}                                                                                       \
 	} while (0)
 
-// ---- variants for tuning (same launch geometry, stage count differs) ---------------------
-template <int S>
-__global__ void __launch_bounds__(GBX_FP4_THREADS, 1)
-    var_stages(const unsigned short* __restrict__ x, const unsigned char* __restrict__ w,
-               const unsigned char* __restrict__ ws, float ts, const float* __restrict__ bias,
-               float* __restrict__ y, int M, int N, int K, int Kp) {
+// ---- variants for tuning: warps per CTA, channels per CTA, stages, dequant form ------------
+template <int NW, int ROWS, int S, int DQ, int MINB>
+__global__ void __launch_bounds__(NW * 32, MINB)
+    var_k(const unsigned short* __restrict__ x, const unsigned char* __restrict__ w,
+          const unsigned char* __restrict__ ws, float ts, const float* __restrict__ bias,
+          float* __restrict__ y, int M, int N, int K, int Kp) {
 	extern __shared__ __attribute__((aligned(16))) unsigned char sm[];
-	gbx_fp4_dispatch<S>(x, w, ws, ts, bias, y, M, N, K, Kp, sm);
+	gbx_fp4_dispatch<NW, ROWS, S, DQ>(x, w, ws, ts, bias, y, M, N, K, Kp, sm);
 }
 
 typedef void (*kfn)(const unsigned short*, const unsigned char*, const unsigned char*, float, const float*, float*,
@@ -50,13 +50,19 @@ typedef void (*kfn)(const unsigned short*, const unsigned char*, const unsigned 
 struct Variant {
 	const char* name;
 	kfn fn;
-	int smem;
+	int threads, rows, smem;
 };
+#define VAR(NW, ROWS, S, DQ, MINB, RTMAX) \
+	{"w" #NW "r" #ROWS "s" #S "d" #DQ, var_k<NW, ROWS, S, DQ, MINB>, NW * 32, ROWS, S * NW * RTMAX * 1280}
 static Variant variants[] = {
-    {"main(S=3)", gbx_nvfp4_linear, GBX_FP4_SMEM_BYTES},
-    {"S=2", var_stages<2>, 2 * GBX_FP4_STAGE_BYTES},
-    {"S=4", var_stages<4>, 4 * GBX_FP4_STAGE_BYTES},
-    {"S=5", var_stages<5>, 5 * GBX_FP4_STAGE_BYTES},
+    {"main", gbx_nvfp4_linear, GBX_FP4_THREADS, GBX_FP4_ROWS, GBX_FP4_SMEM_BYTES},
+    VAR(8, 64, 2, 0, 1, 4),
+    VAR(8, 64, 2, 1, 1, 4),
+    VAR(16, 64, 2, 0, 1, 4),
+    VAR(16, 64, 2, 1, 1, 4),
+    VAR(8, 32, 2, 0, 2, 2),
+    VAR(8, 32, 2, 1, 2, 2),
+    VAR(8, 32, 3, 1, 2, 2),
 };
 
 // ---- host formats -------------------------------------------------------------------------
@@ -224,8 +230,8 @@ static void set_m(Prob& p, int M, bool with_bias) {
 }
 
 static void launch(const Variant& v, const Prob& p, int copy, bool with_bias, cudaStream_t st = 0) {
-	dim3 grid((p.N + GBX_FP4_ROWS - 1) / GBX_FP4_ROWS, (p.M + GBX_FP4_MTILE - 1) / GBX_FP4_MTILE);
-	v.fn<<<grid, GBX_FP4_THREADS, v.smem, st>>>(p.dx, p.dw[copy], p.dws[copy], p.q.ts, with_bias ? p.dbias : nullptr,
+	dim3 grid((p.N + v.rows - 1) / v.rows, (p.M + GBX_FP4_MTILE - 1) / GBX_FP4_MTILE);
+	v.fn<<<grid, v.threads, v.smem, st>>>(p.dx, p.dw[copy], p.dws[copy], p.q.ts, with_bias ? p.dbias : nullptr,
 	                                           p.dy, p.M, p.N, p.K, p.q.Kp);
 }
 
@@ -303,6 +309,7 @@ static double time_kernel(const Variant& v, Prob& p, int reps, double* mean_us) 
 int main(int argc, char** argv) {
 	bool quick = argc > 1 && std::string(argv[1]) == "quick";
 	bool allvar = argc > 1 && std::string(argv[1]) == "variants";
+	bool prof = argc > 1 && std::string(argv[1]) == "prof";
 	init_tables();
 	cudaDeviceProp prop;
 	CK(cudaGetDeviceProperties(&prop, 0));
@@ -310,10 +317,27 @@ int main(int argc, char** argv) {
 	       prop.major, prop.minor);
 	for (auto& v : variants) CK(cudaFuncSetAttribute(v.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, v.smem));
 	cudaFuncAttributes fa;
-	CK(cudaFuncGetAttributes(&fa, gbx_nvfp4_linear));
-	printf("gbx_nvfp4_linear: %d regs, %zu B local, %zu B static smem, dyn smem %d\n", fa.numRegs, fa.localSizeBytes,
-	       fa.sharedSizeBytes, GBX_FP4_SMEM_BYTES);
+	for (auto& v : variants) {
+		CK(cudaFuncGetAttributes(&fa, v.fn));
+		int occ = 0;
+		CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, v.fn, v.threads, v.smem));
+		printf("%-14s %d regs, %zu B local, dyn smem %d, %d threads, %d rows/CTA, %d CTAs/SM\n", v.name, fa.numRegs,
+		       fa.localSizeBytes, v.smem, v.threads, v.rows, occ);
+	}
 
+	if (prof) { // one shape for ncu: N = K = 8192, launches of M = 1 then M = 16 (variant index argv[2])
+		init_tables();
+		int vi = argc > 2 ? atoi(argv[2]) : 0;
+		Prob p;
+		make_weights(p, 8192, 8192, false);
+		upload_weights(p, 6);
+		for (int M : {1, 16}) {
+			set_m(p, M, true);
+			for (int r = 0; r < 6; ++r) launch(variants[vi], p, r % 6, true);
+			CK(cudaDeviceSynchronize());
+		}
+		return 0;
+	}
 	// ---- correctness suite -------------------------------------------------------------------
 	struct CS {
 		int M, N, K;
@@ -338,7 +362,6 @@ int main(int argc, char** argv) {
 			ok &= pass;
 			printf("%4d x %5d x %5d%s %-10s %12.3e %6s %s\n", c.M, c.N, c.K, c.wide ? "w" : " ", v.name, e,
 			       det ? "yes" : "NO", pass ? "" : "FAIL");
-			if (!allvar && &v != &variants[0] && c.M > 20) break;
 		}
 	}
 	if (quick) return ok ? 0 : 1;
@@ -365,7 +388,7 @@ int main(int argc, char** argv) {
 			double e = check(variants[0], p, true, 48, &det);
 			if (!(e < 1e-5) || !det) ok = false;
 			for (auto& v : variants) {
-				if (!allvar && &v != &variants[0] && !(M == 1 || M == 16)) continue;
+				if (!allvar && &v != &variants[0] && !(M == 1 || M == 16 || M == 64)) continue;
 				double mean;
 				double us = time_kernel(v, p, 100, &mean);
 				double bytes = (double)wbytes + (double)M * s.K * 2 + (double)M * s.N * 4 + s.N * 4;

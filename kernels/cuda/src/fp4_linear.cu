@@ -156,6 +156,14 @@ __device__ __forceinline__ gbx_u32 gbx_e2m1x2(gbx_u32 w) {
 	return ((w >> 6) & 0x01C001C0u) | (w & 0x80008000u);
 }
 
+// Same pairs (P = 0: codes 0,4; P = 1: codes 1,5) with the shift done by an integer multiply
+// on the FMA pipe: the two shifted copies of each masked nibble do not overlap, so no carries.
+template <int P>
+__device__ __forceinline__ gbx_u32 gbx_e2m1x2m(gbx_u32 w) {
+	if (P == 0) return ((w & 0x000F000Fu) * 0x1040u) & 0x81C081C0u;
+	return ((w & 0x00F000F0u) * 0x104u) & 0x81C081C0u;
+}
+
 __device__ __forceinline__ void gbx_mma(float (&c)[4], gbx_u32 a0, gbx_u32 a1, gbx_u32 a2, gbx_u32 a3,
                                         gbx_u32 b0, gbx_u32 b1) {
 	asm volatile(
@@ -175,15 +183,19 @@ __device__ __forceinline__ void gbx_xpairs(gbx_u32 (&p)[4], const gbx_u32 (&r)[4
 
 // The tensor-core path. NT: 8-row batch tiles (M <= 8 NT); RT: 16-channel tiles per warp;
 // RW x KW = 8 warps: RW channel groups x KW K-groups; RT * RW * 16 = 64 channels; S stages.
-template <int NT, int RT, int RW, int KW, int S>
+template <int NT, int RT, int RW, int KW, int S, int DQ>
 __device__ __forceinline__ void gbx_fp4_fast(const unsigned short* __restrict__ x, const unsigned char* __restrict__ w,
                                              const unsigned char* __restrict__ ws, float ts,
                                              const float* __restrict__ bias, float* __restrict__ y, int M, int N,
                                              int K, unsigned char* smem) {
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 	const int g = lane >> 2, t = lane & 3;
+	constexpr int NW = RW * KW, ROWS = 16 * RT * RW;
+	constexpr int WSB = RT * 1280;     // bytes per warp and stage
+	constexpr int STB = NW * WSB;      // bytes per stage
+	static_assert((KW / 2 > 0 ? KW / 2 : 1) * RW * RT * NT * 4 * 32 * 4 <= S * STB, "reduction buffer");
 	const int rw = warp % RW, kw = warp / RW;
-	const int row0 = blockIdx.x * GBX_FP4_ROWS + rw * 16 * RT;
+	const int row0 = blockIdx.x * ROWS + rw * 16 * RT;
 	const int mbase = blockIdx.y * GBX_FP4_MTILE;
 	const size_t rowB = (size_t)(K >> 1), rowS = (size_t)(K >> 4);
 	const int nchunks = K >> 7;
@@ -200,11 +212,11 @@ __device__ __forceinline__ void gbx_fp4_fast(const unsigned short* __restrict__ 
 #pragma unroll
 	for (int j = 0; j < NT; ++j) xrow[j] = x + (size_t)gbx_imin(mbase + 8 * j + g, M - 1) * K + t * 32;
 
-	const gbx_u32 sbase0 = gbx_smem_addr(smem) + warp * GBX_FP4_WARP_STAGE;
+	const gbx_u32 sbase0 = gbx_smem_addr(smem) + warp * WSB;
 
 	auto issue = [&](int it) {
 		const int c = kw + it * KW;
-		const gbx_u32 sb = sbase0 + (it % S) * GBX_FP4_STAGE_BYTES;
+		const gbx_u32 sb = sbase0 + (it % S) * STB;
 #pragma unroll
 		for (int i = 0; i < RT; ++i)
 #pragma unroll
@@ -252,7 +264,7 @@ __device__ __forceinline__ void gbx_fp4_fast(const unsigned short* __restrict__ 
 		}
 
 		gbx_cp_wait<S - 1>();
-		const gbx_u32 sb = sbase0 + (it % S) * GBX_FP4_STAGE_BYTES;
+		const gbx_u32 sb = sbase0 + (it % S) * STB;
 		gbx_u32 wv[RT][2][4];
 		gbx_u32 sc[RT][2][2];
 #pragma unroll
@@ -288,19 +300,20 @@ __device__ __forceinline__ void gbx_fp4_fast(const unsigned short* __restrict__ 
 			for (int i = 0; i < RT; ++i) {
 				const gbx_u32 WA = wv[i][0][q], WB = wv[i][1][q];
 				const gbx_u32 sA = sc[i][0][q >> 1], sB = sc[i][1][q >> 1];
+				const gbx_u32 WA2 = WA >> 8, WB2 = WB >> 8;
 				{
-					const gbx_u32 a0 = gbx_bmul2(gbx_e2m1x2<0>(WA), sA);
-					const gbx_u32 a1 = gbx_bmul2(gbx_e2m1x2<0>(WB), sB);
-					const gbx_u32 a2 = gbx_bmul2(gbx_e2m1x2<1>(WA), sA);
-					const gbx_u32 a3 = gbx_bmul2(gbx_e2m1x2<1>(WB), sB);
+					const gbx_u32 a0 = gbx_bmul2(DQ ? gbx_e2m1x2m<0>(WA) : gbx_e2m1x2<0>(WA), sA);
+					const gbx_u32 a1 = gbx_bmul2(DQ ? gbx_e2m1x2m<0>(WB) : gbx_e2m1x2<0>(WB), sB);
+					const gbx_u32 a2 = gbx_bmul2(DQ ? gbx_e2m1x2m<1>(WA) : gbx_e2m1x2<1>(WA), sA);
+					const gbx_u32 a3 = gbx_bmul2(DQ ? gbx_e2m1x2m<1>(WB) : gbx_e2m1x2<1>(WB), sB);
 #pragma unroll
 					for (int j = 0; j < NT; ++j) gbx_mma(acc[i][j], a0, a1, a2, a3, xp[j][0], xp[j][1]);
 				}
 				{
-					const gbx_u32 a0 = gbx_bmul2(gbx_e2m1x2<2>(WA), sA);
-					const gbx_u32 a1 = gbx_bmul2(gbx_e2m1x2<2>(WB), sB);
-					const gbx_u32 a2 = gbx_bmul2(gbx_e2m1x2<3>(WA), sA);
-					const gbx_u32 a3 = gbx_bmul2(gbx_e2m1x2<3>(WB), sB);
+					const gbx_u32 a0 = gbx_bmul2(DQ ? gbx_e2m1x2m<0>(WA2) : gbx_e2m1x2<2>(WA), sA);
+					const gbx_u32 a1 = gbx_bmul2(DQ ? gbx_e2m1x2m<0>(WB2) : gbx_e2m1x2<2>(WB), sB);
+					const gbx_u32 a2 = gbx_bmul2(DQ ? gbx_e2m1x2<3>(WA) : gbx_e2m1x2<3>(WA), sA);
+					const gbx_u32 a3 = gbx_bmul2(DQ ? gbx_e2m1x2<3>(WB) : gbx_e2m1x2<3>(WB), sB);
 #pragma unroll
 					for (int j = 0; j < NT; ++j) gbx_mma(acc[i][j], a0, a1, a2, a3, xp[j][2], xp[j][3]);
 				}
@@ -379,14 +392,15 @@ __device__ __forceinline__ float gbx_dec_e4m3(gbx_u32 b) {
 	return gbx_fmul(gbx_fmul(f, 0x1p60f), 0x1p60f);
 }
 
+template <int NW, int ROWS>
 __device__ void gbx_fp4_generic(const unsigned short* __restrict__ x, const unsigned char* __restrict__ w,
                                 const unsigned char* __restrict__ ws, float ts, const float* __restrict__ bias,
                                 float* __restrict__ y, int M, int N, int K, int Kp) {
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 	const int mbase = blockIdx.y * GBX_FP4_MTILE;
 	const int mend = gbx_imin(M, mbase + GBX_FP4_MTILE);
-	const int nend = gbx_imin(N, (blockIdx.x + 1) * GBX_FP4_ROWS);
-	for (int n = blockIdx.x * GBX_FP4_ROWS + warp; n < nend; n += 8) {
+	const int nend = gbx_imin(N, (blockIdx.x + 1) * ROWS);
+	for (int n = blockIdx.x * ROWS + warp; n < nend; n += NW) {
 		const unsigned char* wr = w + (size_t)n * (Kp >> 1);
 		const unsigned char* sr = ws + (size_t)n * (Kp >> 4);
 		const float b = bias ? bias[n] : 0.f;
@@ -408,7 +422,7 @@ __device__ void gbx_fp4_generic(const unsigned short* __restrict__ x, const unsi
 }
 
 // Picks the path and the inner tiling of this CTA (uniform per CTA).
-template <int S>
+template <int NW, int ROWS, int S, int DQ>
 __device__ __forceinline__ void gbx_fp4_dispatch(const unsigned short* __restrict__ x, const unsigned char* __restrict__ w,
                                                  const unsigned char* __restrict__ ws, float ts,
                                                  const float* __restrict__ bias, float* __restrict__ y, int M, int N,
@@ -416,18 +430,26 @@ __device__ __forceinline__ void gbx_fp4_dispatch(const unsigned short* __restric
 	const bool fast = (K & 127) == 0 && Kp == K && ((size_t)x & 15) == 0 && ((size_t)w & 15) == 0 &&
 	                  ((size_t)ws & 3) == 0;
 	if (!fast) {
-		gbx_fp4_generic(x, w, ws, ts, bias, y, M, N, K, Kp);
+		gbx_fp4_generic<NW, ROWS>(x, w, ws, ts, bias, y, M, N, K, Kp);
 		return;
 	}
 	const int mloc = gbx_imin(M - (int)blockIdx.y * GBX_FP4_MTILE, GBX_FP4_MTILE);
-	if (mloc <= 8)
-		gbx_fp4_fast<1, 4, 1, 8, S>(x, w, ws, ts, bias, y, M, N, K, smem);
-	else if (mloc <= 16)
-		gbx_fp4_fast<2, 4, 1, 8, S>(x, w, ws, ts, bias, y, M, N, K, smem);
-	else if (mloc <= 32)
-		gbx_fp4_fast<4, 2, 2, 4, S>(x, w, ws, ts, bias, y, M, N, K, smem);
-	else
-		gbx_fp4_fast<8, 1, 4, 2, S>(x, w, ws, ts, bias, y, M, N, K, smem);
+	if (NW == 8 && ROWS == 64) {
+		if (mloc <= 8) gbx_fp4_fast<1, 4, 1, 8, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
+		else if (mloc <= 16) gbx_fp4_fast<2, 4, 1, 8, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
+		else if (mloc <= 32) gbx_fp4_fast<4, 2, 2, 4, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
+		else gbx_fp4_fast<8, 1, 4, 2, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
+	} else if (NW == 16 && ROWS == 64) {
+		if (mloc <= 8) gbx_fp4_fast<1, 4, 1, 16, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
+		else if (mloc <= 16) gbx_fp4_fast<2, 4, 1, 16, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
+		else if (mloc <= 32) gbx_fp4_fast<4, 2, 2, 8, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
+		else gbx_fp4_fast<8, 1, 4, 4, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
+	} else if (NW == 8 && ROWS == 32) {
+		if (mloc <= 8) gbx_fp4_fast<1, 2, 1, 8, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
+		else if (mloc <= 16) gbx_fp4_fast<2, 2, 1, 8, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
+		else if (mloc <= 32) gbx_fp4_fast<4, 2, 1, 8, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
+		else gbx_fp4_fast<8, 1, 2, 4, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
+	}
 }
 
 extern "C" __global__ void __launch_bounds__(GBX_FP4_THREADS, 1)
@@ -439,5 +461,5 @@ extern "C" __global__ void __launch_bounds__(GBX_FP4_THREADS, 1)
                      float* __restrict__ y,                // [M, N] fp32
                      int M, int N, int K, int Kp) {
 	extern __shared__ __attribute__((aligned(16))) unsigned char gbx_fp4_smem[];
-	gbx_fp4_dispatch<GBX_FP4_STAGES>(x, w, ws, ts, bias, y, M, N, K, Kp, gbx_fp4_smem);
+	gbx_fp4_dispatch<8, 64, GBX_FP4_STAGES, 0>(x, w, ws, ts, bias, y, M, N, K, Kp, gbx_fp4_smem);
 }
