@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/gearbox-inference/gearbox"
+	"github.com/gearbox-inference/gearbox/quality"
 	"github.com/gearbox-inference/gearbox/worker"
 )
 
@@ -21,9 +22,24 @@ import (
 //
 //	go test -run '^$' -bench 'EndToEnd|RawJetStream' -benchtime 20000x -count 5 ./worker/
 
-func BenchmarkEndToEnd(b *testing.B) {
+func BenchmarkEndToEnd(b *testing.B) { endToEnd(b, worker.Config{}) }
+
+// BenchmarkSampling measures what the quality loop costs: the same load with
+// sampling off and at the default 2 % of batches (plus the controller), run
+// side by side.
+//
+//	go test -run '^$' -bench Sampling -benchtime 20000x -count 5 ./worker/
+func BenchmarkSampling(b *testing.B) {
+	for _, sample := range []float64{0, 0.02} {
+		b.Run(fmt.Sprintf("sample=%g", sample), func(b *testing.B) {
+			endToEnd(b, worker.Config{Quality: quality.Config{Sample: sample, Control: sample > 0}})
+		})
+	}
+}
+
+func endToEnd(b *testing.B, cfg worker.Config) {
 	e := setup(b, gearbox.StreamsConfig{}, 64, 256, 10)
-	e.start("bench", worker.Config{}, nil)
+	e.start("bench", cfg, nil)
 	jobs := make([]*gearbox.Job, b.N)
 	for i := range jobs {
 		jobs[i] = e.job(fmt.Sprintf("b-%d", i), 1, uint64(i))
