@@ -20,6 +20,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -174,9 +175,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep := newReport(cfg, m)
 	for _, p := range cfg.Precisions {
 		// Warm up: the backend converts (or uploads) the weights for p on
-		// first use; neither side should pay for that.
-		if _, err := cfg.Backend.Forward(ctx, m, p, batches[0].in, batches[0].rows); err != nil {
-			return nil, fmt.Errorf("%s: %w", p, err)
+		// first use, and may set up per batch size; neither side should
+		// pay for that in its timed runs. The worker's warm-up also forms
+		// the odd-sized batches a worker flushes at start.
+		for _, bt := range []batch{batches[0], batches[len(batches)-1]} {
+			if _, err := cfg.Backend.Forward(ctx, m, p, bt.in, bt.rows); err != nil {
+				return nil, fmt.Errorf("%s: %w", p, err)
+			}
+		}
+		warm := min(cfg.Jobs, max(1, 4*cfg.Worker.MaxBatchRows/cfg.RowsPerJob))
+		if _, err := b.worker(ctx, p, "warm", warm); err != nil {
+			return nil, fmt.Errorf("%s worker warm-up: %w", p, err)
 		}
 		var bare, wrk []run
 		for r := range cfg.Reps { // alternate, so drift hits both sides alike
@@ -186,7 +195,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			}
 			bare = append(bare, br)
 			b.progress("%-5s rep %d bare   %10.0f jobs/s", p, r+1, br.jobsPerSec())
-			wr, err := b.worker(ctx, p, r)
+			wr, err := b.worker(ctx, p, strconv.Itoa(r), cfg.Jobs)
 			if err != nil {
 				return nil, fmt.Errorf("%s worker: %w", p, err)
 			}
@@ -294,9 +303,10 @@ func (b *bench) bare(ctx context.Context, p precision.Format) (run, error) {
 		meanBatchRows: float64(b.cfg.Jobs*b.cfg.RowsPerJob) / float64(len(b.batches))}, nil
 }
 
-// worker fills the job stream with the repetition's jobs, then starts the
-// workers and times them until every result is stored.
-func (b *bench) worker(ctx context.Context, p precision.Format, rep int) (run, error) {
+// worker fills the job stream with jobs jobs, then starts the workers and
+// times them until every result is stored. tag names the repetition in job
+// ids and worker names.
+func (b *bench) worker(ctx context.Context, p precision.Format, tag string, jobs int) (run, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
 	js := b.client.JetStream()
@@ -308,9 +318,9 @@ func (b *bench) worker(ctx context.Context, p precision.Format, rep int) (run, e
 		return run{}, err
 	}
 	feats := b.m.InputFeatures
-	for i := range b.cfg.Jobs {
+	for i := range jobs {
 		j := &gearbox.Job{
-			ID: fmt.Sprintf("%s-%d-%d", p, rep, i), Model: b.m.Name, Precision: p,
+			ID: fmt.Sprintf("%s-%s-%d", p, tag, i), Model: b.m.Name, Precision: p,
 			Input: gearbox.NewTensor(b.cfg.RowsPerJob, feats, b.inputs[i%len(b.inputs)]),
 		}
 		for {
@@ -358,11 +368,11 @@ func (b *bench) worker(ctx context.Context, p precision.Format, rep int) (run, e
 				return
 			}
 			t.batches[r.Batch] = r.BatchRows
-			if t.n++; t.n == b.cfg.Jobs {
+			if t.n++; t.n == jobs {
 				return
 			}
 		}
-		t.err = fmt.Errorf("%d of %d results: %w", t.n, b.cfg.Jobs, ctx.Err())
+		t.err = fmt.Errorf("%d of %d results: %w", t.n, jobs, ctx.Err())
 	}()
 
 	energy := b.energyMeter()
@@ -375,7 +385,7 @@ func (b *bench) worker(ctx context.Context, p precision.Format, rep int) (run, e
 	for i := range b.cfg.Workers {
 		wc := b.cfg.Worker
 		wc.Subjects, wc.Provision = b.subj, false
-		wc.Name = fmt.Sprintf("bench-%s-%d-%d", p, rep, i)
+		wc.Name = fmt.Sprintf("bench-%s-%s-%d", p, tag, i)
 		w, err := worker.New(b.nc, b.cfg.Backend, b.models, wc)
 		if err != nil {
 			return run{}, err
@@ -409,7 +419,7 @@ func (b *bench) worker(ctx context.Context, p precision.Format, rep int) (run, e
 	for _, r := range t.batches {
 		rows += r
 	}
-	return run{jobs: b.cfg.Jobs, rows: b.cfg.Jobs * b.cfg.RowsPerJob, elapsed: el, joules: joules,
+	return run{jobs: jobs, rows: jobs * b.cfg.RowsPerJob, elapsed: el, joules: joules,
 		meanBatchRows: float64(rows) / float64(max(len(t.batches), 1))}, nil
 }
 
