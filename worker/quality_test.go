@@ -296,3 +296,37 @@ func TestQualityLoop(t *testing.T) {
 		}
 	}
 }
+
+// TestJobMaxErrorUsesMeasuredErrors: a job whose max_error is tighter than
+// the model's runs no cheaper than the cheapest rung measured to meet it,
+// even where the prior (precision.ErrorBound) would allow a cheaper one.
+func TestJobMaxErrorUsesMeasuredErrors(t *testing.T) {
+	l := newLoop(t)
+	m := l.addModel("tight", 0.1)
+	_, _, err := quality.SetPolicy(context.Background(), l.js, l.client.Subjects(), l.kv, m.Name,
+		gearbox.Policy{Precision: precision.FP32, Floor: precision.FP4, Ceiling: precision.FP32},
+		func(p *gearbox.Policy) error {
+			p.Precision = precision.FP8
+			// bf16 measured worse than its prior of 1e-2; tf32 better.
+			p.Measured = map[precision.Format]float64{precision.FP8: 0.05, precision.BF16: 0.02, precision.TF32: 4e-4}
+			return nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.start("t1", worker.Config{}, nil)
+	for _, c := range []struct {
+		maxErr float64
+		want   precision.Format
+	}{{0, precision.FP8}, {0.06, precision.FP8}, {0.03, precision.BF16}, {0.015, precision.TF32}, {1e-4, precision.FP32}} {
+		j := &gearbox.Job{ID: fmt.Sprintf("t-%g", c.maxErr), Model: m.Name, MaxError: c.maxErr,
+			Input: gearbox.NewTensor(1, m.InputFeatures, randVals(m.InputFeatures, 1))}
+		r, err := l.client.Do(context.Background(), j)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Error != nil || r.Precision != c.want || r.PolicyRev != 1 {
+			t.Errorf("max_error %g: ran at %s (policy rev %d, error %v); want %s under revision 1", c.maxErr, r.Precision, r.PolicyRev, r.Error, c.want)
+		}
+	}
+}
