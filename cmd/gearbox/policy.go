@@ -42,6 +42,23 @@ func runPolicy(ctx context.Context, cfg *config, log zerolog.Logger, args []stri
 	}
 }
 
+// parseArgs parses flags wherever they stand among the positional
+// arguments ("policy set demo --max-error 0.1" as well as flags first) and
+// returns the positional ones.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
 // policyKV connects and opens the policy bucket.
 func policyKV(ctx context.Context, cfg *config, log zerolog.Logger) (jetstream.JetStream, jetstream.KeyValue, gearbox.Subjects, func(), error) {
 	subj, err := cfg.subjects()
@@ -69,13 +86,14 @@ func policyGet(ctx context.Context, cfg *config, log zerolog.Logger, args []stri
 	fs := flag.NewFlagSet("policy get", flag.ContinueOnError)
 	history := fs.Bool("history", false, "list every stored change, oldest first")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
+	if len(pos) != 1 {
 		return fmt.Errorf("want one MODEL\n%s", policyUsage)
 	}
-	name := fs.Arg(0)
+	name := pos[0]
 	_, kv, _, done, err := policyKV(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -125,13 +143,13 @@ func printPolicy(w io.Writer, rev uint64, p *gearbox.Policy) {
 		maxErr = fmt.Sprintf("%g", p.MaxError)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "model\t%s\t(revision %d)\n", p.Model, rev)
-	fmt.Fprintf(tw, "precision\t%s\t[floor %s, ceiling %s]\n", p.Precision, p.Floor, p.Ceiling)
-	fmt.Fprintf(tw, "max_error\t%s\t\n", maxErr)
-	fmt.Fprintf(tw, "reason\t%s\t\n", p.Reason)
-	fmt.Fprintf(tw, "by\t%s\tat %s, report seq %d\n", p.By, p.UpdatedAt.Local().Format(time.DateTime), p.Seq)
+	fmt.Fprintf(tw, "model\t%s (revision %d)\n", p.Model, rev)
+	fmt.Fprintf(tw, "precision\t%s [floor %s, ceiling %s]\n", p.Precision, p.Floor, p.Ceiling)
+	fmt.Fprintf(tw, "max_error\t%s\n", maxErr)
+	fmt.Fprintf(tw, "reason\t%s\n", p.Reason)
+	fmt.Fprintf(tw, "by\t%s at %s, report seq %d\n", p.By, p.UpdatedAt.Local().Format(time.DateTime), p.Seq)
 	if e := p.Evidence; e != nil {
-		fmt.Fprintf(tw, "evidence\t%s\t%d reports from %d workers (seq %d–%d): upper bound %.4g, mean %.4g\n",
+		fmt.Fprintf(tw, "evidence\t%s: %d reports from %d workers (seq %d–%d), upper bound %.4g, mean %.4g\n",
 			e.Precision, e.Samples, e.Workers, e.FirstSeq, e.LastSeq, e.UpperBound, e.Mean)
 	}
 	if len(p.Measured) > 0 {
@@ -141,10 +159,10 @@ func printPolicy(w io.Writer, rev uint64, p *gearbox.Policy) {
 				parts = append(parts, fmt.Sprintf("%s %.3g", f, v))
 			}
 		}
-		fmt.Fprintf(tw, "measured\t%s\t\n", strings.Join(parts, ", "))
+		fmt.Fprintf(tw, "measured\t%s\n", strings.Join(parts, ", "))
 	}
 	if len(p.Excluded) > 0 {
-		fmt.Fprintf(tw, "excluded\t%v\t(non-finite outputs)\n", p.Excluded)
+		fmt.Fprintf(tw, "excluded\t%v (non-finite outputs)\n", p.Excluded)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
@@ -158,13 +176,14 @@ func policySet(ctx context.Context, cfg *config, log zerolog.Logger, args []stri
 	maxErr := fs.Float64("max-error", -1, "the model's accuracy target (relative L2); 0 restores the manifest's")
 	pin := fs.Bool("pin", false, "pin --precision: floor = ceiling = precision, so the controller cannot move it")
 	reason := fs.String("reason", "", "why, for the record")
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
+	if len(pos) != 1 {
 		return fmt.Errorf("want one MODEL\n%s", policyUsage)
 	}
-	name := fs.Arg(0)
+	name := pos[0]
 	parse := func(flagName, s string) (precision.Format, error) {
 		if s == "" {
 			return "", nil
@@ -254,12 +273,13 @@ func basePolicy(ctx context.Context, js jetstream.JetStream, subj gearbox.Subjec
 func policyWatch(ctx context.Context, cfg *config, log zerolog.Logger, args []string) error {
 	fs := flag.NewFlagSet("policy watch", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print JSON lines")
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
 		return err
 	}
 	key := "*"
-	if fs.NArg() > 0 {
-		key = fs.Arg(0)
+	if len(pos) > 0 {
+		key = pos[0]
 	}
 	_, kv, _, done, err := policyKV(ctx, cfg, log)
 	if err != nil {
@@ -310,12 +330,13 @@ func runQuality(ctx context.Context, cfg *config, log zerolog.Logger, args []str
 	}
 	fromStart := fs.Bool("from-start", false, "print stored reports first, then follow")
 	asJSON := fs.Bool("json", false, "print each report as a JSON line")
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
 		return err
 	}
 	name := "*"
-	if fs.NArg() > 0 {
-		name = fs.Arg(0)
+	if len(pos) > 0 {
+		name = pos[0]
 	}
 	nc, closeNATS, err := connect(ctx, cfg, log, "gearbox-quality", false)
 	if err != nil {
