@@ -184,9 +184,12 @@ func (c *Controller) state(model string) *modelState {
 	return s
 }
 
+// ManualBy is Policy.By of a policy set by hand.
+const ManualBy = "manual"
+
 // Adopt takes the policy stored in the KV at rev as the model's. If it is
-// the controller's own latest decision (same Seq and precision) only the
-// revision is recorded. Otherwise — a manual change, or a decision made
+// the controller's own latest decision (same Seq and precision, not set by
+// hand) only the revision is recorded. Otherwise — a manual change, or a decision made
 // elsewhere that this controller has not reached or could not make — its
 // state restarts from the policy: statistics cleared, position p.Seq. It
 // returns the sequence to replay from when the controller had already gone
@@ -197,7 +200,7 @@ func (c *Controller) Adopt(rev uint64, p gearbox.Policy) (replayFrom uint64) {
 	if rev <= s.rev && s.written {
 		return 0 // an older revision than the one held
 	}
-	if s.policy.Model != "" && p.Seq == s.policy.Seq && p.Precision == s.policy.Precision {
+	if p.By != ManualBy && s.policy.Model != "" && p.Seq == s.policy.Seq && p.Precision == s.policy.Precision {
 		s.rev, s.written = rev, true
 		return 0
 	}

@@ -292,9 +292,30 @@ func TestAdoptManualChangeRewinds(t *testing.T) {
 	if f.c.Position("m") != 25 {
 		t.Fatalf("position %d", f.c.Position("m"))
 	}
-	// Its own write coming back through the watch changes nothing.
-	if from := f.c.Adopt(rev+1, p); from != 0 {
-		t.Fatalf("replay from %d for the policy held", from)
+	// A second manual change at the same point (no reports between) is
+	// adopted too.
+	p.MaxError = 0.5
+	f.c.Adopt(rev+2, p)
+	f.rev = rev + 2
+	if q, r, _ := f.c.Policy("m"); q.MaxError != 0.5 || r != rev+2 {
+		t.Fatalf("second manual set not adopted: %+v at %d", q, r)
+	}
+	// The same decision written by another controller (this one's write
+	// lost the compare-and-swap) changes nothing but the revision.
+	c, _ := NewController(Rules{Cooldown: time.Nanosecond})
+	var d *Decision
+	for i := uint64(1); d == nil; i++ {
+		d = c.Observe(i, f.at, &gearbox.QualityReport{Model: "m", Ladder: precision.DefaultLadder, Initial: precision.FP32, MaxError: 0.1,
+			Served: precision.FP32, Candidate: precision.TF32, CandidateMetrics: &gearbox.QualityMetrics{RelL2: 1e-4}})
+	}
+	other := d.Policy
+	other.By = "another-worker"
+	pos := c.Position("m")
+	if from := c.Adopt(7, other); from != 0 || c.Position("m") != pos {
+		t.Fatalf("replay from %d, position %d → %d for the decision held", from, pos, c.Position("m"))
+	}
+	if _, rev, _ := c.Policy("m"); rev != 7 {
+		t.Fatalf("revision %d; want 7", rev)
 	}
 }
 

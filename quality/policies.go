@@ -130,7 +130,7 @@ func SetPolicy(ctx context.Context, js jetstream.JetStream, s gearbox.Subjects, 
 			return p, 0, fmt.Errorf("stream %s: %w", s.QualityStream(), err)
 		}
 		p.Seq = st.CachedInfo().State.LastSeq
-		p.By, p.UpdatedAt = "manual", time.Now().UTC()
+		p.By, p.UpdatedAt = ManualBy, time.Now().UTC()
 		p.Evidence, p.Excluded = nil, nil
 		if p.Reason == "" {
 			p.Reason = "set by hand"
