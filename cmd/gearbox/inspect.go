@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math"
 	"math/rand/v2"
 	"text/tabwriter"
 
 	"github.com/gearbox-inference/gearbox/kernels/cpu"
 	"github.com/gearbox-inference/gearbox/model"
 	"github.com/gearbox-inference/gearbox/precision"
+	"github.com/gearbox-inference/gearbox/quality"
 )
 
 // printPrecisions writes each precision's weight bytes and, when rows > 0,
@@ -50,19 +50,9 @@ func printPrecisions(w io.Writer, m *model.Model, rows int) error {
 			if err != nil {
 				return err
 			}
-			line += fmt.Sprintf("%.3e\t", relL2(out, ref))
+			line += fmt.Sprintf("%.3e\t", quality.Compare(out, ref, rows, m.OutputFeatures, false).RelL2)
 		}
 		fmt.Fprintln(tw, line)
 	}
 	return tw.Flush()
-}
-
-func relL2(got []float32, want []float64) float64 {
-	var num, den float64
-	for i := range want {
-		d := float64(got[i]) - want[i]
-		num += d * d
-		den += want[i] * want[i]
-	}
-	return math.Sqrt(num / den)
 }
