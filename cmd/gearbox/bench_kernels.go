@@ -1,13 +1,235 @@
 package main
 
 import (
+	"bytes"
 	"context"
-	"errors"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/gearbox-inference/gearbox/kernels/cuda"
 )
 
-// benchKernels is being written (issue 4).
+// kernelsReport is what bench kernels writes with --json.
+type kernelsReport struct {
+	Date    time.Time           `json:"date"`
+	Device  cuda.DeviceInfo     `json:"device"`
+	Results []cuda.LinearResult `json:"results"`
+	Torch   *torchReport        `json:"torch,omitempty"`
+}
+
+// torchReport is bench/torch_linear.py's output.
+type torchReport struct {
+	Device  string `json:"device"`
+	Torch   string `json:"torch"`
+	CUDA    string `json:"cuda"`
+	Results []struct {
+		Path    string  `json:"path"`
+		M, N, K int
+		US      float64 `json:"us"`
+		Error   string  `json:"error"`
+	} `json:"results"`
+}
+
+// benchKernels times each precision's linear layer on the GPU
+// (cuda.Backend.BenchLinear) and, in the same invocation, PyTorch's on the
+// same shapes (bench/torch_linear.py), and prints them side by side.
 func benchKernels(ctx context.Context, cfg *config, log zerolog.Logger, args []string) error {
-	return errors.New("bench kernels: not built yet")
+	fs := flag.NewFlagSet("bench kernels", flag.ContinueOnError)
+	msFlag := fs.String("m", "1,16,64,256,1024,4096,8192", "batch sizes M")
+	shapesFlag := fs.String("shapes", "8192x8192,14336x4096", "weight shapes NxK (output x input features)")
+	pathsFlag := fs.String("paths", "", "paths to time (default all: "+strings.Join(cuda.BenchPaths, ",")+")")
+	iters := fs.Int("iters", 50, "timed runs per case (the median is reported)")
+	warmup := fs.Int("warmup", 5, "untimed runs first")
+	device := fs.Int("device", 0, "CUDA device ordinal")
+	torchScript := fs.String("torch", "bench/torch_linear.py", `PyTorch comparison script ("" to skip)`)
+	python := fs.String("python", "python3", "Python interpreter for --torch")
+	jsonOut := fs.String("json", "", "also write every number as JSON to this file")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: gearbox bench kernels [flags]\n\nLinear-layer times per precision on the GPU, and PyTorch's on the same shapes.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ms, err := parseInts(*msFlag)
+	if err != nil {
+		return fmt.Errorf("-m: %w", err)
+	}
+	shapes, err := parseShapes(*shapesFlag)
+	if err != nil {
+		return fmt.Errorf("-shapes: %w", err)
+	}
+	var paths []string
+	if *pathsFlag != "" {
+		paths = strings.Split(*pathsFlag, ",")
+	}
+	b, err := cuda.New(cuda.Config{Device: *device, Logger: &log})
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	info := b.Info()
+	rep := kernelsReport{Date: time.Now().UTC(), Device: info}
+	fmt.Printf("%s (cc %d.%d, %d SMs), driver %d, NVRTC %s, cuBLASLt %d, %s\n",
+		info.Name, info.Major, info.Minor, info.SMs, info.DriverVersion, info.NVRTCVersion, info.CublasLt, rep.Date.Format("2006-01-02"))
+	rep.Results, err = b.BenchLinear(ctx, cuda.LinearBench{
+		Ms: ms, Shapes: shapes, Paths: paths, Iters: *iters, Warmup: *warmup,
+		Progress: func(r cuda.LinearResult) {
+			log.Debug().Str("path", r.Path).Int("M", r.M).Int("N", r.N).Int("K", r.K).
+				Float64("layer_us", r.LayerUS).Float64("gemm_us", r.GemmUS).Msg("timed")
+		},
+	})
+	if err != nil {
+		return err
+	}
+	b.Close() // free the GPU for PyTorch
+	if *torchScript != "" {
+		rep.Torch, err = runTorch(ctx, *python, *torchScript, *msFlag, *shapesFlag, *iters, *warmup)
+		if err != nil {
+			log.Warn().Err(err).Msg("PyTorch comparison skipped")
+		}
+	}
+	printKernels(&rep)
+	if *jsonOut != "" {
+		buf, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(*jsonOut, buf, 0o644)
+	}
+	return nil
+}
+
+// runTorch runs the PyTorch script and decodes its JSON.
+func runTorch(ctx context.Context, python, script, ms, shapes string, iters, warmup int) (*torchReport, error) {
+	cmd := exec.CommandContext(ctx, python, script, "--ms", ms, "--shapes", shapes,
+		"--iters", strconv.Itoa(iters), "--warmup", strconv.Itoa(warmup))
+	var out, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("%s %s: %w: %s", python, script, err, lastLines(stderr.String(), 5))
+	}
+	var tr torchReport
+	if err := json.Unmarshal(out.Bytes(), &tr); err != nil {
+		return nil, fmt.Errorf("%s: output: %w", script, err)
+	}
+	return &tr, nil
+}
+
+func lastLines(s string, n int) string {
+	ls := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(ls[max(0, len(ls)-n):], "\n")
+}
+
+// printKernels prints one table per shape and the targets.
+func printKernels(rep *kernelsReport) {
+	type key struct {
+		path    string
+		m, n, k int
+	}
+	ours := map[key]cuda.LinearResult{}
+	for _, r := range rep.Results {
+		ours[key{r.Path, r.M, r.N, r.K}] = r
+	}
+	torch := map[key]float64{}
+	if rep.Torch != nil {
+		fmt.Printf("PyTorch %s (CUDA %s) on %s\n", rep.Torch.Torch, rep.Torch.CUDA, rep.Torch.Device)
+		for _, r := range rep.Torch.Results {
+			if r.Error == "" {
+				torch[key{r.Path, r.M, r.N, r.K}] = r.US
+			}
+		}
+	}
+	// torchPeer is the PyTorch path compared with each of ours, and whether
+	// the comparison is GEMM to GEMM (PyTorch's input is already in the
+	// format) or layer to layer.
+	torchPeer := map[string]struct {
+		path string
+		gemm bool
+	}{
+		"fp32": {"fp32", true}, "tf32": {"tf32", true}, "bf16": {"bf16", true}, "fp16": {"fp16", true},
+		"fp8": {"fp8-layer", false}, "fp8-tensor": {"fp8-layer", false},
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "N×K\tM\tpath\tlayer µs\tGEMM µs\tTFLOP/s\tweight GB/s\t× bf16 (layer)\tPyTorch µs\tPyTorch / ours\thow\t")
+	for _, r := range rep.Results {
+		bf := ours[key{"bf16", r.M, r.N, r.K}]
+		ratio := "-"
+		if bf.LayerUS > 0 {
+			ratio = fmt.Sprintf("%.2f", bf.LayerUS/r.LayerUS)
+		}
+		tu, tr := "-", "-"
+		if peer, ok := torchPeer[r.Path]; ok {
+			if t, ok := torch[key{peer.path, r.M, r.N, r.K}]; ok {
+				mine := r.LayerUS
+				if peer.gemm {
+					mine = r.GemmUS
+				}
+				tu = fmt.Sprintf("%.1f", t)
+				tr = fmt.Sprintf("%.2f", t/mine)
+			}
+		}
+		fmt.Fprintf(w, "%d×%d\t%d\t%s\t%.1f\t%.1f\t%.1f\t%.0f\t%s\t%s\t%s\t%s\t\n",
+			r.N, r.K, r.M, r.Path, r.LayerUS, r.GemmUS, r.TFLOPs, r.WeightGB, ratio, tu, tr, r.Mode)
+	}
+	w.Flush()
+	// Targets (issue 4).
+	fmt.Println("\ntargets:")
+	for _, r := range rep.Results {
+		switch {
+		case (r.Path == "bf16" || r.Path == "fp16" || r.Path == "tf32"):
+			if t, ok := torch[key{r.Path, r.M, r.N, r.K}]; ok && r.M >= 16 {
+				fmt.Printf("  %-5s ≥ 0.95× PyTorch  M=%-5d %d×%d: %.2f× %s\n", r.Path, r.M, r.N, r.K, t/r.GemmUS, mark(t/r.GemmUS >= 0.95))
+			}
+		case r.Path == "fp8" && r.M == 8192 && r.N == 8192 && r.K == 8192:
+			bf := ours[key{"bf16", r.M, r.N, r.K}]
+			fmt.Printf("  fp8 ≥ 1.8× bf16 at 8192³: layer %.2f× %s, GEMM alone %.2f×\n",
+				bf.LayerUS/r.LayerUS, mark(bf.LayerUS/r.LayerUS >= 1.8), bf.GemmUS/r.GemmUS)
+		case r.Path == "fp4" && r.M <= 16 && r.N == 8192 && r.K == 8192:
+			bf := ours[key{"bf16", r.M, r.N, r.K}]
+			fmt.Printf("  fp4 ≥ 3× bf16 at M=%d, 8192²: %.2f× %s\n", r.M, bf.LayerUS/r.LayerUS, mark(bf.LayerUS/r.LayerUS >= 3))
+		}
+	}
+}
+
+func mark(ok bool) string {
+	if ok {
+		return "(met)"
+	}
+	return "(NOT met)"
+}
+
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("%q is not a positive integer", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func parseShapes(s string) ([][2]int, error) {
+	var out [][2]int
+	for _, f := range strings.Split(s, ",") {
+		a, b, ok := strings.Cut(strings.ToLower(strings.TrimSpace(f)), "x")
+		n, err1 := strconv.Atoi(a)
+		k, err2 := strconv.Atoi(b)
+		if !ok || err1 != nil || err2 != nil || n <= 0 || k <= 0 {
+			return nil, fmt.Errorf("%q is not NxK", f)
+		}
+		out = append(out, [2]int{n, k})
+	}
+	return out, nil
 }

@@ -69,19 +69,6 @@ type Backend struct {
 
 var _ kernels.Backend = (*Backend)(nil)
 
-// DeviceInfo describes the opened device.
-type DeviceInfo struct {
-	Ordinal       int
-	Name          string // e.g. "NVIDIA H100 80GB HBM3"
-	Major, Minor  int    // compute capability
-	SMs           int
-	TotalMemory   uint64 // bytes
-	DriverVersion int    // e.g. 13000
-	NVRTCVersion  string // e.g. "13.0"
-	CublasLt      int    // cublasLtGetVersion, e.g. 130100
-	Arch          string // NVRTC --gpu-architecture option
-}
-
 // New opens device cfg.Device. It fails with an error wrapping
 // ErrUnavailable when the libraries or the driver are missing or the driver
 // reports no device, ErrNoDevice when the device index is out of range, and

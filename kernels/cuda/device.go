@@ -23,7 +23,7 @@ const workspaceBytes = 32 << 20
 // opsKernels are the kernels of src/ops.cu.
 var opsKernels = []string{
 	"gbx_to_bf16", "gbx_to_fp16", "gbx_to_tf32", "gbx_amax", "gbx_fp8_quant", "gbx_fp8_round",
-	"gbx_scale_bias", "gbx_act", "gbx_softmax", "gbx_layernorm", "gbx_rmsnorm", "gbx_rand",
+	"gbx_scale_bias", "gbx_act", "gbx_softmax", "gbx_layernorm", "gbx_rmsnorm", "gbx_rand", "gbx_spin",
 }
 
 // devState is everything the device goroutine owns. Its methods run only
@@ -46,11 +46,14 @@ type devState struct {
 	workspace uint64
 	amax      uint64 // 4 bytes: the fp8 activation amax (float bits)
 	xscale    uint64 // 4 bytes: the fp8 activation scale
+	xvec      uint64 // the fp8 activation scale once per row (xvecCap floats)
+	xvecCap   int
 
 	weights   map[weightKey]*devWeights
 	pools     map[int]*actBuf // by bucket (rows rounded up)
 	plans     map[planKey]*gemmPlan
 	margin    int
+	benchMid  *cuEvent // BenchLinear's mid-point event, or nil
 	fp4SmallM int
 }
 
@@ -164,6 +167,7 @@ func (d *devState) close() {
 	_ = cuFree(d.workspace)
 	_ = cuFree(d.amax)
 	_ = cuFree(d.xscale)
+	_ = cuFree(d.xvec)
 	if d.fp4 != nil {
 		_ = d.fp4.mod.unload()
 	}

@@ -236,7 +236,7 @@ func TestQuantizersMatchCPU(t *testing.T) {
 			if err := cuUpload(dx, f32Bytes(in)); err != nil {
 				return err
 			}
-			if err := d.fp8Activations(dx, dy, cnt, false); err != nil {
+			if err := d.fp8Activations(dx, dy, cnt, 1, false); err != nil {
 				return err
 			}
 			got := get(cnt)
@@ -262,5 +262,43 @@ func TestQuantizersMatchCPU(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestFP4Paths checks the NVFP4 kernel against the dequantized-bf16 GEMM:
+// the same operands, so only accumulation order differs.
+func TestFP4Paths(t *testing.T) {
+	kernel := newTestBackend(t, Config{FP4SmallM: 1 << 20})
+	gemm := newTestBackend(t, Config{FP4SmallM: -1})
+	if err := kernel.do(context.Background(), func(d *devState) error { return d.loadFP4() }); err != nil {
+		t.Skipf("no NVFP4 kernel: %v", err)
+	}
+	for _, dims := range [][]int{{512, 256, 384}, {40, 24}, {1024, 64}} {
+		m, err := model.Synth(model.SynthConfig{Name: "fp4", Dims: dims, Act: model.ReLU, Seed: int64(dims[1])})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, rows := range []int{1, 5, 16, 40, 64, 130} {
+			in := make([]float32, rows*dims[0])
+			for i := range in {
+				in[i] = float32(math.Sin(float64(i)*0.37)) * 3
+			}
+			a, err := kernel.Forward(context.Background(), m, precision.FP4, in, rows)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := gemm.Forward(context.Background(), m, precision.FP4, in, rows)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var num, den float64
+			for i := range a {
+				num += float64(a[i]-b[i]) * float64(a[i]-b[i])
+				den += float64(b[i]) * float64(b[i])
+			}
+			if e := math.Sqrt(num / den); !(e <= 1e-5) {
+				t.Errorf("dims %v rows %d: NVFP4 kernel vs bf16 GEMM rel L2 %g, want <= 1e-5", dims, rows, e)
+			}
+		}
 	}
 }

@@ -3,6 +3,7 @@
 package cuda
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/gearbox-inference/gearbox/kernels"
@@ -10,6 +11,26 @@ import (
 
 func init() {
 	kernels.Register("cuda", func(spec string) (kernels.Backend, error) {
-		return nil, fmt.Errorf("%w: this binary was built without cgo (CGO_ENABLED=0)", ErrUnavailable)
+		_, err := New(Config{})
+		return nil, err
 	})
 }
+
+// Backend is unavailable without cgo: New always fails.
+type Backend struct{}
+
+// New fails with ErrUnavailable: this build has no cgo.
+func New(Config) (*Backend, error) {
+	return nil, fmt.Errorf("%w: this binary was built without cgo (CGO_ENABLED=0)", ErrUnavailable)
+}
+
+// Info is the zero DeviceInfo.
+func (b *Backend) Info() DeviceInfo { return DeviceInfo{} }
+
+// BenchLinear fails with ErrUnavailable.
+func (b *Backend) BenchLinear(context.Context, LinearBench) ([]LinearResult, error) {
+	return nil, ErrUnavailable
+}
+
+// Close does nothing.
+func (b *Backend) Close() error { return nil }

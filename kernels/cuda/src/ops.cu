@@ -123,12 +123,17 @@ __device__ __forceinline__ float fp8Scale(float amax, int margin) {
 }
 
 // gbx_fp8_quant: q[i] = E4M3(x[i] / s), s = FP8Scale(amax, margin), an IEEE
-// division; *scale = s (written by thread 0 for the GEMM).
+// division; *scale = s (written by thread 0 for the GEMM) and
+// scaleVec[0..nvec) = s (the same scale per row, for cuBLASLt's outer-vector
+// scaling; scaleVec may be NULL).
 extern "C" __global__ void gbx_fp8_quant(const float *__restrict__ x, u8 *__restrict__ q, long long n,
-                                         const u32 *__restrict__ amax, int margin, float *scale) {
+                                         const u32 *__restrict__ amax, int margin, float *scale,
+                                         float *scaleVec, int nvec) {
 	float s = fp8Scale(__uint_as_float(*amax), margin);
 	if (blockIdx.x == 0 && threadIdx.x == 0) *scale = s;
 	long long stride = (long long)gridDim.x * blockDim.x;
+	if (scaleVec)
+		for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < nvec; i += stride) scaleVec[i] = s;
 	long long n4 = n / 4;
 	for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n4; i += stride) {
 		float4 v = reinterpret_cast<const float4 *>(x)[i];
@@ -300,4 +305,15 @@ extern "C" __global__ void gbx_rand(float *x, long long n, u32 seed, float scale
 		float u = ((float)(h >> 8) + 0.5f) * (1.0f / 16777216.0f);
 		x[i] = (2.0f * u - 1.0f) * scale;
 	}
+}
+
+// gbx_spin busy-waits ns nanoseconds (benchmarks: keeps the GPU busy while
+// the host queues the timed work, so launch overhead stays out of the
+// timing).
+extern "C" __global__ void gbx_spin(long long ns) {
+	unsigned long long t0, t;
+	asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+	do {
+		asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+	} while ((long long)(t - t0) < ns);
 }

@@ -1,0 +1,49 @@
+package cuda
+
+// DeviceInfo describes the opened device.
+type DeviceInfo struct {
+	Ordinal       int
+	Name          string // e.g. "NVIDIA H100 80GB HBM3"
+	Major, Minor  int    // compute capability
+	SMs           int
+	TotalMemory   uint64 // bytes
+	DriverVersion int    // e.g. 13000
+	NVRTCVersion  string // e.g. "13.0"
+	CublasLt      int    // cublasLtGetVersion, e.g. 130100
+	Arch          string // NVRTC --gpu-architecture option
+}
+
+// The linear-layer paths BenchLinear times. Each is what Forward runs for
+// one linear layer at that precision, except the variants named after a
+// dash, which pin one implementation.
+var BenchPaths = []string{"fp32", "tf32", "bf16", "fp16", "fp8", "fp8-tensor", "fp4", "fp4-kernel", "fp4-bf16"}
+
+// LinearBench configures BenchLinear.
+type LinearBench struct {
+	Ms     []int    // batch sizes
+	Shapes [][2]int // (N, K): output and input features
+	Paths  []string // from BenchPaths; nil means all
+	Iters  int      // timed runs per case (default 50)
+	Warmup int      // untimed runs first (default 5)
+	// Progress, if set, is called after each case.
+	Progress func(LinearResult)
+}
+
+// LinearResult is one timed case. Times are medians over Iters runs, in
+// microseconds, from CUDA events around the work on the device alone (the
+// host has queued it behind a spin kernel); before each run the L2 cache is
+// flushed and the input is refilled with fresh random values (never zeros).
+type LinearResult struct {
+	Path    string
+	M, N, K int
+	// LayerUS is the whole linear layer from an fp32 input: the input's
+	// conversion (bf16/fp16/tf32 rounding; fp8 amax and quantization) and
+	// the GEMM with its epilogue.
+	LayerUS float64
+	// GemmUS is the GEMM (or the NVFP4 kernel) with its epilogue alone.
+	GemmUS   float64
+	MinUS    float64 // fastest layer run
+	TFLOPs   float64 // 2·M·N·K / LayerUS
+	WeightGB float64 // weight bytes the path reads / LayerUS, GB/s
+	Mode     string  // how the GEMM ran (fused epilogue, scales, kernel)
+}
