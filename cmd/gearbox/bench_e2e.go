@@ -28,7 +28,7 @@ func benchE2E(ctx context.Context, cfg *config, log zerolog.Logger, args []strin
 	minTime := fs.Duration("min-time", time.Second, "least time of one bare repetition (it repeats the batches until then)")
 	jsonOut := fs.String("json", "", "also write the report as JSON to this file")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: gearbox bench e2e [flags]\n\nThe worker (embedded NATS, GEARBOX_DEVICE backend) vs Backend.Forward in a loop, on the same batches.")
+		fmt.Fprintln(fs.Output(), "usage: gearbox bench e2e [flags]\n\nThe worker, on its own embedded NATS server (GEARBOX_NATS_URL is not used), vs\nBackend.Forward in a loop, on the same batches, per precision, on GEARBOX_DEVICE.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -59,7 +59,7 @@ func benchE2E(ctx context.Context, cfg *config, log zerolog.Logger, args []strin
 	defer backend.Close()
 	bc := e2e.Config{
 		Backend: backend, Dims: ds, Precisions: ps, RowsPerJob: *rows, Jobs: *jobs,
-		Reps: *reps, MinTime: *minTime, Workers: *workers, Worker: cfg.worker(subj), Progress: os.Stderr, Log: log,
+		Reps: *reps, MinTime: *minTime, Workers: *workers, Worker: cfg.worker(subj), Progress: os.Stderr,
 	}
 	bc.Worker.MaxBatchRows = *batchRows
 	gpu := openGPUMon(backend.Name(), log)

@@ -26,7 +26,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/rs/zerolog"
 
 	"github.com/gearbox-inference/gearbox"
 	"github.com/gearbox-inference/gearbox/internal/embedded"
@@ -61,7 +60,6 @@ type Config struct {
 	Energy func() (float64, error)
 	// Progress, when set, receives a line per measurement.
 	Progress io.Writer
-	Log      zerolog.Logger
 	// Timeout bounds one worker repetition (default 10 minutes).
 	Timeout time.Duration
 }
@@ -388,6 +386,8 @@ func (b *bench) worker(ctx context.Context, p precision.Format, tag string, jobs
 		wc.Name = fmt.Sprintf("bench-%s-%s-%d", p, tag, i)
 		w, err := worker.New(b.nc, b.cfg.Backend, b.models, wc)
 		if err != nil {
+			hardStop()
+			wg.Wait()
 			return run{}, err
 		}
 		workers = append(workers, w)
