@@ -3,10 +3,9 @@
 //
 // LAUNCH: gbx_nvfp4_linear
 //   block   = (256, 1, 1)                                   (8 warps)
-//   grid    = (ceil(N / 64), ceil(M / 64), 1)               (64 output channels x 64 batch rows per CTA)
-//   dynamic shared memory = 122880 bytes (GBX_FP4_SMEM_BYTES = 3 stages x 40960)
-//             > 48 KiB: set CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES (attribute 8) to 122880
-//             on the function once after loading it, before the first launch.
+//   grid    = (ceil(N / 32), ceil(M / 64), 1)               (32 output channels x 64 batch rows per CTA)
+//   dynamic shared memory = 40960 bytes (GBX_FP4_SMEM_BYTES = 2 stages x 8 warps x 2560);
+//             under 48 KiB, so no cuFuncSetAttribute is needed. 2 CTAs per SM (<= 128 registers).
 //   shapes  : any M, N, K >= 1 with Kp = K rounded up to 16 (the contract's padding).
 //             Fast path (tensor cores): K % 128 == 0 (so Kp == K), x and w 16-byte aligned,
 //             ws 4-byte aligned (cuMemAlloc gives 256). Any other shape or alignment runs an
@@ -21,13 +20,17 @@
 //
 // Design (memory-bound GEMV-like problem at small M):
 //  * "Swap AB": the 16-row A operand of mma.sync.m16n8k16 (bf16, fp32 accumulate) is 16
-//    output channels of W, the 8-column B operand is 8 batch rows of x. A CTA owns 64 output
-//    channels; its 8 warps split K (and, for M > 16, the channels), and the per-warp partial
+//    output channels of W, the 8-column B operand is 8 batch rows of x. A CTA owns 32 output
+//    channels; its 8 warps split K (and, for M > 32, the channels), and the per-warp partial
 //    sums are reduced through shared memory in a fixed tree order (deterministic).
 //  * K is processed in chunks of 128: per chunk each thread copies its own 16 bytes (32 E2M1
 //    codes) of 2 rows per 16-row tile and its 4 scale bytes with cp.async into a warp-private
-//    3-stage shared-memory ring (each thread only ever reads what it copied itself, so no
-//    barrier is needed in the main loop), keeping ~64 KiB of weights in flight per SM.
+//    2-stage shared-memory ring (each thread only ever reads what it copied itself, so no
+//    barrier is needed in the main loop). Warp kw takes chunks kw, kw + 8, ...
+//  * Measured limit (bench/fp4/NOTES.md): a loads-only probe of this access pattern (8 rows x
+//    64 B per warp instruction) also takes ~20 us at N = K = 8192, i.e. the dequantization is
+//    hidden and the ~1.8-1.9 TB/s ceiling is the copy pattern itself; the next step is wider
+//    per-row requests (TMA bulk row copies or 128-256 B per row per instruction).
 //  * The k order inside an mma is free, so each thread's 32-bit word of 8 codes (k0..k7) is
 //    fed as the pairs (k0,k4) (k1,k5) (k2,k6) (k3,k7): every pair is produced by one shift and
 //    two masks from the word, and the activations are permuted the same way with prmt.
@@ -47,13 +50,11 @@
 //      bench/fp4 measures ~1e-7..1e-6 relative L2 against a float64 reference of the contract.
 
 #define GBX_FP4_THREADS 256
-#define GBX_FP4_ROWS 64
+#define GBX_FP4_ROWS 32
 #define GBX_FP4_MTILE 64
-#ifndef GBX_FP4_STAGES
-#define GBX_FP4_STAGES 3
-#endif
-// per warp and stage: 4 tiles x 2 halves x 32 lanes x (16 B codes + 4 B scales)
-#define GBX_FP4_WARP_STAGE 5120
+#define GBX_FP4_STAGES 2
+// per warp and stage: 2 tiles x 2 halves x 32 lanes x (16 B codes + 4 B scales)
+#define GBX_FP4_WARP_STAGE 2560
 #define GBX_FP4_STAGE_BYTES (8 * GBX_FP4_WARP_STAGE)
 #define GBX_FP4_SMEM_BYTES (GBX_FP4_STAGES * GBX_FP4_STAGE_BYTES)
 
@@ -164,6 +165,15 @@ __device__ __forceinline__ gbx_u32 gbx_e2m1x2m(gbx_u32 w) {
 	return ((w & 0x00F000F0u) * 0x104u) & 0x81C081C0u;
 }
 
+// The pair P of a word w (w2 = w >> 8) in the form DQ selects: shifts and masks (0), the
+// multiply form for codes 0,4 / 1,5 / 2,6 (bit 0), or the multiply form for all four (bit 2).
+template <int P, int DQ>
+__device__ __forceinline__ gbx_u32 gbx_pair(gbx_u32 w, gbx_u32 w2) {
+	if (DQ & 4) return P == 0 ? gbx_e2m1x2m<0>(w) : P == 1 ? gbx_e2m1x2m<1>(w) : P == 2 ? gbx_e2m1x2m<0>(w2) : gbx_e2m1x2m<1>(w2);
+	if (DQ & 1) return P == 0 ? gbx_e2m1x2m<0>(w) : P == 1 ? gbx_e2m1x2m<1>(w) : P == 2 ? gbx_e2m1x2m<0>(w2) : gbx_e2m1x2<3>(w);
+	return gbx_e2m1x2<P>(w);
+}
+
 __device__ __forceinline__ void gbx_mma(float (&c)[4], gbx_u32 a0, gbx_u32 a1, gbx_u32 a2, gbx_u32 a3,
                                         gbx_u32 b0, gbx_u32 b1) {
 	asm volatile(
@@ -199,7 +209,15 @@ __device__ __forceinline__ void gbx_fp4_fast(const unsigned short* __restrict__ 
 	const int mbase = blockIdx.y * GBX_FP4_MTILE;
 	const size_t rowB = (size_t)(K >> 1), rowS = (size_t)(K >> 4);
 	const int nchunks = K >> 7;
-	const int nmy = kw < nchunks ? (nchunks - kw + KW - 1) / KW : 0;
+	// Warp kw takes G consecutive chunks out of every G * KW (G = 1 << ((DQ >> 4) & 3)).
+	constexpr int G = 1 << ((DQ >> 4) & 3);
+	const int nfull = nchunks / (G * KW), nrem = nchunks - nfull * G * KW;
+	const int nmy = nfull * G + gbx_imin(G, nrem - G * kw > 0 ? nrem - G * kw : 0);
+	auto chunk_of = [&](int it) { return G * kw + (it % G) + (it / G) * G * KW; };
+	// Each CTA starts its walk along K at a different chunk (a bijection of the chunk set):
+	// rows are a power-of-two stride apart, and without this every CTA would hit the same
+	// offset window of its rows at the same time (DRAM channel/bank camping).
+	const int rot = (DQ & 8) ? (int)((blockIdx.x * 9u) % (unsigned)nchunks) : 0;
 
 	// Rows past N are clamped (read, never written); batch rows past M likewise: a garbage
 	// B column only feeds its own output column, which is not written.
@@ -215,7 +233,8 @@ __device__ __forceinline__ void gbx_fp4_fast(const unsigned short* __restrict__ 
 	const gbx_u32 sbase0 = gbx_smem_addr(smem) + warp * WSB;
 
 	auto issue = [&](int it) {
-		const int c = kw + it * KW;
+		int c = chunk_of(it) + rot;
+		c = c >= nchunks ? c - nchunks : c;
 		const gbx_u32 sb = sbase0 + (it % S) * STB;
 #pragma unroll
 		for (int i = 0; i < RT; ++i)
@@ -247,11 +266,17 @@ __device__ __forceinline__ void gbx_fp4_fast(const unsigned short* __restrict__ 
 #pragma unroll
 		for (int j = 0; j < XN; ++j)
 #pragma unroll
-			for (int q = 0; q < 4; ++q) gbx_ldg128(xc[j][q], xrow[j] + kw * 128 + q * 8);
+			for (int q = 0; q < 4; ++q) {
+				const int c0 = chunk_of(0) + rot < nchunks ? chunk_of(0) + rot : chunk_of(0) + rot - nchunks;
+				gbx_ldg128(xc[j][q], xrow[j] + c0 * 128 + q * 8);
+			}
 	}
 
 	for (int it = 0; it < nmy; ++it) {
-		const int c = kw + it * KW;
+		int c = chunk_of(it) + rot;
+		c = c >= nchunks ? c - nchunks : c;
+		int cn = chunk_of(it + 1) + rot;
+		cn = cn >= nchunks ? cn - nchunks : cn;
 		if (it + S - 1 < nmy) issue(it + S - 1);
 		gbx_cp_commit();
 
@@ -260,7 +285,7 @@ __device__ __forceinline__ void gbx_fp4_fast(const unsigned short* __restrict__ 
 #pragma unroll
 			for (int j = 0; j < XN; ++j)
 #pragma unroll
-				for (int q = 0; q < 4; ++q) gbx_ldg128(xn[j][q], xrow[j] + (c + KW) * 128 + q * 8);
+				for (int q = 0; q < 4; ++q) gbx_ldg128(xn[j][q], xrow[j] + cn * 128 + q * 8);
 		}
 
 		gbx_cp_wait<S - 1>();
@@ -282,6 +307,12 @@ __device__ __forceinline__ void gbx_fp4_fast(const unsigned short* __restrict__ 
 #pragma unroll
 			for (int j = 0; j < NT; ++j) gbx_ldg128(xw[j], xrow[j] + c * 128);
 		}
+		if (DQ & 64) { // probe: loads only (wrong results), to measure the memory side alone
+#pragma unroll
+			for (int i = 0; i < RT; ++i)
+				acc[i][0][0] += gbx_bits2f((wv[i][0][0] ^ wv[i][0][1] ^ wv[i][0][2] ^ wv[i][0][3] ^ wv[i][1][0] ^ wv[i][1][1] ^
+				                            wv[i][1][2] ^ wv[i][1][3] ^ sc[i][0][0] ^ sc[i][1][1] ^ xc[0][0][0]) & 0x3fffffffu);
+		} else
 #pragma unroll
 		for (int q = 0; q < 4; ++q) {
 			gbx_u32 xp[NT][4];
@@ -302,18 +333,18 @@ __device__ __forceinline__ void gbx_fp4_fast(const unsigned short* __restrict__ 
 				const gbx_u32 sA = sc[i][0][q >> 1], sB = sc[i][1][q >> 1];
 				const gbx_u32 WA2 = WA >> 8, WB2 = WB >> 8;
 				{
-					const gbx_u32 a0 = gbx_bmul2(DQ ? gbx_e2m1x2m<0>(WA) : gbx_e2m1x2<0>(WA), sA);
-					const gbx_u32 a1 = gbx_bmul2(DQ ? gbx_e2m1x2m<0>(WB) : gbx_e2m1x2<0>(WB), sB);
-					const gbx_u32 a2 = gbx_bmul2(DQ ? gbx_e2m1x2m<1>(WA) : gbx_e2m1x2<1>(WA), sA);
-					const gbx_u32 a3 = gbx_bmul2(DQ ? gbx_e2m1x2m<1>(WB) : gbx_e2m1x2<1>(WB), sB);
+					const gbx_u32 a0 = gbx_bmul2(gbx_pair<0, DQ>(WA, WA2), sA);
+					const gbx_u32 a1 = gbx_bmul2(gbx_pair<0, DQ>(WB, WB2), sB);
+					const gbx_u32 a2 = gbx_bmul2(gbx_pair<1, DQ>(WA, WA2), sA);
+					const gbx_u32 a3 = gbx_bmul2(gbx_pair<1, DQ>(WB, WB2), sB);
 #pragma unroll
 					for (int j = 0; j < NT; ++j) gbx_mma(acc[i][j], a0, a1, a2, a3, xp[j][0], xp[j][1]);
 				}
 				{
-					const gbx_u32 a0 = gbx_bmul2(DQ ? gbx_e2m1x2m<0>(WA2) : gbx_e2m1x2<2>(WA), sA);
-					const gbx_u32 a1 = gbx_bmul2(DQ ? gbx_e2m1x2m<0>(WB2) : gbx_e2m1x2<2>(WB), sB);
-					const gbx_u32 a2 = gbx_bmul2(DQ ? gbx_e2m1x2<3>(WA) : gbx_e2m1x2<3>(WA), sA);
-					const gbx_u32 a3 = gbx_bmul2(DQ ? gbx_e2m1x2<3>(WB) : gbx_e2m1x2<3>(WB), sB);
+					const gbx_u32 a0 = gbx_bmul2(gbx_pair<2, DQ>(WA, WA2), sA);
+					const gbx_u32 a1 = gbx_bmul2(gbx_pair<2, DQ>(WB, WB2), sB);
+					const gbx_u32 a2 = gbx_bmul2(gbx_pair<3, DQ>(WA, WA2), sA);
+					const gbx_u32 a3 = gbx_bmul2(gbx_pair<3, DQ>(WB, WB2), sB);
 #pragma unroll
 					for (int j = 0; j < NT; ++j) gbx_mma(acc[i][j], a0, a1, a2, a3, xp[j][2], xp[j][3]);
 				}
@@ -421,7 +452,10 @@ __device__ void gbx_fp4_generic(const unsigned short* __restrict__ x, const unsi
 	}
 }
 
-// Picks the path and the inner tiling of this CTA (uniform per CTA).
+// Picks the path and the inner tiling of this CTA (uniform per CTA). NW x ROWS selects a tiling
+// family (the shipped entry point uses 8 x 32); DQ is a bit set of tuning options measured by
+// bench/fp4: 1/4 multiply-form E2M1 unpack, 2 one-tile-per-warp family, 8 per-CTA rotation of
+// the K walk, 16/32 two/four consecutive chunks per warp, 64 loads-only probe (wrong results).
 template <int NW, int ROWS, int S, int DQ>
 __device__ __forceinline__ void gbx_fp4_dispatch(const unsigned short* __restrict__ x, const unsigned char* __restrict__ w,
                                                  const unsigned char* __restrict__ ws, float ts,
@@ -444,6 +478,16 @@ __device__ __forceinline__ void gbx_fp4_dispatch(const unsigned short* __restric
 		else if (mloc <= 16) gbx_fp4_fast<2, 4, 1, 16, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
 		else if (mloc <= 32) gbx_fp4_fast<4, 2, 2, 8, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
 		else gbx_fp4_fast<8, 1, 4, 4, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
+	} else if (NW == 8 && ROWS == 32 && (DQ & 2)) { // 16-row tiles, 2 channel groups x 4 K-groups
+		if (mloc <= 8) gbx_fp4_fast<1, 1, 2, 4, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
+		else if (mloc <= 16) gbx_fp4_fast<2, 1, 2, 4, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
+		else if (mloc <= 32) gbx_fp4_fast<4, 1, 2, 4, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
+		else gbx_fp4_fast<8, 1, 2, 4, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
+	} else if (NW == 4 && ROWS == 16) { // one 16-row tile, 4 K-groups
+		if (mloc <= 8) gbx_fp4_fast<1, 1, 1, 4, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
+		else if (mloc <= 16) gbx_fp4_fast<2, 1, 1, 4, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
+		else if (mloc <= 32) gbx_fp4_fast<4, 1, 1, 4, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
+		else gbx_fp4_fast<8, 1, 1, 4, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
 	} else if (NW == 8 && ROWS == 32) {
 		if (mloc <= 8) gbx_fp4_fast<1, 2, 1, 8, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
 		else if (mloc <= 16) gbx_fp4_fast<2, 2, 1, 8, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
@@ -452,7 +496,7 @@ __device__ __forceinline__ void gbx_fp4_dispatch(const unsigned short* __restric
 	}
 }
 
-extern "C" __global__ void __launch_bounds__(GBX_FP4_THREADS, 1)
+extern "C" __global__ void __launch_bounds__(GBX_FP4_THREADS, 2)
     gbx_nvfp4_linear(const unsigned short* __restrict__ x, // [M, K] bf16 bits, row-major, row stride K
                      const unsigned char* __restrict__ w,  // [N, Kp/2] packed E2M1 (low nibble = even k)
                      const unsigned char* __restrict__ ws, // [N, Kp/16] E4M3 block scales
@@ -461,5 +505,5 @@ extern "C" __global__ void __launch_bounds__(GBX_FP4_THREADS, 1)
                      float* __restrict__ y,                // [M, N] fp32
                      int M, int N, int K, int Kp) {
 	extern __shared__ __attribute__((aligned(16))) unsigned char gbx_fp4_smem[];
-	gbx_fp4_dispatch<8, 64, GBX_FP4_STAGES, 0>(x, w, ws, ts, bias, y, M, N, K, Kp, gbx_fp4_smem);
+	gbx_fp4_dispatch<8, GBX_FP4_ROWS, GBX_FP4_STAGES, 0>(x, w, ws, ts, bias, y, M, N, K, Kp, gbx_fp4_smem);
 }
