@@ -32,7 +32,7 @@ type torchReport struct {
 	Torch   string `json:"torch"`
 	CUDA    string `json:"cuda"`
 	Results []struct {
-		Path    string  `json:"path"`
+		Path    string `json:"path"`
 		M, N, K int
 		US      float64 `json:"us"`
 		Error   string  `json:"error"`
@@ -53,6 +53,7 @@ func benchKernels(ctx context.Context, cfg *config, log zerolog.Logger, args []s
 	torchScript := fs.String("torch", "bench/torch_linear.py", `PyTorch comparison script ("" to skip)`)
 	python := fs.String("python", "python3", "Python interpreter for --torch")
 	jsonOut := fs.String("json", "", "also write every number as JSON to this file")
+	mdOut := fs.String("md", "", "also write the tables as Markdown (docs/benchmarks.md) to this file")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: gearbox bench kernels [flags]\n\nLinear-layer times per precision on the GPU, and PyTorch's on the same shapes.")
 		fs.PrintDefaults()
@@ -99,6 +100,11 @@ func benchKernels(ctx context.Context, cfg *config, log zerolog.Logger, args []s
 		}
 	}
 	printKernels(&rep)
+	if *mdOut != "" {
+		if err := os.WriteFile(*mdOut, []byte(markdownKernels(&rep, ms, shapes)), 0o644); err != nil {
+			return err
+		}
+	}
 	if *jsonOut != "" {
 		buf, err := json.MarshalIndent(rep, "", "  ")
 		if err != nil {
@@ -107,6 +113,81 @@ func benchKernels(ctx context.Context, cfg *config, log zerolog.Logger, args []s
 		return os.WriteFile(*jsonOut, buf, 0o644)
 	}
 	return nil
+}
+
+// markdownKernels renders the report as the tables of docs/benchmarks.md:
+// per shape, each path's layer time, and the GEMMs next to PyTorch's.
+func markdownKernels(rep *kernelsReport, ms []int, shapes [][2]int) string {
+	type key struct {
+		path    string
+		m, n, k int
+	}
+	ours := map[key]cuda.LinearResult{}
+	for _, r := range rep.Results {
+		ours[key{r.Path, r.M, r.N, r.K}] = r
+	}
+	torch := map[key]float64{}
+	if rep.Torch != nil {
+		for _, r := range rep.Torch.Results {
+			if r.Error == "" {
+				torch[key{r.Path, r.M, r.N, r.K}] = r.US
+			}
+		}
+	}
+	var b strings.Builder
+	cell := func(path string, m, n, k int, gemm bool) string {
+		r, ok := ours[key{path, m, n, k}]
+		switch {
+		case !ok:
+			return "-"
+		case gemm:
+			return fmt.Sprintf("%.1f", r.GemmUS)
+		}
+		return fmt.Sprintf("%.1f", r.LayerUS)
+	}
+	ratio := func(num, den float64) string {
+		if num == 0 || den == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.2f", num/den)
+	}
+	paths := []string{"fp32", "tf32", "bf16", "fp16", "fp8", "fp8-tensor", "fp4"}
+	for _, s := range shapes {
+		n, k := s[0], s[1]
+		fmt.Fprintf(&b, "\n**N×K = %d×%d, whole layer** (µs, median; from an fp32 input, conversion included)\n\n", n, k)
+		fmt.Fprintf(&b, "| M | %s | fp8 × bf16 | fp4 × bf16 | fp4 runs on |\n|%s\n", strings.Join(paths, " | "), strings.Repeat("---|", len(paths)+4))
+		for _, m := range ms {
+			fmt.Fprintf(&b, "| %d |", m)
+			for _, p := range paths {
+				fmt.Fprintf(&b, " %s |", cell(p, m, n, k, false))
+			}
+			bf := ours[key{"bf16", m, n, k}].LayerUS
+			f4 := ours[key{"fp4", m, n, k}]
+			where := "bf16 GEMM"
+			if f4.Mode == "nvfp4 kernel" {
+				where = "NVFP4 kernel"
+			}
+			fmt.Fprintf(&b, " %s | %s | %s |\n", ratio(bf, ours[key{"fp8", m, n, k}].LayerUS), ratio(bf, f4.LayerUS), where)
+		}
+		fmt.Fprintf(&b, "\n**N×K = %d×%d, GEMM alone vs PyTorch** (µs; in brackets PyTorch's time / ours)\n\n", n, k)
+		b.WriteString("| M | tf32 | bf16 | fp16 | fp8 per-channel | fp8 per-tensor | PyTorch `_scaled_mm` | fp8 layer | PyTorch fp8 layer |\n|---|---|---|---|---|---|---|---|---|\n")
+		for _, m := range ms {
+			fmt.Fprintf(&b, "| %d |", m)
+			for _, p := range []string{"tf32", "bf16", "fp16"} {
+				g := ours[key{p, m, n, k}].GemmUS
+				fmt.Fprintf(&b, " %.1f (%s) |", g, ratio(torch[key{p, m, n, k}], g))
+			}
+			tf := func(p string) string {
+				if t, ok := torch[key{p, m, n, k}]; ok {
+					return fmt.Sprintf("%.1f", t)
+				}
+				return "-"
+			}
+			fmt.Fprintf(&b, " %s | %s | %s | %s | %s |\n", cell("fp8", m, n, k, true), cell("fp8-tensor", m, n, k, true),
+				tf("fp8"), cell("fp8", m, n, k, false), tf("fp8-layer"))
+		}
+	}
+	return b.String()
 }
 
 // runTorch runs the PyTorch script and decodes its JSON.

@@ -327,17 +327,18 @@ func (f cuFunc) setMaxDynamicShared(n int) error {
 
 // launch runs f on stream s with the packed arguments a.
 func (f cuFunc) launch(s cuStream, grid, block [3]uint32, smem uint32, a *args) error {
-	var buf unsafe.Pointer
+	// a.buf holds no Go pointers, so C may read it during the call;
+	// cuLaunchKernel copies the arguments before it returns.
+	var buf *C.uchar
 	if len(a.buf) > 0 {
-		buf = C.CBytes(a.buf) // C memory: params[] may point into it
-		defer C.free(buf)
+		buf = (*C.uchar)(unsafe.Pointer(&a.buf[0]))
 	}
 	var offs [32]C.int
 	for i, o := range a.offs {
 		offs[i] = C.int(o)
 	}
 	r := C.gbx_launch(f.f, C.uint(grid[0]), C.uint(grid[1]), C.uint(grid[2]), C.uint(block[0]), C.uint(block[1]),
-		C.uint(block[2]), C.uint(smem), s.s, (*C.uchar)(buf), &offs[0], C.int(len(a.offs)))
+		C.uint(block[2]), C.uint(smem), s.s, buf, &offs[0], C.int(len(a.offs)))
 	return cuErr(r, "cuLaunchKernel "+a.name)
 }
 

@@ -23,7 +23,7 @@ const workspaceBytes = 32 << 20
 // opsKernels are the kernels of src/ops.cu.
 var opsKernels = []string{
 	"gbx_to_bf16", "gbx_to_fp16", "gbx_to_tf32", "gbx_amax", "gbx_fp8_quant", "gbx_fp8_round",
-	"gbx_scale_bias", "gbx_act", "gbx_softmax", "gbx_layernorm", "gbx_rmsnorm", "gbx_rand", "gbx_spin",
+	"gbx_scale_bias", "gbx_act", "gbx_softmax", "gbx_layernorm", "gbx_rmsnorm", "gbx_rand", "gbx_spin", "gbx_fp8_quant_small",
 }
 
 // devState is everything the device goroutine owns. Its methods run only

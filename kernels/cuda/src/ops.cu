@@ -317,3 +317,28 @@ extern "C" __global__ void gbx_spin(long long ns) {
 		asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
 	} while ((long long)(t - t0) < ns);
 }
+
+// gbx_fp8_quant_small is gbx_amax followed by gbx_fp8_quant in one block,
+// for small batches where each launch costs more than the work: the block
+// reduces the amax, then quantizes (same results: a max is exact in any
+// order). Launch with one block of 1024 threads.
+extern "C" __global__ void gbx_fp8_quant_small(const float *__restrict__ x, u8 *__restrict__ q, long long n,
+                                               int margin, float *scale, float *scaleVec, int nvec) {
+	__shared__ float warpMax[32];
+	float m = 0.0f;
+	for (long long i = threadIdx.x; i < n; i += blockDim.x) m = fmaxf(m, fabsf(x[i]));
+	for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_down_sync(0xffffffffu, m, o));
+	if ((threadIdx.x & 31) == 0) warpMax[threadIdx.x >> 5] = m;
+	__syncthreads();
+	if (threadIdx.x < 32) {
+		m = threadIdx.x < (blockDim.x + 31) / 32 ? warpMax[threadIdx.x] : 0.0f;
+		for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_down_sync(0xffffffffu, m, o));
+		if (threadIdx.x == 0) warpMax[0] = m;
+	}
+	__syncthreads();
+	float s = fp8Scale(warpMax[0], margin);
+	if (threadIdx.x == 0) *scale = s;
+	if (scaleVec)
+		for (int i = threadIdx.x; i < nvec; i += blockDim.x) scaleVec[i] = s;
+	for (long long i = threadIdx.x; i < n; i += blockDim.x) q[i] = (u8)(f2e4m3x2(__fdiv_rn(x[i], s), 0.0f) & 0xff);
+}

@@ -1,0 +1,43 @@
+package cuda_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/gearbox-inference/gearbox/model"
+	"github.com/gearbox-inference/gearbox/precision"
+)
+
+// BenchmarkForward is the whole Forward (host copies, upload, every layer,
+// download) of a 1024→4096→1024 gelu MLP, per precision and batch size.
+func BenchmarkForward(b *testing.B) {
+	g, err := cudaBackend()
+	if err != nil {
+		b.Skipf("no CUDA device: %v", err)
+	}
+	m, err := model.Synth(model.SynthConfig{Name: "bench", Dims: []int{1024, 4096, 1024}, Seed: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, rows := range []int{1, 16, 256, 2048} {
+		in := randInput(r, rows*1024, 0, 1)
+		for _, p := range precision.All {
+			b.Run(fmt.Sprintf("rows=%d/%s", rows, p), func(b *testing.B) {
+				ctx := context.Background()
+				if _, err := g.Forward(ctx, m, p, in, rows); err != nil { // upload, plans
+					b.Fatal(err)
+				}
+				b.ResetTimer()
+				for b.Loop() {
+					if _, err := g.Forward(ctx, m, p, in, rows); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+			})
+		}
+	}
+}
