@@ -26,13 +26,14 @@ func BenchmarkEndToEnd(b *testing.B) { endToEnd(b, worker.Config{}) }
 
 // BenchmarkSampling measures what the quality loop costs: the same load with
 // sampling off and at the default 2 % of batches (plus the controller), run
-// side by side.
+// side by side. Batches are capped at 16 rows so there are many of them
+// (about 1,250 per 20,000 jobs) and so many checks; "reports" counts them.
 //
 //	go test -run '^$' -bench Sampling -benchtime 20000x -count 5 ./worker/
 func BenchmarkSampling(b *testing.B) {
 	for _, sample := range []float64{0, 0.02} {
 		b.Run(fmt.Sprintf("sample=%g", sample), func(b *testing.B) {
-			endToEnd(b, worker.Config{Quality: quality.Config{Sample: sample, Control: sample > 0}})
+			endToEnd(b, worker.Config{MaxBatchRows: 16, Quality: quality.Config{Sample: sample, Control: sample > 0}})
 		})
 	}
 }
@@ -40,6 +41,9 @@ func BenchmarkSampling(b *testing.B) {
 func endToEnd(b *testing.B, cfg worker.Config) {
 	e := setup(b, gearbox.StreamsConfig{}, 64, 256, 10)
 	e.start("bench", cfg, nil)
+	if cfg.Quality.Enabled() {
+		defer func() { b.ReportMetric(float64(e.streamMsgs("GEARBOX_QUALITY")), "reports") }()
+	}
 	jobs := make([]*gearbox.Job, b.N)
 	for i := range jobs {
 		jobs[i] = e.job(fmt.Sprintf("b-%d", i), 1, uint64(i))
