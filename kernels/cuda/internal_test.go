@@ -303,3 +303,20 @@ func TestFP4Paths(t *testing.T) {
 		}
 	}
 }
+
+// TestFP4Geometry reads the launch geometry from the embedded kernel's
+// header comment (no GPU needed).
+func TestFP4Geometry(t *testing.T) {
+	src, ok := source("fp4_linear.cu")
+	if !ok {
+		t.Skip("src/fp4_linear.cu not in this build")
+	}
+	g, err := parseFP4Geometry(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%+v", g)
+	if _, err := parseFP4Geometry("// no comment here"); err == nil {
+		t.Error("parseFP4Geometry of a source without LAUNCH comment succeeded")
+	}
+}
