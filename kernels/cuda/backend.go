@@ -118,6 +118,8 @@ func New(cfg Config) (*Backend, error) {
 	b.log.Info().Str("device", b.name).Str("gpu", b.info.Name).
 		Str("cc", fmt.Sprintf("%d.%d", b.info.Major, b.info.Minor)).
 		Int("driver", b.info.DriverVersion).Str("nvrtc", b.info.NVRTCVersion).
+		Str("libcuda", b.info.Libraries[libCUDA]).Str("libnvrtc", b.info.Libraries[libNVRTC]).
+		Str("libcublaslt", b.info.Libraries[libCublasLt]).
 		Str("formats", fmt.Sprint(b.caps.Supported())).Msg("cuda device opened")
 	return b, nil
 }

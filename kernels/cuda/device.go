@@ -5,6 +5,7 @@ package cuda
 import (
 	"errors"
 	"fmt"
+	"maps"
 
 	"github.com/gearbox-inference/gearbox/model"
 	"github.com/gearbox-inference/gearbox/precision"
@@ -112,6 +113,7 @@ func openDevice(cfg Config) (d *devState, info DeviceInfo, err error) {
 		return nil, info, err
 	}
 	info.NVRTCVersion, info.Arch = d.comp.version, d.comp.arch
+	info.Libraries = maps.Clone(loadedFrom)
 	d.info = info
 	if err = d.loadOps(); err != nil {
 		return nil, info, err

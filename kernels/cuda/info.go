@@ -11,6 +11,9 @@ type DeviceInfo struct {
 	NVRTCVersion  string // e.g. "13.0"
 	CublasLt      int    // cublasLtGetVersion, e.g. 130100
 	Arch          string // NVRTC --gpu-architecture option
+	// Libraries maps each CUDA library to the folder it was loaded from
+	// ("(loader search path)" when found by its soname).
+	Libraries map[string]string
 }
 
 // The linear-layer paths BenchLinear times. Each is what Forward runs for

@@ -320,3 +320,33 @@ func TestFP4Geometry(t *testing.T) {
 		t.Error("parseFP4Geometry of a source without LAUNCH comment succeeded")
 	}
 }
+
+// TestLibDirs checks the library search order: the override, the soname,
+// $CUDA_HOME/lib64, /usr/local/cuda/lib64.
+func TestLibDirs(t *testing.T) {
+	t.Setenv(EnvLibDir, "/opt/mycuda/lib")
+	t.Setenv("CUDA_HOME", "/opt/cuda-13")
+	got := strings.Join(libDirs(), "|")
+	if want := "/opt/mycuda/lib||/opt/cuda-13/lib64|/usr/local/cuda/lib64"; got != want {
+		t.Errorf("libDirs() = %q, want %q", got, want)
+	}
+	t.Setenv(EnvLibDir, "")
+	t.Setenv("CUDA_HOME", "")
+	if got, want := strings.Join(libDirs(), "|"), "|/usr/local/cuda/lib64"; got != want {
+		t.Errorf("libDirs() without variables = %q, want %q", got, want)
+	}
+}
+
+// TestParseSpec checks the device specs the opener takes.
+func TestParseSpec(t *testing.T) {
+	for _, c := range []struct {
+		spec string
+		want int
+		ok   bool
+	}{{"cuda", 0, true}, {"cuda:0", 0, true}, {"cuda:3", 3, true}, {"cuda:", 0, false}, {"cuda:-1", 0, false}, {"cuda:x", 0, false}, {"gpu:0", 0, false}} {
+		got, err := parseSpec(c.spec)
+		if (err == nil) != c.ok || got != c.want {
+			t.Errorf("parseSpec(%q) = %d, %v; want %d, ok %v", c.spec, got, err, c.want, c.ok)
+		}
+	}
+}
