@@ -6,17 +6,34 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/gearbox-inference/gearbox/kernels"
+	"github.com/gearbox-inference/gearbox/kernels/cuda"
 	"github.com/gearbox-inference/gearbox/model"
 	"github.com/gearbox-inference/gearbox/precision"
 )
 
 // BenchmarkForward is the whole Forward (host copies, upload, every layer,
-// download) of a 1024→4096→1024 gelu MLP, per precision and batch size.
+// download) of a 1024→4096→1024 gelu MLP, per precision and batch size,
+// replaying CUDA graphs (the default).
 func BenchmarkForward(b *testing.B) {
 	g, err := cudaBackend()
 	if err != nil {
 		b.Skipf("no CUDA device: %v", err)
 	}
+	benchForward(b, g)
+}
+
+// BenchmarkForwardEager is BenchmarkForward without CUDA graphs.
+func BenchmarkForwardEager(b *testing.B) {
+	g, err := cuda.New(cuda.Config{NoGraphs: true})
+	if err != nil {
+		b.Skipf("no CUDA device: %v", err)
+	}
+	defer g.Close()
+	benchForward(b, g)
+}
+
+func benchForward(b *testing.B, g kernels.Backend) {
 	m, err := model.Synth(model.SynthConfig{Name: "bench", Dims: []int{1024, 4096, 1024}, Seed: 1})
 	if err != nil {
 		b.Fatal(err)

@@ -342,6 +342,37 @@ func (f cuFunc) launch(s cuStream, grid, block [3]uint32, smem uint32, a *args) 
 	return cuErr(r, "cuLaunchKernel "+a.name)
 }
 
+// ---- CUDA graphs ----
+
+type cuGraphExec struct{ e C.CUgraphExec }
+
+// haveGraphs reports whether the driver has the graph entry points.
+func haveGraphs() bool { return C.gbx_have_graphs() != 0 }
+
+// missingGraphSymbol names a graph entry point the driver lacks, or "".
+func missingGraphSymbol() string { return C.GoString(C.gbx_missing_graph_symbol()) }
+
+// beginCapture starts capturing s's work into a graph (thread-local mode).
+func (s cuStream) beginCapture() error {
+	return cuErr(C.gbx_capture_begin(s.s), "cuStreamBeginCapture")
+}
+
+// endCapture ends the capture and instantiates the captured graph.
+func (s cuStream) endCapture() (cuGraphExec, error) {
+	var e C.CUgraphExec
+	return cuGraphExec{e}, cuErr(C.gbx_capture_end(s.s, &e), "cuStreamEndCapture/cuGraphInstantiate")
+}
+
+func (g cuGraphExec) launch(s cuStream) error {
+	return cuErr(C.gbx_graph_launch(g.e, s.s), "cuGraphLaunch")
+}
+
+func (g cuGraphExec) destroy() {
+	if g.e != nil {
+		C.gbx_graph_destroy(g.e)
+	}
+}
+
 // ---- NVRTC ----
 
 func nvrtcVersion() (major, minor int, err error) {

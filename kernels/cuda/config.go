@@ -47,6 +47,10 @@ type Config struct {
 	// GEMM. 0 means the measured default (see docs/cuda.md); -1 never
 	// uses the NVFP4 kernel.
 	FP4SmallM int
+	// NoGraphs turns off CUDA graphs: by default the second Forward of a
+	// model at a precision and batch size is captured into a graph that
+	// later ones replay, which removes most of the host's launch work.
+	NoGraphs bool
 }
 
 // validate checks c and fills in defaults.

@@ -50,11 +50,16 @@ type devState struct {
 	xvec      uint64 // the fp8 activation scale once per row (xvecCap floats)
 	xvecCap   int
 
-	weights   map[weightKey]*devWeights
-	pools     map[int]*actBuf // by bucket (rows rounded up)
-	plans     map[planKey]*gemmPlan
-	margin    int
-	benchMid  *cuEvent // BenchLinear's mid-point event, or nil
+	weights map[weightKey]*devWeights
+	pools   map[int]*actBuf // by bucket (rows rounded up)
+	plans   map[planKey]*gemmPlan
+	margin  int
+
+	useGraphs bool
+	graphs    map[graphKey]*graph
+	graphSeen map[graphKey]int // eager passes per key; -1: capture failed, never again
+	graphErr  error            // the last capture failure, for tests and messages
+	benchMid  *cuEvent         // BenchLinear's mid-point event, or nil
 	fp4SmallM int
 }
 
@@ -65,6 +70,9 @@ func openDevice(cfg Config) (d *devState, info DeviceInfo, err error) {
 		weights:   map[weightKey]*devWeights{},
 		pools:     map[int]*actBuf{},
 		plans:     map[planKey]*gemmPlan{},
+		graphs:    map[graphKey]*graph{},
+		graphSeen: map[graphKey]int{},
+		useGraphs: !cfg.NoGraphs && haveGraphs(),
 		margin:    cfg.FP8Margin,
 		fp4SmallM: cfg.FP4SmallM,
 	}
@@ -127,6 +135,11 @@ func openDevice(cfg Config) (d *devState, info DeviceInfo, err error) {
 	if d.xscale, err = cuMalloc(256); err != nil {
 		return nil, info, err
 	}
+	// The per-row fp8 scale vector, large enough that growing it (which
+	// drops every CUDA graph) is rare.
+	if err = d.growScaleVec(1 << 14); err != nil {
+		return nil, info, err
+	}
 	ok = true
 	return d, info, nil
 }
@@ -158,6 +171,7 @@ func (d *devState) close() {
 		return
 	}
 	_ = d.stream.sync()
+	d.invalidateGraphs()
 	for k := range d.weights {
 		d.freeWeights(k)
 	}
@@ -233,6 +247,8 @@ func (d *devState) buffers(rows, width int) (*actBuf, error) {
 	if a := d.pools[bk]; a != nil && a.width >= width {
 		return a, nil
 	} else if a != nil {
+		_ = d.stream.sync()
+		d.invalidateGraphs()
 		d.freeBuf(a)
 		delete(d.pools, bk)
 	}
@@ -271,6 +287,7 @@ func (d *devState) freeBuf(a *actBuf) {
 // close).
 func (d *devState) dropPools() {
 	_ = d.stream.sync()
+	d.invalidateGraphs()
 	for k, a := range d.pools {
 		d.freeBuf(a)
 		delete(d.pools, k)

@@ -32,7 +32,13 @@ func (d *devState) forwardSplit(ctx context.Context, b *Backend, m *model.Model,
 
 // forward runs m on rows rows: input to pinned memory, an async copy to the
 // device, every layer on the stream, an async copy back, one synchronise.
+// The second pass of the same (model, precision, rows) is captured into a
+// CUDA graph and later ones replay it (graph.go).
 func (d *devState) forward(ctx context.Context, m *model.Model, p precision.Format, in, out []float32, rows int) error {
+	key := graphKey{m, p, rows}
+	if g := d.graphs[key]; g != nil {
+		return d.replay(g, in, out)
+	}
 	w, err := d.weightsFor(m, p)
 	if err != nil {
 		return err
@@ -42,14 +48,33 @@ func (d *devState) forward(ctx context.Context, m *model.Model, p precision.Form
 		return err
 	}
 	copy(buf.hin.floats(len(in)), in)
-	if err := d.stream.htodAsync(buf.a[0], buf.hin, 4*len(in)); err != nil {
+	if _, err := d.enqueue(ctx, m, p, w, buf, rows); err != nil {
+		_ = d.stream.sync()
 		return err
+	}
+	if err := d.stream.sync(); err != nil {
+		return err
+	}
+	copy(out, buf.hout.floats(len(out)))
+	if d.useGraphs && d.graphSeen[key] >= 0 {
+		if d.graphSeen[key]++; d.graphSeen[key] >= 2 {
+			d.capture(key, w, buf)
+		}
+	}
+	return nil
+}
+
+// enqueue queues a forward pass on the stream: the input from buf.hin, every
+// layer, the output to buf.hout. It returns the activation buffer that
+// holds the output. ctx is checked between layers.
+func (d *devState) enqueue(ctx context.Context, m *model.Model, p precision.Format, w *devWeights, buf *actBuf, rows int) (int, error) {
+	if err := d.stream.htodAsync(buf.a[0], buf.hin, 4*rows*m.InputFeatures); err != nil {
+		return 0, err
 	}
 	cur := 0
 	for i := 0; i < len(m.Layers); i++ {
 		if err := ctx.Err(); err != nil {
-			_ = d.stream.sync()
-			return err
+			return 0, err
 		}
 		dl := &w.layers[i]
 		src := buf.a[cur]
@@ -58,7 +83,7 @@ func (d *devState) forward(ctx context.Context, m *model.Model, p precision.Form
 			// A relu right after a linear layer runs in its epilogue.
 			relu := i+1 < len(m.Layers) && m.Layers[i+1].Op == model.ReLU
 			if err := d.linear(dl, p, src, buf.a[1-cur], buf.conv, rows, relu); err != nil {
-				return fmt.Errorf("cuda: model %q layer %d (linear, %s): %w", m.Name, i, p, err)
+				return 0, fmt.Errorf("cuda: model %q layer %d (linear, %s): %w", m.Name, i, p, err)
 			}
 			cur = 1 - cur
 			if relu {
@@ -66,19 +91,14 @@ func (d *devState) forward(ctx context.Context, m *model.Model, p precision.Form
 			}
 		default:
 			if err := d.op(dl, src, rows); err != nil {
-				return fmt.Errorf("cuda: model %q layer %d (%s): %w", m.Name, i, dl.op, err)
+				return 0, fmt.Errorf("cuda: model %q layer %d (%s): %w", m.Name, i, dl.op, err)
 			}
 		}
 	}
-	n := rows * m.OutputFeatures
-	if err := d.stream.dtohAsync(buf.hout, buf.a[cur], 4*n); err != nil {
-		return err
+	if err := d.stream.dtohAsync(buf.hout, buf.a[cur], 4*rows*m.OutputFeatures); err != nil {
+		return 0, err
 	}
-	if err := d.stream.sync(); err != nil {
-		return err
-	}
-	copy(out, buf.hout.floats(n))
-	return nil
+	return cur, nil
 }
 
 // op runs a layer other than linear in place on x (rows × dl.in values).

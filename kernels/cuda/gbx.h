@@ -12,7 +12,7 @@
 
 typedef int CUresult;
 typedef int CUdevice;
-typedef void *CUcontext, *CUmodule, *CUfunction, *CUstream, *CUevent;
+typedef void *CUcontext, *CUmodule, *CUfunction, *CUstream, *CUevent, *CUgraph, *CUgraphExec;
 typedef unsigned long long CUdeviceptr;
 
 typedef int nvrtcResult;
@@ -67,6 +67,13 @@ typedef struct {
 	CUresult (*cuEventDestroy_v2)(CUevent);
 	CUresult (*cuGetErrorName)(CUresult, const char **);
 	CUresult (*cuGetErrorString)(CUresult, const char **);
+	// CUDA graphs (optional: NULL when the driver lacks them)
+	CUresult (*cuStreamBeginCapture_v2)(CUstream, int);
+	CUresult (*cuStreamEndCapture)(CUstream, CUgraph *);
+	CUresult (*cuGraphInstantiateWithFlags)(CUgraphExec *, CUgraph, unsigned long long);
+	CUresult (*cuGraphLaunch)(CUgraphExec, CUstream);
+	CUresult (*cuGraphExecDestroy)(CUgraphExec);
+	CUresult (*cuGraphDestroy)(CUgraph);
 
 	nvrtcResult (*nvrtcVersion)(int *, int *);
 	nvrtcResult (*nvrtcCreateProgram)(nvrtcProgram *, const char *, const char *, int, const char *const *,
@@ -164,6 +171,12 @@ static int gbx_load_driver(void *h, char *err, size_t errlen) {
 	GBX_SYM(h, cuEventDestroy_v2);
 	GBX_SYM(h, cuGetErrorName);
 	GBX_SYM(h, cuGetErrorString);
+	*(void **)(&gbx.cuStreamBeginCapture_v2) = dlsym(h, "cuStreamBeginCapture_v2");
+	*(void **)(&gbx.cuStreamEndCapture) = dlsym(h, "cuStreamEndCapture");
+	*(void **)(&gbx.cuGraphInstantiateWithFlags) = dlsym(h, "cuGraphInstantiateWithFlags");
+	*(void **)(&gbx.cuGraphLaunch) = dlsym(h, "cuGraphLaunch");
+	*(void **)(&gbx.cuGraphExecDestroy) = dlsym(h, "cuGraphExecDestroy");
+	*(void **)(&gbx.cuGraphDestroy) = dlsym(h, "cuGraphDestroy");
 	*(void **)(&gbx.cuEventElapsedTime) = dlsym(h, "cuEventElapsedTime_v2");
 	if (!gbx.cuEventElapsedTime) {
 		GBX_SYM(h, cuEventElapsedTime);
@@ -257,6 +270,38 @@ static CUresult gbx_event_record(CUevent e, CUstream s) { return gbx.cuEventReco
 static CUresult gbx_event_sync(CUevent e) { return gbx.cuEventSynchronize(e); }
 static CUresult gbx_event_elapsed(float *ms, CUevent a, CUevent b) { return gbx.cuEventElapsedTime(ms, a, b); }
 static CUresult gbx_event_destroy(CUevent e) { return gbx.cuEventDestroy_v2(e); }
+
+// CUDA graphs: stream capture (thread-local mode) and replay.
+static const char *gbx_missing_graph_symbol(void) {
+	if (!gbx.cuStreamBeginCapture_v2) return "cuStreamBeginCapture_v2";
+	if (!gbx.cuStreamEndCapture) return "cuStreamEndCapture";
+	if (!gbx.cuGraphInstantiateWithFlags) return "cuGraphInstantiateWithFlags";
+	if (!gbx.cuGraphLaunch) return "cuGraphLaunch";
+	if (!gbx.cuGraphExecDestroy) return "cuGraphExecDestroy";
+	if (!gbx.cuGraphDestroy) return "cuGraphDestroy";
+	return "";
+}
+static int gbx_have_graphs(void) {
+	return gbx.cuStreamBeginCapture_v2 && gbx.cuStreamEndCapture && gbx.cuGraphInstantiateWithFlags &&
+	       gbx.cuGraphLaunch && gbx.cuGraphExecDestroy && gbx.cuGraphDestroy;
+}
+static CUresult gbx_capture_begin(CUstream s) { return gbx.cuStreamBeginCapture_v2(s, 1); }
+// gbx_capture_end ends the capture and instantiates the graph; the graph
+// itself is destroyed (the executable graph keeps what it needs).
+static CUresult gbx_capture_end(CUstream s, CUgraphExec *exec) {
+	CUgraph g = NULL;
+	*exec = NULL;
+	CUresult r = gbx.cuStreamEndCapture(s, &g);
+	if (r) {
+		if (g) gbx.cuGraphDestroy(g);
+		return r;
+	}
+	r = gbx.cuGraphInstantiateWithFlags(exec, g, 0);
+	gbx.cuGraphDestroy(g);
+	return r;
+}
+static CUresult gbx_graph_launch(CUgraphExec e, CUstream s) { return gbx.cuGraphLaunch(e, s); }
+static CUresult gbx_graph_destroy(CUgraphExec e) { return gbx.cuGraphExecDestroy(e); }
 
 // gbx_launch launches f with its arguments packed in args: nargs values at
 // the byte offsets offs[i] (each argument's storage, properly aligned). The

@@ -350,3 +350,48 @@ func TestParseSpec(t *testing.T) {
 		}
 	}
 }
+
+// TestGraphReplay runs the same shapes repeatedly with fresh inputs: from
+// the third call Forward replays a CUDA graph, whose results must be the
+// eager passes' bit for bit.
+func TestGraphReplay(t *testing.T) {
+	g := newTestBackend(t, Config{})
+	eager := newTestBackend(t, Config{NoGraphs: true})
+	m, err := model.Synth(model.SynthConfig{Name: "graph", Dims: []int{256, 512, 128}, Act: model.GELU, Norm: true, Softmax: true, Seed: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range precision.All {
+		for _, rows := range []int{3, 200} {
+			for call := range 5 {
+				in := make([]float32, rows*256)
+				for i := range in {
+					in[i] = float32(math.Sin(float64(i*(call+1)))) * 2
+				}
+				got, err := g.Forward(context.Background(), m, p, in, rows)
+				if err != nil {
+					t.Fatalf("%s rows %d call %d: %v", p, rows, call, err)
+				}
+				want, err := eager.Forward(context.Background(), m, p, in, rows)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := range want {
+					if got[i] != want[i] && !(got[i] != got[i] && want[i] != want[i]) {
+						t.Fatalf("%s rows %d call %d: output %d = %g, eager %g", p, rows, call, i, got[i], want[i])
+					}
+				}
+			}
+		}
+	}
+	var graphs int
+	var gerr error
+	var on bool
+	_ = g.do(context.Background(), func(d *devState) error {
+		graphs, gerr, on = len(d.graphs), d.graphErr, d.useGraphs
+		return nil
+	})
+	if want := 2 * len(precision.All); graphs != want {
+		t.Errorf("%d graphs captured, want %d (graphs on: %v, driver lacks: %q, last capture error: %v)", graphs, want, on, missingGraphSymbol(), gerr)
+	}
+}

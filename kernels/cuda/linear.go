@@ -292,6 +292,7 @@ func (d *devState) growScaleVec(rows int) error {
 		return err
 	}
 	_ = d.stream.sync()
+	d.invalidateGraphs()
 	_ = cuFree(d.xvec)
 	// Plans hold the old vector's address: drop those that use it.
 	for k, g := range d.plans {

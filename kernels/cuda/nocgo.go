@@ -7,6 +7,8 @@ import (
 	"fmt"
 
 	"github.com/gearbox-inference/gearbox/kernels"
+	"github.com/gearbox-inference/gearbox/model"
+	"github.com/gearbox-inference/gearbox/precision"
 )
 
 func init() {
@@ -34,3 +36,14 @@ func (b *Backend) BenchLinear(context.Context, LinearBench) ([]LinearResult, err
 
 // Close does nothing.
 func (b *Backend) Close() error { return nil }
+
+// Name returns "cuda".
+func (b *Backend) Name() string { return "cuda" }
+
+// Supports reports false: nothing runs without cgo.
+func (b *Backend) Supports(precision.Format) bool { return false }
+
+// Forward fails with ErrUnavailable.
+func (b *Backend) Forward(context.Context, *model.Model, precision.Format, []float32, int) ([]float32, error) {
+	return nil, ErrUnavailable
+}
