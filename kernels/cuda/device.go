@@ -8,7 +8,6 @@ import (
 	"maps"
 
 	"github.com/gearbox-inference/gearbox/model"
-	"github.com/gearbox-inference/gearbox/precision"
 )
 
 // Device attributes (CUdevice_attribute).
@@ -305,5 +304,3 @@ func maxWidth(m *model.Model) int {
 	}
 	return w
 }
-
-var _ = precision.FP32
