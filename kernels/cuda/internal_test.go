@@ -237,7 +237,7 @@ func TestQuantizersMatchCPU(t *testing.T) {
 			if err := cuUpload(dx, f32Bytes(in)); err != nil {
 				return err
 			}
-			if err := d.fp8Activations(dx, dy, cnt, 1, false); err != nil {
+			if err := d.fp8Activations(dx, dy, cnt, 1, false, false); err != nil {
 				return err
 			}
 			got := get(cnt)
@@ -393,5 +393,37 @@ func TestGraphReplay(t *testing.T) {
 	})
 	if want := 2 * len(precision.All); graphs != want {
 		t.Errorf("%d graphs captured, want %d (graphs on: %v, driver lacks: %q, last capture error: %v)", graphs, want, on, missingGraphSymbol(), gerr)
+	}
+}
+
+// TestFP8AmaxFusion checks that an activation computing the next fp8
+// layer's input amax gives the same bits as the separate amax pass.
+func TestFP8AmaxFusion(t *testing.T) {
+	b := newTestBackend(t, Config{NoGraphs: true})
+	for _, act := range []model.Op{model.GELU, model.SiLU, model.Tanh} {
+		m, err := model.Synth(model.SynthConfig{Name: "amax", Dims: []int{512, 1024, 256}, Act: act, Seed: 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		const rows = 100 // 100 × 1024 values: past fp8SmallQuant
+		in := make([]float32, rows*512)
+		for i := range in {
+			in[i] = float32(math.Cos(float64(i)*0.71)) * 4
+		}
+		fused, err := b.Forward(context.Background(), m, precision.FP8, in, rows)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fuseFP8Amax = false
+		separate, err := b.Forward(context.Background(), m, precision.FP8, in, rows)
+		fuseFP8Amax = true
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range fused {
+			if fused[i] != separate[i] {
+				t.Fatalf("%s: output %d fused %g, separate amax %g", act, i, fused[i], separate[i])
+			}
+		}
 	}
 }

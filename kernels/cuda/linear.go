@@ -69,7 +69,7 @@ type gemmPlan struct {
 
 func (g *gemmPlan) free() { g.lt.free() }
 
-// types returns the A/B operand type and compute type of p's GEMM.
+// gemmTypes returns the A/B operand type and compute type of p's GEMM.
 func gemmTypes(p precision.Format, fp8F32 bool) (ab, compute int) {
 	switch p {
 	case precision.TF32:
@@ -172,8 +172,9 @@ func (d *devState) plan(k planKey, dl *devLayer) (*gemmPlan, error) {
 
 // linear enqueues y[rows, N] = x[rows, K]·Wᵀ + bias (then relu when relu)
 // for layer dl at precision p. x and y are fp32 device buffers; conv holds
-// the converted input (at least rows × K × 4 bytes).
-func (d *devState) linear(dl *devLayer, p precision.Format, x, y, conv uint64, rows int, relu bool) error {
+// the converted input (at least rows × K × 4 bytes). amaxReady says that
+// d.amax already holds x's amax (fp8: computed by the producing kernel).
+func (d *devState) linear(dl *devLayer, p precision.Format, x, y, conv uint64, rows int, relu, amaxReady bool) error {
 	n, k := dl.out, dl.in
 	cnt := rows * k
 	if p == precision.FP4 && d.useFP4Kernel(rows) {
@@ -201,7 +202,7 @@ func (d *devState) linear(dl *devLayer, p precision.Format, x, y, conv uint64, r
 		}
 		b = conv
 	case precision.FP8:
-		if err := d.fp8Activations(x, conv, cnt, rows, dl.fp8F32); err != nil {
+		if err := d.fp8Activations(x, conv, cnt, rows, dl.fp8F32, amaxReady); err != nil {
 			return err
 		}
 		b = conv
@@ -254,8 +255,9 @@ func (d *devState) linear(dl *devLayer, p precision.Format, x, y, conv uint64, r
 
 // fp8Activations quantizes cnt values (rows rows) of x into conv: E4M3
 // bytes (or their float32 values when fp8F32) with one scale from the
-// batch's amax, written to d.xscale and, once per row, to d.xvec.
-func (d *devState) fp8Activations(x, conv uint64, cnt, rows int, fp8F32 bool) error {
+// batch's amax, written to d.xscale and, once per row, to d.xvec. With
+// amaxReady, d.amax already holds x's amax.
+func (d *devState) fp8Activations(x, conv uint64, cnt, rows int, fp8F32, amaxReady bool) error {
 	if err := d.growScaleVec(rows); err != nil {
 		return err
 	}
@@ -263,11 +265,13 @@ func (d *devState) fp8Activations(x, conv uint64, cnt, rows int, fp8F32 bool) er
 		a := newArgs("gbx_fp8_quant_small").ptr(x).ptr(conv).i64(cnt).i32(d.margin).ptr(d.xscale).ptr(d.xvec).i32(rows)
 		return d.fn["gbx_fp8_quant_small"].launch(d.stream, [3]uint32{1, 1, 1}, [3]uint32{1024, 1, 1}, 0, a)
 	}
-	if err := d.stream.memset32(d.amax, 0, 1); err != nil {
-		return err
-	}
-	if err := d.launch1D("gbx_amax", cnt/4, newArgs("gbx_amax").ptr(x).i64(cnt).ptr(d.amax)); err != nil {
-		return err
+	if !amaxReady {
+		if err := d.stream.memset32(d.amax, 0, 1); err != nil {
+			return err
+		}
+		if err := d.launch1D("gbx_amax", cnt/4, newArgs("gbx_amax").ptr(x).i64(cnt).ptr(d.amax)); err != nil {
+			return err
+		}
 	}
 	name := "gbx_fp8_quant"
 	n := cnt / 4

@@ -169,8 +169,12 @@ extern "C" __global__ void gbx_scale_bias(float *__restrict__ y, const float *__
 // ---- element-wise activations (kernels/cpu/ops.go) ---------------------------
 
 // gbx_act: y = op(x) for op 0 relu, 1 gelu (erf form), 2 silu, 3 tanh. x and
-// y may be the same.
-extern "C" __global__ void gbx_act(const float *x, float *y, long long n, int op) {
+// y may be the same. When amax is not NULL it also does gbx_amax's work on
+// y (the caller zeroes *amax first): the amax of an fp8 layer's input comes
+// free with the activation that produces it.
+extern "C" __global__ void gbx_act(const float *x, float *y, long long n, int op, u32 *amax) {
+	__shared__ float warpMax[32];
+	float m = 0.0f;
 	long long stride = (long long)gridDim.x * blockDim.x;
 	for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += stride) {
 		float v = x[i];
@@ -183,6 +187,16 @@ extern "C" __global__ void gbx_act(const float *x, float *y, long long n, int op
 		default: r = (float)tanh(d); break;
 		}
 		y[i] = r;
+		m = fmaxf(m, fabsf(r));
+	}
+	if (!amax) return;
+	for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_down_sync(0xffffffffu, m, o));
+	if ((threadIdx.x & 31) == 0) warpMax[threadIdx.x >> 5] = m;
+	__syncthreads();
+	if (threadIdx.x < 32) {
+		m = threadIdx.x < (blockDim.x + 31) / 32 ? warpMax[threadIdx.x] : 0.0f;
+		for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_down_sync(0xffffffffu, m, o));
+		if (threadIdx.x == 0) atomicMax(amax, __float_as_uint(m));
 	}
 }
 
