@@ -4,6 +4,7 @@ package cuda
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/gearbox-inference/gearbox/model"
@@ -16,8 +17,9 @@ import (
 // get their own activation scales.
 func (d *devState) forwardSplit(ctx context.Context, b *Backend, m *model.Model, p precision.Format, in, out []float32, rows int) error {
 	err := d.forward(ctx, m, p, in, out, rows)
-	if err == nil || !isOOM(err) || rows < 2 {
-		return err
+	var we *weightsError
+	if err == nil || !isOOM(err) || rows < 2 || errors.As(err, &we) {
+		return err // splitting the batch does not shrink the weights
 	}
 	d.dropPools()
 	h := rows / 2
@@ -30,6 +32,12 @@ func (d *devState) forwardSplit(ctx context.Context, b *Backend, m *model.Model,
 	return d.forwardSplit(ctx, b, m, p, in[h*nin:], out[h*nout:], rows-h)
 }
 
+// weightsError is a failure to convert or upload weights.
+type weightsError struct{ err error }
+
+func (e *weightsError) Error() string { return e.err.Error() }
+func (e *weightsError) Unwrap() error { return e.err }
+
 // forward runs m on rows rows: input to pinned memory, an async copy to the
 // device, every layer on the stream, an async copy back, one synchronise.
 // The second pass of the same (model, precision, rows) is captured into a
@@ -41,7 +49,7 @@ func (d *devState) forward(ctx context.Context, m *model.Model, p precision.Form
 	}
 	w, err := d.weightsFor(m, p)
 	if err != nil {
-		return err
+		return &weightsError{err}
 	}
 	buf, err := d.buffers(rows, maxWidth(m))
 	if err != nil {
