@@ -333,14 +333,29 @@ extern "C" __global__ void gbx_spin(long long ns) {
 }
 
 // gbx_fp8_quant_small is gbx_amax followed by gbx_fp8_quant in one block,
-// for small batches where each launch costs more than the work: the block
-// reduces the amax, then quantizes (same results: a max is exact in any
-// order). Launch with one block of 1024 threads.
+// for small batches where each launch costs more than the work: every
+// thread loads its (at most 16) values once into registers, the block
+// reduces the amax, and the threads quantize what they hold (same results:
+// a max is exact in any order). Launch with one block of 1024 threads, for
+// n <= 16 × 1024 and x 16-byte aligned.
 extern "C" __global__ void gbx_fp8_quant_small(const float *__restrict__ x, u8 *__restrict__ q, long long n,
                                                int margin, float *scale, float *scaleVec, int nvec) {
 	__shared__ float warpMax[32];
+	const int per = 4; // float4 loads per thread
+	float4 v[per];
 	float m = 0.0f;
-	for (long long i = threadIdx.x; i < n; i += blockDim.x) m = fmaxf(m, fabsf(x[i]));
+	long long n4 = n / 4;
+#pragma unroll
+	for (int k = 0; k < per; k++) {
+		long long i = threadIdx.x + (long long)k * blockDim.x;
+		if (i < n4) {
+			v[k] = reinterpret_cast<const float4 *>(x)[i];
+			m = fmaxf(m, fmaxf(fmaxf(fabsf(v[k].x), fabsf(v[k].y)), fmaxf(fabsf(v[k].z), fabsf(v[k].w))));
+		}
+	}
+	long long tail = n4 * 4 + threadIdx.x; // the last n % 4 values, one per thread
+	float t = tail < n ? x[tail] : 0.0f;
+	m = fmaxf(m, fabsf(t));
 	for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_down_sync(0xffffffffu, m, o));
 	if ((threadIdx.x & 31) == 0) warpMax[threadIdx.x >> 5] = m;
 	__syncthreads();
@@ -354,5 +369,14 @@ extern "C" __global__ void gbx_fp8_quant_small(const float *__restrict__ x, u8 *
 	if (threadIdx.x == 0) *scale = s;
 	if (scaleVec)
 		for (int i = threadIdx.x; i < nvec; i += blockDim.x) scaleVec[i] = s;
-	for (long long i = threadIdx.x; i < n; i += blockDim.x) q[i] = (u8)(f2e4m3x2(__fdiv_rn(x[i], s), 0.0f) & 0xff);
+#pragma unroll
+	for (int k = 0; k < per; k++) {
+		long long i = threadIdx.x + (long long)k * blockDim.x;
+		if (i < n4) {
+			u32 lo = f2e4m3x2(__fdiv_rn(v[k].x, s), __fdiv_rn(v[k].y, s));
+			u32 hi = f2e4m3x2(__fdiv_rn(v[k].z, s), __fdiv_rn(v[k].w, s));
+			reinterpret_cast<u32 *>(q)[i] = lo | (hi << 16);
+		}
+	}
+	if (tail < n) q[tail] = (u8)(f2e4m3x2(__fdiv_rn(t, s), 0.0f) & 0xff);
 }
