@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"github.com/gearbox-inference/gearbox"
@@ -14,7 +15,7 @@ import (
 func (w *Worker) startQuality(ctx context.Context, wg *sync.WaitGroup) error {
 	kv, err := gearbox.PolicyStore(ctx, w.js, w.cfg.Subjects, w.cfg.Streams.Replicas, false)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w (provisioning creates it: run one worker with provisioning on, or gearbox.Provision)", err)
 	}
 	if w.policies, err = quality.WatchPolicies(ctx, kv, w.log); err != nil {
 		return err
