@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -27,6 +28,7 @@ func benchE2E(ctx context.Context, cfg *config, log zerolog.Logger, args []strin
 	reps := fs.Int("reps", 3, "repetitions of each side; medians are reported")
 	minTime := fs.Duration("min-time", time.Second, "least time of one bare repetition (it repeats the batches until then)")
 	jsonOut := fs.String("json", "", "also write the report as JSON to this file")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (bare and worker sides) to this file")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: gearbox bench e2e [flags]\n\nThe worker, on its own embedded NATS server (GEARBOX_NATS_URL is not used), vs\nBackend.Forward in a loop, on the same batches, per precision, on GEARBOX_DEVICE.")
 		fs.PrintDefaults()
@@ -66,6 +68,17 @@ func benchE2E(ctx context.Context, cfg *config, log zerolog.Logger, args []strin
 	if gpu != nil {
 		defer gpu.Close()
 		bc.Energy = gpu.Energy
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	rep, err := e2e.Run(ctx, bc)
 	if err != nil {
