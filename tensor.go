@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"unsafe"
 
 	"github.com/x448/float16"
 )
@@ -48,8 +49,12 @@ func NewTensor(rows, features int, values []float32) Tensor {
 		panic(fmt.Sprintf("gearbox.NewTensor: %d values for shape [%d, %d]", len(values), rows, features))
 	}
 	data := make([]byte, 4*len(values))
-	for i, v := range values {
-		binary.LittleEndian.PutUint32(data[4*i:], math.Float32bits(v))
+	if littleEndian {
+		copy(data, asBytes(values))
+	} else {
+		for i, v := range values {
+			binary.LittleEndian.PutUint32(data[4*i:], math.Float32bits(v))
+		}
 	}
 	return Tensor{DType: F32, Shape: []int{rows, features}, Data: data}
 }
@@ -105,6 +110,10 @@ func (t *Tensor) Float32s(dst []float32) ([]float32, error) {
 	d := t.Data
 	switch t.DType {
 	case F32:
+		if littleEndian {
+			copy(asBytes(out), d) // the wire's bytes are the host's float32s
+			break
+		}
 		for i := range out {
 			out[i] = math.Float32frombits(binary.LittleEndian.Uint32(d[4*i:]))
 		}
@@ -117,12 +126,33 @@ func (t *Tensor) Float32s(dst []float32) ([]float32, error) {
 			out[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(d[2*i:])) << 16)
 		}
 	}
-	for i, v := range out {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			return dst[:start], Errorf(CodeBadRequest, "input has a non-finite value (%v) at row %d, feature %d", v, i/t.Shape[1], i%t.Shape[1])
+	// NaN and ±Inf are the float32s whose exponent bits are all ones.
+	for i, b := range asBits(out) {
+		if b&0x7f800000 == 0x7f800000 {
+			return dst[:start], Errorf(CodeBadRequest, "input has a non-finite value (%v) at row %d, feature %d", out[i], i/t.Shape[1], i%t.Shape[1])
 		}
 	}
 	return dst, nil
+}
+
+// littleEndian reports whether the host stores a float32 as the wire does
+// (little-endian IEEE 754): then tensors convert by copying memory.
+var littleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
+
+// asBytes views v's memory as bytes.
+func asBytes(v []float32) []byte {
+	if len(v) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), 4*len(v))
+}
+
+// asBits views v's memory as the float32s' bit patterns.
+func asBits(v []float32) []uint32 {
+	if len(v) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(v))), len(v))
 }
 
 // Values decodes the tensor as float32; see Float32s.

@@ -3,6 +3,7 @@ package gearbox_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"reflect"
 	"strings"
@@ -260,6 +261,57 @@ func TestStreamsConfigValidate(t *testing.T) {
 		}
 		if !errors.Is(err, gearbox.ErrInvalidOption) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: Validate() = %v; want ErrInvalidOption mentioning %q", c.name, err, c.want)
+		}
+	}
+}
+
+// TestFloat32sNonFinite: every dtype rejects NaN and ±Inf wherever they
+// are, naming the element, and passes every finite value bit for bit
+// (largest, subnormal, negative zero), appending to what dst holds.
+func TestFloat32sNonFinite(t *testing.T) {
+	finite := []float32{math.MaxFloat32, -math.MaxFloat32, math.SmallestNonzeroFloat32, float32(math.Copysign(0, -1)), 1.5, -2}
+	ft := gearbox.NewTensor(2, 3, finite)
+	got, err := ft.Float32s([]float32{7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0] != 7 || len(got) != 7 {
+		t.Fatalf("appended to a 1-value dst: %v", got)
+	}
+	for i, v := range finite {
+		if math.Float32bits(got[i+1]) != math.Float32bits(v) {
+			t.Errorf("value %d: %v (bits %#x); want %v", i, got[i+1], math.Float32bits(got[i+1]), v)
+		}
+	}
+	bad := map[string]uint32{"NaN": 0x7fc00001, "+Inf": 0x7f800000, "-Inf": 0xff800000, "-NaN": 0xffc00000}
+	for name, bits := range bad {
+		for pos := range 6 {
+			vals := []float32{1, 2, 3, 4, 5, 6}
+			vals[pos] = math.Float32frombits(bits)
+			f32 := gearbox.NewTensor(2, 3, vals)
+			// f16 and bf16 forms of the same special: top halves, and the
+			// fp16 exponent-all-ones codes.
+			bf16 := gearbox.Tensor{DType: gearbox.BF16, Shape: []int{2, 3}, Data: make([]byte, 12)}
+			f16 := gearbox.Tensor{DType: gearbox.F16, Shape: []int{2, 3}, Data: make([]byte, 12)}
+			for i, v := range vals {
+				b := math.Float32bits(v)
+				bf16.Data[2*i], bf16.Data[2*i+1] = byte(b>>16), byte(b>>24)
+				h := uint16(0x3c00) // 1.0
+				if i == pos {
+					h = uint16(b>>16)&0x8000 | 0x7c00 | uint16(b>>13)&0x3ff
+				}
+				f16.Data[2*i], f16.Data[2*i+1] = byte(h), byte(h>>8)
+			}
+			want := fmt.Sprintf("row %d, feature %d", pos/3, pos%3)
+			for _, tn := range []gearbox.Tensor{f32, bf16, f16} {
+				out, err := tn.Float32s([]float32{9})
+				if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "non-finite") {
+					t.Errorf("%s %s at %d: err %v; want non-finite at %s", tn.DType, name, pos, err, want)
+				}
+				if len(out) != 1 || out[0] != 9 {
+					t.Errorf("%s %s at %d: dst after the error %v; want the prefix [9]", tn.DType, name, pos, out)
+				}
+			}
 		}
 	}
 }
