@@ -32,7 +32,7 @@ import (
 
 // Config configures a demo run. Zero fields take the defaults in comments.
 type Config struct {
-	Jobs    int   // jobs to publish (default 20,000)
+	Jobs    int   // jobs to publish (default 50,000)
 	Workers int   // workers in the process (default 2)
 	MaxRows int   // rows per job, uniform in 1..MaxRows (default 8)
 	Dims    []int // model widths (default 64,256,256,10)
@@ -62,7 +62,7 @@ type Config struct {
 
 func (c *Config) defaults() {
 	if c.Jobs == 0 {
-		c.Jobs = 20000
+		c.Jobs = 50000
 	}
 	if c.Workers == 0 {
 		c.Workers = 2
