@@ -29,10 +29,6 @@ type Runner struct {
 	Name    string
 	Log     zerolog.Logger
 	Metrics *Metrics
-
-	// ready is closed once the initial policies are read and the replay
-	// has started; for tests.
-	ready chan struct{}
 }
 
 type received struct {
@@ -130,13 +126,6 @@ func (r *Runner) follow(ctx context.Context, ctl *Controller, w jetstream.KeyWat
 			}
 		}
 	}()
-	if r.ready != nil {
-		select {
-		case <-r.ready:
-		default:
-			close(r.ready)
-		}
-	}
 	for {
 		select {
 		case <-ctx.Done():

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/gearbox-inference/gearbox"
 	"github.com/gearbox-inference/gearbox/quality"
@@ -34,8 +35,22 @@ func (w *Worker) startQuality(ctx context.Context, wg *sync.WaitGroup) error {
 			Name: w.cfg.Name, Log: w.log, Metrics: q.Metrics,
 		}
 		wg.Go(func() {
-			if err := r.Run(ctx); err != nil && ctx.Err() == nil {
-				w.log.Error().Err(err).Msg("quality controller stopped")
+			// A controller that fails (the stream or the bucket briefly
+			// unavailable, say) starts again, replaying from its policies:
+			// it never stays down for the worker's life.
+			backoff := time.Second
+			for {
+				err := r.Run(ctx)
+				if ctx.Err() != nil {
+					return
+				}
+				w.log.Error().Err(err).Dur("retry_in", backoff).Msg("quality controller stopped; restarting")
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(backoff):
+				}
+				backoff = min(2*backoff, 30*time.Second)
 			}
 		})
 	}
