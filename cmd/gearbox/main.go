@@ -27,6 +27,7 @@ import (
 	"github.com/caarlos0/env/v11"
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
+	zlog "github.com/rs/zerolog/log"
 
 	_ "github.com/gearbox-inference/gearbox/kernels/cpu"  // the CPU backend
 	_ "github.com/gearbox-inference/gearbox/kernels/cuda" // the CUDA backend (CPU fallback when unusable)
@@ -62,6 +63,9 @@ func main() {
 		fmt.Fprintln(os.Stderr, "gearbox:", err)
 		os.Exit(2)
 	}
+	// Backends opened through the registry log through zerolog's global
+	// logger: make it this one, with its level and format.
+	zlog.Logger = log
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
