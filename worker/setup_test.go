@@ -3,7 +3,6 @@ package worker_test
 import (
 	"context"
 	"fmt"
-	"math"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/gearbox-inference/gearbox/kernels/cpu"
 	"github.com/gearbox-inference/gearbox/model"
 	"github.com/gearbox-inference/gearbox/precision"
+	"github.com/gearbox-inference/gearbox/quality"
 	"github.com/gearbox-inference/gearbox/worker"
 )
 
@@ -240,14 +240,9 @@ func (e *env) outputErr(j *gearbox.Job, r *gearbox.Result, tol float64) error {
 	return nil
 }
 
+// relL2 is the quality loop's relative L2 error of got against want.
 func relL2(got []float32, want []float64) float64 {
-	var num, den float64
-	for i := range want {
-		d := float64(got[i]) - want[i]
-		num += d * d
-		den += want[i] * want[i]
-	}
-	return math.Sqrt(num / den)
+	return quality.Compare(got, want, 1, len(want), false).RelL2
 }
 
 // gated wraps a backend so a test decides when Forward may run: it signals
