@@ -150,6 +150,11 @@ func SetPolicy(ctx context.Context, js jetstream.JetStream, s gearbox.Subjects, 
 		if err != nil {
 			return p, 0, fmt.Errorf("write policy of %s: %w", model, err)
 		}
+		// Announce it like the controllers' changes. The write has landed:
+		// a failed announcement is not the caller's failure.
+		if nc := js.Conn(); nc != nil && announcePolicy(nc, s, model, rev, data) == nil {
+			_ = nc.Flush()
+		}
 		return p, rev, nil
 	}
 }

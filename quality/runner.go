@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -21,7 +22,6 @@ import (
 // write lands per change.
 type Runner struct {
 	JS       jetstream.JetStream
-	NC       *nats.Conn
 	Subjects gearbox.Subjects
 	KV       jetstream.KeyValue
 	Rules    Rules
@@ -263,13 +263,21 @@ func (r *Runner) announce(d *Decision, rev uint64, data []byte) {
 		r.Metrics.changes.WithLabelValues(p.Model, dir).Inc()
 		r.Metrics.current(p.Model, p.Precision)
 	}
-	if r.NC != nil {
-		m := nats.NewMsg(r.Subjects.Policy(p.Model))
-		m.Header.Set(gearbox.HeaderContentType, gearbox.ContentJSON)
-		m.Header.Set("Gearbox-Policy-Revision", fmt.Sprint(rev))
-		m.Data = data
-		if err := r.NC.PublishMsg(m); err != nil {
-			r.Log.Warn().Err(err).Str("model", p.Model).Msg("announce policy change")
-		}
+	if err := announcePolicy(r.JS.Conn(), r.Subjects, p.Model, rev, data); err != nil {
+		r.Log.Warn().Err(err).Str("model", p.Model).Msg("announce policy change")
 	}
 }
+
+// announcePolicy publishes a policy change (its KV value) on
+// gearbox.policy.<model>, with its revision in a header.
+func announcePolicy(nc *nats.Conn, s gearbox.Subjects, model string, rev uint64, data []byte) error {
+	m := nats.NewMsg(s.Policy(model))
+	m.Header.Set(gearbox.HeaderContentType, gearbox.ContentJSON)
+	m.Header.Set(HeaderPolicyRevision, strconv.FormatUint(rev, 10))
+	m.Data = data
+	return nc.PublishMsg(m)
+}
+
+// HeaderPolicyRevision carries the KV revision of a policy announced on
+// gearbox.policy.<model>.
+const HeaderPolicyRevision = "Gearbox-Policy-Revision"

@@ -2,6 +2,7 @@ package quality_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -154,6 +155,10 @@ func precisions(ps []gearbox.Policy) string {
 // manual change, agrees without writing.
 func TestRunnersWriteOncePerChange(t *testing.T) {
 	w := newWorld(t)
+	announced, err := w.js.Conn().SubscribeSync(w.subj.Policy("m"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	stopA := w.runner("a")
 	w.runner("b")
 	w.runner("c")
@@ -181,7 +186,7 @@ func TestRunnersWriteOncePerChange(t *testing.T) {
 	}
 
 	// A manual change is adopted by all; the evidence restarts after it.
-	_, _, err := quality.SetPolicy(context.Background(), w.js, w.subj, w.kv, "m", gearbox.Policy{}, func(p *gearbox.Policy) error {
+	_, _, err = quality.SetPolicy(context.Background(), w.js, w.subj, w.kv, "m", gearbox.Policy{}, func(p *gearbox.Policy) error {
 		p.Precision = precision.TF32
 		return nil
 	})
@@ -200,6 +205,20 @@ func TestRunnersWriteOncePerChange(t *testing.T) {
 	}
 	if e := h[4].Evidence; e == nil || e.Samples != 20 || e.FirstSeq <= h[3].Seq {
 		t.Fatalf("evidence %+v does not start after the manual set at seq %d", e, h[3].Seq)
+	}
+	// Every change, the manual one too, was announced once, in order.
+	for rev := 1; rev <= 5; rev++ {
+		m, err := announced.NextMsg(time.Second)
+		if err != nil {
+			t.Fatalf("announcement %d: %v", rev, err)
+		}
+		p, err := gearbox.DecodePolicy(m.Data)
+		if err != nil || m.Header.Get(quality.HeaderPolicyRevision) != strconv.Itoa(rev) || p.Precision != h[rev-1].Precision {
+			t.Fatalf("announcement %d: revision %q, policy %+v, err %v; want %s", rev, m.Header.Get(quality.HeaderPolicyRevision), p, err, h[rev-1].Precision)
+		}
+	}
+	if m, err := announced.NextMsg(100 * time.Millisecond); err == nil {
+		t.Fatalf("a sixth announcement: %s", m.Data)
 	}
 }
 

@@ -31,7 +31,7 @@ func (w *Worker) startQuality(ctx context.Context, wg *sync.WaitGroup) error {
 	}
 	if q.Control {
 		r := &quality.Runner{
-			JS: w.js, NC: w.nc, Subjects: w.cfg.Subjects, KV: kv, Rules: q.Rules,
+			JS: w.js, Subjects: w.cfg.Subjects, KV: kv, Rules: q.Rules,
 			Name: w.cfg.Name, Log: w.log, Metrics: q.Metrics,
 		}
 		wg.Go(func() {
