@@ -39,7 +39,7 @@ func TestPrintPolicy(t *testing.T) {
 	var b bytes.Buffer
 	printPolicy(&b, 3, &gearbox.Policy{
 		Model: "demo", Precision: precision.FP8, Floor: precision.FP4, Ceiling: precision.FP32, MaxError: 0.1,
-		Reason: "fp8 error upper bound 0.04 over 20 reports is within 0.5 × max_error 0.1",
+		Reason:   "fp8 error upper bound 0.04 over 20 reports is within 0.5 × max_error 0.1",
 		Evidence: &gearbox.Evidence{Precision: precision.FP8, Samples: 20, Workers: 3, UpperBound: 0.04, Mean: 0.03, FirstSeq: 10, LastSeq: 29},
 		Measured: map[precision.Format]float64{precision.BF16: 0.004, precision.FP8: 0.04},
 		Excluded: []precision.Format{precision.FP4},
