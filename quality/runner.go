@@ -37,8 +37,9 @@ type received struct {
 	r   *gearbox.QualityReport
 }
 
-// Run controls until ctx ends; it returns ctx's error, or an error that
-// stops it for good (the stream or the bucket is missing).
+// Run controls until ctx ends, when it returns ctx's error, or until it
+// fails (the stream or the bucket is missing or unreachable), when it
+// returns why; running it again starts afresh from the stored policies.
 func (r *Runner) Run(ctx context.Context) error {
 	ctl, err := NewController(r.Rules)
 	if err != nil {
