@@ -25,14 +25,14 @@ import (
 func BenchmarkEndToEnd(b *testing.B) { endToEnd(b, worker.Config{}) }
 
 // BenchmarkEndToEndWide is the payload-bound case: 16-row jobs of 1,024
-// features (64 KiB in, 64 KiB out) for a 1024→16→1024 model whose compute
+// features (64 KiB in, 64 KiB out) for a 1024→4→1024 model whose compute
 // is negligible, so the worker's per-byte costs show. The jobs are
 // published first; the clock runs from the worker's start to the last
 // result read.
 //
 //	go test -run '^$' -bench EndToEndWide -benchtime 3000x -count 5 ./worker/
 func BenchmarkEndToEndWide(b *testing.B) {
-	e := setup(b, gearbox.StreamsConfig{}, 1024, 16, 1024)
+	e := setup(b, gearbox.StreamsConfig{}, 1024, 4, 1024)
 	for i := range b.N {
 		for {
 			if _, err := e.client.SubmitAsync(e.job(fmt.Sprintf("w-%d", i), 16, uint64(i))); err == nil {
