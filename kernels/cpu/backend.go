@@ -80,11 +80,8 @@ func (b *Backend) Forward(ctx context.Context, m *model.Model, p precision.Forma
 	if !b.Supports(p) {
 		return nil, fmt.Errorf("cpu: %w: %q", kernels.ErrUnsupported, p)
 	}
-	if err := checkModel(m); err != nil {
-		return nil, err
-	}
-	if err := checkInput(len(in), rows, m.InputFeatures); err != nil {
-		return nil, err
+	if err := kernels.CheckForward(m, len(in), rows); err != nil {
+		return nil, fmt.Errorf("cpu: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err

@@ -1,8 +1,10 @@
 package cpu
 
 import (
+	"fmt"
 	"math"
 
+	"github.com/gearbox-inference/gearbox/kernels"
 	"github.com/gearbox-inference/gearbox/model"
 )
 
@@ -28,11 +30,8 @@ import (
 //
 // A norm's missing weight counts as all ones and a missing bias as zeros.
 func Reference(m *model.Model, in []float64, rows int) ([]float64, error) {
-	if err := checkModel(m); err != nil {
-		return nil, err
-	}
-	if err := checkInput(len(in), rows, m.InputFeatures); err != nil {
-		return nil, err
+	if err := kernels.CheckForward(m, len(in), rows); err != nil {
+		return nil, fmt.Errorf("cpu: %w", err)
 	}
 	x := append([]float64(nil), in...)
 	for _, l := range m.Layers {
@@ -113,7 +112,7 @@ func refLayer(l model.Layer, y, x []float64) {
 			y[i] = v / rms * param(l.Weight, i, 1)
 		}
 	default:
-		panic("cpu: unknown op " + string(l.Op)) // checkModel rejects these
+		panic("cpu: unknown op " + string(l.Op)) // kernels.CheckForward rejects these
 	}
 }
 

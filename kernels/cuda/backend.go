@@ -195,11 +195,8 @@ func (b *Backend) Forward(ctx context.Context, m *model.Model, p precision.Forma
 	if !b.Supports(p) {
 		return nil, fmt.Errorf("cuda: %w: %q on %s", kernels.ErrUnsupported, p, b.caps.Device)
 	}
-	if err := checkModel(m); err != nil {
-		return nil, err
-	}
-	if err := checkInput(len(in), rows, m.InputFeatures); err != nil {
-		return nil, err
+	if err := kernels.CheckForward(m, len(in), rows); err != nil {
+		return nil, fmt.Errorf("cuda: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err

@@ -1,4 +1,4 @@
-package cpu
+package kernels
 
 import (
 	"errors"
@@ -7,6 +7,17 @@ import (
 	"github.com/gearbox-inference/gearbox/model"
 )
 
+// CheckForward reports whether a Forward of m on n input values as rows
+// rows can run: the model is well formed (checkModel) and the input is
+// rows × m.InputFeatures values. Backends call it first and prefix its
+// error with their name.
+func CheckForward(m *model.Model, n, rows int) error {
+	if err := checkModel(m); err != nil {
+		return err
+	}
+	return checkInput(n, rows, m.InputFeatures)
+}
+
 // checkModel reports whether m is well formed enough to run: the layer
 // widths chain from InputFeatures to OutputFeatures and every tensor has the
 // length its layer needs. The model loader validates models fully; this guard
@@ -14,21 +25,21 @@ import (
 // a worker goroutine.
 func checkModel(m *model.Model) error {
 	if m == nil {
-		return errors.New("cpu: nil model")
+		return errors.New("nil model")
 	}
 	if m.InputFeatures <= 0 || m.OutputFeatures <= 0 {
-		return fmt.Errorf("cpu: model %q: InputFeatures = %d, OutputFeatures = %d, want both > 0",
+		return fmt.Errorf("model %q: InputFeatures = %d, OutputFeatures = %d, want both > 0",
 			m.Name, m.InputFeatures, m.OutputFeatures)
 	}
 	width := m.InputFeatures
 	for i, l := range m.Layers {
 		if err := checkLayer(l, width); err != nil {
-			return fmt.Errorf("cpu: model %q: layer %d (%s): %w", m.Name, i, l.Op, err)
+			return fmt.Errorf("model %q: layer %d (%s): %w", m.Name, i, l.Op, err)
 		}
 		width = l.Out
 	}
 	if width != m.OutputFeatures {
-		return fmt.Errorf("cpu: model %q: last layer width %d, OutputFeatures %d", m.Name, width, m.OutputFeatures)
+		return fmt.Errorf("model %q: last layer width %d, OutputFeatures %d", m.Name, width, m.OutputFeatures)
 	}
 	return nil
 }
@@ -92,11 +103,11 @@ func checkTensor(name string, t *model.Tensor, n int, required bool) error {
 // features each.
 func checkInput(n, rows, width int) error {
 	if rows < 0 {
-		return fmt.Errorf("cpu: rows = %d, want >= 0", rows)
+		return fmt.Errorf("rows = %d, want >= 0", rows)
 	}
 	// Compare by division so that a huge rows cannot overflow rows*width.
 	if (rows == 0 && n != 0) || (rows > 0 && (n%rows != 0 || n/rows != width)) {
-		return fmt.Errorf("cpu: input has %d values, want rows × InputFeatures = %d × %d = %d",
+		return fmt.Errorf("input has %d values, want rows × InputFeatures = %d × %d = %d",
 			n, rows, width, rows*width)
 	}
 	return nil
