@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/gearbox-inference/gearbox/kernels/cpu"
+	kt "github.com/gearbox-inference/gearbox/kernels/internal/kerneltest"
 	"github.com/gearbox-inference/gearbox/model"
 	"github.com/gearbox-inference/gearbox/precision"
 
@@ -35,18 +36,18 @@ func BenchmarkForward(b *testing.B) {
 	shapes := []struct {
 		name   string
 		in     int
-		layers []layerSpec
+		layers []kt.Spec
 	}{
-		{"64-256-10-gelu", 64, []layerSpec{lin(256), act(model.GELU), lin(10)}},
-		{"512-2048-512-gelu", 512, []layerSpec{lin(2048), act(model.GELU), lin(512)}},
-		{"4096-4096", 4096, []layerSpec{lin(4096)}},
+		{"64-256-10-gelu", 64, []kt.Spec{kt.Lin(256), kt.Act(model.GELU), kt.Lin(10)}},
+		{"512-2048-512-gelu", 512, []kt.Spec{kt.Lin(2048), kt.Act(model.GELU), kt.Lin(512)}},
+		{"4096-4096", 4096, []kt.Spec{kt.Lin(4096)}},
 	}
 	be := newBackend(b, 0)
 	for _, s := range shapes {
 		r := rand.New(rand.NewPCG(1, 1))
-		m := buildModel(r, s.in, s.layers...)
+		m := kt.Build(r, s.in, s.layers...)
 		for _, rows := range []int{1, 16, 256} {
-			in := randInput(r, rows*s.in, 0, 1)
+			in := kt.RandInput(r, rows*s.in, 0, 1)
 			b.Run(fmt.Sprintf("%s/rows=%d", s.name, rows), func(b *testing.B) {
 				b.ReportAllocs()
 				for b.Loop() {
@@ -81,8 +82,8 @@ func BenchmarkGemm(b *testing.B) {
 	for _, s := range shapes {
 		rows, in, out := s[0], s[1], s[2]
 		r := rand.New(rand.NewPCG(2, 2))
-		x := randInput(r, rows*in, 0, 1)
-		w := randInput(r, out*in, 0, 1)
+		x := kt.RandInput(r, rows*in, 0, 1)
+		w := kt.RandInput(r, out*in, 0, 1)
 		y := make([]float32, rows*out)
 		gonum := func() {
 			blas32.Gemm(blas.NoTrans, blas.Trans, 1,
@@ -125,11 +126,11 @@ func BenchmarkOps(b *testing.B) {
 	ops := []model.Op{model.ReLU, model.GELU, model.SiLU, model.Tanh, model.Softmax, model.LayerNorm, model.RMSNorm}
 	for _, op := range ops {
 		r := rand.New(rand.NewPCG(3, 3))
-		m := buildModel(r, width, act(op))
+		m := kt.Build(r, width, kt.Act(op))
 		l := &m.Layers[0]
 		for _, rows := range []int{2, 8, 32, 128, 512} {
 			n := rows * width
-			src := randInput(r, n, 0, 2)
+			src := kt.RandInput(r, n, 0, 2)
 			dst := make([]float32, n)
 			for _, threads := range []int{1, 2} {
 				b.Run(fmt.Sprintf("%s/n=%d/threads=%d", op, n, threads), func(b *testing.B) {

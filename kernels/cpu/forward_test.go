@@ -14,6 +14,7 @@ import (
 
 	"github.com/gearbox-inference/gearbox/kernels"
 	"github.com/gearbox-inference/gearbox/kernels/cpu"
+	kt "github.com/gearbox-inference/gearbox/kernels/internal/kerneltest"
 	"github.com/gearbox-inference/gearbox/model"
 	"github.com/gearbox-inference/gearbox/precision"
 )
@@ -40,17 +41,17 @@ func checkAgainstReference(t *testing.T, b *cpu.Backend, m *model.Model, in []fl
 	if err != nil {
 		t.Fatalf("Forward: %v", err)
 	}
-	want, err := cpu.Reference(m, widen(in), rows)
+	want, err := cpu.Reference(m, kt.Widen(in), rows)
 	if err != nil {
 		t.Fatalf("Reference: %v", err)
 	}
 	if len(got) != rows*m.OutputFeatures || len(want) != len(got) {
 		t.Fatalf("len(Forward) = %d, len(Reference) = %d; want %d", len(got), len(want), rows*m.OutputFeatures)
 	}
-	if e := relL2(got, want); !(e <= maxRelL2) {
+	if e := kt.RelL2(got, want); !(e <= maxRelL2) {
 		t.Errorf("relative L2 error %.3g, want <= %g", e, maxRelL2)
 	}
-	if e, i := maxRel(got, want); !(e <= maxRelElem) {
+	if e, i := kt.MaxRel(got, want); !(e <= maxRelElem) {
 		t.Errorf("value %d (row %d): got %g, want %g: relative error %.3g, want <= %g",
 			i, i/m.OutputFeatures, got[i], want[i], e, maxRelElem)
 	}
@@ -62,39 +63,39 @@ func TestForwardMatchesReference(t *testing.T) {
 	type tc struct {
 		name   string
 		in     int
-		layers []layerSpec
+		layers []kt.Spec
 	}
 	var cases []tc
 	for _, w := range []int{3, 17, 129} {
 		o := map[int]int{3: 17, 17: 129, 129: 3}[w]
 		cases = append(cases,
-			tc{fmt.Sprintf("linear/%d-%d", w, o), w, []layerSpec{lin(o)}},
-			tc{fmt.Sprintf("linear-nobias/%d-%d", w, o), w, []layerSpec{linNoBias(o)}},
-			tc{fmt.Sprintf("relu/%d", w), w, []layerSpec{act(model.ReLU)}},
-			tc{fmt.Sprintf("gelu/%d", w), w, []layerSpec{act(model.GELU)}},
-			tc{fmt.Sprintf("silu/%d", w), w, []layerSpec{act(model.SiLU)}},
-			tc{fmt.Sprintf("tanh/%d", w), w, []layerSpec{act(model.Tanh)}},
-			tc{fmt.Sprintf("softmax/%d", w), w, []layerSpec{act(model.Softmax)}},
-			tc{fmt.Sprintf("layernorm/%d", w), w, []layerSpec{act(model.LayerNorm)}},
-			tc{fmt.Sprintf("layernorm-plain/%d", w), w, []layerSpec{plainNorm(model.LayerNorm)}},
-			tc{fmt.Sprintf("rmsnorm/%d", w), w, []layerSpec{act(model.RMSNorm)}},
-			tc{fmt.Sprintf("rmsnorm-plain/%d", w), w, []layerSpec{plainNorm(model.RMSNorm)}},
+			tc{fmt.Sprintf("linear/%d-%d", w, o), w, []kt.Spec{kt.Lin(o)}},
+			tc{fmt.Sprintf("linear-nobias/%d-%d", w, o), w, []kt.Spec{kt.LinNoBias(o)}},
+			tc{fmt.Sprintf("relu/%d", w), w, []kt.Spec{kt.Act(model.ReLU)}},
+			tc{fmt.Sprintf("gelu/%d", w), w, []kt.Spec{kt.Act(model.GELU)}},
+			tc{fmt.Sprintf("silu/%d", w), w, []kt.Spec{kt.Act(model.SiLU)}},
+			tc{fmt.Sprintf("tanh/%d", w), w, []kt.Spec{kt.Act(model.Tanh)}},
+			tc{fmt.Sprintf("softmax/%d", w), w, []kt.Spec{kt.Act(model.Softmax)}},
+			tc{fmt.Sprintf("layernorm/%d", w), w, []kt.Spec{kt.Act(model.LayerNorm)}},
+			tc{fmt.Sprintf("layernorm-plain/%d", w), w, []kt.Spec{kt.PlainNorm(model.LayerNorm)}},
+			tc{fmt.Sprintf("rmsnorm/%d", w), w, []kt.Spec{kt.Act(model.RMSNorm)}},
+			tc{fmt.Sprintf("rmsnorm-plain/%d", w), w, []kt.Spec{kt.PlainNorm(model.RMSNorm)}},
 		)
 	}
 	cases = append(cases,
-		tc{"mlp/17-129-3", 17, []layerSpec{lin(129), act(model.GELU), lin(3)}},
-		tc{"mlp/64-257-10", 64, []layerSpec{lin(257), act(model.ReLU), lin(129), act(model.SiLU), lin(10)}},
-		tc{"linear-activations/129", 129, []layerSpec{lin(130), act(model.GELU), lin(65), act(model.Tanh), linNoBias(33), act(model.SiLU)}},
-		tc{"norms/129", 129, []layerSpec{act(model.LayerNorm), lin(200), act(model.ReLU), act(model.RMSNorm), lin(17), act(model.Softmax)}},
-		tc{"activations-only/17", 17, []layerSpec{act(model.Tanh), act(model.GELU), act(model.SiLU), act(model.ReLU), act(model.Softmax)}},
-		tc{"classifier/129-10", 129, []layerSpec{act(model.LayerNorm), lin(257), act(model.GELU), lin(10), act(model.Softmax)}},
+		tc{"mlp/17-129-3", 17, []kt.Spec{kt.Lin(129), kt.Act(model.GELU), kt.Lin(3)}},
+		tc{"mlp/64-257-10", 64, []kt.Spec{kt.Lin(257), kt.Act(model.ReLU), kt.Lin(129), kt.Act(model.SiLU), kt.Lin(10)}},
+		tc{"linear-activations/129", 129, []kt.Spec{kt.Lin(130), kt.Act(model.GELU), kt.Lin(65), kt.Act(model.Tanh), kt.LinNoBias(33), kt.Act(model.SiLU)}},
+		tc{"norms/129", 129, []kt.Spec{kt.Act(model.LayerNorm), kt.Lin(200), kt.Act(model.ReLU), kt.Act(model.RMSNorm), kt.Lin(17), kt.Act(model.Softmax)}},
+		tc{"activations-only/17", 17, []kt.Spec{kt.Act(model.Tanh), kt.Act(model.GELU), kt.Act(model.SiLU), kt.Act(model.ReLU), kt.Act(model.Softmax)}},
+		tc{"classifier/129-10", 129, []kt.Spec{kt.Act(model.LayerNorm), kt.Lin(257), kt.Act(model.GELU), kt.Lin(10), kt.Act(model.Softmax)}},
 	)
 	for _, c := range cases {
 		for _, rows := range []int{1, 7, 64, 300} {
 			t.Run(fmt.Sprintf("%s/rows=%d", c.name, rows), func(t *testing.T) {
 				r := rand.New(rand.NewPCG(uint64(rows), uint64(len(c.name))))
-				m := buildModel(r, c.in, c.layers...)
-				in := randInput(r, rows*c.in, 0.5, 2)
+				m := kt.Build(r, c.in, c.layers...)
+				in := kt.RandInput(r, rows*c.in, 0.5, 2)
 				orig := slices.Clone(in)
 				checkAgainstReference(t, b, m, in, rows)
 				if !slices.Equal(in, orig) {
@@ -121,7 +122,7 @@ func TestActivationsElementwise(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want, err := cpu.Reference(m, widen(in), len(in))
+			want, err := cpu.Reference(m, kt.Widen(in), len(in))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -140,9 +141,9 @@ func TestSoftmaxRowsSumToOne(t *testing.T) {
 	b := newBackend(t, 0)
 	r := rand.New(rand.NewPCG(1, 1))
 	for _, width := range []int{1, 3, 17, 129, 1000} {
-		m := buildModel(r, width, act(model.Softmax))
+		m := kt.Build(r, width, kt.Act(model.Softmax))
 		rows := 33
-		in := randInput(r, rows*width, 0, 10)
+		in := kt.RandInput(r, rows*width, 0, 10)
 		in[0] = 80 // exp(80) overflows float32: the max must be subtracted
 		got, err := b.Forward(context.Background(), m, precision.FP32, in, rows)
 		if err != nil {
@@ -167,9 +168,9 @@ func TestLayerNormStandardises(t *testing.T) {
 	b := newBackend(t, 0)
 	r := rand.New(rand.NewPCG(2, 2))
 	for _, width := range []int{3, 17, 129, 1024} {
-		m := buildModel(r, width, plainNorm(model.LayerNorm))
+		m := kt.Build(r, width, kt.PlainNorm(model.LayerNorm))
 		rows := 20
-		in := randInput(r, rows*width, 100, 3) // large mean, as after a residual
+		in := kt.RandInput(r, rows*width, 100, 3) // large mean, as after a residual
 		got, err := b.Forward(context.Background(), m, precision.FP32, in, rows)
 		if err != nil {
 			t.Fatal(err)
@@ -200,9 +201,9 @@ func moments(x []float32) (mean, variance float64) {
 
 func TestThreadsGiveIdenticalResults(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 3))
-	m := buildModel(r, 129, lin(300), act(model.GELU), act(model.LayerNorm), lin(129), act(model.Softmax))
+	m := kt.Build(r, 129, kt.Lin(300), kt.Act(model.GELU), kt.Act(model.LayerNorm), kt.Lin(129), kt.Act(model.Softmax))
 	rows := 200
-	in := randInput(r, rows*129, 0, 1)
+	in := kt.RandInput(r, rows*129, 0, 1)
 	var first []float32
 	for _, threads := range []int{1, 2, 3, 8} {
 		got, err := newBackend(t, threads).Forward(context.Background(), m, precision.FP32, in, rows)
@@ -220,9 +221,9 @@ func TestThreadsGiveIdenticalResults(t *testing.T) {
 func TestConcurrentForward(t *testing.T) {
 	b := newBackend(t, 0)
 	r := rand.New(rand.NewPCG(4, 4))
-	m := buildModel(r, 64, lin(257), act(model.GELU), lin(64), act(model.RMSNorm), lin(10))
+	m := kt.Build(r, 64, kt.Lin(257), kt.Act(model.GELU), kt.Lin(64), kt.Act(model.RMSNorm), kt.Lin(10))
 	const rows = 50
-	in := randInput(r, rows*64, 0, 1)
+	in := kt.RandInput(r, rows*64, 0, 1)
 	want, err := b.Forward(context.Background(), m, precision.FP32, in, rows)
 	if err != nil {
 		t.Fatal(err)
@@ -253,7 +254,7 @@ func TestConcurrentForward(t *testing.T) {
 
 func TestForwardZeroRowsAndNoLayers(t *testing.T) {
 	b := newBackend(t, 0)
-	m := buildModel(rand.New(rand.NewPCG(5, 5)), 4, lin(300), act(model.GELU), act(model.LayerNorm), lin(3))
+	m := kt.Build(rand.New(rand.NewPCG(5, 5)), 4, kt.Lin(300), kt.Act(model.GELU), kt.Act(model.LayerNorm), kt.Lin(3))
 	got, err := b.Forward(context.Background(), m, precision.FP32, nil, 0)
 	if err != nil || got == nil || len(got) != 0 {
 		t.Errorf("Forward(0 rows) = %v, %v; want an empty slice, nil", got, err)
@@ -270,13 +271,13 @@ func TestForwardZeroRowsAndNoLayers(t *testing.T) {
 func TestForwardErrors(t *testing.T) {
 	b := newBackend(t, 0)
 	r := rand.New(rand.NewPCG(6, 6))
-	good := buildModel(r, 4, lin(3), act(model.ReLU))
-	badWeight := buildModel(r, 4, lin(3))
+	good := kt.Build(r, 4, kt.Lin(3), kt.Act(model.ReLU))
+	badWeight := kt.Build(r, 4, kt.Lin(3))
 	badWeight.Layers[0].Weight.Data = badWeight.Layers[0].Weight.Data[:5]
-	badChain := buildModel(r, 4, lin(3), act(model.ReLU))
+	badChain := kt.Build(r, 4, kt.Lin(3), kt.Act(model.ReLU))
 	badChain.Layers[1].In = 4
-	badOp := buildModel(r, 4, act("swish"))
-	badOut := buildModel(r, 4, lin(3))
+	badOp := kt.Build(r, 4, kt.Act("swish"))
+	badOut := kt.Build(r, 4, kt.Lin(3))
 	badOut.OutputFeatures = 4
 
 	tests := []struct {
@@ -304,7 +305,7 @@ func TestForwardErrors(t *testing.T) {
 			if errors.Is(err, kernels.ErrUnsupported) {
 				t.Errorf("Forward error %v wraps ErrUnsupported", err)
 			}
-			if _, err := cpu.Reference(tt.m, widen(tt.in), tt.rows); err == nil || !strings.Contains(err.Error(), tt.want) {
+			if _, err := cpu.Reference(tt.m, kt.Widen(tt.in), tt.rows); err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("Reference error = %v; want one containing %q", err, tt.want)
 			}
 		})
@@ -313,7 +314,7 @@ func TestForwardErrors(t *testing.T) {
 
 func TestUnsupportedPrecision(t *testing.T) {
 	b := newBackend(t, 0)
-	m := buildModel(rand.New(rand.NewPCG(7, 7)), 4, lin(3))
+	m := kt.Build(rand.New(rand.NewPCG(7, 7)), 4, kt.Lin(3))
 	in := make([]float32, 4)
 	for _, p := range []precision.Format{precision.Auto, "", "fp64", "FP32"} {
 		if b.Supports(p) {
@@ -350,8 +351,8 @@ func (c *countdownCtx) Err() error {
 func TestForwardHonoursContext(t *testing.T) {
 	b := newBackend(t, 0)
 	r := rand.New(rand.NewPCG(8, 8))
-	m := buildModel(r, 16, lin(32), act(model.ReLU), lin(32), act(model.ReLU), lin(4))
-	in := randInput(r, 3*16, 0, 1)
+	m := kt.Build(r, 16, kt.Lin(32), kt.Act(model.ReLU), kt.Lin(32), kt.Act(model.ReLU), kt.Lin(4))
+	in := kt.RandInput(r, 3*16, 0, 1)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

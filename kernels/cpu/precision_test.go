@@ -11,6 +11,7 @@ import (
 
 	"github.com/gearbox-inference/gearbox/kernels"
 	"github.com/gearbox-inference/gearbox/kernels/cpu"
+	kt "github.com/gearbox-inference/gearbox/kernels/internal/kerneltest"
 	"github.com/gearbox-inference/gearbox/model"
 	"github.com/gearbox-inference/gearbox/precision"
 )
@@ -25,7 +26,7 @@ func synthMLP(t testing.TB, rows int) (*model.Model, []float32) {
 		t.Fatalf("Synth: %v", err)
 	}
 	r := rand.New(rand.NewPCG(8, 8))
-	in := randInput(r, rows*m.InputFeatures, 0, 1)
+	in := kt.RandInput(r, rows*m.InputFeatures, 0, 1)
 	for row := range rows {
 		for _, c := range []int{3, 77, 200, 411} {
 			in[row*m.InputFeatures+c] *= 10
@@ -50,7 +51,7 @@ func parallelReference(t testing.TB, m *model.Model, in []float32, rows int) []f
 	for c := range errs {
 		wg.Go(func() {
 			lo, hi := c*chunk, min((c+1)*chunk, rows)
-			y, err := cpu.Reference(m, widen(in[lo*m.InputFeatures:hi*m.InputFeatures]), hi-lo)
+			y, err := cpu.Reference(m, kt.Widen(in[lo*m.InputFeatures:hi*m.InputFeatures]), hi-lo)
 			errs[c] = err
 			copy(out[lo*m.OutputFeatures:], y)
 		})
@@ -85,7 +86,7 @@ func TestPrecisionErrors(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Forward(%s): %v", p, err)
 		}
-		e := relL2(got, want)
+		e := kt.RelL2(got, want)
 		errs[p] = e
 		band := errorBands[p]
 		t.Logf("%-4s relative L2 error %.4g (band %g to %g)", p, e, band[0], band[1])
@@ -109,8 +110,8 @@ func TestPrecisionErrors(t *testing.T) {
 func TestFP32Unchanged(t *testing.T) {
 	b := newBackend(t, 0)
 	r := rand.New(rand.NewPCG(9, 9))
-	m := buildModel(r, 64, lin(100), act(model.GELU), lin(10))
-	in := randInput(r, 7*64, 0, 1)
+	m := kt.Build(r, 64, kt.Lin(100), kt.Act(model.GELU), kt.Lin(10))
+	in := kt.RandInput(r, 7*64, 0, 1)
 	orig := slices.Clone(in)
 	before := checkAgainstReference(t, b, m, in, 7)
 	if n := cpu.Quantizations(b); n != 0 {
@@ -133,8 +134,8 @@ func TestFP32Unchanged(t *testing.T) {
 func TestWeightCacheReused(t *testing.T) {
 	b := newBackend(t, 0)
 	r := rand.New(rand.NewPCG(10, 10))
-	m := buildModel(r, 40, lin(33), act(model.ReLU), lin(5)) // 40, 33: not multiples of 16
-	in := randInput(r, 3*40, 0, 1)
+	m := kt.Build(r, 40, kt.Lin(33), kt.Act(model.ReLU), kt.Lin(5)) // 40, 33: not multiples of 16
+	in := kt.RandInput(r, 3*40, 0, 1)
 	for i, p := range precision.All[1:] {
 		first, err := b.Forward(context.Background(), m, p, in, 3)
 		if err != nil {
@@ -167,8 +168,8 @@ func TestEmulationByHand(t *testing.T) {
 	b := newBackend(t, 1)
 	r := rand.New(rand.NewPCG(11, 11))
 	const rows, in, out = 4, 24, 3
-	m := buildModel(r, in, linNoBias(out))
-	x := randInput(r, rows*in, 0, 3)
+	m := kt.Build(r, in, kt.LinNoBias(out))
+	x := kt.RandInput(r, rows*in, 0, 3)
 	w := m.Layers[0].Weight.Data
 	fp8 := func(v []float32) []float32 {
 		q, err := precision.QuantizeFP8PerTensor(v, 1, len(v), 0)
@@ -227,9 +228,9 @@ func TestEmulationByHand(t *testing.T) {
 func TestConcurrentMixedPrecisions(t *testing.T) {
 	b := newBackend(t, 2)
 	r := rand.New(rand.NewPCG(12, 12))
-	m := buildModel(r, 64, lin(96), act(model.GELU), act(model.LayerNorm), lin(48), act(model.SiLU), lin(10))
+	m := kt.Build(r, 64, kt.Lin(96), kt.Act(model.GELU), kt.Act(model.LayerNorm), kt.Lin(48), kt.Act(model.SiLU), kt.Lin(10))
 	const rows = 9
-	in := randInput(r, rows*64, 0, 1)
+	in := kt.RandInput(r, rows*64, 0, 1)
 	// Sequential results from a separate backend, so that the concurrent
 	// goroutines race for the first conversion of each precision.
 	seq := newBackend(t, 1)
@@ -298,7 +299,7 @@ func TestCapabilitiesAndConfig(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		e, band := relL2(got, want), errorBands[precision.FP8]
+		e, band := kt.RelL2(got, want), errorBands[precision.FP8]
 		t.Logf("fp8 margin %d: relative L2 error %.3g", mg, e)
 		if !(e >= band[0] && e <= band[1]) {
 			t.Errorf("fp8 margin %d: relative L2 error %.3g, want in [%g, %g]", mg, e, band[0], band[1])
@@ -330,7 +331,7 @@ func TestWeightBytes(t *testing.T) {
 	if got := m.WeightBytesAt(precision.Auto); got != 0 {
 		t.Errorf("WeightBytes(auto) = %d, want 0", got)
 	}
-	ln := buildModel(rand.New(rand.NewPCG(13, 13)), 8, act(model.LayerNorm), act(model.RMSNorm))
+	ln := kt.Build(rand.New(rand.NewPCG(13, 13)), 8, kt.Act(model.LayerNorm), kt.Act(model.RMSNorm))
 	if got, want := ln.WeightBytesAt(precision.FP8), int64(4*(8+8+8)); got != want {
 		t.Errorf("WeightBytes(norms) = %d, want %d", got, want)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gearbox-inference/gearbox/kernels"
 	"github.com/gearbox-inference/gearbox/kernels/cuda"
+	kt "github.com/gearbox-inference/gearbox/kernels/internal/kerneltest"
 	"github.com/gearbox-inference/gearbox/model"
 	"github.com/gearbox-inference/gearbox/precision"
 )
@@ -40,7 +41,7 @@ func benchForward(b *testing.B, g kernels.Backend) {
 	}
 	r := rand.New(rand.NewPCG(1, 2))
 	for _, rows := range []int{1, 16, 256, 2048} {
-		in := randInput(r, rows*1024, 0, 1)
+		in := kt.RandInput(r, rows*1024, 0, 1)
 		for _, p := range precision.All {
 			b.Run(fmt.Sprintf("rows=%d/%s", rows, p), func(b *testing.B) {
 				ctx := context.Background()

@@ -12,6 +12,7 @@ import (
 	"github.com/gearbox-inference/gearbox/kernels"
 	"github.com/gearbox-inference/gearbox/kernels/cpu"
 	"github.com/gearbox-inference/gearbox/kernels/cuda"
+	kt "github.com/gearbox-inference/gearbox/kernels/internal/kerneltest"
 	"github.com/gearbox-inference/gearbox/model"
 	"github.com/gearbox-inference/gearbox/precision"
 )
@@ -92,7 +93,7 @@ func testModels(t *testing.T) []testModel {
 		t.Fatal(err)
 	}
 	const rows = 48
-	in := randInput(r, rows*512, 0, 1)
+	in := kt.RandInput(r, rows*512, 0, 1)
 	for row := range rows {
 		for _, c := range []int{3, 77, 200, 411} {
 			in[row*512+c] *= 10
@@ -100,18 +101,18 @@ func testModels(t *testing.T) []testModel {
 	}
 	ms := []testModel{{"mlp-512-2048-512", mlp, rows, in}}
 	// Every op, aligned widths (fp8 tensor-core path).
-	ops := buildModel(r, 64, lin(128), act(model.ReLU), linNoBias(128), act(model.SiLU), norm(model.LayerNorm),
-		lin(64), act(model.Tanh), norm(model.RMSNorm), lin(96), act(model.GELU), lin(32), act(model.Softmax))
-	ms = append(ms, testModel{"every-op", ops, 33, randInput(r, 33*64, 0.1, 1)})
+	ops := kt.Build(r, 64, kt.Lin(128), kt.Act(model.ReLU), kt.LinNoBias(128), kt.Act(model.SiLU), kt.Act(model.LayerNorm),
+		kt.Lin(64), kt.Act(model.Tanh), kt.Act(model.RMSNorm), kt.Lin(96), kt.Act(model.GELU), kt.Lin(32), kt.Act(model.Softmax))
+	ms = append(ms, testModel{"every-op", ops, 33, kt.RandInput(r, 33*64, 0.1, 1)})
 	// Widths no tensor-core fp8 kernel takes, norms without parameters.
-	odd := buildModel(r, 40, lin(24), plainNorm(model.RMSNorm), act(model.ReLU), lin(10), plainNorm(model.LayerNorm), lin(7))
-	ms = append(ms, testModel{"odd-widths", odd, 5, randInput(r, 5*40, 0, 2)})
+	odd := kt.Build(r, 40, kt.Lin(24), kt.PlainNorm(model.RMSNorm), kt.Act(model.ReLU), kt.Lin(10), kt.PlainNorm(model.LayerNorm), kt.Lin(7))
+	ms = append(ms, testModel{"odd-widths", odd, 5, kt.RandInput(r, 5*40, 0, 2)})
 	// One row (GEMV shapes).
-	one := buildModel(r, 256, lin(256), act(model.GELU), lin(128))
-	ms = append(ms, testModel{"one-row", one, 1, randInput(r, 256, 0, 1)})
+	one := kt.Build(r, 256, kt.Lin(256), kt.Act(model.GELU), kt.Lin(128))
+	ms = append(ms, testModel{"one-row", one, 1, kt.RandInput(r, 256, 0, 1)})
 	// One linear layer: fp8 differs from the emulation by accumulation only.
-	single := buildModel(r, 1024, lin(512))
-	ms = append(ms, testModel{"single-linear", single, 64, randInput(r, 64*1024, 0, 1)})
+	single := kt.Build(r, 1024, kt.Lin(512))
+	ms = append(ms, testModel{"single-linear", single, 64, kt.RandInput(r, 64*1024, 0, 1)})
 	return ms
 }
 
@@ -119,7 +120,7 @@ func TestConformance(t *testing.T) {
 	bs := backends(t)
 	ctx := context.Background()
 	for _, tm := range testModels(t) {
-		ref, err := cpu.Reference(tm.m, widen(tm.in), tm.rows)
+		ref, err := cpu.Reference(tm.m, kt.Widen(tm.in), tm.rows)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -150,7 +151,7 @@ func TestConformance(t *testing.T) {
 							t.Fatalf("Forward modified its input at %d", i)
 						}
 					}
-					e := relL2(got, ref)
+					e := kt.RelL2(got, ref)
 					t.Logf("rel L2 vs reference %.3g (tolerance %.3g)", e, refTolerance[p])
 					if !(e <= refTolerance[p]) {
 						t.Errorf("rel L2 vs reference = %.3g, want <= %.3g", e, refTolerance[p])
@@ -162,7 +163,7 @@ func TestConformance(t *testing.T) {
 					if p == precision.FP8 && len(tm.m.Layers) == 1 {
 						tol = fp8OneLayerTolerance
 					}
-					d := relL2(got, widen(emu[p]))
+					d := kt.RelL2(got, kt.Widen(emu[p]))
 					t.Logf("rel L2 vs cpu emulation %.3g (tolerance %.3g)", d, tol)
 					if !(d <= tol) {
 						t.Errorf("rel L2 vs cpu emulation of %s = %.3g, want <= %.3g", p, d, tol)
@@ -180,10 +181,10 @@ func TestOpsExact(t *testing.T) {
 	bs := backends(t)
 	r := rand.New(rand.NewPCG(9, 9))
 	const rows, width = 7, 300
-	for _, spec := range []layerSpec{act(model.ReLU), act(model.GELU), act(model.SiLU), act(model.Tanh),
-		act(model.Softmax), norm(model.LayerNorm), norm(model.RMSNorm), plainNorm(model.LayerNorm), plainNorm(model.RMSNorm)} {
-		m := buildModel(r, width, spec)
-		in := randInput(r, rows*width, 0.3, 3)
+	for _, spec := range []kt.Spec{kt.Act(model.ReLU), kt.Act(model.GELU), kt.Act(model.SiLU), kt.Act(model.Tanh),
+		kt.Act(model.Softmax), kt.Act(model.LayerNorm), kt.Act(model.RMSNorm), kt.PlainNorm(model.LayerNorm), kt.PlainNorm(model.RMSNorm)} {
+		m := kt.Build(r, width, spec)
+		in := kt.RandInput(r, rows*width, 0.3, 3)
 		in[5] = float32(math.Copysign(0, -1))
 		want, err := bs["cpu"].Forward(context.Background(), m, precision.FP32, in, rows)
 		if err != nil {
@@ -195,7 +196,7 @@ func TestOpsExact(t *testing.T) {
 			}
 			got, err := b.Forward(context.Background(), m, precision.FP32, in, rows)
 			if err != nil {
-				t.Fatalf("%s %s: %v", name, spec.op, err)
+				t.Fatalf("%s %s: %v", name, m.Layers[0].Op, err)
 			}
 			worst := 0.0
 			for i := range want {
@@ -203,7 +204,7 @@ func TestOpsExact(t *testing.T) {
 				worst = max(worst, d/(math.Abs(float64(want[i]))+1e-30))
 			}
 			if worst > 4e-7 {
-				t.Errorf("%s %s (w=%v): worst relative difference to cpu %.3g, want <= 4e-7", name, spec.op, !spec.noW, worst)
+				t.Errorf("%s %s (w=%v): worst relative difference to cpu %.3g, want <= 4e-7", name, m.Layers[0].Op, m.Layers[0].Weight != nil, worst)
 			}
 		}
 	}
@@ -246,7 +247,7 @@ func TestUnsupportedPrecision(t *testing.T) {
 	if err != nil {
 		t.Skipf("no CUDA device: %v", err)
 	}
-	m := buildModel(rand.New(rand.NewPCG(1, 1)), 16, lin(16))
+	m := kt.Build(rand.New(rand.NewPCG(1, 1)), 16, kt.Lin(16))
 	_, err = g.Forward(context.Background(), m, precision.Auto, make([]float32, 16), 1)
 	if !errors.Is(err, kernels.ErrUnsupported) {
 		t.Errorf("Forward(auto) = %v, want ErrUnsupported", err)
@@ -260,8 +261,8 @@ func TestConcurrentForward(t *testing.T) {
 		t.Skipf("no CUDA device: %v", err)
 	}
 	r := rand.New(rand.NewPCG(5, 5))
-	m := buildModel(r, 128, lin(256), act(model.GELU), lin(64))
-	in := randInput(r, 20*128, 0, 1)
+	m := kt.Build(r, 128, kt.Lin(256), kt.Act(model.GELU), kt.Lin(64))
+	in := kt.RandInput(r, 20*128, 0, 1)
 	want, err := g.Forward(context.Background(), m, precision.BF16, in, 20)
 	if err != nil {
 		t.Fatal(err)
@@ -275,7 +276,7 @@ func TestConcurrentForward(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				if d := relL2(got, widen(want)); d != 0 {
+				if d := kt.RelL2(got, kt.Widen(want)); d != 0 {
 					t.Errorf("same input, different output: rel L2 %g", d)
 					return
 				}

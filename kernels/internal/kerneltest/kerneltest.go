@@ -1,4 +1,7 @@
-package cpu_test
+// Package kerneltest builds test models and measures errors for the
+// backends' tests: the CPU backend's and the CUDA backend's suites use the
+// same models and the same yardsticks.
+package kerneltest
 
 import (
 	"fmt"
@@ -8,24 +11,28 @@ import (
 	"github.com/gearbox-inference/gearbox/model"
 )
 
-// layerSpec describes one layer of a test model; the builder fills in
-// widths and random parameters.
-type layerSpec struct {
+// Spec describes one layer of a test model; Build fills in widths and
+// random parameters.
+type Spec struct {
 	op     model.Op
 	out    int  // output width of a linear layer
 	noBias bool // linear or layernorm without bias
 	noW    bool // norm without weight
 }
 
-func lin(out int) layerSpec           { return layerSpec{op: model.Linear, out: out} }
-func linNoBias(out int) layerSpec     { return layerSpec{op: model.Linear, out: out, noBias: true} }
-func act(op model.Op) layerSpec       { return layerSpec{op: op} }
-func plainNorm(op model.Op) layerSpec { return layerSpec{op: op, noBias: true, noW: true} }
+// Lin is a linear layer of out outputs, with a bias; LinNoBias one without.
+func Lin(out int) Spec       { return Spec{op: model.Linear, out: out} }
+func LinNoBias(out int) Spec { return Spec{op: model.Linear, out: out, noBias: true} }
 
-// buildModel returns a model of in input features and the given layers with
+// Act is a layer of any other op (an activation, softmax, or a norm with
+// weight and bias); PlainNorm a norm with neither.
+func Act(op model.Op) Spec       { return Spec{op: op} }
+func PlainNorm(op model.Op) Spec { return Spec{op: op, noBias: true, noW: true} }
+
+// Build returns a model of in input features and the given layers with
 // random parameters from r: linear weights uniform in ±1/√in (PyTorch's
 // default), norm weights near 1 and biases near 0.
-func buildModel(r *rand.Rand, in int, specs ...layerSpec) *model.Model {
+func Build(r *rand.Rand, in int, specs ...Spec) *model.Model {
 	m := &model.Model{Name: "test", InputFeatures: in}
 	width := in
 	for i, s := range specs {
@@ -62,9 +69,9 @@ func tensor(name string, n int, gen func() float64) *model.Tensor {
 	return t
 }
 
-// randInput returns n values, normal with standard deviation scale around
+// RandInput returns n values, normal with standard deviation scale around
 // offset.
-func randInput(r *rand.Rand, n int, offset, scale float64) []float32 {
+func RandInput(r *rand.Rand, n int, offset, scale float64) []float32 {
 	x := make([]float32, n)
 	for i := range x {
 		x[i] = float32(offset + scale*r.NormFloat64())
@@ -72,7 +79,8 @@ func randInput(r *rand.Rand, n int, offset, scale float64) []float32 {
 	return x
 }
 
-func widen(x []float32) []float64 {
+// Widen converts x to float64.
+func Widen(x []float32) []float64 {
 	y := make([]float64, len(x))
 	for i, v := range x {
 		y[i] = float64(v)
@@ -80,8 +88,9 @@ func widen(x []float32) []float64 {
 	return y
 }
 
-// relL2 returns ‖got − want‖₂ / ‖want‖₂.
-func relL2(got []float32, want []float64) float64 {
+// RelL2 returns ‖got − want‖₂ / ‖want‖₂ (‖got‖₂ for a zero want). A NaN
+// in got makes it NaN, which no tolerance check passes.
+func RelL2(got []float32, want []float64) float64 {
 	var num, den float64
 	for i, w := range want {
 		d := float64(got[i]) - w
@@ -94,10 +103,10 @@ func relL2(got []float32, want []float64) float64 {
 	return math.Sqrt(num / den)
 }
 
-// maxRel returns the largest |got − want| / (|want| + rms(want)) and its
+// MaxRel returns the largest |got − want| / (|want| + rms(want)) and its
 // index: an elementwise relative error that does not blow up where an output
 // happens to cross zero.
-func maxRel(got []float32, want []float64) (float64, int) {
+func MaxRel(got []float32, want []float64) (float64, int) {
 	var ss float64
 	for _, w := range want {
 		ss += w * w
