@@ -8,11 +8,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/gearbox-inference/gearbox"
+	"github.com/gearbox-inference/gearbox/internal/natstest"
 	"github.com/gearbox-inference/gearbox/precision"
 	"github.com/gearbox-inference/gearbox/quality"
 )
@@ -27,20 +27,12 @@ type world struct {
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	srv, err := server.NewServer(&server.Options{Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready")
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	w := &world{t: t, srv: srv, subj: gearbox.DefaultSubjects}
+	w := &world{t: t, srv: natstest.Start(t), subj: gearbox.DefaultSubjects}
 	w.js = w.connect()
 	if err := gearbox.Provision(context.Background(), w.js, w.subj, gearbox.StreamsConfig{}); err != nil {
 		t.Fatal(err)
 	}
+	var err error
 	if w.kv, err = gearbox.PolicyStore(context.Background(), w.js, w.subj, 1, false); err != nil {
 		t.Fatal(err)
 	}
@@ -48,12 +40,7 @@ func newWorld(t *testing.T) *world {
 }
 
 func (w *world) connect() jetstream.JetStream {
-	nc, err := nats.Connect(w.srv.ClientURL())
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	w.t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(natstest.Connect(w.t, w.srv))
 	if err != nil {
 		w.t.Fatal(err)
 	}

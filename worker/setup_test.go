@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/gearbox-inference/gearbox"
+	"github.com/gearbox-inference/gearbox/internal/natstest"
 	"github.com/gearbox-inference/gearbox/kernels"
 	"github.com/gearbox-inference/gearbox/kernels/cpu"
 	"github.com/gearbox-inference/gearbox/model"
@@ -36,15 +37,7 @@ type env struct {
 
 func setup(t testing.TB, streams gearbox.StreamsConfig, dims ...int) *env {
 	t.Helper()
-	srv, err := server.NewServer(&server.Options{Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready")
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	srv := natstest.Start(t)
 	nc := connect(t, srv)
 	client, err := gearbox.NewClient(nc)
 	if err != nil {
@@ -67,14 +60,10 @@ func setup(t testing.TB, streams gearbox.StreamsConfig, dims ...int) *env {
 	return &env{t: t, srv: srv, client: client, js: client.JetStream(), models: worker.NewModels(m), m: m, backend: b, streams: streams}
 }
 
+// connect opens a connection that never gives up reconnecting.
 func connect(t testing.TB, srv *server.Server) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect(srv.ClientURL(), nats.MaxReconnects(-1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
+	return natstest.Connect(t, srv, nats.MaxReconnects(-1))
 }
 
 // running is a worker started by env.start.
