@@ -59,6 +59,21 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// modelArg parses args and returns the one MODEL they name; with none,
+// def when it is not empty (MODEL optional), else an error.
+func modelArg(fs *flag.FlagSet, args []string, def string) (string, error) {
+	pos, err := parseArgs(fs, args)
+	switch {
+	case err != nil:
+		return "", err
+	case len(pos) == 1:
+		return pos[0], nil
+	case len(pos) == 0 && def != "":
+		return def, nil
+	}
+	return "", fmt.Errorf("want one MODEL, got %q\n%s", pos, policyUsage)
+}
+
 // policyKV connects and opens the policy bucket.
 func policyKV(ctx context.Context, cfg *config, log zerolog.Logger) (jetstream.JetStream, jetstream.KeyValue, gearbox.Subjects, func(), error) {
 	subj, err := cfg.subjects()
@@ -86,14 +101,10 @@ func policyGet(ctx context.Context, cfg *config, log zerolog.Logger, args []stri
 	fs := flag.NewFlagSet("policy get", flag.ContinueOnError)
 	history := fs.Bool("history", false, "list every stored change, oldest first")
 	asJSON := fs.Bool("json", false, "print JSON")
-	pos, err := parseArgs(fs, args)
+	name, err := modelArg(fs, args, "")
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return fmt.Errorf("want one MODEL\n%s", policyUsage)
-	}
-	name := pos[0]
 	_, kv, _, done, err := policyKV(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -176,14 +187,10 @@ func policySet(ctx context.Context, cfg *config, log zerolog.Logger, args []stri
 	maxErr := fs.Float64("max-error", -1, "the model's accuracy target (relative L2); 0 restores the manifest's")
 	pin := fs.Bool("pin", false, "pin --precision: floor = ceiling = precision, so the controller cannot move it")
 	reason := fs.String("reason", "", "why, for the record")
-	pos, err := parseArgs(fs, args)
+	name, err := modelArg(fs, args, "")
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return fmt.Errorf("want one MODEL\n%s", policyUsage)
-	}
-	name := pos[0]
 	parse := func(flagName, s string) (precision.Format, error) {
 		if s == "" {
 			return "", nil
@@ -273,13 +280,9 @@ func basePolicy(ctx context.Context, js jetstream.JetStream, subj gearbox.Subjec
 func policyWatch(ctx context.Context, cfg *config, log zerolog.Logger, args []string) error {
 	fs := flag.NewFlagSet("policy watch", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print JSON lines")
-	pos, err := parseArgs(fs, args)
+	key, err := modelArg(fs, args, "*")
 	if err != nil {
 		return err
-	}
-	key := "*"
-	if len(pos) > 0 {
-		key = pos[0]
 	}
 	_, kv, _, done, err := policyKV(ctx, cfg, log)
 	if err != nil {
@@ -330,13 +333,9 @@ func runQuality(ctx context.Context, cfg *config, log zerolog.Logger, args []str
 	}
 	fromStart := fs.Bool("from-start", false, "print stored reports first, then follow")
 	asJSON := fs.Bool("json", false, "print each report as a JSON line")
-	pos, err := parseArgs(fs, args)
+	name, err := modelArg(fs, args, "*")
 	if err != nil {
 		return err
-	}
-	name := "*"
-	if len(pos) > 0 {
-		name = pos[0]
 	}
 	nc, closeNATS, err := connect(ctx, cfg, log, "gearbox-quality", false)
 	if err != nil {
