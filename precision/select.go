@@ -58,13 +58,13 @@ func ErrorBound(f Format) float64 {
 // ValidateLadder (errors wrap ErrInvalidLadder). A req or policy that is not
 // a format gives an error wrapping ErrUnknown.
 func Select(req, policy Format, ladder []Format, jobMaxError float64, caps Capabilities) (Format, error) {
-	return SelectBounded(req, policy, ladder, jobMaxError, caps, ErrorBound)
+	return SelectMeasured(req, policy, ladder, jobMaxError, caps, nil)
 }
 
-// SelectBounded is Select with the error bound of each format given by
-// bound instead of ErrorBound: the quality loop passes the errors it has
-// measured for the model, falling back to ErrorBound for formats it has not.
-func SelectBounded(req, policy Format, ladder []Format, jobMaxError float64, caps Capabilities, bound func(Format) float64) (Format, error) {
+// SelectMeasured is Select with the errors the quality loop has measured
+// for the model: a format's bound is measured[f] where present, else
+// ErrorBound(f). A nil map is Select.
+func SelectMeasured(req, policy Format, ladder []Format, jobMaxError float64, caps Capabilities, measured map[Format]float64) (Format, error) {
 	if len(ladder) == 0 {
 		ladder = DefaultLadder
 	} else if err := ValidateLadder(ladder); err != nil {
@@ -92,7 +92,13 @@ func SelectBounded(req, policy Format, ladder []Format, jobMaxError float64, cap
 	default:
 		return "", fmt.Errorf("%w %q", ErrUnknown, string(req))
 	}
-	meets := func(f Format) bool { return f == FP32 || bound(f) <= jobMaxError }
+	meets := func(f Format) bool {
+		bound, ok := measured[f]
+		if !ok {
+			bound = ErrorBound(f)
+		}
+		return f == FP32 || bound <= jobMaxError
+	}
 	if !(jobMaxError > 0) || meets(f) {
 		return f, nil
 	}

@@ -88,3 +88,22 @@ func TestErrorBound(t *testing.T) {
 		t.Errorf("ErrorBound(auto) = %g; want +Inf", p.ErrorBound(p.Auto))
 	}
 }
+
+// TestSelectMeasured: measured errors replace the priors where present.
+func TestSelectMeasured(t *testing.T) {
+	h100 := p.CUDACapabilities(9, 0)
+	measured := map[p.Format]float64{p.FP8: 0.05, p.BF16: 0.02, p.TF32: 4e-4}
+	for _, c := range []struct {
+		maxErr float64
+		want   p.Format
+	}{{0, p.FP8}, {0.06, p.FP8}, {0.03, p.BF16}, {0.015, p.TF32}, {1e-4, p.FP32}} {
+		got, err := p.SelectMeasured(p.Auto, p.FP8, nil, c.maxErr, h100, measured)
+		if err != nil || got != c.want {
+			t.Errorf("max_error %g: %s, %v; want %s", c.maxErr, got, err, c.want)
+		}
+	}
+	// Without measurements the priors apply: bf16's 1e-2 meets 0.015.
+	if got, _ := p.SelectMeasured(p.Auto, p.FP8, nil, 0.015, h100, nil); got != p.BF16 {
+		t.Errorf("nil measurements: %s; want bf16", got)
+	}
+}

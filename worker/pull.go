@@ -193,22 +193,14 @@ func (w *Worker) expired(t *task) *gearbox.Error {
 // silently runs at a precision it did not ask for, and its result names the
 // precision run.
 func (w *Worker) selectPrecision(t *task) (precision.Format, *gearbox.Error) {
-	policy, bound := t.model.Precision.Initial, precision.ErrorBound
+	policy, measured := t.model.Precision.Initial, map[precision.Format]float64(nil)
 	if e, ok := w.policies.Get(t.model.Name); ok {
-		policy = e.Precision
+		policy, measured = e.Precision, e.Measured
 		if t.job.Precision == precision.Auto || t.job.Precision == "" {
 			t.policyRev = e.Rev
 		}
-		if len(e.Measured) > 0 {
-			bound = func(f precision.Format) float64 {
-				if v, ok := e.Measured[f]; ok {
-					return v
-				}
-				return precision.ErrorBound(f)
-			}
-		}
 	}
-	p, err := precision.SelectBounded(t.job.Precision, policy, t.model.Precision.Ladder, t.job.MaxError, w.caps, bound)
+	p, err := precision.SelectMeasured(t.job.Precision, policy, t.model.Precision.Ladder, t.job.MaxError, w.caps, measured)
 	if err != nil {
 		return "", gearbox.Errorf(gearbox.CodeBadRequest, "job %q: %v", t.job.ID, err)
 	}
