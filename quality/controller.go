@@ -111,10 +111,9 @@ func (w *window) evidence(p precision.Format) *gearbox.Evidence {
 
 // modelState is the controller's view of one model.
 type modelState struct {
-	policy  gearbox.Policy
-	rev     uint64 // KV revision of policy; 0 when the key does not exist
-	written bool   // policy is in the KV (rev is current), not a local decision awaiting its write
-	pos     uint64 // last stream sequence considered
+	policy gearbox.Policy
+	rev    uint64 // KV revision of policy; 0 when the key does not exist
+	pos    uint64 // last stream sequence considered
 	// cold: reports between the policy's Seq and the first one replayed may
 	// be lost (the stream dropped them), so windows may be short of what
 	// other workers hold: a step down then waits for a full window.
@@ -197,15 +196,15 @@ const ManualBy = "manual"
 // else 0.
 func (c *Controller) Adopt(rev uint64, p gearbox.Policy) (replayFrom uint64) {
 	s := c.state(p.Model)
-	if rev <= s.rev && s.written {
+	if rev <= s.rev {
 		return 0 // an older revision than the one held
 	}
 	if p.By != ManualBy && s.policy.Model != "" && p.Seq == s.policy.Seq && p.Precision == s.policy.Precision {
-		s.rev, s.written = rev, true
+		s.rev = rev
 		return 0
 	}
 	behind := s.pos > p.Seq
-	s.policy, s.rev, s.written = p, rev, true
+	s.policy, s.rev = p, rev
 	s.windows = map[precision.Format]*window{}
 	s.cold = false
 	s.pos = p.Seq
@@ -362,7 +361,6 @@ func (c *Controller) change(s *modelState, seq uint64, at time.Time, p precision
 	next.UpdatedAt = at.UTC()
 	d := &Decision{Policy: next, Rev: s.rev, Up: up}
 	s.policy = next
-	s.written = false
 	s.windows = map[precision.Format]*window{}
 	s.cold = false
 	return d
@@ -380,6 +378,6 @@ func (c *Controller) Forget(model string) {
 func (c *Controller) Written(d *Decision, rev uint64) {
 	s := c.state(d.Policy.Model)
 	if s.policy.Seq == d.Policy.Seq {
-		s.rev, s.written = rev, true
+		s.rev = rev
 	}
 }
