@@ -115,28 +115,35 @@ func benchKernels(ctx context.Context, cfg *config, log zerolog.Logger, args []s
 	return nil
 }
 
-// markdownKernels renders the report as the tables of docs/benchmarks.md:
-// per shape, each path's layer time, and the GEMMs next to PyTorch's.
-func markdownKernels(rep *kernelsReport, ms []int, shapes [][2]int) string {
-	type key struct {
-		path    string
-		m, n, k int
-	}
-	ours := map[key]cuda.LinearResult{}
+// kernelKey names one measurement: a path at one shape.
+type kernelKey struct {
+	path    string
+	m, n, k int
+}
+
+// index maps each of our results and each of PyTorch's times (µs) by key.
+func (rep *kernelsReport) index() (ours map[kernelKey]cuda.LinearResult, torch map[kernelKey]float64) {
+	ours, torch = map[kernelKey]cuda.LinearResult{}, map[kernelKey]float64{}
 	for _, r := range rep.Results {
-		ours[key{r.Path, r.M, r.N, r.K}] = r
+		ours[kernelKey{r.Path, r.M, r.N, r.K}] = r
 	}
-	torch := map[key]float64{}
 	if rep.Torch != nil {
 		for _, r := range rep.Torch.Results {
 			if r.Error == "" {
-				torch[key{r.Path, r.M, r.N, r.K}] = r.US
+				torch[kernelKey{r.Path, r.M, r.N, r.K}] = r.US
 			}
 		}
 	}
+	return ours, torch
+}
+
+// markdownKernels renders the report as the tables of docs/benchmarks.md:
+// per shape, each path's layer time, and the GEMMs next to PyTorch's.
+func markdownKernels(rep *kernelsReport, ms []int, shapes [][2]int) string {
+	ours, torch := rep.index()
 	var b strings.Builder
 	cell := func(path string, m, n, k int, gemm bool) string {
-		r, ok := ours[key{path, m, n, k}]
+		r, ok := ours[kernelKey{path, m, n, k}]
 		switch {
 		case !ok:
 			return "-"
@@ -161,24 +168,24 @@ func markdownKernels(rep *kernelsReport, ms []int, shapes [][2]int) string {
 			for _, p := range paths {
 				fmt.Fprintf(&b, " %s |", cell(p, m, n, k, false))
 			}
-			bf := ours[key{"bf16", m, n, k}].LayerUS
-			f4 := ours[key{"fp4", m, n, k}]
+			bf := ours[kernelKey{"bf16", m, n, k}].LayerUS
+			f4 := ours[kernelKey{"fp4", m, n, k}]
 			where := "bf16 GEMM"
 			if f4.Mode == "nvfp4 kernel" {
 				where = "NVFP4 kernel"
 			}
-			fmt.Fprintf(&b, " %s | %s | %s |\n", ratio(bf, ours[key{"fp8", m, n, k}].LayerUS), ratio(bf, f4.LayerUS), where)
+			fmt.Fprintf(&b, " %s | %s | %s |\n", ratio(bf, ours[kernelKey{"fp8", m, n, k}].LayerUS), ratio(bf, f4.LayerUS), where)
 		}
 		fmt.Fprintf(&b, "\n**N×K = %d×%d, GEMM alone vs PyTorch** (µs; in brackets PyTorch's time / ours)\n\n", n, k)
 		b.WriteString("| M | tf32 | bf16 | fp16 | fp8 per-channel | fp8 per-tensor | PyTorch `_scaled_mm` | fp8 layer | PyTorch fp8 layer |\n|---|---|---|---|---|---|---|---|---|\n")
 		for _, m := range ms {
 			fmt.Fprintf(&b, "| %d |", m)
 			for _, p := range []string{"tf32", "bf16", "fp16"} {
-				g := ours[key{p, m, n, k}].GemmUS
-				fmt.Fprintf(&b, " %.1f (%s) |", g, ratio(torch[key{p, m, n, k}], g))
+				g := ours[kernelKey{p, m, n, k}].GemmUS
+				fmt.Fprintf(&b, " %.1f (%s) |", g, ratio(torch[kernelKey{p, m, n, k}], g))
 			}
 			tf := func(p string) string {
-				if t, ok := torch[key{p, m, n, k}]; ok {
+				if t, ok := torch[kernelKey{p, m, n, k}]; ok {
 					return fmt.Sprintf("%.1f", t)
 				}
 				return "-"
@@ -213,22 +220,9 @@ func lastLines(s string, n int) string {
 
 // printKernels prints one table per shape and the targets.
 func printKernels(rep *kernelsReport) {
-	type key struct {
-		path    string
-		m, n, k int
-	}
-	ours := map[key]cuda.LinearResult{}
-	for _, r := range rep.Results {
-		ours[key{r.Path, r.M, r.N, r.K}] = r
-	}
-	torch := map[key]float64{}
+	ours, torch := rep.index()
 	if rep.Torch != nil {
 		fmt.Printf("PyTorch %s (CUDA %s) on %s\n", rep.Torch.Torch, rep.Torch.CUDA, rep.Torch.Device)
-		for _, r := range rep.Torch.Results {
-			if r.Error == "" {
-				torch[key{r.Path, r.M, r.N, r.K}] = r.US
-			}
-		}
 	}
 	// torchPeer is the PyTorch path compared with each of ours, and whether
 	// the comparison is GEMM to GEMM (PyTorch's input is already in the
@@ -243,14 +237,14 @@ func printKernels(rep *kernelsReport) {
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "N×K\tM\tpath\tlayer µs\tGEMM µs\tTFLOP/s\tweight GB/s\t× bf16 (layer)\tPyTorch µs\tPyTorch / ours\thow\t")
 	for _, r := range rep.Results {
-		bf := ours[key{"bf16", r.M, r.N, r.K}]
+		bf := ours[kernelKey{"bf16", r.M, r.N, r.K}]
 		ratio := "-"
 		if bf.LayerUS > 0 {
 			ratio = fmt.Sprintf("%.2f", bf.LayerUS/r.LayerUS)
 		}
 		tu, tr := "-", "-"
 		if peer, ok := torchPeer[r.Path]; ok {
-			if t, ok := torch[key{peer.path, r.M, r.N, r.K}]; ok {
+			if t, ok := torch[kernelKey{peer.path, r.M, r.N, r.K}]; ok {
 				mine := r.LayerUS
 				if peer.gemm {
 					mine = r.GemmUS
@@ -268,15 +262,15 @@ func printKernels(rep *kernelsReport) {
 	for _, r := range rep.Results {
 		switch {
 		case (r.Path == "bf16" || r.Path == "fp16" || r.Path == "tf32"):
-			if t, ok := torch[key{r.Path, r.M, r.N, r.K}]; ok && r.M >= 16 {
+			if t, ok := torch[kernelKey{r.Path, r.M, r.N, r.K}]; ok && r.M >= 16 {
 				fmt.Printf("  %-5s ≥ 0.95× PyTorch  M=%-5d %d×%d: %.2f× %s\n", r.Path, r.M, r.N, r.K, t/r.GemmUS, mark(t/r.GemmUS >= 0.95))
 			}
 		case r.Path == "fp8" && r.M == 8192 && r.N == 8192 && r.K == 8192:
-			bf := ours[key{"bf16", r.M, r.N, r.K}]
+			bf := ours[kernelKey{"bf16", r.M, r.N, r.K}]
 			fmt.Printf("  fp8 ≥ 1.8× bf16 at 8192³: layer %.2f× %s, GEMM alone %.2f×\n",
 				bf.LayerUS/r.LayerUS, mark(bf.LayerUS/r.LayerUS >= 1.8), bf.GemmUS/r.GemmUS)
 		case r.Path == "fp4" && r.M <= 16 && r.N == 8192 && r.K == 8192:
-			bf := ours[key{"bf16", r.M, r.N, r.K}]
+			bf := ours[kernelKey{"bf16", r.M, r.N, r.K}]
 			fmt.Printf("  fp4 ≥ 3× bf16 at M=%d, 8192²: %.2f× %s\n", r.M, bf.LayerUS/r.LayerUS, mark(bf.LayerUS/r.LayerUS >= 3))
 		}
 	}
