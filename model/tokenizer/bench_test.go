@@ -1,6 +1,8 @@
 package tokenizer_test
 
 import (
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -63,6 +65,27 @@ func BenchmarkDecode(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(len(ids)*b.N)/time.Since(start).Seconds(), "tokens/s")
+		})
+	}
+}
+
+// BenchmarkEncodeParallel encodes lines of the file from all goroutines at
+// once, sharing the tokenizer and its word cache.
+func BenchmarkEncodeParallel(b *testing.B) {
+	lines := strings.SplitAfter(bigGoFile(b), "\n")
+	for _, name := range realNames {
+		b.Run(name, func(b *testing.B) {
+			t := load(b, name)
+			var tokens atomic.Int64
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				i := 0
+				for pb.Next() {
+					tokens.Add(int64(len(t.Encode(lines[i%len(lines)], false))))
+					i++
+				}
+			})
+			b.ReportMetric(float64(tokens.Load())/time.Since(start).Seconds(), "tokens/s")
 		})
 	}
 }

@@ -3,6 +3,7 @@ package tokenizer
 import (
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // bpe is the byte-level BPE model: the vocabulary and the merges with their
@@ -205,28 +206,29 @@ const (
 )
 
 // wordCache remembers the ids of recent words; safe for concurrent use.
+// Reads take no lock (sync.Map suits keys written once and read often).
 type wordCache struct {
-	mu    sync.RWMutex
-	words map[string][]int32
+	words sync.Map // string -> []int32
+	n     atomic.Int64
 }
 
 func (c *wordCache) get(word string) ([]int32, bool) {
-	c.mu.RLock()
-	ids, ok := c.words[word]
-	c.mu.RUnlock()
-	return ids, ok
+	ids, ok := c.words.Load(word)
+	if !ok {
+		return nil, false
+	}
+	return ids.([]int32), true
 }
 
 func (c *wordCache) put(word string, ids []int32) {
 	if len(word) > maxCachedWord {
 		return
 	}
-	c.mu.Lock()
-	if c.words == nil || len(c.words) >= cacheEntries {
-		c.words = make(map[string][]int32, 1024)
+	if c.n.Add(1) > cacheEntries {
+		c.words.Clear()
+		c.n.Store(1)
 	}
 	// Clone: word is a slice of the caller's text, which the cache must
 	// not keep alive.
-	c.words[strings.Clone(word)] = ids
-	c.mu.Unlock()
+	c.words.Store(strings.Clone(word), ids)
 }

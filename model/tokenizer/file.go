@@ -9,6 +9,10 @@ import (
 	"golang.org/x/text/unicode/norm"
 )
 
+// maxVocab bounds the ids of the vocabulary (real ones are below 2¹⁹):
+// the id tables are that long.
+const maxVocab = 1 << 24
+
 // fileJSON is tokenizer.json. Fields this package does not know are
 // ignored, as the tokenizers library ignores them.
 type fileJSON struct {
@@ -20,7 +24,7 @@ type fileJSON struct {
 	PreTokenizer  json.RawMessage  `json:"pre_tokenizer"`
 	PostProcessor json.RawMessage  `json:"post_processor"`
 	Decoder       json.RawMessage  `json:"decoder"`
-	Model         json.RawMessage  `json:"model"`
+	Model         *modelJSON       `json:"model"`
 }
 
 type addedTokenJSON struct {
@@ -98,13 +102,9 @@ func (t *Tokenizer) parse(data []byte) error {
 
 // parseModel reads the BPE model and builds the id tables from its
 // vocabulary.
-func (t *Tokenizer) parseModel(raw json.RawMessage) error {
-	if isNull(raw) {
+func (t *Tokenizer) parseModel(m *modelJSON) error {
+	if m == nil {
 		return fmt.Errorf("%w: model is missing", ErrInvalid)
-	}
-	var m modelJSON
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return fmt.Errorf("%w: model: %v", ErrInvalid, err)
 	}
 	switch {
 	case m.Type != "BPE":
@@ -127,8 +127,8 @@ func (t *Tokenizer) parseModel(raw json.RawMessage) error {
 		}
 		size = max(size, id+1)
 	}
-	if size > 1<<31-1 {
-		return fmt.Errorf("%w: model.vocab: id %d too large", ErrInvalid, size-1)
+	if size > maxVocab {
+		return fmt.Errorf("%w: model.vocab: id %d is over %d", ErrInvalid, size-1, maxVocab-1)
 	}
 	t.tokens = make([]string, size)
 	for tok, id := range m.Vocab {
@@ -181,10 +181,12 @@ func (m *bpe) parseMerges(raw json.RawMessage) error {
 		return fmt.Errorf("%w: model.merges: %v", ErrInvalid, err)
 	}
 	m.merges = make(map[uint64]uint64, len(pairs))
+	var buf []byte
 	for rank, p := range pairs {
+		buf = append(append(buf[:0], p[0]...), p[1]...)
 		a, okA := m.vocab[p[0]]
 		b, okB := m.vocab[p[1]]
-		c, okC := m.vocab[p[0]+p[1]]
+		c, okC := m.vocab[string(buf)]
 		if !okA || !okB || !okC {
 			return fmt.Errorf("%w: model.merges[%d] %q: a token is not in the vocabulary", ErrInvalid, rank, p)
 		}
