@@ -2,40 +2,19 @@ package tokenizer_test
 
 import (
 	"errors"
-	"strings"
 	"testing"
-	"unicode/utf8"
 
 	"github.com/gearbox-inference/gearbox/model/tokenizer"
 )
 
 func TestDecoderHoldsPartialCharacters(t *testing.T) {
-	// The tiny tokenizer has no merges for these: each byte is a token, so
-	// every character but ASCII arrives in pieces.
+	// The tiny tokenizer has few merges: most characters beyond ASCII
+	// arrive a byte per token.
 	tk := load(t, "tiny")
 	text := "a😀b你好🇩🇪ß!"
-	ids := tk.Encode(text, false)
-	d := tk.NewDecoder(false)
-	var got strings.Builder
-	held := 0
-	for _, id := range ids {
-		s, err := d.Add(id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !utf8.ValidString(s) || strings.ContainsRune(s, utf8.RuneError) {
-			t.Fatalf("Add(%d) = %q: half a character", id, s)
-		}
-		if s == "" {
-			held++
-		}
-		got.WriteString(s)
-	}
-	if rest := d.Flush(); rest != "" {
-		t.Errorf("Flush: got %q; want nothing left", rest)
-	}
-	if got.String() != text {
-		t.Errorf("streamed %q; want %q", got.String(), text)
+	got, held, err := stream(tk, tk.Encode(text, false), false)
+	if err != nil || got != text {
+		t.Errorf("streamed %q, %v; want %q", got, err, text)
 	}
 	if held < 10 {
 		t.Errorf("only %d ids ended inside a character; the test needs split characters", held)
@@ -80,25 +59,9 @@ func TestDecoderReal(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			tk := load(t, name)
 			ids := tk.Encode(text, false)
-			d := tk.NewDecoder(false)
-			var got strings.Builder
-			held := 0
-			for _, id := range ids {
-				s, err := d.Add(id)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !utf8.ValidString(s) || strings.ContainsRune(s, utf8.RuneError) {
-					t.Fatalf("Add(%d) = %q: half a character", id, s)
-				}
-				if s == "" {
-					held++
-				}
-				got.WriteString(s)
-			}
-			got.WriteString(d.Flush())
-			if got.String() != text {
-				t.Errorf("streamed %q; want %q", got.String(), text)
+			got, held, err := stream(tk, ids, false)
+			if err != nil || got != text {
+				t.Errorf("streamed %q, %v; want %q", got, err, text)
 			}
 			if held == 0 {
 				t.Errorf("no id ended inside a character (%d ids): the test needs split characters", len(ids))

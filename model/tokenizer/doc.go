@@ -24,7 +24,7 @@
 // at a time) and GPT-2's (the ByteLevel pre-tokenizer's own) — with a
 // hand-written scanner, and rejects any other pattern with ErrUnsupported
 // naming the field. The alternative, github.com/dlclark/regexp2, a
-// backtracking engine with look-ahead, was measured several times slower
+// backtracking engine with look-ahead, was measured some 30 times slower
 // (BenchmarkPreTokenize) and allocates on every match, on the path every
 // prompt takes; and its .NET case-insensitivity does not match "'ſ" with
 // (?i:'s) as Oniguruma, the engine of the tokenizers library, does. The

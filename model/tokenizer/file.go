@@ -259,14 +259,12 @@ func parseNormalizer(raw json.RawMessage, field string) (nfc bool, err error) {
 	case "NFC":
 		return true, nil
 	case "Sequence":
-		var seq struct {
-			Normalizers []json.RawMessage `json:"normalizers"`
+		steps, fields, err := sequenceOf(raw, "normalizers", field)
+		if err != nil {
+			return false, err
 		}
-		if err := json.Unmarshal(raw, &seq); err != nil {
-			return false, fmt.Errorf("%w: %s: %v", ErrInvalid, field, err)
-		}
-		for i, n := range seq.Normalizers {
-			one, err := parseNormalizer(n, fmt.Sprintf("%s.normalizers[%d]", field, i))
+		for i, n := range steps {
+			one, err := parseNormalizer(n, fields[i])
 			if err != nil {
 				return false, err
 			}
@@ -287,15 +285,8 @@ func parsePreTokenizer(raw json.RawMessage, field string) ([]stage, error) {
 		return nil, err
 	}
 	if typ == "Sequence" {
-		var seq struct {
-			PreTokenizers []json.RawMessage `json:"pretokenizers"`
-		}
-		if err := json.Unmarshal(raw, &seq); err != nil {
-			return nil, fmt.Errorf("%w: %s: %v", ErrInvalid, field, err)
-		}
-		steps = seq.PreTokenizers
-		for i := range steps {
-			fields = append(fields, fmt.Sprintf("%s.pretokenizers[%d]", field, i))
+		if steps, fields, err = sequenceOf(raw, "pretokenizers", field); err != nil {
+			return nil, err
 		}
 	} else if typ != "" {
 		steps, fields = []json.RawMessage{raw}, []string{field}
@@ -382,19 +373,36 @@ func checkDecoder(raw json.RawMessage, field string) error {
 	case "ByteLevel":
 		return nil
 	case "Sequence":
-		var seq struct {
-			Decoders []json.RawMessage `json:"decoders"`
+		steps, fields, err := sequenceOf(raw, "decoders", field)
+		if err != nil {
+			return err
 		}
-		if err := json.Unmarshal(raw, &seq); err != nil {
-			return fmt.Errorf("%w: %s: %v", ErrInvalid, field, err)
-		}
-		if len(seq.Decoders) == 1 {
-			return checkDecoder(seq.Decoders[0], field+".decoders[0]")
+		if len(steps) == 1 {
+			return checkDecoder(steps[0], fields[0])
 		}
 	case "":
 		return fmt.Errorf("%w: %s is missing (want ByteLevel)", ErrUnsupported, field)
 	}
 	return fmt.Errorf("%w: %s.type %q (want ByteLevel)", ErrUnsupported, field, typ)
+}
+
+// sequenceOf returns the steps of a Sequence object, listed under key, and
+// the field name of each.
+func sequenceOf(raw json.RawMessage, key, field string) ([]json.RawMessage, []string, error) {
+	var seq map[string]json.RawMessage
+	var steps []json.RawMessage
+	err := json.Unmarshal(raw, &seq)
+	if err == nil {
+		err = json.Unmarshal(seq[key], &steps)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %s.%s: %v", ErrInvalid, field, key, err)
+	}
+	fields := make([]string, len(steps))
+	for i := range steps {
+		fields[i] = fmt.Sprintf("%s.%s[%d]", field, key, i)
+	}
+	return steps, fields, nil
 }
 
 // typeOf returns the "type" of a JSON object, or "" for null or absent.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"unicode/utf8"
 
@@ -138,7 +139,7 @@ func checkDecode(tk *tokenizer.Tokenizer, ids []int, want, wantSkip string, fail
 		if got, err := tk.Decode(ids, skip); err != nil || got != w {
 			fail("Decode(%v, %v): got %q, %v; want %q", ids, skip, got, err, w)
 		}
-		got, err := stream(tk, ids, skip)
+		got, _, err := stream(tk, ids, skip)
 		if err != nil || got != w {
 			fail("Decoder(%v, %v): got %q, %v; want %q", ids, skip, got, err, w)
 		}
@@ -146,21 +147,25 @@ func checkDecode(tk *tokenizer.Tokenizer, ids []int, want, wantSkip string, fail
 }
 
 // stream decodes ids one at a time, checking that no piece holds half a
-// character.
-func stream(tk *tokenizer.Tokenizer, ids []int, skipSpecial bool) (string, error) {
+// character, and counts the ids that ended inside one (returned nothing).
+func stream(tk *tokenizer.Tokenizer, ids []int, skipSpecial bool) (text string, held int, err error) {
 	d := tk.NewDecoder(skipSpecial)
-	var out string
+	var out strings.Builder
 	for _, id := range ids {
 		s, err := d.Add(id)
 		if err != nil {
-			return "", err
+			return "", 0, err
 		}
 		if !utf8.ValidString(s) {
-			return "", fmt.Errorf("Add(%d) returned invalid UTF-8 %q", id, s)
+			return "", 0, fmt.Errorf("Add(%d) returned invalid UTF-8 %q", id, s)
 		}
-		out += s
+		if s == "" {
+			held++
+		}
+		out.WriteString(s)
 	}
-	return out + d.Flush(), nil
+	out.WriteString(d.Flush())
+	return out.String(), held, nil
 }
 
 func or(s *string, def string) string {

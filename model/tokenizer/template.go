@@ -26,15 +26,13 @@ func parsePostProcessor(raw json.RawMessage, field string) ([]piece, error) {
 	case "TemplateProcessing":
 		return parseTemplate(raw, field)
 	case "Sequence":
-		var seq struct {
-			Processors []json.RawMessage `json:"processors"`
-		}
-		if err := json.Unmarshal(raw, &seq); err != nil {
-			return nil, fmt.Errorf("%w: %s: %v", ErrInvalid, field, err)
+		steps, fields, err := sequenceOf(raw, "processors", field)
+		if err != nil {
+			return nil, err
 		}
 		var tmpl []piece
-		for i, p := range seq.Processors {
-			next, err := parsePostProcessor(p, fmt.Sprintf("%s.processors[%d]", field, i))
+		for i, p := range steps {
+			next, err := parsePostProcessor(p, fields[i])
 			if err != nil {
 				return nil, err
 			}
