@@ -94,11 +94,11 @@ func (s Subjects) PolicyBucket() string { return s.lower + "_policy" }
 // digits, '-' or '_' (it becomes a subject token and a file name).
 func ValidToken(tok string) error {
 	if tok == "" || len(tok) > 64 {
-		return fmt.Errorf("%q must be 1 to 64 characters", tok)
+		return fmt.Errorf("%s must be 1 to 64 characters", echo(tok))
 	}
 	for _, c := range tok {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return fmt.Errorf("%q may hold only letters, digits, '-' and '_'", tok)
+			return fmt.Errorf("%s may hold only letters, digits, '-' and '_'", echo(tok))
 		}
 	}
 	return nil
