@@ -48,6 +48,26 @@ func EncodingOf(h nats.Header) Encoding {
 	return Msgpack
 }
 
+// ParseEncoding returns the encoding a job's headers select: msgpack when
+// Content-Type is absent or application/msgpack (or application/x-msgpack),
+// JSON for application/json (parameters such as charset allowed, names in
+// any case). Any other Content-Type is a bad_request *Error, returned with
+// Msgpack, the encoding its error result is written in.
+func ParseEncoding(h nats.Header) (Encoding, error) {
+	ct := h.Get(HeaderContentType)
+	if ct == "" {
+		return Msgpack, nil
+	}
+	mt, _, _ := strings.Cut(ct, ";")
+	switch strings.ToLower(strings.TrimSpace(mt)) {
+	case ContentJSON:
+		return JSON, nil
+	case ContentMsgpack, "application/x-msgpack":
+		return Msgpack, nil
+	}
+	return Msgpack, Errorf(CodeBadRequest, "Content-Type %s is not %s or %s", echo(ct), ContentJSON, ContentMsgpack)
+}
+
 // ContentType is the HeaderContentType value of e.
 func (e Encoding) ContentType() string {
 	if e == JSON {

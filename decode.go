@@ -257,7 +257,7 @@ func checkReplyTo(s string) error {
 	if len(s) > MaxReplyToLen {
 		return fmt.Errorf("%d bytes; at most %d", len(s), MaxReplyToLen)
 	}
-	return validSubject(s)
+	return ValidSubject(s)
 }
 
 // echo quotes s for an error message, cut to maxEchoLen bytes.

@@ -97,9 +97,9 @@ func checkMeta(meta map[string]string) error {
 	return nil
 }
 
-// validSubject checks a publish subject: non-empty tokens, no wildcards or
+// ValidSubject checks a publish subject: non-empty tokens, no wildcards or
 // whitespace.
-func validSubject(s string) error {
+func ValidSubject(s string) error {
 	if s == "" || s[0] == '.' || s[len(s)-1] == '.' {
 		return fmt.Errorf("%s is not a valid subject", echo(s))
 	}

@@ -257,7 +257,9 @@ func parseFormat(s string) (precision.Format, error) {
 // digits, underscores and hyphens, so that it is one NATS subject token and
 // a valid object name.
 func ValidName(name string) bool {
-	if len(name) == 0 || len(name) > 64 {
+	// "_invalid" is the stand-in token for jobs on subjects that name no
+	// valid model (gearbox.InvalidToken).
+	if len(name) == 0 || len(name) > 64 || name == "_invalid" {
 		return false
 	}
 	for i := 0; i < len(name); i++ {
