@@ -175,7 +175,7 @@ func build(mf *Manifest, tensors []*Tensor, manifestName, weightsName string) (*
 	if err != nil {
 		return nil, err // Validate has checked it
 	}
-	policy, err := mf.policy()
+	prec, err := mf.precisionConfig()
 	if err != nil {
 		return nil, err
 	}
@@ -185,7 +185,7 @@ func build(mf *Manifest, tensors []*Tensor, manifestName, weightsName string) (*
 		InputFeatures: mf.InputFeatures,
 		Layers:        make([]Layer, len(mf.Layers)),
 		Quality:       Quality{MaxError: maxError},
-		Precision:     policy,
+		Precision:     prec,
 	}
 	byName := make(map[string]*Tensor, len(tensors))
 	for _, t := range tensors {

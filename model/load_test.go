@@ -47,7 +47,7 @@ func TestLoad(t *testing.T) {
 	if got, want := m.Quality.MaxError, 0.05; got != want {
 		t.Errorf("max error %v; want %v", got, want)
 	}
-	if got, want := m.Precision, (model.Policy{Initial: precision.BF16, Ladder: []precision.Format{"fp32", "tf32", "bf16", "fp8"}}); got.Initial != want.Initial || !slices.Equal(got.Ladder, want.Ladder) {
+	if got, want := m.Precision, (model.PrecisionConfig{Initial: precision.BF16, Ladder: []precision.Format{"fp32", "tf32", "bf16", "fp8"}}); got.Initial != want.Initial || !slices.Equal(got.Ladder, want.Ladder) {
 		t.Errorf("precision %+v; want %+v", got, want)
 	}
 

@@ -137,7 +137,7 @@ func (m *Manifest) Validate() error {
 	if _, err := m.maxError(); err != nil {
 		return err
 	}
-	if _, err := m.policy(); err != nil {
+	if _, err := m.precisionConfig(); err != nil {
 		return err
 	}
 	return nil
@@ -202,42 +202,42 @@ func (m *Manifest) maxError() (float64, error) {
 	return e, nil
 }
 
-// policy is the precision policy, defaulted and checked.
-func (m *Manifest) policy() (Policy, error) {
-	p := Policy{Initial: precision.FP32, Ladder: slices.Clone(precision.DefaultLadder)}
+// precisionConfig is the precision section, defaulted and checked.
+func (m *Manifest) precisionConfig() (PrecisionConfig, error) {
+	p := PrecisionConfig{Initial: precision.FP32, Ladder: slices.Clone(precision.DefaultLadder)}
 	if m.Precision == nil {
 		return p, nil
 	}
 	if m.Precision.Ladder != nil {
 		if len(m.Precision.Ladder) == 0 {
-			return Policy{}, mfErrorf("precision.ladder is empty")
+			return PrecisionConfig{}, mfErrorf("precision.ladder is empty")
 		}
 		p.Ladder = make([]precision.Format, len(m.Precision.Ladder))
 		for i, s := range m.Precision.Ladder {
 			f, err := parseFormat(s)
 			if err != nil {
-				return Policy{}, mfErrorf("precision.ladder[%d]: %v", i, err)
+				return PrecisionConfig{}, mfErrorf("precision.ladder[%d]: %v", i, err)
 			}
 			if j := slices.Index(p.Ladder[:i], f); j >= 0 {
-				return Policy{}, mfErrorf("precision.ladder[%d]: %s is already ladder[%d]", i, f, j)
+				return PrecisionConfig{}, mfErrorf("precision.ladder[%d]: %s is already ladder[%d]", i, f, j)
 			}
 			p.Ladder[i] = f
 		}
 		if p.Ladder[0] != precision.FP32 {
-			return Policy{}, mfErrorf("precision.ladder starts with %s, want fp32", p.Ladder[0])
+			return PrecisionConfig{}, mfErrorf("precision.ladder starts with %s, want fp32", p.Ladder[0])
 		}
 		// Most accurate first, as precision.Select climbs it.
 		if err := precision.ValidateLadder(p.Ladder); err != nil {
-			return Policy{}, mfErrorf("precision.ladder %v: %v", p.Ladder, err)
+			return PrecisionConfig{}, mfErrorf("precision.ladder %v: %v", p.Ladder, err)
 		}
 	}
 	if m.Precision.Initial != "" {
 		f, err := parseFormat(m.Precision.Initial)
 		if err != nil {
-			return Policy{}, mfErrorf("precision.initial: %v", err)
+			return PrecisionConfig{}, mfErrorf("precision.initial: %v", err)
 		}
 		if !slices.Contains(p.Ladder, f) {
-			return Policy{}, mfErrorf("precision.initial %s is not on the ladder %v", f, p.Ladder)
+			return PrecisionConfig{}, mfErrorf("precision.initial %s is not on the ladder %v", f, p.Ladder)
 		}
 		p.Initial = f
 	}

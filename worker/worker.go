@@ -39,7 +39,7 @@ type Worker struct {
 	met     *Metrics
 	nowFn   func() time.Time
 
-	policies *quality.Policies
+	policies *quality.PolicyCache
 	policyKV jetstream.KeyValue
 	checker  *quality.Checker
 	attempts attempts
