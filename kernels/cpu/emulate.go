@@ -48,14 +48,7 @@ func (b *Backend) weights(m *model.Model, p precision.Format) ([][]float32, erro
 }
 
 // quantizeWeights returns, for each linear layer of m, its weight [Out, In]
-// as the hardware holds it at p, dequantized to float32:
-//
-//	tf32  RoundTF32 of each value
-//	bf16  RoundBF16
-//	fp16  RoundFP16
-//	fp8   E4M3 with one scale per output channel (row), margin 0
-//	fp4   NVFP4: E2M1 in blocks of 16 along In, E4M3 block scales, a
-//	      float32 tensor scale
+// as the hardware holds it at p, dequantized to float32 (emulateWeight).
 func quantizeWeights(m *model.Model, p precision.Format) ([][]float32, error) {
 	out := make([][]float32, len(m.Layers))
 	for i := range m.Layers {
@@ -63,36 +56,54 @@ func quantizeWeights(m *model.Model, p precision.Format) ([][]float32, error) {
 		if l.Op != model.Linear {
 			continue
 		}
-		src := l.Weight.Data
-		switch p {
-		case precision.TF32:
-			out[i] = make([]float32, len(src))
-			precision.RoundTF32Slice(out[i], src)
-		case precision.BF16:
-			out[i] = make([]float32, len(src))
-			precision.RoundBF16Slice(out[i], src)
-		case precision.FP16:
-			out[i] = make([]float32, len(src))
-			precision.RoundFP16Slice(out[i], src)
-		case precision.FP8:
-			q, err := precision.QuantizeFP8PerChannel(src, l.Out, l.In, 0)
-			if err != nil {
-				return nil, fmt.Errorf("cpu: model %q: layer %d: fp8 weights: %w", m.Name, i, err)
-			}
-			out[i] = q.Dequantize(nil)
-		case precision.FP4:
-			q, err := precision.QuantizeNVFP4(src, l.Out, l.In)
-			if err != nil {
-				return nil, fmt.Errorf("cpu: model %q: layer %d: fp4 weights: %w", m.Name, i, err)
-			}
-			// Dequantize writes Out × In values: the padding of each
-			// stored row (up to a multiple of 16) is left out.
-			out[i] = q.Dequantize(nil)
-		default:
-			return nil, fmt.Errorf("cpu: no weight emulation for %q", p)
+		w, err := emulateWeight(p, nil, l.Weight.Data, l.Out, l.In)
+		if err != nil {
+			return nil, fmt.Errorf("cpu: model %q: layer %d: %w", m.Name, i, err)
 		}
+		out[i] = w
 	}
 	return out, nil
+}
+
+// emulateWeight writes into dst (allocated when nil; it may be src) the
+// weight src [out, in] as the hardware holds it at p, dequantized to
+// float32, and returns it:
+//
+//	tf32  RoundTF32 of each value
+//	bf16  RoundBF16
+//	fp16  RoundFP16
+//	fp8   E4M3 with one scale per output channel (row), margin 0
+//	fp4   NVFP4: E2M1 in blocks of 16 along In, E4M3 block scales, a
+//	      float32 tensor scale
+func emulateWeight(p precision.Format, dst, src []float32, out, in int) ([]float32, error) {
+	if dst == nil {
+		dst = make([]float32, len(src))
+	}
+	switch p {
+	case precision.TF32:
+		precision.RoundTF32Slice(dst, src)
+	case precision.BF16:
+		precision.RoundBF16Slice(dst, src)
+	case precision.FP16:
+		precision.RoundFP16Slice(dst, src)
+	case precision.FP8:
+		q, err := precision.QuantizeFP8PerChannel(src, out, in, 0)
+		if err != nil {
+			return nil, fmt.Errorf("fp8 weights: %w", err)
+		}
+		q.Dequantize(dst)
+	case precision.FP4:
+		q, err := precision.QuantizeNVFP4(src, out, in)
+		if err != nil {
+			return nil, fmt.Errorf("fp4 weights: %w", err)
+		}
+		// Dequantize writes Out × In values: the padding of each stored
+		// row (up to a multiple of 16) is left out.
+		q.Dequantize(dst)
+	default:
+		return nil, fmt.Errorf("cpu: no weight emulation for %q", p)
+	}
+	return dst, nil
 }
 
 // roundActivations writes into dst the linear layer input src as the
