@@ -67,17 +67,17 @@ type lmStep struct {
 	seqs  []kernels.Seq
 	first []int // first[s] is sequence s's first row; first[len(seqs)] = rows
 	rows  int
-	pos   []int       // position of each row
-	seq   []int       // sequence of each row
-	cos   []float32   // RoPE's cos, [rows, headDim/2]
-	sin   []float32   // and sin
-	x     []float32   // the residual stream, [rows, hidden]
-	h     []float32   // a normed (and rounded) copy of x, [rows, hidden]
-	qkv   []float32   // q, k, v, [rows, qDim + 2·kvDim]
-	attn  []float32   // attention's output, [rows, qDim]
-	gu    []float32   // gate and up, [rows, 2·intermediate]
-	act   []float32   // SiLU(gate)·up, [rows, intermediate]
-	out   []float32   // o_proj's and down_proj's output, [rows, hidden]
+	pos   []int     // position of each row
+	seq   []int     // sequence of each row
+	cos   []float32 // RoPE's cos, [rows, headDim/2]
+	sin   []float32 // and sin
+	x     []float32 // the residual stream, [rows, hidden]
+	h     []float32 // a normed (and rounded) copy of x, [rows, hidden]
+	qkv   []float32 // q, k, v, [rows, qDim + 2·kvDim]
+	attn  []float32 // attention's output, [rows, qDim]
+	gu    []float32 // gate and up, [rows, 2·intermediate]
+	act   []float32 // SiLU(gate)·up, [rows, intermediate]
+	out   []float32 // o_proj's and down_proj's output, [rows, hidden]
 }
 
 // newLMStep lays the batch out in rows, looks up the embeddings and
