@@ -22,12 +22,12 @@ import (
 // (amd64, Go 1.26; the range over the three architectures in the
 // comment). fp16 is above tf32 because its KV cache is bf16.
 var lmBands = map[precision.Format][2]float64{
-	precision.FP32: {0, 2e-6},         // 1.74e-7 – 1.79e-7
-	precision.TF32: {1.2e-4, 1.8e-3},  // 3.76e-4 – 5.77e-4
-	precision.FP16: {4.5e-4, 4.7e-3},  // 1.35e-3 – 1.57e-3
-	precision.BF16: {1.0e-3, 1.6e-2},  // 3.16e-3 – 5.25e-3
-	precision.FP8:  {1.7e-2, 1.7e-1},  // 5.30e-2 – 5.78e-2
-	precision.FP4:  {4.7e-2, 4.7e-1},  // 0.141 – 0.157
+	precision.FP32: {0, 2e-6},        // 1.74e-7 – 1.79e-7
+	precision.TF32: {1.2e-4, 1.8e-3}, // 3.76e-4 – 5.77e-4
+	precision.FP16: {4.5e-4, 4.7e-3}, // 1.35e-3 – 1.57e-3
+	precision.BF16: {1.0e-3, 1.6e-2}, // 3.16e-3 – 5.25e-3
+	precision.FP8:  {1.7e-2, 1.7e-1}, // 5.30e-2 – 5.78e-2
+	precision.FP4:  {4.7e-2, 4.7e-1}, // 0.141 – 0.157
 }
 
 // TestLMAgainstReference decodes a sequence at every precision, through
@@ -155,7 +155,7 @@ func TestLMOutputs(t *testing.T) {
 
 	n := len(toks) - 1
 	o := s.step(kernels.Seq{Tokens: toks[:n], Blocks: s.alloc(n), Target: toks[n],
-		Want: kernels.WantLogprobs | kernels.WantTarget | kernels.WantSample | kernels.WantHidden,
+		Want:     kernels.WantLogprobs | kernels.WantTarget | kernels.WantSample | kernels.WantHidden,
 		Sampling: kernels.Sampling{TopLogprobs: 5}})[0]
 	if len(o.Logprobs) != n {
 		t.Fatalf("%d log-probabilities; want %d (the tokens after the first, and the target)", len(o.Logprobs), n)
