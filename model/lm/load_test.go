@@ -230,7 +230,7 @@ func TestLoadErrors(t *testing.T) {
 			rewrite(t, dir, lm.WeightsFile, func(ts []*model.Tensor) []*model.Tensor {
 				return append(ts, &model.Tensor{Name: "lm_head.weight", Shape: []int{50, 32}, Data: make([]float32, 50*32)})
 			})
-		}, lm.ErrTensorMismatch, []string{`"lm_head.weight"`, "tie_word_embeddings is true"}},
+		}, lm.ErrTensorMismatch, []string{`"lm_head.weight"`, "tie_word_embeddings is true", "differs"}},
 		{"bias without attention_bias", lm.Llama, 1, func(t *testing.T, dir string) {
 			rewrite(t, dir, lm.WeightsFile, func(ts []*model.Tensor) []*model.Tensor {
 				return append(ts, &model.Tensor{Name: "model.layers.0.self_attn.q_proj.bias", Shape: []int{32}, Data: make([]float32, 32)})
@@ -331,6 +331,30 @@ func spliceTensor(t *testing.T, data []byte, name, dtype string, shape []int, ra
 	out = append(out, h...)
 	out = append(out, buf...)
 	return append(out, raw...)
+}
+
+// TestLoadTiedHeadCopy: a tied checkpoint that stores the head anyway, as
+// a bit-for-bit copy of the embedding, loads.
+func TestLoadTiedHeadCopy(t *testing.T) {
+	dir := synth(t, "tied", lm.SynthConfig{Config: tiny(lm.Llama)})
+	rewrite(t, dir, lm.WeightsFile, func(ts []*model.Tensor) []*model.Tensor {
+		for _, x := range ts {
+			if x.Name == "model.embed_tokens.weight" {
+				head := *x
+				head.Name = "lm_head.weight"
+				return append(ts, &head)
+			}
+		}
+		t.Fatal("no embedding")
+		return nil
+	})
+	m, err := lm.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Weights.Head != m.Weights.Embed {
+		t.Error("the head of a tied model is not its embedding")
+	}
 }
 
 // TestLoadName: model.json's name wins; without one the directory's name

@@ -1,6 +1,7 @@
 package lm
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 	"strings"
@@ -123,6 +124,12 @@ func bindWeights(c *Config, tensors map[string]located, missing string) (Weights
 	w.Norm = b.take("model.norm.weight", h)
 	if c.TieEmbeddings {
 		w.Head = w.Embed
+		// Some checkpoints store the tied head anyway: a copy of the
+		// embedding, bit for bit, is harmless; anything else is not.
+		if l, ok := tensors["lm_head.weight"]; ok && w.Embed != nil && l.t.DType == w.Embed.DType &&
+			slices.Equal(l.t.Shape, w.Embed.Shape) && bytes.Equal(l.t.Data, w.Embed.Data) {
+			b.used["lm_head.weight"] = true
+		}
 	} else {
 		w.Head = b.take("lm_head.weight", c.Vocab, h)
 	}
@@ -149,7 +156,7 @@ func bindWeights(c *Config, tensors map[string]located, missing string) (Weights
 func whyExtra(c *Config, name string) string {
 	switch {
 	case name == "lm_head.weight" && c.TieEmbeddings:
-		return " (tie_word_embeddings is true: the head is the embedding)"
+		return " (tie_word_embeddings is true: the head is the embedding, and this tensor differs from it)"
 	case strings.HasSuffix(name, "_proj.bias") && strings.Contains(name, ".self_attn."):
 		return fmt.Sprintf(" (%s with attention_bias %v has no such bias)", c.Arch, c.QKVBias)
 	case strings.HasSuffix(name, "_norm.weight") && strings.Contains(name, ".self_attn."):
