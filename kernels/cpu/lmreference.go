@@ -37,7 +37,21 @@ func LMReference(m *lm.Model, tokens []int32) ([]float64, error) {
 	n, hid, d := len(tokens), c.Hidden, c.HeadDim
 	qd, group := c.QDim(), c.Heads/c.KVHeads
 	w := &m.Weights
-	embed := widen64(w.Embed)
+	// Each tensor is widened once per call.
+	wide := make(map[*model.RawTensor][]float64)
+	widen := func(t *model.RawTensor) []float64 {
+		if t == nil {
+			return nil
+		}
+		if _, ok := wide[t]; !ok {
+			wide[t] = widen64(t)
+		}
+		return wide[t]
+	}
+	linear := func(l lm.Linear, x []float64) []float64 {
+		return refLinear(widen(l.Weight), widen(l.Bias), x)
+	}
+	embed := widen(w.Embed)
 	x := make([][]float64, n)
 	for t, tok := range tokens {
 		x[t] = append([]float64(nil), embed[int(tok)*hid:(int(tok)+1)*hid]...)
@@ -46,13 +60,13 @@ func LMReference(m *lm.Model, tokens []int32) ([]float64, error) {
 	for _, l := range w.Layers {
 		q, k, v := make([][]float64, n), make([][]float64, n), make([][]float64, n)
 		for t := range n {
-			h := refRMSNorm(x[t], widen64(l.AttnNorm), c.RMSEps)
-			q[t], k[t], v[t] = refLinear(l.Q, h), refLinear(l.K, h), refLinear(l.V, h)
+			h := refRMSNorm(x[t], widen(l.AttnNorm), c.RMSEps)
+			q[t], k[t], v[t] = linear(l.Q, h), linear(l.K, h), linear(l.V, h)
 			for hd := range c.Heads {
-				refHead(q[t][hd*d:(hd+1)*d], l.QNorm, c.RMSEps, invFreq, t)
+				refHead(q[t][hd*d:(hd+1)*d], widen(l.QNorm), c.RMSEps, invFreq, t)
 			}
 			for g := range c.KVHeads {
-				refHead(k[t][g*d:(g+1)*d], l.KNorm, c.RMSEps, invFreq, t)
+				refHead(k[t][g*d:(g+1)*d], widen(l.KNorm), c.RMSEps, invFreq, t)
 			}
 		}
 		for t := range n {
@@ -81,22 +95,22 @@ func LMReference(m *lm.Model, tokens []int32) ([]float64, error) {
 					}
 				}
 			}
-			o := refLinear(l.O, a)
+			o := linear(l.O, a)
 			for i := range hid {
 				x[t][i] += o[i]
 			}
-			h := refRMSNorm(x[t], widen64(l.MLPNorm), c.RMSEps)
-			gate, up := refLinear(l.Gate, h), refLinear(l.Up, h)
+			h := refRMSNorm(x[t], widen(l.MLPNorm), c.RMSEps)
+			gate, up := linear(l.Gate, h), linear(l.Up, h)
 			for i, g := range gate {
 				gate[i] = g / (1 + math.Exp(-g)) * up[i]
 			}
-			down := refLinear(l.Down, gate)
+			down := linear(l.Down, gate)
 			for i := range hid {
 				x[t][i] += down[i]
 			}
 		}
 	}
-	norm, head := widen64(w.Norm), widen64(w.Head)
+	norm, head := widen(w.Norm), widen(w.Head)
 	logits := make([]float64, n*c.Vocab)
 	for t := range n {
 		h := refRMSNorm(x[t], norm, c.RMSEps)
@@ -111,11 +125,11 @@ func LMReference(m *lm.Model, tokens []int32) ([]float64, error) {
 	return logits, nil
 }
 
-// refHead applies a head's optional RMSNorm (weight norm) and RoPE at pos,
-// in place.
-func refHead(x []float64, norm *model.RawTensor, eps float64, invFreq []float64, pos int) {
+// refHead applies a head's optional RMSNorm (weight norm; nil for none)
+// and RoPE at pos, in place.
+func refHead(x, norm []float64, eps float64, invFreq []float64, pos int) {
 	if norm != nil {
-		copy(x, refRMSNorm(x, widen64(norm), eps))
+		copy(x, refRMSNorm(x, norm, eps))
 	}
 	half := len(x) / 2
 	for i, f := range invFreq {
@@ -139,17 +153,18 @@ func refRMSNorm(x, w []float64, eps float64) []float64 {
 	return y
 }
 
-// refLinear returns W·x + b for the projection l.
-func refLinear(l lm.Linear, x []float64) []float64 {
-	out, in := l.Out(), l.In()
-	y := make([]float64, out)
-	for o := range out {
+// refLinear returns w·x + b for a weight w [out, len(x)] and a bias b
+// [out] (nil for none).
+func refLinear(w, b, x []float64) []float64 {
+	in := len(x)
+	y := make([]float64, len(w)/in)
+	for o := range y {
 		var s float64
-		for i := range in {
-			s += float64(l.Weight.At(o*in+i)) * x[i]
+		for i, v := range x {
+			s += w[o*in+i] * v
 		}
-		if l.Bias != nil {
-			s += float64(l.Bias.At(o))
+		if b != nil {
+			s += b[o]
 		}
 		y[o] = s
 	}
