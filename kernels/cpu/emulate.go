@@ -21,30 +21,37 @@ type weightKey struct {
 	p precision.Format
 }
 
-// weightSet is the dequantized linear weights of one model at one
-// precision, built once on first use.
-type weightSet struct {
+// weightSet is a model's weights converted for one precision, built once
+// on first use: [][]float32 for a tensor model (its linear layers'), or
+// *lmWeights for a language model.
+type weightSet[T any] struct {
 	once sync.Once
-	w    [][]float32 // by layer index; nil for layers other than linear
+	w    T
 	err  error
 }
 
-// weights returns m's linear weights at p, quantized and dequantized to
-// float32, building them on the first call for (m, p) and returning the
-// cached set afterwards. Concurrent first calls build it once; the others
-// wait for it. p must not be FP32 (which uses the model's own weights).
-func (b *Backend) weights(m *model.Model, p precision.Format) ([][]float32, error) {
-	k := weightKey{m, p}
-	v, ok := b.cache.Load(k)
+// converted returns the weights cached under key, calling build to make
+// them on the first call for key. Concurrent first calls build them once;
+// the others wait.
+func converted[T any](b *Backend, key any, build func() (T, error)) (T, error) {
+	v, ok := b.cache.Load(key)
 	if !ok {
-		v, _ = b.cache.LoadOrStore(k, new(weightSet))
+		v, _ = b.cache.LoadOrStore(key, new(weightSet[T]))
 	}
-	ws := v.(*weightSet)
+	ws := v.(*weightSet[T])
 	ws.once.Do(func() {
 		b.quantizations.Add(1)
-		ws.w, ws.err = quantizeWeights(m, p)
+		ws.w, ws.err = build()
 	})
 	return ws.w, ws.err
+}
+
+// weights returns m's linear weights at p, quantized and dequantized to
+// float32 (by layer index; nil for layers other than linear), building them
+// on the first call for (m, p) and returning the cached set afterwards. p
+// must not be FP32 (which uses the model's own weights).
+func (b *Backend) weights(m *model.Model, p precision.Format) ([][]float32, error) {
+	return converted(b, weightKey{m, p}, func() ([][]float32, error) { return quantizeWeights(m, p) })
 }
 
 // quantizeWeights returns, for each linear layer of m, its weight [Out, In]

@@ -3,7 +3,6 @@ package cpu
 import (
 	"fmt"
 	"slices"
-	"sync"
 
 	"github.com/gearbox-inference/gearbox/model"
 	"github.com/gearbox-inference/gearbox/model/lm"
@@ -15,14 +14,6 @@ import (
 type lmKey struct {
 	m *lm.Model
 	p precision.Format
-}
-
-// lmWeightSet is a language model's weights converted for one precision,
-// built once on first use.
-type lmWeightSet struct {
-	once sync.Once
-	w    *lmWeights
-	err  error
 }
 
 // lmWeights are a language model's weights as the CPU runs them at one
@@ -73,17 +64,7 @@ func roundTable(p precision.Format, t []float32) {
 // lmWeightsFor returns m's weights converted for p, building them on the
 // first call for (m, p) and returning the cached set afterwards.
 func (b *Backend) lmWeightsFor(m *lm.Model, p precision.Format) (*lmWeights, error) {
-	k := lmKey{m, p}
-	v, ok := b.cache.Load(k)
-	if !ok {
-		v, _ = b.cache.LoadOrStore(k, new(lmWeightSet))
-	}
-	ws := v.(*lmWeightSet)
-	ws.once.Do(func() {
-		b.quantizations.Add(1)
-		ws.w, ws.err = convertLM(m, p)
-	})
-	return ws.w, ws.err
+	return converted(b, lmKey{m, p}, func() (*lmWeights, error) { return convertLM(m, p) })
 }
 
 // EvictLM drops the weights the backend has converted for m at every
