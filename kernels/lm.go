@@ -32,8 +32,11 @@ type LM interface {
 	// positions Pos, Pos+1, …, writes their K and V into its blocks, and
 	// attends causally over everything before; it returns one SeqOut per
 	// sequence, in order, holding what the sequence's Want asked for. kv
-	// must come from NewKVCache(m, p, …). A sequence's outputs do not
-	// depend on the other sequences of the step. Step honours ctx.
+	// must come from NewKVCache(m, p, …). A sequence's outputs must not
+	// depend on the other sequences of the step beyond the order of
+	// floating-point sums (fp8 activations are scaled per token, not per
+	// batch); the CPU backend's are bit-for-bit independent. Step honours
+	// ctx.
 	Step(ctx context.Context, m *lm.Model, p precision.Format, kv KVCache, b *Batch) ([]SeqOut, error)
 	// EvictLM drops what the backend converted or uploaded for m at every
 	// precision, for when m is unloaded; a later Step converts again.

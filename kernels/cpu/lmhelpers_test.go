@@ -41,10 +41,13 @@ func lmConfig(a lm.Arch) lm.Config {
 // the others F32), once per test binary: they are immutable.
 var lmModels = sync.OnceValues(func() (map[lm.Arch]*lm.Model, error) {
 	ms := map[lm.Arch]*lm.Model{}
-	root, err := tempDir()
+	// lm.Load reads every file into memory, so the checkpoints can go as
+	// soon as they are loaded.
+	root, err := os.MkdirTemp("", "gearbox-lm-")
 	if err != nil {
 		return nil, err
 	}
+	defer os.RemoveAll(root)
 	for i, a := range lm.Archs {
 		dtype := model.DTypeF32
 		if a == lm.Llama {
@@ -145,10 +148,4 @@ func (s *session) decodeLogits(tokens []int32) []float32 {
 func (s *session) prefillLogits(tokens []int32) []float32 {
 	o := s.step(kernels.Seq{Tokens: tokens, Blocks: s.alloc(len(tokens)), Want: kernels.WantLogits})
 	return o[0].Logits
-}
-
-// tempDir makes a directory for the models shared by the tests (which
-// outlive any one test's t.TempDir); the files are small.
-func tempDir() (string, error) {
-	return os.MkdirTemp("", "gearbox-lm-")
 }
