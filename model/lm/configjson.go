@@ -307,8 +307,8 @@ func parseID(field string, raw json.RawMessage) (int32, error) {
 	return int32(id), nil
 }
 
-// parseIDs decodes a field holding one token id or a list of them: absent
-// or null is nil.
+// parseIDs decodes a field holding one token id or a list of them: absent,
+// null or an empty list is nil.
 func parseIDs(field string, raw json.RawMessage) ([]int32, error) {
 	if !present(raw) {
 		return nil, nil
@@ -320,6 +320,9 @@ func parseIDs(field string, raw json.RawMessage) ([]int32, error) {
 	var list []json.RawMessage
 	if err := json.Unmarshal(raw, &list); err != nil {
 		return nil, invalidf("%s is not a list of token ids: %v", field, err)
+	}
+	if len(list) == 0 {
+		return nil, nil
 	}
 	ids := make([]int32, len(list))
 	for i, m := range list {
