@@ -39,7 +39,9 @@ func LoadFS(fsys fs.FS, dir string) (*Model, error) {
 
 // LoadAll loads every model under root: each subdirectory (or symbolic link
 // to one) that holds a model.json. Subdirectories whose names start with "."
-// are skipped, as are files and subdirectories without model.json.
+// are skipped, as are files, subdirectories without model.json, and causal
+// language models (IsCausalLM: a config.json beside it), which package
+// model/lm loads.
 //
 // It returns the models that loaded, sorted by name, and an error joining
 // one error per directory that failed, each naming its directory. Two
@@ -79,6 +81,9 @@ func loadAllFS(fsys fs.FS, root string, display func(elem ...string) string) ([]
 			continue // a file, or a broken link
 		}
 		if _, err := fs.Stat(fsys, path.Join(sub, ManifestFile)); errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if IsCausalLMFS(fsys, sub) {
 			continue
 		}
 		m, err := loadFS(fsys, sub, func(file string) string { return display(e.Name(), file) })

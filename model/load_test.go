@@ -340,6 +340,13 @@ func TestLoadAll(t *testing.T) {
 	os.WriteFile(filepath.Join(root, "README"), []byte("hi"), 0o644)
 	os.Mkdir(filepath.Join(root, "empty"), 0o755)
 	writeModel(t, filepath.Join(root, "..data"), "{", demoTensors())
+	// A causal language model, even one whose optional model.json is not a
+	// tensor model's manifest, is package lm's to load.
+	llm := writeModel(t, filepath.Join(root, "llm"), `{"name":"llm","quality":{"metric":"kl"}}`, demoTensors())
+	os.WriteFile(filepath.Join(llm, model.ConfigFile), []byte(`{"model_type":"llama"}`), 0o644)
+	if !model.IsCausalLM(llm) || model.IsCausalLM(filepath.Join(root, "b-dir")) {
+		t.Errorf("IsCausalLM(llm), IsCausalLM(b-dir) = %v, %v; want true, false", model.IsCausalLM(llm), model.IsCausalLM(filepath.Join(root, "b-dir")))
+	}
 	// A symbolic link to a model directory is followed.
 	third := demoManifest()
 	third.Name = "linked"
