@@ -48,6 +48,26 @@ func EncodingOf(h nats.Header) Encoding {
 	return Msgpack
 }
 
+// ParseEncoding returns the encoding a job's headers select: msgpack when
+// Content-Type is absent or application/msgpack (or application/x-msgpack),
+// JSON for application/json (parameters such as charset allowed, names in
+// any case). Any other Content-Type is a bad_request *Error, returned with
+// Msgpack, the encoding its error result is written in.
+func ParseEncoding(h nats.Header) (Encoding, error) {
+	ct := h.Get(HeaderContentType)
+	if ct == "" {
+		return Msgpack, nil
+	}
+	mt, _, _ := strings.Cut(ct, ";")
+	switch strings.ToLower(strings.TrimSpace(mt)) {
+	case ContentJSON:
+		return JSON, nil
+	case ContentMsgpack, "application/x-msgpack":
+		return Msgpack, nil
+	}
+	return Msgpack, Errorf(CodeBadRequest, "Content-Type %s is not %s or %s", echo(ct), ContentJSON, ContentMsgpack)
+}
+
 // ContentType is the HeaderContentType value of e.
 func (e Encoding) ContentType() string {
 	if e == JSON {
@@ -72,7 +92,8 @@ func (e Encoding) Marshal(v any) ([]byte, error) {
 }
 
 // Unmarshal decodes data in e into v. Unknown fields are ignored, so later
-// additive versions of the contract stay readable.
+// additive versions of the contract stay readable. Msgpack nested deeper than
+// MaxDepth, or declaring more elements than it has bytes, is an error.
 func (e Encoding) Unmarshal(data []byte, v any) error {
 	if e == JSON {
 		d := json.NewDecoder(bytes.NewReader(data))
@@ -84,21 +105,12 @@ func (e Encoding) Unmarshal(data []byte, v any) error {
 		}
 		return nil
 	}
+	// The msgpack library sizes slices by what a payload declares: check
+	// first that every declared length fits in the payload.
+	if err := scanMsgpack(data, MaxDepth); err != nil {
+		return err
+	}
 	return msgpack.Unmarshal(data, v)
-}
-
-// DecodeJob decodes a job. A payload that does not decode gives a
-// bad_request *Error naming the encoding and the decoder's complaint.
-// DecodeJob does not validate the job (see Job.Validate).
-func DecodeJob(data []byte, e Encoding) (*Job, error) {
-	var j Job
-	if len(data) == 0 {
-		return nil, Errorf(CodeBadRequest, "empty %s payload", e)
-	}
-	if err := e.Unmarshal(data, &j); err != nil {
-		return nil, Errorf(CodeBadRequest, "malformed %s job: %v", e, err)
-	}
-	return &j, nil
 }
 
 // DecodeResult decodes a result.

@@ -8,9 +8,6 @@ import (
 	"github.com/gearbox-inference/gearbox/precision"
 )
 
-// MaxIDLen is the longest job id, in bytes.
-const MaxIDLen = 128
-
 // Job is one inference request: rows of input for one model.
 type Job struct {
 	// ID identifies the job; required, at most MaxIDLen bytes. Producers
@@ -50,12 +47,13 @@ func (j *Job) DeadlineTime() time.Time {
 // a bad_request *Error naming the first problem. It does not decode the
 // input's values (see Tensor.Float32s for the finiteness check).
 func (j *Job) Validate() error {
-	switch {
-	case j.ID == "":
+	if j.ID == "" {
 		return Errorf(CodeBadRequest, "job has no id")
-	case len(j.ID) > MaxIDLen:
-		return Errorf(CodeBadRequest, "job id is %d bytes; at most %d", len(j.ID), MaxIDLen)
-	case j.Model == "":
+	}
+	if err := checkID(j.ID); err != nil {
+		return Errorf(CodeBadRequest, "job %v", err)
+	}
+	if j.Model == "" {
 		return Errorf(CodeBadRequest, "job %q names no model", j.ID)
 	}
 	if err := ValidToken(j.Model); err != nil {
@@ -71,9 +69,12 @@ func (j *Job) Validate() error {
 		return Errorf(CodeBadRequest, "job %q: deadline %d must be unix milliseconds", j.ID, j.Deadline)
 	}
 	if j.ReplyTo != "" {
-		if err := validSubject(j.ReplyTo); err != nil {
+		if err := checkReplyTo(j.ReplyTo); err != nil {
 			return Errorf(CodeBadRequest, "job %q: reply_to: %v", j.ID, err)
 		}
+	}
+	if err := checkMeta(j.Meta); err != nil {
+		return Errorf(CodeBadRequest, "job %q: %v", j.ID, err)
 	}
 	if err := j.Input.Check(); err != nil {
 		return Errorf(CodeBadRequest, "job %q: input: %s", j.ID, AsError(err).Message)
@@ -81,17 +82,32 @@ func (j *Job) Validate() error {
 	return nil
 }
 
-// validSubject checks a publish subject: non-empty tokens, no wildcards or
+// checkMeta applies DecodeJob's bounds on meta to a job built in Go.
+func checkMeta(meta map[string]string) error {
+	if len(meta) > MaxMetaEntries {
+		return fmt.Errorf("meta has %d entries; at most %d", len(meta), MaxMetaEntries)
+	}
+	n := 0
+	for k, v := range meta {
+		n += len(k) + len(v)
+	}
+	if n > MaxMetaBytes {
+		return fmt.Errorf("meta holds %d bytes of keys and values; at most %d", n, MaxMetaBytes)
+	}
+	return nil
+}
+
+// ValidSubject checks a publish subject: non-empty tokens, no wildcards or
 // whitespace.
-func validSubject(s string) error {
+func ValidSubject(s string) error {
 	if s == "" || s[0] == '.' || s[len(s)-1] == '.' {
-		return fmt.Errorf("%q is not a valid subject", s)
+		return fmt.Errorf("%s is not a valid subject", echo(s))
 	}
 	prev := byte(0)
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c == '*' || c == '>' || c <= ' ' || c == 0x7f || (c == '.' && prev == '.') {
-			return fmt.Errorf("%q is not a valid subject", s)
+			return fmt.Errorf("%s is not a valid subject", echo(s))
 		}
 		prev = c
 	}

@@ -1,13 +1,9 @@
 package gearbox
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/gearbox-inference/gearbox/precision"
 )
@@ -59,9 +55,15 @@ type QualityMetrics struct {
 	// set only when the model's output is a class vector (its last layer
 	// is a softmax).
 	Top1 *float64 `json:"top1,omitempty" msgpack:"top1,omitempty"`
-	// NonFinite counts NaN and ±Inf values in y. A report with any makes
-	// its precision unusable for the model.
+	// NonFinite counts NaN and ±Inf values in y where the fp32 run of the
+	// same rows is finite: values only this precision lost. A report with
+	// any rules its precision out for the model.
 	NonFinite int `json:"non_finite" msgpack:"non_finite"`
+	// OutOfRange counts the values left out of every metric because the
+	// input drives them beyond what float32 carries: the fp32 run is not
+	// finite there, or the reference is not (or exceeds float32's range).
+	// They say something about the input, not about the precision.
+	OutOfRange int `json:"out_of_range,omitempty" msgpack:"out_of_range,omitempty"`
 }
 
 // Validate checks what a controller relies on: it returns an error naming
@@ -97,96 +99,4 @@ func DecodeQualityReport(data []byte, e Encoding) (*QualityReport, error) {
 		return nil, err
 	}
 	return &r, nil
-}
-
-// Policy is a model's precision policy: the value of key <model> in the KV
-// bucket gearbox_policy, always JSON. Workers serve the model's auto jobs at
-// Precision; the controller moves Precision within [Floor, Ceiling] of the
-// model's ladder from quality reports, by compare-and-swap. See docs/wire.md.
-type Policy struct {
-	Model     string           `json:"model"`
-	Precision precision.Format `json:"precision"`
-	// Floor is the cheapest rung allowed, Ceiling the most accurate.
-	Floor   precision.Format `json:"floor"`
-	Ceiling precision.Format `json:"ceiling"`
-	// MaxError is the model's accuracy target (relative L2 against the
-	// reference); 0 means the manifest's.
-	MaxError float64 `json:"max_error,omitempty"`
-	// Reason says why the policy last changed, in words.
-	Reason string `json:"reason"`
-	// Evidence is the window statistics the change rested on.
-	Evidence *Evidence `json:"evidence,omitempty"`
-	// Measured is the last known error upper bound per precision (from the
-	// windows at each change): jobs with a tighter max_error of their own
-	// run no cheaper than the cheapest rung measured to meet it.
-	Measured map[precision.Format]float64 `json:"measured,omitempty"`
-	// Excluded lists precisions ruled out for the model (non-finite
-	// outputs were seen at them); only a manual set clears it.
-	Excluded []precision.Format `json:"excluded,omitempty"`
-	// Seq is the GEARBOX_QUALITY stream sequence the policy took effect
-	// at: the controller judges only reports after it.
-	Seq uint64 `json:"seq"`
-	// By names who changed it: a worker's controller, or "manual".
-	By        string    `json:"by"`
-	UpdatedAt time.Time `json:"updated_at"`
-}
-
-// Evidence is the window of observations a policy change rested on.
-type Evidence struct {
-	Precision precision.Format `json:"precision"`
-	// Samples is the number of reports in the window; Workers how many
-	// distinct workers made them.
-	Samples int `json:"samples"`
-	Workers int `json:"workers"`
-	// UpperBound is the largest relative L2 error in the window, Mean the
-	// mean; NonFinite the count of non-finite values seen.
-	UpperBound float64 `json:"upper_bound"`
-	Mean       float64 `json:"mean"`
-	NonFinite  int     `json:"non_finite,omitempty"`
-	// FirstSeq and LastSeq bound the window in GEARBOX_QUALITY.
-	FirstSeq uint64 `json:"first_seq"`
-	LastSeq  uint64 `json:"last_seq"`
-}
-
-// DecodePolicy decodes a policy from its KV value.
-func DecodePolicy(data []byte) (*Policy, error) {
-	var p Policy
-	if err := json.Unmarshal(data, &p); err != nil {
-		return nil, fmt.Errorf("malformed policy: %w", err)
-	}
-	if !p.Precision.Valid() || !p.Floor.Valid() || !p.Ceiling.Valid() {
-		return nil, fmt.Errorf("policy for %q: precision %q, floor %q and ceiling %q must all be formats", p.Model, p.Precision, p.Floor, p.Ceiling)
-	}
-	return &p, nil
-}
-
-// PolicyBucketConfig is the KV bucket of policies: a history of changes is
-// kept for audit (`gearbox policy get --history`).
-func (s Subjects) PolicyBucketConfig(replicas int) jetstream.KeyValueConfig {
-	if replicas < 1 {
-		replicas = 1
-	}
-	return jetstream.KeyValueConfig{
-		Bucket:      s.PolicyBucket(),
-		Description: "Gearbox precision policy per model",
-		History:     64,
-		Storage:     jetstream.FileStorage,
-		Replicas:    replicas,
-	}
-}
-
-// PolicyStore opens the policy bucket, creating it if create is set.
-func PolicyStore(ctx context.Context, js jetstream.JetStream, s Subjects, replicas int, create bool) (jetstream.KeyValue, error) {
-	if create {
-		kv, err := js.CreateOrUpdateKeyValue(ctx, s.PolicyBucketConfig(replicas))
-		if err != nil {
-			return nil, fmt.Errorf("policy bucket %s: %w", s.PolicyBucket(), err)
-		}
-		return kv, nil
-	}
-	kv, err := js.KeyValue(ctx, s.PolicyBucket())
-	if err != nil {
-		return nil, fmt.Errorf("policy bucket %s: %w", s.PolicyBucket(), err)
-	}
-	return kv, nil
 }

@@ -41,8 +41,11 @@ type StreamsConfig struct {
 	// AckWait is the consumer's ack timeout (default 30 s); workers send
 	// InProgress for jobs held longer than a third of it.
 	AckWait time.Duration
-	// MaxDeliver bounds deliveries of one job (default 5); on the last, a
-	// job that still fails is dead-lettered.
+	// MaxDeliver bounds the deliveries a failing job gets (default 5): on
+	// the last, a job that still fails is answered with its error and
+	// dead-lettered. Workers count it; the consumer itself redelivers
+	// without limit, so no job is stranded by a worker dying on its last
+	// delivery.
 	MaxDeliver int
 	// MaxAckPending bounds un-acked jobs across the whole fleet
 	// (default 20,000).
@@ -113,14 +116,15 @@ func (s Subjects) StreamConfigs(c StreamsConfig) []jetstream.StreamConfig {
 	return []jetstream.StreamConfig{{
 		Name:        s.JobsStream(),
 		Description: "Gearbox inference jobs (work queue)",
-		Subjects:    []string{s.Prefix + ".jobs.>"},
-		Retention:   jetstream.WorkQueuePolicy,
-		Storage:     jetstream.FileStorage,
-		Discard:     jetstream.DiscardNew,
-		MaxMsgs:     c.JobsMaxMsgs,
-		MaxBytes:    c.JobsMaxBytes,
-		Duplicates:  c.JobsDuplicates,
-		Replicas:    c.Replicas,
+		// One token: a model name (the worker checks its characters).
+		Subjects:   []string{s.Prefix + ".jobs.*"},
+		Retention:  jetstream.WorkQueuePolicy,
+		Storage:    jetstream.FileStorage,
+		Discard:    jetstream.DiscardNew,
+		MaxMsgs:    c.JobsMaxMsgs,
+		MaxBytes:   c.JobsMaxBytes,
+		Duplicates: c.JobsDuplicates,
+		Replicas:   c.Replicas,
 	}, {
 		Name:        s.ResultsStream(),
 		Description: "Gearbox inference results",
@@ -159,7 +163,10 @@ func (s Subjects) ConsumerConfig(c StreamsConfig) jetstream.ConsumerConfig {
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckWait:       c.AckWait,
-		MaxDeliver:    c.MaxDeliver,
+		// Workers count deliveries themselves (MaxDeliver is theirs): a
+		// server-side limit would strand a job whose last delivery went to
+		// a worker that died, with nothing but an advisory to say so.
+		MaxDeliver:    -1,
 		MaxAckPending: c.MaxAckPending,
 		Replicas:      c.Replicas,
 	}
@@ -183,5 +190,21 @@ func Provision(ctx context.Context, js jetstream.JetStream, s Subjects, c Stream
 	if _, err := PolicyStore(ctx, js, s, c.Replicas, true); err != nil {
 		return fmt.Errorf("provision: %w", err)
 	}
+	if _, err := js.CreateOrUpdateKeyValue(ctx, s.AttemptsBucketConfig(c)); err != nil {
+		return fmt.Errorf("provision bucket %s: %w", s.AttemptsBucket(), err)
+	}
 	return nil
+}
+
+// AttemptsBucketConfig is the bucket of isolated compute attempts: one
+// small key per job under suspicion, forgotten after ResultsMaxAge.
+func (s Subjects) AttemptsBucketConfig(c StreamsConfig) jetstream.KeyValueConfig {
+	c = c.WithDefaults()
+	return jetstream.KeyValueConfig{
+		Bucket:      s.AttemptsBucket(),
+		Description: "Gearbox: compute attempts of jobs that were in flight when a worker died",
+		History:     1,
+		TTL:         c.ResultsMaxAge,
+		Replicas:    c.Replicas,
+	}
 }

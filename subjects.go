@@ -87,18 +87,33 @@ func (s Subjects) Consumer() string { return strings.ReplaceAll(s.lower, "_", "-
 // ModelBucket is the object store bucket that carries models to workers.
 func (s Subjects) ModelBucket() string { return s.lower + "_models" }
 
+// AttemptsBucket is the key-value bucket in which workers count how often a
+// job they suspect of killing workers started computing (keyed by its
+// stream sequence).
+func (s Subjects) AttemptsBucket() string { return s.lower + "_attempts" }
+
 // PolicyBucket is the key-value bucket of per-model precision policies.
 func (s Subjects) PolicyBucket() string { return s.lower + "_policy" }
 
+// InvalidToken stands in for the model token of a job published to a
+// subject whose last token is not a model name (such as a literal "*"): its
+// error result and dead letter go to <prefix>.results._invalid and
+// <prefix>.dead._invalid. No model may be called that.
+const InvalidToken = "_invalid"
+
 // ValidToken reports whether tok can be a model name: 1 to 64 letters,
-// digits, '-' or '_' (it becomes a subject token and a file name).
+// digits, '-' or '_' (it becomes a subject token and a file name), and not
+// InvalidToken.
 func ValidToken(tok string) error {
+	if tok == InvalidToken {
+		return fmt.Errorf("%q is reserved", tok)
+	}
 	if tok == "" || len(tok) > 64 {
-		return fmt.Errorf("%q must be 1 to 64 characters", tok)
+		return fmt.Errorf("%s must be 1 to 64 characters", echo(tok))
 	}
 	for _, c := range tok {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return fmt.Errorf("%q may hold only letters, digits, '-' and '_'", tok)
+			return fmt.Errorf("%s may hold only letters, digits, '-' and '_'", echo(tok))
 		}
 	}
 	return nil

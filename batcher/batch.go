@@ -7,8 +7,8 @@ import (
 
 // Part is a contiguous run of one item's rows inside a batch: rows
 // [Start, Start+Rows) of Item are rows [Offset, Offset+Rows) of the batch.
-type Part struct {
-	Item   *Item
+type Part[T any] struct {
+	Item   *Item[T]
 	Start  int // first row of the item in this part
 	Rows   int // number of rows, > 0
 	Offset int // first row of this part inside the batch
@@ -16,11 +16,14 @@ type Part struct {
 
 // Batch is a flushed group of parts sharing one key. Its parts' Offsets are
 // contiguous from 0, and Rows, their sum, is at most Config.MaxBatchRows.
-type Batch struct {
-	ID     uint64 // unique per Queue (and so per Batcher), increasing from 1
-	Key    Key
-	Parts  []Part
-	Rows   int
+type Batch[T any] struct {
+	ID    uint64 // unique per Queue (and so per Batcher), increasing from 1
+	Key   Key
+	Parts []Part[T]
+	Rows  int
+	// Bytes is the Bytes of the items whose last rows are in this batch:
+	// what the batch frees from MaxQueuedBytes when it is delivered.
+	Bytes  int
 	Formed time.Time // the time passed to Ready or Drain
 	Reason Reason    // why the batch was flushed
 }

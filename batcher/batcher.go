@@ -10,10 +10,10 @@ import (
 // Batcher drives a Queue with the real clock: Add queues items, Run flushes
 // batches onto the Batches channel as the Queue's rules make them due. Add,
 // Close and Rows are safe for concurrent use.
-type Batcher struct {
+type Batcher[T any] struct {
 	cfg  Config
 	now  func() time.Time // the clock; time.Now outside tests
-	out  chan Batch
+	out  chan Batch[T]
 	wake chan struct{} // an Add happened; buffered 1
 	done chan struct{} // closed by Close
 
@@ -21,8 +21,9 @@ type Batcher struct {
 	running   atomic.Bool
 
 	mu       sync.Mutex
-	q        *Queue
+	q        *Queue[T]
 	inflight int           // rows in batches formed but not yet delivered
+	inBytes  int           // their Bytes
 	closed   bool          // Add takes no more items
 	room     chan struct{} // closed when rows drop below the bound; nil when nobody waits
 	onBlock  func()        // called when Add is about to wait for room; tests only
@@ -31,30 +32,31 @@ type Batcher struct {
 // New returns a Batcher that forms batches by cfg, after defaults. It
 // returns an error wrapping ErrInvalidConfig if cfg is unusable. Call Run to
 // start it.
-func New(cfg Config) (*Batcher, error) {
-	q, err := NewQueue(cfg)
+func New[T any](cfg Config) (*Batcher[T], error) {
+	q, err := NewQueue[T](cfg)
 	if err != nil {
 		return nil, err
 	}
-	return &Batcher{
+	return &Batcher[T]{
 		cfg:  q.Config(),
 		now:  time.Now,
-		out:  make(chan Batch),
+		out:  make(chan Batch[T]),
 		wake: make(chan struct{}, 1),
 		done: make(chan struct{}),
 		q:    q,
 	}, nil
 }
 
-// Add queues it, setting it.Arrived. While Rows is at least MaxQueuedRows it
-// blocks until room frees up; an item larger than the room left is still
-// admitted once Rows is below the bound, so no job is too large to run.
+// Add queues it, setting it.Arrived. While Rows is at least MaxQueuedRows,
+// or Bytes at least MaxQueuedBytes, it blocks until room frees up; an item
+// larger than the room left is still admitted once both are below their
+// bounds, so no job is too large to run.
 //
 // Add returns ctx.Err() if ctx ends first, ErrClosed if the Batcher is or
 // becomes closed before it takes the item, and an error wrapping
 // ErrInvalidItem for a nil item, one without rows or one already added. On
 // an error the item is not queued.
-func (b *Batcher) Add(ctx context.Context, it *Item) error {
+func (b *Batcher[T]) Add(ctx context.Context, it *Item[T]) error {
 	if err := checkItem(it); err != nil {
 		return err
 	}
@@ -67,7 +69,7 @@ func (b *Batcher) Add(ctx context.Context, it *Item) error {
 			b.mu.Unlock()
 			return ErrClosed
 		}
-		if b.q.Rows()+b.inflight < b.cfg.MaxQueuedRows {
+		if b.hasRoom() {
 			err := b.q.check(it)
 			if err == nil {
 				b.q.add(it, b.now())
@@ -103,21 +105,29 @@ func (b *Batcher) Add(ctx context.Context, it *Item) error {
 // slow reader holds Run back, the rows it has not delivered count against
 // MaxQueuedRows, and so Add blocks. Run closes it when it returns; read it
 // to the end.
-func (b *Batcher) Batches() <-chan Batch { return b.out }
+func (b *Batcher[T]) Batches() <-chan Batch[T] { return b.out }
 
 // Rows returns the rows held: queued, or formed into batches that Run has
 // not yet delivered. Add blocks while it is at least MaxQueuedRows.
-func (b *Batcher) Rows() int {
+func (b *Batcher[T]) Rows() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.q.Rows() + b.inflight
+}
+
+// Bytes returns the bytes held, as Rows does the rows. Add blocks while it is
+// at least MaxQueuedBytes.
+func (b *Batcher[T]) Bytes() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.q.Bytes() + b.inBytes
 }
 
 // Close stops the Batcher taking items: Add returns ErrClosed from now on,
 // blocked calls included. Run then drains the queue onto Batches and closes
 // it. Close does not wait for that; it is idempotent and safe to call
 // before, during or after Run.
-func (b *Batcher) Close() {
+func (b *Batcher[T]) Close() {
 	b.closeOnce.Do(func() {
 		b.mu.Lock()
 		b.closed = true
@@ -135,7 +145,7 @@ func (b *Batcher) Close() {
 // sending until each batch is read, so the reader must range over Batches
 // to the end (discarding what it will not compute) for Run to return. Run
 // may be called once; a second call returns ErrRunning.
-func (b *Batcher) Run(ctx context.Context) error {
+func (b *Batcher[T]) Run(ctx context.Context) error {
 	if !b.running.CompareAndSwap(false, true) {
 		return ErrRunning
 	}
@@ -154,7 +164,7 @@ func (b *Batcher) Run(ctx context.Context) error {
 		now := b.now()
 		batches := b.q.Ready(now)
 		next, ok := b.q.Next()
-		b.inflight += rowsOf(batches)
+		b.hold(batches)
 		b.mu.Unlock()
 		if len(batches) > 0 {
 			b.send(batches)
@@ -177,12 +187,12 @@ func (b *Batcher) Run(ctx context.Context) error {
 
 // shutdown closes the Batcher, delivers every queued row and closes the
 // Batches channel.
-func (b *Batcher) shutdown(ctx context.Context) error {
+func (b *Batcher[T]) shutdown(ctx context.Context) error {
 	err := ctx.Err()
 	b.Close()
 	b.mu.Lock()
 	batches := b.q.Drain(b.now())
-	b.inflight += rowsOf(batches)
+	b.hold(batches)
 	b.mu.Unlock()
 	b.send(batches)
 	close(b.out)
@@ -191,12 +201,13 @@ func (b *Batcher) shutdown(ctx context.Context) error {
 
 // send delivers batches in order, releasing their rows from the bound as
 // each is read.
-func (b *Batcher) send(batches []Batch) {
+func (b *Batcher[T]) send(batches []Batch[T]) {
 	for _, bt := range batches {
 		b.out <- bt
 		b.mu.Lock()
 		b.inflight -= bt.Rows
-		if b.room != nil && b.q.Rows()+b.inflight < b.cfg.MaxQueuedRows {
+		b.inBytes -= bt.Bytes
+		if b.room != nil && b.hasRoom() {
 			close(b.room)
 			b.room = nil
 		}
@@ -204,10 +215,16 @@ func (b *Batcher) send(batches []Batch) {
 	}
 }
 
-func rowsOf(batches []Batch) int {
-	n := 0
+// hold counts batches formed but not yet delivered against the bounds.
+func (b *Batcher[T]) hold(batches []Batch[T]) {
 	for _, bt := range batches {
-		n += bt.Rows
+		b.inflight += bt.Rows
+		b.inBytes += bt.Bytes
 	}
-	return n
+}
+
+// hasRoom reports whether the Batcher is below both its bounds; b.mu is
+// held.
+func (b *Batcher[T]) hasRoom() bool {
+	return b.q.Rows()+b.inflight < b.cfg.MaxQueuedRows && b.q.Bytes()+b.inBytes < b.cfg.MaxQueuedBytes
 }

@@ -18,9 +18,9 @@ const patience = 10 * time.Second
 
 // start returns a running Batcher, the cancel of Run's context and Run's
 // result. Cleanup stops it, reads Batches to the end and waits for Run.
-func start(t *testing.T, cfg batcher.Config, setup ...func(*batcher.Batcher)) (*batcher.Batcher, context.CancelFunc, <-chan error) {
+func start(t *testing.T, cfg batcher.Config, setup ...func(*batcher.Batcher[string])) (*batcher.Batcher[string], context.CancelFunc, <-chan error) {
 	t.Helper()
-	b, err := batcher.New(cfg)
+	b, err := batcher.New[string](cfg)
 	if err != nil {
 		t.Fatalf("New(%+v): %v", cfg, err)
 	}
@@ -46,7 +46,7 @@ func start(t *testing.T, cfg batcher.Config, setup ...func(*batcher.Batcher)) (*
 }
 
 // recv returns the next batch.
-func recv(t *testing.T, b *batcher.Batcher) batcher.Batch {
+func recv(t *testing.T, b *batcher.Batcher[string]) batcher.Batch[string] {
 	t.Helper()
 	select {
 	case bt, ok := <-b.Batches():
@@ -61,9 +61,9 @@ func recv(t *testing.T, b *batcher.Batcher) batcher.Batch {
 }
 
 // collect reads Batches until it is closed.
-func collect(t *testing.T, b *batcher.Batcher) []batcher.Batch {
+func collect(t *testing.T, b *batcher.Batcher[string]) []batcher.Batch[string] {
 	t.Helper()
-	var bs []batcher.Batch
+	var bs []batcher.Batch[string]
 	for {
 		select {
 		case bt, ok := <-b.Batches():
@@ -88,7 +88,7 @@ func runErr(t *testing.T, errc <-chan error) error {
 	return nil
 }
 
-func add(t *testing.T, b *batcher.Batcher, its ...*batcher.Item) {
+func add(t *testing.T, b *batcher.Batcher[string], its ...*batcher.Item[string]) {
 	t.Helper()
 	for _, it := range its {
 		if err := b.Add(context.Background(), it); err != nil {
@@ -98,14 +98,14 @@ func add(t *testing.T, b *batcher.Batcher, its ...*batcher.Item) {
 }
 
 // addAsync calls Add in a goroutine and returns its result.
-func addAsync(ctx context.Context, b *batcher.Batcher, it *batcher.Item) <-chan error {
+func addAsync(ctx context.Context, b *batcher.Batcher[string], it *batcher.Item[string]) <-chan error {
 	errc := make(chan error, 1)
 	go func() { errc <- b.Add(ctx, it) }()
 	return errc
 }
 
-func signal(ch chan<- struct{}) func(*batcher.Batcher) {
-	return func(b *batcher.Batcher) {
+func signal(ch chan<- struct{}) func(*batcher.Batcher[string]) {
+	return func(b *batcher.Batcher[string]) {
 		batcher.SetOnBlock(b, func() { ch <- struct{}{} })
 	}
 }
@@ -124,7 +124,7 @@ func TestBatcherFlushDelay(t *testing.T) {
 	a := item("a", 2)
 	add(t, b, a)
 	bt := recv(t, b)
-	if got, want := describe([]batcher.Batch{bt}), []string{"m/bf16 delay a:0+2@0"}; !slices.Equal(got, want) {
+	if got, want := describe([]batcher.Batch[string]{bt}), []string{"m/bf16 delay a:0+2@0"}; !slices.Equal(got, want) {
 		t.Errorf("got %q; want %q", got, want)
 	}
 	if bt.Formed.Before(a.Arrived.Add(ms)) {
@@ -135,7 +135,7 @@ func TestBatcherFlushDelay(t *testing.T) {
 func TestBatcherFlushFull(t *testing.T) {
 	b, _, _ := start(t, batcher.Config{MaxBatchRows: 4, MaxDelay: time.Hour})
 	add(t, b, item("a", 1), item("b", 3))
-	if got, want := describe([]batcher.Batch{recv(t, b)}), []string{"m/bf16 full a:0+1@0 b:0+3@1"}; !slices.Equal(got, want) {
+	if got, want := describe([]batcher.Batch[string]{recv(t, b)}), []string{"m/bf16 full a:0+1@0 b:0+3@1"}; !slices.Equal(got, want) {
 		t.Errorf("got %q; want %q", got, want)
 	}
 }
@@ -155,7 +155,7 @@ func TestBatcherAddBlocksWhenFull(t *testing.T) {
 	default:
 	}
 
-	if got, want := describe([]batcher.Batch{recv(t, b)}), []string{"m/bf16 full a:0+4@0"}; !slices.Equal(got, want) {
+	if got, want := describe([]batcher.Batch[string]{recv(t, b)}), []string{"m/bf16 full a:0+4@0"}; !slices.Equal(got, want) {
 		t.Errorf("got %q; want %q", got, want)
 	}
 	select {
@@ -176,6 +176,49 @@ func TestBatcherAddBlocksWhenFull(t *testing.T) {
 	}
 }
 
+// TestBatcherAddBlocksOnBytes: the bound holds in bytes as in rows, and a
+// batch frees the bytes of the items it completes when it is read.
+func TestBatcherAddBlocksOnBytes(t *testing.T) {
+	blocked := make(chan struct{}, 1)
+	b, _, _ := start(t, batcher.Config{MaxBatchRows: 4, MaxQueuedRows: 100, MaxQueuedBytes: 1000, MaxDelay: time.Hour}, signal(blocked))
+	a := item("a", 4)
+	a.Bytes = 1000
+	add(t, b, a)
+	added := addAsync(context.Background(), b, item("b", 1))
+	waitFor(t, blocked, "Add blocking on bytes")
+	select {
+	case err := <-added:
+		t.Fatalf("Add returned %v with 1000 of 1000 bytes held; want it to block", err)
+	default:
+	}
+	if got, want := describe([]batcher.Batch[string]{recv(t, b)}), []string{"m/bf16 full a:0+4@0"}; !slices.Equal(got, want) {
+		t.Errorf("got %q; want %q", got, want)
+	}
+	select {
+	case err := <-added:
+		if err != nil {
+			t.Errorf("Add after the bytes were freed: %v", err)
+		}
+	case <-time.After(patience):
+		t.Fatalf("Add still blocked after the batch was read")
+	}
+}
+
+// TestBatcherIsolate: items whose keys differ only in Isolate never share
+// a batch.
+func TestBatcherIsolate(t *testing.T) {
+	b, _, _ := start(t, batcher.Config{MaxBatchRows: 8, MaxDelay: time.Hour})
+	a, c := item("a", 1), item("c", 1)
+	iso := item("i", 1)
+	iso.Key.Isolate = 42
+	add(t, b, a, iso, c)
+	b.Close()
+	want := []string{"m/bf16 drain a:0+1@0 c:0+1@1", "m/bf16#42 drain i:0+1@0"}
+	if got := describe(collect(t, b)); !slices.Equal(got, want) {
+		t.Errorf("got %q; want %q", got, want)
+	}
+}
+
 // TestBatcherHugeItem adds an item over the bound to an empty batcher: it
 // is admitted, and its batches hold later Adds back until read.
 func TestBatcherHugeItem(t *testing.T) {
@@ -184,7 +227,7 @@ func TestBatcherHugeItem(t *testing.T) {
 	add(t, b, item("a", 10))
 	added := addAsync(context.Background(), b, item("b", 1))
 	waitFor(t, blocked, "Add blocking")
-	var got []batcher.Batch
+	var got []batcher.Batch[string]
 	for range 2 {
 		select {
 		case err := <-added:
@@ -212,11 +255,11 @@ func TestBatcherHugeItem(t *testing.T) {
 func TestBatcherStopDrains(t *testing.T) {
 	tests := []struct {
 		name    string
-		stop    func(b *batcher.Batcher, cancel context.CancelFunc)
+		stop    func(b *batcher.Batcher[string], cancel context.CancelFunc)
 		wantErr error
 	}{
-		{"Close", func(b *batcher.Batcher, _ context.CancelFunc) { b.Close() }, nil},
-		{"cancel", func(_ *batcher.Batcher, cancel context.CancelFunc) { cancel() }, context.Canceled},
+		{"Close", func(b *batcher.Batcher[string], _ context.CancelFunc) { b.Close() }, nil},
+		{"cancel", func(_ *batcher.Batcher[string], cancel context.CancelFunc) { cancel() }, context.Canceled},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -246,11 +289,11 @@ func TestBatcherStopDrains(t *testing.T) {
 func TestBatcherBlockedAddReturns(t *testing.T) {
 	tests := []struct {
 		name    string
-		stop    func(b *batcher.Batcher, cancelAdd context.CancelFunc)
+		stop    func(b *batcher.Batcher[string], cancelAdd context.CancelFunc)
 		wantErr error
 	}{
-		{"Close", func(b *batcher.Batcher, _ context.CancelFunc) { b.Close() }, batcher.ErrClosed},
-		{"ctx", func(_ *batcher.Batcher, cancelAdd context.CancelFunc) { cancelAdd() }, context.Canceled},
+		{"Close", func(b *batcher.Batcher[string], _ context.CancelFunc) { b.Close() }, batcher.ErrClosed},
+		{"ctx", func(_ *batcher.Batcher[string], cancelAdd context.CancelFunc) { cancelAdd() }, context.Canceled},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -305,7 +348,7 @@ func TestBatcherAddErrors(t *testing.T) {
 }
 
 func TestBatcherRunOnce(t *testing.T) {
-	b, err := batcher.New(batcher.Config{})
+	b, err := batcher.New[string](batcher.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,7 +365,7 @@ func TestBatcherRunOnce(t *testing.T) {
 }
 
 func TestBatcherClock(t *testing.T) {
-	b, _, _ := start(t, batcher.Config{MaxDelay: time.Hour}, func(b *batcher.Batcher) {
+	b, _, _ := start(t, batcher.Config{MaxDelay: time.Hour}, func(b *batcher.Batcher[string]) {
 		batcher.SetNow(b, func() time.Time { return t0 })
 	})
 	a := item("a", 3)
@@ -338,8 +381,7 @@ func TestBatcherClock(t *testing.T) {
 }
 
 // TestBatcherConcurrent runs producers against a reader and checks that
-// every row of every item is delivered once, in order, and completes its
-// item once.
+// every row of every item is delivered once, in order.
 func TestBatcherConcurrent(t *testing.T) {
 	const producers, each = 8, 200
 	b, _, errc := start(t, batcher.Config{MaxBatchRows: 16, MaxQueuedRows: 32, MaxDelay: ms})
@@ -347,7 +389,7 @@ func TestBatcherConcurrent(t *testing.T) {
 	for p := range producers {
 		wg.Go(func() {
 			for i := range each {
-				it := &batcher.Item{
+				it := &batcher.Item[string]{
 					Key:      batcher.Key{Model: fmt.Sprint("m", p%3), Precision: "bf16"},
 					Rows:     1 + (p*each+i)%23,
 					Priority: i % 4,
@@ -370,9 +412,9 @@ func TestBatcherConcurrent(t *testing.T) {
 		close(closed)
 	}()
 
-	next := map[*batcher.Item]int{}
+	next := map[*batcher.Item[string]]int{}
 	completed := 0
-	var bs []batcher.Batch
+	var bs []batcher.Batch[string]
 	for bt := range b.Batches() {
 		bs = append(bs, bt)
 		for _, p := range bt.Parts {
@@ -380,7 +422,7 @@ func TestBatcherConcurrent(t *testing.T) {
 				t.Errorf("item %v: part at row %d; want %d", p.Item.Value, p.Start, next[p.Item])
 			}
 			next[p.Item] = p.Start + p.Rows
-			if p.Item.Done(p.Rows) {
+			if next[p.Item] == p.Item.Rows {
 				completed++
 			}
 		}

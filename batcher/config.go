@@ -5,6 +5,9 @@ import (
 	"time"
 )
 
+// DefaultMaxQueuedBytes is Config.MaxQueuedBytes's default.
+const DefaultMaxQueuedBytes = 256 << 20
+
 // Config sets how a Queue or a Batcher forms batches. The zero value of a
 // field means its default.
 type Config struct {
@@ -17,6 +20,9 @@ type Config struct {
 	// while that many are queued or formed but not yet delivered (default
 	// 4 × MaxBatchRows; at least MaxBatchRows). A Queue ignores it.
 	MaxQueuedRows int
+	// MaxQueuedBytes bounds the same in bytes, by the items' Bytes
+	// (default 256 MiB). A Queue ignores it.
+	MaxQueuedBytes int
 	// DeadlineSlack makes a key flush once the earliest deadline among its
 	// items is within DeadlineSlack of now (default MaxDelay).
 	DeadlineSlack time.Duration
@@ -32,6 +38,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxQueuedRows == 0 {
 		c.MaxQueuedRows = 4 * c.MaxBatchRows
+	}
+	if c.MaxQueuedBytes == 0 {
+		c.MaxQueuedBytes = DefaultMaxQueuedBytes
 	}
 	if c.DeadlineSlack == 0 {
 		c.DeadlineSlack = c.MaxDelay
@@ -50,6 +59,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: MaxDelay %v must not be negative", ErrInvalidConfig, c.MaxDelay)
 	case c.MaxQueuedRows < c.MaxBatchRows:
 		return fmt.Errorf("%w: MaxQueuedRows %d must be ≥ MaxBatchRows %d", ErrInvalidConfig, c.MaxQueuedRows, c.MaxBatchRows)
+	case c.MaxQueuedBytes < 1:
+		return fmt.Errorf("%w: MaxQueuedBytes %d must be ≥ 1", ErrInvalidConfig, c.MaxQueuedBytes)
 	case c.DeadlineSlack < 0:
 		return fmt.Errorf("%w: DeadlineSlack %v must not be negative", ErrInvalidConfig, c.DeadlineSlack)
 	}

@@ -15,11 +15,11 @@ func TestConfigWithDefaults(t *testing.T) {
 		in   batcher.Config
 		want batcher.Config
 	}{
-		{"zero", batcher.Config{}, batcher.Config{MaxBatchRows: 256, MaxDelay: 5 * ms, MaxQueuedRows: 1024, DeadlineSlack: 5 * ms}},
+		{"zero", batcher.Config{}, batcher.Config{MaxBatchRows: 256, MaxDelay: 5 * ms, MaxQueuedRows: 1024, MaxQueuedBytes: 256 << 20, DeadlineSlack: 5 * ms}},
 		{"derived from set fields", batcher.Config{MaxBatchRows: 8, MaxDelay: time.Second},
-			batcher.Config{MaxBatchRows: 8, MaxDelay: time.Second, MaxQueuedRows: 32, DeadlineSlack: time.Second}},
-		{"all set", batcher.Config{MaxBatchRows: 2, MaxDelay: ms, MaxQueuedRows: 3, DeadlineSlack: 7 * ms},
-			batcher.Config{MaxBatchRows: 2, MaxDelay: ms, MaxQueuedRows: 3, DeadlineSlack: 7 * ms}},
+			batcher.Config{MaxBatchRows: 8, MaxDelay: time.Second, MaxQueuedRows: 32, MaxQueuedBytes: 256 << 20, DeadlineSlack: time.Second}},
+		{"all set", batcher.Config{MaxBatchRows: 2, MaxDelay: ms, MaxQueuedRows: 3, MaxQueuedBytes: 5, DeadlineSlack: 7 * ms},
+			batcher.Config{MaxBatchRows: 2, MaxDelay: ms, MaxQueuedRows: 3, MaxQueuedBytes: 5, DeadlineSlack: 7 * ms}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -59,10 +59,10 @@ func TestConfigValidate(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.field) {
 				t.Errorf("Validate() = %q; want it to name %s", err, tt.field)
 			}
-			if _, err := batcher.NewQueue(tt.cfg); !errors.Is(err, batcher.ErrInvalidConfig) {
+			if _, err := batcher.NewQueue[string](tt.cfg); !errors.Is(err, batcher.ErrInvalidConfig) {
 				t.Errorf("NewQueue: %v; want an error wrapping ErrInvalidConfig", err)
 			}
-			if _, err := batcher.New(tt.cfg); !errors.Is(err, batcher.ErrInvalidConfig) {
+			if _, err := batcher.New[string](tt.cfg); !errors.Is(err, batcher.ErrInvalidConfig) {
 				t.Errorf("New: %v; want an error wrapping ErrInvalidConfig", err)
 			}
 		})

@@ -1,7 +1,7 @@
 // Package batcher groups inference jobs into batches for an inference
 // worker. It is pure Go and knows nothing of NATS or of models: a job is an
-// Item with a Key (model and precision), a number of rows, a priority, an
-// optional deadline and an opaque Value.
+// Item[T] with a Key (model and precision), a number of rows, the bytes it
+// holds, a priority, an optional deadline and the caller's Value of type T.
 //
 // # Flush rules
 //
@@ -30,9 +30,8 @@
 // priority and arrival unchanged, for the next batch. An item therefore
 // spans one or more batches, possibly in several Run rounds; its parts come
 // in row order. The consumer copies each part's output rows from the batch
-// (at Offset) to the item's output (at Start) and calls Item.Done with the
-// part's Rows; exactly one Done call, from any goroutine, reports the item
-// complete.
+// (at Offset) to the item's output (at Start) and counts the rows it has
+// completed: that accounting is the consumer's.
 //
 // # Two layers
 //
@@ -47,10 +46,17 @@
 //
 // # Bound
 //
-// A Batcher holds at most about Config.MaxQueuedRows rows: Add blocks while
-// the rows queued, plus those formed into batches not yet read from
-// Batches, reach the bound. A slow reader therefore slows Add, which slows
+// A Batcher holds at most about Config.MaxQueuedRows rows and
+// Config.MaxQueuedBytes bytes (by the items' Bytes): Add blocks while the
+// rows or bytes queued, plus those formed into batches not yet read from
+// Batches, reach either bound. An item's bytes are freed with the batch
+// that holds its last rows. A slow reader therefore slows Add, which slows
 // whoever pulls jobs. An item larger than the room left is still admitted
 // while the Batcher is below the bound, so a job bigger than the bound
 // cannot deadlock; the bound is then exceeded by at most that item.
+//
+// # Isolation
+//
+// Key.Isolate, when set, gives an item a lane (and so batches) of its own;
+// the worker uses it for jobs it suspects of having killed a worker.
 package batcher

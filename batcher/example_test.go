@@ -10,16 +10,16 @@ import (
 // A job of 10 rows is split over batches of at most 4 rows; a smaller job
 // of the same key fills the rest of the last one when the delay is up.
 func ExampleQueue() {
-	q, err := batcher.NewQueue(batcher.Config{MaxBatchRows: 4, MaxDelay: 5 * time.Millisecond})
+	q, err := batcher.NewQueue[string](batcher.Config{MaxBatchRows: 4, MaxDelay: 5 * time.Millisecond})
 	if err != nil {
 		panic(err)
 	}
 	key := batcher.Key{Model: "mlp", Precision: "bf16"}
 	start := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	q.Add(&batcher.Item{Key: key, Rows: 10, Value: "big"}, start)
-	q.Add(&batcher.Item{Key: key, Rows: 1, Value: "small"}, start)
+	q.Add(&batcher.Item[string]{Key: key, Rows: 10, Value: "big"}, start)
+	q.Add(&batcher.Item[string]{Key: key, Rows: 1, Value: "small"}, start)
 
-	show := func(bs []batcher.Batch) {
+	show := func(bs []batcher.Batch[string]) {
 		for _, b := range bs {
 			fmt.Printf("batch %d %s %s:", b.ID, b.Key, b.Reason)
 			for _, p := range b.Parts {

@@ -13,12 +13,13 @@ import (
 // Adding an item costs O(log n) in the items of its key, and forming
 // batches O(log n) per part; Ready and Next cost O(log k) in the keys, plus
 // the batches formed.
-type Queue struct {
+type Queue[T any] struct {
 	cfg   Config
-	lanes map[Key]*lane
-	due   laneHeap // every lane with rows queued, soonest due first
-	full  []*lane  // lanes that reached MaxBatchRows since the last Ready
+	lanes map[Key]*lane[T]
+	due   laneHeap[T] // every lane with rows queued, soonest due first
+	full  []*lane[T]  // lanes that reached MaxBatchRows since the last Ready
 	rows  int
+	bytes int
 	seq   uint64 // last item sequence number given
 	lseq  uint64 // last lane sequence number given
 	id    uint64 // last batch ID given
@@ -27,21 +28,21 @@ type Queue struct {
 // NewQueue returns an empty queue that forms batches by cfg, after
 // defaults. It returns an error wrapping ErrInvalidConfig if cfg is
 // unusable.
-func NewQueue(cfg Config) (*Queue, error) {
+func NewQueue[T any](cfg Config) (*Queue[T], error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Queue{cfg: cfg.WithDefaults(), lanes: map[Key]*lane{}}, nil
+	return &Queue[T]{cfg: cfg.WithDefaults(), lanes: map[Key]*lane[T]{}}, nil
 }
 
 // Config returns the queue's configuration, defaults filled in.
-func (q *Queue) Config() Config { return q.cfg }
+func (q *Queue[T]) Config() Config { return q.cfg }
 
 // Add queues it under its key and sets it.Arrived to now. It never blocks
 // and never rejects for lack of room: the bound on queued rows is the
 // Batcher's to enforce. It panics with an error wrapping ErrInvalidItem if
 // it is nil, has no rows or was added before.
-func (q *Queue) Add(it *Item, now time.Time) {
+func (q *Queue[T]) Add(it *Item[T], now time.Time) {
 	if err := q.check(it); err != nil {
 		panic(err)
 	}
@@ -49,7 +50,7 @@ func (q *Queue) Add(it *Item, now time.Time) {
 }
 
 // check reports why it cannot be added.
-func (q *Queue) check(it *Item) error {
+func (q *Queue[T]) check(it *Item[T]) error {
 	if err := checkItem(it); err != nil {
 		return err
 	}
@@ -59,18 +60,19 @@ func (q *Queue) check(it *Item) error {
 	return nil
 }
 
-func (q *Queue) add(it *Item, now time.Time) {
+func (q *Queue[T]) add(it *Item[T], now time.Time) {
 	q.seq++
 	it.seq = q.seq
 	it.Arrived = now
 	l := q.lanes[it.Key]
 	if l == nil {
 		q.lseq++
-		l = newLane(it.Key, q.lseq)
+		l = newLane[T](it.Key, q.lseq)
 		q.lanes[it.Key] = l
 	}
 	l.push(it)
 	q.rows += it.Rows
+	q.bytes += it.Bytes
 	due := l.dueAt(q.cfg.MaxDelay, q.cfg.DeadlineSlack)
 	switch {
 	case l.idx < 0:
@@ -98,8 +100,8 @@ func (q *Queue) add(it *Item, now time.Time) {
 //     (FlushFull), leaving the remainder queued.
 //
 // Ready returns nil when nothing is to flush.
-func (q *Queue) Ready(now time.Time) []Batch {
-	var out []Batch
+func (q *Queue[T]) Ready(now time.Time) []Batch[T] {
+	var out []Batch[T]
 	for len(q.due) > 0 && !q.due[0].due.After(now) {
 		l := q.due[0]
 		reason := FlushDelay
@@ -131,7 +133,7 @@ func (q *Queue) Ready(now time.Time) []Batch {
 // Next returns the earliest time at which Ready will flush a key for its
 // delay or a deadline, and false if the queue is empty. A key that is full
 // is ready at once, whatever Next says.
-func (q *Queue) Next() (time.Time, bool) {
+func (q *Queue[T]) Next() (time.Time, bool) {
 	if len(q.due) == 0 {
 		return time.Time{}, false
 	}
@@ -140,8 +142,8 @@ func (q *Queue) Next() (time.Time, bool) {
 
 // Drain returns batches holding every queued row, with Reason FlushDrain,
 // keys in the order they are due, and leaves the queue empty.
-func (q *Queue) Drain(now time.Time) []Batch {
-	var out []Batch
+func (q *Queue[T]) Drain(now time.Time) []Batch[T] {
+	var out []Batch[T]
 	for len(q.due) > 0 {
 		out = q.flushAll(out, q.due[0], FlushDrain, now)
 	}
@@ -154,10 +156,13 @@ func (q *Queue) Drain(now time.Time) []Batch {
 }
 
 // Rows returns the number of queued rows not yet placed in a batch.
-func (q *Queue) Rows() int { return q.rows }
+func (q *Queue[T]) Rows() int { return q.rows }
+
+// Bytes returns the Bytes of the queued items not wholly placed in batches.
+func (q *Queue[T]) Bytes() int { return q.bytes }
 
 // flushAll appends batches holding all of l's rows to out and removes l.
-func (q *Queue) flushAll(out []Batch, l *lane, reason Reason, now time.Time) []Batch {
+func (q *Queue[T]) flushAll(out []Batch[T], l *lane[T], reason Reason, now time.Time) []Batch[T] {
 	for l.rows > 0 {
 		out = append(out, q.form(l, reason, now))
 	}
@@ -166,14 +171,15 @@ func (q *Queue) flushAll(out []Batch, l *lane, reason Reason, now time.Time) []B
 }
 
 // form takes one batch of at most MaxBatchRows rows from l.
-func (q *Queue) form(l *lane, reason Reason, now time.Time) Batch {
-	parts, rows := l.take(q.cfg.MaxBatchRows)
+func (q *Queue[T]) form(l *lane[T], reason Reason, now time.Time) Batch[T] {
+	parts, rows, bytes := l.take(q.cfg.MaxBatchRows)
 	q.rows -= rows
+	q.bytes -= bytes
 	q.id++
-	return Batch{ID: q.id, Key: l.key, Parts: parts, Rows: rows, Formed: now, Reason: reason}
+	return Batch[T]{ID: q.id, Key: l.key, Parts: parts, Rows: rows, Bytes: bytes, Formed: now, Reason: reason}
 }
 
-func (q *Queue) removeLane(l *lane) {
+func (q *Queue[T]) removeLane(l *lane[T]) {
 	heap.Remove(&q.due, l.idx)
 	delete(q.lanes, l.key)
 }

@@ -8,7 +8,7 @@ import (
 )
 
 // checkInvariants checks q's internal bookkeeping against its lanes.
-func checkInvariants(t *testing.T, q *Queue) {
+func checkInvariants(t *testing.T, q *Queue[string]) {
 	t.Helper()
 	if len(q.lanes) != len(q.due) {
 		t.Fatalf("%d lanes in the map, %d in the due heap", len(q.lanes), len(q.due))
@@ -49,14 +49,14 @@ func checkInvariants(t *testing.T, q *Queue) {
 // order, and the bookkeeping holds throughout.
 func TestQueueRandom(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	q, err := NewQueue(Config{MaxBatchRows: 8, MaxDelay: 5 * time.Millisecond, DeadlineSlack: 2 * time.Millisecond})
+	q, err := NewQueue[string](Config{MaxBatchRows: 8, MaxDelay: 5 * time.Millisecond, DeadlineSlack: 2 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	next := map[*Item]int{}
-	var items []*Item
-	deliver := func(bs []Batch) {
+	next := map[*Item[string]]int{}
+	var items []*Item[string]
+	deliver := func(bs []Batch[string]) {
 		for _, b := range bs {
 			if b.Rows > q.cfg.MaxBatchRows {
 				t.Fatalf("batch of %d rows", b.Rows)
@@ -72,7 +72,7 @@ func TestQueueRandom(t *testing.T) {
 	for step := range 20000 {
 		now = now.Add(time.Duration(rng.IntN(1000)) * time.Microsecond)
 		for range rng.IntN(4) {
-			it := &Item{
+			it := &Item[string]{
 				Key:      Key{Model: fmt.Sprint("m", rng.IntN(5)), Precision: "bf16"},
 				Rows:     1 + rng.IntN(12),
 				Priority: rng.IntN(3),

@@ -21,9 +21,9 @@ var (
 	keyN = batcher.Key{Model: "n", Precision: "bf16"}
 )
 
-func newQueue(t testing.TB, cfg batcher.Config) *batcher.Queue {
+func newQueue(t testing.TB, cfg batcher.Config) *batcher.Queue[string] {
 	t.Helper()
-	q, err := batcher.NewQueue(cfg)
+	q, err := batcher.NewQueue[string](cfg)
 	if err != nil {
 		t.Fatalf("NewQueue(%+v): %v", cfg, err)
 	}
@@ -31,12 +31,12 @@ func newQueue(t testing.TB, cfg batcher.Config) *batcher.Queue {
 }
 
 // item returns an item of key m named name (its Value).
-func item(name string, rows int) *batcher.Item {
-	return &batcher.Item{Key: keyM, Rows: rows, Value: name}
+func item(name string, rows int) *batcher.Item[string] {
+	return &batcher.Item[string]{Key: keyM, Rows: rows, Value: name}
 }
 
 // describe renders batches as "key reason name:start+rows@offset ...".
-func describe(bs []batcher.Batch) []string {
+func describe(bs []batcher.Batch[string]) []string {
 	var out []string
 	for _, b := range bs {
 		s := []string{b.Key.String(), b.Reason.String()}
@@ -51,7 +51,7 @@ func describe(bs []batcher.Batch) []string {
 // checkBatches checks what every batch must satisfy: parts of its key,
 // contiguous offsets from 0, Rows their sum and at most max, and IDs
 // increasing.
-func checkBatches(t *testing.T, bs []batcher.Batch, max int) {
+func checkBatches(t *testing.T, bs []batcher.Batch[string], max int) {
 	t.Helper()
 	for i, b := range bs {
 		off := 0
@@ -79,7 +79,7 @@ func checkBatches(t *testing.T, bs []batcher.Batch, max int) {
 	}
 }
 
-func checkNext(t *testing.T, q *batcher.Queue, want time.Time) {
+func checkNext(t *testing.T, q *batcher.Queue[string], want time.Time) {
 	t.Helper()
 	got, ok := q.Next()
 	if !ok || !got.Equal(want) {
@@ -87,7 +87,7 @@ func checkNext(t *testing.T, q *batcher.Queue, want time.Time) {
 	}
 }
 
-func checkReady(t *testing.T, q *batcher.Queue, now time.Time, max int, want ...string) []batcher.Batch {
+func checkReady(t *testing.T, q *batcher.Queue[string], now time.Time, max int, want ...string) []batcher.Batch[string] {
 	t.Helper()
 	bs := q.Ready(now)
 	checkBatches(t, bs, max)
@@ -100,15 +100,15 @@ func checkReady(t *testing.T, q *batcher.Queue, now time.Time, max int, want ...
 func TestQueueFlushFull(t *testing.T) {
 	tests := []struct {
 		name  string
-		items []*batcher.Item
+		items []*batcher.Item[string]
 		want  []string
 		left  int
 	}{
-		{"below", []*batcher.Item{item("a", 3)}, nil, 3},
-		{"exact", []*batcher.Item{item("a", 4)}, []string{"m/bf16 full a:0+4@0"}, 0},
-		{"exact from several", []*batcher.Item{item("a", 1), item("b", 3)}, []string{"m/bf16 full a:0+1@0 b:0+3@1"}, 0},
-		{"over in one add", []*batcher.Item{item("a", 10)}, []string{"m/bf16 full a:0+4@0", "m/bf16 full a:4+4@0"}, 2},
-		{"over from several", []*batcher.Item{item("a", 3), item("b", 3)}, []string{"m/bf16 full a:0+3@0 b:0+1@3"}, 2},
+		{"below", []*batcher.Item[string]{item("a", 3)}, nil, 3},
+		{"exact", []*batcher.Item[string]{item("a", 4)}, []string{"m/bf16 full a:0+4@0"}, 0},
+		{"exact from several", []*batcher.Item[string]{item("a", 1), item("b", 3)}, []string{"m/bf16 full a:0+1@0 b:0+3@1"}, 0},
+		{"over in one add", []*batcher.Item[string]{item("a", 10)}, []string{"m/bf16 full a:0+4@0", "m/bf16 full a:4+4@0"}, 2},
+		{"over from several", []*batcher.Item[string]{item("a", 3), item("b", 3)}, []string{"m/bf16 full a:0+3@0 b:0+1@3"}, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -199,9 +199,9 @@ func TestQueueSplitReassemble(t *testing.T) {
 	bs = append(bs, checkReady(t, q, t0.Add(5*ms), 4, "m/bf16 delay b:2+1@0")...)
 
 	// Row r of item i holds 100*i+r; the "model" maps x to 3x+1.
-	input := func(it *batcher.Item, r int) int { return 100*len(it.Value.(string)) + r }
-	out := map[*batcher.Item][]int{a: make([]int, a.Rows), b: make([]int, b.Rows)}
-	completed := map[*batcher.Item]int{}
+	input := func(it *batcher.Item[string], r int) int { return 100*len(it.Value) + r }
+	out := map[*batcher.Item[string]][]int{a: make([]int, a.Rows), b: make([]int, b.Rows)}
+	done := map[*batcher.Item[string]]int{} // rows copied out
 	for _, bt := range slices.Backward(bs) {
 		in := make([]int, bt.Rows)
 		for _, p := range bt.Parts {
@@ -215,14 +215,12 @@ func TestQueueSplitReassemble(t *testing.T) {
 		}
 		for _, p := range bt.Parts {
 			copy(out[p.Item][p.Start:p.Start+p.Rows], res[p.Offset:p.Offset+p.Rows])
-			if p.Item.Done(p.Rows) {
-				completed[p.Item]++
-			}
+			done[p.Item] += p.Rows
 		}
 	}
-	for _, it := range []*batcher.Item{a, b} {
-		if got := completed[it]; got != 1 {
-			t.Errorf("item %v completed %d times; want 1", it.Value, got)
+	for _, it := range []*batcher.Item[string]{a, b} {
+		if got := done[it]; got != it.Rows {
+			t.Errorf("item %v: %d rows computed; want %d", it.Value, got, it.Rows)
 		}
 		for r, got := range out[it] {
 			if want := 3*input(it, r) + 1; got != want {
@@ -234,7 +232,7 @@ func TestQueueSplitReassemble(t *testing.T) {
 
 func TestQueueMixedBatch(t *testing.T) {
 	q := newQueue(t, batcher.Config{MaxBatchRows: 8, MaxDelay: 5 * ms})
-	for _, it := range []*batcher.Item{item("a", 1), item("b", 2), item("c", 3)} {
+	for _, it := range []*batcher.Item[string]{item("a", 1), item("b", 2), item("c", 3)} {
 		q.Add(it, t0)
 	}
 	bs := checkReady(t, q, t0.Add(5*ms), 8, "m/bf16 delay a:0+1@0 b:0+2@1 c:0+3@3")
@@ -318,7 +316,7 @@ func TestQueueNoStarvation(t *testing.T) {
 
 func TestQueueDrain(t *testing.T) {
 	q := newQueue(t, batcher.Config{MaxBatchRows: 4, MaxDelay: time.Second})
-	var items []*batcher.Item
+	var items []*batcher.Item[string]
 	for i, rows := range []int{1, 9, 2, 3, 4} {
 		it := item(fmt.Sprint("i", i), rows)
 		it.Priority = i % 2
@@ -339,7 +337,7 @@ func TestQueueDrain(t *testing.T) {
 			t.Errorf("batch %d: Reason %s; want full or drain", b.ID, b.Reason)
 		}
 	}
-	next := map[*batcher.Item]int{} // next row expected of each item
+	next := map[*batcher.Item[string]]int{} // next row expected of each item
 	for _, b := range bs {
 		for _, p := range b.Parts {
 			if p.Start != next[p.Item] {
@@ -386,7 +384,7 @@ func TestQueueAddInvalid(t *testing.T) {
 	newQueue(t, batcher.Config{}).Add(added, t0)
 	tests := []struct {
 		name string
-		it   *batcher.Item
+		it   *batcher.Item[string]
 	}{
 		{"nil", nil},
 		{"no rows", item("a", 0)},
@@ -426,7 +424,7 @@ func BenchmarkQueue(b *testing.B) {
 			now, n := t0, 0
 			for b.Loop() {
 				now = now.Add(time.Microsecond)
-				q.Add(&batcher.Item{Key: keys[n%bb.keys], Rows: bb.rows, Priority: n % 3}, now)
+				q.Add(&batcher.Item[string]{Key: keys[n%bb.keys], Rows: bb.rows, Priority: n % 3}, now)
 				q.Ready(now)
 				n++
 			}

@@ -1,5 +1,7 @@
 // Package kernels defines the Backend a worker runs forward passes on, and a
-// registry through which backends make themselves available.
+// registry through which backends make themselves available. A backend
+// that runs causal language models also implements LM, found by type
+// assertion.
 //
 // Backends register in init, like database/sql drivers, and only package
 // main blank-imports them: kernels/cpu (pure Go, always present) and, later,

@@ -39,7 +39,9 @@ func LoadFS(fsys fs.FS, dir string) (*Model, error) {
 
 // LoadAll loads every model under root: each subdirectory (or symbolic link
 // to one) that holds a model.json. Subdirectories whose names start with "."
-// are skipped, as are files and subdirectories without model.json.
+// are skipped, as are files, subdirectories without model.json, and causal
+// language models (IsCausalLM: a config.json beside it), which package
+// model/lm loads.
 //
 // It returns the models that loaded, sorted by name, and an error joining
 // one error per directory that failed, each naming its directory. Two
@@ -79,6 +81,9 @@ func loadAllFS(fsys fs.FS, root string, display func(elem ...string) string) ([]
 			continue // a file, or a broken link
 		}
 		if _, err := fs.Stat(fsys, path.Join(sub, ManifestFile)); errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if IsCausalLMFS(fsys, sub) {
 			continue
 		}
 		m, err := loadFS(fsys, sub, func(file string) string { return display(e.Name(), file) })
@@ -175,7 +180,7 @@ func build(mf *Manifest, tensors []*Tensor, manifestName, weightsName string) (*
 	if err != nil {
 		return nil, err // Validate has checked it
 	}
-	policy, err := mf.policy()
+	prec, err := mf.precisionConfig()
 	if err != nil {
 		return nil, err
 	}
@@ -185,7 +190,7 @@ func build(mf *Manifest, tensors []*Tensor, manifestName, weightsName string) (*
 		InputFeatures: mf.InputFeatures,
 		Layers:        make([]Layer, len(mf.Layers)),
 		Quality:       Quality{MaxError: maxError},
-		Precision:     policy,
+		Precision:     prec,
 	}
 	byName := make(map[string]*Tensor, len(tensors))
 	for _, t := range tensors {

@@ -47,7 +47,7 @@ func TestLoad(t *testing.T) {
 	if got, want := m.Quality.MaxError, 0.05; got != want {
 		t.Errorf("max error %v; want %v", got, want)
 	}
-	if got, want := m.Precision, (model.Policy{Initial: precision.BF16, Ladder: []precision.Format{"fp32", "tf32", "bf16", "fp8"}}); got.Initial != want.Initial || !slices.Equal(got.Ladder, want.Ladder) {
+	if got, want := m.Precision, (model.PrecisionConfig{Initial: precision.BF16, Ladder: []precision.Format{"fp32", "tf32", "bf16", "fp8"}}); got.Initial != want.Initial || !slices.Equal(got.Ladder, want.Ladder) {
 		t.Errorf("precision %+v; want %+v", got, want)
 	}
 
@@ -340,6 +340,13 @@ func TestLoadAll(t *testing.T) {
 	os.WriteFile(filepath.Join(root, "README"), []byte("hi"), 0o644)
 	os.Mkdir(filepath.Join(root, "empty"), 0o755)
 	writeModel(t, filepath.Join(root, "..data"), "{", demoTensors())
+	// A causal language model, even one whose optional model.json is not a
+	// tensor model's manifest, is package lm's to load.
+	llm := writeModel(t, filepath.Join(root, "llm"), `{"name":"llm","quality":{"metric":"kl"}}`, demoTensors())
+	os.WriteFile(filepath.Join(llm, model.ConfigFile), []byte(`{"model_type":"llama"}`), 0o644)
+	if !model.IsCausalLM(llm) || model.IsCausalLM(filepath.Join(root, "b-dir")) {
+		t.Errorf("IsCausalLM(llm), IsCausalLM(b-dir) = %v, %v; want true, false", model.IsCausalLM(llm), model.IsCausalLM(filepath.Join(root, "b-dir")))
+	}
 	// A symbolic link to a model directory is followed.
 	third := demoManifest()
 	third.Name = "linked"

@@ -137,7 +137,7 @@ func (m *Manifest) Validate() error {
 	if _, err := m.maxError(); err != nil {
 		return err
 	}
-	if _, err := m.policy(); err != nil {
+	if _, err := m.precisionConfig(); err != nil {
 		return err
 	}
 	return nil
@@ -202,46 +202,54 @@ func (m *Manifest) maxError() (float64, error) {
 	return e, nil
 }
 
-// policy is the precision policy, defaulted and checked.
-func (m *Manifest) policy() (Policy, error) {
-	p := Policy{Initial: precision.FP32, Ladder: slices.Clone(precision.DefaultLadder)}
-	if m.Precision == nil {
-		return p, nil
+// precisionConfig is the precision section, defaulted and checked.
+func (m *Manifest) precisionConfig() (PrecisionConfig, error) {
+	return m.Precision.Config()
+}
+
+// Config returns the precision configuration p describes, with the defaults
+// filled in (a nil p gives initial fp32 on precision.DefaultLadder), or an
+// error wrapping ErrInvalidManifest that names the field at fault. Language
+// models' manifests (package model/lm) share these rules.
+func (p *ManifestPrecision) Config() (PrecisionConfig, error) {
+	pol := PrecisionConfig{Initial: precision.FP32, Ladder: slices.Clone(precision.DefaultLadder)}
+	if p == nil {
+		return pol, nil
 	}
-	if m.Precision.Ladder != nil {
-		if len(m.Precision.Ladder) == 0 {
-			return Policy{}, mfErrorf("precision.ladder is empty")
+	if p.Ladder != nil {
+		if len(p.Ladder) == 0 {
+			return PrecisionConfig{}, mfErrorf("precision.ladder is empty")
 		}
-		p.Ladder = make([]precision.Format, len(m.Precision.Ladder))
-		for i, s := range m.Precision.Ladder {
+		pol.Ladder = make([]precision.Format, len(p.Ladder))
+		for i, s := range p.Ladder {
 			f, err := parseFormat(s)
 			if err != nil {
-				return Policy{}, mfErrorf("precision.ladder[%d]: %v", i, err)
+				return PrecisionConfig{}, mfErrorf("precision.ladder[%d]: %v", i, err)
 			}
-			if j := slices.Index(p.Ladder[:i], f); j >= 0 {
-				return Policy{}, mfErrorf("precision.ladder[%d]: %s is already ladder[%d]", i, f, j)
+			if j := slices.Index(pol.Ladder[:i], f); j >= 0 {
+				return PrecisionConfig{}, mfErrorf("precision.ladder[%d]: %s is already ladder[%d]", i, f, j)
 			}
-			p.Ladder[i] = f
+			pol.Ladder[i] = f
 		}
-		if p.Ladder[0] != precision.FP32 {
-			return Policy{}, mfErrorf("precision.ladder starts with %s, want fp32", p.Ladder[0])
+		if pol.Ladder[0] != precision.FP32 {
+			return PrecisionConfig{}, mfErrorf("precision.ladder starts with %s, want fp32", pol.Ladder[0])
 		}
 		// Most accurate first, as precision.Select climbs it.
-		if err := precision.ValidateLadder(p.Ladder); err != nil {
-			return Policy{}, mfErrorf("precision.ladder %v: %v", p.Ladder, err)
+		if err := precision.ValidateLadder(pol.Ladder); err != nil {
+			return PrecisionConfig{}, mfErrorf("precision.ladder %v: %v", pol.Ladder, err)
 		}
 	}
-	if m.Precision.Initial != "" {
-		f, err := parseFormat(m.Precision.Initial)
+	if p.Initial != "" {
+		f, err := parseFormat(p.Initial)
 		if err != nil {
-			return Policy{}, mfErrorf("precision.initial: %v", err)
+			return PrecisionConfig{}, mfErrorf("precision.initial: %v", err)
 		}
-		if !slices.Contains(p.Ladder, f) {
-			return Policy{}, mfErrorf("precision.initial %s is not on the ladder %v", f, p.Ladder)
+		if !slices.Contains(pol.Ladder, f) {
+			return PrecisionConfig{}, mfErrorf("precision.initial %s is not on the ladder %v", f, pol.Ladder)
 		}
-		p.Initial = f
+		pol.Initial = f
 	}
-	return p, nil
+	return pol, nil
 }
 
 // parseFormat parses a concrete precision format: not auto, not empty.
@@ -257,7 +265,9 @@ func parseFormat(s string) (precision.Format, error) {
 // digits, underscores and hyphens, so that it is one NATS subject token and
 // a valid object name.
 func ValidName(name string) bool {
-	if len(name) == 0 || len(name) > 64 {
+	// "_invalid" is the stand-in token for jobs on subjects that name no
+	// valid model (gearbox.InvalidToken).
+	if len(name) == 0 || len(name) > 64 || name == "_invalid" {
 		return false
 	}
 	for i := 0; i < len(name); i++ {

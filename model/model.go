@@ -33,7 +33,7 @@ type Model struct {
 	OutputFeatures int // width of the last layer's output
 	Layers         []Layer
 	Quality        Quality
-	Precision      Policy
+	Precision      PrecisionConfig
 	// Digest is the hex SHA-256 of model.json followed by model.safetensors:
 	// it names this exact version of the model.
 	Digest string
@@ -68,8 +68,10 @@ type Quality struct {
 	MaxError float64
 }
 
-// Policy is the model's precision configuration from its manifest.
-type Policy struct {
+// PrecisionConfig is the precision section of the model's manifest: the
+// ladder the controller moves on, most accurate first, and the rung its
+// auto jobs start at before the model has a gearbox.PrecisionPolicy.
+type PrecisionConfig struct {
 	Initial precision.Format
 	Ladder  []precision.Format
 }

@@ -35,13 +35,32 @@ type tensorHeader struct {
 // by name, each decoded to float32, and the header's __metadata__ (nil if
 // absent).
 //
+// It checks the file as ParseSafetensors does, then widens every weight
+// exactly. Errors wrap ErrInvalidSafetensors and name the tensor at fault.
+func ReadSafetensors(data []byte) ([]*Tensor, map[string]string, error) {
+	raw, metadata, err := ParseSafetensors(data)
+	if err != nil {
+		return nil, nil, err
+	}
+	tensors := make([]*Tensor, len(raw))
+	for i, r := range raw {
+		tensors[i] = &Tensor{Name: r.Name, DType: r.DType, Shape: r.Shape, Data: r.Float32(nil)}
+	}
+	return tensors, metadata, nil
+}
+
+// ParseSafetensors checks a complete safetensors file held in data and
+// returns its tensors as stored, sorted by name: each RawTensor's Data is a
+// slice of data (nothing is copied or widened), and the header's
+// __metadata__ (nil if absent).
+//
 // Every rule is checked before anything is allocated from a size the file
 // claims: the header is at most MaxHeaderSize bytes and fits the file; each
 // dtype is F32, F16 or BF16; each tensor's bytes are exactly its shape's
 // element count times its dtype's size; the tensors tile the buffer in
 // order, without overlaps or holes; and every weight is finite. Errors wrap
 // ErrInvalidSafetensors and name the tensor at fault.
-func ReadSafetensors(data []byte) ([]*Tensor, map[string]string, error) {
+func ParseSafetensors(data []byte) ([]*RawTensor, map[string]string, error) {
 	if len(data) < 8 {
 		return nil, nil, stErrorf("file is %d bytes, too short for the 8-byte header length", len(data))
 	}
@@ -67,7 +86,6 @@ func ReadSafetensors(data []byte) ([]*Tensor, map[string]string, error) {
 		dtype      string
 		shape      []int
 		begin, end int64
-		elems      int64
 	}
 	entries := make([]entry, 0, len(raw))
 	for name, msg := range raw {
@@ -124,7 +142,7 @@ func ReadSafetensors(data []byte) ([]*Tensor, map[string]string, error) {
 		if end-begin != elems*int64(size) {
 			return nil, nil, stErrorf("tensor %q: data_offsets [%d, %d] span %d bytes, want %d for %s %v", name, begin, end, end-begin, elems*int64(size), h.DType, h.Shape)
 		}
-		entries = append(entries, entry{name: name, dtype: h.DType, shape: shape, begin: begin, end: end, elems: elems})
+		entries = append(entries, entry{name: name, dtype: h.DType, shape: shape, begin: begin, end: end})
 	}
 
 	// The tensors must tile the buffer: in offset order, each starts where
@@ -146,38 +164,16 @@ func ReadSafetensors(data []byte) ([]*Tensor, map[string]string, error) {
 		return nil, nil, stErrorf("buffer bytes [%d, %d] belong to no tensor", pos, len(buf))
 	}
 
-	tensors := make([]*Tensor, 0, len(entries))
+	tensors := make([]*RawTensor, 0, len(entries))
 	for _, e := range entries {
-		t := &Tensor{Name: e.name, DType: e.dtype, Shape: e.shape, Data: make([]float32, e.elems)}
-		if i := decodeInto(t.Data, buf[e.begin:e.end], e.dtype); i >= 0 {
-			return nil, nil, stErrorf("tensor %q: element %d is %v; weights must be finite", e.name, i, t.Data[i])
+		t := &RawTensor{Name: e.name, DType: e.dtype, Shape: e.shape, Data: buf[e.begin:e.end:e.end]}
+		if i := firstNonFinite(t.Data, t.DType); i >= 0 {
+			return nil, nil, stErrorf("tensor %q: element %d is %v; weights must be finite", e.name, i, t.At(i))
 		}
 		tensors = append(tensors, t)
 	}
-	slices.SortFunc(tensors, func(a, b *Tensor) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(tensors, func(a, b *RawTensor) int { return strings.Compare(a.Name, b.Name) })
 	return tensors, metadata, nil
-}
-
-// decodeInto widens the little-endian elements of src (of dtype) into dst,
-// exactly, and returns the index of the first non-finite value, or -1.
-func decodeInto(dst []float32, src []byte, dtype string) int {
-	bad := -1
-	for i := range dst {
-		var v float32
-		switch dtype {
-		case DTypeF32:
-			v = math.Float32frombits(binary.LittleEndian.Uint32(src[4*i:]))
-		case DTypeF16:
-			v = float16.Frombits(binary.LittleEndian.Uint16(src[2*i:])).Float32()
-		case DTypeBF16:
-			v = bf16ToF32(binary.LittleEndian.Uint16(src[2*i:]))
-		}
-		dst[i] = v
-		if bad < 0 && !finite(v) {
-			bad = i
-		}
-	}
-	return bad
 }
 
 // WriteSafetensors writes tensors to w in the safetensors format, each stored

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -271,5 +272,46 @@ func TestWriteSafetensorsEmptyDTypeIsF32(t *testing.T) {
 	}
 	if got := ts[0].DType; got != model.DTypeF32 {
 		t.Errorf("dtype %q; want %q", got, model.DTypeF32)
+	}
+}
+
+// TestParseSafetensorsRaw checks that the raw tensors are views of the file
+// (no copy) that widen to exactly what ReadSafetensors decodes.
+func TestParseSafetensorsRaw(t *testing.T) {
+	in := []*model.Tensor{tensor("f32", 3, 4), tensor("f16", 5), tensor("bf16", 2, 3)}
+	in[1].DType, in[2].DType = model.DTypeF16, model.DTypeBF16
+	var buf bytes.Buffer
+	if err := model.WriteSafetensors(&buf, in); err != nil {
+		t.Fatal(err)
+	}
+	file := buf.Bytes()
+	raw, _, err := model.ParseSafetensors(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	decoded, _, err := model.ReadSafetensors(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range raw {
+		d := decoded[i]
+		if r.Name != d.Name || r.DType != d.DType || !slices.Equal(r.Shape, d.Shape) || r.Len() != len(d.Data) {
+			t.Fatalf("raw %s %s %v (%d elements); want %s %s %v (%d)", r.Name, r.DType, r.Shape, r.Len(), d.Name, d.DType, d.Shape, len(d.Data))
+		}
+		if got := r.Float32(nil); !slices.Equal(got, d.Data) {
+			t.Errorf("tensor %s: Float32 = %v; want %v", r.Name, got, d.Data)
+		}
+		for j, want := range d.Data {
+			if got := r.At(j); got != want {
+				t.Errorf("tensor %s: At(%d) = %v; want %v", r.Name, j, got, want)
+			}
+		}
+	}
+	// The tensors are views of the file: clearing it clears them.
+	clear(file)
+	for _, r := range raw {
+		if slices.ContainsFunc(r.Data, func(b byte) bool { return b != 0 }) {
+			t.Errorf("tensor %s: Data is a copy, not a view of the file", r.Name)
+		}
 	}
 }

@@ -114,7 +114,7 @@ func Synth(c SynthConfig) (*Model, error) {
 		Version:       "1",
 		InputFeatures: c.Dims[0],
 		Quality:       Quality{MaxError: c.MaxError},
-		Precision:     Policy{Initial: precision.FP32, Ladder: slices.Clone(precision.DefaultLadder)},
+		Precision:     PrecisionConfig{Initial: precision.FP32, Ladder: slices.Clone(precision.DefaultLadder)},
 	}
 	last := len(c.Dims) - 2
 	for i := 0; i <= last; i++ {

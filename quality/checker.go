@@ -142,6 +142,11 @@ func (c *Checker) Offer(now time.Time, m *model.Model, served precision.Format, 
 	}
 }
 
+// ErrOutOfRange is returned by Checker.Check when no value of the rows
+// checked can be judged: the input drives every output beyond what float32
+// carries, at fp32 as at any precision. Such a check publishes no report.
+var ErrOutOfRange = errors.New("quality check: every output checked is beyond float32 at fp32; nothing to judge")
+
 // Run performs queued checks until ctx ends.
 func (c *Checker) Run(ctx context.Context) {
 	for {
@@ -155,10 +160,14 @@ func (c *Checker) Run(ctx context.Context) {
 				r.Batch, r.BatchRows = ck.batch, ck.batchRows
 				err = c.publish(ctx, r)
 			}
-			if err != nil {
-				if ctx.Err() != nil {
-					return
-				}
+			switch {
+			case err == nil:
+			case ctx.Err() != nil:
+				return
+			case errors.Is(err, ErrOutOfRange):
+				outcome = "out_of_range"
+				c.log.Debug().Str("model", ck.m.Name).Str("batch", ck.batch).Msg(err.Error())
+			default:
 				outcome = "failed"
 				c.log.Warn().Err(err).Str("model", ck.m.Name).Str("batch", ck.batch).Msg("quality check")
 			}
@@ -177,7 +186,10 @@ func (c *Checker) Run(ctx context.Context) {
 
 // Check compares rows of served outputs (out, computed from in at served)
 // with the reference, runs the next cheaper rung of m's ladder on the same
-// rows in shadow, and returns the report (without batch fields).
+// rows in shadow, and returns the report (without batch fields). Outputs
+// the input drives beyond float32 at fp32 are left out of both
+// comparisons (see Compare and docs/quality.md); when that leaves nothing,
+// it returns ErrOutOfRange.
 func (c *Checker) Check(ctx context.Context, m *model.Model, served precision.Format, in, out []float32, rows int) (*gearbox.QualityReport, error) {
 	if len(in) != rows*m.InputFeatures || len(out) != rows*m.OutputFeatures {
 		return nil, errors.New("quality check: rows do not match the model's widths")
@@ -185,6 +197,22 @@ func (c *Checker) Check(ctx context.Context, m *model.Model, served precision.Fo
 	ref, kind, err := c.reference(ctx, m, in, rows)
 	if err != nil {
 		return nil, fmt.Errorf("reference: %w", err)
+	}
+	var cand precision.Format
+	var candOut []float32
+	if next, ok := precision.Next(m.Precision.Ladder, served); ok && c.backend.Supports(next) {
+		if candOut, err = c.backend.Forward(ctx, m, next, in, rows); err != nil {
+			return nil, fmt.Errorf("shadow run at %s: %w", next, err)
+		}
+		cand = next
+	}
+	fp32, err := c.fp32Run(ctx, m, served, kind, in, rows, out, candOut)
+	if err != nil {
+		return nil, fmt.Errorf("fp32 run: %w", err)
+	}
+	y := newYardstick(ref, fp32)
+	if y.count == 0 {
+		return nil, ErrOutOfRange
 	}
 	classes := len(m.Layers) > 0 && m.Layers[len(m.Layers)-1].Op == model.Softmax
 	r := &gearbox.QualityReport{
@@ -194,22 +222,44 @@ func (c *Checker) Check(ctx context.Context, m *model.Model, served precision.Fo
 		Initial:       m.Precision.Initial,
 		MaxError:      m.Quality.MaxError,
 		Served:        served,
-		ServedMetrics: Compare(out, ref, rows, m.OutputFeatures, classes),
+		ServedMetrics: y.compare(out, rows, m.OutputFeatures, classes),
 		Reference:     kind,
 		Worker:        c.worker,
 		Device:        c.backend.Name(),
 		Rows:          rows,
 		Time:          time.Now().UTC(),
 	}
-	if cand, ok := precision.Next(m.Precision.Ladder, served); ok && c.backend.Supports(cand) {
-		got, err := c.backend.Forward(ctx, m, cand, in, rows)
-		if err != nil {
-			return nil, fmt.Errorf("shadow run at %s: %w", cand, err)
-		}
-		cm := Compare(got, ref, rows, m.OutputFeatures, classes)
+	if cand != "" {
+		cm := y.compare(candOut, rows, m.OutputFeatures, classes)
 		r.Candidate, r.CandidateMetrics = cand, &cm
 	}
 	return r, nil
+}
+
+// fp32Run returns the fp32 outputs of the rows checked where judging them
+// needs it, else nil: a non-finite output counts against its precision only
+// where fp32 is finite. With an fp32 reference that is the reference
+// itself, and at served fp32 the served outputs; otherwise the rows are run
+// at fp32, only when served or candidate outputs hold a non-finite value.
+func (c *Checker) fp32Run(ctx context.Context, m *model.Model, served precision.Format, kind string, in []float32, rows int, out, cand []float32) ([]float32, error) {
+	switch {
+	case kind == "fp32":
+		return nil, nil
+	case served == precision.FP32:
+		return out, nil
+	case allFinite(out) && allFinite(cand):
+		return nil, nil
+	}
+	return c.backend.Forward(ctx, m, precision.FP32, in, rows)
+}
+
+func allFinite(vs []float32) bool {
+	for _, v := range vs {
+		if !finite32(v) {
+			return false
+		}
+	}
+	return true
 }
 
 // reference computes the yardstick: float64 where the backend offers it,

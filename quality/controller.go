@@ -1,68 +1,15 @@
 package quality
 
 import (
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/gearbox-inference/gearbox"
 	"github.com/gearbox-inference/gearbox/precision"
 )
-
-// Rules tune the controller. Zero fields take the defaults in their
-// comments.
-type Rules struct {
-	// Window is how many observations per (model, precision) the
-	// statistics keep, newest first (default 50).
-	Window int
-	// MinSamples is how many candidate observations a step down needs
-	// (default 20, GEARBOX_QUALITY_MIN_SAMPLES); at most Window.
-	MinSamples int
-	// Margin: a step down needs the candidate's upper bound ≤ Margin ×
-	// max_error (default 0.5).
-	Margin float64
-	// Cooldown is the least stream time between a change and a step down
-	// (default 30 s). Steps up are never delayed.
-	Cooldown time.Duration
-}
-
-// ErrInvalidRules is wrapped by Rules.Validate's errors.
-var ErrInvalidRules = errors.New("quality: invalid rules")
-
-// WithDefaults returns r with zero fields set to their defaults.
-func (r Rules) WithDefaults() Rules {
-	if r.Window == 0 {
-		r.Window = 50
-	}
-	if r.MinSamples == 0 {
-		r.MinSamples = 20
-	}
-	if r.Margin == 0 {
-		r.Margin = 0.5
-	}
-	if r.Cooldown == 0 {
-		r.Cooldown = 30 * time.Second
-	}
-	return r
-}
-
-// Validate reports the first unusable field (after defaults).
-func (r Rules) Validate() error {
-	r = r.WithDefaults()
-	switch {
-	case r.Window < 1:
-		return fmt.Errorf("%w: window %d must be ≥ 1", ErrInvalidRules, r.Window)
-	case r.MinSamples < 1 || r.MinSamples > r.Window:
-		return fmt.Errorf("%w: min samples %d must be 1 to the window %d", ErrInvalidRules, r.MinSamples, r.Window)
-	case !(r.Margin > 0 && r.Margin <= 1):
-		return fmt.Errorf("%w: margin %g must be in (0, 1]", ErrInvalidRules, r.Margin)
-	case r.Cooldown < 0:
-		return fmt.Errorf("%w: cooldown %v must be ≥ 0", ErrInvalidRules, r.Cooldown)
-	}
-	return nil
-}
 
 // Observation is one measured error at one precision: from a report's
 // served or candidate metrics.
@@ -111,7 +58,7 @@ func (w *window) evidence(p precision.Format) *gearbox.Evidence {
 
 // modelState is the controller's view of one model.
 type modelState struct {
-	policy gearbox.Policy
+	policy gearbox.PrecisionPolicy
 	rev    uint64 // KV revision of policy; 0 when the key does not exist
 	pos    uint64 // last stream sequence considered
 	// cold: reports between the policy's Seq and the first one replayed may
@@ -121,21 +68,38 @@ type modelState struct {
 	windows  map[precision.Format]*window
 	ladder   []precision.Format
 	maxError float64 // the manifest's, from the newest report
+	// hold and why: why the last report changed nothing ("" after a change).
+	hold Hold
+	why  string
 }
 
 // Decision is a policy change: the new policy and the revision it replaces
 // (0: the key does not exist yet).
 type Decision struct {
-	Policy gearbox.Policy
+	Policy gearbox.PrecisionPolicy
 	Rev    uint64
-	// Up is true for a step up (to a more accurate precision).
-	Up bool
+	// From is the precision the change moves from: the same as
+	// Policy.Precision when the change only rules a precision out.
+	From precision.Format
+}
+
+// Direction is "up" (to a more accurate precision), "down", or "none" (a
+// precision ruled out, the precision kept).
+func (d *Decision) Direction() string {
+	switch {
+	case d.Policy.Precision == d.From:
+		return "none"
+	case d.Policy.Precision.MoreAccurate(d.From):
+		return "up"
+	}
+	return "down"
 }
 
 // Controller applies Rules to a stream of reports. It is a pure state
-// machine: no clock, no I/O, not safe for concurrent use. Feed it every
-// report in stream order (Observe) and every policy read from the KV
-// (Adopt); Runner does that against NATS.
+// machine: no clock, no I/O, not safe for concurrent use. Start it with
+// Replay, then feed it every report in stream order (Observe) and every
+// policy read from the KV after that (Adopt, Forget); Runner does that
+// against NATS, Inspect for one model at a time.
 type Controller struct {
 	rules  Rules
 	models map[string]*modelState
@@ -152,12 +116,34 @@ func NewController(rules Rules) (*Controller, error) {
 	return &Controller{rules: rules.WithDefaults(), models: map[string]*modelState{}}, nil
 }
 
+// Replay starts a new controller on a replay of GEARBOX_QUALITY whose
+// oldest kept report is at sequence first (1 when the stream has dropped
+// none), from the policies stored in the KV: it adopts each, and marks
+// cold every model whose evidence the stream may have dropped — one whose
+// policy took effect before first, and, when first > 1, every model first
+// met in the replay. Call it once, before Observe; the replay then starts
+// at first (Observe skips each model's reports up to its policy's Seq).
+func (c *Controller) Replay(first uint64, stored []PolicyEntry) {
+	for _, e := range stored {
+		c.Adopt(e.Rev, e.PrecisionPolicy)
+	}
+	if first <= 1 {
+		return
+	}
+	c.coldStart = true
+	for _, s := range c.models {
+		if s.policy.Seq+1 < first {
+			s.cold = true
+		}
+	}
+}
+
 // Policy returns the model's current policy and its KV revision, or false
 // when the controller knows nothing of the model.
-func (c *Controller) Policy(model string) (gearbox.Policy, uint64, bool) {
+func (c *Controller) Policy(model string) (gearbox.PrecisionPolicy, uint64, bool) {
 	s, ok := c.models[model]
 	if !ok || s.policy.Model == "" {
-		return gearbox.Policy{}, 0, false
+		return gearbox.PrecisionPolicy{}, 0, false
 	}
 	return s.policy, s.rev, true
 }
@@ -170,9 +156,30 @@ func (c *Controller) Position(model string) uint64 {
 	return 0
 }
 
-// SetCold marks model's statistics as possibly incomplete (see
-// modelState.cold) until a change or an Adopt resets them.
-func (c *Controller) SetCold(model string) { c.state(model).cold = true }
+// Holding says why the last report of model changed nothing, in a Hold
+// and in words; "" after a change, or before any report.
+func (c *Controller) Holding(model string) (Hold, string) {
+	if s, ok := c.models[model]; ok {
+		return s.hold, s.why
+	}
+	return "", ""
+}
+
+// Status returns the controller's view of model, or false when it knows
+// nothing of it.
+func (c *Controller) Status(model string) (Status, bool) {
+	s, ok := c.models[model]
+	if !ok || s.policy.Model == "" {
+		return Status{}, false
+	}
+	st := Status{Policy: s.policy, Rev: s.rev, Position: s.pos, Hold: s.hold, Reason: s.why, Cold: s.cold}
+	for _, f := range precision.All {
+		if w, ok := s.windows[f]; ok {
+			st.Windows = append(st.Windows, *w.evidence(f))
+		}
+	}
+	return st, true
+}
 
 func (c *Controller) state(model string) *modelState {
 	s, ok := c.models[model]
@@ -183,7 +190,7 @@ func (c *Controller) state(model string) *modelState {
 	return s
 }
 
-// ManualBy is Policy.By of a policy set by hand.
+// ManualBy is PrecisionPolicy.By of a policy set by hand.
 const ManualBy = "manual"
 
 // Adopt takes the policy stored in the KV at rev as the model's. If it is
@@ -194,7 +201,7 @@ const ManualBy = "manual"
 // returns the sequence to replay from when the controller had already gone
 // past p.Seq (the caller must re-deliver the model's reports from there),
 // else 0.
-func (c *Controller) Adopt(rev uint64, p gearbox.Policy) (replayFrom uint64) {
+func (c *Controller) Adopt(rev uint64, p gearbox.PrecisionPolicy) (replayFrom uint64) {
 	s := c.state(p.Model)
 	if rev <= s.rev {
 		return 0 // an older revision than the one held
@@ -208,6 +215,7 @@ func (c *Controller) Adopt(rev uint64, p gearbox.Policy) (replayFrom uint64) {
 	s.windows = map[precision.Format]*window{}
 	s.cold = false
 	s.pos = p.Seq
+	s.hold, s.why = "", ""
 	if behind {
 		return p.Seq + 1
 	}
@@ -217,8 +225,9 @@ func (c *Controller) Adopt(rev uint64, p gearbox.Policy) (replayFrom uint64) {
 // Observe feeds the report at stream sequence seq, stored at stream time
 // at. It returns the policy change the report causes, if any; the caller
 // writes it (compare-and-swap on Decision.Rev) and feeds back the outcome
-// with Written or Adopt. Reports at or before the model's position are
-// ignored (already seen, or before the policy in force).
+// with Written or Adopt. Without a change, Holding says why. Reports at or
+// before the model's position are ignored (already seen, or before the
+// policy in force).
 func (c *Controller) Observe(seq uint64, at time.Time, r *gearbox.QualityReport) *Decision {
 	s := c.state(r.Model)
 	if seq <= s.pos {
@@ -229,17 +238,62 @@ func (c *Controller) Observe(seq uint64, at time.Time, r *gearbox.QualityReport)
 	if s.policy.Model == "" {
 		s.policy = initialPolicy(r)
 	}
-	c.add(s, r.Served, Observation{Seq: seq, Worker: r.Worker, RelL2: r.ServedMetrics.RelL2, NonFinite: r.ServedMetrics.NonFinite})
-	if r.Candidate != "" && r.CandidateMetrics != nil {
-		m := r.CandidateMetrics
-		c.add(s, r.Candidate, Observation{Seq: seq, Worker: r.Worker, RelL2: m.RelL2, NonFinite: m.NonFinite})
+	var ruled []precision.Format
+	if c.add(s, r.Served, Observation{Seq: seq, Worker: r.Worker, RelL2: r.ServedMetrics.RelL2, NonFinite: r.ServedMetrics.NonFinite}) {
+		ruled = append(ruled, r.Served)
 	}
-	return c.decide(s, seq, at)
+	if m := r.CandidateMetrics; r.Candidate != "" && m != nil {
+		if c.add(s, r.Candidate, Observation{Seq: seq, Worker: r.Worker, RelL2: m.RelL2, NonFinite: m.NonFinite}) {
+			ruled = append(ruled, r.Candidate)
+		}
+	}
+	// Why, from the windows as they stand (a change clears them).
+	why := map[precision.Format]string{}
+	var ev *gearbox.Evidence
+	for _, f := range ruled {
+		e := c.window(s, f).evidence(f)
+		why[f] = ruledOut(f, e)
+		if ev == nil {
+			ev = e
+		}
+	}
+	d := c.decide(s, seq, at)
+	if len(ruled) == 0 {
+		return d
+	}
+	if d == nil {
+		// Ruling a precision out is a change of its own, even when the
+		// precision stays: stored, it outlives the reports it rests on.
+		return c.change(s, seq, at, s.policy.Precision, ev, joinWhy(ruled, why, ""))
+	}
+	// A step away from a precision ruled out says so; it names any other
+	// precision the report rules out too.
+	if more := joinWhy(ruled, why, d.From); more != "" {
+		d.Policy.Reason += "; " + more
+		s.policy.Reason = d.Policy.Reason
+	}
+	return d
+}
+
+// joinWhy joins the reasons of the precisions ruled out, but skip's.
+func joinWhy(ruled []precision.Format, why map[precision.Format]string, skip precision.Format) string {
+	var parts []string
+	for _, f := range ruled {
+		if f != skip {
+			parts = append(parts, why[f])
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// ruledOut says why f is ruled out.
+func ruledOut(f precision.Format, e *gearbox.Evidence) string {
+	return fmt.Sprintf("%s ruled out: %d non-finite outputs where fp32 is finite (report %d)", f, e.NonFinite, e.LastSeq)
 }
 
 // initialPolicy is the policy of a model with no KV entry: the manifest's.
-func initialPolicy(r *gearbox.QualityReport) gearbox.Policy {
-	return gearbox.Policy{
+func initialPolicy(r *gearbox.QualityReport) gearbox.PrecisionPolicy {
+	return gearbox.PrecisionPolicy{
 		Model:     r.Model,
 		Precision: r.Initial,
 		Floor:     r.Ladder[len(r.Ladder)-1],
@@ -248,7 +302,8 @@ func initialPolicy(r *gearbox.QualityReport) gearbox.Policy {
 	}
 }
 
-func (c *Controller) add(s *modelState, p precision.Format, o Observation) {
+// add records o for precision p; it reports whether o rules p out now.
+func (c *Controller) add(s *modelState, p precision.Format, o Observation) bool {
 	w, ok := s.windows[p]
 	if !ok {
 		w = &window{}
@@ -257,10 +312,13 @@ func (c *Controller) add(s *modelState, p precision.Format, o Observation) {
 	w.add(o, c.rules.Window)
 	if o.NonFinite > 0 && !slices.Contains(s.policy.Excluded, p) {
 		s.policy.Excluded = append(s.policy.Excluded, p)
+		return true
 	}
+	return false
 }
 
-// decide applies the rules after an observation at seq.
+// decide applies the rules after an observation at seq: a change, or nil
+// with the model's hold set.
 func (c *Controller) decide(s *modelState, seq uint64, at time.Time) *Decision {
 	pol := &s.policy
 	maxErr := pol.MaxError
@@ -270,7 +328,7 @@ func (c *Controller) decide(s *modelState, seq uint64, at time.Time) *Decision {
 	ladder := s.ladder
 	cur := pol.Precision
 	if !slices.Contains(ladder, cur) {
-		return nil // a policy off the model's ladder (set by hand): leave it
+		return s.holds(HoldOffLadder, fmt.Sprintf("%s is not on the model's ladder %v: the controller leaves it", cur, ladder))
 	}
 	lo, hi := slices.Index(ladder, pol.Ceiling), slices.Index(ladder, pol.Floor)
 	if lo < 0 {
@@ -283,16 +341,16 @@ func (c *Controller) decide(s *modelState, seq uint64, at time.Time) *Decision {
 	excluded := func(f precision.Format) bool { return slices.Contains(pol.Excluded, f) }
 	ev := c.window(s, cur).evidence(cur)
 
-	// Up, at once: the served precision breaches the target, produced
-	// non-finite values, or sits outside [floor, ceiling].
+	// Up, at once: the served precision breaches the target, is ruled
+	// out, or sits outside [floor, ceiling].
 	var up string
 	switch {
 	case i < lo:
-		return c.change(s, seq, at, ladder[lo], false, ev, fmt.Sprintf("%s is above the ceiling %s", cur, pol.Ceiling))
+		return c.change(s, seq, at, ladder[lo], ev, fmt.Sprintf("%s is above the ceiling %s", cur, pol.Ceiling))
 	case i > hi:
 		up = fmt.Sprintf("%s is below the floor %s", cur, pol.Floor)
 	case excluded(cur):
-		up = fmt.Sprintf("%s produced %d non-finite values", cur, ev.NonFinite)
+		up = fmt.Sprintf("%s is ruled out (%d non-finite outputs where fp32 is finite)", cur, ev.NonFinite)
 	case ev.Samples > 0 && ev.UpperBound > maxErr:
 		up = fmt.Sprintf("%s error upper bound %.4g over %d reports exceeds max_error %.4g", cur, ev.UpperBound, ev.Samples, maxErr)
 	}
@@ -302,18 +360,21 @@ func (c *Controller) decide(s *modelState, seq uint64, at time.Time) *Decision {
 			j--
 		}
 		if j < lo || ladder[j] == cur {
-			return nil // already at the ceiling: nothing more accurate to go to
+			return s.holds(HoldCeiling, fmt.Sprintf("%s, but nothing more accurate is allowed (ceiling %s, ruled out %v)", up, pol.Ceiling, pol.Excluded))
 		}
-		return c.change(s, seq, at, ladder[j], true, ev, up)
+		return c.change(s, seq, at, ladder[j], ev, up)
 	}
 
 	// Down, with evidence: the next cheaper rung within the floor has
 	// enough candidate observations, all comfortably inside the target, and
 	// the cooldown since the last change has passed.
-	if i+1 > hi || excluded(ladder[i+1]) {
-		return nil
+	if i+1 > hi {
+		return s.holds(HoldFloor, fmt.Sprintf("%s is the floor", cur))
 	}
 	cand := ladder[i+1]
+	if excluded(cand) {
+		return s.holds(HoldRuledOut, fmt.Sprintf("%s, the next cheaper rung, is ruled out (non-finite outputs where fp32 is finite); a manual set clears it", cand))
+	}
 	w := c.window(s, cand)
 	cev := w.evidence(cand)
 	need := c.rules.MinSamples
@@ -322,15 +383,23 @@ func (c *Controller) decide(s *modelState, seq uint64, at time.Time) *Decision {
 	}
 	switch {
 	case w.seen < need || cev.Samples < c.rules.MinSamples:
-		return nil
+		return s.holds(HoldEvidence, fmt.Sprintf("%s has %d of the %d reports a step down needs", cand, w.seen, need))
 	case cev.UpperBound > c.rules.Margin*maxErr:
-		return nil
+		return s.holds(HoldMargin, fmt.Sprintf("%s error upper bound %.4g over %d reports exceeds %.2g × max_error %.4g",
+			cand, cev.UpperBound, cev.Samples, c.rules.Margin, maxErr))
 	case !pol.UpdatedAt.IsZero() && at.Sub(pol.UpdatedAt) < c.rules.Cooldown:
-		return nil
+		return s.holds(HoldCooldown, fmt.Sprintf("%s qualifies; %v of the %v cooldown since the last change has passed",
+			cand, at.Sub(pol.UpdatedAt).Round(time.Millisecond), c.rules.Cooldown))
 	}
-	return c.change(s, seq, at, cand, false, cev, fmt.Sprintf(
+	return c.change(s, seq, at, cand, cev, fmt.Sprintf(
 		"%s error upper bound %.4g over %d reports is within %.2g × max_error %.4g",
 		cand, cev.UpperBound, cev.Samples, c.rules.Margin, maxErr))
+}
+
+// holds records why the model's precision stays, and returns no decision.
+func (s *modelState) holds(h Hold, why string) *Decision {
+	s.hold, s.why = h, why
+	return nil
 }
 
 func (c *Controller) window(s *modelState, p precision.Format) *window {
@@ -341,7 +410,7 @@ func (c *Controller) window(s *modelState, p precision.Format) *window {
 }
 
 // change makes the model's policy p from seq on, and resets its statistics.
-func (c *Controller) change(s *modelState, seq uint64, at time.Time, p precision.Format, up bool, ev *gearbox.Evidence, reason string) *Decision {
+func (c *Controller) change(s *modelState, seq uint64, at time.Time, p precision.Format, ev *gearbox.Evidence, reason string) *Decision {
 	old := s.policy
 	next := old
 	next.Precision = p
@@ -359,10 +428,11 @@ func (c *Controller) change(s *modelState, seq uint64, at time.Time, p precision
 	next.Excluded = slices.Clone(old.Excluded)
 	next.Seq = seq
 	next.UpdatedAt = at.UTC()
-	d := &Decision{Policy: next, Rev: s.rev, Up: up}
+	d := &Decision{Policy: next, Rev: s.rev, From: old.Precision}
 	s.policy = next
 	s.windows = map[precision.Format]*window{}
 	s.cold = false
+	s.hold, s.why = "", ""
 	return d
 }
 

@@ -1,6 +1,8 @@
 package quality
 
 import (
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -95,7 +97,7 @@ func TestStepDownOnlyWithEnoughEvidence(t *testing.T) {
 		}
 	}
 	d := f.report(precision.FP32, 1e-7, precision.TF32, 1e-4)
-	if d == nil || d.Policy.Precision != precision.TF32 || d.Up {
+	if d == nil || d.Policy.Precision != precision.TF32 || d.Direction() != "down" {
 		t.Fatalf("20th report: decision %+v, want down to tf32", d)
 	}
 	if e := d.Policy.Evidence; e.Samples != 20 || e.UpperBound != 1e-4 || e.Workers != 3 || e.FirstSeq != 1 || e.LastSeq != 20 {
@@ -139,7 +141,7 @@ func TestStepUpAtOnce(t *testing.T) {
 	}
 	// One served report over max_error steps up at once, cooldown or not.
 	d := f.report(precision.TF32, 0.2, precision.BF16, 0.3)
-	if d == nil || !d.Up || d.Policy.Precision != precision.FP32 {
+	if d == nil || d.Direction() != "up" || d.Policy.Precision != precision.FP32 {
 		t.Fatalf("decision %+v, want up to fp32", d)
 	}
 	if d.Policy.Evidence.UpperBound != 0.2 || d.Policy.Evidence.Precision != precision.TF32 {
@@ -215,7 +217,7 @@ func TestNonFiniteRulesOut(t *testing.T) {
 		t.Fatalf("at %s", f.precision())
 	}
 	d := f.report(precision.BF16, -1, precision.FP8, 0.01)
-	if d == nil || !d.Up || d.Policy.Precision != precision.TF32 {
+	if d == nil || d.Direction() != "up" || d.Policy.Precision != precision.TF32 {
 		t.Fatalf("decision %+v, want up to tf32", d)
 	}
 	if len(d.Policy.Excluded) != 1 || d.Policy.Excluded[0] != precision.BF16 {
@@ -262,7 +264,7 @@ func TestDeterministicReplay(t *testing.T) {
 	}
 	// A late starter adopts the first change and replays after it.
 	b, _ := NewController(Rules{Cooldown: 3 * time.Second})
-	b.Adopt(1, a.got[0].Policy)
+	b.Replay(1, []PolicyEntry{{PrecisionPolicy: a.got[0].Policy, Rev: 1}})
 	var got []*Decision
 	for i := a.got[0].Policy.Seq; i < uint64(len(reports)); i++ {
 		if d := b.Observe(i+1, times[i], reports[i]); d != nil {
@@ -327,5 +329,131 @@ func TestRulesValidate(t *testing.T) {
 	}
 	if err := (Rules{}).Validate(); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestHolds: whenever a report changes nothing, the controller says why.
+func TestHolds(t *testing.T) {
+	pinned := func(f *feed, edit func(*gearbox.PrecisionPolicy)) {
+		f.good(1, 1e-7, 1e-4)
+		p, rev, _ := f.c.Policy("m")
+		p.Seq, p.By = f.seq, ManualBy
+		edit(&p)
+		f.c.Adopt(rev+1, p)
+		f.rev = rev + 1
+	}
+	for _, c := range []struct {
+		name  string
+		rules Rules
+		run   func(f *feed)
+		want  Hold
+		words string
+	}{
+		{"too few reports", Rules{}, func(f *feed) { f.good(5, 1e-7, 1e-4) }, HoldEvidence, "tf32 has 5 of the 20 reports a step down needs"},
+		{"candidate too close to the target", Rules{}, func(f *feed) { f.good(30, 1e-7, 0.06) }, HoldMargin,
+			"tf32 error upper bound 0.06 over 30 reports exceeds 0.5 × max_error 0.1"},
+		{"cooldown", Rules{Cooldown: time.Hour}, func(f *feed) { f.good(20, 1e-7, 1e-4); f.good(25, 1e-4, 1e-3) }, HoldCooldown,
+			"bf16 qualifies; 25s of the 1h0m0s cooldown since the last change has passed"},
+		{"floor", Rules{}, func(f *feed) {
+			pinned(f, func(p *gearbox.PrecisionPolicy) { p.Floor = precision.FP32 })
+			f.good(30, 1e-7, 1e-4)
+		}, HoldFloor, "fp32 is the floor"},
+		{"breach at the ceiling", Rules{}, func(f *feed) { f.report(precision.FP32, 0.5, precision.TF32, 0.5) }, HoldCeiling,
+			"fp32 error upper bound 0.5 over 1 reports exceeds max_error 0.1, but nothing more accurate is allowed (ceiling fp32"},
+		{"off the ladder", Rules{}, func(f *feed) {
+			pinned(f, func(p *gearbox.PrecisionPolicy) { p.Precision = precision.FP16 })
+			f.report(precision.FP16, 1e-3, precision.BF16, 1e-3)
+		}, HoldOffLadder, "fp16 is not on the model's ladder"},
+		{"candidate ruled out", Rules{}, func(f *feed) {
+			f.report(precision.FP32, 1e-7, precision.TF32, -1)
+			f.good(30, 1e-7, 1e-4)
+		}, HoldRuledOut, "tf32, the next cheaper rung, is ruled out"},
+	} {
+		f := newFeed(t, c.rules)
+		c.run(f)
+		h, why := f.c.Holding("m")
+		if h != c.want || !strings.Contains(why, c.words) {
+			t.Errorf("%s: holding %q (%s); want %q (%s)", c.name, h, why, c.want, c.words)
+		}
+		if st, ok := f.c.Status("m"); !ok || st.Hold != h || st.Reason != why || st.Position != f.seq {
+			t.Errorf("%s: status %+v; want the hold at position %d", c.name, st, f.seq)
+		}
+	}
+}
+
+// TestRuleOutIsStored: a precision ruled out is a change of its own — the
+// precision stays, the exclusion is written with its reason — so it
+// outlives the reports it rests on.
+func TestRuleOutIsStored(t *testing.T) {
+	f := newFeed(t, Rules{Cooldown: time.Nanosecond})
+	f.good(3, 1e-7, 1e-4)
+	d := f.report(precision.FP32, 1e-7, precision.TF32, -1)
+	if d == nil || d.Direction() != "none" || d.Policy.Precision != precision.FP32 || d.Policy.Seq != 4 {
+		t.Fatalf("decision %+v; want fp32 kept at seq 4", d)
+	}
+	if !slices.Equal(d.Policy.Excluded, []precision.Format{precision.TF32}) ||
+		d.Policy.Reason != "tf32 ruled out: 1 non-finite outputs where fp32 is finite (report 4)" {
+		t.Fatalf("excluded %v, reason %q", d.Policy.Excluded, d.Policy.Reason)
+	}
+	// A late starter with only the stored policy holds it too.
+	b, _ := NewController(Rules{Cooldown: time.Nanosecond})
+	b.Replay(1, []PolicyEntry{{PrecisionPolicy: d.Policy, Rev: f.rev}})
+	r := &gearbox.QualityReport{Model: "m", Ladder: precision.DefaultLadder, Initial: precision.FP32, MaxError: 0.1,
+		Served: precision.FP32, Candidate: precision.TF32, CandidateMetrics: &gearbox.QualityMetrics{RelL2: 1e-5}}
+	for seq := uint64(5); seq < 100; seq++ {
+		if d := b.Observe(seq, f.at, r); d != nil {
+			t.Fatalf("stepped to %s after tf32 was ruled out", d.Policy.Precision)
+		}
+	}
+	if h, _ := b.Holding("m"); h != HoldRuledOut {
+		t.Fatalf("holding %q; want %q", h, HoldRuledOut)
+	}
+
+	// A step up that also rules out the candidate says both.
+	f = newFeed(t, Rules{Cooldown: time.Nanosecond})
+	f.good(20, 1e-7, 1e-4) // → tf32
+	d = f.report(precision.TF32, 0.5, precision.BF16, -1)
+	if d == nil || d.Direction() != "up" || !slices.Equal(d.Policy.Excluded, []precision.Format{precision.BF16}) ||
+		!strings.Contains(d.Policy.Reason, "tf32 error upper bound 0.5") || !strings.Contains(d.Policy.Reason, "; bf16 ruled out: 1 non-finite") {
+		t.Fatalf("decision %+v; want up to fp32, saying bf16 is ruled out", d)
+	}
+	if p, _, _ := f.c.Policy("m"); p.Reason != d.Policy.Reason {
+		t.Fatalf("controller holds reason %q; decided %q", p.Reason, d.Policy.Reason)
+	}
+}
+
+// TestReplayStartsCold: when the stream has dropped reports a model's
+// evidence may need, its step down waits for a full window.
+func TestReplayStartsCold(t *testing.T) {
+	r := &gearbox.QualityReport{Model: "m", Ladder: precision.DefaultLadder, Initial: precision.FP32, MaxError: 0.1,
+		Served: precision.FP32, Candidate: precision.TF32, CandidateMetrics: &gearbox.QualityMetrics{RelL2: 1e-4}}
+	at := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
+	stored := gearbox.PrecisionPolicy{Model: "m", Precision: precision.FP32, Floor: precision.FP4, Ceiling: precision.FP32, Seq: 10, By: "w"}
+	for _, c := range []struct {
+		name   string
+		first  uint64
+		stored []PolicyEntry
+		want   int // reports until the step down
+	}{
+		{"nothing dropped", 1, nil, 20},
+		{"dropped, no policy", 100, nil, 50},
+		{"dropped before the policy", 5, []PolicyEntry{{stored, 1}}, 20},
+		{"dropped after the policy", 100, []PolicyEntry{{stored, 1}}, 50},
+	} {
+		ctl, _ := NewController(Rules{Cooldown: time.Nanosecond})
+		ctl.Replay(c.first, c.stored)
+		n := 0
+		for seq := max(c.first, ctl.Position("m")) + 1; ; seq++ {
+			n++
+			if d := ctl.Observe(seq, at.Add(time.Duration(seq)*time.Second), r); d != nil {
+				break
+			}
+			if n > 100 {
+				t.Fatalf("%s: no step down", c.name)
+			}
+		}
+		if n != c.want {
+			t.Errorf("%s: stepped down after %d reports; want %d", c.name, n, c.want)
+		}
 	}
 }

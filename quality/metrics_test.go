@@ -2,12 +2,15 @@ package quality
 
 import (
 	"context"
+	"errors"
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/rs/zerolog"
 
 	"github.com/gearbox-inference/gearbox"
+	"github.com/gearbox-inference/gearbox/kernels"
 	"github.com/gearbox-inference/gearbox/kernels/cpu"
 	"github.com/gearbox-inference/gearbox/model"
 	"github.com/gearbox-inference/gearbox/precision"
@@ -33,6 +36,123 @@ func TestCompare(t *testing.T) {
 	m = Compare([]float32{nan, 4, float32(math.Inf(1))}, []float64{3, 4, 5}, 1, 3, false)
 	if m.NonFinite != 2 || m.Top1 != nil || m.RelL2 != 0 {
 		t.Errorf("non-finite: %+v", m)
+	}
+}
+
+// TestCompareJudgesOnlyWhatFloat32Carries is the comparison rule: a value
+// the reference does not carry as a finite float32, or at which the fp32
+// run is not finite, counts against no precision (out of range); a
+// non-finite output elsewhere counts against its own (non-finite).
+func TestCompareJudgesOnlyWhatFloat32Carries(t *testing.T) {
+	nan, inf := float32(math.NaN()), float32(math.Inf(1))
+	for _, c := range []struct {
+		name       string
+		got        []float32
+		ref        []float64
+		fp32       []float32 // nil: not needed
+		nonFinite  int
+		outOfRange int
+		relL2      float64
+	}{
+		{"all judged", []float32{3, 4}, []float64{3, 4}, nil, 0, 0, 0},
+		{"non-finite where the reference is finite", []float32{nan, 4}, []float64{3, 4}, nil, 1, 0, 0},
+		{"reference beyond float32", []float32{nan, 4}, []float64{1e39, 4}, nil, 0, 1, 0},
+		{"reference rounds to float32's largest", []float32{nan, 4}, []float64{math.MaxFloat32 * (1 + 1e-9), 4}, nil, 1, 0, 0},
+		{"reference rounds beyond float32", []float32{inf, 4}, []float64{3.5e38, 4}, nil, 0, 1, 0},
+		{"reference not a number", []float32{3, 4}, []float64{math.NaN(), 4}, nil, 0, 1, 0},
+		{"fp32 overflows too", []float32{nan, 4}, []float64{3, 4}, []float32{nan, 4}, 0, 1, 0},
+		{"fp32 finite", []float32{inf, 4}, []float64{3, 4}, []float32{3, 4}, 1, 0, 0},
+		{"out of range values do not dilute the error", []float32{3, 5}, []float64{1e39, 4}, nil, 0, 1, 0.25},
+		{"finite output, fp32 not", []float32{3, 5}, []float64{3, 4}, []float32{inf, 4}, 0, 1, 0.25},
+	} {
+		m := newYardstick(c.ref, c.fp32).compare(c.got, 1, len(c.got), false)
+		if m.NonFinite != c.nonFinite || m.OutOfRange != c.outOfRange || m.RelL2 != c.relL2 {
+			t.Errorf("%s: non-finite %d, out of range %d, rel l2 %g; want %d, %d, %g",
+				c.name, m.NonFinite, m.OutOfRange, m.RelL2, c.nonFinite, c.outOfRange, c.relL2)
+		}
+	}
+
+	// A row with nothing judged takes no part in the per-row means.
+	ref := []float64{1e39, 2e39, 0, 1}
+	got := []float32{nan, nan, 0, 1}
+	m := Compare(got, ref, 2, 2, true)
+	if m.Cosine != 1 || m.Top1 == nil || *m.Top1 != 1 || m.OutOfRange != 2 || m.NonFinite != 0 {
+		t.Errorf("a row out of range: %+v (top1 %v); want cosine 1, top1 1 over the other row", m, m.Top1)
+	}
+	if y := newYardstick([]float64{1e39, math.Inf(-1)}, nil); y.count != 0 {
+		t.Errorf("judged %d values of a reference beyond float32", y.count)
+	}
+}
+
+// fp32Referenced hides the CPU backend's float64 reference, so checks
+// compare with its fp32 run, as on a device without one.
+type fp32Referenced struct{ kernels.Backend }
+
+// TestCheckLeavesOutWhatOverflowsAtFP32 checks a batch with a row of 3e38s,
+// whose outputs overflow float32 at every precision, among ordinary rows:
+// the report judges the ordinary rows exactly as without it, served at fp32
+// or (with the fp32 run made for the judgement) tf32, with either
+// reference; a batch of only that row has nothing to judge. fp8, whose
+// activation scale comes from the whole batch's amax, loses the ordinary
+// rows too: that counts against it.
+func TestCheckLeavesOutWhatOverflowsAtFP32(t *testing.T) {
+	m, err := model.Synth(model.SynthConfig{Name: "c", Dims: []int{64, 128, 32}, Act: model.GELU, Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpuB, err := cpu.New(cpu.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const rows = 4
+	huge := make([]float32, m.InputFeatures)
+	for i := range huge {
+		huge[i] = 3e38
+	}
+	normal := make([]float32, rows*m.InputFeatures)
+	for i := range normal {
+		normal[i] = float32(math.Sin(float64(i)))
+	}
+	ctx := context.Background()
+	for _, b := range []kernels.Backend{cpuB, fp32Referenced{cpuB}} {
+		c, err := NewChecker(Config{Sample: 1}, b, "w1", nil, zerolog.Nop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, served := range []precision.Format{precision.FP32, precision.TF32, precision.BF16} {
+			check := func(in []float32) (*gearbox.QualityReport, error) {
+				n := len(in) / m.InputFeatures
+				out, err := b.Forward(ctx, m, served, in, n)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return c.Check(ctx, m, served, in, out, n)
+			}
+			want, err := check(normal)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := check(append(slices.Clone(huge), normal...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range []struct {
+				role      string
+				got, want *gearbox.QualityMetrics
+			}{{"served", &got.ServedMetrics, &want.ServedMetrics}, {"candidate", got.CandidateMetrics, want.CandidateMetrics}} {
+				w := *p.want
+				w.OutOfRange = m.OutputFeatures
+				if p.role == "candidate" && got.Candidate == precision.FP8 {
+					w = gearbox.QualityMetrics{NonFinite: rows * m.OutputFeatures, OutOfRange: m.OutputFeatures}
+				}
+				if *p.got != w {
+					t.Errorf("%s reference, served %s, %s: %+v; want %+v", got.Reference, served, p.role, *p.got, w)
+				}
+			}
+			if _, err := check(huge); !errors.Is(err, ErrOutOfRange) {
+				t.Errorf("%s reference, served %s: a batch of only the 3e38 row: error %v; want ErrOutOfRange", want.Reference, served, err)
+			}
+		}
 	}
 }
 

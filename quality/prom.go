@@ -1,18 +1,49 @@
 package quality
 
 import (
+	"fmt"
+	"slices"
+	"strconv"
+
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gearbox-inference/gearbox"
 	"github.com/gearbox-inference/gearbox/precision"
 )
 
 // Metrics are the quality loop's Prometheus metrics. One Metrics may be
 // shared by several workers in a process.
 type Metrics struct {
-	errors  *prometheus.HistogramVec
-	checks  *prometheus.CounterVec
-	changes *prometheus.CounterVec
-	policy  *prometheus.GaugeVec
+	errors   *prometheus.HistogramVec
+	checks   *prometheus.CounterVec
+	changes  *prometheus.CounterVec
+	policy   *prometheus.GaugeVec
+	excluded *prometheus.GaugeVec
+	hold     *prometheus.GaugeVec
+}
+
+// ErrorBuckets are the bucket bounds of gearbox_quality_error: 1, 2 and 5
+// per decade from 1e-7 to 1, so a typical max_error (0.01, 0.02, 0.05,
+// 0.1) and its half are bounds.
+var ErrorBuckets = roundBuckets(-7, 0)
+
+// roundBuckets returns 1, 2, 5 × 10^e for e from lo to hi, ending at
+// 10^hi, each the float64 nearest its decimal value.
+func roundBuckets(lo, hi int) []float64 {
+	var bs []float64
+	for e := lo; e <= hi; e++ {
+		for _, m := range []int{1, 2, 5} {
+			if e == hi && m > 1 {
+				break
+			}
+			v, err := strconv.ParseFloat(fmt.Sprintf("%de%d", m, e), 64)
+			if err != nil {
+				panic(err) // unreachable: the text is a number
+			}
+			bs = append(bs, v)
+		}
+	}
+	return bs
 }
 
 // NewMetrics creates the quality metrics and registers them with reg.
@@ -21,31 +52,52 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		errors: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "gearbox_quality_error",
 			Help:    "Relative L2 error against the reference of sampled checks, by model, precision and role (served or candidate).",
-			Buckets: prometheus.ExponentialBuckets(1e-7, 3.1623, 16), // 1e-7 … ~3
+			Buckets: ErrorBuckets,
 		}, []string{"model", "precision", "role"}),
 		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gearbox_quality_checks_total",
-			Help: "Quality checks by model and outcome: published, dropped (the check queue was full), failed.",
+			Help: "Quality checks by model and outcome: published, dropped (the check queue was full), out_of_range (every output checked was beyond float32 at fp32: nothing to judge), failed.",
 		}, []string{"model", "outcome"}),
 		changes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gearbox_policy_changes_total",
-			Help: "Precision policy changes written by this process's controller, by model and direction (up or down).",
+			Help: "Precision policy changes written by this process's controller, by model and direction (up, down, or none: a precision ruled out).",
 		}, []string{"model", "direction"}),
 		policy: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "gearbox_policy_precision",
 			Help: "1 for the precision each model's policy currently names, 0 for the others.",
 		}, []string{"model", "precision"}),
+		excluded: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "gearbox_policy_excluded",
+			Help: "1 for each precision ruled out in a model's policy (non-finite outputs where fp32 is finite), 0 for the others.",
+		}, []string{"model", "precision"}),
+		hold: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "gearbox_policy_hold",
+			Help: "1 for the reason the controller holds a model's precision (off_ladder, ceiling, floor, ruled_out, evidence, margin, cooldown), 0 for the others; all 0 right after a change.",
+		}, []string{"model", "reason"}),
 	}
-	reg.MustRegister(m.errors, m.checks, m.changes, m.policy)
+	reg.MustRegister(m.errors, m.checks, m.changes, m.policy, m.excluded, m.hold)
 	return m
 }
 
-func (m *Metrics) current(model string, p precision.Format) {
+// current shows the policy in force for its model.
+func (m *Metrics) current(p *gearbox.PrecisionPolicy) {
 	for _, f := range precision.All {
-		v := 0.0
-		if f == p {
-			v = 1
-		}
-		m.policy.WithLabelValues(model, string(f)).Set(v)
+		m.policy.WithLabelValues(p.Model, string(f)).Set(indicator(f == p.Precision))
+		m.excluded.WithLabelValues(p.Model, string(f)).Set(indicator(slices.Contains(p.Excluded, f)))
 	}
+}
+
+// holding shows why the controller holds model's precision ("": it does
+// not).
+func (m *Metrics) holding(model string, h Hold) {
+	for _, x := range Holds {
+		m.hold.WithLabelValues(model, string(x)).Set(indicator(x == h))
+	}
+}
+
+func indicator(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

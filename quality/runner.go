@@ -2,39 +2,63 @@ package quality
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/gearbox-inference/gearbox"
+	"github.com/gearbox-inference/gearbox/precision"
 )
 
 // Runner runs a Controller against NATS: it replays GEARBOX_QUALITY in
 // stream order through it, follows the policy bucket, writes decisions by
 // compare-and-swap, and announces each change on gearbox.policy.<model>.
 // Every worker may run one; they reach the same decisions and exactly one
-// write lands per change.
+// write lands per change. Each runner logs, and shows in its metrics, why
+// the controller holds a model's precision whenever that changes.
 type Runner struct {
 	JS       jetstream.JetStream
 	Subjects gearbox.Subjects
 	KV       jetstream.KeyValue
 	Rules    Rules
-	// Name identifies the writer in Policy.By (the worker's name).
+	// Name identifies the writer in PrecisionPolicy.By (the worker's name).
 	Name    string
 	Log     zerolog.Logger
 	Metrics *Metrics
 }
 
+// received is one report read from the stream.
 type received struct {
 	seq uint64
 	at  time.Time
 	r   *gearbox.QualityReport
+}
+
+// decodeReport reads one report message. Every controller skips the same
+// bad ones.
+func decodeReport(m jetstream.Msg, s gearbox.Subjects) (received, error) {
+	meta, err := m.Metadata()
+	if err != nil {
+		return received{}, err
+	}
+	rep, err := gearbox.DecodeQualityReport(m.Data(), gearbox.EncodingOf(m.Headers()))
+	if err != nil {
+		return received{seq: meta.Sequence.Stream}, err
+	}
+	if want := s.ModelOf(m.Subject()); rep.Model != want {
+		return received{seq: meta.Sequence.Stream}, fmt.Errorf("report for %s on %s's subject %s", rep.Model, want, m.Subject())
+	}
+	return received{seq: meta.Sequence.Stream, at: meta.Timestamp, r: rep}, nil
+}
+
+// session is one Run: the controller, and the hold per model last logged.
+type session struct {
+	*Runner
+	ctl  *Controller
+	held map[string]Hold
 }
 
 // Run controls until ctx ends, when it returns ctx's error, or until it
@@ -47,37 +71,29 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	w, err := r.KV.WatchAll(ctx)
+	current, updates, err := watchPolicies(ctx, r.KV, r.Log)
 	if err != nil {
-		return fmt.Errorf("quality controller: watch %s: %w", r.Subjects.PolicyBucket(), err)
-	}
-	defer w.Stop()
-	// The initial values end with a nil entry.
-	for e := range w.Updates() {
-		if e == nil {
-			break
-		}
-		r.adopt(ctl, e)
+		return fmt.Errorf("quality controller: %w", err)
 	}
 	stream, err := r.JS.Stream(ctx, r.Subjects.QualityStream())
 	if err != nil {
 		return fmt.Errorf("quality controller: stream %s: %w", r.Subjects.QualityStream(), err)
 	}
-	first := stream.CachedInfo().State.FirstSeq
-	if first > 1 {
-		// Reports before first are gone: statistics of models whose policy
-		// is older than that may be short.
-		for model := range ctl.models {
-			if p, _, ok := ctl.Policy(model); !ok || p.Seq+1 < first {
-				ctl.SetCold(model)
+	var stored []PolicyEntry
+	for _, u := range current {
+		if !u.deleted {
+			stored = append(stored, u.PolicyEntry)
+			if r.Metrics != nil {
+				r.Metrics.current(&u.PrecisionPolicy)
 			}
 		}
-		ctl.coldStart = true
 	}
-
-	from := uint64(1)
+	first := stream.CachedInfo().State.FirstSeq
+	ctl.Replay(first, stored)
+	s := &session{Runner: r, ctl: ctl, held: map[string]Hold{}}
+	from := max(first, 1)
 	for {
-		replay, err := r.follow(ctx, ctl, w, from)
+		replay, err := s.follow(ctx, updates, from)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -92,16 +108,16 @@ func (r *Runner) Run(ctx context.Context) error {
 // follow consumes reports from seq from on until ctx ends (returns 0, nil),
 // a policy change requires an earlier replay (returns its sequence), or the
 // consumer fails.
-func (r *Runner) follow(ctx context.Context, ctl *Controller, w jetstream.KeyWatcher, from uint64) (uint64, error) {
+func (s *session) follow(ctx context.Context, updates <-chan policyUpdate, from uint64) (uint64, error) {
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	cons, err := r.JS.OrderedConsumer(cctx, r.Subjects.QualityStream(), jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{r.Subjects.Quality("*")},
+	cons, err := s.JS.OrderedConsumer(cctx, s.Subjects.QualityStream(), jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{s.Subjects.Quality("*")},
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:    from,
 	})
 	if err != nil {
-		return 0, fmt.Errorf("quality controller: consumer on %s: %w", r.Subjects.QualityStream(), err)
+		return 0, fmt.Errorf("quality controller: consumer on %s: %w", s.Subjects.QualityStream(), err)
 	}
 	it, err := cons.Messages()
 	if err != nil {
@@ -116,8 +132,9 @@ func (r *Runner) follow(ctx context.Context, ctl *Controller, w jetstream.KeyWat
 			if err != nil {
 				return // stopped
 			}
-			rec, ok := r.decode(m)
-			if !ok {
+			rec, err := decodeReport(m, s.Subjects)
+			if err != nil {
+				s.Log.Warn().Err(err).Uint64("seq", rec.seq).Msg("quality controller: skipping report")
 				continue
 			}
 			select {
@@ -131,14 +148,11 @@ func (r *Runner) follow(ctx context.Context, ctl *Controller, w jetstream.KeyWat
 		select {
 		case <-ctx.Done():
 			return 0, nil
-		case e, ok := <-w.Updates():
+		case u, ok := <-updates:
 			if !ok {
 				return 0, errors.New("quality controller: policy watch ended")
 			}
-			if e == nil {
-				continue
-			}
-			if replay := r.adopt(ctl, e); replay > 0 {
+			if replay := s.adopt(u); replay > 0 {
 				return replay, nil
 			}
 		case m, ok := <-msgs:
@@ -149,92 +163,87 @@ func (r *Runner) follow(ctx context.Context, ctl *Controller, w jetstream.KeyWat
 				return from, nil // the iterator stopped: resume
 			}
 			from = m.seq + 1
-			if d := ctl.Observe(m.seq, m.at, m.r); d != nil {
-				if replay := r.write(ctx, ctl, d); replay > 0 {
-					return replay, nil
-				}
+			d := s.ctl.Observe(m.seq, m.at, m.r)
+			if d == nil {
+				s.showHold(m.r.Model)
+				continue
+			}
+			if replay := s.write(ctx, d); replay > 0 {
+				return replay, nil
 			}
 		}
 	}
 }
 
-// decode reads one report message; bad ones are logged and skipped (every
-// controller skips the same ones).
-func (r *Runner) decode(m jetstream.Msg) (received, bool) {
-	meta, err := m.Metadata()
-	if err != nil {
-		return received{}, false
+// adopt feeds a policy read from the KV to the controller; it returns a
+// sequence to replay from, or 0.
+func (s *session) adopt(u policyUpdate) uint64 {
+	delete(s.held, u.Model)
+	if u.deleted {
+		s.ctl.Forget(u.Model)
+		s.Log.Info().Str("model", u.Model).Msg("quality controller: policy deleted; back to the manifest's")
+		return 0
 	}
-	rep, err := gearbox.DecodeQualityReport(m.Data(), gearbox.EncodingOf(m.Headers()))
-	if err != nil {
-		r.Log.Warn().Err(err).Uint64("seq", meta.Sequence.Stream).Msg("quality controller: skipping report")
-		return received{}, false
+	if s.Metrics != nil {
+		s.Metrics.current(&u.PrecisionPolicy)
 	}
-	if want := r.Subjects.ModelOf(m.Subject()); rep.Model != want {
-		r.Log.Warn().Str("subject", m.Subject()).Str("model", rep.Model).Uint64("seq", meta.Sequence.Stream).
-			Msg("quality controller: skipping report for another model than its subject's")
-		return received{}, false
-	}
-	return received{seq: meta.Sequence.Stream, at: meta.Timestamp, r: rep}, true
+	return s.ctl.Adopt(u.Rev, u.PrecisionPolicy)
 }
 
-// adopt feeds a KV entry to the controller; it returns a sequence to replay
-// from, or 0.
-func (r *Runner) adopt(ctl *Controller, e jetstream.KeyValueEntry) uint64 {
-	if e.Operation() != jetstream.KeyValuePut {
-		ctl.Forget(e.Key())
-		r.Log.Info().Str("model", e.Key()).Msg("quality controller: policy deleted; back to the manifest's")
-		return 0
+// showHold logs, and shows in the metrics, why the controller holds
+// model's precision when that has changed since it last did. Waiting for
+// evidence after a change is routine: it is logged at debug level.
+func (s *session) showHold(model string) {
+	h, why := s.ctl.Holding(model)
+	if h == s.held[model] {
+		return
 	}
-	p, err := gearbox.DecodePolicy(e.Value())
-	if err != nil {
-		r.Log.Warn().Err(err).Str("model", e.Key()).Uint64("revision", e.Revision()).Msg("quality controller: ignoring policy")
-		return 0
+	s.held[model] = h
+	if s.Metrics != nil {
+		s.Metrics.holding(model, h)
 	}
-	p.Model = e.Key()
-	if r.Metrics != nil {
-		r.Metrics.current(p.Model, p.Precision)
+	ev := s.Log.Info()
+	if h == HoldEvidence {
+		ev = s.Log.Debug()
 	}
-	return ctl.Adopt(e.Revision(), *p)
+	p, _, _ := s.ctl.Policy(model)
+	ev.Str("model", model).Str("precision", string(p.Precision)).Str("hold", string(h)).Str("reason", why).
+		Uint64("seq", s.ctl.Position(model)).Msg("precision policy held")
 }
 
 // write stores d by compare-and-swap. It returns a sequence to replay from
 // when the KV held something else, or 0.
-func (r *Runner) write(ctx context.Context, ctl *Controller, d *Decision) uint64 {
-	d.Policy.By = r.Name
-	data, err := json.Marshal(d.Policy)
-	if err != nil {
-		r.Log.Error().Err(err).Msg("quality controller: encode policy")
-		return 0
-	}
+func (s *session) write(ctx context.Context, d *Decision) uint64 {
+	d.Policy.By = s.Name
 	model := d.Policy.Model
+	delete(s.held, model)
+	if s.Metrics != nil {
+		s.Metrics.holding(model, "")
+	}
 	backoff := 50 * time.Millisecond
 	for {
-		var rev uint64
-		if d.Rev == 0 {
-			rev, err = r.KV.Create(ctx, model, data)
-		} else {
-			rev, err = r.KV.Update(ctx, model, data, d.Rev)
-		}
-		switch {
-		case err == nil:
-			ctl.Written(d, rev)
-			r.announce(d, rev, data)
+		rev, data, err := putPolicy(ctx, s.KV, &d.Policy, d.Rev)
+		if err == nil {
+			s.ctl.Written(d, rev)
+			s.announce(d, rev, data)
 			return 0
-		case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+		}
+		if errors.Is(err, errConflict) {
 			// Another controller wrote first (the same decision, normally),
 			// or the policy was set by hand.
-			e, gerr := r.KV.Get(ctx, model)
-			if gerr != nil {
-				err = gerr
-				break
+			e, ok, rerr := readPolicy(ctx, s.KV, model)
+			if rerr == nil && !ok {
+				return s.adopt(policyUpdate{PolicyEntry: PolicyEntry{PrecisionPolicy: d.Policy}, deleted: true})
 			}
-			return r.adopt(ctl, e)
+			if rerr == nil {
+				return s.adopt(policyUpdate{PolicyEntry: e})
+			}
+			err = rerr
 		}
 		if ctx.Err() != nil {
 			return 0
 		}
-		r.Log.Warn().Err(err).Str("model", model).Msg("quality controller: write policy; retrying")
+		s.Log.Warn().Err(err).Str("model", model).Msg("quality controller: write policy; retrying")
 		select {
 		case <-ctx.Done():
 			return 0
@@ -246,39 +255,31 @@ func (r *Runner) write(ctx context.Context, ctl *Controller, d *Decision) uint64
 
 // announce logs a change this controller wrote, counts it, and publishes it
 // on gearbox.policy.<model>.
-func (r *Runner) announce(d *Decision, rev uint64, data []byte) {
+func (s *session) announce(d *Decision, rev uint64, data []byte) {
 	p := d.Policy
-	dir := "down"
-	if d.Up {
-		dir = "up"
-	}
+	dir := d.Direction()
 	ev := zerolog.Dict()
 	if e := p.Evidence; e != nil {
 		ev = ev.Str("precision", string(e.Precision)).Int("samples", e.Samples).Int("workers", e.Workers).
-			Float64("upper_bound", e.UpperBound).Float64("mean", e.Mean).Uint64("first_seq", e.FirstSeq).Uint64("last_seq", e.LastSeq)
+			Float64("upper_bound", e.UpperBound).Float64("mean", e.Mean).Int("non_finite", e.NonFinite).
+			Uint64("first_seq", e.FirstSeq).Uint64("last_seq", e.LastSeq)
 	}
-	r.Log.Info().Str("model", p.Model).Str("precision", string(p.Precision)).Str("direction", dir).
-		Str("reason", p.Reason).Dict("evidence", ev).Uint64("seq", p.Seq).Uint64("revision", rev).
-		Msg("precision policy changed")
-	if r.Metrics != nil {
-		r.Metrics.changes.WithLabelValues(p.Model, dir).Inc()
-		r.Metrics.current(p.Model, p.Precision)
+	s.Log.Info().Str("model", p.Model).Str("precision", string(p.Precision)).Str("direction", dir).
+		Str("reason", p.Reason).Strs("excluded", formats(p.Excluded)).Dict("evidence", ev).Uint64("seq", p.Seq).
+		Uint64("revision", rev).Msg("precision policy changed")
+	if s.Metrics != nil {
+		s.Metrics.changes.WithLabelValues(p.Model, dir).Inc()
+		s.Metrics.current(&p)
 	}
-	if err := announcePolicy(r.JS.Conn(), r.Subjects, p.Model, rev, data); err != nil {
-		r.Log.Warn().Err(err).Str("model", p.Model).Msg("announce policy change")
+	if err := announcePolicy(s.JS.Conn(), s.Subjects, p.Model, rev, data); err != nil {
+		s.Log.Warn().Err(err).Str("model", p.Model).Msg("announce policy change")
 	}
 }
 
-// announcePolicy publishes a policy change (its KV value) on
-// gearbox.policy.<model>, with its revision in a header.
-func announcePolicy(nc *nats.Conn, s gearbox.Subjects, model string, rev uint64, data []byte) error {
-	m := nats.NewMsg(s.Policy(model))
-	m.Header.Set(gearbox.HeaderContentType, gearbox.ContentJSON)
-	m.Header.Set(HeaderPolicyRevision, strconv.FormatUint(rev, 10))
-	m.Data = data
-	return nc.PublishMsg(m)
+func formats(fs []precision.Format) []string {
+	ss := make([]string, len(fs))
+	for i, f := range fs {
+		ss[i] = string(f)
+	}
+	return ss
 }
-
-// HeaderPolicyRevision carries the KV revision of a policy announced on
-// gearbox.policy.<model>.
-const HeaderPolicyRevision = "Gearbox-Policy-Revision"

@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/gearbox-inference/gearbox"
+	"github.com/gearbox-inference/gearbox/batcher"
 	"github.com/gearbox-inference/gearbox/quality"
 )
 
@@ -37,6 +38,9 @@ type Config struct {
 	// MaxQueuedRows bounds rows waiting in the batcher; the worker stops
 	// pulling while it is reached (default 4 × MaxBatchRows).
 	MaxQueuedRows int
+	// MaxQueuedBytes bounds the same in bytes (a job holds its payload and
+	// its decoded input): default 256 MiB.
+	MaxQueuedBytes int
 	// MaxJobBytes is the largest job payload accepted (default 8 MiB).
 	MaxJobBytes int
 	// MaxJobRows is the most rows one job may carry (default 65,536).
@@ -45,8 +49,20 @@ type Config struct {
 	// MaxBatchRows). Prefetched jobs are on the ack clock: keep it near
 	// the rows the worker can finish within AckWait.
 	Prefetch int
+	// PrefetchBytes bounds the bytes of one pull request (default 4 ×
+	// MaxJobBytes, at least 32 MiB): with Prefetch it bounds what waits in
+	// the client's buffer. It must be at least MaxJobBytes, or a job that
+	// large could never be delivered.
+	PrefetchBytes int
 	// PullExpiry is the life of one pull request (default 5 s).
 	PullExpiry time.Duration
+
+	// ReplyPrefixes are the subject prefixes (whole tokens) a job's
+	// reply_to may start with; a job asking for another reply subject is a
+	// bad_request. Nil means DefaultReplyPrefixes (inboxes); an empty,
+	// non-nil list allows no replies. Prefixes reaching system subjects
+	// ($JS., $KV., $O., $SYS., any '$') or the deployment's own are refused.
+	ReplyPrefixes []string
 
 	// Quality configures sampled quality checks and the precision
 	// controller (default: no checks, no controller; the worker still
@@ -79,8 +95,17 @@ func (c Config) withDefaults() Config {
 	if c.MaxQueuedRows == 0 {
 		c.MaxQueuedRows = 4 * c.MaxBatchRows
 	}
+	if c.MaxQueuedBytes == 0 {
+		c.MaxQueuedBytes = batcher.DefaultMaxQueuedBytes
+	}
 	if c.MaxJobBytes == 0 {
 		c.MaxJobBytes = 8 << 20
+	}
+	if c.PrefetchBytes == 0 {
+		c.PrefetchBytes = max(4*c.MaxJobBytes, 32<<20)
+	}
+	if c.ReplyPrefixes == nil {
+		c.ReplyPrefixes = DefaultReplyPrefixes
 	}
 	if c.MaxJobRows == 0 {
 		c.MaxJobRows = 65536
@@ -117,8 +142,15 @@ func (c Config) Validate() error {
 		return bad("max job rows %d must be ≥ 1", c.MaxJobRows)
 	case c.Prefetch < 1:
 		return bad("prefetch %d must be ≥ 1", c.Prefetch)
+	case c.PrefetchBytes < c.MaxJobBytes:
+		return bad("prefetch bytes %d must be ≥ max job bytes %d, or a job that large is never delivered", c.PrefetchBytes, c.MaxJobBytes)
+	case c.MaxQueuedBytes < 1:
+		return bad("max queued bytes %d must be ≥ 1", c.MaxQueuedBytes)
 	case c.PullExpiry < time.Second:
 		return bad("pull expiry %v must be ≥ 1s", c.PullExpiry)
+	}
+	if _, err := newReplyPolicy(c.ReplyPrefixes, c.Subjects); err != nil {
+		return err
 	}
 	if err := c.Quality.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/gearbox-inference/gearbox"
 	"github.com/gearbox-inference/gearbox/batcher"
+	"github.com/gearbox-inference/gearbox/model"
 	"github.com/gearbox-inference/gearbox/precision"
 )
 
@@ -22,23 +23,23 @@ func (w *Worker) execute(ctx context.Context) {
 	}
 }
 
-// runBatch computes one batch and completes the jobs it finishes. in is a
+// runBatch computes one batch and ends the jobs it completes. in is a
 // reusable input buffer; the grown buffer is returned.
-func (w *Worker) runBatch(ctx context.Context, b batcher.Batch, in []float32) []float32 {
+func (w *Worker) runBatch(ctx context.Context, b batcher.Batch[*task], in []float32) []float32 {
 	now := w.nowFn()
-	first := b.Parts[0].Item.Value.(*task)
+	first := b.Parts[0].Item.Value
 	m, prec := first.model, precision.Format(b.Key.Precision)
 	id := fmt.Sprintf("%s-%d", w.cfg.Name, b.ID)
 
 	// Parts of jobs that expired or already failed are not computed.
-	live := make([]batcher.Part, 0, len(b.Parts))
+	live := make([]batcher.Part[*task], 0, len(b.Parts))
 	rows := 0
 	for _, p := range b.Parts {
-		t := p.Item.Value.(*task)
+		t := p.Item.Value
 		if d := t.job.DeadlineTime(); !d.IsZero() && !now.Before(d) {
 			t.fail(w.expired(t))
 		}
-		if t.failed() != nil {
+		if t.err != nil {
 			w.partDone(ctx, p)
 			continue
 		}
@@ -49,15 +50,19 @@ func (w *Worker) runBatch(ctx context.Context, b batcher.Batch, in []float32) []
 	if rows == 0 {
 		return in
 	}
+	if b.Key.Isolate != 0 && !w.mayRunIsolated(ctx, first) {
+		w.partDone(ctx, live[0])
+		return in
+	}
 	fin, fout := m.InputFeatures, m.OutputFeatures
 	in = in[:0]
 	for _, p := range live {
-		t := p.Item.Value.(*task)
+		t := p.Item.Value
 		in = append(in, t.in[p.Start*fin:(p.Start+p.Rows)*fin]...)
 	}
 
 	start := w.nowFn()
-	out, err := w.backend.Forward(ctx, m, prec, in, rows)
+	out, err := w.forward(ctx, m, prec, in, rows)
 	compute := w.nowFn().Sub(start)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -66,7 +71,7 @@ func (w *Worker) runBatch(ctx context.Context, b batcher.Batch, in []float32) []
 		w.log.Error().Err(err).Str("batch", id).Str("model", m.Name).Str("precision", string(prec)).
 			Int("rows", rows).Msg("forward failed")
 		for _, p := range live {
-			p.Item.Value.(*task).fail(gearbox.Errorf(gearbox.CodeInternal, "forward pass on %s failed: %v", w.backend.Name(), err))
+			p.Item.Value.fail(gearbox.Errorf(gearbox.CodeInternal, "forward pass on %s failed: %v", w.backend.Name(), err))
 			w.partDone(ctx, p)
 		}
 		return in
@@ -79,10 +84,9 @@ func (w *Worker) runBatch(ctx context.Context, b batcher.Batch, in []float32) []
 		w.met.computeSec.WithLabelValues(m.Name, string(prec)).Observe(compute.Seconds())
 	}
 	for _, p := range live {
-		t := p.Item.Value.(*task)
-		t.mu.Lock()
+		t := p.Item.Value
 		if t.out == nil {
-			t.out = make([]float32, t.rows()*fout)
+			t.out = make([]float32, t.rows*fout)
 		}
 		copy(t.out[p.Start*fout:(p.Start+p.Rows)*fout], out[p.Offset*fout:(p.Offset+p.Rows)*fout])
 		if t.batch == "" {
@@ -93,25 +97,58 @@ func (w *Worker) runBatch(ctx context.Context, b batcher.Batch, in []float32) []
 			}
 		}
 		t.compute += compute
-		t.mu.Unlock()
 		w.partDone(ctx, p)
 	}
 	return in
 }
 
-// partDone accounts for a part's rows and answers its job once every row
-// of it is accounted for.
-func (w *Worker) partDone(ctx context.Context, p batcher.Part) {
-	if !p.Item.Done(p.Rows) {
+// forward runs the backend, turning a panic in it into an error: the batch
+// fails (and is retried, each job alone) instead of the worker.
+func (w *Worker) forward(ctx context.Context, m *model.Model, prec precision.Format, in []float32, rows int) (out []float32, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("backend panic: %v", r)
+		}
+	}()
+	return w.backend.Forward(ctx, m, prec, in, rows)
+}
+
+// mayRunIsolated records an isolated attempt of t (see attempts.go) and
+// reports whether t may run; when it may not, t has failed.
+func (w *Worker) mayRunIsolated(ctx context.Context, t *task) bool {
+	if w.met != nil {
+		w.met.isolated.Inc()
+	}
+	prior, err := w.attempts.start(ctx, t.seq)
+	if err != nil {
+		// Run it anyway: the delivery backstop still bounds it.
+		w.log.Warn().Err(err).Uint64("seq", t.seq).Msg("record an isolated attempt")
+		return true
+	}
+	if prior < poisonAttempts {
+		return true
+	}
+	t.fail(gearbox.Errorf(gearbox.CodeInternal, "a worker died computing this job %d times; gave up", prior))
+	t.poison = true
+	return false
+}
+
+// partDone accounts for a part's rows and ends its job once every row of it
+// is accounted for.
+func (w *Worker) partDone(ctx context.Context, p batcher.Part[*task]) {
+	t := p.Item.Value
+	if !t.partDone(p.Rows) {
 		return
 	}
-	t := p.Item.Value.(*task)
-	if e := t.failed(); e != nil {
-		w.answer(ctx, t, e)
+	if t.err != nil {
+		if t.poison {
+			w.end(ctx, t, w.giveUp(t, t.err))
+		} else {
+			w.end(ctx, t, w.errorEnding(t, t.err))
+		}
 		return
 	}
-	t.mu.Lock()
-	out := gearbox.NewTensor(t.rows(), t.model.OutputFeatures, t.out)
+	out := gearbox.NewTensor(t.rows, t.model.OutputFeatures, t.out)
 	r := &gearbox.Result{
 		ID:        t.job.ID,
 		Model:     t.job.Model,
@@ -126,8 +163,7 @@ func (w *Worker) partDone(ctx context.Context, p batcher.Part) {
 		Meta:      t.job.Meta,
 	}
 	t.out, t.in = nil, nil
-	t.mu.Unlock()
-	w.publish(ctx, t, r, nil)
+	w.end(ctx, t, ending{result: r})
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -17,12 +17,13 @@ import (
 // message that reached its consumer's MaxDeliver.
 const maxDeliveriesAdvisory = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
 
-// watchExhausted handles jobs the server will deliver no more: every
-// delivery ended unacked (a worker died on it, or its result could never be
-// stored). Left alone, such a job would sit in the work queue unanswered
-// forever. Every worker receives the advisory; each answers the job with an
-// internal error result and a dead letter (duplicates are dropped by their
-// message ids) and deletes it from the job stream.
+// watchExhausted handles jobs the server will deliver no more, on a
+// consumer with a MaxDeliver of its own (one Gearbox did not provision: the
+// consumers it provisions redeliver without limit and workers count). Every
+// worker receives the advisory; each answers the job with an internal error
+// result and a dead letter (duplicates are dropped by their message ids) and
+// deletes it from the job stream. It is a fallback: an advisory sent while
+// no worker listens is lost.
 func (w *Worker) watchExhausted(ctx context.Context) (*nats.Subscription, error) {
 	subj := maxDeliveriesAdvisory + "." + w.cfg.Subjects.JobsStream() + "." + w.cfg.Subjects.Consumer()
 	return w.nc.Subscribe(subj, func(m *nats.Msg) {
@@ -53,29 +54,26 @@ func (w *Worker) deadLetterExhausted(ctx context.Context, seq, deliveries uint64
 	if err != nil {
 		return err
 	}
-	enc := gearbox.EncodingOf(raw.Header)
-	model := raw.Subject[strings.LastIndexByte(raw.Subject, '.')+1:]
-	id := ""
-	var meta map[string]string
-	if j, err := gearbox.DecodeJob(raw.Data, enc); err == nil {
-		id, meta = j.ID, j.Meta
-	}
+	t := &task{seq: seq, token: raw.Subject[strings.LastIndexByte(raw.Subject, '.')+1:]}
+	// The bounded decoder: whatever the payload, this reads at most its id
+	// and meta, in memory bounded by its size.
+	t.enc, _ = gearbox.ParseEncoding(raw.Header)
+	t.job, _ = gearbox.DecodeJob(raw.Data, t.enc)
 	e := gearbox.Errorf(gearbox.CodeInternal, "job was delivered %d times and never answered (a worker died on it, or its result could not be stored); gave up", deliveries)
-	rid := msgID(id, seq)
-	res, err := gearbox.NewMsg(w.cfg.Subjects.Results(model), &gearbox.Result{ID: id, Model: model, Worker: w.cfg.Name, Error: e, Meta: meta}, enc)
+	res, err := gearbox.NewMsg(w.cfg.Subjects.Results(t.modelToken()), w.errorResult(t, e), t.enc)
 	if err != nil {
 		return err
 	}
-	res.Header.Set(jetstream.MsgIDHeader, rid)
-	dead := deadLetter(w.cfg.Subjects.Dead(model), raw.Data, raw.Header, rid, e)
+	res.Header.Set(jetstream.MsgIDHeader, t.resultID())
+	dead := deadLetter(w.cfg.Subjects.Dead(t.modelToken()), raw.Data, raw.Header, t.resultID(), e)
 	for _, m := range []*nats.Msg{dead, res} {
 		if _, err := w.js.PublishMsg(ctx, m); err != nil {
 			return err
 		}
 	}
-	w.log.Error().Str("job", id).Uint64("seq", seq).Uint64("deliveries", deliveries).Msg("job dead-lettered after max deliveries")
+	w.log.Error().Str("job", t.id()).Uint64("seq", seq).Uint64("deliveries", deliveries).Msg("job dead-lettered after max deliveries")
 	if w.met != nil {
-		w.met.failed.WithLabelValues("_unknown", string(e.Code)).Inc()
+		w.met.failed.WithLabelValues(t.modelToken(), string(e.Code)).Inc()
 	}
 	if err := stream.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 		return err

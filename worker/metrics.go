@@ -17,6 +17,8 @@ type Metrics struct {
 	computeSec *prometheus.HistogramVec
 	inflight   prometheus.Gauge
 	redeliver  prometheus.Counter
+	isolated   prometheus.Counter
+	retrying   prometheus.Gauge
 }
 
 // NewMetrics creates the worker metrics and registers them with reg.
@@ -57,8 +59,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "gearbox_jobs_redelivered_total",
 			Help: "Jobs received on a second or later delivery.",
 		}),
+		isolated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gearbox_jobs_isolated_total",
+			Help: "Batches of one job run alone because a worker died while holding it before.",
+		}),
+		retrying: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gearbox_answers_retrying",
+			Help: "Answers whose publish failed and is being retried (the result or dead-letter stream unavailable).",
+		}),
 	}
-	reg.MustRegister(m.received, m.completed, m.failed, m.batchRows, m.queueSec, m.computeSec, m.inflight, m.redeliver)
+	reg.MustRegister(m.received, m.completed, m.failed, m.batchRows, m.queueSec, m.computeSec, m.inflight, m.redeliver, m.isolated, m.retrying)
 	return m
 }
 
@@ -74,3 +84,6 @@ func (m *Metrics) Failed(model string, code gearbox.Code) prometheus.Counter {
 
 // InflightRows is the gauge of rows accepted and not yet answered.
 func (m *Metrics) InflightRows() prometheus.Gauge { return m.inflight }
+
+// AnswersRetrying is the gauge of answers whose publish is being retried.
+func (m *Metrics) AnswersRetrying() prometheus.Gauge { return m.retrying }

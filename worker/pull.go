@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -23,30 +24,19 @@ func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer) error {
 			return err
 		}
 		w.log.Warn().Err(err).Msg("consumer gone; binding again")
-		for {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-w.graceful:
-				return nil
-			case <-time.After(time.Second):
-			}
-			if w.cfg.Provision {
-				cons, err = w.js.CreateOrUpdateConsumer(ctx, w.cfg.Subjects.JobsStream(), w.cfg.Subjects.ConsumerConfig(w.cfg.Streams))
-			} else {
-				cons, err = w.js.Consumer(ctx, w.cfg.Subjects.JobsStream(), w.cfg.Subjects.Consumer())
-			}
-			if err == nil {
-				break
-			}
-			w.log.Warn().Err(err).Msg("bind consumer")
+		w.ready.Store(false)
+		if cons, err = w.bindConsumer(ctx); err != nil {
+			return nil // stopped while binding
 		}
+		w.ready.Store(true)
 	}
 }
 
 func (w *Worker) pullFrom(ctx context.Context, cons jetstream.Consumer) error {
+	// At most Prefetch jobs, and PrefetchBytes per pull request, wait in the
+	// client's buffer; the batcher bounds the rest.
 	it, err := cons.Messages(
-		jetstream.PullMaxMessages(w.cfg.Prefetch),
+		jetstream.PullMaxMessagesWithBytesLimit(w.cfg.Prefetch, w.cfg.PrefetchBytes),
 		jetstream.PullExpiry(w.cfg.PullExpiry),
 	)
 	if err != nil {
@@ -96,38 +86,34 @@ func (w *Worker) pullFrom(ctx context.Context, cons jetstream.Consumer) error {
 	}
 }
 
-// admit decodes and validates one job and hands it to the batcher, or
-// answers it at once with an error. It returns an error only when the
-// worker is stopping hard.
+// admit decodes and checks one job and hands it to the batcher, or ends it
+// at once. It returns an error only when the worker is stopping hard.
 func (w *Worker) admit(ctx context.Context, msg jetstream.Msg) error {
 	now := w.nowFn()
-	t := &task{msg: msg, arrived: now, touched: now, enc: gearbox.EncodingOf(msg.Headers())}
+	t := &task{msg: msg, arrived: now, published: now}
+	t.touched.Store(now.UnixNano())
 	subj := msg.Subject()
-	t.subject = subj[strings.LastIndexByte(subj, '.')+1:]
+	t.token = subj[strings.LastIndexByte(subj, '.')+1:]
 	if meta, err := msg.Metadata(); err == nil {
 		t.seq, t.delivered, t.published = meta.Sequence.Stream, meta.NumDelivered, meta.Timestamp
-	} else {
-		t.published = now
 	}
 	if t.delivered > 1 && w.met != nil {
 		w.met.redeliver.Inc()
 	}
-	if e := w.prepare(ctx, t); e != nil {
-		w.answer(ctx, t, e)
+	if end, ok := w.prepare(ctx, t); !ok {
+		w.end(ctx, t, end)
 		return nil
 	}
+	w.track(t)
 	if w.met != nil {
 		w.met.received.WithLabelValues(t.model.Name).Inc()
 	}
-	t.item = &batcher.Item{
-		Key:      batcher.Key{Model: t.model.Name + "@" + t.model.Digest, Precision: string(t.prec)},
-		Rows:     t.rows(),
-		Priority: t.job.Priority,
-		Deadline: t.job.DeadlineTime(),
-		Value:    t,
+	key := batcher.Key{Model: t.model.Name + "@" + t.model.Digest, Precision: string(t.prec)}
+	if t.isolated {
+		key.Isolate = t.seq
 	}
-	w.track(t)
-	if err := w.batch.Add(ctx, t.item); err != nil {
+	it := &item{Key: key, Rows: t.rows, Bytes: t.bytes, Priority: t.job.Priority, Deadline: t.job.DeadlineTime(), Value: t}
+	if err := w.batch.Add(ctx, it); err != nil {
 		w.untrack(t)
 		// Only a hard stop gets here: the batcher is closed after pulling
 		// ends. The job stays unacked and is redelivered.
@@ -136,22 +122,75 @@ func (w *Worker) admit(ctx context.Context, msg jetstream.Msg) error {
 	return nil
 }
 
-// prepare decodes and checks t's job against its model, and selects its
-// precision. A non-nil *Error says why the job cannot run.
-func (w *Worker) prepare(ctx context.Context, t *task) *gearbox.Error {
+// prepare decodes and checks t's job against its model and selects its
+// precision. When the job cannot run, it returns how it ends and false.
+// A panic here (a bug) ends the job with an internal error rather than the
+// worker.
+func (w *Worker) prepare(ctx context.Context, t *task) (end ending, ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			w.log.Error().Interface("panic", r).Str("job", t.id()).Uint64("seq", t.seq).Msg("admitting a job panicked")
+			end, ok = w.errorEnding(t, gearbox.Errorf(gearbox.CodeInternal, "worker fault while admitting the job: %v", r)), false
+		}
+	}()
+	if e := w.check(ctx, t); e != nil {
+		t.fail(e)
+		if t.delivered > w.lastDelivery() {
+			return w.giveUp(t, e), false
+		}
+		return w.errorEnding(t, e), false
+	}
+	if t.delivered > w.lastDelivery() {
+		return w.giveUp(t, gearbox.Errorf(gearbox.CodeInternal, "job was delivered %d times and never answered (workers died holding it); gave up", t.delivered-1)), false
+	}
+	return ending{}, true
+}
+
+// lastDelivery is the last delivery at which a job is still run; past it,
+// it is answered without running. The consumer's own limit, when it has one
+// (it was not provisioned by Gearbox), is kept one short of, so the last
+// delivery can still be answered.
+func (w *Worker) lastDelivery() uint64 {
+	last := uint64(giveUpFactor * w.maxDeliver)
+	if w.consumerMaxDeliver > 0 {
+		last = min(last, uint64(max(w.consumerMaxDeliver-1, 1)))
+	}
+	return last
+}
+
+// check decodes and checks t's job, filling in t, or says why it cannot
+// run.
+func (w *Worker) check(ctx context.Context, t *task) *gearbox.Error {
 	data := t.msg.Data()
 	if len(data) > w.cfg.MaxJobBytes {
 		return gearbox.Errorf(gearbox.CodeTooLarge, "job payload is %d bytes; this worker takes at most %d", len(data), w.cfg.MaxJobBytes)
 	}
-	job, err := gearbox.DecodeJob(data, t.enc)
+	enc, err := gearbox.ParseEncoding(t.msg.Headers())
+	t.enc = enc
 	if err != nil {
 		return gearbox.AsError(err)
 	}
+	job, err := gearbox.DecodeJob(data, enc)
 	t.job = job
+	if job != nil && job.ReplyTo != "" {
+		// Even a job that failed to decode is answered at its reply_to,
+		// if the reply policy allows it.
+		if e := w.replies.check(job.ReplyTo); e == nil {
+			t.replyTo = job.ReplyTo
+		} else if err == nil {
+			err = e
+		}
+	}
+	if err != nil {
+		return gearbox.AsError(err)
+	}
+	if err := gearbox.ValidToken(t.token); err != nil {
+		return gearbox.Errorf(gearbox.CodeBadRequest, "job %q: the last token of its subject must name a model: %v", job.ID, err)
+	}
 	if err := job.Validate(); err != nil {
 		return gearbox.AsError(err)
 	}
-	if job.Model != t.subject {
+	if job.Model != t.token {
 		return gearbox.Errorf(gearbox.CodeBadRequest, "job %q names model %q but was published to %s", job.ID, job.Model, t.msg.Subject())
 	}
 	m, err := w.models.Get(ctx, job.Model)
@@ -165,8 +204,9 @@ func (w *Worker) prepare(ctx context.Context, t *task) *gearbox.Error {
 	if f := job.Input.Features(); f != m.InputFeatures {
 		return gearbox.Errorf(gearbox.CodeShapeMismatch, "job %q has %d input features; model %s takes %d", job.ID, f, m.Name, m.InputFeatures)
 	}
-	if r := job.Input.Rows(); r > w.cfg.MaxJobRows {
-		return gearbox.Errorf(gearbox.CodeTooLarge, "job %q has %d rows; this worker takes at most %d per job", job.ID, r, w.cfg.MaxJobRows)
+	t.rows = job.Input.Rows()
+	if t.rows > w.cfg.MaxJobRows {
+		return gearbox.Errorf(gearbox.CodeTooLarge, "job %q has %d rows; this worker takes at most %d per job", job.ID, t.rows, w.cfg.MaxJobRows)
 	}
 	if d := job.DeadlineTime(); !d.IsZero() && !w.nowFn().Before(d) {
 		return w.expired(t)
@@ -174,6 +214,8 @@ func (w *Worker) prepare(ctx context.Context, t *task) *gearbox.Error {
 	if t.in, err = job.Input.Float32s(nil); err != nil {
 		return gearbox.Errorf(gearbox.CodeBadRequest, "job %q: %s", job.ID, gearbox.AsError(err).Message)
 	}
+	t.bytes = len(data) + 4*len(t.in)
+	t.isolated = t.delivered > 1
 	var e *gearbox.Error
 	t.prec, e = w.selectPrecision(t)
 	return e
@@ -205,4 +247,23 @@ func (w *Worker) selectPrecision(t *task) (precision.Format, *gearbox.Error) {
 		return "", gearbox.Errorf(gearbox.CodeBadRequest, "job %q: %v", t.job.ID, err)
 	}
 	return p, nil
+}
+
+// bindConsumer binds to the shared consumer, creating it when provisioning,
+// retrying with backoff until it succeeds or the worker stops (then it
+// returns an error).
+func (w *Worker) bindConsumer(ctx context.Context) (jetstream.Consumer, error) {
+	var cons jetstream.Consumer
+	err := w.retry(ctx, "bind consumer", func(ctx context.Context) (err error) {
+		if w.cfg.Provision {
+			cons, err = w.js.CreateOrUpdateConsumer(ctx, w.cfg.Subjects.JobsStream(), w.cfg.Subjects.ConsumerConfig(w.cfg.Streams))
+		} else {
+			cons, err = w.js.Consumer(ctx, w.cfg.Subjects.JobsStream(), w.cfg.Subjects.Consumer())
+		}
+		if err != nil {
+			return fmt.Errorf("consumer %s on %s: %w", w.cfg.Subjects.Consumer(), w.cfg.Subjects.JobsStream(), err)
+		}
+		return nil
+	})
+	return cons, err
 }

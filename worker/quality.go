@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
@@ -10,28 +9,17 @@ import (
 	"github.com/gearbox-inference/gearbox/quality"
 )
 
-// startQuality follows the policy bucket (always: auto jobs run at the
-// policy's precision) and, as configured, starts the checker and the
-// controller on goroutines that end with ctx.
-func (w *Worker) startQuality(ctx context.Context, wg *sync.WaitGroup) error {
-	kv, err := gearbox.PolicyStore(ctx, w.js, w.cfg.Subjects, w.cfg.Streams.Replicas, false)
-	if err != nil {
-		return fmt.Errorf("%w (provisioning creates it: run one worker with provisioning on, or gearbox.Provision)", err)
-	}
-	if w.policies, err = quality.WatchPolicies(ctx, kv, w.log); err != nil {
-		return err
-	}
+// startQuality starts, as configured, the checker and the controller on
+// goroutines that end with ctx. (The worker follows the policy bucket from
+// its start: auto jobs run at the policy's precision.)
+func (w *Worker) startQuality(ctx context.Context, wg *sync.WaitGroup) {
 	q := w.cfg.Quality
 	if q.Enabled() {
-		w.checker, err = quality.NewChecker(q, w.backend, w.cfg.Name, w.publishReport, w.log)
-		if err != nil {
-			return err
-		}
 		wg.Go(func() { w.checker.Run(ctx) })
 	}
 	if q.Control {
 		r := &quality.Runner{
-			JS: w.js, Subjects: w.cfg.Subjects, KV: kv, Rules: q.Rules,
+			JS: w.js, Subjects: w.cfg.Subjects, KV: w.policyKV, Rules: q.Rules,
 			Name: w.cfg.Name, Log: w.log, Metrics: q.Metrics,
 		}
 		wg.Go(func() {
@@ -54,7 +42,6 @@ func (w *Worker) startQuality(ctx context.Context, wg *sync.WaitGroup) error {
 			}
 		})
 	}
-	return nil
 }
 
 // publishReport stores a quality report in GEARBOX_QUALITY.

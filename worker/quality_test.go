@@ -4,13 +4,18 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gearbox-inference/gearbox"
+	"github.com/gearbox-inference/gearbox/internal/promtest"
 	"github.com/gearbox-inference/gearbox/kernels/cpu"
 	"github.com/gearbox-inference/gearbox/model"
 	"github.com/gearbox-inference/gearbox/precision"
@@ -95,10 +100,10 @@ func (l *loop) send(m *model.Model, n int) map[string]bool {
 }
 
 // policy reads model's policy, or the zero Policy.
-func (l *loop) policy(model string) (gearbox.Policy, uint64) {
+func (l *loop) policy(model string) (gearbox.PrecisionPolicy, uint64) {
 	e, err := l.kv.Get(context.Background(), model)
 	if err != nil {
-		return gearbox.Policy{}, 0
+		return gearbox.PrecisionPolicy{}, 0
 	}
 	p, err := gearbox.DecodePolicy(e.Value())
 	if err != nil {
@@ -108,12 +113,12 @@ func (l *loop) policy(model string) (gearbox.Policy, uint64) {
 }
 
 // history returns every revision of model's policy, by revision.
-func (l *loop) history(model string) map[uint64]gearbox.Policy {
+func (l *loop) history(model string) map[uint64]gearbox.PrecisionPolicy {
 	es, err := l.kv.History(context.Background(), model)
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	h := map[uint64]gearbox.Policy{}
+	h := map[uint64]gearbox.PrecisionPolicy{}
 	for _, e := range es {
 		p, err := gearbox.DecodePolicy(e.Value())
 		if err != nil {
@@ -225,7 +230,7 @@ func TestQualityLoop(t *testing.T) {
 
 	// Every result ran at the precision of the policy it was chosen under;
 	// none at fp4.
-	hist := map[string]map[uint64]gearbox.Policy{a.Name: l.history(a.Name), b.Name: l.history(b.Name)}
+	hist := map[string]map[uint64]gearbox.PrecisionPolicy{a.Name: l.history(a.Name), b.Name: l.history(b.Name)}
 	mix := map[string]map[precision.Format]int{a.Name: {}, b.Name: {}}
 	for _, r := range results {
 		if r.Error != nil {
@@ -268,8 +273,8 @@ func TestQualityLoop(t *testing.T) {
 	if len(ws) != 2 {
 		t.Fatalf("no worker named %q", last.By)
 	}
-	set, setRev, err := quality.SetPolicy(context.Background(), l.js, l.client.Subjects(), l.kv, a.Name, gearbox.Policy{},
-		func(p *gearbox.Policy) error { p.MaxError = 0.02; return nil })
+	set, setRev, err := quality.SetPolicy(context.Background(), l.js, l.client.Subjects(), l.kv, a.Name, gearbox.PrecisionPolicy{},
+		func(p *gearbox.PrecisionPolicy) error { p.MaxError = 0.02; return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,8 +309,8 @@ func TestJobMaxErrorUsesMeasuredErrors(t *testing.T) {
 	l := newLoop(t)
 	m := l.addModel("tight", 0.1)
 	_, _, err := quality.SetPolicy(context.Background(), l.js, l.client.Subjects(), l.kv, m.Name,
-		gearbox.Policy{Precision: precision.FP32, Floor: precision.FP4, Ceiling: precision.FP32},
-		func(p *gearbox.Policy) error {
+		gearbox.PrecisionPolicy{Precision: precision.FP32, Floor: precision.FP4, Ceiling: precision.FP32},
+		func(p *gearbox.PrecisionPolicy) error {
 			p.Precision = precision.FP8
 			// bf16 measured worse than its prior of 1e-2; tf32 better.
 			p.Measured = map[precision.Format]float64{precision.FP8: 0.05, precision.BF16: 0.02, precision.TF32: 4e-4}
@@ -329,4 +334,111 @@ func TestJobMaxErrorUsesMeasuredErrors(t *testing.T) {
 			t.Errorf("max_error %g: ran at %s (policy rev %d, error %v); want %s under revision 1", c.maxErr, r.Precision, r.PolicyRev, r.Error, c.want)
 		}
 	}
+}
+
+// TestHugeInputDoesNotFreezeTheLoop is issue 10's scenario. A JSON job with
+// finite inputs of 3e38 overflows float32 at every precision, fp32 included
+// (the float64 reference is finite, and partly beyond float32's range), and
+// its batch is checked like any other. That says something about the input,
+// not about any precision: the model steps down exactly as a control model
+// that never saw such a job.
+func TestHugeInputDoesNotFreezeTheLoop(t *testing.T) {
+	l := newLoop(t)
+	huge := l.addModel("huge", 0.02) // tf32 (4e-4) and bf16 (3.5e-3) are within 0.5 × 0.02; fp8 (4e-2) is not
+	control := l.addModel("control", 0.02)
+	reg := prometheus.NewRegistry()
+	cfg := qcfg()
+	cfg.Quality.Metrics = quality.NewMetrics(reg)
+	l.start("h1", cfg, nil)
+
+	// The job as a producer without the Go client writes it: alone in its
+	// batch, its check has nothing to judge.
+	row := strings.TrimSuffix(strings.Repeat("3e38,", huge.InputFeatures), ",")
+	res := l.sendJSON(huge, "huge-1", 1, row)
+	t.Logf("3e38 job: precision %s, error %v", res.Precision, res.Error)
+	checkFor(t, 30*time.Second, 10*time.Millisecond, func() error {
+		if n := promtest.Value(t, reg, "gearbox_quality_checks_total", map[string]string{"model": "huge", "outcome": "out_of_range"}); n != 1 {
+			return fmt.Errorf("%g out_of_range checks of huge; want 1", n)
+		}
+		return nil
+	})
+	// With an ordinary row in the same job, the check judges that row only.
+	normal := make([]string, huge.InputFeatures)
+	for i, v := range randVals(huge.InputFeatures, 1) {
+		normal[i] = strconv.FormatFloat(float64(v), 'g', -1, 32)
+	}
+	l.sendJSON(huge, "huge-2", 2, row+","+strings.Join(normal, ","))
+	rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var mixed *gearbox.QualityReport
+	for r, err := range l.client.QualityReports(rctx, huge.Name, true) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		mixed = r
+		break
+	}
+	if mixed == nil {
+		t.Fatal("no quality report of the job with a 3e38 row")
+	}
+	for _, c := range []struct {
+		role string
+		m    *gearbox.QualityMetrics
+	}{{"served", &mixed.ServedMetrics}, {"candidate", mixed.CandidateMetrics}} {
+		if c.m == nil || c.m.NonFinite != 0 || c.m.OutOfRange != huge.OutputFeatures || !(c.m.RelL2 > 0 && c.m.RelL2 < 0.02) {
+			t.Fatalf("%s metrics of the job with a 3e38 row: %+v; want %d out of range, no non-finite, the other row's error",
+				c.role, c.m, huge.OutputFeatures)
+		}
+	}
+
+	// Traffic that steps both models down twice.
+	at := func(m *model.Model, f precision.Format) func() bool {
+		return func() bool { p, _ := l.policy(m.Name); return p.Precision == f }
+	}
+	l.drive(2000, func() bool { return at(huge, precision.BF16)() && at(control, precision.BF16)() }, huge, control)
+	for _, m := range []*model.Model{huge, control} {
+		var got []precision.Format
+		h := l.history(m.Name)
+		for rev := uint64(1); rev < 100; rev++ {
+			if p, ok := h[rev]; ok {
+				got = append(got, p.Precision)
+				if len(p.Excluded) > 0 {
+					t.Errorf("%s: %v ruled out (%s)", m.Name, p.Excluded, p.Reason)
+				}
+			}
+		}
+		if want := []precision.Format{precision.TF32, precision.BF16}; !slices.Equal(got, want) {
+			t.Errorf("%s: policies %v; want %v", m.Name, got, want)
+		}
+	}
+}
+
+// sendJSON publishes a JSON job of rows rows of m, values given as JSON
+// text, with reply_to set, and returns its result.
+func (l *loop) sendJSON(m *model.Model, id string, rows int, values string) *gearbox.Result {
+	l.t.Helper()
+	nc := l.js.Conn()
+	inbox := nc.NewRespInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	msg := nats.NewMsg(l.client.Subjects().Jobs(m.Name))
+	msg.Header.Set(gearbox.HeaderContentType, gearbox.ContentJSON)
+	msg.Header.Set(jetstream.MsgIDHeader, id)
+	msg.Data = fmt.Appendf(nil, `{"id":%q,"model":%q,"reply_to":%q,"input":{"shape":[%d,%d],"values":[%s]}}`,
+		id, m.Name, inbox, rows, m.InputFeatures, values)
+	if _, err := l.js.PublishMsg(context.Background(), msg); err != nil {
+		l.t.Fatal(err)
+	}
+	rm, err := sub.NextMsg(30 * time.Second)
+	if err != nil {
+		l.t.Fatalf("no result for job %s: %v", id, err)
+	}
+	r, err := gearbox.DecodeResult(rm.Data, gearbox.EncodingOf(rm.Header))
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return r
 }

@@ -2,7 +2,7 @@ package worker
 
 import (
 	"strconv"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -13,56 +13,74 @@ import (
 	"github.com/gearbox-inference/gearbox/precision"
 )
 
-// task is one job's life inside the worker, from pull to ack.
+// task is one job's life inside the worker, from pull to settle.
+//
+// admit sets every field above the line before the task reaches the
+// batcher, and nothing changes them after; the fields below it are written
+// by the executor goroutine alone, except touched.
 type task struct {
 	msg       jetstream.Msg
 	enc       gearbox.Encoding
-	subject   string // model token of the job subject
-	seq       uint64 // stream sequence
-	delivered uint64 // delivery count
+	token     string // the job subject's last token: the model it names, if valid
+	seq       uint64 // stream sequence, stable across redeliveries
+	delivered uint64 // this delivery's number, from 1
 	published time.Time
 	arrived   time.Time
 
-	job   *gearbox.Job
-	model *model.Model
-	prec  precision.Format
-	// policyRev is the policy revision an auto job's precision came from
-	// (0: the manifest's, or an explicit precision).
-	policyRev uint64
-	in        []float32 // rows × model.InputFeatures
-	item      *batcher.Item
+	job     *gearbox.Job // nil until decoded; partly filled when it failed to
+	replyTo string       // the job's reply_to, once the reply policy allowed it
 
-	mu        sync.Mutex
-	out       []float32 // rows × model.OutputFeatures, filled by batches
-	batch     string    // first batch the job ran in
+	model     *model.Model
+	prec      precision.Format
+	policyRev uint64    // the policy revision an auto job's precision came from (0: none)
+	in        []float32 // rows × model.InputFeatures
+	rows      int
+	bytes     int  // memory held while queued: payload and decoded input
+	isolated  bool // batched alone: a worker died while holding it before
+
+	// ---- written while batches run
+
+	out       []float32 // rows × model.OutputFeatures
+	rowsDone  int
+	batch     string // first batch the job ran in
 	batchRows int
 	queued    time.Duration
 	compute   time.Duration
 	err       *gearbox.Error // first failure, if any
-	touched   time.Time      // last ack or InProgress sent
+	poison    bool           // err says the job kills workers: give up at once
+	touched   atomic.Int64   // unix nanoseconds of the last ack or InProgress sent
 }
 
-// rows is the job's row count.
-func (t *task) rows() int { return t.job.Input.Rows() }
+// item is the batcher's handle on a task.
+type item = batcher.Item[*task]
 
-// fail records the task's first error.
+// partDone counts n more rows of t as computed (or failed) and reports
+// whether that completes it.
+func (t *task) partDone(n int) bool {
+	t.rowsDone += n
+	return t.rowsDone == t.rows
+}
+
+// fail records t's first error.
 func (t *task) fail(e *gearbox.Error) {
-	t.mu.Lock()
 	if t.err == nil {
 		t.err = e
 	}
-	t.mu.Unlock()
 }
 
-// failed reports the recorded error, if any.
-func (t *task) failed() *gearbox.Error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.err
+// id is the job's id, or "" when it is not known (the job did not decode,
+// or its id broke the contract).
+func (t *task) id() string {
+	if t.job == nil {
+		return ""
+	}
+	return t.job.ID
 }
 
-// msgID is the Nats-Msg-Id of the task's result: the job id, or for a job
-// whose id is unknown, its stream sequence (stable across redeliveries).
+// resultID is the Nats-Msg-Id of t's result: the job id, or for a job whose
+// id is not known, its stream sequence (stable across redeliveries).
+func (t *task) resultID() string { return msgID(t.id(), t.seq) }
+
 func msgID(id string, seq uint64) string {
 	if id != "" {
 		return id
@@ -70,10 +88,12 @@ func msgID(id string, seq uint64) string {
 	return "gearbox-seq-" + strconv.FormatUint(seq, 10)
 }
 
-// id is the job's id, or "" when the job did not decode.
-func (t *task) id() string {
-	if t.job == nil {
-		return ""
+// modelToken is the token t's result and dead letter are published under:
+// the subject's model token, or gearbox.InvalidToken for a subject whose
+// last token is not a model name.
+func (t *task) modelToken() string {
+	if gearbox.ValidToken(t.token) != nil {
+		return gearbox.InvalidToken
 	}
-	return t.job.ID
+	return t.token
 }

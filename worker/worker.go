@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -19,6 +20,13 @@ import (
 )
 
 // Worker pulls jobs from the shared consumer and answers them.
+//
+// The path of a job: the pull goroutine decodes and checks it (admit) and
+// adds it to the batcher; the batcher's goroutine forms batches; the
+// executor goroutine computes them and, as each job's last rows are done,
+// publishes its answer (end); the ack goroutine waits for the publishes to
+// be stored and settles the job (ack, or Term for dead letters), handing
+// answers whose publish failed to retry goroutines of their own.
 type Worker struct {
 	cfg     Config
 	nc      *nats.Conn
@@ -26,17 +34,28 @@ type Worker struct {
 	backend kernels.Backend
 	caps    precision.Capabilities
 	models  *Models
+	replies replyPolicy
 	log     zerolog.Logger
 	met     *Metrics
 	nowFn   func() time.Time
 
-	policies *quality.Policies
+	policies *quality.PolicyCache
+	policyKV jetstream.KeyValue
 	checker  *quality.Checker
+	attempts attempts
 
-	batch      *batcher.Batcher
-	acks       chan *pending // results published, waiting for their acks
+	batch      *batcher.Batcher[*task]
+	acks       chan *pending // answers published, waiting to be stored
+	retrying   sync.WaitGroup
+	retrySlots chan struct{} // bounds the answers retried at once
 	ackWait    time.Duration
-	maxDeliver int
+
+	// maxDeliver is the deliveries a failing job gets (Config.Streams);
+	// consumerMaxDeliver the consumer's own limit, if it has one.
+	maxDeliver         int
+	consumerMaxDeliver int
+
+	ready atomic.Bool // bound and serving
 
 	mu       sync.Mutex
 	inflight map[*task]struct{}
@@ -57,30 +76,44 @@ func New(nc *nats.Conn, backend kernels.Backend, models *Models, cfg Config) (*W
 	if err != nil {
 		return nil, err
 	}
-	b, err := batcher.New(batcher.Config{
-		MaxBatchRows:  cfg.MaxBatchRows,
-		MaxDelay:      cfg.MaxDelay,
-		MaxQueuedRows: cfg.MaxQueuedRows,
+	b, err := batcher.New[*task](batcher.Config{
+		MaxBatchRows:   cfg.MaxBatchRows,
+		MaxDelay:       cfg.MaxDelay,
+		MaxQueuedRows:  cfg.MaxQueuedRows,
+		MaxQueuedBytes: cfg.MaxQueuedBytes,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	return &Worker{
-		cfg:      cfg,
-		nc:       nc,
-		js:       js,
-		backend:  backend,
-		caps:     capabilities(backend),
-		models:   models,
-		log:      cfg.Logger.With().Str("worker", cfg.Name).Logger(),
-		met:      cfg.Metrics,
-		nowFn:    time.Now,
-		batch:    b,
-		acks:     make(chan *pending, 4096),
-		inflight: map[*task]struct{}{},
-		graceful: make(chan struct{}),
-		done:     make(chan struct{}),
-	}, nil
+	replies, err := newReplyPolicy(cfg.ReplyPrefixes, cfg.Subjects)
+	if err != nil {
+		return nil, err
+	}
+	w := &Worker{
+		cfg:        cfg,
+		nc:         nc,
+		js:         js,
+		backend:    backend,
+		caps:       capabilities(backend),
+		models:     models,
+		replies:    replies,
+		log:        cfg.Logger.With().Str("worker", cfg.Name).Logger(),
+		met:        cfg.Metrics,
+		nowFn:      time.Now,
+		batch:      b,
+		acks:       make(chan *pending, 4096),
+		retrySlots: make(chan struct{}, 256),
+		maxDeliver: cfg.Streams.WithDefaults().MaxDeliver,
+		inflight:   map[*task]struct{}{},
+		graceful:   make(chan struct{}),
+		done:       make(chan struct{}),
+	}
+	if cfg.Quality.Enabled() {
+		if w.checker, err = quality.NewChecker(cfg.Quality, backend, cfg.Name, w.publishReport, w.log); err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
 }
 
 // capabilities is what backend can run: its own account if it gives one,
@@ -102,10 +135,24 @@ func capabilities(b kernels.Backend) precision.Capabilities {
 // Name is the worker's name, as written in its results.
 func (w *Worker) Name() string { return w.cfg.Name }
 
+// Ready reports why the worker is not serving jobs, or nil when it is:
+// connected to NATS and bound to the consumer.
+func (w *Worker) Ready() error {
+	switch {
+	case !w.nc.IsConnected():
+		return fmt.Errorf("worker %s: not connected to NATS (%s)", w.cfg.Name, w.nc.Status())
+	case !w.ready.Load():
+		return fmt.Errorf("worker %s: not bound to consumer %s", w.cfg.Name, w.cfg.Subjects.Consumer())
+	}
+	return nil
+}
+
 // Run serves jobs until Shutdown completes (then it returns nil) or ctx
 // ends (a hard stop: it returns ctx's error at once, publishing and acking
-// nothing more; unacked jobs are redelivered after AckWait). Run may be
-// called once.
+// nothing more; unacked jobs are redelivered after AckWait). Until it can
+// provision, bind the consumer and open the buckets it needs — NATS down,
+// say — it retries with backoff, logging why, and Ready reports it. Run may
+// be called once.
 func (w *Worker) Run(ctx context.Context) error {
 	w.mu.Lock()
 	if w.running {
@@ -116,38 +163,41 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.mu.Unlock()
 	defer close(w.done)
 
-	if w.cfg.Provision {
-		if err := gearbox.Provision(ctx, w.js, w.cfg.Subjects, w.cfg.Streams); err != nil {
-			return err
+	if err := w.start(ctx); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
+		return nil // Shutdown before the worker was up
 	}
-	cons, err := w.js.Consumer(ctx, w.cfg.Subjects.JobsStream(), w.cfg.Subjects.Consumer())
+	cons, err := w.bindConsumer(ctx)
 	if err != nil {
-		return fmt.Errorf("bind consumer %s on %s: %w", w.cfg.Subjects.Consumer(), w.cfg.Subjects.JobsStream(), err)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return nil
 	}
 	info := cons.CachedInfo().Config
-	w.ackWait, w.maxDeliver = info.AckWait, info.MaxDeliver
-	if w.maxDeliver <= 0 {
-		w.maxDeliver = 5 // unlimited redelivery: still give up on failing jobs
+	w.ackWait, w.consumerMaxDeliver = info.AckWait, info.MaxDeliver
+	if w.consumerMaxDeliver > 0 {
+		w.log.Warn().Int("max_deliver", info.MaxDeliver).Msg("the consumer has a MaxDeliver of its own: a job whose last delivery goes to a worker that dies is answered only by the max-deliveries advisory; provision it with GEARBOX_PROVISION to leave the count to workers")
+		sub, err := w.watchExhausted(ctx)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = sub.Unsubscribe() }()
 	}
+	w.ready.Store(true)
+	defer w.ready.Store(false)
 	w.log.Info().Str("backend", w.backend.Name()).Str("consumer", w.cfg.Subjects.Consumer()).
 		Dur("ack_wait", w.ackWait).Int("max_batch_rows", w.cfg.MaxBatchRows).
 		Dur("max_delay", w.cfg.MaxDelay).Msg("worker started")
-
-	sub, err := w.watchExhausted(ctx)
-	if err != nil {
-		return err
-	}
-	defer sub.Unsubscribe()
 
 	// The quality loop's goroutines stop when Run returns, graceful or not.
 	qctx, qstop := context.WithCancel(ctx)
 	var qwg sync.WaitGroup
 	defer qwg.Wait()
 	defer qstop()
-	if err := w.startQuality(qctx, &qwg); err != nil {
-		return err
-	}
+	w.startQuality(qctx, &qwg)
 
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -164,6 +214,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	wg.Go(func() {
 		defer close(ackDone)
 		w.ackLoop(ctx)
+		w.retrying.Wait()
 	})
 	wg.Go(func() { w.touchLoop(ctx, ackDone) })
 
@@ -191,6 +242,59 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
+// start provisions (when configured) and opens the buckets the worker
+// needs, retrying until it succeeds or the worker stops.
+func (w *Worker) start(ctx context.Context) error {
+	return w.retry(ctx, "start", func(actx context.Context) error {
+		if w.cfg.Provision {
+			if err := gearbox.Provision(actx, w.js, w.cfg.Subjects, w.cfg.Streams); err != nil {
+				return err
+			}
+		}
+		kv, err := gearbox.PolicyStore(actx, w.js, w.cfg.Subjects, w.cfg.Streams.Replicas, false)
+		if err != nil {
+			return fmt.Errorf("%w (provisioning creates it: run one worker with provisioning on, or gearbox.Provision)", err)
+		}
+		if w.policies == nil {
+			// The watch lives as long as the worker, not this attempt.
+			if w.policies, err = quality.WatchPolicies(ctx, kv, w.log); err != nil {
+				return err
+			}
+			w.policyKV = kv
+		}
+		akv, err := w.js.KeyValue(actx, w.cfg.Subjects.AttemptsBucket())
+		if err != nil {
+			return fmt.Errorf("bucket %s: %w (provisioning creates it)", w.cfg.Subjects.AttemptsBucket(), err)
+		}
+		w.attempts = attempts{kv: akv}
+		return nil
+	})
+}
+
+// retry calls fn until it succeeds, backing off from 500 ms to 30 s and
+// logging each failure, or until the worker stops: then it returns an
+// error.
+func (w *Worker) retry(ctx context.Context, what string, fn func(context.Context) error) error {
+	backoff := 500 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := fn(actx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		w.log.Warn().Err(err).Dur("retry_in", backoff).Msg(what + " failed; retrying")
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-w.graceful:
+			return errors.New("worker stopped")
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
 // Shutdown stops the worker gracefully: it stops pulling, finishes the jobs
 // in flight, publishes their results and acks them, and returns when Run has
 // returned or ctx ends (then Run's context must be cancelled to stop it
@@ -211,17 +315,18 @@ func (w *Worker) track(t *task) {
 	w.inflight[t] = struct{}{}
 	w.mu.Unlock()
 	if w.met != nil {
-		w.met.inflight.Add(float64(t.rows()))
+		w.met.inflight.Add(float64(t.rows))
 	}
 }
 
+// untrack forgets t; it may be called for a task never tracked.
 func (w *Worker) untrack(t *task) {
 	w.mu.Lock()
 	_, ok := w.inflight[t]
 	delete(w.inflight, t)
 	w.mu.Unlock()
 	if ok && w.met != nil {
-		w.met.inflight.Sub(float64(t.rows()))
+		w.met.inflight.Sub(float64(t.rows))
 	}
 }
 
@@ -242,21 +347,19 @@ func (w *Worker) touchLoop(ctx context.Context, stop <-chan struct{}) {
 			return
 		case <-tick.C:
 		}
-		now := w.nowFn()
+		now := w.nowFn().UnixNano()
 		var due []*task
 		w.mu.Lock()
 		for t := range w.inflight {
-			t.mu.Lock()
-			if now.Sub(t.touched) >= every {
-				t.touched = now
+			if now-t.touched.Load() >= int64(every) {
+				t.touched.Store(now)
 				due = append(due, t)
 			}
-			t.mu.Unlock()
 		}
 		w.mu.Unlock()
 		for _, t := range due {
 			if err := t.msg.InProgress(); err != nil {
-				w.log.Debug().Err(err).Str("job", t.job.ID).Msg("in-progress")
+				w.log.Debug().Err(err).Str("job", t.id()).Msg("in-progress")
 			}
 		}
 	}

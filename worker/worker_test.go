@@ -359,7 +359,7 @@ func TestUnsupportedPrecision(t *testing.T) {
 // in JSON, on the result stream and on reply_to, with meta echoed.
 func TestJSONJobGetsJSONResult(t *testing.T) {
 	e := setup(t, gearbox.StreamsConfig{}, 2, 3)
-	e.start("w", worker.Config{}, nil)
+	e.start("w", worker.Config{ReplyPrefixes: []string{"replies"}}, nil)
 	nc := connect(t, e.srv)
 	sub, err := nc.SubscribeSync("replies.x")
 	if err != nil {
@@ -447,36 +447,56 @@ func TestSlowBatchNotRedelivered(t *testing.T) {
 	}
 }
 
-// TestJobPastMaxDeliveries: a job that was delivered MaxDeliver times and
-// never acked (its workers died on it) is answered with an internal error
-// and dead-lettered instead of sitting in the work queue forever.
+// TestJobPastMaxDeliveries: a job delivered more often than the backstop
+// (giveUpFactor × MaxDeliver) without being answered — workers died
+// holding it — is answered with an internal error and dead-lettered without
+// running, instead of sitting in the work queue forever. Fewer deliveries
+// held by dead workers cost it nothing: it runs (alone) and succeeds.
 func TestJobPastMaxDeliveries(t *testing.T) {
-	e := setup(t, gearbox.StreamsConfig{AckWait: time.Second, MaxDeliver: 2})
-	j := e.job("doomed", 1, 1)
-	if _, err := e.client.Submit(context.Background(), j); err != nil {
-		t.Fatal(err)
+	e := setup(t, gearbox.StreamsConfig{AckWait: time.Second, MaxDeliver: 1})
+	ctx := context.Background()
+	for _, id := range []string{"held", "doomed"} {
+		if _, err := e.client.Submit(ctx, e.job(id, 1, 1)); err != nil {
+			t.Fatal(err)
+		}
 	}
-	// Two deliveries that are never acked, as if two workers crashed.
-	cons, err := e.js.Consumer(context.Background(), "GEARBOX_JOBS", "gearbox-workers")
+	// Deliveries that are never answered, as if workers died holding them:
+	// "held" 2 of them, "doomed" 4 (the backstop for MaxDeliver 1).
+	cons, err := e.js.Consumer(ctx, "GEARBOX_JOBS", "gearbox-workers")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for range 2 {
-		checkFor(t, 10*time.Second, 50*time.Millisecond, func() error {
-			b, err := cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
-			if err != nil {
-				return err
+	deliveries := map[string]int{}
+	checkFor(t, 20*time.Second, 10*time.Millisecond, func() error {
+		b, err := cons.Fetch(2, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return err
+		}
+		for m := range b.Messages() {
+			j, _ := gearbox.DecodeJob(m.Data(), gearbox.Msgpack)
+			deliveries[j.ID]++
+			if deliveries[j.ID] == map[string]int{"held": 2, "doomed": 4}[j.ID] {
+				_ = m.NakWithDelay(3 * time.Second) // the next delivery is the worker's
+				continue
 			}
-			for range b.Messages() {
-				return nil
-			}
-			return errorf("no delivery yet")
-		})
+			_ = m.Nak()
+		}
+		if deliveries["held"] < 2 || deliveries["doomed"] < 4 {
+			return errorf("deliveries %v", deliveries)
+		}
+		return nil
+	})
+	e.start("w", worker.Config{Streams: e.streams}, nil)
+	rs := e.results(2)
+	byID := map[string]*gearbox.Result{}
+	for _, r := range rs {
+		byID[r.ID] = r
 	}
-	e.start("w", worker.Config{}, nil)
-	rs := e.results(1)
-	if rs[0].ID != "doomed" || rs[0].Error == nil || rs[0].Error.Code != gearbox.CodeInternal || !strings.Contains(rs[0].Error.Message, "delivered 2 times") {
-		t.Fatalf("result %+v; want an internal error for doomed", rs[0])
+	if r := byID["held"]; r == nil || r.Error != nil {
+		t.Errorf("held: result %+v; want success", r)
+	}
+	if r := byID["doomed"]; r == nil || r.Error == nil || r.Error.Code != gearbox.CodeInternal || !strings.Contains(r.Error.Message, "never answered") {
+		t.Fatalf("doomed: result %+v; want an internal error saying it was never answered", r)
 	}
 	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if d, q := e.streamMsgs("GEARBOX_DEAD"), e.streamMsgs("GEARBOX_JOBS"); d != 1 || q != 0 {

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"strings"
 	"time"
 
 	"github.com/gearbox-inference/gearbox"
+	"github.com/gearbox-inference/gearbox/internal/natsconn"
 	"github.com/gearbox-inference/gearbox/quality"
 	"github.com/gearbox-inference/gearbox/worker"
 )
@@ -14,6 +16,13 @@ import (
 type config struct {
 	NATSURL        string `env:"GEARBOX_NATS_URL"`
 	NATSCreds      string `env:"GEARBOX_NATS_CREDS"`
+	NATSUser       string `env:"GEARBOX_NATS_USER"`
+	NATSPassword   string `env:"GEARBOX_NATS_PASSWORD"`
+	NATSToken      string `env:"GEARBOX_NATS_TOKEN"`
+	NATSNKeySeed   string `env:"GEARBOX_NATS_NKEY_SEED"`
+	NATSCA         string `env:"GEARBOX_NATS_CA"`
+	NATSCert       string `env:"GEARBOX_NATS_CERT"`
+	NATSKey        string `env:"GEARBOX_NATS_KEY"`
 	EmbeddedListen string `env:"GEARBOX_EMBEDDED_LISTEN" envDefault:"127.0.0.1:4222"`
 	DataDir        string `env:"GEARBOX_DATA_DIR"`
 	Prefix         string `env:"GEARBOX_PREFIX" envDefault:"gearbox"`
@@ -24,12 +33,15 @@ type config struct {
 	Workers int    `env:"GEARBOX_WORKERS" envDefault:"1"`
 	Name    string `env:"GEARBOX_WORKER_NAME"`
 
-	MaxBatchRows  int           `env:"GEARBOX_MAX_BATCH_ROWS" envDefault:"256"`
-	MaxDelay      time.Duration `env:"GEARBOX_MAX_DELAY" envDefault:"5ms"`
-	MaxQueuedRows int           `env:"GEARBOX_MAX_QUEUED_ROWS"`
-	MaxJobBytes   int           `env:"GEARBOX_MAX_JOB_BYTES" envDefault:"8388608"`
-	MaxJobRows    int           `env:"GEARBOX_MAX_JOB_ROWS" envDefault:"65536"`
-	Prefetch      int           `env:"GEARBOX_PREFETCH"`
+	MaxBatchRows   int           `env:"GEARBOX_MAX_BATCH_ROWS" envDefault:"256"`
+	MaxDelay       time.Duration `env:"GEARBOX_MAX_DELAY" envDefault:"5ms"`
+	MaxQueuedRows  int           `env:"GEARBOX_MAX_QUEUED_ROWS"`
+	MaxQueuedBytes int           `env:"GEARBOX_MAX_QUEUED_BYTES"`
+	MaxJobBytes    int           `env:"GEARBOX_MAX_JOB_BYTES" envDefault:"8388608"`
+	MaxJobRows     int           `env:"GEARBOX_MAX_JOB_ROWS" envDefault:"65536"`
+	Prefetch       int           `env:"GEARBOX_PREFETCH"`
+	PrefetchBytes  int           `env:"GEARBOX_PREFETCH_BYTES"`
+	ReplyPrefixes  string        `env:"GEARBOX_REPLY_PREFIXES" envDefault:"_INBOX."`
 
 	Replicas      int           `env:"GEARBOX_REPLICAS" envDefault:"1"`
 	JobsMaxMsgs   int64         `env:"GEARBOX_JOBS_MAX_MSGS" envDefault:"1000000"`
@@ -57,6 +69,29 @@ type config struct {
 }
 
 func (c *config) subjects() (gearbox.Subjects, error) { return gearbox.NewSubjects(c.Prefix) }
+
+// nats is how to reach NATS.
+func (c *config) nats() natsconn.Config {
+	return natsconn.Config{
+		URL: c.NATSURL, Creds: c.NATSCreds, User: c.NATSUser, Password: c.NATSPassword, Token: c.NATSToken,
+		NKeySeed: c.NATSNKeySeed, CA: c.NATSCA, Cert: c.NATSCert, Key: c.NATSKey,
+	}
+}
+
+// replyPrefixes is GEARBOX_REPLY_PREFIXES as a list: comma-separated, or
+// "none" for no replies at all.
+func (c *config) replyPrefixes() []string {
+	if strings.TrimSpace(c.ReplyPrefixes) == "none" {
+		return []string{}
+	}
+	var out []string
+	for _, p := range strings.Split(c.ReplyPrefixes, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
 
 func (c *config) streams() gearbox.StreamsConfig {
 	return gearbox.StreamsConfig{
@@ -89,16 +124,19 @@ func (c *config) quality() quality.Config {
 
 func (c *config) worker(s gearbox.Subjects) worker.Config {
 	return worker.Config{
-		Name:          c.Name,
-		Subjects:      s,
-		Streams:       c.streams(),
-		Provision:     c.Provision,
-		MaxBatchRows:  c.MaxBatchRows,
-		MaxDelay:      c.MaxDelay,
-		MaxQueuedRows: c.MaxQueuedRows,
-		MaxJobBytes:   c.MaxJobBytes,
-		MaxJobRows:    c.MaxJobRows,
-		Prefetch:      c.Prefetch,
-		Quality:       c.quality(),
+		Name:           c.Name,
+		Subjects:       s,
+		Streams:        c.streams(),
+		Provision:      c.Provision,
+		MaxBatchRows:   c.MaxBatchRows,
+		MaxDelay:       c.MaxDelay,
+		MaxQueuedRows:  c.MaxQueuedRows,
+		MaxQueuedBytes: c.MaxQueuedBytes,
+		MaxJobBytes:    c.MaxJobBytes,
+		MaxJobRows:     c.MaxJobRows,
+		Prefetch:       c.Prefetch,
+		PrefetchBytes:  c.PrefetchBytes,
+		ReplyPrefixes:  c.replyPrefixes(),
+		Quality:        c.quality(),
 	}
 }

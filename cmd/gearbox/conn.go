@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"time"
@@ -12,11 +11,15 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/gearbox-inference/gearbox/internal/embedded"
+	"github.com/gearbox-inference/gearbox/internal/natsconn"
 )
 
 // connect connects to GEARBOX_NATS_URL or, when it is empty and embed is
-// set, starts the embedded server and connects in-process. The returned
-// stop drains the connection and stops the server.
+// set, starts the embedded server and connects in-process. A long-lived
+// process (embed set: the worker) connects in the background when the
+// server is not up yet, so it can start before NATS and report not-ready
+// meanwhile; the tools fail fast. The returned stop drains the connection
+// and stops the server.
 func connect(ctx context.Context, cfg *config, log zerolog.Logger, name string, embed bool) (*nats.Conn, func(), error) {
 	closed := make(chan struct{})
 	opts := []nats.Option{
@@ -29,17 +32,21 @@ func connect(ctx context.Context, cfg *config, log zerolog.Logger, name string, 
 				log.Warn().Err(err).Msg("nats disconnected")
 			}
 		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info().Str("url", nc.ConnectedUrlRedacted()).Msg("nats reconnected") }),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info().Str("url", nc.ConnectedUrlRedacted()).Msg("nats connected") }),
 	}
-	if cfg.NATSCreds != "" {
-		opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
-	}
-	if cfg.NATSURL != "" {
-		nc, err := nats.Connect(cfg.NATSURL, opts...)
-		if err != nil {
-			return nil, nil, fmt.Errorf("connect to %s: %w", cfg.NATSURL, err)
+	nc := cfg.nats()
+	if nc.URL != "" {
+		if embed {
+			opts = append(opts, natsconn.Retrying()...)
 		}
-		return nc, func() { _ = nc.Drain(); waitClosed(closed) }, nil
+		conn, err := nc.Connect(opts...)
+		if err != nil {
+			return nil, nil, err
+		}
+		if !conn.IsConnected() {
+			log.Warn().Str("url", natsconn.Redact(nc.URL)).Msg("NATS is not reachable yet; connecting in the background")
+		}
+		return conn, func() { _ = conn.Drain(); waitClosed(closed) }, nil
 	}
 	if !embed {
 		cfg.NATSURL = "nats://" + cfg.EmbeddedListen
@@ -58,13 +65,13 @@ func connect(ctx context.Context, cfg *config, log zerolog.Logger, name string, 
 		return nil, nil, err
 	}
 	log.Info().Str("listen", cfg.EmbeddedListen).Str("data_dir", dir).Msg("embedded NATS server started")
-	nc, err := nats.Connect("", append(opts, nats.InProcessServer(srv))...)
+	conn, err := nats.Connect("", append(opts, nats.InProcessServer(srv))...)
 	if err != nil {
 		srv.Shutdown()
 		return nil, nil, err
 	}
-	return nc, func() {
-		_ = nc.Drain()
+	return conn, func() {
+		_ = conn.Drain()
 		waitClosed(closed)
 		shutdown(srv)
 	}, nil

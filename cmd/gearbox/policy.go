@@ -32,7 +32,7 @@ func runPolicy(ctx context.Context, cfg *config, log zerolog.Logger, args []stri
 	}
 	switch args[0] {
 	case "get":
-		return policyGet(ctx, cfg, log, args[1:])
+		return policyGet(ctx, cfg, log, os.Stdout, args[1:])
 	case "set":
 		return policySet(ctx, cfg, log, args[1:])
 	case "watch":
@@ -97,7 +97,7 @@ func policyKV(ctx context.Context, cfg *config, log zerolog.Logger) (jetstream.J
 	return js, kv, subj, closeNATS, nil
 }
 
-func policyGet(ctx context.Context, cfg *config, log zerolog.Logger, args []string) error {
+func policyGet(ctx context.Context, cfg *config, log zerolog.Logger, out io.Writer, args []string) error {
 	fs := flag.NewFlagSet("policy get", flag.ContinueOnError)
 	history := fs.Bool("history", false, "list every stored change, oldest first")
 	asJSON := fs.Bool("json", false, "print JSON")
@@ -105,7 +105,7 @@ func policyGet(ctx context.Context, cfg *config, log zerolog.Logger, args []stri
 	if err != nil {
 		return err
 	}
-	_, kv, _, done, err := policyKV(ctx, cfg, log)
+	js, kv, subj, done, err := policyKV(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -119,49 +119,75 @@ func policyGet(ctx context.Context, cfg *config, log zerolog.Logger, args []stri
 			entries = []jetstream.KeyValueEntry{e}
 		}
 	}
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return fmt.Errorf("model %q has no policy yet: its auto jobs run at its manifest's initial precision until the controller first moves it", name)
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return err
 	}
+	// The controller's view now: the workers' replay, made here.
+	st, known, err := quality.Inspect(ctx, js, subj, kv, name, cfg.quality().Rules)
+	if err != nil {
+		return fmt.Errorf("controller state of %s: %w", name, err)
+	}
+	if len(entries) == 0 && !known {
+		return fmt.Errorf("model %q has no policy and no quality reports yet: its auto jobs run at its manifest's initial precision", name)
+	}
+	type line struct {
+		Revision uint64 `json:"revision"`
+		*gearbox.PrecisionPolicy
+		Controller *quality.Status `json:"controller,omitempty"`
+	}
+	var lines []line
 	for _, e := range entries {
 		if e.Operation() != jetstream.KeyValuePut {
-			fmt.Printf("revision %d: deleted\n", e.Revision())
+			fmt.Fprintf(out, "revision %d: deleted\n", e.Revision())
 			continue
 		}
 		p, err := gearbox.DecodePolicy(e.Value())
 		if err != nil {
 			return fmt.Errorf("revision %d: %w", e.Revision(), err)
 		}
+		lines = append(lines, line{Revision: e.Revision(), PrecisionPolicy: p})
+	}
+	if known {
+		if len(lines) == 0 || lines[len(lines)-1].Revision != st.Rev {
+			lines = append(lines, line{Revision: st.Rev, PrecisionPolicy: &st.Policy}) // none stored: the manifest's
+		}
+		lines[len(lines)-1].Controller = &st
+	}
+	for _, l := range lines {
 		if *asJSON {
-			b, _ := json.Marshal(struct {
-				Revision uint64 `json:"revision"`
-				*gearbox.Policy
-			}{e.Revision(), p})
-			fmt.Printf("%s\n", b)
+			b, _ := json.Marshal(l)
+			fmt.Fprintf(out, "%s\n", b)
 			continue
 		}
-		printPolicy(os.Stdout, e.Revision(), p)
+		printPolicy(out, l.Revision, l.PrecisionPolicy, l.Controller)
 	}
 	return nil
 }
 
-// printPolicy writes a policy for people.
-func printPolicy(w io.Writer, rev uint64, p *gearbox.Policy) {
+// printPolicy writes a policy for people (rev 0: the manifest's, none
+// stored), and the controller's view of it when st is not nil.
+func printPolicy(w io.Writer, rev uint64, p *gearbox.PrecisionPolicy, st *quality.Status) {
 	maxErr := "manifest's"
 	if p.MaxError > 0 {
 		maxErr = fmt.Sprintf("%g", p.MaxError)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "model\t%s (revision %d)\n", p.Model, rev)
+	switch {
+	case rev == 0 && st != nil && len(st.Pending) > 0:
+		fmt.Fprintf(tw, "model\t%s (no policy stored: the replay's, pending below)\n", p.Model)
+	case rev == 0:
+		fmt.Fprintf(tw, "model\t%s (no policy stored: the manifest's)\n", p.Model)
+	default:
+		fmt.Fprintf(tw, "model\t%s (revision %d)\n", p.Model, rev)
+	}
 	fmt.Fprintf(tw, "precision\t%s [floor %s, ceiling %s]\n", p.Precision, p.Floor, p.Ceiling)
 	fmt.Fprintf(tw, "max_error\t%s\n", maxErr)
-	fmt.Fprintf(tw, "reason\t%s\n", p.Reason)
-	fmt.Fprintf(tw, "by\t%s at %s, report seq %d\n", p.By, p.UpdatedAt.Local().Format(time.DateTime), p.Seq)
+	if rev > 0 {
+		fmt.Fprintf(tw, "reason\t%s\n", p.Reason)
+		fmt.Fprintf(tw, "by\t%s at %s, report seq %d\n", p.By, p.UpdatedAt.Local().Format(time.DateTime), p.Seq)
+	}
 	if e := p.Evidence; e != nil {
-		fmt.Fprintf(tw, "evidence\t%s: %d reports from %d workers (seq %d–%d), upper bound %.4g, mean %.4g\n",
-			e.Precision, e.Samples, e.Workers, e.FirstSeq, e.LastSeq, e.UpperBound, e.Mean)
+		fmt.Fprintf(tw, "evidence\t%s\n", evidence(e))
 	}
 	if len(p.Measured) > 0 {
 		var parts []string
@@ -173,10 +199,43 @@ func printPolicy(w io.Writer, rev uint64, p *gearbox.Policy) {
 		fmt.Fprintf(tw, "measured\t%s\n", strings.Join(parts, ", "))
 	}
 	if len(p.Excluded) > 0 {
-		fmt.Fprintf(tw, "excluded\t%v (non-finite outputs)\n", p.Excluded)
+		fmt.Fprintf(tw, "excluded\t%v (non-finite outputs where fp32 is finite)\n", p.Excluded)
+	}
+	if st != nil {
+		printStatus(tw, st)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
+}
+
+// printStatus writes the controller's view of a model to tw.
+func printStatus(tw io.Writer, st *quality.Status) {
+	switch {
+	case st.Hold != "":
+		fmt.Fprintf(tw, "controller\tholding %s (%s): %s [report seq %d]\n", st.Policy.Precision, st.Hold, st.Reason, st.Position)
+	default:
+		fmt.Fprintf(tw, "controller\tno report since the policy took effect [report seq %d]\n", st.Position)
+	}
+	for _, e := range st.Windows {
+		fmt.Fprintf(tw, "window\t%s\n", evidence(&e))
+	}
+	if st.Cold {
+		fmt.Fprintln(tw, "cold\tthe stream has dropped reports: a step down needs a full window")
+	}
+	for _, p := range st.Pending {
+		fmt.Fprintf(tw, "pending\t%s at report seq %d, not stored (a write in flight, no controller running, or other rules than the workers'): %s\n",
+			p.Precision, p.Seq, p.Reason)
+	}
+}
+
+// evidence describes a window of observations.
+func evidence(e *gearbox.Evidence) string {
+	s := fmt.Sprintf("%s: %d reports from %d workers (seq %d–%d), upper bound %.4g, mean %.4g",
+		e.Precision, e.Samples, e.Workers, e.FirstSeq, e.LastSeq, e.UpperBound, e.Mean)
+	if e.NonFinite > 0 {
+		s += fmt.Sprintf(", %d non-finite", e.NonFinite)
+	}
+	return s
 }
 
 func policySet(ctx context.Context, cfg *config, log zerolog.Logger, args []string) error {
@@ -226,7 +285,7 @@ func policySet(ctx context.Context, cfg *config, log zerolog.Logger, args []stri
 	defer done()
 	base := basePolicy(ctx, js, subj, name)
 	var changes []string
-	pol, rev, err := quality.SetPolicy(ctx, js, subj, kv, name, base, func(q *gearbox.Policy) error {
+	pol, rev, err := quality.SetPolicy(ctx, js, subj, kv, name, base, func(q *gearbox.PrecisionPolicy) error {
 		changes = changes[:0]
 		if p != "" {
 			q.Precision = p
@@ -263,18 +322,18 @@ func policySet(ctx context.Context, cfg *config, log zerolog.Logger, args []stri
 	if err != nil {
 		return err
 	}
-	printPolicy(os.Stdout, rev, &pol)
+	printPolicy(os.Stdout, rev, &pol, nil)
 	return nil
 }
 
 // basePolicy is the policy a model without one has: its manifest's, when the
 // model is in the object store, else the default ladder from fp32.
-func basePolicy(ctx context.Context, js jetstream.JetStream, subj gearbox.Subjects, name string) gearbox.Policy {
+func basePolicy(ctx context.Context, js jetstream.JetStream, subj gearbox.Subjects, name string) gearbox.PrecisionPolicy {
 	ladder, initial := precision.DefaultLadder, precision.FP32
 	if m, err := model.Fetch(ctx, js, subj.ModelBucket(), name); err == nil {
 		ladder, initial = m.Precision.Ladder, m.Precision.Initial
 	}
-	return gearbox.Policy{Model: name, Precision: initial, Floor: ladder[len(ladder)-1], Ceiling: ladder[0]}
+	return gearbox.PrecisionPolicy{Model: name, Precision: initial, Floor: ladder[len(ladder)-1], Ceiling: ladder[0]}
 }
 
 func policyWatch(ctx context.Context, cfg *config, log zerolog.Logger, args []string) error {

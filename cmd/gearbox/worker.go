@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -45,6 +46,23 @@ func runWorker(ctx context.Context, cfg *config, log zerolog.Logger, args []stri
 	}
 	defer backend.Close()
 
+	// Metrics and probes come up first, so a worker waiting for NATS says
+	// so on /readyz.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if gpu := openGPUMon(backend.Name(), log); gpu != nil {
+		defer gpu.Close()
+		reg.MustRegister(gpumon.NewCollector(gpu))
+	}
+	met := worker.NewMetrics(reg)
+	qmet := quality.NewMetrics(reg)
+	probe := &probes{}
+	if stop, err := serveMetrics(cfg.MetricsAddr, reg, probe, log); err != nil {
+		return err
+	} else {
+		defer stop()
+	}
+
 	nc, closeNATS, err := connect(ctx, cfg, log, "gearbox-worker", true)
 	if err != nil {
 		return err
@@ -61,20 +79,6 @@ func runWorker(ctx context.Context, cfg *config, log zerolog.Logger, args []stri
 	followCtx, stopFollow := context.WithCancel(context.Background())
 	defer stopFollow()
 	go func() { _ = models.Follow(followCtx, js, subj.ModelBucket(), log) }()
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if gpu := openGPUMon(backend.Name(), log); gpu != nil {
-		defer gpu.Close()
-		reg.MustRegister(gpumon.NewCollector(gpu))
-	}
-	met := worker.NewMetrics(reg)
-	qmet := quality.NewMetrics(reg)
-	if stop, err := serveMetrics(cfg.MetricsAddr, reg, log); err != nil {
-		return err
-	} else {
-		defer stop()
-	}
 
 	// The first signal (ctx) asks for a graceful stop; a second one, or the
 	// shutdown timeout, stops hard.
@@ -98,11 +102,14 @@ func runWorker(ctx context.Context, cfg *config, log zerolog.Logger, args []stri
 		}
 		workers = append(workers, w)
 		wg.Go(func() {
-			if err := w.Run(hard); err != nil && !errors.Is(err, context.Canceled) {
+			err := w.Run(hard)
+			probe.stopped(w, err)
+			if err != nil && !errors.Is(err, context.Canceled) {
 				errs <- fmt.Errorf("worker %s: %w", w.Name(), err)
 			}
 		})
 	}
+	probe.serving(workers)
 	select {
 	case err := <-errs:
 		hardStop()
@@ -182,8 +189,63 @@ func loadModels(ctx context.Context, cfg *config, js jetstream.JetStream, log ze
 	return models, nil
 }
 
-// serveMetrics serves /metrics on addr ("" or "off": not at all).
-func serveMetrics(addr string, reg *prometheus.Registry, log zerolog.Logger) (func(), error) {
+// probes answers /healthz and /readyz for the process's workers.
+type probes struct {
+	mu      sync.Mutex
+	workers []*worker.Worker
+	stops   []string // workers whose Run returned, and why
+}
+
+func (p *probes) serving(ws []*worker.Worker) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.workers = ws
+}
+
+func (p *probes) stopped(w *worker.Worker, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stops = append(p.stops, fmt.Sprintf("worker %s stopped: %v", w.Name(), err))
+}
+
+// healthz: the process's workers are running (a worker that stopped on its
+// own is a reason to restart the process).
+func (p *probes) healthz(w http.ResponseWriter, _ *http.Request) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.stops) > 0 {
+		http.Error(w, strings.Join(p.stops, "\n"), http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+// readyz: every worker is connected to NATS and bound to the consumer (the
+// backend is open and the models loaded before workers start).
+func (p *probes) readyz(w http.ResponseWriter, _ *http.Request) {
+	p.mu.Lock()
+	ws := p.workers
+	p.mu.Unlock()
+	if len(ws) == 0 {
+		http.Error(w, "starting: no worker running yet", http.StatusServiceUnavailable)
+		return
+	}
+	var why []string
+	for _, wk := range ws {
+		if err := wk.Ready(); err != nil {
+			why = append(why, err.Error())
+		}
+	}
+	if len(why) > 0 {
+		http.Error(w, strings.Join(why, "\n"), http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, "ready")
+}
+
+// serveMetrics serves /metrics, /healthz and /readyz on addr ("" or "off":
+// not at all).
+func serveMetrics(addr string, reg *prometheus.Registry, probe *probes, log zerolog.Logger) (func(), error) {
 	if addr == "" || addr == "off" {
 		return func() {}, nil
 	}
@@ -193,9 +255,11 @@ func serveMetrics(addr string, reg *prometheus.Registry, log zerolog.Logger) (fu
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/healthz", probe.healthz)
+	mux.HandleFunc("/readyz", probe.readyz)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(l) }()
-	log.Info().Str("addr", l.Addr().String()).Msg("metrics at /metrics")
+	log.Info().Str("addr", l.Addr().String()).Msg("metrics at /metrics; probes at /healthz, /readyz")
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()

@@ -41,7 +41,7 @@ type Summary struct {
 // change is a policy change as the demo saw it.
 type change struct {
 	at time.Duration // since the first publish
-	p  *gearbox.Policy
+	p  *gearbox.PrecisionPolicy
 }
 
 type autoResult struct {
@@ -62,7 +62,7 @@ func (s *Summary) finish(elapsed time.Duration) {
 }
 
 // policy records a policy change seen at.
-func (s *Summary) policy(p *gearbox.Policy, at time.Time) {
+func (s *Summary) policy(p *gearbox.PrecisionPolicy, at time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.changes = append(s.changes, change{at: at.Sub(s.start), p: p})

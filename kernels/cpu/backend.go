@@ -25,13 +25,13 @@ func open(spec string) (kernels.Backend, error) {
 }
 
 // Backend runs forward passes on the host CPU. It is safe for concurrent use
-// by several goroutines. Its only per-model state is the linear weights it
-// has converted for each precision other than fp32 (see Evict).
+// by several goroutines. Its only per-model state is the weights it has
+// converted for each precision (see Evict and EvictLM).
 type Backend struct {
 	threads   int
 	fp8Margin int
 	scratch   sync.Pool // of *scratch
-	cache     sync.Map  // weightKey → *weightSet
+	cache     sync.Map  // weightKey or lmKey → *weightSet
 
 	// quantizations counts weight sets built, for tests.
 	quantizations atomic.Int64

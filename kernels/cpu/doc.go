@@ -59,6 +59,23 @@
 // the product is quadratic, so every precision runs within noise of fp32
 // (BenchmarkForwardPrecision).
 //
+// # Language models
+//
+// The Backend also implements kernels.LM for causal language models
+// (package model/lm; files lm*.go): a float32 forward pass over a paged KV
+// cache of KVBlockSize-token blocks, with prefill and decode rows in one
+// Step. Linear layers are emulated at every precision by the rules above,
+// with three differences: fp8 activations take one scale per token (row)
+// rather than per batch, so that a sequence's result does not depend on
+// its batch; the head runs at bf16 for fp8 and fp4; and the KV cache holds
+// bf16 values at every precision but fp32 and tf32. Every op works row by
+// row with a fixed reduction order, so a sequence's logits are bit for bit
+// the same whatever it is batched with, whatever the thread count, and
+// whether its prefix was prefilled or decoded. docs/models-lm.md states the
+// rules; LMReference is the float64 yardstick. A language model's weights
+// are converted once per precision and cached like a tensor model's;
+// EvictLM drops them.
+//
 // # Reference
 //
 // Reference is a plain float64 forward pass written for clarity, not speed.

@@ -21,41 +21,41 @@ type weightKey struct {
 	p precision.Format
 }
 
-// weightSet is the dequantized linear weights of one model at one
-// precision, built once on first use.
-type weightSet struct {
+// weightSet is a model's weights converted for one precision, built once
+// on first use: [][]float32 for a tensor model (its linear layers'), or
+// *lmWeights for a language model.
+type weightSet[T any] struct {
 	once sync.Once
-	w    [][]float32 // by layer index; nil for layers other than linear
+	w    T
 	err  error
 }
 
-// weights returns m's linear weights at p, quantized and dequantized to
-// float32, building them on the first call for (m, p) and returning the
-// cached set afterwards. Concurrent first calls build it once; the others
-// wait for it. p must not be FP32 (which uses the model's own weights).
-func (b *Backend) weights(m *model.Model, p precision.Format) ([][]float32, error) {
-	k := weightKey{m, p}
-	v, ok := b.cache.Load(k)
+// converted returns the weights cached under key, calling build to make
+// them on the first call for key. Concurrent first calls build them once;
+// the others wait.
+func converted[T any](b *Backend, key any, build func() (T, error)) (T, error) {
+	v, ok := b.cache.Load(key)
 	if !ok {
-		v, _ = b.cache.LoadOrStore(k, new(weightSet))
+		v, _ = b.cache.LoadOrStore(key, new(weightSet[T]))
 	}
-	ws := v.(*weightSet)
+	ws := v.(*weightSet[T])
 	ws.once.Do(func() {
 		b.quantizations.Add(1)
-		ws.w, ws.err = quantizeWeights(m, p)
+		ws.w, ws.err = build()
 	})
 	return ws.w, ws.err
 }
 
+// weights returns m's linear weights at p, quantized and dequantized to
+// float32 (by layer index; nil for layers other than linear), building them
+// on the first call for (m, p) and returning the cached set afterwards. p
+// must not be FP32 (which uses the model's own weights).
+func (b *Backend) weights(m *model.Model, p precision.Format) ([][]float32, error) {
+	return converted(b, weightKey{m, p}, func() ([][]float32, error) { return quantizeWeights(m, p) })
+}
+
 // quantizeWeights returns, for each linear layer of m, its weight [Out, In]
-// as the hardware holds it at p, dequantized to float32:
-//
-//	tf32  RoundTF32 of each value
-//	bf16  RoundBF16
-//	fp16  RoundFP16
-//	fp8   E4M3 with one scale per output channel (row), margin 0
-//	fp4   NVFP4: E2M1 in blocks of 16 along In, E4M3 block scales, a
-//	      float32 tensor scale
+// as the hardware holds it at p, dequantized to float32 (emulateWeight).
 func quantizeWeights(m *model.Model, p precision.Format) ([][]float32, error) {
 	out := make([][]float32, len(m.Layers))
 	for i := range m.Layers {
@@ -63,36 +63,54 @@ func quantizeWeights(m *model.Model, p precision.Format) ([][]float32, error) {
 		if l.Op != model.Linear {
 			continue
 		}
-		src := l.Weight.Data
-		switch p {
-		case precision.TF32:
-			out[i] = make([]float32, len(src))
-			precision.RoundTF32Slice(out[i], src)
-		case precision.BF16:
-			out[i] = make([]float32, len(src))
-			precision.RoundBF16Slice(out[i], src)
-		case precision.FP16:
-			out[i] = make([]float32, len(src))
-			precision.RoundFP16Slice(out[i], src)
-		case precision.FP8:
-			q, err := precision.QuantizeFP8PerChannel(src, l.Out, l.In, 0)
-			if err != nil {
-				return nil, fmt.Errorf("cpu: model %q: layer %d: fp8 weights: %w", m.Name, i, err)
-			}
-			out[i] = q.Dequantize(nil)
-		case precision.FP4:
-			q, err := precision.QuantizeNVFP4(src, l.Out, l.In)
-			if err != nil {
-				return nil, fmt.Errorf("cpu: model %q: layer %d: fp4 weights: %w", m.Name, i, err)
-			}
-			// Dequantize writes Out × In values: the padding of each
-			// stored row (up to a multiple of 16) is left out.
-			out[i] = q.Dequantize(nil)
-		default:
-			return nil, fmt.Errorf("cpu: no weight emulation for %q", p)
+		w, err := emulateWeight(p, nil, l.Weight.Data, l.Out, l.In)
+		if err != nil {
+			return nil, fmt.Errorf("cpu: model %q: layer %d: %w", m.Name, i, err)
 		}
+		out[i] = w
 	}
 	return out, nil
+}
+
+// emulateWeight writes into dst (allocated when nil; it may be src) the
+// weight src [out, in] as the hardware holds it at p, dequantized to
+// float32, and returns it:
+//
+//	tf32  RoundTF32 of each value
+//	bf16  RoundBF16
+//	fp16  RoundFP16
+//	fp8   E4M3 with one scale per output channel (row), margin 0
+//	fp4   NVFP4: E2M1 in blocks of 16 along In, E4M3 block scales, a
+//	      float32 tensor scale
+func emulateWeight(p precision.Format, dst, src []float32, out, in int) ([]float32, error) {
+	if dst == nil {
+		dst = make([]float32, len(src))
+	}
+	switch p {
+	case precision.TF32:
+		precision.RoundTF32Slice(dst, src)
+	case precision.BF16:
+		precision.RoundBF16Slice(dst, src)
+	case precision.FP16:
+		precision.RoundFP16Slice(dst, src)
+	case precision.FP8:
+		q, err := precision.QuantizeFP8PerChannel(src, out, in, 0)
+		if err != nil {
+			return nil, fmt.Errorf("fp8 weights: %w", err)
+		}
+		q.Dequantize(dst)
+	case precision.FP4:
+		q, err := precision.QuantizeNVFP4(src, out, in)
+		if err != nil {
+			return nil, fmt.Errorf("fp4 weights: %w", err)
+		}
+		// Dequantize writes Out × In values: the padding of each stored
+		// row (up to a multiple of 16) is left out.
+		q.Dequantize(dst)
+	default:
+		return nil, fmt.Errorf("cpu: no weight emulation for %q", p)
+	}
+	return dst, nil
 }
 
 // roundActivations writes into dst the linear layer input src as the

@@ -143,19 +143,28 @@ func layerNorm(l *model.Layer, dst, src []float32) {
 }
 
 func rmsNorm(l *model.Layer, dst, src []float32) {
+	var w []float32
+	if l.Weight != nil {
+		w = l.Weight.Data
+	}
+	rmsNormRow(dst, src, w, l.Eps)
+}
+
+// rmsNormRow is rmsnorm of one row with weight w (nil: all ones).
+func rmsNormRow(dst, src, w []float32, eps float64) {
 	dst = dst[:len(src)]
 	var ss float64
 	for _, v := range src {
 		ss += float64(v) * float64(v)
 	}
-	inv := 1 / math.Sqrt(ss/float64(len(src))+l.Eps)
-	if l.Weight == nil {
+	inv := 1 / math.Sqrt(ss/float64(len(src))+eps)
+	if w == nil {
 		for i, v := range src {
 			dst[i] = float32(float64(v) * inv)
 		}
 		return
 	}
-	w := l.Weight.Data[:len(src)]
+	w = w[:len(src)]
 	for i, v := range src {
 		dst[i] = float32(float64(v) * inv * float64(w[i]))
 	}

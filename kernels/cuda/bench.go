@@ -72,7 +72,7 @@ func (d *devState) benchPath(ctx context.Context, l *model.Layer, path string, c
 		p, perTensor = precision.FP8, true
 	case "fp4-kernel":
 		p, d.fp4SmallM = precision.FP4, 1<<30
-		if err := d.loadFP4(); err != nil {
+		if err := d.k.load(modFP4); err != nil {
 			return nil, err
 		}
 	case "fp4-bf16":
@@ -144,10 +144,10 @@ func (d *devState) benchPath(ctx context.Context, l *model.Layer, path string, c
 			if err := d.stream.memset32(flush, seed, flushBytes/4); err != nil {
 				return nil, err
 			}
-			if err := d.launch1D("gbx_rand", m*k, newArgs("gbx_rand").ptr(x).i64(m*k).i32(int(seed)).f32(1)); err != nil {
+			if err := d.k.rand(d.stream, x, m*k, seed, 1); err != nil {
 				return nil, err
 			}
-			if err := d.fn["gbx_spin"].launch(d.stream, [3]uint32{1, 1, 1}, [3]uint32{1, 1, 1}, 0, newArgs("gbx_spin").i64(200_000)); err != nil {
+			if err := d.k.spin(d.stream, 200_000); err != nil {
 				return nil, err
 			}
 			if err := ev[0].record(d.stream); err != nil {

@@ -17,9 +17,19 @@ import (
 	"unsafe"
 )
 
-// This file is the only one that calls C: the function tables in gbx.h are
-// static to its translation unit. Everything else in the package goes
-// through the small Go functions here. Device addresses are uint64 in Go.
+// This file is the only one that calls C functions: the function tables in
+// gbx.h are static to its translation unit. Everything else in the package
+// goes through the small Go functions here (other files read only the
+// constants of src/abi.h through cgo). Device addresses are uint64 in Go.
+
+// errors.go builds without cgo too, so it keeps its own copies of two codes
+// of src/abi.h. An "invalid array index" compiler error here means they
+// have drifted apart.
+func _() {
+	var x [1]struct{}
+	_ = x[cudaErrorOutOfMemory-C.GBX_CUDA_ERROR_OUT_OF_MEMORY]
+	_ = x[cublasStatusAllocFailed-C.GBX_CUBLAS_STATUS_ALLOC_FAILED]
+}
 
 // Library file names, and the folders searched for them (see libDirs).
 const (
@@ -322,24 +332,28 @@ func (m cuModule) unload() error { return cuErr(C.gbx_module_unload(m.m), "cuMod
 
 // setMaxDynamicShared raises f's dynamic shared memory limit to n bytes.
 func (f cuFunc) setMaxDynamicShared(n int) error {
-	return cuErr(C.gbx_func_attr(f.f, 8, C.int(n)), "cuFuncSetAttribute")
+	return cuErr(C.gbx_func_max_dynamic_shared(f.f, C.int(n)), "cuFuncSetAttribute")
 }
 
-// launch runs f on stream s with the packed arguments a.
-func (f cuFunc) launch(s cuStream, grid, block [3]uint32, smem uint32, a *args) error {
+// launch runs f, the kernel called name, on stream s with the packed
+// arguments a.
+func (f cuFunc) launch(s cuStream, name string, grid, block [3]uint32, smem uint32, a *args) error {
 	// a.buf holds no Go pointers, so C may read it during the call;
 	// cuLaunchKernel copies the arguments before it returns.
 	var buf *C.uchar
 	if len(a.buf) > 0 {
 		buf = (*C.uchar)(unsafe.Pointer(&a.buf[0]))
 	}
-	var offs [32]C.int
+	var offs [C.GBX_MAX_KERNEL_ARGS]C.int
+	if len(a.offs) > len(offs) {
+		return fmt.Errorf("cuda: kernel %s: %d arguments, at most %d", name, len(a.offs), len(offs))
+	}
 	for i, o := range a.offs {
 		offs[i] = C.int(o)
 	}
 	r := C.gbx_launch(f.f, C.uint(grid[0]), C.uint(grid[1]), C.uint(grid[2]), C.uint(block[0]), C.uint(block[1]),
 		C.uint(block[2]), C.uint(smem), s.s, buf, &offs[0], C.int(len(a.offs)))
-	return cuErr(r, "cuLaunchKernel "+a.name)
+	return cuErr(r, "cuLaunchKernel "+name)
 }
 
 // ---- CUDA graphs ----
@@ -383,23 +397,44 @@ func nvrtcVersion() (major, minor int, err error) {
 	return int(a), int(b), nil
 }
 
-// nvrtcCompile compiles src with opts and returns the cubin, or an error
-// wrapping ErrCompile that holds NVRTC's log.
-func nvrtcCompile(name, src string, opts []string) ([]byte, string, error) {
-	csrc := C.CString(src)
-	defer C.free(unsafe.Pointer(csrc))
-	cname := C.CString(name)
-	defer C.free(unsafe.Pointer(cname))
-	copts := C.malloc(C.size_t(len(opts)+1) * C.size_t(unsafe.Sizeof(uintptr(0))))
-	defer C.free(copts)
-	ov := unsafe.Slice((**C.char)(copts), len(opts)+1)
-	for i, o := range opts {
-		ov[i] = C.CString(o)
-		defer C.free(unsafe.Pointer(ov[i]))
+// cStrings copies ss into a C array of C strings; free releases it all.
+func cStrings(ss []string) (arr **C.char, free func()) {
+	p := C.malloc(C.size_t(len(ss)+1) * C.size_t(unsafe.Sizeof(uintptr(0))))
+	v := unsafe.Slice((**C.char)(p), len(ss)+1)
+	for i, s := range ss {
+		v[i] = C.CString(s)
 	}
+	v[len(ss)] = nil
+	return (**C.char)(p), func() {
+		for _, c := range v[:len(ss)] {
+			C.free(unsafe.Pointer(c))
+		}
+		C.free(p)
+	}
+}
+
+// nvrtcCompile compiles p with opts and returns the cubin, or an error
+// wrapping ErrCompile that holds NVRTC's log.
+func nvrtcCompile(p program, opts []string) ([]byte, string, error) {
+	csrc := C.CString(p.src)
+	defer C.free(unsafe.Pointer(csrc))
+	cname := C.CString(p.name)
+	defer C.free(unsafe.Pointer(cname))
+	copts, freeOpts := cStrings(opts)
+	defer freeOpts()
+	names := make([]string, len(p.headers))
+	texts := make([]string, len(p.headers))
+	for i, h := range p.headers {
+		names[i], texts[i] = h.name, h.text
+	}
+	cnames, freeNames := cStrings(names)
+	defer freeNames()
+	ctexts, freeTexts := cStrings(texts)
+	defer freeTexts()
 	var cubin, clog *C.char
 	var n C.size_t
-	r := C.gbx_nvrtc_compile(csrc, cname, (**C.char)(copts), C.int(len(opts)), &cubin, &n, &clog)
+	r := C.gbx_nvrtc_compile(csrc, cname, C.int(len(p.headers)), ctexts, cnames, copts, C.int(len(opts)), &cubin, &n,
+		&clog)
 	var log string
 	if clog != nil {
 		log = C.GoString(clog)
@@ -409,7 +444,7 @@ func nvrtcCompile(name, src string, opts []string) ([]byte, string, error) {
 		if cubin != nil {
 			C.free(unsafe.Pointer(cubin))
 		}
-		return nil, log, &CompileError{Source: name, Status: C.GoString(C.gbx_nvrtc_error(r)), Log: log}
+		return nil, log, &CompileError{Source: p.name, Status: C.GoString(C.gbx_nvrtc_error(r)), Log: log}
 	}
 	b := C.GoBytes(unsafe.Pointer(cubin), C.int(n))
 	C.free(unsafe.Pointer(cubin))
@@ -437,8 +472,8 @@ type planArgs struct {
 	compute, scale, aType, bType, cType, dType int
 	m, n, k                                    int
 	epilogue                                   int
-	biasType, aScaleMode, bScaleMode           int // -1: default
-	fastAccum                                  int // -1: default
+	biasType, aScaleMode, bScaleMode           int // GBX_PLAN_UNSET: default
+	fastAccum                                  int // GBX_PLAN_UNSET: default
 	bias, aScale, bScale                       uint64
 	workspace                                  int
 }

@@ -2,6 +2,11 @@
 
 package cuda
 
+/*
+#include "src/abi.h"
+*/
+import "C"
+
 import (
 	"errors"
 	"fmt"
@@ -10,21 +15,8 @@ import (
 	"github.com/gearbox-inference/gearbox/model"
 )
 
-// Device attributes (CUdevice_attribute).
-const (
-	attrSMCount = 16
-	attrCCMajor = 75
-	attrCCMinor = 76
-)
-
 // workspaceBytes is cuBLASLt's workspace, allocated once per device.
 const workspaceBytes = 32 << 20
-
-// opsKernels are the kernels of src/ops.cu.
-var opsKernels = []string{
-	"gbx_to_bf16", "gbx_to_fp16", "gbx_to_tf32", "gbx_amax", "gbx_fp8_quant", "gbx_fp8_round",
-	"gbx_scale_bias", "gbx_act", "gbx_softmax", "gbx_layernorm", "gbx_rmsnorm", "gbx_rand", "gbx_spin", "gbx_fp8_quant_small",
-}
 
 // devState is everything the device goroutine owns. Its methods run only
 // on that goroutine, with the primary context current.
@@ -35,13 +27,7 @@ type devState struct {
 	lt     ltHandle
 	comp   *compiler
 	info   DeviceInfo
-
-	ops cuModule
-	fn  map[string]cuFunc
-
-	fp4      *fp4Kernel // nil until first needed; fp4Err says why it is absent
-	fp4Err   error
-	fp4Tried bool
+	k      *kernelSet // the kernels, modOps loaded
 
 	workspace uint64
 	amax      uint64 // 4 bytes: the fp8 activation amax (float bits)
@@ -65,7 +51,6 @@ type devState struct {
 // openDevice sets up device cfg.Device on the calling (locked) thread.
 func openDevice(cfg Config) (d *devState, info DeviceInfo, err error) {
 	d = &devState{
-		fn:        map[string]cuFunc{},
 		weights:   map[weightKey]*devWeights{},
 		pools:     map[int]*actBuf{},
 		plans:     map[planKey]*gemmPlan{},
@@ -82,13 +67,13 @@ func openDevice(cfg Config) (d *devState, info DeviceInfo, err error) {
 	if info.Name, err = d.dev.name(); err != nil {
 		return nil, info, err
 	}
-	if info.Major, err = d.dev.attr(attrCCMajor); err != nil {
+	if info.Major, err = d.dev.attr(C.GBX_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR); err != nil {
 		return nil, info, err
 	}
-	if info.Minor, err = d.dev.attr(attrCCMinor); err != nil {
+	if info.Minor, err = d.dev.attr(C.GBX_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR); err != nil {
 		return nil, info, err
 	}
-	if info.SMs, err = d.dev.attr(attrSMCount); err != nil {
+	if info.SMs, err = d.dev.attr(C.GBX_CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT); err != nil {
 		return nil, info, err
 	}
 	if info.TotalMemory, err = d.dev.totalMem(); err != nil {
@@ -122,7 +107,8 @@ func openDevice(cfg Config) (d *devState, info DeviceInfo, err error) {
 	info.NVRTCVersion, info.Arch = d.comp.version, d.comp.arch
 	info.Libraries = maps.Clone(loadedFrom)
 	d.info = info
-	if err = d.loadOps(); err != nil {
+	d.k = newKernelSet(d.comp, info.SMs)
+	if err = d.k.load(modOps); err != nil {
 		return nil, info, err
 	}
 	if d.workspace, err = cuMalloc(workspaceBytes); err != nil {
@@ -141,27 +127,6 @@ func openDevice(cfg Config) (d *devState, info DeviceInfo, err error) {
 	}
 	ok = true
 	return d, info, nil
-}
-
-// loadOps compiles (or loads from the cache) src/ops.cu and looks up its
-// kernels.
-func (d *devState) loadOps() error {
-	src, _ := source("ops.cu")
-	cubin, err := d.comp.compile("ops.cu", src, d.comp.options("-fmad=false"))
-	if err != nil {
-		return err
-	}
-	if d.ops, err = cuModuleLoad(cubin); err != nil {
-		return err
-	}
-	for _, name := range opsKernels {
-		f, err := d.ops.function(name)
-		if err != nil {
-			return err
-		}
-		d.fn[name] = f
-	}
-	return nil
 }
 
 // close frees everything; errors are ignored (the context goes with it).
@@ -183,11 +148,8 @@ func (d *devState) close() {
 	_ = cuFree(d.amax)
 	_ = cuFree(d.xscale)
 	_ = cuFree(d.xvec)
-	if d.fp4 != nil {
-		_ = d.fp4.mod.unload()
-	}
-	if d.ops.m != nil {
-		_ = d.ops.unload()
+	if d.k != nil {
+		d.k.close()
 	}
 	if d.lt.h != nil {
 		d.lt.destroy()
@@ -197,17 +159,6 @@ func (d *devState) close() {
 	}
 	_ = d.dev.releasePrimary()
 	d.ctx = cuContext{}
-}
-
-// launch1D launches kernel name over n elements (grid-stride kernels).
-func (d *devState) launch1D(name string, n int, a *args) error {
-	blocks := min(max((n+255)/256, 1), d.info.SMs*16)
-	return d.fn[name].launch(d.stream, [3]uint32{uint32(blocks), 1, 1}, [3]uint32{256, 1, 1}, 0, a)
-}
-
-// launchRows launches kernel name with one 256-thread block per row.
-func (d *devState) launchRows(name string, rows int, a *args) error {
-	return d.fn[name].launch(d.stream, [3]uint32{uint32(rows), 1, 1}, [3]uint32{256, 1, 1}, 0, a)
 }
 
 // ---- activation buffers, pooled by batch size ----

@@ -24,8 +24,13 @@ var ErrCompile = errors.New("cuda: kernel compilation failed")
 // ErrClosed is returned by Forward after Close.
 var ErrClosed = errors.New("cuda: backend closed")
 
-// cudaErrorOutOfMemory is CUDA_ERROR_OUT_OF_MEMORY.
-const cudaErrorOutOfMemory = 2
+// The codes Error and BlasError recognise: GBX_CUDA_ERROR_OUT_OF_MEMORY
+// and GBX_CUBLAS_STATUS_ALLOC_FAILED of src/abi.h, copied because this file
+// builds without cgo too (cgo.go checks at compile time that they agree).
+const (
+	cudaErrorOutOfMemory    = 2
+	cublasStatusAllocFailed = 3
+)
 
 // Error is a failed CUDA driver call.
 type Error struct {
@@ -46,7 +51,7 @@ func (e *Error) Is(target error) bool {
 
 // CompileError is a failed NVRTC compilation; Log is NVRTC's log.
 type CompileError struct {
-	Source string // the source file's name
+	Source string // the program: a module's name, e.g. "ops"
 	Status string // NVRTC's status string
 	Log    string
 }
@@ -64,13 +69,11 @@ type BlasError struct {
 	Status int
 }
 
-// cublasStatusNotSupported is CUBLAS_STATUS_NOT_SUPPORTED: for a plan, no
-// algorithm for that configuration.
-const cublasStatusNotSupported = 15
-
 func (e *BlasError) Error() string {
 	return fmt.Sprintf("cuda: %s: cublas status %d", e.Op, e.Status)
 }
 
 // Is makes errors.Is(err, ErrOutOfMemory) true for CUBLAS_STATUS_ALLOC_FAILED.
-func (e *BlasError) Is(target error) bool { return target == ErrOutOfMemory && e.Status == 3 }
+func (e *BlasError) Is(target error) bool {
+	return target == ErrOutOfMemory && e.Status == cublasStatusAllocFailed
+}

@@ -127,9 +127,7 @@ func fp8AmaxFusable(dl, next *devLayer, rows int) bool {
 	if !fuseFP8Amax {
 		return false
 	}
-	switch dl.op {
-	case model.ReLU, model.GELU, model.SiLU, model.Tanh:
-	default:
+	if _, ok := activationOf(dl.op); !ok {
 		return false
 	}
 	return next.op == model.Linear && !next.fp8F32 && rows*next.in > fp8SmallQuant
@@ -139,10 +137,7 @@ func fp8AmaxFusable(dl, next *devLayer, rows int) bool {
 // With amax (element-wise activations only) it also leaves the amax of its
 // output in d.amax.
 func (d *devState) op(dl *devLayer, x uint64, rows int, amax bool) error {
-	n := rows * dl.in
-	switch dl.op {
-	case model.ReLU, model.GELU, model.SiLU, model.Tanh:
-		code := map[model.Op]int{model.ReLU: 0, model.GELU: 1, model.SiLU: 2, model.Tanh: 3}[dl.op]
+	if act, ok := activationOf(dl.op); ok {
 		var pa uint64
 		if amax {
 			if err := d.stream.memset32(d.amax, 0, 1); err != nil {
@@ -150,13 +145,15 @@ func (d *devState) op(dl *devLayer, x uint64, rows int, amax bool) error {
 			}
 			pa = d.amax
 		}
-		return d.launch1D("gbx_act", n, newArgs("gbx_act").ptr(x).ptr(x).i64(n).i32(code).ptr(pa))
+		return d.k.act(d.stream, x, x, rows*dl.in, act, pa)
+	}
+	switch dl.op {
 	case model.Softmax:
-		return d.launchRows("gbx_softmax", rows, newArgs("gbx_softmax").ptr(x).ptr(x).i32(dl.in))
+		return d.k.softmax(d.stream, x, x, rows, dl.in)
 	case model.LayerNorm:
-		return d.launchRows("gbx_layernorm", rows, newArgs("gbx_layernorm").ptr(x).ptr(x).i32(dl.in).ptr(dl.w).ptr(dl.bias).f64(dl.eps))
+		return d.k.layerNorm(d.stream, x, x, rows, dl.in, dl.w, dl.bias, dl.eps)
 	case model.RMSNorm:
-		return d.launchRows("gbx_rmsnorm", rows, newArgs("gbx_rmsnorm").ptr(x).ptr(x).i32(dl.in).ptr(dl.w).f64(dl.eps))
+		return d.k.rmsNorm(d.stream, x, x, rows, dl.in, dl.w, dl.eps)
 	}
 	return fmt.Errorf("unknown op %q", dl.op)
 }

@@ -1,6 +1,7 @@
 // gbx.h: our own declarations of the CUDA driver, NVRTC and cuBLASLt entry
 // points Gearbox uses, resolved at run time with dlopen/dlsym. No NVIDIA
-// header or library is needed to build. Included from cgo.go only.
+// header or library is needed to build; the constants passed to them are
+// named in src/abi.h. Included from cgo.go only.
 #ifndef GBX_H
 #define GBX_H
 
@@ -9,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "src/abi.h"
 
 typedef int CUresult;
 typedef int CUdevice;
@@ -261,8 +264,11 @@ static CUresult gbx_module_func(CUfunction *f, CUmodule m, const char *name) {
 	return gbx.cuModuleGetFunction(f, m, name);
 }
 static CUresult gbx_module_unload(CUmodule m) { return gbx.cuModuleUnload(m); }
-static CUresult gbx_func_attr(CUfunction f, int a, int v) { return gbx.cuFuncSetAttribute(f, a, v); }
-static CUresult gbx_stream_create(CUstream *s) { return gbx.cuStreamCreate(s, 1); }
+// gbx_func_max_dynamic_shared lets f use up to n bytes of dynamic shared memory.
+static CUresult gbx_func_max_dynamic_shared(CUfunction f, int n) {
+	return gbx.cuFuncSetAttribute(f, GBX_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, n);
+}
+static CUresult gbx_stream_create(CUstream *s) { return gbx.cuStreamCreate(s, GBX_CU_STREAM_NON_BLOCKING); }
 static CUresult gbx_stream_destroy(CUstream s) { return gbx.cuStreamDestroy_v2(s); }
 static CUresult gbx_stream_sync(CUstream s) { return gbx.cuStreamSynchronize(s); }
 static CUresult gbx_event_create(CUevent *e) { return gbx.cuEventCreate(e, 0); }
@@ -285,7 +291,9 @@ static int gbx_have_graphs(void) {
 	return gbx.cuStreamBeginCapture_v2 && gbx.cuStreamEndCapture && gbx.cuGraphInstantiateWithFlags &&
 	       gbx.cuGraphLaunch && gbx.cuGraphExecDestroy && gbx.cuGraphDestroy;
 }
-static CUresult gbx_capture_begin(CUstream s) { return gbx.cuStreamBeginCapture_v2(s, 1); }
+static CUresult gbx_capture_begin(CUstream s) {
+	return gbx.cuStreamBeginCapture_v2(s, GBX_CU_STREAM_CAPTURE_MODE_THREAD_LOCAL);
+}
 // gbx_capture_end ends the capture and instantiates the graph; the graph
 // itself is destroyed (the executable graph keeps what it needs).
 static CUresult gbx_capture_end(CUstream s, CUgraphExec *exec) {
@@ -309,8 +317,8 @@ static CUresult gbx_graph_destroy(CUgraphExec e) { return gbx.cuGraphExecDestroy
 static CUresult gbx_launch(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                            unsigned bz, unsigned smem, CUstream s, unsigned char *args, const int *offs,
                            int nargs) {
-	void *params[32];
-	if (nargs > 32) return 1; // CUDA_ERROR_INVALID_VALUE
+	void *params[GBX_MAX_KERNEL_ARGS];
+	if (nargs > GBX_MAX_KERNEL_ARGS) return GBX_CUDA_ERROR_INVALID_VALUE;
 	for (int i = 0; i < nargs; i++) params[i] = args + offs[i];
 	return gbx.cuLaunchKernel(f, gx, gy, gz, bx, by, bz, smem, s, params, NULL);
 }
@@ -320,16 +328,18 @@ static CUresult gbx_launch(CUfunction f, unsigned gx, unsigned gy, unsigned gz, 
 static int gbx_nvrtc_version(int *maj, int *min) { return gbx.nvrtcVersion(maj, min); }
 static const char *gbx_nvrtc_error(int r) { return gbx.nvrtcGetErrorString(r); }
 
-// gbx_nvrtc_compile compiles src; on success *cubin (malloc'd, caller frees)
-// holds the cubin. The log (malloc'd, caller frees) is returned in *log
-// either way.
-static int gbx_nvrtc_compile(const char *src, const char *name, const char *const *opts, int nopts, char **cubin,
+// gbx_nvrtc_compile compiles src, whose #include "x" directives NVRTC
+// resolves among the nheaders headers (contents headers[i], include name
+// names[i]); on success *cubin (malloc'd, caller frees) holds the cubin.
+// The log (malloc'd, caller frees) is returned in *log either way.
+static int gbx_nvrtc_compile(const char *src, const char *name, int nheaders, const char *const *headers,
+                             const char *const *names, const char *const *opts, int nopts, char **cubin,
                              size_t *cubinLen, char **log) {
 	nvrtcProgram p;
 	*cubin = NULL;
 	*log = NULL;
 	*cubinLen = 0;
-	int r = gbx.nvrtcCreateProgram(&p, src, name, 0, NULL, NULL);
+	int r = gbx.nvrtcCreateProgram(&p, src, name, nheaders, headers, names);
 	if (r) return r;
 	int cr = gbx.nvrtcCompileProgram(p, nopts, opts);
 	size_t ln = 0;
@@ -346,7 +356,7 @@ static int gbx_nvrtc_compile(const char *src, const char *name, const char *cons
 		if (r == 0) {
 			*cubin = (char *)malloc(n);
 			if (!*cubin) {
-				r = 5; // NVRTC_ERROR_OUT_OF_MEMORY... close enough
+				r = GBX_NVRTC_ERROR_OUT_OF_MEMORY;
 			} else {
 				r = gbx.nvrtcGetCUBIN(p, *cubin);
 				*cubinLen = n;
@@ -377,11 +387,11 @@ typedef struct {
 typedef struct {
 	int computeType, scaleType, aType, bType, cType, dType;
 	uint64_t m, n, k;
-	int epilogue;       // 1 default, else a cublasLtEpilogue_t
-	int biasType;       // -1: leave default
-	int aScaleMode;     // -1: leave default
-	int bScaleMode;     // -1: leave default
-	int fastAccum;      // -1: leave default
+	int epilogue;       // a cublasLtEpilogue_t (GBX_CUBLASLT_EPILOGUE_DEFAULT: left unset)
+	int biasType;       // GBX_PLAN_UNSET: leave default
+	int aScaleMode;     // GBX_PLAN_UNSET: leave default
+	int bScaleMode;     // GBX_PLAN_UNSET: leave default
+	int fastAccum;      // GBX_PLAN_UNSET: leave default
 	CUdeviceptr bias;   // set at plan time so the heuristic sees it
 	CUdeviceptr aScale;
 	CUdeviceptr bScale;
@@ -408,28 +418,40 @@ static void gbx_plan_free(gbx_plan *p) {
 		}                                                                             \
 	} while (0)
 
-// gbx_plan_create prepares a plan; it returns a cuBLAS status (15,
-// CUBLAS_STATUS_NOT_SUPPORTED, when the heuristic finds no algorithm) and
-// sets *step to the source line of the call that failed.
+// gbx_plan_create prepares a plan; it returns a cuBLAS status
+// (GBX_CUBLAS_STATUS_NOT_SUPPORTED when the heuristic finds no algorithm)
+// and sets *step to the source line of the call that failed.
 static int gbx_plan_create(cublasLtHandle_t h, const gbx_plan_args *g, gbx_plan **out, int *step) {
 	gbx_plan *p = (gbx_plan *)calloc(1, sizeof *p);
 	*out = NULL;
 	*step = 0;
-	if (!p) return 3; // CUBLAS_STATUS_ALLOC_FAILED
-	int opT = 1, opN = 0;
+	if (!p) return GBX_CUBLAS_STATUS_ALLOC_FAILED;
+	int opT = GBX_CUBLAS_OP_T, opN = GBX_CUBLAS_OP_N;
+	cublasLtMatmulDesc_t d;
 	GBX_LT(gbx.cublasLtMatmulDescCreate(&p->desc, g->computeType, g->scaleType));
-	GBX_LT(gbx.cublasLtMatmulDescSetAttribute(p->desc, 3, &opT, sizeof opT));
-	GBX_LT(gbx.cublasLtMatmulDescSetAttribute(p->desc, 4, &opN, sizeof opN));
-	if (g->epilogue != 1) GBX_LT(gbx.cublasLtMatmulDescSetAttribute(p->desc, 7, &g->epilogue, sizeof g->epilogue));
-	if (g->bias) GBX_LT(gbx.cublasLtMatmulDescSetAttribute(p->desc, 8, &g->bias, sizeof g->bias));
-	if (g->biasType >= 0) GBX_LT(gbx.cublasLtMatmulDescSetAttribute(p->desc, 26, &g->biasType, sizeof g->biasType));
-	if (g->aScale) GBX_LT(gbx.cublasLtMatmulDescSetAttribute(p->desc, 17, &g->aScale, sizeof g->aScale));
-	if (g->bScale) GBX_LT(gbx.cublasLtMatmulDescSetAttribute(p->desc, 18, &g->bScale, sizeof g->bScale));
-	if (g->aScaleMode >= 0) GBX_LT(gbx.cublasLtMatmulDescSetAttribute(p->desc, 31, &g->aScaleMode, sizeof(int)));
-	if (g->bScaleMode >= 0) GBX_LT(gbx.cublasLtMatmulDescSetAttribute(p->desc, 32, &g->bScaleMode, sizeof(int)));
-	if (g->fastAccum >= 0) {
+	d = p->desc;
+	GBX_LT(gbx.cublasLtMatmulDescSetAttribute(d, GBX_CUBLASLT_MATMUL_DESC_TRANSA, &opT, sizeof opT));
+	GBX_LT(gbx.cublasLtMatmulDescSetAttribute(d, GBX_CUBLASLT_MATMUL_DESC_TRANSB, &opN, sizeof opN));
+	if (g->epilogue != GBX_CUBLASLT_EPILOGUE_DEFAULT)
+		GBX_LT(gbx.cublasLtMatmulDescSetAttribute(d, GBX_CUBLASLT_MATMUL_DESC_EPILOGUE, &g->epilogue, sizeof g->epilogue));
+	if (g->bias)
+		GBX_LT(gbx.cublasLtMatmulDescSetAttribute(d, GBX_CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g->bias, sizeof g->bias));
+	if (g->biasType != GBX_PLAN_UNSET)
+		GBX_LT(gbx.cublasLtMatmulDescSetAttribute(d, GBX_CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &g->biasType,
+		                                          sizeof g->biasType));
+	if (g->aScale)
+		GBX_LT(gbx.cublasLtMatmulDescSetAttribute(d, GBX_CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &g->aScale,
+		                                          sizeof g->aScale));
+	if (g->bScale)
+		GBX_LT(gbx.cublasLtMatmulDescSetAttribute(d, GBX_CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &g->bScale,
+		                                          sizeof g->bScale));
+	if (g->aScaleMode != GBX_PLAN_UNSET)
+		GBX_LT(gbx.cublasLtMatmulDescSetAttribute(d, GBX_CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &g->aScaleMode, sizeof(int)));
+	if (g->bScaleMode != GBX_PLAN_UNSET)
+		GBX_LT(gbx.cublasLtMatmulDescSetAttribute(d, GBX_CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &g->bScaleMode, sizeof(int)));
+	if (g->fastAccum != GBX_PLAN_UNSET) {
 		int8_t fa = (int8_t)g->fastAccum;
-		GBX_LT(gbx.cublasLtMatmulDescSetAttribute(p->desc, 25, &fa, sizeof fa));
+		GBX_LT(gbx.cublasLtMatmulDescSetAttribute(d, GBX_CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fa, sizeof fa));
 	}
 	GBX_LT(gbx.cublasLtMatrixLayoutCreate(&p->a, g->aType, g->k, g->m, (int64_t)g->k));
 	GBX_LT(gbx.cublasLtMatrixLayoutCreate(&p->b, g->bType, g->k, g->n, (int64_t)g->k));
@@ -438,11 +460,11 @@ static int gbx_plan_create(cublasLtHandle_t h, const gbx_plan_args *g, gbx_plan 
 	cublasLtMatmulPreference_t pref = NULL;
 	GBX_LT(gbx.cublasLtMatmulPreferenceCreate(&pref));
 	uint64_t ws = g->workspace;
-	int r = gbx.cublasLtMatmulPreferenceSetAttribute(pref, 1, &ws, sizeof ws);
+	int r = gbx.cublasLtMatmulPreferenceSetAttribute(pref, GBX_CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
 	int got = 0;
 	if (r == 0) r = gbx.cublasLtMatmulAlgoGetHeuristic(h, p->desc, p->a, p->b, p->c, p->d, pref, 1, &p->heur, &got);
 	gbx.cublasLtMatmulPreferenceDestroy(pref);
-	if (r == 0 && got == 0) r = 15;
+	if (r == 0 && got == 0) r = GBX_CUBLAS_STATUS_NOT_SUPPORTED;
 	if (r) {
 		*step = __LINE__;
 		gbx_plan_free(p);
@@ -459,9 +481,15 @@ static int gbx_plan_run(cublasLtHandle_t h, gbx_plan *p, float alpha, CUdevicept
                         CUstream s) {
 	float beta = 0;
 	int r;
-	if (bias && (r = gbx.cublasLtMatmulDescSetAttribute(p->desc, 8, &bias, sizeof bias))) return r;
-	if (aScale && (r = gbx.cublasLtMatmulDescSetAttribute(p->desc, 17, &aScale, sizeof aScale))) return r;
-	if (bScale && (r = gbx.cublasLtMatmulDescSetAttribute(p->desc, 18, &bScale, sizeof bScale))) return r;
+	cublasLtMatmulDesc_t d = p->desc;
+	if (bias && (r = gbx.cublasLtMatmulDescSetAttribute(d, GBX_CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias)))
+		return r;
+	if (aScale &&
+	    (r = gbx.cublasLtMatmulDescSetAttribute(d, GBX_CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &aScale, sizeof aScale)))
+		return r;
+	if (bScale &&
+	    (r = gbx.cublasLtMatmulDescSetAttribute(d, GBX_CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &bScale, sizeof bScale)))
+		return r;
 	return gbx.cublasLtMatmul(h, p->desc, &alpha, (const void *)A, p->a, (const void *)B, p->b, &beta, (const void *)D,
 	                          p->c, (void *)D, p->d, &p->heur.algo, (void *)ws, wsLen, s);
 }

@@ -34,14 +34,14 @@ func TestCubinCache(t *testing.T) {
 	dir := t.TempDir()
 	b := newTestBackend(t, Config{CacheDir: dir})
 	err := b.do(context.Background(), func(d *devState) error {
-		src := `extern "C" __global__ void k(float *x) { x[threadIdx.x] *= 2.0f; }`
+		src := program{name: "k.cu", src: `extern "C" __global__ void k(float *x) { x[threadIdx.x] *= 2.0f; }`}
 		opts := d.comp.options()
 		before := d.comp.compiles
-		c1, err := d.comp.compile("k.cu", src, opts)
+		c1, err := d.comp.compile(src, opts)
 		if err != nil {
 			return err
 		}
-		c2, err := d.comp.compile("k.cu", src, opts)
+		c2, err := d.comp.compile(src, opts)
 		if err != nil {
 			return err
 		}
@@ -67,8 +67,8 @@ func TestCubinCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The ops module itself was cached by New: a second backend compiles
-	// nothing.
+	// The ops module itself (its source and headers) was cached by New: a
+	// second backend compiles nothing.
 	b2 := newTestBackend(t, Config{CacheDir: dir})
 	_ = b2.do(context.Background(), func(d *devState) error {
 		if d.comp.compiles != 0 {
@@ -81,7 +81,7 @@ func TestCubinCache(t *testing.T) {
 func TestCompileError(t *testing.T) {
 	b := newTestBackend(t, Config{})
 	err := b.do(context.Background(), func(d *devState) error {
-		_, err := d.comp.compile("broken.cu", `extern "C" __global__ void k(float *x) { x[0] = undeclared_thing; }`, d.comp.options())
+		_, err := d.comp.compile(program{name: "broken.cu", src: `extern "C" __global__ void k(float *x) { x[0] = undeclared_thing; }`}, d.comp.options())
 		return err
 	})
 	if !errors.Is(err, ErrCompile) {
@@ -204,9 +204,10 @@ func TestQuantizersMatchCPU(t *testing.T) {
 		// bf16 and fp16
 		for _, c := range []struct {
 			kernel string
+			conv   func(s cuStream, x, y uint64, n int) error
 			enc    func(float32) uint16
-		}{{"gbx_to_bf16", precision.EncodeBF16}, {"gbx_to_fp16", precision.EncodeFP16}} {
-			if err := d.launch1D(c.kernel, n/4, newArgs(c.kernel).ptr(dx).ptr(dy).i64(n)); err != nil {
+		}{{"gbx_to_bf16", d.k.toBF16, precision.EncodeBF16}, {"gbx_to_fp16", d.k.toFP16, precision.EncodeFP16}} {
+			if err := c.conv(d.stream, dx, dy, n); err != nil {
 				return err
 			}
 			got := get(2 * n)
@@ -218,7 +219,7 @@ func TestQuantizersMatchCPU(t *testing.T) {
 			}
 		}
 		// tf32
-		if err := d.launch1D("gbx_to_tf32", n/4, newArgs("gbx_to_tf32").ptr(dx).ptr(dy).i64(n)); err != nil {
+		if err := d.k.toTF32(d.stream, dx, dy, n); err != nil {
 			return err
 		}
 		got := get(4 * n)
@@ -271,7 +272,7 @@ func TestQuantizersMatchCPU(t *testing.T) {
 func TestFP4Paths(t *testing.T) {
 	kernel := newTestBackend(t, Config{FP4SmallM: 1 << 20})
 	gemm := newTestBackend(t, Config{FP4SmallM: -1})
-	if err := kernel.do(context.Background(), func(d *devState) error { return d.loadFP4() }); err != nil {
+	if err := kernel.do(context.Background(), func(d *devState) error { return d.k.load(modFP4) }); err != nil {
 		t.Skipf("no NVFP4 kernel: %v", err)
 	}
 	for _, dims := range [][]int{{512, 256, 384}, {40, 24}, {1024, 64}} {
@@ -301,23 +302,6 @@ func TestFP4Paths(t *testing.T) {
 				t.Errorf("dims %v rows %d: NVFP4 kernel vs bf16 GEMM rel L2 %g, want <= 1e-5", dims, rows, e)
 			}
 		}
-	}
-}
-
-// TestFP4Geometry reads the launch geometry from the embedded kernel's
-// header comment (no GPU needed).
-func TestFP4Geometry(t *testing.T) {
-	src, ok := source("fp4_linear.cu")
-	if !ok {
-		t.Skip("src/fp4_linear.cu not in this build")
-	}
-	g, err := parseFP4Geometry(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("%+v", g)
-	if _, err := parseFP4Geometry("// no comment here"); err == nil {
-		t.Error("parseFP4Geometry of a source without LAUNCH comment succeeded")
 	}
 }
 

@@ -2,42 +2,22 @@
 
 package cuda
 
+/*
+#include "src/abi.h"
+*/
+import "C"
+
 import (
 	"fmt"
 
 	"github.com/gearbox-inference/gearbox/precision"
 )
 
-// cuBLASLt and CUDA enum values (CUDA 13.0; see
-// shared/reference/cuda-from-go.md).
-const (
-	rF32  = 0  // CUDA_R_32F
-	rF16  = 2  // CUDA_R_16F
-	rBF16 = 14 // CUDA_R_16BF
-	rE4M3 = 28 // CUDA_R_8F_E4M3
-
-	compute32F     = 68 // CUBLAS_COMPUTE_32F
-	compute32FTF32 = 77 // CUBLAS_COMPUTE_32F_FAST_TF32
-
-	epiDefault  = 1 // CUBLASLT_EPILOGUE_DEFAULT
-	epiReLU     = 2
-	epiBias     = 4
-	epiReLUBias = 6
-
-	scaleOuterVec = 3 // CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F
-
-	// fp8OuterVecMinRows is the smallest batch whose per-channel fp8 GEMM
-	// uses cuBLASLt's outer-vector scaling; smaller batches run the scalar
-	// GEMM and apply the scales in gbx_scale_bias (faster there; measured
-	// on an H100, docs/cuda.md).
-	fp8OuterVecMinRows = 128
-
-	// fp8SmallQuant is the largest activation (values) quantized by one
-	// block in one launch (gbx_fp8_quant_small) instead of a memset, an
-	// amax and a quantize launch (measured on an H100: one block takes
-	// 27 µs for 65536 values, the three launches 8 µs).
-	fp8SmallQuant = 1 << 14
-)
+// fp8OuterVecMinRows is the smallest batch whose per-channel fp8 GEMM uses
+// cuBLASLt's outer-vector scaling; smaller batches run the scalar GEMM and
+// apply the scales in gbx_scale_bias (faster there; measured on an H100,
+// docs/cuda.md).
+const fp8OuterVecMinRows = 128
 
 // gemmMode says how a linear layer's GEMM is set up: which extra work a
 // kernel of ours does after cuBLASLt.
@@ -73,18 +53,18 @@ func (g *gemmPlan) free() { g.lt.free() }
 func gemmTypes(p precision.Format, fp8F32 bool) (ab, compute int) {
 	switch p {
 	case precision.TF32:
-		return rF32, compute32FTF32
+		return C.GBX_CUDA_R_32F, C.GBX_CUBLAS_COMPUTE_32F_FAST_TF32
 	case precision.BF16, precision.FP4:
-		return rBF16, compute32F
+		return C.GBX_CUDA_R_16BF, C.GBX_CUBLAS_COMPUTE_32F
 	case precision.FP16:
-		return rF16, compute32F
+		return C.GBX_CUDA_R_16F, C.GBX_CUBLAS_COMPUTE_32F
 	case precision.FP8:
 		if fp8F32 {
-			return rF32, compute32F
+			return C.GBX_CUDA_R_32F, C.GBX_CUBLAS_COMPUTE_32F
 		}
-		return rE4M3, compute32F
+		return C.GBX_CUDA_R_8F_E4M3, C.GBX_CUBLAS_COMPUTE_32F
 	}
-	return rF32, compute32F
+	return C.GBX_CUDA_R_32F, C.GBX_CUBLAS_COMPUTE_32F
 }
 
 // plan returns (creating and caching) the plan for key: the most fused
@@ -101,19 +81,19 @@ func (d *devState) plan(k planKey, dl *devLayer) (*gemmPlan, error) {
 	}
 	ab, compute := gemmTypes(k.p, k.fp8F32)
 	base := planArgs{
-		compute: compute, scale: rF32, aType: ab, bType: ab, cType: rF32, dType: rF32,
-		m: k.n, n: k.rows, k: k.k, epilogue: epiDefault,
-		biasType: -1, aScaleMode: -1, bScaleMode: -1, fastAccum: -1,
+		compute: compute, scale: C.GBX_CUDA_R_32F, aType: ab, bType: ab, cType: C.GBX_CUDA_R_32F, dType: C.GBX_CUDA_R_32F,
+		m: k.n, n: k.rows, k: k.k, epilogue: C.GBX_CUBLASLT_EPILOGUE_DEFAULT,
+		biasType: C.GBX_PLAN_UNSET, aScaleMode: C.GBX_PLAN_UNSET, bScaleMode: C.GBX_PLAN_UNSET, fastAccum: C.GBX_PLAN_UNSET,
 		workspace: workspaceBytes,
 	}
-	epi := epiDefault
+	epi := C.GBX_CUBLASLT_EPILOGUE_DEFAULT
 	switch {
 	case k.bias && k.relu:
-		epi = epiReLUBias
+		epi = C.GBX_CUBLASLT_EPILOGUE_RELU_BIAS
 	case k.bias:
-		epi = epiBias
+		epi = C.GBX_CUBLASLT_EPILOGUE_BIAS
 	case k.relu:
-		epi = epiReLU
+		epi = C.GBX_CUBLASLT_EPILOGUE_RELU
 	}
 	type try struct {
 		mode gemmMode
@@ -124,7 +104,7 @@ func (d *devState) plan(k planKey, dl *devLayer) (*gemmPlan, error) {
 	fused := base
 	fused.epilogue = epi
 	if k.bias {
-		fused.biasType = rF32
+		fused.biasType = C.GBX_CUDA_R_32F
 		fused.bias = dl.bias
 	}
 	if k.p == precision.FP8 && !k.fp8F32 {
@@ -133,7 +113,7 @@ func (d *devState) plan(k planKey, dl *devLayer) (*gemmPlan, error) {
 		// same value), or as B's scalar. unfuse leaves the bias and relu
 		// to gbx_scale_bias (relu must follow the bias).
 		unfuse := func(a planArgs) planArgs {
-			a.epilogue, a.bias, a.biasType = epiDefault, 0, -1
+			a.epilogue, a.bias, a.biasType = C.GBX_CUBLASLT_EPILOGUE_DEFAULT, 0, C.GBX_PLAN_UNSET
 			return a
 		}
 		scaled := fused
@@ -143,8 +123,9 @@ func (d *devState) plan(k planKey, dl *devLayer) (*gemmPlan, error) {
 			tries = append(tries, try{modeFused, false, scaled}, try{modeScaled, false, unfuse(scaled)})
 		case k.rows >= fp8OuterVecMinRows:
 			vec := scaled
-			vec.aScaleMode, vec.bScaleMode, vec.bScale = scaleOuterVec, scaleOuterVec, d.xvec
-			scaled.aScaleMode = scaleOuterVec
+			outer := C.GBX_CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F
+			vec.aScaleMode, vec.bScaleMode, vec.bScale = outer, outer, d.xvec
+			scaled.aScaleMode = outer
 			tries = append(tries, try{modeFused, true, vec}, try{modeScaled, true, unfuse(vec)},
 				try{modeFused, false, scaled}, try{modeScaled, false, unfuse(scaled)})
 		}
@@ -184,12 +165,12 @@ func (d *devState) linear(dl *devLayer, p precision.Format, x, y, conv uint64, r
 	alpha := float32(1)
 	switch p {
 	case precision.TF32:
-		if err := d.launch1D("gbx_to_tf32", cnt/4, newArgs("gbx_to_tf32").ptr(x).ptr(conv).i64(cnt)); err != nil {
+		if err := d.k.toTF32(d.stream, x, conv, cnt); err != nil {
 			return err
 		}
 		b = conv
 	case precision.BF16, precision.FP4:
-		if err := d.launch1D("gbx_to_bf16", cnt/4, newArgs("gbx_to_bf16").ptr(x).ptr(conv).i64(cnt)); err != nil {
+		if err := d.k.toBF16(d.stream, x, conv, cnt); err != nil {
 			return err
 		}
 		b = conv
@@ -197,7 +178,7 @@ func (d *devState) linear(dl *devLayer, p precision.Format, x, y, conv uint64, r
 			alpha = dl.ts
 		}
 	case precision.FP16:
-		if err := d.launch1D("gbx_to_fp16", cnt/4, newArgs("gbx_to_fp16").ptr(x).ptr(conv).i64(cnt)); err != nil {
+		if err := d.k.toFP16(d.stream, x, conv, cnt); err != nil {
 			return err
 		}
 		b = conv
@@ -245,12 +226,11 @@ func (d *devState) linear(dl *devLayer, p precision.Format, x, y, conv uint64, r
 	if xs == 0 && ws == 0 && dl.bias == 0 && !relu {
 		return nil
 	}
-	act := 0
+	act := actNone
 	if relu {
-		act = 1
+		act = actReLU
 	}
-	tot := rows * n
-	return d.launch1D("gbx_scale_bias", tot, newArgs("gbx_scale_bias").ptr(y).ptr(xs).ptr(ws).ptr(dl.bias).i64(rows).i32(n).i32(act))
+	return d.k.scaleBias(d.stream, y, xs, ws, dl.bias, rows, n, act)
 }
 
 // fp8Activations quantizes cnt values (rows rows) of x into conv: E4M3
@@ -262,27 +242,20 @@ func (d *devState) fp8Activations(x, conv uint64, cnt, rows int, fp8F32, amaxRea
 		return err
 	}
 	if cnt <= fp8SmallQuant && !fp8F32 {
-		a := newArgs("gbx_fp8_quant_small").ptr(x).ptr(conv).i64(cnt).i32(d.margin).ptr(d.xscale).ptr(d.xvec).i32(rows)
-		return d.fn["gbx_fp8_quant_small"].launch(d.stream, [3]uint32{1, 1, 1}, [3]uint32{1024, 1, 1}, 0, a)
+		return d.k.fp8QuantSmall(d.stream, x, conv, cnt, d.margin, d.xscale, d.xvec, rows)
 	}
 	if !amaxReady {
 		if err := d.stream.memset32(d.amax, 0, 1); err != nil {
 			return err
 		}
-		if err := d.launch1D("gbx_amax", cnt/4, newArgs("gbx_amax").ptr(x).i64(cnt).ptr(d.amax)); err != nil {
+		if err := d.k.amax(d.stream, x, cnt, d.amax); err != nil {
 			return err
 		}
 	}
-	name := "gbx_fp8_quant"
-	n := cnt / 4
 	if fp8F32 {
-		name, n = "gbx_fp8_round", cnt
+		return d.k.fp8Round(d.stream, x, conv, cnt, d.amax, d.margin, d.xscale)
 	}
-	a := newArgs(name).ptr(x).ptr(conv).i64(cnt).ptr(d.amax).i32(d.margin).ptr(d.xscale)
-	if !fp8F32 {
-		a.ptr(d.xvec).i32(rows)
-	}
-	return d.launch1D(name, max(n, rows), a)
+	return d.k.fp8Quant(d.stream, x, conv, cnt, d.amax, d.margin, d.xscale, d.xvec, rows)
 }
 
 // growScaleVec makes d.xvec hold at least rows floats.

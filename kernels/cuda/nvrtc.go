@@ -12,15 +12,38 @@ import (
 	"strings"
 )
 
-// sources holds the CUDA C kernels, compiled at run time by NVRTC.
+// sources holds src/: the kernel sources (.cu, one per op family) and the
+// headers they include (.cuh, .h), compiled at run time by NVRTC.
 //
-//go:embed src/*.cu
+//go:embed src/*.cu src/*.cuh src/*.h
 var sources embed.FS
 
-// source returns the embedded file src/name, and whether it exists.
-func source(name string) (string, bool) {
-	b, err := sources.ReadFile("src/" + name)
-	return string(b), err == nil
+// srcFile is one file of src/: its name (as #include names it) and text.
+type srcFile struct{ name, text string }
+
+// srcFiles returns every file of src/, sorted by name.
+func srcFiles() []srcFile {
+	ents, err := sources.ReadDir("src")
+	if err != nil {
+		panic(err) // embedded: cannot fail
+	}
+	files := make([]srcFile, 0, len(ents))
+	for _, e := range ents {
+		b, err := sources.ReadFile("src/" + e.Name())
+		if err != nil {
+			panic(err)
+		}
+		files = append(files, srcFile{e.Name(), string(b)})
+	}
+	return files
+}
+
+// program is one NVRTC compilation: a source and the files its #include
+// directives may name, passed to nvrtcCreateProgram as headers.
+type program struct {
+	name    string    // the program's name in NVRTC's messages
+	src     string    // the source
+	headers []srcFile // sorted by name
 }
 
 // archOption is NVRTC's --gpu-architecture for compute capability
@@ -58,20 +81,23 @@ func (c *compiler) options(extra ...string) []string {
 	return append([]string{c.arch, "--std=c++17", "-ftz=false", "-prec-div=true", "-prec-sqrt=true"}, extra...)
 }
 
-// cacheKey is the hex SHA-256 of the NVRTC version, the options and the
-// source.
-func (c *compiler) cacheKey(src string, opts []string) string {
+// cacheKey is the hex SHA-256 of the NVRTC version, the options, the
+// source and every header (name and text): a change to any file the program
+// can include compiles it again.
+func (c *compiler) cacheKey(p program, opts []string) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "nvrtc %s\x00%s\x00", c.version, strings.Join(opts, "\x00"))
-	h.Write([]byte(src))
+	fmt.Fprintf(h, "nvrtc %s\x00%s\x00%d\x00%s", c.version, strings.Join(opts, "\x00"), len(p.src), p.src)
+	for _, f := range p.headers {
+		fmt.Fprintf(h, "\x00%s\x00%d\x00%s", f.name, len(f.text), f.text)
+	}
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// compile returns the cubin of src compiled with opts, from the cache when
-// it holds one. A cache that cannot be read or written is skipped silently:
-// it only saves time.
-func (c *compiler) compile(name, src string, opts []string) ([]byte, error) {
-	key := c.cacheKey(src, opts)
+// compile returns the cubin of p compiled with opts, from the cache when it
+// holds one. A cache that cannot be read or written is skipped silently: it
+// only saves time.
+func (c *compiler) compile(p program, opts []string) ([]byte, error) {
+	key := c.cacheKey(p, opts)
 	path := ""
 	if c.dir != "" && c.dir != "off" {
 		path = filepath.Join(c.dir, key+".cubin")
@@ -80,7 +106,7 @@ func (c *compiler) compile(name, src string, opts []string) ([]byte, error) {
 		}
 	}
 	c.compiles++
-	cubin, _, err := nvrtcCompile(name, src, opts)
+	cubin, _, err := nvrtcCompile(p, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -1,10 +1,12 @@
 // fp4_linear.cu: weight-only NVFP4 x bf16 linear layer for Hopper (sm_90 / sm_90a),
 // y[M,N] = x[M,K] . W[N,K]^T + bias, W in NVFP4 (docs/precision.md), fp32 output.
 //
-// LAUNCH: gbx_nvfp4_linear
-//   block   = (256, 1, 1)                                   (8 warps)
-//   grid    = (ceil(N / 32), ceil(M / 64), 1)               (32 output channels x 64 batch rows per CTA)
-//   dynamic shared memory = 40960 bytes (GBX_FP4_SMEM_BYTES = 2 stages x 8 warps x 2560);
+// LAUNCH: gbx_nvfp4_linear (the numbers are the GBX_FP4_* macros of abi.h, which the Go
+// wrapper reads too)
+//   block   = (GBX_FP4_THREADS, 1, 1) = (256, 1, 1)         (8 warps)
+//   grid    = (ceil(N / GBX_FP4_ROWS), ceil(M / GBX_FP4_MTILE), 1) = (ceil(N / 32), ceil(M / 64), 1)
+//             (32 output channels x 64 batch rows per CTA)
+//   dynamic shared memory = GBX_FP4_SMEM_BYTES = 40960 bytes (2 stages x 8 warps x 2560);
 //             under 48 KiB, so no cuFuncSetAttribute is needed. 2 CTAs per SM (<= 128 registers).
 //   shapes  : any M, N, K >= 1 with Kp = K rounded up to 16 (the contract's padding).
 //             Fast path (tensor cores): K % 128 == 0 (so Kp == K), x and w 16-byte aligned,
@@ -12,7 +14,8 @@
 //             exact CUDA-core path in the same launch (same geometry), much slower.
 //   bias    : may be NULL.  Output: every y[m][n], m < M, n < N, is written exactly once
 //             (no atomics, no pre-zeroing needed). Same inputs give the same bits.
-//   compile : NVRTC or nvcc, --gpu-architecture=sm_90a (or sm_90); needs no header; must NOT
+//   compile : NVRTC or nvcc, --gpu-architecture=sm_90a (or sm_90); needs no toolkit header (only
+//             common.cuh and abi.h beside it: NVRTC gets them as headers, nvcc finds them); must NOT
 //             be compiled with -ftz=true / --use_fast_math (the CUDA-core path's scale
 //             decode uses float32 subnormals; the fast path uses explicit PTX and is immune).
 //   The geometry does not depend on M: each CTA picks its inner tiling from
@@ -49,108 +52,21 @@
 //      weight by at most one float32 rounding (2^-24 relative), i.e. accumulation-order level;
 //      bench/fp4 measures ~1e-7..1e-6 relative L2 against a float64 reference of the contract.
 
-#define GBX_FP4_THREADS 256
-#define GBX_FP4_ROWS 32
-#define GBX_FP4_MTILE 64
-#define GBX_FP4_STAGES 2
-// per warp and stage: 2 tiles x 2 halves x 32 lanes x (16 B codes + 4 B scales)
-#define GBX_FP4_WARP_STAGE 2560
-#define GBX_FP4_STAGE_BYTES (8 * GBX_FP4_WARP_STAGE)
-#define GBX_FP4_SMEM_BYTES (GBX_FP4_STAGES * GBX_FP4_STAGE_BYTES)
-
-typedef unsigned int gbx_u32;
-
-__device__ __forceinline__ int gbx_imin(int a, int b) { return a < b ? a : b; }
-
-__device__ __forceinline__ gbx_u32 gbx_smem_addr(const void* p) {
-	gbx_u32 a;
-	asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
-	return a;
-}
-
-__device__ __forceinline__ void gbx_cp16(gbx_u32 s, const void* g) {
-	asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16;" ::"r"(s), "l"(g) : "memory");
-}
-
-__device__ __forceinline__ void gbx_cp4(gbx_u32 s, const void* g) {
-	asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(s), "l"(g) : "memory");
-}
-
-__device__ __forceinline__ void gbx_cp_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-
-template <int N>
-__device__ __forceinline__ void gbx_cp_wait() {
-	asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
-}
-
-__device__ __forceinline__ void gbx_lds128(gbx_u32 (&r)[4], gbx_u32 s) {
-	asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];"
-	             : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-	             : "r"(s)
-	             : "memory");
-}
-
-__device__ __forceinline__ gbx_u32 gbx_lds32(gbx_u32 s) {
-	gbx_u32 r;
-	asm volatile("ld.shared.u32 %0, [%1];" : "=r"(r) : "r"(s) : "memory");
-	return r;
-}
-
-__device__ __forceinline__ void gbx_ldg128(gbx_u32 (&r)[4], const void* p) {
-	asm volatile("ld.global.nc.v4.u32 {%0,%1,%2,%3}, [%4];"
-	             : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-	             : "l"(p));
-}
-
-__device__ __forceinline__ gbx_u32 gbx_prmt(gbx_u32 a, gbx_u32 b, gbx_u32 sel) {
-	gbx_u32 d;
-	asm("prmt.b32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(sel));
-	return d;
-}
-
-__device__ __forceinline__ gbx_u32 gbx_bmul2(gbx_u32 a, gbx_u32 b) {
-	gbx_u32 d;
-	asm("mul.rn.bf16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
-	return d;
-}
-
-__device__ __forceinline__ float gbx_fmul(float a, float b) {
-	float d;
-	asm("mul.rn.f32 %0, %1, %2;" : "=f"(d) : "f"(a), "f"(b));
-	return d;
-}
-
-__device__ __forceinline__ float gbx_fadd(float a, float b) {
-	float d;
-	asm("add.rn.f32 %0, %1, %2;" : "=f"(d) : "f"(a), "f"(b));
-	return d;
-}
-
-__device__ __forceinline__ float gbx_bits2f(gbx_u32 u) {
-	float f;
-	asm("mov.b32 %0, %1;" : "=f"(f) : "r"(u));
-	return f;
-}
-
-__device__ __forceinline__ gbx_u32 gbx_f2bits(float f) {
-	gbx_u32 u;
-	asm("mov.b32 %0, %1;" : "=r"(u) : "f"(f));
-	return u;
-}
+#include "common.cuh"
 
 // E4M3 byte (sign ignored: block scales are >= 0) -> bf16x2 (s_b * 2^118, s_b * 2^118), exact.
-__device__ __forceinline__ gbx_u32 gbx_scale_bf16x2(gbx_u32 b) {
+__device__ __forceinline__ u32 gbx_scale_bf16x2(u32 b) {
 	float f = gbx_bits2f((b & 0x7fu) << 20); // DecodeE4M3(b) * 2^-120, exact
 	asm("mul.rn.f32 %0, %0, 0f7B000000;" : "+f"(f)); // * 2^119, exact
 	asm("mul.rn.f32 %0, %0, 0f7B000000;" : "+f"(f)); // * 2^119, exact
-	gbx_u32 u = gbx_f2bits(f);                        // low 16 bits are zero
+	u32 u = gbx_f2bits(f);                        // low 16 bits are zero
 	return gbx_prmt(u, u, 0x3232u);
 }
 
 // Two E2M1 codes of a word of 8 (code i at bits 4i..4i+3) -> bf16x2 of DecodeE2M1 * 2^-126:
 // P = 0: (code0, code4), 1: (code1, code5), 2: (code2, code6), 3: (code3, code7).
 template <int P>
-__device__ __forceinline__ gbx_u32 gbx_e2m1x2(gbx_u32 w) {
+__device__ __forceinline__ u32 gbx_e2m1x2(u32 w) {
 	if (P == 0) return ((w << 6) & 0x01C001C0u) | ((w << 12) & 0x80008000u);
 	if (P == 1) return ((w << 2) & 0x01C001C0u) | ((w << 8) & 0x80008000u);
 	if (P == 2) return ((w >> 2) & 0x01C001C0u) | ((w << 4) & 0x80008000u);
@@ -160,7 +76,7 @@ __device__ __forceinline__ gbx_u32 gbx_e2m1x2(gbx_u32 w) {
 // Same pairs (P = 0: codes 0,4; P = 1: codes 1,5) with the shift done by an integer multiply
 // on the FMA pipe: the two shifted copies of each masked nibble do not overlap, so no carries.
 template <int P>
-__device__ __forceinline__ gbx_u32 gbx_e2m1x2m(gbx_u32 w) {
+__device__ __forceinline__ u32 gbx_e2m1x2m(u32 w) {
 	if (P == 0) return ((w & 0x000F000Fu) * 0x1040u) & 0x81C081C0u;
 	return ((w & 0x00F000F0u) * 0x104u) & 0x81C081C0u;
 }
@@ -168,23 +84,14 @@ __device__ __forceinline__ gbx_u32 gbx_e2m1x2m(gbx_u32 w) {
 // The pair P of a word w (w2 = w >> 8) in the form DQ selects: shifts and masks (0), the
 // multiply form for codes 0,4 / 1,5 / 2,6 (bit 0), or the multiply form for all four (bit 2).
 template <int P, int DQ>
-__device__ __forceinline__ gbx_u32 gbx_pair(gbx_u32 w, gbx_u32 w2) {
+__device__ __forceinline__ u32 gbx_pair(u32 w, u32 w2) {
 	if (DQ & 4) return P == 0 ? gbx_e2m1x2m<0>(w) : P == 1 ? gbx_e2m1x2m<1>(w) : P == 2 ? gbx_e2m1x2m<0>(w2) : gbx_e2m1x2m<1>(w2);
 	if (DQ & 1) return P == 0 ? gbx_e2m1x2m<0>(w) : P == 1 ? gbx_e2m1x2m<1>(w) : P == 2 ? gbx_e2m1x2m<0>(w2) : gbx_e2m1x2<3>(w);
 	return gbx_e2m1x2<P>(w);
 }
 
-__device__ __forceinline__ void gbx_mma(float (&c)[4], gbx_u32 a0, gbx_u32 a1, gbx_u32 a2, gbx_u32 a3,
-                                        gbx_u32 b0, gbx_u32 b1) {
-	asm volatile(
-	    "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-	    "{%0,%1,%2,%3};"
-	    : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-	    : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
 // x words (8 consecutive bf16 k0..k7 as 4 u32) -> the B pairs (k0,k4) (k1,k5) (k2,k6) (k3,k7).
-__device__ __forceinline__ void gbx_xpairs(gbx_u32 (&p)[4], const gbx_u32 (&r)[4]) {
+__device__ __forceinline__ void gbx_xpairs(u32 (&p)[4], const u32 (&r)[4]) {
 	p[0] = gbx_prmt(r[0], r[2], 0x5410u);
 	p[1] = gbx_prmt(r[0], r[2], 0x7632u);
 	p[2] = gbx_prmt(r[1], r[3], 0x5410u);
@@ -230,12 +137,12 @@ __device__ __forceinline__ void gbx_fp4_fast(const unsigned short* __restrict__ 
 #pragma unroll
 	for (int j = 0; j < NT; ++j) xrow[j] = x + (size_t)gbx_imin(mbase + 8 * j + g, M - 1) * K + t * 32;
 
-	const gbx_u32 sbase0 = gbx_smem_addr(smem) + warp * WSB;
+	const u32 sbase0 = gbx_smem_addr(smem) + warp * WSB;
 
 	auto issue = [&](int it) {
 		int c = chunk_of(it) + rot;
 		c = c >= nchunks ? c - nchunks : c;
-		const gbx_u32 sb = sbase0 + (it % S) * STB;
+		const u32 sb = sbase0 + (it % S) * STB;
 #pragma unroll
 		for (int i = 0; i < RT; ++i)
 #pragma unroll
@@ -261,7 +168,7 @@ __device__ __forceinline__ void gbx_fp4_fast(const unsigned short* __restrict__ 
 
 	constexpr bool XCHUNK = NT <= 2; // x for a whole chunk prefetched one chunk ahead
 	constexpr int XN = XCHUNK ? NT : 1;
-	gbx_u32 xc[XN][4][4];
+	u32 xc[XN][4][4];
 	if (XCHUNK && nmy > 0) {
 #pragma unroll
 		for (int j = 0; j < XN; ++j)
@@ -280,7 +187,7 @@ __device__ __forceinline__ void gbx_fp4_fast(const unsigned short* __restrict__ 
 		if (it + S - 1 < nmy) issue(it + S - 1);
 		gbx_cp_commit();
 
-		gbx_u32 xn[XN][4][4];
+		u32 xn[XN][4][4];
 		if (XCHUNK && it + 1 < nmy) {
 #pragma unroll
 			for (int j = 0; j < XN; ++j)
@@ -289,20 +196,20 @@ __device__ __forceinline__ void gbx_fp4_fast(const unsigned short* __restrict__ 
 		}
 
 		gbx_cp_wait<S - 1>();
-		const gbx_u32 sb = sbase0 + (it % S) * STB;
-		gbx_u32 wv[RT][2][4];
-		gbx_u32 sc[RT][2][2];
+		const u32 sb = sbase0 + (it % S) * STB;
+		u32 wv[RT][2][4];
+		u32 sc[RT][2][2];
 #pragma unroll
 		for (int i = 0; i < RT; ++i)
 #pragma unroll
 			for (int h = 0; h < 2; ++h) {
 				gbx_lds128(wv[i][h], sb + ((i * 2 + h) * 32 + lane) * 16);
-				const gbx_u32 s2 = gbx_lds32(sb + RT * 1024 + ((i * 2 + h) * 32 + lane) * 4) >> ((t & 1) * 16);
+				const u32 s2 = gbx_lds32(sb + RT * 1024 + ((i * 2 + h) * 32 + lane) * 4) >> ((t & 1) * 16);
 				sc[i][h][0] = gbx_scale_bf16x2(s2 & 0xffu);
 				sc[i][h][1] = gbx_scale_bf16x2((s2 >> 8) & 0xffu);
 			}
 
-		gbx_u32 xw[NT][4];
+		u32 xw[NT][4];
 		if (!XCHUNK) {
 #pragma unroll
 			for (int j = 0; j < NT; ++j) gbx_ldg128(xw[j], xrow[j] + c * 128);
@@ -315,7 +222,7 @@ __device__ __forceinline__ void gbx_fp4_fast(const unsigned short* __restrict__ 
 		} else
 #pragma unroll
 		for (int q = 0; q < 4; ++q) {
-			gbx_u32 xp[NT][4];
+			u32 xp[NT][4];
 			if (XCHUNK) {
 #pragma unroll
 				for (int j = 0; j < NT; ++j) gbx_xpairs(xp[j], xc[j < XN ? j : 0][q]);
@@ -329,22 +236,22 @@ __device__ __forceinline__ void gbx_fp4_fast(const unsigned short* __restrict__ 
 			}
 #pragma unroll
 			for (int i = 0; i < RT; ++i) {
-				const gbx_u32 WA = wv[i][0][q], WB = wv[i][1][q];
-				const gbx_u32 sA = sc[i][0][q >> 1], sB = sc[i][1][q >> 1];
-				const gbx_u32 WA2 = WA >> 8, WB2 = WB >> 8;
+				const u32 WA = wv[i][0][q], WB = wv[i][1][q];
+				const u32 sA = sc[i][0][q >> 1], sB = sc[i][1][q >> 1];
+				const u32 WA2 = WA >> 8, WB2 = WB >> 8;
 				{
-					const gbx_u32 a0 = gbx_bmul2(gbx_pair<0, DQ>(WA, WA2), sA);
-					const gbx_u32 a1 = gbx_bmul2(gbx_pair<0, DQ>(WB, WB2), sB);
-					const gbx_u32 a2 = gbx_bmul2(gbx_pair<1, DQ>(WA, WA2), sA);
-					const gbx_u32 a3 = gbx_bmul2(gbx_pair<1, DQ>(WB, WB2), sB);
+					const u32 a0 = gbx_bmul2(gbx_pair<0, DQ>(WA, WA2), sA);
+					const u32 a1 = gbx_bmul2(gbx_pair<0, DQ>(WB, WB2), sB);
+					const u32 a2 = gbx_bmul2(gbx_pair<1, DQ>(WA, WA2), sA);
+					const u32 a3 = gbx_bmul2(gbx_pair<1, DQ>(WB, WB2), sB);
 #pragma unroll
 					for (int j = 0; j < NT; ++j) gbx_mma(acc[i][j], a0, a1, a2, a3, xp[j][0], xp[j][1]);
 				}
 				{
-					const gbx_u32 a0 = gbx_bmul2(gbx_pair<2, DQ>(WA, WA2), sA);
-					const gbx_u32 a1 = gbx_bmul2(gbx_pair<2, DQ>(WB, WB2), sB);
-					const gbx_u32 a2 = gbx_bmul2(gbx_pair<3, DQ>(WA, WA2), sA);
-					const gbx_u32 a3 = gbx_bmul2(gbx_pair<3, DQ>(WB, WB2), sB);
+					const u32 a0 = gbx_bmul2(gbx_pair<2, DQ>(WA, WA2), sA);
+					const u32 a1 = gbx_bmul2(gbx_pair<2, DQ>(WB, WB2), sB);
+					const u32 a2 = gbx_bmul2(gbx_pair<3, DQ>(WA, WA2), sA);
+					const u32 a3 = gbx_bmul2(gbx_pair<3, DQ>(WB, WB2), sB);
 #pragma unroll
 					for (int j = 0; j < NT; ++j) gbx_mma(acc[i][j], a0, a1, a2, a3, xp[j][2], xp[j][3]);
 				}
@@ -412,13 +319,13 @@ __device__ __forceinline__ void gbx_fp4_fast(const unsigned short* __restrict__ 
 // Exact CUDA-core path for shapes/alignments the fast path does not take: per element
 // (DecodeE2M1 * DecodeE4M3) * ts in float32, times the bf16 activation, fp32 accumulate,
 // fixed-order warp reduction.
-__device__ __forceinline__ float gbx_dec_e2m1(gbx_u32 c) {
+__device__ __forceinline__ float gbx_dec_e2m1(u32 c) {
 	// magnitude bits at float32 bits 24..22: DecodeE2M1 * 2^-126, exact; sign to bit 31
 	const float f = gbx_bits2f(((c & 7u) << 22) | ((c & 8u) << 28));
 	return gbx_fmul(gbx_fmul(f, 0x1p63f), 0x1p63f);
 }
 
-__device__ __forceinline__ float gbx_dec_e4m3(gbx_u32 b) {
+__device__ __forceinline__ float gbx_dec_e4m3(u32 b) {
 	const float f = gbx_bits2f(((b & 0x7fu) << 20) | ((b & 0x80u) << 24)); // * 2^-120
 	return gbx_fmul(gbx_fmul(f, 0x1p60f), 0x1p60f);
 }
@@ -439,10 +346,10 @@ __device__ void gbx_fp4_generic(const unsigned short* __restrict__ x, const unsi
 			const unsigned short* xr = x + (size_t)m * K;
 			float acc = 0.f;
 			for (int k = lane; k < K; k += 32) {
-				const gbx_u32 byte = wr[k >> 1];
-				const gbx_u32 code = (k & 1) ? (byte >> 4) : (byte & 15u);
+				const u32 byte = wr[k >> 1];
+				const u32 code = (k & 1) ? (byte >> 4) : (byte & 15u);
 				const float wd = gbx_fmul(gbx_fmul(gbx_dec_e2m1(code), gbx_dec_e4m3(sr[k >> 4])), ts);
-				const float xv = gbx_bits2f((gbx_u32)xr[k] << 16);
+				const float xv = gbx_bits2f((u32)xr[k] << 16);
 				acc = gbx_fadd(acc, gbx_fmul(xv, wd));
 			}
 #pragma unroll

@@ -1,0 +1,185 @@
+//go:build cgo
+
+package cuda
+
+/*
+#include "src/abi.h"
+*/
+import "C"
+
+import "github.com/gearbox-inference/gearbox/model"
+
+// The typed launch methods: one per kernel of src/, grouped by source file.
+// Each holds its kernel's launch geometry and argument order, and is the
+// only code that launches that kernel. Arguments come in the order of the
+// kernel's C parameters (after the stream, with the launch's extent where
+// the kernel takes none); device addresses are uint64.
+
+// activation is an activation code of the kernels (enum gbx_act_code).
+type activation int32
+
+const (
+	actNone activation = C.GBX_ACT_NONE
+	actReLU activation = C.GBX_ACT_RELU
+	actGELU activation = C.GBX_ACT_GELU
+	actSiLU activation = C.GBX_ACT_SILU
+	actTanh activation = C.GBX_ACT_TANH
+)
+
+// activationOf is the code of an element-wise activation op, and whether op
+// is one.
+func activationOf(op model.Op) (activation, bool) {
+	switch op {
+	case model.ReLU:
+		return actReLU, true
+	case model.GELU:
+		return actGELU, true
+	case model.SiLU:
+		return actSiLU, true
+	case model.Tanh:
+		return actTanh, true
+	}
+	return actNone, false
+}
+
+// ---- convert.cu ----
+
+var (
+	kToBF16 = defKernel(modOps, "gbx_to_bf16", 0)
+	kToFP16 = defKernel(modOps, "gbx_to_fp16", 0)
+	kToTF32 = defKernel(modOps, "gbx_to_tf32", 0)
+)
+
+// toBF16 writes the bf16 bits of x[0..n) to y, rounded to nearest even.
+func (k *kernelSet) toBF16(s cuStream, x, y uint64, n int) error {
+	return k.run(s, k.gridStride(kToBF16, n/4, newArgs().ptr(x).ptr(y).i64(n)))
+}
+
+// toFP16 writes the fp16 bits of x[0..n) to y, rounded to nearest even.
+func (k *kernelSet) toFP16(s cuStream, x, y uint64, n int) error {
+	return k.run(s, k.gridStride(kToFP16, n/4, newArgs().ptr(x).ptr(y).i64(n)))
+}
+
+// toTF32 writes x[0..n) rounded to tf32 (precision.RoundTF32) to y.
+func (k *kernelSet) toTF32(s cuStream, x, y uint64, n int) error {
+	return k.run(s, k.gridStride(kToTF32, n/4, newArgs().ptr(x).ptr(y).i64(n)))
+}
+
+// ---- fp8.cu ----
+
+var (
+	kAmax          = defKernel(modOps, "gbx_amax", 0)
+	kFP8Quant      = defKernel(modOps, "gbx_fp8_quant", 0)
+	kFP8Round      = defKernel(modOps, "gbx_fp8_round", 0)
+	kFP8QuantSmall = defKernel(modOps, "gbx_fp8_quant_small", 0)
+)
+
+// fp8SmallQuant is the largest activation (values) quantized by one block
+// in one launch (fp8QuantSmall) instead of a memset, an amax and a quantize
+// launch (measured on an H100: one block takes 27 µs for 65536 values, the
+// three launches 8 µs).
+const fp8SmallQuant = C.GBX_FP8_SMALL_MAX
+
+// amax raises *out (float bits, zeroed by the caller) to max |x[0..n)|.
+func (k *kernelSet) amax(s cuStream, x uint64, n int, out uint64) error {
+	return k.run(s, k.gridStride(kAmax, n/4, newArgs().ptr(x).i64(n).ptr(out)))
+}
+
+// fp8Quant writes E4M3(x[i] / s) to q for n values, s = FP8Scale(*amax,
+// margin), and s to *scale and to scaleVec[0..nvec).
+func (k *kernelSet) fp8Quant(s cuStream, x, q uint64, n int, amax uint64, margin int, scale, scaleVec uint64, nvec int) error {
+	a := newArgs().ptr(x).ptr(q).i64(n).ptr(amax).i32(margin).ptr(scale).ptr(scaleVec).i32(nvec)
+	return k.run(s, k.gridStride(kFP8Quant, max(n/4, nvec), a))
+}
+
+// fp8Round writes the E4M3 values of x[i] / s as floats to y for n values,
+// s = FP8Scale(*amax, margin), and s to *scale.
+func (k *kernelSet) fp8Round(s cuStream, x, y uint64, n int, amax uint64, margin int, scale uint64) error {
+	return k.run(s, k.gridStride(kFP8Round, n, newArgs().ptr(x).ptr(y).i64(n).ptr(amax).i32(margin).ptr(scale)))
+}
+
+// fp8QuantSmall is amax and fp8Quant in one block, for n <= fp8SmallQuant.
+func (k *kernelSet) fp8QuantSmall(s cuStream, x, q uint64, n, margin int, scale, scaleVec uint64, nvec int) error {
+	a := newArgs().ptr(x).ptr(q).i64(n).i32(margin).ptr(scale).ptr(scaleVec).i32(nvec)
+	return k.run(s, launch{kernel: kFP8QuantSmall, grid: [3]uint32{1, 1, 1}, block: [3]uint32{C.GBX_FP8_SMALL_THREADS, 1, 1}, args: a})
+}
+
+// ---- epilogue.cu ----
+
+var kScaleBias = defKernel(modOps, "gbx_scale_bias", 0)
+
+// scaleBias computes y = (y·*xscale)·wscale[c] + bias[c], then act (actNone
+// or actReLU), over rows × cols values; xscale, wscale and bias may be 0.
+func (k *kernelSet) scaleBias(s cuStream, y, xscale, wscale, bias uint64, rows, cols int, act activation) error {
+	a := newArgs().ptr(y).ptr(xscale).ptr(wscale).ptr(bias).i64(rows).i32(cols).i32(int(act))
+	return k.run(s, k.gridStride(kScaleBias, rows*cols, a))
+}
+
+// ---- act.cu ----
+
+var kAct = defKernel(modOps, "gbx_act", 0)
+
+// act writes op(x[i]) to y for n values (x and y may be the same); with amax
+// not 0 it also raises *amax (float bits, zeroed by the caller) to the
+// output's max |y|.
+func (k *kernelSet) act(s cuStream, x, y uint64, n int, op activation, amax uint64) error {
+	return k.run(s, k.gridStride(kAct, n, newArgs().ptr(x).ptr(y).i64(n).i32(int(op)).ptr(amax)))
+}
+
+// ---- softmax.cu ----
+
+var kSoftmax = defKernel(modOps, "gbx_softmax", 0)
+
+// softmax writes the softmax of each of rows rows of cols values of x to y.
+func (k *kernelSet) softmax(s cuStream, x, y uint64, rows, cols int) error {
+	return k.run(s, perRow(kSoftmax, rows, newArgs().ptr(x).ptr(y).i32(cols)))
+}
+
+// ---- norm.cu ----
+
+var (
+	kLayerNorm = defKernel(modOps, "gbx_layernorm", 0)
+	kRMSNorm   = defKernel(modOps, "gbx_rmsnorm", 0)
+)
+
+// layerNorm writes the layernorm of each of rows rows of cols values of x
+// to y, with weight w and bias b (either may be 0).
+func (k *kernelSet) layerNorm(s cuStream, x, y uint64, rows, cols int, w, b uint64, eps float64) error {
+	return k.run(s, perRow(kLayerNorm, rows, newArgs().ptr(x).ptr(y).i32(cols).ptr(w).ptr(b).f64(eps)))
+}
+
+// rmsNorm writes the rmsnorm of each of rows rows of cols values of x to y,
+// with weight w (may be 0).
+func (k *kernelSet) rmsNorm(s cuStream, x, y uint64, rows, cols int, w uint64, eps float64) error {
+	return k.run(s, perRow(kRMSNorm, rows, newArgs().ptr(x).ptr(y).i32(cols).ptr(w).f64(eps)))
+}
+
+// ---- bench.cu ----
+
+var (
+	kRand = defKernel(modOps, "gbx_rand", 0)
+	kSpin = defKernel(modOps, "gbx_spin", 0)
+)
+
+// rand fills x[0..n) with hashed uniform values in (−scale, scale), never 0.
+func (k *kernelSet) rand(s cuStream, x uint64, n int, seed uint32, scale float32) error {
+	return k.run(s, k.gridStride(kRand, n, newArgs().ptr(x).i64(n).u32(seed).f32(scale)))
+}
+
+// spin keeps the GPU busy for ns nanoseconds (one thread).
+func (k *kernelSet) spin(s cuStream, ns int) error {
+	return k.run(s, launch{kernel: kSpin, grid: [3]uint32{1, 1, 1}, block: [3]uint32{1, 1, 1}, args: newArgs().i64(ns)})
+}
+
+// ---- fp4_linear.cu ----
+
+var kNVFP4Linear = defKernel(modFP4, "gbx_nvfp4_linear", C.GBX_FP4_SMEM_BYTES)
+
+// nvfp4Linear computes y[m, n] = x[m, kdim]·W[n, kdim]ᵀ + bias for NVFP4
+// weights W (packed E2M1 w, E4M3 block scales ws, tensor scale ts; rows
+// padded to kp) and bf16 x; bias may be 0.
+func (k *kernelSet) nvfp4Linear(s cuStream, x, w, ws uint64, ts float32, bias, y uint64, m, n, kdim, kp int) error {
+	a := newArgs().ptr(x).ptr(w).ptr(ws).f32(ts).ptr(bias).ptr(y).i32(m).i32(n).i32(kdim).i32(kp)
+	grid := [3]uint32{uint32((n + C.GBX_FP4_ROWS - 1) / C.GBX_FP4_ROWS), uint32((m + C.GBX_FP4_MTILE - 1) / C.GBX_FP4_MTILE), 1}
+	return k.run(s, launch{kernel: kNVFP4Linear, grid: grid, block: [3]uint32{C.GBX_FP4_THREADS, 1, 1}, smem: C.GBX_FP4_SMEM_BYTES, args: a})
+}

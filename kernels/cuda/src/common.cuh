@@ -1,0 +1,165 @@
+// common.cuh: what every kernel source includes: the ABI (abi.h), the
+// storage types, and the device helpers more than one source uses.
+//
+// The sources are compiled at run time by NVRTC with no toolkit header:
+// bf16/fp16/fp8/tf32 values are raw unsigned storage converted with inline
+// PTX, and anything the CUDA headers would provide is written here. They
+// are compiled without fast math or flush-to-zero (the ops module also
+// with -fmad=false), so each result is the correctly rounded IEEE
+// operation the CPU backend performs (transcendentals are evaluated in
+// double and rounded once, as on the CPU).
+//
+// The files of src/ are flat (included by bare name, "common.cuh") and the
+// headers guarded: a module includes several sources in one translation
+// unit, so names must not clash across the sources of a module.
+#ifndef GBX_COMMON_CUH
+#define GBX_COMMON_CUH
+
+#include "abi.h"
+
+typedef unsigned int u32;
+typedef unsigned short u16;
+typedef unsigned char u8;
+
+// ---- exact float arithmetic and bits (PTX: never contracted into an FMA) ----
+
+__device__ __forceinline__ int gbx_imin(int a, int b) { return a < b ? a : b; }
+
+__device__ __forceinline__ float gbx_fmul(float a, float b) {
+	float d;
+	asm("mul.rn.f32 %0, %1, %2;" : "=f"(d) : "f"(a), "f"(b));
+	return d;
+}
+
+__device__ __forceinline__ float gbx_fadd(float a, float b) {
+	float d;
+	asm("add.rn.f32 %0, %1, %2;" : "=f"(d) : "f"(a), "f"(b));
+	return d;
+}
+
+__device__ __forceinline__ float gbx_bits2f(u32 u) {
+	float f;
+	asm("mov.b32 %0, %1;" : "=f"(f) : "r"(u));
+	return f;
+}
+
+__device__ __forceinline__ u32 gbx_f2bits(float f) {
+	u32 u;
+	asm("mov.b32 %0, %1;" : "=r"(u) : "f"(f));
+	return u;
+}
+
+__device__ __forceinline__ u32 gbx_prmt(u32 a, u32 b, u32 sel) {
+	u32 d;
+	asm("prmt.b32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(sel));
+	return d;
+}
+
+__device__ __forceinline__ u32 gbx_bmul2(u32 a, u32 b) {
+	u32 d;
+	asm("mul.rn.bf16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
+	return d;
+}
+
+// ---- shared memory and asynchronous copies (PTX) ----
+
+__device__ __forceinline__ u32 gbx_smem_addr(const void* p) {
+	u32 a;
+	asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+	return a;
+}
+
+__device__ __forceinline__ void gbx_cp16(u32 s, const void* g) {
+	asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16;" ::"r"(s), "l"(g) : "memory");
+}
+
+__device__ __forceinline__ void gbx_cp4(u32 s, const void* g) {
+	asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(s), "l"(g) : "memory");
+}
+
+__device__ __forceinline__ void gbx_cp_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+
+template <int N>
+__device__ __forceinline__ void gbx_cp_wait() {
+	asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+
+__device__ __forceinline__ void gbx_lds128(u32 (&r)[4], u32 s) {
+	asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];"
+	             : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+	             : "r"(s)
+	             : "memory");
+}
+
+__device__ __forceinline__ u32 gbx_lds32(u32 s) {
+	u32 r;
+	asm volatile("ld.shared.u32 %0, [%1];" : "=r"(r) : "r"(s) : "memory");
+	return r;
+}
+
+__device__ __forceinline__ void gbx_ldg128(u32 (&r)[4], const void* p) {
+	asm volatile("ld.global.nc.v4.u32 {%0,%1,%2,%3}, [%4];"
+	             : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+	             : "l"(p));
+}
+
+// ---- tensor cores ----
+
+// gbx_mma: c += a·b on the tensor cores, one mma.sync m16n8k16 with bf16
+// operands (the fragments a0..a3 and b0, b1, in PTX's layout) and fp32
+// accumulators.
+__device__ __forceinline__ void gbx_mma(float (&c)[4], u32 a0, u32 a1, u32 a2, u32 a3,
+                                        u32 b0, u32 b1) {
+	asm volatile(
+	    "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+	    "{%0,%1,%2,%3};"
+	    : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+	    : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// ---- block reductions (whole warps, at most 1024 threads) ----
+
+// blockAmax returns the maximum of m (>= 0) over the block in thread 0
+// (other threads get partial maxima). sh holds 32 floats.
+__device__ __forceinline__ float blockAmax(float m, float *sh) {
+	for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_down_sync(0xffffffffu, m, o));
+	if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = m;
+	__syncthreads();
+	if (threadIdx.x < 32) {
+		m = threadIdx.x < (blockDim.x + 31) / 32 ? sh[threadIdx.x] : 0.0f;
+		for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_down_sync(0xffffffffu, m, o));
+	}
+	return m;
+}
+
+// blockSum and blockMax return the sum and the maximum of v over the block
+// to every thread. sh holds 33 doubles.
+__device__ double blockSum(double v, double *sh) {
+	for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+	__syncthreads();
+	if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = v;
+	__syncthreads();
+	if (threadIdx.x < 32) {
+		v = threadIdx.x < (blockDim.x + 31) / 32 ? sh[threadIdx.x] : 0.0;
+		for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+		if (threadIdx.x == 0) sh[32] = v;
+	}
+	__syncthreads();
+	return sh[32];
+}
+
+__device__ double blockMax(double v, double *sh) {
+	for (int o = 16; o > 0; o >>= 1) v = fmax(v, __shfl_down_sync(0xffffffffu, v, o));
+	__syncthreads();
+	if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = v;
+	__syncthreads();
+	if (threadIdx.x < 32) {
+		v = threadIdx.x < (blockDim.x + 31) / 32 ? sh[threadIdx.x] : -1.0 / 0.0;
+		for (int o = 16; o > 0; o >>= 1) v = fmax(v, __shfl_down_sync(0xffffffffu, v, o));
+		if (threadIdx.x == 0) sh[32] = v;
+	}
+	__syncthreads();
+	return sh[32];
+}
+
+#endif

@@ -1,0 +1,128 @@
+// fp8.cu: an fp8 layer's input: its amax, the per-batch scale
+// (precision.FP8Scale) and the E4M3 bytes (precision.EncodeE4M3 of x / s,
+// an IEEE division, saturating).
+
+#include "common.cuh"
+
+// e4m3x2 packs two floats to E4M3, saturating (Go's EncodeE4M3); lo goes
+// to the low byte.
+__device__ __forceinline__ u16 f2e4m3x2(float lo, float hi) {
+	u16 r;
+	asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(r) : "f"(hi), "f"(lo));
+	return r;
+}
+
+// gbx_amax: *out = max(*out, max |x[i]|) as float bits (the caller zeroes
+// *out first). NaNs are skipped, as precision.Amax does.
+extern "C" __global__ void gbx_amax(const float *__restrict__ x, long long n, u32 *out) {
+	__shared__ float warpMax[32];
+	float m = 0.0f;
+	long long stride = (long long)gridDim.x * blockDim.x;
+	long long n4 = n / 4;
+	for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n4; i += stride) {
+		float4 v = reinterpret_cast<const float4 *>(x)[i];
+		m = fmaxf(m, fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w))));
+	}
+	for (long long i = n4 * 4 + blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += stride)
+		m = fmaxf(m, fabsf(x[i]));
+	m = blockAmax(m, warpMax);
+	if (threadIdx.x == 0) atomicMax(out, __float_as_uint(m)); // non-negative floats order as integers
+}
+
+// fp8Scale is precision.FP8Scale: amax·2^margin/448 correctly rounded to
+// float (in double, then rounded once, as the Go code does), 1 for amax 0,
+// at least the smallest float.
+__device__ __forceinline__ float fp8Scale(float amax, int margin) {
+	if (amax == 0.0f) return 1.0f;
+	double d = (double)amax * (double)(1 << margin) / 448.0;
+	float s = (float)d;
+	return fmaxf(s, __uint_as_float(1u));
+}
+
+// gbx_fp8_quant: q[i] = E4M3(x[i] / s), s = FP8Scale(amax, margin), an IEEE
+// division; *scale = s (written by thread 0 for the GEMM) and
+// scaleVec[0..nvec) = s (the same scale per row, for cuBLASLt's outer-vector
+// scaling; scaleVec may be NULL).
+extern "C" __global__ void gbx_fp8_quant(const float *__restrict__ x, u8 *__restrict__ q, long long n,
+                                         const u32 *__restrict__ amax, int margin, float *scale,
+                                         float *scaleVec, int nvec) {
+	float s = fp8Scale(__uint_as_float(*amax), margin);
+	if (blockIdx.x == 0 && threadIdx.x == 0) *scale = s;
+	long long stride = (long long)gridDim.x * blockDim.x;
+	if (scaleVec)
+		for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < nvec; i += stride) scaleVec[i] = s;
+	long long n4 = n / 4;
+	for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n4; i += stride) {
+		float4 v = reinterpret_cast<const float4 *>(x)[i];
+		u32 lo = f2e4m3x2(__fdiv_rn(v.x, s), __fdiv_rn(v.y, s));
+		u32 hi = f2e4m3x2(__fdiv_rn(v.z, s), __fdiv_rn(v.w, s));
+		reinterpret_cast<u32 *>(q)[i] = lo | (hi << 16);
+	}
+	for (long long i = n4 * 4 + blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += stride)
+		q[i] = (u8)(f2e4m3x2(__fdiv_rn(x[i], s), 0.0f) & 0xff);
+}
+
+// gbx_fp8_round: y[i] = the E4M3 value of x[i] / s as a float (unscaled),
+// s = FP8Scale(amax, margin); *scale = s. The fp8 path for shapes cuBLASLt's
+// fp8 kernels cannot take (dimensions not multiples of 16): the same
+// operands, multiplied by the fp32 GEMM.
+extern "C" __global__ void gbx_fp8_round(const float *__restrict__ x, float *__restrict__ y, long long n,
+                                         const u32 *__restrict__ amax, int margin, float *scale) {
+	float s = fp8Scale(__uint_as_float(*amax), margin);
+	if (blockIdx.x == 0 && threadIdx.x == 0) *scale = s;
+	long long stride = (long long)gridDim.x * blockDim.x;
+	for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += stride) {
+		u16 q = f2e4m3x2(__fdiv_rn(x[i], s), 0.0f);
+		u32 h2;
+		asm("cvt.rn.f16x2.e4m3x2 %0, %1;" : "=r"(h2) : "h"(q));
+		float f;
+		asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"((u16)(h2 & 0xffff)));
+		y[i] = f;
+	}
+}
+
+static_assert(GBX_FP8_SMALL_MAX <= 16 * GBX_FP8_SMALL_THREADS, "gbx_fp8_quant_small holds 16 values per thread");
+
+// gbx_fp8_quant_small is gbx_amax followed by gbx_fp8_quant in one block,
+// for small batches where each launch costs more than the work: every
+// thread loads its (at most 16) values once into registers, the block
+// reduces the amax, and the threads quantize what they hold (same results:
+// a max is exact in any order). Launch with one block of
+// GBX_FP8_SMALL_THREADS threads, for n <= GBX_FP8_SMALL_MAX and x 16-byte
+// aligned.
+extern "C" __global__ void gbx_fp8_quant_small(const float *__restrict__ x, u8 *__restrict__ q, long long n,
+                                               int margin, float *scale, float *scaleVec, int nvec) {
+	__shared__ float warpMax[32];
+	const int per = 4; // float4 loads per thread
+	float4 v[per];
+	float m = 0.0f;
+	long long n4 = n / 4;
+#pragma unroll
+	for (int k = 0; k < per; k++) {
+		long long i = threadIdx.x + (long long)k * blockDim.x;
+		if (i < n4) {
+			v[k] = reinterpret_cast<const float4 *>(x)[i];
+			m = fmaxf(m, fmaxf(fmaxf(fabsf(v[k].x), fabsf(v[k].y)), fmaxf(fabsf(v[k].z), fabsf(v[k].w))));
+		}
+	}
+	long long tail = n4 * 4 + threadIdx.x; // the last n % 4 values, one per thread
+	float t = tail < n ? x[tail] : 0.0f;
+	m = fmaxf(m, fabsf(t));
+	m = blockAmax(m, warpMax);
+	if (threadIdx.x == 0) warpMax[0] = m;
+	__syncthreads();
+	float s = fp8Scale(warpMax[0], margin);
+	if (threadIdx.x == 0) *scale = s;
+	if (scaleVec)
+		for (int i = threadIdx.x; i < nvec; i += blockDim.x) scaleVec[i] = s;
+#pragma unroll
+	for (int k = 0; k < per; k++) {
+		long long i = threadIdx.x + (long long)k * blockDim.x;
+		if (i < n4) {
+			u32 lo = f2e4m3x2(__fdiv_rn(v[k].x, s), __fdiv_rn(v[k].y, s));
+			u32 hi = f2e4m3x2(__fdiv_rn(v[k].z, s), __fdiv_rn(v[k].w, s));
+			reinterpret_cast<u32 *>(q)[i] = lo | (hi << 16);
+		}
+	}
+	if (tail < n) q[tail] = (u8)(f2e4m3x2(__fdiv_rn(t, s), 0.0f) & 0xff);
+}

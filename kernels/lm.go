@@ -1,0 +1,153 @@
+package kernels
+
+import (
+	"context"
+	"errors"
+
+	"github.com/gearbox-inference/gearbox/model/lm"
+	"github.com/gearbox-inference/gearbox/precision"
+)
+
+// ErrInvalidBatch is returned (wrapped, naming the sequence and field) by
+// LM.Step when a batch breaks a rule of Seq, or names a cache of another
+// model or precision; and by LM.NewKVCache for a bad block count.
+var ErrInvalidBatch = errors.New("invalid language-model batch")
+
+// LM is the optional language-model ability of a Backend, found by type
+// assertion, as database/sql finds a driver's optional interfaces:
+//
+//	lmb, ok := backend.(kernels.LM)
+//
+// A backend that implements it runs causal language models (package
+// model/lm) one engine step at a time over a paged KV cache. Like Forward,
+// Step runs exactly at precision p or fails with ErrUnsupported, and may
+// cache per-model state (weights converted or uploaded for p) keyed by the
+// *lm.Model, until EvictLM.
+type LM interface {
+	// NewKVCache allocates a paged key/value cache for m at precision p:
+	// blocks blocks of BlockSize tokens, each holding every layer's K and V
+	// for its tokens. A cache is used by one goroutine at a time.
+	NewKVCache(m *lm.Model, p precision.Format, blocks int) (KVCache, error)
+	// Step runs one engine step: every sequence of b feeds its Tokens at
+	// positions Pos, Pos+1, …, writes their K and V into its blocks, and
+	// attends causally over everything before; it returns one SeqOut per
+	// sequence, in order, holding what the sequence's Want asked for. kv
+	// must come from NewKVCache(m, p, …). A sequence's outputs must not
+	// depend on the other sequences of the step beyond the order of
+	// floating-point sums (fp8 activations are scaled per token, not per
+	// batch); the CPU backend's are bit-for-bit independent. Step honours
+	// ctx.
+	Step(ctx context.Context, m *lm.Model, p precision.Format, kv KVCache, b *Batch) ([]SeqOut, error)
+	// EvictLM drops what the backend converted or uploaded for m at every
+	// precision, for when m is unloaded; a later Step converts again.
+	EvictLM(m *lm.Model)
+}
+
+// KVCache is a paged key/value cache from LM.NewKVCache.
+type KVCache interface {
+	// BlockSize is the number of tokens (positions) a block holds.
+	BlockSize() int
+	// Blocks is the number of blocks; block ids are 0 to Blocks()−1.
+	Blocks() int
+	// Close releases the cache's memory; the cache must not be used after.
+	Close() error
+}
+
+// Want is a set of outputs a sequence asks a step for.
+type Want uint8
+
+// The outputs of a step, computed only for the sequences that ask.
+const (
+	// WantSample: sample the next token after the last row (SeqOut.Token,
+	// Logprob and Top) by Seq.Sampling.
+	WantSample Want = 1 << iota
+	// WantLogits: the last row's logits (SeqOut.Logits, vocab values).
+	WantLogits
+	// WantLogprobs: teacher-forced scoring, the log-probability of each
+	// Tokens[i+1] given the tokens before it (SeqOut.Logprobs,
+	// len(Tokens)−1 values).
+	WantLogprobs
+	// WantTarget, with WantLogprobs: also the log-probability of Target
+	// after the last row (appended to SeqOut.Logprobs), so that a sequence
+	// scored in chunks scores every token.
+	WantTarget
+	// WantHidden: the last row's final-normed hidden state (SeqOut.Hidden,
+	// hidden_size values), for embeddings.
+	WantHidden
+
+	wantAll = WantSample | WantLogits | WantLogprobs | WantTarget | WantHidden
+)
+
+// MaxTopLogprobs is the largest Sampling.TopLogprobs.
+const MaxTopLogprobs = 20
+
+// Sampling says how to pick a sequence's next token (see Sample for the
+// exact algorithm).
+type Sampling struct {
+	// Temperature 0 is greedy decoding (ties to the lowest token id);
+	// otherwise the logits are divided by it. Finite and ≥ 0.
+	Temperature float32
+	// TopK > 0 keeps only the TopK most likely tokens; 0 is off.
+	TopK int
+	// TopP in (0, 1) keeps the smallest set of most likely tokens whose
+	// probabilities sum to at least TopP; 0 and 1 are off.
+	TopP float32
+	// Seed makes sampling reproducible: the draw for the token at position
+	// pos is SampleUniform(Seed, pos), whatever the batch.
+	Seed uint64
+	// TopLogprobs asks for that many most likely alternatives with their
+	// log-probabilities (SeqOut.Top), 0 to MaxTopLogprobs.
+	TopLogprobs int
+}
+
+// Seq is one sequence's part of a step.
+type Seq struct {
+	// Tokens are fed this step: a prompt chunk, or the last sampled
+	// token; at least one.
+	Tokens []int32
+	// Pos is the position of Tokens[0]; positions before it must already
+	// be in the cache (from earlier steps). Pos + len(Tokens) must not
+	// exceed the model's MaxPositions.
+	Pos int
+	// Blocks is the block table: Blocks[i] holds positions [i·BlockSize,
+	// (i+1)·BlockSize). It must cover Pos + len(Tokens) positions. A block
+	// this step writes must not be written, or read, by another sequence
+	// of the step.
+	Blocks []int32
+	// Want is the set of outputs asked for.
+	Want Want
+	// Sampling is used with WantSample.
+	Sampling Sampling
+	// Target is the token scored after the last row with WantTarget.
+	Target int32
+}
+
+// Batch is one engine step's sequences.
+type Batch struct {
+	Seqs []Seq
+}
+
+// TokenLogprob is a token and its log-probability.
+type TokenLogprob struct {
+	Token   int32
+	Logprob float32
+}
+
+// SeqOut is what a step returns for one sequence; fields its Want did not
+// ask for are zero.
+type SeqOut struct {
+	// Token is the sampled next token and Logprob its log-probability
+	// under the model (temperature 1, before top-k and top-p: the
+	// distribution the quality loop compares).
+	Token   int32
+	Logprob float32
+	// Top holds the Sampling.TopLogprobs most likely tokens, most likely
+	// first (ties to the lowest id).
+	Top []TokenLogprob
+	// Logits are the last row's logits (WantLogits).
+	Logits []float32
+	// Logprobs are the teacher-forced log-probabilities (WantLogprobs).
+	Logprobs []float32
+	// Hidden is the last row's final-normed hidden state (WantHidden).
+	Hidden []float32
+}
