@@ -122,13 +122,10 @@ func (t *Tokenizer) parseModel(m *modelJSON) error {
 	}
 	size := 0
 	for tok, id := range m.Vocab {
-		if id < 0 || tok == "" {
-			return fmt.Errorf("%w: model.vocab: token %q with id %d", ErrInvalid, tok, id)
+		if id < 0 || id >= maxVocab || tok == "" {
+			return fmt.Errorf("%w: model.vocab: token %q with id %d (ids are 0 to %d)", ErrInvalid, tok, id, maxVocab-1)
 		}
 		size = max(size, id+1)
-	}
-	if size > maxVocab {
-		return fmt.Errorf("%w: model.vocab: id %d is over %d", ErrInvalid, size-1, maxVocab-1)
 	}
 	t.tokens = make([]string, size)
 	for tok, id := range m.Vocab {
@@ -165,8 +162,7 @@ func (m *bpe) parseMerges(raw json.RawMessage) error {
 		if err := json.Unmarshal(raw, &lines); err != nil {
 			return fmt.Errorf("%w: model.merges: %v", ErrInvalid, err)
 		}
-		pairs = make([][2]string, len(lines))
-		pairs = pairs[:0]
+		pairs = make([][2]string, 0, len(lines))
 		for i, l := range lines {
 			if strings.HasPrefix(l, "#version") {
 				continue // as the tokenizers library skips a merges.txt header
@@ -197,7 +193,8 @@ func (m *bpe) parseMerges(raw json.RawMessage) error {
 
 // addTokens reads added_tokens. Each gets the id the tokenizers library
 // would give it — its id in the vocabulary, else the next free one after
-// the vocabulary — and a file that says otherwise is invalid.
+// the vocabulary — and a file that says otherwise is invalid. (The library
+// lets a later entry for the same content change its flags: unsupported.)
 func (t *Tokenizer) addTokens(list []addedTokenJSON) error {
 	added := map[string]int{}
 	next := len(t.model.vocab)
@@ -206,10 +203,10 @@ func (t *Tokenizer) addTokens(list []addedTokenJSON) error {
 		if a.Content == "" {
 			continue
 		}
-		id, ok := added[a.Content]
-		if !ok {
-			id, ok = t.model.vocab[a.Content]
+		if _, dup := added[a.Content]; dup {
+			return fmt.Errorf("%w: added_tokens[%d] %q is listed twice", ErrUnsupported, i, a.Content)
 		}
+		id, ok := t.model.vocab[a.Content]
 		if !ok {
 			id = next
 			next++

@@ -51,6 +51,8 @@ func TestParseErrors(t *testing.T) {
 		}, tokenizer.ErrInvalid, "model.merges[32]"},
 		{"merge of three", func(m map[string]any) { obj(m, "model")["merges"].([]any)[0] = "a b c" }, tokenizer.ErrInvalid, "model.merges[0]"},
 		{"shared id", func(m map[string]any) { obj(m, "model", "vocab")["zzz"] = 5.0 }, tokenizer.ErrInvalid, "share id 5"},
+		{"huge id", func(m map[string]any) { obj(m, "model", "vocab")["zzz"] = float64(1 << 62) }, tokenizer.ErrInvalid, `token "zzz" with id`},
+		{"negative id", func(m map[string]any) { obj(m, "model", "vocab")["zzz"] = -1.0 }, tokenizer.ErrInvalid, `token "zzz" with id -1`},
 		{"normalizer", func(m map[string]any) { m["normalizer"] = map[string]any{"type": "Lowercase"} }, tokenizer.ErrUnsupported, `normalizer.type "Lowercase"`},
 		{"normalizer in sequence", func(m map[string]any) {
 			m["normalizer"] = map[string]any{"type": "Sequence", "normalizers": []any{map[string]any{"type": "NFC"}, map[string]any{"type": "NFKC"}}}
@@ -75,6 +77,9 @@ func TestParseErrors(t *testing.T) {
 		{"padding", func(m map[string]any) { m["padding"] = map[string]any{"strategy": "BatchLongest"} }, tokenizer.ErrUnsupported, "padding"},
 		{"version", func(m map[string]any) { m["version"] = "2.0" }, tokenizer.ErrUnsupported, `version "2.0"`},
 		{"added token id", func(m map[string]any) { m["added_tokens"].([]any)[1].(map[string]any)["id"] = 7.0 }, tokenizer.ErrInvalid, `added_tokens[1] "<|eos|>" has id 7`},
+		{"added token twice", func(m map[string]any) {
+			m["added_tokens"] = append(m["added_tokens"].([]any), m["added_tokens"].([]any)[0])
+		}, tokenizer.ErrUnsupported, `added_tokens[7] "<|bos|>" is listed twice`},
 		{"not an object", func(m map[string]any) { m["model"] = "BPE" }, tokenizer.ErrInvalid, "model"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
