@@ -24,8 +24,12 @@ type Result struct {
 	BatchRows int    `json:"batch_rows,omitempty" msgpack:"batch_rows,omitempty"`
 	// QueuedMs is the time from the job's publish (the stream's timestamp)
 	// until its batch started computing; ComputeMs the batch's compute time.
-	QueuedMs  float64           `json:"queued_ms" msgpack:"queued_ms"`
-	ComputeMs float64           `json:"compute_ms" msgpack:"compute_ms"`
+	QueuedMs  float64 `json:"queued_ms" msgpack:"queued_ms"`
+	ComputeMs float64 `json:"compute_ms" msgpack:"compute_ms"`
+	// NonFinite counts the output values that are NaN or infinite: the
+	// model overflowed on this input, at this precision. In JSON they are
+	// the strings "NaN", "Infinity" and "-Infinity" among the numbers.
+	NonFinite int               `json:"non_finite,omitempty" msgpack:"non_finite,omitempty"`
 	Error     *Error            `json:"error,omitempty" msgpack:"error,omitempty"`
 	Meta      map[string]string `json:"meta,omitempty" msgpack:"meta,omitempty"`
 }
