@@ -387,38 +387,36 @@ func (d *jobDecoder) msgpackInput(r *mpReader, v mpHead) error {
 		if err != nil {
 			return err
 		}
-		switch {
-		case !ok:
-			d.fail("input has a key that is not a string")
-		case k == "dtype":
-			err = r.str(vh, "input.dtype", 16, d, d.setDType)
-			continue
-		case k == "shape":
-			err = d.msgpackShape(r, vh)
-			continue
-		case k == "data":
-			if vh.kind == mpNil {
-				continue
-			}
-			if vh.kind != mpBin {
-				d.fail("input.data: want msgpack bin (the raw little-endian bytes), got %s; send an array of numbers as input.values", vh.kind)
-				break
-			}
-			b, err := r.bytes(vh.n)
-			if err != nil {
-				return err
-			}
-			d.data, d.hasData = bytes.Clone(b), true
-			continue
-		case k == "values":
-			err = d.msgpackValues(r, vh)
-			continue
-		}
-		if err := r.skip(vh); err != nil {
+		if err := d.msgpackInputField(r, k, ok, vh); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+func (d *jobDecoder) msgpackInputField(r *mpReader, k string, ok bool, vh mpHead) error {
+	switch {
+	case !ok:
+		d.fail("input has a key that is not a string")
+	case k == "dtype":
+		return r.str(vh, "input.dtype", 16, d, d.setDType)
+	case k == "shape":
+		return d.msgpackShape(r, vh)
+	case k == "values":
+		return d.msgpackValues(r, vh)
+	case k == "data" && vh.kind == mpNil:
+		return nil
+	case k == "data" && vh.kind != mpBin:
+		d.fail("input.data: want msgpack bin (the raw little-endian bytes), got %s; send an array of numbers as input.values", vh.kind)
+	case k == "data":
+		b, err := r.bytes(vh.n)
+		if err != nil {
+			return err
+		}
+		d.data, d.hasData = bytes.Clone(b), true
+		return nil
+	}
+	return r.skip(vh)
 }
 
 func (d *jobDecoder) msgpackShape(r *mpReader, v mpHead) error {
