@@ -60,6 +60,9 @@ func NewTensor(rows, features int, values []float32) Tensor {
 	return Tensor{DType: F32, Shape: []int{rows, features}, Data: data}
 }
 
+// IsZero reports whether the tensor is absent: no dtype, shape or data.
+func (t Tensor) IsZero() bool { return t.DType == "" && t.Shape == nil && t.Data == nil }
+
 // Rows is the tensor's first dimension, or 0 if it is not 2-D.
 func (t *Tensor) Rows() int {
 	if len(t.Shape) != 2 {
