@@ -107,8 +107,8 @@ func TestSchedulerDecodeFirstChunkedPrefill(t *testing.T) {
 	}
 	steps, out := run(t, s, 20)
 	want := []string{
-		"3@0:s 5@0:",  // a's prompt (samples its first token), b's first chunk
-		"1@3:s 6@5:s", // a decodes; b's last chunk samples
+		"3@0:s 5@0:",   // a's prompt (samples its first token), b's first chunk
+		"1@3:s 6@5:s",  // a decodes; b's last chunk samples
 		"1@4:s 1@11:s", // a's third token and b's second end both
 	}
 	if !slices.Equal(steps, want) {
@@ -166,9 +166,9 @@ func TestSchedulerPreemptRecompute(t *testing.T) {
 
 func TestSchedulerEnds(t *testing.T) {
 	s := NewScheduler(Config{}, 32, 4, 10)
-	eos := &Seq{Prompt: prompt(2), MaxTokens: 5, EOS: []int32{104}}        // samples 102, 103, 104 (eos)
-	ctxEnd := &Seq{Prompt: prompt(7), MaxTokens: 50}                       // the model has 10 positions
-	stopper := &Seq{Prompt: prompt(2), MaxTokens: 9}                       // the caller stops it at 103
+	eos := &Seq{Prompt: prompt(2), MaxTokens: 5, EOS: []int32{104}} // samples 102, 103, 104 (eos)
+	ctxEnd := &Seq{Prompt: prompt(7), MaxTokens: 50}                // the model has 10 positions
+	stopper := &Seq{Prompt: prompt(2), MaxTokens: 9}                // the caller stops it at 103
 	late := &Seq{Prompt: prompt(2), MaxTokens: 9, Deadline: t0.Add(2 * time.Millisecond)}
 	score := &Seq{Task: Score, Prompt: prompt(6)}
 	embed := &Seq{Task: Embed, Prompt: prompt(5)}
