@@ -56,12 +56,6 @@ func (c Config) Validate() error {
 	return c.Rules.Validate()
 }
 
-// Referencer is a backend that computes a more exact reference than its
-// own fp32 (the CPU backend: float64).
-type Referencer interface {
-	Reference(ctx context.Context, m *model.Model, in []float32, rows int) ([]float64, error)
-}
-
 // check is one sampled batch's rows, copied out of the batch.
 type check struct {
 	m         *model.Model
@@ -200,7 +194,7 @@ func (c *Checker) Check(ctx context.Context, m *model.Model, served precision.Fo
 	}
 	var cand precision.Format
 	var candOut []float32
-	if next, ok := precision.Next(m.Precision.Ladder, served); ok && c.backend.Supports(next) {
+	if next, ok := precision.Next(m.Precision.Ladder, served); ok && kernels.Supports(c.backend, next) {
 		if candOut, err = c.backend.Forward(ctx, m, next, in, rows); err != nil {
 			return nil, fmt.Errorf("shadow run at %s: %w", next, err)
 		}
@@ -262,10 +256,10 @@ func allFinite(vs []float32) bool {
 	return true
 }
 
-// reference computes the yardstick: float64 where the backend offers it,
-// else the backend at fp32.
+// reference computes the yardstick: float64 where the backend offers it
+// (kernels.Referencer), else the backend at fp32.
 func (c *Checker) reference(ctx context.Context, m *model.Model, in []float32, rows int) ([]float64, string, error) {
-	if rb, ok := c.backend.(Referencer); ok {
+	if rb, ok := c.backend.(kernels.Referencer); ok {
 		ref, err := rb.Reference(ctx, m, in, rows)
 		return ref, "fp64", err
 	}

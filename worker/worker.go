@@ -94,7 +94,7 @@ func New(nc *nats.Conn, backend kernels.Backend, models *Models, cfg Config) (*W
 		nc:         nc,
 		js:         js,
 		backend:    backend,
-		caps:       capabilities(backend),
+		caps:       backend.Capabilities(),
 		models:     models,
 		replies:    replies,
 		log:        cfg.Logger.With().Str("worker", cfg.Name).Logger(),
@@ -114,22 +114,6 @@ func New(nc *nats.Conn, backend kernels.Backend, models *Models, cfg Config) (*W
 		}
 	}
 	return w, nil
-}
-
-// capabilities is what backend can run: its own account if it gives one,
-// else Native for every format it Supports.
-func capabilities(b kernels.Backend) precision.Capabilities {
-	if c, ok := b.(interface{ Capabilities() precision.Capabilities }); ok {
-		return c.Capabilities()
-	}
-	var caps precision.Capabilities
-	caps.Device = b.Name()
-	for _, f := range precision.All {
-		if b.Supports(f) {
-			caps = caps.With(f, precision.Native)
-		}
-	}
-	return caps
 }
 
 // Name is the worker's name, as written in its results.
