@@ -36,6 +36,13 @@ type Config struct {
 	Rules Rules
 	// Metrics, when set, receives the quality metrics.
 	Metrics *Metrics
+	// Hold, when set, is called for a batch's model as the batch is queued
+	// for a check, and the function it returns once the check has run or
+	// been given up: the worker holds the model's version until then, so
+	// that a version replaced meanwhile is not evicted from the backend
+	// under the check's shadow runs (which would convert its weights
+	// again, for good).
+	Hold func(m *model.Model) (release func())
 }
 
 // Enabled reports whether the worker checks any batches.
@@ -59,6 +66,7 @@ func (c Config) Validate() error {
 // check is one sampled batch's rows, copied out of the batch.
 type check struct {
 	m         *model.Model
+	release   func() // ends the check's hold on m
 	served    precision.Format
 	batch     string
 	batchRows int
@@ -124,14 +132,31 @@ func (c *Checker) Offer(now time.Time, m *model.Model, served precision.Format, 
 		ck.in = append(ck.in, in[r*fin:(r+1)*fin]...)
 		ck.out = append(ck.out, out[r*fout:(r+1)*fout]...)
 	}
+	ck.release = func() {}
+	if c.cfg.Hold != nil {
+		ck.release = c.cfg.Hold(m)
+	}
 	select {
 	case c.queue <- ck:
 		c.mu.Lock()
 		c.last[m.Name] = now
 		c.mu.Unlock()
 	default:
+		ck.release()
 		if c.cfg.Metrics != nil {
 			c.cfg.Metrics.checks.WithLabelValues(m.Name, "dropped").Inc()
+		}
+	}
+}
+
+// drain gives up the queued checks, releasing their holds.
+func (c *Checker) drain() {
+	for {
+		select {
+		case ck := <-c.queue:
+			ck.release()
+		default:
+			return
 		}
 	}
 }
@@ -141,14 +166,17 @@ func (c *Checker) Offer(now time.Time, m *model.Model, served precision.Format, 
 // carries, at fp32 as at any precision. Such a check publishes no report.
 var ErrOutOfRange = errors.New("quality check: every output checked is beyond float32 at fp32; nothing to judge")
 
-// Run performs queued checks until ctx ends.
+// Run performs queued checks until ctx ends; then it gives up the checks
+// still queued.
 func (c *Checker) Run(ctx context.Context) {
+	defer c.drain()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case ck := <-c.queue:
 			r, err := c.Check(ctx, ck.m, ck.served, ck.in, ck.out, ck.rows)
+			ck.release()
 			outcome := "published"
 			if err == nil {
 				r.Batch, r.BatchRows = ck.batch, ck.batchRows

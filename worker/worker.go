@@ -109,10 +109,13 @@ func New(nc *nats.Conn, backend kernels.Backend, models *Models, cfg Config) (*W
 		done:       make(chan struct{}),
 	}
 	if cfg.Quality.Enabled() {
-		if w.checker, err = quality.NewChecker(cfg.Quality, backend, cfg.Name, w.publishReport, w.log); err != nil {
+		qc := cfg.Quality
+		qc.Hold = models.hold // a check keeps its batch's model version
+		if w.checker, err = quality.NewChecker(qc, backend, cfg.Name, w.publishReport, w.log); err != nil {
 			return nil, err
 		}
 	}
+	models.evictFrom(backend)
 	return w, nil
 }
 
