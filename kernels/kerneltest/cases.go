@@ -2,6 +2,7 @@ package kerneltest
 
 import (
 	"math/rand/v2"
+	"sync"
 	"testing"
 
 	"github.com/gearbox-inference/gearbox/model"
@@ -15,7 +16,8 @@ type Case struct {
 	In    []float32 // Rows × Model.InputFeatures values
 }
 
-// Cases returns the suite's models, the same on every call:
+// Cases returns the suite's models, built once per test binary and shared:
+// callers must not modify them or their inputs. They are:
 //
 //	mlp-512-2048-512  a gelu MLP (model.Synth), 48 rows, input N(0, 1) with
 //	                  four outlier columns ×10
@@ -26,10 +28,18 @@ type Case struct {
 //	single-linear     one linear layer, 64 rows
 func Cases(tb testing.TB) []Case {
 	tb.Helper()
+	cs, err := cases()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return cs
+}
+
+var cases = sync.OnceValues(func() ([]Case, error) {
 	r := rand.New(rand.NewPCG(4, 2))
 	mlp, err := model.Synth(model.SynthConfig{Name: "mlp", Dims: []int{512, 2048, 512}, Seed: 1})
 	if err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	const rows = 48
 	in := RandInput(r, rows*512, 0, 1)
@@ -49,5 +59,5 @@ func Cases(tb testing.TB) []Case {
 		{"odd-widths", odd, 5, RandInput(r, 5*40, 0, 2)},
 		{"one-row", one, 1, RandInput(r, 256, 0, 1)},
 		{"single-linear", single, 64, RandInput(r, 64*1024, 0, 1)},
-	}
-}
+	}, nil
+})

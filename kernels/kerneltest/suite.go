@@ -315,7 +315,7 @@ func testEvict(t *testing.T, b kernels.Backend) {
 
 func testReferencer(t *testing.T, rb kernels.Referencer) {
 	ctx := context.Background()
-	for _, c := range Cases(t)[1:] { // the MLP's reference costs most and adds nothing
+	for _, c := range Cases(t)[1:4] { // the small models: the large ones' references cost most and add nothing
 		want, err := cpu.Reference(c.Model, Widen(c.In), c.Rows)
 		if err != nil {
 			t.Fatal(err)
