@@ -55,7 +55,8 @@
 //
 // # Conformance
 //
-// Package kernels/kerneltest is the conformance suite: every backend runs
-// kerneltest.Run (and kerneltest.RunLM for LM) from its own tests, against
-// the float64 reference with per-precision tolerances.
+// Package kernels/kerneltest is the conformance suite: every backend calls
+// kerneltest.Run from its own tests (it checks the LM ability too where the
+// backend has it), against the float64 reference with per-precision
+// tolerances, and kerneltest.RunRegistry for its kind.
 package kernels
