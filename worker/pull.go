@@ -115,6 +115,7 @@ func (w *Worker) admit(ctx context.Context, msg jetstream.Msg) error {
 	it := &item{Key: key, Rows: t.rows, Bytes: t.bytes, Priority: t.job.Priority, Deadline: t.job.DeadlineTime(), Value: t}
 	if err := w.batch.Add(ctx, it); err != nil {
 		w.untrack(t)
+		w.releaseModel(t)
 		// Only a hard stop gets here: the batcher is closed after pulling
 		// ends. The job stays unacked and is redelivered.
 		return err
@@ -193,7 +194,7 @@ func (w *Worker) check(ctx context.Context, t *task) *gearbox.Error {
 	if job.Model != t.token {
 		return gearbox.Errorf(gearbox.CodeBadRequest, "job %q names model %q but was published to %s", job.ID, job.Model, t.msg.Subject())
 	}
-	m, err := w.models.Get(ctx, job.Model)
+	m, err := w.models.acquire(ctx, job.Model) // released as t ends (releaseModel)
 	if err != nil {
 		if errors.Is(err, ErrUnknownModel) {
 			return gearbox.Errorf(gearbox.CodeUnknownModel, "model %q is not loaded by worker %s and not in the model store", job.Model, w.cfg.Name)

@@ -30,7 +30,7 @@ type task struct {
 	job     *gearbox.Job // nil until decoded; partly filled when it failed to
 	replyTo string       // the job's reply_to, once the reply policy allowed it
 
-	model     *model.Model
+	model     *model.Model // a version t holds until releaseModel (see Models)
 	prec      precision.Format
 	policyRev uint64    // the policy revision an auto job's precision came from (0: none)
 	in        []float32 // rows × model.InputFeatures
@@ -49,6 +49,7 @@ type task struct {
 	err       *gearbox.Error // first failure, if any
 	poison    bool           // err says the job kills workers: give up at once
 	touched   atomic.Int64   // unix nanoseconds of the last ack or InProgress sent
+	released  bool           // model released (releaseModel)
 }
 
 // item is the batcher's handle on a task.

@@ -94,7 +94,7 @@ func New(nc *nats.Conn, backend kernels.Backend, models *Models, cfg Config) (*W
 		nc:         nc,
 		js:         js,
 		backend:    backend,
-		caps:       capabilities(backend),
+		caps:       backend.Capabilities(),
 		models:     models,
 		replies:    replies,
 		log:        cfg.Logger.With().Str("worker", cfg.Name).Logger(),
@@ -109,27 +109,14 @@ func New(nc *nats.Conn, backend kernels.Backend, models *Models, cfg Config) (*W
 		done:       make(chan struct{}),
 	}
 	if cfg.Quality.Enabled() {
-		if w.checker, err = quality.NewChecker(cfg.Quality, backend, cfg.Name, w.publishReport, w.log); err != nil {
+		qc := cfg.Quality
+		qc.Hold = models.hold // a check keeps its batch's model version
+		if w.checker, err = quality.NewChecker(qc, backend, cfg.Name, w.publishReport, w.log); err != nil {
 			return nil, err
 		}
 	}
+	models.evictFrom(backend)
 	return w, nil
-}
-
-// capabilities is what backend can run: its own account if it gives one,
-// else Native for every format it Supports.
-func capabilities(b kernels.Backend) precision.Capabilities {
-	if c, ok := b.(interface{ Capabilities() precision.Capabilities }); ok {
-		return c.Capabilities()
-	}
-	var caps precision.Capabilities
-	caps.Device = b.Name()
-	for _, f := range precision.All {
-		if b.Supports(f) {
-			caps = caps.With(f, precision.Native)
-		}
-	}
-	return caps
 }
 
 // Name is the worker's name, as written in its results.
