@@ -230,6 +230,7 @@ func (w *Worker) settle(ctx context.Context, p *pending, stored bool) {
 	defer w.untrack(t)
 	if t.replyTo != "" {
 		reply := &nats.Msg{Subject: t.replyTo, Data: p.msgs[0].Data, Header: nats.Header{gearbox.HeaderContentType: p.msgs[0].Header[gearbox.HeaderContentType]}}
+		replyHeaders(t, reply)
 		if err := w.nc.PublishMsg(reply); err != nil {
 			w.log.Warn().Err(err).Str("job", t.id()).Msg("reply")
 		}
@@ -256,7 +257,7 @@ func (w *Worker) settle(ctx context.Context, p *pending, stored bool) {
 	if e := p.e.result.Error; e != nil {
 		w.met.failed.WithLabelValues(t.modelToken(), string(e.Code)).Inc()
 	} else {
-		w.met.completed.WithLabelValues(t.model.Name, string(p.e.result.Precision)).Inc()
+		w.met.completed.WithLabelValues(t.modelName(), string(p.e.result.Precision)).Inc()
 	}
 }
 

@@ -19,6 +19,8 @@ type Metrics struct {
 	redeliver  prometheus.Counter
 	isolated   prometheus.Counter
 	retrying   prometheus.Gauge
+	lmTokens   *prometheus.CounterVec
+	ttft       *prometheus.HistogramVec
 }
 
 // NewMetrics creates the worker metrics and registers them with reg.
@@ -68,7 +70,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Answers whose publish failed and is being retried (the result or dead-letter stream unavailable).",
 		}),
 	}
-	reg.MustRegister(m.received, m.completed, m.failed, m.batchRows, m.queueSec, m.computeSec, m.inflight, m.redeliver, m.isolated, m.retrying)
+	m.lmTokens = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gearbox_lm_tokens_total",
+		Help: "Language-model tokens processed, by model, precision and kind (prompt, generated).",
+	}, []string{"model", "precision", "kind"})
+	m.ttft = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "gearbox_lm_ttft_seconds",
+		Help:    "Time from a generation's admission to its first token, by model and precision.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+	}, []string{"model", "precision"})
+	reg.MustRegister(m.received, m.completed, m.failed, m.batchRows, m.queueSec, m.computeSec, m.inflight, m.redeliver, m.isolated, m.retrying, m.lmTokens, m.ttft)
 	return m
 }
 

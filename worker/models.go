@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"sort"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/gearbox-inference/gearbox/kernels"
 	"github.com/gearbox-inference/gearbox/model"
+	"github.com/gearbox-inference/gearbox/model/lm"
+	"github.com/gearbox-inference/gearbox/model/tokenizer"
 )
 
 // ErrUnknownModel is returned (wrapped) by Models.Get for a model that is
@@ -44,6 +47,7 @@ type Models struct {
 	missed   map[string]time.Time
 	backends []kernels.Backend // where replaced versions are evicted
 	users    *versions[*model.Model]
+	lms      map[string]*lmServed // language models, by name
 	nowFn    func() time.Time
 }
 
@@ -78,12 +82,50 @@ func (s *Models) put(m *model.Model, take bool) {
 	}
 }
 
+// PutLM adds a language model, with the tokenizer its checkpoint carries
+// (none: its jobs must give prompt_tokens). A name serves one model: a
+// tensor model of the same name is an error, as is replacing a language
+// model (its versions are not followed yet).
+func (s *Models) PutLM(m *lm.Model) error {
+	var tok *tokenizer.Tokenizer
+	if m.Tokenizer != nil {
+		var err error
+		if tok, err = tokenizer.ParseFiles(tokenizer.Files{Tokenizer: m.Tokenizer, Config: m.TokenizerConfig}); err != nil {
+			return fmt.Errorf("model %s: %w", m.Name, err)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.models[m.Name]; ok {
+		return fmt.Errorf("model %s: a tensor model has that name", m.Name)
+	}
+	if old, ok := s.lms[m.Name]; ok && old.m != m {
+		return fmt.Errorf("model %s: loaded already", m.Name)
+	}
+	if s.lms == nil {
+		s.lms = map[string]*lmServed{}
+	}
+	s.lms[m.Name] = &lmServed{m: m, tok: tok}
+	return nil
+}
+
+// languageModel returns the language model called name.
+func (s *Models) languageModel(name string) (*lmServed, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	l, ok := s.lms[name]
+	return l, ok
+}
+
 // Names lists the models in the set, sorted.
 func (s *Models) Names() []string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	names := make([]string, 0, len(s.models))
+	names := make([]string, 0, len(s.models)+len(s.lms))
 	for n := range s.models {
+		names = append(names, n)
+	}
+	for n := range s.lms {
 		names = append(names, n)
 	}
 	sort.Strings(names)

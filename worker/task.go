@@ -35,8 +35,9 @@ type task struct {
 	policyRev uint64    // the policy revision an auto job's precision came from (0: none)
 	in        []float32 // rows × model.InputFeatures
 	rows      int
-	bytes     int  // memory held while queued: payload and decoded input
-	isolated  bool // batched alone: a worker died while holding it before
+	bytes     int    // memory held while queued: payload and decoded input
+	isolated  bool   // batched alone: a worker died while holding it before
+	lm        *lmJob // a language-model job: run by an engine, not batches
 
 	// ---- written while batches run
 
@@ -67,6 +68,17 @@ func (t *task) fail(e *gearbox.Error) {
 	if t.err == nil {
 		t.err = e
 	}
+}
+
+// modelName is the name of the model t runs on ("" before it is known).
+func (t *task) modelName() string {
+	switch {
+	case t.model != nil:
+		return t.model.Name
+	case t.lm != nil:
+		return t.lm.served.m.Name
+	}
+	return ""
 }
 
 // id is the job's id, or "" when it is not known (the job did not decode,

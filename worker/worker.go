@@ -55,6 +55,9 @@ type Worker struct {
 	maxDeliver         int
 	consumerMaxDeliver int
 
+	engines   engines        // language-model engines
+	lmRunning sync.WaitGroup // language-model jobs in an engine
+
 	ready atomic.Bool // bound and serving
 
 	mu       sync.Mutex
@@ -179,6 +182,11 @@ func (w *Worker) Run(ctx context.Context) error {
 		Dur("ack_wait", w.ackWait).Int("max_batch_rows", w.cfg.MaxBatchRows).
 		Dur("max_delay", w.cfg.MaxDelay).Msg("worker started")
 
+	// Engines run until Run returns; a hard stop ends their sequences
+	// unanswered (redelivered), a graceful one lets them finish first.
+	w.engines.ctx, w.engines.stop = context.WithCancel(ctx)
+	defer w.engines.stop()
+
 	// The quality loop's goroutines stop when Run returns, graceful or not.
 	qctx, qstop := context.WithCancel(ctx)
 	var qwg sync.WaitGroup
@@ -211,6 +219,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	// finish.
 	w.batch.Close()
 	<-execDone
+	if ctx.Err() == nil {
+		w.lmRunning.Wait() // graceful: every language-model job ends
+	}
+	w.engines.close()
 	close(w.acks)
 	<-ackDone
 	wg.Wait()
