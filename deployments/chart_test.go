@@ -68,10 +68,11 @@ func render(t *testing.T, values string) []runtime.Object {
 	return objs
 }
 
-// Values for the chart's cases. everyToggle turns on every optional object
-// and every credential and TLS file.
+// Values for the chart's cases.
 const (
-	cpuOnly     = "gpu: {enabled: false}\n"
+	cpuOnly = "gpu: {enabled: false}\n"
+	// everyToggle turns on every optional object, a credentials file and
+	// mutual TLS.
 	everyToggle = `
 keda:
   enabled: true
@@ -82,13 +83,7 @@ prometheusRule: {enabled: true, labels: {release: prometheus}}
 podDisruptionBudget: {enabled: true}
 nats:
   url: tls://nats.inference.svc:4222
-  auth:
-    secretName: gearbox-nats
-    credsKey: worker.creds
-    nkeySeedKey: worker.nk
-    userKey: user
-    passwordKey: password
-    tokenKey: token
+  auth: {secretName: gearbox-nats, credsKey: worker.creds}
   tls:
     secretName: gearbox-nats-tls
 imagePullSecrets: [{name: registry}]
@@ -138,6 +133,7 @@ func TestChartRefuses(t *testing.T) {
 		{"latest tag", "image: {tag: latest}", "tag"},
 		{"bad device", "gpu: {device: cuda0}", "device"},
 		{"creds without secret", "nats: {auth: {credsKey: worker.creds}}", "nats.auth.secretName"},
+		{"two ways to authenticate", "nats: {auth: {secretName: s, credsKey: c, tokenKey: t}}", "nats.auth: set one way"},
 		{"user without password", "nats: {auth: {secretName: s, userKey: user}}", "nats.auth.passwordKey"},
 		{"cert without key", "nats: {tls: {secretName: s, keyKey: ''}}", "nats.tls.keyKey"},
 		{"tls secret naming nothing", "nats: {tls: {secretName: s, caKey: '', certKey: '', keyKey: ''}}", "nats.tls.secretName"},

@@ -48,6 +48,9 @@ var dashboardCovers = map[string]string{
 	"GPU energy":             "gearbox_gpu_energy_joules_total",
 	"redeliveries":           "gearbox_jobs_redelivered_total",
 	"quality check outcomes": "gearbox_quality_checks_total",
+	"why the policy holds":   "gearbox_policy_hold",
+	"ruled-out precisions":   "gearbox_policy_excluded",
+	"answers retrying":       "gearbox_answers_retrying",
 }
 
 // strictDashboard decodes a dashboard with Grafana's Go types, which refuse

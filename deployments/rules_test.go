@@ -117,6 +117,10 @@ var alertCases = map[string]struct{ fire, quiet []string }{
 		quiet: []string{`gearbox_jobs_failed_total{model="demo", code="bad_request"} 0+1x60`,
 			`gearbox_jobs_completed_total{model="demo", precision="bf16"} 0+100x60`},
 	},
+	"GearboxAnswersRetrying": {
+		fire:  []string{`gearbox_answers_retrying{instance="w1"} 3x60`},
+		quiet: []string{`gearbox_answers_retrying{instance="w1"} 0x60`},
+	},
 	"GearboxJobsRedelivered": {
 		fire:  []string{`gearbox_jobs_redelivered_total 0+5x60`, `gearbox_jobs_received_total{model="demo"} 0+100x60`},
 		quiet: []string{`gearbox_jobs_redelivered_total 0x60`, `gearbox_jobs_received_total{model="demo"} 0+100x60`},
@@ -143,15 +147,15 @@ var alertCases = map[string]struct{ fire, quiet []string }{
 			`gearbox_queue_seconds_bucket{model="demo", le="120"} 0+10x60`,
 			`gearbox_queue_seconds_bucket{model="demo", le="+Inf"} 0+10x60`},
 	},
-	"GearboxQualityOverTarget": {
-		fire: []string{`gearbox_quality_error_bucket{model="demo", precision="fp8", role="served", le="0.01"} 0x60`,
-			`gearbox_quality_error_bucket{model="demo", precision="fp8", role="served", le="0.1"} 0+5x60`,
-			`gearbox_quality_error_bucket{model="demo", precision="fp8", role="served", le="+Inf"} 0+5x60`,
-			`gearbox_policy_max_error{model="demo"} 0.01x60`},
-		quiet: []string{`gearbox_quality_error_bucket{model="demo", precision="fp8", role="served", le="0.01"} 0x60`,
-			`gearbox_quality_error_bucket{model="demo", precision="fp8", role="served", le="0.1"} 0+5x60`,
-			`gearbox_quality_error_bucket{model="demo", precision="fp8", role="served", le="+Inf"} 0+5x60`,
-			`gearbox_policy_max_error{model="demo"} 0.5x60`},
+	"GearboxQualityAtCeiling": {
+		fire: []string{`gearbox_policy_hold{model="demo", reason="ceiling"} 1x60`,
+			`gearbox_policy_hold{model="demo", reason="margin"} 0x60`},
+		quiet: []string{`gearbox_policy_hold{model="demo", reason="ceiling"} 0x60`,
+			`gearbox_policy_hold{model="demo", reason="margin"} 1x60`},
+	},
+	"GearboxPrecisionRuledOut": {
+		fire:  []string{`gearbox_policy_excluded{model="demo", precision="fp8"} 1x60`},
+		quiet: []string{`gearbox_policy_excluded{model="demo", precision="fp8"} 0x60`},
 	},
 	"GearboxQualityChecksFailing": {
 		fire:  []string{`gearbox_quality_checks_total{model="demo", outcome="failed"} 0+1x60`},

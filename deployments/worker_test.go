@@ -3,6 +3,7 @@ package deployments
 import (
 	"os"
 	"path"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -122,44 +123,71 @@ func podHasFile(spec corev1.PodSpec, c corev1.Container, file string) bool {
 	return false
 }
 
+// TestChartSecrets checks each way to authenticate: files are mounted from
+// the Secret at the path the setting names, values come from the Secret.
 func TestChartSecrets(t *testing.T) {
-	d, c, env := workerParts(t, render(t, everyToggle))
-	for _, k := range []string{"GEARBOX_NATS_CREDS", "GEARBOX_NATS_NKEY_SEED", "GEARBOX_NATS_CA", "GEARBOX_NATS_CERT", "GEARBOX_NATS_KEY"} {
-		if env[k] == "" {
-			t.Errorf("%s is not set with every credential and TLS file given", k)
-		}
-	}
-	refs := map[string]string{}
-	for _, e := range c.Env {
-		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
-			refs[e.Name] = e.ValueFrom.SecretKeyRef.Name + "/" + e.ValueFrom.SecretKeyRef.Key
-		}
-	}
-	for k, want := range map[string]string{
-		"GEARBOX_NATS_USER":     "gearbox-nats/user",
-		"GEARBOX_NATS_PASSWORD": "gearbox-nats/password",
-		"GEARBOX_NATS_TOKEN":    "gearbox-nats/token",
+	const tls = "  tls: {secretName: gearbox-nats-tls}\n"
+	for _, tc := range []struct {
+		name, auth string
+		files      []string          // settings that name a mounted file
+		refs       map[string]string // settings read from the Secret: Secret/key
+	}{
+		{"none", "", nil, nil},
+		{"creds", "{secretName: gearbox-nats, credsKey: worker.creds}", []string{"GEARBOX_NATS_CREDS"}, nil},
+		{"nkey", "{secretName: gearbox-nats, nkeySeedKey: worker.nk}", []string{"GEARBOX_NATS_NKEY_SEED"}, nil},
+		{"user and password", "{secretName: gearbox-nats, userKey: user, passwordKey: password}", nil,
+			map[string]string{"GEARBOX_NATS_USER": "gearbox-nats/user", "GEARBOX_NATS_PASSWORD": "gearbox-nats/password"}},
+		{"token", "{secretName: gearbox-nats, tokenKey: token}", nil, map[string]string{"GEARBOX_NATS_TOKEN": "gearbox-nats/token"}},
 	} {
-		if refs[k] != want {
-			t.Errorf("%s from Secret %q; want %q", k, refs[k], want)
-		}
-	}
-	for _, v := range d.Spec.Template.Spec.Volumes {
-		if v.Secret != nil && (v.Secret.DefaultMode == nil || *v.Secret.DefaultMode&0o007 != 0) {
-			t.Errorf("Secret volume %s is readable by others (defaultMode %v)", v.Name, v.Secret.DefaultMode)
-		}
-	}
-
-	// Without credentials nothing of them appears.
-	_, c, env = workerParts(t, render(t, ""))
-	for k := range env {
-		if strings.HasPrefix(k, "GEARBOX_NATS_") && k != "GEARBOX_NATS_URL" {
-			t.Errorf("defaults set %s", k)
-		}
-	}
-	for _, e := range c.Env {
-		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
-			t.Errorf("defaults read %s from a Secret", e.Name)
+		for _, withTLS := range []bool{false, true} {
+			values := ""
+			if tc.auth != "" {
+				values += "  auth: " + tc.auth + "\n"
+			}
+			files := tc.files
+			if withTLS {
+				values += tls
+				files = append(append([]string{}, files...), "GEARBOX_NATS_CA", "GEARBOX_NATS_CERT", "GEARBOX_NATS_KEY")
+			}
+			if values != "" {
+				values = "nats:\n" + values
+			}
+			d, c, env := workerParts(t, render(t, values))
+			var got []string
+			for k := range env {
+				if strings.HasPrefix(k, "GEARBOX_NATS_") && k != "GEARBOX_NATS_URL" {
+					got = append(got, k)
+				}
+			}
+			refs := map[string]string{}
+			for _, e := range c.Env {
+				if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+					refs[e.Name] = e.ValueFrom.SecretKeyRef.Name + "/" + e.ValueFrom.SecretKeyRef.Key
+				}
+			}
+			sort.Strings(got)
+			sort.Strings(files)
+			if strings.Join(got, " ") != strings.Join(files, " ") {
+				t.Errorf("%s, TLS %v: ConfigMap sets %v; want %v", tc.name, withTLS, got, files)
+			}
+			for _, k := range files {
+				if !podHasFile(d.Spec.Template.Spec, c, env[k]) {
+					t.Errorf("%s, TLS %v: %s = %s: no Secret item provides it", tc.name, withTLS, k, env[k])
+				}
+			}
+			if len(refs) != len(tc.refs) {
+				t.Errorf("%s, TLS %v: settings from the Secret %v; want %v", tc.name, withTLS, refs, tc.refs)
+			}
+			for k, want := range tc.refs {
+				if refs[k] != want {
+					t.Errorf("%s, TLS %v: %s from %q; want %q", tc.name, withTLS, k, refs[k], want)
+				}
+			}
+			for _, v := range d.Spec.Template.Spec.Volumes {
+				if v.Secret != nil && (v.Secret.DefaultMode == nil || *v.Secret.DefaultMode&0o007 != 0) {
+					t.Errorf("%s: Secret volume %s is readable by others (defaultMode %v)", tc.name, v.Name, v.Secret.DefaultMode)
+				}
+			}
 		}
 	}
 }

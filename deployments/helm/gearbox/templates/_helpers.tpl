@@ -51,6 +51,13 @@ The schema checks types and names; this checks what depends on several values.
 {{- fail (printf "nats.auth.%s is set but nats.auth.secretName is empty: name the Secret that holds it" $k) -}}
 {{- end -}}
 {{- end -}}
+{{- $methods := 0 -}}
+{{- range $k := list "credsKey" "nkeySeedKey" "userKey" "tokenKey" -}}
+{{- if index $a $k }}{{ $methods = add1 $methods }}{{ end -}}
+{{- end -}}
+{{- if gt $methods 1 -}}
+{{- fail "nats.auth: set one way to authenticate (credsKey, nkeySeedKey, userKey with passwordKey, or tokenKey); the worker refuses several" -}}
+{{- end -}}
 {{- if ne (empty $a.userKey) (empty $a.passwordKey) -}}
 {{- fail "nats.auth.userKey and nats.auth.passwordKey go together: set both or neither" -}}
 {{- end -}}
