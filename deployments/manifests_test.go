@@ -59,6 +59,9 @@ func TestManifests(t *testing.T) {
 			}
 		}
 		for _, so := range find[*kedav1alpha1.ScaledObject](objs) {
+			if errs := checkScaledObject(so); len(errs) > 0 {
+				t.Errorf("%s: ScaledObject %s:%s", f, so.Name, joinErrs(errs))
+			}
 			if so.Spec.ScaleTargetRef.Name != "gearbox-worker" {
 				t.Errorf("%s: ScaledObject scales %s; want gearbox-worker (worker.yaml)", f, so.Spec.ScaleTargetRef.Name)
 			}

@@ -203,6 +203,9 @@ func TestChartScaledObject(t *testing.T) {
 			t.Fatalf("prefix %s: want one ScaledObject with one trigger; got %v", prefix, kinds(objs))
 		}
 		so := sos[0]
+		if errs := checkScaledObject(so); len(errs) > 0 {
+			t.Errorf("prefix %s: ScaledObject:%s", prefix, joinErrs(errs))
+		}
 		subj, err := gearbox.NewSubjects(prefix)
 		if err != nil {
 			t.Fatal(err)
