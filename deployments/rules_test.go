@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql"
-	"github.com/prometheus/prometheus/promql/promqltest"
 )
 
 const rulesFile = "prometheus/gearbox-rules.yaml"
@@ -94,8 +93,8 @@ func TestChartPrometheusRule(t *testing.T) {
 }
 
 // alertCases are, for each alert, series on which it must fire at 60m and
-// series on which it must not. Series are in promqltest's load notation at
-// one sample a minute ("0+10x60": 0, 10, …, 600).
+// series on which it must not. Series are in promqltest's notation at one
+// sample a minute ("0+10x60": 0, 10, …, 600).
 var alertCases = map[string]struct{ fire, quiet []string }{
 	"GearboxWorkerDown": {
 		fire:  []string{`up{job="gearbox", instance="w1"} 1x30 0x30`},
@@ -180,15 +179,14 @@ var alertCases = map[string]struct{ fire, quiet []string }{
 // TestAlertsFire evaluates every alert's expression with Prometheus's engine
 // on series that should fire it and on series that should not.
 func TestAlertsFire(t *testing.T) {
-	engine := promqltest.NewTestEngine(t, false, 0, promqltest.DefaultMaxSamplesPerQuery)
+	engine := newEngine()
 	at := time.Unix(0, 0).Add(60 * time.Minute)
 	eval := func(t *testing.T, expr string, series []string) promql.Vector {
 		t.Helper()
-		load := "load 1m\n"
-		for _, s := range series {
-			load += "  " + s + "\n"
+		st, err := loadSeries(series)
+		if err != nil {
+			t.Fatal(err)
 		}
-		st := promqltest.LoadedStorage(t, load)
 		q, err := engine.NewInstantQuery(context.Background(), st, nil, expr, at)
 		if err != nil {
 			t.Fatal(err)
