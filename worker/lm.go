@@ -8,6 +8,7 @@ import (
 	"math"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -367,7 +368,16 @@ func (es *engines) get(ctx context.Context, w *Worker, m *lm.Model, p precision.
 	if err != nil {
 		return nil, err
 	}
-	e, err := engine.New(lmb, m, p, blocks, engine.Config{TokenBudget: w.cfg.LMTokenBudget, MaxSeqs: w.cfg.LMMaxSeqs})
+	cfg := engine.Config{TokenBudget: w.cfg.LMTokenBudget, MaxSeqs: w.cfg.LMMaxSeqs}
+	if met := w.met; met != nil {
+		itl := met.itl.WithLabelValues(m.Name, string(p))
+		cfg.OnStep = func(decoded, _ int, took time.Duration) {
+			if decoded > 0 {
+				itl.Observe(took.Seconds())
+			}
+		}
+	}
+	e, err := engine.New(lmb, m, p, blocks, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -401,6 +411,17 @@ func (w *Worker) kvBlocks(m *lm.Model, p precision.Format) (int, error) {
 // kvBlockTokens is the tokens per KV block the budget assumes (the
 // backends' block size).
 const kvBlockTokens = 16
+
+// stats are the engines' statistics now.
+func (es *engines) stats() map[engineKey]engine.StepStats {
+	es.mu.Lock()
+	defer es.mu.Unlock()
+	out := make(map[engineKey]engine.StepStats, len(es.all))
+	for k, e := range es.all {
+		out[k] = e.Stats()
+	}
+	return out
+}
 
 // close stops every engine (ending what they hold) and waits for them.
 func (es *engines) close() {

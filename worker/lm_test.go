@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/gearbox-inference/gearbox"
 	"github.com/gearbox-inference/gearbox/kernels"
 	"github.com/gearbox-inference/gearbox/kernels/cpu"
@@ -326,7 +328,8 @@ func TestLMManyJobsKillOne(t *testing.T) {
 	m := e.withLM(tinyLM)
 	cfg := worker.Config{KVBytes: 64 << 10} // 32 blocks of 16 positions
 	victim := e.start("victim", cfg, nil)
-	e.start("w1", cfg, nil)
+	reg := prometheus.NewRegistry()
+	e.start("w1", worker.Config{KVBytes: cfg.KVBytes, Metrics: worker.NewMetrics(reg)}, nil)
 	e.start("w2", cfg, nil)
 	prompts := make([][]int32, jobs)
 	var wg sync.WaitGroup
@@ -341,7 +344,7 @@ func TestLMManyJobsKillOne(t *testing.T) {
 				prompt := randTokens(i, m.Config.Vocab)
 				prompts[i] = prompt
 				j := &gearbox.Job{ID: fmt.Sprintf("lm-%04d", i), Model: "tiny", Precision: precision.BF16,
-					LMRequest: gearbox.LMRequest{PromptTokens: prompt, MaxTokens: lmPtr(8 + i%9)}}
+					LMRequest: gearbox.LMRequest{PromptTokens: prompt, MaxTokens: lmPtr(24 + i%17)}}
 				if _, err := c.SubmitAsync(j); err != nil {
 					t.Error(err)
 					return
@@ -366,10 +369,27 @@ func TestLMManyJobsKillOne(t *testing.T) {
 		seen[r.ID] = true
 		var i int
 		fmt.Sscanf(r.ID, "lm-%04d", &i)
-		if want := greedyUntilEOS(t, m, prompts[i], 8+i%9); !slices.Equal(r.Tokens, want) {
+		if want := greedyUntilEOS(t, m, prompts[i], 24+i%17); !slices.Equal(r.Tokens, want) {
 			t.Errorf("%s: %v; want %v", r.ID, r.Tokens, want)
 		}
 	}
+	// The cache was small enough that w1's engine preempted sequences.
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	preempted := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() == "gearbox_lm_preemptions_total" {
+			for _, m := range mf.GetMetric() {
+				preempted += m.GetCounter().GetValue()
+			}
+		}
+	}
+	if preempted == 0 {
+		t.Errorf("no preemptions on a cache of 32 blocks; want the KV budget exhausted")
+	}
+	t.Logf("w1 preempted %v sequences", preempted)
 }
 
 func greedyUntilEOS(t testing.TB, m *lm.Model, prompt []int32, n int) []int32 {

@@ -119,6 +119,9 @@ func New(nc *nats.Conn, backend kernels.Backend, models *Models, cfg Config) (*W
 		}
 	}
 	models.evictFrom(backend)
+	if w.met != nil {
+		w.met.engines.add(&w.engines)
+	}
 	return w, nil
 }
 
