@@ -1,0 +1,189 @@
+package chaos_test
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gearbox-inference/gearbox"
+	"github.com/gearbox-inference/gearbox/internal/chaos"
+	"github.com/gearbox-inference/gearbox/model"
+)
+
+// TestSoak: jobs published at a steady rate (in msgpack and JSON) while a
+// random worker process is SIGKILLed every killEvery, and the NATS server
+// is SIGKILLed once, 40% of the way through, and started again a second
+// later on the same store and port. Every job must end with exactly one
+// result, correct against the float64 reference; none lost, none
+// duplicated, no dead letter, nothing left in the job stream.
+func TestSoak(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the soak drill runs for about half a minute: run it without -short (task chaos)")
+	}
+	s := scale(t)
+	b := binaries(t)
+	dir := t.TempDir()
+	srv, err := chaos.StartServer(b.NATSD, chaos.ServerConfig{Name: "n0", Dir: filepath.Join(dir, "nats")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop(5 * time.Second)
+	m := demoModel(t, filepath.Join(dir, "models"))
+	// A short AckWait brings back the jobs a killed worker held within
+	// seconds; the result stream's duplicate window (10 min) outlasts
+	// AckWait × MaxDeliver many times over.
+	streams := gearbox.StreamsConfig{AckWait: 4 * time.Second}
+	nc := connect(t, srv.URL)
+	mp, err := gearbox.NewClient(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := gearbox.NewClient(nc, gearbox.WithEncoding(gearbox.JSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	provision(t, mp, streams)
+	fleet, err := chaos.StartFleet(chaos.FleetConfig{
+		Gearbox: b.Gearbox, Dir: dir, Workers: s.workers, URL: srv.URL, Models: filepath.Join(dir, "models"),
+		Streams: streams,
+		// The precision stays fp32, so every output is checked against
+		// the float64 reference at fp32's accuracy.
+		Env: []string{"GEARBOX_QUALITY_CONTROL=false"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fleet.Stop(5 * time.Second)
+
+	all := jobs(m, "soak", s.jobs)
+	halves := [2][]*gearbox.Job{}
+	for i, j := range all {
+		halves[i%2] = append(halves[i%2], j)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*s.publishing()+5*time.Minute)
+	defer cancel()
+
+	// The chaos: worker kills every killEvery, one server kill.
+	stop := make(chan struct{})
+	var chaosDone sync.WaitGroup
+	kills, serverDown := 0, time.Duration(0)
+	var chaosErr error
+	chaosDone.Go(func() {
+		r := rand.New(rand.NewPCG(1, 2))
+		tick := time.NewTicker(s.killEvery)
+		defer tick.Stop()
+		serverKill := time.After(s.publishing() * 2 / 5)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				if _, err := fleet.KillRandom(r); err == nil {
+					kills++
+				} else if !errors.Is(err, chaos.ErrNotRunning) {
+					chaosErr = err
+					return
+				}
+			case <-serverKill:
+				t0 := time.Now()
+				if err := srv.Kill(); err != nil {
+					chaosErr = err
+					return
+				}
+				time.Sleep(time.Second)
+				if err := srv.Restart(); err != nil {
+					chaosErr = err
+					return
+				}
+				serverDown = time.Since(t0)
+			}
+		}
+	})
+
+	start := time.Now()
+	var stats [2]chaos.PublishStats
+	var pubErr [2]error
+	var producers sync.WaitGroup
+	for i, c := range []*gearbox.Client{mp, js} {
+		producers.Go(func() {
+			stats[i], pubErr[i] = chaos.Publish(ctx, c, halves[i], chaos.ProducerConfig{Rate: s.rate / 2})
+		})
+	}
+	producers.Wait()
+	published := time.Since(start)
+	close(stop)
+	chaosDone.Wait()
+	if err := errors.Join(pubErr[0], pubErr[1], chaosErr); err != nil {
+		logTails(t, append(fleet.Workers, srv.Proc)...)
+		t.Fatal(err)
+	}
+	if err := chaos.WaitDrained(ctx, mp.JetStream(), mp.Subjects()); err != nil {
+		logTails(t, append(fleet.Workers, srv.Proc)...)
+		t.Fatal(err)
+	}
+	drained := time.Since(start)
+	deliveries, err := chaos.Deliveries(ctx, mp.JetStream(), mp.Subjects())
+	if err != nil {
+		t.Fatal(err)
+	}
+	deaths := len(fleet.Exits())
+	if hard := fleet.Stop(30 * time.Second); hard > 0 {
+		t.Errorf("%d worker(s) did not stop on SIGTERM within 30 s", hard)
+	}
+	acct, err := chaos.ReadAccount(ctx, mp.JetStream(), mp.Subjects())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]string, len(all))
+	for i, j := range all {
+		ids[i] = j.ID
+	}
+	tally := acct.Tally(ids)
+	t.Logf("%d jobs (%d rows) published in %v, all answered after %v; %d workers, %d SIGKILLs (every %v), %d worker deaths in all; server killed once, back after %v",
+		s.jobs, rowsOf(all), published.Round(time.Millisecond), drained.Round(time.Millisecond), s.workers, kills, s.killEvery, deaths, serverDown.Round(time.Millisecond))
+	t.Logf("%d deliveries: %d redeliveries; publish retries %d, duplicate publishes dropped %d; results %d, answered %d, lost %d, duplicated %d, failed %d, dead letters %d, jobs left %d",
+		deliveries, deliveries-uint64(s.jobs), stats[0].Retries+stats[1].Retries, stats[0].Duplicates+stats[1].Duplicates, len(acct.Results), tally.Answered,
+		len(tally.Lost), len(tally.Duplicated), len(tally.Failed), tally.DeadLetters, tally.JobsLeft)
+	if err := tally.Err(); err != nil {
+		logTails(t, fleet.Workers...)
+		t.Fatal(err)
+	}
+	if kills == 0 {
+		t.Errorf("no worker was killed: the drill proved nothing (raise GEARBOX_CHAOS_JOBS or lower GEARBOX_CHAOS_RATE)")
+	}
+	checkOutputs(t, m, all, acct)
+}
+
+// checkOutputs checks every result of jobs against the float64 reference.
+func checkOutputs(t *testing.T, m *model.Model, jobs []*gearbox.Job, acct *chaos.Account) {
+	t.Helper()
+	byID := make(map[string]*gearbox.Job, len(jobs))
+	for _, j := range jobs {
+		byID[j.ID] = j
+	}
+	bad := 0
+	for _, a := range acct.Results {
+		if j := byID[a.Result.ID]; j != nil {
+			if err := outputErr(m, j, a.Result, 1e-5); err != nil {
+				if bad++; bad <= 5 {
+					t.Error(err)
+				}
+			}
+		}
+	}
+	if bad > 5 {
+		t.Errorf("... %d results wrong in all", bad)
+	}
+}
+
+func rowsOf(jobs []*gearbox.Job) int {
+	n := 0
+	for _, j := range jobs {
+		n += j.Input.Rows()
+	}
+	return n
+}
