@@ -107,12 +107,17 @@ func readStream(ctx context.Context, js jetstream.JetStream, stream string, fn f
 func streamInfo(ctx context.Context, js jetstream.JetStream, stream string) (*jetstream.StreamInfo, error) {
 	var err error
 	for ctx.Err() == nil {
+		// Each attempt has its own timeout: a request sent to a leader
+		// that died is never answered.
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		var s jetstream.Stream
 		var info *jetstream.StreamInfo
-		if s, err = js.Stream(ctx, stream); err == nil {
-			if info, err = s.Info(ctx); err == nil {
-				return info, nil
-			}
+		if s, err = js.Stream(actx, stream); err == nil {
+			info, err = s.Info(actx)
+		}
+		cancel()
+		if err == nil {
+			return info, nil
 		}
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			break

@@ -174,6 +174,23 @@ func (p *Proc) Kill() error {
 	return nil
 }
 
+// Dump ends supervision and sends SIGQUIT: a Go program writes every
+// goroutine's stack to its log and exits. It waits for the exit (up to
+// 10 s, then SIGKILL). For a drill that failed: where was it stuck?
+func (p *Proc) Dump() {
+	p.mu.Lock()
+	p.stopped = true
+	cmd, exited := p.cmd, p.exited
+	p.mu.Unlock()
+	_ = cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		<-exited
+	}
+}
+
 // Stop ends supervision and stops the process: SIGTERM, then SIGKILL if it
 // has not exited within grace. It reports whether it exited on SIGTERM
 // alone.
@@ -236,4 +253,16 @@ func (p *Proc) PeakRSS() (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("chaos: peak RSS of %s: no VmHWM in /proc/%d/status", p.cfg.Name, pid)
+}
+
+// Goroutines returns the goroutine stacks in a Go program's crash output
+// (SIGQUIT, a fatal error) whose frames mention substr.
+func Goroutines(output, substr string) string {
+	var keep []string
+	for _, g := range strings.Split(output, "\n\ngoroutine ") {
+		if strings.Contains(g, substr) {
+			keep = append(keep, "goroutine "+strings.TrimPrefix(g, "goroutine "))
+		}
+	}
+	return strings.Join(keep, "\n\n")
 }

@@ -121,8 +121,11 @@ func TestSoak(t *testing.T) {
 		logTails(t, append(fleet.Workers, srv.Proc)...)
 		t.Fatal(err)
 	}
-	if err := chaos.WaitDrained(ctx, mp.JetStream(), mp.Subjects()); err != nil {
+	dctx, dcancel := context.WithTimeout(ctx, s.drainTimeout())
+	defer dcancel()
+	if err := chaos.WaitDrained(dctx, mp.JetStream(), mp.Subjects()); err != nil {
 		logTails(t, append(fleet.Workers, srv.Proc)...)
+		dumpStuck(t, fleet)
 		t.Fatal(err)
 	}
 	drained := time.Since(start)

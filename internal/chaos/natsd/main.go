@@ -60,6 +60,7 @@ func run(args []string) error {
 		StoreDir:   *store,
 		MaxPayload: int32(*maxPayload),
 		NoSigs:     true,
+		Logtime:    true,
 	}
 	if *cluster != "" {
 		ch, cp, err := hostPort(*clusterListen)
