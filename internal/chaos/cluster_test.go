@@ -131,5 +131,8 @@ func TestClusterLeaderLoss(t *testing.T) {
 		logTails(t, procs...)
 		t.Fatal(err)
 	}
+	if len(losses) != 2 {
+		t.Errorf("%d leaders killed; want 2", len(losses))
+	}
 	checkOutputs(t, m, all, acct)
 }

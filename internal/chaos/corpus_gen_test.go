@@ -236,17 +236,17 @@ func hostileCases() []*chaos.Case {
 	add("reply-to-4MiB", "(4) a 4 MiB reply_to", demoJobs, nil, enc(job("reply-big", func(j map[string]any) { j["reply_to"] = "_INBOX." + huge })),
 		bad("reply_to is 4194311 bytes", "reply-big"))
 
-	// (1) reply_to reaching what it must not: each once did it.
+	// (1) reply_to aimed where a worker must not publish.
 	for _, r := range []struct{ name, subject, once string }{
-		{"purge-jobs", "$JS.API.STREAM.PURGE.GEARBOX_JOBS", "deleted 1,999 of 2,000 queued jobs"},
-		{"purge-results", "$JS.API.STREAM.PURGE.GEARBOX_RESULTS", "erased 1,000 stored results"},
-		{"delete-jobs", "$JS.API.STREAM.DELETE.GEARBOX_JOBS", "could delete the job stream"},
-		{"policy", "$KV.gearbox_policy.demo", "overwrote a precision policy"},
-		{"model-store", "$O.gearbox_models.C.demo", "could write into the model store"},
-		{"system", "$SYS.REQ.SERVER.PING", "reached the system account's subjects"},
-		{"results", "gearbox.results.demo", "stored a second result for one id"},
-		{"jobs", "gearbox.jobs.demo", "fed the result back in as a job"},
-		{"elsewhere", "elsewhere.x", "published outside the allowed prefixes"},
+		{"purge-jobs", "$JS.API.STREAM.PURGE.GEARBOX_JOBS", "once deleted 1,999 of 2,000 queued jobs"},
+		{"purge-results", "$JS.API.STREAM.PURGE.GEARBOX_RESULTS", "once erased 1,000 stored results"},
+		{"delete-jobs", "$JS.API.STREAM.DELETE.GEARBOX_JOBS", "would delete the job stream"},
+		{"policy", "$KV.gearbox_policy.demo", "once overwrote a precision policy"},
+		{"model-store", "$O.gearbox_models.C.demo", "would write into the model store"},
+		{"system", "$SYS.REQ.SERVER.PING", "would reach the server's system subjects"},
+		{"results", "gearbox.results.demo", "once stored a second result for one id"},
+		{"jobs", "gearbox.jobs.demo", "once fed the result back in as a job"},
+		{"elsewhere", "elsewhere.x", "is outside the allowed prefixes (inboxes)"},
 	} {
 		id := "reply-" + r.name
 		add("reply-to-"+r.name, "(1) reply_to "+r.subject+" "+r.once, demoJobs, nil,

@@ -155,6 +155,9 @@ func TestSoak(t *testing.T) {
 		logTails(t, fleet.Workers...)
 		t.Fatal(err)
 	}
+	if serverDown == 0 {
+		t.Errorf("the server was never killed: the drill proved less than it says")
+	}
 	if kills == 0 {
 		t.Errorf("no worker was killed: the drill proved nothing (raise GEARBOX_CHAOS_JOBS or lower GEARBOX_CHAOS_RATE)")
 	}
