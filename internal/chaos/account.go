@@ -179,6 +179,11 @@ func (a *Account) Tally(ids []string) Tally {
 	return t
 }
 
+func (t Tally) String() string {
+	return fmt.Sprintf("%d of %d jobs answered: lost %d, duplicated %d, failed %d, strangers %d, dead letters %d, jobs left %d",
+		t.Answered, t.Jobs, len(t.Lost), len(t.Duplicated), len(t.Failed), len(t.Strangers), t.DeadLetters, t.JobsLeft)
+}
+
 // Err says what is wrong with t, or nil when every job has exactly one
 // successful result, no stranger, no dead letter and no job left.
 func (t Tally) Err() error {

@@ -140,13 +140,7 @@ func TestHostileCorpus(t *testing.T) {
 			t.Errorf("%s: peak RSS %d MiB; want at most %d MiB", w.Name(), rss>>20, maxWorkerRSS>>20)
 		}
 	}
-	if hard := fleet.Stop(30 * time.Second); hard > 0 {
-		t.Errorf("%d worker(s) did not stop on SIGTERM within 30 s", hard)
-	}
-	acct, err := chaos.ReadAccount(ctx, client.JetStream(), client.Subjects())
-	if err != nil {
-		t.Fatal(err)
-	}
+	acct := settle(ctx, t, client, fleet)
 	t.Logf("%d corpus jobs (%d refused by the stream) and %d good jobs answered in %v: %d results, %d dead letters",
 		len(cases), len(cases)-len(seqs), len(good)+len(big), took.Round(time.Millisecond), len(acct.Results), len(acct.Dead))
 
@@ -173,11 +167,7 @@ func TestHostileCorpus(t *testing.T) {
 	}
 	goodAcct := &chaos.Account{Results: acct.Results}
 	all := append(good, big...)
-	ids := make([]string, len(all))
-	for i, j := range all {
-		ids[i] = j.ID
-	}
-	tally := goodAcct.Tally(ids)
+	tally := goodAcct.Tally(idsOf(all))
 	tally.Strangers = nil // the corpus's own results
 	if err := tally.Err(); err != nil {
 		t.Errorf("good jobs: %v", err)

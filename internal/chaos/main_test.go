@@ -58,6 +58,29 @@ func binaries(t *testing.T) chaos.Binaries {
 	return bins
 }
 
+// settle stops the fleet gracefully once its jobs are drained and reads
+// the account of the streams.
+func settle(ctx context.Context, t *testing.T, c *gearbox.Client, fleet *chaos.Fleet) *chaos.Account {
+	t.Helper()
+	if hard := fleet.Stop(30 * time.Second); hard > 0 {
+		t.Errorf("%d worker(s) did not stop on SIGTERM within 30 s", hard)
+	}
+	acct, err := chaos.ReadAccount(ctx, c.JetStream(), c.Subjects())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return acct
+}
+
+// idsOf lists the jobs' ids.
+func idsOf(jobs []*gearbox.Job) []string {
+	ids := make([]string, len(jobs))
+	for i, j := range jobs {
+		ids[i] = j.ID
+	}
+	return ids
+}
+
 // knownDefect skips a drill that fails on a defect the harness found and
 // the worker does not fix yet, saying what it is, unless
 // GEARBOX_CHAOS_KNOWN_DEFECTS=1 asks to run it anyway (to reproduce it, or

@@ -177,29 +177,21 @@ func (p *Proc) Kill() error {
 // Dump ends supervision and sends SIGQUIT: a Go program writes every
 // goroutine's stack to its log and exits. It waits for the exit (up to
 // 10 s, then SIGKILL). For a drill that failed: where was it stuck?
-func (p *Proc) Dump() {
-	p.mu.Lock()
-	p.stopped = true
-	cmd, exited := p.cmd, p.exited
-	p.mu.Unlock()
-	_ = cmd.Process.Signal(syscall.SIGQUIT)
-	select {
-	case <-exited:
-	case <-time.After(10 * time.Second):
-		_ = cmd.Process.Kill()
-		<-exited
-	}
-}
+func (p *Proc) Dump() { p.end(syscall.SIGQUIT, 10*time.Second) }
 
 // Stop ends supervision and stops the process: SIGTERM, then SIGKILL if it
 // has not exited within grace. It reports whether it exited on SIGTERM
 // alone.
-func (p *Proc) Stop(grace time.Duration) bool {
+func (p *Proc) Stop(grace time.Duration) bool { return p.end(syscall.SIGTERM, grace) }
+
+// end ends supervision, sends sig and waits for the exit, sending SIGKILL
+// after grace; it reports whether sig alone ended the process.
+func (p *Proc) end(sig os.Signal, grace time.Duration) bool {
 	p.mu.Lock()
 	p.stopped = true
 	cmd, exited := p.cmd, p.exited
 	p.mu.Unlock()
-	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Process.Signal(sig)
 	select {
 	case <-exited:
 		return true
