@@ -255,8 +255,10 @@ func drained(ctx context.Context, js jetstream.JetStream, s gearbox.Subjects) er
 }
 
 // Deliveries is the number of deliveries the shared consumer has made,
-// redeliveries included: less the jobs, it counts the jobs computed again
-// because a worker died holding them (or held them past AckWait).
+// redeliveries included: less the jobs, about the number of jobs delivered
+// again because a worker died holding them (or held them past AckWait).
+// About: a server killed with SIGKILL can lose the consumer's last state
+// updates and count from an earlier value.
 func Deliveries(ctx context.Context, js jetstream.JetStream, s gearbox.Subjects) (uint64, error) {
 	cons, err := js.Consumer(ctx, s.JobsStream(), s.Consumer())
 	if err != nil {
