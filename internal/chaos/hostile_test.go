@@ -57,7 +57,7 @@ func TestHostileCorpus(t *testing.T) {
 	provision(t, client, streams)
 
 	// Spies on every subject a hostile reply_to names that nothing else
-	// publishes to, and the inbox a good job asks for.
+	// publishes to, and on the inboxes good jobs ask for.
 	spied := map[string]*nats.Subscription{}
 	for _, s := range []string{"$JS.API.STREAM.PURGE.GEARBOX_JOBS", "$JS.API.STREAM.PURGE.GEARBOX_RESULTS", "$JS.API.STREAM.DELETE.GEARBOX_JOBS",
 		"$KV.gearbox_policy.demo", "$O.gearbox_models.C.demo", "$SYS.REQ.SERVER.PING", "elsewhere.x"} {
@@ -67,7 +67,7 @@ func TestHostileCorpus(t *testing.T) {
 		}
 		spied[s] = sub
 	}
-	inbox, err := nc.SubscribeSync("_INBOX.chaos.reply")
+	inbox, err := nc.SubscribeSync("_INBOX.chaos.>")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,8 +174,26 @@ func TestHostileCorpus(t *testing.T) {
 	}
 	checkOutputs(t, m, all, acct)
 
-	if _, err := inbox.NextMsg(5 * time.Second); err != nil {
-		t.Errorf("no reply on the allowed inbox: %v", err)
+	// Exactly the cases that ask for a reply on an inbox get one.
+	wantReplies := map[string]bool{}
+	for _, c := range cases {
+		if c.Expect.Reply {
+			wantReplies[c.Expect.ID] = true
+		}
+	}
+	for range wantReplies {
+		m, err := inbox.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Errorf("replies on _INBOX.chaos.>: %v; want one for each of %v", err, wantReplies)
+			break
+		}
+		r, err := gearbox.DecodeResult(m.Data, gearbox.EncodingOf(m.Header))
+		if err != nil || !wantReplies[r.ID] || r.Error != nil {
+			t.Errorf("reply on %s: %+v, %v; want a result for one of %v", m.Subject, r, err, wantReplies)
+		}
+	}
+	if n, _, _ := inbox.Pending(); n != 0 {
+		t.Errorf("%d more replies on _INBOX.chaos.>; want %d in all", n, len(wantReplies))
 	}
 	for s, sub := range spied {
 		if n, _, _ := sub.Pending(); n != 0 {
