@@ -150,10 +150,13 @@ func (w *Worker) ackLoop(ctx context.Context) {
 				failed, cause = i, errNotSent
 				break
 			}
+			w.ackWaiting.Store(w.nowFn().UnixNano())
 			select {
 			case <-f.Ok():
+				w.ackWaiting.Store(0)
 				continue
 			case cause = <-f.Err():
+				w.ackWaiting.Store(0)
 			case <-ctx.Done():
 				return
 			}

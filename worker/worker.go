@@ -58,7 +58,8 @@ type Worker struct {
 	engines   engines        // language-model engines
 	lmRunning sync.WaitGroup // language-model jobs in an engine
 
-	ready atomic.Bool // bound and serving
+	ready      atomic.Bool  // bound and serving
+	ackWaiting atomic.Int64 // unix nanoseconds since the ack loop waits on a publish; 0 when not
 
 	mu       sync.Mutex
 	inflight map[*task]struct{}
@@ -75,7 +76,13 @@ func New(nc *nats.Conn, backend kernels.Backend, models *Models, cfg Config) (*W
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4*cfg.MaxQueuedRows+256))
+	// An async publish whose acknowledgement never comes (its stream's
+	// leader died with it, while the worker's own server stayed up) fails
+	// after publishTimeout and is retried like any failed publish: without
+	// the timeout the ack loop would wait for it for ever, and every later
+	// answer behind it.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4*cfg.MaxQueuedRows+256),
+		jetstream.WithPublishAsyncTimeout(publishTimeout(cfg.Streams.WithDefaults().AckWait)))
 	if err != nil {
 		return nil, err
 	}
@@ -127,6 +134,24 @@ func New(nc *nats.Conn, backend kernels.Backend, models *Models, cfg Config) (*W
 
 // Name is the worker's name, as written in its results.
 func (w *Worker) Name() string { return w.cfg.Name }
+
+// publishTimeout is how long an answer's publish may wait for its
+// acknowledgement: a third of AckWait, between 2 and 10 seconds.
+func publishTimeout(ackWait time.Duration) time.Duration {
+	return min(max(ackWait/3, 2*time.Second), 10*time.Second)
+}
+
+// Healthy reports why the worker is stuck, or nil: its ack loop has waited
+// on one publish for more than a minute (a publish times out after at most
+// 10 s, so that is a bug, and a restart frees the jobs it holds).
+func (w *Worker) Healthy() error {
+	if since := w.ackWaiting.Load(); since != 0 {
+		if d := w.nowFn().Sub(time.Unix(0, since)); d > time.Minute {
+			return fmt.Errorf("worker %s: its ack loop has waited %v for one publish's acknowledgement", w.cfg.Name, d.Round(time.Second))
+		}
+	}
+	return nil
+}
 
 // Ready reports why the worker is not serving jobs, or nil when it is:
 // connected to NATS and bound to the consumer.

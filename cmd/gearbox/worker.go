@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -212,9 +213,15 @@ func (p *probes) stopped(w *worker.Worker, err error) {
 // own is a reason to restart the process).
 func (p *probes) healthz(w http.ResponseWriter, _ *http.Request) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(p.stops) > 0 {
-		http.Error(w, strings.Join(p.stops, "\n"), http.StatusServiceUnavailable)
+	why := slices.Clone(p.stops)
+	for _, wk := range p.workers {
+		if err := wk.Healthy(); err != nil {
+			why = append(why, err.Error())
+		}
+	}
+	p.mu.Unlock()
+	if len(why) > 0 {
+		http.Error(w, strings.Join(why, "\n"), http.StatusServiceUnavailable)
 		return
 	}
 	fmt.Fprintln(w, "ok")

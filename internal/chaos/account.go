@@ -74,9 +74,19 @@ func readStream(ctx context.Context, js jetstream.JetStream, stream string, fn f
 		return err
 	}
 	last := info.State.LastSeq
-	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
-	if err != nil {
-		return fmt.Errorf("chaos: read %s: %w", stream, err)
+	// After a leader election the first requests may go unanswered: each
+	// attempt at the consumer has its own timeout.
+	var cons jetstream.Consumer
+	for {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		cons, err = js.OrderedConsumer(actx, stream, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
+		cancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("chaos: read %s: %w", stream, err)
+		}
 	}
 	for ctx.Err() == nil {
 		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))

@@ -21,10 +21,6 @@ func TestClusterLeaderLoss(t *testing.T) {
 	if os.Getenv("GEARBOX_CHAOS_CLUSTER") == "" {
 		t.Skip("the 3-node drill runs three servers for a minute or more: GEARBOX_CHAOS_CLUSTER=1 go test -run TestClusterLeaderLoss ./internal/chaos (task chaos:full)")
 	}
-	knownDefect(t, "a worker's ack loop waits for ever on the acknowledgement of a result published while the result stream's leader was killed "+
-		"(its JetStream context has no async publish timeout, and its own server stays up, so nats.go never fails the future): every later answer "+
-		"queues behind it, the touch loop keeps those jobs alive with InProgress, and they stay awaiting an ack until the worker restarts "+
-		"(49 to 972 jobs in 4 of 6 runs at 3,000 jobs, 4,333 at 40,000)")
 	s := scale(t)
 	b := binaries(t)
 	dir := t.TempDir()
