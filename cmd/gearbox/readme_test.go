@@ -72,7 +72,7 @@ var readmeCommands = map[string]readmeCommand{
 			}
 		}
 	}},
-	"GEARBOX_MODELS=models go run ./cmd/gearbox worker &": {background: true},
+	"GEARBOX_MODELS=models go run ./cmd/gearbox worker &":    {background: true},
 	"until curl -sf localhost:9464/readyz; do sleep 1; done": {needs: "curl"},
 	"go run ./cmd/gearbox submit --random 5 --model demo --features 64 --wait": {check: func(t *testing.T, stdout string, _ map[string]bool) {
 		if n := strings.Count(stdout, "\tdemo\t"); n != 5 || strings.Contains(stdout, "ERROR") {
