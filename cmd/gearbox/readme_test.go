@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -246,6 +248,22 @@ func TestREADMECommands(t *testing.T) {
 			}
 		}
 		ran[c] = true
+	}
+	// The worker the README started exports its build.
+	if ran["GEARBOX_MODELS=models go run ./cmd/gearbox worker &"] {
+		resp, err := http.Get("http://127.0.0.1:" + metricsPort + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := regexp.MustCompile(`(?m)^gearbox_build_info\{goversion="go[0-9.]+",revision="[^"]+",version="[^"]+"\} 1$`)
+		if !want.Match(body) {
+			t.Errorf("the worker's /metrics has no gearbox_build_info:\n%s", body)
+		}
 	}
 }
 
