@@ -192,6 +192,9 @@ func (d *jobDecoder) setShape(dims []int64) {
 }
 
 func (d *jobDecoder) setDType(s string) {
+	if s == "" {
+		return // absent, as Go clients write it for jobs without input
+	}
 	if DType(s).Size() == 0 {
 		d.fail("input.dtype %s is not one of f32, f16, bf16", echo(s))
 		return
@@ -329,8 +332,162 @@ func (d *jobDecoder) msgpackField(r *mpReader, key string, v mpHead) error {
 		return d.msgpackMeta(r, v)
 	case "input":
 		return d.msgpackInput(r, v)
+	case "task":
+		return r.str(v, "task", 16, d, func(s string) { d.j.Task = Task(s) })
+	case "prompt":
+		return r.str(v, "prompt", len(r.b), d, func(s string) { d.j.Prompt = s })
+	case "prompt_tokens":
+		return d.msgpackTokens(r, v)
+	case "max_tokens":
+		return r.integer(v, "max_tokens", d, func(n int64) { d.j.MaxTokens = d.smallInt("max_tokens", n) })
+	case "temperature":
+		return r.number(v, "temperature", d, func(f float64) { d.j.Temperature = &f })
+	case "top_p":
+		return r.number(v, "top_p", d, func(f float64) { d.j.TopP = &f })
+	case "top_k":
+		return r.integer(v, "top_k", d, func(n int64) { d.j.TopK = d.smallInt("top_k", n) })
+	case "seed":
+		return d.msgpackSeed(r, v)
+	case "logprobs":
+		return r.integer(v, "logprobs", d, func(n int64) {
+			if p := d.smallInt("logprobs", n); p != nil {
+				d.j.Logprobs = *p
+			}
+		})
+	case "stream":
+		if v.kind != mpBool && v.kind != mpNil {
+			d.fail("stream: want a boolean, got %s", v.kind)
+			return r.skip(v)
+		}
+		d.j.Stream = v.b
+		return nil
+	case "stop":
+		return d.msgpackStop(r, v)
 	}
 	return r.skip(v)
+}
+
+// smallInt is n as an int when it fits 32 bits; otherwise it records an
+// error and returns nil.
+func (d *jobDecoder) smallInt(field string, n int64) *int {
+	if n < math.MinInt32 || n > math.MaxInt32 {
+		d.fail("%s %d is outside the 32-bit integer range", field, n)
+		return nil
+	}
+	v := int(n)
+	return &v
+}
+
+func (d *jobDecoder) setTokens(ids []int64) {
+	d.j.PromptTokens = make([]int32, len(ids))
+	for i, id := range ids {
+		if id < 0 || id > math.MaxInt32 {
+			d.fail("prompt_tokens[%d] = %d is not a token id", i, id)
+			d.j.PromptTokens = nil
+			return
+		}
+		d.j.PromptTokens[i] = int32(id)
+	}
+}
+
+func (d *jobDecoder) setStop(ss []string) {
+	if len(ss) > MaxStop {
+		d.fail("stop has %d strings; at most %d", len(ss), MaxStop)
+		return
+	}
+	for i, s := range ss {
+		if len(s) > MaxStopLen {
+			d.fail("stop[%d] is %d bytes; at most %d", i, len(s), MaxStopLen)
+			return
+		}
+	}
+	d.j.Stop = ss
+}
+
+func (d *jobDecoder) msgpackTokens(r *mpReader, v mpHead) error {
+	if v.kind == mpNil {
+		return nil
+	}
+	if v.kind != mpArray {
+		d.fail("prompt_tokens: want an array of token ids, got %s", v.kind)
+		return r.skip(v)
+	}
+	ids := make([]int64, 0, v.n) // n ≤ the bytes left: bounded
+	good := true
+	for i := range v.n {
+		h, err := r.head()
+		if err != nil {
+			return err
+		}
+		n, ok := asInt(h)
+		if !ok {
+			if good {
+				d.fail("prompt_tokens[%d]: want an integer, got %s", i, h.kind)
+			}
+			good = false
+			if err := r.skip(h); err != nil {
+				return err
+			}
+			continue
+		}
+		ids = append(ids, n)
+	}
+	if good {
+		d.setTokens(ids)
+	}
+	return nil
+}
+
+func (d *jobDecoder) msgpackSeed(r *mpReader, v mpHead) error {
+	switch {
+	case v.kind == mpNil:
+	case v.kind == mpUint:
+		d.j.Seed = &v.u
+	case v.kind == mpInt && v.i >= 0:
+		u := uint64(v.i)
+		d.j.Seed = &u
+	default:
+		d.fail("seed: want an integer from 0 to 2^64-1, got %s", v.kind)
+		return r.skip(v)
+	}
+	return nil
+}
+
+func (d *jobDecoder) msgpackStop(r *mpReader, v mpHead) error {
+	if v.kind == mpNil {
+		return nil
+	}
+	if v.kind != mpArray || v.n > MaxStop {
+		if v.kind == mpArray {
+			d.fail("stop has %d strings; at most %d", v.n, MaxStop)
+		} else {
+			d.fail("stop: want an array of strings, got %s", v.kind)
+		}
+		return r.skip(v)
+	}
+	var ss []string
+	for i := range v.n {
+		h, err := r.head()
+		if err != nil {
+			return err
+		}
+		if h.kind != mpStr || h.n > MaxStopLen {
+			d.fail("stop[%d]: want a string of at most %d bytes", i, MaxStopLen)
+			if err := r.skip(h); err != nil {
+				return err
+			}
+			continue
+		}
+		b, err := r.bytes(h.n)
+		if err != nil {
+			return err
+		}
+		ss = append(ss, string(b))
+	}
+	if len(ss) == v.n {
+		d.setStop(ss)
+	}
+	return nil
 }
 
 func (d *jobDecoder) msgpackMeta(r *mpReader, v mpHead) error {
@@ -387,38 +544,36 @@ func (d *jobDecoder) msgpackInput(r *mpReader, v mpHead) error {
 		if err != nil {
 			return err
 		}
-		switch {
-		case !ok:
-			d.fail("input has a key that is not a string")
-		case k == "dtype":
-			err = r.str(vh, "input.dtype", 16, d, d.setDType)
-			continue
-		case k == "shape":
-			err = d.msgpackShape(r, vh)
-			continue
-		case k == "data":
-			if vh.kind == mpNil {
-				continue
-			}
-			if vh.kind != mpBin {
-				d.fail("input.data: want msgpack bin (the raw little-endian bytes), got %s; send an array of numbers as input.values", vh.kind)
-				break
-			}
-			b, err := r.bytes(vh.n)
-			if err != nil {
-				return err
-			}
-			d.data, d.hasData = bytes.Clone(b), true
-			continue
-		case k == "values":
-			err = d.msgpackValues(r, vh)
-			continue
-		}
-		if err := r.skip(vh); err != nil {
+		if err := d.msgpackInputField(r, k, ok, vh); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+func (d *jobDecoder) msgpackInputField(r *mpReader, k string, ok bool, vh mpHead) error {
+	switch {
+	case !ok:
+		d.fail("input has a key that is not a string")
+	case k == "dtype":
+		return r.str(vh, "input.dtype", 16, d, d.setDType)
+	case k == "shape":
+		return d.msgpackShape(r, vh)
+	case k == "values":
+		return d.msgpackValues(r, vh)
+	case k == "data" && vh.kind == mpNil:
+		return nil
+	case k == "data" && vh.kind != mpBin:
+		d.fail("input.data: want msgpack bin (the raw little-endian bytes), got %s; send an array of numbers as input.values", vh.kind)
+	case k == "data":
+		b, err := r.bytes(vh.n)
+		if err != nil {
+			return err
+		}
+		d.data, d.hasData = bytes.Clone(b), true
+		return nil
+	}
+	return r.skip(vh)
 }
 
 func (d *jobDecoder) msgpackShape(r *mpReader, v mpHead) error {
@@ -582,6 +737,10 @@ func asInt(h mpHead) (int64, bool) {
 // json decodes a JSON job. A returned error means the payload is not a
 // JSON object at all (or not JSON); field errors go to d.err.
 func (d *jobDecoder) json(data []byte) error {
+	if !utf8.Valid(data) {
+		// encoding/json would quietly replace the bad bytes.
+		return errors.New("the payload is not valid UTF-8")
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	if err := jsonObject(dec, "a job", func(key string) error {
@@ -638,6 +797,32 @@ func (d *jobDecoder) jsonField(dec *json.Decoder, key string) error {
 		return d.jsonMeta(dec)
 	case "input":
 		return d.jsonInput(dec)
+	case "task":
+		return jsonValue(dec, d, "task", d.bounded("task", 16, func(s string) { d.j.Task = Task(s) }))
+	case "prompt":
+		return jsonValue(dec, d, "prompt", func(s string) { d.j.Prompt = s })
+	case "prompt_tokens":
+		return jsonValue(dec, d, "prompt_tokens", d.setTokens)
+	case "max_tokens":
+		return jsonValue(dec, d, "max_tokens", func(n int64) { d.j.MaxTokens = d.smallInt("max_tokens", n) })
+	case "temperature":
+		return jsonValue(dec, d, "temperature", func(f float64) { d.j.Temperature = &f })
+	case "top_p":
+		return jsonValue(dec, d, "top_p", func(f float64) { d.j.TopP = &f })
+	case "top_k":
+		return jsonValue(dec, d, "top_k", func(n int64) { d.j.TopK = d.smallInt("top_k", n) })
+	case "seed":
+		return jsonValue(dec, d, "seed", func(u uint64) { d.j.Seed = &u })
+	case "logprobs":
+		return jsonValue(dec, d, "logprobs", func(n int64) {
+			if p := d.smallInt("logprobs", n); p != nil {
+				d.j.Logprobs = *p
+			}
+		})
+	case "stream":
+		return jsonValue(dec, d, "stream", func(b bool) { d.j.Stream = b })
+	case "stop":
+		return jsonValue(dec, d, "stop", d.setStop)
 	}
 	var skip json.RawMessage
 	return dec.Decode(&skip)
@@ -676,6 +861,10 @@ func jsonTypeName(kind string) string {
 	switch kind {
 	case "string":
 		return "a string"
+	case "bool":
+		return "a boolean"
+	case "uint64":
+		return "an integer from 0 to 2^64-1"
 	case "int", "int64", "int32":
 		return "an integer"
 	case "float64", "float32":

@@ -8,7 +8,8 @@ import (
 	"github.com/gearbox-inference/gearbox/precision"
 )
 
-// Job is one inference request: rows of input for one model.
+// Job is one inference request: rows of input for a tensor model, or, in
+// its LMRequest fields, a prompt for a language model.
 type Job struct {
 	// ID identifies the job; required, at most MaxIDLen bytes. Producers
 	// also set the Nats-Msg-Id header to it so a re-published job is
@@ -17,7 +18,7 @@ type Job struct {
 	// Model names the model; it must equal the subject's last token.
 	Model string `json:"model" msgpack:"model"`
 	// Input is [rows, features] with features = the model's input width.
-	Input Tensor `json:"input" msgpack:"input"`
+	Input Tensor `json:"input,omitzero" msgpack:"input,omitempty"`
 	// Precision is auto (the default: the model's policy) or a format name.
 	Precision precision.Format `json:"precision,omitempty" msgpack:"precision,omitempty"`
 	// MaxError, when set, is the job's own relative-error bound: the job
@@ -33,6 +34,13 @@ type Job struct {
 	ReplyTo string `json:"reply_to,omitempty" msgpack:"reply_to,omitempty"`
 	// Meta is echoed into the result unchanged.
 	Meta map[string]string `json:"meta,omitempty" msgpack:"meta,omitempty"`
+	// LMRequest holds a language-model job's fields instead of Input.
+	LMRequest
+}
+
+// hasInput reports whether the job gives any of input's fields.
+func (j *Job) hasInput() bool {
+	return !j.Input.IsZero()
 }
 
 // DeadlineTime is the job's deadline, or the zero time if it has none.
@@ -75,6 +83,15 @@ func (j *Job) Validate() error {
 	}
 	if err := checkMeta(j.Meta); err != nil {
 		return Errorf(CodeBadRequest, "job %q: %v", j.ID, err)
+	}
+	if j.IsLM() {
+		if j.hasInput() {
+			return Errorf(CodeBadRequest, "job %q gives both input (for a tensor model) and a prompt (for a language model)", j.ID)
+		}
+		if err := j.LMRequest.validate(); err != nil {
+			return Errorf(CodeBadRequest, "job %q: %v", j.ID, err)
+		}
+		return nil
 	}
 	if err := j.Input.Check(); err != nil {
 		return Errorf(CodeBadRequest, "job %q: input: %s", j.ID, AsError(err).Message)

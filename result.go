@@ -24,8 +24,25 @@ type Result struct {
 	BatchRows int    `json:"batch_rows,omitempty" msgpack:"batch_rows,omitempty"`
 	// QueuedMs is the time from the job's publish (the stream's timestamp)
 	// until its batch started computing; ComputeMs the batch's compute time.
-	QueuedMs  float64           `json:"queued_ms" msgpack:"queued_ms"`
-	ComputeMs float64           `json:"compute_ms" msgpack:"compute_ms"`
-	Error     *Error            `json:"error,omitempty" msgpack:"error,omitempty"`
-	Meta      map[string]string `json:"meta,omitempty" msgpack:"meta,omitempty"`
+	QueuedMs  float64 `json:"queued_ms" msgpack:"queued_ms"`
+	ComputeMs float64 `json:"compute_ms" msgpack:"compute_ms"`
+	// NonFinite counts the output values that are NaN or infinite: the
+	// model overflowed on this input, at this precision. In JSON they are
+	// the strings "NaN", "Infinity" and "-Infinity" among the numbers.
+	NonFinite int    `json:"non_finite,omitempty" msgpack:"non_finite,omitempty"`
+	Error     *Error `json:"error,omitempty" msgpack:"error,omitempty"`
+
+	// Language-model results (docs/wire.md): the generated Text and
+	// Tokens (not the prompt's), why generation ended, the tokens counted,
+	// the log-probabilities asked for (a generate job's Logprobs > 0: one
+	// per generated token; a score job: one per prompt token after the
+	// first), and the time from the job's start of compute to its first
+	// token. An embed job's embedding is Output.
+	Text         string            `json:"text,omitempty" msgpack:"text,omitempty"`
+	Tokens       []int32           `json:"tokens,omitempty" msgpack:"tokens,omitempty"`
+	FinishReason string            `json:"finish_reason,omitempty" msgpack:"finish_reason,omitempty"`
+	Usage        *Usage            `json:"usage,omitempty" msgpack:"usage,omitempty"`
+	Logprobs     []TokenLogprob    `json:"logprobs,omitempty" msgpack:"logprobs,omitempty"`
+	TTFTMs       float64           `json:"ttft_ms,omitempty" msgpack:"ttft_ms,omitempty"`
+	Meta         map[string]string `json:"meta,omitempty" msgpack:"meta,omitempty"`
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"unsafe"
 
 	"github.com/x448/float16"
@@ -58,6 +59,9 @@ func NewTensor(rows, features int, values []float32) Tensor {
 	}
 	return Tensor{DType: F32, Shape: []int{rows, features}, Data: data}
 }
+
+// IsZero reports whether the tensor is absent: no dtype, shape or data.
+func (t Tensor) IsZero() bool { return t.DType == "" && t.Shape == nil && t.Data == nil }
 
 // Rows is the tensor's first dimension, or 0 if it is not 2-D.
 func (t *Tensor) Rows() int {
@@ -160,14 +164,78 @@ func (t *Tensor) Values() ([]float32, error) { return t.Float32s(nil) }
 
 // jsonTensor is Tensor's JSON form, with the values alternative.
 type jsonTensor struct {
-	DType  DType     `json:"dtype,omitempty"`
-	Shape  []int     `json:"shape,omitempty"`
-	Data   []byte    `json:"data,omitempty"`
-	Values []float64 `json:"values,omitempty"`
+	DType  DType      `json:"dtype,omitempty"`
+	Shape  []int      `json:"shape,omitempty"`
+	Data   []byte     `json:"data,omitempty"`
+	Values jsonValues `json:"values,omitempty"`
 }
 
-// UnmarshalJSON accepts data (base64) or values (numbers). With values, the
-// dtype defaults to f32 and the shape to [1, len(values)].
+// jsonValues are a tensor's values in JSON: numbers, and the strings "NaN",
+// "Infinity" and "-Infinity" for what JSON numbers cannot carry (a model's
+// output can overflow; inputs must be finite, and jobs reject the strings).
+type jsonValues []float64
+
+// The JSON strings of the non-finite values.
+const (
+	jsonNaN    = "NaN"
+	jsonInf    = "Infinity"
+	jsonNegInf = "-Infinity"
+)
+
+func (vs jsonValues) MarshalJSON() ([]byte, error) {
+	b := make([]byte, 0, 2+12*len(vs))
+	b = append(b, '[')
+	for i, v := range vs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		switch {
+		case math.IsNaN(v):
+			b = append(b, `"`+jsonNaN+`"`...)
+		case math.IsInf(v, 1):
+			b = append(b, `"`+jsonInf+`"`...)
+		case math.IsInf(v, -1):
+			b = append(b, `"`+jsonNegInf+`"`...)
+		default:
+			b = strconv.AppendFloat(b, v, 'g', -1, 32)
+		}
+	}
+	return append(b, ']'), nil
+}
+
+func (vs *jsonValues) UnmarshalJSON(b []byte) error {
+	var raw []json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	out := make(jsonValues, len(raw))
+	for i, r := range raw {
+		if len(r) > 0 && r[0] == '"' {
+			var s string
+			_ = json.Unmarshal(r, &s)
+			switch s {
+			case jsonNaN:
+				out[i] = math.NaN()
+			case jsonInf:
+				out[i] = math.Inf(1)
+			case jsonNegInf:
+				out[i] = math.Inf(-1)
+			default:
+				return fmt.Errorf("tensor value %d is the string %q; want a number, %q, %q or %q", i, s, jsonNaN, jsonInf, jsonNegInf)
+			}
+			continue
+		}
+		if err := json.Unmarshal(r, &out[i]); err != nil {
+			return fmt.Errorf("tensor value %d: %w", i, err)
+		}
+	}
+	*vs = out
+	return nil
+}
+
+// UnmarshalJSON accepts data (base64) or values (numbers, or the strings
+// "NaN", "Infinity", "-Infinity"). With values, the dtype defaults to f32
+// and the shape to [1, len(values)].
 func (t *Tensor) UnmarshalJSON(b []byte) error {
 	var j jsonTensor
 	if err := json.Unmarshal(b, &j); err != nil {
@@ -191,7 +259,7 @@ func (t *Tensor) UnmarshalJSON(b []byte) error {
 	}
 	t.Data = make([]byte, 4*len(j.Values))
 	for i, v := range j.Values {
-		if math.Abs(v) > math.MaxFloat32 {
+		if math.Abs(v) > math.MaxFloat32 && !math.IsInf(v, 0) {
 			return fmt.Errorf("tensor value %d (%g) is out of float32 range", i, v)
 		}
 		binary.LittleEndian.PutUint32(t.Data[4*i:], math.Float32bits(float32(v)))
@@ -199,17 +267,49 @@ func (t *Tensor) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// MarshalJSON writes finite f32 tensors as values (numbers), others as data.
+// MarshalJSON writes f32 tensors as values (numbers, with "NaN",
+// "Infinity" and "-Infinity" for non-finite values), others as data
+// (base64).
 func (t Tensor) MarshalJSON() ([]byte, error) {
 	j := jsonTensor{DType: t.DType, Shape: t.Shape}
-	// JSON has no NaN or infinity: such tensors go as data.
-	if vs, err := t.Values(); t.DType == F32 && err == nil {
-		j.Values = make([]float64, len(vs))
-		for i, v := range vs {
-			j.Values[i] = float64(v)
+	if t.DType == F32 && t.Check() == nil {
+		n := len(t.Data) / 4
+		j.Values = make(jsonValues, n)
+		for i := range n {
+			j.Values[i] = float64(math.Float32frombits(binary.LittleEndian.Uint32(t.Data[4*i:])))
 		}
 	} else {
 		j.Data = t.Data
 	}
 	return json.Marshal(j)
+}
+
+// NonFinite counts the tensor's NaN and infinite values (0 for a malformed
+// tensor).
+func (t *Tensor) NonFinite() int {
+	if t.Check() != nil {
+		return 0
+	}
+	n := 0
+	switch t.DType {
+	case F32:
+		for i := 0; i < len(t.Data); i += 4 {
+			if binary.LittleEndian.Uint32(t.Data[i:])&0x7f800000 == 0x7f800000 {
+				n++
+			}
+		}
+	case F16:
+		for i := 0; i < len(t.Data); i += 2 {
+			if binary.LittleEndian.Uint16(t.Data[i:])&0x7c00 == 0x7c00 {
+				n++
+			}
+		}
+	case BF16:
+		for i := 0; i < len(t.Data); i += 2 {
+			if binary.LittleEndian.Uint16(t.Data[i:])&0x7f80 == 0x7f80 {
+				n++
+			}
+		}
+	}
+	return n
 }

@@ -1,6 +1,7 @@
 package gearbox_test
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -325,5 +326,36 @@ func TestFloat32sNonFinite(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestJSONNonFinite: a JSON result never switches to base64 for outputs a
+// JSON number cannot carry: they are the strings "NaN", "Infinity" and
+// "-Infinity" among the values, and decode back; jobs still reject them.
+func TestJSONNonFinite(t *testing.T) {
+	out := gearbox.NewTensor(1, 4, []float32{1.5, float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1))})
+	r := &gearbox.Result{ID: "x", Output: &out, NonFinite: out.NonFinite()}
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `"values":[1.5,"NaN","Infinity","-Infinity"]`; !strings.Contains(string(b), want) || !strings.Contains(string(b), `"non_finite":3`) {
+		t.Fatalf("JSON result %s; want it to hold %s and non_finite 3", b, want)
+	}
+	got, err := gearbox.DecodeResult(b, gearbox.JSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.NonFinite != 3 || got.Output.NonFinite() != 3 {
+		t.Errorf("decoded non_finite %d, %d non-finite outputs; want 3, 3", got.NonFinite, got.Output.NonFinite())
+	}
+	at := func(i int) float64 {
+		return float64(math.Float32frombits(binary.LittleEndian.Uint32(got.Output.Data[4*i:])))
+	}
+	if at(0) != 1.5 || !math.IsNaN(at(1)) || !math.IsInf(at(2), 1) || !math.IsInf(at(3), -1) {
+		t.Errorf("decoded values %v %v %v %v; want 1.5 NaN +Inf -Inf", at(0), at(1), at(2), at(3))
+	}
+	if _, err := gearbox.DecodeJob([]byte(`{"id":"j","model":"m","input":{"values":[1,"NaN"]}}`), gearbox.JSON); err == nil || !strings.Contains(err.Error(), "input.values") {
+		t.Errorf("a job with a NaN string: err %v; want a bad_request naming input.values", err)
 	}
 }

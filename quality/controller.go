@@ -385,14 +385,14 @@ func (c *Controller) decide(s *modelState, seq uint64, at time.Time) *Decision {
 	case w.seen < need || cev.Samples < c.rules.MinSamples:
 		return s.holds(HoldEvidence, fmt.Sprintf("%s has %d of the %d reports a step down needs", cand, w.seen, need))
 	case cev.UpperBound > c.rules.Margin*maxErr:
-		return s.holds(HoldMargin, fmt.Sprintf("%s error upper bound %.4g over %d reports exceeds %.2g × max_error %.4g",
+		return s.holds(HoldMargin, fmt.Sprintf("%s error upper bound %.4g over %d reports exceeds %.2g x max_error %.4g",
 			cand, cev.UpperBound, cev.Samples, c.rules.Margin, maxErr))
 	case !pol.UpdatedAt.IsZero() && at.Sub(pol.UpdatedAt) < c.rules.Cooldown:
 		return s.holds(HoldCooldown, fmt.Sprintf("%s qualifies; %v of the %v cooldown since the last change has passed",
 			cand, at.Sub(pol.UpdatedAt).Round(time.Millisecond), c.rules.Cooldown))
 	}
 	return c.change(s, seq, at, cand, cev, fmt.Sprintf(
-		"%s error upper bound %.4g over %d reports is within %.2g × max_error %.4g",
+		"%s error upper bound %.4g over %d reports is within %.2g x max_error %.4g",
 		cand, cev.UpperBound, cev.Samples, c.rules.Margin, maxErr))
 }
 

@@ -351,7 +351,7 @@ func TestHolds(t *testing.T) {
 	}{
 		{"too few reports", Rules{}, func(f *feed) { f.good(5, 1e-7, 1e-4) }, HoldEvidence, "tf32 has 5 of the 20 reports a step down needs"},
 		{"candidate too close to the target", Rules{}, func(f *feed) { f.good(30, 1e-7, 0.06) }, HoldMargin,
-			"tf32 error upper bound 0.06 over 30 reports exceeds 0.5 × max_error 0.1"},
+			"tf32 error upper bound 0.06 over 30 reports exceeds 0.5 x max_error 0.1"},
 		{"cooldown", Rules{Cooldown: time.Hour}, func(f *feed) { f.good(20, 1e-7, 1e-4); f.good(25, 1e-4, 1e-3) }, HoldCooldown,
 			"bf16 qualifies; 25s of the 1h0m0s cooldown since the last change has passed"},
 		{"floor", Rules{}, func(f *feed) {
@@ -374,6 +374,14 @@ func TestHolds(t *testing.T) {
 		h, why := f.c.Holding("m")
 		if h != c.want || !strings.Contains(why, c.words) {
 			t.Errorf("%s: holding %q (%s); want %q (%s)", c.name, h, why, c.want, c.words)
+		}
+		// Reasons are stored in the policy bucket, whose values `nats kv
+		// get` prints as text only when they are plain ASCII.
+		for _, r := range why {
+			if r > 0x7e {
+				t.Errorf("%s: reason %q has the non-ASCII %q", c.name, why, r)
+				break
+			}
 		}
 		if st, ok := f.c.Status("m"); !ok || st.Hold != h || st.Reason != why || st.Position != f.seq {
 			t.Errorf("%s: status %+v; want the hold at position %d", c.name, st, f.seq)

@@ -150,6 +150,7 @@ func (w *Worker) partDone(ctx context.Context, p batcher.Part[*task]) {
 	}
 	out := gearbox.NewTensor(t.rows, t.model.OutputFeatures, t.out)
 	r := &gearbox.Result{
+		NonFinite: out.NonFinite(),
 		ID:        t.job.ID,
 		Model:     t.job.Model,
 		Output:    &out,

@@ -36,6 +36,7 @@ import (
 // of the job stream), a bucket, or Gearbox's own subjects; a refused
 // reply_to is a bad_request, and nothing is sent there.
 func TestReplyToCannotReachSystemSubjects(t *testing.T) {
+	t.Parallel()
 	e := setup(t, gearbox.StreamsConfig{})
 	ctx := context.Background()
 	hostile := []string{
@@ -130,6 +131,7 @@ func TestReplyToCannotReachSystemSubjects(t *testing.T) {
 // answered as a bad_request under the stand-in token _invalid, never on a
 // wildcard result subject.
 func TestJobSubjectTokens(t *testing.T) {
+	t.Parallel()
 	e := setup(t, gearbox.StreamsConfig{})
 	ctx := context.Background()
 	data, _ := gearbox.Msgpack.Marshal(e.job("deep", 1, 1))
@@ -170,6 +172,7 @@ func TestJobSubjectTokens(t *testing.T) {
 // amount about it. It once produced a result and Nats-Msg-Id over the
 // server's max payload, on every delivery, and 42 MB of log.
 func TestHugeIDAnsweredUnderSequence(t *testing.T) {
+	t.Parallel()
 	e := setup(t, gearbox.StreamsConfig{})
 	var logs lockedBuffer
 	l := zerolog.New(&logs).Level(zerolog.DebugLevel)
@@ -246,6 +249,7 @@ func (k *killer) Forward(ctx context.Context, m *model.Model, p precision.Format
 // each death counted against every job the dead worker held, so good jobs
 // ran out of deliveries and were lost or failed with it.
 func TestPoisonJobCostsNothingElse(t *testing.T) {
+	t.Parallel()
 	streams := gearbox.StreamsConfig{AckWait: time.Second}
 	e := setup(t, streams)
 	ctx := context.Background()
@@ -357,6 +361,7 @@ func TestMemoryBoundedInBytes(t *testing.T) {
 // one another's retries, which once took throughput to one job per 2.5 s),
 // and all are answered once it is back.
 func TestResultStreamOutageRetriesInParallel(t *testing.T) {
+	t.Parallel()
 	e := setup(t, gearbox.StreamsConfig{})
 	ctx := context.Background()
 	met := worker.NewMetrics(prometheus.NewRegistry())

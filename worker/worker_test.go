@@ -23,13 +23,15 @@ import (
 // workers: exactly one stored result per job, each equal to the float64
 // reference forward of its own input.
 func TestManyJobsManyWorkers(t *testing.T) {
+	t.Parallel()
 	const jobs, producers = 10000, 3
 	if testing.Short() {
 		t.Skip("long: 10,000 jobs end to end")
 	}
 	e := setup(t, gearbox.StreamsConfig{})
+	var ws []*running
 	for i := range 3 {
-		e.start(fmt.Sprintf("w%d", i), worker.Config{Config: batcher.Config{MaxBatchRows: 64, MaxDelay: 2 * time.Millisecond}}, nil)
+		ws = append(ws, e.start(fmt.Sprintf("w%d", i), worker.Config{Config: batcher.Config{MaxBatchRows: 64, MaxDelay: 2 * time.Millisecond}}, nil))
 	}
 	sent := make([]*gearbox.Job, jobs)
 	var wg sync.WaitGroup
@@ -73,8 +75,12 @@ func TestManyJobsManyWorkers(t *testing.T) {
 			t.Fatalf("result %s: precision %q batch %q rows %d", r.ID, r.Precision, r.Batch, r.BatchRows)
 		}
 	}
-	// Give late duplicates a chance to show up before counting.
-	time.Sleep(200 * time.Millisecond)
+	// Once every worker has stopped, no late duplicate can show up.
+	for _, w := range ws {
+		if err := w.stop(t); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if n := e.streamMsgs("GEARBOX_RESULTS"); n != jobs {
 		t.Errorf("result stream holds %d messages; want %d", n, jobs)
 	}
@@ -88,6 +94,7 @@ func TestManyJobsManyWorkers(t *testing.T) {
 // its jobs are redelivered to another worker, and every job still has
 // exactly one result.
 func TestKilledWorkerJobsRedelivered(t *testing.T) {
+	t.Parallel()
 	e := setup(t, gearbox.StreamsConfig{AckWait: time.Second})
 	g := newGated(e.backend)
 	victim := e.start("victim", worker.Config{Config: batcher.Config{MaxBatchRows: 8}}, g)
@@ -106,7 +113,7 @@ func TestKilledWorkerJobsRedelivered(t *testing.T) {
 		t.Fatal("victim never started a batch")
 	}
 	victim.kill()
-	e.start("survivor", worker.Config{Config: batcher.Config{MaxBatchRows: 8}}, nil)
+	survivor := e.start("survivor", worker.Config{Config: batcher.Config{MaxBatchRows: 8}}, nil)
 	rs := e.results(jobs)
 	seen := map[string]bool{}
 	for _, r := range rs {
@@ -119,7 +126,9 @@ func TestKilledWorkerJobsRedelivered(t *testing.T) {
 		}
 		e.checkOutput(sent[r.ID], r, 1e-5)
 	}
-	time.Sleep(200 * time.Millisecond)
+	if err := survivor.stop(t); err != nil {
+		t.Fatal(err)
+	}
 	if n := e.streamMsgs("GEARBOX_RESULTS"); n != jobs {
 		t.Errorf("result stream holds %d; want %d", n, jobs)
 	}
@@ -128,6 +137,7 @@ func TestKilledWorkerJobsRedelivered(t *testing.T) {
 // TestDuplicateJob: the same job published twice, with and without
 // Nats-Msg-Id, yields one stored result.
 func TestDuplicateJob(t *testing.T) {
+	t.Parallel()
 	e := setup(t, gearbox.StreamsConfig{})
 	j := e.job("dup-1", 3, 1)
 	for range 2 {
@@ -144,14 +154,16 @@ func TestDuplicateJob(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	e.start("w", worker.Config{}, nil)
+	w := e.start("w", worker.Config{}, nil)
 	checkFor(t, 30*time.Second, 20*time.Millisecond, func() error {
 		if n := e.streamMsgs("GEARBOX_JOBS"); n != 0 {
 			return fmt.Errorf("%d jobs left", n)
 		}
 		return nil
 	})
-	time.Sleep(200 * time.Millisecond)
+	if err := w.stop(t); err != nil { // nothing more can be published
+		t.Fatal(err)
+	}
 	rs := e.results(2)
 	if n := e.streamMsgs("GEARBOX_RESULTS"); n != 2 {
 		t.Fatalf("result stream holds %d results; want 2 (one per job id): %+v", n, rs)
@@ -169,6 +181,7 @@ func TestDuplicateJob(t *testing.T) {
 // code and a dead letter (except expired, which is acked), and the worker
 // goes on serving valid jobs.
 func TestInvalidJobs(t *testing.T) {
+	t.Parallel()
 	e := setup(t, gearbox.StreamsConfig{})
 	e.start("w", worker.Config{MaxJobBytes: 4096}, nil)
 	f := e.m.InputFeatures
@@ -274,6 +287,7 @@ func TestInvalidJobs(t *testing.T) {
 // TestSplitJob: a job with more rows than a batch holds is split across
 // batches and its output reassembled in order.
 func TestSplitJob(t *testing.T) {
+	t.Parallel()
 	e := setup(t, gearbox.StreamsConfig{})
 	e.start("w", worker.Config{Config: batcher.Config{MaxBatchRows: 16}}, nil)
 	j := e.job("big", 101, 5)
@@ -292,6 +306,7 @@ func TestSplitJob(t *testing.T) {
 // bad_request naming what it supports; a tight max_error moves the job up
 // the ladder.
 func TestPrecisionReported(t *testing.T) {
+	t.Parallel()
 	e := setup(t, gearbox.StreamsConfig{})
 	e.start("w", worker.Config{}, nil)
 	ctx := context.Background()
@@ -335,6 +350,7 @@ func (fp32Only) Supports(p precision.Format) bool { return p == precision.FP32 }
 // TestUnsupportedPrecision: a precision the device cannot run is a
 // bad_request naming what it can, never a silent fallback.
 func TestUnsupportedPrecision(t *testing.T) {
+	t.Parallel()
 	e := setup(t, gearbox.StreamsConfig{})
 	e.start("w", worker.Config{}, fp32Only{e.backend})
 	j := e.job("want-bf16", 1, 1)
@@ -359,6 +375,7 @@ func TestUnsupportedPrecision(t *testing.T) {
 // TestJSONJobGetsJSONResult: a JSON job (as `nats pub` sends) is answered
 // in JSON, on the result stream and on reply_to, with meta echoed.
 func TestJSONJobGetsJSONResult(t *testing.T) {
+	t.Parallel()
 	e := setup(t, gearbox.StreamsConfig{}, 2, 3)
 	e.start("w", worker.Config{ReplyPrefixes: []string{"replies"}}, nil)
 	nc := connect(t, e.srv)
@@ -392,6 +409,7 @@ func TestJSONJobGetsJSONResult(t *testing.T) {
 
 // TestGracefulShutdown: Shutdown finishes and acks everything pulled.
 func TestGracefulShutdown(t *testing.T) {
+	t.Parallel()
 	e := setup(t, gearbox.StreamsConfig{})
 	g := newGated(e.backend)
 	w := e.start("w", worker.Config{Config: batcher.Config{MaxBatchRows: 4}, Prefetch: 16}, g)
@@ -431,16 +449,20 @@ func TestGracefulShutdown(t *testing.T) {
 func TestSlowBatchNotRedelivered(t *testing.T) {
 	e := setup(t, gearbox.StreamsConfig{AckWait: time.Second})
 	g := newGated(e.backend)
-	e.start("slow", worker.Config{}, g)
+	slow := e.start("slow", worker.Config{}, g)
 	j := e.job("slow-1", 1, 1)
 	if _, err := e.client.Submit(context.Background(), j); err != nil {
 		t.Fatal(err)
 	}
 	<-g.entered
-	time.Sleep(2500 * time.Millisecond) // the batch computes for 2.5 × AckWait
+	// The subject of this test is time: the batch computes for 2.5 ×
+	// AckWait, on a real server's clock.
+	time.Sleep(2500 * time.Millisecond)
 	g.open()
 	rs := e.results(1)
-	time.Sleep(300 * time.Millisecond)
+	if err := slow.stop(t); err != nil {
+		t.Fatal(err)
+	}
 	cons, _ := e.js.Consumer(context.Background(), "GEARBOX_JOBS", "gearbox-workers")
 	info, _ := cons.Info(context.Background())
 	if info.NumRedelivered != 0 || e.streamMsgs("GEARBOX_RESULTS") != 1 || rs[0].Worker != "slow" {
@@ -454,6 +476,7 @@ func TestSlowBatchNotRedelivered(t *testing.T) {
 // running, instead of sitting in the work queue forever. Fewer deliveries
 // held by dead workers cost it nothing: it runs (alone) and succeeds.
 func TestJobPastMaxDeliveries(t *testing.T) {
+	t.Parallel()
 	e := setup(t, gearbox.StreamsConfig{AckWait: time.Second, MaxDeliver: 1})
 	ctx := context.Background()
 	for _, id := range []string{"held", "doomed"} {
