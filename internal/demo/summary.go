@@ -325,12 +325,12 @@ func (s *Summary) backlog() string {
 	if pub <= 1.1*served {
 		return ""
 	}
-	how := fmt.Sprintf("all %d jobs were published in %.2fs (%.0f jobs/s, a burst)", len(s.sentAt), s.published.Seconds(), pub)
+	how := fmt.Sprintf("the %d jobs were published in %.2fs\n\t(%.0f jobs/s, a burst)", len(s.sentAt), s.published.Seconds(), pub)
 	if s.rate > 0 {
-		how = fmt.Sprintf("jobs were published at %.0f jobs/s", pub)
+		how = fmt.Sprintf("jobs were published at\n\t%.0f jobs/s", pub)
 	}
-	return fmt.Sprintf("mostly backlog, not service time: %s, faster than the workers serve them (%.0f jobs/s),\n"+
-		"\tso jobs waited in the stream for their turn; --rate below %.0f measures service latency", how, served, served)
+	return fmt.Sprintf("mostly backlog, not service time: %s, faster than the workers served them (%.0f jobs/s),\n"+
+		"\tso they waited in the stream; with --rate below %.0f, latency is service time", how, served, served)
 }
 
 func sumCodes(m map[gearbox.Code]int) int {

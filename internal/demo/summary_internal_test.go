@@ -15,8 +15,8 @@ func TestBacklog(t *testing.T) {
 		published time.Duration
 		want      string // "" for no note
 	}{
-		{"burst", 0, time.Second, "all 1000 jobs were published in 1.00s (1000 jobs/s, a burst), faster than the workers serve them (100 jobs/s)"},
-		{"paced too fast", 500, 2 * time.Second, "jobs were published at 500 jobs/s, faster than the workers serve them (100 jobs/s)"},
+		{"burst", 0, time.Second, "the 1000 jobs were published in 1.00s (1000 jobs/s, a burst), faster than the workers served them (100 jobs/s)"},
+		{"paced too fast", 500, 2 * time.Second, "jobs were published at 500 jobs/s, faster than the workers served them (100 jobs/s)"},
 		{"paced below the serving rate", 95, 10500 * time.Millisecond, ""},
 		{"published as fast as served", 0, 9500 * time.Millisecond, ""},
 	}
@@ -31,7 +31,7 @@ func TestBacklog(t *testing.T) {
 				}
 				return
 			}
-			if !strings.Contains(got, tt.want) || !strings.Contains(got, "--rate below 100 measures service latency") {
+			if !strings.Contains(got, tt.want) || !strings.Contains(got, "with --rate below 100, latency is service time") {
 				t.Errorf("backlog() = %q; want it to say %q and how to measure service latency", got, tt.want)
 			}
 		})
