@@ -14,6 +14,7 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -478,6 +479,29 @@ func TestREADMEConfigTable(t *testing.T) {
 	for name := range readme {
 		if !elsewhere[name] {
 			t.Errorf("README's configuration table has %s, which nothing reads", name)
+		}
+	}
+}
+
+// TestDemoJobCountDocumented: the README and the Taskfile state the demo's
+// job count as the demo's --jobs default is.
+func TestDemoJobCountDocumented(t *testing.T) {
+	f := newDemoCmd(&app{}).Flags().Lookup("jobs")
+	n, err := strconv.Atoi(f.DefValue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("%d,%03d real jobs", n/1000, n%1000)
+	for _, file := range []string{"../../README.md", "../../Taskfile.yml"} {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), want) {
+			t.Errorf("%s does not say %q, the demo's default", file, want)
+		}
+		if m := regexp.MustCompile(`[0-9]+,[0-9]{3} real jobs`).FindAllString(string(b), -1); len(m) != strings.Count(string(b), want) {
+			t.Errorf("%s states other job counts than %q: %q", file, want, m)
 		}
 	}
 }
