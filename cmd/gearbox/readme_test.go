@@ -69,9 +69,10 @@ const natsPub = `nats pub gearbox.jobs.demo -H Nats-Msg-Id:r1 -H Content-Type:ap
 var readmeCommands = map[string]readmeCommand{
 	"go test ./...": {skip: "the test suite itself"},
 	"go run ./cmd/gearbox demo": {long: true, check: func(t *testing.T, stdout string, _ map[string]bool) {
-		for _, want := range []string{"jobs answered  50000", "mostly backlog, not service time", "errors: 200 (the load generator sent 200 invalid jobs on purpose)"} {
-			if !strings.Contains(stdout, want) {
-				t.Errorf("demo output lacks %q:\n%s", want, stdout)
+		for _, want := range []string{`(?m)^jobs answered +50000$`, `mostly backlog, not service time`,
+			`(?m)^errors: 200 \(the load generator sent 200 invalid jobs on purpose\)$`} {
+			if !regexp.MustCompile(want).MatchString(stdout) {
+				t.Errorf("demo output does not match %s:\n%s", want, stdout)
 			}
 		}
 	}},
