@@ -27,6 +27,7 @@ type Engine struct {
 
 	mu      sync.Mutex
 	sched   *Scheduler
+	onStep  func(decoded, prefilled int, took time.Duration)
 	wake    chan struct{} // an Add happened; buffered 1
 	room    chan struct{} // closed when Committed drops; nil when nobody waits
 	closed  bool          // Add takes no more
@@ -59,10 +60,11 @@ func New(backend kernels.LM, m *lm.Model, p precision.Format, blocks int, cfg Co
 	}
 	return &Engine{
 		backend: backend, m: m, p: p, kv: kv, now: time.Now,
-		sched: NewScheduler(cfg, kv.Blocks(), kv.BlockSize(), m.Config.MaxPositions),
-		wake:  make(chan struct{}, 1),
-		done:  make(chan struct{}),
-		ran:   make(chan struct{}),
+		sched:  NewScheduler(cfg, kv.Blocks(), kv.BlockSize(), m.Config.MaxPositions),
+		onStep: cfg.OnStep,
+		wake:   make(chan struct{}, 1),
+		done:   make(chan struct{}),
+		ran:    make(chan struct{}),
 	}, nil
 }
 
@@ -144,7 +146,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		outs, err := e.backend.Step(ctx, e.m, e.p, e.kv, batch)
 		e.mu.Lock()
 		now := e.now()
-		e.count(batch, now.Sub(start))
+		decoded, prefilled := e.count(batch, now.Sub(start))
 		if err != nil {
 			e.sched.Fail(fmt.Errorf("step on %s at %s: %w", e.m.Name, e.p, err), now)
 		} else {
@@ -153,21 +155,28 @@ func (e *Engine) Run(ctx context.Context) error {
 		ended = e.sched.Ended()
 		e.freed()
 		e.mu.Unlock()
+		if e.onStep != nil {
+			e.onStep(decoded, prefilled, now.Sub(start))
+		}
 		report(ended)
 	}
 }
 
-// count updates the statistics for a step; e.mu is held.
-func (e *Engine) count(b *kernels.Batch, took time.Duration) {
+// count updates the statistics for a step and returns the tokens it
+// decoded and prefilled; e.mu is held.
+func (e *Engine) count(b *kernels.Batch, took time.Duration) (decoded, prefilled int) {
 	e.steps.Steps++
 	for _, s := range b.Seqs {
 		if s.Want&kernels.WantSample != 0 && len(s.Tokens) == 1 && s.Pos > 0 {
-			e.steps.DecodeTokens++
+			decoded++
 		} else {
-			e.steps.PrefillTokens += len(s.Tokens)
+			prefilled += len(s.Tokens)
 		}
 	}
+	e.steps.DecodeTokens += decoded
+	e.steps.PrefillTokens += prefilled
 	e.steps.LastStepSeconds = took.Seconds()
+	return decoded, prefilled
 }
 
 // freed wakes Adds waiting for room; e.mu is held.

@@ -22,6 +22,9 @@ type Config struct {
 	TokenBudget int
 	// MaxSeqs is the most sequences in one step (default 256).
 	MaxSeqs int
+	// OnStep, when set, is called by Engine after each step with the
+	// tokens it decoded and prefilled and how long it took (for metrics).
+	OnStep func(decoded, prefilled int, took time.Duration)
 }
 
 func (c Config) withDefaults() Config {

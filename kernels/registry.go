@@ -8,78 +8,94 @@ import (
 	"sync"
 )
 
-// Opener opens a backend for a device spec such as "cpu" or "cuda:0".
+// Opener opens a backend for a device spec such as "cpu" or "cuda:0". It
+// returns a working Backend or an error saying why the device cannot be
+// used.
 type Opener func(spec string) (Backend, error)
-
-var (
-	mu      sync.RWMutex
-	openers = map[string]Opener{}
-)
 
 // ErrNoBackend is returned (wrapped) by Open when no registered backend
 // serves the requested device kind.
 var ErrNoBackend = errors.New("no such backend")
 
+// registry maps device kinds to their openers.
+type registry struct {
+	mu      sync.RWMutex
+	openers map[string]Opener
+}
+
+// backends is the registry of Register, Kinds and Open.
+var backends = newRegistry()
+
+func newRegistry() *registry { return &registry{openers: map[string]Opener{}} }
+
 // Register makes a backend kind ("cpu", "cuda") available to Open. It panics
-// if called twice for the same kind, like database/sql.Register.
-func Register(kind string, open Opener) {
-	mu.Lock()
-	defer mu.Unlock()
+// if open is nil or if called twice for the same kind, like
+// database/sql.Register.
+func Register(kind string, open Opener) { backends.register(kind, open) }
+
+// Kinds lists the registered backend kinds, sorted.
+func Kinds() []string { return backends.kinds() }
+
+// Open opens the backend for spec, case and surrounding spaces ignored:
+//
+//   - "cpu", "cuda", "cuda:N": exactly that device, or an error (wrapping
+//     ErrNoBackend when no backend of that kind is registered);
+//   - "auto" or "": CUDA device 0 when a CUDA backend is registered and the
+//     device opens, otherwise the CPU. fallback then holds why CUDA was not
+//     used (the CUDA opener's error, or one wrapping ErrNoBackend when no
+//     CUDA backend is built in), and is nil when CUDA opened.
+//
+// fallback is always nil for an exact spec.
+func Open(spec string) (b Backend, fallback error, err error) { return backends.open(spec) }
+
+func (r *registry) register(kind string, open Opener) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if open == nil {
 		panic("kernels: Register opener is nil")
 	}
-	if _, dup := openers[kind]; dup {
+	if _, dup := r.openers[kind]; dup {
 		panic("kernels: Register called twice for " + kind)
 	}
-	openers[kind] = open
+	r.openers[kind] = open
 }
 
-// Kinds lists the registered backend kinds, sorted.
-func Kinds() []string {
-	mu.RLock()
-	defer mu.RUnlock()
-	ks := make([]string, 0, len(openers))
-	for k := range openers {
+func (r *registry) kinds() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	ks := make([]string, 0, len(r.openers))
+	for k := range r.openers {
 		ks = append(ks, k)
 	}
 	sort.Strings(ks)
 	return ks
 }
 
-// Open opens the backend for spec: "cpu", "cuda:N" (fails if that device
-// cannot be used) or "auto" (CUDA device 0 when a registered CUDA backend can
-// open it, else the CPU). For auto, fallback holds why CUDA was not used, or
-// is nil.
-func Open(spec string) (b Backend, fallback error, err error) {
+func (r *registry) open(spec string) (b Backend, fallback error, err error) {
 	spec = strings.ToLower(strings.TrimSpace(spec))
-	if spec == "" || spec == "auto" {
-		mu.RLock()
-		cuda, ok := openers["cuda"]
-		mu.RUnlock()
-		if ok {
-			b, cerr := cuda("cuda:0")
-			if cerr == nil {
-				return b, nil, nil
-			}
-			fallback = cerr
-		} else {
-			fallback = fmt.Errorf("%w: cuda backend not built into this binary", ErrNoBackend)
-		}
-		b, err = openExact("cpu")
-		return b, fallback, err
+	if spec != "" && spec != "auto" {
+		b, err = r.openExact(spec)
+		return b, nil, err
 	}
-	b, err = openExact(spec)
-	return b, nil, err
+	if b, fallback = r.openExact("cuda:0"); fallback == nil {
+		return b, nil, nil
+	}
+	b, err = r.openExact("cpu")
+	return b, fallback, err
 }
 
 // openExact opens exactly the device spec names, with no fallback.
-func openExact(spec string) (Backend, error) {
+func (r *registry) openExact(spec string) (Backend, error) {
 	kind, _, _ := strings.Cut(spec, ":")
-	mu.RLock()
-	open, ok := openers[kind]
-	mu.RUnlock()
+	r.mu.RLock()
+	open, ok := r.openers[kind]
+	r.mu.RUnlock()
 	if !ok {
-		return nil, fmt.Errorf("%w %q (registered: %s)", ErrNoBackend, kind, strings.Join(Kinds(), ", "))
+		return nil, fmt.Errorf("%w %q (registered: %s)", ErrNoBackend, kind, strings.Join(r.kinds(), ", "))
 	}
-	return open(spec)
+	b, err := open(spec)
+	if err == nil && b == nil {
+		err = fmt.Errorf("kernels: the %s opener returned neither a backend nor an error", kind)
+	}
+	return b, err
 }

@@ -16,15 +16,10 @@ import (
 	"github.com/gearbox-inference/gearbox/precision"
 )
 
-// Referencer is a backend that computes a more exact reference than its
-// own fp32 (the CPU backend: float64).
-type Referencer interface {
-	Reference(ctx context.Context, m *model.Model, in []float32, rows int) ([]float64, error)
-}
-
 // check is one sampled batch's rows, copied out of the batch.
 type check struct {
 	m         *model.Model
+	release   func() // ends the check's hold on m
 	served    precision.Format
 	batch     string
 	batchRows int
@@ -85,14 +80,31 @@ func (c *Checker) Offer(now time.Time, m *model.Model, served precision.Format, 
 		ck.in = append(ck.in, in[r*fin:(r+1)*fin]...)
 		ck.out = append(ck.out, out[r*fout:(r+1)*fout]...)
 	}
+	ck.release = func() {}
+	if c.cfg.Hold != nil {
+		ck.release = c.cfg.Hold(m)
+	}
 	select {
 	case c.queue <- ck:
 		c.mu.Lock()
 		c.last[m.Name] = now
 		c.mu.Unlock()
 	default:
+		ck.release()
 		if c.cfg.Metrics != nil {
 			c.cfg.Metrics.checks.WithLabelValues(m.Name, "dropped").Inc()
+		}
+	}
+}
+
+// drain gives up the queued checks, releasing their holds.
+func (c *Checker) drain() {
+	for {
+		select {
+		case ck := <-c.queue:
+			ck.release()
+		default:
+			return
 		}
 	}
 }
@@ -102,14 +114,17 @@ func (c *Checker) Offer(now time.Time, m *model.Model, served precision.Format, 
 // carries, at fp32 as at any precision. Such a check publishes no report.
 var ErrOutOfRange = errors.New("quality check: every output checked is beyond float32 at fp32; nothing to judge")
 
-// Run performs queued checks until ctx ends.
+// Run performs queued checks until ctx ends; then it gives up the checks
+// still queued.
 func (c *Checker) Run(ctx context.Context) {
+	defer c.drain()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case ck := <-c.queue:
 			r, err := c.Check(ctx, ck.m, ck.served, ck.in, ck.out, ck.rows)
+			ck.release()
 			outcome := "published"
 			if err == nil {
 				r.Batch, r.BatchRows = ck.batch, ck.batchRows
@@ -155,7 +170,7 @@ func (c *Checker) Check(ctx context.Context, m *model.Model, served precision.Fo
 	}
 	var cand precision.Format
 	var candOut []float32
-	if next, ok := precision.Next(m.Precision.Ladder, served); ok && c.backend.Supports(next) {
+	if next, ok := precision.Next(m.Precision.Ladder, served); ok && kernels.Supports(c.backend, next) {
 		if candOut, err = c.backend.Forward(ctx, m, next, in, rows); err != nil {
 			return nil, fmt.Errorf("shadow run at %s: %w", next, err)
 		}
@@ -217,10 +232,10 @@ func allFinite(vs []float32) bool {
 	return true
 }
 
-// reference computes the yardstick: float64 where the backend offers it,
-// else the backend at fp32.
+// reference computes the yardstick: float64 where the backend offers it
+// (kernels.Referencer), else the backend at fp32.
 func (c *Checker) reference(ctx context.Context, m *model.Model, in []float32, rows int) ([]float64, string, error) {
-	if rb, ok := c.backend.(Referencer); ok {
+	if rb, ok := c.backend.(kernels.Referencer); ok {
 		ref, err := rb.Reference(ctx, m, in, rows)
 		return ref, "fp64", err
 	}

@@ -3,6 +3,8 @@ package quality
 import (
 	"fmt"
 	"time"
+
+	"github.com/gearbox-inference/gearbox/model"
 )
 
 // Config configures a worker's part of the quality loop.
@@ -26,6 +28,13 @@ type Config struct {
 	Rules Rules
 	// Metrics, when set, receives the quality metrics.
 	Metrics *Metrics
+	// Hold, when set, is called for a batch's model as the batch is queued
+	// for a check, and the function it returns once the check has run or
+	// been given up: the worker holds the model's version until then, so
+	// that a version replaced meanwhile is not evicted from the backend
+	// under the check's shadow runs (which would convert its weights
+	// again, for good).
+	Hold func(m *model.Model) (release func())
 }
 
 // DefaultConfig returns the quality loop as the gearbox binary runs it: 2 %

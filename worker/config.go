@@ -59,6 +59,17 @@ type Config struct {
 	// ($JS., $KV., $O., $SYS., any '$') or the deployment's own are refused.
 	ReplyPrefixes []string
 
+	// KVBytes is the memory of each language-model engine's KV cache (one
+	// engine per model version and precision), in bytes (default 128 MiB).
+	KVBytes int64
+	// LMTokenBudget is the most tokens one engine step feeds (default
+	// 2048); LMMaxSeqs the most sequences in a step (default 256).
+	LMTokenBudget int
+	LMMaxSeqs     int
+	// LMMaxTokens is max_tokens for a generate job that gives none
+	// (default 256, and never beyond the model's context).
+	LMMaxTokens int
+
 	// Quality configures sampled quality checks and the precision
 	// controller (default: no checks, no controller; the worker still
 	// follows the policy bucket).
@@ -84,6 +95,7 @@ func DefaultConfig() Config {
 		MaxJobRows:    65536,
 		PullExpiry:    5 * time.Second,
 		ReplyPrefixes: slices.Clone(DefaultReplyPrefixes),
+		LMMaxTokens:   256,
 	}
 }
 
@@ -105,6 +117,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PrefetchBytes == 0 {
 		c.PrefetchBytes = max(4*c.MaxJobBytes, 32<<20)
+	}
+	if c.KVBytes == 0 {
+		c.KVBytes = 128 << 20
+	}
+	if c.LMMaxTokens == 0 {
+		c.LMMaxTokens = d.LMMaxTokens
 	}
 	if c.ReplyPrefixes == nil {
 		c.ReplyPrefixes = d.ReplyPrefixes

@@ -17,7 +17,12 @@ func (w *Worker) execute(ctx context.Context) {
 	var in []float32
 	for b := range w.batch.Batches() {
 		if ctx.Err() != nil {
-			continue // hard stop: compute and answer nothing more
+			// Hard stop: compute and answer nothing more, but let go of
+			// the model versions.
+			for _, p := range b.Parts {
+				w.releaseModel(p.Item.Value)
+			}
+			continue
 		}
 		in = w.runBatch(ctx, b, in)
 	}
@@ -27,8 +32,7 @@ func (w *Worker) execute(ctx context.Context) {
 // reusable input buffer; the grown buffer is returned.
 func (w *Worker) runBatch(ctx context.Context, b batcher.Batch[*task], in []float32) []float32 {
 	now := w.nowFn()
-	first := b.Parts[0].Item.Value
-	m, prec := first.model, precision.Format(b.Key.Precision)
+	prec := precision.Format(b.Key.Precision)
 	id := fmt.Sprintf("%s-%d", w.cfg.Name, b.ID)
 
 	// Parts of jobs that expired or already failed are not computed.
@@ -50,6 +54,10 @@ func (w *Worker) runBatch(ctx context.Context, b batcher.Batch[*task], in []floa
 	if rows == 0 {
 		return in
 	}
+	// The batch runs the version its first live job holds: the jobs ended
+	// above may have released theirs.
+	first := live[0].Item.Value
+	m := first.model
 	if b.Key.Isolate != 0 && !w.mayRunIsolated(ctx, first) {
 		w.partDone(ctx, live[0])
 		return in
@@ -65,8 +73,11 @@ func (w *Worker) runBatch(ctx context.Context, b batcher.Batch[*task], in []floa
 	out, err := w.forward(ctx, m, prec, in, rows)
 	compute := w.nowFn().Sub(start)
 	if err != nil {
-		if ctx.Err() != nil {
-			return in // hard stop
+		if ctx.Err() != nil { // hard stop
+			for _, p := range live {
+				w.releaseModel(p.Item.Value)
+			}
+			return in
 		}
 		w.log.Error().Err(err).Str("batch", id).Str("model", m.Name).Str("precision", string(prec)).
 			Int("rows", rows).Msg("forward failed")

@@ -77,8 +77,10 @@ type pending struct {
 }
 
 // end ends t as e says. A retry is settled at once; an answer is published
-// and handed to the ack loop, which settles it when it is stored.
+// and handed to the ack loop, which settles it when it is stored. t's
+// model version is released first: nothing runs it for t any more.
 func (w *Worker) end(ctx context.Context, t *task, e ending) {
+	w.releaseModel(t)
 	if e.result == nil {
 		w.log.Warn().Str("job", t.id()).Uint64("seq", t.seq).Uint64("delivery", t.delivered).
 			Dur("retry_in", e.retryIn).Str("error", errText(t.err)).Msg("job failed; redelivering")
@@ -112,6 +114,18 @@ func (w *Worker) end(ctx context.Context, t *task, e ending) {
 	select {
 	case w.acks <- p:
 	case <-ctx.Done():
+	}
+}
+
+// releaseModel ends t's use of its model version, which may evict a
+// version that was replaced meanwhile (see Models). It is called as t
+// ends, or is dropped by a hard stop; later calls do nothing. It runs on
+// the goroutine that holds t: the pull goroutine before t reaches the
+// batcher, the executor after.
+func (w *Worker) releaseModel(t *task) {
+	if t.model != nil && !t.released {
+		t.released = true
+		w.models.release(t.model)
 	}
 }
 
@@ -216,6 +230,7 @@ func (w *Worker) settle(ctx context.Context, p *pending, stored bool) {
 	defer w.untrack(t)
 	if t.replyTo != "" {
 		reply := &nats.Msg{Subject: t.replyTo, Data: p.msgs[0].Data, Header: nats.Header{gearbox.HeaderContentType: p.msgs[0].Header[gearbox.HeaderContentType]}}
+		replyHeaders(t, reply)
 		if err := w.nc.PublishMsg(reply); err != nil {
 			w.log.Warn().Err(err).Str("job", t.id()).Msg("reply")
 		}
@@ -242,7 +257,7 @@ func (w *Worker) settle(ctx context.Context, p *pending, stored bool) {
 	if e := p.e.result.Error; e != nil {
 		w.met.failed.WithLabelValues(t.modelToken(), string(e.Code)).Inc()
 	} else {
-		w.met.completed.WithLabelValues(t.model.Name, string(p.e.result.Precision)).Inc()
+		w.met.completed.WithLabelValues(t.modelName(), string(p.e.result.Precision)).Inc()
 	}
 }
 

@@ -1,9 +1,12 @@
 package worker
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gearbox-inference/gearbox"
+	"github.com/gearbox-inference/gearbox/engine"
 )
 
 // Metrics are the worker's Prometheus metrics. One Metrics may be shared by
@@ -19,6 +22,10 @@ type Metrics struct {
 	redeliver  prometheus.Counter
 	isolated   prometheus.Counter
 	retrying   prometheus.Gauge
+	lmTokens   *prometheus.CounterVec
+	ttft       *prometheus.HistogramVec
+	itl        *prometheus.HistogramVec
+	engines    *engineCollector
 }
 
 // NewMetrics creates the worker metrics and registers them with reg.
@@ -68,7 +75,22 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Answers whose publish failed and is being retried (the result or dead-letter stream unavailable).",
 		}),
 	}
-	reg.MustRegister(m.received, m.completed, m.failed, m.batchRows, m.queueSec, m.computeSec, m.inflight, m.redeliver, m.isolated, m.retrying)
+	m.lmTokens = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gearbox_lm_tokens_total",
+		Help: "Language-model tokens processed, by model, precision and kind (prompt, generated).",
+	}, []string{"model", "precision", "kind"})
+	m.ttft = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "gearbox_lm_ttft_seconds",
+		Help:    "Time from a generation's admission to its first token, by model and precision.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+	}, []string{"model", "precision"})
+	m.itl = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "gearbox_lm_inter_token_seconds",
+		Help:    "Duration of engine steps that decoded: the time between a running sequence's tokens, by model and precision.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+	}, []string{"model", "precision"})
+	m.engines = &engineCollector{pools: map[*engines]struct{}{}}
+	reg.MustRegister(m.received, m.completed, m.failed, m.batchRows, m.queueSec, m.computeSec, m.inflight, m.redeliver, m.isolated, m.retrying, m.lmTokens, m.ttft, m.itl, m.engines)
 	return m
 }
 
@@ -87,3 +109,63 @@ func (m *Metrics) InflightRows() prometheus.Gauge { return m.inflight }
 
 // AnswersRetrying is the gauge of answers whose publish is being retried.
 func (m *Metrics) AnswersRetrying() prometheus.Gauge { return m.retrying }
+
+// engineCollector reports the language-model engines of the workers using
+// these metrics, read when scraped.
+type engineCollector struct {
+	mu    sync.Mutex
+	pools map[*engines]struct{}
+}
+
+var (
+	descSeqs = prometheus.NewDesc("gearbox_lm_sequences", "Sequences in language-model engines, by model, precision and state (running: decoding; waiting: to be prefilled).",
+		[]string{"model", "precision", "state"}, nil)
+	descBlocks = prometheus.NewDesc("gearbox_lm_kv_blocks", "KV cache blocks of language-model engines, by model, precision and state (used, free).",
+		[]string{"model", "precision", "state"}, nil)
+	descPreempt = prometheus.NewDesc("gearbox_lm_preemptions_total", "Sequences preempted (to be recomputed) for want of KV blocks, by model and precision.",
+		[]string{"model", "precision"}, nil)
+)
+
+func (c *engineCollector) add(es *engines) {
+	c.mu.Lock()
+	c.pools[es] = struct{}{}
+	c.mu.Unlock()
+}
+
+func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descSeqs
+	ch <- descBlocks
+	ch <- descPreempt
+}
+
+func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	pools := make([]*engines, 0, len(c.pools))
+	for es := range c.pools {
+		pools = append(pools, es)
+	}
+	c.mu.Unlock()
+	type key struct{ model, prec string }
+	sums := map[key]*engine.StepStats{}
+	for _, es := range pools {
+		for k, st := range es.stats() {
+			kk := key{k.m.Name, string(k.p)}
+			if sums[kk] == nil {
+				sums[kk] = &engine.StepStats{}
+			}
+			s := sums[kk]
+			s.Running += st.Running
+			s.Waiting += st.Waiting
+			s.BlocksUsed += st.BlocksUsed
+			s.BlocksFree += st.BlocksFree
+			s.Preemptions += st.Preemptions
+		}
+	}
+	for k, s := range sums {
+		ch <- prometheus.MustNewConstMetric(descSeqs, prometheus.GaugeValue, float64(s.Running), k.model, k.prec, "running")
+		ch <- prometheus.MustNewConstMetric(descSeqs, prometheus.GaugeValue, float64(s.Waiting), k.model, k.prec, "waiting")
+		ch <- prometheus.MustNewConstMetric(descBlocks, prometheus.GaugeValue, float64(s.BlocksUsed), k.model, k.prec, "used")
+		ch <- prometheus.MustNewConstMetric(descBlocks, prometheus.GaugeValue, float64(s.BlocksFree), k.model, k.prec, "free")
+		ch <- prometheus.MustNewConstMetric(descPreempt, prometheus.CounterValue, float64(s.Preemptions), k.model, k.prec)
+	}
+}

@@ -3,6 +3,9 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
+	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -11,7 +14,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/gearbox-inference/gearbox/kernels"
 	"github.com/gearbox-inference/gearbox/model"
+	"github.com/gearbox-inference/gearbox/model/lm"
+	"github.com/gearbox-inference/gearbox/model/tokenizer"
 )
 
 // ErrUnknownModel is returned (wrapped) by Models.Get for a model that is
@@ -21,6 +27,12 @@ var ErrUnknownModel = errors.New("unknown model")
 // Models is the set of models a worker serves: loaded from disk up front,
 // and fetched on first use from the NATS object store when Fetch is set. It
 // is safe for concurrent use and may be shared by several workers.
+//
+// When a model is replaced (Put of a new version, as Follow does when it is
+// pushed again), the old version is evicted from the backends of the
+// workers using the set (kernels.Backend.Evict) once its last job, and the
+// last quality check of its batches, is done; see versions for how that is
+// kept correct under concurrency.
 type Models struct {
 	// Fetch, when set, loads a model missing from the set (from the object
 	// store). It returns an error wrapping model.ErrNotFound when the model
@@ -30,45 +42,116 @@ type Models struct {
 	// reported unknown before Fetch is tried again (default 2 s).
 	NegativeTTL time.Duration
 
-	mu     sync.RWMutex
-	models map[string]*model.Model
-	missed map[string]time.Time
-	nowFn  func() time.Time
+	mu       sync.RWMutex // guards models, missed and backends; its write lock excludes taking a version
+	models   map[string]*model.Model
+	missed   map[string]time.Time
+	backends []kernels.Backend // where replaced versions are evicted
+	users    *versions[*model.Model]
+	lms      map[string]*lmServed // language models, by name
+	nowFn    func() time.Time
 }
 
 // NewModels returns a set holding ms.
 func NewModels(ms ...*model.Model) *Models {
-	s := &Models{models: map[string]*model.Model{}, missed: map[string]time.Time{}, nowFn: time.Now}
+	s := &Models{models: map[string]*model.Model{}, missed: map[string]time.Time{}, users: newVersions[*model.Model](), nowFn: time.Now}
 	for _, m := range ms {
 		s.Put(m)
 	}
 	return s
 }
 
-// Put adds or replaces a model.
-func (s *Models) Put(m *model.Model) {
+// Put adds or replaces a model. The version it replaces is evicted from
+// the workers' backends once no job or check uses it.
+func (s *Models) Put(m *model.Model) { s.put(m, false) }
+
+// put adds or replaces m and, with take, counts the caller as its user,
+// in one step: no swap can come between.
+func (s *Models) put(m *model.Model, take bool) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	old := s.models[m.Name]
 	s.models[m.Name] = m
 	delete(s.missed, m.Name)
+	s.users.unretire(m)
+	if take {
+		s.users.add(m)
+	}
+	evict := old != nil && old != m && s.users.retire(old)
+	s.mu.Unlock()
+	if evict {
+		s.evict(old)
+	}
+}
+
+// PutLM adds a language model, with the tokenizer its checkpoint carries
+// (none: its jobs must give prompt_tokens). A name serves one model: a
+// tensor model of the same name is an error, as is replacing a language
+// model (its versions are not followed yet).
+func (s *Models) PutLM(m *lm.Model) error {
+	var tok *tokenizer.Tokenizer
+	if m.Tokenizer != nil {
+		var err error
+		if tok, err = tokenizer.ParseFiles(tokenizer.Files{Tokenizer: m.Tokenizer, Config: m.TokenizerConfig}); err != nil {
+			return fmt.Errorf("model %s: %w", m.Name, err)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.models[m.Name]; ok {
+		return fmt.Errorf("model %s: a tensor model has that name", m.Name)
+	}
+	if old, ok := s.lms[m.Name]; ok && old.m != m {
+		return fmt.Errorf("model %s: loaded already", m.Name)
+	}
+	if s.lms == nil {
+		s.lms = map[string]*lmServed{}
+	}
+	s.lms[m.Name] = &lmServed{m: m, tok: tok}
+	return nil
+}
+
+// languageModel returns the language model called name.
+func (s *Models) languageModel(name string) (*lmServed, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	l, ok := s.lms[name]
+	return l, ok
 }
 
 // Names lists the models in the set, sorted.
 func (s *Models) Names() []string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	names := make([]string, 0, len(s.models))
+	names := make([]string, 0, len(s.models)+len(s.lms))
 	for n := range s.models {
+		names = append(names, n)
+	}
+	for n := range s.lms {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	return names
 }
 
-// Get returns the model called name, fetching it if needed.
+// Get returns the current version of the model called name, fetching it if
+// needed. It does not hold the version: one replaced after Get returns may
+// be evicted from the backends, and a forward pass of it then converts its
+// weights again, for good. The worker takes versions with acquire.
 func (s *Models) Get(ctx context.Context, name string) (*model.Model, error) {
+	return s.get(ctx, name, false)
+}
+
+// acquire is Get that counts the caller as a user of the version it
+// returns, until release.
+func (s *Models) acquire(ctx context.Context, name string) (*model.Model, error) {
+	return s.get(ctx, name, true)
+}
+
+func (s *Models) get(ctx context.Context, name string, take bool) (*model.Model, error) {
 	s.mu.RLock()
 	m, ok := s.models[name]
+	if ok && take {
+		s.users.add(m)
+	}
 	missedAt, missed := s.missed[name]
 	s.mu.RUnlock()
 	if ok {
@@ -91,13 +174,58 @@ func (s *Models) Get(ctx context.Context, name string) (*model.Model, error) {
 		}
 		return nil, err
 	}
-	s.Put(m)
+	s.put(m, take)
 	return m, nil
+}
+
+// hold counts one more user of m, which the caller holds already (a batch
+// lending its version to a quality check), and returns the function that
+// releases it; that function may be called more than once.
+func (s *Models) hold(m *model.Model) (release func()) {
+	s.users.add(m)
+	return sync.OnceFunc(func() { s.release(m) })
+}
+
+// release ends one use of m, from acquire or hold, and evicts m if it was
+// replaced and this was its last user.
+func (s *Models) release(m *model.Model) {
+	if s.users.release(m) {
+		s.evict(m)
+	}
+}
+
+// evictFrom adds b to the backends replaced versions are evicted from.
+func (s *Models) evictFrom(b kernels.Backend) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, have := range s.backends {
+		if sameBackend(have, b) {
+			return
+		}
+	}
+	s.backends = append(s.backends, b)
+}
+
+// sameBackend reports whether a and b are the same backend, without the
+// panic of == on backends of an incomparable type.
+func sameBackend(a, b kernels.Backend) bool {
+	ta := reflect.TypeOf(a)
+	return ta == reflect.TypeOf(b) && ta.Comparable() && a == b
+}
+
+// evict drops what the backends hold for m, a version nobody uses any more.
+func (s *Models) evict(m *model.Model) {
+	s.mu.RLock()
+	bs := slices.Clone(s.backends)
+	s.mu.RUnlock()
+	for _, b := range bs {
+		b.Evict(m)
+	}
 }
 
 // Follow watches the object store bucket until ctx ends: when a model in the
 // set is pushed again (a new digest), it fetches and swaps in the new
-// version; a model pushed after a job asked for it in vain is fetched on the
+// version (Put: the old one is evicted once its jobs are done); a model pushed after a job asked for it in vain is fetched on the
 // next job instead of after NegativeTTL. The bucket may not exist yet.
 func (s *Models) Follow(ctx context.Context, js jetstream.JetStream, bucket string, log zerolog.Logger) error {
 	var obs jetstream.ObjectStore

@@ -16,20 +16,46 @@ import (
 	"github.com/gearbox-inference/gearbox/worker"
 )
 
-// TestModelsFromObjectStore: a worker with no models on disk serves a model
-// once it is pushed to the object store, and swaps in a new version when it
-// is pushed again.
-func TestModelsFromObjectStore(t *testing.T) {
-	e := setup(t, gearbox.StreamsConfig{})
+// followStore makes e's model set empty, fetching from the object store
+// and following it until the test ends.
+func (e *env) followStore() {
 	bucket := gearbox.DefaultSubjects.ModelBucket()
 	e.models = worker.NewModels()
 	e.models.Fetch = func(ctx context.Context, name string) (*model.Model, error) {
 		return model.Fetch(ctx, e.js, bucket, name)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	e.t.Cleanup(cancel)
 	go e.models.Follow(ctx, e.js, bucket, zerolog.Nop())
+}
+
+// push pushes a 16→32→8 MLP called mlp with weights from seed to the
+// object store, and returns it as pushed.
+func (e *env) push(seed int64) *model.Model {
+	e.t.Helper()
+	m, err := model.Synth(model.SynthConfig{Name: "mlp", Dims: []int{16, 32, 8}, Seed: seed})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	dir := filepath.Join(e.t.TempDir(), "mlp")
+	if err := model.Save(m, dir); err != nil {
+		e.t.Fatal(err)
+	}
+	pm, err := model.Push(context.Background(), e.js, gearbox.DefaultSubjects.ModelBucket(), dir)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return pm
+}
+
+// TestModelsFromObjectStore: a worker with no models on disk serves a model
+// once it is pushed to the object store, and swaps in a new version when it
+// is pushed again.
+func TestModelsFromObjectStore(t *testing.T) {
+	e := setup(t, gearbox.StreamsConfig{})
+	e.followStore()
 	e.start("w", worker.Config{}, nil)
+	ctx := context.Background()
 
 	r, err := e.client.Do(ctx, e.job("before-push", 1, 1))
 	if err != nil {
@@ -39,24 +65,9 @@ func TestModelsFromObjectStore(t *testing.T) {
 		t.Fatalf("before push: %+v; want unknown_model", r)
 	}
 
-	push := func(seed int64) *model.Model {
-		m, err := model.Synth(model.SynthConfig{Name: "mlp", Dims: []int{16, 32, 8}, Seed: seed})
-		if err != nil {
-			t.Fatal(err)
-		}
-		dir := filepath.Join(t.TempDir(), "mlp")
-		if err := model.Save(m, dir); err != nil {
-			t.Fatal(err)
-		}
-		pm, err := model.Push(ctx, e.js, bucket, dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return pm
-	}
 	attempt := 0
 	for _, seed := range []int64{7, 8} {
-		e.m = push(seed)
+		e.m = e.push(seed)
 		// The push reaches the worker through the watch; poll until a job
 		// (a new id each time: the job stream drops repeated ids) is
 		// answered by this version.

@@ -106,7 +106,10 @@ func (w *Worker) admit(ctx context.Context, msg jetstream.Msg) error {
 	}
 	w.track(t)
 	if w.met != nil {
-		w.met.received.WithLabelValues(t.model.Name).Inc()
+		w.met.received.WithLabelValues(t.modelName()).Inc()
+	}
+	if t.lm != nil {
+		return w.startLM(ctx, t)
 	}
 	key := batcher.Key{Model: t.model.Name + "@" + t.model.Digest, Precision: string(t.prec)}
 	if t.isolated {
@@ -115,6 +118,7 @@ func (w *Worker) admit(ctx context.Context, msg jetstream.Msg) error {
 	it := &item{Key: key, Rows: t.rows, Bytes: t.bytes, Priority: t.job.Priority, Deadline: t.job.DeadlineTime(), Value: t}
 	if err := w.batch.Add(ctx, it); err != nil {
 		w.untrack(t)
+		w.releaseModel(t)
 		// Only a hard stop gets here: the batcher is closed after pulling
 		// ends. The job stays unacked and is redelivered.
 		return err
@@ -193,7 +197,10 @@ func (w *Worker) check(ctx context.Context, t *task) *gearbox.Error {
 	if job.Model != t.token {
 		return gearbox.Errorf(gearbox.CodeBadRequest, "job %q names model %q but was published to %s", job.ID, job.Model, t.msg.Subject())
 	}
-	m, err := w.models.Get(ctx, job.Model)
+	if s, ok := w.models.languageModel(job.Model); ok {
+		return w.checkLM(t, s)
+	}
+	m, err := w.models.acquire(ctx, job.Model) // released as t ends (releaseModel)
 	if err != nil {
 		if errors.Is(err, ErrUnknownModel) {
 			return gearbox.Errorf(gearbox.CodeUnknownModel, "model %q is not loaded by worker %s and not in the model store", job.Model, w.cfg.Name)
@@ -201,6 +208,9 @@ func (w *Worker) check(ctx context.Context, t *task) *gearbox.Error {
 		return gearbox.Errorf(gearbox.CodeInternal, "load model %q: %v", job.Model, err)
 	}
 	t.model = m
+	if job.IsLM() {
+		return gearbox.Errorf(gearbox.CodeBadRequest, "job %q gives a prompt, but %s is a tensor model: give input", job.ID, m.Name)
+	}
 	if f := job.Input.Features(); f != m.InputFeatures {
 		return gearbox.Errorf(gearbox.CodeShapeMismatch, "job %q has %d input features; model %s takes %d", job.ID, f, m.Name, m.InputFeatures)
 	}

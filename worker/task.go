@@ -30,13 +30,14 @@ type task struct {
 	job     *gearbox.Job // nil until decoded; partly filled when it failed to
 	replyTo string       // the job's reply_to, once the reply policy allowed it
 
-	model     *model.Model
+	model     *model.Model // a version t holds until releaseModel (see Models)
 	prec      precision.Format
 	policyRev uint64    // the policy revision an auto job's precision came from (0: none)
 	in        []float32 // rows × model.InputFeatures
 	rows      int
-	bytes     int  // memory held while queued: payload and decoded input
-	isolated  bool // batched alone: a worker died while holding it before
+	bytes     int    // memory held while queued: payload and decoded input
+	isolated  bool   // batched alone: a worker died while holding it before
+	lm        *lmJob // a language-model job: run by an engine, not batches
 
 	// ---- written while batches run
 
@@ -49,6 +50,7 @@ type task struct {
 	err       *gearbox.Error // first failure, if any
 	poison    bool           // err says the job kills workers: give up at once
 	touched   atomic.Int64   // unix nanoseconds of the last ack or InProgress sent
+	released  bool           // model released (releaseModel)
 }
 
 // item is the batcher's handle on a task.
@@ -66,6 +68,17 @@ func (t *task) fail(e *gearbox.Error) {
 	if t.err == nil {
 		t.err = e
 	}
+}
+
+// modelName is the name of the model t runs on ("" before it is known).
+func (t *task) modelName() string {
+	switch {
+	case t.model != nil:
+		return t.model.Name
+	case t.lm != nil:
+		return t.lm.served.m.Name
+	}
+	return ""
 }
 
 // id is the job's id, or "" when it is not known (the job did not decode,

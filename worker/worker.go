@@ -55,6 +55,9 @@ type Worker struct {
 	maxDeliver         int
 	consumerMaxDeliver int
 
+	engines   engines        // language-model engines
+	lmRunning sync.WaitGroup // language-model jobs in an engine
+
 	ready atomic.Bool // bound and serving
 
 	mu       sync.Mutex
@@ -89,7 +92,7 @@ func New(nc *nats.Conn, backend kernels.Backend, models *Models, cfg Config) (*W
 		nc:         nc,
 		js:         js,
 		backend:    backend,
-		caps:       capabilities(backend),
+		caps:       backend.Capabilities(),
 		models:     models,
 		replies:    replies,
 		log:        cfg.Logger.With().Str("worker", cfg.Name).Logger(),
@@ -104,27 +107,17 @@ func New(nc *nats.Conn, backend kernels.Backend, models *Models, cfg Config) (*W
 		done:       make(chan struct{}),
 	}
 	if cfg.Quality.Enabled() {
-		if w.checker, err = quality.NewChecker(cfg.Quality, backend, cfg.Name, w.publishReport, w.log); err != nil {
+		qc := cfg.Quality
+		qc.Hold = models.hold // a check keeps its batch's model version
+		if w.checker, err = quality.NewChecker(qc, backend, cfg.Name, w.publishReport, w.log); err != nil {
 			return nil, err
 		}
 	}
+	models.evictFrom(backend)
+	if w.met != nil {
+		w.met.engines.add(&w.engines)
+	}
 	return w, nil
-}
-
-// capabilities is what backend can run: its own account if it gives one,
-// else Native for every format it Supports.
-func capabilities(b kernels.Backend) precision.Capabilities {
-	if c, ok := b.(interface{ Capabilities() precision.Capabilities }); ok {
-		return c.Capabilities()
-	}
-	var caps precision.Capabilities
-	caps.Device = b.Name()
-	for _, f := range precision.All {
-		if b.Supports(f) {
-			caps = caps.With(f, precision.Native)
-		}
-	}
-	return caps
 }
 
 // Name is the worker's name, as written in its results.
@@ -187,6 +180,11 @@ func (w *Worker) Run(ctx context.Context) error {
 		Dur("ack_wait", w.ackWait).Int("max_batch_rows", w.cfg.MaxBatchRows).
 		Dur("max_delay", w.cfg.MaxDelay).Msg("worker started")
 
+	// Engines run until Run returns; a hard stop ends their sequences
+	// unanswered (redelivered), a graceful one lets them finish first.
+	w.engines.ctx, w.engines.stop = context.WithCancel(ctx)
+	defer w.engines.stop()
+
 	// The quality loop's goroutines stop when Run returns, graceful or not.
 	qctx, qstop := context.WithCancel(ctx)
 	var qwg sync.WaitGroup
@@ -219,6 +217,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	// finish.
 	w.batch.Close()
 	<-execDone
+	if ctx.Err() == nil {
+		w.lmRunning.Wait() // graceful: every language-model job ends
+	}
+	w.engines.close()
 	close(w.acks)
 	<-ackDone
 	wg.Wait()

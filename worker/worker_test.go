@@ -342,10 +342,12 @@ func TestPrecisionReported(t *testing.T) {
 }
 
 // fp32Only is the CPU backend restricted to fp32, as a device without the
-// other formats would be (it hides the CPU's Capabilities method).
+// other formats would be.
 type fp32Only struct{ kernels.Backend }
 
-func (fp32Only) Supports(p precision.Format) bool { return p == precision.FP32 }
+func (fp32Only) Capabilities() precision.Capabilities {
+	return precision.Capabilities{Device: "fp32-only"}.With(precision.FP32, precision.Native)
+}
 
 // TestUnsupportedPrecision: a precision the device cannot run is a
 // bad_request naming what it can, never a silent fallback.

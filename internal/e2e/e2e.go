@@ -74,11 +74,7 @@ func (c *Config) defaults() error {
 		c.Dims = []int{1024, 4096, 1024}
 	}
 	if c.Precisions == nil {
-		for _, f := range precision.All {
-			if c.Backend.Supports(f) {
-				c.Precisions = append(c.Precisions, f)
-			}
-		}
+		c.Precisions = c.Backend.Capabilities().Supported()
 	}
 	def := func(p *int, d int) {
 		if *p == 0 {
@@ -107,7 +103,7 @@ func (c *Config) defaults() error {
 		if !p.Valid() {
 			return fmt.Errorf("e2e: %q is not a concrete precision", p)
 		}
-		if !c.Backend.Supports(p) {
+		if !kernels.Supports(c.Backend, p) {
 			return fmt.Errorf("e2e: backend %s does not support %s", c.Backend.Name(), p)
 		}
 	}

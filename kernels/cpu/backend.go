@@ -37,7 +37,10 @@ type Backend struct {
 	quantizations atomic.Int64
 }
 
-var _ kernels.Backend = (*Backend)(nil)
+var (
+	_ kernels.Backend    = (*Backend)(nil)
+	_ kernels.Referencer = (*Backend)(nil)
+)
 
 // New returns a Backend configured by cfg. It fails with an error wrapping
 // ErrInvalidConfig when a field is out of range.
@@ -58,6 +61,16 @@ func (b *Backend) Threads() int { return b.threads }
 // (precision.All), fp32 natively and the others emulated. Auto and the empty
 // format are not concrete and are not supported.
 func (b *Backend) Supports(p precision.Format) bool { return p.Valid() }
+
+// CachedWeights is the number of converted weight sets the backend holds:
+// one per tensor model and precision other than fp32 (which runs the
+// model's own weights), and one per language model and precision, run
+// since the model was last evicted. Each costs 4 bytes per weight.
+func (b *Backend) CachedWeights() int {
+	n := 0
+	b.cache.Range(func(any, any) bool { n++; return true })
+	return n
+}
 
 // Capabilities returns precision.CPUCapabilities(): fp32 native, every
 // other format emulated.

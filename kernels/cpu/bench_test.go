@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/gearbox-inference/gearbox/kernels/cpu"
-	kt "github.com/gearbox-inference/gearbox/kernels/internal/kerneltest"
+	kt "github.com/gearbox-inference/gearbox/kernels/kerneltest"
 	"github.com/gearbox-inference/gearbox/model"
 	"github.com/gearbox-inference/gearbox/precision"
 

@@ -134,8 +134,9 @@ func (b *Backend) roundActivations(p precision.Format, dst, src []float32) {
 }
 
 // Evict drops the weights the backend has converted for m at every
-// precision, for when m is unloaded. A later Forward of m converts them
-// again. It is safe to call concurrently with Forward.
+// precision (see kernels.Backend). A later Forward of m converts them
+// again. It is safe to call concurrently with Forward: a pass already
+// running keeps the weights it has.
 func (b *Backend) Evict(m *model.Model) {
 	for _, p := range precision.All {
 		b.cache.Delete(weightKey{m, p})

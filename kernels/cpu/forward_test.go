@@ -8,13 +8,12 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 
 	"github.com/gearbox-inference/gearbox/kernels"
 	"github.com/gearbox-inference/gearbox/kernels/cpu"
-	kt "github.com/gearbox-inference/gearbox/kernels/internal/kerneltest"
+	kt "github.com/gearbox-inference/gearbox/kernels/kerneltest"
 	"github.com/gearbox-inference/gearbox/model"
 	"github.com/gearbox-inference/gearbox/precision"
 )
@@ -215,40 +214,6 @@ func TestThreadsGiveIdenticalResults(t *testing.T) {
 		} else if !slices.Equal(got, first) {
 			t.Errorf("Threads %d: result differs from Threads 1", threads)
 		}
-	}
-}
-
-func TestConcurrentForward(t *testing.T) {
-	b := newBackend(t, 0)
-	r := rand.New(rand.NewPCG(4, 4))
-	m := kt.Build(r, 64, kt.Lin(257), kt.Act(model.GELU), kt.Lin(64), kt.Act(model.RMSNorm), kt.Lin(10))
-	const rows = 50
-	in := kt.RandInput(r, rows*64, 0, 1)
-	want, err := b.Forward(context.Background(), m, precision.FP32, in, rows)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	errs := make(chan error, 8)
-	for g := range 8 {
-		wg.Go(func() {
-			for range 5 {
-				got, err := b.Forward(context.Background(), m, precision.FP32, in, rows)
-				if err != nil {
-					errs <- err
-					return
-				}
-				if !slices.Equal(got, want) {
-					errs <- fmt.Errorf("goroutine %d: result differs from the sequential one", g)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
 	}
 }
 

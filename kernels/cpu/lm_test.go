@@ -11,14 +11,14 @@ import (
 
 	"github.com/gearbox-inference/gearbox/kernels"
 	"github.com/gearbox-inference/gearbox/kernels/cpu"
-	kt "github.com/gearbox-inference/gearbox/kernels/internal/kerneltest"
+	kt "github.com/gearbox-inference/gearbox/kernels/kerneltest"
 	"github.com/gearbox-inference/gearbox/model/lm"
 	"github.com/gearbox-inference/gearbox/precision"
 )
 
 // lmBands are the accepted relative L2 errors of all-position logits
 // against LMReference, decoding 40 random tokens on each architecture's
-// random model (lmConfig), about 3× either side of what was measured
+// random model (kt.LMConfig), about 3× either side of what was measured
 // (amd64, Go 1.26; the range over the three architectures in the
 // comment). fp16 is above tf32 because its KV cache is bf16.
 var lmBands = map[precision.Format][2]float64{
@@ -36,14 +36,14 @@ var lmBands = map[precision.Format][2]float64{
 func TestLMAgainstReference(t *testing.T) {
 	b := newBackend(t, 0)
 	for _, a := range lm.Archs {
-		m := lmModel(t, a)
-		toks := randTokens(1, 40, m.Config.Vocab)
+		m := kt.LMModel(t, a)
+		toks := kt.RandTokens(1, 40, m.Config.Vocab)
 		ref, err := cpu.LMReference(m, toks)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, p := range precision.All {
-			got := newSession(t, b, m, p, 8).decodeLogits(toks)
+			got := kt.NewSession(t, b, m, p, 8).DecodeLogits(toks)
 			e := kt.RelL2(got, ref)
 			if band := lmBands[p]; !(e >= band[0] && e <= band[1]) {
 				t.Errorf("%s at %s: relative L2 error %.3g against the reference; want in [%.2g, %.2g]", a, p, e, band[0], band[1])
@@ -63,23 +63,23 @@ func TestLMAgainstReference(t *testing.T) {
 func TestLMPagedDecodeEqualsPrefill(t *testing.T) {
 	b := newBackend(t, 0)
 	for _, a := range lm.Archs {
-		m := lmModel(t, a)
+		m := kt.LMModel(t, a)
 		vocab := m.Config.Vocab
-		toks := randTokens(2, 37, vocab)
+		toks := kt.RandTokens(2, 37, vocab)
 		for _, p := range []precision.Format{precision.FP32, precision.BF16, precision.FP8, precision.FP4} {
-			s := newSession(t, b, m, p, 64)
-			decoded := s.decodeLogits(toks)
+			s := kt.NewSession(t, b, m, p, 64)
+			decoded := s.DecodeLogits(toks)
 			for _, n := range []int{1, 2, 16, 17, 37} {
-				if got := s.prefillLogits(toks[:n]); !slices.Equal(got, decoded[(n-1)*vocab:n*vocab]) {
+				if got := s.PrefillLogits(toks[:n]); !slices.Equal(got, decoded[(n-1)*vocab:n*vocab]) {
 					t.Errorf("%s at %s: prefill of %d tokens differs from decoding them", a, p, n)
 				}
 			}
 			// Chunks of 5, each step writing the cache the next one reads.
-			blocks := s.alloc(len(toks))
+			blocks := s.Alloc(len(toks))
 			var last []float32
 			for pos := 0; pos < len(toks); pos += 5 {
 				chunk := toks[pos:min(pos+5, len(toks))]
-				last = s.step(kernels.Seq{Tokens: chunk, Pos: pos, Blocks: blocks, Want: kernels.WantLogits})[0].Logits
+				last = s.Step(kernels.Seq{Tokens: chunk, Pos: pos, Blocks: blocks, Want: kernels.WantLogits})[0].Logits
 			}
 			if !slices.Equal(last, decoded[(len(toks)-1)*vocab:]) {
 				t.Errorf("%s at %s: chunked prefill differs from decoding", a, p)
@@ -92,19 +92,19 @@ func TestLMPagedDecodeEqualsPrefill(t *testing.T) {
 // sequences of its steps (prefills and decodes of other lengths), nor on
 // the number of threads.
 func TestLMBatchInvariance(t *testing.T) {
-	m := lmModel(t, lm.Qwen3)
+	m := kt.LMModel(t, lm.Qwen3)
 	vocab := m.Config.Vocab
-	prompt := randTokens(3, 20, vocab)
+	prompt := kt.RandTokens(3, 20, vocab)
 	sampling := kernels.Sampling{Temperature: 0.8, TopK: 40, TopP: 0.95, Seed: 42, TopLogprobs: 3}
 	want := kernels.WantSample | kernels.WantLogits | kernels.WantHidden
 	// run generates 6 tokens after prompt with seq A, alone or beside two
 	// others (B prefilling in chunks, C decoding), and returns A's outputs.
 	run := func(b *cpu.Backend, p precision.Format, crowd bool) []kernels.SeqOut {
-		s := newSession(t, b, m, p, 32)
-		aBlocks, bBlocks, cBlocks := s.alloc(32), s.alloc(64), s.alloc(32)
-		other := randTokens(4, 60, vocab)
+		s := kt.NewSession(t, b, m, p, 32)
+		aBlocks, bBlocks, cBlocks := s.Alloc(32), s.Alloc(64), s.Alloc(32)
+		other := kt.RandTokens(4, 60, vocab)
 		if crowd {
-			s.step(kernels.Seq{Tokens: other[:9], Blocks: cBlocks})
+			s.Step(kernels.Seq{Tokens: other[:9], Blocks: cBlocks})
 		}
 		var outs []kernels.SeqOut
 		a := kernels.Seq{Tokens: prompt, Blocks: aBlocks, Want: want, Sampling: sampling}
@@ -117,7 +117,7 @@ func TestLMBatchInvariance(t *testing.T) {
 					{Tokens: other[9+i : 10+i], Pos: 9 + i, Blocks: cBlocks, Want: kernels.WantSample},
 				}
 			}
-			o := s.step(seqs...)
+			o := s.Step(seqs...)
 			out := o[slices.IndexFunc(seqs, func(q kernels.Seq) bool { return &q.Blocks[0] == &aBlocks[0] })]
 			outs = append(outs, out)
 			a = kernels.Seq{Tokens: []int32{out.Token}, Pos: a.Pos + len(a.Tokens), Blocks: aBlocks, Want: want, Sampling: sampling}
@@ -146,15 +146,15 @@ func TestLMBatchInvariance(t *testing.T) {
 // top alternatives and the hidden state.
 func TestLMOutputs(t *testing.T) {
 	b := newBackend(t, 0)
-	m := lmModel(t, lm.Qwen2)
+	m := kt.LMModel(t, lm.Qwen2)
 	c := &m.Config
-	toks := randTokens(5, 25, c.Vocab)
-	s := newSession(t, b, m, precision.FP32, 16)
-	decoded := s.decodeLogits(toks)
+	toks := kt.RandTokens(5, 25, c.Vocab)
+	s := kt.NewSession(t, b, m, precision.FP32, 16)
+	decoded := s.DecodeLogits(toks)
 	logitsAt := func(i int) []float32 { return decoded[i*c.Vocab : (i+1)*c.Vocab] }
 
 	n := len(toks) - 1
-	o := s.step(kernels.Seq{Tokens: toks[:n], Blocks: s.alloc(n), Target: toks[n],
+	o := s.Step(kernels.Seq{Tokens: toks[:n], Blocks: s.Alloc(n), Target: toks[n],
 		Want:     kernels.WantLogprobs | kernels.WantTarget | kernels.WantSample | kernels.WantHidden,
 		Sampling: kernels.Sampling{TopLogprobs: 5}})[0]
 	if len(o.Logprobs) != n {
@@ -189,7 +189,7 @@ func TestLMOutputs(t *testing.T) {
 		t.Errorf("head · hidden differs from the logits by %.3g", e)
 	}
 	// A sequence asking for nothing gets nothing.
-	if o := s.step(kernels.Seq{Tokens: toks[:3], Blocks: s.alloc(3)})[0]; !reflectZero(o) {
+	if o := s.Step(kernels.Seq{Tokens: toks[:3], Blocks: s.Alloc(3)})[0]; !reflectZero(o) {
 		t.Errorf("a sequence wanting nothing got %+v", o)
 	}
 }
@@ -209,12 +209,12 @@ func reflectZero(o kernels.SeqOut) bool {
 }
 
 // generate decodes n tokens greedily after prompt and returns them.
-func (s *session) generate(prompt []int32, n int) []int32 {
-	blocks := s.alloc(len(prompt) + n)
+func generate(s *kt.Session, prompt []int32, n int) []int32 {
+	blocks := s.Alloc(len(prompt) + n)
 	seq := kernels.Seq{Tokens: prompt, Blocks: blocks, Want: kernels.WantSample}
 	var out []int32
 	for range n {
-		tok := s.step(seq)[0].Token
+		tok := s.Step(seq)[0].Token
 		out = append(out, tok)
 		seq = kernels.Seq{Tokens: []int32{tok}, Pos: seq.Pos + len(seq.Tokens), Blocks: blocks, Want: kernels.WantSample}
 	}
@@ -226,9 +226,9 @@ func (s *session) generate(prompt []int32, n int) []int32 {
 func TestLMGreedyMatchesReference(t *testing.T) {
 	b := newBackend(t, 0)
 	for _, a := range lm.Archs {
-		m := lmModel(t, a)
-		prompt := randTokens(6, 8, m.Config.Vocab)
-		gen := newSession(t, b, m, precision.FP32, 8).generate(prompt, 24)
+		m := kt.LMModel(t, a)
+		prompt := kt.RandTokens(6, 8, m.Config.Vocab)
+		gen := generate(kt.NewSession(t, b, m, precision.FP32, 8), prompt, 24)
 		all := append(slices.Clone(prompt), gen...)
 		ref, err := cpu.LMReference(m, all[:len(all)-1])
 		if err != nil {
@@ -257,8 +257,8 @@ func argmax64(x []float64) int {
 
 func TestLMStepErrors(t *testing.T) {
 	b := newBackend(t, 0)
-	m := lmModel(t, lm.Llama)
-	other := lmModel(t, lm.Qwen2)
+	m := kt.LMModel(t, lm.Llama)
+	other := kt.LMModel(t, lm.Qwen2)
 	kv, err := b.NewKVCache(m, precision.BF16, 4)
 	if err != nil {
 		t.Fatal(err)
@@ -338,13 +338,13 @@ func TestLMStepErrors(t *testing.T) {
 // even by concurrent first steps, and again after EvictLM.
 func TestLMWeightCache(t *testing.T) {
 	b := newBackend(t, 0)
-	m := lmModel(t, lm.Qwen3)
+	m := kt.LMModel(t, lm.Qwen3)
 	var wg sync.WaitGroup
 	for range 4 {
-		s := newSession(t, b, m, precision.FP8, 2)
-		blocks := s.alloc(3)
+		s := kt.NewSession(t, b, m, precision.FP8, 2)
+		blocks := s.Alloc(3)
 		wg.Go(func() {
-			if _, err := b.Step(context.Background(), m, precision.FP8, s.kv, &kernels.Batch{Seqs: []kernels.Seq{{Tokens: []int32{1, 2, 3}, Blocks: blocks}}}); err != nil {
+			if _, err := b.Step(context.Background(), m, precision.FP8, s.KV, &kernels.Batch{Seqs: []kernels.Seq{{Tokens: []int32{1, 2, 3}, Blocks: blocks}}}); err != nil {
 				t.Error(err)
 			}
 		})
@@ -353,10 +353,10 @@ func TestLMWeightCache(t *testing.T) {
 	if got := cpu.Quantizations(b); got != 1 {
 		t.Errorf("%d conversions after four concurrent first steps; want 1", got)
 	}
-	s := newSession(t, b, m, precision.FP8, 2)
-	before := s.prefillLogits([]int32{5, 6})
+	s := kt.NewSession(t, b, m, precision.FP8, 2)
+	before := s.PrefillLogits([]int32{5, 6})
 	b.EvictLM(m)
-	after := s.prefillLogits([]int32{5, 6})
+	after := s.PrefillLogits([]int32{5, 6})
 	if got := cpu.Quantizations(b); got != 2 {
 		t.Errorf("%d conversions after EvictLM and a step; want 2", got)
 	}

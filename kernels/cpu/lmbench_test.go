@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/gearbox-inference/gearbox/kernels"
+	kt "github.com/gearbox-inference/gearbox/kernels/kerneltest"
 	"github.com/gearbox-inference/gearbox/model"
 	"github.com/gearbox-inference/gearbox/model/lm"
 	"github.com/gearbox-inference/gearbox/precision"
@@ -34,20 +35,20 @@ func BenchmarkLMDecode(b *testing.B) {
 	for _, mc := range []struct {
 		name string
 		m    *lm.Model
-	}{{"tiny", lmModel(b, lm.Llama)}, {"small", smallModel}} {
+	}{{"tiny", kt.LMModel(b, lm.Llama)}, {"small", smallModel}} {
 		for _, p := range []precision.Format{precision.FP32, precision.BF16, precision.FP8, precision.FP4} {
 			for _, batch := range []int{1, 8} {
 				b.Run(fmt.Sprintf("%s/%s/batch=%d", mc.name, p, batch), func(b *testing.B) {
-					s := newSession(b, be, mc.m, p, batch*(context/16+1))
+					s := kt.NewSession(b, be, mc.m, p, batch*(context/16+1))
 					seqs := make([]kernels.Seq, batch)
 					for i := range seqs {
-						blocks := s.alloc(context + 1)
-						s.step(kernels.Seq{Tokens: randTokens(uint64(i), context, mc.m.Config.Vocab), Blocks: blocks})
+						blocks := s.Alloc(context + 1)
+						s.Step(kernels.Seq{Tokens: kt.RandTokens(uint64(i), context, mc.m.Config.Vocab), Blocks: blocks})
 						seqs[i] = kernels.Seq{Tokens: []int32{1}, Pos: context, Blocks: blocks, Want: kernels.WantSample}
 					}
 					b.ReportAllocs()
 					for b.Loop() {
-						s.step(seqs...)
+						s.Step(seqs...)
 					}
 					b.ReportMetric(float64(batch*b.N)/b.Elapsed().Seconds(), "tok/s")
 				})

@@ -16,7 +16,7 @@ import (
 	"testing"
 
 	"github.com/gearbox-inference/gearbox/kernels/cpu"
-	kt "github.com/gearbox-inference/gearbox/kernels/internal/kerneltest"
+	kt "github.com/gearbox-inference/gearbox/kernels/kerneltest"
 	"github.com/gearbox-inference/gearbox/model/lm"
 	"github.com/gearbox-inference/gearbox/precision"
 )
@@ -83,7 +83,7 @@ func TestGoldenTransformers(t *testing.T) {
 			for i, v := range want {
 				ref[i] = float64(v)
 			}
-			got := newSession(t, b, m, precision.FP32, 8).decodeLogits(fx.InputIDs)
+			got := kt.NewSession(t, b, m, precision.FP32, 8).DecodeLogits(fx.InputIDs)
 			e := kt.RelL2(got, ref)
 			mr, at := kt.MaxRel(got, ref)
 			t.Logf("CPU fp32 vs transformers: relative L2 %.3g, largest %.3g", e, mr)
@@ -99,7 +99,7 @@ func TestGoldenTransformers(t *testing.T) {
 				t.Errorf("transformers' logits differ from the float64 reference by %.3g; want ≤ %g", e, goldenRelL2)
 			}
 
-			gen := newSession(t, b, m, precision.FP32, 8).generate(fx.InputIDs, len(fx.Greedy))
+			gen := generate(kt.NewSession(t, b, m, precision.FP32, 8), fx.InputIDs, len(fx.Greedy))
 			if !slices.Equal(gen, fx.Greedy) {
 				t.Errorf("greedy continuation\n got %v\nwant %v (transformers' generate)", gen, fx.Greedy)
 			}

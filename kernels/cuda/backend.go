@@ -214,7 +214,9 @@ func (b *Backend) Forward(ctx context.Context, m *model.Model, p precision.Forma
 	return out, nil
 }
 
-// Evict frees the device copies of m's weights at every precision.
+// Evict frees the device copies of m's weights at every precision and the
+// CUDA graphs captured from them (see kernels.Backend). It waits for the
+// device work queued before it; after Close it does nothing.
 func (b *Backend) Evict(m *model.Model) {
 	_ = b.do(context.Background(), func(d *devState) error {
 		d.evict(m)

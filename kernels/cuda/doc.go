@@ -46,9 +46,10 @@
 // kernels are compiled without fast math or flush-to-zero, transcendentals
 // are evaluated in double and rounded once. fp8 tensor cores do not
 // accumulate exactly like fp32 (~1.2e-4 relative per layer), so fp8 results
-// differ from the emulation by more than the other formats'. The
-// conformance suite (conformance_test.go) checks every op and precision
-// against the float64 reference and the CPU emulation.
+// differ from the emulation by more than the other formats'. The tests run
+// the backends' conformance suite (kernels/kerneltest) on the device, every
+// op and precision against the float64 reference, and compare each
+// precision with the CPU emulation.
 //
 // See docs/cuda.md for the design, the environment variables
 // (GEARBOX_CUDA_LIB_DIR, GEARBOX_CUDA_CACHE) and the measured performance.

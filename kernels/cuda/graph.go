@@ -15,10 +15,11 @@ import (
 // batches the host's launch work, not the GPU, is most of a Forward.
 //
 // A graph holds device and pinned-host addresses: the activation buffers of
-// its batch-size bucket, the model's weights, the fp8 scale vector. Every
-// event that frees or moves one of those (a pool reallocated or dropped,
-// weights freed, the scale vector grown) destroys all graphs
-// (invalidateGraphs); they are captured again on later calls.
+// its batch-size bucket, the model's weights, the fp8 scale vector. An
+// event that frees or moves a buffer or the scale vector (a pool
+// reallocated or dropped, the vector grown) destroys all graphs
+// (invalidateGraphs); freeing a model's weights (Evict) destroys that
+// model's (dropGraphs). They are captured again on later calls.
 
 // maxGraphs bounds the graphs kept; past it they are all dropped and
 // recaptured as batches come (each costs some device memory).
@@ -36,6 +37,22 @@ type graph struct {
 	exec cuGraphExec
 	buf  *actBuf
 	cur  int // the activation buffer holding the output
+}
+
+// dropGraphs destroys the graphs of model m, which alone hold its weights'
+// addresses, and forgets its passes (the stream must be idle).
+func (d *devState) dropGraphs(m *model.Model) {
+	for k, g := range d.graphs {
+		if k.m == m {
+			g.exec.destroy()
+			delete(d.graphs, k)
+		}
+	}
+	for k := range d.graphSeen {
+		if k.m == m {
+			delete(d.graphSeen, k)
+		}
+	}
 }
 
 // invalidateGraphs destroys every graph (the stream must be idle).

@@ -21,6 +21,8 @@ func init() {
 // Backend is unavailable without cgo: New always fails.
 type Backend struct{}
 
+var _ kernels.Backend = (*Backend)(nil)
+
 // New fails with ErrUnavailable: this build has no cgo.
 func New(Config) (*Backend, error) {
 	return nil, fmt.Errorf("%w: this binary was built without cgo (CGO_ENABLED=0)", ErrUnavailable)
@@ -42,6 +44,14 @@ func (b *Backend) Name() string { return "cuda" }
 
 // Supports reports false: nothing runs without cgo.
 func (b *Backend) Supports(precision.Format) bool { return false }
+
+// Capabilities reports that nothing runs without cgo.
+func (b *Backend) Capabilities() precision.Capabilities {
+	return precision.Capabilities{Device: "cuda"}
+}
+
+// Evict does nothing.
+func (b *Backend) Evict(*model.Model) {}
 
 // Forward fails with ErrUnavailable.
 func (b *Backend) Forward(context.Context, *model.Model, precision.Format, []float32, int) ([]float32, error) {

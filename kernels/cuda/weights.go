@@ -205,7 +205,7 @@ func (d *devState) freeWeights(k weightKey) {
 		return
 	}
 	_ = d.stream.sync()
-	d.invalidateGraphs()
+	d.dropGraphs(k.m)
 	for _, l := range w.layers {
 		for _, p := range []uint64{l.w, l.wscale, l.bias, l.fp4Data, l.fp4Scale} {
 			_ = cuFree(p)

@@ -292,3 +292,49 @@ func unwrapPath(err error) error {
 	}
 	return err
 }
+
+// LoadAll loads every causal language model under root: each subdirectory
+// (or link to one) holding config.json (model.IsCausalLM), skipping names
+// that start with ".". The tensor models beside them are model.LoadAll's.
+// It returns the models that loaded, sorted by name, and an error joining
+// one error per directory that failed; two directories giving one name are
+// an error, and neither is returned.
+func LoadAll(root string) ([]*Model, error) {
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return nil, fmt.Errorf("lm: %w", err)
+	}
+	var (
+		errs   []error
+		byName = map[string][]*Model{}
+		dirOf  = map[*Model]string{}
+	)
+	for _, e := range entries {
+		dir := filepath.Join(root, e.Name())
+		if strings.HasPrefix(e.Name(), ".") || !model.IsCausalLM(dir) {
+			continue
+		}
+		m, err := Load(dir)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		byName[m.Name] = append(byName[m.Name], m)
+		dirOf[m] = dir
+	}
+	var out []*Model
+	for name, ms := range byName {
+		if len(ms) > 1 {
+			var dirs []string
+			for _, m := range ms {
+				dirs = append(dirs, dirOf[m])
+			}
+			slices.Sort(dirs)
+			errs = append(errs, fmt.Errorf("lm: %s: %w %q", strings.Join(dirs, ", "), model.ErrDuplicateModel, name))
+			continue
+		}
+		out = append(out, ms[0])
+	}
+	slices.SortFunc(out, func(a, b *Model) int { return strings.Compare(a.Name, b.Name) })
+	return out, errors.Join(errs...)
+}

@@ -415,3 +415,31 @@ func TestLoadPeakMemory(t *testing.T) {
 	}
 	runtime.KeepAlive(m)
 }
+
+// TestLoadAll: a models directory holding language models and tensor
+// models loads the language models, by name, and reports a name given
+// twice.
+func TestLoadAll(t *testing.T) {
+	root := t.TempDir()
+	c := tiny(lm.Llama)
+	for _, d := range []string{"b-model", "a-model"} {
+		if err := lm.Synth(filepath.Join(root, d), lm.SynthConfig{Config: c, Seed: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(root, "tensor"), 0o755); err != nil { // no config.json: not a language model
+		t.Fatal(err)
+	}
+	ms, err := lm.LoadAll(root)
+	if err != nil || len(ms) != 2 || ms[0].Name != "a-model" || ms[1].Name != "b-model" {
+		t.Fatalf("LoadAll: %v, %d models", err, len(ms))
+	}
+	dup := &lm.Manifest{Name: "a-model"}
+	if err := lm.Synth(filepath.Join(root, "c-model"), lm.SynthConfig{Config: c, Seed: 1, Manifest: dup}); err != nil {
+		t.Fatal(err)
+	}
+	ms, err = lm.LoadAll(root)
+	if !errors.Is(err, model.ErrDuplicateModel) || len(ms) != 1 || ms[0].Name != "b-model" {
+		t.Errorf("LoadAll with a name twice: %v, %d models; want ErrDuplicateModel and b-model alone", err, len(ms))
+	}
+}
