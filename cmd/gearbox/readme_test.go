@@ -47,8 +47,9 @@ type readmeCommand struct {
 	// long commands are skipped with -short and under the race detector.
 	long bool
 	// needs is a program that must be on PATH; without it the command is
-	// skipped (and logged).
-	needs string
+	// skipped (and logged), and instead, when set, runs in its place.
+	needs   string
+	instead func(t *testing.T, metricsPort string)
 	// background commands (ending in &) are started and stopped with
 	// SIGINT when the test ends; ready must then succeed.
 	background bool
@@ -77,7 +78,7 @@ var readmeCommands = map[string]readmeCommand{
 		}
 	}},
 	"GEARBOX_MODELS=models go run ./cmd/gearbox worker &":    {background: true},
-	"until curl -sf localhost:9464/readyz; do sleep 1; done": {needs: "curl"},
+	"until curl -sf localhost:9464/readyz; do sleep 1; done": {needs: "curl", instead: waitReady},
 	"go run ./cmd/gearbox submit --random 5 --model demo --features 64 --wait": {check: func(t *testing.T, stdout string, _ map[string]bool) {
 		if n := strings.Count(stdout, "\tdemo\t"); n != 5 || strings.Contains(stdout, "ERROR") {
 			t.Errorf("submit printed %d results, want 5 without errors:\n%s", n, stdout)
@@ -102,6 +103,24 @@ var readmeCommands = map[string]readmeCommand{
 			t.Errorf("policy get printed no policy and controller view:\n%s", stdout)
 		}
 	}},
+}
+
+// waitReady does what the README's curl loop does, for a machine without
+// curl: it waits until the worker's /readyz answers 200.
+func waitReady(t *testing.T, metricsPort string) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		resp, err := http.Get("http://127.0.0.1:" + metricsPort + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the worker is not ready after a minute: %v", err)
+		}
+	}
 }
 
 // readmeSubstitutions are the only changes made to the README's commands:
@@ -211,6 +230,9 @@ func TestREADMECommands(t *testing.T) {
 		case spec.needs != "":
 			if _, err := exec.LookPath(spec.needs); err != nil {
 				t.Logf("skipped %q: %s is not on PATH", c, spec.needs)
+				if spec.instead != nil {
+					spec.instead(t, metricsPort)
+				}
 				continue
 			}
 		}
