@@ -52,36 +52,55 @@ type StreamsConfig struct {
 	MaxAckPending int
 }
 
+// DefaultStreamsConfig returns every field's default.
+func DefaultStreamsConfig() StreamsConfig {
+	return StreamsConfig{
+		Replicas:           1,
+		JobsMaxMsgs:        1_000_000,
+		JobsMaxBytes:       1 << 30,
+		JobsDuplicates:     2 * time.Minute,
+		ResultsMaxAge:      24 * time.Hour,
+		ResultsDuplicates:  10 * time.Minute,
+		QualityMaxAge:      7 * 24 * time.Hour,
+		DeadMaxAge:         14 * 24 * time.Hour,
+		QualityMaxPerModel: 10_000,
+		AckWait:            30 * time.Second,
+		MaxDeliver:         5,
+		MaxAckPending:      20_000,
+	}
+}
+
 // WithDefaults returns c with zero fields set to their defaults.
 func (c StreamsConfig) WithDefaults() StreamsConfig {
-	def := func(p *time.Duration, d time.Duration) {
+	d := DefaultStreamsConfig()
+	def := func(p *time.Duration, v time.Duration) {
 		if *p == 0 {
-			*p = d
+			*p = v
 		}
 	}
 	if c.Replicas == 0 {
-		c.Replicas = 1
+		c.Replicas = d.Replicas
 	}
 	if c.JobsMaxMsgs == 0 {
-		c.JobsMaxMsgs = 1_000_000
+		c.JobsMaxMsgs = d.JobsMaxMsgs
 	}
 	if c.JobsMaxBytes == 0 {
-		c.JobsMaxBytes = 1 << 30
+		c.JobsMaxBytes = d.JobsMaxBytes
 	}
-	def(&c.JobsDuplicates, 2*time.Minute)
-	def(&c.ResultsMaxAge, 24*time.Hour)
-	def(&c.ResultsDuplicates, 10*time.Minute)
-	def(&c.QualityMaxAge, 7*24*time.Hour)
-	def(&c.DeadMaxAge, 14*24*time.Hour)
+	def(&c.JobsDuplicates, d.JobsDuplicates)
+	def(&c.ResultsMaxAge, d.ResultsMaxAge)
+	def(&c.ResultsDuplicates, d.ResultsDuplicates)
+	def(&c.QualityMaxAge, d.QualityMaxAge)
+	def(&c.DeadMaxAge, d.DeadMaxAge)
 	if c.QualityMaxPerModel == 0 {
-		c.QualityMaxPerModel = 10_000
+		c.QualityMaxPerModel = d.QualityMaxPerModel
 	}
-	def(&c.AckWait, 30*time.Second)
+	def(&c.AckWait, d.AckWait)
 	if c.MaxDeliver == 0 {
-		c.MaxDeliver = 5
+		c.MaxDeliver = d.MaxDeliver
 	}
 	if c.MaxAckPending == 0 {
-		c.MaxAckPending = 20_000
+		c.MaxAckPending = d.MaxAckPending
 	}
 	return c
 }

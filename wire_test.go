@@ -266,6 +266,18 @@ func TestStreamsConfigValidate(t *testing.T) {
 	}
 }
 
+// TestDefaultStreamsConfig: the zero StreamsConfig takes exactly
+// DefaultStreamsConfig's values, and they are valid.
+func TestDefaultStreamsConfig(t *testing.T) {
+	d := gearbox.DefaultStreamsConfig()
+	if got := (gearbox.StreamsConfig{}).WithDefaults(); got != d {
+		t.Errorf("StreamsConfig{}.WithDefaults() = %+v; want DefaultStreamsConfig() %+v", got, d)
+	}
+	if err := d.Validate(); err != nil {
+		t.Errorf("DefaultStreamsConfig().Validate() = %v", err)
+	}
+}
+
 // TestFloat32sNonFinite: every dtype rejects NaN and ±Inf wherever they
 // are, naming the element, and passes every finite value bit for bit
 // (largest, subnormal, negative zero), appending to what dst holds.

@@ -5,11 +5,9 @@ import (
 	"time"
 )
 
-// DefaultMaxQueuedBytes is Config.MaxQueuedBytes's default.
-const DefaultMaxQueuedBytes = 256 << 20
-
 // Config sets how a Queue or a Batcher forms batches. The zero value of a
-// field means its default.
+// field means its default: DefaultConfig's, or for MaxQueuedRows and
+// DeadlineSlack one derived from the other fields.
 type Config struct {
 	// MaxBatchRows is the most rows in one batch (default 256).
 	MaxBatchRows int
@@ -28,19 +26,27 @@ type Config struct {
 	DeadlineSlack time.Duration
 }
 
+// DefaultConfig returns the fixed defaults: 256 rows a batch, 5 ms, 256
+// MiB. MaxQueuedRows and DeadlineSlack are zero: their defaults derive
+// from MaxBatchRows and MaxDelay, as WithDefaults does.
+func DefaultConfig() Config {
+	return Config{MaxBatchRows: 256, MaxDelay: 5 * time.Millisecond, MaxQueuedBytes: 256 << 20}
+}
+
 // WithDefaults returns c with every zero field set to its default.
 func (c Config) WithDefaults() Config {
+	d := DefaultConfig()
 	if c.MaxBatchRows == 0 {
-		c.MaxBatchRows = 256
+		c.MaxBatchRows = d.MaxBatchRows
 	}
 	if c.MaxDelay == 0 {
-		c.MaxDelay = 5 * time.Millisecond
+		c.MaxDelay = d.MaxDelay
 	}
 	if c.MaxQueuedRows == 0 {
 		c.MaxQueuedRows = 4 * c.MaxBatchRows
 	}
 	if c.MaxQueuedBytes == 0 {
-		c.MaxQueuedBytes = DefaultMaxQueuedBytes
+		c.MaxQueuedBytes = d.MaxQueuedBytes
 	}
 	if c.DeadlineSlack == 0 {
 		c.DeadlineSlack = c.MaxDelay

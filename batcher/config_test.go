@@ -30,6 +30,18 @@ func TestConfigWithDefaults(t *testing.T) {
 	}
 }
 
+// TestDefaultConfig: the zero Config and DefaultConfig mean the same, and
+// DefaultConfig leaves the derived fields to WithDefaults.
+func TestDefaultConfig(t *testing.T) {
+	d := batcher.DefaultConfig()
+	if got, want := d.WithDefaults(), (batcher.Config{}).WithDefaults(); got != want {
+		t.Errorf("DefaultConfig().WithDefaults() = %+v; want %+v", got, want)
+	}
+	if d.MaxQueuedRows != 0 || d.DeadlineSlack != 0 {
+		t.Errorf("DefaultConfig() = %+v; want MaxQueuedRows and DeadlineSlack zero (derived)", d)
+	}
+}
+
 func TestConfigValidate(t *testing.T) {
 	tests := []struct {
 		name  string

@@ -16,53 +16,6 @@ import (
 	"github.com/gearbox-inference/gearbox/precision"
 )
 
-// Config configures a worker's part of the quality loop.
-type Config struct {
-	// Sample is the fraction of batches checked, 0 to 1 (0: none but the
-	// interval's; GEARBOX_QUALITY_SAMPLE, 0.02 in the binary).
-	Sample float64
-	// Interval: a model with traffic is checked at least this often
-	// (0: no such floor; GEARBOX_QUALITY_INTERVAL, 30 s in the binary).
-	Interval time.Duration
-	// Rows is the most rows of a batch one check re-runs (default 16).
-	Rows int
-	// Queue is how many checks may wait; a batch sampled while it is full
-	// is not checked (counted as dropped), so checks never hold up
-	// results (default 4).
-	Queue int
-	// Control runs the precision controller (Runner) in the worker.
-	Control bool
-	// Rules tune the controller.
-	Rules Rules
-	// Metrics, when set, receives the quality metrics.
-	Metrics *Metrics
-	// Hold, when set, is called for a batch's model as the batch is queued
-	// for a check, and the function it returns once the check has run or
-	// been given up: the worker holds the model's version until then, so
-	// that a version replaced meanwhile is not evicted from the backend
-	// under the check's shadow runs (which would convert its weights
-	// again, for good).
-	Hold func(m *model.Model) (release func())
-}
-
-// Enabled reports whether the worker checks any batches.
-func (c Config) Enabled() bool { return c.Sample > 0 || c.Interval > 0 }
-
-// Validate reports the first unusable field.
-func (c Config) Validate() error {
-	switch {
-	case !(c.Sample >= 0 && c.Sample <= 1):
-		return fmt.Errorf("quality sample %g must be in [0, 1]", c.Sample)
-	case c.Interval < 0:
-		return fmt.Errorf("quality interval %v must be ≥ 0", c.Interval)
-	case c.Rows < 0:
-		return fmt.Errorf("quality rows %d must be ≥ 0", c.Rows)
-	case c.Queue < 0:
-		return fmt.Errorf("quality queue %d must be ≥ 0", c.Queue)
-	}
-	return c.Rules.Validate()
-}
-
 // check is one sampled batch's rows, copied out of the batch.
 type check struct {
 	m         *model.Model
@@ -96,12 +49,7 @@ func NewChecker(cfg Config, backend kernels.Backend, worker string, publish func
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Rows == 0 {
-		cfg.Rows = 16
-	}
-	if cfg.Queue == 0 {
-		cfg.Queue = 4
-	}
+	cfg = cfg.WithDefaults()
 	seed := uint64(time.Now().UnixNano())
 	return &Checker{
 		cfg: cfg, backend: backend, worker: worker, publish: publish, log: log,

@@ -13,7 +13,7 @@ type Rules struct {
 	// statistics keep, newest first (default 50).
 	Window int
 	// MinSamples is how many candidate observations a step down needs
-	// (default 20, GEARBOX_QUALITY_MIN_SAMPLES); at most Window.
+	// (default 20); at most Window.
 	MinSamples int
 	// Margin: a step down needs the candidate's upper bound ≤ Margin ×
 	// max_error (default 0.5).
@@ -26,19 +26,25 @@ type Rules struct {
 // ErrInvalidRules is wrapped by Rules.Validate's errors.
 var ErrInvalidRules = errors.New("quality: invalid rules")
 
+// DefaultRules returns every rule's default.
+func DefaultRules() Rules {
+	return Rules{Window: 50, MinSamples: 20, Margin: 0.5, Cooldown: 30 * time.Second}
+}
+
 // WithDefaults returns r with zero fields set to their defaults.
 func (r Rules) WithDefaults() Rules {
+	d := DefaultRules()
 	if r.Window == 0 {
-		r.Window = 50
+		r.Window = d.Window
 	}
 	if r.MinSamples == 0 {
-		r.MinSamples = 20
+		r.MinSamples = d.MinSamples
 	}
 	if r.Margin == 0 {
-		r.Margin = 0.5
+		r.Margin = d.Margin
 	}
 	if r.Cooldown == 0 {
-		r.Cooldown = 30 * time.Second
+		r.Cooldown = d.Cooldown
 	}
 	return r
 }

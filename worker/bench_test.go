@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/gearbox-inference/gearbox"
+	"github.com/gearbox-inference/gearbox/batcher"
 	"github.com/gearbox-inference/gearbox/quality"
 	"github.com/gearbox-inference/gearbox/worker"
 )
@@ -59,7 +60,7 @@ func BenchmarkEndToEndWide(b *testing.B) {
 func BenchmarkSampling(b *testing.B) {
 	for _, sample := range []float64{0, 0.02} {
 		b.Run(fmt.Sprintf("sample=%g", sample), func(b *testing.B) {
-			endToEnd(b, worker.Config{MaxBatchRows: 16, Quality: quality.Config{Sample: sample, Control: sample > 0}})
+			endToEnd(b, worker.Config{Config: batcher.Config{MaxBatchRows: 16}, Quality: quality.Config{Sample: sample, Control: sample > 0}})
 		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nuid"
@@ -18,7 +19,7 @@ import (
 var ErrInvalidConfig = errors.New("worker: invalid config")
 
 // Config configures a Worker. Zero fields take the defaults in their
-// comments.
+// comments: DefaultConfig's, or ones derived from other fields.
 type Config struct {
 	// Name identifies the worker in results and logs (default
 	// hostname-<random>).
@@ -30,17 +31,11 @@ type Config struct {
 	// Provision creates or updates the streams and the consumer at start.
 	Provision bool
 
-	// MaxBatchRows is the most rows in one batch (default 256).
-	MaxBatchRows int
-	// MaxDelay is the longest a job waits, from its arrival at the worker,
-	// before its batch is flushed (default 5 ms).
-	MaxDelay time.Duration
-	// MaxQueuedRows bounds rows waiting in the batcher; the worker stops
-	// pulling while it is reached (default 4 × MaxBatchRows).
-	MaxQueuedRows int
-	// MaxQueuedBytes bounds the same in bytes (a job holds its payload and
-	// its decoded input): default 256 MiB.
-	MaxQueuedBytes int
+	// Config is how jobs are batched (batcher.Config, with its defaults):
+	// MaxBatchRows, MaxDelay (from a job's arrival at the worker), and
+	// MaxQueuedRows and MaxQueuedBytes, past which the worker stops
+	// pulling (a job's bytes are its payload and its decoded input).
+	batcher.Config
 	// MaxJobBytes is the largest job payload accepted (default 8 MiB).
 	MaxJobBytes int
 	// MaxJobRows is the most rows one job may carry (default 65,536).
@@ -86,7 +81,26 @@ type Config struct {
 	Metrics *Metrics
 }
 
+// DefaultConfig returns the worker's fixed defaults, batcher.DefaultConfig
+// and gearbox.DefaultStreamsConfig among them. Name, MaxQueuedRows,
+// Prefetch and PrefetchBytes are zero: their defaults are the host's name
+// or derive from other fields, and New fills them. Quality is zero (no
+// checks); the gearbox binary starts from quality.DefaultConfig.
+func DefaultConfig() Config {
+	return Config{
+		Subjects:      gearbox.DefaultSubjects,
+		Streams:       gearbox.DefaultStreamsConfig(),
+		Config:        batcher.DefaultConfig(),
+		MaxJobBytes:   8 << 20,
+		MaxJobRows:    65536,
+		PullExpiry:    5 * time.Second,
+		ReplyPrefixes: slices.Clone(DefaultReplyPrefixes),
+		LMMaxTokens:   256,
+	}
+}
+
 func (c Config) withDefaults() Config {
+	d := DefaultConfig()
 	if c.Name == "" {
 		h, _ := os.Hostname()
 		if h == "" {
@@ -95,22 +109,11 @@ func (c Config) withDefaults() Config {
 		c.Name = h + "-" + nuid.Next()[16:]
 	}
 	if c.Subjects.Prefix == "" {
-		c.Subjects = gearbox.DefaultSubjects
+		c.Subjects = d.Subjects
 	}
-	if c.MaxBatchRows == 0 {
-		c.MaxBatchRows = 256
-	}
-	if c.MaxDelay == 0 {
-		c.MaxDelay = 5 * time.Millisecond
-	}
-	if c.MaxQueuedRows == 0 {
-		c.MaxQueuedRows = 4 * c.MaxBatchRows
-	}
-	if c.MaxQueuedBytes == 0 {
-		c.MaxQueuedBytes = batcher.DefaultMaxQueuedBytes
-	}
+	c.Config = c.Config.WithDefaults()
 	if c.MaxJobBytes == 0 {
-		c.MaxJobBytes = 8 << 20
+		c.MaxJobBytes = d.MaxJobBytes
 	}
 	if c.PrefetchBytes == 0 {
 		c.PrefetchBytes = max(4*c.MaxJobBytes, 32<<20)
@@ -119,19 +122,19 @@ func (c Config) withDefaults() Config {
 		c.KVBytes = 128 << 20
 	}
 	if c.LMMaxTokens == 0 {
-		c.LMMaxTokens = 256
+		c.LMMaxTokens = d.LMMaxTokens
 	}
 	if c.ReplyPrefixes == nil {
-		c.ReplyPrefixes = DefaultReplyPrefixes
+		c.ReplyPrefixes = d.ReplyPrefixes
 	}
 	if c.MaxJobRows == 0 {
-		c.MaxJobRows = 65536
+		c.MaxJobRows = d.MaxJobRows
 	}
 	if c.Prefetch == 0 {
 		c.Prefetch = 2 * c.MaxBatchRows
 	}
 	if c.PullExpiry == 0 {
-		c.PullExpiry = 5 * time.Second
+		c.PullExpiry = d.PullExpiry
 	}
 	if c.Logger == nil {
 		l := zerolog.Nop()
@@ -146,13 +149,10 @@ func (c Config) Validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
 	}
+	if err := c.Config.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
 	switch {
-	case c.MaxBatchRows < 1:
-		return bad("max batch rows %d must be ≥ 1", c.MaxBatchRows)
-	case c.MaxDelay < 0:
-		return bad("max delay %v must be ≥ 0", c.MaxDelay)
-	case c.MaxQueuedRows < c.MaxBatchRows:
-		return bad("max queued rows %d must be ≥ max batch rows %d", c.MaxQueuedRows, c.MaxBatchRows)
 	case c.MaxJobBytes < 64:
 		return bad("max job bytes %d is too small", c.MaxJobBytes)
 	case c.MaxJobRows < 1:
@@ -161,8 +161,6 @@ func (c Config) Validate() error {
 		return bad("prefetch %d must be ≥ 1", c.Prefetch)
 	case c.PrefetchBytes < c.MaxJobBytes:
 		return bad("prefetch bytes %d must be ≥ max job bytes %d, or a job that large is never delivered", c.PrefetchBytes, c.MaxJobBytes)
-	case c.MaxQueuedBytes < 1:
-		return bad("max queued bytes %d must be ≥ 1", c.MaxQueuedBytes)
 	case c.PullExpiry < time.Second:
 		return bad("pull expiry %v must be ≥ 1s", c.PullExpiry)
 	}

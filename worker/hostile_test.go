@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/gearbox-inference/gearbox"
+	"github.com/gearbox-inference/gearbox/batcher"
 	"github.com/gearbox-inference/gearbox/internal/embedded"
 	"github.com/gearbox-inference/gearbox/kernels"
 	"github.com/gearbox-inference/gearbox/kernels/cpu"
@@ -85,7 +86,7 @@ func TestReplyToCannotReachSystemSubjects(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	e.start("w", worker.Config{Prefetch: 1, MaxBatchRows: 1}, nil)
+	e.start("w", worker.Config{Prefetch: 1, Config: batcher.Config{MaxBatchRows: 1}}, nil)
 	rs := e.results(len(hostile) + valid)
 	for _, r := range rs {
 		switch {
@@ -274,7 +275,7 @@ func TestPoisonJobCostsNothingElse(t *testing.T) {
 				var r *running
 				started := make(chan struct{})
 				k := &killer{Backend: e.backend, kill: func() { <-started; r.kill() }}
-				r = e.start(fmt.Sprintf("w%d-%d", i, life), worker.Config{Streams: streams, MaxBatchRows: 8}, k)
+				r = e.start(fmt.Sprintf("w%d-%d", i, life), worker.Config{Streams: streams, Config: batcher.Config{MaxBatchRows: 8}}, k)
 				close(started)
 				select {
 				case <-r.done:
@@ -322,7 +323,7 @@ func TestMemoryBoundedInBytes(t *testing.T) {
 	g := newGated(e.backend)
 	defer g.open()
 	const mib = 1 << 20
-	e.start("w", worker.Config{MaxJobBytes: 2 * mib, PrefetchBytes: 2 * mib, MaxQueuedBytes: 4 * mib}, g)
+	e.start("w", worker.Config{MaxJobBytes: 2 * mib, PrefetchBytes: 2 * mib, Config: batcher.Config{MaxQueuedBytes: 4 * mib}}, g)
 	ctx := context.Background()
 	const jobs = 40
 	for i := range jobs {

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gearbox-inference/gearbox"
+	"github.com/gearbox-inference/gearbox/batcher"
 	"github.com/gearbox-inference/gearbox/internal/promtest"
 	"github.com/gearbox-inference/gearbox/kernels/cpu"
 	"github.com/gearbox-inference/gearbox/model"
@@ -58,8 +59,7 @@ func (l *loop) addModel(name string, maxErr float64) *model.Model {
 // a short cooldown.
 func qcfg() worker.Config {
 	return worker.Config{
-		MaxBatchRows: 32,
-		MaxDelay:     time.Millisecond,
+		Config: batcher.Config{MaxBatchRows: 32, MaxDelay: time.Millisecond},
 		Quality: quality.Config{
 			Sample: 1, Rows: 32, Control: true,
 			Rules: quality.Rules{Cooldown: 50 * time.Millisecond},

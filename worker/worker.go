@@ -86,12 +86,7 @@ func New(nc *nats.Conn, backend kernels.Backend, models *Models, cfg Config) (*W
 	if err != nil {
 		return nil, err
 	}
-	b, err := batcher.New[*task](batcher.Config{
-		MaxBatchRows:   cfg.MaxBatchRows,
-		MaxDelay:       cfg.MaxDelay,
-		MaxQueuedRows:  cfg.MaxQueuedRows,
-		MaxQueuedBytes: cfg.MaxQueuedBytes,
-	})
+	b, err := batcher.New[*task](cfg.Config)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}

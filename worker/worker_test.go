@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/gearbox-inference/gearbox"
+	"github.com/gearbox-inference/gearbox/batcher"
 	"github.com/gearbox-inference/gearbox/kernels"
 	"github.com/gearbox-inference/gearbox/precision"
 	"github.com/gearbox-inference/gearbox/worker"
@@ -30,7 +31,7 @@ func TestManyJobsManyWorkers(t *testing.T) {
 	e := setup(t, gearbox.StreamsConfig{})
 	var ws []*running
 	for i := range 3 {
-		ws = append(ws, e.start(fmt.Sprintf("w%d", i), worker.Config{MaxBatchRows: 64, MaxDelay: 2 * time.Millisecond}, nil))
+		ws = append(ws, e.start(fmt.Sprintf("w%d", i), worker.Config{Config: batcher.Config{MaxBatchRows: 64, MaxDelay: 2 * time.Millisecond}}, nil))
 	}
 	sent := make([]*gearbox.Job, jobs)
 	var wg sync.WaitGroup
@@ -96,7 +97,7 @@ func TestKilledWorkerJobsRedelivered(t *testing.T) {
 	t.Parallel()
 	e := setup(t, gearbox.StreamsConfig{AckWait: time.Second})
 	g := newGated(e.backend)
-	victim := e.start("victim", worker.Config{MaxBatchRows: 8}, g)
+	victim := e.start("victim", worker.Config{Config: batcher.Config{MaxBatchRows: 8}}, g)
 	const jobs = 40
 	sent := map[string]*gearbox.Job{}
 	for i := range jobs {
@@ -112,7 +113,7 @@ func TestKilledWorkerJobsRedelivered(t *testing.T) {
 		t.Fatal("victim never started a batch")
 	}
 	victim.kill()
-	survivor := e.start("survivor", worker.Config{MaxBatchRows: 8}, nil)
+	survivor := e.start("survivor", worker.Config{Config: batcher.Config{MaxBatchRows: 8}}, nil)
 	rs := e.results(jobs)
 	seen := map[string]bool{}
 	for _, r := range rs {
@@ -288,7 +289,7 @@ func TestInvalidJobs(t *testing.T) {
 func TestSplitJob(t *testing.T) {
 	t.Parallel()
 	e := setup(t, gearbox.StreamsConfig{})
-	e.start("w", worker.Config{MaxBatchRows: 16}, nil)
+	e.start("w", worker.Config{Config: batcher.Config{MaxBatchRows: 16}}, nil)
 	j := e.job("big", 101, 5)
 	r, err := e.client.Do(context.Background(), j)
 	if err != nil {
@@ -413,7 +414,7 @@ func TestGracefulShutdown(t *testing.T) {
 	t.Parallel()
 	e := setup(t, gearbox.StreamsConfig{})
 	g := newGated(e.backend)
-	w := e.start("w", worker.Config{MaxBatchRows: 4, Prefetch: 16}, g)
+	w := e.start("w", worker.Config{Config: batcher.Config{MaxBatchRows: 4}, Prefetch: 16}, g)
 	for i := range 30 {
 		if _, err := e.client.Submit(context.Background(), e.job(fmt.Sprintf("g-%d", i), 1, uint64(i))); err != nil {
 			t.Fatal(err)

@@ -2,47 +2,63 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
+	"io"
 	"os"
 	"runtime/pprof"
 	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
 
 	"github.com/gearbox-inference/gearbox/internal/e2e"
 	"github.com/gearbox-inference/gearbox/precision"
 )
 
+// e2eFlags are bench e2e's flags.
+type e2eFlags struct {
+	dims, precisions, jsonOut, cpuProfile string
+	rows, jobs, batchRows, workers, reps  int
+	minTime                               time.Duration
+}
+
+func newBenchE2ECmd(a *app) *cobra.Command {
+	var f e2eFlags
+	c := &cobra.Command{
+		Use:   "e2e [flags]",
+		Short: "The worker with the embedded server vs the bare backend loop",
+		Long: `The worker, on its own embedded NATS server (GEARBOX_NATS_URL is not used), vs
+Backend.Forward in a loop, on the same batches, per precision, on GEARBOX_DEVICE.`,
+		Args: argsRange(0, 0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return benchE2E(cmd.Context(), &a.cfg, a.log, f, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	fs := c.Flags()
+	fs.StringVar(&f.dims, "dims", "1024,4096,1024", "the synthesised model's widths: input, then each layer's output")
+	fs.StringVar(&f.precisions, "precisions", "", "comma-separated precisions (default: every one the backend supports)")
+	fs.IntVar(&f.rows, "rows", 16, "rows per job")
+	fs.IntVar(&f.jobs, "jobs", 2000, "jobs per repetition")
+	fs.IntVar(&f.batchRows, "max-batch-rows", 0, "most rows in a batch (default GEARBOX_MAX_BATCH_ROWS)")
+	fs.IntVar(&f.workers, "workers", 1, "workers sharing the backend")
+	fs.IntVar(&f.reps, "reps", 3, "repetitions of each side; medians are reported")
+	fs.DurationVar(&f.minTime, "min-time", time.Second, "least time of one bare repetition (it repeats the batches until then)")
+	fs.StringVar(&f.jsonOut, "json", "", "also write the report as JSON to this file")
+	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (bare and worker sides) to this file")
+	return c
+}
+
 // benchE2E runs the worker with the embedded server against the bare
 // backend loop on the same batches (internal/e2e), per precision.
-func benchE2E(ctx context.Context, cfg *config, log zerolog.Logger, args []string) error {
-	fs := flag.NewFlagSet("bench e2e", flag.ContinueOnError)
-	dims := fs.String("dims", "1024,4096,1024", "the synthesised model's widths: input, then each layer's output")
-	precs := fs.String("precisions", "", "comma-separated precisions (default: every one the backend supports)")
-	rows := fs.Int("rows", 16, "rows per job")
-	jobs := fs.Int("jobs", 2000, "jobs per repetition")
-	batchRows := fs.Int("max-batch-rows", cfg.MaxBatchRows, "most rows in a batch (default GEARBOX_MAX_BATCH_ROWS)")
-	workers := fs.Int("workers", 1, "workers sharing the backend")
-	reps := fs.Int("reps", 3, "repetitions of each side; medians are reported")
-	minTime := fs.Duration("min-time", time.Second, "least time of one bare repetition (it repeats the batches until then)")
-	jsonOut := fs.String("json", "", "also write the report as JSON to this file")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (bare and worker sides) to this file")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: gearbox bench e2e [flags]\n\nThe worker, on its own embedded NATS server (GEARBOX_NATS_URL is not used), vs\nBackend.Forward in a loop, on the same batches, per precision, on GEARBOX_DEVICE.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	ds, err := parseDims(*dims)
+func benchE2E(ctx context.Context, cfg *config, log zerolog.Logger, f e2eFlags, stdout, stderr io.Writer) error {
+	ds, err := parseDims(f.dims)
 	if err != nil {
 		return err
 	}
 	var ps []precision.Format
-	if *precs != "" {
-		for _, s := range strings.Split(*precs, ",") {
+	if f.precisions != "" {
+		for _, s := range strings.Split(f.precisions, ",") {
 			p, err := precision.Parse(s)
 			if err != nil || !p.Valid() {
 				return fmt.Errorf("--precisions: %q is not a concrete precision", s)
@@ -60,22 +76,24 @@ func benchE2E(ctx context.Context, cfg *config, log zerolog.Logger, args []strin
 	}
 	defer backend.Close()
 	bc := e2e.Config{
-		Backend: backend, Dims: ds, Precisions: ps, RowsPerJob: *rows, Jobs: *jobs,
-		Reps: *reps, MinTime: *minTime, Workers: *workers, Worker: cfg.worker(subj), Progress: os.Stderr,
+		Backend: backend, Dims: ds, Precisions: ps, RowsPerJob: f.rows, Jobs: f.jobs,
+		Reps: f.reps, MinTime: f.minTime, Workers: f.workers, Worker: cfg.worker(subj), Progress: stderr,
 	}
-	bc.Worker.MaxBatchRows = *batchRows
+	if f.batchRows != 0 {
+		bc.Worker.MaxBatchRows = f.batchRows
+	}
 	gpu := openGPUMon(backend.Name(), log)
 	if gpu != nil {
 		defer gpu.Close()
 		bc.Energy = gpu.Energy
 	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
+	if f.cpuProfile != "" {
+		prof, err := os.Create(f.cpuProfile)
 		if err != nil {
 			return err
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
+		defer prof.Close()
+		if err := pprof.StartCPUProfile(prof); err != nil {
 			return err
 		}
 		defer pprof.StopCPUProfile()
@@ -87,18 +105,18 @@ func benchE2E(ctx context.Context, cfg *config, log zerolog.Logger, args []strin
 	if gpu != nil {
 		rep.GPU = gpu.Name()
 	}
-	fmt.Println()
-	rep.Print(os.Stdout)
-	if *jsonOut != "" {
-		f, err := os.Create(*jsonOut)
+	fmt.Fprintln(stdout)
+	rep.Print(stdout)
+	if f.jsonOut != "" {
+		out, err := os.Create(f.jsonOut)
 		if err != nil {
 			return err
 		}
-		if err := rep.WriteJSON(f); err != nil {
-			f.Close()
+		if err := rep.WriteJSON(out); err != nil {
+			out.Close()
 			return err
 		}
-		return f.Close()
+		return out.Close()
 	}
 	return nil
 }

@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strconv"
@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
 
 	"github.com/gearbox-inference/gearbox/kernels/cuda"
 )
@@ -39,51 +40,64 @@ type torchReport struct {
 	} `json:"results"`
 }
 
+// kernelsFlags are bench kernels' flags.
+type kernelsFlags struct {
+	ms, shapes, paths, torch, python, jsonOut, mdOut string
+	iters, warmup, device                            int
+}
+
+func newBenchKernelsCmd(a *app) *cobra.Command {
+	var f kernelsFlags
+	c := &cobra.Command{
+		Use:   "kernels [flags]",
+		Short: "Linear-layer timings per precision on the GPU (and PyTorch's)",
+		Long:  "Linear-layer times per precision on the GPU, and PyTorch's on the same shapes.",
+		Args:  argsRange(0, 0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return benchKernels(cmd.Context(), a.log, f, cmd.OutOrStdout())
+		},
+	}
+	fs := c.Flags()
+	fs.StringVarP(&f.ms, "m", "m", "1,16,64,256,1024,4096,8192", "batch sizes M")
+	fs.StringVar(&f.shapes, "shapes", "8192x8192,14336x4096", "weight shapes NxK (output x input features)")
+	fs.StringVar(&f.paths, "paths", "", "paths to time (default all: "+strings.Join(cuda.BenchPaths, ",")+")")
+	fs.IntVar(&f.iters, "iters", 50, "timed runs per case (the median is reported)")
+	fs.IntVar(&f.warmup, "warmup", 5, "untimed runs first")
+	fs.IntVar(&f.device, "device", 0, "CUDA device ordinal")
+	fs.StringVar(&f.torch, "torch", "bench/torch_linear.py", `PyTorch comparison script ("" to skip)`)
+	fs.StringVar(&f.python, "python", "python3", "Python interpreter for --torch")
+	fs.StringVar(&f.jsonOut, "json", "", "also write every number as JSON to this file")
+	fs.StringVar(&f.mdOut, "md", "", "also write the tables as Markdown (docs/benchmarks.md) to this file")
+	return c
+}
+
 // benchKernels times each precision's linear layer on the GPU
 // (cuda.Backend.BenchLinear) and, in the same invocation, PyTorch's on the
 // same shapes (bench/torch_linear.py), and prints them side by side.
-func benchKernels(ctx context.Context, cfg *config, log zerolog.Logger, args []string) error {
-	fs := flag.NewFlagSet("bench kernels", flag.ContinueOnError)
-	msFlag := fs.String("m", "1,16,64,256,1024,4096,8192", "batch sizes M")
-	shapesFlag := fs.String("shapes", "8192x8192,14336x4096", "weight shapes NxK (output x input features)")
-	pathsFlag := fs.String("paths", "", "paths to time (default all: "+strings.Join(cuda.BenchPaths, ",")+")")
-	iters := fs.Int("iters", 50, "timed runs per case (the median is reported)")
-	warmup := fs.Int("warmup", 5, "untimed runs first")
-	device := fs.Int("device", 0, "CUDA device ordinal")
-	torchScript := fs.String("torch", "bench/torch_linear.py", `PyTorch comparison script ("" to skip)`)
-	python := fs.String("python", "python3", "Python interpreter for --torch")
-	jsonOut := fs.String("json", "", "also write every number as JSON to this file")
-	mdOut := fs.String("md", "", "also write the tables as Markdown (docs/benchmarks.md) to this file")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: gearbox bench kernels [flags]\n\nLinear-layer times per precision on the GPU, and PyTorch's on the same shapes.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	ms, err := parseInts(*msFlag)
+func benchKernels(ctx context.Context, log zerolog.Logger, f kernelsFlags, out io.Writer) error {
+	ms, err := parseInts(f.ms)
 	if err != nil {
 		return fmt.Errorf("-m: %w", err)
 	}
-	shapes, err := parseShapes(*shapesFlag)
+	shapes, err := parseShapes(f.shapes)
 	if err != nil {
 		return fmt.Errorf("-shapes: %w", err)
 	}
 	var paths []string
-	if *pathsFlag != "" {
-		paths = strings.Split(*pathsFlag, ",")
+	if f.paths != "" {
+		paths = strings.Split(f.paths, ",")
 	}
-	b, err := cuda.New(cuda.Config{Device: *device, Logger: &log})
+	b, err := cuda.New(cuda.Config{Device: f.device, Logger: &log})
 	if err != nil {
 		return err
 	}
 	defer b.Close()
 	info := b.Info()
 	rep := kernelsReport{Date: time.Now().UTC(), Device: info}
-	fmt.Printf("%s (cc %d.%d, %d SMs), driver %d, NVRTC %s, cuBLASLt %d, %s\n",
+	fmt.Fprintf(out, "%s (cc %d.%d, %d SMs), driver %d, NVRTC %s, cuBLASLt %d, %s\n",
 		info.Name, info.Major, info.Minor, info.SMs, info.DriverVersion, info.NVRTCVersion, info.CublasLt, rep.Date.Format("2006-01-02"))
 	rep.Results, err = b.BenchLinear(ctx, cuda.LinearBench{
-		Ms: ms, Shapes: shapes, Paths: paths, Iters: *iters, Warmup: *warmup,
+		Ms: ms, Shapes: shapes, Paths: paths, Iters: f.iters, Warmup: f.warmup,
 		Progress: func(r cuda.LinearResult) {
 			log.Debug().Str("path", r.Path).Int("M", r.M).Int("N", r.N).Int("K", r.K).
 				Float64("layer_us", r.LayerUS).Float64("gemm_us", r.GemmUS).Msg("timed")
@@ -93,24 +107,24 @@ func benchKernels(ctx context.Context, cfg *config, log zerolog.Logger, args []s
 		return err
 	}
 	b.Close() // free the GPU for PyTorch
-	if *torchScript != "" {
-		rep.Torch, err = runTorch(ctx, *python, *torchScript, *msFlag, *shapesFlag, *iters, *warmup)
+	if f.torch != "" {
+		rep.Torch, err = runTorch(ctx, f.python, f.torch, f.ms, f.shapes, f.iters, f.warmup)
 		if err != nil {
 			log.Warn().Err(err).Msg("PyTorch comparison skipped")
 		}
 	}
-	printKernels(&rep)
-	if *mdOut != "" {
-		if err := os.WriteFile(*mdOut, []byte(markdownKernels(&rep, ms, shapes)), 0o644); err != nil {
+	printKernels(out, &rep)
+	if f.mdOut != "" {
+		if err := os.WriteFile(f.mdOut, []byte(markdownKernels(&rep, ms, shapes)), 0o644); err != nil {
 			return err
 		}
 	}
-	if *jsonOut != "" {
+	if f.jsonOut != "" {
 		buf, err := json.MarshalIndent(rep, "", "  ")
 		if err != nil {
 			return err
 		}
-		return os.WriteFile(*jsonOut, buf, 0o644)
+		return os.WriteFile(f.jsonOut, buf, 0o644)
 	}
 	return nil
 }
@@ -219,10 +233,10 @@ func lastLines(s string, n int) string {
 }
 
 // printKernels prints one table per shape and the targets.
-func printKernels(rep *kernelsReport) {
+func printKernels(out io.Writer, rep *kernelsReport) {
 	ours, torch := rep.index()
 	if rep.Torch != nil {
-		fmt.Printf("PyTorch %s (CUDA %s) on %s\n", rep.Torch.Torch, rep.Torch.CUDA, rep.Torch.Device)
+		fmt.Fprintf(out, "PyTorch %s (CUDA %s) on %s\n", rep.Torch.Torch, rep.Torch.CUDA, rep.Torch.Device)
 	}
 	// torchPeer is the PyTorch path compared with each of ours, and whether
 	// the comparison is GEMM to GEMM (PyTorch's input is already in the
@@ -234,7 +248,7 @@ func printKernels(rep *kernelsReport) {
 		"fp32": {"fp32", true}, "tf32": {"tf32", true}, "bf16": {"bf16", true}, "fp16": {"fp16", true},
 		"fp8": {"fp8-layer", false}, "fp8-tensor": {"fp8-layer", false},
 	}
-	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "N×K\tM\tpath\tlayer µs\tGEMM µs\tTFLOP/s\tweight GB/s\t× bf16 (layer)\tPyTorch µs\tPyTorch / ours\thow\t")
 	for _, r := range rep.Results {
 		bf := ours[kernelKey{"bf16", r.M, r.N, r.K}]
@@ -258,20 +272,20 @@ func printKernels(rep *kernelsReport) {
 	}
 	w.Flush()
 	// Targets (issue 4).
-	fmt.Println("\ntargets:")
+	fmt.Fprintln(out, "\ntargets:")
 	for _, r := range rep.Results {
 		switch {
 		case (r.Path == "bf16" || r.Path == "fp16" || r.Path == "tf32"):
 			if t, ok := torch[kernelKey{r.Path, r.M, r.N, r.K}]; ok && r.M >= 16 {
-				fmt.Printf("  %-5s ≥ 0.95× PyTorch  M=%-5d %d×%d: %.2f× %s\n", r.Path, r.M, r.N, r.K, t/r.GemmUS, mark(t/r.GemmUS >= 0.95))
+				fmt.Fprintf(out, "  %-5s ≥ 0.95× PyTorch  M=%-5d %d×%d: %.2f× %s\n", r.Path, r.M, r.N, r.K, t/r.GemmUS, mark(t/r.GemmUS >= 0.95))
 			}
 		case r.Path == "fp8" && r.M == 8192 && r.N == 8192 && r.K == 8192:
 			bf := ours[kernelKey{"bf16", r.M, r.N, r.K}]
-			fmt.Printf("  fp8 ≥ 1.8× bf16 at 8192³: layer %.2f× %s, GEMM alone %.2f×\n",
+			fmt.Fprintf(out, "  fp8 ≥ 1.8× bf16 at 8192³: layer %.2f× %s, GEMM alone %.2f×\n",
 				bf.LayerUS/r.LayerUS, mark(bf.LayerUS/r.LayerUS >= 1.8), bf.GemmUS/r.GemmUS)
 		case r.Path == "fp4" && r.M <= 16 && r.N == 8192 && r.K == 8192:
 			bf := ours[kernelKey{"bf16", r.M, r.N, r.K}]
-			fmt.Printf("  fp4 ≥ 3× bf16 at M=%d, 8192²: %.2f× %s\n", r.M, bf.LayerUS/r.LayerUS, mark(bf.LayerUS/r.LayerUS >= 3))
+			fmt.Fprintf(out, "  fp4 ≥ 3× bf16 at M=%d, 8192²: %.2f× %s\n", r.M, bf.LayerUS/r.LayerUS, mark(bf.LayerUS/r.LayerUS >= 3))
 		}
 	}
 }

@@ -1,18 +1,25 @@
 package main
 
 import (
+	"fmt"
+	"os"
 	"strings"
 	"time"
 
+	"github.com/caarlos0/env/v11"
+
 	"github.com/gearbox-inference/gearbox"
+	"github.com/gearbox-inference/gearbox/batcher"
 	"github.com/gearbox-inference/gearbox/internal/natsconn"
 	"github.com/gearbox-inference/gearbox/quality"
 	"github.com/gearbox-inference/gearbox/worker"
 )
 
-// config is the environment's configuration of the gearbox binary. Every
-// field is documented in the README's configuration table; keep them in
-// step.
+// config is the environment's configuration of the gearbox binary: one
+// field per variable of the README's configuration table, which
+// TestREADMEConfigTable holds to it. No field has an envDefault: a
+// package's default comes from that package (defaultConfig), so it is
+// written once.
 type config struct {
 	NATSURL        string `env:"GEARBOX_NATS_URL"`
 	NATSCreds      string `env:"GEARBOX_NATS_CREDS"`
@@ -23,50 +30,112 @@ type config struct {
 	NATSCA         string `env:"GEARBOX_NATS_CA"`
 	NATSCert       string `env:"GEARBOX_NATS_CERT"`
 	NATSKey        string `env:"GEARBOX_NATS_KEY"`
-	EmbeddedListen string `env:"GEARBOX_EMBEDDED_LISTEN" envDefault:"127.0.0.1:4222"`
+	EmbeddedListen string `env:"GEARBOX_EMBEDDED_LISTEN"`
 	DataDir        string `env:"GEARBOX_DATA_DIR"`
-	Prefix         string `env:"GEARBOX_PREFIX" envDefault:"gearbox"`
-	Provision      bool   `env:"GEARBOX_PROVISION" envDefault:"true"`
+	Prefix         string `env:"GEARBOX_PREFIX"`
+	Provision      bool   `env:"GEARBOX_PROVISION"`
 
 	Models  string `env:"GEARBOX_MODELS"`
-	Device  string `env:"GEARBOX_DEVICE" envDefault:"auto"`
-	Workers int    `env:"GEARBOX_WORKERS" envDefault:"1"`
+	Device  string `env:"GEARBOX_DEVICE"`
+	Workers int    `env:"GEARBOX_WORKERS"`
 	Name    string `env:"GEARBOX_WORKER_NAME"`
 
-	MaxBatchRows   int           `env:"GEARBOX_MAX_BATCH_ROWS" envDefault:"256"`
-	MaxDelay       time.Duration `env:"GEARBOX_MAX_DELAY" envDefault:"5ms"`
+	MaxBatchRows   int           `env:"GEARBOX_MAX_BATCH_ROWS"`
+	MaxDelay       time.Duration `env:"GEARBOX_MAX_DELAY"`
 	MaxQueuedRows  int           `env:"GEARBOX_MAX_QUEUED_ROWS"`
 	MaxQueuedBytes int           `env:"GEARBOX_MAX_QUEUED_BYTES"`
-	MaxJobBytes    int           `env:"GEARBOX_MAX_JOB_BYTES" envDefault:"8388608"`
-	MaxJobRows     int           `env:"GEARBOX_MAX_JOB_ROWS" envDefault:"65536"`
+	MaxJobBytes    int           `env:"GEARBOX_MAX_JOB_BYTES"`
+	MaxJobRows     int           `env:"GEARBOX_MAX_JOB_ROWS"`
 	Prefetch       int           `env:"GEARBOX_PREFETCH"`
 	PrefetchBytes  int           `env:"GEARBOX_PREFETCH_BYTES"`
-	ReplyPrefixes  string        `env:"GEARBOX_REPLY_PREFIXES" envDefault:"_INBOX."`
+	ReplyPrefixes  string        `env:"GEARBOX_REPLY_PREFIXES"`
 
-	Replicas      int           `env:"GEARBOX_REPLICAS" envDefault:"1"`
-	JobsMaxMsgs   int64         `env:"GEARBOX_JOBS_MAX_MSGS" envDefault:"1000000"`
-	JobsMaxBytes  int64         `env:"GEARBOX_JOBS_MAX_BYTES" envDefault:"1073741824"`
-	ResultsMaxAge time.Duration `env:"GEARBOX_RESULTS_MAX_AGE" envDefault:"24h"`
-	ResultsDedupe time.Duration `env:"GEARBOX_RESULTS_DEDUPE_WINDOW" envDefault:"10m"`
-	AckWait       time.Duration `env:"GEARBOX_ACK_WAIT" envDefault:"30s"`
-	MaxDeliver    int           `env:"GEARBOX_MAX_DELIVER" envDefault:"5"`
-	MaxAckPending int           `env:"GEARBOX_MAX_ACK_PENDING" envDefault:"20000"`
+	Replicas      int           `env:"GEARBOX_REPLICAS"`
+	JobsMaxMsgs   int64         `env:"GEARBOX_JOBS_MAX_MSGS"`
+	JobsMaxBytes  int64         `env:"GEARBOX_JOBS_MAX_BYTES"`
+	ResultsMaxAge time.Duration `env:"GEARBOX_RESULTS_MAX_AGE"`
+	ResultsDedupe time.Duration `env:"GEARBOX_RESULTS_DEDUPE_WINDOW"`
+	AckWait       time.Duration `env:"GEARBOX_ACK_WAIT"`
+	MaxDeliver    int           `env:"GEARBOX_MAX_DELIVER"`
+	MaxAckPending int           `env:"GEARBOX_MAX_ACK_PENDING"`
 
-	QualitySample      float64       `env:"GEARBOX_QUALITY_SAMPLE" envDefault:"0.02"`
-	QualityInterval    time.Duration `env:"GEARBOX_QUALITY_INTERVAL" envDefault:"30s"`
-	QualityRows        int           `env:"GEARBOX_QUALITY_ROWS" envDefault:"16"`
-	QualityControl     bool          `env:"GEARBOX_QUALITY_CONTROL" envDefault:"true"`
-	QualityMinSamples  int           `env:"GEARBOX_QUALITY_MIN_SAMPLES" envDefault:"20"`
-	QualityWindow      int           `env:"GEARBOX_QUALITY_WINDOW" envDefault:"50"`
-	QualityMargin      float64       `env:"GEARBOX_QUALITY_MARGIN" envDefault:"0.5"`
-	QualityCooldown    time.Duration `env:"GEARBOX_QUALITY_COOLDOWN" envDefault:"30s"`
-	QualityMaxPerModel int64         `env:"GEARBOX_QUALITY_MAX_PER_MODEL" envDefault:"10000"`
+	QualitySample      float64       `env:"GEARBOX_QUALITY_SAMPLE"`
+	QualityInterval    time.Duration `env:"GEARBOX_QUALITY_INTERVAL"`
+	QualityRows        int           `env:"GEARBOX_QUALITY_ROWS"`
+	QualityControl     bool          `env:"GEARBOX_QUALITY_CONTROL"`
+	QualityMinSamples  int           `env:"GEARBOX_QUALITY_MIN_SAMPLES"`
+	QualityWindow      int           `env:"GEARBOX_QUALITY_WINDOW"`
+	QualityMargin      float64       `env:"GEARBOX_QUALITY_MARGIN"`
+	QualityCooldown    time.Duration `env:"GEARBOX_QUALITY_COOLDOWN"`
+	QualityMaxPerModel int64         `env:"GEARBOX_QUALITY_MAX_PER_MODEL"`
 
-	MetricsAddr     string        `env:"GEARBOX_METRICS_ADDR" envDefault:":9464"`
-	ShutdownTimeout time.Duration `env:"GEARBOX_SHUTDOWN_TIMEOUT" envDefault:"30s"`
-	LogLevel        string        `env:"GEARBOX_LOG_LEVEL" envDefault:"info"`
-	LogFormat       string        `env:"GEARBOX_LOG_FORMAT" envDefault:"auto"`
+	MetricsAddr     string        `env:"GEARBOX_METRICS_ADDR"`
+	ShutdownTimeout time.Duration `env:"GEARBOX_SHUTDOWN_TIMEOUT"`
+	LogLevel        string        `env:"GEARBOX_LOG_LEVEL"`
+	LogFormat       string        `env:"GEARBOX_LOG_FORMAT"`
 }
+
+// defaultConfig is the configuration before the environment is read: the
+// packages' defaults (worker, batcher, gearbox streams, quality), and the
+// binary's own for what belongs to no package. Defaults that derive from
+// other settings (GEARBOX_MAX_QUEUED_ROWS from GEARBOX_MAX_BATCH_ROWS, …)
+// stay zero here, so the packages derive them from the values in force.
+func defaultConfig() config {
+	w, q := worker.DefaultConfig(), quality.DefaultConfig()
+	s := w.Streams
+	return config{
+		EmbeddedListen: "127.0.0.1:4222",
+		Prefix:         w.Subjects.Prefix,
+		Provision:      true,
+
+		Device:  "auto",
+		Workers: 1,
+
+		MaxBatchRows:   w.MaxBatchRows,
+		MaxDelay:       w.MaxDelay,
+		MaxQueuedBytes: w.MaxQueuedBytes,
+		MaxJobBytes:    w.MaxJobBytes,
+		MaxJobRows:     w.MaxJobRows,
+		ReplyPrefixes:  strings.Join(w.ReplyPrefixes, ","),
+
+		Replicas:      s.Replicas,
+		JobsMaxMsgs:   s.JobsMaxMsgs,
+		JobsMaxBytes:  s.JobsMaxBytes,
+		ResultsMaxAge: s.ResultsMaxAge,
+		ResultsDedupe: s.ResultsDuplicates,
+		AckWait:       s.AckWait,
+		MaxDeliver:    s.MaxDeliver,
+		MaxAckPending: s.MaxAckPending,
+
+		QualitySample:      q.Sample,
+		QualityInterval:    q.Interval,
+		QualityRows:        q.Rows,
+		QualityControl:     q.Control,
+		QualityMinSamples:  q.Rules.MinSamples,
+		QualityWindow:      q.Rules.Window,
+		QualityMargin:      q.Rules.Margin,
+		QualityCooldown:    q.Rules.Cooldown,
+		QualityMaxPerModel: s.QualityMaxPerModel,
+
+		MetricsAddr:     ":9464",
+		ShutdownTimeout: 30 * time.Second,
+		LogLevel:        "info",
+		LogFormat:       "auto",
+	}
+}
+
+// loadConfig reads the environment (environ: KEY=value entries) over the
+// defaults.
+func loadConfig(environ []string) (config, error) {
+	cfg := defaultConfig()
+	if err := env.ParseWithOptions(&cfg, env.Options{Environment: env.ToMap(environ)}); err != nil {
+		return cfg, fmt.Errorf("configuration: %w", err)
+	}
+	return cfg, nil
+}
+
+// loadEnvConfig is loadConfig of this process's environment.
+func loadEnvConfig() (config, error) { return loadConfig(os.Environ()) }
 
 func (c *config) subjects() (gearbox.Subjects, error) { return gearbox.NewSubjects(c.Prefix) }
 
@@ -124,19 +193,21 @@ func (c *config) quality() quality.Config {
 
 func (c *config) worker(s gearbox.Subjects) worker.Config {
 	return worker.Config{
-		Name:           c.Name,
-		Subjects:       s,
-		Streams:        c.streams(),
-		Provision:      c.Provision,
-		MaxBatchRows:   c.MaxBatchRows,
-		MaxDelay:       c.MaxDelay,
-		MaxQueuedRows:  c.MaxQueuedRows,
-		MaxQueuedBytes: c.MaxQueuedBytes,
-		MaxJobBytes:    c.MaxJobBytes,
-		MaxJobRows:     c.MaxJobRows,
-		Prefetch:       c.Prefetch,
-		PrefetchBytes:  c.PrefetchBytes,
-		ReplyPrefixes:  c.replyPrefixes(),
-		Quality:        c.quality(),
+		Name:      c.Name,
+		Subjects:  s,
+		Streams:   c.streams(),
+		Provision: c.Provision,
+		Config: batcher.Config{
+			MaxBatchRows:   c.MaxBatchRows,
+			MaxDelay:       c.MaxDelay,
+			MaxQueuedRows:  c.MaxQueuedRows,
+			MaxQueuedBytes: c.MaxQueuedBytes,
+		},
+		MaxJobBytes:   c.MaxJobBytes,
+		MaxJobRows:    c.MaxJobRows,
+		Prefetch:      c.Prefetch,
+		PrefetchBytes: c.PrefetchBytes,
+		ReplyPrefixes: c.replyPrefixes(),
+		Quality:       c.quality(),
 	}
 }

@@ -8,14 +8,20 @@
 //	gearbox policy get|set|watch
 //	gearbox quality
 //	gearbox bench kernels|e2e
+//	gearbox version
 //
-// See README.md for the configuration table.
+// The command tree is github.com/spf13/cobra's (kubectl's and helm's), so
+// every command takes -h without doing anything else, and flags go before
+// or after the arguments. Go-style single-dash long flags (-jobs 10) are
+// accepted too (goStyleFlags). The environment is read once, over the
+// packages' defaults (defaultConfig), before a command runs; see the
+// README's configuration table, which TestREADMEConfigTable holds to the
+// code, and the README's commands, which TestREADMECommands runs.
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -24,7 +30,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/caarlos0/env/v11"
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
 	zlog "github.com/rs/zerolog/log"
@@ -33,74 +38,59 @@ import (
 	_ "github.com/gearbox-inference/gearbox/kernels/cuda" // the CUDA backend (CPU fallback when unusable)
 )
 
-const usage = `gearbox: batch inference on NATS JetStream
-
-usage:
-  gearbox worker                         serve jobs (configured from GEARBOX_* variables)
-  gearbox demo [flags]                   embedded NATS, in-process workers, real load, a summary
-  gearbox submit [flags] [FILE]          publish jobs: JSON lines from FILE or stdin, or --random N
-  gearbox results [flags] MODEL          follow a model's results ("*" for all)
-  gearbox model synth|push|inspect ...   make, upload and examine models
-  gearbox policy get|set|watch ...       read, pin or follow a model's precision policy
-  gearbox quality [flags] [MODEL]        follow quality reports as a live table
-  gearbox bench kernels|e2e [flags]      GPU kernel and end-to-end benchmarks
-
-Run "gearbox COMMAND -h" for a command's flags.
-`
-
 func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprint(os.Stderr, usage)
-		os.Exit(2)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run executes the command line args with the environment environ
+// (KEY=value entries) and returns the exit status: 0, 1 when the command
+// failed, 2 for a usage error (an unknown command or flag, wrong
+// arguments, a bad configuration).
+func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
+	a := &app{environ: environ, stderr: stderr}
+	root := newRootCmd(a)
+	root.SetArgs(goStyleFlags(root, args))
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return 0
 	}
-	cfg, err := env.ParseAs[config]()
+	if ue := (usageError{}); errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "%s: %v\nRun '%s --help' for usage.\n", cmd.CommandPath(), err, cmd.CommandPath())
+		return 2
+	}
+	fmt.Fprintf(stderr, "%s: %v\n", cmd.CommandPath(), err)
+	return 1
+}
+
+// app is what every command shares: the configuration and the logger,
+// set up just before a command runs (never for -h).
+type app struct {
+	environ []string
+	stderr  io.Writer
+	cfg     config
+	log     zerolog.Logger
+}
+
+// setup reads the configuration and builds the logger.
+func (a *app) setup() error {
+	cfg, err := loadConfig(a.environ)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "gearbox: configuration:", err)
-		os.Exit(2)
+		return usageError{err}
 	}
-	log, err := newLogger(&cfg, os.Stderr)
+	log, err := newLogger(&cfg, a.stderr)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "gearbox:", err)
-		os.Exit(2)
+		return usageError{err}
 	}
+	a.cfg, a.log = cfg, log
 	// Backends opened through the registry log through zerolog's global
 	// logger: make it this one, with its level and format.
 	zlog.Logger = log
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
-	cmd, args := os.Args[1], os.Args[2:]
-	switch cmd {
-	case "worker":
-		err = runWorker(ctx, &cfg, log, args)
-	case "demo":
-		err = runDemo(ctx, &cfg, log, args)
-	case "submit":
-		err = runSubmit(ctx, &cfg, log, args)
-	case "results":
-		err = runResults(ctx, &cfg, log, args)
-	case "model":
-		err = runModel(ctx, &cfg, log, args)
-	case "bench":
-		err = runBench(ctx, &cfg, log, args)
-	case "policy":
-		err = runPolicy(ctx, &cfg, log, args)
-	case "quality":
-		err = runQuality(ctx, &cfg, log, args)
-	case "-h", "--help", "help":
-		fmt.Print(usage)
-		return
-	default:
-		fmt.Fprintf(os.Stderr, "gearbox: unknown command %q\n\n%s", cmd, usage)
-		os.Exit(2)
-	}
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(2)
-		}
-		fmt.Fprintf(os.Stderr, "gearbox %s: %v\n", cmd, err)
-		os.Exit(1)
-	}
+	return nil
 }
 
 // newLogger builds the process logger: JSON lines, or human console output

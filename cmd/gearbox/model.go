@@ -3,80 +3,83 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"os"
+	"io"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
 
 	"github.com/gearbox-inference/gearbox/model"
 )
 
-const modelUsage = `usage:
-  gearbox model synth --out DIR --name NAME [--dims 64,256,256,10] [--act gelu] [--seed 1]
-  gearbox model push DIR        upload a model to the object store, for every worker
-  gearbox model inspect [--error] DIR
-                                show a model's layers and weight bytes per precision;
-                                --error also measures each precision's error
-`
-
-func runModel(ctx context.Context, cfg *config, log zerolog.Logger, args []string) error {
-	if len(args) == 0 {
-		fmt.Fprint(os.Stderr, modelUsage)
-		return flag.ErrHelp
-	}
-	switch args[0] {
-	case "synth":
-		return modelSynth(args[1:])
-	case "push":
-		return modelPush(ctx, cfg, log, args[1:])
-	case "inspect":
-		return modelInspect(args[1:])
-	}
-	fmt.Fprintf(os.Stderr, "gearbox model: unknown subcommand %q\n\n%s", args[0], modelUsage)
-	return flag.ErrHelp
+func newModelCmd(a *app) *cobra.Command {
+	return group("model", "Make, upload and examine models", newModelSynthCmd(), newModelPushCmd(a), newModelInspectCmd())
 }
 
-func modelSynth(args []string) error {
-	fs := flag.NewFlagSet("model synth", flag.ContinueOnError)
-	out := fs.String("out", "", "directory to write the model into (required)")
-	name := fs.String("name", "", "model name (required; a subject token)")
-	dims := fs.String("dims", "64,256,256,10", "input width, then each linear layer's output width")
-	act := fs.String("act", "gelu", "activation between layers: gelu, relu, silu or tanh")
-	seed := fs.Int64("seed", 1, "random seed (same seed, same weights)")
-	dtype := fs.String("dtype", "F32", "weight storage: F32, F16 or BF16")
-	norm := fs.Bool("norm", false, "add a layernorm after each hidden activation")
-	softmax := fs.Bool("softmax", false, "end with a softmax")
-	maxErr := fs.Float64("max-error", 0.02, "the model's accuracy target (relative L2 error)")
-	if err := fs.Parse(args); err != nil {
-		return err
+// synthFlags are model synth's flags.
+type synthFlags struct {
+	out, name, dims, act, dtype string
+	seed                        int64
+	norm, softmax               bool
+	maxErr                      float64
+}
+
+func newModelSynthCmd() *cobra.Command {
+	var f synthFlags
+	c := &cobra.Command{
+		Use:   "synth --out DIR --name NAME [flags]",
+		Short: "Write a random multi-layer model (same seed, same weights)",
+		Args:  argsRange(0, 0, "no arguments"),
+		RunE:  func(cmd *cobra.Command, _ []string) error { return modelSynth(f, cmd.OutOrStdout()) },
 	}
-	if *out == "" || *name == "" {
-		return errors.New("--out and --name are required")
+	fs := c.Flags()
+	fs.StringVar(&f.out, "out", "", "directory to write the model into (required)")
+	fs.StringVar(&f.name, "name", "", "model name (required; a subject token)")
+	fs.StringVar(&f.dims, "dims", "64,256,256,10", "input width, then each linear layer's output width")
+	fs.StringVar(&f.act, "act", "gelu", "activation between layers: gelu, relu, silu or tanh")
+	fs.Int64Var(&f.seed, "seed", 1, "random seed (same seed, same weights)")
+	fs.StringVar(&f.dtype, "dtype", "F32", "weight storage: F32, F16 or BF16")
+	fs.BoolVar(&f.norm, "norm", false, "add a layernorm after each hidden activation")
+	fs.BoolVar(&f.softmax, "softmax", false, "end with a softmax")
+	fs.Float64Var(&f.maxErr, "max-error", 0.02, "the model's accuracy target (relative L2 error)")
+	return c
+}
+
+func modelSynth(f synthFlags, out io.Writer) error {
+	if f.out == "" || f.name == "" {
+		return usageError{errors.New("--out and --name are required")}
 	}
-	ds, err := parseDims(*dims)
+	ds, err := parseDims(f.dims)
 	if err != nil {
 		return err
 	}
-	m, err := model.Synth(model.SynthConfig{Name: *name, Dims: ds, Act: model.Op(*act), Seed: *seed,
-		DType: strings.ToUpper(*dtype), Norm: *norm, Softmax: *softmax, MaxError: *maxErr})
+	m, err := model.Synth(model.SynthConfig{Name: f.name, Dims: ds, Act: model.Op(f.act), Seed: f.seed,
+		DType: strings.ToUpper(f.dtype), Norm: f.norm, Softmax: f.softmax, MaxError: f.maxErr})
 	if err != nil {
 		return err
 	}
-	if err := model.Save(m, *out); err != nil {
+	if err := model.Save(m, f.out); err != nil {
 		return err
 	}
-	fmt.Printf("wrote %s: model %s, %d parameters, %d weight bytes\n", *out, m.Name, m.Params(), m.WeightBytes())
-	return nil
+	_, err = fmt.Fprintf(out, "wrote %s: model %s, %d parameters, %d weight bytes\n", f.out, m.Name, m.Params(), m.WeightBytes())
+	return err
 }
 
-func modelPush(ctx context.Context, cfg *config, log zerolog.Logger, args []string) error {
-	if len(args) != 1 {
-		return errors.New("usage: gearbox model push DIR")
+func newModelPushCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "push DIR",
+		Short: "Upload a model to the object store, for every worker",
+		Args:  argsRange(1, 1, "one model DIR"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return modelPush(cmd.Context(), &a.cfg, a.log, args[0], cmd.OutOrStdout())
+		},
 	}
+}
+
+func modelPush(ctx context.Context, cfg *config, log zerolog.Logger, dir string, out io.Writer) error {
 	nc, closeNATS, err := connect(ctx, cfg, log, "gearbox-model-push", false)
 	if err != nil {
 		return err
@@ -90,33 +93,45 @@ func modelPush(ctx context.Context, cfg *config, log zerolog.Logger, args []stri
 	if err != nil {
 		return err
 	}
-	m, err := model.Push(ctx, js, subj.ModelBucket(), args[0])
+	m, err := model.Push(ctx, js, subj.ModelBucket(), dir)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("pushed model %s (version %s, digest %s) to bucket %s\n", m.Name, m.Version, m.Digest[:12], subj.ModelBucket())
-	return nil
+	_, err = fmt.Fprintf(out, "pushed model %s (version %s, digest %s) to bucket %s\n", m.Name, m.Version, m.Digest[:12], subj.ModelBucket())
+	return err
 }
 
-func modelInspect(args []string) error {
-	fs := flag.NewFlagSet("model inspect", flag.ContinueOnError)
-	measure := fs.Bool("error", false, "measure each precision's relative L2 error against a float64 forward")
-	rows := fs.Int("rows", 256, "random input rows for --error")
-	if err := fs.Parse(args); err != nil {
-		return err
+func newModelInspectCmd() *cobra.Command {
+	var measure bool
+	var rows int
+	c := &cobra.Command{
+		Use:   "inspect [--error] [--rows N] DIR",
+		Short: "Show a model's layers and weight bytes per precision (--error: each precision's error)",
+		Args:  argsRange(1, 1, "one model DIR"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !measure {
+				rows = 0
+			}
+			return modelInspect(args[0], rows, cmd.OutOrStdout())
+		},
 	}
-	if fs.NArg() != 1 {
-		return errors.New("usage: gearbox model inspect [--error] [--rows N] DIR")
-	}
-	m, err := model.Load(fs.Arg(0))
+	c.Flags().BoolVar(&measure, "error", false, "measure each precision's relative L2 error against a float64 forward")
+	c.Flags().IntVar(&rows, "rows", 256, "random input rows for --error")
+	return c
+}
+
+// modelInspect describes the model in dir and, with rows > 0, measures
+// each precision's error on that many rows.
+func modelInspect(dir string, rows int, out io.Writer) error {
+	m, err := model.Load(dir)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("model %s  version %s  digest %s\n", m.Name, m.Version, m.Digest)
-	fmt.Printf("input %d → output %d features, %d parameters, %d weight bytes as stored\n",
+	fmt.Fprintf(out, "model %s  version %s  digest %s\n", m.Name, m.Version, m.Digest)
+	fmt.Fprintf(out, "input %d → output %d features, %d parameters, %d weight bytes as stored\n",
 		m.InputFeatures, m.OutputFeatures, m.Params(), m.WeightBytes())
-	fmt.Printf("quality: max_error %g; precision: initial %s, ladder %v\n\n", m.Quality.MaxError, m.Precision.Initial, m.Precision.Ladder)
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(out, "quality: max_error %g; precision: initial %s, ladder %v\n\n", m.Quality.MaxError, m.Precision.Initial, m.Precision.Ladder)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "#\top\tin\tout\tweight\tbias")
 	for i, l := range m.Layers {
 		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%s\t%s\n", i, l.Op, l.In, l.Out, tensorDesc(l.Weight), tensorDesc(l.Bias))
@@ -124,11 +139,8 @@ func modelInspect(args []string) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Println()
-	if !*measure {
-		*rows = 0
-	}
-	return printPrecisions(os.Stdout, m, *rows)
+	fmt.Fprintln(out)
+	return printPrecisions(out, m, rows)
 }
 
 func tensorDesc(t *model.Tensor) string {

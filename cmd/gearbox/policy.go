@@ -4,16 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
 
 	"github.com/gearbox-inference/gearbox"
 	"github.com/gearbox-inference/gearbox/model"
@@ -21,57 +20,9 @@ import (
 	"github.com/gearbox-inference/gearbox/quality"
 )
 
-const policyUsage = `usage:
-  gearbox policy get [--history] [--json] MODEL   a model's precision policy (and its changes)
-  gearbox policy set [flags] MODEL                pin precision, floor, ceiling or max_error by hand
-  gearbox policy watch [--json] [MODEL]           follow policy changes ("*" or nothing: every model)`
-
-func runPolicy(ctx context.Context, cfg *config, log zerolog.Logger, args []string) error {
-	if len(args) == 0 {
-		return fmt.Errorf("missing subcommand\n%s", policyUsage)
-	}
-	switch args[0] {
-	case "get":
-		return policyGet(ctx, cfg, log, os.Stdout, args[1:])
-	case "set":
-		return policySet(ctx, cfg, log, args[1:])
-	case "watch":
-		return policyWatch(ctx, cfg, log, args[1:])
-	default:
-		return fmt.Errorf("unknown subcommand %q\n%s", args[0], policyUsage)
-	}
-}
-
-// parseArgs parses flags wherever they stand among the positional
-// arguments ("policy set demo --max-error 0.1" as well as flags first) and
-// returns the positional ones.
-func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-}
-
-// modelArg parses args and returns the one MODEL they name; with none,
-// def when it is not empty (MODEL optional), else an error.
-func modelArg(fs *flag.FlagSet, args []string, def string) (string, error) {
-	pos, err := parseArgs(fs, args)
-	switch {
-	case err != nil:
-		return "", err
-	case len(pos) == 1:
-		return pos[0], nil
-	case len(pos) == 0 && def != "":
-		return def, nil
-	}
-	return "", fmt.Errorf("want one MODEL, got %q\n%s", pos, policyUsage)
+func newPolicyCmd(a *app) *cobra.Command {
+	return group("policy", "Read, pin or follow a model's precision policy",
+		newPolicyGetCmd(a), newPolicySetCmd(a), newPolicyWatchCmd(a))
 }
 
 // policyKV connects and opens the policy bucket.
@@ -97,21 +48,29 @@ func policyKV(ctx context.Context, cfg *config, log zerolog.Logger) (jetstream.J
 	return js, kv, subj, closeNATS, nil
 }
 
-func policyGet(ctx context.Context, cfg *config, log zerolog.Logger, out io.Writer, args []string) error {
-	fs := flag.NewFlagSet("policy get", flag.ContinueOnError)
-	history := fs.Bool("history", false, "list every stored change, oldest first")
-	asJSON := fs.Bool("json", false, "print JSON")
-	name, err := modelArg(fs, args, "")
-	if err != nil {
-		return err
+func newPolicyGetCmd(a *app) *cobra.Command {
+	var history, asJSON bool
+	c := &cobra.Command{
+		Use:   "get [--history] [--json] MODEL",
+		Short: "A model's precision policy (and its changes), and the controller's view of it",
+		Args:  argsRange(1, 1, "one MODEL"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return policyGet(cmd.Context(), &a.cfg, a.log, cmd.OutOrStdout(), args[0], history, asJSON)
+		},
 	}
+	c.Flags().BoolVar(&history, "history", false, "list every stored change, oldest first")
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
+
+func policyGet(ctx context.Context, cfg *config, log zerolog.Logger, out io.Writer, name string, history, asJSON bool) error {
 	js, kv, subj, done, err := policyKV(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer done()
 	var entries []jetstream.KeyValueEntry
-	if *history {
+	if history {
 		entries, err = kv.History(ctx, name)
 	} else {
 		var e jetstream.KeyValueEntry
@@ -154,7 +113,7 @@ func policyGet(ctx context.Context, cfg *config, log zerolog.Logger, out io.Writ
 		lines[len(lines)-1].Controller = &st
 	}
 	for _, l := range lines {
-		if *asJSON {
+		if asJSON {
 			b, _ := json.Marshal(l)
 			fmt.Fprintf(out, "%s\n", b)
 			continue
@@ -238,45 +197,61 @@ func evidence(e *gearbox.Evidence) string {
 	return s
 }
 
-func policySet(ctx context.Context, cfg *config, log zerolog.Logger, args []string) error {
-	fs := flag.NewFlagSet("policy set", flag.ContinueOnError)
-	prec := fs.String("precision", "", "serve auto jobs at this precision from now on (the controller may move it again within floor and ceiling)")
-	floor := fs.String("floor", "", "the cheapest precision the controller may choose")
-	ceiling := fs.String("ceiling", "", "the most accurate precision the controller may choose")
-	maxErr := fs.Float64("max-error", -1, "the model's accuracy target (relative L2); 0 restores the manifest's")
-	pin := fs.Bool("pin", false, "pin --precision: floor = ceiling = precision, so the controller cannot move it")
-	reason := fs.String("reason", "", "why, for the record")
-	name, err := modelArg(fs, args, "")
-	if err != nil {
-		return err
+// setFlags are policy set's flags.
+type setFlags struct {
+	precision, floor, ceiling, reason string
+	maxErr                            float64
+	pin                               bool
+}
+
+func newPolicySetCmd(a *app) *cobra.Command {
+	var f setFlags
+	c := &cobra.Command{
+		Use:   "set [flags] MODEL",
+		Short: "Pin precision, floor, ceiling or max_error by hand",
+		Args:  argsRange(1, 1, "one MODEL"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return policySet(cmd.Context(), &a.cfg, a.log, cmd.OutOrStdout(), args[0], f)
+		},
 	}
+	fs := c.Flags()
+	fs.StringVar(&f.precision, "precision", "", "serve auto jobs at this precision from now on (the controller may move it again within floor and ceiling)")
+	fs.StringVar(&f.floor, "floor", "", "the cheapest precision the controller may choose")
+	fs.StringVar(&f.ceiling, "ceiling", "", "the most accurate precision the controller may choose")
+	fs.Float64Var(&f.maxErr, "max-error", -1, "the model's accuracy target (relative L2); 0 restores the manifest's")
+	fs.BoolVar(&f.pin, "pin", false, "pin --precision: floor = ceiling = precision, so the controller cannot move it")
+	fs.StringVar(&f.reason, "reason", "", "why, for the record")
+	return c
+}
+
+func policySet(ctx context.Context, cfg *config, log zerolog.Logger, out io.Writer, name string, f setFlags) error {
 	parse := func(flagName, s string) (precision.Format, error) {
 		if s == "" {
 			return "", nil
 		}
-		f := precision.Format(strings.ToLower(s))
-		if !f.Valid() {
-			return "", fmt.Errorf("--%s %q: want one of %v", flagName, s, precision.All)
+		p := precision.Format(strings.ToLower(s))
+		if !p.Valid() {
+			return "", usageError{fmt.Errorf("--%s %q: want one of %v", flagName, s, precision.All)}
 		}
-		return f, nil
+		return p, nil
 	}
-	p, err := parse("precision", *prec)
+	p, err := parse("precision", f.precision)
 	if err != nil {
 		return err
 	}
-	fl, err := parse("floor", *floor)
+	fl, err := parse("floor", f.floor)
 	if err != nil {
 		return err
 	}
-	cl, err := parse("ceiling", *ceiling)
+	cl, err := parse("ceiling", f.ceiling)
 	if err != nil {
 		return err
 	}
-	if *pin && p == "" {
-		return errors.New("--pin needs --precision")
+	if f.pin && p == "" {
+		return usageError{errors.New("--pin needs --precision")}
 	}
-	if p == "" && fl == "" && cl == "" && *maxErr < 0 {
-		return errors.New("nothing to set: give --precision, --floor, --ceiling or --max-error")
+	if p == "" && fl == "" && cl == "" && f.maxErr < 0 {
+		return usageError{errors.New("nothing to set: give --precision, --floor, --ceiling or --max-error")}
 	}
 	js, kv, subj, done, err := policyKV(ctx, cfg, log)
 	if err != nil {
@@ -291,7 +266,7 @@ func policySet(ctx context.Context, cfg *config, log zerolog.Logger, args []stri
 			q.Precision = p
 			changes = append(changes, "precision "+string(p))
 		}
-		if *pin {
+		if f.pin {
 			fl, cl = p, p
 		}
 		if fl != "" {
@@ -309,20 +284,20 @@ func policySet(ctx context.Context, cfg *config, log zerolog.Logger, args []stri
 		if p == "" && q.Floor.MoreAccurate(q.Precision) {
 			q.Precision = q.Floor
 		}
-		if *maxErr >= 0 {
-			q.MaxError = *maxErr
-			changes = append(changes, fmt.Sprintf("max_error %g", *maxErr))
+		if f.maxErr >= 0 {
+			q.MaxError = f.maxErr
+			changes = append(changes, fmt.Sprintf("max_error %g", f.maxErr))
 		}
 		q.Reason = "set by hand: " + strings.Join(changes, ", ")
-		if *reason != "" {
-			q.Reason += " (" + *reason + ")"
+		if f.reason != "" {
+			q.Reason += " (" + f.reason + ")"
 		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	printPolicy(os.Stdout, rev, &pol, nil)
+	printPolicy(out, rev, &pol, nil)
 	return nil
 }
 
@@ -336,13 +311,29 @@ func basePolicy(ctx context.Context, js jetstream.JetStream, subj gearbox.Subjec
 	return gearbox.PrecisionPolicy{Model: name, Precision: initial, Floor: ladder[len(ladder)-1], Ceiling: ladder[0]}
 }
 
-func policyWatch(ctx context.Context, cfg *config, log zerolog.Logger, args []string) error {
-	fs := flag.NewFlagSet("policy watch", flag.ContinueOnError)
-	asJSON := fs.Bool("json", false, "print JSON lines")
-	key, err := modelArg(fs, args, "*")
-	if err != nil {
-		return err
+func newPolicyWatchCmd(a *app) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "watch [--json] [MODEL]",
+		Short: `Follow policy changes ("*" or nothing: every model)`,
+		Args:  argsRange(0, 1, "at most one MODEL"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return policyWatch(cmd.Context(), &a.cfg, a.log, cmd.OutOrStdout(), modelOr(args, "*"), asJSON)
+		},
 	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON lines")
+	return c
+}
+
+// modelOr is the MODEL argument, or def without one.
+func modelOr(args []string, def string) string {
+	if len(args) == 0 {
+		return def
+	}
+	return args[0]
+}
+
+func policyWatch(ctx context.Context, cfg *config, log zerolog.Logger, out io.Writer, key string, asJSON bool) error {
 	_, kv, _, done, err := policyKV(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -365,7 +356,7 @@ func policyWatch(ctx context.Context, cfg *config, log zerolog.Logger, args []st
 				continue // the current values are printed; now the changes
 			}
 			if e.Operation() != jetstream.KeyValuePut {
-				fmt.Printf("%s\t%s\tdeleted\n", e.Created().Local().Format(time.TimeOnly), e.Key())
+				fmt.Fprintf(out, "%s\t%s\tdeleted\n", e.Created().Local().Format(time.TimeOnly), e.Key())
 				continue
 			}
 			p, err := gearbox.DecodePolicy(e.Value())
@@ -373,29 +364,34 @@ func policyWatch(ctx context.Context, cfg *config, log zerolog.Logger, args []st
 				log.Warn().Err(err).Str("model", e.Key()).Msg("skipping policy")
 				continue
 			}
-			if *asJSON {
+			if asJSON {
 				b, _ := json.Marshal(p)
-				fmt.Printf("%s\n", b)
+				fmt.Fprintf(out, "%s\n", b)
 				continue
 			}
-			fmt.Printf("%s\t%s\t%s\trev %d\tby %s\t%s\n", e.Created().Local().Format(time.TimeOnly), e.Key(), p.Precision, e.Revision(), p.By, p.Reason)
+			fmt.Fprintf(out, "%s\t%s\t%s\trev %d\tby %s\t%s\n", e.Created().Local().Format(time.TimeOnly), e.Key(), p.Precision, e.Revision(), p.By, p.Reason)
 		}
 	}
 }
 
+func newQualityCmd(a *app) *cobra.Command {
+	var fromStart, asJSON bool
+	c := &cobra.Command{
+		Use:   "quality [flags] [MODEL]",
+		Short: "Follow quality reports as a live table",
+		Long:  "Follows quality reports (of MODEL, or every model) as a table until interrupted.",
+		Args:  argsRange(0, 1, "at most one MODEL"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runQuality(cmd.Context(), &a.cfg, a.log, cmd.OutOrStdout(), modelOr(args, "*"), fromStart, asJSON)
+		},
+	}
+	c.Flags().BoolVar(&fromStart, "from-start", false, "print stored reports first, then follow")
+	c.Flags().BoolVar(&asJSON, "json", false, "print each report as a JSON line")
+	return c
+}
+
 // runQuality follows quality reports as a live table.
-func runQuality(ctx context.Context, cfg *config, log zerolog.Logger, args []string) error {
-	fs := flag.NewFlagSet("quality", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: gearbox quality [flags] [MODEL]\n\nFollows quality reports (of MODEL, or every model) as a table until interrupted.")
-		fs.PrintDefaults()
-	}
-	fromStart := fs.Bool("from-start", false, "print stored reports first, then follow")
-	asJSON := fs.Bool("json", false, "print each report as a JSON line")
-	name, err := modelArg(fs, args, "*")
-	if err != nil {
-		return err
-	}
+func runQuality(ctx context.Context, cfg *config, log zerolog.Logger, out io.Writer, name string, fromStart, asJSON bool) error {
 	nc, closeNATS, err := connect(ctx, cfg, log, "gearbox-quality", false)
 	if err != nil {
 		return err
@@ -405,18 +401,18 @@ func runQuality(ctx context.Context, cfg *config, log zerolog.Logger, args []str
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	if !*asJSON {
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	if !asJSON {
 		fmt.Fprintln(tw, "time\tmodel\tworker\trows\tserved\terror\tcandidate\terror\tcosine\ttop1\tnon-finite\t")
 		tw.Flush()
 	}
-	for r, err := range client.QualityReports(ctx, name, *fromStart) {
+	for r, err := range client.QualityReports(ctx, name, fromStart) {
 		if err != nil {
 			return err
 		}
-		if *asJSON {
+		if asJSON {
 			b, _ := json.Marshal(r)
-			fmt.Printf("%s\n", b)
+			fmt.Fprintf(out, "%s\n", b)
 			continue
 		}
 		cand, cerr := "-", "-"

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
-	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -19,28 +17,6 @@ import (
 	"github.com/gearbox-inference/gearbox/precision"
 	"github.com/gearbox-inference/gearbox/quality"
 )
-
-func TestParseArgsInterspersed(t *testing.T) {
-	for _, args := range [][]string{
-		{"demo", "--max-error", "0.1", "--pin"},
-		{"--max-error", "0.1", "demo", "--pin"},
-		{"--pin", "--max-error=0.1", "demo"},
-	} {
-		fs := flag.NewFlagSet("t", flag.ContinueOnError)
-		fs.SetOutput(io.Discard)
-		maxErr := fs.Float64("max-error", -1, "")
-		pin := fs.Bool("pin", false, "")
-		pos, err := parseArgs(fs, args)
-		if err != nil || !slices.Equal(pos, []string{"demo"}) || *maxErr != 0.1 || !*pin {
-			t.Errorf("%q: positional %q, max-error %g, pin %v, err %v", args, pos, *maxErr, *pin, err)
-		}
-	}
-	fs := flag.NewFlagSet("t", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	if _, err := parseArgs(fs, []string{"demo", "--nope"}); err == nil {
-		t.Error("an unknown flag after the model was accepted")
-	}
-}
 
 func TestPrintPolicy(t *testing.T) {
 	var b bytes.Buffer
@@ -89,29 +65,21 @@ func TestPolicyGetShowsWhyTheControllerHolds(t *testing.T) {
 			}
 		}
 	}
-	cfg := &config{NATSURL: srv.ClientURL(), Prefix: "gearbox", Replicas: 1}
+	env := []string{"GEARBOX_NATS_URL=" + srv.ClientURL()}
 	get := func(args ...string) string {
 		t.Helper()
-		var b bytes.Buffer
-		if err := policyGet(ctx, cfg, zerolog.Nop(), &b, args); err != nil {
-			t.Fatal(err)
+		code, stdout, stderr := runCLI(t, env, append([]string{"policy", "get"}, args...)...)
+		if code != 0 {
+			t.Fatalf("policy get %q: exit status %d: %s", args, code, stderr)
 		}
-		return strings.Join(strings.Fields(b.String()), " ") // columns aside
+		return stdout
 	}
-	jsonGet := func(args ...string) []byte {
-		t.Helper()
-		var b bytes.Buffer
-		if err := policyGet(ctx, cfg, zerolog.Nop(), &b, args); err != nil {
-			t.Fatal(err)
-		}
-		return b.Bytes()
-	}
-	if err := policyGet(ctx, cfg, zerolog.Nop(), io.Discard, []string{"m"}); err == nil || !strings.Contains(err.Error(), "no policy and no quality reports") {
-		t.Fatalf("no policy, no reports: error %v", err)
+	if code, _, stderr := runCLI(t, env, "policy", "get", "m"); code != 1 || !strings.Contains(stderr, "no policy and no quality reports") {
+		t.Fatalf("no policy, no reports: exit status %d, %s", code, stderr)
 	}
 
 	publish(5, 0)
-	out := get("m")
+	out := strings.Join(strings.Fields(get("m")), " ") // columns aside
 	for _, want := range []string{"m (no policy stored: the manifest's)", "holding fp32 (evidence): tf32 has 5 of the 20 reports a step down needs",
 		"window tf32: 5 reports"} {
 		if !strings.Contains(out, want) {
@@ -146,7 +114,7 @@ func TestPolicyGetShowsWhyTheControllerHolds(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	publish(1, 0)
-	out = get("m")
+	out = strings.Join(strings.Fields(get("m")), " ")
 	for _, want := range []string{"m (revision 1)", "reason tf32 ruled out: 3 non-finite outputs where fp32 is finite (report 6)",
 		"excluded [tf32]", "holding fp32 (ruled_out): tf32, the next cheaper rung, is ruled out", "[report seq 7]"} {
 		if !strings.Contains(out, want) {
@@ -158,7 +126,7 @@ func TestPolicyGetShowsWhyTheControllerHolds(t *testing.T) {
 		Excluded   []string        `json:"excluded"`
 		Controller *quality.Status `json:"controller"`
 	}
-	if err := json.Unmarshal(jsonGet("--json", "m"), &line); err != nil {
+	if err := json.Unmarshal([]byte(get("m", "--json")), &line); err != nil {
 		t.Fatal(err)
 	}
 	if line.Revision != 1 || len(line.Excluded) != 1 || line.Controller == nil || line.Controller.Hold != quality.HoldRuledOut {

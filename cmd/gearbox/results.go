@@ -3,31 +3,32 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
 
 	"github.com/gearbox-inference/gearbox"
 )
 
-func runResults(ctx context.Context, cfg *config, log zerolog.Logger, args []string) error {
-	fs := flag.NewFlagSet("results", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: gearbox results [flags] MODEL\n\nFollows MODEL's results (\"*\" for every model) until interrupted.")
-		fs.PrintDefaults()
+func newResultsCmd(a *app) *cobra.Command {
+	var fromStart, asJSON bool
+	c := &cobra.Command{
+		Use:   "results [flags] MODEL",
+		Short: `Follow a model's results ("*" for every model)`,
+		Long:  `Follows MODEL's results ("*" for every model) until interrupted.`,
+		Args:  argsRange(1, 1, "one MODEL"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runResults(cmd.Context(), &a.cfg, a.log, args[0], fromStart, asJSON, cmd.OutOrStdout())
+		},
 	}
-	fromStart := fs.Bool("from-start", false, "print stored results first, then follow")
-	asJSON := fs.Bool("json", false, "print each result as a JSON line")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return flag.ErrHelp
-	}
+	c.Flags().BoolVar(&fromStart, "from-start", false, "print stored results first, then follow")
+	c.Flags().BoolVar(&asJSON, "json", false, "print each result as a JSON line")
+	return c
+}
+
+func runResults(ctx context.Context, cfg *config, log zerolog.Logger, name string, fromStart, asJSON bool, out io.Writer) error {
 	nc, closeNATS, err := connect(ctx, cfg, log, "gearbox-results", false)
 	if err != nil {
 		return err
@@ -37,11 +38,11 @@ func runResults(ctx context.Context, cfg *config, log zerolog.Logger, args []str
 	if err != nil {
 		return err
 	}
-	for r, err := range client.Results(ctx, fs.Arg(0), *fromStart) {
+	for r, err := range client.Results(ctx, name, fromStart) {
 		if err != nil {
 			return err
 		}
-		printResult(os.Stdout, r, *asJSON)
+		printResult(out, r, asJSON)
 	}
 	return nil
 }

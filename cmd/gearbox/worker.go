@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -21,7 +20,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
 
+	"github.com/gearbox-inference/gearbox/internal/buildinfo"
 	"github.com/gearbox-inference/gearbox/internal/gpumon"
 	"github.com/gearbox-inference/gearbox/kernels"
 	"github.com/gearbox-inference/gearbox/model"
@@ -29,14 +30,21 @@ import (
 	"github.com/gearbox-inference/gearbox/worker"
 )
 
-func runWorker(ctx context.Context, cfg *config, log zerolog.Logger, args []string) error {
-	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: gearbox worker\n\nServes jobs; configured from GEARBOX_* environment variables (see README).")
+func newWorkerCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "worker",
+		Short: "Serve jobs (configured from GEARBOX_* variables)",
+		Long: `Serves jobs until SIGINT or SIGTERM, then finishes the jobs in flight
+(GEARBOX_SHUTDOWN_TIMEOUT). Configured from the GEARBOX_* environment
+variables (see the README). With GEARBOX_NATS_URL empty it starts an embedded
+NATS server on GEARBOX_EMBEDDED_LISTEN. Metrics, /healthz and /readyz are on
+GEARBOX_METRICS_ADDR.`,
+		Args: argsRange(0, 0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error { return runWorker(cmd.Context(), &a.cfg, a.log) },
 	}
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
+}
+
+func runWorker(ctx context.Context, cfg *config, log zerolog.Logger) error {
 	subj, err := cfg.subjects()
 	if err != nil {
 		return err
@@ -50,7 +58,7 @@ func runWorker(ctx context.Context, cfg *config, log zerolog.Logger, args []stri
 	// Metrics and probes come up first, so a worker waiting for NATS says
 	// so on /readyz.
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Read().Gauge())
 	if gpu := openGPUMon(backend.Name(), log); gpu != nil {
 		defer gpu.Close()
 		reg.MustRegister(gpumon.NewCollector(gpu))

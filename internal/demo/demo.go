@@ -175,6 +175,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		return nil, err
 	}
 	sum := newSummary(cfg.Jobs)
+	sum.rate = cfg.Rate
 	kv, err := gearbox.PolicyStore(ctx, client.JetStream(), subj, 1, false)
 	if err != nil {
 		return nil, err

@@ -36,6 +36,7 @@ type Summary struct {
 	start     time.Time
 	published time.Duration
 	elapsed   time.Duration
+	rate      float64 // the publishing pace asked for (0: a burst)
 }
 
 // change is a policy change as the demo saw it.
@@ -236,6 +237,9 @@ func (s *Summary) Print(w io.Writer) {
 	fmt.Fprintf(tw, "throughput\t%.0f jobs/s (%.2fs from first publish to last result; publishing took %.2fs)\n",
 		float64(s.n)/s.elapsed.Seconds(), s.elapsed.Seconds(), s.published.Seconds())
 	fmt.Fprintf(tw, "latency p50 / p95 / p99\t%s / %s / %s (publish to result received)\n", pct(0.50), pct(0.95), pct(0.99))
+	if note := s.backlog(); note != "" {
+		fmt.Fprintf(tw, "\t%s\n", note)
+	}
 	if nb > 0 {
 		fmt.Fprintf(tw, "batches\t%d, mean %.1f rows per batch\n", nb, float64(rows)/float64(nb))
 	}
@@ -307,6 +311,26 @@ func (s *Summary) printLoop(w io.Writer) {
 		fmt.Fprintf(tw, "  %5.2fs–%.2fs\t%s\n", (time.Duration(i) * step).Seconds(), (time.Duration(i+1) * step).Seconds(), strings.Join(parts, ", "))
 	}
 	tw.Flush()
+}
+
+// backlog explains a latency that is mostly queueing: jobs published
+// faster than the workers served them waited in the stream for their turn.
+// It is empty when publishing kept below the serving rate.
+func (s *Summary) backlog() string {
+	if s.n == 0 || s.elapsed <= 0 || s.published <= 0 {
+		return ""
+	}
+	served := float64(s.n) / s.elapsed.Seconds()
+	pub := float64(len(s.sentAt)) / s.published.Seconds()
+	if pub <= 1.1*served {
+		return ""
+	}
+	how := fmt.Sprintf("the %d jobs were published in %.2fs\n\t(%.0f jobs/s, a burst)", len(s.sentAt), s.published.Seconds(), pub)
+	if s.rate > 0 {
+		how = fmt.Sprintf("jobs were published at\n\t%.0f jobs/s", pub)
+	}
+	return fmt.Sprintf("mostly backlog, not service time: %s, faster than the workers served them (%.0f jobs/s),\n"+
+		"\tso they waited in the stream; with --rate below %.0f, latency is service time", how, served, served)
 }
 
 func sumCodes(m map[gearbox.Code]int) int {

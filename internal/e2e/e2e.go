@@ -28,6 +28,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/gearbox-inference/gearbox"
+	"github.com/gearbox-inference/gearbox/batcher"
 	"github.com/gearbox-inference/gearbox/internal/embedded"
 	"github.com/gearbox-inference/gearbox/kernels"
 	"github.com/gearbox-inference/gearbox/model"
@@ -53,7 +54,8 @@ type Config struct {
 	Workers int // workers sharing the backend (default 1)
 	Seed    uint64
 	// Worker is the template of the workers' configuration; its
-	// MaxBatchRows (default 256) also cuts the bare loop's batches.
+	// MaxBatchRows (default batcher.DefaultConfig's) also cuts the bare
+	// loop's batches.
 	Worker worker.Config
 	// Energy, when set, reads a cumulative energy counter in joules (the
 	// GPU's, from NVML); each side then reports joules per 1,000 jobs.
@@ -83,7 +85,7 @@ func (c *Config) defaults() error {
 	def(&c.Jobs, 2000)
 	def(&c.Reps, 3)
 	def(&c.Workers, 1)
-	def(&c.Worker.MaxBatchRows, 256)
+	def(&c.Worker.MaxBatchRows, batcher.DefaultConfig().MaxBatchRows)
 	if c.Seed == 0 {
 		c.Seed = 1
 	}

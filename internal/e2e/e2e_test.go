@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gearbox-inference/gearbox/batcher"
 	"github.com/gearbox-inference/gearbox/kernels/cpu"
 	"github.com/gearbox-inference/gearbox/model"
 	"github.com/gearbox-inference/gearbox/precision"
@@ -81,7 +82,7 @@ func TestRun(t *testing.T) {
 	var progress strings.Builder
 	rep, err := Run(context.Background(), Config{
 		Backend: be, Dims: []int{16, 32, 8}, Precisions: []precision.Format{precision.FP32, precision.BF16},
-		RowsPerJob: 3, Jobs: 60, Reps: 2, Worker: worker.Config{MaxBatchRows: 32, MaxDelay: 50 * time.Millisecond},
+		RowsPerJob: 3, Jobs: 60, Reps: 2, Worker: worker.Config{Config: batcher.Config{MaxBatchRows: 32, MaxDelay: 50 * time.Millisecond}},
 		Energy: e.read, Progress: &progress, Timeout: time.Minute, MinTime: time.Millisecond,
 	})
 	if err != nil {

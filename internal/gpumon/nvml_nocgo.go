@@ -1,13 +1,14 @@
-//go:build !cgo
+//go:build !cgo || !linux
 
 package gpumon
 
 import "fmt"
 
-// Open would open the GPU with NVML index index; go-nvml needs cgo, so in
-// this build it returns an error wrapping ErrUnavailable.
+// Open would open the GPU with NVML index index; NVML is loaded only by
+// Linux binaries built with cgo, so in this build it returns an error
+// wrapping ErrUnavailable.
 func Open(index int) (*Device, error) {
-	return nil, fmt.Errorf("%w: binary built without cgo", ErrUnavailable)
+	return nil, fmt.Errorf("%w: binary built without cgo, or not for Linux", ErrUnavailable)
 }
 
 // OpenCUDA would open CUDA device ordinal; in this build it returns an
