@@ -3,9 +3,9 @@ module github.com/gearbox-inference/gearbox
 go 1.26.0
 
 require (
+	github.com/NVIDIA/go-nvml v0.13.4-1
 	github.com/caarlos0/env/v11 v11.4.2
 	github.com/dlclark/regexp2 v1.12.0
-	github.com/ebitengine/purego v0.10.2
 	github.com/mattn/go-isatty v0.0.20
 	github.com/nats-io/jwt/v2 v2.8.2
 	github.com/nats-io/nats-server/v2 v2.15.2
