@@ -32,8 +32,7 @@
 //	GEARBOX_CHAOS_CLUSTER     set to 1 to run the cluster drill
 //
 // GEARBOX_CHAOS_GEARBOX=/path/to/gearbox drills that binary instead of the
-// one built from the tree. A drill that fails on a known defect, not fixed
-// yet, skips saying so; GEARBOX_CHAOS_KNOWN_DEFECTS=1 runs it anyway.
+// one built from the tree.
 //
 // `task chaos` runs the reduced drills (they also run in `go test ./...`
 // unless -short); `task chaos:full` runs 100,000 jobs with a kill every

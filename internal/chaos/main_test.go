@@ -81,17 +81,6 @@ func idsOf(jobs []*gearbox.Job) []string {
 	return ids
 }
 
-// knownDefect skips a drill that fails on a defect the harness found and
-// the worker does not fix yet, saying what it is, unless
-// GEARBOX_CHAOS_KNOWN_DEFECTS=1 asks to run it anyway (to reproduce it, or
-// to check a fix: then remove the call).
-func knownDefect(t *testing.T, defect string) {
-	t.Helper()
-	if os.Getenv("GEARBOX_CHAOS_KNOWN_DEFECTS") != "1" {
-		t.Skip("expected to fail until fixed: " + defect + " (GEARBOX_CHAOS_KNOWN_DEFECTS=1 runs it)")
-	}
-}
-
 // settings are a drill's scale, from the environment.
 type settings struct {
 	jobs      int
