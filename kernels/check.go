@@ -47,9 +47,11 @@ func checkModel(m *model.Model) error {
 // checkLayer checks one layer whose input has width features.
 func checkLayer(l model.Layer, width int) error {
 	if l.In != width {
+		//lint:ignore ST1005 the message starts with the name of the Go field at fault
 		return fmt.Errorf("In = %d, previous width %d", l.In, width)
 	}
 	if l.In <= 0 || l.Out <= 0 {
+		//lint:ignore ST1005 the message starts with the name of the Go field at fault
 		return fmt.Errorf("In = %d, Out = %d, want both > 0", l.In, l.Out)
 	}
 	switch l.Op {
@@ -60,6 +62,7 @@ func checkLayer(l model.Layer, width int) error {
 		return checkTensor("bias", l.Bias, l.Out, false)
 	case model.LayerNorm, model.RMSNorm:
 		if l.Out != l.In {
+			//lint:ignore ST1005 the message starts with the name of the Go field at fault
 			return fmt.Errorf("Out = %d, want In = %d", l.Out, l.In)
 		}
 		if err := checkTensor("weight", l.Weight, l.In, false); err != nil {
@@ -76,6 +79,7 @@ func checkLayer(l model.Layer, width int) error {
 		return nil
 	case model.ReLU, model.GELU, model.SiLU, model.Tanh, model.Softmax:
 		if l.Out != l.In {
+			//lint:ignore ST1005 the message starts with the name of the Go field at fault
 			return fmt.Errorf("Out = %d, want In = %d", l.Out, l.In)
 		}
 		return nil

@@ -52,6 +52,7 @@ func checkSeq(c *lm.Config, blockSize, blocks int, s *Seq) error {
 	case n == 0:
 		return fmt.Errorf("no tokens")
 	case s.Pos < 0:
+		//lint:ignore ST1005 the message starts with the name of the Go field at fault
 		return fmt.Errorf("Pos %d is negative", s.Pos)
 	case s.Pos > c.MaxPositions-n:
 		return fmt.Errorf("positions %d to %d pass the model's max_position_embeddings %d", s.Pos, s.Pos+n-1, c.MaxPositions)
@@ -64,15 +65,18 @@ func checkSeq(c *lm.Config, blockSize, blocks int, s *Seq) error {
 	}
 	for k := range (s.Pos + n + blockSize - 1) / blockSize {
 		if b := s.Blocks[k]; b < 0 || int(b) >= blocks {
+			//lint:ignore ST1005 the message starts with the name of the Go field at fault
 			return fmt.Errorf("Blocks[%d] = %d is not a block of the cache (0 to %d)", k, b, blocks-1)
 		}
 	}
 	for i, t := range s.Tokens {
 		if t < 0 || int(t) >= c.Vocab {
+			//lint:ignore ST1005 the message starts with the name of the Go field at fault
 			return fmt.Errorf("Tokens[%d] = %d is not a token id (vocab %d)", i, t, c.Vocab)
 		}
 	}
 	if s.Want&WantTarget != 0 && (s.Target < 0 || int(s.Target) >= c.Vocab) {
+		//lint:ignore ST1005 the message starts with the name of the Go field at fault
 		return fmt.Errorf("Target %d is not a token id (vocab %d)", s.Target, c.Vocab)
 	}
 	if s.Want&WantSample != 0 {

@@ -58,6 +58,7 @@ func TestCapabilities(t *testing.T) {
 	if c.With(p.Auto, p.Native) != c {
 		t.Error("With(auto) changed the capabilities")
 	}
+	//lint:ignore SA4000 the point: two calls give equal, comparable values
 	if p.CUDACapabilities(8, 9) != p.CUDACapabilities(8, 9) {
 		t.Error("capabilities are not comparable values")
 	}

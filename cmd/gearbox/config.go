@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -133,9 +132,6 @@ func loadConfig(environ []string) (config, error) {
 	}
 	return cfg, nil
 }
-
-// loadEnvConfig is loadConfig of this process's environment.
-func loadEnvConfig() (config, error) { return loadConfig(os.Environ()) }
 
 func (c *config) subjects() (gearbox.Subjects, error) { return gearbox.NewSubjects(c.Prefix) }
 

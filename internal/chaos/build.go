@@ -3,10 +3,8 @@ package chaos
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 )
 
 // Binaries are the programs a drill runs as processes.
@@ -22,11 +20,9 @@ type Binaries struct {
 // links share the build cache and run in parallel). It must run inside the
 // module, as tests do.
 func Build(ctx context.Context, dir string) (Binaries, error) {
-	goCmd := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goCmd); err != nil {
-		if goCmd, err = exec.LookPath("go"); err != nil {
-			return Binaries{}, fmt.Errorf("chaos: no go command to build with: %w", err)
-		}
+	goCmd, err := exec.LookPath("go")
+	if err != nil {
+		return Binaries{}, fmt.Errorf("chaos: no go command to build with: %w", err)
 	}
 	const mod = "github.com/gearbox-inference/gearbox"
 	cmd := exec.CommandContext(ctx, goCmd, "build", "-o", dir+string(filepath.Separator), mod+"/cmd/gearbox", mod+"/internal/chaos/natsd")
