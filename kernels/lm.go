@@ -78,6 +78,11 @@ const (
 	wantAll = WantSample | WantLogits | WantLogprobs | WantTarget | WantHidden
 )
 
+// KVBlockSize is the number of tokens a block of a paged KV cache holds on
+// every backend (vLLM's default page size): a block table means the same
+// positions whichever backend runs it.
+const KVBlockSize = 16
+
 // MaxTopLogprobs is the largest Sampling.TopLogprobs.
 const MaxTopLogprobs = 20
 

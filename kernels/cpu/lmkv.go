@@ -8,9 +8,9 @@ import (
 	"github.com/gearbox-inference/gearbox/precision"
 )
 
-// KVBlockSize is the number of tokens a block of the CPU's KV cache holds
-// (vLLM's default page size).
-const KVBlockSize = 16
+// KVBlockSize is the number of tokens a block of the CPU's KV cache holds:
+// kernels.KVBlockSize, as on every backend.
+const KVBlockSize = kernels.KVBlockSize
 
 // maxKVBytes bounds one cache's memory: a request for more is an error,
 // not an allocation that takes the host down.

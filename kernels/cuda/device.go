@@ -46,6 +46,8 @@ type devState struct {
 	graphErr  error            // the last capture failure, for tests and messages
 	benchMid  *cuEvent         // BenchLinear's mid-point event, or nil
 	fp4SmallM int
+
+	lm lmState // language models (lmrun.go)
 }
 
 // openDevice sets up device cfg.Device on the calling (locked) thread.
@@ -59,6 +61,7 @@ func openDevice(cfg Config) (d *devState, info DeviceInfo, err error) {
 		useGraphs: !cfg.NoGraphs && haveGraphs(),
 		margin:    cfg.FP8Margin,
 		fp4SmallM: cfg.FP4SmallM,
+		lm:        lmState{weights: map[lmKey]*lmWeights{}, caches: map[*kvCache]bool{}},
 	}
 	if d.dev, err = cuDeviceGet(cfg.Device); err != nil {
 		return nil, info, fmt.Errorf("%w: %w", ErrNoDevice, err)
@@ -140,6 +143,7 @@ func (d *devState) close() {
 		d.freeWeights(k)
 	}
 	d.dropPools()
+	d.lm.close(d)
 	for k, p := range d.plans {
 		p.free()
 		delete(d.plans, k)

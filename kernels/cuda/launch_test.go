@@ -49,6 +49,21 @@ func TestLaunches(t *testing.T) {
 		{"rand", func() error { return k.rand(s, 1, 1000, 7, 1) }},
 		{"spin", func() error { return k.spin(s, 1000) }},
 		{"nvfp4Linear", func() error { return k.nvfp4Linear(s, 1, 2, 3, 0.5, 4, 5, 65, 100, 256, 256) }},
+		{"nvfp4LinearCS", func() error { return k.nvfp4LinearCS(s, 1, 2, 3, 4, 5, 6, 65, 100, 256, 256) }},
+		{"lmConvert", func() error { return k.lmConvert(s, 1, fmtBF16, 2, fmtF32, 1000) }},
+		{"lmFill", func() error { return k.lmFill(s, 1, fmtE4M3, 1000, 7, -1, 1) }},
+		{"lmEmbed", func() error { return k.lmEmbed(s, 1, fmtBF16, 2, 3, 7, 64) }},
+		{"lmNorm", func() error { return k.lmNorm(s, 1, 2, 3, 4, 5, 6, fmtE4M3, 7, 9, 64, 1e-6, 0) }},
+		{"lmQuant", func() error { return k.lmQuant(s, 1, 2, fmtBF16, 3, 9, 64, 0) }},
+		{"lmRope", func() error { return k.lmRope(s, 9, ropeArgs{qkv: 1, stride: 128, dim: 16, heads: 4, kvHeads: 2, layers: 2}) }},
+		{"lmSiLU", func() error { return k.lmSiLU(s, 1, 2, 9, 160) }},
+		{"lmEpilogue", func() error { return k.lmEpilogue(s, 1, 2, 3, 4, 9, 160) }},
+		{"attnPartial", func() error {
+			return k.attnPartial(s, 3, 9, attnArgs{qkv: 1, kvHeads: 8, group: 4, dim: 128, maxSplits: 16, scale: 0.1})
+		}},
+		{"attnReduce", func() error { return k.attnReduce(s, 3, 9, attnArgs{kvHeads: 8, group: 4, dim: 128, maxSplits: 16}) }},
+		{"lmLogprobs", func() error { return k.lmLogprobs(s, 1, 256, 2, 3, 4, 9) }},
+		{"lmSample", func() error { return k.lmSample(s, 1, 256, 0, 9, 5, sampleArgs{row: 2}) }},
 	}
 	launched := map[*kernel]bool{}
 	for _, c := range calls {

@@ -38,6 +38,9 @@ type planKey struct {
 	relu      bool
 	perTensor bool // fp8 weight scale per tensor (bench variant)
 	fp8F32    bool
+	// rowScale: fp8 with one activation scale per row (language models):
+	// B's scale is always an outer vector, or left to the epilogue.
+	rowScale bool
 }
 
 // gemmPlan is a plan with the mode it ended up in.
@@ -119,6 +122,16 @@ func (d *devState) plan(k planKey, dl *devLayer) (*gemmPlan, error) {
 		scaled := fused
 		scaled.aScale, scaled.bScale = dl.wscale, d.xscale
 		switch {
+		case k.rowScale:
+			// Per-row activation scales: cuBLASLt's outer-vector scaling
+			// from fp8OuterVecMinRows rows (the activation scales as B's
+			// vector), below it the unscaled product and the epilogue.
+			if k.rows >= fp8OuterVecMinRows {
+				vec := scaled
+				outer := C.GBX_CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F
+				vec.aScaleMode, vec.bScaleMode, vec.bScale = outer, outer, d.xvec
+				tries = append(tries, try{modeFused, true, vec}, try{modeScaled, true, unfuse(vec)})
+			}
 		case k.perTensor:
 			tries = append(tries, try{modeFused, false, scaled}, try{modeScaled, false, unfuse(scaled)})
 		case k.rows >= fp8OuterVecMinRows:

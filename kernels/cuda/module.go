@@ -31,8 +31,13 @@ var (
 	// modFP4 holds the NVFP4 kernel; it is loaded the first time an fp4
 	// layer of a small batch runs, and without it fp4 runs the bf16 GEMM.
 	modFP4 = &module{name: "fp4_linear", sources: []string{"fp4_linear.cu"}}
+	// modLM holds the language-model kernels (lm.cu, attention.cu,
+	// sample.cu); it is loaded by the first NewKVCache or Step. No FMA
+	// contraction, as in ops (attention's dot products use fmaf
+	// explicitly).
+	modLM = &module{name: "lm", sources: []string{"lm.cu", "attention.cu", "sample.cu"}, options: []string{"-fmad=false"}}
 
-	modules = []*module{modOps, modFP4}
+	modules = []*module{modOps, modFP4, modLM}
 )
 
 // program returns the module's NVRTC program, with every file of src/ as a

@@ -36,6 +36,11 @@ func (b *Backend) BenchLinear(context.Context, LinearBench) ([]LinearResult, err
 	return nil, ErrUnavailable
 }
 
+// BenchLM fails with ErrUnavailable.
+func (b *Backend) BenchLM(context.Context, LMBench) ([]LMResult, error) {
+	return nil, ErrUnavailable
+}
+
 // Close does nothing.
 func (b *Backend) Close() error { return nil }
 

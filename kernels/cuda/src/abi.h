@@ -43,6 +43,52 @@ enum {
 #define GBX_FP4_STAGE_BYTES (8 * GBX_FP4_WARP_STAGE)
 #define GBX_FP4_SMEM_BYTES (GBX_FP4_STAGES * GBX_FP4_STAGE_BYTES)
 
+// ---- language models (lm.cu, attention.cu, sample.cu) ----
+
+// gbx_fmt: how the values of a buffer a language-model kernel reads or
+// writes are stored, passed as an int.
+enum gbx_fmt {
+	GBX_FMT_F32 = 0,      // float
+	GBX_FMT_TF32 = 1,     // float rounded to tf32 (cvt.rna, precision.RoundTF32)
+	GBX_FMT_BF16 = 2,     // bf16 bits, round to nearest even
+	GBX_FMT_F16 = 3,      // fp16 bits, round to nearest even
+	GBX_FMT_E4M3 = 4,     // fp8 E4M3 bytes of x / s, one scale s per row
+	GBX_FMT_E4M3_F32 = 5, // the same E4M3 values as floats, unscaled (the fp32 GEMM's operand)
+	GBX_FMT_U8 = 6,       // raw random bytes (gbx_lm_fill only)
+};
+
+// GBX_KV_BLOCK is the tokens per block of the paged KV cache
+// (kernels.KVBlockSize). Element i of KV head g of position slot of block
+// blk, layer l, K (kv 0) or V (kv 1) is at
+// ((((blk*layers + l)*2 + kv)*kvHeads + g)*GBX_KV_BLOCK + slot)*headDim + i.
+enum { GBX_KV_BLOCK = 16 };
+
+// gbx_lm_norm, gbx_lm_quant, gbx_lm_embed and gbx_lm_rope run one block of
+// GBX_LM_THREADS threads per row.
+#define GBX_LM_THREADS 256
+
+// gbx_attn_partial: grid (splits, kvHeads, rows), GBX_ATTN_THREADS threads;
+// each block attends one row's query heads of one KV head over one split of
+// its context, GBX_ATTN_TILE positions at a time. A row at position p (a
+// context of n = p + 1 positions) splits its context into ceil(n / S)
+// splits of S positions, S = GBX_KV_BLOCK * max(GBX_ATTN_MIN_SPLIT /
+// GBX_KV_BLOCK, ceil(ceil(n / GBX_KV_BLOCK) / GBX_ATTN_MAX_SPLITS)) (the
+// host computes S; it depends on n alone). Head dims up to
+// GBX_ATTN_MAX_DIM, a multiple of 8; up to GBX_ATTN_MAX_GROUP query heads
+// per KV head. gbx_attn_reduce: grid (heads, rows), GBX_ATTN_THREADS threads.
+#define GBX_ATTN_THREADS 128
+#define GBX_ATTN_TILE 128
+#define GBX_ATTN_MAX_GROUP 16
+#define GBX_ATTN_MAX_DIM 256
+enum { GBX_ATTN_MAX_SPLITS = 64, GBX_ATTN_MIN_SPLIT = 128 };
+
+// gbx_lm_logprobs: one block of GBX_LOGPROB_THREADS threads per logits row;
+// gbx_lm_sample: one block of GBX_SAMPLE_THREADS per sampled sequence,
+// writing up to GBX_MAX_TOP alternatives (kernels.MaxTopLogprobs).
+#define GBX_LOGPROB_THREADS 256
+#define GBX_SAMPLE_THREADS 512
+enum { GBX_MAX_TOP = 20 };
+
 // gbx_launch takes at most GBX_MAX_KERNEL_ARGS kernel arguments.
 enum { GBX_MAX_KERNEL_ARGS = 32 };
 

@@ -61,6 +61,64 @@ __device__ __forceinline__ u32 gbx_bmul2(u32 a, u32 b) {
 	return d;
 }
 
+// ---- format conversions (PTX cvt: no toolkit header) ----
+
+// f2bf and f2h return the bf16 and fp16 bits of x, rounded to nearest even
+// (precision.EncodeBF16, EncodeFP16); f2tf32 returns x rounded to tf32, ties
+// away from zero (cvt.rna, precision.RoundTF32).
+__device__ __forceinline__ u16 f2bf(float x) {
+	u16 r;
+	asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(r) : "f"(x));
+	return r;
+}
+
+__device__ __forceinline__ u16 f2h(float x) {
+	u16 r;
+	asm("cvt.rn.f16.f32 %0, %1;" : "=h"(r) : "f"(x));
+	return r;
+}
+
+__device__ __forceinline__ float f2tf32(float x) {
+	u32 r;
+	asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+	return __uint_as_float(r);
+}
+
+// bf2f and h2f widen bf16 and fp16 bits to float (exactly).
+__device__ __forceinline__ float bf2f(u16 b) { return __uint_as_float((u32)b << 16); }
+
+__device__ __forceinline__ float h2f(u16 h) {
+	float f;
+	asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+	return f;
+}
+
+// f2e4m3x2 packs two floats to E4M3, saturating (precision.EncodeE4M3); lo
+// goes to the low byte.
+__device__ __forceinline__ u16 f2e4m3x2(float lo, float hi) {
+	u16 r;
+	asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(r) : "f"(hi), "f"(lo));
+	return r;
+}
+
+// e4m3f is the value of an E4M3 byte (precision.DecodeE4M3), through fp16
+// (exact: every E4M3 value is an fp16).
+__device__ __forceinline__ float e4m3f(u8 q) {
+	u32 h2;
+	asm("cvt.rn.f16x2.e4m3x2 %0, %1;" : "=r"(h2) : "h"((u16)q));
+	return h2f((u16)(h2 & 0xffff));
+}
+
+// fp8Scale is precision.FP8Scale: amax·2^margin/448 correctly rounded to
+// float (in double, then rounded once, as the Go code does), 1 for amax 0,
+// at least the smallest float.
+__device__ __forceinline__ float fp8Scale(float amax, int margin) {
+	if (amax == 0.0f) return 1.0f;
+	double d = (double)amax * (double)(1 << margin) / 448.0;
+	float s = (float)d;
+	return fmaxf(s, __uint_as_float(1u));
+}
+
 // ---- shared memory and asynchronous copies (PTX) ----
 
 __device__ __forceinline__ u32 gbx_smem_addr(const void* p) {

@@ -1,28 +1,8 @@
 // convert.cu: fp32 activations to the 16-bit and tf32 inputs of the GEMMs,
 // rounded as package precision rounds (RoundTF32, EncodeBF16, EncodeFP16),
-// with inline PTX cvt (no toolkit header).
+// with the inline PTX cvt helpers of common.cuh (no toolkit header).
 
 #include "common.cuh"
-
-// f2bf and f2h return the bf16 and fp16 bits of x, rounded to nearest even;
-// f2tf32 returns x rounded to tf32, ties away from zero (cvt.rna).
-__device__ __forceinline__ u16 f2bf(float x) {
-	u16 r;
-	asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(r) : "f"(x));
-	return r;
-}
-
-__device__ __forceinline__ u16 f2h(float x) {
-	u16 r;
-	asm("cvt.rn.f16.f32 %0, %1;" : "=h"(r) : "f"(x));
-	return r;
-}
-
-__device__ __forceinline__ float f2tf32(float x) {
-	u32 r;
-	asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
-	return __uint_as_float(r);
-}
 
 // convert16 writes y[i] = cvt(x[i]) for a 16-bit format, four values per
 // thread where it can.

@@ -104,7 +104,7 @@ template <int NT, int RT, int RW, int KW, int S, int DQ>
 __device__ __forceinline__ void gbx_fp4_fast(const unsigned short* __restrict__ x, const unsigned char* __restrict__ w,
                                              const unsigned char* __restrict__ ws, float ts,
                                              const float* __restrict__ bias, float* __restrict__ y, int M, int N,
-                                             int K, unsigned char* smem) {
+                                             int K, unsigned char* smem, const float* __restrict__ tsv = nullptr) {
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 	const int g = lane >> 2, t = lane & 3;
 	constexpr int NW = RW * KW, ROWS = 16 * RT * RW;
@@ -306,12 +306,13 @@ __device__ __forceinline__ void gbx_fp4_fast(const unsigned short* __restrict__ 
 			const int n = row0 + 16 * i + 8 * h + g;
 			if (n >= N) continue;
 			const float b = bias ? bias[n] : 0.f;
+			const float oscn = tsv ? gbx_fmul(tsv[n], 256.0f) : osc;
 #pragma unroll
 			for (int j = 0; j < NT; ++j)
 #pragma unroll
 				for (int e = 0; e < 2; ++e) {
 					const int m = mbase + 8 * j + 2 * t + e;
-					if (m < M) y[(size_t)m * N + n] = gbx_fadd(gbx_fmul(acc[i][j][h * 2 + e], osc), b);
+					if (m < M) y[(size_t)m * N + n] = gbx_fadd(gbx_fmul(acc[i][j][h * 2 + e], oscn), b);
 				}
 		}
 }
@@ -333,7 +334,8 @@ __device__ __forceinline__ float gbx_dec_e4m3(u32 b) {
 template <int NW, int ROWS>
 __device__ void gbx_fp4_generic(const unsigned short* __restrict__ x, const unsigned char* __restrict__ w,
                                 const unsigned char* __restrict__ ws, float ts, const float* __restrict__ bias,
-                                float* __restrict__ y, int M, int N, int K, int Kp) {
+                                float* __restrict__ y, int M, int N, int K, int Kp,
+                                const float* __restrict__ tsv = nullptr) {
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 	const int mbase = blockIdx.y * GBX_FP4_MTILE;
 	const int mend = gbx_imin(M, mbase + GBX_FP4_MTILE);
@@ -342,13 +344,14 @@ __device__ void gbx_fp4_generic(const unsigned short* __restrict__ x, const unsi
 		const unsigned char* wr = w + (size_t)n * (Kp >> 1);
 		const unsigned char* sr = ws + (size_t)n * (Kp >> 4);
 		const float b = bias ? bias[n] : 0.f;
+		const float tsn = tsv ? tsv[n] : ts;
 		for (int m = mbase; m < mend; ++m) {
 			const unsigned short* xr = x + (size_t)m * K;
 			float acc = 0.f;
 			for (int k = lane; k < K; k += 32) {
 				const u32 byte = wr[k >> 1];
 				const u32 code = (k & 1) ? (byte >> 4) : (byte & 15u);
-				const float wd = gbx_fmul(gbx_fmul(gbx_dec_e2m1(code), gbx_dec_e4m3(sr[k >> 4])), ts);
+				const float wd = gbx_fmul(gbx_fmul(gbx_dec_e2m1(code), gbx_dec_e4m3(sr[k >> 4])), tsn);
 				const float xv = gbx_bits2f((u32)xr[k] << 16);
 				acc = gbx_fadd(acc, gbx_fmul(xv, wd));
 			}
@@ -367,39 +370,40 @@ template <int NW, int ROWS, int S, int DQ>
 __device__ __forceinline__ void gbx_fp4_dispatch(const unsigned short* __restrict__ x, const unsigned char* __restrict__ w,
                                                  const unsigned char* __restrict__ ws, float ts,
                                                  const float* __restrict__ bias, float* __restrict__ y, int M, int N,
-                                                 int K, int Kp, unsigned char* smem) {
+                                                 int K, int Kp, unsigned char* smem,
+                                                 const float* __restrict__ tsv = nullptr) {
 	const bool fast = (K & 127) == 0 && Kp == K && ((size_t)x & 15) == 0 && ((size_t)w & 15) == 0 &&
 	                  ((size_t)ws & 3) == 0;
 	if (!fast) {
-		gbx_fp4_generic<NW, ROWS>(x, w, ws, ts, bias, y, M, N, K, Kp);
+		gbx_fp4_generic<NW, ROWS>(x, w, ws, ts, bias, y, M, N, K, Kp, tsv);
 		return;
 	}
 	const int mloc = gbx_imin(M - (int)blockIdx.y * GBX_FP4_MTILE, GBX_FP4_MTILE);
 	if (NW == 8 && ROWS == 64) {
-		if (mloc <= 8) gbx_fp4_fast<1, 4, 1, 8, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
-		else if (mloc <= 16) gbx_fp4_fast<2, 4, 1, 8, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
-		else if (mloc <= 32) gbx_fp4_fast<4, 2, 2, 4, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
-		else gbx_fp4_fast<8, 1, 4, 2, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
+		if (mloc <= 8) gbx_fp4_fast<1, 4, 1, 8, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem, tsv);
+		else if (mloc <= 16) gbx_fp4_fast<2, 4, 1, 8, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem, tsv);
+		else if (mloc <= 32) gbx_fp4_fast<4, 2, 2, 4, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem, tsv);
+		else gbx_fp4_fast<8, 1, 4, 2, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem, tsv);
 	} else if (NW == 16 && ROWS == 64) {
-		if (mloc <= 8) gbx_fp4_fast<1, 4, 1, 16, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
-		else if (mloc <= 16) gbx_fp4_fast<2, 4, 1, 16, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
-		else if (mloc <= 32) gbx_fp4_fast<4, 2, 2, 8, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
-		else gbx_fp4_fast<8, 1, 4, 4, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
+		if (mloc <= 8) gbx_fp4_fast<1, 4, 1, 16, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem, tsv);
+		else if (mloc <= 16) gbx_fp4_fast<2, 4, 1, 16, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem, tsv);
+		else if (mloc <= 32) gbx_fp4_fast<4, 2, 2, 8, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem, tsv);
+		else gbx_fp4_fast<8, 1, 4, 4, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem, tsv);
 	} else if (NW == 8 && ROWS == 32 && (DQ & 2)) { // 16-row tiles, 2 channel groups x 4 K-groups
-		if (mloc <= 8) gbx_fp4_fast<1, 1, 2, 4, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
-		else if (mloc <= 16) gbx_fp4_fast<2, 1, 2, 4, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
-		else if (mloc <= 32) gbx_fp4_fast<4, 1, 2, 4, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
-		else gbx_fp4_fast<8, 1, 2, 4, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
+		if (mloc <= 8) gbx_fp4_fast<1, 1, 2, 4, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem, tsv);
+		else if (mloc <= 16) gbx_fp4_fast<2, 1, 2, 4, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem, tsv);
+		else if (mloc <= 32) gbx_fp4_fast<4, 1, 2, 4, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem, tsv);
+		else gbx_fp4_fast<8, 1, 2, 4, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem, tsv);
 	} else if (NW == 4 && ROWS == 16) { // one 16-row tile, 4 K-groups
-		if (mloc <= 8) gbx_fp4_fast<1, 1, 1, 4, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
-		else if (mloc <= 16) gbx_fp4_fast<2, 1, 1, 4, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
-		else if (mloc <= 32) gbx_fp4_fast<4, 1, 1, 4, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
-		else gbx_fp4_fast<8, 1, 1, 4, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
+		if (mloc <= 8) gbx_fp4_fast<1, 1, 1, 4, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem, tsv);
+		else if (mloc <= 16) gbx_fp4_fast<2, 1, 1, 4, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem, tsv);
+		else if (mloc <= 32) gbx_fp4_fast<4, 1, 1, 4, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem, tsv);
+		else gbx_fp4_fast<8, 1, 1, 4, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem, tsv);
 	} else if (NW == 8 && ROWS == 32) {
-		if (mloc <= 8) gbx_fp4_fast<1, 2, 1, 8, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
-		else if (mloc <= 16) gbx_fp4_fast<2, 2, 1, 8, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
-		else if (mloc <= 32) gbx_fp4_fast<4, 2, 1, 8, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
-		else gbx_fp4_fast<8, 1, 2, 4, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem);
+		if (mloc <= 8) gbx_fp4_fast<1, 2, 1, 8, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem, tsv);
+		else if (mloc <= 16) gbx_fp4_fast<2, 2, 1, 8, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem, tsv);
+		else if (mloc <= 32) gbx_fp4_fast<4, 2, 1, 8, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem, tsv);
+		else gbx_fp4_fast<8, 1, 2, 4, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem, tsv);
 	}
 }
 
@@ -413,4 +417,20 @@ extern "C" __global__ void __launch_bounds__(GBX_FP4_THREADS, 2)
                      int M, int N, int K, int Kp) {
 	extern __shared__ __attribute__((aligned(16))) unsigned char gbx_fp4_smem[];
 	gbx_fp4_dispatch<8, GBX_FP4_ROWS, GBX_FP4_STAGES, 0>(x, w, ws, ts, bias, y, M, N, K, Kp, gbx_fp4_smem);
+}
+
+// gbx_nvfp4_linear_cs is gbx_nvfp4_linear with one tensor scale per output
+// channel, ts[n] (same launch): several NVFP4 tensors, each with its own
+// tensor scale, stacked along N into one product (a language model's fused
+// q/k/v and gate/up projections).
+extern "C" __global__ void __launch_bounds__(GBX_FP4_THREADS, 2)
+    gbx_nvfp4_linear_cs(const unsigned short* __restrict__ x, // [M, K] bf16 bits, row-major, row stride K
+                        const unsigned char* __restrict__ w,  // [N, Kp/2] packed E2M1 (low nibble = even k)
+                        const unsigned char* __restrict__ ws, // [N, Kp/16] E4M3 block scales
+                        const float* __restrict__ ts,         // [N] float32 tensor scales
+                        const float* __restrict__ bias,       // [N] or NULL
+                        float* __restrict__ y,                // [M, N] fp32
+                        int M, int N, int K, int Kp) {
+	extern __shared__ __attribute__((aligned(16))) unsigned char gbx_fp4_smem_cs[];
+	gbx_fp4_dispatch<8, GBX_FP4_ROWS, GBX_FP4_STAGES, 0>(x, w, ws, 1.0f, bias, y, M, N, K, Kp, gbx_fp4_smem_cs, ts);
 }

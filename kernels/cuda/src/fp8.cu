@@ -4,14 +4,6 @@
 
 #include "common.cuh"
 
-// e4m3x2 packs two floats to E4M3, saturating (Go's EncodeE4M3); lo goes
-// to the low byte.
-__device__ __forceinline__ u16 f2e4m3x2(float lo, float hi) {
-	u16 r;
-	asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(r) : "f"(hi), "f"(lo));
-	return r;
-}
-
 // gbx_amax: *out = max(*out, max |x[i]|) as float bits (the caller zeroes
 // *out first). NaNs are skipped, as precision.Amax does.
 extern "C" __global__ void gbx_amax(const float *__restrict__ x, long long n, u32 *out) {
@@ -27,16 +19,6 @@ extern "C" __global__ void gbx_amax(const float *__restrict__ x, long long n, u3
 		m = fmaxf(m, fabsf(x[i]));
 	m = blockAmax(m, warpMax);
 	if (threadIdx.x == 0) atomicMax(out, __float_as_uint(m)); // non-negative floats order as integers
-}
-
-// fp8Scale is precision.FP8Scale: amax·2^margin/448 correctly rounded to
-// float (in double, then rounded once, as the Go code does), 1 for amax 0,
-// at least the smallest float.
-__device__ __forceinline__ float fp8Scale(float amax, int margin) {
-	if (amax == 0.0f) return 1.0f;
-	double d = (double)amax * (double)(1 << margin) / 448.0;
-	float s = (float)d;
-	return fmaxf(s, __uint_as_float(1u));
 }
 
 // gbx_fp8_quant: q[i] = E4M3(x[i] / s), s = FP8Scale(amax, margin), an IEEE
@@ -72,12 +54,7 @@ extern "C" __global__ void gbx_fp8_round(const float *__restrict__ x, float *__r
 	if (blockIdx.x == 0 && threadIdx.x == 0) *scale = s;
 	long long stride = (long long)gridDim.x * blockDim.x;
 	for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += stride) {
-		u16 q = f2e4m3x2(__fdiv_rn(x[i], s), 0.0f);
-		u32 h2;
-		asm("cvt.rn.f16x2.e4m3x2 %0, %1;" : "=r"(h2) : "h"(q));
-		float f;
-		asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"((u16)(h2 & 0xffff)));
-		y[i] = f;
+		y[i] = e4m3f((u8)(f2e4m3x2(__fdiv_rn(x[i], s), 0.0f) & 0xff));
 	}
 }
 

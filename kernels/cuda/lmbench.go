@@ -1,0 +1,270 @@
+//go:build cgo
+
+package cuda
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/gearbox-inference/gearbox/kernels"
+	"github.com/gearbox-inference/gearbox/model/lm"
+	"github.com/gearbox-inference/gearbox/precision"
+)
+
+// BenchLM times decode steps of a model with random weights (cfg.Config,
+// default Llama-3.1-8B's shapes) at each precision, batch size and
+// context length of cfg, through Step, and reports tokens per second
+// against the memory-bandwidth ceiling (LMResult). Each precision's
+// weights are generated on the device and evicted after its cases.
+func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) {
+	c := Llama31_8B
+	if cfg.Config != nil {
+		c = *cfg.Config
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("cuda: bench: %w", err)
+	}
+	precs := cmpOr(cfg.Precisions, []precision.Format{precision.BF16, precision.FP8, precision.FP4})
+	batches := cmpOr(cfg.Batches, []int{1, 8, 64, 256})
+	prompts := cmpOr(cfg.Prompts, []int{128, 2048})
+	steps, warmup := max(cfg.Steps, 0), max(cfg.Warmup, 0)
+	if steps == 0 {
+		steps = 20
+	}
+	if warmup == 0 {
+		warmup = 3
+	}
+	m := &lm.Model{Name: "bench-" + string(c.Arch), Config: c}
+	if err := lmSupported(m); err != nil {
+		return nil, err
+	}
+	var out []LMResult
+	for _, p := range precs {
+		if !b.Supports(p) {
+			return out, fmt.Errorf("cuda: bench: %w: %q on %s", kernels.ErrUnsupported, p, b.caps.Device)
+		}
+		err := b.do(ctx, func(d *devState) error { return d.lmSynthWeights(m, p) })
+		if err != nil {
+			return out, fmt.Errorf("cuda: bench: %s weights: %w", p, err)
+		}
+		for _, prompt := range prompts {
+			for _, batch := range batches {
+				res, err := b.benchLMCase(ctx, m, p, batch, prompt, warmup, steps)
+				if err != nil {
+					b.EvictLM(m)
+					return out, fmt.Errorf("cuda: bench: %s batch %d prompt %d: %w", p, batch, prompt, err)
+				}
+				if cfg.Progress != nil {
+					cfg.Progress(res)
+				}
+				out = append(out, res)
+			}
+		}
+		b.EvictLM(m)
+	}
+	return out, nil
+}
+
+func cmpOr[T any](v, def []T) []T {
+	if len(v) == 0 {
+		return def
+	}
+	return v
+}
+
+// benchLMCase runs warmup + steps decode steps of batch sequences from
+// prompt positions of random context.
+func (b *Backend) benchLMCase(ctx context.Context, m *lm.Model, p precision.Format, batch, prompt, warmup, steps int) (LMResult, error) {
+	c := &m.Config
+	n := prompt + warmup + steps + 1
+	if n > c.MaxPositions {
+		return LMResult{}, fmt.Errorf("context %d passes max_position_embeddings %d", n, c.MaxPositions)
+	}
+	per := (n + kvBlock - 1) / kvBlock
+	kvc, err := b.NewKVCache(m, p, batch*per)
+	if err != nil {
+		return LMResult{}, err
+	}
+	defer kvc.Close()
+	kv := kvc.(*kvCache)
+	err = b.do(ctx, func(d *devState) error {
+		f := fmtBF16
+		if kv.f32 {
+			f = fmtF32
+		}
+		es := uint64(fmtSize(f))
+		if err := d.k.lmFill(d.stream, kv.ptr, f, int(kv.bytes/es), 0xcace, -1, 1); err != nil {
+			return err
+		}
+		return d.stream.sync()
+	})
+	if err != nil {
+		return LMResult{}, err
+	}
+	seqs := make([]kernels.Seq, batch)
+	for i := range seqs {
+		blocks := make([]int32, per)
+		for j := range blocks {
+			blocks[j] = int32(i*per + j)
+		}
+		seqs[i] = kernels.Seq{Tokens: []int32{int32(i % c.Vocab)}, Pos: prompt, Blocks: blocks, Want: kernels.WantSample}
+	}
+	var times []float64
+	for it := range warmup + steps {
+		t0 := time.Now()
+		outs, err := b.Step(ctx, m, p, kvc, &kernels.Batch{Seqs: seqs})
+		if err != nil {
+			return LMResult{}, err
+		}
+		if it >= warmup {
+			times = append(times, time.Since(t0).Seconds()*1e3)
+		}
+		for i := range seqs {
+			seqs[i].Pos++
+			seqs[i].Tokens = []int32{outs[i].Token}
+		}
+	}
+	slices.Sort(times)
+	r := LMResult{Precision: p, Batch: batch, Prompt: prompt, StepMS: times[len(times)/2], MinMS: times[0]}
+	r.TokPerS = float64(batch) / (r.StepMS / 1e3)
+	var fp4Kernel bool
+	_ = b.do(ctx, func(d *devState) error { fp4Kernel = d.fp4SmallM >= batch; return nil })
+	r.WeightBytes = lmStepWeightBytes(c, p, fp4Kernel)
+	meanCtx := float64(prompt+warmup) + float64(steps)/2 + 1
+	r.KVBytes = int64(float64(batch) * meanCtx * float64(kvBlockBytes(c, kv.f32)) / kvBlock)
+	r.CeilingTokPerS = float64(batch) * HBMBandwidth / float64(r.WeightBytes+r.KVBytes)
+	r.Fraction = r.TokPerS / r.CeilingTokPerS
+	return r, nil
+}
+
+// lmStepWeightBytes is the weight bytes one decode step of c at p reads:
+// every layer's projections (fp4 on the NVFP4 kernel: E2M1, block scales;
+// above its crossover the bf16 copy) and the head (bf16 at fp8 and fp4);
+// the embedding lookup reads a row per token, left out.
+func lmStepWeightBytes(c *lm.Config, p precision.Format, fp4Kernel bool) int64 {
+	h, q, kv, in := c.Hidden, c.QDim(), c.KVDim(), c.Intermediate
+	var layer int64
+	for _, s := range [][2]int{{q + 2*kv, h}, {h, q}, {2 * in, h}, {h, in}} {
+		switch {
+		case p == precision.FP4 && fp4Kernel:
+			layer += precision.NVFP4Bytes(s[0], s[1])
+		case p == precision.FP4:
+			layer += precision.WeightBytes(precision.BF16, s[0], s[1])
+		default:
+			layer += precision.WeightBytes(p, s[0], s[1])
+		}
+	}
+	return int64(c.Layers)*layer + precision.WeightBytes(headFormat(p), c.Vocab, h)
+}
+
+// lmSynthWeights generates random weights for m at p on the device, in
+// the layout lmWeightsFor uploads (lmWeights), and caches them under (m, p)
+// as uploaded weights are: linear weights uniform with variance 1/k, norms
+// 1, embeddings uniform in ±1. Their values mean nothing; their bytes and
+// layout are a real model's.
+func (d *devState) lmSynthWeights(m *lm.Model, p precision.Format) error {
+	if err := d.k.load(modLM); err != nil {
+		return err
+	}
+	d.evictLM(m)
+	c := &m.Config
+	u := &lmUploader{d: d, w: &lmWeights{p: p}}
+	w := u.w
+	seed := uint32(1)
+	fill := func(n int, f fmtCode, lo, hi float32) (uint64, error) {
+		ptr, err := u.alloc(n * fmtSize(f))
+		if err != nil {
+			return 0, err
+		}
+		seed++
+		return ptr, d.k.lmFill(d.stream, ptr, f, n, seed, lo, hi)
+	}
+	linear := func(f precision.Format, n, k int) (lmLin, error) {
+		l := lmLin{f: f, n: n, k: k}
+		a := float32(math.Sqrt(3 / float64(k)))
+		var err error
+		switch f {
+		case precision.BF16:
+			l.w, err = fill(n*k, fmtBF16, -a, a)
+		case precision.FP8:
+			if l.fp8F32 = !fp8Aligned(n, k); l.fp8F32 {
+				return l, fmt.Errorf("fp8 %d×%d is not a multiple of 16", n, k)
+			}
+			if l.w, err = fill(n*k, fmtE4M3, -448, 448); err == nil {
+				l.ws, err = fill(n, fmtF32, a/448, a/448)
+			}
+		case precision.FP4:
+			kp := precision.PaddedCols(k, precision.NVFP4Block)
+			if l.fp4Data, err = fill(n*kp/2, fmtU8, 0, 0); err == nil {
+				if l.fp4Scale, err = fill(n*kp/precision.NVFP4Block, fmtE4M3, 1, 1); err == nil {
+					if l.ws, err = fill(n, fmtF32, a/3, a/3); err == nil {
+						l.w, err = fill(n*k, fmtBF16, -2, 2)
+					}
+				}
+			}
+		default:
+			return l, fmt.Errorf("no random weights at %s (bench precisions: bf16, fp8, fp4)", f)
+		}
+		return l, err
+	}
+	err := func() error {
+		var err error
+		w.embedFmt = tableFmt(p)
+		if w.embed, err = fill(c.Vocab*c.Hidden, w.embedFmt, -1, 1); err != nil {
+			return err
+		}
+		w.layers = make([]lmLayerW, c.Layers)
+		for i := range w.layers {
+			l := &w.layers[i]
+			if l.attnNorm, err = fill(c.Hidden, fmtF32, 1, 1); err != nil {
+				return err
+			}
+			if l.mlpNorm, err = fill(c.Hidden, fmtF32, 1, 1); err != nil {
+				return err
+			}
+			if c.QKNorm {
+				if l.qNorm, err = fill(c.HeadDim, fmtF32, 1, 1); err != nil {
+					return err
+				}
+				if l.kNorm, err = fill(c.HeadDim, fmtF32, 1, 1); err != nil {
+					return err
+				}
+			}
+			for _, s := range []struct {
+				l    *lmLin
+				n, k int
+			}{{&l.qkv, c.QDim() + 2*c.KVDim(), c.Hidden}, {&l.o, c.Hidden, c.QDim()}, {&l.gu, 2 * c.Intermediate, c.Hidden}, {&l.down, c.Hidden, c.Intermediate}} {
+				if *s.l, err = linear(p, s.n, s.k); err != nil {
+					return err
+				}
+			}
+			if c.QKVBias {
+				if l.qkv.bias, err = fill(l.qkv.n, fmtF32, -0.1, 0.1); err != nil {
+					return err
+				}
+			}
+		}
+		if w.norm, err = fill(c.Hidden, fmtF32, 1, 1); err != nil {
+			return err
+		}
+		if w.head, err = linear(headFormat(p), c.Vocab, c.Hidden); err != nil {
+			return err
+		}
+		if w.invFreq, err = u.alloc(4 * c.HeadDim / 2); err != nil {
+			return err
+		}
+		if err := cuUpload(w.invFreq, f32Bytes(c.InvFreq32())); err != nil {
+			return err
+		}
+		return d.stream.sync()
+	}()
+	if err != nil {
+		d.freeLMWeights(w)
+		return err
+	}
+	d.lm.weights[lmKey{m, p}] = w
+	return nil
+}

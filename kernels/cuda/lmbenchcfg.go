@@ -1,0 +1,64 @@
+package cuda
+
+import (
+	"github.com/gearbox-inference/gearbox/model/lm"
+	"github.com/gearbox-inference/gearbox/precision"
+)
+
+// HBMBandwidth is the memory bandwidth BenchLM's ceilings assume: an
+// H200's 4.8 TB/s.
+const HBMBandwidth = 4.8e12
+
+// Llama31_8B is Llama-3.1-8B's architecture (hidden 4096, 32 layers, MLP
+// 14,336, 32 heads over 8 KV heads of 128, vocabulary 128,256, llama3 RoPE
+// scaling, untied head): BenchLM's default model.
+var Llama31_8B = lm.Config{
+	Arch: lm.Llama, Hidden: 4096, Layers: 32, Heads: 32, KVHeads: 8, HeadDim: 128, Intermediate: 14336,
+	Vocab: 128256, RMSEps: 1e-5, RopeTheta: 500000, MaxPositions: 131072, BOS: 128000, EOS: []int32{128001},
+	RopeScaling: &lm.RopeScaling{Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositions: 8192},
+}
+
+// LMBench configures BenchLM. Zero fields take the defaults given.
+type LMBench struct {
+	// Config is the model's architecture (default Llama31_8B). Its weights
+	// are random, generated on the device in each precision's layout: no
+	// checkpoint is read and nothing of the model's size is allocated on
+	// the host.
+	Config *lm.Config
+	// Precisions to run (default bf16, fp8, fp4).
+	Precisions []precision.Format
+	// Batches are the numbers of sequences decoding together (default 1,
+	// 8, 64, 256).
+	Batches []int
+	// Prompts are the context lengths decoding starts from (default 128,
+	// 2048). The prompts' K and V are random values written straight into
+	// the cache: prefill is not timed, and skipping it keeps the benchmark
+	// to seconds.
+	Prompts []int
+	// Steps is the number of timed decode steps per case (default 20),
+	// after Warmup untimed ones (default 3).
+	Steps, Warmup int
+	// Progress, if set, is called after each case.
+	Progress func(LMResult)
+}
+
+// LMResult is one timed case of BenchLM: batch sequences, each with
+// Prompt positions of context, decoding one token per step greedily.
+type LMResult struct {
+	Precision     precision.Format
+	Batch, Prompt int
+	// StepMS is the median wall time of a Step (host work, uploads, every
+	// kernel, the download of the sampled tokens), in milliseconds; MinMS
+	// the fastest.
+	StepMS, MinMS float64
+	// TokPerS is Batch / StepMS: generated tokens per second.
+	TokPerS float64
+	// WeightBytes and KVBytes are the bytes a step reads: every linear
+	// layer's weights in the format the step's batch size reads them (fp4:
+	// NVFP4 up to the kernel's crossover, bf16 above), the head; the KV
+	// cache of every sequence at its mean context over the timed steps.
+	WeightBytes, KVBytes int64
+	// CeilingTokPerS is Batch / ((WeightBytes + KVBytes) / HBMBandwidth),
+	// and Fraction is TokPerS / CeilingTokPerS.
+	CeilingTokPerS, Fraction float64
+}

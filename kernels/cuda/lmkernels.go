@@ -1,0 +1,214 @@
+//go:build cgo
+
+package cuda
+
+/*
+#include "src/abi.h"
+*/
+import "C"
+
+// The typed launches of the language-model kernels (module lm, and the
+// per-channel NVFP4 entry point of fp4_linear.cu), grouped by source file as
+// in kernels.go: each holds its kernel's geometry and argument order.
+
+// fmtCode is a storage format of the language-model kernels (enum gbx_fmt).
+type fmtCode int32
+
+const (
+	fmtF32     fmtCode = C.GBX_FMT_F32
+	fmtTF32    fmtCode = C.GBX_FMT_TF32
+	fmtBF16    fmtCode = C.GBX_FMT_BF16
+	fmtF16     fmtCode = C.GBX_FMT_F16
+	fmtE4M3    fmtCode = C.GBX_FMT_E4M3
+	fmtE4M3F32 fmtCode = C.GBX_FMT_E4M3_F32
+	fmtU8      fmtCode = C.GBX_FMT_U8
+)
+
+// ---- lm.cu ----
+
+var (
+	kLMConvert  = defKernel(modLM, "gbx_lm_convert", 0)
+	kLMFill     = defKernel(modLM, "gbx_lm_fill", 0)
+	kLMEmbed    = defKernel(modLM, "gbx_lm_embed", 0)
+	kLMNorm     = defKernel(modLM, "gbx_lm_norm", 0)
+	kLMQuant    = defKernel(modLM, "gbx_lm_quant", 0)
+	kLMRope     = defKernel(modLM, "gbx_lm_rope", 0)
+	kLMSiLU     = defKernel(modLM, "gbx_lm_silu", 0)
+	kLMEpilogue = defKernel(modLM, "gbx_lm_epilogue", 0)
+)
+
+// lmThreads is the block of the per-row language-model kernels.
+const lmThreads = C.GBX_LM_THREADS
+
+// perRowLM is a launch of one GBX_LM_THREADS block per row.
+func perRowLM(kd *kernel, rows int, a *args) launch {
+	return launch{kernel: kd, grid: [3]uint32{uint32(rows), 1, 1}, block: [3]uint32{lmThreads, 1, 1}, args: a}
+}
+
+// lmConvert writes n values of src (stored as srcFmt: f32, bf16 or f16) to
+// dst as dstFmt (f32, tf32, bf16 or f16), rounded.
+func (k *kernelSet) lmConvert(s cuStream, src uint64, srcFmt fmtCode, dst uint64, dstFmt fmtCode, n int) error {
+	return k.run(s, k.gridStride(kLMConvert, n, newArgs().ptr(src).i32(int(srcFmt)).ptr(dst).i32(int(dstFmt)).i64(n)))
+}
+
+// lmFill writes n random values uniform in [lo, hi) to dst as fmt (benchmarks).
+func (k *kernelSet) lmFill(s cuStream, dst uint64, f fmtCode, n int, seed uint32, lo, hi float32) error {
+	return k.run(s, k.gridStride(kLMFill, n, newArgs().ptr(dst).i32(int(f)).i64(n).u32(seed).f32(lo).f32(hi)))
+}
+
+// lmEmbed writes row r of x [rows, hidden] from row tokens[r] of table,
+// stored as f.
+func (k *kernelSet) lmEmbed(s cuStream, table uint64, f fmtCode, tokens, x uint64, rows, hidden int) error {
+	return k.run(s, perRowLM(kLMEmbed, rows, newArgs().ptr(table).i32(int(f)).ptr(tokens).ptr(x).i32(hidden)))
+}
+
+// lmNorm runs, for each of rows rows b, row r = rowIdx[b] (rowIdx 0: r = b)
+// of x [*, cols]: x[r] += delta[r] (delta may be 0), yf[b] =
+// RMSNorm(x[r])·w, and yq[b] = yf[b] in format f (fp8: scale in xs[b]).
+func (k *kernelSet) lmNorm(s cuStream, x, delta, w, rowIdx, yf, yq uint64, f fmtCode, xs uint64, rows, cols int, eps float64, margin int) error {
+	a := newArgs().ptr(x).ptr(delta).ptr(w).ptr(rowIdx).ptr(yf).ptr(yq).i32(int(f)).ptr(xs).i32(cols).f64(eps).i32(margin)
+	return k.run(s, perRowLM(kLMNorm, rows, a))
+}
+
+// lmQuant writes each of rows rows of x [rows, cols] to yq in format f
+// (fp8: one scale per row, in xs).
+func (k *kernelSet) lmQuant(s cuStream, x, yq uint64, f fmtCode, xs uint64, rows, cols, margin int) error {
+	return k.run(s, perRowLM(kLMQuant, rows, newArgs().ptr(x).ptr(yq).i32(int(f)).ptr(xs).i32(cols).i32(margin)))
+}
+
+// ropeArgs are gbx_lm_rope's arguments other than the rows.
+type ropeArgs struct {
+	qkv            uint64 // [rows, stride]
+	stride         int
+	qNorm, kNorm   uint64 // [dim] or 0
+	eps            float64
+	invFreq        uint64 // [dim/2]
+	pos, seq       uint64 // [rows]
+	btOff, blocks  uint64
+	cache          uint64
+	cacheFmt       fmtCode
+	layer, layers  int
+	heads, kvHeads int
+	dim            int
+}
+
+// lmRope applies the q/k norms and RoPE to rows rows of qkv and stores their
+// K and V in the cache.
+func (k *kernelSet) lmRope(s cuStream, rows int, r ropeArgs) error {
+	a := newArgs().ptr(r.qkv).i32(r.stride).ptr(r.qNorm).ptr(r.kNorm).f64(r.eps).ptr(r.invFreq).ptr(r.pos).ptr(r.seq).
+		ptr(r.btOff).ptr(r.blocks).ptr(r.cache).i32(int(r.cacheFmt)).i32(r.layer).i32(r.layers).i32(r.heads).i32(r.kvHeads).i32(r.dim)
+	return k.run(s, perRowLM(kLMRope, rows, a))
+}
+
+// lmSiLU writes act [rows, inter] = SiLU(gate)·up from gu [rows, 2·inter].
+func (k *kernelSet) lmSiLU(s cuStream, gu, act uint64, rows, inter int) error {
+	return k.run(s, k.gridStride(kLMSiLU, rows*inter, newArgs().ptr(gu).ptr(act).i64(rows).i32(inter)))
+}
+
+// lmEpilogue computes y = (y·xs[r])·ws[c] + bias[c] over rows × cols values
+// (xs, ws and bias may be 0).
+func (k *kernelSet) lmEpilogue(s cuStream, y, xs, ws, bias uint64, rows, cols int) error {
+	return k.run(s, k.gridStride(kLMEpilogue, rows*cols, newArgs().ptr(y).ptr(xs).ptr(ws).ptr(bias).i64(rows).i32(cols)))
+}
+
+// ---- attention.cu ----
+
+var (
+	kAttnPartial = defKernel(modLM, "gbx_attn_partial", 0)
+	kAttnReduce  = defKernel(modLM, "gbx_attn_reduce", 0)
+)
+
+// The attention kernels' geometry and limits (abi.h).
+const (
+	attnThreads   = C.GBX_ATTN_THREADS
+	attnMaxGroup  = C.GBX_ATTN_MAX_GROUP
+	attnMaxDim    = C.GBX_ATTN_MAX_DIM
+	attnMaxSplits = C.GBX_ATTN_MAX_SPLITS
+	attnMinSplit  = C.GBX_ATTN_MIN_SPLIT
+	kvBlock       = C.GBX_KV_BLOCK
+)
+
+// attnArgs are the attention kernels' arguments other than the chunk of
+// rows.
+type attnArgs struct {
+	qkv                     uint64
+	stride                  int
+	cache                   uint64
+	f32                     bool
+	layer, layers           int
+	kvHeads, group, dim     int
+	pos, seq, btOff, blocks uint64
+	split                   uint64
+	scale                   float32
+	partO, partML           uint64
+	maxSplits               int
+	out                     uint64
+	outStride               int
+}
+
+// attnPartial attends rows [row0, row0+rows) over every split of their
+// contexts (grid: maxSplits × kvHeads × rows).
+func (k *kernelSet) attnPartial(s cuStream, row0, rows int, a attnArgs) error {
+	f32 := 0
+	if a.f32 {
+		f32 = 1
+	}
+	ar := newArgs().ptr(a.qkv).i32(a.stride).ptr(a.cache).i32(f32).i32(a.layer).i32(a.layers).i32(a.kvHeads).i32(a.group).
+		i32(a.dim).ptr(a.pos).ptr(a.seq).ptr(a.btOff).ptr(a.blocks).ptr(a.split).i32(row0).f32(a.scale).ptr(a.partO).
+		ptr(a.partML).i32(a.maxSplits).ptr(a.out).i32(a.outStride)
+	return k.run(s, launch{kernel: kAttnPartial, grid: [3]uint32{uint32(a.maxSplits), uint32(a.kvHeads), uint32(rows)},
+		block: [3]uint32{attnThreads, 1, 1}, args: ar})
+}
+
+// attnReduce combines the splits of rows [row0, row0+rows) (grid: heads ×
+// rows).
+func (k *kernelSet) attnReduce(s cuStream, row0, rows int, a attnArgs) error {
+	ar := newArgs().ptr(a.pos).ptr(a.split).i32(row0).i32(a.kvHeads*a.group).i32(a.dim).ptr(a.partO).ptr(a.partML).
+		i32(a.maxSplits).ptr(a.out).i32(a.outStride)
+	return k.run(s, launch{kernel: kAttnReduce, grid: [3]uint32{uint32(a.kvHeads * a.group), uint32(rows), 1},
+		block: [3]uint32{attnThreads, 1, 1}, args: ar})
+}
+
+// ---- sample.cu ----
+
+var (
+	kLMLogprobs = defKernel(modLM, "gbx_lm_logprobs", 0)
+	kLMSample   = defKernel(modLM, "gbx_lm_sample", 0)
+)
+
+// maxTop is the most alternatives gbx_lm_sample writes per sequence.
+const maxTop = C.GBX_MAX_TOP
+
+// lmLogprobs computes lse [rows] (double) and lp [rows] = l[target] − lse
+// for rows rows of logits (vocab values each).
+func (k *kernelSet) lmLogprobs(s cuStream, logits uint64, vocab int, targets, lse, lp uint64, rows int) error {
+	a := newArgs().ptr(logits).i32(vocab).ptr(targets).ptr(lse).ptr(lp)
+	return k.run(s, launch{kernel: kLMLogprobs, grid: [3]uint32{uint32(rows), 1, 1}, block: [3]uint32{C.GBX_LOGPROB_THREADS, 1, 1}, args: a})
+}
+
+// sampleArgs are gbx_lm_sample's per-sequence arrays and outputs.
+type sampleArgs struct {
+	row, temp, topK, topP, u, nTop uint64 // inputs [n]
+	lse                            uint64 // [logit rows]
+	tok, tokLp, topIDs, topLp      uint64 // outputs [n], [n], [n·maxTop], [n·maxTop]
+}
+
+// lmSample samples n sequences whose logits rows are in [rowLo, rowHi) of
+// logits (the others return at once).
+func (k *kernelSet) lmSample(s cuStream, logits uint64, vocab, rowLo, rowHi, n int, a sampleArgs) error {
+	ar := newArgs().ptr(logits).i32(vocab).i32(rowLo).i32(rowHi).ptr(a.row).ptr(a.temp).ptr(a.topK).ptr(a.topP).ptr(a.u).
+		ptr(a.nTop).ptr(a.lse).ptr(a.tok).ptr(a.tokLp).ptr(a.topIDs).ptr(a.topLp)
+	return k.run(s, launch{kernel: kLMSample, grid: [3]uint32{uint32(n), 1, 1}, block: [3]uint32{C.GBX_SAMPLE_THREADS, 1, 1}, args: ar})
+}
+
+// ---- fp4_linear.cu ----
+
+var kNVFP4LinearCS = defKernel(modFP4, "gbx_nvfp4_linear_cs", C.GBX_FP4_SMEM_BYTES)
+
+// nvfp4LinearCS is nvfp4Linear with one tensor scale per output channel,
+// ts [n].
+func (k *kernelSet) nvfp4LinearCS(s cuStream, x, w, ws, ts, bias, y uint64, m, n, kdim, kp int) error {
+	a := newArgs().ptr(x).ptr(w).ptr(ws).ptr(ts).ptr(bias).ptr(y).i32(m).i32(n).i32(kdim).i32(kp)
+	grid := [3]uint32{uint32((n + C.GBX_FP4_ROWS - 1) / C.GBX_FP4_ROWS), uint32((m + C.GBX_FP4_MTILE - 1) / C.GBX_FP4_MTILE), 1}
+	return k.run(s, launch{kernel: kNVFP4LinearCS, grid: grid, block: [3]uint32{C.GBX_FP4_THREADS, 1, 1}, smem: C.GBX_FP4_SMEM_BYTES, args: a})
+}

@@ -1,0 +1,182 @@
+//go:build cgo
+
+package cuda
+
+import (
+	"encoding/binary"
+	"math"
+
+	"github.com/gearbox-inference/gearbox/kernels"
+)
+
+// lmPlan is one Step laid out for the device: the arrays the kernels read
+// (one row per token fed, in sequence order) and where each sequence's
+// outputs come from. It is plain data, built on the caller's goroutine and
+// packed into one upload (pack).
+type lmPlan struct {
+	rows int
+	// Per row: the token, its position, its sequence and the split length
+	// of its attention (attnSplit of its context).
+	tokens, pos, seq, split []int32
+	// btOff[s] is where sequence s's block table starts in blocks.
+	btOff, blocks []int32
+	maxSplits     int // the most splits of any row
+	maxCtx        int // the longest context (position + 1) of any row
+	// normRows are the rows that go through the final norm: the nLogit rows
+	// that need logits first (every sequence's last row that samples, wants
+	// logits or a target; then the rows scored teacher-forced), then the
+	// last rows that want only their hidden state.
+	normRows []int32
+	nLogit   int
+	// targets[i] is the token whose log-probability logit row i scores, or
+	// -1.
+	targets []int32
+	// Sampling, per sampled sequence: its logit row, temperature, top-k,
+	// top-p, uniform draw SampleUniform(Seed, position of the new token)
+	// and number of alternatives.
+	sRow, sTopK, sNTop []int32
+	sTemp, sTopP       []float32
+	sU                 []float64
+	outs               []seqPlan
+}
+
+// seqPlan says where one sequence's outputs are: indexes into the logit
+// rows, normRows and the sampling arrays, -1 where it asked for nothing.
+type seqPlan struct {
+	want   kernels.Want
+	last   int // the logit row of its last row
+	hidden int // the index in normRows of its last row (WantHidden)
+	lpFrom int // its teacher-forced logit rows: lpFrom ...
+	lpN    int // ... lpFrom+lpN−1 (and last, with WantTarget)
+	sample int // its index in the sampling arrays
+	nTop   int // alternatives it gets: min(TopLogprobs, vocab)
+}
+
+// attnSplit is the split length of a row's attention over a context of n
+// positions (abi.h): a multiple of the KV block size, at least
+// attnMinSplit, and long enough that no row has more than attnMaxSplits
+// splits. It depends on n alone, so a row's attention is summed the same
+// way in every batch, in prefill and in decode.
+func attnSplit(n int) int {
+	nb := (n + kvBlock - 1) / kvBlock
+	return kvBlock * max(attnMinSplit/kvBlock, (nb+attnMaxSplits-1)/attnMaxSplits)
+}
+
+// newLMPlan lays out seqs (checked by kernels.CheckStep) for a model of
+// vocab tokens.
+func newLMPlan(seqs []kernels.Seq, vocab int) *lmPlan {
+	p := &lmPlan{btOff: make([]int32, len(seqs)), outs: make([]seqPlan, len(seqs))}
+	for s := range seqs {
+		q := &seqs[s]
+		p.btOff[s] = int32(len(p.blocks))
+		p.blocks = append(p.blocks, q.Blocks...)
+		for i, t := range q.Tokens {
+			n := q.Pos + i + 1
+			p.tokens = append(p.tokens, t)
+			p.pos = append(p.pos, int32(n-1))
+			p.seq = append(p.seq, int32(s))
+			sp := attnSplit(n)
+			p.split = append(p.split, int32(sp))
+			p.maxSplits = max(p.maxSplits, (n+sp-1)/sp)
+			p.maxCtx = max(p.maxCtx, n)
+		}
+	}
+	p.rows = len(p.tokens)
+	first := make([]int, len(seqs)+1) // first row of each sequence
+	for s := range seqs {
+		first[s+1] = first[s] + len(seqs[s].Tokens)
+	}
+	const lastWants = kernels.WantSample | kernels.WantLogits | kernels.WantTarget
+	for s := range seqs {
+		q, o := &seqs[s], &p.outs[s]
+		*o = seqPlan{want: q.Want, last: -1, hidden: -1, sample: -1}
+		if q.Want&lastWants == 0 {
+			continue
+		}
+		o.last = len(p.normRows)
+		p.normRows = append(p.normRows, int32(first[s+1]-1))
+		tgt := int32(-1)
+		if q.Want&kernels.WantTarget != 0 {
+			tgt = q.Target
+		}
+		p.targets = append(p.targets, tgt)
+		if q.Want&kernels.WantHidden != 0 {
+			o.hidden = o.last // the last row is normed for the logits anyway
+		}
+		if q.Want&kernels.WantSample != 0 {
+			sp := &q.Sampling
+			o.sample = len(p.sRow)
+			o.nTop = min(sp.TopLogprobs, vocab)
+			p.sRow = append(p.sRow, int32(o.last))
+			p.sTemp = append(p.sTemp, sp.Temperature)
+			p.sTopK = append(p.sTopK, int32(sp.TopK))
+			p.sTopP = append(p.sTopP, sp.TopP)
+			p.sU = append(p.sU, kernels.SampleUniform(sp.Seed, q.Pos+len(q.Tokens)))
+			p.sNTop = append(p.sNTop, int32(o.nTop))
+		}
+	}
+	for s := range seqs {
+		q, o := &seqs[s], &p.outs[s]
+		if q.Want&kernels.WantLogprobs == 0 {
+			continue
+		}
+		o.lpFrom, o.lpN = len(p.normRows), len(q.Tokens)-1
+		for i := range o.lpN {
+			p.normRows = append(p.normRows, int32(first[s]+i))
+			p.targets = append(p.targets, q.Tokens[i+1])
+		}
+	}
+	p.nLogit = len(p.normRows)
+	for s := range seqs {
+		if q, o := &seqs[s], &p.outs[s]; q.Want&kernels.WantHidden != 0 && o.hidden < 0 {
+			o.hidden = len(p.normRows)
+			p.normRows = append(p.normRows, int32(first[s+1]-1))
+		}
+	}
+	return p
+}
+
+// planLayout is where each array of a packed plan starts, in bytes from
+// the start of the upload; every array starts 16-byte aligned.
+type planLayout struct {
+	tokens, pos, seq, split, btOff, blocks, normRows, targets int
+	sRow, sTemp, sTopK, sTopP, sU, sNTop                      int
+	size                                                      int
+}
+
+// pack returns the plan's arrays as one little-endian buffer, and where
+// each starts.
+func (p *lmPlan) pack() ([]byte, planLayout) {
+	var b []byte
+	var l planLayout
+	at := func() int {
+		for len(b)%16 != 0 {
+			b = append(b, 0)
+		}
+		return len(b)
+	}
+	i32s := func(v []int32) int {
+		off := at()
+		for _, x := range v {
+			b = binary.LittleEndian.AppendUint32(b, uint32(x))
+		}
+		return off
+	}
+	f32s := func(v []float32) int {
+		off := at()
+		for _, x := range v {
+			b = binary.LittleEndian.AppendUint32(b, math.Float32bits(x))
+		}
+		return off
+	}
+	l.tokens, l.pos, l.seq, l.split = i32s(p.tokens), i32s(p.pos), i32s(p.seq), i32s(p.split)
+	l.btOff, l.blocks, l.normRows, l.targets = i32s(p.btOff), i32s(p.blocks), i32s(p.normRows), i32s(p.targets)
+	l.sRow, l.sTemp, l.sTopK, l.sTopP = i32s(p.sRow), f32s(p.sTemp), i32s(p.sTopK), f32s(p.sTopP)
+	l.sU = at()
+	for _, u := range p.sU {
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(u))
+	}
+	l.sNTop = i32s(p.sNTop)
+	l.size = at()
+	return b, l
+}

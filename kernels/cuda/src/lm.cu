@@ -1,0 +1,225 @@
+// lm.cu: the element-wise and per-row ops of a causal language model's
+// step, following kernels/cpu/lm*.go operation by operation (module lm,
+// compiled with -fmad=false: each float result is the IEEE operation the
+// CPU performs; statistics in double, rounded once):
+//
+//	gbx_lm_convert   a stored tensor (F32, BF16, F16) to a weight format
+//	gbx_lm_fill      random values (benchmarks)
+//	gbx_lm_embed     the embedding lookup
+//	gbx_lm_norm      residual add + RMSNorm, written as a linear's operand
+//	gbx_lm_quant     rows to a linear's operand format (fp8: per-row scale)
+//	gbx_lm_rope      per-head q/k RMSNorm, RoPE, K and V into the cache
+//	gbx_lm_silu      SiLU(gate)·up
+//	gbx_lm_epilogue  per-row and per-column scales and the bias of a GEMM
+
+#include "lm.cuh"
+
+// gbx_ld returns element i of p, stored as fmt (F32, TF32, BF16 or F16), as
+// a float (exactly).
+__device__ __forceinline__ float gbx_ld(const void *p, int fmt, long long i) {
+	switch (fmt) {
+	case GBX_FMT_BF16: return bf2f(((const u16 *)p)[i]);
+	case GBX_FMT_F16: return h2f(((const u16 *)p)[i]);
+	default: return ((const float *)p)[i]; // F32, TF32
+	}
+}
+
+// gbx_st stores v as element i of p in fmt (F32, TF32, BF16 or F16),
+// rounded as package precision rounds.
+__device__ __forceinline__ void gbx_st(void *p, int fmt, long long i, float v) {
+	switch (fmt) {
+	case GBX_FMT_BF16: ((u16 *)p)[i] = f2bf(v); break;
+	case GBX_FMT_F16: ((u16 *)p)[i] = f2h(v); break;
+	case GBX_FMT_TF32: ((float *)p)[i] = f2tf32(v); break;
+	default: ((float *)p)[i] = v; break; // F32
+	}
+}
+
+// gbx_lm_convert: dst[i] = src[i] for n values, src stored as srcFmt (F32,
+// BF16 or F16, widened exactly), dst as dstFmt (F32, TF32, BF16 or F16,
+// rounded): a checkpoint tensor uploaded as stored, converted in place on
+// the device (convertLM's RoundTF32/RoundBF16/RoundFP16 of the widened
+// value).
+extern "C" __global__ void gbx_lm_convert(const void *src, int srcFmt, void *dst, int dstFmt, long long n) {
+	long long stride = (long long)gridDim.x * blockDim.x;
+	for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += stride)
+		gbx_st(dst, dstFmt, i, gbx_ld(src, srcFmt, i));
+}
+
+// gbx_hash is a 32-bit integer hash (lowbias32, Chris Wellons).
+__device__ __forceinline__ u32 gbx_hash(u32 x) {
+	x ^= x >> 16;
+	x *= 0x7feb352du;
+	x ^= x >> 15;
+	x *= 0x846ca68bu;
+	x ^= x >> 16;
+	return x;
+}
+
+// gbx_lm_fill: n values of dst in fmt, uniform in [lo, hi) from seed (F32,
+// BF16, F16 rounded; E4M3 the saturating encoding of the value; U8 a random
+// byte, lo and hi ignored). For benchmarks: weights and caches of the right
+// size and rough scale, built on the device.
+extern "C" __global__ void gbx_lm_fill(void *dst, int fmt, long long n, unsigned seed, float lo, float hi) {
+	long long stride = (long long)gridDim.x * blockDim.x;
+	for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += stride) {
+		u32 h = gbx_hash((u32)i ^ gbx_hash(seed ^ (u32)(i >> 32) * 0x9e3779b9u));
+		if (fmt == GBX_FMT_U8) {
+			((u8 *)dst)[i] = (u8)(h >> 24);
+			continue;
+		}
+		float v = lo + (hi - lo) * ((float)(h >> 8) * 0x1p-24f);
+		if (fmt == GBX_FMT_E4M3) ((u8 *)dst)[i] = (u8)(f2e4m3x2(v, 0.0f) & 0xff);
+		else gbx_st(dst, fmt, i, v);
+	}
+}
+
+// gbx_lm_embed: row b of x = the embedding of tokens[b], from table [vocab,
+// hidden] stored as fmt (one block per row).
+extern "C" __global__ void gbx_lm_embed(const void *table, int fmt, const int *tokens, float *x, int hidden) {
+	long long t = tokens[blockIdx.x];
+	float *xr = x + (long long)blockIdx.x * hidden;
+	for (int i = threadIdx.x; i < hidden; i += blockDim.x) xr[i] = gbx_ld(table, fmt, t * hidden + i);
+}
+
+// gbx_row_out writes the block's row h[0..cols) as row `row` of y in fmt, a
+// linear layer's operand (roundRows of kernels/cpu): F32 (a copy, skipped
+// when y is h), TF32, BF16, F16 rounded; E4M3 and E4M3_F32 quantized with
+// the row's own scale s = FP8Scale(amax of the row, margin), q =
+// E4M3(h / s) (an IEEE division, saturating), s written to xs[row]. Every
+// thread reads only the elements it wrote itself (i = threadIdx.x +
+// k·blockDim.x), so it needs no barrier before.
+__device__ void gbx_row_out(const float *h, int cols, void *y, long long row, int fmt, float *xs, int margin) {
+	__shared__ float sm[33];
+	const long long base = row * cols;
+	if (fmt == GBX_FMT_E4M3 || fmt == GBX_FMT_E4M3_F32) {
+		float m = 0.0f;
+		for (int i = threadIdx.x; i < cols; i += blockDim.x) m = fmaxf(m, fabsf(h[i])); // NaN skipped, as Amax
+		m = blockAmax(m, sm);
+		if (threadIdx.x == 0) sm[32] = m;
+		__syncthreads();
+		const float s = fp8Scale(sm[32], margin);
+		if (threadIdx.x == 0) xs[row] = s;
+		for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+			u8 q = (u8)(f2e4m3x2(__fdiv_rn(h[i], s), 0.0f) & 0xff);
+			if (fmt == GBX_FMT_E4M3) ((u8 *)y)[base + i] = q;
+			else ((float *)y)[base + i] = e4m3f(q);
+		}
+		return;
+	}
+	if (fmt == GBX_FMT_F32 && (const float *)y + base == h) return;
+	for (int i = threadIdx.x; i < cols; i += blockDim.x) gbx_st(y, fmt, base + i, h[i]);
+}
+
+// gbx_lm_norm: for each block b, the row r = rowIdx[b] (rowIdx NULL: r = b)
+// of the residual stream x [*, cols]: x[r] += delta[r] (float; delta may be
+// NULL), then yf[b] = RMSNorm(x[r])·w (rmsNormRow of kernels/cpu: Σx² in
+// double, x·inv·w in double rounded once), then yq[b] = yf[b] in fmt
+// (gbx_row_out; yq may be yf for F32).
+extern "C" __global__ void gbx_lm_norm(float *x, const float *delta, const float *__restrict__ w, const int *rowIdx,
+                                       float *yf, void *yq, int fmt, float *xs, int cols, double eps, int margin) {
+	__shared__ double sh[33];
+	const long long r = rowIdx ? rowIdx[blockIdx.x] : blockIdx.x;
+	float *xr = x + r * cols;
+	const float *dr = delta ? delta + r * cols : 0;
+	float *yr = yf + (long long)blockIdx.x * cols;
+	double ss = 0;
+	for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+		float v = xr[i];
+		if (dr) {
+			v = v + dr[i];
+			xr[i] = v;
+		}
+		ss += (double)v * (double)v;
+	}
+	ss = blockSum(ss, sh);
+	const double inv = 1.0 / sqrt(ss / (double)cols + eps);
+	for (int i = threadIdx.x; i < cols; i += blockDim.x) yr[i] = (float)((double)xr[i] * inv * (double)w[i]);
+	gbx_row_out(yr, cols, yq, blockIdx.x, fmt, xs, margin);
+}
+
+// gbx_lm_quant: row b of yq = row b of x [*, cols] in fmt (gbx_row_out).
+extern "C" __global__ void gbx_lm_quant(const float *x, void *yq, int fmt, float *xs, int cols, int margin) {
+	gbx_row_out(x + (long long)blockIdx.x * cols, cols, yq, blockIdx.x, fmt, xs, margin);
+}
+
+// gbx_lm_rope: one block per row r of qkv [rows, stride] (q heads, then k
+// heads, then v heads, dim values each), at position pos[r] of sequence
+// seq[r], whose block table is blocks[btOff[seq[r]]...]. One warp per head:
+// q and k heads get the per-head RMSNorm (qNorm, kNorm; NULL for none) and
+// RoPE in place (qkRope of kernels/cpu: angle = invFreq[i]·pos in float,
+// cos and sin in double rounded to float, each product rounded before the
+// sum); k and v heads are then stored at the row's position in the cache,
+// as cacheFmt (BF16 or F32).
+extern "C" __global__ void gbx_lm_rope(float *qkv, int stride, const float *__restrict__ qNorm,
+                                       const float *__restrict__ kNorm, double eps, const float *__restrict__ invFreq,
+                                       const int *pos, const int *seq, const int *btOff, const int *blocks, void *cache,
+                                       int cacheFmt, int layer, int layers, int heads, int kvHeads, int dim) {
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+	const int r = blockIdx.x, p = pos[r], half = dim / 2;
+	const long long blk = blocks[btOff[seq[r]] + p / GBX_KV_BLOCK];
+	const int slot = p % GBX_KV_BLOCK;
+	float *row = qkv + (long long)r * stride;
+	for (int h = warp; h < heads + 2 * kvHeads; h += nw) {
+		float *x = row + (long long)h * dim;
+		const bool isQ = h < heads, isK = !isQ && h < heads + kvHeads;
+		if (isQ || isK) {
+			const float *nw8 = isQ ? qNorm : kNorm;
+			double inv = 0;
+			if (nw8) {
+				double ss = 0;
+				for (int i = lane; i < dim; i += 32) ss += (double)x[i] * (double)x[i];
+				for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+				inv = 1.0 / sqrt(ss / (double)dim + eps);
+			}
+			__syncwarp();
+			for (int i = lane; i < half; i += 32) {
+				float a = x[i], b = x[i + half];
+				if (nw8) {
+					a = (float)((double)a * inv * (double)nw8[i]);
+					b = (float)((double)b * inv * (double)nw8[i + half]);
+				}
+				const double ang = (double)(invFreq[i] * (float)p);
+				const float c = (float)cos(ang), s = (float)sin(ang);
+				x[i] = a * c - b * s;
+				x[i + half] = b * c + a * s;
+			}
+			__syncwarp();
+		}
+		if (!isQ) {
+			const int kv = isK ? 0 : 1, g = isK ? h - heads : h - heads - kvHeads;
+			const long long off = gbx_kv_off(blk, layer, layers, kv, g, kvHeads, slot, dim);
+			for (int i = lane; i < dim; i += 32) gbx_st(cache, cacheFmt, off + i, x[i]);
+		}
+	}
+}
+
+// gbx_lm_silu: act[r, c] = float(SiLU(g)) · u for the gate g = gu[r, c] and
+// up u = gu[r, inter + c] (gu [rows, 2·inter]): SiLU in double rounded
+// once, then the float product, as kernels/cpu's layer.
+extern "C" __global__ void gbx_lm_silu(const float *gu, float *act, long long rows, int inter) {
+	const long long n = rows * inter, stride = (long long)gridDim.x * blockDim.x;
+	for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += stride) {
+		const long long r = i / inter, c = i % inter;
+		const double g = (double)gu[r * 2 * inter + c];
+		const float sv = (float)(g / (1.0 + exp(-g)));
+		act[i] = sv * gu[r * 2 * inter + inter + c];
+	}
+}
+
+// gbx_lm_epilogue: y[r, c] = ((y[r, c]·xs[r])·ws[c]) + bias[c] over rows ×
+// cols values; xs (per-row activation scales), ws (per-column weight
+// scales) and bias may each be NULL.
+extern "C" __global__ void gbx_lm_epilogue(float *y, const float *xs, const float *ws, const float *bias, long long rows,
+                                           int cols) {
+	const long long n = rows * cols, stride = (long long)gridDim.x * blockDim.x;
+	for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += stride) {
+		const long long r = i / cols;
+		const int c = (int)(i % cols);
+		float v = y[i];
+		if (xs) v = v * xs[r];
+		if (ws) v = v * ws[c];
+		if (bias) v = v + bias[c];
+		y[i] = v;
+	}
+}

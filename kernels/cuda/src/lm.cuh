@@ -1,0 +1,15 @@
+// lm.cuh: what the language-model sources (lm.cu, attention.cu) share: the
+// layout of the paged KV cache.
+#ifndef GBX_LM_CUH
+#define GBX_LM_CUH
+
+#include "common.cuh"
+
+// gbx_kv_off is where element 0 of KV head g of position slot of block blk,
+// layer, K (kv 0) or V (kv 1) is in a paged cache (abi.h, GBX_KV_BLOCK).
+__device__ __forceinline__ long long gbx_kv_off(long long blk, int layer, int layers, int kv, int g, int kvHeads,
+                                                int slot, int dim) {
+	return ((((blk * layers + layer) * 2 + kv) * kvHeads + g) * GBX_KV_BLOCK + slot) * (long long)dim;
+}
+
+#endif

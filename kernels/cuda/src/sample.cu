@@ -1,0 +1,256 @@
+// sample.cu: log-probabilities and sampling on the device, following
+// package kernels' LogSumExp, Sample and TopLogprobs (kernels/sample.go),
+// in double from the float logits.
+//
+// Sample's order of the token ids (by logit, largest first, NaN last, ties
+// to the lower id) is the order of the 64-bit key gbx_key: larger key,
+// earlier id. Its cut-offs and its draw are "the first id of that order at
+// which a running sum reaches a bound": here a radix search over the keys,
+// 4 bits at a time, for the largest key whose sum over the keys at or
+// above it reaches the bound. The sums run in a fixed tree order instead of
+// the sorted order, so a draw can differ from Sample's only where the bound
+// falls within a few ulps of a running sum (about 1e-16 relative), as
+// Sample's documentation allows for another implementation.
+
+#include "common.cuh"
+
+// gbx_key is the order of kernels.Sample: a larger key comes first.
+// Non-NaN logits map to 32 order-preserving bits (-0 as +0: they compare
+// equal), NaN to 0 (last); the low 32 bits are ~id (lower ids first).
+__device__ __forceinline__ unsigned long long gbx_key(float v, int id) {
+	u32 k = 0;
+	if (v == v) {
+		u32 b = v == 0.0f ? 0u : __float_as_uint(v);
+		k = (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+	}
+	return ((unsigned long long)k << 32) | (unsigned long long)(0xffffffffu - (u32)id);
+}
+
+__device__ __forceinline__ int gbx_key_id(unsigned long long k) { return (int)(0xffffffffu - (u32)k); }
+
+__device__ __forceinline__ double gbx_nan() { return __longlong_as_double(0x7ff8000000000000ll); }
+
+// gbx_lm_logprobs: for logits row b (one block each) of vocab values:
+// lse[b] = kernels.LogSumExp (max, then Σ exp(v − max), in double; a NaN
+// logit makes it NaN, as math.Max does), and lp[b] = l[targets[b]] − lse[b]
+// rounded to float (0 when targets[b] < 0).
+extern "C" __global__ void gbx_lm_logprobs(const float *logits, int vocab, const int *targets, double *lse, float *lp) {
+	__shared__ double sh[33];
+	const float *l = logits + (long long)blockIdx.x * vocab;
+	double hi = __longlong_as_double(0xfff0000000000000ll); // -inf
+	int nan = 0;
+	for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+		const float v = l[i];
+		if (v != v) nan = 1;
+		else hi = fmax(hi, (double)v);
+	}
+	nan = __syncthreads_or(nan);
+	hi = blockMax(hi, sh);
+	if (nan) hi = gbx_nan();
+	double sum = 0;
+	for (int i = threadIdx.x; i < vocab; i += blockDim.x) sum += exp((double)l[i] - hi);
+	sum = blockSum(sum, sh);
+	if (threadIdx.x == 0) {
+		const double z = hi + log(sum);
+		lse[blockIdx.x] = z;
+		const int tg = targets[blockIdx.x];
+		lp[blockIdx.x] = tg >= 0 ? (float)((double)l[tg] - z) : 0.0f;
+	}
+}
+
+// gbxSampleShared is gbx_lm_sample's shared memory.
+struct gbxSampleShared {
+	double b[GBX_SAMPLE_THREADS / 32][16];
+	int c[GBX_SAMPLE_THREADS / 32][16];
+	double bt[16];
+	int ct[16];
+	unsigned long long k[GBX_SAMPLE_THREADS / 32];
+	int id[GBX_SAMPLE_THREADS / 32];
+	double d[33];
+};
+
+// gbx_argmax_pick combines two candidates of kernels.Argmax (ids, -1 for
+// none; a from lower or higher ids than b): the larger logit, the lower id
+// on ties, a number over a NaN, the higher id when both are NaN (Argmax over
+// only NaNs ends on the last id).
+__device__ __forceinline__ int gbx_argmax_pick(const float *l, int a, int b) {
+	if (a < 0) return b;
+	if (b < 0) return a;
+	const float x = l[a], y = l[b];
+	const bool xn = x != x, yn = y != y;
+	if (xn && yn) return a > b ? a : b;
+	if (xn) return b;
+	if (yn) return a;
+	if (x > y) return a;
+	if (y > x) return b;
+	return a < b ? a : b;
+}
+
+// gbx_argmax is kernels.Argmax over the block (every thread gets it).
+__device__ int gbx_argmax(const float *l, int vocab, gbxSampleShared &sh) {
+	int best = -1;
+	for (int i = threadIdx.x; i < vocab; i += blockDim.x) best = gbx_argmax_pick(l, best, i);
+	for (int o = 16; o > 0; o >>= 1) best = gbx_argmax_pick(l, best, __shfl_xor_sync(0xffffffffu, best, o));
+	__syncthreads();
+	if ((threadIdx.x & 31) == 0) sh.id[threadIdx.x >> 5] = best;
+	__syncthreads();
+	best = -1;
+	for (int w = 0; w < (int)(blockDim.x >> 5); w++) best = gbx_argmax_pick(l, best, sh.id[w]);
+	return best;
+}
+
+// gbx_max_key returns the largest key below `below` over the block (0 when
+// none), to every thread.
+__device__ unsigned long long gbx_max_key(const float *l, int vocab, unsigned long long below, gbxSampleShared &sh) {
+	unsigned long long m = 0;
+	for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+		const unsigned long long k = gbx_key(l[i], i);
+		if (k < below && k > m) m = k;
+	}
+	for (int o = 16; o > 0; o >>= 1) {
+		const unsigned long long x = __shfl_xor_sync(0xffffffffu, m, o);
+		m = x > m ? x : m;
+	}
+	__syncthreads();
+	if ((threadIdx.x & 31) == 0) sh.k[threadIdx.x >> 5] = m;
+	__syncthreads();
+	m = 0;
+	for (int w = 0; w < (int)(blockDim.x >> 5); w++) m = sh.k[w] > m ? sh.k[w] : m;
+	return m;
+}
+
+// gbx_weight is Sample's w = exp((l − hi) / T), in double.
+__device__ __forceinline__ double gbx_weight(float v, double hi, double T) { return exp(((double)v - hi) / T); }
+
+// gbx_mass returns Σ w over the ids whose key is at least floor, to every
+// thread.
+__device__ double gbx_mass(const float *l, int vocab, unsigned long long floor, double hi, double T,
+                           gbxSampleShared &sh) {
+	double s = 0;
+	for (int i = threadIdx.x; i < vocab; i += blockDim.x)
+		if (gbx_key(l[i], i) >= floor) s += gbx_weight(l[i], hi, T);
+	return blockSum(s, sh.d);
+}
+
+// The searches of gbx_search: the bound is a count (>=), a mass (>=) or a
+// mass strictly exceeded (>).
+enum { GBX_COUNT_GE = 0, GBX_MASS_GE = 1, GBX_MASS_GT = 2 };
+
+// gbx_search returns the largest key θ ≥ floor of an id such that S(θ), the
+// count (GBX_COUNT_GE) or the mass Σ w (otherwise) of the ids with keys in
+// [θ, ∞) ∩ [floor, ∞), reaches bound (≥, or > for GBX_MASS_GT): the id at
+// which the running sum in Sample's order first reaches it. It picks 4 bits
+// per pass, from the top; where no digit reaches the bound (rounding, or a
+// bound past the total) it descends to the smallest key, Sample's "last
+// kept id".
+__device__ unsigned long long gbx_search(const float *l, int vocab, unsigned long long floor, int mode, double bound,
+                                         double hi, double T, gbxSampleShared &sh) {
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+	unsigned long long theta = 0;
+	double above = 0; // the sum over the keys above θ's prefix
+	for (int shift = 60; shift >= 0; shift -= 4) {
+		const unsigned long long mask = shift == 60 ? 0ull : (~0ull << (shift + 4));
+		double b[16];
+		int c[16];
+#pragma unroll
+		for (int e = 0; e < 16; e++) b[e] = 0, c[e] = 0;
+		for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+			const unsigned long long key = gbx_key(l[i], i);
+			if (key < floor || (key & mask) != (theta & mask)) continue;
+			const int d = (int)(key >> shift) & 15;
+			const double f = mode == GBX_COUNT_GE ? 1.0 : gbx_weight(l[i], hi, T);
+#pragma unroll
+			for (int e = 0; e < 16; e++)
+				if (e == d) b[e] += f, c[e] += 1;
+		}
+#pragma unroll
+		for (int e = 0; e < 16; e++)
+			for (int o = 16; o > 0; o >>= 1) {
+				b[e] += __shfl_xor_sync(0xffffffffu, b[e], o);
+				c[e] += __shfl_xor_sync(0xffffffffu, c[e], o);
+			}
+		__syncthreads(); // the previous pass's readers of bt and ct are done
+		if (lane == 0)
+#pragma unroll
+			for (int e = 0; e < 16; e++) sh.b[warp][e] = b[e], sh.c[warp][e] = c[e];
+		__syncthreads();
+		if (threadIdx.x < 16) {
+			double s = 0;
+			int n = 0;
+			for (int w = 0; w < nw; w++) s += sh.b[w][threadIdx.x], n += sh.c[w][threadIdx.x];
+			sh.bt[threadIdx.x] = s;
+			sh.ct[threadIdx.x] = n;
+		}
+		__syncthreads();
+		int pick = -1;
+		double cum = above;
+		for (int d = 15; d >= 0; d--) {
+			cum += sh.bt[d]; // counts are exact in double
+			if (mode == GBX_MASS_GT ? cum > bound : cum >= bound) {
+				pick = d;
+				break;
+			}
+		}
+		if (pick < 0)
+			for (int d = 0; d < 16; d++)
+				if (sh.ct[d] > 0) {
+					pick = d;
+					break;
+				}
+		if (pick < 0) pick = 0; // no candidate at all: cannot happen for a non-empty set
+		for (int d = 15; d > pick; d--) above += sh.bt[d];
+		theta |= (unsigned long long)pick << shift;
+	}
+	return theta;
+}
+
+// gbx_lm_sample: block i samples the next token of sampled sequence i from
+// its logits row sRow[i] (rows rowLo to rowHi−1 are at logits, vocab values
+// each; a block whose row is outside returns at once): kernels.Sample with
+// temperature sTemp[i], top-k sTopK[i], top-p sTopP[i] and the uniform
+// number sU[i] (SampleUniform(seed, pos), from the host); tok[i] is the
+// token and tokLp[i] its log-probability l − lse[row]; then the
+// min(sNTop[i], vocab) most likely tokens and their log-probabilities
+// (kernels.TopLogprobs) at topIds and topLp[i·GBX_MAX_TOP ...].
+extern "C" __global__ void __launch_bounds__(GBX_SAMPLE_THREADS)
+    gbx_lm_sample(const float *logits, int vocab, int rowLo, int rowHi, const int *sRow, const float *sTemp,
+                  const int *sTopK, const float *sTopP, const double *sU, const int *sNTop, const double *lse, int *tok,
+                  float *tokLp, int *topIds, float *topLp) {
+	__shared__ gbxSampleShared sh;
+	const int i = blockIdx.x, row = sRow[i];
+	if (row < rowLo || row >= rowHi) return;
+	const float *l = logits + (long long)(row - rowLo) * vocab;
+	const double z = lse[row];
+	const float T = sTemp[i];
+	const int k = sTopK[i];
+	int id;
+	if (T == 0.0f || k == 1) {
+		id = gbx_argmax(l, vocab, sh);
+	} else {
+		const double Td = (double)T;
+		const double hi = (double)l[gbx_key_id(gbx_max_key(l, vocab, ~0ull, sh))];
+		unsigned long long floor = 0;
+		if (k > 0 && k < vocab) floor = gbx_search(l, vocab, 0, GBX_COUNT_GE, (double)k, hi, Td, sh);
+		double total = gbx_mass(l, vocab, floor, hi, Td, sh);
+		const float p = sTopP[i];
+		if (p > 0.0f && p < 1.0f) {
+			floor = gbx_search(l, vocab, floor, GBX_MASS_GE, (double)p * total, hi, Td, sh);
+			total = gbx_mass(l, vocab, floor, hi, Td, sh);
+		}
+		id = gbx_key_id(gbx_search(l, vocab, floor, GBX_MASS_GT, sU[i] * total, hi, Td, sh));
+	}
+	if (threadIdx.x == 0) {
+		tok[i] = id;
+		tokLp[i] = (float)((double)l[id] - z);
+	}
+	const int n = min(sNTop[i], vocab);
+	unsigned long long below = ~0ull;
+	for (int j = 0; j < n; j++) {
+		below = gbx_max_key(l, vocab, below, sh);
+		if (threadIdx.x == 0) {
+			const int t = gbx_key_id(below);
+			topIds[i * GBX_MAX_TOP + j] = t;
+			topLp[i * GBX_MAX_TOP + j] = (float)((double)l[t] - z);
+		}
+	}
+}
