@@ -55,7 +55,9 @@ func TestLaunches(t *testing.T) {
 		{"lmEmbed", func() error { return k.lmEmbed(s, 1, fmtBF16, 2, 3, 7, 64) }},
 		{"lmNorm", func() error { return k.lmNorm(s, 1, 2, 3, 4, 5, 6, fmtE4M3, 7, 9, 64, 1e-6, 0) }},
 		{"lmQuant", func() error { return k.lmQuant(s, 1, 2, fmtBF16, 3, 9, 64, 0) }},
-		{"lmRope", func() error { return k.lmRope(s, 9, ropeArgs{qkv: 1, stride: 128, dim: 16, heads: 4, kvHeads: 2, layers: 2}) }},
+		{"lmRope", func() error {
+			return k.lmRope(s, 9, ropeArgs{qkv: 1, stride: 128, dim: 16, heads: 4, kvHeads: 2, layers: 2})
+		}},
 		{"lmSiLU", func() error { return k.lmSiLU(s, 1, 2, 9, 160) }},
 		{"lmEpilogue", func() error { return k.lmEpilogue(s, 1, 2, 3, 4, 9, 160) }},
 		{"attnPartial", func() error {

@@ -61,10 +61,10 @@ type hostBuf struct {
 
 // lmBufs are the buffers of a step, each grown to the largest step seen.
 type lmBufs struct {
-	hdr                               devBuf // the packed plan
-	x, f, cv, xs, g, out              devBuf // activations (see lmRun)
-	part, logits, lse, outs           devBuf
-	hdrHost, outHost                  hostBuf
+	hdr                     devBuf // the packed plan
+	x, f, cv, xs, g, out    devBuf // activations (see lmRun)
+	part, logits, lse, outs devBuf
+	hdrHost, outHost        hostBuf
 }
 
 func (b *lmBufs) free() {
