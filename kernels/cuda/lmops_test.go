@@ -1,0 +1,695 @@
+//go:build cgo
+
+package cuda
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/gearbox-inference/gearbox/kernels"
+	"github.com/gearbox-inference/gearbox/model/lm"
+	"github.com/gearbox-inference/gearbox/precision"
+)
+
+// The language-model kernels one at a time on the GPU, each against a Go
+// transcription of what kernels/cpu computes, so that a failure names the
+// op, the row and the element. They skip without a device.
+
+// devT runs small pieces of device work for a test, each in its own
+// closure on the device goroutine, failing the test (on the test
+// goroutine) on an error.
+type devT struct {
+	t      *testing.T
+	b      *Backend
+	allocs []uint64
+}
+
+func newDevT(t *testing.T) *devT {
+	t.Helper()
+	b := newTestBackend(t, Config{})
+	x := &devT{t: t, b: b}
+	x.do(func(d *devState) error { return d.k.load(modLM) })
+	t.Cleanup(func() {
+		_ = b.do(context.Background(), func(d *devState) error {
+			_ = d.stream.sync()
+			for _, p := range x.allocs {
+				_ = cuFree(p)
+			}
+			return nil
+		})
+	})
+	return x
+}
+
+func (x *devT) do(fn func(d *devState) error) {
+	x.t.Helper()
+	if err := x.b.do(context.Background(), fn); err != nil {
+		x.t.Fatal(err)
+	}
+}
+
+// up allocates and uploads b (at least 16 bytes, zero padded).
+func (x *devT) up(b []byte) uint64 {
+	x.t.Helper()
+	var p uint64
+	x.do(func(d *devState) error {
+		var err error
+		if p, err = cuMalloc(uint64(max(len(b), 16))); err != nil {
+			return err
+		}
+		x.allocs = append(x.allocs, p)
+		if err := d.stream.memset32(p, 0, max(len(b), 16)/4); err != nil {
+			return err
+		}
+		if err := d.stream.sync(); err != nil {
+			return err
+		}
+		return cuUpload(p, b)
+	})
+	return p
+}
+
+func (x *devT) zeros(n int) uint64 { return x.up(make([]byte, (n+3)&^3)) }
+
+// down waits for the stream and downloads n bytes from p.
+func (x *devT) down(p uint64, n int) []byte {
+	x.t.Helper()
+	b := make([]byte, n)
+	x.do(func(d *devState) error {
+		if err := d.stream.sync(); err != nil {
+			return err
+		}
+		return cuDownload(b, p)
+	})
+	return b
+}
+
+func (x *devT) floats(p uint64, n int) []float32 { return bytesF32(x.down(p, 4*n)) }
+
+func bytesF32(b []byte) []float32 {
+	v := make([]float32, len(b)/4)
+	for i := range v {
+		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	}
+	return v
+}
+
+func i32Bytes(v []int32) []byte {
+	b := make([]byte, 4*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint32(b[4*i:], uint32(x))
+	}
+	return b
+}
+
+func randFloats(r *rand.Rand, n int, scale float64) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(scale * r.NormFloat64())
+	}
+	return v
+}
+
+// ulpDiff is how many float32 ulps apart a and b are (NaNs equal).
+func ulpDiff(a, b float32) int64 {
+	if a != a && b != b {
+		return 0
+	}
+	ia, ib := int64(math.Float32bits(a)), int64(math.Float32bits(b))
+	if ia < 0x80000000 == (ib < 0x80000000) {
+		return max(ia-ib, ib-ia)
+	}
+	return max(ia&0x7fffffff+ib&0x7fffffff, 1) // opposite signs
+}
+
+// rmsNormRef is kernels/cpu's rmsNormRow.
+func rmsNormRef(dst, src, w []float32, eps float64) {
+	var ss float64
+	for _, v := range src {
+		ss += float64(v) * float64(v)
+	}
+	inv := 1 / math.Sqrt(ss/float64(len(src))+eps)
+	for i, v := range src {
+		if w == nil {
+			dst[i] = float32(float64(v) * inv)
+		} else {
+			dst[i] = float32(float64(v) * inv * float64(w[i]))
+		}
+	}
+}
+
+// TestLMOpNorm checks gbx_lm_norm (residual add, RMSNorm, the operand in
+// every format) and gbx_lm_quant against the CPU's arithmetic and package
+// precision's conversions.
+func TestLMOpNorm(t *testing.T) {
+	x := newDevT(t)
+	r := rand.New(rand.NewPCG(1, 2))
+	const rows, cols, margin = 5, 300, 1
+	xv, dv, wv := randFloats(r, rows*cols, 2), randFloats(r, rows*cols, 1), randFloats(r, cols, 0.3)
+	for i := range wv {
+		wv[i] += 1
+	}
+	xv[7] = 1e4 // an outlier: the fp8 row scale follows it
+	rowIdx := []int32{3, 0, 4}
+	// The expected residual and norm, rows 3, 0, 4 in that order.
+	sum := make([]float32, rows*cols)
+	for i := range sum {
+		sum[i] = xv[i] + dv[i]
+	}
+	want := make([]float32, len(rowIdx)*cols)
+	for b, ri := range rowIdx {
+		rmsNormRef(want[b*cols:(b+1)*cols], sum[int(ri)*cols:(int(ri)+1)*cols], wv, 1e-6)
+	}
+	for _, f := range []fmtCode{fmtF32, fmtTF32, fmtBF16, fmtF16, fmtE4M3, fmtE4M3F32} {
+		xp, dp, wp := x.up(f32Bytes(xv)), x.up(f32Bytes(dv)), x.up(f32Bytes(wv))
+		ip, yf, yq, xs := x.up(i32Bytes(rowIdx)), x.zeros(4*len(want)), x.zeros(4*len(want)), x.zeros(4*rows)
+		if f == fmtF32 {
+			yq = yf
+		}
+		x.do(func(d *devState) error {
+			return d.k.lmNorm(d.stream, xp, dp, wp, ip, yf, yq, f, xs, len(rowIdx), cols, 1e-6, margin)
+		})
+		gotX := x.floats(xp, rows*cols)
+		for ri := range rows {
+			touched := ri == 3 || ri == 0 || ri == 4
+			for i := range cols {
+				w := xv[ri*cols+i]
+				if touched {
+					w = sum[ri*cols+i]
+				}
+				if gotX[ri*cols+i] != w {
+					t.Fatalf("fmt %d: residual x[%d][%d] = %g, want %g (x += delta on rows %v only)", f, ri, i, gotX[ri*cols+i], w, rowIdx)
+				}
+			}
+		}
+		got := x.floats(yf, len(want))
+		for i := range want {
+			if ulpDiff(got[i], want[i]) > 1 {
+				t.Fatalf("fmt %d: norm row %d (x row %d) [%d] = %g, want %g (rmsNormRow)", f, i/cols, rowIdx[i/cols], i%cols, got[i], want[i])
+			}
+		}
+		checkOperand(t, fmt.Sprintf("lmNorm fmt %d", f), f, got, x.down(yq, 4*len(want)), x.floats(xs, len(rowIdx)), cols, margin)
+		if f == fmtF32 {
+			continue
+		}
+		// gbx_lm_quant from the same fp32 rows.
+		q, qs := x.zeros(4*len(want)), x.zeros(4*rows)
+		x.do(func(d *devState) error { return d.k.lmQuant(d.stream, yf, q, f, qs, len(rowIdx), cols, margin) })
+		checkOperand(t, fmt.Sprintf("lmQuant fmt %d", f), f, got, x.down(q, 4*len(want)), x.floats(qs, len(rowIdx)), cols, margin)
+	}
+}
+
+// checkOperand checks a linear layer's operand y (format f) made from the
+// fp32 rows h, against package precision (the CPU's roundRows): exact.
+func checkOperand(t *testing.T, what string, f fmtCode, h []float32, y []byte, xs []float32, cols, margin int) {
+	t.Helper()
+	for r := range len(h) / cols {
+		row := h[r*cols : (r+1)*cols]
+		var s float32
+		if f == fmtE4M3 || f == fmtE4M3F32 {
+			if s = precision.FP8Scale(precision.Amax(row), margin); xs[r] != s {
+				t.Fatalf("%s: row %d scale %g, want FP8Scale(amax %g) = %g", what, r, xs[r], precision.Amax(row), s)
+			}
+		}
+		for i, v := range row {
+			at := r*cols + i
+			var ok bool
+			var g, w any
+			switch f {
+			case fmtF32:
+				g, w = math.Float32frombits(binary.LittleEndian.Uint32(y[4*at:])), v
+			case fmtTF32:
+				g, w = math.Float32frombits(binary.LittleEndian.Uint32(y[4*at:])), precision.RoundTF32(v)
+			case fmtBF16:
+				g, w = binary.LittleEndian.Uint16(y[2*at:]), precision.EncodeBF16(v)
+			case fmtF16:
+				g, w = binary.LittleEndian.Uint16(y[2*at:]), precision.EncodeFP16(v)
+			case fmtE4M3:
+				g, w = y[at], precision.EncodeE4M3(v/s)
+			case fmtE4M3F32:
+				g, w = math.Float32frombits(binary.LittleEndian.Uint32(y[4*at:])), precision.DecodeE4M3(precision.EncodeE4M3(v/s))
+			}
+			ok = g == w
+			if !ok {
+				t.Fatalf("%s: row %d [%d] of %g: got %v, want %v", what, r, i, v, g, w)
+			}
+		}
+	}
+}
+
+// TestLMOpConvert checks gbx_lm_convert (weights converted on the device
+// from the stored dtype) and gbx_lm_embed against package precision.
+func TestLMOpConvert(t *testing.T) {
+	x := newDevT(t)
+	r := rand.New(rand.NewPCG(3, 4))
+	const n = 4099
+	v := randFloats(r, n, 3)
+	v[0], v[1], v[2] = 0, float32(math.Copysign(0, -1)), 1e-40 // zeros, a subnormal
+	bf := make([]uint16, n)
+	h := make([]uint16, n)
+	precision.EncodeBF16Slice(bf, v)
+	precision.EncodeFP16Slice(h, v)
+	srcs := map[fmtCode][]byte{fmtF32: f32Bytes(v), fmtBF16: u16Bytes(bf), fmtF16: u16Bytes(h)}
+	widened := map[fmtCode][]float32{fmtF32: v, fmtBF16: make([]float32, n), fmtF16: make([]float32, n)}
+	precision.DecodeBF16Slice(widened[fmtBF16], bf)
+	precision.DecodeFP16Slice(widened[fmtF16], h)
+	for sf, raw := range srcs {
+		src := x.up(raw)
+		for _, df := range []fmtCode{fmtF32, fmtTF32, fmtBF16, fmtF16} {
+			dst := x.zeros(4 * n)
+			x.do(func(d *devState) error { return d.k.lmConvert(d.stream, src, sf, dst, df, n) })
+			checkOperand(t, fmt.Sprintf("lmConvert %d→%d", sf, df), df, widened[sf], x.down(dst, 4*n), nil, n, 0)
+		}
+		// The embedding lookup widens rows of a table stored as sf.
+		const hidden = 97
+		toks := []int32{3, 0, 41, 3}
+		tok, emb := x.up(i32Bytes(toks)), x.zeros(4*len(toks)*hidden)
+		x.do(func(d *devState) error { return d.k.lmEmbed(d.stream, src, sf, tok, emb, len(toks), hidden) })
+		got := x.floats(emb, len(toks)*hidden)
+		for i, tk := range toks {
+			for j := range hidden {
+				if w := widened[sf][int(tk)*hidden+j]; got[i*hidden+j] != w {
+					t.Fatalf("lmEmbed (table fmt %d): row %d (token %d) [%d] = %g, want %g", sf, i, tk, j, got[i*hidden+j], w)
+				}
+			}
+		}
+	}
+}
+
+// kvOff is the cache layout of abi.h.
+func kvOff(blk, layer, layers, kv, g, kvHeads, slot, dim int) int {
+	return ((((blk*layers+layer)*2+kv)*kvHeads+g)*kvBlock + slot) * dim
+}
+
+// TestLMOpRope checks gbx_lm_rope: per-head q/k norms, RoPE (default and
+// llama3 frequencies) and the K/V stores into the paged cache, against
+// kernels/cpu's qkRope and store, element by element.
+func TestLMOpRope(t *testing.T) {
+	x := newDevT(t)
+	r := rand.New(rand.NewPCG(5, 6))
+	const heads, kvHeads, dim, layers, layer, blocks = 4, 2, 32, 3, 1, 6
+	width := (heads + 2*kvHeads) * dim
+	// llama3 frequency scaling: some frequencies kept, some divided, some
+	// interpolated.
+	cfg := lm.Config{HeadDim: dim, RopeTheta: 10000, RopeScaling: &lm.RopeScaling{Factor: 4, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositions: 64}}
+	inv := cfg.InvFreq32()
+	pos := []int32{0, 1, 17, 40, 95}
+	seq := []int32{0, 0, 1, 1, 2}
+	tables := [][]int32{{4, 1}, {2, 5, 0}, {3, 1, 2, 4, 0, 5}}
+	var btOff, flat []int32
+	for _, tb := range tables {
+		btOff = append(btOff, int32(len(flat)))
+		flat = append(flat, tb...)
+	}
+	rows := len(pos)
+	for _, tc := range []struct {
+		name  string
+		norms bool
+		f32   bool
+	}{{"rope, bf16 cache", false, false}, {"q/k norms, rope, f32 cache", true, true}} {
+		qkv := randFloats(r, rows*width, 1.5)
+		var qn, kn []float32
+		qnp, knp := uint64(0), uint64(0)
+		if tc.norms {
+			qn, kn = randFloats(r, dim, 0.2), randFloats(r, dim, 0.2)
+			for i := range qn {
+				qn[i]++
+				kn[i]++
+			}
+			qnp, knp = x.up(f32Bytes(qn)), x.up(f32Bytes(kn))
+		}
+		es, cf := 2, fmtBF16
+		if tc.f32 {
+			es, cf = 4, fmtF32
+		}
+		cacheN := blocks * layers * 2 * kvHeads * kvBlock * dim
+		qkvp, cache := x.up(f32Bytes(qkv)), x.zeros(es*cacheN)
+		ra := ropeArgs{
+			qkv: qkvp, stride: width, qNorm: qnp, kNorm: knp, eps: 1e-6, invFreq: x.up(f32Bytes(inv)),
+			pos: x.up(i32Bytes(pos)), seq: x.up(i32Bytes(seq)), btOff: x.up(i32Bytes(btOff)), blocks: x.up(i32Bytes(flat)),
+			cache: cache, cacheFmt: cf, layer: layer, layers: layers, heads: heads, kvHeads: kvHeads, dim: dim,
+		}
+		x.do(func(d *devState) error { return d.k.lmRope(d.stream, rows, ra) })
+		got := x.floats(qkvp, rows*width)
+		cb := x.down(cache, es*cacheN)
+		written := map[int]bool{}
+		for ri := range rows {
+			half := dim / 2
+			cos, sin := make([]float32, half), make([]float32, half)
+			for i, f := range inv {
+				a := float64(f * float32(pos[ri]))
+				cos[i], sin[i] = float32(math.Cos(a)), float32(math.Sin(a))
+			}
+			for h := range heads + 2*kvHeads {
+				want := append([]float32(nil), qkv[ri*width+h*dim:ri*width+(h+1)*dim]...)
+				if h < heads+kvHeads {
+					if tc.norms {
+						w := qn
+						if h >= heads {
+							w = kn
+						}
+						rmsNormRef(want, want, w, 1e-6)
+					}
+					lo, hi := want[:half], want[half:]
+					for i, c := range cos {
+						s := sin[i]
+						a, b := lo[i], hi[i]
+						lo[i] = float32(a*c) - float32(b*s)
+						hi[i] = float32(b*c) + float32(a*s)
+					}
+				}
+				for i := range dim {
+					// Outputs may differ by an ulp where double cos/sin round
+					// differently in Go and CUDA, or the norm's sum order
+					// differs.
+					if g := got[ri*width+h*dim+i]; h < heads+kvHeads && ulpDiff(g, want[i]) > 2 {
+						t.Fatalf("%s: row %d (pos %d) head %d [%d] = %g, want %g", tc.name, ri, pos[ri], h, i, g, want[i])
+					}
+				}
+				if h < heads {
+					continue
+				}
+				kv, g := 0, h-heads
+				if h >= heads+kvHeads {
+					kv, g = 1, h-heads-kvHeads
+				}
+				blk := tables[seq[ri]][int(pos[ri])/kvBlock]
+				off := kvOff(int(blk), layer, layers, kv, g, kvHeads, int(pos[ri])%kvBlock, dim)
+				for i := range dim {
+					written[off+i] = true
+					var gv, wv float32
+					if tc.f32 {
+						gv, wv = math.Float32frombits(binary.LittleEndian.Uint32(cb[4*(off+i):])), got[ri*width+h*dim+i]
+					} else {
+						gv, wv = precision.DecodeBF16(binary.LittleEndian.Uint16(cb[2*(off+i):])), precision.RoundBF16(got[ri*width+h*dim+i])
+					}
+					if gv != wv {
+						t.Fatalf("%s: cache %s of row %d (pos %d, block %d, KV head %d) [%d] = %g, want %g", tc.name, []string{"K", "V"}[kv], ri, pos[ri], blk, g, i, gv, wv)
+					}
+				}
+			}
+		}
+		for i := range cacheN {
+			if !written[i] && (cb[es*i] != 0 || cb[es*i+1] != 0) {
+				t.Fatalf("%s: cache element %d was written, and no row stores there", tc.name, i)
+			}
+		}
+	}
+}
+
+// TestLMOpAttention checks gbx_attn_partial and gbx_attn_reduce: causal
+// grouped-query attention over a paged cache with scrambled block tables,
+// contexts of one position to several splits, against float64.
+func TestLMOpAttention(t *testing.T) {
+	x := newDevT(t)
+	r := rand.New(rand.NewPCG(7, 8))
+	for _, tc := range []struct {
+		kvHeads, group, dim int
+		f32                 bool
+		ctx                 []int // positions + 1 of the rows
+	}{
+		{2, 2, 16, false, []int{1, 2, 16, 17, 40}},
+		{8, 4, 128, false, []int{1, 127, 128, 129, 300, 515}},
+		{1, 16, 256, true, []int{1, 200, 384}},
+		{3, 3, 24, true, []int{130, 5}},
+		{1, 1, 8, false, []int{1000}},
+	} {
+		name := fmt.Sprintf("kvHeads %d group %d dim %d f32 %v", tc.kvHeads, tc.group, tc.dim, tc.f32)
+		const layers, layer = 2, 1
+		heads := tc.kvHeads * tc.group
+		// One sequence per row, each with its own scrambled blocks.
+		var btOff, flat, pos, seq, split []int32
+		nblk := 0
+		for i, n := range tc.ctx {
+			btOff = append(btOff, int32(len(flat)))
+			for range (n + kvBlock - 1) / kvBlock {
+				flat = append(flat, int32(nblk))
+				nblk++
+			}
+			pos, seq, split = append(pos, int32(n-1)), append(seq, int32(i)), append(split, int32(attnSplit(n)))
+		}
+		perm := r.Perm(nblk)
+		for i := range flat {
+			flat[i] = int32(perm[flat[i]])
+		}
+		es, n := 2, nblk*layers*2*tc.kvHeads*kvBlock*tc.dim
+		if tc.f32 {
+			es = 4
+		}
+		vals := randFloats(r, n, 1)
+		raw := make([]byte, es*n)
+		for i, v := range vals {
+			if tc.f32 {
+				binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
+			} else {
+				vals[i] = precision.RoundBF16(v)
+				binary.LittleEndian.PutUint16(raw[2*i:], precision.EncodeBF16(v))
+			}
+		}
+		rows := len(tc.ctx)
+		stride := (heads + 2*tc.kvHeads) * tc.dim
+		q := randFloats(r, rows*stride, 1)
+		maxSplits := 0
+		for _, n := range tc.ctx {
+			maxSplits = max(maxSplits, (n+attnSplit(n)-1)/attnSplit(n))
+		}
+		a := attnArgs{
+			qkv: x.up(f32Bytes(q)), stride: stride, cache: x.up(raw), f32: tc.f32, layer: layer, layers: layers,
+			kvHeads: tc.kvHeads, group: tc.group, dim: tc.dim, pos: x.up(i32Bytes(pos)), seq: x.up(i32Bytes(seq)),
+			btOff: x.up(i32Bytes(btOff)), blocks: x.up(i32Bytes(flat)), split: x.up(i32Bytes(split)),
+			scale: float32(1 / math.Sqrt(float64(tc.dim))), maxSplits: maxSplits, out: x.zeros(4 * rows * heads * tc.dim),
+			outStride: heads * tc.dim,
+		}
+		// Two rows per launch, to check row0.
+		a.partO = x.zeros(4 * 2 * heads * maxSplits * tc.dim)
+		a.partML = x.zeros(4 * 2 * heads * maxSplits * 2)
+		x.do(func(d *devState) error { return d.lmAttention(rows, 2, a) })
+		got := x.floats(a.out, rows*heads*tc.dim)
+		for ri, n := range tc.ctx {
+			tb := flat[btOff[ri]:]
+			for h := range heads {
+				g := h / tc.group
+				scores := make([]float64, n)
+				hi := math.Inf(-1)
+				for j := range n {
+					off := kvOff(int(tb[j/kvBlock]), layer, layers, 0, g, tc.kvHeads, j%kvBlock, tc.dim)
+					var s float64
+					for i := range tc.dim {
+						s += float64(q[ri*stride+h*tc.dim+i]) * float64(vals[off+i])
+					}
+					scores[j] = s / math.Sqrt(float64(tc.dim))
+					hi = math.Max(hi, scores[j])
+				}
+				var sum float64
+				for j := range scores {
+					scores[j] = math.Exp(scores[j] - hi)
+					sum += scores[j]
+				}
+				want := make([]float64, tc.dim)
+				for j := range n {
+					off := kvOff(int(tb[j/kvBlock]), layer, layers, 1, g, tc.kvHeads, j%kvBlock, tc.dim)
+					for i := range want {
+						want[i] += scores[j] / sum * float64(vals[off+i])
+					}
+				}
+				gh := got[(ri*heads+h)*tc.dim : (ri*heads+h+1)*tc.dim]
+				// Float dot products, softmax and sums over up to 1,000
+				// positions: a few float ulps.
+				if e := relL2(gh, want); !(e <= 1e-5) {
+					worst, at := 0.0, 0
+					for i := range want {
+						if d := math.Abs(float64(gh[i]) - want[i]); !(d <= worst) {
+							worst, at = d, i
+						}
+					}
+					t.Fatalf("%s: row %d (context %d, %d splits) query head %d: rel L2 %.3g vs float64, want <= 1e-5; worst [%d] %g, want %g",
+						name, ri, n, (n+attnSplit(n)-1)/attnSplit(n), h, e, at, gh[at], want[at])
+				}
+			}
+		}
+	}
+}
+
+func relL2(got []float32, want []float64) float64 {
+	var num, den float64
+	for i, w := range want {
+		d := float64(got[i]) - w
+		num += d * d
+		den += w * w
+	}
+	return math.Sqrt(num / max(den, 1e-300))
+}
+
+// TestLMOpSiLUEpilogue checks gbx_lm_silu and gbx_lm_epilogue against the
+// CPU's arithmetic, exactly.
+func TestLMOpSiLUEpilogue(t *testing.T) {
+	x := newDevT(t)
+	r := rand.New(rand.NewPCG(9, 10))
+	const rows, inter = 3, 70
+	gu := randFloats(r, rows*2*inter, 3)
+	gp, act := x.up(f32Bytes(gu)), x.zeros(4*rows*inter)
+	x.do(func(d *devState) error { return d.k.lmSiLU(d.stream, gp, act, rows, inter) })
+	got := x.floats(act, rows*inter)
+	for ri := range rows {
+		for c := range inter {
+			g := float64(gu[ri*2*inter+c])
+			if w := float32(g/(1+math.Exp(-g))) * gu[ri*2*inter+inter+c]; ulpDiff(got[ri*inter+c], w) > 1 {
+				t.Fatalf("lmSiLU row %d [%d]: %g, want %g", ri, c, got[ri*inter+c], w)
+			}
+		}
+	}
+	y, xs, ws, b := randFloats(r, rows*inter, 1), randFloats(r, rows, 1), randFloats(r, inter, 1), randFloats(r, inter, 1)
+	for _, tc := range []struct {
+		name       string
+		xs, ws, bs bool
+	}{{"all", true, true, true}, {"weight scales and bias (fp4)", false, true, true}, {"bias", false, false, true}} {
+		yp := x.up(f32Bytes(y))
+		ptr := func(on bool, v []float32) uint64 {
+			if !on {
+				return 0
+			}
+			return x.up(f32Bytes(v))
+		}
+		xp, wp, bp := ptr(tc.xs, xs), ptr(tc.ws, ws), ptr(tc.bs, b)
+		x.do(func(d *devState) error { return d.k.lmEpilogue(d.stream, yp, xp, wp, bp, rows, inter) })
+		got := x.floats(yp, rows*inter)
+		for i, v := range y {
+			ri, c := i/inter, i%inter
+			if tc.xs {
+				v *= xs[ri]
+			}
+			if tc.ws {
+				v *= ws[c]
+			}
+			if tc.bs {
+				v += b[c]
+			}
+			if got[i] != v {
+				t.Fatalf("lmEpilogue (%s) row %d [%d]: %g, want %g", tc.name, ri, c, got[i], v)
+			}
+		}
+	}
+}
+
+// TestLMOpSample checks gbx_lm_logprobs and gbx_lm_sample on logits
+// uploaded from the host against package kernels: LogSumExp, Sample (the
+// same token for the same logits, at every temperature, top-k and top-p),
+// the sampled token's log-probability and TopLogprobs.
+func TestLMOpSample(t *testing.T) {
+	x := newDevT(t)
+	r := rand.New(rand.NewPCG(11, 12))
+	type rowCase struct {
+		logits []float32
+		s      kernels.Sampling
+		pos    int
+	}
+	var cases []rowCase
+	vocabs := []int{1000, 1000, 1000, 128256}
+	for vi, vocab := range vocabs {
+		for ci := range 24 {
+			l := randFloats(r, vocab, 1+float64(ci%3))
+			switch ci % 4 {
+			case 1: // ties: many equal logits, ±0
+				for i := range l {
+					l[i] = float32(math.Round(float64(l[i]) * 2))
+				}
+				l[5], l[6] = 0, float32(math.Copysign(0, -1))
+			case 2: // one dominant token
+				l[r.IntN(vocab)] = 30
+			}
+			s := kernels.Sampling{
+				Temperature: []float32{0, 0.5, 1, 1.7}[ci%4],
+				TopK:        []int{0, 1, 5, 50, 0, 1000}[ci%6],
+				TopP:        []float32{0, 0.3, 0.9, 1, 0.95}[ci%5],
+				Seed:        r.Uint64(), TopLogprobs: []int{0, 1, 5, 20}[(ci+vi)%4],
+			}
+			cases = append(cases, rowCase{l, s, r.IntN(4096)})
+		}
+	}
+	// One block per row, rows of a vocab together.
+	start := 0
+	for _, vocab := range []int{1000, 128256} {
+		var rows []rowCase
+		for _, c := range cases[start:] {
+			if len(c.logits) != vocab {
+				break
+			}
+			rows = append(rows, c)
+		}
+		start += len(rows)
+		n := len(rows)
+		var flat []float32
+		p := &lmPlan{}
+		for i, c := range rows {
+			flat = append(flat, c.logits...)
+			p.sRow = append(p.sRow, int32(i))
+			p.sTemp = append(p.sTemp, c.s.Temperature)
+			p.sTopK = append(p.sTopK, int32(c.s.TopK))
+			p.sTopP = append(p.sTopP, c.s.TopP)
+			p.sU = append(p.sU, kernels.SampleUniform(c.s.Seed, c.pos))
+			p.sNTop = append(p.sNTop, int32(min(c.s.TopLogprobs, vocab)))
+			p.targets = append(p.targets, int32(r.IntN(vocab)))
+		}
+		packed, lay := p.pack()
+		hdr := x.up(packed)
+		logits := x.up(f32Bytes(flat))
+		lse, lp := x.zeros(8*n), x.zeros(4*n)
+		tok, tokLp, topIDs, topLp := x.zeros(4*n), x.zeros(4*n), x.zeros(4*n*maxTop), x.zeros(4*n*maxTop)
+		at := func(off int) uint64 { return hdr + uint64(off) }
+		x.do(func(d *devState) error {
+			if err := d.k.lmLogprobs(d.stream, logits, vocab, at(lay.targets), lse, lp, n); err != nil {
+				return err
+			}
+			// Two launches over halves of the rows, as the head's chunks do.
+			for _, h := range [][2]int{{0, n / 2}, {n / 2, n}} {
+				err := d.k.lmSample(d.stream, logits+uint64(4*h[0]*vocab), vocab, h[0], h[1], n, sampleArgs{
+					row: at(lay.sRow), temp: at(lay.sTemp), topK: at(lay.sTopK), topP: at(lay.sTopP), u: at(lay.sU),
+					nTop: at(lay.sNTop), lse: lse, tok: tok, tokLp: tokLp, topIDs: topIDs, topLp: topLp,
+				})
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		lseB, lpG := x.down(lse, 8*n), x.floats(lp, n)
+		tokB, tokLpG, topIDB, topLpG := x.down(tok, 4*n), x.floats(tokLp, n), x.down(topIDs, 4*n*maxTop), x.floats(topLp, n*maxTop)
+		for i, c := range rows {
+			wantLSE := kernels.LogSumExp(c.logits)
+			gotLSE := math.Float64frombits(binary.LittleEndian.Uint64(lseB[8*i:]))
+			if math.Abs(gotLSE-wantLSE) > 1e-12*math.Max(1, math.Abs(wantLSE)) {
+				t.Errorf("vocab %d row %d: log-sum-exp %.17g, want %.17g", vocab, i, gotLSE, wantLSE)
+			}
+			// l − lse: lse's last bits depend on the order of its sum, which
+			// a log-probability near 0 shows (cancellation).
+			lpClose := func(got, want float32) bool {
+				return ulpDiff(got, want) <= 1 || math.Abs(float64(got-want)) <= 1e-12*math.Max(1, math.Abs(wantLSE))
+			}
+			tg := p.targets[i]
+			if w := float32(float64(c.logits[tg]) - wantLSE); !lpClose(lpG[i], w) {
+				t.Errorf("vocab %d row %d: log-probability of %d = %g, want %g", vocab, i, tg, lpG[i], w)
+			}
+			want := kernels.Sample(c.logits, c.s, c.pos)
+			got := int32(binary.LittleEndian.Uint32(tokB[4*i:]))
+			if got != want {
+				t.Errorf("vocab %d row %d: sampled %d (logit %g), want %d (logit %g) by kernels.Sample with %+v, u = %.17g",
+					vocab, i, got, c.logits[got], want, c.logits[want], c.s, kernels.SampleUniform(c.s.Seed, c.pos))
+				continue
+			}
+			if w := float32(float64(c.logits[want]) - wantLSE); !lpClose(tokLpG[i], w) {
+				t.Errorf("vocab %d row %d: sampled token's log-probability %g, want %g", vocab, i, tokLpG[i], w)
+			}
+			top := kernels.TopLogprobs(c.logits, wantLSE, c.s.TopLogprobs)
+			for j, tl := range top {
+				gid := int32(binary.LittleEndian.Uint32(topIDB[4*(i*maxTop+j):]))
+				if gid != tl.Token || !lpClose(topLpG[i*maxTop+j], tl.Logprob) {
+					t.Errorf("vocab %d row %d: alternative %d = (%d, %g), want (%d, %g)", vocab, i, j, gid, topLpG[i*maxTop+j], tl.Token, tl.Logprob)
+				}
+			}
+		}
+	}
+}
