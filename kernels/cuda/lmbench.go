@@ -27,9 +27,9 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("cuda: bench: %w", err)
 	}
-	precs := cmpOr(cfg.Precisions, []precision.Format{precision.BF16, precision.FP8, precision.FP4})
-	batches := cmpOr(cfg.Batches, []int{1, 8, 64, 256})
-	prompts := cmpOr(cfg.Prompts, []int{128, 2048})
+	precs := orDefault(cfg.Precisions, []precision.Format{precision.BF16, precision.FP8, precision.FP4})
+	batches := orDefault(cfg.Batches, []int{1, 8, 64, 256})
+	prompts := orDefault(cfg.Prompts, []int{128, 2048})
 	steps, warmup := max(cfg.Steps, 0), max(cfg.Warmup, 0)
 	if steps == 0 {
 		steps = 20
@@ -68,7 +68,7 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 	return out, nil
 }
 
-func cmpOr[T any](v, def []T) []T {
+func orDefault[T any](v, def []T) []T {
 	if len(v) == 0 {
 		return def
 	}
@@ -131,7 +131,7 @@ func (b *Backend) benchLMCase(ctx context.Context, m *lm.Model, p precision.Form
 	r := LMResult{Precision: p, Batch: batch, Prompt: prompt, StepMS: times[len(times)/2], MinMS: times[0]}
 	r.TokPerS = float64(batch) / (r.StepMS / 1e3)
 	var fp4Kernel bool
-	_ = b.do(ctx, func(d *devState) error { fp4Kernel = d.fp4SmallM >= batch; return nil })
+	_ = b.do(ctx, func(d *devState) error { fp4Kernel = p == precision.FP4 && d.useFP4Kernel(batch); return nil })
 	r.WeightBytes = lmStepWeightBytes(c, p, fp4Kernel)
 	meanCtx := float64(prompt+warmup) + float64(steps)/2 + 1
 	r.KVBytes = int64(float64(batch) * meanCtx * float64(kvBlockBytes(c, kv.f32)) / kvBlock)

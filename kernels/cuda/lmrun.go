@@ -15,8 +15,9 @@ import (
 )
 
 // Scratch budgets of a step: attention's per-split partial results and the
-// logits are computed in chunks of rows that fit these.
-const (
+// logits are computed in chunks of rows that fit these (variables for the
+// tests, which shrink them to force many chunks).
+var (
 	attnScratchBytes = 64 << 20
 	logitsBytes      = 256 << 20
 )

@@ -1,0 +1,202 @@
+//go:build cgo
+
+package cuda
+
+import (
+	"context"
+	"math"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/gearbox-inference/gearbox/kernels"
+	"github.com/gearbox-inference/gearbox/model"
+	"github.com/gearbox-inference/gearbox/model/lm"
+	"github.com/gearbox-inference/gearbox/precision"
+)
+
+// lmTiny loads a small random model (qwen2: biases on q/k/v).
+func lmTiny(t *testing.T) *lm.Model {
+	t.Helper()
+	c := lm.Config{Arch: lm.Qwen2, Hidden: 64, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 16, Intermediate: 160, Vocab: 300,
+		RMSEps: 1e-6, RopeTheta: 10000, MaxPositions: 1024, BOS: lm.NoToken, QKVBias: true}
+	dir := filepath.Join(t.TempDir(), "tiny")
+	if err := lm.Synth(dir, lm.SynthConfig{Config: c, DType: model.DTypeBF16, Seed: 5}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := lm.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func memFree(t *testing.T, b *Backend) uint64 {
+	t.Helper()
+	var free uint64
+	if err := b.do(context.Background(), func(d *devState) error {
+		if err := d.stream.sync(); err != nil {
+			return err
+		}
+		var err error
+		free, _, err = cuMemInfo()
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return free
+}
+
+// TestLMEvictFreesMemory: EvictLM frees the device memory of a model's
+// weights at every precision, and a cache's Close frees the cache.
+func TestLMEvictFreesMemory(t *testing.T) {
+	b := newTestBackend(t, Config{})
+	m := lmTiny(t)
+	kv, err := b.NewKVCache(m, precision.BF16, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The step buffers stay allocated (pooled); measure after a first step.
+	seq := kernels.Seq{Tokens: []int32{1, 2, 3}, Blocks: []int32{5}, Want: kernels.WantLogits}
+	if _, err := b.Step(context.Background(), m, precision.BF16, kv, &kernels.Batch{Seqs: []kernels.Seq{seq}}); err != nil {
+		t.Fatal(err)
+	}
+	base := memFree(t, b)
+	var weightBytes uint64
+	for _, p := range []precision.Format{precision.FP8, precision.FP4} {
+		kvp, err := b.NewKVCache(m, p, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Step(context.Background(), m, p, kvp, &kernels.Batch{Seqs: []kernels.Seq{{Tokens: []int32{1}, Blocks: []int32{0}}}}); err != nil {
+			t.Fatal(err)
+		}
+		kvp.Close()
+	}
+	_ = b.do(context.Background(), func(d *devState) error {
+		for k, w := range d.lm.weights {
+			if k.m == m && k.p != precision.BF16 {
+				weightBytes += w.bytes
+			}
+		}
+		return nil
+	})
+	loaded := memFree(t, b)
+	if base-loaded < weightBytes {
+		t.Errorf("fp8 and fp4 weights of %d bytes took %d bytes of device memory", weightBytes, base-loaded)
+	}
+	b.EvictLM(m)
+	after := memFree(t, b)
+	var left int
+	_ = b.do(context.Background(), func(d *devState) error { left = len(d.lm.weights); return nil })
+	if left != 0 {
+		t.Errorf("%d weight sets left after EvictLM, want 0", left)
+	}
+	// Every precision went, bf16's included: more than the fp8 and fp4 sets.
+	if after < loaded+weightBytes {
+		t.Errorf("EvictLM freed %d bytes; the fp8 and fp4 weights alone hold %d", int64(after)-int64(loaded), weightBytes)
+	}
+	before := memFree(t, b)
+	kv.Close()
+	kvb := kv.(*kvCache).bytes
+	if got := memFree(t, b) - before; got < kvb {
+		t.Errorf("closing a cache of %d bytes freed %d", kvb, got)
+	}
+	if _, err := b.Step(context.Background(), m, precision.BF16, kv, &kernels.Batch{Seqs: []kernels.Seq{seq}}); err == nil {
+		t.Error("Step on a closed cache succeeded")
+	}
+	// A step after EvictLM uploads again and gives the same logits.
+	kv2, _ := b.NewKVCache(m, precision.BF16, 64)
+	defer kv2.Close()
+	o1, err := b.Step(context.Background(), m, precision.BF16, kv2, &kernels.Batch{Seqs: []kernels.Seq{seq}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.EvictLM(m)
+	o2, err := b.Step(context.Background(), m, precision.BF16, kv2, &kernels.Batch{Seqs: []kernels.Seq{seq}})
+	if err != nil || !slices.Equal(o1[0].Logits, o2[0].Logits) {
+		t.Errorf("logits after EvictLM and a new upload differ (err %v)", err)
+	}
+}
+
+// TestLMChunking: attention run in chunks of rows (its scratch budget
+// forced down to a few rows) and the head in chunks of logit rows give
+// bit-identical results: chunking changes no sum.
+func TestLMChunking(t *testing.T) {
+	b := newTestBackend(t, Config{})
+	m := lmTiny(t)
+	v := m.Config.Vocab
+	toks := make([]int32, 300)
+	for i := range toks {
+		toks[i] = int32((i*37 + 11) % v)
+	}
+	run := func() []kernels.SeqOut {
+		kv, err := b.NewKVCache(m, precision.BF16, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer kv.Close()
+		blocksA, blocksB := make([]int32, 19), make([]int32, 2)
+		for i := range blocksA {
+			blocksA[i] = int32(40 - i)
+		}
+		blocksB[0], blocksB[1] = 3, 7
+		outs, err := b.Step(context.Background(), m, precision.BF16, kv, &kernels.Batch{Seqs: []kernels.Seq{
+			{Tokens: toks, Blocks: blocksA, Want: kernels.WantLogprobs | kernels.WantTarget | kernels.WantSample | kernels.WantHidden | kernels.WantLogits, Target: 9,
+				Sampling: kernels.Sampling{Temperature: 0.8, TopK: 30, Seed: 3, TopLogprobs: 4}},
+			{Tokens: toks[:20], Blocks: blocksB, Want: kernels.WantSample | kernels.WantLogits | kernels.WantHidden},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return outs
+	}
+	want := run()
+	saved := [2]int{attnScratchBytes, logitsBytes}
+	attnScratchBytes, logitsBytes = 3*4*3*(16+2)*4, 7*4*v // 3 rows per attention launch, 7 logit rows per head launch
+	defer func() { attnScratchBytes, logitsBytes = saved[0], saved[1] }()
+	got := run()
+	for i := range want {
+		g, w := got[i], want[i]
+		if g.Token != w.Token || g.Logprob != w.Logprob || !slices.Equal(g.Logits, w.Logits) || !slices.Equal(g.Hidden, w.Hidden) ||
+			!slices.Equal(g.Logprobs, w.Logprobs) || !slices.Equal(g.Top, w.Top) {
+			t.Errorf("seq %d: outputs in chunks differ from one launch (token %d vs %d)", i, g.Token, w.Token)
+		}
+	}
+}
+
+// TestLMFP4Paths: fp4 on the NVFP4 kernel (per-channel tensor scales,
+// gbx_nvfp4_linear_cs) and on the dequantized-bf16 GEMM read the same
+// weights, so their logits differ by the order of sums only.
+func TestLMFP4Paths(t *testing.T) {
+	kernel := newTestBackend(t, Config{FP4SmallM: 1 << 20})
+	gemm := newTestBackend(t, Config{FP4SmallM: -1})
+	if err := kernel.do(context.Background(), func(d *devState) error { return d.k.load(modFP4) }); err != nil {
+		t.Skipf("no NVFP4 kernel: %v", err)
+	}
+	m := lmTiny(t)
+	toks := []int32{5, 9, 200, 31, 7, 7, 150, 2, 99, 64, 11, 12}
+	logits := func(b *Backend) []float32 {
+		kv, err := b.NewKVCache(m, precision.FP4, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer kv.Close()
+		o, err := b.Step(context.Background(), m, precision.FP4, kv, &kernels.Batch{Seqs: []kernels.Seq{{Tokens: toks, Blocks: []int32{2}, Want: kernels.WantLogits}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o[0].Logits
+	}
+	a, g := logits(kernel), logits(gemm)
+	var num, den float64
+	for i := range a {
+		num += float64(a[i]-g[i]) * float64(a[i]-g[i])
+		den += float64(g[i]) * float64(g[i])
+	}
+	e := math.Sqrt(num / den)
+	t.Logf("fp4 kernel vs bf16 GEMM: logits rel L2 %.3g", e)
+	if !(e <= 5e-3) {
+		t.Errorf("fp4 logits on the NVFP4 kernel vs the bf16 GEMM: rel L2 %.3g, want <= 5e-3", e)
+	}
+}
