@@ -61,7 +61,7 @@ func openDevice(cfg Config) (d *devState, info DeviceInfo, err error) {
 		useGraphs: !cfg.NoGraphs && haveGraphs(),
 		margin:    cfg.FP8Margin,
 		fp4SmallM: cfg.FP4SmallM,
-		lm:        lmState{weights: map[lmKey]*lmWeights{}, caches: map[*kvCache]bool{}},
+		lm:        newLMState(),
 	}
 	if d.dev, err = cuDeviceGet(cfg.Device); err != nil {
 		return nil, info, fmt.Errorf("%w: %w", ErrNoDevice, err)

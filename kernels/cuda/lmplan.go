@@ -137,11 +137,25 @@ func newLMPlan(seqs []kernels.Seq, vocab int) *lmPlan {
 }
 
 // planLayout is where each array of a packed plan starts, in bytes from
-// the start of the upload; every array starts 16-byte aligned.
+// the start of the upload; every array starts 16-byte aligned. The block
+// tables come last, padded to blocksCap entries, so that the layout of a
+// decode step's plan stays the same while its sequences grow (CUDA graphs
+// hold these offsets).
 type planLayout struct {
 	tokens, pos, seq, split, btOff, blocks, normRows, targets int
 	sRow, sTemp, sTopK, sTopP, sU, sNTop                      int
 	size                                                      int
+	blocksCap                                                 int
+}
+
+// blocksCap is the block-table capacity a plan is packed with: the number
+// of block ids rounded up to a power of two, at least 64.
+func (p *lmPlan) blocksCap() int {
+	n := 64
+	for n < len(p.blocks) {
+		n *= 2
+	}
+	return n
 }
 
 // pack returns the plan's arrays as one little-endian buffer, and where
@@ -170,13 +184,16 @@ func (p *lmPlan) pack() ([]byte, planLayout) {
 		return off
 	}
 	l.tokens, l.pos, l.seq, l.split = i32s(p.tokens), i32s(p.pos), i32s(p.seq), i32s(p.split)
-	l.btOff, l.blocks, l.normRows, l.targets = i32s(p.btOff), i32s(p.blocks), i32s(p.normRows), i32s(p.targets)
+	l.btOff, l.normRows, l.targets = i32s(p.btOff), i32s(p.normRows), i32s(p.targets)
 	l.sRow, l.sTemp, l.sTopK, l.sTopP = i32s(p.sRow), f32s(p.sTemp), i32s(p.sTopK), f32s(p.sTopP)
 	l.sU = at()
 	for _, u := range p.sU {
 		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(u))
 	}
 	l.sNTop = i32s(p.sNTop)
+	l.blocksCap = p.blocksCap()
+	l.blocks = i32s(p.blocks)
+	b = append(b, make([]byte, 4*(l.blocksCap-len(p.blocks)))...)
 	l.size = at()
 	return b, l
 }

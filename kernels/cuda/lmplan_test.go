@@ -115,6 +115,15 @@ func TestLMPlanPack(t *testing.T) {
 	if len(b) != l.size {
 		t.Fatalf("packed %d bytes, layout says %d", len(b), l.size)
 	}
+	if l.blocksCap != 64 || l.blocks+4*l.blocksCap > l.size || l.blocks < l.sNTop {
+		t.Errorf("block tables at %d, capacity %d, of %d bytes: want them last, 64 entries", l.blocks, l.blocksCap, l.size)
+	}
+	// Growing the tables moves nothing else.
+	q := newLMPlan(planBatch(), 256)
+	q.blocks = append(q.blocks, make([]int32, 30)...)
+	if _, l2 := q.pack(); l2.blocks != l.blocks || l2.sNTop != l.sNTop || l2.size != l.size {
+		t.Errorf("30 more block ids moved the layout: %+v, was %+v", l2, l)
+	}
 	i32s := func(off, n int) []int32 {
 		v := make([]int32, n)
 		for i := range v {

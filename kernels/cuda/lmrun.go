@@ -24,19 +24,26 @@ var (
 
 // lmState is the language-model state of a device, owned by the device
 // goroutine: weights by (model, precision), the step buffers (grown as
-// steps need), and the open KV caches.
+// steps need), the open KV caches and the decode steps' CUDA graphs
+// (lmgraph.go).
 type lmState struct {
-	weights map[lmKey]*lmWeights
-	caches  map[*kvCache]bool
-	bufs    lmBufs
+	weights  map[lmKey]*lmWeights
+	caches   map[*kvCache]bool
+	bufs     lmBufs
+	graphs   map[lmGraphKey]*lmGraph
+	seen     map[lmGraphKey]int // eager decode steps per shape; -1: capture failed
+	graphErr error              // the last capture failure, for tests
+	replays  int                // decode steps run from a graph, for tests
 }
 
-// dropGraphs is where CUDA graphs of language-model steps will be dropped
-// when an address they hold is freed; steps run eagerly for now.
-func (s *lmState) dropGraphs() {}
+func newLMState() lmState {
+	return lmState{weights: map[lmKey]*lmWeights{}, caches: map[*kvCache]bool{}, graphs: map[lmGraphKey]*lmGraph{}, seen: map[lmGraphKey]int{}}
+}
 
 // close frees everything (the device is closing).
 func (s *lmState) close(d *devState) {
+	_ = d.stream.sync()
+	s.dropGraphs()
 	for k, w := range s.weights {
 		d.freeLMWeights(w)
 		delete(s.weights, k)
@@ -157,8 +164,15 @@ func outLayout(c int) (tok, tokLp, topIDs, topLp, lp, size int) {
 	return 0, 4 * c, 8 * c, 8*c + 4*maxTop*c, 8*c + 8*maxTop*c, 12*c + 8*maxTop*c
 }
 
-// lmStep runs one planned step of m at p over kv.
+// lmStep runs one planned step of m at p over kv: from a CUDA graph when
+// a decode step of its shape has been captured, else eagerly.
 func (d *devState) lmStep(ctx context.Context, m *lm.Model, p precision.Format, kv *kvCache, pl *lmPlan) ([]kernels.SeqOut, error) {
+	key, decode := lmGraphKeyOf(m, p, kv, pl)
+	if decode {
+		if outs, ok, err := d.lmGraphStep(key, &m.Config, pl); ok {
+			return outs, err
+		}
+	}
 	w, err := d.lmWeightsFor(m, p)
 	if err != nil {
 		return nil, err
@@ -174,7 +188,11 @@ func (d *devState) lmStep(ctx context.Context, m *lm.Model, p precision.Format, 
 	if err := d.stream.sync(); err != nil {
 		return nil, err
 	}
-	return r.outputs(&m.Config), nil
+	outs := r.outputs(&m.Config)
+	if decode {
+		d.lmAfterEager(key, m, w, kv, r)
+	}
+	return outs, nil
 }
 
 // lmPrepare sizes the step's buffers and fills the pinned copy of the plan.

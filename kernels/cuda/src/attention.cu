@@ -59,7 +59,7 @@ __device__ __forceinline__ void gbx_attn_g(gbxAttnShared &sh, const float *qkv, 
 	const int rc = blockIdx.z, r = row0 + rc, g = blockIdx.y, s = blockIdx.x;
 	const int n = pos[r] + 1, S = split[r], ns = (n + S - 1) / S;
 	if (s >= ns) return;
-	const int j0 = s * S, j1 = min(j0 + S, n);
+	const int j0 = s * S, j1 = gbx_imin(j0 + S, n);
 	const int *bt = blocks + btOff[seq[r]];
 	// The G query heads of KV head g are contiguous: heads g·G .. g·G+G−1.
 	const float *q = qkv + (long long)r * stride + (long long)g * G * dim;
@@ -76,7 +76,7 @@ __device__ __forceinline__ void gbx_attn_g(gbxAttnShared &sh, const float *qkv, 
 		for (int h = 0; h < G; h++) acc[k][h] = 0.0f;
 	__syncthreads();
 	for (int tile = j0; tile < j1; tile += TILE) { // tile is a multiple of GBX_KV_BLOCK
-		const int cnt = min(TILE, j1 - tile);
+		const int cnt = gbx_imin(TILE, j1 - tile);
 		if (t < (cnt + GBX_KV_BLOCK - 1) / GBX_KV_BLOCK) {
 			const long long blk = bt[tile / GBX_KV_BLOCK + t];
 			sh.kb[t] = gbx_kv_off(blk, layer, layers, 0, g, kvHeads, 0, dim);

@@ -243,7 +243,7 @@ extern "C" __global__ void __launch_bounds__(GBX_SAMPLE_THREADS)
 		tok[i] = id;
 		tokLp[i] = (float)((double)l[id] - z);
 	}
-	const int n = min(sNTop[i], vocab);
+	const int n = gbx_imin(sNTop[i], vocab);
 	unsigned long long below = ~0ull;
 	for (int j = 0; j < n; j++) {
 		below = gbx_max_key(l, vocab, below, sh);
