@@ -18,8 +18,13 @@ import (
 // lmTiny loads a small random model (qwen2: biases on q/k/v).
 func lmTiny(t *testing.T) *lm.Model {
 	t.Helper()
-	c := lm.Config{Arch: lm.Qwen2, Hidden: 64, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 16, Intermediate: 160, Vocab: 300,
-		RMSEps: 1e-6, RopeTheta: 10000, MaxPositions: 1024, BOS: lm.NoToken, QKVBias: true}
+	return lmSynth(t, lm.Config{Arch: lm.Qwen2, Hidden: 64, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 16, Intermediate: 160, Vocab: 300,
+		RMSEps: 1e-6, RopeTheta: 10000, MaxPositions: 1024, BOS: lm.NoToken, QKVBias: true})
+}
+
+// lmSynth writes and loads a random model of c, stored as bf16.
+func lmSynth(t *testing.T, c lm.Config) *lm.Model {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "tiny")
 	if err := lm.Synth(dir, lm.SynthConfig{Config: c, DType: model.DTypeBF16, Seed: 5}); err != nil {
 		t.Fatal(err)
@@ -174,7 +179,10 @@ func TestLMFP4Paths(t *testing.T) {
 	if err := kernel.do(context.Background(), func(d *devState) error { return d.k.load(modFP4) }); err != nil {
 		t.Skipf("no NVFP4 kernel: %v", err)
 	}
-	m := lmTiny(t)
+	// Every projection's K a multiple of 128: the kernel's tensor-core path
+	// (hidden 128, q 128, intermediate 256).
+	m := lmSynth(t, lm.Config{Arch: lm.Qwen2, Hidden: 128, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 32, Intermediate: 256, Vocab: 300,
+		RMSEps: 1e-6, RopeTheta: 10000, MaxPositions: 1024, BOS: lm.NoToken, QKVBias: true})
 	toks := []int32{5, 9, 200, 31, 7, 7, 150, 2, 99, 64, 11, 12}
 	logits := func(b *Backend) []float32 {
 		kv, err := b.NewKVCache(m, precision.FP4, 4)

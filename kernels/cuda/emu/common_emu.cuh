@@ -1,0 +1,169 @@
+// common_emu.cuh: common.cuh for g++ (build.sh copies it over common.cuh):
+// the same helpers without PTX (conversions as package precision does them),
+// the block reductions as they are, and the CUDA built-ins the kernels use,
+// over the cooperative fiber runtime of emu.cpp.
+#ifndef GBX_COMMON_CUH
+#define GBX_COMMON_CUH
+
+#include "abi.h"
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+using std::max;
+using std::min;
+
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __shared__ static
+#define __restrict__
+#define __launch_bounds__(...)
+
+typedef unsigned int u32;
+typedef unsigned short u16;
+typedef unsigned char u8;
+
+struct emu_dim3 { unsigned x = 1, y = 1, z = 1; };
+extern emu_dim3 threadIdx, blockIdx, blockDim, gridDim;
+struct float4 { float x, y, z, w; };
+struct uint2 { u32 x, y; };
+struct uint4 { u32 x, y, z, w; };
+
+void emu_syncthreads();
+void emu_syncwarp();
+void emu_shfl_put(uint64_t v);
+uint64_t emu_shfl_get(int lane);
+int emu_syncthreads_or(int p);
+
+inline void __syncthreads() { emu_syncthreads(); }
+inline void __syncwarp(unsigned = 0xffffffffu) { emu_syncwarp(); }
+inline int __syncthreads_or(int p) { return emu_syncthreads_or(p); }
+
+template <class T> inline T emu_shfl(T v, int src) {
+	uint64_t b = 0;
+	std::memcpy(&b, &v, sizeof v);
+	emu_shfl_put(b);
+	emu_syncwarp();
+	uint64_t r = emu_shfl_get(src);
+	emu_syncwarp();
+	T out;
+	std::memcpy(&out, &r, sizeof out);
+	return out;
+}
+template <class T> inline T __shfl_xor_sync(unsigned, T v, int o) { return emu_shfl(v, (int)(threadIdx.x & 31) ^ o); }
+template <class T> inline T __shfl_down_sync(unsigned, T v, int o) {
+	int l = (int)(threadIdx.x & 31) + o;
+	return emu_shfl(v, l < 32 ? l : (int)(threadIdx.x & 31));
+}
+template <class T> inline T __shfl_sync(unsigned, T v, int src) { return emu_shfl(v, src); }
+
+inline u32 __float_as_uint(float f) { u32 u; std::memcpy(&u, &f, 4); return u; }
+inline float __uint_as_float(u32 u) { float f; std::memcpy(&f, &u, 4); return f; }
+inline float __int_as_float(int u) { float f; std::memcpy(&f, &u, 4); return f; }
+inline double __longlong_as_double(long long u) { double f; std::memcpy(&f, &u, 8); return f; }
+inline float __fdiv_rn(float a, float b) { volatile float r = a / b; return r; }
+inline u32 atomicMax(u32 *p, u32 v) { u32 o = *p; if (v > o) *p = v; return o; }
+
+__device__ __forceinline__ int gbx_imin(int a, int b) { return a < b ? a : b; }
+__device__ __forceinline__ float gbx_fmul(float a, float b) { volatile float r = a * b; return r; }
+__device__ __forceinline__ float gbx_fadd(float a, float b) { volatile float r = a + b; return r; }
+__device__ __forceinline__ float gbx_bits2f(u32 u) { return __uint_as_float(u); }
+__device__ __forceinline__ u32 gbx_f2bits(float f) { return __float_as_uint(f); }
+
+// ---- conversions, as package precision ----
+__device__ __forceinline__ u16 f2bf(float x) {
+	u32 b = __float_as_uint(x);
+	if ((b & 0x7fffffffu) > 0x7f800000u) return (u16)((b >> 16) | 0x40);
+	b += 0x7fff + ((b >> 16) & 1);
+	return (u16)(b >> 16);
+}
+__device__ __forceinline__ u16 f2h(float x) {
+	_Float16 h = (_Float16)x;
+	u16 r;
+	std::memcpy(&r, &h, 2);
+	return r;
+}
+__device__ __forceinline__ float f2tf32(float x) {
+	u32 b = __float_as_uint(x);
+	if ((b & 0x7f800000u) == 0x7f800000u) {
+		if (b & 0x007fffffu) return __uint_as_float((b | 0x00400000u) & ~0x1fffu);
+		return x;
+	}
+	return __uint_as_float((b + 0x1000u) & ~0x1fffu);
+}
+__device__ __forceinline__ float bf2f(u16 b) { return __uint_as_float((u32)b << 16); }
+__device__ __forceinline__ float h2f(u16 h) {
+	_Float16 f;
+	std::memcpy(&f, &h, 2);
+	return (float)f;
+}
+// E4M3 as package precision: saturating RNE.
+inline float emu_e4m3_value(u8 c) {
+	int s = c >> 7, e = (c >> 3) & 15, m = c & 7;
+	if (e == 15 && m == 7) return NAN;
+	float v = e == 0 ? std::ldexp((float)m, -9) : std::ldexp(1.0f + m / 8.0f, e - 7);
+	return s ? -v : v;
+}
+inline u8 emu_e4m3(float x) {
+	if (x != x) return 0x7f;
+	u8 sign = std::signbit(x) ? 0x80 : 0;
+	float a = std::fabs(x);
+	if (a >= 448.0f) return sign | 0x7e;
+	// nearest of the 127 non-negative finite values, ties to even code
+	u8 best = 0;
+	float bd = INFINITY;
+	for (int c = 0; c <= 0x7e; c++) {
+		float d = std::fabs(emu_e4m3_value((u8)c) - a);
+		if (d < bd || (d == bd && (c & 1) == 0)) { bd = d; best = (u8)c; }
+	}
+	return sign | best;
+}
+__device__ __forceinline__ u16 f2e4m3x2(float lo, float hi) { return (u16)(emu_e4m3(lo) | (emu_e4m3(hi) << 8)); }
+__device__ __forceinline__ float e4m3f(u8 q) { return emu_e4m3_value(q); }
+__device__ __forceinline__ float fp8Scale(float amax, int margin) {
+	if (amax == 0.0f) return 1.0f;
+	double d = (double)amax * (double)(1 << margin) / 448.0;
+	float s = (float)d;
+	return fmaxf(s, __uint_as_float(1u));
+}
+
+// ---- block reductions (copied from common.cuh) ----
+__device__ __forceinline__ float blockAmax(float m, float *sh) {
+	for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_down_sync(0xffffffffu, m, o));
+	if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = m;
+	__syncthreads();
+	if (threadIdx.x < 32) {
+		m = threadIdx.x < (blockDim.x + 31) / 32 ? sh[threadIdx.x] : 0.0f;
+		for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_down_sync(0xffffffffu, m, o));
+	}
+	return m;
+}
+__device__ double blockSum(double v, double *sh) {
+	for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+	__syncthreads();
+	if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = v;
+	__syncthreads();
+	if (threadIdx.x < 32) {
+		v = threadIdx.x < (blockDim.x + 31) / 32 ? sh[threadIdx.x] : 0.0;
+		for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+		if (threadIdx.x == 0) sh[32] = v;
+	}
+	__syncthreads();
+	return sh[32];
+}
+__device__ double blockMax(double v, double *sh) {
+	for (int o = 16; o > 0; o >>= 1) v = fmax(v, __shfl_down_sync(0xffffffffu, v, o));
+	__syncthreads();
+	if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = v;
+	__syncthreads();
+	if (threadIdx.x < 32) {
+		v = threadIdx.x < (blockDim.x + 31) / 32 ? sh[threadIdx.x] : -INFINITY;
+		for (int o = 16; o > 0; o >>= 1) v = fmax(v, __shfl_down_sync(0xffffffffu, v, o));
+		if (threadIdx.x == 0) sh[32] = v;
+	}
+	__syncthreads();
+	return sh[32];
+}
+#endif
