@@ -208,19 +208,6 @@ func reflectZero(o kernels.SeqOut) bool {
 	return o.Token == 0 && o.Logprob == 0 && o.Top == nil && o.Logits == nil && o.Logprobs == nil && o.Hidden == nil
 }
 
-// generate decodes n tokens greedily after prompt and returns them.
-func generate(s *kt.Session, prompt []int32, n int) []int32 {
-	blocks := s.Alloc(len(prompt) + n)
-	seq := kernels.Seq{Tokens: prompt, Blocks: blocks, Want: kernels.WantSample}
-	var out []int32
-	for range n {
-		tok := s.Step(seq)[0].Token
-		out = append(out, tok)
-		seq = kernels.Seq{Tokens: []int32{tok}, Pos: seq.Pos + len(seq.Tokens), Blocks: blocks, Want: kernels.WantSample}
-	}
-	return out
-}
-
 // TestLMGreedyMatchesReference: greedy generation at fp32 picks the
 // reference's argmax at every step.
 func TestLMGreedyMatchesReference(t *testing.T) {
@@ -228,7 +215,7 @@ func TestLMGreedyMatchesReference(t *testing.T) {
 	for _, a := range lm.Archs {
 		m := kt.LMModel(t, a)
 		prompt := kt.RandTokens(6, 8, m.Config.Vocab)
-		gen := generate(kt.NewSession(t, b, m, precision.FP32, 8), prompt, 24)
+		gen := kt.NewSession(t, b, m, precision.FP32, 8).Generate(prompt, 24)
 		all := append(slices.Clone(prompt), gen...)
 		ref, err := cpu.LMReference(m, all[:len(all)-1])
 		if err != nil {

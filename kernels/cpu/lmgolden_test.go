@@ -99,7 +99,7 @@ func TestGoldenTransformers(t *testing.T) {
 				t.Errorf("transformers' logits differ from the float64 reference by %.3g; want ≤ %g", e, goldenRelL2)
 			}
 
-			gen := generate(kt.NewSession(t, b, m, precision.FP32, 8), fx.InputIDs, len(fx.Greedy))
+			gen := kt.NewSession(t, b, m, precision.FP32, 8).Generate(fx.InputIDs, len(fx.Greedy))
 			if !slices.Equal(gen, fx.Greedy) {
 				t.Errorf("greedy continuation\n got %v\nwant %v (transformers' generate)", gen, fx.Greedy)
 			}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,16 +14,17 @@ import (
 
 	"github.com/gearbox-inference/gearbox/kernels"
 	"github.com/gearbox-inference/gearbox/kernels/cpu"
-	kt "github.com/gearbox-inference/gearbox/kernels/internal/kerneltest"
+	kt "github.com/gearbox-inference/gearbox/kernels/kerneltest"
 	"github.com/gearbox-inference/gearbox/model"
 	"github.com/gearbox-inference/gearbox/model/lm"
 	"github.com/gearbox-inference/gearbox/precision"
 )
 
-// The language-model tests: the CUDA backend's Step against the CPU
-// backend's emulation of the same precision and against the float64
-// reference (cpu.LMReference), on random models of every architecture.
-// They skip without a device.
+// The language-model tests beyond the shared suite (kerneltest.RunLM, run
+// by TestConformance): the CUDA backend's Step against the CPU backend's
+// emulation of the same precision and against the float64 reference
+// (cpu.LMReference), on more models and batch shapes. They skip without a
+// device.
 
 // lmRefBands are the accepted relative L2 errors of all-position logits
 // against LMReference: the CPU backend's own bands (kernels/cpu's
@@ -73,9 +73,9 @@ type lmTestModel struct {
 	m    *lm.Model
 }
 
-// lmTestConfigs are the suite's architectures: the CPU tests' three (llama
-// with llama3 RoPE scaling and a tied head stored as bf16, qwen2 with
-// q/k/v biases, qwen3 with q/k norms and head_dim ≠ hidden/heads), one with
+// lmTestConfigs are the models beyond kerneltest's three (LMModel: llama
+// with llama3 RoPE scaling and a tied head stored as bf16, qwen2 with q/k/v
+// biases, qwen3 with q/k norms and head_dim ≠ hidden/heads): one with
 // widths that no fp8 tensor-core kernel and no fast NVFP4 path takes
 // (stored as f16, 3 query heads per KV head), and one with the attention
 // shape of Llama-3.1-8B (head_dim 128, 4 query heads per KV head, an
@@ -85,17 +85,6 @@ func lmTestConfigs() []struct {
 	c     lm.Config
 	dtype string
 } {
-	base := func(a lm.Arch) lm.Config {
-		return lm.Config{Arch: a, Hidden: 64, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 16, Intermediate: 160, Vocab: 256,
-			RMSEps: 1e-6, RopeTheta: 10000, MaxPositions: 512, BOS: lm.NoToken}
-	}
-	llama := base(lm.Llama)
-	llama.RopeScaling = &lm.RopeScaling{Factor: 4, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositions: 64}
-	llama.TieEmbeddings = true
-	qwen2 := base(lm.Qwen2)
-	qwen2.QKVBias = true
-	qwen3 := base(lm.Qwen3)
-	qwen3.HeadDim, qwen3.QKNorm = 32, true
 	odd := lm.Config{Arch: lm.Llama, Hidden: 72, Layers: 2, Heads: 3, KVHeads: 1, HeadDim: 24, Intermediate: 100, Vocab: 250,
 		RMSEps: 1e-5, RopeTheta: 5e5, MaxPositions: 512, BOS: lm.NoToken}
 	wide := lm.Config{Arch: lm.Llama, Hidden: 128, Layers: 1, Heads: 8, KVHeads: 2, HeadDim: 128, Intermediate: 256, Vocab: 512,
@@ -105,10 +94,7 @@ func lmTestConfigs() []struct {
 		name  string
 		c     lm.Config
 		dtype string
-	}{
-		{"llama", llama, model.DTypeBF16}, {"qwen2", qwen2, model.DTypeF32}, {"qwen3", qwen3, model.DTypeF32},
-		{"odd", odd, model.DTypeF16}, {"wide", wide, model.DTypeBF16},
-	}
+	}{{"odd", odd, model.DTypeF16}, {"wide", wide, model.DTypeBF16}}
 }
 
 // lmTestModels loads the suite's models once per test binary.
@@ -133,13 +119,18 @@ var lmTestModels = sync.OnceValues(func() ([]lmTestModel, error) {
 	return ms, nil
 })
 
+// lmModelsT returns kerneltest's three models and lmTestConfigs'.
 func lmModelsT(t testing.TB) []lmTestModel {
 	t.Helper()
 	ms, err := lmTestModels()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ms
+	var all []lmTestModel
+	for _, a := range lm.Archs {
+		all = append(all, lmTestModel{string(a), kt.LMModel(t, a)})
+	}
+	return append(all, ms...)
 }
 
 func lmModelNamed(t testing.TB, name string) *lm.Model {
@@ -153,14 +144,10 @@ func lmModelNamed(t testing.TB, name string) *lm.Model {
 	return nil
 }
 
-// gpuLM returns the CUDA backend, or skips.
+// gpuLM returns the CUDA backend as a kernels.LM, or skips.
 func gpuLM(t testing.TB) kernels.LM {
 	t.Helper()
-	g, err := cudaBackend()
-	if err != nil {
-		t.Skipf("no CUDA device: %v", err)
-	}
-	return g.(kernels.LM)
+	return gpu(t).(kernels.LM)
 }
 
 var cpuLMBackend = sync.OnceValues(func() (*cpu.Backend, error) { return cpu.New(cpu.Config{}) })
@@ -172,91 +159,6 @@ func cpuLM(t testing.TB) kernels.LM {
 		t.Fatal(err)
 	}
 	return b
-}
-
-func randTokens(seed uint64, n, vocab int) []int32 {
-	r := rand.New(rand.NewPCG(seed, 99))
-	ts := make([]int32, n)
-	for i := range ts {
-		ts[i] = int32(r.IntN(vocab))
-	}
-	return ts
-}
-
-// lmSession drives one backend, model and precision over one cache,
-// handing out blocks in a scrambled order (every block table is
-// non-contiguous); two sessions of the same size hand out the same blocks.
-type lmSession struct {
-	t    testing.TB
-	b    kernels.LM
-	m    *lm.Model
-	p    precision.Format
-	kv   kernels.KVCache
-	free []int32
-}
-
-func newLMSession(t testing.TB, b kernels.LM, m *lm.Model, p precision.Format, blocks int) *lmSession {
-	t.Helper()
-	kv, err := b.NewKVCache(m, p, blocks)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { kv.Close() })
-	free := make([]int32, blocks)
-	for i, j := range rand.New(rand.NewPCG(uint64(blocks), 1)).Perm(blocks) {
-		free[i] = int32(j)
-	}
-	return &lmSession{t: t, b: b, m: m, p: p, kv: kv, free: free}
-}
-
-func (s *lmSession) alloc(n int) []int32 {
-	k := (n + kernels.KVBlockSize - 1) / kernels.KVBlockSize
-	if k > len(s.free) {
-		s.t.Fatalf("out of KV blocks: want %d, %d free", k, len(s.free))
-	}
-	blocks := s.free[:k:k]
-	s.free = s.free[k:]
-	return blocks
-}
-
-func (s *lmSession) step(seqs ...kernels.Seq) []kernels.SeqOut {
-	s.t.Helper()
-	outs, err := s.b.Step(context.Background(), s.m, s.p, s.kv, &kernels.Batch{Seqs: seqs})
-	if err != nil {
-		s.t.Fatalf("%s at %s: %v", s.m.Name, s.p, err)
-	}
-	return outs
-}
-
-// decodeLogits feeds tokens one per step and returns the logits after
-// each: len(tokens) × vocab.
-func (s *lmSession) decodeLogits(tokens []int32) []float32 {
-	blocks := s.alloc(len(tokens))
-	var out []float32
-	for i, tok := range tokens {
-		o := s.step(kernels.Seq{Tokens: []int32{tok}, Pos: i, Blocks: blocks, Want: kernels.WantLogits})
-		out = append(out, o[0].Logits...)
-	}
-	return out
-}
-
-// prefillLogits feeds tokens in one step and returns the last row's
-// logits.
-func (s *lmSession) prefillLogits(tokens []int32) []float32 {
-	return s.step(kernels.Seq{Tokens: tokens, Blocks: s.alloc(len(tokens)), Want: kernels.WantLogits})[0].Logits
-}
-
-// generate decodes n tokens greedily after prompt.
-func (s *lmSession) generate(prompt []int32, n int) []int32 {
-	blocks := s.alloc(len(prompt) + n)
-	seq := kernels.Seq{Tokens: prompt, Blocks: blocks, Want: kernels.WantSample}
-	var out []int32
-	for range n {
-		tok := s.step(seq)[0].Token
-		out = append(out, tok)
-		seq = kernels.Seq{Tokens: []int32{tok}, Pos: seq.Pos + len(seq.Tokens), Blocks: blocks, Want: kernels.WantSample}
-	}
-	return out
 }
 
 // worstRow describes where two sets of rows (vocab values each) differ
@@ -290,14 +192,14 @@ func TestLMAgainstCPU(t *testing.T) {
 	g, c := gpuLM(t), cpuLM(t)
 	for _, tm := range lmModelsT(t) {
 		m, v := tm.m, tm.m.Config.Vocab
-		toks := randTokens(1, 40, v)
+		toks := kt.RandTokens(1, 40, v)
 		ref, err := cpu.LMReference(m, toks)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, p := range precision.All {
-			got := newLMSession(t, g, m, p, 8).decodeLogits(toks)
-			want := newLMSession(t, c, m, p, 8).decodeLogits(toks)
+			got := kt.NewSession(t, g, m, p, 8).DecodeLogits(toks)
+			want := kt.NewSession(t, c, m, p, 8).DecodeLogits(toks)
 			eRef, eCPU, eEmu := kt.RelL2(got, ref), kt.RelL2(want, ref), kt.RelL2(got, kt.Widen(want))
 			t.Logf("%-5s %-4s vs reference %.3g (cpu %.3g, band %.2g); vs cpu emulation %.3g (band %.2g)", tm.name, p, eRef, eCPU, lmRefBands[p], eEmu, lmEmuBands[p])
 			if !(eRef <= lmRefBands[p]) {
@@ -318,10 +220,10 @@ func TestLMPrefillDecode(t *testing.T) {
 	g := gpuLM(t)
 	for _, tm := range lmModelsT(t) {
 		m, v := tm.m, tm.m.Config.Vocab
-		toks := randTokens(2, 37, v)
+		toks := kt.RandTokens(2, 37, v)
 		for _, p := range []precision.Format{precision.FP32, precision.BF16, precision.FP8, precision.FP4} {
-			s := newLMSession(t, g, m, p, 64)
-			decoded := s.decodeLogits(toks)
+			s := kt.NewSession(t, g, m, p, 64)
+			decoded := s.DecodeLogits(toks)
 			check := func(what string, got, want []float32) {
 				e := kt.RelL2(got, kt.Widen(want))
 				t.Logf("%-5s %-4s %s: rel L2 %.3g to decoding (bit-identical: %v)", tm.name, p, what, e, slices.Equal(got, want))
@@ -330,13 +232,13 @@ func TestLMPrefillDecode(t *testing.T) {
 				}
 			}
 			for _, n := range []int{1, 2, 16, 17, 37} {
-				check(fmt.Sprintf("prefill of %d tokens", n), s.prefillLogits(toks[:n]), decoded[(n-1)*v:n*v])
+				check(fmt.Sprintf("prefill of %d tokens", n), s.PrefillLogits(toks[:n]), decoded[(n-1)*v:n*v])
 			}
-			blocks := s.alloc(len(toks))
+			blocks := s.Alloc(len(toks))
 			var last []float32
 			for pos := 0; pos < len(toks); pos += 5 {
 				chunk := toks[pos:min(pos+5, len(toks))]
-				last = s.step(kernels.Seq{Tokens: chunk, Pos: pos, Blocks: blocks, Want: kernels.WantLogits})[0].Logits
+				last = s.Step(kernels.Seq{Tokens: chunk, Pos: pos, Blocks: blocks, Want: kernels.WantLogits})[0].Logits
 			}
 			check("prefill in chunks of 5", last, decoded[(len(toks)-1)*v:])
 		}
@@ -350,14 +252,14 @@ func TestLMLongContext(t *testing.T) {
 	g, c := gpuLM(t), cpuLM(t)
 	m := lmModelNamed(t, "wide")
 	v := m.Config.Vocab
-	toks := randTokens(3, 320, v)
+	toks := kt.RandTokens(3, 320, v)
 	for _, p := range []precision.Format{precision.FP32, precision.BF16} {
-		gs, cs := newLMSession(t, g, m, p, 32), newLMSession(t, c, m, p, 32)
-		gb, cb := gs.alloc(len(toks)), cs.alloc(len(toks))
+		gs, cs := kt.NewSession(t, g, m, p, 32), kt.NewSession(t, c, m, p, 32)
+		gb, cb := gs.Alloc(len(toks)), cs.Alloc(len(toks))
 		seq := func(blocks []int32) kernels.Seq {
 			return kernels.Seq{Tokens: toks[:300], Blocks: blocks, Want: kernels.WantLogits | kernels.WantLogprobs | kernels.WantTarget, Target: toks[300]}
 		}
-		got, want := gs.step(seq(gb))[0], cs.step(seq(cb))[0]
+		got, want := gs.Step(seq(gb))[0], cs.Step(seq(cb))[0]
 		if len(got.Logprobs) != 300 {
 			t.Fatalf("%s: %d log-probabilities, want 300 (299 scored tokens and the target)", p, len(got.Logprobs))
 		}
@@ -377,8 +279,8 @@ func TestLMLongContext(t *testing.T) {
 			s := func(blocks []int32) kernels.Seq {
 				return kernels.Seq{Tokens: toks[i : i+1], Pos: i, Blocks: blocks, Want: kernels.WantLogits}
 			}
-			gl = append(gl, gs.step(s(gb))[0].Logits...)
-			cl = append(cl, cs.step(s(cb))[0].Logits...)
+			gl = append(gl, gs.Step(s(gb))[0].Logits...)
+			cl = append(cl, cs.Step(s(cb))[0].Logits...)
 		}
 		e = kt.RelL2(gl, kt.Widen(cl))
 		t.Logf("wide %s: decode at 300..319: logits rel L2 %.3g to cpu", p, e)
@@ -399,15 +301,15 @@ func TestLMMixedBatch(t *testing.T) {
 		m, v := tm.m, tm.m.Config.Vocab
 		for _, p := range []precision.Format{precision.FP32, precision.BF16, precision.FP8, precision.FP4} {
 			run := func(b kernels.LM) []kernels.SeqOut {
-				s := newLMSession(t, b, m, p, 24)
-				a, bb, cc, d := s.alloc(20), s.alloc(10), s.alloc(12), s.alloc(6)
-				prior := randTokens(4, 9, v)
-				s.step(kernels.Seq{Tokens: prior, Blocks: bb}) // B's prompt, a step before
-				return s.step(
-					kernels.Seq{Tokens: randTokens(5, 20, v), Blocks: a, Want: kernels.WantSample | kernels.WantLogits | kernels.WantHidden},
+				s := kt.NewSession(t, b, m, p, 24)
+				a, bb, cc, d := s.Alloc(20), s.Alloc(10), s.Alloc(12), s.Alloc(6)
+				prior := kt.RandTokens(4, 9, v)
+				s.Step(kernels.Seq{Tokens: prior, Blocks: bb}) // B's prompt, a step before
+				return s.Step(
+					kernels.Seq{Tokens: kt.RandTokens(5, 20, v), Blocks: a, Want: kernels.WantSample | kernels.WantLogits | kernels.WantHidden},
 					kernels.Seq{Tokens: []int32{7}, Pos: 9, Blocks: bb, Want: kernels.WantSample, Sampling: kernels.Sampling{TopLogprobs: 5}},
-					kernels.Seq{Tokens: randTokens(6, 12, v), Blocks: cc, Want: kernels.WantLogprobs | kernels.WantTarget, Target: 3},
-					kernels.Seq{Tokens: randTokens(7, 6, v), Blocks: d, Want: kernels.WantHidden},
+					kernels.Seq{Tokens: kt.RandTokens(6, 12, v), Blocks: cc, Want: kernels.WantLogprobs | kernels.WantTarget, Target: 3},
+					kernels.Seq{Tokens: kt.RandTokens(7, 6, v), Blocks: d, Want: kernels.WantHidden},
 				)
 			}
 			got, want := run(g), run(c)
@@ -460,15 +362,15 @@ func TestLMGreedyFP32(t *testing.T) {
 	g, c := gpuLM(t), cpuLM(t)
 	for _, tm := range lmModelsT(t) {
 		m := tm.m
-		prompt := randTokens(8, 8, m.Config.Vocab)
-		got := newLMSession(t, g, m, precision.FP32, 8).generate(prompt, 32)
-		want := newLMSession(t, c, m, precision.FP32, 8).generate(prompt, 32)
+		prompt := kt.RandTokens(8, 8, m.Config.Vocab)
+		got := kt.NewSession(t, g, m, precision.FP32, 8).Generate(prompt, 32)
+		want := kt.NewSession(t, c, m, precision.FP32, 8).Generate(prompt, 32)
 		for i := range want {
 			if got[i] != want[i] {
 				// How close the CPU's two best logits were at that step says
 				// whether this is a near-tie or a bug.
 				all := append(slices.Clone(prompt), want[:i]...)
-				l := newLMSession(t, c, m, precision.FP32, 8).prefillLogits(all)
+				l := kt.NewSession(t, c, m, precision.FP32, 8).PrefillLogits(all)
 				ids := kernels.TopLogprobs(l, kernels.LogSumExp(l), 2)
 				t.Errorf("%s: generated token %d is %d, cpu %d (cpu's two best: %v)", tm.name, i, got[i], want[i], ids)
 				break
@@ -484,13 +386,13 @@ func TestLMGreedyFP32(t *testing.T) {
 func TestLMSampledFromOwnLogits(t *testing.T) {
 	g := gpuLM(t)
 	m := lmModelNamed(t, "qwen3")
-	s := newLMSession(t, g, m, precision.BF16, 64)
-	prompt := randTokens(9, 12, m.Config.Vocab)
+	s := kt.NewSession(t, g, m, precision.BF16, 64)
+	prompt := kt.RandTokens(9, 12, m.Config.Vocab)
 	for i, sp := range []kernels.Sampling{
 		{Temperature: 1, Seed: 1, TopLogprobs: 3}, {Temperature: 0.7, TopK: 20, Seed: 2}, {Temperature: 1.3, TopP: 0.8, Seed: 3, TopLogprobs: 20},
 		{Temperature: 0.9, TopK: 50, TopP: 0.95, Seed: 4}, {Temperature: 0, Seed: 5, TopLogprobs: 1},
 	} {
-		o := s.step(kernels.Seq{Tokens: prompt, Blocks: s.alloc(len(prompt)), Want: kernels.WantSample | kernels.WantLogits, Sampling: sp})[0]
+		o := s.Step(kernels.Seq{Tokens: prompt, Blocks: s.Alloc(len(prompt)), Want: kernels.WantSample | kernels.WantLogits, Sampling: sp})[0]
 		lse := kernels.LogSumExp(o.Logits)
 		if want := kernels.Sample(o.Logits, sp, len(prompt)); o.Token != want {
 			t.Errorf("case %d %+v: sampled %d, kernels.Sample of the returned logits gives %d", i, sp, o.Token, want)
@@ -511,65 +413,58 @@ func TestLMSampledFromOwnLogits(t *testing.T) {
 	}
 }
 
+// TestLMErrors: the CUDA backend's own errors, beyond the shared suite's
+// (kerneltest's "errors"): caches of another backend, precision or model,
+// closed caches, and shapes its kernels do not take.
 func TestLMErrors(t *testing.T) {
 	g := gpuLM(t)
 	m, other := lmModelNamed(t, "llama"), lmModelNamed(t, "qwen2")
-	kv, err := g.NewKVCache(m, precision.BF16, 4)
+	kv := kt.NewSession(t, g, m, precision.BF16, 4).KV
+	otherKV := kt.NewSession(t, g, other, precision.BF16, 4).KV
+	fp32KV := kt.NewSession(t, g, m, precision.FP32, 4).KV
+	closed, err := g.NewKVCache(m, precision.BF16, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer kv.Close()
-	otherKV, _ := g.NewKVCache(other, precision.BF16, 4)
-	defer otherKV.Close()
-	fp32KV, _ := g.NewKVCache(m, precision.FP32, 4)
-	defer fp32KV.Close()
-	closed, _ := g.NewKVCache(m, precision.BF16, 4)
 	closed.Close()
-	cpuKV, _ := cpuLM(t).NewKVCache(m, precision.BF16, 4)
-	ok := kernels.Seq{Tokens: []int32{1, 2}, Blocks: []int32{0}}
-	seqs := func(s ...kernels.Seq) *kernels.Batch { return &kernels.Batch{Seqs: s} }
+	cpuKV := kt.NewSession(t, cpuLM(t), m, precision.BF16, 4).KV
+	ok := &kernels.Batch{Seqs: []kernels.Seq{{Tokens: []int32{1, 2}, Blocks: []int32{0}}}}
 	for _, tc := range []struct {
-		name  string
-		p     precision.Format
-		kv    kernels.KVCache
-		batch *kernels.Batch
-		want  error
-		msg   string
+		name string
+		kv   kernels.KVCache
+		msg  string
 	}{
-		{"precision", precision.Auto, kv, seqs(ok), kernels.ErrUnsupported, "auto"},
-		{"cpu's cache", precision.BF16, cpuKV, seqs(ok), kernels.ErrInvalidBatch, "not the CUDA backend's"},
-		{"other model's cache", precision.BF16, otherKV, seqs(ok), kernels.ErrInvalidBatch, "another model or precision"},
-		{"other precision's cache", precision.BF16, fp32KV, seqs(ok), kernels.ErrInvalidBatch, "another model or precision"},
-		{"closed cache", precision.BF16, closed, seqs(ok), kernels.ErrInvalidBatch, "closed"},
-		{"nil batch", precision.BF16, kv, nil, kernels.ErrInvalidBatch, "nil"},
-		{"token", precision.BF16, kv, seqs(kernels.Seq{Tokens: []int32{1, 256}, Blocks: []int32{0}}), kernels.ErrInvalidBatch, "Tokens[1] = 256"},
-		{"block id", precision.BF16, kv, seqs(kernels.Seq{Tokens: []int32{1}, Blocks: []int32{4}}), kernels.ErrInvalidBatch, "Blocks[0] = 4"},
-		{"shared block", precision.BF16, kv, seqs(ok, ok), kernels.ErrInvalidBatch, "also written by seq 0"},
+		{"cpu's cache", cpuKV, "not the CUDA backend's"},
+		{"other model's cache", otherKV, "another model or precision"},
+		{"other precision's cache", fp32KV, "another model or precision"},
+		{"closed cache", closed, "closed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := g.Step(context.Background(), m, tc.p, tc.kv, tc.batch)
-			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.msg) {
-				t.Fatalf("got error %v; want %v saying %q", err, tc.want, tc.msg)
+			_, err := g.Step(context.Background(), m, precision.BF16, tc.kv, ok)
+			if !errors.Is(err, kernels.ErrInvalidBatch) || !strings.Contains(err.Error(), tc.msg) {
+				t.Fatalf("got error %v; want ErrInvalidBatch saying %q", err, tc.msg)
 			}
 		})
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if _, err := g.Step(ctx, m, precision.BF16, kv, seqs(ok)); !errors.Is(err, context.Canceled) {
-		t.Errorf("cancelled context: got %v; want %v", err, context.Canceled)
+	if _, err := g.NewKVCache(m, precision.BF16, 1<<40); !errors.Is(err, kernels.ErrInvalidBatch) {
+		t.Errorf("NewKVCache(1<<40 blocks): got %v; want %v", err, kernels.ErrInvalidBatch)
 	}
-	for _, blocks := range []int{0, -1, 1 << 40} {
-		if _, err := g.NewKVCache(m, precision.BF16, blocks); !errors.Is(err, kernels.ErrInvalidBatch) {
-			t.Errorf("NewKVCache(%d blocks): got %v; want %v", blocks, err, kernels.ErrInvalidBatch)
+	// Shapes the attention kernel does not take.
+	for _, edit := range []struct {
+		field string
+		f     func(c *lm.Config)
+	}{
+		{"head_dim 20", func(c *lm.Config) { c.HeadDim = 20 }},
+		{"17 query heads per KV head", func(c *lm.Config) { c.Heads, c.KVHeads = 17, 1 }},
+	} {
+		bad := *m
+		edit.f(&bad.Config)
+		bad.Name = "unsupported"
+		if _, err := g.NewKVCache(&bad, precision.BF16, 1); !errors.Is(err, kernels.ErrUnsupported) || !strings.Contains(err.Error(), edit.field) {
+			t.Errorf("NewKVCache with %s: got %v; want ErrUnsupported naming it", edit.field, err)
 		}
 	}
-	// A head_dim the attention kernel does not take.
-	bad := *m
-	bad.Config.HeadDim, bad.Name = 20, "head-dim-20"
-	if _, err := g.NewKVCache(&bad, precision.BF16, 1); !errors.Is(err, kernels.ErrUnsupported) || !strings.Contains(err.Error(), "head_dim 20") {
-		t.Errorf("NewKVCache with head_dim 20: got %v; want ErrUnsupported naming head_dim", err)
-	}
-	if out, err := g.Step(context.Background(), m, precision.BF16, kv, seqs()); err != nil || len(out) != 0 {
+	if out, err := g.Step(context.Background(), m, precision.BF16, kv, &kernels.Batch{}); err != nil || len(out) != 0 {
 		t.Errorf("empty batch: %v, %v; want no outputs and no error", out, err)
 	}
 }

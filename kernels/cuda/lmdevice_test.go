@@ -19,14 +19,14 @@ import (
 func lmTiny(t *testing.T) *lm.Model {
 	t.Helper()
 	return lmSynth(t, lm.Config{Arch: lm.Qwen2, Hidden: 64, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 16, Intermediate: 160, Vocab: 300,
-		RMSEps: 1e-6, RopeTheta: 10000, MaxPositions: 1024, BOS: lm.NoToken, QKVBias: true})
+		RMSEps: 1e-6, RopeTheta: 10000, MaxPositions: 1024, BOS: lm.NoToken, QKVBias: true}, 5)
 }
 
 // lmSynth writes and loads a random model of c, stored as bf16.
-func lmSynth(t *testing.T, c lm.Config) *lm.Model {
+func lmSynth(t *testing.T, c lm.Config, seed uint64) *lm.Model {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "tiny")
-	if err := lm.Synth(dir, lm.SynthConfig{Config: c, DType: model.DTypeBF16, Seed: 5}); err != nil {
+	dir := filepath.Join(t.TempDir(), "model")
+	if err := lm.Synth(dir, lm.SynthConfig{Config: c, DType: model.DTypeBF16, Seed: seed}); err != nil {
 		t.Fatal(err)
 	}
 	m, err := lm.Load(dir)
@@ -36,91 +36,93 @@ func lmSynth(t *testing.T, c lm.Config) *lm.Model {
 	return m
 }
 
-func memFree(t *testing.T, b *Backend) uint64 {
-	t.Helper()
-	var free uint64
-	if err := b.do(context.Background(), func(d *devState) error {
-		if err := d.stream.sync(); err != nil {
-			return err
-		}
-		var err error
-		free, _, err = cuMemInfo()
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return free
-}
-
-// TestLMEvictFreesMemory: EvictLM frees the device memory of a model's
-// weights at every precision, and a cache's Close frees the cache.
+// TestLMEvictFreesMemory follows a language model pushed again and again,
+// as a worker does: each version decodes at bf16, fp8 and fp4 (weights
+// uploaded, graphs captured), then the version it replaced is evicted. The
+// device memory in use must come back to its level after the first version
+// every time (each version holds about 70 MB of weights), and a cache's
+// Close frees the cache. The device must be otherwise idle: cuMemGetInfo
+// counts every process.
 func TestLMEvictFreesMemory(t *testing.T) {
 	b := newTestBackend(t, Config{})
-	m := lmTiny(t)
-	kv, err := b.NewKVCache(m, precision.BF16, 64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The step buffers stay allocated (pooled); measure after a first step.
-	seq := kernels.Seq{Tokens: []int32{1, 2, 3}, Blocks: []int32{5}, Want: kernels.WantLogits}
-	if _, err := b.Step(context.Background(), m, precision.BF16, kv, &kernels.Batch{Seqs: []kernels.Seq{seq}}); err != nil {
-		t.Fatal(err)
-	}
-	base := memFree(t, b)
-	var weightBytes uint64
-	for _, p := range []precision.Format{precision.FP8, precision.FP4} {
-		kvp, err := b.NewKVCache(m, p, 4)
+	ctx := context.Background()
+	state := func() (used uint64, weights int) {
+		err := b.do(ctx, func(d *devState) error {
+			if err := d.stream.sync(); err != nil {
+				return err
+			}
+			free, total, err := cuMemInfo()
+			used, weights = total-free, len(d.lm.weights)
+			return err
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := b.Step(context.Background(), m, p, kvp, &kernels.Batch{Seqs: []kernels.Seq{{Tokens: []int32{1}, Blocks: []int32{0}}}}); err != nil {
-			t.Fatal(err)
-		}
-		kvp.Close()
+		return used, weights
 	}
-	_ = b.do(context.Background(), func(d *devState) error {
-		for k, w := range d.lm.weights {
-			if k.m == m && k.p != precision.BF16 {
-				weightBytes += w.bytes
+	formats := []precision.Format{precision.BF16, precision.FP8, precision.FP4}
+	run := func(seed uint64) *lm.Model {
+		m := lmSynth(t, lm.Config{Arch: lm.Llama, Hidden: 512, Layers: 2, Heads: 8, KVHeads: 2, HeadDim: 64, Intermediate: 2048,
+			Vocab: 4096, RMSEps: 1e-5, RopeTheta: 5e5, MaxPositions: 1024, BOS: lm.NoToken}, seed)
+		for _, p := range formats {
+			kv, err := b.NewKVCache(m, p, 4)
+			if err != nil {
+				t.Fatal(err)
 			}
+			for i := range 4 { // decode steps: the third and fourth replay a graph
+				seq := kernels.Seq{Tokens: []int32{int32(i + 1)}, Pos: i, Blocks: []int32{2}, Want: kernels.WantSample}
+				if _, err := b.Step(ctx, m, p, kv, &kernels.Batch{Seqs: []kernels.Seq{seq}}); err != nil {
+					t.Fatalf("version %d at %s: %v", seed, p, err)
+				}
+			}
+			kv.Close()
 		}
-		return nil
-	})
-	loaded := memFree(t, b)
-	if base-loaded < weightBytes {
-		t.Errorf("fp8 and fp4 weights of %d bytes took %d bytes of device memory", weightBytes, base-loaded)
+		return m
 	}
-	b.EvictLM(m)
-	after := memFree(t, b)
-	var left int
-	_ = b.do(context.Background(), func(d *devState) error { left = len(d.lm.weights); return nil })
-	if left != 0 {
-		t.Errorf("%d weight sets left after EvictLM, want 0", left)
+	cur := run(1)
+	base, weights := state()
+	t.Logf("one version at %v: %d weight sets, %d MiB of device memory in use", formats, weights, base>>20)
+	const slack = 16 << 20 // well under one version's weights
+	for v := uint64(2); v <= 4; v++ {
+		next := run(v)
+		grown, _ := state()
+		b.EvictLM(cur)
+		cur = next
+		used, weights := state()
+		t.Logf("version %d: %d MiB in use before evicting version %d, %d MiB after", v, grown>>20, v-1, used>>20)
+		if used > base+slack {
+			t.Errorf("version %d: %d MiB in use after evicting version %d, %d MiB after version 1; want it back within %d MiB", v, used>>20, v-1, base>>20, slack>>20)
+		}
+		if weights != len(formats) {
+			t.Errorf("version %d: %d weight sets cached, want %d (the current version's)", v, weights, len(formats))
+		}
+		if grown <= used {
+			t.Errorf("version %d: EvictLM freed nothing (%d MiB in use before, %d after)", v, grown>>20, used>>20)
+		}
 	}
-	// Every precision went, bf16's included: more than the fp8 and fp4 sets.
-	if after < loaded+weightBytes {
-		t.Errorf("EvictLM freed %d bytes; the fp8 and fp4 weights alone hold %d", int64(after)-int64(loaded), weightBytes)
+	b.EvictLM(cur)
+	if _, weights := state(); weights != 0 {
+		t.Errorf("after evicting every version: %d weight sets; want none", weights)
 	}
-	before := memFree(t, b)
-	kv.Close()
-	kvb := kv.(*kvCache).bytes
-	if got := memFree(t, b) - before; got < kvb {
-		t.Errorf("closing a cache of %d bytes freed %d", kvb, got)
-	}
-	if _, err := b.Step(context.Background(), m, precision.BF16, kv, &kernels.Batch{Seqs: []kernels.Seq{seq}}); err == nil {
-		t.Error("Step on a closed cache succeeded")
-	}
-	// A step after EvictLM uploads again and gives the same logits.
-	kv2, _ := b.NewKVCache(m, precision.BF16, 64)
-	defer kv2.Close()
-	o1, err := b.Step(context.Background(), m, precision.BF16, kv2, &kernels.Batch{Seqs: []kernels.Seq{seq}})
+	// A cache's memory (64 MiB) comes back when it closes.
+	kv, err := b.NewKVCache(cur, precision.BF16, 1024)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.EvictLM(m)
-	o2, err := b.Step(context.Background(), m, precision.BF16, kv2, &kernels.Batch{Seqs: []kernels.Seq{seq}})
-	if err != nil || !slices.Equal(o1[0].Logits, o2[0].Logits) {
-		t.Errorf("logits after EvictLM and a new upload differ (err %v)", err)
+	open, _ := state()
+	kv.Close()
+	closed, _ := state()
+	if kvb := kv.(*kvCache).bytes; open-closed < kvb {
+		t.Errorf("closing a cache of %d bytes freed %d", kvb, open-closed)
+	}
+	seq := kernels.Seq{Tokens: []int32{1}, Blocks: []int32{0}}
+	if _, err := b.Step(ctx, cur, precision.BF16, kv, &kernels.Batch{Seqs: []kernels.Seq{seq}}); err == nil {
+		t.Error("Step on a closed cache succeeded")
+	}
+	b.Close()
+	b.EvictLM(cur) // after Close: nothing to do, and no panic
+	if err := kv.Close(); err != nil {
+		t.Errorf("closing a closed cache after the backend's Close: %v", err)
 	}
 }
 
@@ -182,7 +184,7 @@ func TestLMFP4Paths(t *testing.T) {
 	// Every projection's K a multiple of 128: the kernel's tensor-core path
 	// (hidden 128, q 128, intermediate 256).
 	m := lmSynth(t, lm.Config{Arch: lm.Qwen2, Hidden: 128, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 32, Intermediate: 256, Vocab: 300,
-		RMSEps: 1e-6, RopeTheta: 10000, MaxPositions: 1024, BOS: lm.NoToken, QKVBias: true})
+		RMSEps: 1e-6, RopeTheta: 10000, MaxPositions: 1024, BOS: lm.NoToken, QKVBias: true}, 6)
 	toks := []int32{5, 9, 200, 31, 7, 7, 150, 2, 99, 64, 11, 12}
 	logits := func(b *Backend) []float32 {
 		kv, err := b.NewKVCache(m, precision.FP4, 4)

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/gearbox-inference/gearbox/kernels"
+	kt "github.com/gearbox-inference/gearbox/kernels/kerneltest"
 	"github.com/gearbox-inference/gearbox/model/lm"
 	"github.com/gearbox-inference/gearbox/precision"
 )
@@ -499,7 +500,7 @@ func TestLMOpAttention(t *testing.T) {
 				gh := got[(ri*heads+h)*tc.dim : (ri*heads+h+1)*tc.dim]
 				// Float dot products, softmax and sums over up to 1,000
 				// positions: a few float ulps.
-				if e := relL2(gh, want); !(e <= 1e-5) {
+				if e := kt.RelL2(gh, want); !(e <= 1e-5) {
 					worst, at := 0.0, 0
 					for i := range want {
 						if d := math.Abs(float64(gh[i]) - want[i]); !(d <= worst) {
@@ -512,16 +513,6 @@ func TestLMOpAttention(t *testing.T) {
 			}
 		}
 	}
-}
-
-func relL2(got []float32, want []float64) float64 {
-	var num, den float64
-	for i, w := range want {
-		d := float64(got[i]) - w
-		num += d * d
-		den += w * w
-	}
-	return math.Sqrt(num / max(den, 1e-300))
 }
 
 // TestLMOpSiLUEpilogue checks gbx_lm_silu and gbx_lm_epilogue against the

@@ -311,3 +311,18 @@ func (s *Session) PrefillLogits(tokens []int32) []float32 {
 	o := s.Step(kernels.Seq{Tokens: tokens, Blocks: s.Alloc(len(tokens)), Want: kernels.WantLogits})
 	return o[0].Logits
 }
+
+// Generate decodes n tokens greedily after prompt (a prefill of prompt,
+// then one step per token, through newly allocated blocks) and returns
+// them.
+func (s *Session) Generate(prompt []int32, n int) []int32 {
+	blocks := s.Alloc(len(prompt) + n)
+	seq := kernels.Seq{Tokens: prompt, Blocks: blocks, Want: kernels.WantSample}
+	var out []int32
+	for range n {
+		tok := s.Step(seq)[0].Token
+		out = append(out, tok)
+		seq = kernels.Seq{Tokens: []int32{tok}, Pos: seq.Pos + len(seq.Tokens), Blocks: blocks, Want: kernels.WantSample}
+	}
+	return out
+}

@@ -1,6 +1,6 @@
 // common_emu.cuh: common.cuh for g++ (build.sh copies it over common.cuh):
 // the same helpers without PTX (conversions as package precision does them),
-// the block reductions as they are, and the CUDA built-ins the kernels use,
+// the real block reductions (reduce.cuh), and the CUDA built-ins the kernels use,
 // over the cooperative fiber runtime of emu.cpp.
 #ifndef GBX_COMMON_CUH
 #define GBX_COMMON_CUH
@@ -129,41 +129,5 @@ __device__ __forceinline__ float fp8Scale(float amax, int margin) {
 	return fmaxf(s, __uint_as_float(1u));
 }
 
-// ---- block reductions (copied from common.cuh) ----
-__device__ __forceinline__ float blockAmax(float m, float *sh) {
-	for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_down_sync(0xffffffffu, m, o));
-	if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = m;
-	__syncthreads();
-	if (threadIdx.x < 32) {
-		m = threadIdx.x < (blockDim.x + 31) / 32 ? sh[threadIdx.x] : 0.0f;
-		for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_down_sync(0xffffffffu, m, o));
-	}
-	return m;
-}
-__device__ double blockSum(double v, double *sh) {
-	for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-	__syncthreads();
-	if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = v;
-	__syncthreads();
-	if (threadIdx.x < 32) {
-		v = threadIdx.x < (blockDim.x + 31) / 32 ? sh[threadIdx.x] : 0.0;
-		for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-		if (threadIdx.x == 0) sh[32] = v;
-	}
-	__syncthreads();
-	return sh[32];
-}
-__device__ double blockMax(double v, double *sh) {
-	for (int o = 16; o > 0; o >>= 1) v = fmax(v, __shfl_down_sync(0xffffffffu, v, o));
-	__syncthreads();
-	if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = v;
-	__syncthreads();
-	if (threadIdx.x < 32) {
-		v = threadIdx.x < (blockDim.x + 31) / 32 ? sh[threadIdx.x] : -INFINITY;
-		for (int o = 16; o > 0; o >>= 1) v = fmax(v, __shfl_down_sync(0xffffffffu, v, o));
-		if (threadIdx.x == 0) sh[32] = v;
-	}
-	__syncthreads();
-	return sh[32];
-}
+#include "reduce.cuh" // the real one
 #endif

@@ -175,49 +175,6 @@ __device__ __forceinline__ void gbx_mma(float (&c)[4], u32 a0, u32 a1, u32 a2, u
 	    : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-// ---- block reductions (whole warps, at most 1024 threads) ----
-
-// blockAmax returns the maximum of m (>= 0) over the block in thread 0
-// (other threads get partial maxima). sh holds 32 floats.
-__device__ __forceinline__ float blockAmax(float m, float *sh) {
-	for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_down_sync(0xffffffffu, m, o));
-	if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = m;
-	__syncthreads();
-	if (threadIdx.x < 32) {
-		m = threadIdx.x < (blockDim.x + 31) / 32 ? sh[threadIdx.x] : 0.0f;
-		for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_down_sync(0xffffffffu, m, o));
-	}
-	return m;
-}
-
-// blockSum and blockMax return the sum and the maximum of v over the block
-// to every thread. sh holds 33 doubles.
-__device__ double blockSum(double v, double *sh) {
-	for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-	__syncthreads();
-	if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = v;
-	__syncthreads();
-	if (threadIdx.x < 32) {
-		v = threadIdx.x < (blockDim.x + 31) / 32 ? sh[threadIdx.x] : 0.0;
-		for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-		if (threadIdx.x == 0) sh[32] = v;
-	}
-	__syncthreads();
-	return sh[32];
-}
-
-__device__ double blockMax(double v, double *sh) {
-	for (int o = 16; o > 0; o >>= 1) v = fmax(v, __shfl_down_sync(0xffffffffu, v, o));
-	__syncthreads();
-	if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = v;
-	__syncthreads();
-	if (threadIdx.x < 32) {
-		v = threadIdx.x < (blockDim.x + 31) / 32 ? sh[threadIdx.x] : -1.0 / 0.0;
-		for (int o = 16; o > 0; o >>= 1) v = fmax(v, __shfl_down_sync(0xffffffffu, v, o));
-		if (threadIdx.x == 0) sh[32] = v;
-	}
-	__syncthreads();
-	return sh[32];
-}
+#include "reduce.cuh"
 
 #endif
