@@ -131,6 +131,9 @@ __device__ __forceinline__ void gbx_attn_g(gbxAttnShared &sh, const float *qkv, 
 			if (i >= dim) continue;
 #pragma unroll
 			for (int h = 0; h < G; h++) acc[k][h] *= sh.c[h];
+			// Unrolled for independent loads; each sum still runs over j in
+			// order.
+#pragma unroll 4
 			for (int j = 0; j < cnt; j++) {
 				const float v = gbx_ld1(cache, f32, sh.vb[j / GBX_KV_BLOCK] + (long long)(j % GBX_KV_BLOCK) * dim + i);
 #pragma unroll

@@ -144,7 +144,8 @@ extern "C" __global__ void gbx_lm_quant(const float *x, void *yq, int fmt, float
 }
 
 // gbx_lm_rope: one block per row r of qkv [rows, stride] (q heads, then k
-// heads, then v heads, dim values each), at position pos[r] of sequence
+// heads, then v heads, dim values each; dim at most GBX_ATTN_MAX_DIM), at
+// position pos[r] of sequence
 // seq[r], whose block table is blocks[btOff[seq[r]]...]. One warp per head:
 // q and k heads get the per-head RMSNorm (qNorm, kNorm; NULL for none) and
 // RoPE in place (qkRope of kernels/cpu: angle = invFreq[i]·pos in float,
@@ -155,11 +156,19 @@ extern "C" __global__ void gbx_lm_rope(float *qkv, int stride, const float *__re
                                        const float *__restrict__ kNorm, double eps, const float *__restrict__ invFreq,
                                        const int *pos, const int *seq, const int *btOff, const int *blocks, void *cache,
                                        int cacheFmt, int layer, int layers, int heads, int kvHeads, int dim) {
+	__shared__ float cs[GBX_ATTN_MAX_DIM / 2], sn[GBX_ATTN_MAX_DIM / 2];
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
 	const int r = blockIdx.x, p = pos[r], half = dim / 2;
 	const long long blk = blocks[btOff[seq[r]] + p / GBX_KV_BLOCK];
 	const int slot = p % GBX_KV_BLOCK;
 	float *row = qkv + (long long)r * stride;
+	// The row's angles, shared by every head (ropeAngles of kernels/cpu).
+	for (int i = threadIdx.x; i < half; i += blockDim.x) {
+		const double ang = (double)(invFreq[i] * (float)p);
+		cs[i] = (float)cos(ang);
+		sn[i] = (float)sin(ang);
+	}
+	__syncthreads();
 	for (int h = warp; h < heads + 2 * kvHeads; h += nw) {
 		float *x = row + (long long)h * dim;
 		const bool isQ = h < heads, isK = !isQ && h < heads + kvHeads;
@@ -179,8 +188,7 @@ extern "C" __global__ void gbx_lm_rope(float *qkv, int stride, const float *__re
 					a = (float)((double)a * inv * (double)nw8[i]);
 					b = (float)((double)b * inv * (double)nw8[i + half]);
 				}
-				const double ang = (double)(invFreq[i] * (float)p);
-				const float c = (float)cos(ang), s = (float)sin(ang);
+				const float c = cs[i], s = sn[i];
 				x[i] = a * c - b * s;
 				x[i + half] = b * c + a * s;
 			}
