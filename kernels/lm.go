@@ -83,6 +83,17 @@ const (
 // positions whichever backend runs it.
 const KVBlockSize = 16
 
+// LMHeadFormat is the precision a language model's head (and a tied
+// embedding used as the head) runs at when its layers run at p: bf16 for
+// fp8 and fp4, as published fp8 and 4-bit recipes keep it, p otherwise.
+// Every backend follows it.
+func LMHeadFormat(p precision.Format) precision.Format {
+	if p == precision.FP8 || p == precision.FP4 {
+		return precision.BF16
+	}
+	return p
+}
+
 // MaxTopLogprobs is the largest Sampling.TopLogprobs.
 const MaxTopLogprobs = 20
 

@@ -45,7 +45,7 @@ func (st *lmStep) outputs() []kernels.SeqOut {
 		for i, r := range logitRows {
 			copy(in[i*hid:], normed[r])
 		}
-		st.b.roundRows(headFormat(st.p), in, hid)
+		st.b.roundRows(kernels.LMHeadFormat(st.p), in, hid)
 		logits = make([]float32, len(logitRows)*c.Vocab)
 		linear(st.b.threads, logits, in, st.w.head, nil, len(logitRows), hid, c.Vocab)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/gearbox-inference/gearbox/kernels"
 	"github.com/gearbox-inference/gearbox/model"
 	"github.com/gearbox-inference/gearbox/model/lm"
 	"github.com/gearbox-inference/gearbox/precision"
@@ -37,16 +38,6 @@ type lmLayer struct {
 	qNorm, kNorm      []float32 // [headDim] (qwen3), or nil
 	gateUp            []float32 // gate and up stacked: [2·intermediate, hidden]
 	down              []float32 // [hidden, intermediate]
-}
-
-// headFormat is the precision the head (and a tied embedding used as the
-// head) runs at: fp8 and fp4 keep it at bf16, as published fp8 and 4-bit
-// recipes do; the others at p itself.
-func headFormat(p precision.Format) precision.Format {
-	if p == precision.FP8 || p == precision.FP4 {
-		return precision.BF16
-	}
-	return p
 }
 
 // roundTable rounds a lookup table (the embedding) to p's activation
@@ -127,7 +118,7 @@ func convertLM(m *lm.Model, p precision.Format) (*lmWeights, error) {
 	}
 	switch {
 	case w.Head != w.Embed:
-		out.head = lin(headFormat(p), w.Head)
+		out.head = lin(kernels.LMHeadFormat(p), w.Head)
 	case p == precision.TF32:
 		out.head = lin(p, w.Embed) // the table stays fp32; the head's operand is tf32
 	default:

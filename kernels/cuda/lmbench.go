@@ -157,7 +157,7 @@ func lmStepWeightBytes(c *lm.Config, p precision.Format, fp4Kernel bool) int64 {
 			layer += precision.WeightBytes(p, s[0], s[1])
 		}
 	}
-	return int64(c.Layers)*layer + precision.WeightBytes(headFormat(p), c.Vocab, h)
+	return int64(c.Layers)*layer + precision.WeightBytes(kernels.LMHeadFormat(p), c.Vocab, h)
 }
 
 // lmSynthWeights generates random weights for m at p on the device, in
@@ -250,7 +250,7 @@ func (d *devState) lmSynthWeights(m *lm.Model, p precision.Format) error {
 		if w.norm, err = fill(c.Hidden, fmtF32, 1, 1); err != nil {
 			return err
 		}
-		if w.head, err = linear(headFormat(p), c.Vocab, c.Hidden); err != nil {
+		if w.head, err = linear(kernels.LMHeadFormat(p), c.Vocab, c.Hidden); err != nil {
 			return err
 		}
 		if w.invFreq, err = u.alloc(4 * c.HeadDim / 2); err != nil {

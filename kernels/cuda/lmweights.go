@@ -26,7 +26,7 @@ type lmKey struct {
 //	            bf16 at bf16, fp8 and fp4, f16 at fp16
 //	norms       f32 (attnNorm, mlpNorm, qNorm, kNorm, norm)
 //	linears     lmLin, q/k/v and gate/up stacked along N
-//	head        an lmLin at headFormat(p); a tied head shares the table
+//	head        an lmLin at kernels.LMHeadFormat(p); a tied head shares the table
 //	            except at tf32 (whose head is rounded, the table not)
 //	invFreq     RoPE's inverse frequencies, lm.Config.InvFreq32
 type lmWeights struct {
@@ -89,16 +89,6 @@ func (l *lmLin) actFmt() fmtCode {
 		return fmtE4M3
 	}
 	return fmtF32
-}
-
-// headFormat is the precision the head runs at: bf16 for fp8 and fp4 (as
-// published fp8 and 4-bit recipes keep it), p otherwise (kernels/cpu's
-// headFormat).
-func headFormat(p precision.Format) precision.Format {
-	if p == precision.FP8 || p == precision.FP4 {
-		return precision.BF16
-	}
-	return p
 }
 
 // tableFmt is the embedding table's storage at p: the activation format
@@ -303,7 +293,7 @@ func (u *lmUploader) model(m *lm.Model) error {
 	if w.norm, err = u.vec(mw.Norm); err != nil {
 		return err
 	}
-	hf := headFormat(p)
+	hf := kernels.LMHeadFormat(p)
 	if mw.Head == mw.Embed && p != precision.TF32 {
 		// Tied: the table is already in the head's format (f32, bf16 or
 		// f16).
