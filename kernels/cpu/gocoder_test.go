@@ -77,7 +77,7 @@ func TestGocoderMatchesTransformers(t *testing.T) {
 		if e := kerneltest.RelL2(logits, c.LastLogits); e > 1e-5 {
 			t.Errorf("%s: last-position logits differ from transformers' by %.3g (relative L2); want ≤ 1e-5", c.File, e)
 		}
-		gen := generate(kerneltest.NewSession(t, b, m, precision.FP32, 16), c.PromptIDs, len(c.GreedyIDs))
+		gen := kerneltest.NewSession(t, b, m, precision.FP32, 16).Generate(c.PromptIDs, len(c.GreedyIDs))
 		if !slices.Equal(gen, c.GreedyIDs) {
 			got, _ := tok.Decode(toInts(gen), false)
 			t.Errorf("%s: greedy continuation\n got %q\nwant %q", c.File, got, c.GreedyText)

@@ -81,7 +81,8 @@ func (b *Backend) NewKVCache(m *lm.Model, p precision.Format, blocks int) (kerne
 		if err != nil {
 			return err
 		}
-		if err := d.stream.memset32(ptr, 0, int(c.bytes/4)); err == nil {
+		err = d.stream.memset32(ptr, 0, int(c.bytes/4))
+		if err == nil {
 			err = d.stream.sync()
 		}
 		if err != nil {

@@ -77,7 +77,7 @@ func orDefault[T any](v, def []T) []T {
 
 // benchLMCase runs warmup + steps decode steps of batch sequences from
 // prompt positions of random context.
-func (b *Backend) benchLMCase(ctx context.Context, m *lm.Model, p precision.Format, batch, prompt, warmup, steps int) (LMResult, error) {
+func (b *Backend) benchLMCase(ctx context.Context, m *lm.Model, p precision.Format, batch, prompt, warmup, steps int) (res LMResult, err error) {
 	c := &m.Config
 	n := prompt + warmup + steps + 1
 	if n > c.MaxPositions {
@@ -88,7 +88,11 @@ func (b *Backend) benchLMCase(ctx context.Context, m *lm.Model, p precision.Form
 	if err != nil {
 		return LMResult{}, err
 	}
-	defer kvc.Close()
+	defer func() {
+		if cerr := kvc.Close(); err == nil {
+			err = cerr
+		}
+	}()
 	kv := kvc.(*kvCache)
 	err = b.do(ctx, func(d *devState) error {
 		f := fmtBF16
