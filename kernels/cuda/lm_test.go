@@ -247,13 +247,16 @@ func TestLMPrefillDecode(t *testing.T) {
 
 // TestLMLongContext prefills 300 tokens of the model with Llama-3.1-8B's
 // attention shape (three attention splits), scoring every token, then
-// decodes 20 more, against the CPU at fp32 and bf16.
+// decodes 20 more, against the CPU. A step of 300 rows takes the paths
+// of large batches: fp8's cuBLASLt outer-vector scales (per channel, per
+// token) with the bias fused, fp4's bf16 GEMM with per-channel tensor
+// scales in the epilogue.
 func TestLMLongContext(t *testing.T) {
 	g, c := gpuLM(t), cpuLM(t)
 	m := lmModelNamed(t, "wide")
 	v := m.Config.Vocab
 	toks := kt.RandTokens(3, 320, v)
-	for _, p := range []precision.Format{precision.FP32, precision.BF16} {
+	for _, p := range []precision.Format{precision.FP32, precision.BF16, precision.FP8, precision.FP4} {
 		gs, cs := kt.NewSession(t, g, m, p, 32), kt.NewSession(t, c, m, p, 32)
 		gb, cb := gs.Alloc(len(toks)), cs.Alloc(len(toks))
 		seq := func(blocks []int32) kernels.Seq {
