@@ -26,6 +26,7 @@ import (
 	"github.com/gearbox-inference/gearbox/internal/gpumon"
 	"github.com/gearbox-inference/gearbox/kernels"
 	"github.com/gearbox-inference/gearbox/model"
+	"github.com/gearbox-inference/gearbox/model/lm"
 	"github.com/gearbox-inference/gearbox/quality"
 	"github.com/gearbox-inference/gearbox/worker"
 )
@@ -185,6 +186,17 @@ func loadModels(ctx context.Context, cfg *config, js jetstream.JetStream, log ze
 		for _, m := range ms {
 			models.Put(m)
 			log.Info().Str("model", m.Name).Str("version", m.Version).Str("digest", m.Digest[:12]).Msg("model loaded")
+		}
+		lms, err := lm.LoadAll(cfg.Models)
+		if err != nil {
+			return nil, fmt.Errorf("GEARBOX_MODELS: %w", err)
+		}
+		for _, m := range lms {
+			if err := models.PutLM(m); err != nil {
+				return nil, fmt.Errorf("GEARBOX_MODELS: %w", err)
+			}
+			log.Info().Str("model", m.Name).Str("version", m.Version).Str("arch", string(m.Config.Arch)).
+				Int("layers", m.Config.Layers).Str("digest", m.Digest[:12]).Msg("language model loaded")
 		}
 	}
 	subj, _ := cfg.subjects()
