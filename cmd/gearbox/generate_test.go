@@ -134,3 +134,27 @@ func runStdin(t *testing.T, stdin string, args ...string) string {
 	}
 	return stdout
 }
+
+// TestInspectLanguageModel: model inspect --error on a checkpoint measures
+// every rung of its ladder against fp32: fp32 exactly, the cheaper formats
+// with a KL divergence that grows as they get cheaper.
+func TestInspectLanguageModel(t *testing.T) {
+	code, stdout, stderr := runCLI(t, nil, "model", "inspect", "--error", "--tokens", "32", gocoder)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	kl := map[string]float64{}
+	for _, line := range strings.Split(stdout, "\n") {
+		var p string
+		var k, top1, rel float64
+		if n, _ := fmt.Sscanf(strings.TrimSpace(line), "%s %g %g %g", &p, &k, &top1, &rel); n == 4 {
+			kl[p] = k
+		}
+	}
+	if len(kl) != 5 || kl["fp32"] != 0 || !(kl["bf16"] > 0 && kl["bf16"] < kl["fp8"] && kl["fp8"] < kl["fp4"]) {
+		t.Errorf("KL per precision %v; want fp32 0 < bf16 < fp8 < fp4:\n%s", kl, stdout)
+	}
+	if !strings.Contains(stdout, "llama: 6 layers") {
+		t.Errorf("no architecture line:\n%s", stdout)
+	}
+}

@@ -207,6 +207,13 @@ func loadModels(ctx context.Context, cfg *config, js jetstream.JetStream, log ze
 		}
 		return m, err
 	}
+	models.FetchLM = func(ctx context.Context, name string) (*lm.Model, error) {
+		m, err := lm.Fetch(ctx, js, subj.ModelBucket(), name)
+		if err == nil {
+			log.Info().Str("model", m.Name).Str("digest", m.Digest[:12]).Msg("language model fetched from the object store")
+		}
+		return m, err
+	}
 	return models, nil
 }
 
