@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gearbox-inference/gearbox/internal/demo"
+	"github.com/gearbox-inference/gearbox/precision"
 )
 
 // demoFlags are the demo's flags.
@@ -20,6 +21,10 @@ type demoFlags struct {
 	dims                     string
 	rate, maxErr, sample     float64
 	cooldown                 time.Duration
+	lmDir                    string
+	lmPrompts, lmTokens      int
+	lmPrecisions             string
+	plots                    string
 }
 
 func newDemoCmd(a *app) *cobra.Command {
@@ -30,14 +35,21 @@ func newDemoCmd(a *app) *cobra.Command {
 		Long: `Starts an embedded NATS server (on GEARBOX_EMBEDDED_LISTEN) and in-process
 workers, synthesises a model, publishes jobs with a mix of requested
 precisions (a few invalid on purpose), and prints throughput, latency,
-batching, errors and the quality loop's policy changes.`,
+batching, errors and the quality loop's policy changes.
+
+Then the same workers serve the Go-code language model Gearbox ships
+(testdata/models/gocoder, or --lm-model): greedy completions of the first
+lines of held-out Go files from the local toolchain, at each precision of
+the model's ladder in turn, with tokens/s, time to first token, and each
+precision's completion of one prompt side by side with its agreement with
+fp32. --jobs 0 runs only that; --lm-prompts 0 skips it.`,
 		Args: argsRange(0, 0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDemo(cmd.Context(), &a.cfg, a.log, f, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	fs := c.Flags()
-	fs.IntVar(&f.jobs, "jobs", 50000, "jobs to publish")
+	fs.IntVar(&f.jobs, "jobs", 50000, "tensor jobs to publish (0: no tensor run)")
 	fs.IntVar(&f.workers, "workers", 2, "workers to run in this process")
 	fs.IntVar(&f.rows, "rows", 8, "rows per job are drawn from 1..rows")
 	fs.StringVar(&f.dims, "dims", "64,256,256,10", "the synthesised model's widths: input, then each layer's output")
@@ -46,6 +58,11 @@ batching, errors and the quality loop's policy changes.`,
 	fs.Float64Var(&f.maxErr, "max-error", 0.25, "the demo model's accuracy target (relative L2 error); its fp8 error is about 0.07 (0.1 at worst), fp4's 0.27")
 	fs.Float64Var(&f.sample, "sample", 0.25, "fraction of batches the quality loop checks (GEARBOX_QUALITY_SAMPLE is for workers)")
 	fs.DurationVar(&f.cooldown, "cooldown", time.Second, "least time between a policy change and the next step down")
+	fs.StringVar(&f.lmDir, "lm-model", "", "the language model's checkpoint directory (default: the shipped "+demo.ModelDir+", found from the working directory or the source tree)")
+	fs.IntVar(&f.lmPrompts, "lm-prompts", 16, "prompts for the language model, each run at every precision (0: no language-model run)")
+	fs.IntVar(&f.lmTokens, "lm-tokens", 64, "tokens each completion may generate")
+	fs.StringVar(&f.lmPrecisions, "lm-precisions", "", "precisions the language model runs, the reference first (default: the model's ladder)")
+	fs.StringVar(&f.plots, "plots", "", "write the run's plots (PNG) into this directory")
 	return c
 }
 
@@ -57,6 +74,14 @@ func runDemo(ctx context.Context, cfg *config, log zerolog.Logger, f demoFlags, 
 	bad := f.bad
 	if bad == 0 {
 		bad = -1
+	}
+	jobs := f.jobs
+	if jobs == 0 {
+		jobs = -1 // no tensor run
+	}
+	lmc, err := demoLM(f, stderr)
+	if err != nil {
+		return err
 	}
 	subj, err := cfg.subjects()
 	if err != nil {
@@ -78,19 +103,55 @@ func runDemo(ctx context.Context, cfg *config, log zerolog.Logger, f demoFlags, 
 	listen := cfg.EmbeddedListen
 	fmt.Fprintf(stderr, "gearbox demo: %d jobs, %d workers on %s, model %s, embedded NATS on %s\n",
 		f.jobs, f.workers, backend.Name(), f.dims, listen)
-	sum, err := demo.Run(ctx, demo.Config{
-		Jobs: f.jobs, Workers: f.workers, MaxRows: f.rows, Dims: ds, BadEvery: bad, Rate: f.rate, MaxError: f.maxErr,
-		Listen: listen, Worker: wc, Backend: backend, Progress: stderr, Log: log,
+	rep, err := demo.Run(ctx, demo.Config{
+		Jobs: jobs, Workers: f.workers, MaxRows: f.rows, Dims: ds, BadEvery: bad, Rate: f.rate, MaxError: f.maxErr,
+		Listen: listen, Worker: wc, Backend: backend, Progress: stderr, Log: log, LM: lmc,
 	})
 	if err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout)
-	sum.Print(stdout)
-	if n := sum.Unexpected(); n > 0 {
+	rep.Print(stdout)
+	if f.plots != "" {
+		files, err := rep.WritePlots(f.plots, ".png")
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "\nplots: %s\n", strings.Join(files, ", "))
+	}
+	if n := rep.Unexpected(); n > 0 {
 		return fmt.Errorf("%d results did not match their jobs", n)
 	}
 	return nil
+}
+
+// demoLM is the demo's language-model run, or nil for none: without
+// --lm-model, the shipped model where it can be found (else a note, and no
+// run).
+func demoLM(f demoFlags, stderr io.Writer) (*demo.LMConfig, error) {
+	if f.lmPrompts <= 0 {
+		return nil, nil
+	}
+	dir := f.lmDir
+	if dir == "" {
+		d, err := demo.FindModel()
+		if err != nil {
+			fmt.Fprintf(stderr, "gearbox demo: %v; no language-model run (--lm-model DIR names one)\n", err)
+			return nil, nil
+		}
+		dir = d
+	}
+	c := &demo.LMConfig{Dir: dir, Prompts: f.lmPrompts, MaxTokens: f.lmTokens}
+	if f.lmPrecisions != "" {
+		for _, s := range strings.Split(f.lmPrecisions, ",") {
+			p, err := precision.Parse(strings.TrimSpace(s))
+			if err != nil {
+				return nil, fmt.Errorf("--lm-precisions: %w", err)
+			}
+			c.Precisions = append(c.Precisions, p)
+		}
+	}
+	return c, nil
 }
 
 func parseDims(s string) ([]int, error) {

@@ -1,7 +1,9 @@
 // Package demo runs Gearbox end to end in one process: an embedded
 // JetStream server, workers, a synthesised model, a load generator that
 // publishes real jobs (with a few deliberately invalid ones), and a summary
-// of what came back. It backs "gearbox demo" and its test.
+// of what came back; then, optionally, generate jobs for a real language
+// model at each precision of its ladder, side by side. It backs "gearbox
+// demo" and its test.
 package demo
 
 import (
@@ -11,28 +13,23 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
-	"net"
-	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/gearbox-inference/gearbox"
-	"github.com/gearbox-inference/gearbox/internal/embedded"
 	"github.com/gearbox-inference/gearbox/kernels"
 	"github.com/gearbox-inference/gearbox/model"
+	"github.com/gearbox-inference/gearbox/model/lm"
 	"github.com/gearbox-inference/gearbox/precision"
 	"github.com/gearbox-inference/gearbox/worker"
 )
 
 // Config configures a demo run. Zero fields take the defaults in comments.
 type Config struct {
-	Jobs    int   // jobs to publish (default 50,000)
+	Jobs    int   // jobs to publish (default 50,000; negative: no tensor run)
 	Workers int   // workers in the process (default 2)
 	MaxRows int   // rows per job, uniform in 1..MaxRows (default 8)
 	Dims    []int // model widths (default 64,256,256,10)
@@ -56,8 +53,10 @@ type Config struct {
 	// Progress, when set, receives a progress bar.
 	Progress io.Writer
 	Log      zerolog.Logger
-	// Timeout bounds the wait for results (default 5 minutes).
+	// Timeout bounds the wait for each run's results (default 5 minutes).
 	Timeout time.Duration
+	// LM, when set, adds the language-model run after the tensor run.
+	LM *LMConfig
 }
 
 func (c *Config) defaults() {
@@ -87,118 +86,84 @@ func (c *Config) defaults() {
 // mix is the precisions the load generator asks for, in turn.
 var mix = []precision.Format{precision.Auto, precision.Auto, precision.FP32, precision.TF32, precision.BF16, precision.FP16, precision.FP8, precision.FP4}
 
-// Run runs the demo and returns its summary.
-func Run(ctx context.Context, cfg Config) (*Summary, error) {
+// Report is what a demo run measured.
+type Report struct {
+	// Tensor is the tensor run's summary; nil when it was not run
+	// (Config.Jobs < 0).
+	Tensor *Summary
+	// LM is the language-model run's; nil without Config.LM.
+	LM *LMSummary
+}
+
+// Unexpected is the number of results, of either run, that did not match
+// what their job called for.
+func (r *Report) Unexpected() int {
+	n := 0
+	if r.Tensor != nil {
+		n += r.Tensor.Unexpected()
+	}
+	if r.LM != nil {
+		n += r.LM.Unexpected()
+	}
+	return n
+}
+
+// Print writes each run's summary.
+func (r *Report) Print(w io.Writer) {
+	if r.Tensor != nil {
+		r.Tensor.Print(w)
+	}
+	if r.LM != nil {
+		if r.Tensor != nil {
+			fmt.Fprintln(w)
+		}
+		r.LM.Print(w)
+	}
+}
+
+// Run runs the demo: the tensor run, then the language-model run, on one
+// embedded server and the same workers.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cfg.defaults()
 	if cfg.Backend == nil {
 		return nil, errors.New("demo: no backend")
 	}
-	dir := cfg.Dir
-	if dir == "" {
-		d, err := os.MkdirTemp("", "gearbox-demo-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(d)
-		dir = d
-	}
-	srv, err := embedded.Start(embedded.Config{Dir: dir, Listen: cfg.Listen})
-	if err != nil && cfg.Listen != "" {
-		// Most likely a worker already listens there: take a free port.
-		host, _, _ := net.SplitHostPort(cfg.Listen)
-		cfg.Log.Warn().Err(err).Msg("embedded NATS: using a free port instead")
-		cfg.Listen = net.JoinHostPort(host, "-1")
-		srv, err = embedded.Start(embedded.Config{Dir: dir, Listen: cfg.Listen})
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
-	cfg.Log.Info().Str("url", srv.ClientURL()).Msg("embedded NATS server started")
-
 	m, err := model.Synth(model.SynthConfig{Name: "demo", Dims: cfg.Dims, Act: model.GELU, Seed: int64(cfg.Seed), MaxError: cfg.MaxError})
 	if err != nil {
 		return nil, err
 	}
-	subj := cfg.Worker.Subjects
-	if subj.Prefix == "" {
-		subj = gearbox.DefaultSubjects
-	}
-
-	// Workers, each on its own connection as separate processes would be.
-	hard, hardStop := context.WithCancel(context.Background())
-	defer hardStop()
 	models := worker.NewModels(m)
-	var workers []*worker.Worker
-	var wg sync.WaitGroup
-	runErr := make(chan error, cfg.Workers)
-	for i := range cfg.Workers {
-		nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name(fmt.Sprintf("demo-worker-%d", i)))
-		if err != nil {
+	var lmm *lm.Model
+	if cfg.LM != nil {
+		if lmm, err = cfg.LM.load(cfg.Backend); err != nil {
 			return nil, err
 		}
-		defer nc.Close()
-		wc := cfg.Worker
-		wc.Subjects, wc.Provision = subj, true
-		wc.Name = fmt.Sprintf("demo-w%d", i)
-		w, err := worker.New(nc, cfg.Backend, models, wc)
-		if err != nil {
+		if err := models.PutLM(lmm); err != nil {
 			return nil, err
 		}
-		workers = append(workers, w)
-		wg.Go(func() {
-			if err := w.Run(hard); err != nil && !errors.Is(err, context.Canceled) {
-				runErr <- err
-			}
-		})
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		for _, w := range workers {
-			_ = w.Shutdown(sctx)
-		}
-		hardStop()
-		wg.Wait()
-	}()
+	c, err := startCluster(ctx, cfg, models)
+	if err != nil {
+		return nil, err
+	}
+	defer c.close()
 
-	pc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name("demo-producer"))
-	if err != nil {
-		return nil, err
-	}
-	defer pc.Close()
-	client, err := gearbox.NewClient(pc, gearbox.WithPrefix(subj.Prefix))
-	if err != nil {
-		return nil, err
-	}
-	if err := client.Provision(ctx, cfg.Worker.Streams); err != nil {
-		return nil, err
-	}
-	sum := newSummary(cfg.Jobs)
-	sum.rate = cfg.Rate
-	kv, err := gearbox.PolicyStore(ctx, client.JetStream(), subj, 1, false)
-	if err != nil {
-		return nil, err
-	}
-	watch, err := kv.WatchAll(ctx, jetstream.UpdatesOnly())
-	if err != nil {
-		return nil, err
-	}
-	defer watch.Stop()
-	go func() {
-		for e := range watch.Updates() {
-			if e == nil || e.Operation() != jetstream.KeyValuePut {
-				continue
-			}
-			if p, err := gearbox.DecodePolicy(e.Value()); err == nil {
-				sum.policy(p, time.Now())
-			}
+	rep := &Report{}
+	if cfg.Jobs >= 0 {
+		sum := newSummary(cfg.Jobs)
+		sum.rate, sum.model = cfg.Rate, m
+		c.track(m.Name, sum.policy)
+		if err := load(ctx, cfg, c.client, m, sum, c.runErr); err != nil {
+			return nil, err
 		}
-	}()
-	if err := load(ctx, cfg, client, m, sum, runErr); err != nil {
-		return nil, err
+		rep.Tensor = sum
 	}
-	return sum, nil
+	if lmm != nil {
+		if rep.LM, err = runLM(ctx, cfg, c, lmm); err != nil {
+			return nil, err
+		}
+	}
+	return rep, nil
 }
 
 // load publishes the jobs, follows the results and summarises them.
@@ -206,6 +171,14 @@ func load(ctx context.Context, cfg Config, client *gearbox.Client, m *model.Mode
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 
+	go func() {
+		for r, err := range client.QualityReports(ctx, m.Name, true) {
+			if err != nil {
+				return // the summary lacks a picture's dots, nothing more
+			}
+			sum.report(r, time.Now())
+		}
+	}()
 	got := make(chan struct{})
 	var followErr error
 	go func() {

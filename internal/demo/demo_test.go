@@ -3,6 +3,7 @@ package demo_test
 import (
 	"bytes"
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,12 +22,13 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum, err := demo.Run(context.Background(), demo.Config{Jobs: 600, Workers: 2, BadEvery: 50, Dir: t.TempDir(), Backend: b,
+	rep, err := demo.Run(context.Background(), demo.Config{Jobs: 600, Workers: 2, BadEvery: 50, Dir: t.TempDir(), Backend: b,
 		Worker:   worker.Config{Quality: quality.Config{Sample: 1, Control: true, Rules: quality.Rules{Cooldown: time.Millisecond, MinSamples: 3, Window: 3}}},
 		MaxError: 0.2})
 	if err != nil {
 		t.Fatal(err)
 	}
+	sum := rep.Tensor
 	if got := sum.Results(); got != 600 {
 		t.Errorf("answered %d jobs; want 600", got)
 	}
@@ -47,5 +49,15 @@ func TestDemo(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("summary lacks %q:\n%s", want, out.String())
 		}
+	}
+	files, err := rep.WritePlots(filepath.Join(t.TempDir(), "plots"), ".png")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 2 || filepath.Base(files[0]) != demo.TensorPolicyPlot+".png" || filepath.Base(files[1]) != demo.TensorPrecisionsPlot+".png" {
+		t.Fatalf("plots %v; want the tensor run's two", files)
+	}
+	for _, f := range files {
+		checkPNG(t, f)
 	}
 }

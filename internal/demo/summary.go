@@ -14,6 +14,7 @@ import (
 	"github.com/mattn/go-isatty"
 
 	"github.com/gearbox-inference/gearbox"
+	"github.com/gearbox-inference/gearbox/model"
 	"github.com/gearbox-inference/gearbox/precision"
 )
 
@@ -30,6 +31,8 @@ type Summary struct {
 	codes     map[gearbox.Code]int
 	changes   []change     // policy changes seen, in order
 	auto      []autoResult // auto jobs: when sent, precision run
+	computed  map[string]computed // batch id → its precision and compute time
+	reports   []report     // the model's quality reports, as they came
 	expectBad int
 	wrong     int // results whose success or failure was not what the job called for
 	n         int
@@ -37,12 +40,28 @@ type Summary struct {
 	published time.Duration
 	elapsed   time.Duration
 	rate      float64 // the publishing pace asked for (0: a burst)
+	model     *model.Model
 }
 
 // change is a policy change as the demo saw it.
 type change struct {
 	at time.Duration // since the first publish
 	p  *gearbox.PrecisionPolicy
+}
+
+// report is a quality report's served precision and error as the demo
+// saw it.
+type report struct {
+	at     time.Duration // since the first publish
+	served precision.Format
+	relL2  float64
+}
+
+// computed is a batch's precision and compute time, from its results.
+type computed struct {
+	p    precision.Format
+	rows int
+	ms   float64
 }
 
 type autoResult struct {
@@ -69,6 +88,13 @@ func (s *Summary) policy(p *gearbox.PrecisionPolicy, at time.Time) {
 	s.changes = append(s.changes, change{at: at.Sub(s.start), p: p})
 }
 
+// report records a quality report seen at.
+func (s *Summary) report(r *gearbox.QualityReport, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reports = append(s.reports, report{at: at.Sub(s.start), served: r.Served, relL2: r.ServedMetrics.RelL2})
+}
+
 // PolicyChanges lists the precisions the policy moved to, in order.
 func (s *Summary) PolicyChanges() []precision.Format {
 	s.mu.Lock()
@@ -89,6 +115,7 @@ func newSummary(jobs int) *Summary {
 		batches:  map[string]int{},
 		ran:      map[[2]precision.Format]int{},
 		codes:    map[gearbox.Code]int{},
+		computed: map[string]computed{},
 	}
 }
 
@@ -122,6 +149,7 @@ func (s *Summary) add(r *gearbox.Result, at time.Time) bool {
 	}
 	s.batches[r.Batch] = r.BatchRows
 	s.ran[[2]precision.Format{s.asked[i], r.Precision}]++
+	s.computed[r.Batch] = computed{p: r.Precision, rows: r.BatchRows, ms: r.ComputeMs}
 	if s.asked[i] == precision.Auto || s.asked[i] == "" {
 		s.auto = append(s.auto, autoResult{answered: at.Sub(s.start), ran: r.Precision})
 	}

@@ -120,7 +120,7 @@ func WriteTimeline(path string, t Timeline) error {
 		bottom.Add(tl)
 		bottom.Legend.Add(fmt.Sprintf("target %g", t.Target), tl)
 	}
-	bottom.Legend.Top, bottom.Legend.Left = false, true
+	bottom.Legend.Top, bottom.Legend.Left = true, true
 	top.X.Min, top.X.Max, bottom.X.Min, bottom.X.Max = 0, t.End, 0, t.End
 	return write(path, 8*vg.Inch, 6*vg.Inch, [][]*plot.Plot{{top}, {bottom}})
 }
