@@ -101,8 +101,14 @@ func runDemo(ctx context.Context, cfg *config, log zerolog.Logger, f demoFlags, 
 	// a production worker would.
 	wc.Quality.Sample, wc.Quality.Control, wc.Quality.Rules.Cooldown = f.sample, true, f.cooldown
 	listen := cfg.EmbeddedListen
-	fmt.Fprintf(stderr, "gearbox demo: %d jobs, %d workers on %s, model %s, embedded NATS on %s\n",
-		f.jobs, f.workers, backend.Name(), f.dims, listen)
+	runs := fmt.Sprintf("%d jobs of model %s", f.jobs, f.dims)
+	if jobs < 0 {
+		runs = "no tensor jobs"
+	}
+	if lmc != nil {
+		runs += ", then language model " + lmc.Dir
+	}
+	fmt.Fprintf(stderr, "gearbox demo: %s; %d workers on %s, embedded NATS on %s\n", runs, f.workers, backend.Name(), listen)
 	rep, err := demo.Run(ctx, demo.Config{
 		Jobs: jobs, Workers: f.workers, MaxRows: f.rows, Dims: ds, BadEvery: bad, Rate: f.rate, MaxError: f.maxErr,
 		Listen: listen, Worker: wc, Backend: backend, Progress: stderr, Log: log, LM: lmc,

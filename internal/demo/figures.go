@@ -141,4 +141,3 @@ func (s *LMSummary) bars() []plots.Bars {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-

@@ -105,20 +105,20 @@ func (c *LMConfig) defaults() {
 func (c *LMConfig) load(b kernels.Backend) (*lm.Model, error) {
 	c.defaults()
 	if c.Dir == "" {
-		return nil, fmt.Errorf("demo: language model: %w: no directory given", ErrNoModel)
+		return nil, fmt.Errorf("language-model run: %w: no directory given", ErrNoModel)
 	}
 	if c.Prompts < 1 || c.MaxTokens < 1 || c.PromptTokens < 1 {
-		return nil, fmt.Errorf("demo: language model: prompts %d, prompt tokens %d and max tokens %d must be ≥ 1", c.Prompts, c.PromptTokens, c.MaxTokens)
+		return nil, fmt.Errorf("language-model run: prompts %d, prompt tokens %d and max tokens %d must be ≥ 1", c.Prompts, c.PromptTokens, c.MaxTokens)
 	}
 	m, err := lm.Load(c.Dir)
 	if err != nil {
-		return nil, fmt.Errorf("demo: %w", err)
+		return nil, fmt.Errorf("language-model run: %w", err)
 	}
 	if _, ok := b.(kernels.LM); !ok {
-		return nil, fmt.Errorf("demo: backend %s runs no language models", b.Name())
+		return nil, fmt.Errorf("language-model run: backend %s runs no language models", b.Name())
 	}
 	if m.Tokenizer == nil {
-		return nil, fmt.Errorf("demo: model %s has no %s: the demo's prompts are text", m.Name, lm.TokenizerFile)
+		return nil, fmt.Errorf("language-model run: model %s has no %s: the demo's prompts are text", m.Name, lm.TokenizerFile)
 	}
 	if c.Precisions == nil {
 		for _, p := range m.Precision.Ladder {
@@ -129,11 +129,11 @@ func (c *LMConfig) load(b kernels.Backend) (*lm.Model, error) {
 	}
 	for _, p := range c.Precisions {
 		if !kernels.Supports(b, p) {
-			return nil, fmt.Errorf("demo: backend %s does not run %s", b.Name(), p)
+			return nil, fmt.Errorf("language-model run: backend %s does not run %s", b.Name(), p)
 		}
 	}
 	if len(c.Precisions) == 0 {
-		return nil, fmt.Errorf("demo: backend %s runs none of model %s's ladder %v", b.Name(), m.Name, m.Precision.Ladder)
+		return nil, fmt.Errorf("language-model run: backend %s runs none of model %s's ladder %v", b.Name(), m.Name, m.Precision.Ladder)
 	}
 	return m, nil
 }
@@ -169,7 +169,7 @@ var snippets = []prompt{
 func (c *LMConfig) prompts(m *lm.Model) (ps []prompt, source string, err error) {
 	tok, err := tokenizer.ParseFiles(tokenizer.Files{Tokenizer: m.Tokenizer, Config: m.TokenizerConfig})
 	if err != nil {
-		return nil, "", fmt.Errorf("demo: model %s: %w", m.Name, err)
+		return nil, "", fmt.Errorf("language-model run: model %s: %w", m.Name, err)
 	}
 	count := func(s string) int { return len(tok.Encode(s, true)) }
 	files, err := heldout(filepath.Join(c.Dir, HeldoutFile))
@@ -198,7 +198,7 @@ func (c *LMConfig) prompts(m *lm.Model) (ps []prompt, source string, err error) 
 		f := found[i*len(found)/c.Prompts%len(found)]
 		data, err := os.ReadFile(filepath.Join(src, f))
 		if err != nil {
-			return nil, "", fmt.Errorf("demo: prompt: %w", err)
+			return nil, "", fmt.Errorf("language-model run: prompt: %w", err)
 		}
 		text, n := firstLines(string(data), c.PromptTokens, count)
 		ps = append(ps, prompt{name: f, text: text, ids: n})
@@ -213,7 +213,7 @@ func heldout(path string) ([]string, error) {
 		return nil, nil // no list: the snippets
 	}
 	if err != nil {
-		return nil, fmt.Errorf("demo: %w", err)
+		return nil, fmt.Errorf("language-model run: %w", err)
 	}
 	var files []string
 	sc := bufio.NewScanner(bytes.NewReader(data))

@@ -29,10 +29,10 @@ type Summary struct {
 	batches   map[string]int // batch id → rows
 	ran       map[[2]precision.Format]int
 	codes     map[gearbox.Code]int
-	changes   []change     // policy changes seen, in order
-	auto      []autoResult // auto jobs: when sent, precision run
+	changes   []change            // policy changes seen, in order
+	auto      []autoResult        // auto jobs: when sent, precision run
 	computed  map[string]computed // batch id → its precision and compute time
-	reports   []report     // the model's quality reports, as they came
+	reports   []report            // the model's quality reports, as they came
 	expectBad int
 	wrong     int // results whose success or failure was not what the job called for
 	n         int
