@@ -81,13 +81,6 @@ func (s *LMSummary) add(r *gearbox.Result, at time.Time) bool {
 	return true
 }
 
-// answeredAt is the number of phase i's jobs answered.
-func (s *LMSummary) answeredAt(i int) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.phases[i].n
-}
-
 // policy records a change of the model's precision policy.
 func (s *LMSummary) policy(p *gearbox.PrecisionPolicy, at time.Time) {
 	s.mu.Lock()
