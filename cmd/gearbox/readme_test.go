@@ -71,7 +71,8 @@ var readmeCommands = map[string]readmeCommand{
 	"go test ./...": {skip: "the test suite itself"},
 	"go run ./cmd/gearbox demo": {long: true, check: func(t *testing.T, stdout string, _ map[string]bool) {
 		for _, want := range []string{`(?m)^jobs answered +50000$`, `mostly backlog, not service time`,
-			`(?m)^errors: 200 \(the load generator sent 200 invalid jobs on purpose\)$`} {
+			`(?m)^errors: 200 \(the load generator sent 200 invalid jobs on purpose\)$`,
+			`language model gocoder`, `same as fp32`} {
 			if !regexp.MustCompile(want).MatchString(stdout) {
 				t.Errorf("demo output does not match %s:\n%s", want, stdout)
 			}
