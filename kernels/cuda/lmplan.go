@@ -52,8 +52,8 @@ type seqPlan struct {
 	// The logit rows of its rows before the last that return their logits
 	// (Seq.LogitRows − 1 of them): rowsFrom ... rowsFrom+rowsN−1.
 	rowsFrom, rowsN int
-	sample int // its index in the sampling arrays
-	nTop   int // alternatives it gets: min(TopLogprobs, vocab)
+	sample          int // its index in the sampling arrays
+	nTop            int // alternatives it gets: min(TopLogprobs, vocab)
 }
 
 // attnSplit is the split length of a row's attention over a context of n
