@@ -24,10 +24,10 @@ import (
 // Fetch and List take the bucket to use; "" means Bucket.
 const Bucket = "gearbox_models"
 
-// digestKey is the object metadata key under which Push records the model's
-// Digest on both objects, so that Fetch can tell a pair from one push from
-// a pair torn by a concurrent push.
-const digestKey = "gearbox-digest"
+// DigestKey is the object metadata key under which Push records the model's
+// Digest on its objects, so that Fetch can tell objects from one push from
+// objects torn by a concurrent push (language models too: package lm).
+const DigestKey = "gearbox-digest"
 
 // Fetch retries a torn read this many times, fetchBackoff apart (times the
 // attempt number), before it returns ErrInconsistent.
@@ -53,9 +53,12 @@ func Push(ctx context.Context, js jetstream.JetStream, bucket, dir string) (*Mod
 	if err != nil {
 		return nil, err
 	}
-	obs, err := objectStore(ctx, js, bucket, true)
+	obs, err := ObjectStore(ctx, js, bucket, true)
 	if err != nil {
 		return nil, fmt.Errorf("model: push %s to %s: %w", m.Name, bucket, err)
+	}
+	if _, err := obs.GetInfo(ctx, m.Name+"/"+ConfigFile); err == nil {
+		return nil, fmt.Errorf("model: push %s: bucket %s holds a language model of that name", m.Name, bucket)
 	}
 	// The weights go first so that a model.json in the bucket always has
 	// weights beside it.
@@ -66,7 +69,7 @@ func Push(ctx context.Context, js jetstream.JetStream, bucket, dir string) (*Mod
 		meta := jetstream.ObjectMeta{
 			Name:        m.Name + "/" + f.name,
 			Description: "gearbox model " + m.Name,
-			Metadata:    map[string]string{digestKey: m.Digest},
+			Metadata:    map[string]string{DigestKey: m.Digest},
 		}
 		if _, err := obs.Put(ctx, meta, bytes.NewReader(f.data)); err != nil {
 			return nil, fmt.Errorf("model: push %s: %s/%s: %w", m.Name, bucket, meta.Name, err)
@@ -86,7 +89,7 @@ func Fetch(ctx context.Context, js jetstream.JetStream, bucket, name string) (*M
 	if !ValidName(name) {
 		return nil, fmt.Errorf("model: %w: %q is not a valid model name", ErrNotFound, name)
 	}
-	obs, err := objectStore(ctx, js, bucket, false)
+	obs, err := ObjectStore(ctx, js, bucket, false)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrBucketNotFound) {
 			return nil, fmt.Errorf("model: %w: %q (no bucket %s): %w", ErrNotFound, name, bucket, err)
@@ -127,11 +130,11 @@ func Fetch(ctx context.Context, js jetstream.JetStream, bucket, name string) (*M
 	}
 }
 
-// List returns the names of the models in the object store bucket, sorted:
-// those with both objects present. A missing bucket holds no models.
+// List returns the names of the tensor models in the object store bucket,
+// sorted: those with both objects present (language models: lm.Names). A missing bucket holds no models.
 func List(ctx context.Context, js jetstream.JetStream, bucket string) ([]string, error) {
 	bucket = cmp.Or(bucket, Bucket)
-	obs, err := objectStore(ctx, js, bucket, false)
+	obs, err := ObjectStore(ctx, js, bucket, false)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil, nil
 	}
@@ -146,15 +149,19 @@ func List(ctx context.Context, js jetstream.JetStream, bucket string) ([]string,
 		return nil, fmt.Errorf("model: list %s: %w", bucket, err)
 	}
 	files := make(map[string]int) // model name → files present
+	lms := make(map[string]bool)  // language models (package lm) have a config.json
 	for _, info := range infos {
 		name, file, ok := strings.Cut(info.Name, "/")
 		if ok && ValidName(name) && (file == ManifestFile || file == WeightsFile) {
 			files[name]++
 		}
+		if ok && file == ConfigFile {
+			lms[name] = true
+		}
 	}
 	var names []string
 	for name, n := range files {
-		if n == 2 {
+		if n == 2 && !lms[name] {
 			names = append(names, name)
 		}
 	}
@@ -162,15 +169,15 @@ func List(ctx context.Context, js jetstream.JetStream, bucket string) ([]string,
 	return names, nil
 }
 
-// objectStore binds to the bucket, creating it if create is set.
-func objectStore(ctx context.Context, js jetstream.JetStream, bucket string, create bool) (jetstream.ObjectStore, error) {
+// ObjectStore binds to the model bucket, creating it if create is set.
+func ObjectStore(ctx context.Context, js jetstream.JetStream, bucket string, create bool) (jetstream.ObjectStore, error) {
 	obs, err := js.ObjectStore(ctx, bucket)
 	if !create || !errors.Is(err, jetstream.ErrBucketNotFound) {
 		return obs, err
 	}
 	obs, err = js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
 		Bucket:      bucket,
-		Description: "Gearbox models: <name>/model.json and <name>/model.safetensors",
+		Description: "Gearbox models: <name>/<file>, the files of each model's directory",
 	})
 	if errors.Is(err, jetstream.ErrBucketExists) { // another pusher won the race
 		return js.ObjectStore(ctx, bucket)
@@ -202,5 +209,5 @@ func getObject(ctx context.Context, obs jetstream.ObjectStore, bucket, name, fil
 	if err != nil {
 		return nil, "", fmt.Errorf("model: fetch %s/%s: %w", bucket, object, err)
 	}
-	return data, info.Metadata[digestKey], nil
+	return data, info.Metadata[DigestKey], nil
 }

@@ -95,6 +95,9 @@ func DefaultConfig() Config {
 		MaxJobRows:    65536,
 		PullExpiry:    5 * time.Second,
 		ReplyPrefixes: slices.Clone(DefaultReplyPrefixes),
+		KVBytes:       128 << 20,
+		LMTokenBudget: 2048,
+		LMMaxSeqs:     256,
 		LMMaxTokens:   256,
 	}
 }
@@ -119,7 +122,7 @@ func (c Config) withDefaults() Config {
 		c.PrefetchBytes = max(4*c.MaxJobBytes, 32<<20)
 	}
 	if c.KVBytes == 0 {
-		c.KVBytes = 128 << 20
+		c.KVBytes = d.KVBytes
 	}
 	if c.LMMaxTokens == 0 {
 		c.LMMaxTokens = d.LMMaxTokens

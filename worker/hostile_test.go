@@ -184,7 +184,11 @@ func TestHugeIDAnsweredUnderSequence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.js.Publish(context.Background(), "gearbox.jobs.mlp", data); err != nil {
+	// 5 MiB into file storage on a loaded 2-core machine under -race can
+	// outlast the client's default 5 s publish timeout.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := e.js.Publish(ctx, "gearbox.jobs.mlp", data); err != nil {
 		t.Fatal(err)
 	}
 	rs := e.results(1)

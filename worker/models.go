@@ -38,6 +38,10 @@ type Models struct {
 	// store). It returns an error wrapping model.ErrNotFound when the model
 	// does not exist.
 	Fetch func(ctx context.Context, name string) (*model.Model, error)
+	// FetchLM, when set, loads a language model missing from the set (from
+	// the object store), for a name no tensor model has; it returns an
+	// error wrapping model.ErrNotFound when there is none.
+	FetchLM func(ctx context.Context, name string) (*lm.Model, error)
 	// NegativeTTL is how long a model that could not be fetched is
 	// reported unknown before Fetch is tried again (default 2 s).
 	NegativeTTL time.Duration
@@ -48,6 +52,7 @@ type Models struct {
 	backends []kernels.Backend // where replaced versions are evicted
 	users    *versions[*model.Model]
 	lms      map[string]*lmServed // language models, by name
+	lmMissed map[string]time.Time // names FetchLM did not find, and when
 	nowFn    func() time.Time
 }
 
@@ -117,6 +122,50 @@ func (s *Models) languageModel(name string) (*lmServed, bool) {
 	return l, ok
 }
 
+// fetchLanguageModel returns the language model called name, fetching it
+// with FetchLM when no model of that name is loaded; false, nil when there
+// is none (then the name may be a tensor model's).
+func (s *Models) fetchLanguageModel(ctx context.Context, name string) (*lmServed, bool, error) {
+	s.mu.RLock()
+	l, ok := s.lms[name]
+	_, tensor := s.models[name]
+	missedAt, missed := s.lmMissed[name]
+	s.mu.RUnlock()
+	if ok || tensor || s.FetchLM == nil || (missed && s.nowFn().Sub(missedAt) < s.negativeTTL()) {
+		return l, ok, nil
+	}
+	m, err := s.FetchLM(ctx, name)
+	if errors.Is(err, model.ErrNotFound) {
+		s.mu.Lock()
+		if s.lmMissed == nil {
+			s.lmMissed = map[string]time.Time{}
+		}
+		s.lmMissed[name] = s.nowFn()
+		s.mu.Unlock()
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	// Workers sharing the set may fetch the same model at once: the
+	// first one in serves.
+	if err := s.PutLM(m); err != nil {
+		if l, ok := s.languageModel(name); ok {
+			return l, true, nil
+		}
+		return nil, false, err
+	}
+	l, ok = s.languageModel(name)
+	return l, ok, nil
+}
+
+func (s *Models) negativeTTL() time.Duration {
+	if s.NegativeTTL == 0 {
+		return 2 * time.Second
+	}
+	return s.NegativeTTL
+}
+
 // Names lists the models in the set, sorted.
 func (s *Models) Names() []string {
 	s.mu.RLock()
@@ -157,11 +206,7 @@ func (s *Models) get(ctx context.Context, name string, take bool) (*model.Model,
 	if ok {
 		return m, nil
 	}
-	ttl := s.NegativeTTL
-	if ttl == 0 {
-		ttl = 2 * time.Second
-	}
-	if s.Fetch == nil || (missed && s.nowFn().Sub(missedAt) < ttl) {
+	if s.Fetch == nil || (missed && s.nowFn().Sub(missedAt) < s.negativeTTL()) {
 		return nil, ErrUnknownModel
 	}
 	m, err := s.Fetch(ctx, name)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -13,6 +14,8 @@ import (
 
 	"github.com/gearbox-inference/gearbox"
 	"github.com/gearbox-inference/gearbox/model"
+	"github.com/gearbox-inference/gearbox/model/lm"
+	"github.com/gearbox-inference/gearbox/precision"
 	"github.com/gearbox-inference/gearbox/worker"
 )
 
@@ -117,5 +120,53 @@ func TestMetrics(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(met.InflightRows()); got != 0 {
 		t.Errorf("in-flight rows %v after every job was answered; want 0", got)
+	}
+}
+
+// TestLanguageModelFromObjectStore: a worker with no models on disk
+// answers a generation job for a language model that is not pushed yet
+// with unknown_model, and once it is pushed (the checkpoint's files, as
+// `gearbox model push` puts them) fetches it and generates what the CPU
+// backend generates from the directory's copy.
+func TestLanguageModelFromObjectStore(t *testing.T) {
+	t.Parallel()
+	e := setup(t, gearbox.StreamsConfig{})
+	e.followStore()
+	bucket := gearbox.DefaultSubjects.ModelBucket()
+	e.models.FetchLM = func(ctx context.Context, name string) (*lm.Model, error) {
+		return lm.Fetch(ctx, e.js, bucket, name)
+	}
+	e.models.NegativeTTL = time.Millisecond
+	e.start("w", worker.Config{KVBytes: 4 << 20}, nil)
+	ctx := context.Background()
+	job := func(id string) *gearbox.Job {
+		return &gearbox.Job{ID: id, Model: "gocoder", Precision: precision.FP32,
+			LMRequest: gearbox.LMRequest{PromptTokens: []int32{5, 6, 7, 8}, MaxTokens: lmPtr(8)}}
+	}
+	r, err := e.client.Do(ctx, job("before-push"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Error == nil || r.Error.Code != gearbox.CodeUnknownModel {
+		t.Fatalf("before the push: error %v; want unknown_model", r.Error)
+	}
+	m, err := lm.Push(ctx, e.js, bucket, "../testdata/models/gocoder")
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond) // past the negative TTL
+	r, err = e.client.Do(ctx, job("after-push"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Error != nil {
+		t.Fatalf("after the push: %v", r.Error)
+	}
+	want := greedy(t, m, precision.FP32, []int32{5, 6, 7, 8}, 8)
+	if cut := slices.Index(want, 0); cut >= 0 {
+		want = want[:cut]
+	}
+	if !slices.Equal(r.Tokens, want) {
+		t.Errorf("tokens %v; want the CPU's greedy %v", r.Tokens, want)
 	}
 }

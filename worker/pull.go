@@ -197,7 +197,9 @@ func (w *Worker) check(ctx context.Context, t *task) *gearbox.Error {
 	if job.Model != t.token {
 		return gearbox.Errorf(gearbox.CodeBadRequest, "job %q names model %q but was published to %s", job.ID, job.Model, t.msg.Subject())
 	}
-	if s, ok := w.models.languageModel(job.Model); ok {
+	if s, ok, err := w.models.fetchLanguageModel(ctx, job.Model); err != nil {
+		return gearbox.Errorf(gearbox.CodeInternal, "load language model %q: %v", job.Model, err)
+	} else if ok {
 		return w.checkLM(t, s)
 	}
 	m, err := w.models.acquire(ctx, job.Model) // released as t ends (releaseModel)

@@ -18,9 +18,9 @@ import (
 
 // e2eFlags are bench e2e's flags.
 type e2eFlags struct {
-	dims, precisions, jsonOut, cpuProfile string
-	rows, jobs, batchRows, workers, reps  int
-	minTime                               time.Duration
+	dims, precisions, jsonOut, cpuProfile, plot string
+	rows, jobs, batchRows, workers, reps        int
+	minTime                                     time.Duration
 }
 
 func newBenchE2ECmd(a *app) *cobra.Command {
@@ -45,6 +45,7 @@ Backend.Forward in a loop, on the same batches, per precision, on GEARBOX_DEVICE
 	fs.IntVar(&f.reps, "reps", 3, "repetitions of each side; medians are reported")
 	fs.DurationVar(&f.minTime, "min-time", time.Second, "least time of one bare repetition (it repeats the batches until then)")
 	fs.StringVar(&f.jsonOut, "json", "", "also write the report as JSON to this file")
+	fs.StringVar(&f.plot, "plot", "", "also draw jobs/s per precision, worker and bare, to this file (.png or .svg)")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (bare and worker sides) to this file")
 	return c
 }
@@ -107,6 +108,11 @@ func benchE2E(ctx context.Context, cfg *config, log zerolog.Logger, f e2eFlags, 
 	}
 	fmt.Fprintln(stdout)
 	rep.Print(stdout)
+	if f.plot != "" {
+		if err := plotE2E(f.plot, rep); err != nil {
+			return err
+		}
+	}
 	if f.jsonOut != "" {
 		out, err := os.Create(f.jsonOut)
 		if err != nil {

@@ -42,8 +42,8 @@ type torchReport struct {
 
 // kernelsFlags are bench kernels' flags.
 type kernelsFlags struct {
-	ms, shapes, paths, torch, python, jsonOut, mdOut string
-	iters, warmup, device                            int
+	ms, shapes, paths, torch, python, jsonOut, mdOut, plot string
+	iters, warmup, device                                  int
 }
 
 func newBenchKernelsCmd(a *app) *cobra.Command {
@@ -68,6 +68,7 @@ func newBenchKernelsCmd(a *app) *cobra.Command {
 	fs.StringVar(&f.python, "python", "python3", "Python interpreter for --torch")
 	fs.StringVar(&f.jsonOut, "json", "", "also write every number as JSON to this file")
 	fs.StringVar(&f.mdOut, "md", "", "also write the tables as Markdown (docs/benchmarks.md) to this file")
+	fs.StringVar(&f.plot, "plot", "", "also draw TFLOP/s and weight GB/s per path to this file (.png or .svg)")
 	return c
 }
 
@@ -116,6 +117,11 @@ func benchKernels(ctx context.Context, log zerolog.Logger, f kernelsFlags, out i
 	printKernels(out, &rep)
 	if f.mdOut != "" {
 		if err := os.WriteFile(f.mdOut, []byte(markdownKernels(&rep, ms, shapes)), 0o644); err != nil {
+			return err
+		}
+	}
+	if f.plot != "" {
+		if err := plotKernels(f.plot, &rep, ms, shapes); err != nil {
 			return err
 		}
 	}

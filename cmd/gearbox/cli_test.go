@@ -22,6 +22,14 @@ func runCLI(t *testing.T, env []string, args ...string) (code int, stdout, stder
 	return runCLICtx(context.Background(), env, args...)
 }
 
+// runCLIStdin is runCLI with stdin as the command's standard input.
+func runCLIStdin(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = runWithStdin(context.Background(), args, nil, strings.NewReader(stdin), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
 func runCLICtx(ctx context.Context, env []string, args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
 	code := run(ctx, args, env, &out, &errb)

@@ -49,6 +49,11 @@ type config struct {
 	PrefetchBytes  int           `env:"GEARBOX_PREFETCH_BYTES"`
 	ReplyPrefixes  string        `env:"GEARBOX_REPLY_PREFIXES"`
 
+	KVBytes       int64 `env:"GEARBOX_KV_BYTES"`
+	LMTokenBudget int   `env:"GEARBOX_LM_TOKEN_BUDGET"`
+	LMMaxSeqs     int   `env:"GEARBOX_LM_MAX_SEQS"`
+	LMMaxTokens   int   `env:"GEARBOX_LM_MAX_TOKENS"`
+
 	Replicas      int           `env:"GEARBOX_REPLICAS"`
 	JobsMaxMsgs   int64         `env:"GEARBOX_JOBS_MAX_MSGS"`
 	JobsMaxBytes  int64         `env:"GEARBOX_JOBS_MAX_BYTES"`
@@ -96,6 +101,11 @@ func defaultConfig() config {
 		MaxJobBytes:    w.MaxJobBytes,
 		MaxJobRows:     w.MaxJobRows,
 		ReplyPrefixes:  strings.Join(w.ReplyPrefixes, ","),
+
+		KVBytes:       w.KVBytes,
+		LMTokenBudget: w.LMTokenBudget,
+		LMMaxSeqs:     w.LMMaxSeqs,
+		LMMaxTokens:   w.LMMaxTokens,
 
 		Replicas:      s.Replicas,
 		JobsMaxMsgs:   s.JobsMaxMsgs,
@@ -204,6 +214,10 @@ func (c *config) worker(s gearbox.Subjects) worker.Config {
 		Prefetch:      c.Prefetch,
 		PrefetchBytes: c.PrefetchBytes,
 		ReplyPrefixes: c.replyPrefixes(),
+		KVBytes:       c.KVBytes,
+		LMTokenBudget: c.LMTokenBudget,
+		LMMaxSeqs:     c.LMMaxSeqs,
+		LMMaxTokens:   c.LMMaxTokens,
 		Quality:       c.quality(),
 	}
 }

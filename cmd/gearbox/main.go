@@ -50,9 +50,15 @@ func main() {
 // failed, 2 for a usage error (an unknown command or flag, wrong
 // arguments, a bad configuration).
 func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
+	return runWithStdin(ctx, args, environ, os.Stdin, stdout, stderr)
+}
+
+// runWithStdin is run with stdin as the commands' standard input.
+func runWithStdin(ctx context.Context, args, environ []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	a := &app{environ: environ, stderr: stderr}
 	root := newRootCmd(a)
 	root.SetArgs(goStyleFlags(root, args))
+	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	cmd, err := root.ExecuteContextC(ctx)

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gearbox-inference/gearbox/model"
+	"github.com/gearbox-inference/gearbox/model/lm"
 )
 
 func newModelCmd(a *app) *cobra.Command {
@@ -93,6 +94,14 @@ func modelPush(ctx context.Context, cfg *config, log zerolog.Logger, dir string,
 	if err != nil {
 		return err
 	}
+	if model.IsCausalLM(dir) {
+		m, err := lm.Push(ctx, js, subj.ModelBucket(), dir)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(out, "pushed language model %s (version %s, digest %s) to bucket %s\n", m.Name, m.Version, m.Digest[:12], subj.ModelBucket())
+		return err
+	}
 	m, err := model.Push(ctx, js, subj.ModelBucket(), dir)
 	if err != nil {
 		return err
@@ -103,20 +112,31 @@ func modelPush(ctx context.Context, cfg *config, log zerolog.Logger, dir string,
 
 func newModelInspectCmd() *cobra.Command {
 	var measure bool
-	var rows int
+	var rows, tokens int
 	c := &cobra.Command{
-		Use:   "inspect [--error] [--rows N] DIR",
+		Use:   "inspect [--error] [--rows N] [--tokens N] DIR",
 		Short: "Show a model's layers and weight bytes per precision (--error: each precision's error)",
-		Args:  argsRange(1, 1, "one model DIR"),
+		Long: `Shows the model in DIR: a tensor model's layers and weight bytes per precision,
+or a language-model checkpoint's architecture, size and policy. --error measures
+each precision on the CPU backend: a tensor model's relative L2 error against a
+float64 forward over --rows random rows; a language model's mean KL divergence,
+top-1 agreement and logits' relative L2 against fp32, teacher-forced over
+--tokens tokens of a built-in Go and English text (random tokens without a
+tokenizer).`,
+		Args: argsRange(1, 1, "one model DIR"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !measure {
-				rows = 0
+				rows, tokens = 0, 0
+			}
+			if model.IsCausalLM(args[0]) {
+				return lmInspect(args[0], tokens, cmd.OutOrStdout())
 			}
 			return modelInspect(args[0], rows, cmd.OutOrStdout())
 		},
 	}
-	c.Flags().BoolVar(&measure, "error", false, "measure each precision's relative L2 error against a float64 forward")
-	c.Flags().IntVar(&rows, "rows", 256, "random input rows for --error")
+	c.Flags().BoolVar(&measure, "error", false, "measure each precision's error (see above)")
+	c.Flags().IntVar(&rows, "rows", 256, "random input rows for --error (tensor models)")
+	c.Flags().IntVar(&tokens, "tokens", 64, "tokens for --error (language models)")
 	return c
 }
 

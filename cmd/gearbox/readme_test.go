@@ -85,6 +85,21 @@ var readmeCommands = map[string]readmeCommand{
 		}
 	}},
 	natsPub: {needs: "nats"},
+	`echo '{"id":"g1","model":"gocoder","prompt":"func main() {","max_tokens":32}' | go run ./cmd/gearbox submit --wait`: {check: func(t *testing.T, stdout string, _ map[string]bool) {
+		if !regexp.MustCompile(`(?m)^g1\tgocoder\tbf16\t[0-9]+\+[0-9]+ tokens\t.*\t(length|stop) "`).MatchString(stdout) {
+			t.Errorf("the gocoder job has no generated text:\n%s", stdout)
+		}
+	}},
+	"go run ./cmd/gearbox generate --model testdata/models/gocoder --prompt 'func (s *Server) Close() error {' --max-tokens 48": {check: func(t *testing.T, stdout string, _ map[string]bool) {
+		if len(strings.TrimSpace(stdout)) == 0 {
+			t.Error("generate printed no text")
+		}
+	}},
+	"echo 'package main' | go run ./cmd/gearbox tokenize --model testdata/models/gocoder": {check: func(t *testing.T, stdout string, _ map[string]bool) {
+		if !regexp.MustCompile(`^[0-9]+( [0-9]+)*\n$`).MatchString(stdout) {
+			t.Errorf("tokenize printed %q; want one line of token ids", stdout)
+		}
+	}},
 	"go run ./cmd/gearbox results demo --from-start": {follow: true,
 		lines: func(ran map[string]bool) int {
 			if ran[natsPub] {
@@ -124,10 +139,17 @@ func waitReady(t *testing.T, metricsPort string) {
 }
 
 // readmeSubstitutions are the only changes made to the README's commands:
-// the test binary stands in for "go run ./cmd/gearbox", and free ports for
-// the default ones (another process may hold those).
+// the test binary stands in for "go run ./cmd/gearbox", free ports for the
+// default ones (another process may hold those), and the repository's
+// testdata for the relative path (the commands run in a scratch
+// directory).
 func readmeSubstitutions(metricsPort string) *strings.Replacer {
-	return strings.NewReplacer("go run ./cmd/gearbox", "gearbox", "localhost:9464", "127.0.0.1:"+metricsPort)
+	testdata, err := filepath.Abs("../../testdata")
+	if err != nil {
+		panic(err)
+	}
+	return strings.NewReplacer("go run ./cmd/gearbox", "gearbox", "localhost:9464", "127.0.0.1:"+metricsPort,
+		"testdata/", testdata+"/")
 }
 
 // readmeShell returns the commands of the README's ```sh blocks: comments

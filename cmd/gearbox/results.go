@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
@@ -56,6 +57,15 @@ func printResult(w io.Writer, r *gearbox.Result, asJSON bool) {
 	}
 	if r.Error != nil {
 		fmt.Fprintf(w, "%s\t%s\tERROR %s: %s\n", r.ID, r.Model, r.Error.Code, r.Error.Message)
+		return
+	}
+	if r.Usage != nil { // a language-model job
+		what := r.FinishReason
+		if r.Text != "" {
+			what += " " + strconv.Quote(r.Text)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d+%d tokens\tqueued %.2fms ttft %.2fms compute %.2fms\t%s\n",
+			r.ID, r.Model, r.Precision, r.Usage.PromptTokens, r.Usage.CompletionTokens, r.QueuedMs, r.TTFTMs, r.ComputeMs, what)
 		return
 	}
 	head := ""

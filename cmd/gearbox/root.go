@@ -39,7 +39,7 @@ variables (see the README's configuration table).`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(
 		newWorkerCmd(a), newDemoCmd(a), newSubmitCmd(a), newResultsCmd(a),
-		newModelCmd(a), newPolicyCmd(a), newQualityCmd(a), newBenchCmd(a), newVersionCmd(),
+		newModelCmd(a), newGenerateCmd(a), newTokenizeCmd(), newPolicyCmd(a), newQualityCmd(a), newBenchCmd(a), newVersionCmd(),
 	)
 	return root
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/gearbox-inference/gearbox/internal/gpumon"
 	"github.com/gearbox-inference/gearbox/kernels"
 	"github.com/gearbox-inference/gearbox/model"
+	"github.com/gearbox-inference/gearbox/model/lm"
 	"github.com/gearbox-inference/gearbox/quality"
 	"github.com/gearbox-inference/gearbox/worker"
 )
@@ -186,12 +187,30 @@ func loadModels(ctx context.Context, cfg *config, js jetstream.JetStream, log ze
 			models.Put(m)
 			log.Info().Str("model", m.Name).Str("version", m.Version).Str("digest", m.Digest[:12]).Msg("model loaded")
 		}
+		lms, err := lm.LoadAll(cfg.Models)
+		if err != nil {
+			return nil, fmt.Errorf("GEARBOX_MODELS: %w", err)
+		}
+		for _, m := range lms {
+			if err := models.PutLM(m); err != nil {
+				return nil, fmt.Errorf("GEARBOX_MODELS: %w", err)
+			}
+			log.Info().Str("model", m.Name).Str("version", m.Version).Str("arch", string(m.Config.Arch)).
+				Int("layers", m.Config.Layers).Str("digest", m.Digest[:12]).Msg("language model loaded")
+		}
 	}
 	subj, _ := cfg.subjects()
 	models.Fetch = func(ctx context.Context, name string) (*model.Model, error) {
 		m, err := model.Fetch(ctx, js, subj.ModelBucket(), name)
 		if err == nil {
 			log.Info().Str("model", m.Name).Str("digest", m.Digest[:12]).Msg("model fetched from the object store")
+		}
+		return m, err
+	}
+	models.FetchLM = func(ctx context.Context, name string) (*lm.Model, error) {
+		m, err := lm.Fetch(ctx, js, subj.ModelBucket(), name)
+		if err == nil {
+			log.Info().Str("model", m.Name).Str("digest", m.Digest[:12]).Msg("language model fetched from the object store")
 		}
 		return m, err
 	}

@@ -272,3 +272,17 @@ func (d *devState) lmSynthWeights(m *lm.Model, p precision.Format) error {
 	d.lm.weights[lmKey{m, p}] = w
 	return nil
 }
+
+// SynthLM gives m, a model without weights (its Config only), random
+// weights at p on the device, as BenchLM does, so that Step runs it: for
+// benchmarks of what drives Step (the engine) on a real model's shapes.
+// EvictLM frees them.
+func (b *Backend) SynthLM(ctx context.Context, m *lm.Model, p precision.Format) error {
+	if err := lmSupported(m); err != nil {
+		return err
+	}
+	if !b.Supports(p) {
+		return fmt.Errorf("cuda: %w: %q on %s", kernels.ErrUnsupported, p, b.caps.Device)
+	}
+	return b.do(ctx, func(d *devState) error { return d.lmSynthWeights(m, p) })
+}

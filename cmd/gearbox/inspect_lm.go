@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"text/tabwriter"
+
+	"github.com/gearbox-inference/gearbox/kernels"
+	"github.com/gearbox-inference/gearbox/kernels/cpu"
+	"github.com/gearbox-inference/gearbox/model/lm"
+	"github.com/gearbox-inference/gearbox/model/tokenizer"
+	"github.com/gearbox-inference/gearbox/precision"
+)
+
+// inspectText is what inspect --error feeds a language model that has a
+// tokenizer: some Go and some prose.
+const inspectText = "// Package ring implements a ring buffer of bytes.\npackage ring\n\n" +
+	"// Buffer is a fixed-size ring buffer; the zero value is empty.\ntype Buffer struct {\n" +
+	"\tdata []byte\n\thead, n int\n}\n\nfunc (b *Buffer) Len() int { return b.n }\n\n" +
+	"The quick brown fox jumps over the lazy dog, and the dog does not mind at all."
+
+// lmInspect describes the language model in dir and, with tokens > 0,
+// measures each precision of its ladder against fp32 on the CPU backend,
+// teacher-forced over that many tokens: the mean KL divergence of the
+// next-token distributions, top-1 agreement, and the logits' relative L2.
+func lmInspect(dir string, tokens int, out io.Writer) error {
+	m, err := lm.Load(dir)
+	if err != nil {
+		return err
+	}
+	c := &m.Config
+	fmt.Fprintf(out, "language model %s  version %s  digest %s\n", m.Name, m.Version, m.Digest)
+	fmt.Fprintf(out, "%s: %d layers, hidden %d, %d query / %d key-value heads of %d, MLP %d, vocabulary %d, context %d, tied embeddings %v\n",
+		c.Arch, c.Layers, c.Hidden, c.Heads, c.KVHeads, c.HeadDim, c.Intermediate, c.Vocab, c.MaxPositions, c.TieEmbeddings)
+	fmt.Fprintf(out, "%d parameters, %d weight bytes as stored; tokenizer: %v\n", m.Params(), m.WeightBytes(), m.Tokenizer != nil)
+	fmt.Fprintf(out, "quality: %s ≤ %g; precision: initial %s, ladder %v\n", m.Quality.Metric, m.Quality.MaxError, m.Precision.Initial, m.Precision.Ladder)
+	if tokens <= 0 {
+		return nil
+	}
+	ids, err := inspectTokens(m, tokens)
+	if err != nil {
+		return err
+	}
+	b, err := cpu.New(cpu.Config{})
+	if err != nil {
+		return err
+	}
+	ref, err := teacherLogits(b, m, precision.FP32, ids)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\nagainst fp32, teacher-forced over %d tokens (CPU backend):\n", len(ids))
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "precision\tmean KL\ttop-1 agreement\tlogits rel L2\t")
+	for _, p := range m.Precision.Ladder {
+		got, err := teacherLogits(b, m, p, ids)
+		if err != nil {
+			return err
+		}
+		kl, top1, rel := compareLogits(ref, got, c.Vocab)
+		fmt.Fprintf(tw, "%s\t%.3g\t%.3f\t%.3g\t\n", p, kl, top1, rel)
+	}
+	return tw.Flush()
+}
+
+// inspectTokens is inspectText's tokens (repeated up to n), or n seeded
+// random tokens for a model without a tokenizer.
+func inspectTokens(m *lm.Model, n int) ([]int32, error) {
+	n = min(n, m.Config.MaxPositions)
+	var ids []int32
+	if m.Tokenizer != nil {
+		tok, err := tokenizer.ParseFiles(tokenizer.Files{Tokenizer: m.Tokenizer, Config: m.TokenizerConfig})
+		if err != nil {
+			return nil, err
+		}
+		text := tok.Encode(inspectText, true)
+		for len(ids) < n {
+			for _, id := range text {
+				ids = append(ids, int32(id))
+			}
+		}
+		return ids[:n], nil
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range n {
+		ids = append(ids, int32(r.IntN(m.Config.Vocab)))
+	}
+	return ids, nil
+}
+
+// teacherLogits feeds ids one step at a time and returns the logits after
+// each, concatenated.
+func teacherLogits(b kernels.LM, m *lm.Model, p precision.Format, ids []int32) ([]float32, error) {
+	kv, err := b.NewKVCache(m, p, (len(ids)+kernels.KVBlockSize-1)/kernels.KVBlockSize)
+	if err != nil {
+		return nil, err
+	}
+	defer kv.Close()
+	blocks := make([]int32, kv.Blocks())
+	for i := range blocks {
+		blocks[i] = int32(i)
+	}
+	var out []float32
+	for pos, id := range ids {
+		o, err := b.Step(context.Background(), m, p, kv, &kernels.Batch{Seqs: []kernels.Seq{
+			{Tokens: []int32{id}, Pos: pos, Blocks: blocks, Want: kernels.WantLogits}}})
+		if err != nil {
+			return nil, fmt.Errorf("%s at position %d: %w", p, pos, err)
+		}
+		out = append(out, o[0].Logits...)
+	}
+	return out, nil
+}
+
+// compareLogits compares rows of vocab logits, got against ref: the mean
+// KL(ref ‖ got) of their softmaxes, the fraction of rows whose argmax
+// agrees, and the relative L2 of the logits, all in float64.
+func compareLogits(ref, got []float32, vocab int) (kl, top1, relL2 float64) {
+	rows := len(ref) / vocab
+	var num, den float64
+	agree := 0
+	for r := range rows {
+		a, b := ref[r*vocab:(r+1)*vocab], got[r*vocab:(r+1)*vocab]
+		la, lb := logSoftmax(a), logSoftmax(b)
+		for i := range a {
+			kl += math.Exp(la[i]) * (la[i] - lb[i])
+			d := float64(a[i]) - float64(b[i])
+			num += d * d
+			den += float64(a[i]) * float64(a[i])
+		}
+		if argmax(a) == argmax(b) {
+			agree++
+		}
+	}
+	return kl / float64(rows), float64(agree) / float64(rows), math.Sqrt(num / den)
+}
+
+func logSoftmax(x []float32) []float64 {
+	mx := math.Inf(-1)
+	for _, v := range x {
+		mx = max(mx, float64(v))
+	}
+	var sum float64
+	for _, v := range x {
+		sum += math.Exp(float64(v) - mx)
+	}
+	lse := mx + math.Log(sum)
+	out := make([]float64, len(x))
+	for i, v := range x {
+		out[i] = float64(v) - lse
+	}
+	return out
+}
+
+func argmax(x []float32) int {
+	best := 0
+	for i, v := range x {
+		if v > x[best] {
+			best = i
+		}
+	}
+	return best
+}
