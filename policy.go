@@ -24,8 +24,9 @@ type PrecisionPolicy struct {
 	// Floor is the cheapest rung allowed, Ceiling the most accurate.
 	Floor   precision.Format `json:"floor"`
 	Ceiling precision.Format `json:"ceiling"`
-	// MaxError is the model's accuracy target (relative L2 against the
-	// reference); 0 means the manifest's.
+	// MaxError is the model's accuracy target (by the model's metric:
+	// relative L2 against the reference, or a language model's KL); 0
+	// means the manifest's.
 	MaxError float64 `json:"max_error,omitempty"`
 	// Reason says why the policy last changed, in words.
 	Reason string `json:"reason"`
@@ -53,8 +54,9 @@ type Evidence struct {
 	// distinct workers made them.
 	Samples int `json:"samples"`
 	Workers int `json:"workers"`
-	// UpperBound is the largest relative L2 error in the window, Mean the
-	// mean; NonFinite the count of non-finite values seen.
+	// UpperBound is the largest error in the window by the model's metric
+	// (relative L2, or a language model's KL), Mean the mean; NonFinite
+	// the count of non-finite values seen.
 	UpperBound float64 `json:"upper_bound"`
 	Mean       float64 `json:"mean"`
 	NonFinite  int     `json:"non_finite,omitempty"`

@@ -137,7 +137,7 @@ func TestGearboxMetrics(t *testing.T) {
 	// A few fixed points, so that a broken reader cannot pass as an empty list.
 	for name, want := range map[string]string{
 		"gearbox_jobs_completed_total":    "model,precision",
-		"gearbox_quality_error_bucket":    "model,precision,role,le",
+		"gearbox_quality_error_bucket":    "model,precision,role,metric,le",
 		"gearbox_gpu_energy_joules_total": "gpu,uuid,name",
 		"gearbox_inflight_rows":           "",
 	} {

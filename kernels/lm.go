@@ -61,7 +61,8 @@ const (
 	// WantSample: sample the next token after the last row (SeqOut.Token,
 	// Logprob and Top) by Seq.Sampling.
 	WantSample Want = 1 << iota
-	// WantLogits: the last row's logits (SeqOut.Logits, vocab values).
+	// WantLogits: the last row's logits (SeqOut.Logits, vocab values), or
+	// the last Seq.LogitRows rows' (teacher-forced quality checks).
 	WantLogits
 	// WantLogprobs: teacher-forced scoring, the log-probability of each
 	// Tokens[i+1] given the tokens before it (SeqOut.Logprobs,
@@ -136,6 +137,11 @@ type Seq struct {
 	Sampling Sampling
 	// Target is the token scored after the last row with WantTarget.
 	Target int32
+	// LogitRows, with WantLogits, is how many of the last rows return
+	// their logits: 0 and 1 mean the last row only; at most len(Tokens).
+	// A teacher-forced re-run of a generated sequence asks for the rows of
+	// every generated position at once.
+	LogitRows int
 }
 
 // Batch is one engine step's sequences.
@@ -160,7 +166,8 @@ type SeqOut struct {
 	// Top holds the Sampling.TopLogprobs most likely tokens, most likely
 	// first (ties to the lowest id).
 	Top []TokenLogprob
-	// Logits are the last row's logits (WantLogits).
+	// Logits are the last row's logits (WantLogits), or the last
+	// Seq.LogitRows rows' in row order, [rows, vocab] row-major.
 	Logits []float32
 	// Logprobs are the teacher-forced log-probabilities (WantLogprobs).
 	Logprobs []float32

@@ -65,6 +65,9 @@ type ManifestLayer struct {
 
 // ManifestQuality is the manifest's quality target.
 type ManifestQuality struct {
+	// Metric is what MaxError bounds: "rel_l2", the only metric of tensor
+	// models (language models may name "kl"), if given.
+	Metric string `json:"metric,omitempty"`
 	// MaxError is the largest relative L2 error accepted, in (0, 1];
 	// DefaultMaxError if absent.
 	MaxError *float64 `json:"max_error,omitempty"`
@@ -192,6 +195,9 @@ func (l ManifestLayer) eps() float64 {
 
 // maxError is quality.max_error, defaulted and checked.
 func (m *Manifest) maxError() (float64, error) {
+	if m.Quality != nil && m.Quality.Metric != "" && m.Quality.Metric != "rel_l2" {
+		return 0, mfErrorf("quality.metric %q: a tensor model's metric is rel_l2", m.Quality.Metric)
+	}
 	if m.Quality == nil || m.Quality.MaxError == nil {
 		return DefaultMaxError, nil
 	}

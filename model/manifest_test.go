@@ -96,6 +96,7 @@ func TestParseManifestErrors(t *testing.T) {
 		{"tensor used twice", `{"name":"a","input_features":1,"layers":[{"op":"linear","weight":"w"},{"op":"linear","weight":"w"}]}`, []string{"layer 1 (linear)", `"w"`, "layer 0"}},
 		{"zero max error", `{"name":"a","input_features":1,` + layers + `,"quality":{"max_error":0}}`, []string{"max_error 0"}},
 		{"max error above 1", `{"name":"a","input_features":1,` + layers + `,"quality":{"max_error":2}}`, []string{"max_error 2"}},
+		{"kl on a tensor model", `{"name":"a","input_features":1,` + layers + `,"quality":{"metric":"kl"}}`, []string{`quality.metric "kl"`, "rel_l2"}},
 		{"empty ladder", `{"name":"a","input_features":1,` + layers + `,"precision":{"ladder":[]}}`, []string{"empty"}},
 		{"unknown format", `{"name":"a","input_features":1,` + layers + `,"precision":{"ladder":["fp32","int8"]}}`, []string{"ladder[1]", "int8"}},
 		{"auto on ladder", `{"name":"a","input_features":1,` + layers + `,"precision":{"ladder":["fp32","auto"]}}`, []string{"ladder[1]", "auto"}},

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -38,9 +36,7 @@ type Checker struct {
 	log     zerolog.Logger
 
 	queue chan *check
-	mu    sync.Mutex
-	rng   *rand.Rand
-	last  map[string]time.Time // last check per model
+	*sampler
 }
 
 // NewChecker returns a checker of batches run on backend by worker, which
@@ -50,12 +46,9 @@ func NewChecker(cfg Config, backend kernels.Backend, worker string, publish func
 		return nil, err
 	}
 	cfg = cfg.WithDefaults()
-	seed := uint64(time.Now().UnixNano())
 	return &Checker{
 		cfg: cfg, backend: backend, worker: worker, publish: publish, log: log,
-		queue: make(chan *check, cfg.Queue),
-		rng:   rand.New(rand.NewPCG(seed, seed>>32^0x9e3779b97f4a7c15)),
-		last:  map[string]time.Time{},
+		queue: make(chan *check, cfg.Queue), sampler: newSampler(cfg),
 	}, nil
 }
 
@@ -63,15 +56,11 @@ func NewChecker(cfg Config, backend kernels.Backend, worker string, publish func
 // inputs and outputs at precision served. It copies what a check needs
 // (at most Config.Rows random rows) and returns without waiting.
 func (c *Checker) Offer(now time.Time, m *model.Model, served precision.Format, batch string, in, out []float32, rows int) {
-	c.mu.Lock()
-	due := c.cfg.Interval > 0 && now.Sub(c.last[m.Name]) >= c.cfg.Interval
-	if !due && !(c.cfg.Sample > 0 && c.rng.Float64() < c.cfg.Sample) {
-		c.mu.Unlock()
+	if !c.draw(now, m.Name) {
 		return
 	}
 	n := min(rows, c.cfg.Rows)
-	pick := c.rng.Perm(rows)[:n]
-	c.mu.Unlock()
+	pick := c.perm(rows)[:n]
 
 	fin, fout := m.InputFeatures, m.OutputFeatures
 	ck := &check{m: m, served: served, batch: batch, batchRows: rows, rows: n,
@@ -86,14 +75,10 @@ func (c *Checker) Offer(now time.Time, m *model.Model, served precision.Format, 
 	}
 	select {
 	case c.queue <- ck:
-		c.mu.Lock()
-		c.last[m.Name] = now
-		c.mu.Unlock()
+		c.checked(now, m.Name)
 	default:
 		ck.release()
-		if c.cfg.Metrics != nil {
-			c.cfg.Metrics.checks.WithLabelValues(m.Name, "dropped").Inc()
-		}
+		c.cfg.Metrics.count(m.Name, "dropped")
 	}
 }
 
@@ -125,31 +110,14 @@ func (c *Checker) Run(ctx context.Context) {
 		case ck := <-c.queue:
 			r, err := c.Check(ctx, ck.m, ck.served, ck.in, ck.out, ck.rows)
 			ck.release()
-			outcome := "published"
 			if err == nil {
 				r.Batch, r.BatchRows = ck.batch, ck.batchRows
 				err = c.publish(ctx, r)
 			}
-			switch {
-			case err == nil:
-			case ctx.Err() != nil:
+			if err != nil && ctx.Err() != nil {
 				return
-			case errors.Is(err, ErrOutOfRange):
-				outcome = "out_of_range"
-				c.log.Debug().Str("model", ck.m.Name).Str("batch", ck.batch).Msg(err.Error())
-			default:
-				outcome = "failed"
-				c.log.Warn().Err(err).Str("model", ck.m.Name).Str("batch", ck.batch).Msg("quality check")
 			}
-			if met := c.cfg.Metrics; met != nil {
-				met.checks.WithLabelValues(ck.m.Name, outcome).Inc()
-				if err == nil {
-					met.errors.WithLabelValues(r.Model, string(r.Served), "served").Observe(r.ServedMetrics.RelL2)
-					if r.CandidateMetrics != nil {
-						met.errors.WithLabelValues(r.Model, string(r.Candidate), "candidate").Observe(r.CandidateMetrics.RelL2)
-					}
-				}
-			}
+			c.cfg.Metrics.done(c.log, ck.m.Name, ck.batch, r, err)
 		}
 	}
 }

@@ -14,9 +14,11 @@ import (
 // Observation is one measured error at one precision: from a report's
 // served or candidate metrics.
 type Observation struct {
-	Seq       uint64
-	Worker    string
-	RelL2     float64
+	Seq    uint64
+	Worker string
+	// Error is the report's error by the model's metric (QualityReport.Error):
+	// relative L2, or a language model's KL.
+	Error     float64
 	NonFinite int
 }
 
@@ -45,8 +47,8 @@ func (w *window) evidence(p precision.Format) *gearbox.Evidence {
 	workers := map[string]struct{}{}
 	sum := 0.0
 	for _, o := range w.obs {
-		e.UpperBound = max(e.UpperBound, o.RelL2)
-		sum += o.RelL2
+		e.UpperBound = max(e.UpperBound, o.Error)
+		sum += o.Error
 		e.NonFinite += o.NonFinite
 		workers[o.Worker] = struct{}{}
 	}
@@ -68,6 +70,7 @@ type modelState struct {
 	windows  map[precision.Format]*window
 	ladder   []precision.Format
 	maxError float64 // the manifest's, from the newest report
+	metric   string  // the model's metric, from the newest report
 	// hold and why: why the last report changed nothing ("" after a change).
 	hold Hold
 	why  string
@@ -234,16 +237,16 @@ func (c *Controller) Observe(seq uint64, at time.Time, r *gearbox.QualityReport)
 		return nil
 	}
 	s.pos = seq
-	s.ladder, s.maxError = r.Ladder, r.MaxError
+	s.ladder, s.maxError, s.metric = r.Ladder, r.MaxError, r.Metric
 	if s.policy.Model == "" {
 		s.policy = initialPolicy(r)
 	}
 	var ruled []precision.Format
-	if c.add(s, r.Served, Observation{Seq: seq, Worker: r.Worker, RelL2: r.ServedMetrics.RelL2, NonFinite: r.ServedMetrics.NonFinite}) {
+	if c.add(s, r.Served, Observation{Seq: seq, Worker: r.Worker, Error: r.Error(&r.ServedMetrics), NonFinite: r.ServedMetrics.NonFinite}) {
 		ruled = append(ruled, r.Served)
 	}
 	if m := r.CandidateMetrics; r.Candidate != "" && m != nil {
-		if c.add(s, r.Candidate, Observation{Seq: seq, Worker: r.Worker, RelL2: m.RelL2, NonFinite: m.NonFinite}) {
+		if c.add(s, r.Candidate, Observation{Seq: seq, Worker: r.Worker, Error: r.Error(m), NonFinite: m.NonFinite}) {
 			ruled = append(ruled, r.Candidate)
 		}
 	}
@@ -352,7 +355,7 @@ func (c *Controller) decide(s *modelState, seq uint64, at time.Time) *Decision {
 	case excluded(cur):
 		up = fmt.Sprintf("%s is ruled out (%d non-finite outputs where fp32 is finite)", cur, ev.NonFinite)
 	case ev.Samples > 0 && ev.UpperBound > maxErr:
-		up = fmt.Sprintf("%s error upper bound %.4g over %d reports exceeds max_error %.4g", cur, ev.UpperBound, ev.Samples, maxErr)
+		up = fmt.Sprintf("%s %s upper bound %.4g over %d reports exceeds max_error %.4g", cur, s.errName(), ev.UpperBound, ev.Samples, maxErr)
 	}
 	if up != "" {
 		j := min(i-1, hi)
@@ -385,15 +388,24 @@ func (c *Controller) decide(s *modelState, seq uint64, at time.Time) *Decision {
 	case w.seen < need || cev.Samples < c.rules.MinSamples:
 		return s.holds(HoldEvidence, fmt.Sprintf("%s has %d of the %d reports a step down needs", cand, w.seen, need))
 	case cev.UpperBound > c.rules.Margin*maxErr:
-		return s.holds(HoldMargin, fmt.Sprintf("%s error upper bound %.4g over %d reports exceeds %.2g x max_error %.4g",
-			cand, cev.UpperBound, cev.Samples, c.rules.Margin, maxErr))
+		return s.holds(HoldMargin, fmt.Sprintf("%s %s upper bound %.4g over %d reports exceeds %.2g x max_error %.4g",
+			cand, s.errName(), cev.UpperBound, cev.Samples, c.rules.Margin, maxErr))
 	case !pol.UpdatedAt.IsZero() && at.Sub(pol.UpdatedAt) < c.rules.Cooldown:
 		return s.holds(HoldCooldown, fmt.Sprintf("%s qualifies; %v of the %v cooldown since the last change has passed",
 			cand, at.Sub(pol.UpdatedAt).Round(time.Millisecond), c.rules.Cooldown))
 	}
 	return c.change(s, seq, at, cand, cev, fmt.Sprintf(
-		"%s error upper bound %.4g over %d reports is within %.2g x max_error %.4g",
-		cand, cev.UpperBound, cev.Samples, c.rules.Margin, maxErr))
+		"%s %s upper bound %.4g over %d reports is within %.2g x max_error %.4g",
+		cand, s.errName(), cev.UpperBound, cev.Samples, c.rules.Margin, maxErr))
+}
+
+// errName is what the reasons call the model's error: "kl" for a
+// language model judged by KL, else "error" (relative L2).
+func (s *modelState) errName() string {
+	if s.metric == gearbox.MetricKL {
+		return gearbox.MetricKL
+	}
+	return "error"
 }
 
 // holds records why the model's precision stays, and returns no decision.

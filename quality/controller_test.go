@@ -465,3 +465,48 @@ func TestReplayStartsCold(t *testing.T) {
 		}
 	}
 }
+
+// TestControllerJudgesTheReportsMetric: a language model's reports are
+// judged by their KL, not by the logits' relative L2 they also carry; the
+// rules are the same.
+func TestControllerJudgesTheReportsMetric(t *testing.T) {
+	c, err := NewController(Rules{Window: 3, MinSamples: 3, Cooldown: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
+	kl := func(v float64) *float64 { return &v }
+	report := func(seq uint64, served precision.Format, skl float64, cand precision.Format, ckl float64) *Decision {
+		r := &gearbox.QualityReport{
+			Model: "lm", Ladder: precision.DefaultLadder, Initial: precision.FP32, MaxError: 0.01, Metric: gearbox.MetricKL,
+			Served: served, ServedMetrics: gearbox.QualityMetrics{RelL2: 0.5, KL: kl(skl)},
+			Candidate: cand, CandidateMetrics: &gearbox.QualityMetrics{RelL2: 0.5, KL: kl(ckl)}, Worker: "w",
+		}
+		return c.Observe(seq, at.Add(time.Duration(seq)*time.Second), r)
+	}
+	// KL 0.004 ≤ 0.5 × 0.01 (relative L2 0.5 would be far over).
+	var d *Decision
+	for seq := uint64(1); seq <= 3; seq++ {
+		d = report(seq, precision.FP32, 0, precision.TF32, 0.004)
+	}
+	if d == nil || d.Policy.Precision != precision.TF32 || d.Policy.Evidence.UpperBound != 0.004 {
+		t.Fatalf("decision %+v; want tf32 on KL upper bound 0.004", d)
+	}
+	if !strings.Contains(d.Policy.Reason, "tf32 kl upper bound 0.004") {
+		t.Errorf("reason %q does not name the KL", d.Policy.Reason)
+	}
+	c.Written(d, 1)
+	// KL 0.006: over the margin, held.
+	for seq := uint64(4); seq <= 6; seq++ {
+		if d := report(seq, precision.TF32, 0.004, precision.BF16, 0.006); d != nil {
+			t.Fatalf("stepped to %s on KL 0.006 > 0.5 × 0.01", d.Policy.Precision)
+		}
+	}
+	if h, _ := c.Holding("lm"); h != HoldMargin {
+		t.Errorf("hold %q; want margin", h)
+	}
+	// Served KL 0.02 over the bound: up at once.
+	if d := report(7, precision.TF32, 0.02, precision.BF16, 0.006); d == nil || d.Policy.Precision != precision.FP32 {
+		t.Errorf("decision %+v; want up to fp32 on KL 0.02 > 0.01", d)
+	}
+}

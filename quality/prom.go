@@ -1,11 +1,13 @@
 package quality
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
 
 	"github.com/gearbox-inference/gearbox"
 	"github.com/gearbox-inference/gearbox/precision"
@@ -51,9 +53,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		errors: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "gearbox_quality_error",
-			Help:    "Relative L2 error against the reference of sampled checks, by model, precision and role (served or candidate).",
+			Help:    "Error against the reference of sampled checks, by model, precision, role (served or candidate) and metric (rel_l2: relative L2 of the outputs, or of a language model's logits; kl: a language model's mean per-token KL divergence, in nats).",
 			Buckets: ErrorBuckets,
-		}, []string{"model", "precision", "role"}),
+		}, []string{"model", "precision", "role", "metric"}),
 		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gearbox_quality_checks_total",
 			Help: "Quality checks by model and outcome: published, dropped (the check queue was full), out_of_range (every output checked was beyond float32 at fp32: nothing to judge), failed.",
@@ -77,6 +79,42 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.errors, m.checks, m.changes, m.policy, m.excluded, m.hold)
 	return m
+}
+
+// count counts a check of model with outcome; m may be nil.
+func (m *Metrics) count(model, outcome string) {
+	if m != nil {
+		m.checks.WithLabelValues(model, outcome).Inc()
+	}
+}
+
+// done logs and counts the end of a check of model (of batch, or a
+// sequence's job): err nil when report r was published. m may be nil.
+func (m *Metrics) done(log zerolog.Logger, model, batch string, r *gearbox.QualityReport, err error) {
+	outcome := "published"
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrOutOfRange):
+		outcome = "out_of_range"
+		log.Debug().Str("model", model).Str("batch", batch).Msg(err.Error())
+	default:
+		outcome = "failed"
+		log.Warn().Err(err).Str("model", model).Str("batch", batch).Msg("quality check")
+	}
+	m.count(model, outcome)
+	if m == nil || err != nil {
+		return
+	}
+	observe := func(p precision.Format, role string, q *gearbox.QualityMetrics) {
+		m.errors.WithLabelValues(r.Model, string(p), role, gearbox.MetricRelL2).Observe(q.RelL2)
+		if q.KL != nil {
+			m.errors.WithLabelValues(r.Model, string(p), role, gearbox.MetricKL).Observe(*q.KL)
+		}
+	}
+	observe(r.Served, "served", &r.ServedMetrics)
+	if r.CandidateMetrics != nil {
+		observe(r.Candidate, "candidate", r.CandidateMetrics)
+	}
 }
 
 // current shows the policy in force for its model.

@@ -13,7 +13,7 @@ import (
 func TestErrorBucketsAreRound(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
-	m.errors.WithLabelValues("m", "fp32", "served").Observe(1e-7)
+	m.errors.WithLabelValues("m", "fp32", "served", "rel_l2").Observe(1e-7)
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

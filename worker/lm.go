@@ -302,6 +302,7 @@ func (w *Worker) lmDone(ctx context.Context, t *task, o *engine.Outcome) {
 				w.streamChunk(t, len(text))
 			}
 		}
+		w.offerLMCheck(t, o)
 		if t.job.Logprobs > 0 {
 			r.Logprobs = make([]gearbox.TokenLogprob, len(o.Tokens))
 			for i, tk := range o.Tokens {

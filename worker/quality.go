@@ -17,6 +17,9 @@ func (w *Worker) startQuality(ctx context.Context, wg *sync.WaitGroup) {
 	if q.Enabled() {
 		wg.Go(func() { w.checker.Run(ctx) })
 	}
+	if w.lmChecker != nil {
+		wg.Go(func() { w.lmChecker.Run(ctx) })
+	}
 	if q.Control {
 		r := &quality.Runner{
 			JS: w.js, Subjects: w.cfg.Subjects, KV: w.policyKV, Rules: q.Rules,

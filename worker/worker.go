@@ -42,7 +42,10 @@ type Worker struct {
 	policies *quality.PolicyCache
 	policyKV jetstream.KeyValue
 	checker  *quality.Checker
-	attempts attempts
+	// lmChecker checks sampled generations (nil: quality loop off, or a
+	// backend without language models).
+	lmChecker *quality.LMChecker
+	attempts  attempts
 
 	batch      *batcher.Batcher[*task]
 	acks       chan *pending // answers published, waiting to be stored
@@ -119,6 +122,9 @@ func New(nc *nats.Conn, backend kernels.Backend, models *Models, cfg Config) (*W
 		if w.checker, err = quality.NewChecker(qc, backend, cfg.Name, w.publishReport, w.log); err != nil {
 			return nil, err
 		}
+	}
+	if w.lmChecker, err = w.newLMChecker(); err != nil {
+		return nil, err
 	}
 	models.evictFrom(backend)
 	if w.met != nil {

@@ -7,7 +7,8 @@ import (
 // outputs computes what each sequence asked for. Only the rows that need
 // it go through the final norm and the head: a sequence's last row when it
 // samples, wants logits, a target's log-probability or its hidden state,
-// and its other rows when it scores its own tokens (WantLogprobs).
+// its other rows when it scores its own tokens (WantLogprobs), and the last
+// Seq.LogitRows rows when it wants their logits.
 func (st *lmStep) outputs() []kernels.SeqOut {
 	c := st.c
 	hid := c.Hidden
@@ -15,22 +16,31 @@ func (st *lmStep) outputs() []kernels.SeqOut {
 	// of row r's logits, or -1.
 	var sel, logitRows []int
 	logit := make(map[int]int)
+	needLogits := func(r int) {
+		if _, ok := logit[r]; !ok {
+			sel = append(sel, r)
+			logit[r] = len(logitRows)
+			logitRows = append(logitRows, r)
+		}
+	}
 	for s := range st.seqs {
 		want := st.seqs[s].Want
 		lo, last := st.first[s], st.first[s+1]-1
 		if want&kernels.WantLogprobs != 0 {
 			for r := lo; r < last; r++ {
-				sel = append(sel, r)
-				logit[r] = len(logitRows)
-				logitRows = append(logitRows, r)
+				needLogits(r)
 			}
 		}
-		if want&(kernels.WantSample|kernels.WantLogits|kernels.WantTarget|kernels.WantHidden) != 0 {
-			sel = append(sel, last)
-			if want&(kernels.WantSample|kernels.WantLogits|kernels.WantTarget) != 0 {
-				logit[last] = len(logitRows)
-				logitRows = append(logitRows, last)
+		if want&kernels.WantLogits != 0 {
+			for r := last - max(st.seqs[s].LogitRows, 1) + 1; r < last; r++ {
+				needLogits(r)
 			}
+		}
+		switch {
+		case want&(kernels.WantSample|kernels.WantLogits|kernels.WantTarget) != 0:
+			needLogits(last)
+		case want&kernels.WantHidden != 0:
+			sel = append(sel, last)
 		}
 	}
 	normed := make(map[int][]float32, len(sel))
@@ -62,7 +72,9 @@ func (st *lmStep) outputs() []kernels.SeqOut {
 			o.Hidden = normed[last]
 		}
 		if seq.Want&kernels.WantLogits != 0 {
-			o.Logits = append([]float32(nil), row(last)...)
+			for r := last - max(seq.LogitRows, 1) + 1; r <= last; r++ {
+				o.Logits = append(o.Logits, row(r)...)
+			}
 		}
 		if seq.Want&kernels.WantLogprobs != 0 {
 			for r := lo; r < last; r++ {

@@ -24,8 +24,9 @@ type lmPlan struct {
 	maxCtx        int // the longest context (position + 1) of any row
 	// normRows are the rows that go through the final norm: the nLogit rows
 	// that need logits first (every sequence's last row that samples, wants
-	// logits or a target; then the rows scored teacher-forced), then the
-	// last rows that want only their hidden state.
+	// logits or a target; then the rows scored teacher-forced; then the
+	// other rows of Seq.LogitRows), then the last rows that want only their
+	// hidden state.
 	normRows []int32
 	nLogit   int
 	// targets[i] is the token whose log-probability logit row i scores, or
@@ -48,8 +49,11 @@ type seqPlan struct {
 	hidden int // the index in normRows of its last row (WantHidden)
 	lpFrom int // its teacher-forced logit rows: lpFrom ...
 	lpN    int // ... lpFrom+lpN−1 (and last, with WantTarget)
-	sample int // its index in the sampling arrays
-	nTop   int // alternatives it gets: min(TopLogprobs, vocab)
+	// The logit rows of its rows before the last that return their logits
+	// (Seq.LogitRows − 1 of them): rowsFrom ... rowsFrom+rowsN−1.
+	rowsFrom, rowsN int
+	sample          int // its index in the sampling arrays
+	nTop            int // alternatives it gets: min(TopLogprobs, vocab)
 }
 
 // attnSplit is the split length of a row's attention over a context of n
@@ -124,6 +128,17 @@ func newLMPlan(seqs []kernels.Seq, vocab int) *lmPlan {
 		for i := range o.lpN {
 			p.normRows = append(p.normRows, int32(first[s]+i))
 			p.targets = append(p.targets, q.Tokens[i+1])
+		}
+	}
+	for s := range seqs {
+		q, o := &seqs[s], &p.outs[s]
+		if q.Want&kernels.WantLogits == 0 || q.LogitRows <= 1 {
+			continue
+		}
+		o.rowsFrom, o.rowsN = len(p.normRows), q.LogitRows-1
+		for r := first[s+1] - q.LogitRows; r < first[s+1]-1; r++ {
+			p.normRows = append(p.normRows, int32(r))
+			p.targets = append(p.targets, -1)
 		}
 	}
 	p.nLogit = len(p.normRows)

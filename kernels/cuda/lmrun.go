@@ -226,7 +226,7 @@ func (d *devState) lmPrepare(m *lm.Model, pl *lmPlan) (*lmRun, error) {
 		}
 		if o.want&kernels.WantLogits != 0 {
 			r.logitAt[s] = hostSize
-			hostSize += 4 * c.Vocab
+			hostSize += 4 * c.Vocab * (1 + o.rowsN)
 		}
 	}
 	for _, g := range []struct {
@@ -461,8 +461,17 @@ func (d *devState) lmOutputs(m *lm.Model, w *lmWeights, r *lmRun) error {
 			}
 		}
 		for si, o := range pl.outs {
-			if r.logitAt[si] >= 0 && o.last >= c0 && o.last < c1 {
-				if err := s.dtohAsync(r.host.at(r.logitAt[si]), r.logits+uint64(4*(o.last-c0)*vocab), 4*vocab); err != nil {
+			if r.logitAt[si] < 0 {
+				continue
+			}
+			// Its rows before the last (Seq.LogitRows), then the last.
+			if lo, hi := max(o.rowsFrom, c0), min(o.rowsFrom+o.rowsN, c1); lo < hi {
+				if err := s.dtohAsync(r.host.at(r.logitAt[si]+4*(lo-o.rowsFrom)*vocab), r.logits+uint64(4*(lo-c0)*vocab), 4*(hi-lo)*vocab); err != nil {
+					return err
+				}
+			}
+			if o.last >= c0 && o.last < c1 {
+				if err := s.dtohAsync(r.host.at(r.logitAt[si]+4*o.rowsN*vocab), r.logits+uint64(4*(o.last-c0)*vocab), 4*vocab); err != nil {
 					return err
 				}
 			}
@@ -499,7 +508,7 @@ func (r *lmRun) outputs(c *lm.Config) []kernels.SeqOut {
 			out.Hidden = floats(r.hidden[si], c.Hidden)
 		}
 		if r.logitAt[si] >= 0 {
-			out.Logits = floats(r.logitAt[si], c.Vocab)
+			out.Logits = floats(r.logitAt[si], c.Vocab*(1+o.rowsN))
 		}
 		if o.want&kernels.WantLogprobs != 0 {
 			out.Logprobs = make([]float32, 0, o.lpN+1)

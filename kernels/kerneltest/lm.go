@@ -98,8 +98,10 @@ func RandTokens(seed uint64, n, vocab int) []int32 {
 //	           LMTolerance of cpu.LMReference
 //	outputs    greedy sampling picks the argmax of the logits with its
 //	           log-probability; teacher-forced log-probabilities are those
-//	           of the decoded logits; the hidden state has hidden_size
-//	           values; a sequence that asks for nothing gets nothing
+//	           of the decoded logits, and so are the logits of the last
+//	           Seq.LogitRows rows of a prefill; the hidden state has
+//	           hidden_size values; a sequence that asks for nothing gets
+//	           nothing
 //	errors     precisions b does not run, broken batches and block counts
 //	           (kernels.ErrInvalidBatch), a cache of another model, a
 //	           cancelled context
@@ -184,6 +186,21 @@ func testLMOutputs(t *testing.T, lmb kernels.LM) {
 	if len(o.Hidden) != c.Hidden {
 		t.Errorf("hidden state of %d values; want %d", len(o.Hidden), c.Hidden)
 	}
+	// The logits of every row but the first, in one step beside another
+	// sequence, are the decoded ones (the teacher-forced quality check).
+	rows := n - 1
+	outs := s.Step(kernels.Seq{Tokens: toks[:n], Blocks: s.Alloc(n), Want: kernels.WantLogits | kernels.WantLogprobs, LogitRows: rows},
+		kernels.Seq{Tokens: toks[:4], Blocks: s.Alloc(4), Want: kernels.WantLogits})
+	if len(outs[0].Logits) != rows*c.Vocab || len(outs[1].Logits) != c.Vocab {
+		t.Fatalf("LogitRows %d: %d logits (and %d beside); want %d × vocab %d (and %d)", rows, len(outs[0].Logits), len(outs[1].Logits), rows, c.Vocab, c.Vocab)
+	}
+	want := decoded[(n-rows)*c.Vocab : n*c.Vocab]
+	if e := RelL2(outs[0].Logits, Widen(want)); !(e <= 1e-5) {
+		t.Errorf("LogitRows %d: rel L2 %.3g to the decoded logits of the same rows; want <= 1e-5", rows, e)
+	}
+	if e := RelL2(outs[1].Logits, Widen(logitsAt(3))); !(e <= 1e-5) {
+		t.Errorf("the sequence beside LogitRows: rel L2 %.3g to its decoded logits; want <= 1e-5", e)
+	}
 	o = s.Step(kernels.Seq{Tokens: toks[:3], Blocks: s.Alloc(3)})[0]
 	if o.Logits != nil || o.Logprobs != nil || o.Hidden != nil || o.Top != nil || o.Token != 0 || o.Logprob != 0 {
 		t.Errorf("a sequence asking for nothing got %+v", o)
@@ -229,6 +246,9 @@ func testLMErrors(t *testing.T, b kernels.Backend, lmb kernels.LM) {
 		{"blocks short", p, kv, with(func(s *kernels.Seq) { s.Blocks = nil }), kernels.ErrInvalidBatch},
 		{"shared written block", p, kv, &kernels.Batch{Seqs: []kernels.Seq{ok, ok}}, kernels.ErrInvalidBatch},
 		{"unknown want", p, kv, with(func(s *kernels.Seq) { s.Want = 1 << 7 }), kernels.ErrInvalidBatch},
+		{"logit rows past the tokens", p, kv, with(func(s *kernels.Seq) { s.Want, s.LogitRows = kernels.WantLogits, 3 }), kernels.ErrInvalidBatch},
+		{"negative logit rows", p, kv, with(func(s *kernels.Seq) { s.Want, s.LogitRows = kernels.WantLogits, -1 }), kernels.ErrInvalidBatch},
+		{"logit rows without logits", p, kv, with(func(s *kernels.Seq) { s.LogitRows = 2 }), kernels.ErrInvalidBatch},
 		{"temperature", p, kv, with(func(s *kernels.Seq) { s.Want, s.Sampling.Temperature = kernels.WantSample, -1 }), kernels.ErrInvalidBatch},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"math"
 
 	"github.com/gearbox-inference/gearbox/model"
+	"github.com/gearbox-inference/gearbox/precision"
 )
 
 // Metric is how the quality loop measures a language model's error against
@@ -38,10 +39,13 @@ const (
 )
 
 // Quality is a language model's accuracy target: the largest error, by
-// Metric, the quality loop accepts at a served precision.
+// Metric, the quality loop accepts at a served precision, measured against
+// the teacher-forced run at Reference (empty: the checkpoint's dtype; see
+// Model.Reference).
 type Quality struct {
-	Metric   Metric
-	MaxError float64
+	Metric    Metric
+	MaxError  float64
+	Reference precision.Format
 }
 
 // Manifest is the optional Gearbox model.json beside a checkpoint, as
@@ -67,6 +71,10 @@ type ManifestQuality struct {
 	// MaxError is the bound: in (0, 10] for kl (default DefaultMaxKL), in
 	// (0, 1] for rel_l2 (default model.DefaultMaxError).
 	MaxError *float64 `json:"max_error,omitempty"`
+	// Reference is the precision the quality loop's reference runs at (a
+	// format: fp32, tf32, bf16, fp16, fp8 or fp4); the checkpoint's dtype
+	// if absent.
+	Reference precision.Format `json:"reference,omitempty"`
 }
 
 // ParseManifest decodes a language model's model.json strictly (unknown
@@ -109,6 +117,12 @@ func (m *Manifest) quality() (Quality, error) {
 			q.Metric = m.Quality.Metric
 		}
 		bound = m.Quality.MaxError
+		if r := m.Quality.Reference; r != "" {
+			if !r.Valid() {
+				return Quality{}, mfErrorf("quality.reference %q is not a precision (fp32, tf32, bf16, fp16, fp8 or fp4)", r)
+			}
+			q.Reference = r
+		}
 	}
 	var hi float64
 	switch q.Metric {
@@ -130,4 +144,20 @@ func (m *Manifest) quality() (Quality, error) {
 
 func mfErrorf(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{model.ErrInvalidManifest}, args...)...)
+}
+
+// Reference is the precision the quality loop's teacher-forced reference
+// runs at: model.json's quality.reference, else the checkpoint's own dtype
+// (that of its embedding: fp32 for F32, bf16 for BF16, fp16 for F16).
+func (m *Model) Reference() precision.Format {
+	if m.Quality.Reference != "" {
+		return m.Quality.Reference
+	}
+	switch m.Weights.Embed.DType {
+	case model.DTypeBF16:
+		return precision.BF16
+	case model.DTypeF16:
+		return precision.FP16
+	}
+	return precision.FP32
 }

@@ -24,6 +24,8 @@ func TestManifestQualityAndPrecision(t *testing.T) {
 			model.PrecisionConfig{Initial: precision.FP32, Ladder: precision.DefaultLadder}},
 		{"rel_l2 default", `{"quality":{"metric":"rel_l2"}}`, lm.Quality{Metric: lm.RelL2, MaxError: model.DefaultMaxError},
 			model.PrecisionConfig{Initial: precision.FP32, Ladder: precision.DefaultLadder}},
+		{"reference", `{"quality":{"reference":"fp32"}}`, lm.Quality{Metric: lm.KL, MaxError: 0.01, Reference: precision.FP32},
+			model.PrecisionConfig{Initial: precision.FP32, Ladder: precision.DefaultLadder}},
 		{"ladder", `{"name":"m","version":"2","quality":{"metric":"kl","max_error":0.002},"precision":{"initial":"bf16","ladder":["fp32","bf16","fp8"]}}`,
 			lm.Quality{Metric: lm.KL, MaxError: 0.002},
 			model.PrecisionConfig{Initial: precision.BF16, Ladder: []precision.Format{precision.FP32, precision.BF16, precision.FP8}}},
@@ -57,6 +59,8 @@ func TestParseManifestErrors(t *testing.T) {
 		{"metric", `{"quality":{"metric":"ppl"}}`, `quality.metric "ppl" is not kl or rel_l2`},
 		{"kl bound", `{"quality":{"max_error":0}}`, "quality.max_error 0 must be in (0, 10] for kl"},
 		{"rel_l2 bound", `{"quality":{"metric":"rel_l2","max_error":2}}`, "quality.max_error 2 must be in (0, 1] for rel_l2"},
+		{"reference", `{"quality":{"reference":"fp64"}}`, `quality.reference "fp64" is not a precision`},
+		{"auto reference", `{"quality":{"reference":"auto"}}`, `quality.reference "auto" is not a precision`},
 		{"unknown quality field", `{"quality":{"bound":1}}`, `unknown field "bound"`},
 		{"ladder", `{"precision":{"ladder":["bf16","fp32"]}}`, "precision.ladder starts with bf16"},
 		{"initial", `{"precision":{"initial":"fp4","ladder":["fp32","bf16"]}}`, "precision.initial fp4 is not on the ladder"},
@@ -98,6 +102,32 @@ func TestParseGeneration(t *testing.T) {
 	} {
 		if _, err := lm.ParseGeneration([]byte(tc.data), &c); !errors.Is(err, lm.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.msg) {
 			t.Errorf("%s: got error %v; want %v saying %q", tc.data, err, lm.ErrInvalidConfig, tc.msg)
+		}
+	}
+}
+
+// TestReference: the reference precision is model.json's, else the
+// checkpoint's dtype.
+func TestReference(t *testing.T) {
+	for _, tc := range []struct {
+		dtype, manifest string
+		want            precision.Format
+	}{
+		{model.DTypeF32, "", precision.FP32},
+		{model.DTypeBF16, "", precision.BF16},
+		{model.DTypeF16, "", precision.FP16},
+		{model.DTypeBF16, `{"quality":{"reference":"fp32"}}`, precision.FP32},
+	} {
+		dir := synth(t, "tiny", lm.SynthConfig{Config: tiny(lm.Llama), DType: tc.dtype})
+		if tc.manifest != "" {
+			writeFile(t, dir, model.ManifestFile, []byte(tc.manifest))
+		}
+		m, err := lm.Load(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := m.Reference(); got != tc.want {
+			t.Errorf("%s checkpoint, model.json %q: reference %s; want %s", tc.dtype, tc.manifest, got, tc.want)
 		}
 	}
 }

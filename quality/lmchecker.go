@@ -1,0 +1,231 @@
+package quality
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/gearbox-inference/gearbox"
+	"github.com/gearbox-inference/gearbox/kernels"
+	"github.com/gearbox-inference/gearbox/model/lm"
+	"github.com/gearbox-inference/gearbox/precision"
+)
+
+// lmCheck is one sampled finished sequence, copied out of its job.
+type lmCheck struct {
+	m         *lm.Model
+	served    precision.Format
+	job       string
+	prompt    []int32
+	generated []int32
+}
+
+// LMChecker samples language models' finished generations and checks
+// them off the serving path: Offer copies a sampled sequence's tokens and
+// returns at once; Run re-runs each teacher-forced at the reference
+// precision, at the precision it was served at and at the next cheaper
+// rung of the ladder (in shadow), and publishes a report comparing their
+// next-token distributions.
+type LMChecker struct {
+	cfg     Config
+	backend kernels.Backend
+	lm      kernels.LM
+	worker  string
+	publish func(context.Context, *gearbox.QualityReport) error
+	log     zerolog.Logger
+
+	queue chan *lmCheck
+	*sampler
+}
+
+// ErrNoLM is returned by NewLMChecker for a backend that runs no language
+// models (it does not implement kernels.LM).
+var ErrNoLM = errors.New("quality: the backend runs no language models")
+
+// NewLMChecker returns a checker of sequences generated on backend (which
+// must implement kernels.LM) by worker, which hands each report to
+// publish. It shares cfg's sample rate, interval, queue length and
+// metrics with the tensor models' Checker; Rows and Hold do not apply.
+func NewLMChecker(cfg Config, backend kernels.Backend, worker string, publish func(context.Context, *gearbox.QualityReport) error, log zerolog.Logger) (*LMChecker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	lmb, ok := backend.(kernels.LM)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrNoLM, backend.Name())
+	}
+	cfg = cfg.WithDefaults()
+	return &LMChecker{
+		cfg: cfg, backend: backend, lm: lmb, worker: worker, publish: publish, log: log,
+		queue: make(chan *lmCheck, cfg.Queue), sampler: newSampler(cfg),
+	}, nil
+}
+
+// Offer considers a finished generation for a check: prompt and generated
+// are its tokens, generated at precision served for job. It copies them
+// when the sequence is sampled and returns without waiting; when the
+// queue is full the sequence is not checked (counted as dropped).
+func (c *LMChecker) Offer(now time.Time, m *lm.Model, served precision.Format, job string, prompt, generated []int32) {
+	if len(prompt) == 0 || len(generated) == 0 || !c.draw(now, m.Name) {
+		return
+	}
+	ck := &lmCheck{m: m, served: served, job: job, prompt: slices.Clone(prompt), generated: slices.Clone(generated)}
+	select {
+	case c.queue <- ck:
+		c.checked(now, m.Name)
+	default:
+		c.cfg.Metrics.count(m.Name, "dropped")
+	}
+}
+
+// Run performs queued checks until ctx ends.
+func (c *LMChecker) Run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ck := <-c.queue:
+			r, err := c.Check(ctx, ck.m, ck.served, ck.prompt, ck.generated)
+			if err == nil {
+				r.Batch = ck.job
+				err = c.publish(ctx, r)
+			}
+			if err != nil && ctx.Err() != nil {
+				return
+			}
+			c.cfg.Metrics.done(c.log, ck.m.Name, ck.job, r, err)
+		}
+	}
+}
+
+// logitChunkBytes bounds the logits one teacher-forced step returns per
+// precision: a long generation is re-run in chunks of positions (for a
+// vocabulary of 128k, 128 positions a step).
+var logitChunkBytes = 64 << 20
+
+// Check re-runs the sequence prompt + generated teacher-forced on the
+// backend at m's reference precision (Model.Reference, fp32 where the
+// backend cannot run it), at served, and at the next cheaper rung of m's
+// ladder after served that the backend runs, and returns the report
+// (without Batch) comparing the next-token distributions of every
+// generated position: served's against the reference, and the shadow
+// rung's. Runs at the same precision are done once: served at the
+// reference is compared with itself (KL 0 exactly).
+func (c *LMChecker) Check(ctx context.Context, m *lm.Model, served precision.Format, prompt, generated []int32) (*gearbox.QualityReport, error) {
+	n, vocab := len(generated), m.Config.Vocab
+	if len(prompt) == 0 || n == 0 {
+		return nil, errors.New("quality check: a sequence needs a prompt and a generated token")
+	}
+	ref := m.Reference()
+	if !kernels.Supports(c.backend, ref) {
+		ref = precision.FP32
+	}
+	var cand precision.Format
+	if next, ok := precision.Next(m.Precision.Ladder, served); ok && kernels.Supports(c.backend, next) {
+		cand = next
+	}
+	// Row i of tokens predicts tokens[i+1]: the rows from first on predict
+	// the generated tokens. The last generated token predicts nothing
+	// judged, so it is not fed.
+	tokens := slices.Concat(prompt, generated[:n-1])
+	first := len(prompt) - 1
+	runs := map[precision.Format]*teacherForced{}
+	defer func() {
+		for _, r := range runs {
+			_ = r.kv.Close()
+		}
+	}()
+	for _, p := range []precision.Format{ref, served, cand} {
+		if _, ok := runs[p]; ok || p == "" {
+			continue
+		}
+		r, err := c.newTeacherForced(m, p, len(tokens))
+		if err != nil {
+			return nil, fmt.Errorf("teacher-forced run at %s: %w", p, err)
+		}
+		runs[p] = r
+	}
+	chunk := max(1, logitChunkBytes/(4*vocab))
+	var sv, cv logitStats
+	for lo := 0; lo < len(tokens); {
+		from := max(lo, first) // the first row whose logits are judged
+		hi := min(len(tokens), from+chunk)
+		logits := map[precision.Format][]float32{}
+		for p, r := range runs {
+			l, err := r.step(ctx, tokens[lo:hi], lo, hi-from)
+			if err != nil {
+				return nil, fmt.Errorf("teacher-forced run at %s: %w", p, err)
+			}
+			logits[p] = l
+		}
+		sv.add(logits[served], logits[ref], hi-from, vocab)
+		if cand != "" {
+			cv.add(logits[cand], logits[ref], hi-from, vocab)
+		}
+		lo = hi
+	}
+	r := &gearbox.QualityReport{
+		Model:         m.Name,
+		Digest:        m.Digest,
+		Ladder:        m.Precision.Ladder,
+		Initial:       m.Precision.Initial,
+		MaxError:      m.Quality.MaxError,
+		Metric:        string(m.Quality.Metric),
+		Served:        served,
+		ServedMetrics: sv.metrics(),
+		Reference:     string(ref),
+		Worker:        c.worker,
+		Device:        c.backend.Name(),
+		BatchRows:     1,
+		Rows:          1,
+		Tokens:        n,
+		Time:          time.Now().UTC(),
+	}
+	if cand != "" {
+		cm := cv.metrics()
+		r.Candidate, r.CandidateMetrics = cand, &cm
+	}
+	return r, nil
+}
+
+// teacherForced is one precision's re-run of a sequence: its own KV cache,
+// fed in steps.
+type teacherForced struct {
+	lm     kernels.LM
+	m      *lm.Model
+	p      precision.Format
+	kv     kernels.KVCache
+	blocks []int32
+}
+
+// newTeacherForced allocates a cache for n positions of m at p.
+func (c *LMChecker) newTeacherForced(m *lm.Model, p precision.Format, n int) (*teacherForced, error) {
+	nb := (n + kernels.KVBlockSize - 1) / kernels.KVBlockSize
+	kv, err := c.lm.NewKVCache(m, p, nb)
+	if err != nil {
+		return nil, err
+	}
+	blocks := make([]int32, nb)
+	for i := range blocks {
+		blocks[i] = int32(i)
+	}
+	return &teacherForced{lm: c.lm, m: m, p: p, kv: kv, blocks: blocks}, nil
+}
+
+// step feeds tokens at positions pos on and returns the logits of the last
+// rows rows, [rows, vocab].
+func (t *teacherForced) step(ctx context.Context, tokens []int32, pos, rows int) ([]float32, error) {
+	b := &kernels.Batch{Seqs: []kernels.Seq{{Tokens: tokens, Pos: pos, Blocks: t.blocks, Want: kernels.WantLogits, LogitRows: rows}}}
+	outs, err := t.lm.Step(ctx, t.m, t.p, t.kv, b)
+	if err != nil {
+		return nil, err
+	}
+	if len(outs) != 1 || len(outs[0].Logits) != rows*t.m.Config.Vocab {
+		return nil, fmt.Errorf("the backend returned %d outputs for 1 sequence, or logits not for %d rows of %d", len(outs), rows, t.m.Config.Vocab)
+	}
+	return outs[0].Logits, nil
+}

@@ -1,0 +1,192 @@
+package quality
+
+import (
+	"context"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
+
+	"github.com/gearbox-inference/gearbox"
+	"github.com/gearbox-inference/gearbox/kernels"
+	"github.com/gearbox-inference/gearbox/kernels/cpu"
+	"github.com/gearbox-inference/gearbox/kernels/kerneltest"
+	"github.com/gearbox-inference/gearbox/model/lm"
+	"github.com/gearbox-inference/gearbox/precision"
+)
+
+// gocoderSequence loads the shipped Go-code model with reference ref and
+// returns it with a prompt and the CPU backend's greedy continuation of n
+// tokens at bf16.
+func gocoderSequence(t *testing.T, b *cpu.Backend, ref precision.Format, n int) (*lm.Model, []int32, []int32) {
+	t.Helper()
+	m, err := lm.Load("../testdata/models/gocoder")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Quality.Reference = ref
+	prompt := kerneltest.RandTokens(3, 12, m.Config.Vocab)
+	gen := kerneltest.NewSession(t, b, m, precision.BF16, (len(prompt)+n)/16+1).Generate(prompt, n)
+	return m, prompt, gen
+}
+
+// klByDecoding is the mean KL of the next-token distributions of the
+// generated positions at p from those at ref, with logits decoded token by
+// token and the KL summed from probabilities (not log-softmax): an
+// independent route to what Check measures.
+func klByDecoding(t *testing.T, b *cpu.Backend, m *lm.Model, ref, p precision.Format, prompt, gen []int32) float64 {
+	t.Helper()
+	toks := append(append([]int32{}, prompt...), gen[:len(gen)-1]...)
+	v := m.Config.Vocab
+	blocks := (len(toks)+15)/16 + 1
+	lr := kerneltest.NewSession(t, b, m, ref, blocks).DecodeLogits(toks)
+	lp := kerneltest.NewSession(t, b, m, p, blocks).DecodeLogits(toks)
+	probs := func(l []float32) []float64 {
+		hi := math.Inf(-1)
+		for _, x := range l {
+			hi = math.Max(hi, float64(x))
+		}
+		ps, sum := make([]float64, len(l)), 0.0
+		for i, x := range l {
+			ps[i] = math.Exp(float64(x) - hi)
+			sum += ps[i]
+		}
+		for i := range ps {
+			ps[i] /= sum
+		}
+		return ps
+	}
+	var total float64
+	for pos := len(prompt) - 1; pos < len(toks); pos++ {
+		pr, pq := probs(lr[pos*v:(pos+1)*v]), probs(lp[pos*v:(pos+1)*v])
+		for i := range pr {
+			if pr[i] > 0 {
+				total += pr[i] * math.Log(pr[i]/pq[i])
+			}
+		}
+	}
+	return total / float64(len(gen))
+}
+
+// TestLMCheck re-runs a generation of the shipped model teacher-forced: at
+// the reference itself the served KL is 0 exactly; fp4 is further from the
+// reference than fp8, and both are measured as decoding them token by
+// token measures them.
+func TestLMCheck(t *testing.T) {
+	b, err := cpu.New(cpu.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, prompt, gen := gocoderSequence(t, b, precision.FP32, 12)
+	c, err := NewLMChecker(Config{Sample: 1}, b, "w", nil, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+
+	r, err := c.Check(ctx, m, precision.FP32, prompt, gen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := r.ServedMetrics; *s.KL != 0 || *s.Top1 != 1 || s.RelL2 != 0 {
+		t.Errorf("fp32 against the fp32 reference: KL %g, top1 %g, rel L2 %g; want 0, 1, 0", *s.KL, *s.Top1, s.RelL2)
+	}
+	if r.Candidate != precision.TF32 || !(*r.CandidateMetrics.KL > 0) {
+		t.Errorf("candidate %s KL %v; want tf32 > 0", r.Candidate, r.CandidateMetrics.KL)
+	}
+	if r.Metric != gearbox.MetricKL || r.Reference != "fp32" || r.Tokens != len(gen) || r.MaxError != 0.01 {
+		t.Errorf("report metric %q, reference %q, tokens %d, max_error %g; want kl, fp32, %d, 0.01", r.Metric, r.Reference, r.Tokens, r.MaxError, len(gen))
+	}
+	if err := r.Validate(); err != nil {
+		t.Error(err)
+	}
+
+	r, err = c.Check(ctx, m, precision.FP8, prompt, gen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp8, fp4 := *r.ServedMetrics.KL, *r.CandidateMetrics.KL
+	t.Logf("gocoder, %d generated tokens, against fp32: fp8 KL %.3g top1 %.3f rel L2 %.3g; fp4 KL %.3g top1 %.3f rel L2 %.3g",
+		len(gen), fp8, *r.ServedMetrics.Top1, r.ServedMetrics.RelL2, fp4, *r.CandidateMetrics.Top1, r.CandidateMetrics.RelL2)
+	if r.Candidate != precision.FP4 || !(fp4 > fp8 && fp8 > 0) {
+		t.Errorf("KL fp8 %g, %s %g; want fp4 > fp8 > 0", fp8, r.Candidate, fp4)
+	}
+	for _, c := range []struct {
+		p   precision.Format
+		got float64
+	}{{precision.FP8, fp8}, {precision.FP4, fp4}} {
+		want := klByDecoding(t, b, m, precision.FP32, c.p, prompt, gen)
+		if math.Abs(c.got-want) > 1e-6*want+1e-9 {
+			t.Errorf("%s: KL %.9g teacher-forced; %.9g decoding token by token", c.p, c.got, want)
+		}
+	}
+}
+
+// TestLMCheckChunks: a generation re-run in many steps (a chunk of one
+// position) measures what one step does.
+func TestLMCheckChunks(t *testing.T) {
+	b, err := cpu.New(cpu.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, prompt, gen := gocoderSequence(t, b, "", 6)
+	c, err := NewLMChecker(Config{Sample: 1}, b, "w", nil, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole, err := c.Check(context.Background(), m, precision.FP8, prompt, gen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if whole.Reference != "bf16" {
+		t.Errorf("reference %s; want the checkpoint's bf16", whole.Reference)
+	}
+	defer func(n int) { logitChunkBytes = n }(logitChunkBytes)
+	logitChunkBytes = 4 * m.Config.Vocab
+	chunked, err := c.Check(context.Background(), m, precision.FP8, prompt, gen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := whole.ServedMetrics, chunked.ServedMetrics; math.Abs(*a.KL-*b.KL) > 1e-12 || *a.Top1 != *b.Top1 || math.Abs(a.RelL2-b.RelL2) > 1e-12 {
+		t.Errorf("chunked: KL %g top1 %g rel L2 %g; in one step %g, %g, %g", *b.KL, *b.Top1, b.RelL2, *a.KL, *a.Top1, a.RelL2)
+	}
+}
+
+func TestNewLMCheckerNeedsLM(t *testing.T) {
+	if _, err := NewLMChecker(Config{Sample: 1}, tensorOnly{}, "w", nil, zerolog.Nop()); err == nil {
+		t.Error("a backend without kernels.LM: no error")
+	}
+}
+
+// tensorOnly is a backend that runs no language models.
+type tensorOnly struct{ kernels.Backend }
+
+func (tensorOnly) Name() string { return "tensor-only" }
+
+// TestLMOfferDropsWhenFull: Offer never waits; a sampled sequence that
+// finds the queue full is counted as dropped.
+func TestLMOfferDropsWhenFull(t *testing.T) {
+	b, err := cpu.New(cpu.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	met := NewMetrics(prometheus.NewRegistry())
+	c, err := NewLMChecker(Config{Sample: 1, Queue: 2, Metrics: met}, b, "w", nil, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &lm.Model{Name: "m"}
+	for range 5 {
+		c.Offer(time.Now(), m, precision.FP8, "job", []int32{1, 2}, []int32{3})
+	}
+	c.Offer(time.Now(), m, precision.FP8, "nothing generated", []int32{1, 2}, nil)
+	if got := len(c.queue); got != 2 {
+		t.Errorf("%d checks queued; want 2", got)
+	}
+	if got := testutil.ToFloat64(met.checks.WithLabelValues("m", "dropped")); got != 3 {
+		t.Errorf("%g checks dropped; want 3", got)
+	}
+}
