@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math"
 	"math/rand/v2"
 	"text/tabwriter"
 
@@ -13,6 +12,7 @@ import (
 	"github.com/gearbox-inference/gearbox/model/lm"
 	"github.com/gearbox-inference/gearbox/model/tokenizer"
 	"github.com/gearbox-inference/gearbox/precision"
+	"github.com/gearbox-inference/gearbox/quality"
 )
 
 // inspectText is what inspect --error feeds a language model that has a
@@ -60,8 +60,8 @@ func lmInspect(dir string, tokens int, out io.Writer) error {
 		if err != nil {
 			return err
 		}
-		kl, top1, rel := compareLogits(ref, got, c.Vocab)
-		fmt.Fprintf(tw, "%s\t%.3g\t%.3f\t%.3g\t\n", p, kl, top1, rel)
+		q := quality.CompareLogits(got, ref, len(ids), c.Vocab)
+		fmt.Fprintf(tw, "%s\t%.3g\t%.3f\t%.3g\t\n", p, *q.KL, *q.Top1, q.RelL2)
 	}
 	return tw.Flush()
 }
@@ -113,54 +113,4 @@ func teacherLogits(b kernels.LM, m *lm.Model, p precision.Format, ids []int32) (
 		out = append(out, o[0].Logits...)
 	}
 	return out, nil
-}
-
-// compareLogits compares rows of vocab logits, got against ref: the mean
-// KL(ref ‖ got) of their softmaxes, the fraction of rows whose argmax
-// agrees, and the relative L2 of the logits, all in float64.
-func compareLogits(ref, got []float32, vocab int) (kl, top1, relL2 float64) {
-	rows := len(ref) / vocab
-	var num, den float64
-	agree := 0
-	for r := range rows {
-		a, b := ref[r*vocab:(r+1)*vocab], got[r*vocab:(r+1)*vocab]
-		la, lb := logSoftmax(a), logSoftmax(b)
-		for i := range a {
-			kl += math.Exp(la[i]) * (la[i] - lb[i])
-			d := float64(a[i]) - float64(b[i])
-			num += d * d
-			den += float64(a[i]) * float64(a[i])
-		}
-		if argmax(a) == argmax(b) {
-			agree++
-		}
-	}
-	return kl / float64(rows), float64(agree) / float64(rows), math.Sqrt(num / den)
-}
-
-func logSoftmax(x []float32) []float64 {
-	mx := math.Inf(-1)
-	for _, v := range x {
-		mx = max(mx, float64(v))
-	}
-	var sum float64
-	for _, v := range x {
-		sum += math.Exp(float64(v) - mx)
-	}
-	lse := mx + math.Log(sum)
-	out := make([]float64, len(x))
-	for i, v := range x {
-		out[i] = float64(v) - lse
-	}
-	return out
-}
-
-func argmax(x []float32) int {
-	best := 0
-	for i, v := range x {
-		if v > x[best] {
-			best = i
-		}
-	}
-	return best
 }

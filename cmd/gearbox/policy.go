@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -218,7 +219,7 @@ func newPolicySetCmd(a *app) *cobra.Command {
 	fs.StringVar(&f.precision, "precision", "", "serve auto jobs at this precision from now on (the controller may move it again within floor and ceiling)")
 	fs.StringVar(&f.floor, "floor", "", "the cheapest precision the controller may choose")
 	fs.StringVar(&f.ceiling, "ceiling", "", "the most accurate precision the controller may choose")
-	fs.Float64Var(&f.maxErr, "max-error", -1, "the model's accuracy target (relative L2); 0 restores the manifest's")
+	fs.Float64Var(&f.maxErr, "max-error", -1, "the model's accuracy target in its metric (relative L2 for tensor models, KL for language models); 0 restores the manifest's")
 	fs.BoolVar(&f.pin, "pin", false, "pin --precision: floor = ceiling = precision, so the controller cannot move it")
 	fs.StringVar(&f.reason, "reason", "", "why, for the record")
 	return c
@@ -403,7 +404,7 @@ func runQuality(ctx context.Context, cfg *config, log zerolog.Logger, out io.Wri
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	if !asJSON {
-		fmt.Fprintln(tw, "time\tmodel\tworker\trows\tserved\terror\tcandidate\terror\tcosine\ttop1\tnon-finite\t")
+		fmt.Fprintln(tw, "time\tmodel\tworker\trows\tmetric\tserved\terror\tcandidate\terror\tcosine\ttop1\tnon-finite\t")
 		tw.Flush()
 	}
 	for r, err := range client.QualityReports(ctx, name, fromStart) {
@@ -418,15 +419,16 @@ func runQuality(ctx context.Context, cfg *config, log zerolog.Logger, out io.Wri
 		cand, cerr := "-", "-"
 		nonFinite := r.ServedMetrics.NonFinite
 		if c := r.CandidateMetrics; c != nil {
-			cand, cerr = string(r.Candidate), fmt.Sprintf("%.3e", c.RelL2)
+			cand, cerr = string(r.Candidate), fmt.Sprintf("%.3e", r.Error(c))
 			nonFinite += c.NonFinite
 		}
 		top1 := "-"
 		if t := r.ServedMetrics.Top1; t != nil {
 			top1 = fmt.Sprintf("%.3f", *t)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%.3e\t%s\t%s\t%.6f\t%s\t%d\t\n", r.Time.Local().Format(time.TimeOnly), r.Model, r.Worker, r.Rows,
-			r.Served, r.ServedMetrics.RelL2, cand, cerr, r.ServedMetrics.Cosine, top1, nonFinite)
+		metric := cmp.Or(r.Metric, gearbox.MetricRelL2)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%.3e\t%s\t%s\t%.6f\t%s\t%d\t\n", r.Time.Local().Format(time.TimeOnly), r.Model, r.Worker, r.Rows,
+			metric, r.Served, r.Error(&r.ServedMetrics), cand, cerr, r.ServedMetrics.Cosine, top1, nonFinite)
 		tw.Flush()
 	}
 	return nil
