@@ -18,11 +18,13 @@ import (
 // demoFlags are the demo's flags.
 type demoFlags struct {
 	jobs, workers, rows, bad int
+	minSamples               int
 	dims                     string
 	rate, maxErr, sample     float64
 	cooldown                 time.Duration
 	lmDir                    string
 	lmPrompts, lmTokens      int
+	lmWalk                   int
 	lmPrecisions             string
 	plots                    string
 }
@@ -42,7 +44,11 @@ Then the same workers serve the Go-code language model Gearbox ships
 lines of held-out Go files from the local toolchain, at each precision of
 the model's ladder in turn, with tokens/s, time to first token, and each
 precision's completion of one prompt side by side with its agreement with
-fp32. --jobs 0 runs only that; --lm-prompts 0 skips it.`,
+fp32. Then the walk: the model's policy is set to fp32 and precision-auto
+jobs follow until the quality loop, judging KL per token against fp32,
+holds the policy at the cheapest rung within its target (bf16 on the
+shipped model), each step with its evidence. --jobs 0 runs only the
+language model; --lm-prompts 0 skips it, --lm-walk 0 the walk.`,
 		Args: argsRange(0, 0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDemo(cmd.Context(), &a.cfg, a.log, f, cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -58,9 +64,11 @@ fp32. --jobs 0 runs only that; --lm-prompts 0 skips it.`,
 	fs.Float64Var(&f.maxErr, "max-error", 0.25, "the demo model's accuracy target (relative L2 error); its fp8 error is about 0.07 (0.1 at worst), fp4's 0.27")
 	fs.Float64Var(&f.sample, "sample", 0.25, "fraction of batches the quality loop checks (GEARBOX_QUALITY_SAMPLE is for workers)")
 	fs.DurationVar(&f.cooldown, "cooldown", time.Second, "least time between a policy change and the next step down")
+	fs.IntVar(&f.minSamples, "min-samples", 10, "quality reports of the next cheaper rung a step down needs (GEARBOX_QUALITY_MIN_SAMPLES is for workers)")
 	fs.StringVar(&f.lmDir, "lm-model", "", "the language model's checkpoint directory (default: the shipped "+demo.ModelDir+", found from the working directory or the source tree)")
 	fs.IntVar(&f.lmPrompts, "lm-prompts", 16, "prompts for the language model, each run at every precision (0: no language-model run)")
 	fs.IntVar(&f.lmTokens, "lm-tokens", 64, "tokens each completion may generate")
+	fs.IntVar(&f.lmWalk, "lm-walk", 480, "most precision-auto jobs of the language model's walk down its ladder (0: no walk)")
 	fs.StringVar(&f.lmPrecisions, "lm-precisions", "", "precisions the language model runs, the reference first (default: the model's ladder)")
 	fs.StringVar(&f.plots, "plots", "", "write the run's plots (PNG) into this directory")
 	return c
@@ -100,6 +108,7 @@ func runDemo(ctx context.Context, cfg *config, log zerolog.Logger, f demoFlags, 
 	// A short run: check more batches and let the policy move sooner than
 	// a production worker would.
 	wc.Quality.Sample, wc.Quality.Control, wc.Quality.Rules.Cooldown = f.sample, true, f.cooldown
+	wc.Quality.Rules.MinSamples = f.minSamples
 	listen := cfg.EmbeddedListen
 	runs := fmt.Sprintf("%d jobs of model %s", f.jobs, f.dims)
 	if jobs < 0 {
@@ -147,7 +156,11 @@ func demoLM(f demoFlags, stderr io.Writer) (*demo.LMConfig, error) {
 		}
 		dir = d
 	}
-	c := &demo.LMConfig{Dir: dir, Prompts: f.lmPrompts, MaxTokens: f.lmTokens}
+	walk := f.lmWalk
+	if walk == 0 {
+		walk = -1 // no walk
+	}
+	c := &demo.LMConfig{Dir: dir, Prompts: f.lmPrompts, MaxTokens: f.lmTokens, Walk: walk}
 	if f.lmPrecisions != "" {
 		for _, s := range strings.Split(f.lmPrecisions, ",") {
 			p, err := precision.Parse(strings.TrimSpace(s))

@@ -72,7 +72,10 @@ var readmeCommands = map[string]readmeCommand{
 	"go run ./cmd/gearbox demo": {long: true, check: func(t *testing.T, stdout string, _ map[string]bool) {
 		for _, want := range []string{`(?m)^jobs answered +50000$`, `mostly backlog, not service time`,
 			`(?m)^errors: 200 \(the load generator sent 200 invalid jobs on purpose\)$`,
-			`language model gocoder`, `same as fp32`} {
+			`language model gocoder`, `same as fp32`,
+			// The walk: fp32 → tf32 → bf16 on KL evidence, held by fp8's.
+			`(?m)^  \+[0-9.]+s +→ tf32 +by demo-w[0-9]+: +tf32 kl upper bound `, `(?m)^  \+[0-9.]+s +→ bf16 +by demo-w[0-9]+: +bf16 kl upper bound `,
+			`(?m)^holds at bf16 \(margin\) after [0-9]+ auto jobs in [0-9.]+s: fp8 kl upper bound `} {
 			if !regexp.MustCompile(want).MatchString(stdout) {
 				t.Errorf("demo output does not match %s:\n%s", want, stdout)
 			}

@@ -25,7 +25,9 @@ import (
 type cluster struct {
 	srv    *server.Server
 	client *gearbox.Client
-	runErr chan error // a worker's Run failed
+	subj   gearbox.Subjects
+	kv     jetstream.KeyValue // the policy bucket
+	runErr chan error         // a worker's Run failed
 
 	mu       sync.Mutex
 	trackers map[string]func(*gearbox.PrecisionPolicy, time.Time) // by model
@@ -114,11 +116,11 @@ func startCluster(ctx context.Context, cfg Config, models *worker.Models) (c *cl
 	if err := c.client.Provision(ctx, cfg.Worker.Streams); err != nil {
 		return nil, err
 	}
-	kv, err := gearbox.PolicyStore(ctx, c.client.JetStream(), subj, 1, false)
-	if err != nil {
+	c.subj = subj
+	if c.kv, err = gearbox.PolicyStore(ctx, c.client.JetStream(), subj, 1, false); err != nil {
 		return nil, err
 	}
-	watch, err := kv.WatchAll(ctx, jetstream.UpdatesOnly())
+	watch, err := c.kv.WatchAll(ctx, jetstream.UpdatesOnly())
 	if err != nil {
 		return nil, err
 	}

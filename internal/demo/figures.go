@@ -22,6 +22,10 @@ const (
 	// LMPrecisionsPlot: the language-model run's tokens/s, time to first
 	// token and agreement with the reference, per precision.
 	LMPrecisionsPlot = "demo-lm-precisions"
+	// LMPolicyPlot: the language model's walk, the precision its auto
+	// jobs were served at over time, with the KL of the checked ones,
+	// against its target.
+	LMPolicyPlot = "demo-lm-policy"
 )
 
 // WritePlots writes the run's pictures into dir (created if need be), as
@@ -53,6 +57,11 @@ func (r *Report) WritePlots(dir, ext string) ([]string, error) {
 	if s := r.LM; s != nil {
 		if err := write(LMPrecisionsPlot, func(p string) error { return plots.WriteBars(p, s.bars()...) }); err != nil {
 			return nil, err
+		}
+		if t, ok := s.walk.timeline(s.model, s.ladder, s.maxError, s.reference); ok {
+			if err := write(LMPolicyPlot, func(p string) error { return plots.WriteTimeline(p, t) }); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return files, nil
@@ -86,6 +95,30 @@ func (s *Summary) timeline() plots.Timeline {
 		}
 	}
 	return t
+}
+
+// timeline is the walk's policy, and the KL of every checked auto job
+// (the reference's own, 0, is off the log scale); false when there was no
+// walk.
+func (w *walk) timeline(model string, ladder []precision.Format, maxError float64, ref precision.Format) (plots.Timeline, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.start.IsZero() || w.skipped != "" {
+		return plots.Timeline{}, false
+	}
+	t := plots.Timeline{Title: fmt.Sprintf("model %s: the precision of auto jobs in the walk, and their KL per token", model),
+		Metric: "KL per token vs " + string(ref), Target: maxError, End: w.end.Seconds()}
+	for _, p := range ladder {
+		t.Ladder = append(t.Ladder, string(p))
+	}
+	for _, c := range w.changes {
+		t.Steps = append(t.Steps, plots.Step{At: c.at.Seconds(), Precision: string(c.p.Precision)})
+	}
+	for _, r := range w.reports {
+		t.Errors = append(t.Errors, plots.Point{At: r.at.Seconds(), Value: r.r.Error(&r.r.ServedMetrics)})
+		t.End = max(t.End, r.at.Seconds()) // checks finish after their jobs
+	}
+	return t, true
 }
 
 // bars are the tensor run's jobs per precision run, and the backend's

@@ -35,6 +35,16 @@ type LMConfig struct {
 	// (default: the model's ladder, the rungs the backend runs). The
 	// first is the reference the others' tokens are compared with.
 	Precisions []precision.Format
+	// Walk is the most precision-auto jobs of the walk phase, after the
+	// explicit precisions: the policy is set to the top of the ladder and
+	// the quality loop moves it (default 480; negative: no walk). The
+	// phase ends as soon as the controller holds for a reason more
+	// evidence does not change (see lmwalk.go).
+	Walk int
+	// WalkTokens is the max_tokens of the walk's jobs (default 16); they
+	// are sampled (temperature 0.8, a seed per job), so every checked
+	// sequence is a different one.
+	WalkTokens int
 	// GoRoot is the Go tree whose src holds the files of the model's
 	// heldout.txt, where the prompts come from (default: `go env GOROOT`).
 	// Where none of them is there, a few built-in Go snippets stand in.
@@ -96,6 +106,12 @@ func (c *LMConfig) defaults() {
 	if c.MaxTokens == 0 {
 		c.MaxTokens = 64
 	}
+	if c.Walk == 0 {
+		c.Walk = 480
+	}
+	if c.WalkTokens == 0 {
+		c.WalkTokens = 16
+	}
 	if c.GoRoot == "" {
 		c.GoRoot = goRoot()
 	}
@@ -107,8 +123,9 @@ func (c *LMConfig) load(b kernels.Backend) (*lm.Model, error) {
 	if c.Dir == "" {
 		return nil, fmt.Errorf("language-model run: %w: no directory given", ErrNoModel)
 	}
-	if c.Prompts < 1 || c.MaxTokens < 1 || c.PromptTokens < 1 {
-		return nil, fmt.Errorf("language-model run: prompts %d, prompt tokens %d and max tokens %d must be ≥ 1", c.Prompts, c.PromptTokens, c.MaxTokens)
+	if c.Prompts < 1 || c.MaxTokens < 1 || c.PromptTokens < 1 || c.WalkTokens < 1 {
+		return nil, fmt.Errorf("language-model run: prompts %d, prompt tokens %d, max tokens %d and walk tokens %d must be ≥ 1",
+			c.Prompts, c.PromptTokens, c.MaxTokens, c.WalkTokens)
 	}
 	m, err := lm.Load(c.Dir)
 	if err != nil {
@@ -135,6 +152,11 @@ func (c *LMConfig) load(b kernels.Backend) (*lm.Model, error) {
 	if len(c.Precisions) == 0 {
 		return nil, fmt.Errorf("language-model run: backend %s runs none of model %s's ladder %v", b.Name(), m.Name, m.Precision.Ladder)
 	}
+	// One reference for the whole run: the quality loop judges every
+	// precision's distributions against the precision the table compares
+	// tokens with (the shipped model's own reference is its checkpoint's
+	// bf16, against which bf16 scores KL 0 and fp32 does not).
+	m.Quality.Reference = c.Precisions[0]
 	return m, nil
 }
 
@@ -153,6 +175,10 @@ type prompt struct {
 	name string // the file it comes from, or the snippet's name
 	text string
 	ids  int // its tokens, as the worker encodes it
+	// tail is its last whole lines, up to walkPromptTokens: the walk's
+	// prompt (a check re-runs the prompt at three precisions: shorter
+	// prompts, more checks a second).
+	tail string
 }
 
 // snippets stand in for the held-out files where the Go tree lacks them.
@@ -188,6 +214,7 @@ func (c *LMConfig) prompts(m *lm.Model) (ps []prompt, source string, err error) 
 		for i := range c.Prompts {
 			p := snippets[i%len(snippets)]
 			p.ids = count(p.text)
+			p.tail, _ = lastLines(p.text, walkPromptTokens, count)
 			ps = append(ps, p)
 		}
 		return ps, source, nil
@@ -201,7 +228,8 @@ func (c *LMConfig) prompts(m *lm.Model) (ps []prompt, source string, err error) 
 			return nil, "", fmt.Errorf("language-model run: prompt: %w", err)
 		}
 		text, n := firstLines(string(data), c.PromptTokens, count)
-		ps = append(ps, prompt{name: f, text: text, ids: n})
+		tail, _ := lastLines(text, walkPromptTokens, count)
+		ps = append(ps, prompt{name: f, text: text, ids: n, tail: tail})
 	}
 	return ps, source, nil
 }
@@ -242,4 +270,21 @@ func firstLines(s string, max int, count func(string) int) (string, int) {
 		end, n = next, k
 	}
 	return s[:end], n
+}
+
+// lastLines is the longest run of s's last whole lines that count says is
+// at most max tokens (the last line alone when even it is longer), and its
+// count.
+func lastLines(s string, max int, count func(string) int) (string, int) {
+	start, n := len(s), 0
+	for start > 0 {
+		// The line ending before start: from after the newline before it.
+		prev := strings.LastIndexByte(s[:start-1], '\n') + 1
+		k := count(s[prev:])
+		if k > max && start < len(s) {
+			break
+		}
+		start, n = prev, k
+	}
+	return s[start:], n
 }

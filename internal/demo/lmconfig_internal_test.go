@@ -32,6 +32,30 @@ func TestFirstLines(t *testing.T) {
 	}
 }
 
+// TestLastLines: whole lines from the end while they fit, at least one.
+func TestLastLines(t *testing.T) {
+	words := func(s string) int { return len(strings.Fields(s)) }
+	tests := []struct {
+		s    string
+		max  int
+		want string
+	}{
+		{"a b\nc\nd e f\n", 3, "d e f\n"},
+		{"a b\nc\nd e f\n", 4, "c\nd e f\n"},
+		{"a b\nc\nd e f\n", 6, "a b\nc\nd e f\n"},
+		{"a b\nc d e f\n", 1, "c d e f\n"}, // the last line even when longer
+		{"a b\nc", 1, "c"},
+		{"a b\nc", 9, "a b\nc"},
+		{"", 5, ""},
+	}
+	for _, tt := range tests {
+		got, n := lastLines(tt.s, tt.max, words)
+		if got != tt.want || n != words(tt.want) {
+			t.Errorf("lastLines(%q, %d) = %q, %d; want %q, %d", tt.s, tt.max, got, n, tt.want, words(tt.want))
+		}
+	}
+}
+
 // TestPrompts: the prompts are the first lines of the held-out files that
 // the Go tree has, spread over the list; without any, the snippets.
 func TestPrompts(t *testing.T) {

@@ -26,7 +26,11 @@ type LMSummary struct {
 	backend   string
 	workers   int
 	phases    []lmPhase
-	changes   []change
+	changes   []change // before the walk
+	walk      *walk
+	maxError  float64 // the model's target
+	reference precision.Format
+	ladder    []precision.Format
 	start     time.Time
 	wrong     int // results that are errors, at another precision, or repeated
 	dups      int // results for a job answered already
@@ -40,7 +44,8 @@ type lmPhase struct {
 }
 
 func newLMSummary(m *lm.Model, ps []prompt, precs []precision.Format, maxTokens int) *LMSummary {
-	s := &LMSummary{model: m.Name, params: m.Params(), prompts: ps, precs: precs, maxTokens: maxTokens, phases: make([]lmPhase, len(precs))}
+	s := &LMSummary{model: m.Name, params: m.Params(), prompts: ps, precs: precs, maxTokens: maxTokens, phases: make([]lmPhase, len(precs)),
+		walk: newWalk(), maxError: m.Quality.MaxError, reference: m.Reference(), ladder: m.Precision.Ladder}
 	for i := range s.phases {
 		s.phases[i].results = make([]*gearbox.Result, len(ps))
 	}
@@ -83,6 +88,9 @@ func (s *LMSummary) add(r *gearbox.Result, at time.Time) bool {
 
 // policy records a change of the model's precision policy.
 func (s *LMSummary) policy(p *gearbox.PrecisionPolicy, at time.Time) {
+	if s.walk.policy(p, at) {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.changes = append(s.changes, change{at: at.Sub(s.start), p: p})
@@ -91,10 +99,16 @@ func (s *LMSummary) policy(p *gearbox.PrecisionPolicy, at time.Time) {
 // Unexpected is the number of results that were errors, ran at another
 // precision than their job asked for, or answered a job a second time.
 func (s *LMSummary) Unexpected() int {
+	s.walk.mu.Lock()
+	n := s.walk.wrong
+	s.walk.mu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.wrong
+	return s.wrong + n
 }
+
+// Walk is what the walk phase saw.
+func (s *LMSummary) Walk() Walk { return s.walk.snapshot() }
 
 // Results is the number of jobs answered, at every precision.
 func (s *LMSummary) Results() int {
@@ -321,16 +335,17 @@ func (s *LMSummary) printCompletions(w io.Writer) {
 	}
 }
 
-// printPolicy shows the model's policy changes during the run: the quality
-// loop on token distributions at work (see the seam note in lm.go).
+// printPolicy shows the model's policy: its changes while the jobs named
+// their precision (the policy does not choose it for them), then the
+// walk, the quality loop on token distributions at work.
 func (s *LMSummary) printPolicy(w io.Writer) {
-	fmt.Fprintf(w, "\nprecision policy of %s (the quality loop; %d changes during this run; the jobs above\n"+
-		"name their precision, so the policy does not choose it):\n", s.model, len(s.changes))
+	fmt.Fprintf(w, "\nprecision policy of %s (the quality loop on KL; %d changes while the jobs above named their precision)\n", s.model, len(s.changes))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, c := range s.changes {
 		fmt.Fprintf(tw, "  +%.2fs\t→ %s\tby %s:\t%s\n", c.at.Seconds(), c.p.Precision, c.p.By, c.p.Reason)
 	}
 	tw.Flush()
+	s.walk.print(w, s.maxError, s.reference)
 }
 
 // expandTabs shows a tab of Go source as four spaces.
