@@ -2,8 +2,9 @@
 // JetStream server, workers, a synthesised model, a load generator that
 // publishes real jobs (with a few deliberately invalid ones), and a summary
 // of what came back; then, optionally, generate jobs for a real language
-// model at each precision of its ladder, side by side. It backs "gearbox
-// demo" and its test.
+// model at each precision of its ladder, side by side, and the walk of its
+// precision policy down the ladder on the quality loop's KL reports. It
+// backs "gearbox demo" and its test.
 package demo
 
 import (

@@ -58,7 +58,7 @@ func (r *Report) WritePlots(dir, ext string) ([]string, error) {
 		if err := write(LMPrecisionsPlot, func(p string) error { return plots.WriteBars(p, s.bars()...) }); err != nil {
 			return nil, err
 		}
-		if t, ok := s.walk.timeline(s.model, s.ladder, s.maxError, s.reference); ok {
+		if t, ok := s.walk.timeline(s.model, s.ladder, s.metric, s.maxError, s.reference); ok {
 			if err := write(LMPolicyPlot, func(p string) error { return plots.WriteTimeline(p, t) }); err != nil {
 				return nil, err
 			}
@@ -97,17 +97,17 @@ func (s *Summary) timeline() plots.Timeline {
 	return t
 }
 
-// timeline is the walk's policy, and the KL of every checked auto job
+// timeline is the walk's policy, and the error of every checked auto job
 // (the reference's own, 0, is off the log scale); false when there was no
 // walk.
-func (w *walk) timeline(model string, ladder []precision.Format, maxError float64, ref precision.Format) (plots.Timeline, bool) {
+func (w *walk) timeline(model string, ladder []precision.Format, metric string, maxError float64, ref precision.Format) (plots.Timeline, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.start.IsZero() || w.skipped != "" {
 		return plots.Timeline{}, false
 	}
-	t := plots.Timeline{Title: fmt.Sprintf("model %s: the precision of auto jobs in the walk, and their KL per token", model),
-		Metric: "KL per token vs " + string(ref), Target: maxError, End: w.end.Seconds()}
+	t := plots.Timeline{Title: fmt.Sprintf("model %s: the precision of auto jobs in the walk, and their %s", model, metric),
+		Metric: metric + " vs " + string(ref), Target: maxError, End: w.end.Seconds()}
 	for _, p := range ladder {
 		t.Ladder = append(t.Ladder, string(p))
 	}

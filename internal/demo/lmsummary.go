@@ -29,6 +29,7 @@ type LMSummary struct {
 	changes   []change // before the walk
 	walk      *walk
 	maxError  float64 // the model's target
+	metric    string  // what it bounds, for people
 	reference precision.Format
 	ladder    []precision.Format
 	start     time.Time
@@ -45,7 +46,7 @@ type lmPhase struct {
 
 func newLMSummary(m *lm.Model, ps []prompt, precs []precision.Format, maxTokens int) *LMSummary {
 	s := &LMSummary{model: m.Name, params: m.Params(), prompts: ps, precs: precs, maxTokens: maxTokens, phases: make([]lmPhase, len(precs)),
-		walk: newWalk(), maxError: m.Quality.MaxError, reference: m.Reference(), ladder: m.Precision.Ladder}
+		walk: newWalk(), maxError: m.Quality.MaxError, metric: metricName(m.Quality.Metric), reference: m.Reference(), ladder: m.Precision.Ladder}
 	for i := range s.phases {
 		s.phases[i].results = make([]*gearbox.Result, len(ps))
 	}
@@ -339,13 +340,21 @@ func (s *LMSummary) printCompletions(w io.Writer) {
 // their precision (the policy does not choose it for them), then the
 // walk, the quality loop on token distributions at work.
 func (s *LMSummary) printPolicy(w io.Writer) {
-	fmt.Fprintf(w, "\nprecision policy of %s (the quality loop on KL; %d changes while the jobs above named their precision)\n", s.model, len(s.changes))
+	fmt.Fprintf(w, "\nprecision policy of %s (the quality loop on %s; %d changes while the jobs above named their precision)\n", s.model, s.metric, len(s.changes))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, c := range s.changes {
 		fmt.Fprintf(tw, "  +%.2fs\t→ %s\tby %s:\t%s\n", c.at.Seconds(), c.p.Precision, c.p.By, c.p.Reason)
 	}
 	tw.Flush()
-	s.walk.print(w, s.maxError, s.reference)
+	s.walk.print(w, s.metric, s.maxError, s.reference)
+}
+
+// metricName is what a language model's quality metric is called.
+func metricName(m lm.Metric) string {
+	if m == lm.RelL2 {
+		return "the logits' relative L2 error"
+	}
+	return "KL per token"
 }
 
 // expandTabs shows a tab of Go source as four spaces.

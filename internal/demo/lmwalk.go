@@ -48,8 +48,8 @@ var settles = []quality.Hold{quality.HoldMargin, quality.HoldFloor, quality.Hold
 type Walk struct {
 	// Skipped says why there was no walk; empty when there was one.
 	Skipped string
-	// Answered is the number of auto jobs answered, Ran how many ran at
-	// each precision.
+	// Answered is the number of auto jobs answered without an error, Ran
+	// how many of them ran at each precision.
 	Answered int
 	Ran      map[precision.Format]int
 	// Policies are the model's policies during the walk, in order: the
@@ -244,7 +244,7 @@ func (r *lmRun) walk(cfg Config, lc LMConfig, ps []prompt, w *walk, walked <-cha
 // print writes the walk: each policy change with its evidence, where the
 // policy holds and why, the windows it holds on, and the precisions the
 // auto jobs ran at.
-func (w *walk) print(out io.Writer, maxError float64, reference precision.Format) {
+func (w *walk) print(out io.Writer, metric string, maxError float64, reference precision.Format) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.skipped != "" {
@@ -258,9 +258,9 @@ func (w *walk) print(out io.Writer, maxError float64, reference precision.Format
 	}
 	fmt.Fprintf(out, "the walk: the demo set the policy to %sthe top of the ladder, and published auto jobs (the prompts'\n"+
 		"last lines, up to %d tokens; sampled, up to %d tokens), %d per worker at a time; the workers re-ran sampled\n"+
-		"ones teacher-forced against %s and published their KL per token; a step down needs %d reports of the next\n"+
-		"rung with KL ≤ %.2g × max_error %.4g = %.4g, and %v since the last change:\n",
-		top, walkPromptTokens, w.tokens, walkPerWorker, reference, rules.MinSamples, rules.Margin, maxError, rules.Margin*maxError, rules.Cooldown)
+		"ones teacher-forced against %s and published their %s; a step down needs %d reports of the next\n"+
+		"rung within %.2g × max_error %.4g = %.4g, and %v since the last change:\n",
+		top, walkPromptTokens, w.tokens, walkPerWorker, reference, metric, rules.MinSamples, rules.Margin, maxError, rules.Margin*maxError, rules.Cooldown)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	for _, c := range w.changes {
 		fmt.Fprintf(tw, "  +%.2fs\t→ %s\tby %s:\t%s\n", c.at.Seconds(), c.p.Precision, c.p.By, c.p.Reason)
@@ -278,10 +278,10 @@ func (w *walk) print(out io.Writer, maxError float64, reference precision.Format
 	}
 	var ws []string
 	for _, e := range st.Windows {
-		ws = append(ws, fmt.Sprintf("%s %.2g (max %.2g, %d reports)", e.Precision, e.Mean, e.UpperBound, e.Samples))
+		ws = append(ws, fmt.Sprintf("%s %.2g, %.2g, %d", e.Precision, e.Mean, e.UpperBound, e.Samples))
 	}
 	if len(ws) > 0 {
-		fmt.Fprintf(out, "KL since the last change, mean: %s\n", strings.Join(ws, ", "))
+		fmt.Fprintf(out, "%s since the last change (mean, max, reports): %s\n", metric, strings.Join(ws, "; "))
 	}
 	var ran []string
 	for _, p := range precision.All {

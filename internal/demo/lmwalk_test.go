@@ -38,7 +38,7 @@ func TestLMWalk(t *testing.T) {
 	}
 	rules := quality.Rules{Window: 3, MinSamples: 3, Cooldown: time.Millisecond}
 	rep, err := demo.Run(context.Background(), demo.Config{Jobs: -1, Workers: 1, Dir: t.TempDir(), Backend: b,
-		Worker: worker.Config{Quality: quality.Config{Sample: 1, Queue: 8, Control: true, Rules: rules}},
+		Worker: worker.Config{Quality: quality.Config{Sample: 1, Queue: 1, Control: true, Rules: rules}},
 		LM: &demo.LMConfig{Dir: dir, Prompts: 4, MaxTokens: 4, Precisions: []precision.Format{precision.FP32},
 			Walk: 240, WalkTokens: 16, GoRoot: t.TempDir()}})
 	if err != nil {
