@@ -69,13 +69,13 @@
 // cache of KVBlockSize-token blocks, with prefill and decode rows in one
 // Step. Linear layers are emulated at every precision by the rules above,
 // with two differences: the head runs at bf16 for fp8 and fp4; and the KV
-// cache holds bf16 values at every precision but fp32 and tf32. Every op works row by
-// row with a fixed reduction order, so a sequence's logits are bit for bit
-// the same whatever it is batched with, whatever the thread count, and
-// whether its prefix was prefilled or decoded. docs/models-lm.md states the
-// rules; LMReference is the float64 yardstick. A language model's weights
-// are converted once per precision and cached like a tensor model's;
-// EvictLM drops them.
+// cache holds bf16 values at every precision but fp32 and tf32. Every op
+// works row by row with a fixed reduction order, so a sequence's logits are
+// bit for bit the same whatever it is batched with, whatever the thread
+// count, and whether its prefix was prefilled or decoded. docs/models-lm.md
+// states the rules; LMReference is the float64 yardstick. A language
+// model's weights are converted once per precision and cached like a
+// tensor model's; EvictLM drops them.
 //
 // # Reference
 //
