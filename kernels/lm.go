@@ -174,3 +174,28 @@ type SeqOut struct {
 	// Hidden is the last row's final-normed hidden state (WantHidden).
 	Hidden []float32
 }
+
+// DeviceMemory is implemented by backends whose memory is their own (a
+// GPU's), so that a worker can size KV caches from what is free.
+type DeviceMemory interface {
+	// MemoryInfo returns the device's free and total memory in bytes, as
+	// the driver counts them (every process's allocations included), once
+	// the backend's queued work is done.
+	MemoryInfo(ctx context.Context) (free, total int64, err error)
+}
+
+// WarmLM makes b convert or upload m's weights for p (what its first Step
+// would do) by running one token through a throwaway one-block cache: so
+// that the time is not counted as a prompt's, and so that memory free
+// afterwards is memory a KV cache can have.
+func WarmLM(ctx context.Context, b LM, m *lm.Model, p precision.Format) error {
+	kv, err := b.NewKVCache(m, p, 1)
+	if err != nil {
+		return err
+	}
+	_, err = b.Step(ctx, m, p, kv, &Batch{Seqs: []Seq{{Tokens: []int32{0}, Blocks: []int32{0}, Want: WantSample}}})
+	if cerr := kv.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

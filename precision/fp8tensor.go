@@ -12,10 +12,14 @@ type FP8Tensor struct {
 	Scales     []float32
 }
 
-// QuantizeFP8PerChannel quantizes w, a row-major weight [rows, cols]
-// ([N, K]), to E4M3 with one scale per row: scale_r = FP8Scale(amax_r,
-// margin) and q = EncodeE4M3(w / scale_r), an IEEE float32 division. A row
-// of zeros gets scale 1. It returns an error wrapping ErrShape when w does
+// QuantizeFP8PerChannel quantizes w, a row-major [rows, cols] tensor, to
+// E4M3 with one scale per row: scale_r = FP8Scale(amax_r, margin) and q =
+// EncodeE4M3(w / scale_r), an IEEE float32 division. For a weight [N, K]
+// the rows are output channels; for activations [M, K] they are tokens
+// (dynamic per-row scaling: a row's values do not depend on the other
+// rows). A row of zeros gets scale 1; NaNs are left out of the amax (and
+// quantize to NaN); a row holding ±Inf gets scale +Inf, so it dequantizes
+// to NaN and 0 × Inf = NaN: it spoils no other row. It returns an error wrapping ErrShape when w does
 // not hold rows × cols values and ErrInvalidMargin for a margin outside
 // 0..MaxMargin.
 func QuantizeFP8PerChannel(w []float32, rows, cols, margin int) (*FP8Tensor, error) {
@@ -34,10 +38,9 @@ func QuantizeFP8PerChannel(w []float32, rows, cols, margin int) (*FP8Tensor, err
 
 // QuantizeFP8PerTensor quantizes x, a row-major [rows, cols] tensor, to
 // E4M3 with one scale: scale = FP8Scale(amax, margin) over the whole tensor
-// and q = EncodeE4M3(x / scale). For activations this is current scaling:
-// the amax of this batch, so a row's result depends on the rows it shares
-// the batch with. It also serves the per-tensor weight variant. Errors as
-// QuantizeFP8PerChannel.
+// and q = EncodeE4M3(x / scale): the per-tensor weight variant. It is not
+// for activations of a batch of unrelated rows: one row's amax would set
+// every row's scale. Errors as QuantizeFP8PerChannel.
 func QuantizeFP8PerTensor(x []float32, rows, cols, margin int) (*FP8Tensor, error) {
 	if err := checkFP8(x, rows, cols, margin); err != nil {
 		return nil, err

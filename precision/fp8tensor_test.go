@@ -27,6 +27,7 @@ func TestFP8Scale(t *testing.T) {
 		{math.MaxFloat32, 8, float32(math.MaxFloat32 / 448 * 256)}, // no float32 overflow on the way
 		{0x1p-149, 0, 0x1p-149}, // would underflow to 0
 		{0x1p-140, 0, 0x1p-149},
+		{float32(math.Inf(1)), 0, float32(math.Inf(1))}, // a row holding ±Inf
 	}
 	for _, tt := range tests {
 		if got := precision.FP8Scale(tt.amax, tt.margin); got != tt.want {
@@ -111,6 +112,64 @@ func TestQuantizeFP8(t *testing.T) {
 	for i, v := range pt.Dequantize(nil) {
 		if got[i] != v {
 			t.Fatalf("RoundE4M3Slice [%d] = %g; want %g", i, got[i], v)
+		}
+	}
+}
+
+// TestQuantizeFP8PerRow: quantized per row, as activations are, each
+// ordinary row is what it is alone, whatever its neighbours hold: 3e38s, a
+// NaN (which stays in its own row), a −Inf (which makes its own row NaN) or
+// zeros (scale 1).
+func TestQuantizeFP8PerRow(t *testing.T) {
+	const cols = 8
+	ordinary := []float32{0.5, -1, 2, 0.01, -3.5, 7, 0, 1e-3}
+	rows := [][]float32{
+		ordinary,
+		{3e38, -3e38, 1, 2, 3, 4, 5, 6},
+		ordinary,
+		{1, float32(math.NaN()), 2, 3, 4, 5, 6, 7},
+		ordinary,
+		{1, 2, float32(math.Inf(-1)), 3, 4, 5, 6, 7},
+		make([]float32, cols),
+	}
+	var x []float32
+	for _, r := range rows {
+		x = append(x, r...)
+	}
+	q, err := precision.QuantizeFP8PerChannel(x, len(rows), cols, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alone, err := precision.QuantizeFP8PerChannel(ordinary, 1, cols, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := alone.Dequantize(nil)
+	got := q.Dequantize(nil)
+	row := func(r int) []float32 { return got[r*cols : (r+1)*cols] }
+	for _, r := range []int{0, 2, 4} {
+		for i, v := range row(r) {
+			if v != want[i] {
+				t.Errorf("row %d [%d] = %g; want %g, as alone", r, i, v, want[i])
+			}
+		}
+	}
+	for i, v := range row(3) {
+		if isNaN := v != v; isNaN != (i == 1) {
+			t.Errorf("NaN row [%d] = %g; want NaN only where the input is", i, v)
+		}
+	}
+	for i, v := range row(5) {
+		if v == v {
+			t.Errorf("−Inf row [%d] = %g; want NaN (scale %g)", i, v, q.Scales[5])
+		}
+	}
+	if q.Scales[6] != 1 {
+		t.Errorf("zero row's scale %g; want 1", q.Scales[6])
+	}
+	for i, v := range row(6) {
+		if v != 0 {
+			t.Errorf("zero row [%d] = %g; want 0", i, v)
 		}
 	}
 }

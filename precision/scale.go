@@ -14,7 +14,8 @@ const MaxMargin = 8
 // whenever amax × 2^margin does not overflow float32).
 // An amax of 0 gives 1, so that zeros quantize to zeros; a scale that would
 // underflow to 0 (amax below about 3e-43) is 2^-149, the smallest float32,
-// so that no element is divided by zero. Margins outside
+// so that no element is divided by zero. An amax of +Inf gives +Inf: the
+// tensor (or row) it scales dequantizes to NaN. Margins outside
 // 0..MaxMargin are clamped to it. Elements quantize as
 // EncodeE4M3(x / scale) and dequantize as DecodeE4M3(q) × scale.
 func FP8Scale(amax float32, margin int) float32 {

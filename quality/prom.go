@@ -21,6 +21,7 @@ type Metrics struct {
 	changes  *prometheus.CounterVec
 	policy   *prometheus.GaugeVec
 	excluded *prometheus.GaugeVec
+	target   *prometheus.GaugeVec
 	hold     *prometheus.GaugeVec
 }
 
@@ -72,12 +73,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "gearbox_policy_excluded",
 			Help: "1 for each precision ruled out in a model's policy (non-finite outputs where fp32 is finite), 0 for the others.",
 		}, []string{"model", "precision"}),
+		target: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "gearbox_policy_max_error",
+			Help: "The accuracy target in force for each model (its policy's max_error, else its manifest's), in the model's quality metric: what gearbox_quality_error is held to.",
+		}, []string{"model"}),
 		hold: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "gearbox_policy_hold",
 			Help: "1 for the reason the controller holds a model's precision (off_ladder, ceiling, floor, ruled_out, evidence, margin, cooldown), 0 for the others; all 0 right after a change.",
 		}, []string{"model", "reason"}),
 	}
-	reg.MustRegister(m.errors, m.checks, m.changes, m.policy, m.excluded, m.hold)
+	reg.MustRegister(m.errors, m.checks, m.changes, m.policy, m.excluded, m.target, m.hold)
 	return m
 }
 

@@ -164,6 +164,7 @@ func (s *session) follow(ctx context.Context, updates <-chan policyUpdate, from 
 			}
 			from = m.seq + 1
 			d := s.ctl.Observe(m.seq, m.at, m.r)
+			s.showTarget(m.r)
 			if d == nil {
 				s.showHold(m.r.Model)
 				continue
@@ -173,6 +174,19 @@ func (s *session) follow(ctx context.Context, updates <-chan policyUpdate, from 
 			}
 		}
 	}
+}
+
+// showTarget exports the accuracy target in force for r's model: its
+// policy's max_error, else the manifest's that r carries.
+func (s *session) showTarget(r *gearbox.QualityReport) {
+	if s.Metrics == nil {
+		return
+	}
+	target := r.MaxError
+	if p, _, ok := s.ctl.Policy(r.Model); ok && p.MaxError > 0 {
+		target = p.MaxError
+	}
+	s.Metrics.target.WithLabelValues(r.Model).Set(target)
 }
 
 // adopt feeds a policy read from the KV to the controller; it returns a

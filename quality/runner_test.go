@@ -277,6 +277,9 @@ func TestRunnerShowsHolds(t *testing.T) {
 	if g := gauge("gearbox_policy_hold", "reason", "evidence"); g != 0 {
 		t.Errorf("gearbox_policy_hold{evidence} = %g; want 0", g)
 	}
+	if g := promtest.Value(t, reg, "gearbox_policy_max_error", map[string]string{"model": "m"}); g != 0.1 {
+		t.Errorf("gearbox_policy_max_error = %g; want the manifest's 0.1 the reports carry", g)
+	}
 	for _, want := range []string{`"direction":"none"`, `"excluded":["tf32"]`, `"message":"precision policy changed"`,
 		`"hold":"ruled_out"`, `"message":"precision policy held"`} {
 		if !strings.Contains(logs.String(), want) {

@@ -59,8 +59,16 @@ type Config struct {
 	// ($JS., $KV., $O., $SYS., any '$') or the deployment's own are refused.
 	ReplyPrefixes []string
 
+	// KVFraction, on a backend with memory of its own (a GPU:
+	// kernels.DeviceMemory), is the fraction of the device memory free
+	// once a language-model engine's weights are loaded that its KV cache
+	// takes (default 0.5; one engine per model version and precision, each
+	// taking its fraction of what is free when it starts). 0 or a backend
+	// without device memory (the CPU): KVBytes.
+	KVFraction float64
 	// KVBytes is the memory of each language-model engine's KV cache (one
-	// engine per model version and precision), in bytes (default 128 MiB).
+	// engine per model version and precision), in bytes (default 128 MiB),
+	// where KVFraction does not apply.
 	KVBytes int64
 	// LMTokenBudget is the most tokens one engine step feeds (default
 	// 2048); LMMaxSeqs the most sequences in a step (default 256).
@@ -95,6 +103,7 @@ func DefaultConfig() Config {
 		MaxJobRows:    65536,
 		PullExpiry:    5 * time.Second,
 		ReplyPrefixes: slices.Clone(DefaultReplyPrefixes),
+		KVFraction:    0.5,
 		KVBytes:       128 << 20,
 		LMTokenBudget: 2048,
 		LMMaxSeqs:     256,
@@ -166,6 +175,10 @@ func (c Config) Validate() error {
 		return bad("prefetch bytes %d must be ≥ max job bytes %d, or a job that large is never delivered", c.PrefetchBytes, c.MaxJobBytes)
 	case c.PullExpiry < time.Second:
 		return bad("pull expiry %v must be ≥ 1s", c.PullExpiry)
+	case !(c.KVFraction >= 0 && c.KVFraction < 1):
+		return bad("KV fraction %g must be in [0, 1)", c.KVFraction)
+	case c.KVBytes < 0:
+		return bad("KV bytes %d must be ≥ 0", c.KVBytes)
 	}
 	if _, err := newReplyPolicy(c.ReplyPrefixes, c.Subjects); err != nil {
 		return err

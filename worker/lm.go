@@ -365,7 +365,11 @@ func (es *engines) get(ctx context.Context, w *Worker, m *lm.Model, p precision.
 		return e, nil
 	}
 	lmb := w.backend.(kernels.LM)
-	blocks, err := w.kvBlocks(m, p)
+	budget, err := w.kvBudget(ctx, lmb, m, p)
+	if err != nil {
+		return nil, err
+	}
+	blocks, err := kvBlocks(m, p, budget)
 	if err != nil {
 		return nil, err
 	}
@@ -387,31 +391,45 @@ func (es *engines) get(ctx context.Context, w *Worker, m *lm.Model, p precision.
 	}
 	es.all[k] = e
 	es.wg.Go(func() { _ = e.Run(es.ctx) })
-	w.log.Info().Str("model", m.Name).Str("precision", string(p)).Int("kv_blocks", blocks).Msg("language-model engine started")
+	w.log.Info().Str("model", m.Name).Str("precision", string(p)).Int("kv_blocks", blocks).Int64("kv_bytes", budget).Msg("language-model engine started")
 	return e, nil
 }
 
-// kvBlocks is the number of KV blocks of an engine for m at p: the
-// worker's KV budget in bytes over one block's (its K and V for every
-// layer, 2 bytes an element, 4 at fp32 and tf32), with the block size the
-// CPU backend uses.
-func (w *Worker) kvBlocks(m *lm.Model, p precision.Format) (int, error) {
+// kvBudget is the memory of an engine's KV cache for m at p: on a
+// backend with device memory and a KV fraction, that fraction of the
+// memory free once m's weights for p are loaded (loading them first);
+// otherwise the worker's KV bytes.
+func (w *Worker) kvBudget(ctx context.Context, b kernels.LM, m *lm.Model, p precision.Format) (int64, error) {
+	dm, ok := b.(kernels.DeviceMemory)
+	if !ok || w.cfg.KVFraction <= 0 {
+		return w.cfg.KVBytes, nil
+	}
+	if err := kernels.WarmLM(ctx, b, m, p); err != nil {
+		return 0, err
+	}
+	free, _, err := dm.MemoryInfo(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return int64(w.cfg.KVFraction * float64(free)), nil
+}
+
+// kvBlocks is the number of KV blocks of an engine for m at p holding
+// budget bytes: one block is its K and V for every layer, 2 bytes an
+// element, 4 at fp32 and tf32, kernels.KVBlockSize tokens.
+func kvBlocks(m *lm.Model, p precision.Format, budget int64) (int, error) {
 	elem := 2
 	if p == precision.FP32 || p == precision.TF32 {
 		elem = 4
 	}
 	c := &m.Config
-	perBlock := int64(c.Layers) * 2 * int64(c.KVDim()) * kvBlockTokens * int64(elem)
-	n := w.cfg.KVBytes / perBlock
+	perBlock := int64(c.Layers) * 2 * int64(c.KVDim()) * kernels.KVBlockSize * int64(elem)
+	n := budget / perBlock
 	if n < 1 {
-		return 0, fmt.Errorf("a KV budget of %d bytes holds no block of %d bytes", w.cfg.KVBytes, perBlock)
+		return 0, fmt.Errorf("a KV budget of %d bytes holds no block of %d bytes", budget, perBlock)
 	}
 	return int(min(n, math.MaxInt32)), nil
 }
-
-// kvBlockTokens is the tokens per KV block the budget assumes (the
-// backends' block size).
-const kvBlockTokens = 16
 
 // stats are the engines' statistics now.
 func (es *engines) stats() map[engineKey]engine.StepStats {

@@ -12,6 +12,9 @@ import (
 // Metrics are the worker's Prometheus metrics. One Metrics may be shared by
 // several workers in a process.
 type Metrics struct {
+	modelInfo  *prometheus.GaugeVec
+	infoMu     sync.Mutex
+	infoSeen   map[string]string // model → the digest modelInfo shows
 	received   *prometheus.CounterVec
 	completed  *prometheus.CounterVec
 	failed     *prometheus.CounterVec
@@ -90,8 +93,29 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 	}, []string{"model", "precision"})
 	m.engines = &engineCollector{pools: map[*engines]struct{}{}}
-	reg.MustRegister(m.received, m.completed, m.failed, m.batchRows, m.queueSec, m.computeSec, m.inflight, m.redeliver, m.isolated, m.retrying, m.lmTokens, m.ttft, m.itl, m.engines)
+	m.modelInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "gearbox_model_info",
+		Help: "1 for the version and digest of each model this process last served a job of (join on model to see which version served).",
+	}, []string{"model", "version", "digest"})
+	m.infoSeen = map[string]string{}
+	reg.MustRegister(m.modelInfo, m.received, m.completed, m.failed, m.batchRows, m.queueSec, m.computeSec, m.inflight, m.redeliver, m.isolated, m.retrying, m.lmTokens, m.ttft, m.itl, m.engines)
 	return m
+}
+
+// serving shows version and digest as model's in gearbox_model_info,
+// replacing the version shown before; m may be nil.
+func (m *Metrics) serving(model, version, digest string) {
+	if m == nil {
+		return
+	}
+	m.infoMu.Lock()
+	defer m.infoMu.Unlock()
+	if m.infoSeen[model] == digest {
+		return
+	}
+	m.modelInfo.DeletePartialMatch(prometheus.Labels{"model": model})
+	m.modelInfo.WithLabelValues(model, version, digest).Set(1)
+	m.infoSeen[model] = digest
 }
 
 // Completed is the counter of jobs of model answered at precision p.

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/gearbox-inference/gearbox"
+	"github.com/gearbox-inference/gearbox/internal/promtest"
 	"github.com/gearbox-inference/gearbox/model"
 	"github.com/gearbox-inference/gearbox/model/lm"
 	"github.com/gearbox-inference/gearbox/precision"
@@ -117,6 +118,13 @@ func TestMetrics(t *testing.T) {
 	})
 	if n, err := testutil.GatherAndCount(reg, "gearbox_batch_rows", "gearbox_queue_seconds", "gearbox_compute_seconds"); err != nil || n != 3 {
 		t.Errorf("histograms gathered %d, %v; want 3 series", n, err)
+	}
+	m, err := e.models.Get(ctx, "mlp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := promtest.Value(t, reg, "gearbox_model_info", map[string]string{"model": "mlp", "version": m.Version, "digest": m.Digest}); v != 1 {
+		t.Errorf("gearbox_model_info{mlp, %s, %.12s} = %v; want 1", m.Version, m.Digest, v)
 	}
 	if got := testutil.ToFloat64(met.InflightRows()); got != 0 {
 		t.Errorf("in-flight rows %v after every job was answered; want 0", got)

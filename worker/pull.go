@@ -200,6 +200,7 @@ func (w *Worker) check(ctx context.Context, t *task) *gearbox.Error {
 	if s, ok, err := w.models.fetchLanguageModel(ctx, job.Model); err != nil {
 		return gearbox.Errorf(gearbox.CodeInternal, "load language model %q: %v", job.Model, err)
 	} else if ok {
+		w.met.serving(s.m.Name, s.m.Version, s.m.Digest)
 		return w.checkLM(t, s)
 	}
 	m, err := w.models.acquire(ctx, job.Model) // released as t ends (releaseModel)
@@ -210,6 +211,7 @@ func (w *Worker) check(ctx context.Context, t *task) *gearbox.Error {
 		return gearbox.Errorf(gearbox.CodeInternal, "load model %q: %v", job.Model, err)
 	}
 	t.model = m
+	w.met.serving(m.Name, m.Version, m.Digest)
 	if job.IsLM() {
 		return gearbox.Errorf(gearbox.CodeBadRequest, "job %q gives a prompt, but %s is a tensor model: give input", job.ID, m.Name)
 	}

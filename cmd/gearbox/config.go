@@ -49,10 +49,11 @@ type config struct {
 	PrefetchBytes  int           `env:"GEARBOX_PREFETCH_BYTES"`
 	ReplyPrefixes  string        `env:"GEARBOX_REPLY_PREFIXES"`
 
-	KVBytes       int64 `env:"GEARBOX_KV_BYTES"`
-	LMTokenBudget int   `env:"GEARBOX_LM_TOKEN_BUDGET"`
-	LMMaxSeqs     int   `env:"GEARBOX_LM_MAX_SEQS"`
-	LMMaxTokens   int   `env:"GEARBOX_LM_MAX_TOKENS"`
+	KVFraction    float64 `env:"GEARBOX_KV_FRACTION"`
+	KVBytes       int64   `env:"GEARBOX_KV_BYTES"`
+	LMTokenBudget int     `env:"GEARBOX_LM_TOKEN_BUDGET"`
+	LMMaxSeqs     int     `env:"GEARBOX_LM_MAX_SEQS"`
+	LMMaxTokens   int     `env:"GEARBOX_LM_MAX_TOKENS"`
 
 	Replicas      int           `env:"GEARBOX_REPLICAS"`
 	JobsMaxMsgs   int64         `env:"GEARBOX_JOBS_MAX_MSGS"`
@@ -102,6 +103,7 @@ func defaultConfig() config {
 		MaxJobRows:     w.MaxJobRows,
 		ReplyPrefixes:  strings.Join(w.ReplyPrefixes, ","),
 
+		KVFraction:    w.KVFraction,
 		KVBytes:       w.KVBytes,
 		LMTokenBudget: w.LMTokenBudget,
 		LMMaxSeqs:     w.LMMaxSeqs,
@@ -214,6 +216,7 @@ func (c *config) worker(s gearbox.Subjects) worker.Config {
 		Prefetch:      c.Prefetch,
 		PrefetchBytes: c.PrefetchBytes,
 		ReplyPrefixes: c.replyPrefixes(),
+		KVFraction:    c.KVFraction,
 		KVBytes:       c.KVBytes,
 		LMTokenBudget: c.LMTokenBudget,
 		LMMaxSeqs:     c.LMMaxSeqs,

@@ -112,7 +112,7 @@ func runGenerate(ctx context.Context, f generateFlags, log zerolog.Logger, stdou
 		return fmt.Errorf("backend %s does not run %s", b.Name(), p)
 	}
 	start := time.Now()
-	if err := warmLM(ctx, lmb, m, p); err != nil {
+	if err := kernels.WarmLM(ctx, lmb, m, p); err != nil {
 		return err
 	}
 	ready := time.Since(start)
@@ -171,18 +171,6 @@ func runGenerate(ctx context.Context, f generateFlags, log zerolog.Logger, stdou
 	return nil
 }
 
-// warmLM runs one token of m at p through a throwaway cache, so that the
-// backend's conversion or upload of the weights is not counted as the
-// prompt's time.
-func warmLM(ctx context.Context, b kernels.LM, m *lm.Model, p precision.Format) error {
-	kv, err := b.NewKVCache(m, p, 1)
-	if err != nil {
-		return err
-	}
-	defer kv.Close()
-	_, err = b.Step(ctx, m, p, kv, &kernels.Batch{Seqs: []kernels.Seq{{Tokens: []int32{0}, Blocks: []int32{0}, Want: kernels.WantSample}}})
-	return err
-}
 
 // generateSampling is the sampling of f over the model's defaults g.
 func generateSampling(f generateFlags, g lm.Generation) (kernels.Sampling, error) {

@@ -19,8 +19,8 @@ type Config struct {
 	// runtime.GOMAXPROCS(0) at New; negative values are invalid. Results are
 	// identical for every value.
 	Threads int
-	// FP8Margin is the Transformer-Engine-style margin of the per-batch
-	// fp8 activation scales: a batch's amax maps to 448 / 2^FP8Margin (see
+	// FP8Margin is the Transformer-Engine-style margin of the per-row
+	// fp8 activation scales: a row's amax maps to 448 / 2^FP8Margin (see
 	// precision.FP8Scale). 0 (the default) uses the whole E4M3 range;
 	// valid values are 0 to precision.MaxMargin. fp8 weights always use
 	// margin 0.

@@ -18,3 +18,9 @@ func TestConformance(t *testing.T) {
 func TestRegistry(t *testing.T) {
 	kt.RunRegistry(t, "cpu")
 }
+
+// TestBatchInvariance runs the suite's batch part with the CPU backend's
+// stronger promise: a row alone and in any batch gives the same bits.
+func TestBatchInvariance(t *testing.T) {
+	kt.RunBatch(t, newBackend(t, 0), true)
+}

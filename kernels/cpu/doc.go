@@ -34,16 +34,19 @@
 //	tf32    RoundTF32                            RoundTF32
 //	bf16    RoundBF16                            RoundBF16
 //	fp16    RoundFP16                            RoundFP16
-//	fp8     E4M3, one scale per output channel   E4M3, one scale for the batch:
-//	        (QuantizeFP8PerChannel, margin 0)    FP8Scale(Amax(X), Config.FP8Margin)
+//	fp8     E4M3, one scale per output channel   E4M3, one scale per row (token):
+//	        (QuantizeFP8PerChannel, margin 0)    FP8Scale(Amax(row), Config.FP8Margin)
 //	fp4     NVFP4 (QuantizeNVFP4): E2M1 in       RoundBF16 (weight-only 4-bit)
 //	        blocks of 16 along In, E4M3 block
 //	        scales, a float32 tensor scale
 //
-// Biases, norm parameters and every op other than linear stay fp32. At fp8
-// the activation scale comes from the whole batch (current scaling), so a
-// row's result depends slightly on the rows it shares a Forward with. The
-// caller's input is never modified: it is rounded into a scratch buffer.
+// Biases, norm parameters and every op other than linear stay fp32. Every
+// op works row by row and every output is one dot product in a fixed
+// order, so a row's result is bit for bit the same alone and in any batch:
+// at fp8 each row has its own activation scale, so another job's row of
+// huge values (or of Inf or NaN, which make only their own row NaN) cannot
+// change it. The caller's input is never modified: it is rounded into a
+// scratch buffer.
 //
 // The converted weights, dequantized to float32 ready for the GEMM, are
 // built lazily by the first Forward of a model at a precision and cached,
@@ -65,16 +68,14 @@
 // (package model/lm; files lm*.go): a float32 forward pass over a paged KV
 // cache of KVBlockSize-token blocks, with prefill and decode rows in one
 // Step. Linear layers are emulated at every precision by the rules above,
-// with three differences: fp8 activations take one scale per token (row)
-// rather than per batch, so that a sequence's result does not depend on
-// its batch; the head runs at bf16 for fp8 and fp4; and the KV cache holds
-// bf16 values at every precision but fp32 and tf32. Every op works row by
-// row with a fixed reduction order, so a sequence's logits are bit for bit
-// the same whatever it is batched with, whatever the thread count, and
-// whether its prefix was prefilled or decoded. docs/models-lm.md states the
-// rules; LMReference is the float64 yardstick. A language model's weights
-// are converted once per precision and cached like a tensor model's;
-// EvictLM drops them.
+// with two differences: the head runs at bf16 for fp8 and fp4; and the KV
+// cache holds bf16 values at every precision but fp32 and tf32. Every op
+// works row by row with a fixed reduction order, so a sequence's logits are
+// bit for bit the same whatever it is batched with, whatever the thread
+// count, and whether its prefix was prefilled or decoded. docs/models-lm.md
+// states the rules; LMReference is the float64 yardstick. A language
+// model's weights are converted once per precision and cached like a
+// tensor model's; EvictLM drops them.
 //
 // # Reference
 //

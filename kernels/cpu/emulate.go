@@ -113,13 +113,18 @@ func emulateWeight(p precision.Format, dst, src []float32, out, in int) ([]float
 	return dst, nil
 }
 
-// roundActivations writes into dst the linear layer input src as the
-// hardware's operand at p holds it: tf32, bf16 or fp16 rounding; for fp8 a
-// per-tensor E4M3 quantization with the scale from this batch's amax
-// (current scaling) and the backend's margin; for fp4 (weight-only 4-bit,
-// bf16 activations) bf16 rounding.
-func (b *Backend) roundActivations(p precision.Format, dst, src []float32) {
+// roundActivations writes into dst the linear layer input src, rows of
+// width values, as the hardware's operand at p holds it: tf32, bf16 or fp16
+// rounding; for fp8 E4M3 with one scale per row (per token),
+// FP8Scale(amax of the row, the backend's margin), so that a row's result
+// does not depend on the rows it is batched with (a row of zeros gets scale
+// 1; a NaN is skipped by the amax and a row holding ±Inf gets scale +Inf,
+// which makes that row, and only that row, NaN); for fp4 (weight-only
+// 4-bit, bf16 activations) bf16 rounding. fp32 copies src. dst may be src.
+func (b *Backend) roundActivations(p precision.Format, dst, src []float32, width int) {
 	switch p {
+	case precision.FP32:
+		copy(dst, src)
 	case precision.TF32:
 		precision.RoundTF32Slice(dst, src)
 	case precision.BF16, precision.FP4:
@@ -127,7 +132,10 @@ func (b *Backend) roundActivations(p precision.Format, dst, src []float32) {
 	case precision.FP16:
 		precision.RoundFP16Slice(dst, src)
 	case precision.FP8:
-		precision.RoundE4M3Slice(dst, src, precision.FP8Scale(precision.Amax(src), b.fp8Margin))
+		for r := 0; r+width <= len(src); r += width {
+			row := src[r : r+width]
+			precision.RoundE4M3Slice(dst[r:r+width], row, precision.FP8Scale(precision.Amax(row), b.fp8Margin))
+		}
 	default:
 		panic("cpu: roundActivations: no emulation for " + string(p))
 	}

@@ -77,7 +77,7 @@ func (b *Backend) forward(ctx context.Context, m *model.Model, p precision.Forma
 			if cur < 0 {
 				x = s.get(roundedIn, len(src))
 			}
-			b.roundActivations(p, x, src)
+			b.roundActivations(p, x, src, l.In)
 		}
 		b.layer(l, w, dst, x, rows)
 		src, cur = dst, next

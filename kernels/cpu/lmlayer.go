@@ -65,19 +65,10 @@ func addInto(dst, src []float32) {
 }
 
 // roundRows rounds x, rows of width values, in place to p's format for a
-// linear layer's input: tf32, bf16 (also for fp4's bf16 activations) or
-// fp16 rounding; for fp8 E4M3 with one scale per row (per token),
-// FP8Scale(amax of the row, Config.FP8Margin), so that a token's result
-// does not depend on the tokens it is batched with. fp32 leaves x alone.
+// linear layer's input (roundActivations: fp8 with one scale per row, per
+// token). fp32 leaves x alone.
 func (b *Backend) roundRows(p precision.Format, x []float32, width int) {
-	switch p {
-	case precision.FP32:
-	case precision.FP8:
-		for r := 0; r+width <= len(x); r += width {
-			row := x[r : r+width]
-			precision.RoundE4M3Slice(row, row, precision.FP8Scale(precision.Amax(row), b.fp8Margin))
-		}
-	default:
-		b.roundActivations(p, x, x)
+	if p != precision.FP32 {
+		b.roundActivations(p, x, x, width)
 	}
 }

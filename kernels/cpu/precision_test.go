@@ -171,8 +171,8 @@ func TestEmulationByHand(t *testing.T) {
 	m := kt.Build(r, in, kt.LinNoBias(out))
 	x := kt.RandInput(r, rows*in, 0, 3)
 	w := m.Layers[0].Weight.Data
-	fp8 := func(v []float32) []float32 {
-		q, err := precision.QuantizeFP8PerTensor(v, 1, len(v), 0)
+	fp8 := func(v []float32) []float32 { // activations: one scale per row
+		q, err := precision.QuantizeFP8PerChannel(v, rows, in, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -284,7 +284,7 @@ func TestCapabilitiesAndConfig(t *testing.T) {
 			t.Errorf("New(FP8Margin: %d) error = %v, want ErrInvalidConfig", mg, err)
 		}
 	}
-	// A margin leaves headroom above the batch's amax: the values lose
+	// A margin leaves headroom above each row's amax: the values lose
 	// range at the bottom (more of them become E4M3 subnormals), so the
 	// result changes, a little (the weights' error dominates).
 	m, in := synthMLP(t, 8)

@@ -192,7 +192,7 @@ func (d *devState) benchPath(ctx context.Context, l *model.Layer, path string, c
 func (d *devState) benchLinear(dl *devLayer, p precision.Format, x, y, conv uint64, rows int, mid cuEvent) (string, error) {
 	d.benchMid = &mid
 	defer func() { d.benchMid = nil }()
-	if err := d.linear(dl, p, x, y, conv, rows, false, false); err != nil {
+	if err := d.linear(dl, p, x, y, conv, rows, false); err != nil {
 		return "", err
 	}
 	if p == precision.FP4 && d.useFP4Kernel(rows) {

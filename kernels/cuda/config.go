@@ -31,7 +31,7 @@ var ErrInvalidConfig = errors.New("cuda: invalid config")
 type Config struct {
 	// Device is the CUDA device ordinal. Default 0.
 	Device int
-	// FP8Margin is the margin of the per-batch fp8 activation scale, as in
+	// FP8Margin is the margin of the per-row fp8 activation scales, as in
 	// the CPU backend (precision.FP8Scale): 0 (default) to
 	// precision.MaxMargin.
 	FP8Margin int

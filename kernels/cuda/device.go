@@ -30,9 +30,9 @@ type devState struct {
 	k      *kernelSet // the kernels, modOps loaded
 
 	workspace uint64
-	amax      uint64 // 4 bytes: the fp8 activation amax (float bits)
-	xscale    uint64 // 4 bytes: the fp8 activation scale
-	xvec      uint64 // the fp8 activation scale once per row (xvecCap floats)
+	amax      uint64 // 4 bytes: the per-tensor fp8 activation amax (float bits; bench)
+	xscale    uint64 // 4 bytes: the per-tensor fp8 activation scale (bench)
+	xvec      uint64 // the fp8 activation scales, one per row (xvecCap floats)
 	xvecCap   int
 
 	weights map[weightKey]*devWeights

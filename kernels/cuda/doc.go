@@ -32,7 +32,8 @@
 // in halves and retried. Repeated shapes replay CUDA graphs.
 //
 // Matrix products go through cuBLASLt (fp8 with per-channel weight scales
-// and a per-batch activation scale computed on the device); fp4 runs the
+// and per-row activation scales computed on the device, so that no row of
+// a batch changes another's result); fp4 runs the
 // weight-only NVFP4 kernel of src/fp4_linear.cu for small batches and a bf16
 // GEMM on the exactly dequantized weights above; the other ops are CUDA C
 // kernels compiled at run time by NVRTC for the device's architecture and

@@ -13,8 +13,8 @@ import (
 
 // forwardSplit runs forward and, when the device runs out of memory on a
 // batch of more than one row, frees the pooled buffers and runs the two
-// halves separately (recursively), logging the split. At fp8 the halves
-// get their own activation scales.
+// halves separately (recursively), logging the split. Every row's result
+// is the same either way (fp8 scales activations per row).
 func (d *devState) forwardSplit(ctx context.Context, b *Backend, m *model.Model, p precision.Format, in, out []float32, rows int) error {
 	err := d.forward(ctx, m, p, in, out, rows)
 	var we *weightsError
@@ -80,7 +80,6 @@ func (d *devState) enqueue(ctx context.Context, m *model.Model, p precision.Form
 		return 0, err
 	}
 	cur := 0
-	amaxReady := false // d.amax holds the amax of the current activations
 	for i := 0; i < len(m.Layers); i++ {
 		if err := ctx.Err(); err != nil {
 			return 0, err
@@ -91,23 +90,17 @@ func (d *devState) enqueue(ctx context.Context, m *model.Model, p precision.Form
 		case model.Linear:
 			// A relu right after a linear layer runs in its epilogue.
 			relu := i+1 < len(m.Layers) && m.Layers[i+1].Op == model.ReLU
-			if err := d.linear(dl, p, src, buf.a[1-cur], buf.conv, rows, relu, amaxReady); err != nil {
+			if err := d.linear(dl, p, src, buf.a[1-cur], buf.conv, rows, relu); err != nil {
 				return 0, fmt.Errorf("cuda: model %q layer %d (linear, %s): %w", m.Name, i, p, err)
 			}
-			amaxReady = false
 			cur = 1 - cur
 			if relu {
 				i++
 			}
 		default:
-			// An activation feeding an fp8 linear layer computes that
-			// layer's input amax as it goes (one read of the activations
-			// less).
-			fuse := p == precision.FP8 && i+1 < len(w.layers) && fp8AmaxFusable(dl, &w.layers[i+1], rows)
-			if err := d.op(dl, src, rows, fuse); err != nil {
+			if err := d.op(dl, src, rows); err != nil {
 				return 0, fmt.Errorf("cuda: model %q layer %d (%s): %w", m.Name, i, dl.op, err)
 			}
-			amaxReady = fuse
 		}
 	}
 	if err := d.stream.dtohAsync(buf.hout, buf.a[cur], 4*rows*m.OutputFeatures); err != nil {
@@ -116,36 +109,10 @@ func (d *devState) enqueue(ctx context.Context, m *model.Model, p precision.Form
 	return cur, nil
 }
 
-// fuseFP8Amax switches the amax fusion; tests turn it off to compare.
-var fuseFP8Amax = true
-
-// fp8AmaxFusable reports whether layer dl, followed by next, can compute
-// next's fp8 input amax: dl is an element-wise activation and next a linear
-// layer on the tensor-core fp8 path of a batch too large for the one-block
-// quantizer.
-func fp8AmaxFusable(dl, next *devLayer, rows int) bool {
-	if !fuseFP8Amax {
-		return false
-	}
-	if _, ok := activationOf(dl.op); !ok {
-		return false
-	}
-	return next.op == model.Linear && !next.fp8F32 && rows*next.in > fp8SmallQuant
-}
-
 // op runs a layer other than linear in place on x (rows × dl.in values).
-// With amax (element-wise activations only) it also leaves the amax of its
-// output in d.amax.
-func (d *devState) op(dl *devLayer, x uint64, rows int, amax bool) error {
+func (d *devState) op(dl *devLayer, x uint64, rows int) error {
 	if act, ok := activationOf(dl.op); ok {
-		var pa uint64
-		if amax {
-			if err := d.stream.memset32(d.amax, 0, 1); err != nil {
-				return err
-			}
-			pa = d.amax
-		}
-		return d.k.act(d.stream, x, x, rows*dl.in, act, pa)
+		return d.k.act(d.stream, x, x, rows*dl.in, act)
 	}
 	switch dl.op {
 	case model.Softmax:

@@ -4,10 +4,12 @@ package cuda
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -230,15 +232,60 @@ func TestQuantizersMatchCPU(t *testing.T) {
 				break
 			}
 		}
-		// fp8: amax, scale and bytes.
-		// With and without the 1e30 outlier; the small case takes the
-		// one-block kernel.
+		// fp8, per row (every forward pass): each row's scale and bytes,
+		// rows with the 1e30 outlier, Inf, NaN and zeros among them.
+		const cols = 1000
+		rowsIn := slices.Clone(x[:64*cols])
+		rowsIn[5*cols+7] = float32(math.Inf(-1))
+		rowsIn[9*cols+3] = float32(math.NaN())
+		clear(rowsIn[11*cols : 12*cols])
+		if err := cuUpload(dx, f32Bytes(rowsIn)); err != nil {
+			return err
+		}
+		for _, f32 := range []bool{false, true} {
+			dl := &devLayer{in: cols, fp8F32: f32}
+			if err := d.fp8Activations(dl, dx, dy, 64); err != nil {
+				return err
+			}
+			got := get(4 * len(rowsIn))
+			sb := make([]byte, 4*64)
+			if err := cuDownload(sb, d.xvec); err != nil {
+				return err
+			}
+			for r := range 64 {
+				row := rowsIn[r*cols : (r+1)*cols]
+				s := precision.FP8Scale(precision.Amax(row), 1)
+				if g := math.Float32frombits(binary.LittleEndian.Uint32(sb[4*r:])); g != s && !(math.IsInf(float64(g), 1) && math.IsInf(float64(s), 1)) {
+					t.Errorf("fp8 row %d scale = %g, want %g", r, g, s)
+				}
+				for i, v := range row {
+					w := precision.EncodeE4M3(v / s)
+					g := got[r*cols+i]
+					if f32 {
+						gv := math.Float32frombits(binary.LittleEndian.Uint32(got[4*(r*cols+i):]))
+						wv := precision.DecodeE4M3(w)
+						if math.Float32bits(gv) != math.Float32bits(wv) && !(gv != gv && wv != wv) {
+							t.Errorf("fp8 (as f32) row %d: E4M3(%g / %g) = %g, want %g", r, v, s, gv, wv)
+							break
+						}
+						continue
+					}
+					if g != w {
+						t.Errorf("fp8 row %d: E4M3(%g / %g) = %#02x, want %#02x", r, v, s, g, w)
+						break
+					}
+				}
+			}
+		}
+		// fp8, per tensor (the benchmarks' fp8-tensor path): amax, scale
+		// and bytes, with and without the 1e30 outlier; the small case
+		// takes the one-block kernel.
 		for _, in := range [][]float32{x, x[3:], x[3 : 3+5000], x[:777]} {
 			cnt := len(in)
 			if err := cuUpload(dx, f32Bytes(in)); err != nil {
 				return err
 			}
-			if err := d.fp8Activations(dx, dy, cnt, 1, false, false); err != nil {
+			if err := d.fp8Activations(&devLayer{in: cnt, perTensor: true}, dx, dy, 1); err != nil {
 				return err
 			}
 			got := get(cnt)
@@ -250,7 +297,7 @@ func TestQuantizersMatchCPU(t *testing.T) {
 			if err := cuDownload(sb, d.xscale); err != nil {
 				return err
 			}
-			if g := math.Float32frombits(uint32(sb[0]) | uint32(sb[1])<<8 | uint32(sb[2])<<16 | uint32(sb[3])<<24); g != s {
+			if g := math.Float32frombits(binary.LittleEndian.Uint32(sb)); g != s {
 				t.Errorf("fp8 scale = %g, want %g", g, s)
 			}
 			for i, v := range in {
@@ -377,37 +424,5 @@ func TestGraphReplay(t *testing.T) {
 	})
 	if want := 2 * len(precision.All); graphs != want {
 		t.Errorf("%d graphs captured, want %d (graphs on: %v, driver lacks: %q, last capture error: %v)", graphs, want, on, missingGraphSymbol(), gerr)
-	}
-}
-
-// TestFP8AmaxFusion checks that an activation computing the next fp8
-// layer's input amax gives the same bits as the separate amax pass.
-func TestFP8AmaxFusion(t *testing.T) {
-	b := newTestBackend(t, Config{NoGraphs: true})
-	for _, act := range []model.Op{model.GELU, model.SiLU, model.Tanh} {
-		m, err := model.Synth(model.SynthConfig{Name: "amax", Dims: []int{512, 1024, 256}, Act: act, Seed: 5})
-		if err != nil {
-			t.Fatal(err)
-		}
-		const rows = 100 // 100 × 1024 values: past fp8SmallQuant
-		in := make([]float32, rows*512)
-		for i := range in {
-			in[i] = float32(math.Cos(float64(i)*0.71)) * 4
-		}
-		fused, err := b.Forward(context.Background(), m, precision.FP8, in, rows)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fuseFP8Amax = false
-		separate, err := b.Forward(context.Background(), m, precision.FP8, in, rows)
-		fuseFP8Amax = true
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := range fused {
-			if fused[i] != separate[i] {
-				t.Fatalf("%s: output %d fused %g, separate amax %g", act, i, fused[i], separate[i])
-			}
-		}
 	}
 }

@@ -68,16 +68,22 @@ func (k *kernelSet) toTF32(s cuStream, x, y uint64, n int) error {
 // ---- fp8.cu ----
 
 var (
+	kQuantRows     = defKernel(modOps, "gbx_quant_rows", 0)
 	kAmax          = defKernel(modOps, "gbx_amax", 0)
 	kFP8Quant      = defKernel(modOps, "gbx_fp8_quant", 0)
-	kFP8Round      = defKernel(modOps, "gbx_fp8_round", 0)
 	kFP8QuantSmall = defKernel(modOps, "gbx_fp8_quant_small", 0)
 )
 
-// fp8SmallQuant is the largest activation (values) quantized by one block
-// in one launch (fp8QuantSmall) instead of a memset, an amax and a quantize
-// launch (measured on an H100: one block takes 27 µs for 65536 values, the
-// three launches 8 µs).
+// quantRows writes each of rows rows of x [rows, cols] to yq in format f
+// (fp8: one scale per row, FP8Scale(amax of the row, margin), in xs).
+func (k *kernelSet) quantRows(s cuStream, x, yq uint64, f fmtCode, xs uint64, rows, cols, margin int) error {
+	return k.run(s, perRowLM(kQuantRows, rows, newArgs().ptr(x).ptr(yq).i32(int(f)).ptr(xs).i32(cols).i32(margin)))
+}
+
+// fp8SmallQuant is the largest activation (values) the per-tensor path
+// (benchmarks) quantizes by one block in one launch (fp8QuantSmall) instead
+// of a memset, an amax and a quantize launch (measured on an H100: one
+// block takes 27 µs for 65536 values, the three launches 8 µs).
 const fp8SmallQuant = C.GBX_FP8_SMALL_MAX
 
 // amax raises *out (float bits, zeroed by the caller) to max |x[0..n)|.
@@ -92,12 +98,6 @@ func (k *kernelSet) fp8Quant(s cuStream, x, q uint64, n int, amax uint64, margin
 	return k.run(s, k.gridStride(kFP8Quant, max(n/4, nvec), a))
 }
 
-// fp8Round writes the E4M3 values of x[i] / s as floats to y for n values,
-// s = FP8Scale(*amax, margin), and s to *scale.
-func (k *kernelSet) fp8Round(s cuStream, x, y uint64, n int, amax uint64, margin int, scale uint64) error {
-	return k.run(s, k.gridStride(kFP8Round, n, newArgs().ptr(x).ptr(y).i64(n).ptr(amax).i32(margin).ptr(scale)))
-}
-
 // fp8QuantSmall is amax and fp8Quant in one block, for n <= fp8SmallQuant.
 func (k *kernelSet) fp8QuantSmall(s cuStream, x, q uint64, n, margin int, scale, scaleVec uint64, nvec int) error {
 	a := newArgs().ptr(x).ptr(q).i64(n).i32(margin).ptr(scale).ptr(scaleVec).i32(nvec)
@@ -108,8 +108,9 @@ func (k *kernelSet) fp8QuantSmall(s cuStream, x, q uint64, n, margin int, scale,
 
 var kScaleBias = defKernel(modOps, "gbx_scale_bias", 0)
 
-// scaleBias computes y = (y·*xscale)·wscale[c] + bias[c], then act (actNone
-// or actReLU), over rows × cols values; xscale, wscale and bias may be 0.
+// scaleBias computes y = (y·xscale[r])·wscale[c] + bias[c], then act
+// (actNone or actReLU), over rows × cols values; xscale (per row), wscale
+// (per column) and bias may be 0.
 func (k *kernelSet) scaleBias(s cuStream, y, xscale, wscale, bias uint64, rows, cols int, act activation) error {
 	a := newArgs().ptr(y).ptr(xscale).ptr(wscale).ptr(bias).i64(rows).i32(cols).i32(int(act))
 	return k.run(s, k.gridStride(kScaleBias, rows*cols, a))
@@ -119,11 +120,9 @@ func (k *kernelSet) scaleBias(s cuStream, y, xscale, wscale, bias uint64, rows, 
 
 var kAct = defKernel(modOps, "gbx_act", 0)
 
-// act writes op(x[i]) to y for n values (x and y may be the same); with amax
-// not 0 it also raises *amax (float bits, zeroed by the caller) to the
-// output's max |y|.
-func (k *kernelSet) act(s cuStream, x, y uint64, n int, op activation, amax uint64) error {
-	return k.run(s, k.gridStride(kAct, n, newArgs().ptr(x).ptr(y).i64(n).i32(int(op)).ptr(amax)))
+// act writes op(x[i]) to y for n values (x and y may be the same).
+func (k *kernelSet) act(s cuStream, x, y uint64, n int, op activation) error {
+	return k.run(s, k.gridStride(kAct, n, newArgs().ptr(x).ptr(y).i64(n).i32(int(op))))
 }
 
 // ---- softmax.cu ----

@@ -36,18 +36,15 @@ type planKey struct {
 	n, k      int
 	bias      bool
 	relu      bool
-	perTensor bool // fp8 weight scale per tensor (bench variant)
+	perTensor bool // fp8 weight and activation scales per tensor (bench variant)
 	fp8F32    bool
-	// rowScale: fp8 with one activation scale per row (language models):
-	// B's scale is always an outer vector, or left to the epilogue.
-	rowScale bool
 }
 
 // gemmPlan is a plan with the mode it ended up in.
 type gemmPlan struct {
 	lt   ltPlan
 	mode gemmMode
-	bVec bool // fp8: the activation scale as an outer vector (one per row)
+	bVec bool // fp8: the activation scales as an outer vector (one per row)
 }
 
 func (g *gemmPlan) free() { g.lt.free() }
@@ -112,9 +109,12 @@ func (d *devState) plan(k planKey, dl *devLayer) (*gemmPlan, error) {
 	}
 	if k.p == precision.FP8 && !k.fp8F32 {
 		// fp8: per-channel weight scales as cuBLASLt's outer-vector A
-		// scale; the activation scale as B's outer vector (every row the
-		// same value), or as B's scalar. unfuse leaves the bias and relu
-		// to gbx_scale_bias (relu must follow the bias).
+		// scale, the per-row activation scales as B's outer vector, from
+		// fp8OuterVecMinRows rows; below, the unscaled product and
+		// gbx_scale_bias (modeEpilogue), faster there (measured: 38 vs
+		// 45 µs at 1×8192×8192). The per-tensor bench variant takes
+		// scalar scales. unfuse leaves the bias and relu to
+		// gbx_scale_bias (relu must follow the bias).
 		unfuse := func(a planArgs) planArgs {
 			a.epilogue, a.bias, a.biasType = C.GBX_CUBLASLT_EPILOGUE_DEFAULT, 0, C.GBX_PLAN_UNSET
 			return a
@@ -122,29 +122,14 @@ func (d *devState) plan(k planKey, dl *devLayer) (*gemmPlan, error) {
 		scaled := fused
 		scaled.aScale, scaled.bScale = dl.wscale, d.xscale
 		switch {
-		case k.rowScale:
-			// Per-row activation scales: cuBLASLt's outer-vector scaling
-			// from fp8OuterVecMinRows rows (the activation scales as B's
-			// vector), below it the unscaled product and the epilogue.
-			if k.rows >= fp8OuterVecMinRows {
-				vec := scaled
-				outer := C.GBX_CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F
-				vec.aScaleMode, vec.bScaleMode, vec.bScale = outer, outer, d.xvec
-				tries = append(tries, try{modeFused, true, vec}, try{modeScaled, true, unfuse(vec)})
-			}
 		case k.perTensor:
 			tries = append(tries, try{modeFused, false, scaled}, try{modeScaled, false, unfuse(scaled)})
 		case k.rows >= fp8OuterVecMinRows:
 			vec := scaled
 			outer := C.GBX_CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F
 			vec.aScaleMode, vec.bScaleMode, vec.bScale = outer, outer, d.xvec
-			scaled.aScaleMode = outer
-			tries = append(tries, try{modeFused, true, vec}, try{modeScaled, true, unfuse(vec)},
-				try{modeFused, false, scaled}, try{modeScaled, false, unfuse(scaled)})
+			tries = append(tries, try{modeFused, true, vec}, try{modeScaled, true, unfuse(vec)})
 		}
-		// Small per-channel batches: the unscaled GEMM and gbx_scale_bias
-		// (modeEpilogue, below) are faster there than the outer-vector
-		// kernels (measured: 38 vs 45 µs at 1×8192×8192).
 	} else if k.p != precision.FP8 {
 		tries = append(tries, try{modeFused, false, fused})
 	}
@@ -166,9 +151,8 @@ func (d *devState) plan(k planKey, dl *devLayer) (*gemmPlan, error) {
 
 // linear enqueues y[rows, N] = x[rows, K]·Wᵀ + bias (then relu when relu)
 // for layer dl at precision p. x and y are fp32 device buffers; conv holds
-// the converted input (at least rows × K × 4 bytes). amaxReady says that
-// d.amax already holds x's amax (fp8: computed by the producing kernel).
-func (d *devState) linear(dl *devLayer, p precision.Format, x, y, conv uint64, rows int, relu, amaxReady bool) error {
+// the converted input (at least rows × K × 4 bytes).
+func (d *devState) linear(dl *devLayer, p precision.Format, x, y, conv uint64, rows int, relu bool) error {
 	n, k := dl.out, dl.in
 	cnt := rows * k
 	if p == precision.FP4 && d.useFP4Kernel(rows) {
@@ -196,7 +180,7 @@ func (d *devState) linear(dl *devLayer, p precision.Format, x, y, conv uint64, r
 		}
 		b = conv
 	case precision.FP8:
-		if err := d.fp8Activations(x, conv, cnt, rows, dl.fp8F32, amaxReady); err != nil {
+		if err := d.fp8Activations(dl, x, conv, rows); err != nil {
 			return err
 		}
 		b = conv
@@ -210,17 +194,14 @@ func (d *devState) linear(dl *devLayer, p precision.Format, x, y, conv uint64, r
 		return err
 	}
 	var bias, aScale, bScale uint64
-	switch g.mode {
-	case modeFused:
+	if g.mode == modeFused {
 		bias = dl.bias
-		if p == precision.FP8 && !dl.fp8F32 {
-			aScale, bScale = dl.wscale, d.xscale
-		}
-	case modeScaled:
-		aScale, bScale = dl.wscale, d.xscale
 	}
-	if g.bVec {
-		bScale = d.xvec
+	if p == precision.FP8 && g.mode != modeEpilogue {
+		aScale, bScale = dl.wscale, d.xscale // per-tensor (bench)
+		if g.bVec {
+			bScale = d.xvec // per row
+		}
 	}
 	if err := d.lt.run(g.lt, alpha, dl.w, b, y, bias, aScale, bScale, d.workspace, workspaceBytes, d.stream); err != nil {
 		return err
@@ -234,7 +215,7 @@ func (d *devState) linear(dl *devLayer, p precision.Format, x, y, conv uint64, r
 		if dl.perTensor {
 			return fmt.Errorf("cuda: fp8 per-tensor weights need cuBLASLt scale pointers")
 		}
-		xs, ws = d.xscale, dl.wscale
+		xs, ws = d.xvec, dl.wscale
 	}
 	if xs == 0 && ws == 0 && dl.bias == 0 && !relu {
 		return nil
@@ -246,27 +227,33 @@ func (d *devState) linear(dl *devLayer, p precision.Format, x, y, conv uint64, r
 	return d.k.scaleBias(d.stream, y, xs, ws, dl.bias, rows, n, act)
 }
 
-// fp8Activations quantizes cnt values (rows rows) of x into conv: E4M3
-// bytes (or their float32 values when fp8F32) with one scale from the
-// batch's amax, written to d.xscale and, once per row, to d.xvec. With
-// amaxReady, d.amax already holds x's amax.
-func (d *devState) fp8Activations(x, conv uint64, cnt, rows int, fp8F32, amaxReady bool) error {
+// fp8Activations quantizes rows rows of x, layer dl's input, into conv:
+// E4M3 bytes (or their float32 values when dl.fp8F32) with one scale per
+// row, FP8Scale(amax of the row, margin), written to d.xvec, so that a
+// row's operand does not depend on the other rows of the batch (a row with
+// an Inf gets scale Inf and only its own outputs become NaN). The
+// per-tensor bench variant quantizes the whole batch with one scale from
+// its amax instead, written to d.xscale.
+func (d *devState) fp8Activations(dl *devLayer, x, conv uint64, rows int) error {
 	if err := d.growScaleVec(rows); err != nil {
 		return err
 	}
-	if cnt <= fp8SmallQuant && !fp8F32 {
+	cnt := rows * dl.in
+	if !dl.perTensor {
+		f := fmtE4M3
+		if dl.fp8F32 {
+			f = fmtE4M3F32
+		}
+		return d.k.quantRows(d.stream, x, conv, f, d.xvec, rows, dl.in, d.margin)
+	}
+	if cnt <= fp8SmallQuant {
 		return d.k.fp8QuantSmall(d.stream, x, conv, cnt, d.margin, d.xscale, d.xvec, rows)
 	}
-	if !amaxReady {
-		if err := d.stream.memset32(d.amax, 0, 1); err != nil {
-			return err
-		}
-		if err := d.k.amax(d.stream, x, cnt, d.amax); err != nil {
-			return err
-		}
+	if err := d.stream.memset32(d.amax, 0, 1); err != nil {
+		return err
 	}
-	if fp8F32 {
-		return d.k.fp8Round(d.stream, x, conv, cnt, d.amax, d.margin, d.xscale)
+	if err := d.k.amax(d.stream, x, cnt, d.amax); err != nil {
+		return err
 	}
 	return d.k.fp8Quant(d.stream, x, conv, cnt, d.amax, d.margin, d.xscale, d.xvec, rows)
 }

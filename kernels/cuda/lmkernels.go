@@ -27,14 +27,12 @@ const (
 // ---- lm.cu ----
 
 var (
-	kLMConvert  = defKernel(modLM, "gbx_lm_convert", 0)
-	kLMFill     = defKernel(modLM, "gbx_lm_fill", 0)
-	kLMEmbed    = defKernel(modLM, "gbx_lm_embed", 0)
-	kLMNorm     = defKernel(modLM, "gbx_lm_norm", 0)
-	kLMQuant    = defKernel(modLM, "gbx_lm_quant", 0)
-	kLMRope     = defKernel(modLM, "gbx_lm_rope", 0)
-	kLMSiLU     = defKernel(modLM, "gbx_lm_silu", 0)
-	kLMEpilogue = defKernel(modLM, "gbx_lm_epilogue", 0)
+	kLMConvert = defKernel(modLM, "gbx_lm_convert", 0)
+	kLMFill    = defKernel(modLM, "gbx_lm_fill", 0)
+	kLMEmbed   = defKernel(modLM, "gbx_lm_embed", 0)
+	kLMNorm    = defKernel(modLM, "gbx_lm_norm", 0)
+	kLMRope    = defKernel(modLM, "gbx_lm_rope", 0)
+	kLMSiLU    = defKernel(modLM, "gbx_lm_silu", 0)
 )
 
 // lmThreads is the block of the per-row language-model kernels.
@@ -70,12 +68,6 @@ func (k *kernelSet) lmNorm(s cuStream, x, delta, w, rowIdx, yf, yq uint64, f fmt
 	return k.run(s, perRowLM(kLMNorm, rows, a))
 }
 
-// lmQuant writes each of rows rows of x [rows, cols] to yq in format f
-// (fp8: one scale per row, in xs).
-func (k *kernelSet) lmQuant(s cuStream, x, yq uint64, f fmtCode, xs uint64, rows, cols, margin int) error {
-	return k.run(s, perRowLM(kLMQuant, rows, newArgs().ptr(x).ptr(yq).i32(int(f)).ptr(xs).i32(cols).i32(margin)))
-}
-
 // ropeArgs are gbx_lm_rope's arguments other than the rows.
 type ropeArgs struct {
 	qkv            uint64 // [rows, stride]
@@ -103,12 +95,6 @@ func (k *kernelSet) lmRope(s cuStream, rows int, r ropeArgs) error {
 // lmSiLU writes act [rows, inter] = SiLU(gate)·up from gu [rows, 2·inter].
 func (k *kernelSet) lmSiLU(s cuStream, gu, act uint64, rows, inter int) error {
 	return k.run(s, k.gridStride(kLMSiLU, rows*inter, newArgs().ptr(gu).ptr(act).i64(rows).i32(inter)))
-}
-
-// lmEpilogue computes y = (y·xs[r])·ws[c] + bias[c] over rows × cols values
-// (xs, ws and bias may be 0).
-func (k *kernelSet) lmEpilogue(s cuStream, y, xs, ws, bias uint64, rows, cols int) error {
-	return k.run(s, k.gridStride(kLMEpilogue, rows*cols, newArgs().ptr(y).ptr(xs).ptr(ws).ptr(bias).i64(rows).i32(cols)))
 }
 
 // ---- attention.cu ----

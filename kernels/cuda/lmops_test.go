@@ -144,7 +144,7 @@ func rmsNormRef(dst, src, w []float32, eps float64) {
 }
 
 // TestLMOpNorm checks gbx_lm_norm (residual add, RMSNorm, the operand in
-// every format) and gbx_lm_quant against the CPU's arithmetic and package
+// every format) and gbx_quant_rows against the CPU's arithmetic and package
 // precision's conversions.
 func TestLMOpNorm(t *testing.T) {
 	x := newDevT(t)
@@ -197,10 +197,10 @@ func TestLMOpNorm(t *testing.T) {
 		if f == fmtF32 {
 			continue
 		}
-		// gbx_lm_quant from the same fp32 rows.
+		// gbx_quant_rows from the same fp32 rows.
 		q, qs := x.zeros(4*len(want)), x.zeros(4*rows)
-		x.do(func(d *devState) error { return d.k.lmQuant(d.stream, yf, q, f, qs, len(rowIdx), cols, margin) })
-		checkOperand(t, fmt.Sprintf("lmQuant fmt %d", f), f, got, x.down(q, 4*len(want)), x.floats(qs, len(rowIdx)), cols, margin)
+		x.do(func(d *devState) error { return d.k.quantRows(d.stream, yf, q, f, qs, len(rowIdx), cols, margin) })
+		checkOperand(t, fmt.Sprintf("quantRows fmt %d", f), f, got, x.down(q, 4*len(want)), x.floats(qs, len(rowIdx)), cols, margin)
 	}
 }
 
@@ -515,8 +515,8 @@ func TestLMOpAttention(t *testing.T) {
 	}
 }
 
-// TestLMOpSiLUEpilogue checks gbx_lm_silu and gbx_lm_epilogue against the
-// CPU's arithmetic, exactly.
+// TestLMOpSiLUEpilogue checks gbx_lm_silu and gbx_scale_bias (per-row and
+// per-column scales, bias, relu) against the CPU's arithmetic, exactly.
 func TestLMOpSiLUEpilogue(t *testing.T) {
 	x := newDevT(t)
 	r := rand.New(rand.NewPCG(9, 10))
@@ -535,9 +535,9 @@ func TestLMOpSiLUEpilogue(t *testing.T) {
 	}
 	y, xs, ws, b := randFloats(r, rows*inter, 1), randFloats(r, rows, 1), randFloats(r, inter, 1), randFloats(r, inter, 1)
 	for _, tc := range []struct {
-		name       string
-		xs, ws, bs bool
-	}{{"all", true, true, true}, {"weight scales and bias (fp4)", false, true, true}, {"bias", false, false, true}} {
+		name             string
+		xs, ws, bs, relu bool
+	}{{"all", true, true, true, false}, {"all, relu", true, true, true, true}, {"weight scales and bias (fp4)", false, true, true, false}, {"bias", false, false, true, false}} {
 		yp := x.up(f32Bytes(y))
 		ptr := func(on bool, v []float32) uint64 {
 			if !on {
@@ -546,7 +546,11 @@ func TestLMOpSiLUEpilogue(t *testing.T) {
 			return x.up(f32Bytes(v))
 		}
 		xp, wp, bp := ptr(tc.xs, xs), ptr(tc.ws, ws), ptr(tc.bs, b)
-		x.do(func(d *devState) error { return d.k.lmEpilogue(d.stream, yp, xp, wp, bp, rows, inter) })
+		act := actNone
+		if tc.relu {
+			act = actReLU
+		}
+		x.do(func(d *devState) error { return d.k.scaleBias(d.stream, yp, xp, wp, bp, rows, inter, act) })
 		got := x.floats(yp, rows*inter)
 		for i, v := range y {
 			ri, c := i/inter, i%inter
@@ -559,8 +563,11 @@ func TestLMOpSiLUEpilogue(t *testing.T) {
 			if tc.bs {
 				v += b[c]
 			}
+			if tc.relu {
+				v = max(v, 0)
+			}
 			if got[i] != v {
-				t.Fatalf("lmEpilogue (%s) row %d [%d]: %g, want %g", tc.name, ri, c, got[i], v)
+				t.Fatalf("scaleBias (%s) row %d [%d]: %g, want %g", tc.name, ri, c, got[i], v)
 			}
 		}
 	}

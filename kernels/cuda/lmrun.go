@@ -355,7 +355,7 @@ func (d *devState) lmQuantTo(r *lmRun, f fmtCode, src uint64, rows, cols int) (u
 	if f == fmtF32 {
 		return src, nil
 	}
-	return r.cv, d.k.lmQuant(d.stream, src, r.cv, f, r.xs, rows, cols, d.margin)
+	return r.cv, d.k.quantRows(d.stream, src, r.cv, f, r.xs, rows, cols, d.margin)
 }
 
 // lmAttention runs attention for rows rows, chunk rows per launch (as many
@@ -383,7 +383,7 @@ func (d *devState) lmLinear(l *lmLin, x, xs, y uint64, rows int) error {
 		return d.k.nvfp4LinearCS(d.stream, x, l.fp4Data, l.fp4Scale, l.ws, l.bias, y, rows, l.n, l.k, kp)
 	}
 	fp8 := l.f == precision.FP8
-	key := planKey{p: l.f, rows: rows, n: l.n, k: l.k, bias: l.bias != 0 && l.f != precision.FP4, fp8F32: l.fp8F32, rowScale: fp8}
+	key := planKey{p: l.f, rows: rows, n: l.n, k: l.k, bias: l.bias != 0 && l.f != precision.FP4, fp8F32: l.fp8F32}
 	g, err := d.plan(key, &devLayer{bias: l.bias, wscale: l.ws})
 	if err != nil {
 		return err
@@ -412,7 +412,7 @@ func (d *devState) lmLinear(l *lmLin, x, xs, y uint64, rows int) error {
 	if exs == 0 && ews == 0 && eb == 0 {
 		return nil
 	}
-	return d.k.lmEpilogue(d.stream, y, exs, ews, eb, rows, l.n)
+	return d.k.scaleBias(d.stream, y, exs, ews, eb, rows, l.n, actNone)
 }
 
 // lmOutputs queues the final norm of the rows that need it, the head,

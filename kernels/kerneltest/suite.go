@@ -32,6 +32,9 @@ import (
 //	concurrency   goroutines running the same pass get identical results
 //	evict         Evict between passes, twice, of a model never run, and
 //	              while other models run, changes no result
+//	batch         a row's result does not depend on its batchmates, even
+//	              rows of 3e38, NaN and −Inf (RunBatch, within
+//	              BatchTolerance across batch sizes)
 //	reference     for a kernels.Referencer: Reference is the float64
 //	              reference
 //	lm            for a kernels.LM: RunLM
@@ -45,6 +48,7 @@ func Run(t *testing.T, b kernels.Backend) {
 	t.Run("errors", func(t *testing.T) { testErrors(t, b) })
 	t.Run("concurrency", func(t *testing.T) { testConcurrency(t, b) })
 	t.Run("evict", func(t *testing.T) { testEvict(t, b) })
+	t.Run("batch", func(t *testing.T) { RunBatch(t, b, false) })
 	t.Run("reference", func(t *testing.T) {
 		rb, ok := b.(kernels.Referencer)
 		if !ok {

@@ -157,13 +157,13 @@ template <class... A> static Kern kern(const char *name, const char *mod, void (
 static std::vector<Kern> &kernels_table() {
 	static std::vector<Kern> t = {
 	    kern("gbx_to_bf16", "ops", gbx_to_bf16), kern("gbx_to_fp16", "ops", gbx_to_fp16), kern("gbx_to_tf32", "ops", gbx_to_tf32),
-	    kern("gbx_amax", "ops", gbx_amax), kern("gbx_fp8_quant", "ops", gbx_fp8_quant), kern("gbx_fp8_round", "ops", gbx_fp8_round),
+	    kern("gbx_quant_rows", "ops", gbx_quant_rows), kern("gbx_amax", "ops", gbx_amax), kern("gbx_fp8_quant", "ops", gbx_fp8_quant),
 	    kern("gbx_fp8_quant_small", "ops", gbx_fp8_quant_small), kern("gbx_scale_bias", "ops", gbx_scale_bias),
 	    kern("gbx_act", "ops", gbx_act), kern("gbx_softmax", "ops", gbx_softmax), kern("gbx_layernorm", "ops", gbx_layernorm),
 	    kern("gbx_rmsnorm", "ops", gbx_rmsnorm), kern("gbx_rand", "ops", gbx_rand), kern("gbx_spin", "ops", gbx_spin),
 	    kern("gbx_lm_convert", "lm", gbx_lm_convert), kern("gbx_lm_fill", "lm", gbx_lm_fill), kern("gbx_lm_embed", "lm", gbx_lm_embed),
-	    kern("gbx_lm_norm", "lm", gbx_lm_norm), kern("gbx_lm_quant", "lm", gbx_lm_quant), kern("gbx_lm_rope", "lm", gbx_lm_rope),
-	    kern("gbx_lm_silu", "lm", gbx_lm_silu), kern("gbx_lm_epilogue", "lm", gbx_lm_epilogue),
+	    kern("gbx_lm_norm", "lm", gbx_lm_norm), kern("gbx_lm_rope", "lm", gbx_lm_rope),
+	    kern("gbx_lm_silu", "lm", gbx_lm_silu),
 	    kern("gbx_attn_partial", "lm", gbx_attn_partial), kern("gbx_attn_reduce", "lm", gbx_attn_reduce),
 	    kern("gbx_lm_logprobs", "lm", gbx_lm_logprobs), kern("gbx_lm_sample", "lm", gbx_lm_sample),
 	};

@@ -63,7 +63,7 @@ enum gbx_fmt {
 // ((((blk*layers + l)*2 + kv)*kvHeads + g)*GBX_KV_BLOCK + slot)*headDim + i.
 enum { GBX_KV_BLOCK = 16 };
 
-// gbx_lm_norm, gbx_lm_quant, gbx_lm_embed and gbx_lm_rope run one block of
+// gbx_lm_norm, gbx_quant_rows, gbx_lm_embed and gbx_lm_rope run one block of
 // GBX_LM_THREADS threads per row.
 #define GBX_LM_THREADS 256
 

@@ -4,12 +4,8 @@
 #include "common.cuh"
 
 // gbx_act: y = op(x), op a gbx_act_code other than GBX_ACT_NONE. x and y
-// may be the same. When amax is not NULL it also does gbx_amax's work on
-// y (the caller zeroes *amax first): the amax of an fp8 layer's input comes
-// free with the activation that produces it.
-extern "C" __global__ void gbx_act(const float *x, float *y, long long n, int op, u32 *amax) {
-	__shared__ float warpMax[32];
-	float m = 0.0f;
+// may be the same.
+extern "C" __global__ void gbx_act(const float *x, float *y, long long n, int op) {
 	long long stride = (long long)gridDim.x * blockDim.x;
 	for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += stride) {
 		float v = x[i];
@@ -22,9 +18,5 @@ extern "C" __global__ void gbx_act(const float *x, float *y, long long n, int op
 		default: r = (float)tanh(d); break; // GBX_ACT_TANH
 		}
 		y[i] = r;
-		m = fmaxf(m, fabsf(r));
 	}
-	if (!amax) return;
-	m = blockAmax(m, warpMax);
-	if (threadIdx.x == 0) atomicMax(amax, __float_as_uint(m));
 }

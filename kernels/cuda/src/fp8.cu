@@ -1,8 +1,18 @@
-// fp8.cu: an fp8 layer's input: its amax, the per-batch scale
-// (precision.FP8Scale) and the E4M3 bytes (precision.EncodeE4M3 of x / s,
-// an IEEE division, saturating).
+// fp8.cu: an fp8 layer's input. gbx_quant_rows is what every forward pass
+// runs: one scale per row (per token), so that a row's operand does not
+// depend on the other rows of its batch. gbx_amax, gbx_fp8_quant and
+// gbx_fp8_quant_small quantize a whole batch with one scale from its amax
+// (precision.FP8Scale; E4M3 of x / s, an IEEE division, saturating): only
+// the benchmarks' per-tensor path (fp8-tensor) uses them.
 
-#include "common.cuh"
+#include "rows.cuh"
+
+// gbx_quant_rows: row b of yq = row b of x [*, cols] in fmt (gbx_row_out):
+// for E4M3 and E4M3_F32 with the row's own scale FP8Scale(amax of the row,
+// margin), written to xs[b]. One block of GBX_LM_THREADS per row.
+extern "C" __global__ void gbx_quant_rows(const float *x, void *yq, int fmt, float *xs, int cols, int margin) {
+	gbx_row_out(x + (long long)blockIdx.x * cols, cols, yq, blockIdx.x, fmt, xs, margin);
+}
 
 // gbx_amax: *out = max(*out, max |x[i]|) as float bits (the caller zeroes
 // *out first). NaNs are skipped, as precision.Amax does.
@@ -42,20 +52,6 @@ extern "C" __global__ void gbx_fp8_quant(const float *__restrict__ x, u8 *__rest
 	}
 	for (long long i = n4 * 4 + blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += stride)
 		q[i] = (u8)(f2e4m3x2(__fdiv_rn(x[i], s), 0.0f) & 0xff);
-}
-
-// gbx_fp8_round: y[i] = the E4M3 value of x[i] / s as a float (unscaled),
-// s = FP8Scale(amax, margin); *scale = s. The fp8 path for shapes cuBLASLt's
-// fp8 kernels cannot take (dimensions not multiples of 16): the same
-// operands, multiplied by the fp32 GEMM.
-extern "C" __global__ void gbx_fp8_round(const float *__restrict__ x, float *__restrict__ y, long long n,
-                                         const u32 *__restrict__ amax, int margin, float *scale) {
-	float s = fp8Scale(__uint_as_float(*amax), margin);
-	if (blockIdx.x == 0 && threadIdx.x == 0) *scale = s;
-	long long stride = (long long)gridDim.x * blockDim.x;
-	for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += stride) {
-		y[i] = e4m3f((u8)(f2e4m3x2(__fdiv_rn(x[i], s), 0.0f) & 0xff));
-	}
 }
 
 static_assert(GBX_FP8_SMALL_MAX <= 16 * GBX_FP8_SMALL_THREADS, "gbx_fp8_quant_small holds 16 values per thread");

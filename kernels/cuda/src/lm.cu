@@ -7,33 +7,15 @@
 //	gbx_lm_fill      random values (benchmarks)
 //	gbx_lm_embed     the embedding lookup
 //	gbx_lm_norm      residual add + RMSNorm, written as a linear's operand
-//	gbx_lm_quant     rows to a linear's operand format (fp8: per-row scale)
 //	gbx_lm_rope      per-head q/k RMSNorm, RoPE, K and V into the cache
 //	gbx_lm_silu      SiLU(gate)·up
-//	gbx_lm_epilogue  per-row and per-column scales and the bias of a GEMM
+//
+// (A linear's operand from rows of floats is gbx_quant_rows of fp8.cu, and
+// what a GEMM leaves undone gbx_scale_bias of epilogue.cu: both are shared
+// with tensor models, in module ops.)
 
 #include "lm.cuh"
-
-// gbx_ld returns element i of p, stored as fmt (F32, TF32, BF16 or F16), as
-// a float (exactly).
-__device__ __forceinline__ float gbx_ld(const void *p, int fmt, long long i) {
-	switch (fmt) {
-	case GBX_FMT_BF16: return bf2f(((const u16 *)p)[i]);
-	case GBX_FMT_F16: return h2f(((const u16 *)p)[i]);
-	default: return ((const float *)p)[i]; // F32, TF32
-	}
-}
-
-// gbx_st stores v as element i of p in fmt (F32, TF32, BF16 or F16),
-// rounded as package precision rounds.
-__device__ __forceinline__ void gbx_st(void *p, int fmt, long long i, float v) {
-	switch (fmt) {
-	case GBX_FMT_BF16: ((u16 *)p)[i] = f2bf(v); break;
-	case GBX_FMT_F16: ((u16 *)p)[i] = f2h(v); break;
-	case GBX_FMT_TF32: ((float *)p)[i] = f2tf32(v); break;
-	default: ((float *)p)[i] = v; break; // F32
-	}
-}
+#include "rows.cuh"
 
 // gbx_lm_convert: dst[i] = src[i] for n values, src stored as srcFmt (F32,
 // BF16 or F16, widened exactly), dst as dstFmt (F32, TF32, BF16 or F16,
@@ -82,35 +64,6 @@ extern "C" __global__ void gbx_lm_embed(const void *table, int fmt, const int *t
 	for (int i = threadIdx.x; i < hidden; i += blockDim.x) xr[i] = gbx_ld(table, fmt, t * hidden + i);
 }
 
-// gbx_row_out writes the block's row h[0..cols) as row `row` of y in fmt, a
-// linear layer's operand (roundRows of kernels/cpu): F32 (a copy, skipped
-// when y is h), TF32, BF16, F16 rounded; E4M3 and E4M3_F32 quantized with
-// the row's own scale s = FP8Scale(amax of the row, margin), q =
-// E4M3(h / s) (an IEEE division, saturating), s written to xs[row]. Every
-// thread reads only the elements it wrote itself (i = threadIdx.x +
-// k·blockDim.x), so it needs no barrier before.
-__device__ void gbx_row_out(const float *h, int cols, void *y, long long row, int fmt, float *xs, int margin) {
-	__shared__ float sm[33];
-	const long long base = row * cols;
-	if (fmt == GBX_FMT_E4M3 || fmt == GBX_FMT_E4M3_F32) {
-		float m = 0.0f;
-		for (int i = threadIdx.x; i < cols; i += blockDim.x) m = fmaxf(m, fabsf(h[i])); // NaN skipped, as Amax
-		m = blockAmax(m, sm);
-		if (threadIdx.x == 0) sm[32] = m;
-		__syncthreads();
-		const float s = fp8Scale(sm[32], margin);
-		if (threadIdx.x == 0) xs[row] = s;
-		for (int i = threadIdx.x; i < cols; i += blockDim.x) {
-			u8 q = (u8)(f2e4m3x2(__fdiv_rn(h[i], s), 0.0f) & 0xff);
-			if (fmt == GBX_FMT_E4M3) ((u8 *)y)[base + i] = q;
-			else ((float *)y)[base + i] = e4m3f(q);
-		}
-		return;
-	}
-	if (fmt == GBX_FMT_F32 && (const float *)y + base == h) return;
-	for (int i = threadIdx.x; i < cols; i += blockDim.x) gbx_st(y, fmt, base + i, h[i]);
-}
-
 // gbx_lm_norm: for each block b, the row r = rowIdx[b] (rowIdx NULL: r = b)
 // of the residual stream x [*, cols]: x[r] += delta[r] (float; delta may be
 // NULL), then yf[b] = RMSNorm(x[r])·w (rmsNormRow of kernels/cpu: Σx² in
@@ -136,11 +89,6 @@ extern "C" __global__ void gbx_lm_norm(float *x, const float *delta, const float
 	const double inv = 1.0 / sqrt(ss / (double)cols + eps);
 	for (int i = threadIdx.x; i < cols; i += blockDim.x) yr[i] = (float)((double)xr[i] * inv * (double)w[i]);
 	gbx_row_out(yr, cols, yq, blockIdx.x, fmt, xs, margin);
-}
-
-// gbx_lm_quant: row b of yq = row b of x [*, cols] in fmt (gbx_row_out).
-extern "C" __global__ void gbx_lm_quant(const float *x, void *yq, int fmt, float *xs, int cols, int margin) {
-	gbx_row_out(x + (long long)blockIdx.x * cols, cols, yq, blockIdx.x, fmt, xs, margin);
 }
 
 // gbx_lm_rope: one block per row r of qkv [rows, stride] (q heads, then k
@@ -212,22 +160,5 @@ extern "C" __global__ void gbx_lm_silu(const float *gu, float *act, long long ro
 		const double g = (double)gu[r * 2 * inter + c];
 		const float sv = (float)(g / (1.0 + exp(-g)));
 		act[i] = sv * gu[r * 2 * inter + inter + c];
-	}
-}
-
-// gbx_lm_epilogue: y[r, c] = ((y[r, c]·xs[r])·ws[c]) + bias[c] over rows ×
-// cols values; xs (per-row activation scales), ws (per-column weight
-// scales) and bias may each be NULL.
-extern "C" __global__ void gbx_lm_epilogue(float *y, const float *xs, const float *ws, const float *bias, long long rows,
-                                           int cols) {
-	const long long n = rows * cols, stride = (long long)gridDim.x * blockDim.x;
-	for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += stride) {
-		const long long r = i / cols;
-		const int c = (int)(i % cols);
-		float v = y[i];
-		if (xs) v = v * xs[r];
-		if (ws) v = v * ws[c];
-		if (bias) v = v + bias[c];
-		y[i] = v;
 	}
 }
