@@ -171,7 +171,6 @@ func runGenerate(ctx context.Context, f generateFlags, log zerolog.Logger, stdou
 	return nil
 }
 
-
 // generateSampling is the sampling of f over the model's defaults g.
 func generateSampling(f generateFlags, g lm.Generation) (kernels.Sampling, error) {
 	s := kernels.Sampling{Seed: f.seed}
