@@ -231,6 +231,15 @@ func (r *lmRun) walk(cfg Config, lc LMConfig, ps []prompt, w *walk, walked <-cha
 			prev = p
 		}
 		settled = st.Rev > 0 && len(st.Pending) == 0 && slices.Contains(settles, st.Hold)
+		if st.Hold == quality.HoldCooldown {
+			// More jobs cannot lift a cooldown, only time: on a fast
+			// backend the walk would spend its jobs waiting.
+			select {
+			case <-time.After(q.Rules.Cooldown / 4):
+			case <-r.ctx.Done():
+				return r.ctx.Err()
+			}
+		}
 	}
 	if settled {
 		progress(fmt.Sprintf("holds at %s (%s)", st.Policy.Precision, st.Hold))

@@ -22,11 +22,12 @@ type lmPlan struct {
 	btOff, blocks []int32
 	maxSplits     int // the most splits of any row
 	maxCtx        int // the longest context (position + 1) of any row
-	// normRows are the rows that go through the final norm: the nLogit rows
-	// that need logits first (every sequence's last row that samples, wants
-	// logits or a target; then the rows scored teacher-forced; then the
-	// other rows of Seq.LogitRows), then the last rows that want only their
-	// hidden state.
+	// normRows are the rows that go through the final norm, each once (the
+	// norm adds the last layer's output to the residual in place): the
+	// nLogit rows that need logits first (every sequence's last row that
+	// samples, wants logits or a target; then the rows scored
+	// teacher-forced; then the other rows of Seq.LogitRows not among
+	// those), then the last rows that want only their hidden state.
 	normRows []int32
 	nLogit   int
 	// targets[i] is the token whose log-probability logit row i scores, or
@@ -135,8 +136,18 @@ func newLMPlan(seqs []kernels.Seq, vocab int) *lmPlan {
 		if q.Want&kernels.WantLogits == 0 || q.LogitRows <= 1 {
 			continue
 		}
-		o.rowsFrom, o.rowsN = len(p.normRows), q.LogitRows-1
-		for r := first[s+1] - q.LogitRows; r < first[s+1]-1; r++ {
+		start := first[s+1] - q.LogitRows
+		o.rowsN = q.LogitRows - 1
+		if q.Want&kernels.WantLogprobs != 0 {
+			// Those rows are scored teacher-forced already, contiguous
+			// from lpFrom: their logits are there. A row must not be in
+			// normRows twice: the final norm adds the last layer's output
+			// to the residual stream in place, once per normRows entry.
+			o.rowsFrom = o.lpFrom + start - first[s]
+			continue
+		}
+		o.rowsFrom = len(p.normRows)
+		for r := start; r < first[s+1]-1; r++ {
 			p.normRows = append(p.normRows, int32(r))
 			p.targets = append(p.targets, -1)
 		}

@@ -212,3 +212,37 @@ func TestLMOutputsParse(t *testing.T) {
 		t.Errorf("E asked for nothing and got %+v", e)
 	}
 }
+
+// TestLMPlanLogitRows: the rows of Seq.LogitRows go through the final norm
+// once each — rows scored teacher-forced already are not added again (the
+// norm adds the last layer's output to the residual in place, so a row
+// normed twice got it twice) — and the plan says where their logits are.
+func TestLMPlanLogitRows(t *testing.T) {
+	toks := []int32{1, 2, 3, 4, 5, 6}
+	for _, c := range []struct {
+		name string
+		want kernels.Want
+		from int // rowsFrom
+	}{
+		{"with logprobs", kernels.WantLogits | kernels.WantLogprobs, 1 + 2}, // after the last row, lp rows 0..4: rows 2..4 at 3..5
+		{"alone", kernels.WantLogits, 1},
+	} {
+		pl := newLMPlan([]kernels.Seq{{Tokens: toks, Want: c.want, LogitRows: 4}}, 100)
+		seen := map[int32]bool{}
+		for _, r := range pl.normRows {
+			if seen[r] {
+				t.Errorf("%s: row %d is in normRows twice: %v", c.name, r, pl.normRows)
+			}
+			seen[r] = true
+		}
+		o := pl.outs[0]
+		if o.rowsFrom != c.from || o.rowsN != 3 {
+			t.Fatalf("%s: rows from %d, %d of them; want from %d, 3", c.name, o.rowsFrom, o.rowsN, c.from)
+		}
+		for i := range o.rowsN {
+			if got, want := pl.normRows[o.rowsFrom+i], int32(len(toks)-4+i); got != want {
+				t.Errorf("%s: logit row %d is token row %d; want %d", c.name, i, got, want)
+			}
+		}
+	}
+}
