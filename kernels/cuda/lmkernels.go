@@ -39,9 +39,21 @@ var (
 const lmThreads = C.GBX_LM_THREADS
 
 // perRowLM is a launch of one GBX_LM_THREADS block per row.
+//
+// A step of few rows (decode at small batch) has few blocks for 132 SMs:
+// each then gets 1,024 threads, so that a row's passes take a quarter of
+// the serial iterations (the per-row kernels reduce over any block of
+// whole warps up to 1,024 threads).
 func perRowLM(kd *kernel, rows int, a *args) launch {
-	return launch{kernel: kd, grid: [3]uint32{uint32(rows), 1, 1}, block: [3]uint32{lmThreads, 1, 1}, args: a}
+	threads := uint32(lmThreads)
+	if rows <= lmFewRows {
+		threads = 1024
+	}
+	return launch{kernel: kd, grid: [3]uint32{uint32(rows), 1, 1}, block: [3]uint32{threads, 1, 1}, args: a}
 }
+
+// lmFewRows is the most rows for which perRowLM widens its blocks.
+const lmFewRows = 32
 
 // lmConvert writes n values of src (stored as srcFmt: f32, bf16 or f16) to
 // dst as dstFmt (f32, tf32, bf16 or f16), rounded.

@@ -85,7 +85,7 @@ enum { GBX_ATTN_MAX_SPLITS = 64, GBX_ATTN_MIN_SPLIT = 128 };
 // gbx_lm_logprobs: one block of GBX_LOGPROB_THREADS threads per logits row;
 // gbx_lm_sample: one block of GBX_SAMPLE_THREADS per sampled sequence,
 // writing up to GBX_MAX_TOP alternatives (kernels.MaxTopLogprobs).
-#define GBX_LOGPROB_THREADS 256
+#define GBX_LOGPROB_THREADS 1024
 #define GBX_SAMPLE_THREADS 512
 enum { GBX_MAX_TOP = 20 };
 
