@@ -21,7 +21,7 @@ import (
 // result is stored) through the same server with no batching and no
 // inference: the ceiling the worker is measured against.
 //
-//	go test -run '^$' -bench 'EndToEnd|RawJetStream' -benchtime 20000x -count 5 ./worker/
+//	go test -run '^$' -bench '^Benchmark(EndToEnd|RawJetStream)$' -benchtime 20000x -count 5 ./worker/
 
 func BenchmarkEndToEnd(b *testing.B) { endToEnd(b, worker.Config{}) }
 
