@@ -126,6 +126,14 @@ func (d *jobDecoder) setPrecision(s string) {
 	d.j.Precision = f
 }
 
+func (d *jobDecoder) setOutputDType(s string) {
+	if err := checkOutputDType(DType(s)); err != nil {
+		d.fail("%v", err)
+		return
+	}
+	d.j.OutputDType = DType(s)
+}
+
 func (d *jobDecoder) setReplyTo(s string) {
 	if err := checkReplyTo(s); err != nil {
 		d.fail("reply_to: %v", err)
@@ -328,6 +336,8 @@ func (d *jobDecoder) msgpackField(r *mpReader, key string, v mpHead) error {
 		return r.integer(v, "priority", d, d.setPriority)
 	case "deadline":
 		return r.integer(v, "deadline", d, d.setDeadline)
+	case "output_dtype":
+		return r.str(v, "output_dtype", 16, d, d.setOutputDType)
 	case "meta":
 		return d.msgpackMeta(r, v)
 	case "input":
@@ -793,6 +803,8 @@ func (d *jobDecoder) jsonField(dec *json.Decoder, key string) error {
 		return jsonValue(dec, d, "priority", d.setPriority)
 	case "deadline":
 		return jsonValue(dec, d, "deadline", d.setDeadline)
+	case "output_dtype":
+		return jsonValue(dec, d, "output_dtype", d.bounded("output_dtype", 16, d.setOutputDType))
 	case "meta":
 		return d.jsonMeta(dec)
 	case "input":

@@ -34,6 +34,10 @@ type Job struct {
 	ReplyTo string `json:"reply_to,omitempty" msgpack:"reply_to,omitempty"`
 	// Meta is echoed into the result unchanged.
 	Meta map[string]string `json:"meta,omitempty" msgpack:"meta,omitempty"`
+	// OutputDType is the element type of the result's output: f32 (the
+	// default), or bf16 or f16 (rounded to nearest even) for half the
+	// bytes. In JSON an f32 output is `values`; bf16 and f16 are `data`.
+	OutputDType DType `json:"output_dtype,omitempty" msgpack:"output_dtype,omitempty"`
 	// LMRequest holds a language-model job's fields instead of Input.
 	LMRequest
 }
@@ -84,6 +88,9 @@ func (j *Job) Validate() error {
 	if err := checkMeta(j.Meta); err != nil {
 		return Errorf(CodeBadRequest, "job %q: %v", j.ID, err)
 	}
+	if err := checkOutputDType(j.OutputDType); err != nil {
+		return Errorf(CodeBadRequest, "job %q: %v", j.ID, err)
+	}
 	if j.IsLM() {
 		if j.hasInput() {
 			return Errorf(CodeBadRequest, "job %q gives both input (for a tensor model) and a prompt (for a language model)", j.ID)
@@ -95,6 +102,14 @@ func (j *Job) Validate() error {
 	}
 	if err := j.Input.Check(); err != nil {
 		return Errorf(CodeBadRequest, "job %q: input: %s", j.ID, AsError(err).Message)
+	}
+	return nil
+}
+
+// checkOutputDType accepts "" (f32), f32, bf16 and f16.
+func checkOutputDType(d DType) error {
+	if d != "" && d.Size() == 0 {
+		return fmt.Errorf("output_dtype %q is not one of f32, bf16, f16", d)
 	}
 	return nil
 }

@@ -10,6 +10,8 @@ import (
 	"unsafe"
 
 	"github.com/x448/float16"
+
+	"github.com/gearbox-inference/gearbox/precision"
 )
 
 // DType is the element type of a Tensor on the wire.
@@ -58,6 +60,24 @@ func NewTensor(rows, features int, values []float32) Tensor {
 		}
 	}
 	return Tensor{DType: F32, Shape: []int{rows, features}, Data: data}
+}
+
+// NewTensorAs is NewTensor with the values stored as dtype (f32, bf16 or
+// f16; rounded to nearest even).
+func NewTensorAs(rows, features int, values []float32, dtype DType) Tensor {
+	switch dtype {
+	case BF16, F16:
+		data := make([]byte, 2*len(values))
+		for i, v := range values {
+			h := precision.EncodeBF16(v)
+			if dtype == F16 {
+				h = precision.EncodeFP16(v)
+			}
+			binary.LittleEndian.PutUint16(data[2*i:], h)
+		}
+		return Tensor{DType: dtype, Shape: []int{rows, features}, Data: data}
+	}
+	return NewTensor(rows, features, values)
 }
 
 // IsZero reports whether the tensor is absent: no dtype, shape or data.

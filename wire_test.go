@@ -175,6 +175,8 @@ func TestValidate(t *testing.T) {
 		{"1-d shape", func(j *gearbox.Job) { j.Input.Shape = []int{6} }, "[rows, features]"},
 		{"short data", func(j *gearbox.Job) { j.Input.Data = j.Input.Data[:4] }, "needs 24"},
 		{"zero rows", func(j *gearbox.Job) { j.Input.Shape = []int{0, 3} }, "positive"},
+		{"bf16 output", func(j *gearbox.Job) { j.OutputDType = gearbox.BF16 }, ""},
+		{"bad output_dtype", func(j *gearbox.Job) { j.OutputDType = "f8" }, `output_dtype "f8" is not one of f32, bf16, f16`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -357,5 +359,53 @@ func TestJSONNonFinite(t *testing.T) {
 	}
 	if _, err := gearbox.DecodeJob([]byte(`{"id":"j","model":"m","input":{"values":[1,"NaN"]}}`), gearbox.JSON); err == nil || !strings.Contains(err.Error(), "input.values") {
 		t.Errorf("a job with a NaN string: err %v; want a bad_request naming input.values", err)
+	}
+}
+
+// TestOutputDType: a job's output_dtype survives both encodings (and a bad
+// one is refused by the decoder, naming the field), and NewTensorAs
+// stores the values rounded to nearest even as bf16 or f16.
+func TestOutputDType(t *testing.T) {
+	for _, enc := range []gearbox.Encoding{gearbox.Msgpack, gearbox.JSON} {
+		j := sampleJob()
+		j.OutputDType = gearbox.F16
+		b, err := enc.Marshal(j)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := gearbox.DecodeJob(b, enc)
+		if err != nil || got.OutputDType != gearbox.F16 {
+			t.Errorf("%v: decoded output_dtype %q, %v; want f16", enc, got.OutputDType, err)
+		}
+		j.OutputDType = "int4"
+		b, _ = enc.Marshal(j)
+		if _, err := gearbox.DecodeJob(b, enc); err == nil || !strings.Contains(err.Error(), "output_dtype") {
+			t.Errorf("%v: output_dtype int4 decoded with %v; want an error naming output_dtype", enc, err)
+		}
+	}
+	// 65520 rounds to +Inf in f16 (its largest finite value is 65504).
+	vs := []float32{1, 1.00390625, 65520, -3.14159265, float32(math.Inf(1))}
+	for _, c := range []struct {
+		dtype     gearbox.DType
+		round     func(float32) float32
+		decode    func(uint16) float32
+		nonFinite int
+	}{
+		{gearbox.BF16, precision.RoundBF16, precision.DecodeBF16, 1},
+		{gearbox.F16, precision.RoundFP16, precision.DecodeFP16, 2},
+	} {
+		tn := gearbox.NewTensorAs(1, len(vs), vs, c.dtype)
+		if len(tn.Data) != 2*len(vs) || tn.DType != c.dtype || tn.Check() != nil {
+			t.Fatalf("%s: %d bytes of %s: %v", c.dtype, len(tn.Data), tn.DType, tn.Check())
+		}
+		for i, v := range vs {
+			got := c.decode(binary.LittleEndian.Uint16(tn.Data[2*i:]))
+			if want := c.round(v); got != want {
+				t.Errorf("%s: value %d = %v; want %v (%v rounded)", c.dtype, i, got, want, v)
+			}
+		}
+		if n := tn.NonFinite(); n != c.nonFinite {
+			t.Errorf("%s: %d non-finite values; want %d", c.dtype, n, c.nonFinite)
+		}
 	}
 }

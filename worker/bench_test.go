@@ -26,29 +26,43 @@ import (
 func BenchmarkEndToEnd(b *testing.B) { endToEnd(b, worker.Config{}) }
 
 // BenchmarkEndToEndWide is the payload-bound case: 16-row jobs of 1,024
-// features (64 KiB in, 64 KiB out) for a 1024→4→1024 model whose compute
-// is negligible, so the worker's per-byte costs show. The jobs are
-// published first; the clock runs from the worker's start to the last
-// result read.
+// features (64 KiB in, 64 KiB out as f32) for a 1024→4→1024 model whose
+// compute is negligible, so the worker's per-byte costs show; with the
+// payload in f32, with bf16 results (output_dtype), and with bf16 inputs
+// too (32 KiB each way). The jobs are published first; the clock runs
+// from the worker's start to the last result read.
 //
 //	go test -run '^$' -bench EndToEndWide -benchtime 3000x -count 5 ./worker/
 func BenchmarkEndToEndWide(b *testing.B) {
-	e := setup(b, gearbox.StreamsConfig{}, 1024, 4, 1024)
-	for i := range b.N {
-		for {
-			if _, err := e.client.SubmitAsync(e.job(fmt.Sprintf("w-%d", i), 16, uint64(i))); err == nil {
-				break
+	for _, c := range []struct {
+		name    string
+		in, out gearbox.DType
+	}{{"f32", gearbox.F32, gearbox.F32}, {"out=bf16", gearbox.F32, gearbox.BF16}, {"in+out=bf16", gearbox.BF16, gearbox.BF16}} {
+		b.Run(c.name, func(b *testing.B) {
+			e := setup(b, gearbox.StreamsConfig{}, 1024, 4, 1024)
+			for i := range b.N {
+				j := e.job(fmt.Sprintf("w-%d", i), 16, uint64(i))
+				if c.in != gearbox.F32 {
+					vals, _ := j.Input.Values()
+					j.Input = gearbox.NewTensorAs(16, 1024, vals, c.in)
+				}
+				j.OutputDType = c.out
+				for {
+					if _, err := e.client.SubmitAsync(j); err == nil {
+						break
+					}
+					<-e.js.PublishAsyncComplete()
+				}
 			}
 			<-e.js.PublishAsyncComplete()
-		}
+			b.ResetTimer()
+			start := time.Now()
+			e.start("bench", worker.Config{}, nil)
+			e.results(b.N)
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "jobs/s")
+		})
 	}
-	<-e.js.PublishAsyncComplete()
-	b.ResetTimer()
-	start := time.Now()
-	e.start("bench", worker.Config{}, nil)
-	e.results(b.N)
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "jobs/s")
 }
 
 // BenchmarkSampling measures what the quality loop costs: the same load with

@@ -159,7 +159,7 @@ func (w *Worker) partDone(ctx context.Context, p batcher.Part[*task]) {
 		}
 		return
 	}
-	out := gearbox.NewTensor(t.rows, t.model.OutputFeatures, t.out)
+	out := gearbox.NewTensorAs(t.rows, t.model.OutputFeatures, t.out, t.job.OutputDType)
 	r := &gearbox.Result{
 		NonFinite: out.NonFinite(),
 		ID:        t.job.ID,

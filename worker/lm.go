@@ -275,7 +275,7 @@ func (w *Worker) lmDone(ctx context.Context, t *task, o *engine.Outcome) {
 	}
 	switch l.task {
 	case gearbox.Embed:
-		r.Output = embedding(o.Hidden)
+		r.Output = embedding(o.Hidden, t.job.OutputDType)
 		r.Usage.CompletionTokens = 0
 	case gearbox.Score:
 		r.Logprobs = make([]gearbox.TokenLogprob, len(o.Logprobs))
@@ -323,9 +323,9 @@ func (w *Worker) lmDone(ctx context.Context, t *task, o *engine.Outcome) {
 	w.end(ctx, t, ending{result: r})
 }
 
-// embedding is the L2-normalised hidden state as an f32 [1, hidden]
-// tensor.
-func embedding(h []float32) *gearbox.Tensor {
+// embedding is the L2-normalised hidden state as a [1, hidden] tensor of
+// dtype (the job's output_dtype; f32 by default).
+func embedding(h []float32, dtype gearbox.DType) *gearbox.Tensor {
 	var ss float64
 	for _, v := range h {
 		ss += float64(v) * float64(v)
@@ -336,7 +336,7 @@ func embedding(h []float32) *gearbox.Tensor {
 			out[i] = float32(float64(v) / n)
 		}
 	}
-	tn := gearbox.NewTensor(1, len(out), out)
+	tn := gearbox.NewTensorAs(1, len(out), out, dtype)
 	return &tn
 }
 

@@ -178,3 +178,43 @@ func TestLanguageModelFromObjectStore(t *testing.T) {
 		t.Errorf("tokens %v; want the CPU's greedy %v", r.Tokens, want)
 	}
 }
+
+// TestOutputDTypeResults: a job asking for bf16 or f16 output gets the
+// f32 job's output rounded to that type, in half the bytes.
+func TestOutputDTypeResults(t *testing.T) {
+	t.Parallel()
+	e := setup(t, gearbox.StreamsConfig{})
+	e.start("w", worker.Config{}, nil)
+	ctx := context.Background()
+	ref, err := e.client.Do(ctx, e.job("f32", 3, 7))
+	if err != nil || ref.Error != nil {
+		t.Fatalf("f32 job: %v %v", err, ref.Error)
+	}
+	want, err := ref.Output.Values()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		dtype gearbox.DType
+		round func(float32) float32
+	}{{gearbox.BF16, precision.RoundBF16}, {gearbox.F16, precision.RoundFP16}} {
+		j := e.job("out-"+string(c.dtype), 3, 7)
+		j.OutputDType = c.dtype
+		r, err := e.client.Do(ctx, j)
+		if err != nil || r.Error != nil {
+			t.Fatalf("%s job: %v %v", c.dtype, err, r.Error)
+		}
+		if r.Output.DType != c.dtype || len(r.Output.Data) != 2*len(want) {
+			t.Fatalf("%s job: output %s of %d bytes; want %s of %d", c.dtype, r.Output.DType, len(r.Output.Data), c.dtype, 2*len(want))
+		}
+		got, err := r.Output.Values()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range want {
+			if got[i] != c.round(want[i]) {
+				t.Fatalf("%s job: value %d = %v; want %v rounded: %v", c.dtype, i, got[i], want[i], c.round(want[i]))
+			}
+		}
+	}
+}
