@@ -63,10 +63,8 @@ func checkSeq(c *lm.Config, blockSize, blocks int, s *Seq) error {
 	case s.Want&WantTarget != 0 && s.Want&WantLogprobs == 0:
 		return fmt.Errorf("WantTarget without WantLogprobs")
 	case s.LogitRows < 0 || s.LogitRows > n:
-		//lint:ignore ST1005 the message starts with the name of the Go field at fault
 		return fmt.Errorf("LogitRows %d must be 0 to the %d tokens fed", s.LogitRows, n)
 	case s.LogitRows > 1 && s.Want&WantLogits == 0:
-		//lint:ignore ST1005 the message starts with the name of the Go field at fault
 		return fmt.Errorf("LogitRows %d without WantLogits", s.LogitRows)
 	}
 	for k := range (s.Pos + n + blockSize - 1) / blockSize {

@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -152,10 +152,15 @@ func heldoutTexts(b *testing.B, n, max int, tok *tokenizer.Tokenizer) [][]int32 
 		b.Fatal(err)
 	}
 	defer f.Close()
+	goroot, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		b.Skipf("no go command to find the Go tree: %v", err)
+	}
+	src := filepath.Join(strings.TrimSpace(string(goroot)), "src")
 	var out [][]int32
 	sc := bufio.NewScanner(f)
 	for sc.Scan() && len(out) < n {
-		data, err := os.ReadFile(filepath.Join(runtime.GOROOT(), "src", strings.TrimSpace(sc.Text())))
+		data, err := os.ReadFile(filepath.Join(src, strings.TrimSpace(sc.Text())))
 		if err != nil {
 			continue // a file of another Go version
 		}
