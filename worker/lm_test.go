@@ -64,16 +64,7 @@ func greedy(t testing.TB, m *lm.Model, p precision.Format, prompt []int32, n int
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := kerneltest.NewSession(t, b, m, p, (len(prompt)+n)/16+2)
-	blocks := s.Alloc(len(prompt) + n)
-	seq := kernels.Seq{Tokens: prompt, Blocks: blocks, Want: kernels.WantSample}
-	var out []int32
-	for range n {
-		tok := s.Step(seq)[0].Token
-		out = append(out, tok)
-		seq = kernels.Seq{Tokens: []int32{tok}, Pos: seq.Pos + len(seq.Tokens), Blocks: blocks, Want: kernels.WantSample}
-	}
-	return out
+	return kerneltest.NewSession(t, b, m, p, (len(prompt)+n)/16+2).Generate(prompt, n)
 }
 
 func lmPtr[T any](v T) *T { return &v }

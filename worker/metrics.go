@@ -13,8 +13,8 @@ import (
 // several workers in a process.
 type Metrics struct {
 	modelInfo  *prometheus.GaugeVec
-	infoMu     sync.Mutex
-	infoSeen   map[string]string // model → the digest modelInfo shows
+	infoMu     sync.Mutex // serialises changes of modelInfo
+	infoSeen   sync.Map   // model → the digest modelInfo shows
 	received   *prometheus.CounterVec
 	completed  *prometheus.CounterVec
 	failed     *prometheus.CounterVec
@@ -97,7 +97,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "gearbox_model_info",
 		Help: "1 for the version and digest of each model this process last served a job of (join on model to see which version served).",
 	}, []string{"model", "version", "digest"})
-	m.infoSeen = map[string]string{}
 	reg.MustRegister(m.modelInfo, m.received, m.completed, m.failed, m.batchRows, m.queueSec, m.computeSec, m.inflight, m.redeliver, m.isolated, m.retrying, m.lmTokens, m.ttft, m.itl, m.engines)
 	return m
 }
@@ -108,14 +107,19 @@ func (m *Metrics) serving(model, version, digest string) {
 	if m == nil {
 		return
 	}
+	// Every job passes here: the common case (the version shown
+	// already) takes no lock.
+	if d, ok := m.infoSeen.Load(model); ok && d == digest {
+		return
+	}
 	m.infoMu.Lock()
 	defer m.infoMu.Unlock()
-	if m.infoSeen[model] == digest {
+	if d, ok := m.infoSeen.Load(model); ok && d == digest {
 		return
 	}
 	m.modelInfo.DeletePartialMatch(prometheus.Labels{"model": model})
 	m.modelInfo.WithLabelValues(model, version, digest).Set(1)
-	m.infoSeen[model] = digest
+	m.infoSeen.Store(model, digest)
 }
 
 // Completed is the counter of jobs of model answered at precision p.

@@ -5,7 +5,6 @@ import (
 
 	"github.com/gearbox-inference/gearbox/internal/e2e"
 	"github.com/gearbox-inference/gearbox/internal/plots"
-	"github.com/gearbox-inference/gearbox/kernels/cuda"
 )
 
 // plotE2E draws bench e2e's report: jobs/s of the worker and of the bare
@@ -41,14 +40,11 @@ func plotKernels(path string, rep *kernelsReport, ms []int, shapes [][2]int) err
 		return fmt.Errorf("no cases to plot")
 	}
 	small, large := ms[0], ms[len(ms)-1]
+	byKey, _ := rep.index()
 	var bs []plots.Bars
 	for _, s := range shapes {
 		var labels []string
 		var tflops, gbs []float64
-		byKey := map[kernelKey]cuda.LinearResult{}
-		for _, r := range rep.Results {
-			byKey[kernelKey{r.Path, r.M, r.N, r.K}] = r
-		}
 		for _, r := range rep.Results {
 			if r.M != large || r.N != s[0] || r.K != s[1] {
 				continue

@@ -91,8 +91,8 @@ func inspectTokens(m *lm.Model, n int) ([]int32, error) {
 	return ids, nil
 }
 
-// teacherLogits feeds ids one step at a time and returns the logits after
-// each, concatenated.
+// teacherLogits feeds ids in one step and returns the logits after each
+// token, concatenated (kernels.Seq.LogitRows).
 func teacherLogits(b kernels.LM, m *lm.Model, p precision.Format, ids []int32) ([]float32, error) {
 	kv, err := b.NewKVCache(m, p, (len(ids)+kernels.KVBlockSize-1)/kernels.KVBlockSize)
 	if err != nil {
@@ -103,14 +103,10 @@ func teacherLogits(b kernels.LM, m *lm.Model, p precision.Format, ids []int32) (
 	for i := range blocks {
 		blocks[i] = int32(i)
 	}
-	var out []float32
-	for pos, id := range ids {
-		o, err := b.Step(context.Background(), m, p, kv, &kernels.Batch{Seqs: []kernels.Seq{
-			{Tokens: []int32{id}, Pos: pos, Blocks: blocks, Want: kernels.WantLogits}}})
-		if err != nil {
-			return nil, fmt.Errorf("%s at position %d: %w", p, pos, err)
-		}
-		out = append(out, o[0].Logits...)
+	o, err := b.Step(context.Background(), m, p, kv, &kernels.Batch{Seqs: []kernels.Seq{
+		{Tokens: ids, Blocks: blocks, Want: kernels.WantLogits, LogitRows: len(ids)}}})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
 	}
-	return out, nil
+	return o[0].Logits, nil
 }

@@ -115,23 +115,6 @@ func checkpointFiles(dir string) ([]string, error) {
 	return append(files, model.ConfigFile), nil
 }
 
-// IsStored reports whether the bucket holds a language model called name
-// (its config.json); false, nil when the bucket or the model is absent.
-func IsStored(ctx context.Context, js jetstream.JetStream, bucket, name string) (bool, error) {
-	obs, err := model.ObjectStore(ctx, js, cmp.Or(bucket, model.Bucket), false)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	_, err = obs.GetInfo(ctx, name+"/"+model.ConfigFile)
-	if errors.Is(err, jetstream.ErrObjectNotFound) {
-		return false, nil
-	}
-	return err == nil, err
-}
-
 // Fetch gets the language model called name from the object store bucket
 // ("" is model.Bucket) and loads it from memory, validating it as Load
 // does. It returns an error wrapping model.ErrNotFound when the bucket or
@@ -181,7 +164,6 @@ func fetchOnce(ctx context.Context, obs jetstream.ObjectStore, bucket, name stri
 		return nil, false, fmt.Errorf("lm: fetch %s: %w", name, err)
 	}
 	fsys := fstest.MapFS{}
-	dir := name
 	for _, info := range infos {
 		file, ok := strings.CutPrefix(info.Name, name+"/")
 		if !ok || strings.Contains(file, "/") || !fs.ValidPath(file) {
@@ -194,9 +176,9 @@ func fetchOnce(ctx context.Context, obs jetstream.ObjectStore, bucket, name stri
 		if err != nil {
 			return nil, false, fmt.Errorf("lm: fetch %s/%s: %w", bucket, info.Name, err)
 		}
-		fsys[dir+"/"+file] = &fstest.MapFile{Data: data, Mode: 0o444}
+		fsys[name+"/"+file] = &fstest.MapFile{Data: data, Mode: 0o444}
 	}
-	m, err = LoadFS(fsys, dir)
+	m, err = LoadFS(fsys, name)
 	if err != nil {
 		return nil, false, fmt.Errorf("%w (from bucket %s)", err, bucket)
 	}
