@@ -47,6 +47,11 @@ type Config struct {
 	// GEMM. 0 means the measured default (see docs/cuda.md); -1 never
 	// uses the NVFP4 kernel.
 	FP4SmallM int
+	// GEMVMaxRows is the largest batch (rows) whose bf16, fp16 and fp8
+	// linear layers run on Gearbox's own tensor-core kernel, which streams
+	// the weights once (gemv.cu), rather than on cuBLASLt. 0 means the
+	// default, GEMVMaxRowsDefault; -1 never uses it.
+	GEMVMaxRows int
 	// NoGraphs turns off CUDA graphs: by default the second Forward of a
 	// model at a precision and batch size is captured into a graph that
 	// later ones replay, which removes most of the host's launch work.
@@ -64,6 +69,12 @@ func (c *Config) validate() error {
 	if c.FP4SmallM < -1 {
 		return fmt.Errorf("%w: FP4SmallM = %d, want >= -1", ErrInvalidConfig, c.FP4SmallM)
 	}
+	if c.GEMVMaxRows < -1 || c.GEMVMaxRows > gemvMaxM {
+		return fmt.Errorf("%w: GEMVMaxRows = %d, want -1 to %d", ErrInvalidConfig, c.GEMVMaxRows, gemvMaxM)
+	}
+	if c.GEMVMaxRows == 0 {
+		c.GEMVMaxRows = GEMVMaxRowsDefault
+	}
 	if c.FP4SmallM == 0 {
 		c.FP4SmallM = defaultFP4SmallM
 	}
@@ -79,6 +90,13 @@ func (c *Config) validate() error {
 	}
 	return nil
 }
+
+// GEMVMaxRowsDefault is the default GEMVMaxRows: the kernel's limit
+// (docs/benchmarks.md, "Language-model decode").
+const GEMVMaxRowsDefault = gemvMaxM
+
+// gemvMaxM is the most rows gbx_gemv takes (abi.h GBX_GEMV_MAX_M).
+const gemvMaxM = 8
 
 // defaultFP4SmallM is the measured crossover of the NVFP4 kernel against the
 // dequantized-bf16 GEMM on an H100 (docs/cuda.md): at 8192×8192 the kernel

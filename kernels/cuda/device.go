@@ -46,6 +46,7 @@ type devState struct {
 	graphErr  error            // the last capture failure, for tests and messages
 	benchMid  *cuEvent         // BenchLinear's mid-point event, or nil
 	fp4SmallM int
+	gemvMaxM  int // Config.GEMVMaxRows
 
 	lm lmState // language models (lmrun.go)
 }
@@ -61,6 +62,7 @@ func openDevice(cfg Config) (d *devState, info DeviceInfo, err error) {
 		useGraphs: !cfg.NoGraphs && haveGraphs(),
 		margin:    cfg.FP8Margin,
 		fp4SmallM: cfg.FP4SmallM,
+		gemvMaxM:  cfg.GEMVMaxRows,
 		lm:        newLMState(),
 	}
 	if d.dev, err = cuDeviceGet(cfg.Device); err != nil {

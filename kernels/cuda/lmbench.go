@@ -41,6 +41,14 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 	if err := lmSupported(m); err != nil {
 		return nil, err
 	}
+	if cfg.GEMVMaxRows != 0 {
+		if cfg.GEMVMaxRows < -1 || cfg.GEMVMaxRows > gemvMaxM {
+			return nil, fmt.Errorf("cuda: bench: GEMVMaxRows = %d, want -1 to %d", cfg.GEMVMaxRows, gemvMaxM)
+		}
+		var was int
+		_ = b.do(ctx, func(d *devState) error { was, d.gemvMaxM = d.gemvMaxM, cfg.GEMVMaxRows; return nil })
+		defer func() { _ = b.do(ctx, func(d *devState) error { d.gemvMaxM = was; return nil }) }()
+	}
 	var out []LMResult
 	for _, p := range precs {
 		if !b.Supports(p) {

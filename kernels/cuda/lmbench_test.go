@@ -26,6 +26,7 @@ var (
 	lmBenchPrompts    = flag.String("lmbench.prompts", "128,2048", "context lengths decoding starts from, comma-separated")
 	lmBenchSteps      = flag.Int("lmbench.steps", 20, "timed decode steps per case")
 	lmBenchJSON       = flag.String("lmbench.json", "", "also write the results to this file as JSON")
+	lmBenchGEMV       = flag.Int("lmbench.gemv", 0, "GEMVMaxRows for the run (0: the backend's; -1: cuBLASLt only)")
 )
 
 func ints(t *testing.T, s string) []int {
@@ -53,7 +54,7 @@ func TestLMBench(t *testing.T) {
 	if err != nil {
 		t.Skipf("no CUDA device: %v", err)
 	}
-	cfg := cuda.LMBench{Batches: ints(t, *lmBenchBatches), Prompts: ints(t, *lmBenchPrompts), Steps: *lmBenchSteps}
+	cfg := cuda.LMBench{Batches: ints(t, *lmBenchBatches), Prompts: ints(t, *lmBenchPrompts), Steps: *lmBenchSteps, GEMVMaxRows: *lmBenchGEMV}
 	for _, s := range strings.Split(*lmBenchPrecisions, ",") {
 		p, err := precision.Parse(strings.TrimSpace(s))
 		if err != nil {

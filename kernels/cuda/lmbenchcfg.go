@@ -38,6 +38,9 @@ type LMBench struct {
 	// Steps is the number of timed decode steps per case (default 20),
 	// after Warmup untimed ones (default 3).
 	Steps, Warmup int
+	// GEMVMaxRows, if not 0, replaces the backend's Config.GEMVMaxRows for
+	// the run (-1: cuBLASLt for every batch), for side-by-side timings.
+	GEMVMaxRows int
 	// Progress, if set, is called after each case.
 	Progress func(LMResult)
 }

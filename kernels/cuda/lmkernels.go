@@ -101,7 +101,14 @@ type ropeArgs struct {
 func (k *kernelSet) lmRope(s cuStream, rows int, r ropeArgs) error {
 	a := newArgs().ptr(r.qkv).i32(r.stride).ptr(r.qNorm).ptr(r.kNorm).f64(r.eps).ptr(r.invFreq).ptr(r.pos).ptr(r.seq).
 		ptr(r.btOff).ptr(r.blocks).ptr(r.cache).i32(int(r.cacheFmt)).i32(r.layer).i32(r.layers).i32(r.heads).i32(r.kvHeads).i32(r.dim)
-	return k.run(s, perRowLM(kLMRope, rows, a))
+	l := perRowLM(kLMRope, rows, a)
+	if rows <= lmFewRows {
+		// A few rows: a row's heads over several blocks of lmThreads, a
+		// warp a head.
+		l.block[0] = lmThreads
+		l.grid[1] = uint32((r.heads + 2*r.kvHeads + lmThreads/32 - 1) / (lmThreads / 32))
+	}
+	return k.run(s, l)
 }
 
 // lmSiLU writes act [rows, inter] = SiLU(gate)·up from gu [rows, 2·inter].
@@ -113,6 +120,7 @@ func (k *kernelSet) lmSiLU(s cuStream, gu, act uint64, rows, inter int) error {
 
 var (
 	kAttnPartial = defKernel(modLM, "gbx_attn_partial", 0)
+	kAttnSplit   = defKernel(modLM, "gbx_attn_split", 0)
 	kAttnReduce  = defKernel(modLM, "gbx_attn_reduce", 0)
 )
 
@@ -144,6 +152,13 @@ type attnArgs struct {
 	outStride               int
 }
 
+// attnLanes says whether gbx_attn_split takes a model's attention: head
+// dims whose eighth divides 32, up to GBX_ATTN_SPLIT_MAX_GROUP query heads
+// per KV head (gbx_attn_partial takes the others).
+func attnLanes(dim, group int) bool {
+	return dim%8 == 0 && dim <= 256 && 32%(dim/8) == 0 && group <= C.GBX_ATTN_SPLIT_MAX_GROUP
+}
+
 // attnPartial attends rows [row0, row0+rows) over every split of their
 // contexts (grid: maxSplits × kvHeads × rows).
 func (k *kernelSet) attnPartial(s cuStream, row0, rows int, a attnArgs) error {
@@ -154,8 +169,12 @@ func (k *kernelSet) attnPartial(s cuStream, row0, rows int, a attnArgs) error {
 	ar := newArgs().ptr(a.qkv).i32(a.stride).ptr(a.cache).i32(f32).i32(a.layer).i32(a.layers).i32(a.kvHeads).i32(a.group).
 		i32(a.dim).ptr(a.pos).ptr(a.seq).ptr(a.btOff).ptr(a.blocks).ptr(a.split).i32(row0).f32(a.scale).ptr(a.partO).
 		ptr(a.partML).i32(a.maxSplits).ptr(a.out).i32(a.outStride)
-	return k.run(s, launch{kernel: kAttnPartial, grid: [3]uint32{uint32(a.maxSplits), uint32(a.kvHeads), uint32(rows)},
-		block: [3]uint32{attnThreads, 1, 1}, args: ar})
+	kd, threads := kAttnPartial, uint32(attnThreads)
+	if attnLanes(a.dim, a.group) {
+		kd, threads = kAttnSplit, C.GBX_ATTN_SPLIT_THREADS
+	}
+	return k.run(s, launch{kernel: kd, grid: [3]uint32{uint32(a.maxSplits), uint32(a.kvHeads), uint32(rows)},
+		block: [3]uint32{threads, 1, 1}, args: ar})
 }
 
 // attnReduce combines the splits of rows [row0, row0+rows) (grid: heads ×
@@ -209,4 +228,23 @@ func (k *kernelSet) nvfp4LinearCS(s cuStream, x, w, ws, ts, bias, y uint64, m, n
 	a := newArgs().ptr(x).ptr(w).ptr(ws).ptr(ts).ptr(bias).ptr(y).i32(m).i32(n).i32(kdim).i32(kp)
 	grid := [3]uint32{uint32((n + C.GBX_FP4_ROWS - 1) / C.GBX_FP4_ROWS), uint32((m + C.GBX_FP4_MTILE - 1) / C.GBX_FP4_MTILE), 1}
 	return k.run(s, launch{kernel: kNVFP4LinearCS, grid: grid, block: [3]uint32{C.GBX_FP4_THREADS, 1, 1}, smem: C.GBX_FP4_SMEM_BYTES, args: a})
+}
+
+// ---- gemv.cu ----
+
+var kGEMV = defKernel(modGEMV, "gbx_gemv", 0)
+
+// gemvRows is the output channels of one gbx_gemv block.
+const gemvRows = C.GBX_GEMV_ROWS
+
+// gbx_gemv's limit, as config.go states it.
+var _ [C.GBX_GEMV_MAX_M - gemvMaxM]struct{}
+var _ [gemvMaxM - C.GBX_GEMV_MAX_M]struct{}
+
+// gemv enqueues y [m, n] = ((x·Wᵀ)·xs)·ws + bias for x [m, k] and w [n, k]
+// in f (bf16, f16 or e4m3; xs, ws and bias may be 0), m ≤ gemvMaxM, n a
+// multiple of GBX_GEMV_ROWS, k·(element bytes) a multiple of 64.
+func (k *kernelSet) gemv(s cuStream, x, w uint64, f fmtCode, xs, ws, bias, y uint64, m, n, kb int) error {
+	a := newArgs().ptr(x).ptr(w).i32(int(f)).ptr(xs).ptr(ws).ptr(bias).ptr(y).i32(m).i32(n).i32(kb)
+	return k.run(s, launch{kernel: kGEMV, grid: [3]uint32{uint32(n / gemvRows), 1, 1}, block: [3]uint32{C.GBX_GEMV_THREADS, 1, 1}, args: a})
 }

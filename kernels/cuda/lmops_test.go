@@ -402,9 +402,10 @@ func TestLMOpRope(t *testing.T) {
 	}
 }
 
-// TestLMOpAttention checks gbx_attn_partial and gbx_attn_reduce: causal
-// grouped-query attention over a paged cache with scrambled block tables,
-// contexts of one position to several splits, against float64.
+// TestLMOpAttention checks gbx_attn_split (or gbx_attn_partial, for the
+// shapes it does not take) and gbx_attn_reduce: causal grouped-query
+// attention over a paged cache with scrambled block tables, contexts of one
+// position to several splits, against float64.
 func TestLMOpAttention(t *testing.T) {
 	x := newDevT(t)
 	r := rand.New(rand.NewPCG(7, 8))
@@ -418,6 +419,9 @@ func TestLMOpAttention(t *testing.T) {
 		{1, 16, 256, true, []int{1, 200, 384}},
 		{3, 3, 24, true, []int{130, 5}},
 		{1, 1, 8, false, []int{1000}},
+		{2, 7, 64, false, []int{3, 129, 700}},
+		{1, 8, 256, true, []int{1, 257}},
+		{2, 5, 32, true, []int{64, 90}},
 	} {
 		name := fmt.Sprintf("kvHeads %d group %d dim %d f32 %v", tc.kvHeads, tc.group, tc.dim, tc.f32)
 		const layers, layer = 2, 1
@@ -686,6 +690,95 @@ func TestLMOpSample(t *testing.T) {
 				gid := int32(binary.LittleEndian.Uint32(topIDB[4*(i*maxTop+j):]))
 				if gid != tl.Token || !lpClose(topLpG[i*maxTop+j], tl.Logprob) {
 					t.Errorf("vocab %d row %d: alternative %d = (%d, %g), want (%d, %g)", vocab, i, j, gid, topLpG[i*maxTop+j], tl.Token, tl.Logprob)
+				}
+			}
+		}
+	}
+}
+
+// TestLMOpGEMV checks gbx_gemv against float64 for bf16, fp16 and fp8
+// operands (fp8 with per-row and per-channel scales), every batch of 1 to
+// 8 rows, with and without bias — and that a row's result is the same bits
+// in every batch (the kernel's sums do not depend on the other rows).
+func TestLMOpGEMV(t *testing.T) {
+	x := newDevT(t)
+	x.do(func(d *devState) error { return d.k.load(modGEMV) })
+	r := rand.New(rand.NewPCG(11, 12))
+	for _, tc := range []struct {
+		f    fmtCode
+		n, k int
+		bias bool
+	}{
+		{fmtBF16, 48, 96, true},    // 3 steps: most warps idle
+		{fmtBF16, 32, 4096, false}, // 128 steps, the unrolled loop and the tail
+		{fmtF16, 16, 352, true},
+		{fmtE4M3, 64, 640, true},
+		{fmtE4M3, 16, 4160, false},
+	} {
+		name := fmt.Sprintf("fmt %d n %d k %d bias %v", tc.f, tc.n, tc.k, tc.bias)
+		const maxM = gemvMaxM
+		xv, wv := randFloats(r, maxM*tc.k, 1), randFloats(r, tc.n*tc.k, 1)
+		var xb, wb []byte
+		enc := func(v []float32) []byte {
+			var b []byte
+			for i, f := range v {
+				switch tc.f {
+				case fmtBF16:
+					v[i] = precision.RoundBF16(f)
+					b = binary.LittleEndian.AppendUint16(b, precision.EncodeBF16(f))
+				case fmtF16:
+					v[i] = precision.RoundFP16(f)
+					b = binary.LittleEndian.AppendUint16(b, precision.EncodeFP16(f))
+				default:
+					c := precision.EncodeE4M3(f * 200)
+					v[i] = precision.DecodeE4M3(c)
+					b = append(b, c)
+				}
+			}
+			return b
+		}
+		xb, wb = enc(xv), enc(wv)
+		var xs, ws, bias []float32
+		var xsp, wsp, bp uint64
+		if tc.f == fmtE4M3 {
+			xs, ws = randFloats(r, maxM, 0.01), randFloats(r, tc.n, 0.01)
+			xsp, wsp = x.up(f32Bytes(xs)), x.up(f32Bytes(ws))
+		}
+		if tc.bias {
+			bias = randFloats(r, tc.n, 1)
+			bp = x.up(f32Bytes(bias))
+		}
+		xp, wp := x.up(xb), x.up(wb)
+		kb := len(wb) / tc.n
+		var full []float32 // the batch of maxM rows
+		for m := maxM; m >= 1; m-- {
+			y := x.zeros(4 * m * tc.n)
+			x.do(func(d *devState) error { return d.k.gemv(d.stream, xp, wp, tc.f, xsp, wsp, bp, y, m, tc.n, kb) })
+			got := x.floats(y, m*tc.n)
+			if m == maxM {
+				full = got
+			}
+			for ri := range m {
+				for c := range tc.n {
+					var s, mag float64
+					for i := range tc.k {
+						p := float64(xv[ri*tc.k+i]) * float64(wv[c*tc.k+i])
+						s, mag = s+p, mag+math.Abs(p)
+					}
+					if xs != nil {
+						s, mag = s*float64(xs[ri])*float64(ws[c]), mag*math.Abs(float64(xs[ri])*float64(ws[c]))
+					}
+					if bias != nil {
+						s, mag = s+float64(bias[c]), mag+math.Abs(float64(bias[c]))
+					}
+					// fp32 accumulation of exact products: a few ulps of Σ|p|.
+					g := got[ri*tc.n+c]
+					if d := math.Abs(float64(g) - s); !(d <= 1e-5*mag) {
+						t.Fatalf("%s: m %d row %d channel %d: %g, want %g (Σ|p| %g)", name, m, ri, c, g, s, mag)
+					}
+					if g != full[ri*tc.n+c] {
+						t.Fatalf("%s: row %d channel %d: %g in a batch of %d rows, %g in one of %d", name, ri, c, g, m, full[ri*tc.n+c], maxM)
+					}
 				}
 			}
 		}

@@ -382,6 +382,15 @@ func (d *devState) lmLinear(l *lmLin, x, xs, y uint64, rows int) error {
 		kp := precision.PaddedCols(l.k, precision.NVFP4Block)
 		return d.k.nvfp4LinearCS(d.stream, x, l.fp4Data, l.fp4Scale, l.ws, l.bias, y, rows, l.n, l.k, kp)
 	}
+	if f, kb, ok := d.gemvFor(l, rows); ok {
+		var ws uint64
+		if f == fmtE4M3 {
+			ws = l.ws
+		} else {
+			xs = 0
+		}
+		return d.k.gemv(d.stream, x, l.w, f, xs, ws, l.bias, y, rows, l.n, kb)
+	}
 	fp8 := l.f == precision.FP8
 	key := planKey{p: l.f, rows: rows, n: l.n, k: l.k, bias: l.bias != 0 && l.f != precision.FP4, fp8F32: l.fp8F32}
 	g, err := d.plan(key, &devLayer{bias: l.bias, wscale: l.ws})
@@ -413,6 +422,33 @@ func (d *devState) lmLinear(l *lmLin, x, xs, y uint64, rows int) error {
 		return nil
 	}
 	return d.k.scaleBias(d.stream, y, exs, ews, eb, rows, l.n, actNone)
+}
+
+// gemvFor says whether l runs on gbx_gemv at rows rows: a batch of at most
+// gemvMaxM rows (Config.GEMVMaxRows), bf16, fp16 or fp8 operands, whole
+// blocks of output channels and 64-byte steps of k; it returns the
+// operands' format and a row's bytes. The kernel's module is loaded the
+// first time it is wanted; if that fails, cuBLASLt runs these layers.
+func (d *devState) gemvFor(l *lmLin, rows int) (fmtCode, int, bool) {
+	if rows > d.gemvMaxM || l.n%gemvRows != 0 {
+		return 0, 0, false
+	}
+	var f fmtCode
+	var kb int
+	switch {
+	case l.f == precision.BF16:
+		f, kb = fmtBF16, 2*l.k
+	case l.f == precision.FP16:
+		f, kb = fmtF16, 2*l.k
+	case l.f == precision.FP8 && !l.fp8F32:
+		f, kb = fmtE4M3, l.k
+	default:
+		return 0, 0, false
+	}
+	if kb%64 != 0 || d.k.load(modGEMV) != nil {
+		return 0, 0, false
+	}
+	return f, kb, true
 }
 
 // lmOutputs queues the final norm of the rows that need it, the head,

@@ -37,7 +37,12 @@ var (
 	// explicitly).
 	modLM = &module{name: "lm", sources: []string{"lm.cu", "attention.cu", "sample.cu"}, options: []string{"-fmad=false"}}
 
-	modules = []*module{modOps, modFP4, modLM}
+	// modGEMV holds the small-batch linear kernel (gemv.cu); it is loaded
+	// the first time a linear layer of few rows runs, and without it those
+	// run on cuBLASLt.
+	modGEMV = &module{name: "gemv", sources: []string{"gemv.cu"}}
+
+	modules = []*module{modOps, modFP4, modLM, modGEMV}
 )
 
 // program returns the module's NVRTC program, with every file of src/ as a

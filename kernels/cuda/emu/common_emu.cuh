@@ -129,5 +129,45 @@ __device__ __forceinline__ float fp8Scale(float amax, int margin) {
 	return fmaxf(s, __uint_as_float(1u));
 }
 
+// ---- 16-byte loads and tensor-core fragments (gemv.cu) ----
+__device__ __forceinline__ void gbx_ldg128(u32 (&r)[4], const void *p) { std::memcpy(r, p, 16); }
+
+// emu_mma is one mma.sync of PTX's fragment layout: every lane's a0..a3,
+// b0, b1 go through the warp's exchange; element e (of per = 2 bf16/f16 or
+// 4 e4m3 per register) of a lane's register holds k-slot 2t+e or 4t+e (a0,
+// a1, b0) and that + 8 or + 16 (a2, a3, b1); a0, a2 rows g, a1, a3 rows
+// g + 8; b's column g; c0, c1 row g, columns 2t, 2t+1, c2, c3 row g + 8.
+template <int FMT> inline float emu_frag(u32 reg, int e) {
+	if (FMT == GBX_FMT_E4M3) return emu_e4m3_value((u8)(reg >> (8 * e)));
+	u16 h = (u16)(reg >> (16 * e));
+	return FMT == GBX_FMT_BF16 ? bf2f(h) : h2f(h);
+}
+template <int FMT> inline void emu_mma(float (&c)[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
+	const int lane = threadIdx.x & 31, per = FMT == GBX_FMT_E4M3 ? 4 : 2;
+	u32 mine[6] = {a0, a1, a2, a3, b0, b1}, all[32][6];
+	for (int r = 0; r < 6; r++)
+		for (int l = 0; l < 32; l++) all[l][r] = emu_shfl(mine[r], l);
+	// A[row][k], B[k][col] of this mma.
+	const int K = 8 * per;
+	auto A = [&](int row, int k) {
+		const int t = (k % (4 * per)) / per, hi = k >= 4 * per, e = k % per;
+		return emu_frag<FMT>(all[(row % 8) * 4 + t][(row >= 8 ? 1 : 0) + (hi ? 2 : 0)], e);
+	};
+	auto B = [&](int k, int col) {
+		const int t = (k % (4 * per)) / per, hi = k >= 4 * per, e = k % per;
+		return emu_frag<FMT>(all[col * 4 + t][4 + hi], e);
+	};
+	const int g = lane >> 2, t = lane & 3;
+	for (int i = 0; i < 4; i++) {
+		const int row = g + (i >= 2 ? 8 : 0), col = 2 * t + (i & 1);
+		double s = 0;
+		for (int k = 0; k < K; k++) s += (double)A(row, k) * (double)B(k, col);
+		c[i] += (float)s;
+	}
+}
+inline void gbx_mma(float (&c)[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) { emu_mma<GBX_FMT_BF16>(c, a0, a1, a2, a3, b0, b1); }
+inline void gbx_mma_f16(float (&c)[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) { emu_mma<GBX_FMT_F16>(c, a0, a1, a2, a3, b0, b1); }
+inline void gbx_mma_e4m3(float (&c)[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) { emu_mma<GBX_FMT_E4M3>(c, a0, a1, a2, a3, b0, b1); }
+
 #include "reduce.cuh" // the real one
 #endif

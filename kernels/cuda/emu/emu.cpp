@@ -135,6 +135,7 @@ static bool run_block(int n, std::function<void()> &entry) {
 #include "src/lm.cu"
 #include "src/attention.cu"
 #include "src/sample.cu"
+#include "src/gemv.cu"
 
 typedef void (*launcher)(void **);
 template <class... A, size_t... I> static void call_with(void (*f)(A...), void **p, std::index_sequence<I...>) {
@@ -164,8 +165,9 @@ static std::vector<Kern> &kernels_table() {
 	    kern("gbx_lm_convert", "lm", gbx_lm_convert), kern("gbx_lm_fill", "lm", gbx_lm_fill), kern("gbx_lm_embed", "lm", gbx_lm_embed),
 	    kern("gbx_lm_norm", "lm", gbx_lm_norm), kern("gbx_lm_rope", "lm", gbx_lm_rope),
 	    kern("gbx_lm_silu", "lm", gbx_lm_silu),
-	    kern("gbx_attn_partial", "lm", gbx_attn_partial), kern("gbx_attn_reduce", "lm", gbx_attn_reduce),
+	    kern("gbx_attn_partial", "lm", gbx_attn_partial), kern("gbx_attn_split", "lm", gbx_attn_split), kern("gbx_attn_reduce", "lm", gbx_attn_reduce),
 	    kern("gbx_lm_logprobs", "lm", gbx_lm_logprobs), kern("gbx_lm_sample", "lm", gbx_lm_sample),
+	    kern("gbx_gemv", "gemv", gbx_gemv),
 	};
 	return t;
 }

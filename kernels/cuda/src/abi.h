@@ -81,6 +81,17 @@ enum { GBX_KV_BLOCK = 16 };
 #define GBX_ATTN_MAX_GROUP 16
 #define GBX_ATTN_MAX_DIM 256
 enum { GBX_ATTN_MAX_SPLITS = 64, GBX_ATTN_MIN_SPLIT = 128 };
+// gbx_attn_split: gbx_attn_partial's grid and arguments, GBX_ATTN_SPLIT_THREADS
+// threads; head dims whose eighth divides 32, up to GBX_ATTN_SPLIT_MAX_GROUP
+// query heads per KV head.
+#define GBX_ATTN_SPLIT_THREADS 256
+#define GBX_ATTN_SPLIT_MAX_GROUP 8
+
+// gbx_gemv: grid n / GBX_GEMV_ROWS, GBX_GEMV_THREADS threads, up to
+// GBX_GEMV_MAX_M rows (gemv.cu).
+#define GBX_GEMV_THREADS 256
+#define GBX_GEMV_ROWS 16
+#define GBX_GEMV_MAX_M 8
 
 // gbx_lm_logprobs: one block of GBX_LOGPROB_THREADS threads per logits row;
 // gbx_lm_sample: one block of GBX_SAMPLE_THREADS per sampled sequence,

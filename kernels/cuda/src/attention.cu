@@ -200,6 +200,227 @@ extern "C" __global__ void __launch_bounds__(GBX_ATTN_THREADS)
 #undef GBX_ATTN_CASE
 }
 
+// gbx_attn_split is gbx_attn_partial's fast form, for head dims whose eighth
+// divides 32 (8 … 256) and up to GBX_ATTN_SPLIT_MAX_GROUP query heads per
+// KV head: same grid, arguments and outputs, GBX_ATTN_SPLIT_THREADS
+// threads. A position is read by dim/8 neighbouring lanes, 8 values (16
+// bytes of bf16) each, so every load of K and V is a wide, coalesced one;
+// the block is cut into "streams" of dim/8 lanes, each running its own
+// online softmax over U positions at a time (stream k takes positions
+// j0 + (k + it·streams)·U …), the query heads in registers. The streams'
+// states are then combined in a fixed tree: within a warp by shuffles (a
+// symmetric combination, the same on both lanes), then across warps
+// through shared memory, lower warp first. Which position a stream takes
+// depends on the split alone, so a row's result is the same in any batch.
+
+// gbxAttnState is one stream's online-softmax state for G heads: running
+// maximum m, sum l and unnormalised output acc over its 8 dims.
+template <int G> struct gbxAttnState {
+	float m[G], l[G], acc[G][8];
+};
+
+// gbx_attn_merge folds b into a: a ← a·e_a + b·e_b, e = exp(m − max). An
+// empty state (m = −inf) weighs 0. It is symmetric: merging a into b
+// gives the same bits.
+template <int G> __device__ __forceinline__ void gbx_attn_merge(gbxAttnState<G> &a, const float (&bm)[G], const float (&bl)[G], const float (&bacc)[G][8]) {
+#pragma unroll
+	for (int h = 0; h < G; h++) {
+		const float M = fmaxf(a.m[h], bm[h]);
+		const float ea = a.m[h] == __int_as_float(0xff800000) ? 0.0f : expf(a.m[h] - M);
+		const float eb = bm[h] == __int_as_float(0xff800000) ? 0.0f : expf(bm[h] - M);
+		a.l[h] = a.l[h] * ea + bl[h] * eb;
+#pragma unroll
+		for (int e = 0; e < 8; e++) a.acc[h][e] = a.acc[h][e] * ea + bacc[h][e] * eb;
+		a.m[h] = M;
+	}
+}
+
+template <int G, int U>
+__device__ __forceinline__ void gbx_attn_lanes(float *sh, const float *qkv, int stride, const void *cache, int f32,
+                                               int layer, int layers, int kvHeads, int dim, const int *pos,
+                                               const int *seq, const int *btOff, const int *blocks, const int *split,
+                                               int row0, float scale, float *partO, float *partML, int maxSplits,
+                                               float *out, int outStride) {
+	constexpr int NT = GBX_ATTN_SPLIT_THREADS, NW = NT / 32;
+	const float NEG = __int_as_float(0xff800000); // -inf
+	const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
+	const int LP = dim >> 3, sub = lane & (LP - 1), st = t / LP, streams = NT / LP;
+	const int rc = blockIdx.z, r = row0 + rc, g = blockIdx.y, s = blockIdx.x;
+	const int n = pos[r] + 1, S = split[r], ns = (n + S - 1) / S;
+	if (s >= ns) return;
+	const int j0 = s * S, j1 = gbx_imin(j0 + S, n);
+	const int *bt = blocks + btOff[seq[r]];
+	const long long vOff = (long long)kvHeads * GBX_KV_BLOCK * dim; // V's offset from K in a block
+	float q[G][8];
+	{
+		const float *qr = qkv + (long long)r * stride + (long long)g * G * dim + sub * 8;
+#pragma unroll
+		for (int h = 0; h < G; h++) {
+			const float4 a = *reinterpret_cast<const float4 *>(qr + h * dim);
+			const float4 b = *reinterpret_cast<const float4 *>(qr + h * dim + 4);
+			q[h][0] = a.x, q[h][1] = a.y, q[h][2] = a.z, q[h][3] = a.w;
+			q[h][4] = b.x, q[h][5] = b.y, q[h][6] = b.z, q[h][7] = b.w;
+		}
+	}
+	gbxAttnState<G> st8;
+#pragma unroll
+	for (int h = 0; h < G; h++) {
+		st8.m[h] = NEG, st8.l[h] = 0.0f;
+#pragma unroll
+		for (int e = 0; e < 8; e++) st8.acc[h][e] = 0.0f;
+	}
+	// Every thread runs every step (shuffles need whole warps); positions
+	// past j1 are masked.
+	for (int c0 = j0; c0 < j1; c0 += streams * U) {
+		const int jb = c0 + st * U;
+		float kv[U][8];
+		long long vo[U];
+#pragma unroll
+		for (int u = 0; u < U; u++) {
+			const int j = jb + u;
+			if (j < j1) {
+				const long long ko = gbx_kv_off(bt[j / GBX_KV_BLOCK], layer, layers, 0, g, kvHeads, j % GBX_KV_BLOCK, dim) + sub * 8;
+				vo[u] = ko + vOff;
+				gbx_ld8(cache, f32, ko, kv[u]);
+			} else {
+				vo[u] = -1;
+#pragma unroll
+				for (int e = 0; e < 8; e++) kv[u][e] = 0.0f;
+			}
+		}
+		float sc[U][G];
+#pragma unroll
+		for (int u = 0; u < U; u++)
+#pragma unroll
+			for (int h = 0; h < G; h++) {
+				float a = 0.0f;
+#pragma unroll
+				for (int e = 0; e < 8; e++) a = fmaf(q[h][e], kv[u][e], a);
+				sc[u][h] = a;
+			}
+		// V's loads go out before the reduction's shuffles.
+		float vv[U][8];
+#pragma unroll
+		for (int u = 0; u < U; u++) {
+			if (vo[u] >= 0) gbx_ld8(cache, f32, vo[u], vv[u]);
+			else
+#pragma unroll
+				for (int e = 0; e < 8; e++) vv[u][e] = 0.0f;
+		}
+		// The dot products over the stream's lanes (an xor butterfly: every
+		// lane ends with the same sum).
+		for (int o = LP >> 1; o > 0; o >>= 1)
+#pragma unroll
+			for (int u = 0; u < U; u++)
+#pragma unroll
+				for (int h = 0; h < G; h++) sc[u][h] += __shfl_xor_sync(0xffffffffu, sc[u][h], o);
+#pragma unroll
+		for (int h = 0; h < G; h++) {
+			float mt = NEG;
+#pragma unroll
+			for (int u = 0; u < U; u++) {
+				sc[u][h] *= scale;
+				if (vo[u] >= 0) mt = fmaxf(mt, sc[u][h]);
+			}
+			if (mt == NEG) continue; // no position of this step (the same for the stream's lanes)
+			const float mn = fmaxf(st8.m[h], mt), c = expf(st8.m[h] - mn); // 0 on the first step
+			st8.l[h] *= c;
+#pragma unroll
+			for (int e = 0; e < 8; e++) st8.acc[h][e] *= c;
+#pragma unroll
+			for (int u = 0; u < U; u++) {
+				if (vo[u] < 0) continue;
+				const float p = expf(sc[u][h] - mn);
+				st8.l[h] += p;
+#pragma unroll
+				for (int e = 0; e < 8; e++) st8.acc[h][e] = fmaf(p, vv[u][e], st8.acc[h][e]);
+			}
+			st8.m[h] = mn;
+		}
+	}
+	// The warp's streams, by shuffles.
+	for (int o = LP; o < 32; o <<= 1) {
+		float bm[G], bl[G], bacc[G][8];
+#pragma unroll
+		for (int h = 0; h < G; h++) {
+			bm[h] = __shfl_xor_sync(0xffffffffu, st8.m[h], o);
+			bl[h] = __shfl_xor_sync(0xffffffffu, st8.l[h], o);
+#pragma unroll
+			for (int e = 0; e < 8; e++) bacc[h][e] = __shfl_xor_sync(0xffffffffu, st8.acc[h][e], o);
+		}
+		gbx_attn_merge<G>(st8, bm, bl, bacc);
+	}
+	// The warps, by halves through shared memory: sh holds NW/2 states of
+	// G·(dim + 2) floats.
+	const int per = G * (dim + 2);
+	for (int half = NW / 2; half > 0; half >>= 1) {
+		if (warp >= half && warp < 2 * half && lane < LP) {
+			float *w = sh + (warp - half) * per;
+#pragma unroll
+			for (int h = 0; h < G; h++) {
+#pragma unroll
+				for (int e = 0; e < 8; e++) w[h * dim + sub * 8 + e] = st8.acc[h][e];
+				if (sub == 0) w[G * dim + 2 * h] = st8.m[h], w[G * dim + 2 * h + 1] = st8.l[h];
+			}
+		}
+		__syncthreads();
+		if (warp < half) {
+			const float *w = sh + warp * per;
+			float bm[G], bl[G], bacc[G][8];
+#pragma unroll
+			for (int h = 0; h < G; h++) {
+				bm[h] = w[G * dim + 2 * h], bl[h] = w[G * dim + 2 * h + 1];
+#pragma unroll
+				for (int e = 0; e < 8; e++) bacc[h][e] = w[h * dim + sub * 8 + e];
+			}
+			gbx_attn_merge<G>(st8, bm, bl, bacc);
+		}
+		__syncthreads();
+	}
+	if (warp != 0 || lane >= LP) return;
+	const int H = kvHeads * G;
+#pragma unroll
+	for (int h = 0; h < G; h++) {
+		const int hq = g * G + h;
+		float *o;
+		if (ns == 1) {
+			o = out + (long long)r * outStride + (long long)hq * dim + sub * 8;
+#pragma unroll
+			for (int e = 0; e < 8; e++) o[e] = __fdiv_rn(st8.acc[h][e], st8.l[h]);
+			continue;
+		}
+		const long long b = ((long long)rc * H + hq) * maxSplits + s;
+		o = partO + b * dim + sub * 8;
+#pragma unroll
+		for (int e = 0; e < 8; e++) o[e] = st8.acc[h][e];
+		if (sub == 0) partML[2 * b] = st8.m[h], partML[2 * b + 1] = st8.l[h];
+	}
+}
+
+extern "C" __global__ void __launch_bounds__(GBX_ATTN_SPLIT_THREADS)
+    gbx_attn_split(const float *qkv, int stride, const void *cache, int f32, int layer, int layers, int kvHeads,
+                   int group, int dim, const int *pos, const int *seq, const int *btOff, const int *blocks,
+                   const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
+                   int outStride) {
+	__shared__ float sh[GBX_ATTN_SPLIT_THREADS / 64 * GBX_ATTN_SPLIT_MAX_GROUP * (GBX_ATTN_MAX_DIM + 2)];
+#define GBX_ATTN_CASE(G, U)                                                                                           \
+	case G:                                                                                                           \
+		gbx_attn_lanes<G, U>(sh, qkv, stride, cache, f32, layer, layers, kvHeads, dim, pos, seq, btOff, blocks, split,  \
+		                     row0, scale, partO, partML, maxSplits, out, outStride);                                   \
+		break;
+	switch (group) {
+		GBX_ATTN_CASE(1, 4)
+		GBX_ATTN_CASE(2, 4)
+		GBX_ATTN_CASE(3, 4)
+		GBX_ATTN_CASE(4, 4)
+		GBX_ATTN_CASE(5, 2)
+		GBX_ATTN_CASE(6, 2)
+		GBX_ATTN_CASE(7, 2)
+		GBX_ATTN_CASE(8, 2)
+	}
+#undef GBX_ATTN_CASE
+}
+
 // gbx_attn_reduce: block (h, rc) combines the splits of row r = row0 + rc,
 // query head h (rows with one split were written by gbx_attn_partial):
 // M = max m_s, L = Σ l_s·e_s, out = (Σ o_s·e_s) / L with e_s = exp(m_s − M),

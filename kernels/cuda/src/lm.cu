@@ -91,10 +91,11 @@ extern "C" __global__ void gbx_lm_norm(float *x, const float *delta, const float
 	gbx_row_out(yr, cols, yq, blockIdx.x, fmt, xs, margin);
 }
 
-// gbx_lm_rope: one block per row r of qkv [rows, stride] (q heads, then k
-// heads, then v heads, dim values each; dim at most GBX_ATTN_MAX_DIM), at
-// position pos[r] of sequence
-// seq[r], whose block table is blocks[btOff[seq[r]]...]. One warp per head:
+// gbx_lm_rope: blocks (r, y) for row r of qkv [rows, stride] (q heads, then
+// k heads, then v heads, dim values each; dim at most GBX_ATTN_MAX_DIM), at
+// position pos[r] of sequence seq[r], whose block table is
+// blocks[btOff[seq[r]]...]; the gridDim.y blocks of a row share its heads
+// (a step of few rows spreads a row over many SMs). One warp per head:
 // q and k heads get the per-head RMSNorm (qNorm, kNorm; NULL for none) and
 // RoPE in place (qkRope of kernels/cpu: angle = invFreq[i]·pos in float,
 // cos and sin in double rounded to float, each product rounded before the
@@ -117,7 +118,7 @@ extern "C" __global__ void gbx_lm_rope(float *qkv, int stride, const float *__re
 		sn[i] = (float)sin(ang);
 	}
 	__syncthreads();
-	for (int h = warp; h < heads + 2 * kvHeads; h += nw) {
+	for (int h = blockIdx.y * nw + warp; h < heads + 2 * kvHeads; h += gridDim.y * nw) {
 		float *x = row + (long long)h * dim;
 		const bool isQ = h < heads, isK = !isQ && h < heads + kvHeads;
 		if (isQ || isK) {
