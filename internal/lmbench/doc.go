@@ -18,10 +18,13 @@
 // are then paid before the clock); then it times the jobs from the first
 // publish to the last result, keeping at most Config.InFlight jobs
 // published and unanswered, and reads the GPU's energy counter around
-// that. The auto phase first sets each model's policy by hand
-// (quality.SetPolicy, as `gearbox policy set` does): its target as
-// max_error, its precision at Config.Start (bf16: where the pinned phase
-// stays), the whole ladder allowed. Its workers run the quality loop with
+// that. The auto phase sets each model's policy by hand (quality.SetPolicy,
+// as `gearbox policy set` does): its target as max_error, its precision at
+// Config.Start (bf16: where the pinned phase stays), the whole ladder
+// allowed; before its workers start, so that they serve it from their
+// first job, and again once they are warm, so that the controller's
+// evidence and cooldown start with the timed jobs. Its workers run the
+// quality loop with
 // Config.Quality; the pinned phase's run none (a deployment pinned at one
 // precision has no use for it).
 //

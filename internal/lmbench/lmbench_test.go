@@ -1,14 +1,9 @@
 package lmbench_test
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
-	"errors"
-	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -16,55 +11,12 @@ import (
 	"time"
 
 	"github.com/gearbox-inference/gearbox/internal/lmbench"
+	"github.com/gearbox-inference/gearbox/internal/lmfixtures"
 	"github.com/gearbox-inference/gearbox/kernels/cpu"
 	"github.com/gearbox-inference/gearbox/precision"
 	"github.com/gearbox-inference/gearbox/quality"
 	"github.com/gearbox-inference/gearbox/worker"
 )
-
-// fixtures extracts testdata/lm/fixtures.tar.gz (tiny llama, qwen2 and
-// qwen3 checkpoints saved by transformers) into a temporary directory.
-func fixtures(t *testing.T) string {
-	t.Helper()
-	f, err := os.Open("../../testdata/lm/fixtures.tar.gz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	root := t.TempDir()
-	tr := tar.NewReader(zr)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return root
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		name := filepath.Clean(h.Name)
-		if !filepath.IsLocal(name) {
-			t.Fatalf("fixture entry %q is outside the archive's root", h.Name)
-		}
-		path := filepath.Join(root, name)
-		if h.Typeflag == tar.TypeDir {
-			if err := os.MkdirAll(path, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		data, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
 
 // config is a small run on the fixtures: the quality loop checks every
 // generation and steps on two reports, so the auto phase walks.
@@ -89,7 +41,7 @@ func config(t *testing.T, root string) lmbench.Config {
 }
 
 func TestRun(t *testing.T) {
-	cfg := config(t, fixtures(t))
+	cfg := config(t, lmfixtures.Unpack(t))
 	rep, err := lmbench.Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -209,7 +161,7 @@ func TestRun(t *testing.T) {
 }
 
 func TestConfigErrors(t *testing.T) {
-	root := fixtures(t)
+	root := lmfixtures.Unpack(t)
 	for _, tc := range []struct {
 		name string
 		edit func(*lmbench.Config)

@@ -84,6 +84,15 @@ type phaseRun struct {
 func (b *bench) phase(ctx context.Context, spec phaseSpec) (*Phase, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
+	// The policies are set before the workers start, so that they serve
+	// them from their first job, and again after the warm-up, so that the
+	// evidence and the cooldown start with the timed jobs (the warm-up's
+	// checks are left out: one per precision, too few for a step).
+	if spec.auto {
+		if err := b.setPolicies(ctx); err != nil {
+			return nil, err
+		}
+	}
 	runErr := make(chan error, b.cfg.Workers)
 	stop, err := b.startWorkers(spec, runErr)
 	if err != nil {
@@ -120,14 +129,14 @@ func (b *bench) phase(ctx context.Context, spec phaseSpec) (*Phase, error) {
 	stop()
 	stopped = true
 	// What the workers' checks published while they stopped.
+drain:
 	for {
 		select {
 		case r := <-b.reports:
 			pr.report(r)
-			continue
 		default:
+			break drain
 		}
-		break
 	}
 	ph.setQuality(b, pr, holds)
 	b.progress("%s phase: %d jobs in %.2fs: %.2f jobs/s, %.0f output tokens/s%s", spec.name, ph.Answered, ph.Seconds,

@@ -1,0 +1,64 @@
+// Package lmfixtures unpacks testdata/lm/fixtures.tar.gz for tests: tiny
+// llama, qwen2 and qwen3 checkpoints saved by transformers'
+// save_pretrained (made by testdata/lm/make_fixtures.py), each in a
+// directory of its name.
+package lmfixtures
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+)
+
+// Archive is the fixtures' path from the repository's root.
+const Archive = "testdata/lm/fixtures.tar.gz"
+
+// Unpack extracts the fixtures into a temporary directory of t and returns
+// it: the checkpoints are in its llama, qwen2 and qwen3 directories.
+func Unpack(t testing.TB) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	f, err := os.Open(filepath.Join(filepath.Dir(file), "..", "..", Archive))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	tr := tar.NewReader(zr)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return root
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := filepath.Clean(h.Name)
+		if !filepath.IsLocal(name) {
+			t.Fatalf("fixture entry %q is outside the archive's root", h.Name)
+		}
+		path := filepath.Join(root, name)
+		if h.Typeflag == tar.TypeDir {
+			if err := os.MkdirAll(path, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		data, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
