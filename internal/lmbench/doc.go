@@ -31,10 +31,12 @@
 // The report gives per phase jobs/s, output tokens/s and joules per 1,000
 // jobs (absent without an energy counter: unknown, not zero), the
 // precision that served each model's jobs in each of Config.Slices slices
-// of the phase, the policy changes, and the auto phase's quality reports
-// cut into windows of the controller's window size (per model and served
-// precision, in the order they came), each window's mean and largest KL
-// against the model's target: a window whose largest value is over the
-// target is a violation. The headline is the ratio auto / bf16 of jobs/s
+// of the phase, the policy changes, and the auto phase's quality windows
+// against each model's target: its reports cut into windows of the
+// controller's window size (per model, role and precision, in the order
+// they came), and the window each controller change rested on. A window of
+// a served precision whose largest KL is over the target is a violation:
+// a job served over it, or a step up (the controller measured the rung it
+// served over the target). The headline is the ratio auto / bf16 of jobs/s
 // and of joules per 1,000 jobs.
 package lmbench

@@ -90,14 +90,15 @@ func (ph *Phase) print(w io.Writer, models []ModelInfo) {
 		}
 		return
 	}
-	fmt.Fprintf(w, "  quality windows (%d reports; served: what jobs got, candidate: the next rung in shadow):\n", ph.Reports)
+	fmt.Fprintf(w, "  quality windows (%d reports; served: what jobs got, candidate: the next rung in shadow,\n"+
+		"  controller: the window a policy change rested on):\n", ph.Reports)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "    model\trole\tprecision\tseconds\treports\tmean\tmax\ttarget\t")
 	for _, x := range ph.Windows {
 		mark := "inside"
 		if !x.Inside {
 			mark = "OVER"
-			if x.Role != "served" {
+			if x.Role == "candidate" {
 				mark = "over (not served)"
 			}
 		}

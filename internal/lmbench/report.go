@@ -33,7 +33,8 @@ type Report struct {
 	Phases []Phase `json:"phases"`
 	// Ratio is auto over pinned.
 	Ratio Ratio `json:"ratio"`
-	// Violations counts the auto phase's windows over their target.
+	// Violations counts the served and controller windows over their
+	// target, in both phases.
 	Violations int `json:"violations"`
 }
 
@@ -124,10 +125,13 @@ type PolicyChange struct {
 	Reason    string           `json:"reason"`
 }
 
-// Window is up to the controller's window size of consecutive quality
-// observations of one model, role (served, or candidate: the next cheaper
-// rung in shadow) and precision. A served window whose Max is over Target
-// is a violation.
+// Window is a window of quality observations of one model and precision:
+// role served or candidate (up to the controller's window size of
+// consecutive reports' served precision, or their candidate: the next
+// cheaper rung in shadow), or controller (the window a controller change
+// rested on, its evidence). A served or controller window whose Max is
+// over Target is a violation: a served job's KL over the target, or the
+// precision being served measured over it (the controller then steps up).
 type Window struct {
 	Model     string           `json:"model"`
 	Role      string           `json:"role"`

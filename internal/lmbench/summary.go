@@ -1,10 +1,12 @@
 package lmbench
 
 import (
+	"math"
 	"time"
 
 	"github.com/gearbox-inference/gearbox"
 	"github.com/gearbox-inference/gearbox/precision"
+	"github.com/gearbox-inference/gearbox/quality"
 )
 
 // summary is the phase's throughput, energy, per-model counts, precision
@@ -56,7 +58,8 @@ func (pr *phaseRun) summary(b *bench, elapsed time.Duration, joules *float64) *P
 
 // setQuality cuts the phase's quality reports into windows of the
 // controller's window size, per model, role and precision, in the order
-// they came, and counts the served windows over their model's target.
+// they came, adds the window each controller change rested on, and counts
+// the served and controller windows over their model's target.
 func (ph *Phase) setQuality(b *bench, pr *phaseRun, final []Final) {
 	ph.Final = final
 	ph.Reports = len(pr.reports)
@@ -92,11 +95,27 @@ func (ph *Phase) setQuality(b *bench, pr *phaseRun, final []Final) {
 			add(e.at, r, "candidate", r.Candidate, r.CandidateMetrics)
 		}
 	}
+	// The windows the controllers judged at each change: a step up is a
+	// window of the served precision over the target (or a non-finite
+	// value), however its reports came (a late check of a job served at
+	// the previous rung counts for the rung now served).
+	for _, e := range pr.policies {
+		p, ev := e.v, e.v.Evidence
+		if p.By == quality.ManualBy || ev == nil {
+			continue
+		}
+		w := Window{Model: p.Model, Role: "controller", Precision: ev.Precision, Metric: gearbox.MetricKL, FromS: e.at.Seconds(), ToS: e.at.Seconds(),
+			Reports: ev.Samples, Mean: ev.Mean, Max: ev.UpperBound, Target: target[p.Model]}
+		if ev.NonFinite > 0 {
+			w.Max = math.Inf(1)
+		}
+		ph.Windows = append(ph.Windows, w)
+	}
 	ph.Violations = 0
 	for i := range ph.Windows {
 		w := &ph.Windows[i]
 		w.Inside = w.Max <= w.Target
-		if w.Role == "served" && !w.Inside {
+		if w.Role != "candidate" && !w.Inside {
 			ph.Violations++
 		}
 	}
