@@ -62,13 +62,13 @@ func (ph *Phase) print(w io.Writer, models []ModelInfo) {
 	for _, m := range models {
 		head += "\t" + m.Name
 	}
-	fmt.Fprintln(tw, head+"\t")
+	fmt.Fprintln(tw, head)
 	for _, s := range ph.Mix {
 		line := fmt.Sprintf("  %.3g–%.3g", s.FromS, s.ToS)
 		for _, m := range models {
 			line += "\t" + or(mix(s.Jobs[m.Name]), "-")
 		}
-		fmt.Fprintln(tw, line+"\t")
+		fmt.Fprintln(tw, line)
 	}
 	tw.Flush()
 	if len(ph.Policies) > 0 {
