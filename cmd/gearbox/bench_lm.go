@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -121,23 +120,5 @@ func benchLM(ctx context.Context, cfg *config, log zerolog.Logger, f lmFlags, st
 	if gpu != nil {
 		rep.GPU = gpu.Name()
 	}
-	fmt.Fprintln(stdout)
-	rep.Print(stdout)
-	if f.plot != "" {
-		if err := plotLM(f.plot, rep); err != nil {
-			return err
-		}
-	}
-	if f.jsonOut != "" {
-		out, err := os.Create(f.jsonOut)
-		if err != nil {
-			return err
-		}
-		if err := rep.WriteJSON(out); err != nil {
-			out.Close()
-			return err
-		}
-		return out.Close()
-	}
-	return nil
+	return writeReport(stdout, rep, f.plot, func(path string) error { return plotLM(path, rep) }, f.jsonOut)
 }

@@ -30,14 +30,8 @@ func TestBenchLM(t *testing.T) {
 			t.Errorf("stdout lacks %q:\n%s", want, stdout)
 		}
 	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var rep lmbench.Report
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatalf("%v in %s", err, b)
-	}
+	b := readJSON(t, out, &rep)
 	if rep.Device != "cpu" || rep.Jobs != 16 || len(rep.Models) != 2 || rep.Models[0].Label != "tight" || rep.Models[1].MaxKL != 0.1 ||
 		len(rep.Phases) != 2 || rep.Phases[0].Answered != 16 || rep.Phases[1].Answered != 16 || rep.Quality.MinSamples != 2 {
 		t.Errorf("report %s; want 16 jobs a phase on cpu, llama tight, qwen2 at the default loose target 0.1, 2 reports a step", b)
@@ -45,14 +39,7 @@ func TestBenchLM(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "store", "jetstream")); err != nil {
 		t.Errorf("--store-dir: %v", err)
 	}
-	f, err := os.Open(plot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, format, err := image.DecodeConfig(f); err != nil || format != "png" {
-		t.Errorf("--plot wrote no PNG: %q, %v", format, err)
-	}
+	checkPNG(t, plot)
 }
 
 func TestBenchLMFlags(t *testing.T) {
@@ -77,5 +64,31 @@ func TestBenchLMFlags(t *testing.T) {
 		if code != 2 || !strings.Contains(stderr, tc.want) {
 			t.Errorf("bench lm %v: exit status %d, stderr %q; want 2 and %q", tc.args, code, stderr, tc.want)
 		}
+	}
+}
+
+// readJSON decodes the JSON file at path into v and returns its bytes.
+func readJSON(t *testing.T, path string, v any) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("%s: %v in %s", path, err, b)
+	}
+	return b
+}
+
+// checkPNG checks that a --plot file is a PNG.
+func checkPNG(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, format, err := image.DecodeConfig(f); err != nil || format != "png" {
+		t.Errorf("--plot wrote no PNG: %q, %v", format, err)
 	}
 }
