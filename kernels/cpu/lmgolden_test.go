@@ -17,7 +17,6 @@ import (
 	"github.com/gearbox-inference/gearbox/precision"
 )
 
-
 // Bounds on the CPU's fp32 logits against transformers' fp32 logits. Both
 // compute in float32 (the CPU with some float64 statistics), so they differ
 // by float32 rounding, compounded over two layers: about 1e-7 relative in
