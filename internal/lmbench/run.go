@@ -41,8 +41,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel() // stops the followers
 	dir := cfg.StoreDir
 	if dir == "" {
 		d, err := os.MkdirTemp("", "gearbox-bench-lm-")
@@ -57,6 +55,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // stops the followers, before the server
 	b := &bench{cfg: cfg, srv: srv, subj: cfg.Worker.Subjects,
 		results: make(chan *gearbox.Result, 1024), reports: make(chan *gearbox.QualityReport, 1024),
 		policies: make(chan *gearbox.PrecisionPolicy, 64), followErr: make(chan error, 3)}
