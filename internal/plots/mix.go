@@ -89,6 +89,16 @@ func mixPlot(m Mix) (*plot.Plot, error) {
 		p.Add(bar)
 		p.Legend.Add(name, bar)
 	}
+	// Room above the tallest stack for the legend.
+	top := 0.0
+	for k := range m.Slices {
+		sum := 0.0
+		for i := range m.Precisions {
+			sum += m.Jobs[i][k]
+		}
+		top = max(top, sum)
+	}
+	p.Y.Min, p.Y.Max = 0, 1.1*top+float64(len(m.Precisions))*0.08*top
 	p.Legend.Top = true
 	p.NominalX(m.Slices...)
 	p.Add(plotter.NewGrid())
