@@ -1,7 +1,43 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+)
 
 func newBenchCmd(a *app) *cobra.Command {
-	return group("bench", "GPU kernel and end-to-end benchmarks", newBenchKernelsCmd(a), newBenchE2ECmd(a))
+	return group("bench", "GPU kernel and end-to-end benchmarks", newBenchKernelsCmd(a), newBenchE2ECmd(a), newBenchLMCmd(a))
+}
+
+// report is what the bench subcommands' reports do.
+type report interface {
+	Print(w io.Writer)
+	WriteJSON(w io.Writer) error
+}
+
+// writeReport prints rep on stdout, then, where their paths are given,
+// draws it to plotPath with plot and writes its JSON to jsonPath.
+func writeReport(stdout io.Writer, rep report, plotPath string, plot func(string) error, jsonPath string) error {
+	fmt.Fprintln(stdout)
+	rep.Print(stdout)
+	if plotPath != "" {
+		if err := plot(plotPath); err != nil {
+			return err
+		}
+	}
+	if jsonPath == "" {
+		return nil
+	}
+	out, err := os.Create(jsonPath)
+	if err != nil {
+		return err
+	}
+	if err := rep.WriteJSON(out); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }

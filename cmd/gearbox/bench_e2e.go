@@ -106,23 +106,5 @@ func benchE2E(ctx context.Context, cfg *config, log zerolog.Logger, f e2eFlags, 
 	if gpu != nil {
 		rep.GPU = gpu.Name()
 	}
-	fmt.Fprintln(stdout)
-	rep.Print(stdout)
-	if f.plot != "" {
-		if err := plotE2E(f.plot, rep); err != nil {
-			return err
-		}
-	}
-	if f.jsonOut != "" {
-		out, err := os.Create(f.jsonOut)
-		if err != nil {
-			return err
-		}
-		if err := rep.WriteJSON(out); err != nil {
-			out.Close()
-			return err
-		}
-		return out.Close()
-	}
-	return nil
+	return writeReport(stdout, rep, f.plot, func(path string) error { return plotE2E(path, rep) }, f.jsonOut)
 }

@@ -1,10 +1,6 @@
 package main
 
 import (
-	"encoding/json"
-	"image"
-	_ "image/png"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -18,26 +14,13 @@ func TestBenchE2E(t *testing.T) {
 	if code, _, stderr := runCLI(t, env, "bench", "e2e", "--dims", "8,16,4", "-precisions", "fp32", "--jobs", "40", "--rows", "2", "--reps", "1", "--json", out, "--plot", plot); code != 0 {
 		t.Fatalf("exit status %d: %s", code, stderr)
 	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var rep e2e.Report
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatalf("%v in %s", err, b)
-	}
+	b := readJSON(t, out, &rep)
 	if rep.Device != "cpu" || rep.Jobs != 40 || rep.MaxBatchRows != 16 || len(rep.Results) != 1 ||
 		rep.Results[0].Precision != "fp32" || rep.Results[0].Worker.JobsPerSec <= 0 || rep.Results[0].Bare.JobsPerSec <= 0 {
 		t.Errorf("report %s; want one fp32 result on cpu, 40 jobs, batches of 16 (GEARBOX_MAX_BATCH_ROWS)", b)
 	}
-	f, err := os.Open(plot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, format, err := image.DecodeConfig(f); err != nil || format != "png" {
-		t.Errorf("--plot wrote no PNG: %q, %v", format, err)
-	}
+	checkPNG(t, plot)
 }
 
 func TestBenchE2EFlags(t *testing.T) {

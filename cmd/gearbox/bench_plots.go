@@ -2,9 +2,12 @@ package main
 
 import (
 	"fmt"
+	"strconv"
 
 	"github.com/gearbox-inference/gearbox/internal/e2e"
+	"github.com/gearbox-inference/gearbox/internal/lmbench"
 	"github.com/gearbox-inference/gearbox/internal/plots"
+	"github.com/gearbox-inference/gearbox/precision"
 )
 
 // plotE2E draws bench e2e's report: jobs/s of the worker and of the bare
@@ -58,4 +61,51 @@ func plotKernels(path string, rep *kernelsReport, ms []int, shapes [][2]int) err
 			plots.Bars{Title: fmt.Sprintf("%dx%d, M=%d", s[0], s[1], small), YLabel: "weight GB/s", Labels: labels, Values: gbs})
 	}
 	return plots.WriteBars(path, bs...)
+}
+
+// plotLM draws bench lm's report: each model's precision mix over the
+// auto phase's time slices, then jobs/s and joules per 1,000 jobs (output
+// tokens/s where no energy was read) of both phases.
+func plotLM(path string, rep *lmbench.Report) error {
+	if len(rep.Phases) == 0 {
+		return fmt.Errorf("no phases to plot")
+	}
+	auto := rep.Phases[0]
+	var mixes []plots.Mix
+	for i, m := range rep.Models { // auto.Models are in the same order
+		var ps []precision.Format
+		for _, p := range precision.All {
+			if auto.Models[i].Precisions[p] > 0 {
+				ps = append(ps, p)
+			}
+		}
+		mx := plots.Mix{Title: fmt.Sprintf("%s (%s, KL ≤ %g): %s phase", m.Name, m.Label, m.MaxKL, auto.Name)}
+		for _, s := range auto.Mix {
+			mx.Slices = append(mx.Slices, strconv.FormatFloat(s.FromS, 'g', 2, 64))
+		}
+		for _, p := range ps {
+			mx.Precisions = append(mx.Precisions, string(p))
+			row := make([]float64, len(auto.Mix))
+			for k, s := range auto.Mix {
+				row[k] = float64(s.Jobs[m.Name][p])
+			}
+			mx.Jobs = append(mx.Jobs, row)
+		}
+		mixes = append(mixes, mx)
+	}
+	var labels []string
+	var jobs, energy, tokens []float64
+	for _, ph := range rep.Phases {
+		labels = append(labels, ph.Name)
+		jobs = append(jobs, ph.JobsPerSec)
+		tokens = append(tokens, ph.OutputTokensPerSec)
+		if ph.JoulesPer1kJobs != nil {
+			energy = append(energy, *ph.JoulesPer1kJobs)
+		}
+	}
+	second := plots.Bars{Title: "output tokens/s (no energy counter)", YLabel: "tokens/s", Labels: labels, Values: tokens}
+	if len(energy) == len(labels) {
+		second = plots.Bars{Title: "energy", YLabel: "J per 1,000 jobs", Labels: labels, Values: energy}
+	}
+	return plots.WriteMix(path, mixes, plots.Bars{Title: "throughput", YLabel: "jobs/s", Labels: labels, Values: jobs}, second)
 }

@@ -126,7 +126,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"frobnicate"}, nil, `gearbox: unknown command "frobnicate"`},
 		{[]string{"model"}, nil, "gearbox model: missing command: want one of inspect, push, synth"},
 		{[]string{"policy", "delete"}, nil, `gearbox policy: unknown command "delete": want one of get, set, watch`},
-		{[]string{"bench", "gpu"}, nil, `gearbox bench: unknown command "gpu": want one of e2e, kernels`},
+		{[]string{"bench", "gpu"}, nil, `gearbox bench: unknown command "gpu": want one of e2e, kernels, lm`},
 		{[]string{"results"}, nil, "gearbox results: want one MODEL, got 0 argument(s)"},
 		{[]string{"results", "a", "b"}, nil, "gearbox results: want one MODEL, got 2 argument(s)"},
 		{[]string{"demo", "--jobs", "many"}, nil, `gearbox demo: invalid argument "many" for "--jobs"`},

@@ -139,41 +139,50 @@ type Bars struct {
 func WriteBars(path string, bs ...Bars) error {
 	row := make([]*plot.Plot, len(bs))
 	for i, b := range bs {
-		p := plot.New()
-		p.Title.Text = b.Title
-		p.Y.Label.Text = b.YLabel
-		if b.Log {
-			// A bar needs a base a log scale lacks: points on the scale.
-			p.Y.Scale = plot.LogScale{}
-			p.Y.Tick.Marker = logTicks{}
-			var xy plotter.XYs
-			for j, v := range b.Values {
-				if v > 0 {
-					xy = append(xy, plotter.XY{X: float64(j), Y: v})
-				}
-			}
-			if len(xy) > 0 {
-				sc, err := plotter.NewScatter(xy)
-				if err != nil {
-					return err
-				}
-				sc.Color, sc.Radius, sc.Shape = blue, vg.Points(4), draw.CircleGlyph{}
-				p.Add(sc)
-			}
-			p.NominalX(b.Labels...)
-		} else {
-			bar, err := plotter.NewBarChart(plotter.Values(b.Values), vg.Points(24))
-			if err != nil {
-				return err
-			}
-			bar.Color, bar.LineStyle.Width = blue, 0
-			p.Add(bar)
-			p.NominalX(b.Labels...)
+		p, err := barPlot(b)
+		if err != nil {
+			return err
 		}
-		p.Add(plotter.NewGrid())
 		row[i] = p
 	}
 	return write(path, vg.Length(len(bs))*4*vg.Inch, 3.5*vg.Inch, [][]*plot.Plot{row})
+}
+
+// barPlot draws b.
+func barPlot(b Bars) (*plot.Plot, error) {
+	p := plot.New()
+	p.Title.Text = b.Title
+	p.Y.Label.Text = b.YLabel
+	if b.Log {
+		// A bar needs a base a log scale lacks: points on the scale.
+		p.Y.Scale = plot.LogScale{}
+		p.Y.Tick.Marker = logTicks{}
+		var xy plotter.XYs
+		for j, v := range b.Values {
+			if v > 0 {
+				xy = append(xy, plotter.XY{X: float64(j), Y: v})
+			}
+		}
+		if len(xy) > 0 {
+			sc, err := plotter.NewScatter(xy)
+			if err != nil {
+				return nil, err
+			}
+			sc.Color, sc.Radius, sc.Shape = blue, vg.Points(4), draw.CircleGlyph{}
+			p.Add(sc)
+		}
+		p.NominalX(b.Labels...)
+	} else {
+		bar, err := plotter.NewBarChart(plotter.Values(b.Values), vg.Points(24))
+		if err != nil {
+			return nil, err
+		}
+		bar.Color, bar.LineStyle.Width = blue, 0
+		p.Add(bar)
+		p.NominalX(b.Labels...)
+	}
+	p.Add(plotter.NewGrid())
+	return p, nil
 }
 
 // logTicks are plot.LogTicks with short labels ("0.0001", not
@@ -218,7 +227,9 @@ func write(path string, w, h vg.Length, rows [][]*plot.Plot) error {
 	canvases := plot.Align(rows, tiles, dc)
 	for i := range rows {
 		for j, p := range rows[i] {
-			p.Draw(canvases[i][j])
+			if p != nil { // an empty tile
+				p.Draw(canvases[i][j])
+			}
 		}
 	}
 	f, err := os.Create(path)

@@ -63,3 +63,22 @@ func check(t *testing.T, path string) {
 		t.Errorf("%s is %v; want a full-size picture", path, b)
 	}
 }
+
+func TestWriteMix(t *testing.T) {
+	ps := []string{"bf16", "fp8", "fp4"}
+	mixes := []plots.Mix{
+		{Title: "tight", Precisions: ps, Slices: []string{"0", "10", "20"}, Jobs: [][]float64{{5, 2, 0}, {0, 3, 5}, {0, 0, 0}}},
+		{Title: "loose", Precisions: ps, Slices: []string{"0", "10", "20"}, Jobs: [][]float64{{5, 0, 0}, {0, 4, 0}, {0, 1, 6}}},
+		{Title: "third", Precisions: ps[:1], Slices: []string{"0", "10", "20"}, Jobs: [][]float64{{1, 1, 1}}},
+	}
+	bars := plots.Bars{Title: "jobs/s", Labels: []string{"auto", "bf16"}, Values: []float64{3, 1}}
+	path := filepath.Join(t.TempDir(), "m.png")
+	if err := plots.WriteMix(path, mixes, bars); err != nil {
+		t.Fatal(err)
+	}
+	check(t, path)
+	bad := []plots.Mix{{Title: "short", Precisions: ps, Slices: []string{"0", "10"}, Jobs: [][]float64{{1, 2}}}}
+	if err := plots.WriteMix(path, bad); err == nil || !strings.Contains(err.Error(), "fp8") {
+		t.Errorf("a mix lacking fp8's jobs: err %v; want one naming fp8", err)
+	}
+}

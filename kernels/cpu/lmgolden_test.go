@@ -1,31 +1,21 @@
 package cpu_test
 
 import (
-	"archive/tar"
-	"compress/gzip"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"io"
-	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
+	"github.com/gearbox-inference/gearbox/internal/lmfixtures"
 	"github.com/gearbox-inference/gearbox/kernels/cpu"
 	kt "github.com/gearbox-inference/gearbox/kernels/kerneltest"
 	"github.com/gearbox-inference/gearbox/model/lm"
 	"github.com/gearbox-inference/gearbox/precision"
 )
-
-// goldenFixtures is made by testdata/lm/make_fixtures.py with transformers
-// (see that script): one tar.gz of tiny llama, qwen2 and qwen3
-// checkpoints saved by save_pretrained, with transformers' fp32 logits and
-// greedy continuations.
-const goldenFixtures = "../../testdata/lm/fixtures.tar.gz"
 
 // Bounds on the CPU's fp32 logits against transformers' fp32 logits. Both
 // compute in float32 (the CPU with some float64 statistics), so they differ
@@ -52,7 +42,7 @@ type fixture struct {
 // the CPU's fp32 logits at every position against transformers', and that
 // greedy generation gives transformers' tokens.
 func TestGoldenTransformers(t *testing.T) {
-	root := unpackFixtures(t)
+	root := lmfixtures.Unpack(t) // transformers' checkpoints, fp32 logits and greedy continuations
 	b := newBackend(t, 0)
 	for _, name := range []string{"llama", "qwen2", "qwen3"} {
 		t.Run(name, func(t *testing.T) {
@@ -105,58 +95,6 @@ func TestGoldenTransformers(t *testing.T) {
 			}
 		})
 	}
-}
-
-// unpackFixtures extracts the fixtures into a temporary directory, or
-// skips the test, saying how to make them, when they are absent.
-func unpackFixtures(t *testing.T) string {
-	t.Helper()
-	f, err := os.Open(goldenFixtures)
-	if errors.Is(err, fs.ErrNotExist) {
-		t.Skip("no transformers fixtures: run `python3 testdata/lm/make_fixtures.py --out testdata/lm/fixtures.tar.gz` where torch and transformers are installed")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	root := t.TempDir()
-	tr := tar.NewReader(zr)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		name := filepath.Clean(h.Name)
-		if !filepath.IsLocal(name) || strings.HasPrefix(name, ".") {
-			t.Fatalf("fixture entry %q is outside the archive's root", h.Name)
-		}
-		path := filepath.Join(root, name)
-		switch h.Typeflag {
-		case tar.TypeDir:
-			if err := os.MkdirAll(path, 0o755); err != nil {
-				t.Fatal(err)
-			}
-		case tar.TypeReg:
-			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			data, err := io.ReadAll(io.LimitReader(tr, 64<<20))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(path, data, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	return root
 }
 
 // readF32 reads a file of little-endian float32s.

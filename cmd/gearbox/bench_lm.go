@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+
+	"github.com/gearbox-inference/gearbox/internal/lmbench"
+	"github.com/gearbox-inference/gearbox/model/lm"
+	"github.com/gearbox-inference/gearbox/precision"
+)
+
+// lmFlags are bench lm's flags.
+type lmFlags struct {
+	tight, loose, start, storeDir, jsonOut, plot string
+	tightKL, looseKL, temperature, sample        float64
+	jobs, promptMin, promptMax, outputMin        int
+	outputMax, inFlight, workers, slices         int
+	minSamples                                   int
+	seed                                         uint64
+	cooldown, timeout                            time.Duration
+}
+
+func newBenchLMCmd(a *app) *cobra.Command {
+	var f lmFlags
+	c := &cobra.Command{
+		Use:   "lm --tight DIR --loose DIR [flags]",
+		Short: "Two language models through the queue: precision auto vs pinned at bf16",
+		Long: `A mixed generate workload on two language models (checkpoint directories, pushed
+to the object store of an embedded NATS server; GEARBOX_NATS_URL is not used),
+served by the worker on GEARBOX_DEVICE in two phases on the same seeded jobs:
+every job at precision auto with the quality loop live (each model's policy
+set to --start with its KL target), then every job at bf16 with no quality loop.
+Reports jobs/s, output tokens/s, joules per 1,000 jobs (NVML, on a GPU), the
+precision mix over time and every quality window against its target.
+
+The workers' other settings (KV cache, token budget, quality rules) come from
+the GEARBOX_* variables; --quality-sample, --quality-cooldown and
+--quality-min-samples replace GEARBOX_QUALITY_SAMPLE, _COOLDOWN and
+_MIN_SAMPLES, whose defaults suit a worker that runs for days, not minutes.`,
+		Args: argsRange(0, 0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return benchLM(cmd.Context(), &a.cfg, a.log, f, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	fs := c.Flags()
+	fs.StringVar(&f.tight, "tight", "", "checkpoint directory of the model with the tight quality target (required)")
+	fs.StringVar(&f.loose, "loose", "", "checkpoint directory of the model with the loose quality target (required)")
+	fs.Float64Var(&f.tightKL, "tight-kl", lm.DefaultMaxKL, "the tight model's target: mean per-token KL against its reference, in nats")
+	fs.Float64Var(&f.looseKL, "loose-kl", 0.1, "the loose model's target, as --tight-kl")
+	fs.IntVar(&f.jobs, "jobs", 200, "jobs of each phase, each for one of the two models at random")
+	fs.Uint64Var(&f.seed, "seed", 1, "seed of the job list (models, prompt tokens, lengths)")
+	fs.IntVar(&f.promptMin, "prompt-min", 64, "fewest prompt tokens of a job")
+	fs.IntVar(&f.promptMax, "prompt-max", 2048, "most prompt tokens of a job")
+	fs.IntVar(&f.outputMin, "output-min", 16, "least max_tokens of a job")
+	fs.IntVar(&f.outputMax, "output-max", 512, "most max_tokens of a job")
+	fs.IntVar(&f.inFlight, "in-flight", 64, "most jobs published and not yet answered")
+	fs.Float64Var(&f.temperature, "temperature", 0, "jobs' temperature (0: greedy; otherwise a seed per job)")
+	fs.IntVar(&f.workers, "workers", 1, "workers sharing the backend")
+	fs.IntVar(&f.slices, "slices", 10, "time slices of each phase in the precision mix")
+	fs.StringVar(&f.start, "start", "bf16", "the precision the auto phase's policies start at")
+	fs.Float64Var(&f.sample, "quality-sample", 0.25, "fraction of generations the auto phase checks")
+	fs.DurationVar(&f.cooldown, "quality-cooldown", 10*time.Second, "least time between a policy change and a step down")
+	fs.IntVar(&f.minSamples, "quality-min-samples", 0, "reports a step down needs (default GEARBOX_QUALITY_MIN_SAMPLES)")
+	fs.StringVar(&f.storeDir, "store-dir", "", "directory for the embedded server's JetStream files (default: a temporary one, removed after)")
+	fs.DurationVar(&f.timeout, "timeout", 30*time.Minute, "longest a phase may take, warm-up included")
+	fs.StringVar(&f.jsonOut, "json", "", "also write the report as JSON to this file")
+	fs.StringVar(&f.plot, "plot", "", "also draw the precision mix over time and the phases' bars to this file (.png or .svg)")
+	return c
+}
+
+// benchLM runs internal/lmbench with the two models and the workers'
+// settings from the environment.
+func benchLM(ctx context.Context, cfg *config, log zerolog.Logger, f lmFlags, stdout, stderr io.Writer) error {
+	if f.tight == "" || f.loose == "" {
+		return usageError{errors.New("--tight and --loose are required: the two models' checkpoint directories")}
+	}
+	start, err := precision.Parse(f.start)
+	if err != nil || !start.Valid() {
+		return usageError{fmt.Errorf("--start %q is not a concrete precision", f.start)}
+	}
+	subj, err := cfg.subjects()
+	if err != nil {
+		return err
+	}
+	backend, err := openBackend(cfg.Device, log)
+	if err != nil {
+		return err
+	}
+	defer backend.Close()
+	q := cfg.quality()
+	q.Sample, q.Rules.Cooldown, q.Control = f.sample, f.cooldown, true
+	if f.minSamples != 0 {
+		q.Rules.MinSamples = f.minSamples
+	}
+	bc := lmbench.Config{
+		Backend: backend,
+		Models:  []lmbench.Model{{Dir: f.tight, MaxKL: f.tightKL, Label: "tight"}, {Dir: f.loose, MaxKL: f.looseKL, Label: "loose"}},
+		Jobs:    f.jobs, Seed: f.seed, PromptMin: f.promptMin, PromptMax: f.promptMax, OutputMin: f.outputMin, OutputMax: f.outputMax,
+		InFlight: f.inFlight, Temperature: f.temperature, Workers: f.workers, Slices: f.slices,
+		Worker: cfg.worker(subj), Quality: q, Start: start, StoreDir: f.storeDir, Progress: stderr, Timeout: f.timeout,
+	}
+	gpu := openGPUMon(backend.Name(), log)
+	if gpu != nil {
+		defer gpu.Close()
+		bc.Energy = gpu.Energy
+	}
+	rep, err := lmbench.Run(ctx, bc)
+	if errors.Is(err, lmbench.ErrInvalidConfig) {
+		return usageError{err}
+	}
+	if err != nil {
+		return err
+	}
+	if gpu != nil {
+		rep.GPU = gpu.Name()
+	}
+	return writeReport(stdout, rep, f.plot, func(path string) error { return plotLM(path, rep) }, f.jsonOut)
+}
