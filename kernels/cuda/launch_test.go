@@ -57,10 +57,14 @@ func TestLaunches(t *testing.T) {
 		{"lmRope", func() error {
 			return k.lmRope(s, 9, ropeArgs{qkv: 1, stride: 128, dim: 16, heads: 4, kvHeads: 2, layers: 2})
 		}},
-		{"lmSiLU", func() error { return k.lmSiLU(s, 1, 2, 9, 160) }},
+		{"lmSiLURows", func() error { return k.lmSiLURows(s, 1, 2, 3, fmtE4M3, 4, 9, 160, 0) }},
 		{"attnPartial", func() error {
 			return k.attnPartial(s, 3, 9, attnArgs{qkv: 1, kvHeads: 8, group: 4, dim: 128, maxSplits: 16, scale: 0.1})
 		}},
+		{"attnPartial (a head dim gbx_attn_split does not take)", func() error {
+			return k.attnPartial(s, 3, 9, attnArgs{qkv: 1, kvHeads: 3, group: 3, dim: 24, maxSplits: 16, scale: 0.1})
+		}},
+		{"gemv", func() error { return k.gemv(s, 1, 2, fmtE4M3, 3, 4, 5, 6, 8, 4096, 4096) }},
 		{"attnReduce", func() error { return k.attnReduce(s, 3, 9, attnArgs{kvHeads: 8, group: 4, dim: 128, maxSplits: 16}) }},
 		{"lmLogprobs", func() error { return k.lmLogprobs(s, 1, 256, 2, 3, 4, 9) }},
 		{"lmSample", func() error { return k.lmSample(s, 1, 256, 0, 9, 5, sampleArgs{row: 2}) }},

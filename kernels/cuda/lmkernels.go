@@ -27,12 +27,12 @@ const (
 // ---- lm.cu ----
 
 var (
-	kLMConvert = defKernel(modLM, "gbx_lm_convert", 0)
-	kLMFill    = defKernel(modLM, "gbx_lm_fill", 0)
-	kLMEmbed   = defKernel(modLM, "gbx_lm_embed", 0)
-	kLMNorm    = defKernel(modLM, "gbx_lm_norm", 0)
-	kLMRope    = defKernel(modLM, "gbx_lm_rope", 0)
-	kLMSiLU    = defKernel(modLM, "gbx_lm_silu", 0)
+	kLMConvert  = defKernel(modLM, "gbx_lm_convert", 0)
+	kLMFill     = defKernel(modLM, "gbx_lm_fill", 0)
+	kLMEmbed    = defKernel(modLM, "gbx_lm_embed", 0)
+	kLMNorm     = defKernel(modLM, "gbx_lm_norm", 0)
+	kLMRope     = defKernel(modLM, "gbx_lm_rope", 0)
+	kLMSiLURows = defKernel(modLM, "gbx_lm_silu_rows", 0)
 )
 
 // lmThreads is the block of the per-row language-model kernels.
@@ -111,9 +111,11 @@ func (k *kernelSet) lmRope(s cuStream, rows int, r ropeArgs) error {
 	return k.run(s, l)
 }
 
-// lmSiLU writes act [rows, inter] = SiLU(gate)·up from gu [rows, 2·inter].
-func (k *kernelSet) lmSiLU(s cuStream, gu, act uint64, rows, inter int) error {
-	return k.run(s, k.gridStride(kLMSiLU, rows*inter, newArgs().ptr(gu).ptr(act).i64(rows).i32(inter)))
+// lmSiLURows writes act [rows, inter] = SiLU(gate)·up from gu [rows,
+// 2·inter] and, in format f, the down projection's operand yq (fp8: scales
+// in xs).
+func (k *kernelSet) lmSiLURows(s cuStream, gu, act, yq uint64, f fmtCode, xs uint64, rows, inter, margin int) error {
+	return k.run(s, perRowLM(kLMSiLURows, rows, newArgs().ptr(gu).ptr(act).ptr(yq).i32(int(f)).ptr(xs).i32(inter).i32(margin)))
 }
 
 // ---- attention.cu ----

@@ -519,21 +519,26 @@ func TestLMOpAttention(t *testing.T) {
 	}
 }
 
-// TestLMOpSiLUEpilogue checks gbx_lm_silu and gbx_scale_bias (per-row and
+// TestLMOpSiLUEpilogue checks gbx_lm_silu_rows (with its bf16 operand) and
+// gbx_scale_bias (per-row and
 // per-column scales, bias, relu) against the CPU's arithmetic, exactly.
 func TestLMOpSiLUEpilogue(t *testing.T) {
 	x := newDevT(t)
 	r := rand.New(rand.NewPCG(9, 10))
 	const rows, inter = 3, 70
 	gu := randFloats(r, rows*2*inter, 3)
-	gp, act := x.up(f32Bytes(gu)), x.zeros(4*rows*inter)
-	x.do(func(d *devState) error { return d.k.lmSiLU(d.stream, gp, act, rows, inter) })
-	got := x.floats(act, rows*inter)
+	gp, act, yq := x.up(f32Bytes(gu)), x.zeros(4*rows*inter), x.zeros(2*rows*inter)
+	x.do(func(d *devState) error { return d.k.lmSiLURows(d.stream, gp, act, yq, fmtBF16, 0, rows, inter, 0) })
+	got, op := x.floats(act, rows*inter), x.down(yq, 2*rows*inter)
 	for ri := range rows {
 		for c := range inter {
+			i := ri*inter + c
 			g := float64(gu[ri*2*inter+c])
-			if w := float32(g/(1+math.Exp(-g))) * gu[ri*2*inter+inter+c]; ulpDiff(got[ri*inter+c], w) > 1 {
-				t.Fatalf("lmSiLU row %d [%d]: %g, want %g", ri, c, got[ri*inter+c], w)
+			if w := float32(g/(1+math.Exp(-g))) * gu[ri*2*inter+inter+c]; ulpDiff(got[i], w) > 1 {
+				t.Fatalf("lmSiLURows row %d [%d]: %g, want %g", ri, c, got[i], w)
+			}
+			if g, w := binary.LittleEndian.Uint16(op[2*i:]), precision.EncodeBF16(got[i]); g != w {
+				t.Fatalf("lmSiLURows row %d [%d]: operand %#04x, want bf16 %#04x", ri, c, g, w)
 			}
 		}
 	}

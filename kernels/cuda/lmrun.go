@@ -320,11 +320,8 @@ func (d *devState) lmEnqueue(ctx context.Context, m *lm.Model, w *lmWeights, kv 
 		if err := d.lmLinear(&L.gu, in, r.xs, r.g, rows); err != nil {
 			return fail("gate/up projection", err)
 		}
-		if err := k.lmSiLU(s, r.g, r.f, rows, inter); err != nil {
+		if in, err = d.lmSiLUTo(r, L.down.actFmt(), rows, inter); err != nil {
 			return fail("silu", err)
-		}
-		if in, err = d.lmQuantTo(r, L.down.actFmt(), r.f, rows, inter); err != nil {
-			return fail("mlp activation", err)
 		}
 		if err := d.lmLinear(&L.down, in, r.xs, r.out, rows); err != nil {
 			return fail("down projection", err)
@@ -356,6 +353,17 @@ func (d *devState) lmQuantTo(r *lmRun, f fmtCode, src uint64, rows, cols int) (u
 		return src, nil
 	}
 	return r.cv, d.k.quantRows(d.stream, src, r.cv, f, r.xs, rows, cols, d.margin)
+}
+
+// lmSiLUTo writes SiLU(gate)·up of r.g into r.f and, in format f, the
+// down projection's operand; it returns the operand's address (r.f itself
+// for f32).
+func (d *devState) lmSiLUTo(r *lmRun, f fmtCode, rows, inter int) (uint64, error) {
+	yq := r.cv
+	if f == fmtF32 {
+		yq = r.f
+	}
+	return yq, d.k.lmSiLURows(d.stream, r.g, r.f, yq, f, r.xs, rows, inter, d.margin)
 }
 
 // lmAttention runs attention for rows rows, chunk rows per launch (as many

@@ -164,7 +164,7 @@ static std::vector<Kern> &kernels_table() {
 	    kern("gbx_rmsnorm", "ops", gbx_rmsnorm), kern("gbx_rand", "ops", gbx_rand), kern("gbx_spin", "ops", gbx_spin),
 	    kern("gbx_lm_convert", "lm", gbx_lm_convert), kern("gbx_lm_fill", "lm", gbx_lm_fill), kern("gbx_lm_embed", "lm", gbx_lm_embed),
 	    kern("gbx_lm_norm", "lm", gbx_lm_norm), kern("gbx_lm_rope", "lm", gbx_lm_rope),
-	    kern("gbx_lm_silu", "lm", gbx_lm_silu),
+	    kern("gbx_lm_silu_rows", "lm", gbx_lm_silu_rows),
 	    kern("gbx_attn_partial", "lm", gbx_attn_partial), kern("gbx_attn_split", "lm", gbx_attn_split), kern("gbx_attn_reduce", "lm", gbx_attn_reduce),
 	    kern("gbx_lm_logprobs", "lm", gbx_lm_logprobs), kern("gbx_lm_sample", "lm", gbx_lm_sample),
 	    kern("gbx_gemv", "gemv", gbx_gemv),

@@ -8,7 +8,7 @@
 //	gbx_lm_embed     the embedding lookup
 //	gbx_lm_norm      residual add + RMSNorm, written as a linear's operand
 //	gbx_lm_rope      per-head q/k RMSNorm, RoPE, K and V into the cache
-//	gbx_lm_silu      SiLU(gate)·up
+//	gbx_lm_silu_rows SiLU(gate)·up, written as a linear's operand
 //
 // (A linear's operand from rows of floats is gbx_quant_rows of fp8.cu, and
 // what a GEMM leaves undone gbx_scale_bias of epilogue.cu: both are shared
@@ -151,15 +151,19 @@ extern "C" __global__ void gbx_lm_rope(float *qkv, int stride, const float *__re
 	}
 }
 
-// gbx_lm_silu: act[r, c] = float(SiLU(g)) · u for the gate g = gu[r, c] and
-// up u = gu[r, inter + c] (gu [rows, 2·inter]): SiLU in double rounded
-// once, then the float product, as kernels/cpu's layer.
-extern "C" __global__ void gbx_lm_silu(const float *gu, float *act, long long rows, int inter) {
-	const long long n = rows * inter, stride = (long long)gridDim.x * blockDim.x;
-	for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += stride) {
-		const long long r = i / inter, c = i % inter;
-		const double g = (double)gu[r * 2 * inter + c];
-		const float sv = (float)(g / (1.0 + exp(-g)));
-		act[i] = sv * gu[r * 2 * inter + inter + c];
+// gbx_lm_silu_rows: row b of act [rows, inter] = float(SiLU(g))·u for the
+// gate g = gu[b, c] and up u = gu[b, inter + c] (gu [rows, 2·inter]): SiLU
+// in double rounded once, then the float product, as kernels/cpu's layer;
+// then the row written as the down projection's operand yq in fmt
+// (gbx_row_out; fp8: the row's scale in xs[b]). One block per row.
+extern "C" __global__ void gbx_lm_silu_rows(const float *gu, float *act, void *yq, int fmt, float *xs, int inter,
+                                            int margin) {
+	const long long r = blockIdx.x;
+	const float *g = gu + r * 2 * inter, *u = g + inter;
+	float *a = act + r * inter;
+	for (int c = threadIdx.x; c < inter; c += blockDim.x) {
+		const double gv = (double)g[c];
+		a[c] = (float)(gv / (1.0 + exp(-gv))) * u[c];
 	}
+	gbx_row_out(a, inter, yq, r, fmt, xs, margin);
 }
