@@ -65,6 +65,51 @@ func BenchmarkEndToEndWide(b *testing.B) {
 	}
 }
 
+// BenchmarkEndToEndWorkers is the payload-bound case of
+// BenchmarkEndToEndWide (f32) with 1 and 2 workers in one process, the
+// workers sharing one connection or each on its own: what a second worker
+// buys, and what a shared nats.Conn (one reader goroutine, one flusher,
+// one mutex for every publish and ack) costs. On a 2-core machine the
+// server, the producer and the workers share the cores, so read it for
+// the shared-vs-own difference, not for scaling.
+//
+//	go test -run '^$' -bench EndToEndWorkers -benchtime 2000x -count 5 ./worker/
+func BenchmarkEndToEndWorkers(b *testing.B) {
+	for _, c := range []struct {
+		workers int
+		shared  bool
+	}{{1, false}, {2, true}, {2, false}} {
+		conn := "own"
+		if c.shared {
+			conn = "shared"
+		}
+		b.Run(fmt.Sprintf("workers=%d/conn=%s", c.workers, conn), func(b *testing.B) {
+			e := setup(b, gearbox.StreamsConfig{}, 1024, 4, 1024)
+			for i := range b.N {
+				for {
+					if _, err := e.client.SubmitAsync(e.job(fmt.Sprintf("w-%d", i), 16, uint64(i))); err == nil {
+						break
+					}
+					<-e.js.PublishAsyncComplete()
+				}
+			}
+			<-e.js.PublishAsyncComplete()
+			b.ResetTimer()
+			start := time.Now()
+			nc := connect(b, e.srv)
+			for i := range c.workers {
+				if !c.shared && i > 0 {
+					nc = connect(b, e.srv)
+				}
+				e.startOn(nc, fmt.Sprintf("bench-%d", i), worker.Config{}, nil)
+			}
+			e.results(b.N)
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "jobs/s")
+		})
+	}
+}
+
 // BenchmarkSampling measures what the quality loop costs: the same load with
 // sampling off and at the default 2 % of batches (plus the controller), run
 // side by side. Batches are capped at 16 rows so there are many of them
