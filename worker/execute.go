@@ -17,7 +17,8 @@ import (
 // batch's live rows into an input buffer, compute runs the backend, finish
 // scatters the output back into the jobs. While the backend computes batch
 // N, batch N+1 is gathered and batch N−1 finished. A job whose last rows
-// are done is answered by one of Codecs encoders (answer).
+// are done is answered (answer) by one of Codecs encoders, or by finish
+// itself when its result is under inlineBytes or an error.
 //
 // Only finish writes a task's batch-time state (rows done, first error,
 // output, the release of its model), so a job split over two batches in
@@ -77,7 +78,14 @@ func (w *Worker) execute(ctx context.Context) {
 	wg.Go(func() {
 		defer close(done)
 		for p := range computed {
-			w.finish(ctx, p, done)
+			w.finish(ctx, p, func(t *task) {
+				// A small result is cheaper to encode than to hand over.
+				if t.err != nil || 4*t.rows*t.model.OutputFeatures < inlineBytes {
+					w.answer(ctx, t)
+				} else {
+					done <- t
+				}
+			})
 		}
 	})
 	for range w.cfg.Codecs {
@@ -158,9 +166,9 @@ func (w *Worker) compute(ctx context.Context, p *pass) {
 }
 
 // finish scatters p's output rows back into their jobs, or records why
-// they failed, and sends every job p completes to done. On a hard stop it
+// they failed, and passes every job p completes to done. On a hard stop it
 // lets go of the jobs' model versions and answers nothing.
-func (w *Worker) finish(ctx context.Context, p *pass, done chan<- *task) {
+func (w *Worker) finish(ctx context.Context, p *pass, done func(*task)) {
 	if p.drop || ctx.Err() != nil {
 		for _, part := range p.b.Parts {
 			w.releaseModel(part.Item.Value)
@@ -211,11 +219,11 @@ func (w *Worker) finish(ctx context.Context, p *pass, done chan<- *task) {
 	}
 }
 
-// partDone accounts for a part's rows and sends its job to done once every
-// row of it is accounted for.
-func partDone(p batcher.Part[*task], done chan<- *task) {
+// partDone accounts for a part's rows and passes its job to done once
+// every row of it is accounted for.
+func partDone(p batcher.Part[*task], done func(*task)) {
 	if t := p.Item.Value; t.partDone(p.Rows) {
-		done <- t
+		done(t)
 	}
 }
 

@@ -92,7 +92,7 @@ func (w *Worker) pullFrom(ctx context.Context, cons jetstream.Consumer, adm *adm
 // delivery metadata.
 func (w *Worker) newTask(msg jetstream.Msg) *task {
 	now := w.nowFn()
-	t := &task{msg: msg, arrived: now, published: now, decoded: make(chan struct{})}
+	t := &task{msg: msg, arrived: now, published: now}
 	t.touched.Store(now.UnixNano())
 	subj := msg.Subject()
 	t.token = subj[strings.LastIndexByte(subj, '.')+1:]
@@ -109,7 +109,9 @@ func (w *Worker) newTask(msg jetstream.Msg) *task {
 // tracked; one that cannot is ended at once. It runs on one of the
 // admission's decoders.
 func (w *Worker) decode(ctx context.Context, t *task) {
-	defer close(t.decoded)
+	if t.decoded != nil {
+		defer close(t.decoded)
+	}
 	end, ok := w.prepare(ctx, t)
 	if !ok {
 		w.end(ctx, t, end)

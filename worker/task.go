@@ -41,7 +41,8 @@ type task struct {
 	lm        *lmJob // a language-model job: run by an engine, not batches
 	admitted  bool   // decoded and checked: it goes to the batcher or an engine
 
-	// decoded is closed once the fields above are set (see admission).
+	// decoded, for a job handed to a decoder, is closed once the fields
+	// above are set (see admission).
 	decoded chan struct{}
 
 	// ---- written while batches run
