@@ -11,6 +11,9 @@ import (
 
 	"github.com/gearbox-inference/gearbox"
 	"github.com/gearbox-inference/gearbox/batcher"
+	"github.com/gearbox-inference/gearbox/kernels"
+	"github.com/gearbox-inference/gearbox/model"
+	"github.com/gearbox-inference/gearbox/precision"
 	"github.com/gearbox-inference/gearbox/quality"
 	"github.com/gearbox-inference/gearbox/worker"
 )
@@ -124,9 +127,36 @@ func BenchmarkSampling(b *testing.B) {
 	}
 }
 
-func endToEnd(b *testing.B, cfg worker.Config) {
+// BenchmarkEndToEndDevice is BenchmarkEndToEnd on a device whose every
+// Forward takes 20 ms more than the CPU's (deviceTime), as a GPU's does
+// while the host is free: the host's work around one batch (gathering,
+// scattering, encoding, publishing) either overlaps another batch's
+// compute or adds to it.
+//
+//	go test -run '^$' -bench EndToEndDevice -benchtime 20000x -count 5 ./worker/
+func BenchmarkEndToEndDevice(b *testing.B) {
 	e := setup(b, gearbox.StreamsConfig{}, 64, 256, 10)
-	e.start("bench", cfg, nil)
+	endToEndOn(b, e, worker.Config{}, deviceTime{e.backend, 20 * time.Millisecond})
+}
+
+// deviceTime is a backend whose Forward waits d, then computes: the wait
+// stands for a device computing while the host's cores are free.
+type deviceTime struct {
+	kernels.Backend
+	d time.Duration
+}
+
+func (b deviceTime) Forward(ctx context.Context, m *model.Model, p precision.Format, in []float32, rows int) ([]float32, error) {
+	time.Sleep(b.d)
+	return b.Backend.Forward(ctx, m, p, in, rows)
+}
+
+func endToEnd(b *testing.B, cfg worker.Config) {
+	endToEndOn(b, setup(b, gearbox.StreamsConfig{}, 64, 256, 10), cfg, nil)
+}
+
+func endToEndOn(b *testing.B, e *env, cfg worker.Config, backend kernels.Backend) {
+	e.start("bench", cfg, backend)
 	if cfg.Quality.Enabled() {
 		defer func() { b.ReportMetric(float64(e.streamMsgs("GEARBOX_QUALITY")), "reports") }()
 	}
@@ -146,9 +176,13 @@ func endToEnd(b *testing.B, cfg worker.Config) {
 			}
 		}
 	}()
-	e.results(b.N)
+	rows := 0
+	for _, r := range e.results(b.N) {
+		rows += r.BatchRows
+	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "jobs/s")
+	b.ReportMetric(float64(rows)/float64(b.N), "batch_rows/job")
 }
 
 func BenchmarkRawJetStream(b *testing.B) {
