@@ -107,7 +107,7 @@ func (w *Worker) newTask(msg jetstream.Msg) *task {
 
 // decode decodes and checks t's job (prepare). A job that can run is
 // tracked; one that cannot is ended at once. It runs on one of the
-// admission's decoders.
+// admission's decoders, or for a small job on the pull goroutine.
 func (w *Worker) decode(ctx context.Context, t *task) {
 	if t.decoded != nil {
 		defer close(t.decoded)
