@@ -11,6 +11,9 @@ import (
 
 	"github.com/gearbox-inference/gearbox"
 	"github.com/gearbox-inference/gearbox/batcher"
+	"github.com/gearbox-inference/gearbox/kernels"
+	"github.com/gearbox-inference/gearbox/model"
+	"github.com/gearbox-inference/gearbox/precision"
 	"github.com/gearbox-inference/gearbox/quality"
 	"github.com/gearbox-inference/gearbox/worker"
 )
@@ -65,6 +68,51 @@ func BenchmarkEndToEndWide(b *testing.B) {
 	}
 }
 
+// BenchmarkEndToEndWorkers is the payload-bound case of
+// BenchmarkEndToEndWide (f32) with 1 and 2 workers in one process, the
+// workers sharing one connection or each on its own: what a second worker
+// buys, and what a shared nats.Conn (one reader goroutine, one flusher,
+// one mutex for every publish and ack) costs. On a 2-core machine the
+// server, the producer and the workers share the cores, so read it for
+// the shared-vs-own difference, not for scaling.
+//
+//	go test -run '^$' -bench EndToEndWorkers -benchtime 2000x -count 5 ./worker/
+func BenchmarkEndToEndWorkers(b *testing.B) {
+	for _, c := range []struct {
+		workers int
+		shared  bool
+	}{{1, false}, {2, true}, {2, false}} {
+		conn := "own"
+		if c.shared {
+			conn = "shared"
+		}
+		b.Run(fmt.Sprintf("workers=%d/conn=%s", c.workers, conn), func(b *testing.B) {
+			e := setup(b, gearbox.StreamsConfig{}, 1024, 4, 1024)
+			for i := range b.N {
+				for {
+					if _, err := e.client.SubmitAsync(e.job(fmt.Sprintf("w-%d", i), 16, uint64(i))); err == nil {
+						break
+					}
+					<-e.js.PublishAsyncComplete()
+				}
+			}
+			<-e.js.PublishAsyncComplete()
+			b.ResetTimer()
+			start := time.Now()
+			nc := connect(b, e.srv)
+			for i := range c.workers {
+				if !c.shared && i > 0 {
+					nc = connect(b, e.srv)
+				}
+				e.startOn(nc, fmt.Sprintf("bench-%d", i), worker.Config{}, nil)
+			}
+			e.results(b.N)
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "jobs/s")
+		})
+	}
+}
+
 // BenchmarkSampling measures what the quality loop costs: the same load with
 // sampling off and at the default 2 % of batches (plus the controller), run
 // side by side. Batches are capped at 16 rows so there are many of them
@@ -79,9 +127,36 @@ func BenchmarkSampling(b *testing.B) {
 	}
 }
 
-func endToEnd(b *testing.B, cfg worker.Config) {
+// BenchmarkEndToEndDevice is BenchmarkEndToEnd on a device whose every
+// Forward takes 20 ms more than the CPU's (deviceTime), as a GPU's does
+// while the host is free: the host's work around one batch (gathering,
+// scattering, encoding, publishing) either overlaps another batch's
+// compute or adds to it.
+//
+//	go test -run '^$' -bench EndToEndDevice -benchtime 20000x -count 5 ./worker/
+func BenchmarkEndToEndDevice(b *testing.B) {
 	e := setup(b, gearbox.StreamsConfig{}, 64, 256, 10)
-	e.start("bench", cfg, nil)
+	endToEndOn(b, e, worker.Config{}, deviceTime{e.backend, 20 * time.Millisecond})
+}
+
+// deviceTime is a backend whose Forward waits d, then computes: the wait
+// stands for a device computing while the host's cores are free.
+type deviceTime struct {
+	kernels.Backend
+	d time.Duration
+}
+
+func (b deviceTime) Forward(ctx context.Context, m *model.Model, p precision.Format, in []float32, rows int) ([]float32, error) {
+	time.Sleep(b.d)
+	return b.Backend.Forward(ctx, m, p, in, rows)
+}
+
+func endToEnd(b *testing.B, cfg worker.Config) {
+	endToEndOn(b, setup(b, gearbox.StreamsConfig{}, 64, 256, 10), cfg, nil)
+}
+
+func endToEndOn(b *testing.B, e *env, cfg worker.Config, backend kernels.Backend) {
+	e.start("bench", cfg, backend)
 	if cfg.Quality.Enabled() {
 		defer func() { b.ReportMetric(float64(e.streamMsgs("GEARBOX_QUALITY")), "reports") }()
 	}
@@ -101,9 +176,13 @@ func endToEnd(b *testing.B, cfg worker.Config) {
 			}
 		}
 	}()
-	e.results(b.N)
+	rows := 0
+	for _, r := range e.results(b.N) {
+		rows += r.BatchRows
+	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "jobs/s")
+	b.ReportMetric(float64(rows)/float64(b.N), "batch_rows/job")
 }
 
 func BenchmarkRawJetStream(b *testing.B) {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"time"
 
@@ -51,6 +52,11 @@ type Config struct {
 	PrefetchBytes int
 	// PullExpiry is the life of one pull request (default 5 s).
 	PullExpiry time.Duration
+	// Codecs is how many goroutines decode and check jobs, and how many
+	// encode and publish results, in parallel (default GOMAXPROCS, at
+	// most 16). Admission holds at most 2 × Codecs decoded jobs beyond the
+	// batcher's bound.
+	Codecs int
 
 	// ReplyPrefixes are the subject prefixes (whole tokens) a job's
 	// reply_to may start with; a job asking for another reply subject is a
@@ -148,6 +154,9 @@ func (c Config) withDefaults() Config {
 	if c.PullExpiry == 0 {
 		c.PullExpiry = d.PullExpiry
 	}
+	if c.Codecs == 0 {
+		c.Codecs = min(runtime.GOMAXPROCS(0), 16)
+	}
 	if c.Logger == nil {
 		l := zerolog.Nop()
 		c.Logger = &l
@@ -173,6 +182,8 @@ func (c Config) Validate() error {
 		return bad("prefetch %d must be ≥ 1", c.Prefetch)
 	case c.PrefetchBytes < c.MaxJobBytes:
 		return bad("prefetch bytes %d must be ≥ max job bytes %d, or a job that large is never delivered", c.PrefetchBytes, c.MaxJobBytes)
+	case c.Codecs < 1:
+		return bad("codecs %d must be ≥ 1", c.Codecs)
 	case c.PullExpiry < time.Second:
 		return bad("pull expiry %v must be ≥ 1s", c.PullExpiry)
 	case !(c.KVFraction >= 0 && c.KVFraction < 1):

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/gearbox-inference/gearbox"
@@ -11,106 +12,219 @@ import (
 	"github.com/gearbox-inference/gearbox/precision"
 )
 
-// execute runs the batcher's batches, one at a time, until the batcher is
-// drained and closed.
+// The executor runs the batcher's batches in three stages, one goroutine
+// each, joined by channels that keep the batches in order: gather copies a
+// batch's live rows into an input buffer, compute runs the backend, finish
+// scatters the output back into the jobs. While the backend computes batch
+// N, batch N+1 is gathered and batch N−1 finished. A job whose last rows
+// are done is answered (answer) by one of Codecs encoders, or by finish
+// itself when its result is under inlineBytes or an error.
+//
+// Only finish writes a task's batch-time state (rows done, first error,
+// output, the release of its model), so a job split over two batches in
+// the pipeline at once needs no lock; gather reads only what admission
+// fixed before the task reached the batcher.
+
+// pass is one batch on its way through the executor's stages.
+type pass struct {
+	b       batcher.Batch[*task]
+	id      string
+	drop    bool                  // hard stop: compute and answer nothing
+	expired []batcher.Part[*task] // parts past their deadline at gather: not computed
+	live    []batcher.Part[*task] // parts computed; Offset is within in
+	rows    int                   // rows of live
+	m       *model.Model          // the version the batch runs
+	prec    precision.Format
+	in      []float32 // an input buffer, from gather until compute gives it back
+	out     []float32
+	err     error          // Forward failed
+	refused *gearbox.Error // an isolated job that may not run again
+	start   time.Time
+	compute time.Duration
+}
+
+// inputBuffers is how many input buffers the stages share: one being
+// gathered, one computing, one spare.
+const inputBuffers = 3
+
+// execute runs the batcher's batches until the batcher is drained and
+// closed and every job they completed has been answered.
 func (w *Worker) execute(ctx context.Context) {
-	var in []float32
-	for b := range w.batch.Batches() {
-		if ctx.Err() != nil {
-			// Hard stop: compute and answer nothing more, but let go of
-			// the model versions.
-			for _, p := range b.Parts {
-				w.releaseModel(p.Item.Value)
+	free := make(chan []float32, inputBuffers)
+	for range inputBuffers {
+		free <- nil
+	}
+	gathered := make(chan *pass)    // unbuffered: gather is one batch ahead
+	computed := make(chan *pass, 1) // finish may lag one batch behind
+	done := make(chan *task, w.cfg.Codecs)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		defer close(gathered)
+		for b := range w.batch.Batches() {
+			gathered <- w.gather(ctx, b, free)
+		}
+	})
+	wg.Go(func() {
+		defer close(computed)
+		for p := range gathered {
+			w.compute(ctx, p)
+			if p.in != nil {
+				free <- p.in
+				p.in = nil
 			}
+			computed <- p
+		}
+	})
+	wg.Go(func() {
+		defer close(done)
+		for p := range computed {
+			w.finish(ctx, p, func(t *task) {
+				// A small result is cheaper to encode than to hand over.
+				if t.err != nil || 4*t.rows*t.model.OutputFeatures < inlineBytes {
+					w.answer(ctx, t)
+				} else {
+					done <- t
+				}
+			})
+		}
+	})
+	for range w.cfg.Codecs {
+		wg.Go(func() {
+			for t := range done {
+				w.answer(ctx, t)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// gather sets aside b's expired parts and copies the rows of the others
+// into an input buffer taken from free.
+func (w *Worker) gather(ctx context.Context, b batcher.Batch[*task], free <-chan []float32) *pass {
+	p := &pass{b: b, id: fmt.Sprintf("%s-%d", w.cfg.Name, b.ID), prec: precision.Format(b.Key.Precision)}
+	if ctx.Err() != nil {
+		p.drop = true
+		return p
+	}
+	now := w.nowFn()
+	p.live = make([]batcher.Part[*task], 0, len(b.Parts))
+	for _, part := range b.Parts {
+		t := part.Item.Value
+		if d := t.job.DeadlineTime(); !d.IsZero() && !now.Before(d) {
+			p.expired = append(p.expired, part)
 			continue
 		}
-		in = w.runBatch(ctx, b, in)
+		part.Offset = p.rows // offsets within the computed rows
+		p.live = append(p.live, part)
+		p.rows += part.Rows
+	}
+	if p.rows == 0 {
+		return p
+	}
+	// Every task of the batch holds its model version until finish has
+	// seen its last part, so the first live one's is held until then.
+	p.m = p.live[0].Item.Value.model
+	fin := p.m.InputFeatures
+	in := (<-free)[:0]
+	for _, part := range p.live {
+		t := part.Item.Value
+		in = append(in, t.in[part.Start*fin:(part.Start+part.Rows)*fin]...)
+	}
+	p.in = in
+	return p
+}
+
+// compute runs p's live rows on the backend. An isolated batch first
+// records its attempt: here, with no other batch of this worker computing,
+// so a death in another batch's Forward is not charged to it.
+func (w *Worker) compute(ctx context.Context, p *pass) {
+	if p.drop || p.rows == 0 {
+		return
+	}
+	if ctx.Err() != nil {
+		p.drop = true
+		return
+	}
+	if p.b.Key.Isolate != 0 {
+		if p.refused = w.mayRunIsolated(ctx, p.live[0].Item.Value); p.refused != nil {
+			return
+		}
+	}
+	p.start = w.nowFn()
+	p.out, p.err = w.forward(ctx, p.m, p.prec, p.in, p.rows)
+	p.compute = w.nowFn().Sub(p.start)
+	if p.err != nil {
+		return
+	}
+	if w.checker != nil {
+		w.checker.Offer(p.start, p.m, p.prec, p.id, p.in, p.out, p.rows)
+	}
+	if w.met != nil {
+		w.met.batchRows.WithLabelValues(p.m.Name, string(p.prec)).Observe(float64(p.rows))
+		w.met.computeSec.WithLabelValues(p.m.Name, string(p.prec)).Observe(p.compute.Seconds())
 	}
 }
 
-// runBatch computes one batch and ends the jobs it completes. in is a
-// reusable input buffer; the grown buffer is returned.
-func (w *Worker) runBatch(ctx context.Context, b batcher.Batch[*task], in []float32) []float32 {
-	now := w.nowFn()
-	prec := precision.Format(b.Key.Precision)
-	id := fmt.Sprintf("%s-%d", w.cfg.Name, b.ID)
-
-	// Parts of jobs that expired or already failed are not computed.
-	live := make([]batcher.Part[*task], 0, len(b.Parts))
-	rows := 0
-	for _, p := range b.Parts {
-		t := p.Item.Value
-		if d := t.job.DeadlineTime(); !d.IsZero() && !now.Before(d) {
-			t.fail(w.expired(t))
+// finish scatters p's output rows back into their jobs, or records why
+// they failed, and passes every job p completes to done. On a hard stop it
+// lets go of the jobs' model versions and answers nothing.
+func (w *Worker) finish(ctx context.Context, p *pass, done func(*task)) {
+	if p.drop || ctx.Err() != nil {
+		for _, part := range p.b.Parts {
+			w.releaseModel(part.Item.Value)
 		}
-		if t.err != nil {
-			w.partDone(ctx, p)
-			continue
+		return
+	}
+	for _, part := range p.expired {
+		t := part.Item.Value
+		t.fail(w.expired(t))
+		partDone(part, done)
+	}
+	switch {
+	case p.refused != nil:
+		for _, part := range p.live {
+			t := part.Item.Value
+			t.fail(p.refused)
+			t.poison = true
+			partDone(part, done)
 		}
-		p.Offset = rows // offsets within the computed rows
-		live = append(live, p)
-		rows += p.Rows
+		return
+	case p.err != nil:
+		w.log.Error().Err(p.err).Str("batch", p.id).Str("model", p.m.Name).Str("precision", string(p.prec)).
+			Int("rows", p.rows).Msg("forward failed")
+		for _, part := range p.live {
+			part.Item.Value.fail(gearbox.Errorf(gearbox.CodeInternal, "forward pass on %s failed: %v", w.backend.Name(), p.err))
+			partDone(part, done)
+		}
+		return
 	}
-	if rows == 0 {
-		return in
-	}
-	// The batch runs the version its first live job holds: the jobs ended
-	// above may have released theirs.
-	first := live[0].Item.Value
-	m := first.model
-	if b.Key.Isolate != 0 && !w.mayRunIsolated(ctx, first) {
-		w.partDone(ctx, live[0])
-		return in
-	}
-	fin, fout := m.InputFeatures, m.OutputFeatures
-	in = in[:0]
-	for _, p := range live {
-		t := p.Item.Value
-		in = append(in, t.in[p.Start*fin:(p.Start+p.Rows)*fin]...)
-	}
-
-	start := w.nowFn()
-	out, err := w.forward(ctx, m, prec, in, rows)
-	compute := w.nowFn().Sub(start)
-	if err != nil {
-		if ctx.Err() != nil { // hard stop
-			for _, p := range live {
-				w.releaseModel(p.Item.Value)
+	fout := p.m.OutputFeatures
+	for _, part := range p.live {
+		t := part.Item.Value
+		if t.err == nil { // else an earlier part failed: these rows are not used
+			if t.out == nil {
+				t.out = make([]float32, t.rows*fout)
 			}
-			return in
+			copy(t.out[part.Start*fout:(part.Start+part.Rows)*fout], p.out[part.Offset*fout:(part.Offset+part.Rows)*fout])
 		}
-		w.log.Error().Err(err).Str("batch", id).Str("model", m.Name).Str("precision", string(prec)).
-			Int("rows", rows).Msg("forward failed")
-		for _, p := range live {
-			p.Item.Value.fail(gearbox.Errorf(gearbox.CodeInternal, "forward pass on %s failed: %v", w.backend.Name(), err))
-			w.partDone(ctx, p)
-		}
-		return in
-	}
-	if w.checker != nil {
-		w.checker.Offer(start, m, prec, id, in, out, rows)
-	}
-	if w.met != nil {
-		w.met.batchRows.WithLabelValues(m.Name, string(prec)).Observe(float64(rows))
-		w.met.computeSec.WithLabelValues(m.Name, string(prec)).Observe(compute.Seconds())
-	}
-	for _, p := range live {
-		t := p.Item.Value
-		if t.out == nil {
-			t.out = make([]float32, t.rows*fout)
-		}
-		copy(t.out[p.Start*fout:(p.Start+p.Rows)*fout], out[p.Offset*fout:(p.Offset+p.Rows)*fout])
 		if t.batch == "" {
-			t.batch, t.batchRows = id, rows
-			t.queued = start.Sub(t.published)
+			t.batch, t.batchRows = p.id, p.rows
+			t.queued = p.start.Sub(t.published)
 			if w.met != nil {
-				w.met.queueSec.WithLabelValues(m.Name).Observe(t.queued.Seconds())
+				w.met.queueSec.WithLabelValues(p.m.Name).Observe(t.queued.Seconds())
 			}
 		}
-		t.compute += compute
-		w.partDone(ctx, p)
+		t.compute += p.compute
+		partDone(part, done)
 	}
-	return in
+}
+
+// partDone accounts for a part's rows and passes its job to done once
+// every row of it is accounted for.
+func partDone(p batcher.Part[*task], done func(*task)) {
+	if t := p.Item.Value; t.partDone(p.Rows) {
+		done(t)
+	}
 }
 
 // forward runs the backend, turning a panic in it into an error: the batch
@@ -125,8 +239,9 @@ func (w *Worker) forward(ctx context.Context, m *model.Model, prec precision.For
 }
 
 // mayRunIsolated records an isolated attempt of t (see attempts.go) and
-// reports whether t may run; when it may not, t has failed.
-func (w *Worker) mayRunIsolated(ctx context.Context, t *task) bool {
+// returns nil when t may run, or the error it fails with when a worker died
+// computing it too often (poison).
+func (w *Worker) mayRunIsolated(ctx context.Context, t *task) *gearbox.Error {
 	if w.met != nil {
 		w.met.isolated.Inc()
 	}
@@ -134,29 +249,28 @@ func (w *Worker) mayRunIsolated(ctx context.Context, t *task) bool {
 	if err != nil {
 		// Run it anyway: the delivery backstop still bounds it.
 		w.log.Warn().Err(err).Uint64("seq", t.seq).Msg("record an isolated attempt")
-		return true
+		return nil
 	}
 	if prior < poisonAttempts {
-		return true
+		return nil
 	}
-	t.fail(gearbox.Errorf(gearbox.CodeInternal, "a worker died computing this job %d times; gave up", prior))
-	t.poison = true
-	return false
+	return gearbox.Errorf(gearbox.CodeInternal, "a worker died computing this job %d times; gave up", prior)
 }
 
-// partDone accounts for a part's rows and ends its job once every row of it
-// is accounted for.
-func (w *Worker) partDone(ctx context.Context, p batcher.Part[*task]) {
-	t := p.Item.Value
-	if !t.partDone(p.Rows) {
+// answer ends a job whose every row is computed or failed: with its result,
+// converted to the output dtype it asked for, or with its first error. It
+// runs on one of the executor's encoders; on a hard stop it only lets go
+// of the job's model version.
+func (w *Worker) answer(ctx context.Context, t *task) {
+	switch {
+	case ctx.Err() != nil:
+		w.releaseModel(t)
 		return
-	}
-	if t.err != nil {
-		if t.poison {
-			w.end(ctx, t, w.giveUp(t, t.err))
-		} else {
-			w.end(ctx, t, w.errorEnding(t, t.err))
-		}
+	case t.err != nil && t.poison:
+		w.end(ctx, t, w.giveUp(t, t.err))
+		return
+	case t.err != nil:
+		w.end(ctx, t, w.errorEnding(t, t.err))
 		return
 	}
 	out := gearbox.NewTensorAs(t.rows, t.model.OutputFeatures, t.out, t.job.OutputDType)

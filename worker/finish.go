@@ -120,8 +120,8 @@ func (w *Worker) end(ctx context.Context, t *task, e ending) {
 // releaseModel ends t's use of its model version, which may evict a
 // version that was replaced meanwhile (see Models). It is called as t
 // ends, or is dropped by a hard stop; later calls do nothing. It runs on
-// the goroutine that holds t: the pull goroutine before t reaches the
-// batcher, the executor after.
+// the goroutine that holds t: its decoder or the adder before t reaches
+// the batcher, the executor's finish stage or an encoder after.
 func (w *Worker) releaseModel(t *task) {
 	if t.model != nil && !t.released {
 		t.released = true

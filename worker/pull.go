@@ -18,8 +18,10 @@ import (
 // (it drains the prefetched jobs first) or a hard stop. If the consumer is
 // deleted under it, it binds again (re-creating it when provisioning).
 func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer) error {
+	adm := w.startAdmission(ctx)
+	defer adm.stop() // every job pulled is in the batcher (or an engine) or dropped
 	for {
-		err := w.pullFrom(ctx, cons)
+		err := w.pullFrom(ctx, cons, adm)
 		if !errors.Is(err, jetstream.ErrConsumerDeleted) && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			return err
 		}
@@ -32,7 +34,7 @@ func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer) error {
 	}
 }
 
-func (w *Worker) pullFrom(ctx context.Context, cons jetstream.Consumer) error {
+func (w *Worker) pullFrom(ctx context.Context, cons jetstream.Consumer, adm *admission) error {
 	// At most Prefetch jobs, and PrefetchBytes per pull request, wait in the
 	// client's buffer; the batcher bounds the rest.
 	it, err := cons.Messages(
@@ -80,15 +82,15 @@ func (w *Worker) pullFrom(ctx context.Context, cons jetstream.Consumer) error {
 		if ctx.Err() != nil {
 			return ctx.Err() // hard stop: leave it unacked
 		}
-		if err := w.admit(ctx, msg); err != nil {
+		if err := adm.submit(ctx, w.newTask(msg)); err != nil {
 			return err
 		}
 	}
 }
 
-// admit decodes and checks one job and hands it to the batcher, or ends it
-// at once. It returns an error only when the worker is stopping hard.
-func (w *Worker) admit(ctx context.Context, msg jetstream.Msg) error {
+// newTask is a pulled message's task, stamped with its arrival and its
+// delivery metadata.
+func (w *Worker) newTask(msg jetstream.Msg) *task {
 	now := w.nowFn()
 	t := &task{msg: msg, arrived: now, published: now}
 	t.touched.Store(now.UnixNano())
@@ -100,14 +102,32 @@ func (w *Worker) admit(ctx context.Context, msg jetstream.Msg) error {
 	if t.delivered > 1 && w.met != nil {
 		w.met.redeliver.Inc()
 	}
-	if end, ok := w.prepare(ctx, t); !ok {
-		w.end(ctx, t, end)
-		return nil
+	return t
+}
+
+// decode decodes and checks t's job (prepare). A job that can run is
+// tracked; one that cannot is ended at once. It runs on one of the
+// admission's decoders, or for a small job on the pull goroutine.
+func (w *Worker) decode(ctx context.Context, t *task) {
+	if t.decoded != nil {
+		defer close(t.decoded)
 	}
+	end, ok := w.prepare(ctx, t)
+	if !ok {
+		w.end(ctx, t, end)
+		return
+	}
+	t.admitted = true
 	w.track(t)
 	if w.met != nil {
 		w.met.received.WithLabelValues(t.modelName()).Inc()
 	}
+}
+
+// enqueue hands an admitted job to the batcher, or to its language-model
+// engine. It returns an error only when the worker is stopping hard; the
+// job is then dropped (redelivered after AckWait).
+func (w *Worker) enqueue(ctx context.Context, t *task) error {
 	if t.lm != nil {
 		return w.startLM(ctx, t)
 	}

@@ -97,7 +97,12 @@ func (r *running) stop(t *testing.T) error {
 // start runs a worker on its own connection, as a separate process would.
 func (e *env) start(name string, cfg worker.Config, backend kernels.Backend) *running {
 	e.t.Helper()
-	nc := connect(e.t, e.srv)
+	return e.startOn(connect(e.t, e.srv), name, cfg, backend)
+}
+
+// startOn runs a worker on nc.
+func (e *env) startOn(nc *nats.Conn, name string, cfg worker.Config, backend kernels.Backend) *running {
+	e.t.Helper()
 	if backend == nil {
 		backend = e.backend
 	}

@@ -15,9 +15,10 @@ import (
 
 // task is one job's life inside the worker, from pull to settle.
 //
-// admit sets every field above the line before the task reaches the
-// batcher, and nothing changes them after; the fields below it are written
-// by the executor goroutine alone, except touched.
+// admission (newTask, then a decoder) sets every field above the line
+// before the task reaches the batcher, and nothing changes them after; the
+// fields below it are written by the executor's finish stage alone (and
+// read by its encoders once the job is done), except touched.
 type task struct {
 	msg       jetstream.Msg
 	enc       gearbox.Encoding
@@ -38,6 +39,11 @@ type task struct {
 	bytes     int    // memory held while queued: payload and decoded input
 	isolated  bool   // batched alone: a worker died while holding it before
 	lm        *lmJob // a language-model job: run by an engine, not batches
+	admitted  bool   // decoded and checked: it goes to the batcher or an engine
+
+	// decoded, for a job handed to a decoder, is closed once the fields
+	// above are set (see admission).
+	decoded chan struct{}
 
 	// ---- written while batches run
 

@@ -21,12 +21,15 @@ import (
 
 // Worker pulls jobs from the shared consumer and answers them.
 //
-// The path of a job: the pull goroutine decodes and checks it (admit) and
-// adds it to the batcher; the batcher's goroutine forms batches; the
-// executor goroutine computes them and, as each job's last rows are done,
-// publishes its answer (end); the ack goroutine waits for the publishes to
-// be stored and settles the job (ack, or Term for dead letters), handing
-// answers whose publish failed to retry goroutines of their own.
+// The path of a job: the pull goroutine hands it to the admission, whose
+// decoders decode and check it in parallel and whose adder adds it to the
+// batcher in pull order; the batcher's goroutine forms batches; the
+// executor's stages gather, compute and finish them, overlapping one
+// batch's Forward with the next one's gathering and the last one's
+// scattering, and as each job's last rows are done an encoder publishes
+// its answer (end); the ack goroutine waits for the publishes to be stored
+// and settles the job (ack, or Term for dead letters), handing answers
+// whose publish failed to retry goroutines of their own.
 type Worker struct {
 	cfg     Config
 	nc      *nats.Conn

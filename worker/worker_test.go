@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -530,4 +531,40 @@ func TestJobPastMaxDeliveries(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestAdmissionKeepsPullOrder: jobs decoded in parallel (Codecs 4, jobs of
+// 1 to 64 rows, so their decodes take unequal times) still reach the
+// batcher in the order they were pulled: a job published later never runs
+// in an earlier batch than one published before it at the same priority.
+func TestAdmissionKeepsPullOrder(t *testing.T) {
+	t.Parallel()
+	e := setup(t, gearbox.StreamsConfig{})
+	const n = 120
+	jobs := map[string]int{}
+	for i := range n {
+		id := fmt.Sprintf("o-%03d", i)
+		jobs[id] = i
+		if _, err := e.client.SubmitAsync(e.job(id, 1+(i*37)%64, uint64(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-e.js.PublishAsyncComplete()
+	e.start("w", worker.Config{Codecs: 4, Config: batcher.Config{MaxBatchRows: 32}}, nil)
+	batchOf := make([]int, n)
+	for _, r := range e.results(n) {
+		if r.Error != nil {
+			t.Fatalf("job %s: %s", r.ID, r.Error.Message)
+		}
+		b, err := strconv.Atoi(strings.TrimPrefix(r.Batch, "w-"))
+		if err != nil {
+			t.Fatalf("job %s: batch %q is not w-<n>", r.ID, r.Batch)
+		}
+		batchOf[jobs[r.ID]] = b
+	}
+	for i := 1; i < n; i++ {
+		if batchOf[i] < batchOf[i-1] {
+			t.Errorf("job o-%03d ran first in batch %d, before job o-%03d's batch %d", i, batchOf[i], i-1, batchOf[i-1])
+		}
+	}
 }

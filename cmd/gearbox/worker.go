@@ -73,11 +73,14 @@ func runWorker(ctx context.Context, cfg *config, log zerolog.Logger) error {
 		defer stop()
 	}
 
-	nc, closeNATS, err := connect(ctx, cfg, log, "gearbox-worker", true)
+	// A connection per worker: workers in one process share nothing on the
+	// way in or out (docs/architecture.md, "One connection per worker").
+	conns, closeNATS, err := connectN(ctx, cfg, log, "gearbox-worker", true, max(cfg.Workers, 1))
 	if err != nil {
 		return err
 	}
 	defer closeNATS()
+	nc := conns[0]
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return err
@@ -106,7 +109,7 @@ func runWorker(ctx context.Context, cfg *config, log zerolog.Logger) error {
 		if i > 0 {
 			wc.Quality.Control = false // one controller per process is enough
 		}
-		w, err := worker.New(nc, backend, models, wc)
+		w, err := worker.New(conns[i], backend, models, wc)
 		if err != nil {
 			return err
 		}

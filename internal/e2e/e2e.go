@@ -166,7 +166,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := client.Provision(ctx, streams); err != nil {
 		return nil, err
 	}
-	b := &bench{cfg: cfg, m: m, inputs: inputs, batches: batches, nc: nc, client: client, subj: subj, models: worker.NewModels(m)}
+	dial := func(name string) (*nats.Conn, error) {
+		return nats.Connect("", nats.InProcessServer(srv), nats.Name(name))
+	}
+	b := &bench{cfg: cfg, m: m, inputs: inputs, batches: batches, dial: dial, client: client, subj: subj, models: worker.NewModels(m)}
 
 	rep := newReport(cfg, m)
 	for _, p := range cfg.Precisions {
@@ -240,10 +243,13 @@ type bench struct {
 	m       *model.Model
 	inputs  [][]float32
 	batches []batch
-	nc      *nats.Conn
-	client  *gearbox.Client
-	subj    gearbox.Subjects
-	models  *worker.Models
+	// dial opens a connection to the embedded server: each worker has its
+	// own, as in gearbox worker, apart from the producer's and the results
+	// reader's (client's).
+	dial   func(name string) (*nats.Conn, error)
+	client *gearbox.Client
+	subj   gearbox.Subjects
+	models *worker.Models
 }
 
 func (b *bench) progress(format string, args ...any) {
@@ -382,7 +388,14 @@ func (b *bench) worker(ctx context.Context, p precision.Format, tag string, jobs
 		wc := b.cfg.Worker
 		wc.Subjects, wc.Provision = b.subj, false
 		wc.Name = fmt.Sprintf("bench-%s-%s-%d", p, tag, i)
-		w, err := worker.New(b.nc, b.cfg.Backend, b.models, wc)
+		nc, err := b.dial(wc.Name)
+		if err != nil {
+			hardStop()
+			wg.Wait()
+			return run{}, err
+		}
+		defer nc.Close()
+		w, err := worker.New(nc, b.cfg.Backend, b.models, wc)
 		if err != nil {
 			hardStop()
 			wg.Wait()
