@@ -152,6 +152,10 @@ type attnArgs struct {
 	maxSplits               int
 	out                     uint64
 	outStride               int
+	// yq, if not 0, receives out in yqFmt (tf32, bf16 or f16) too, when
+	// gbx_attn_split runs (attnLanes): the o projection's operand.
+	yq    uint64
+	yqFmt fmtCode
 }
 
 // attnLanes says whether gbx_attn_split takes a model's attention: head
@@ -174,6 +178,7 @@ func (k *kernelSet) attnPartial(s cuStream, row0, rows int, a attnArgs) error {
 	kd, threads := kAttnPartial, uint32(attnThreads)
 	if attnLanes(a.dim, a.group) {
 		kd, threads = kAttnSplit, C.GBX_ATTN_SPLIT_THREADS
+		ar.ptr(a.yq).i32(int(a.yqFmt))
 	}
 	return k.run(s, launch{kernel: kd, grid: [3]uint32{uint32(a.maxSplits), uint32(a.kvHeads), uint32(rows)},
 		block: [3]uint32{threads, 1, 1}, args: ar})
@@ -182,8 +187,12 @@ func (k *kernelSet) attnPartial(s cuStream, row0, rows int, a attnArgs) error {
 // attnReduce combines the splits of rows [row0, row0+rows) (grid: heads ×
 // rows).
 func (k *kernelSet) attnReduce(s cuStream, row0, rows int, a attnArgs) error {
+	var yq uint64
+	if attnLanes(a.dim, a.group) {
+		yq = a.yq
+	}
 	ar := newArgs().ptr(a.pos).ptr(a.split).i32(row0).i32(a.kvHeads * a.group).i32(a.dim).ptr(a.partO).ptr(a.partML).
-		i32(a.maxSplits).ptr(a.out).i32(a.outStride)
+		i32(a.maxSplits).ptr(a.out).i32(a.outStride).ptr(yq).i32(int(a.yqFmt))
 	return k.run(s, launch{kernel: kAttnReduce, grid: [3]uint32{uint32(a.kvHeads * a.group), uint32(rows), 1},
 		block: [3]uint32{attnThreads, 1, 1}, args: ar})
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/gearbox-inference/gearbox/kernels"
@@ -146,17 +147,38 @@ func rmsNormRef(dst, src, w []float32, eps float64) {
 // TestLMOpNorm checks gbx_lm_norm (residual add, RMSNorm, the operand in
 // every format) and gbx_quant_rows against the CPU's arithmetic and package
 // precision's conversions.
+//
+// Three shapes: a few rows (wide blocks, the row in registers), many rows
+// (256-thread blocks, the row in registers) and many long rows (more than
+// GBX_NORM_REGS values a thread: the passes over memory).
 func TestLMOpNorm(t *testing.T) {
 	x := newDevT(t)
 	r := rand.New(rand.NewPCG(1, 2))
-	const rows, cols, margin = 5, 300, 1
+	for _, tc := range []struct {
+		rows, cols int
+		rowIdx     []int32
+	}{
+		{5, 300, []int32{3, 0, 4}},
+		{41, 1000, nil},
+		{41, 4100, nil},
+	} {
+		if tc.rowIdx == nil {
+			for i := range tc.rows - 1 { // every row but the last, backwards
+				tc.rowIdx = append(tc.rowIdx, int32(tc.rows-2-i))
+			}
+		}
+		testLMOpNorm(t, x, r, tc.rows, tc.cols, tc.rowIdx)
+	}
+}
+
+func testLMOpNorm(t *testing.T, x *devT, r *rand.Rand, rows, cols int, rowIdx []int32) {
+	const margin = 1
 	xv, dv, wv := randFloats(r, rows*cols, 2), randFloats(r, rows*cols, 1), randFloats(r, cols, 0.3)
 	for i := range wv {
 		wv[i] += 1
 	}
 	xv[7] = 1e4 // an outlier: the fp8 row scale follows it
-	rowIdx := []int32{3, 0, 4}
-	// The expected residual and norm, rows 3, 0, 4 in that order.
+	// The expected residual and norm, the rows of rowIdx in that order.
 	sum := make([]float32, rows*cols)
 	for i := range sum {
 		sum[i] = xv[i] + dv[i]
@@ -176,24 +198,24 @@ func TestLMOpNorm(t *testing.T) {
 		})
 		gotX := x.floats(xp, rows*cols)
 		for ri := range rows {
-			touched := ri == 3 || ri == 0 || ri == 4
+			touched := slices.Contains(rowIdx, int32(ri))
 			for i := range cols {
 				w := xv[ri*cols+i]
 				if touched {
 					w = sum[ri*cols+i]
 				}
 				if gotX[ri*cols+i] != w {
-					t.Fatalf("fmt %d: residual x[%d][%d] = %g, want %g (x += delta on rows %v only)", f, ri, i, gotX[ri*cols+i], w, rowIdx)
+					t.Fatalf("cols %d fmt %d: residual x[%d][%d] = %g, want %g (x += delta on rows %v only)", cols, f, ri, i, gotX[ri*cols+i], w, rowIdx)
 				}
 			}
 		}
 		got := x.floats(yf, len(want))
 		for i := range want {
 			if ulpDiff(got[i], want[i]) > 1 {
-				t.Fatalf("fmt %d: norm row %d (x row %d) [%d] = %g, want %g (rmsNormRow)", f, i/cols, rowIdx[i/cols], i%cols, got[i], want[i])
+				t.Fatalf("cols %d fmt %d: norm row %d (x row %d) [%d] = %g, want %g (rmsNormRow)", cols, f, i/cols, rowIdx[i/cols], i%cols, got[i], want[i])
 			}
 		}
-		checkOperand(t, fmt.Sprintf("lmNorm fmt %d", f), f, got, x.down(yq, 4*len(want)), x.floats(xs, len(rowIdx)), cols, margin)
+		checkOperand(t, fmt.Sprintf("lmNorm cols %d fmt %d", cols, f), f, got, x.down(yq, 4*len(want)), x.floats(xs, len(rowIdx)), cols, margin)
 		if f == fmtF32 {
 			continue
 		}

@@ -305,11 +305,20 @@ func (d *devState) lmEnqueue(ctx context.Context, m *lm.Model, w *lmWeights, kv 
 			return fail("rope", err)
 		}
 		attn.layer = l
+		oFmt := L.o.actFmt()
+		attn.yq, attn.yqFmt = 0, oFmt
+		fused := attnLanes(c.HeadDim, c.Heads/c.KVHeads) && (oFmt == fmtTF32 || oFmt == fmtBF16 || oFmt == fmtF16)
+		if fused {
+			attn.yq = r.cv // attention writes the o projection's operand itself
+		}
 		if err := d.lmAttention(rows, r.attnRows, attn); err != nil {
 			return fail("attention", err)
 		}
-		if in, err = d.lmQuantTo(r, L.o.actFmt(), r.f, rows, qd); err != nil {
-			return fail("attention output", err)
+		in = r.cv
+		if !fused {
+			if in, err = d.lmQuantTo(r, oFmt, r.f, rows, qd); err != nil {
+				return fail("attention output", err)
+			}
 		}
 		if err := d.lmLinear(&L.o, in, r.xs, r.out, rows); err != nil {
 			return fail("o projection", err)

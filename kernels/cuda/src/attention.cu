@@ -15,6 +15,7 @@
 // for the dot products.
 
 #include "lm.cuh"
+#include "rows.cuh"
 
 // gbx_ld8 loads 8 consecutive cache values at element off (a multiple of 8)
 // as floats.
@@ -212,6 +213,8 @@ extern "C" __global__ void __launch_bounds__(GBX_ATTN_THREADS)
 // symmetric combination, the same on both lanes), then across warps
 // through shared memory, lower warp first. Which position a stream takes
 // depends on the split alone, so a row's result is the same in any batch.
+// With yq, a row of one split is also written in fmt (TF32, BF16 or F16),
+// the o projection's operand (the row's other splits: gbx_attn_reduce).
 
 // gbxAttnState is one stream's online-softmax state for G heads: running
 // maximum m, sum l and unnormalised output acc over its 8 dims.
@@ -240,7 +243,7 @@ __device__ __forceinline__ void gbx_attn_lanes(float *sh, const float *qkv, int 
                                                int layer, int layers, int kvHeads, int dim, const int *pos,
                                                const int *seq, const int *btOff, const int *blocks, const int *split,
                                                int row0, float scale, float *partO, float *partML, int maxSplits,
-                                               float *out, int outStride) {
+                                               float *out, int outStride, void *yq, int fmt) {
 	constexpr int NT = GBX_ATTN_SPLIT_THREADS, NW = NT / 32;
 	const float NEG = __int_as_float(0xff800000); // -inf
 	const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
@@ -384,9 +387,13 @@ __device__ __forceinline__ void gbx_attn_lanes(float *sh, const float *qkv, int 
 		const int hq = g * G + h;
 		float *o;
 		if (ns == 1) {
-			o = out + (long long)r * outStride + (long long)hq * dim + sub * 8;
+			const long long i0 = (long long)r * outStride + (long long)hq * dim + sub * 8;
 #pragma unroll
-			for (int e = 0; e < 8; e++) o[e] = __fdiv_rn(st8.acc[h][e], st8.l[h]);
+			for (int e = 0; e < 8; e++) {
+				const float v = __fdiv_rn(st8.acc[h][e], st8.l[h]);
+				out[i0 + e] = v;
+				if (yq) gbx_st(yq, fmt, i0 + e, v);
+			}
 			continue;
 		}
 		const long long b = ((long long)rc * H + hq) * maxSplits + s;
@@ -401,12 +408,12 @@ extern "C" __global__ void __launch_bounds__(GBX_ATTN_SPLIT_THREADS)
     gbx_attn_split(const float *qkv, int stride, const void *cache, int f32, int layer, int layers, int kvHeads,
                    int group, int dim, const int *pos, const int *seq, const int *btOff, const int *blocks,
                    const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
-                   int outStride) {
+                   int outStride, void *yq, int fmt) {
 	__shared__ float sh[GBX_ATTN_SPLIT_THREADS / 64 * GBX_ATTN_SPLIT_MAX_GROUP * (GBX_ATTN_MAX_DIM + 2)];
 #define GBX_ATTN_CASE(G, U)                                                                                           \
 	case G:                                                                                                           \
 		gbx_attn_lanes<G, U>(sh, qkv, stride, cache, f32, layer, layers, kvHeads, dim, pos, seq, btOff, blocks, split,  \
-		                     row0, scale, partO, partML, maxSplits, out, outStride);                                   \
+		                     row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);                          \
 		break;
 	switch (group) {
 		GBX_ATTN_CASE(1, 4)
@@ -422,12 +429,13 @@ extern "C" __global__ void __launch_bounds__(GBX_ATTN_SPLIT_THREADS)
 }
 
 // gbx_attn_reduce: block (h, rc) combines the splits of row r = row0 + rc,
-// query head h (rows with one split were written by gbx_attn_partial):
-// M = max m_s, L = Σ l_s·e_s, out = (Σ o_s·e_s) / L with e_s = exp(m_s − M),
-// in split order.
+// query head h (rows with one split were written by gbx_attn_partial or
+// gbx_attn_split): M = max m_s, L = Σ l_s·e_s, out = (Σ o_s·e_s) / L with
+// e_s = exp(m_s − M), in split order; with yq, also out in fmt (TF32, BF16
+// or F16: the o projection's operand, as gbx_row_out writes it).
 extern "C" __global__ void gbx_attn_reduce(const int *pos, const int *split, int row0, int heads, int dim,
                                            const float *partO, const float *partML, int maxSplits, float *out,
-                                           int outStride) {
+                                           int outStride, void *yq, int fmt) {
 	__shared__ float e[GBX_ATTN_MAX_SPLITS];
 	__shared__ float L;
 	const int rc = blockIdx.y, r = row0 + rc, h = blockIdx.x;
@@ -448,6 +456,8 @@ extern "C" __global__ void gbx_attn_reduce(const int *pos, const int *split, int
 	for (int i = threadIdx.x; i < dim; i += blockDim.x) {
 		float o = 0.0f;
 		for (int s = 0; s < ns; s++) o = o + partO[(base + s) * dim + i] * e[s];
-		out[(long long)r * outStride + (long long)h * dim + i] = __fdiv_rn(o, L);
+		const long long at = (long long)r * outStride + (long long)h * dim + i;
+		out[at] = __fdiv_rn(o, L);
+		if (yq) gbx_st(yq, fmt, at, out[at]);
 	}
 }
