@@ -230,7 +230,8 @@ func TestEngineAddWaitsForRoom(t *testing.T) {
 	if err := e.Add(context.Background(), first); err != nil {
 		t.Fatal(err)
 	}
-	second := &engine.Seq{Prompt: make([]int32, 30), MaxTokens: 8, Done: func(o *engine.Outcome) { done <- o }}
+	// Another prompt: the same one would share first's blocks and fit.
+	second := &engine.Seq{Prompt: slices.Repeat([]int32{1}, 30), MaxTokens: 8, Done: func(o *engine.Outcome) { done <- o }}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	if err := e.Add(ctx, second); !errors.Is(err, context.DeadlineExceeded) {

@@ -56,6 +56,8 @@ type Seq struct {
 	tokens    []int32 // the prompt, then the generated tokens
 	fed       int     // tokens whose K and V are in the cache
 	table     []int32 // block table
+	keys      []blockKey
+	sealed    int // leading blocks of table written (ready, or private)
 	order     uint64  // admission order
 	running   bool    // prefilled: decoding one token a step
 	gen       []Token
