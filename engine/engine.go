@@ -48,6 +48,7 @@ type StepStats struct {
 	Running         int // sequences decoding after the last step
 	Waiting         int // sequences waiting to be prefilled
 	BlocksUsed      int // held by sequences (a shared block once)
+	BlocksPeak      int // the most ever used, at a step's planning
 	BlocksCached    int // held by none, kept for a later prompt with their prefix
 	BlocksFree      int // neither
 	LastStepSeconds float64
@@ -207,7 +208,7 @@ func (e *Engine) Stats() StepStats {
 	st := e.steps
 	st.Running, st.Waiting = len(e.sched.running), len(e.sched.waiting)
 	st.BlocksFree, st.BlocksCached = len(e.sched.bl.free), e.sched.bl.cached
-	st.BlocksUsed = e.sched.bl.Held()
+	st.BlocksUsed, st.BlocksPeak = e.sched.bl.Held(), e.sched.peak
 	st.Preemptions, st.ReusedTokens = e.sched.preemptions, e.sched.reused
 	return st
 }

@@ -16,19 +16,23 @@ import (
 	"github.com/gearbox-inference/gearbox/precision"
 )
 
-// tiny is a small random llama (hidden 64, 2 layers, vocab 256).
-var tiny = sync.OnceValues(func() (*lm.Model, error) {
+// tiny is a small random llama (hidden 64, 2 layers, vocab 256, 256
+// positions).
+var tiny = sync.OnceValues(func() (*lm.Model, error) { return synth(256) })
+
+// synth writes and loads tiny's shapes with a context of maxPos positions.
+func synth(maxPos int) (*lm.Model, error) {
 	dir, err := tempDir()
 	if err != nil {
 		return nil, err
 	}
 	c := lm.Config{Arch: lm.Llama, Hidden: 64, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 16, Intermediate: 128,
-		Vocab: 256, RMSEps: 1e-5, RopeTheta: 10000, MaxPositions: 256, BOS: lm.NoToken, TieEmbeddings: true}
+		Vocab: 256, RMSEps: 1e-5, RopeTheta: 10000, MaxPositions: maxPos, BOS: lm.NoToken, TieEmbeddings: true}
 	if err := lm.Synth(dir, lm.SynthConfig{Config: c, Seed: 3}); err != nil {
 		return nil, err
 	}
 	return lm.Load(dir)
-})
+}
 
 func setup(t *testing.T) (*lm.Model, *cpu.Backend) {
 	t.Helper()
@@ -80,7 +84,7 @@ func requests(n int) []request {
 }
 
 // generate runs reqs through e at once and returns each one's tokens.
-func generate(t *testing.T, e *engine.Engine, reqs []request) ([][]int32, []*engine.Outcome) {
+func generate(t testing.TB, e *engine.Engine, reqs []request) ([][]int32, []*engine.Outcome) {
 	t.Helper()
 	toks := make([][]int32, len(reqs))
 	outs := make([]*engine.Outcome, len(reqs))

@@ -60,8 +60,8 @@ type Scheduler struct {
 	// prompt tokens taken from the prefix cache instead of prefilled.
 	preemptions, reused int
 	// decodes is how many of the planned step's sequences (its first)
-	// decode.
-	decodes int
+	// decode; peak the most blocks held at a plan's end.
+	decodes, peak int
 }
 
 // NewScheduler returns a scheduler for a cache of nBlocks blocks of
@@ -216,6 +216,7 @@ func (s *Scheduler) Plan(now time.Time) *kernels.Batch {
 			s.running = append(s.running, q) // until Apply ends it
 		}
 	}
+	s.peak = max(s.peak, s.bl.Held())
 	if len(s.planned) == 0 {
 		return nil
 	}

@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"testing"
@@ -11,16 +12,21 @@ import (
 	"github.com/gearbox-inference/gearbox/precision"
 )
 
-// sharedPrefix is n requests of one prefix of prefix tokens and distinct
-// suffixes, half greedy and half sampled with a seed.
-func sharedPrefix(n, prefix, max int) []request {
+// sharedPrefix is n requests of one random prefix of prefix tokens and a
+// distinct random suffix of suffix tokens, generating max tokens; with
+// requests' sampling (half greedy, half sampled with a seed).
+func sharedPrefix(n, prefix, suffix, max int) []request {
 	reqs := requests(n)
-	head := requests(n + 1)[n].prompt
-	for len(head) < prefix {
-		head = append(head, head...)
+	r := rand.New(rand.NewPCG(7, 8))
+	head := make([]int32, prefix)
+	for j := range head {
+		head[j] = int32(r.IntN(256))
 	}
 	for i := range reqs {
-		reqs[i].prompt = append(slices.Clone(head[:prefix]), reqs[i].prompt[:1+i%5]...)
+		reqs[i].prompt = slices.Clone(head)
+		for range suffix {
+			reqs[i].prompt = append(reqs[i].prompt, int32(r.IntN(256)))
+		}
 		reqs[i].max = max
 	}
 	return reqs
@@ -32,7 +38,7 @@ func sharedPrefix(n, prefix, max int) []request {
 // cached.
 func TestEnginePrefixSameTokens(t *testing.T) {
 	m, b := setup(t)
-	reqs := sharedPrefix(10, 40, 12)
+	reqs := sharedPrefix(10, 40, 3, 12)
 	want, _ := generate(t, start(t, b, m, precision.BF16, 128, engine.Config{NoPrefixCache: true}), reqs)
 	// A small budget: the prefix takes several steps, and the others
 	// arrive while it is prefilling.
@@ -64,7 +70,7 @@ func TestEnginePrefixSameTokens(t *testing.T) {
 // direct step over the whole prompt gives.
 func TestEnginePrefixEmbed(t *testing.T) {
 	m, b := setup(t)
-	reqs := sharedPrefix(2, 40, 2)
+	reqs := sharedPrefix(2, 40, 3, 2)
 	e := start(t, b, m, precision.FP32, 64, engine.Config{})
 	generate(t, e, reqs[:1])
 	var wg sync.WaitGroup
@@ -99,7 +105,7 @@ func TestEnginePrefixEmbed(t *testing.T) {
 // without sharing or preemption.
 func TestEnginePrefixPreemption(t *testing.T) {
 	m, b := setup(t)
-	reqs := sharedPrefix(8, 32, 60)
+	reqs := sharedPrefix(8, 32, 3, 60)
 	want, _ := generate(t, start(t, b, m, precision.FP32, 256, engine.Config{NoPrefixCache: true}), reqs)
 	small := start(t, b, m, precision.FP32, 20, engine.Config{}) // 2 prefix blocks, 18 for 8 sequences growing to 4 or 5
 	got, outs := generate(t, small, reqs)
