@@ -129,28 +129,38 @@ func TestEngineBatchInvariant(t *testing.T) {
 // TestEnginePreemption: a cache too small for every sequence at once
 // preempts and recomputes, and still produces exactly the same tokens.
 func TestEnginePreemption(t *testing.T) {
-	m, b := setup(t)
 	// Short prompts are all admitted at once; their generations then
 	// outgrow the cache.
 	reqs := requests(8)
 	for i := range reqs {
 		reqs[i].prompt, reqs[i].max = reqs[i].prompt[:4], 60
 	}
-	want, _ := generate(t, start(t, b, m, precision.FP32, 256, engine.Config{}), reqs)
-	small := start(t, b, m, precision.FP32, 12, engine.Config{}) // 192 positions for 8 sequences of 64
+	small, preempted := preempting(t, reqs, 12, engine.Config{}) // 192 positions for 8 sequences of 64
+	if st := small.Stats(); preempted == 0 || st.Preemptions != preempted {
+		t.Errorf("%d preemptions (stats %d); want some on a cache this small", preempted, st.Preemptions)
+	}
+}
+
+// preempting runs reqs on an engine of blocks blocks and cfg, checks that
+// they produce the tokens of an engine with room for all at once and no
+// prefix sharing, and returns the engine and the preemptions its
+// sequences counted.
+func preempting(t *testing.T, reqs []request, blocks int, cfg engine.Config) (*engine.Engine, int) {
+	t.Helper()
+	m, b := setup(t)
+	want, _ := generate(t, start(t, b, m, precision.FP32, 256, engine.Config{NoPrefixCache: true}), reqs)
+	small := start(t, b, m, precision.FP32, blocks, cfg)
 	got, outs := generate(t, small, reqs)
 	for i := range reqs {
 		if !slices.Equal(got[i], want[i]) {
-			t.Errorf("request %d: %v with preemption; want %v", i, got[i], want[i])
+			t.Errorf("request %d: %v on %d blocks; want %v", i, got[i], blocks, want[i])
 		}
 	}
 	preempted := 0
 	for _, o := range outs {
 		preempted += o.Preempted
 	}
-	if st := small.Stats(); preempted == 0 || st.Preemptions != preempted {
-		t.Errorf("%d preemptions (stats %d); want some on a cache this small", preempted, st.Preemptions)
-	}
+	return small, preempted
 }
 
 // TestEngineGreedyMatchesReference: greedy generation at fp32 picks the

@@ -104,20 +104,8 @@ func TestEnginePrefixEmbed(t *testing.T) {
 // cached prefix, and still produce exactly the tokens of an engine
 // without sharing or preemption.
 func TestEnginePrefixPreemption(t *testing.T) {
-	m, b := setup(t)
-	reqs := sharedPrefix(8, 32, 3, 60)
-	want, _ := generate(t, start(t, b, m, precision.FP32, 256, engine.Config{NoPrefixCache: true}), reqs)
-	small := start(t, b, m, precision.FP32, 20, engine.Config{}) // 2 prefix blocks, 18 for 8 sequences growing to 4 or 5
-	got, outs := generate(t, small, reqs)
-	for i := range reqs {
-		if !slices.Equal(got[i], want[i]) {
-			t.Errorf("request %d: %v with sharing and preemption; want %v", i, got[i], want[i])
-		}
-	}
-	preempted := 0
-	for _, o := range outs {
-		preempted += o.Preempted
-	}
+	// 2 prefix blocks and 18 for 8 sequences growing to 4 or 5.
+	small, preempted := preempting(t, sharedPrefix(8, 32, 3, 60), 20, engine.Config{})
 	st := small.Stats()
 	if preempted == 0 || st.ReusedTokens <= 7*32 {
 		t.Errorf("%d preemptions, %d tokens reused; want some preemptions, re-admissions reusing", preempted, st.ReusedTokens)
