@@ -278,3 +278,35 @@ func TestPrefixScoreDoesNotReuse(t *testing.T) {
 		t.Errorf("steps %q, %d log-probabilities; want %q, 8", steps, len(out[q].Logprobs), want)
 	}
 }
+
+// TestPrefixWriterEnds: when the sequence writing a prefix ends midway
+// (here at its deadline), its half-written block leaves the table and a
+// sequence waiting for it takes the written blocks and prefills the rest
+// itself.
+func TestPrefixWriterEnds(t *testing.T) {
+	s := NewScheduler(Config{TokenBudget: 6}, 32, 4, 128)
+	p := prompt(12)
+	a := &Seq{Prompt: withTail(p, 50), MaxTokens: 4, Deadline: t0.Add(time.Millisecond)}
+	b := &Seq{Prompt: withTail(p, 60), MaxTokens: 1}
+	for _, q := range []*Seq{a, b} {
+		if err := s.Add(q, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var steps []string
+	for now := t0; s.Len() > 0; now = now.Add(time.Millisecond) {
+		steps = append(steps, step(t, s, now))
+		s.Ended()
+	}
+	want := []string{
+		"6@0:",   // a writes block 0 and half of block 1; b waits for them
+		"6@4:",   // a has ended: b takes block 0 and writes the rest itself
+		"3@10:s", // b's last chunk
+	}
+	if !slices.Equal(steps, want) {
+		t.Fatalf("steps\n got %q\nwant %q", steps, want)
+	}
+	if s.reused != 4 {
+		t.Errorf("%d tokens reused; want 4", s.reused)
+	}
+}
