@@ -72,6 +72,30 @@ func step(t *testing.T, s *Scheduler, now time.Time) string {
 
 func withTail(p []int32, tail ...int32) []int32 { return append(slices.Clone(p), tail...) }
 
+// steps adds qs to s at t0 and steps it a millisecond apart until nothing
+// is left, returning each step's description and the outcomes.
+func steps(t *testing.T, s *Scheduler, qs ...*Seq) ([]string, map[*Seq]*Outcome) {
+	t.Helper()
+	for _, q := range qs {
+		if err := s.Add(q, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ds []string
+	out := map[*Seq]*Outcome{}
+	for now := t0; s.Len() > 0; now = now.Add(time.Millisecond) {
+		d := step(t, s, now)
+		if d == "-" {
+			t.Fatal("nothing planned with sequences left")
+		}
+		ds = append(ds, d)
+		for _, e := range s.Ended() {
+			out[e.Seq] = e.Outcome
+		}
+	}
+	return ds, out
+}
+
 // TestPrefixArrivesMidPrefill: a sequence whose prefix another is still
 // prefilling waits for its blocks to be written, then starts after them;
 // a sequence with another prompt goes ahead meanwhile.
@@ -81,24 +105,15 @@ func TestPrefixArrivesMidPrefill(t *testing.T) {
 	a := &Seq{Prompt: withTail(p, 50, 51), MaxTokens: 3}
 	b := &Seq{Prompt: withTail(p, 60), MaxTokens: 2}
 	other := &Seq{Prompt: []int32{9, 9}, MaxTokens: 1}
-	for _, q := range []*Seq{a, b, other} {
-		if err := s.Add(q, t0); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var steps []string
-	for now := t0; s.Len() > 0; now = now.Add(time.Millisecond) {
-		steps = append(steps, step(t, s, now))
-		s.Ended()
-	}
+	got, _ := steps(t, s, a, b, other)
 	want := []string{
 		"8@0:",          // a's first chunk; b waits for its blocks, other has no room in the budget
 		"6@8:s 2@0:s",   // a's last chunk; b still waits (block 2 is being written), other goes ahead
 		"1@14:s 1@12:s", // a decodes; b takes 3 blocks and feeds its last token
 		"1@15:s 1@13:s",
 	}
-	if !slices.Equal(steps, want) {
-		t.Fatalf("steps\n got %q\nwant %q", steps, want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("steps\n got %q\nwant %q", got, want)
 	}
 	if s.reused != 12 {
 		t.Errorf("%d tokens reused; want 12", s.reused)
@@ -234,19 +249,9 @@ func TestPrefixPreempt(t *testing.T) {
 	s := NewScheduler(Config{}, 9, 4, 64) // 2 prefix blocks and 7 for 3 sequences growing to 6 blocks each
 	var qs []*Seq
 	for i := range 3 {
-		q := &Seq{Prompt: withTail(p, int32(i)), MaxTokens: 14}
-		_ = s.Add(q, t0)
-		qs = append(qs, q)
+		qs = append(qs, &Seq{Prompt: withTail(p, int32(i)), MaxTokens: 14})
 	}
-	out := map[*Seq]*Outcome{}
-	for now := t0; s.Len() > 0; now = now.Add(time.Millisecond) {
-		if d := step(t, s, now); d == "-" {
-			t.Fatal("nothing planned with sequences left")
-		}
-		for _, e := range s.Ended() {
-			out[e.Seq] = e.Outcome
-		}
-	}
+	_, out := steps(t, s, qs...)
 	preempted := 0
 	for i, q := range qs {
 		preempted += out[q].Preempted
@@ -288,23 +293,14 @@ func TestPrefixWriterEnds(t *testing.T) {
 	p := prompt(12)
 	a := &Seq{Prompt: withTail(p, 50), MaxTokens: 4, Deadline: t0.Add(time.Millisecond)}
 	b := &Seq{Prompt: withTail(p, 60), MaxTokens: 1}
-	for _, q := range []*Seq{a, b} {
-		if err := s.Add(q, t0); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var steps []string
-	for now := t0; s.Len() > 0; now = now.Add(time.Millisecond) {
-		steps = append(steps, step(t, s, now))
-		s.Ended()
-	}
+	got, _ := steps(t, s, a, b)
 	want := []string{
 		"6@0:",   // a writes block 0 and half of block 1; b waits for them
 		"6@4:",   // a has ended: b takes block 0 and writes the rest itself
 		"3@10:s", // b's last chunk
 	}
-	if !slices.Equal(steps, want) {
-		t.Fatalf("steps\n got %q\nwant %q", steps, want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("steps\n got %q\nwant %q", got, want)
 	}
 	if s.reused != 4 {
 		t.Errorf("%d tokens reused; want 4", s.reused)
