@@ -29,6 +29,16 @@
 // Decode goes first, so running sequences keep their inter-token latency
 // while prompts queue; a long prompt is spread over several steps.
 //
+// # Prefix sharing
+//
+// Full blocks are named by a hash chain over their tokens (prefix.go) and
+// counted by reference (blocks.go): a sequence starting to prefill takes
+// the written blocks of its leading tokens that another sequence holds or
+// left cached, and prefills from the first position they do not hold. It
+// waits while another sequence is writing the next block it would take.
+// Blocks nobody holds stay cached, least recently released evicted first
+// when free blocks run out. Config.NoPrefixCache turns it off.
+//
 // # Tasks
 //
 // generate decodes until an end-of-sequence token, max tokens, the

@@ -44,10 +44,13 @@ type StepStats struct {
 	PrefillTokens   int
 	DecodeTokens    int
 	Preemptions     int
+	ReusedTokens    int // prompt tokens taken from the prefix cache, not prefilled
 	Running         int // sequences decoding after the last step
 	Waiting         int // sequences waiting to be prefilled
-	BlocksUsed      int
-	BlocksFree      int
+	BlocksUsed      int // held by sequences (a shared block once)
+	BlocksPeak      int // the most ever used, at a step's planning
+	BlocksCached    int // held by none, kept for a later prompt with their prefix
+	BlocksFree      int // neither
 	LastStepSeconds float64
 }
 
@@ -87,8 +90,7 @@ func (e *Engine) Add(ctx context.Context, q *Seq) error {
 			e.mu.Unlock()
 			return ErrClosed
 		}
-		need := e.sched.bl.forTokens(len(q.Prompt) + 1)
-		if e.sched.Len() == 0 || e.sched.Committed()+need <= e.sched.Capacity() {
+		if e.sched.Len() == 0 || e.sched.committed(q) <= e.sched.Capacity() {
 			err := e.sched.Add(q, e.now())
 			e.mu.Unlock()
 			if err == nil {
@@ -166,12 +168,9 @@ func (e *Engine) Run(ctx context.Context) error {
 // decoded and prefilled; e.mu is held.
 func (e *Engine) count(b *kernels.Batch, took time.Duration) (decoded, prefilled int) {
 	e.steps.Steps++
-	for _, s := range b.Seqs {
-		if s.Want&kernels.WantSample != 0 && len(s.Tokens) == 1 && s.Pos > 0 {
-			decoded++
-		} else {
-			prefilled += len(s.Tokens)
-		}
+	decoded = e.sched.decodes
+	for _, s := range b.Seqs[decoded:] {
+		prefilled += len(s.Tokens)
 	}
 	e.steps.DecodeTokens += decoded
 	e.steps.PrefillTokens += prefilled
@@ -208,9 +207,9 @@ func (e *Engine) Stats() StepStats {
 	defer e.mu.Unlock()
 	st := e.steps
 	st.Running, st.Waiting = len(e.sched.running), len(e.sched.waiting)
-	st.BlocksFree = e.sched.bl.Free()
-	st.BlocksUsed = e.sched.bl.n - st.BlocksFree
-	st.Preemptions = e.sched.preemptions
+	st.BlocksFree, st.BlocksCached = len(e.sched.bl.free), e.sched.bl.cached
+	st.BlocksUsed, st.BlocksPeak = e.sched.bl.Held(), e.sched.peak
+	st.Preemptions, st.ReusedTokens = e.sched.preemptions, e.sched.reused
 	return st
 }
 

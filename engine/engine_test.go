@@ -16,19 +16,23 @@ import (
 	"github.com/gearbox-inference/gearbox/precision"
 )
 
-// tiny is a small random llama (hidden 64, 2 layers, vocab 256).
-var tiny = sync.OnceValues(func() (*lm.Model, error) {
+// tiny is a small random llama (hidden 64, 2 layers, vocab 256, 256
+// positions).
+var tiny = sync.OnceValues(func() (*lm.Model, error) { return synth(256) })
+
+// synth writes and loads tiny's shapes with a context of maxPos positions.
+func synth(maxPos int) (*lm.Model, error) {
 	dir, err := tempDir()
 	if err != nil {
 		return nil, err
 	}
 	c := lm.Config{Arch: lm.Llama, Hidden: 64, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 16, Intermediate: 128,
-		Vocab: 256, RMSEps: 1e-5, RopeTheta: 10000, MaxPositions: 256, BOS: lm.NoToken, TieEmbeddings: true}
+		Vocab: 256, RMSEps: 1e-5, RopeTheta: 10000, MaxPositions: maxPos, BOS: lm.NoToken, TieEmbeddings: true}
 	if err := lm.Synth(dir, lm.SynthConfig{Config: c, Seed: 3}); err != nil {
 		return nil, err
 	}
 	return lm.Load(dir)
-})
+}
 
 func setup(t *testing.T) (*lm.Model, *cpu.Backend) {
 	t.Helper()
@@ -80,7 +84,7 @@ func requests(n int) []request {
 }
 
 // generate runs reqs through e at once and returns each one's tokens.
-func generate(t *testing.T, e *engine.Engine, reqs []request) ([][]int32, []*engine.Outcome) {
+func generate(t testing.TB, e *engine.Engine, reqs []request) ([][]int32, []*engine.Outcome) {
 	t.Helper()
 	toks := make([][]int32, len(reqs))
 	outs := make([]*engine.Outcome, len(reqs))
@@ -125,28 +129,38 @@ func TestEngineBatchInvariant(t *testing.T) {
 // TestEnginePreemption: a cache too small for every sequence at once
 // preempts and recomputes, and still produces exactly the same tokens.
 func TestEnginePreemption(t *testing.T) {
-	m, b := setup(t)
 	// Short prompts are all admitted at once; their generations then
 	// outgrow the cache.
 	reqs := requests(8)
 	for i := range reqs {
 		reqs[i].prompt, reqs[i].max = reqs[i].prompt[:4], 60
 	}
-	want, _ := generate(t, start(t, b, m, precision.FP32, 256, engine.Config{}), reqs)
-	small := start(t, b, m, precision.FP32, 12, engine.Config{}) // 192 positions for 8 sequences of 64
+	small, preempted := preempting(t, reqs, 12, engine.Config{}) // 192 positions for 8 sequences of 64
+	if st := small.Stats(); preempted == 0 || st.Preemptions != preempted {
+		t.Errorf("%d preemptions (stats %d); want some on a cache this small", preempted, st.Preemptions)
+	}
+}
+
+// preempting runs reqs on an engine of blocks blocks and cfg, checks that
+// they produce the tokens of an engine with room for all at once and no
+// prefix sharing, and returns the engine and the preemptions its
+// sequences counted.
+func preempting(t *testing.T, reqs []request, blocks int, cfg engine.Config) (*engine.Engine, int) {
+	t.Helper()
+	m, b := setup(t)
+	want, _ := generate(t, start(t, b, m, precision.FP32, 256, engine.Config{NoPrefixCache: true}), reqs)
+	small := start(t, b, m, precision.FP32, blocks, cfg)
 	got, outs := generate(t, small, reqs)
 	for i := range reqs {
 		if !slices.Equal(got[i], want[i]) {
-			t.Errorf("request %d: %v with preemption; want %v", i, got[i], want[i])
+			t.Errorf("request %d: %v on %d blocks; want %v", i, got[i], blocks, want[i])
 		}
 	}
 	preempted := 0
 	for _, o := range outs {
 		preempted += o.Preempted
 	}
-	if st := small.Stats(); preempted == 0 || st.Preemptions != preempted {
-		t.Errorf("%d preemptions (stats %d); want some on a cache this small", preempted, st.Preemptions)
-	}
+	return small, preempted
 }
 
 // TestEngineGreedyMatchesReference: greedy generation at fp32 picks the
@@ -230,7 +244,8 @@ func TestEngineAddWaitsForRoom(t *testing.T) {
 	if err := e.Add(context.Background(), first); err != nil {
 		t.Fatal(err)
 	}
-	second := &engine.Seq{Prompt: make([]int32, 30), MaxTokens: 8, Done: func(o *engine.Outcome) { done <- o }}
+	// Another prompt: the same one would share first's blocks and fit.
+	second := &engine.Seq{Prompt: slices.Repeat([]int32{1}, 30), MaxTokens: 8, Done: func(o *engine.Outcome) { done <- o }}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	if err := e.Add(ctx, second); !errors.Is(err, context.DeadlineExceeded) {

@@ -22,6 +22,10 @@ type Config struct {
 	TokenBudget int
 	// MaxSeqs is the most sequences in one step (default 256).
 	MaxSeqs int
+	// NoPrefixCache turns prefix sharing off (default on: sequences whose
+	// prompts start alike share the K/V blocks of what they have in
+	// common; see prefix.go).
+	NoPrefixCache bool
 	// OnStep, when set, is called by Engine after each step with the
 	// tokens it decoded and prefilled and how long it took (for metrics).
 	OnStep func(decoded, prefilled int, took time.Duration)
@@ -52,8 +56,12 @@ type Scheduler struct {
 	batch   kernels.Batch
 	ended   []*Seq // sequences that ended since the last Ended call
 	outcome map[*Seq]*Outcome
-	// preemptions counts the sequences preempted so far.
-	preemptions int
+	// preemptions counts the sequences preempted so far; reused the
+	// prompt tokens taken from the prefix cache instead of prefilled.
+	preemptions, reused int
+	// decodes is how many of the planned step's sequences (its first)
+	// decode; peak the most blocks held at a plan's end.
+	decodes, peak int
 }
 
 // NewScheduler returns a scheduler for a cache of nBlocks blocks of
@@ -104,16 +112,26 @@ func (s *Scheduler) enqueue(q *Seq) {
 }
 
 // Committed is the blocks the queued sequences hold or will need for what
-// is known of them: running sequences' tables, and waiting prompts.
-// Capacity is the cache's blocks. An engine admits new sequences while
-// Committed is below Capacity.
-func (s *Scheduler) Committed() int {
-	n := 0
-	for _, q := range s.running {
-		n += len(q.table)
-	}
+// is known of them: the blocks their tables hold (a shared block once),
+// and what waiting prompts still need (a prefix they have in common, or
+// that is held already, once). Capacity is the cache's blocks. An engine
+// admits new sequences while Committed is below Capacity.
+func (s *Scheduler) Committed() int { return s.committed(nil) }
+
+// committed is Committed with extra, a sequence not yet added, waiting
+// too.
+func (s *Scheduler) committed(extra *Seq) int {
+	n := s.bl.Held()
+	seen := map[blockKey]bool{}
 	for _, q := range s.waiting {
-		n += max(len(q.table), s.bl.forTokens(len(q.tokens)+1))
+		if len(q.table) > 0 {
+			n += max(s.bl.forTokens(len(q.tokens)+1)-len(q.table), 0)
+			continue
+		}
+		n += s.need(q, q.tokens, seen)
+	}
+	if extra != nil {
+		n += s.need(extra, extra.Prompt, seen)
 	}
 	return n
 }
@@ -147,10 +165,16 @@ func (s *Scheduler) Plan(now time.Time) *kernels.Batch {
 			Want: kernels.WantSample, Sampling: q.Sampling})
 		budget--
 	}
+	s.decodes = len(s.planned)
 	// Then prefill waiting sequences, in chunks, while budget and blocks
-	// last.
-	for len(s.waiting) > 0 && budget > 0 && len(s.planned) < s.cfg.MaxSeqs {
-		q := s.waiting[0]
+	// last; a sequence whose prefix another is computing now waits for
+	// it, and the next goes ahead.
+	for i := 0; i < len(s.waiting) && budget > 0 && len(s.planned) < s.cfg.MaxSeqs; {
+		q := s.waiting[i]
+		if !s.reuse(q) {
+			i++
+			continue
+		}
 		n := min(len(q.tokens)-q.fed, budget)
 		// Take the free blocks, less one per running sequence: the
 		// watermark that keeps decoding from preempting at once what a
@@ -162,6 +186,7 @@ func (s *Scheduler) Plan(now time.Time) *kernels.Batch {
 		if n <= 0 || !s.grow(q, q.fed+n) {
 			break
 		}
+		s.enter(q)
 		last := q.fed+n == len(q.tokens)
 		seq := kernels.Seq{Tokens: q.tokens[q.fed : q.fed+n], Pos: q.fed, Blocks: q.table, Sampling: q.Sampling}
 		switch {
@@ -179,11 +204,11 @@ func (s *Scheduler) Plan(now time.Time) *kernels.Batch {
 		}
 		s.add(q, seq)
 		budget -= n
-		s.waiting = s.waiting[1:]
 		if !last {
-			s.waiting = slices.Insert(s.waiting, 0, q) // its next chunk goes first next step
-			break
+			break // its next chunk goes first next step
 		}
+		i = slices.Index(s.waiting, q) // where it is still, unless grow preempted
+		s.waiting = slices.Delete(s.waiting, i, i+1)
 		if q.Task == Generate {
 			q.running = true
 			s.running = append(s.running, q)
@@ -191,6 +216,7 @@ func (s *Scheduler) Plan(now time.Time) *kernels.Batch {
 			s.running = append(s.running, q) // until Apply ends it
 		}
 	}
+	s.peak = max(s.peak, s.bl.Held())
 	if len(s.planned) == 0 {
 		return nil
 	}
@@ -239,7 +265,7 @@ func (s *Scheduler) victim(q *Seq) *Seq {
 // from its prompt and generated tokens.
 func (s *Scheduler) preempt(q *Seq) {
 	s.bl.release(q.table)
-	q.table, q.fed, q.running = nil, 0, false
+	q.table, q.fed, q.sealed, q.running = nil, 0, 0, false
 	q.preempted++
 	s.preemptions++
 	s.running = slices.DeleteFunc(s.running, func(r *Seq) bool { return r == q })
@@ -257,6 +283,7 @@ func (s *Scheduler) Apply(outs []kernels.SeqOut, now time.Time) {
 	for i, q := range s.planned {
 		in, out := s.batch.Seqs[i], outs[i]
 		q.fed += len(in.Tokens)
+		s.seal(q)
 		switch q.Task {
 		case Score:
 			q.logprobs = append(q.logprobs, out.Logprobs...)
@@ -314,7 +341,7 @@ func (s *Scheduler) Fail(err error, now time.Time) {
 // end removes q, frees its blocks and records its outcome.
 func (s *Scheduler) end(q *Seq, reason string, now time.Time) {
 	s.bl.release(q.table)
-	q.table = nil
+	q.table, q.sealed = nil, 0
 	s.running = slices.DeleteFunc(s.running, func(r *Seq) bool { return r == q })
 	s.waiting = slices.DeleteFunc(s.waiting, func(r *Seq) bool { return r == q })
 	o := s.outcome[q]

@@ -85,9 +85,11 @@ func run(t *testing.T, s *Scheduler, max int) ([]string, map[*Seq]*Outcome) {
 		if b == nil {
 			return steps, out
 		}
+		checkBlocks(t, s)
 		steps = append(steps, describe(b))
 		now = now.Add(time.Millisecond)
 		s.Apply(fake(b), now)
+		checkBlocks(t, s)
 		for _, e := range s.Ended() {
 			out[e.Seq] = e.Outcome
 		}

@@ -56,8 +56,10 @@ type Seq struct {
 	tokens    []int32 // the prompt, then the generated tokens
 	fed       int     // tokens whose K and V are in the cache
 	table     []int32 // block table
-	order     uint64  // admission order
-	running   bool    // prefilled: decoding one token a step
+	keys      []blockKey
+	sealed    int    // leading blocks of table written (ready, or private)
+	order     uint64 // admission order
+	running   bool   // prefilled: decoding one token a step
 	gen       []Token
 	sampled   int // tokens sampled, the end-of-sequence one included
 	logprobs  []float32

@@ -83,6 +83,10 @@ type Config struct {
 	// LMMaxTokens is max_tokens for a generate job that gives none
 	// (default 256, and never beyond the model's context).
 	LMMaxTokens int
+	// LMNoPrefixCache turns the engines' prefix sharing off (default on:
+	// sequences whose prompts start alike share those K/V blocks; see
+	// engine.Config.NoPrefixCache).
+	LMNoPrefixCache bool
 
 	// Quality configures sampled quality checks and the precision
 	// controller (default: no checks, no controller; the worker still

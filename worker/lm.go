@@ -373,7 +373,7 @@ func (es *engines) get(ctx context.Context, w *Worker, m *lm.Model, p precision.
 	if err != nil {
 		return nil, err
 	}
-	cfg := engine.Config{TokenBudget: w.cfg.LMTokenBudget, MaxSeqs: w.cfg.LMMaxSeqs}
+	cfg := engine.Config{TokenBudget: w.cfg.LMTokenBudget, MaxSeqs: w.cfg.LMMaxSeqs, NoPrefixCache: w.cfg.LMNoPrefixCache}
 	if met := w.met; met != nil {
 		itl := met.itl.WithLabelValues(m.Name, string(p))
 		cfg.OnStep = func(decoded, _ int, took time.Duration) {

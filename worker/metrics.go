@@ -148,7 +148,7 @@ type engineCollector struct {
 var (
 	descSeqs = prometheus.NewDesc("gearbox_lm_sequences", "Sequences in language-model engines, by model, precision and state (running: decoding; waiting: to be prefilled).",
 		[]string{"model", "precision", "state"}, nil)
-	descBlocks = prometheus.NewDesc("gearbox_lm_kv_blocks", "KV cache blocks of language-model engines, by model, precision and state (used, free).",
+	descBlocks = prometheus.NewDesc("gearbox_lm_kv_blocks", "KV cache blocks of language-model engines, by model, precision and state (used; cached: held by no sequence, kept for a later prompt with their prefix; free).",
 		[]string{"model", "precision", "state"}, nil)
 	descPreempt = prometheus.NewDesc("gearbox_lm_preemptions_total", "Sequences preempted (to be recomputed) for want of KV blocks, by model and precision.",
 		[]string{"model", "precision"}, nil)
@@ -185,6 +185,7 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 			s.Running += st.Running
 			s.Waiting += st.Waiting
 			s.BlocksUsed += st.BlocksUsed
+			s.BlocksCached += st.BlocksCached
 			s.BlocksFree += st.BlocksFree
 			s.Preemptions += st.Preemptions
 		}
@@ -193,6 +194,7 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descSeqs, prometheus.GaugeValue, float64(s.Running), k.model, k.prec, "running")
 		ch <- prometheus.MustNewConstMetric(descSeqs, prometheus.GaugeValue, float64(s.Waiting), k.model, k.prec, "waiting")
 		ch <- prometheus.MustNewConstMetric(descBlocks, prometheus.GaugeValue, float64(s.BlocksUsed), k.model, k.prec, "used")
+		ch <- prometheus.MustNewConstMetric(descBlocks, prometheus.GaugeValue, float64(s.BlocksCached), k.model, k.prec, "cached")
 		ch <- prometheus.MustNewConstMetric(descBlocks, prometheus.GaugeValue, float64(s.BlocksFree), k.model, k.prec, "free")
 		ch <- prometheus.MustNewConstMetric(descPreempt, prometheus.CounterValue, float64(s.Preemptions), k.model, k.prec)
 	}

@@ -54,6 +54,7 @@ type config struct {
 	LMTokenBudget int     `env:"GEARBOX_LM_TOKEN_BUDGET"`
 	LMMaxSeqs     int     `env:"GEARBOX_LM_MAX_SEQS"`
 	LMMaxTokens   int     `env:"GEARBOX_LM_MAX_TOKENS"`
+	PrefixCache   bool    `env:"GEARBOX_PREFIX_CACHE"`
 
 	Replicas      int           `env:"GEARBOX_REPLICAS"`
 	JobsMaxMsgs   int64         `env:"GEARBOX_JOBS_MAX_MSGS"`
@@ -108,6 +109,7 @@ func defaultConfig() config {
 		LMTokenBudget: w.LMTokenBudget,
 		LMMaxSeqs:     w.LMMaxSeqs,
 		LMMaxTokens:   w.LMMaxTokens,
+		PrefixCache:   !w.LMNoPrefixCache,
 
 		Replicas:      s.Replicas,
 		JobsMaxMsgs:   s.JobsMaxMsgs,
@@ -211,16 +213,17 @@ func (c *config) worker(s gearbox.Subjects) worker.Config {
 			MaxQueuedRows:  c.MaxQueuedRows,
 			MaxQueuedBytes: c.MaxQueuedBytes,
 		},
-		MaxJobBytes:   c.MaxJobBytes,
-		MaxJobRows:    c.MaxJobRows,
-		Prefetch:      c.Prefetch,
-		PrefetchBytes: c.PrefetchBytes,
-		ReplyPrefixes: c.replyPrefixes(),
-		KVFraction:    c.KVFraction,
-		KVBytes:       c.KVBytes,
-		LMTokenBudget: c.LMTokenBudget,
-		LMMaxSeqs:     c.LMMaxSeqs,
-		LMMaxTokens:   c.LMMaxTokens,
-		Quality:       c.quality(),
+		MaxJobBytes:     c.MaxJobBytes,
+		MaxJobRows:      c.MaxJobRows,
+		Prefetch:        c.Prefetch,
+		PrefetchBytes:   c.PrefetchBytes,
+		ReplyPrefixes:   c.replyPrefixes(),
+		KVFraction:      c.KVFraction,
+		KVBytes:         c.KVBytes,
+		LMTokenBudget:   c.LMTokenBudget,
+		LMMaxSeqs:       c.LMMaxSeqs,
+		LMMaxTokens:     c.LMMaxTokens,
+		LMNoPrefixCache: !c.PrefixCache,
+		Quality:         c.quality(),
 	}
 }

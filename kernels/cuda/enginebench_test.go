@@ -22,6 +22,7 @@ var (
 	engineBenchConc   = flag.String("enginebench.conc", "64,256", "concurrent sequences, comma-separated")
 	engineBenchPrompt = flag.Int("enginebench.prompt", 128, "prompt tokens per sequence")
 	engineBenchGen    = flag.Int("enginebench.gen", 128, "tokens generated per sequence")
+	engineBenchPrefix = flag.Int("enginebench.prefix", 0, "tokens of a random prefix every sequence shares, before its own -enginebench.prompt tokens: runs each case with the engine's prefix cache on and off instead of beside the bare loop")
 )
 
 // TestEngineBench runs the engine (package engine: continuous batching,
@@ -41,6 +42,10 @@ func TestEngineBench(t *testing.T) {
 	b := g.(*cuda.Backend)
 	ctx := context.Background()
 	prompt, gen := *engineBenchPrompt, *engineBenchGen
+	if *engineBenchPrefix > 0 {
+		benchPrefix(t, b, *engineBenchPrefix, prompt, gen)
+		return
+	}
 	t.Logf("| precision | sequences | engine tok/s (run) | engine tok/s (decode phase) | bare loop tok/s | engine/bare | steps |")
 	t.Logf("|---|---|---|---|---|---|---|")
 	for _, p := range []precision.Format{precision.BF16, precision.FP8, precision.FP4} {
@@ -54,26 +59,62 @@ func TestEngineBench(t *testing.T) {
 			if err := b.SynthLM(ctx, m, p); err != nil {
 				t.Fatal(err)
 			}
-			run, decode, steps := runEngine(t, b, m, p, n, prompt, gen)
+			run, decode, steps, _ := runEngine(t, b, m, p, n, nil, prompt, gen, engine.Config{})
 			b.EvictLM(m)
 			t.Logf("| %s | %d | %.0f | %.0f | %.0f | %.2f | %d |", p, n, run, decode, bare[0].TokPerS, decode/bare[0].TokPerS, steps)
 		}
 	}
 }
 
-// runEngine generates gen tokens for each of n random prompts of prompt
-// tokens through one engine, and returns generated tokens/s over the run
-// and over its decode phase (the steps after the last one that prefilled:
-// tokens they decoded over the wall time from that step's end to the
-// last's), and the steps taken.
-func runEngine(t *testing.T, b kernels.LM, m *lm.Model, p precision.Format, n, prompt, gen int) (run, decode float64, steps int) {
-	per := (prompt + gen + kernels.KVBlockSize) / kernels.KVBlockSize
+// benchPrefix runs n sequences of a shared random prefix of prefix tokens
+// and prompt random tokens of their own, generating gen tokens each, with
+// the engine's prefix cache on and off, and reports the time to finish
+// them all, the prompt tokens prefilled and taken from the cache, and the
+// most KV blocks held at once.
+func benchPrefix(t *testing.T, b *cuda.Backend, prefix, prompt, gen int) {
+	ctx := context.Background()
+	t.Logf("| precision | sequences | prefix cache | seconds to finish all | generated tok/s | prefilled tokens | reused tokens | peak KV blocks | steps |")
+	t.Logf("|---|---|---|---|---|---|---|---|---|")
+	for _, p := range []precision.Format{precision.BF16, precision.FP8, precision.FP4} {
+		for _, n := range ints(t, *engineBenchConc) {
+			m := &lm.Model{Name: "engine-bench", Config: cuda.Llama31_8B}
+			if err := b.SynthLM(ctx, m, p); err != nil {
+				t.Fatal(err)
+			}
+			r := rand.New(rand.NewPCG(11, uint64(prefix)))
+			shared := make([]int32, prefix)
+			for j := range shared {
+				shared[j] = int32(r.IntN(m.Config.Vocab))
+			}
+			for _, off := range []bool{false, true} {
+				run, _, steps, st := runEngine(t, b, m, p, n, shared, prompt, gen, engine.Config{NoPrefixCache: off})
+				cache := "on"
+				if off {
+					cache = "off"
+				}
+				secs := float64(n*gen) / run // every sequence generates gen tokens: no end-of-sequence token
+				t.Logf("| %s | %d | %s | %.2f | %.0f | %d | %d | %d | %d |", p, n, cache, secs, run,
+					st.PrefillTokens, st.ReusedTokens, st.BlocksPeak, steps)
+			}
+			b.EvictLM(m)
+		}
+	}
+}
+
+// runEngine generates gen tokens for each of n prompts, shared followed by
+// prompt random tokens, through one engine of configuration cfg, and
+// returns generated tokens/s over the run and over its decode phase (the
+// steps after the last one that prefilled: tokens they decoded over the
+// wall time from that step's end to the last's), the steps taken, and the
+// engine's statistics at the end.
+func runEngine(t *testing.T, b kernels.LM, m *lm.Model, p precision.Format, n int, shared []int32, prompt, gen int, cfg engine.Config) (run, decode float64, steps int, st engine.StepStats) {
+	per := (len(shared) + prompt + gen + kernels.KVBlockSize) / kernels.KVBlockSize
 	var (
 		mu                 sync.Mutex
 		lastPrefill, last  time.Time
 		decoded, allTokens int
 	)
-	cfg := engine.Config{OnStep: func(dec, pre int, _ time.Duration) {
+	cfg.OnStep = func(dec, pre int, _ time.Duration) {
 		now := time.Now()
 		mu.Lock()
 		defer mu.Unlock()
@@ -84,7 +125,7 @@ func runEngine(t *testing.T, b kernels.LM, m *lm.Model, p precision.Format, n, p
 			return
 		}
 		decoded += dec
-	}}
+	}
 	e, err := engine.New(b, m, p, n*per, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -97,9 +138,9 @@ func runEngine(t *testing.T, b kernels.LM, m *lm.Model, p precision.Format, n, p
 	r := rand.New(rand.NewPCG(7, uint64(n)))
 	start := time.Now()
 	for i := range n {
-		toks := make([]int32, prompt)
-		for j := range toks {
-			toks[j] = int32(r.IntN(m.Config.Vocab))
+		toks := append([]int32(nil), shared...)
+		for range prompt {
+			toks = append(toks, int32(r.IntN(m.Config.Vocab)))
 		}
 		wg.Add(1)
 		q := &engine.Seq{Task: engine.Generate, Prompt: toks, MaxTokens: gen, Done: func(o *engine.Outcome) {
@@ -118,5 +159,5 @@ func runEngine(t *testing.T, b kernels.LM, m *lm.Model, p precision.Format, n, p
 	wg.Wait()
 	mu.Lock()
 	defer mu.Unlock()
-	return float64(allTokens) / last.Sub(start).Seconds(), float64(decoded) / last.Sub(lastPrefill).Seconds(), steps
+	return float64(allTokens) / last.Sub(start).Seconds(), float64(decoded) / last.Sub(lastPrefill).Seconds(), steps, e.Stats()
 }
