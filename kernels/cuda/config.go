@@ -48,10 +48,16 @@ type Config struct {
 	// uses the NVFP4 kernel.
 	FP4SmallM int
 	// GEMVMaxRows is the largest batch (rows) whose bf16, fp16 and fp8
-	// linear layers run on Gearbox's own tensor-core kernel, which streams
-	// the weights once (gemv.cu), rather than on cuBLASLt. 0 means the
-	// default, GEMVMaxRowsDefault; -1 never uses it.
+	// linear layers run on Gearbox's own tensor-core kernel (gemv.cu)
+	// rather than on cuBLASLt. 0 means the default, GEMVMaxRowsDefault
+	// (off: on an H200 the kernel measured 5–11 % slower than cuBLASLt at
+	// batch 1 and 8, docs/benchmarks.md); -1 never uses it.
 	GEMVMaxRows int
+	// AttnSplit runs attention on gbx_attn_split (lanes across the head
+	// dim) where it takes the shape, instead of gbx_attn_partial. Off by
+	// default: on an H200 it measured slower from contexts of 2,048
+	// (docs/benchmarks.md).
+	AttnSplit bool
 	// NoGraphs turns off CUDA graphs: by default the second Forward of a
 	// model at a precision and batch size is captured into a graph that
 	// later ones replay, which removes most of the host's launch work.
@@ -91,9 +97,9 @@ func (c *Config) validate() error {
 	return nil
 }
 
-// GEMVMaxRowsDefault is the default GEMVMaxRows: the kernel's limit
-// (docs/benchmarks.md, "Language-model decode").
-const GEMVMaxRowsDefault = gemvMaxM
+// GEMVMaxRowsDefault is the default GEMVMaxRows: off, until the kernel
+// beats cuBLASLt (docs/benchmarks.md, "Language-model decode").
+const GEMVMaxRowsDefault = -1
 
 // gemvMaxM is the most rows gbx_gemv takes (abi.h GBX_GEMV_MAX_M).
 const gemvMaxM = 8

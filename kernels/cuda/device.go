@@ -46,7 +46,8 @@ type devState struct {
 	graphErr  error            // the last capture failure, for tests and messages
 	benchMid  *cuEvent         // BenchLinear's mid-point event, or nil
 	fp4SmallM int
-	gemvMaxM  int // Config.GEMVMaxRows
+	gemvMaxM  int  // Config.GEMVMaxRows
+	attnSplit bool // Config.AttnSplit
 
 	lm lmState // language models (lmrun.go)
 }
@@ -63,6 +64,7 @@ func openDevice(cfg Config) (d *devState, info DeviceInfo, err error) {
 		margin:    cfg.FP8Margin,
 		fp4SmallM: cfg.FP4SmallM,
 		gemvMaxM:  cfg.GEMVMaxRows,
+		attnSplit: cfg.AttnSplit,
 		lm:        newLMState(),
 	}
 	if d.dev, err = cuDeviceGet(cfg.Device); err != nil {

@@ -61,8 +61,8 @@ func TestLaunches(t *testing.T) {
 		{"attnPartial", func() error {
 			return k.attnPartial(s, 3, 9, attnArgs{qkv: 1, kvHeads: 8, group: 4, dim: 128, maxSplits: 16, scale: 0.1})
 		}},
-		{"attnPartial (a head dim gbx_attn_split does not take)", func() error {
-			return k.attnPartial(s, 3, 9, attnArgs{qkv: 1, kvHeads: 3, group: 3, dim: 24, maxSplits: 16, scale: 0.1})
+		{"attnPartial (gbx_attn_split)", func() error {
+			return k.attnPartial(s, 3, 9, attnArgs{qkv: 1, kvHeads: 8, group: 4, dim: 128, maxSplits: 16, scale: 0.1, lanes: true, yq: 2, yqFmt: fmtBF16})
 		}},
 		{"gemv", func() error { return k.gemv(s, 1, 2, fmtE4M3, 3, 4, 5, 6, 8, 4096, 4096) }},
 		{"attnReduce", func() error { return k.attnReduce(s, 3, 9, attnArgs{kvHeads: 8, group: 4, dim: 128, maxSplits: 16}) }},

@@ -49,6 +49,11 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 		_ = b.do(ctx, func(d *devState) error { was, d.gemvMaxM = d.gemvMaxM, cfg.GEMVMaxRows; return nil })
 		defer func() { _ = b.do(ctx, func(d *devState) error { d.gemvMaxM = was; return nil }) }()
 	}
+	if cfg.AttnSplit {
+		var was bool
+		_ = b.do(ctx, func(d *devState) error { was, d.attnSplit = d.attnSplit, true; return nil })
+		defer func() { _ = b.do(ctx, func(d *devState) error { d.attnSplit = was; return nil }) }()
+	}
 	var out []LMResult
 	for _, p := range precs {
 		if !b.Supports(p) {

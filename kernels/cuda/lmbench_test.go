@@ -27,6 +27,7 @@ var (
 	lmBenchSteps      = flag.Int("lmbench.steps", 20, "timed decode steps per case")
 	lmBenchJSON       = flag.String("lmbench.json", "", "also write the results to this file as JSON")
 	lmBenchGEMV       = flag.Int("lmbench.gemv", 0, "GEMVMaxRows for the run (0: the backend's; -1: cuBLASLt only)")
+	lmBenchAttnSplit  = flag.Bool("lmbench.attnsplit", false, "run attention on gbx_attn_split (Config.AttnSplit)")
 )
 
 func ints(t *testing.T, s string) []int {
@@ -54,7 +55,7 @@ func TestLMBench(t *testing.T) {
 	if err != nil {
 		t.Skipf("no CUDA device: %v", err)
 	}
-	cfg := cuda.LMBench{Batches: ints(t, *lmBenchBatches), Prompts: ints(t, *lmBenchPrompts), Steps: *lmBenchSteps, GEMVMaxRows: *lmBenchGEMV}
+	cfg := cuda.LMBench{Batches: ints(t, *lmBenchBatches), Prompts: ints(t, *lmBenchPrompts), Steps: *lmBenchSteps, GEMVMaxRows: *lmBenchGEMV, AttnSplit: *lmBenchAttnSplit}
 	for _, s := range strings.Split(*lmBenchPrecisions, ",") {
 		p, err := precision.Parse(strings.TrimSpace(s))
 		if err != nil {

@@ -152,8 +152,10 @@ type attnArgs struct {
 	maxSplits               int
 	out                     uint64
 	outStride               int
-	// yq, if not 0, receives out in yqFmt (tf32, bf16 or f16) too, when
-	// gbx_attn_split runs (attnLanes): the o projection's operand.
+	// lanes runs gbx_attn_split (the caller checks attnLanes); yq, if not
+	// 0, then receives out in yqFmt (tf32, bf16 or f16) too: the o
+	// projection's operand.
+	lanes bool
 	yq    uint64
 	yqFmt fmtCode
 }
@@ -176,7 +178,7 @@ func (k *kernelSet) attnPartial(s cuStream, row0, rows int, a attnArgs) error {
 		i32(a.dim).ptr(a.pos).ptr(a.seq).ptr(a.btOff).ptr(a.blocks).ptr(a.split).i32(row0).f32(a.scale).ptr(a.partO).
 		ptr(a.partML).i32(a.maxSplits).ptr(a.out).i32(a.outStride)
 	kd, threads := kAttnPartial, uint32(attnThreads)
-	if attnLanes(a.dim, a.group) {
+	if a.lanes {
 		kd, threads = kAttnSplit, C.GBX_ATTN_SPLIT_THREADS
 		ar.ptr(a.yq).i32(int(a.yqFmt))
 	}
@@ -188,7 +190,7 @@ func (k *kernelSet) attnPartial(s cuStream, row0, rows int, a attnArgs) error {
 // rows).
 func (k *kernelSet) attnReduce(s cuStream, row0, rows int, a attnArgs) error {
 	var yq uint64
-	if attnLanes(a.dim, a.group) {
+	if a.lanes {
 		yq = a.yq
 	}
 	ar := newArgs().ptr(a.pos).ptr(a.split).i32(row0).i32(a.kvHeads * a.group).i32(a.dim).ptr(a.partO).ptr(a.partML).

@@ -307,7 +307,8 @@ func (d *devState) lmEnqueue(ctx context.Context, m *lm.Model, w *lmWeights, kv 
 		attn.layer = l
 		oFmt := L.o.actFmt()
 		attn.yq, attn.yqFmt = 0, oFmt
-		fused := attnLanes(c.HeadDim, c.Heads/c.KVHeads) && (oFmt == fmtTF32 || oFmt == fmtBF16 || oFmt == fmtF16)
+		attn.lanes = d.attnSplit && attnLanes(c.HeadDim, c.Heads/c.KVHeads)
+		fused := attn.lanes && (oFmt == fmtTF32 || oFmt == fmtBF16 || oFmt == fmtF16)
 		if fused {
 			attn.yq = r.cv // attention writes the o projection's operand itself
 		}

@@ -70,12 +70,13 @@ extern "C" __global__ void gbx_lm_embed(const void *table, int fmt, const int *t
 // double, x·inv·w in double rounded once), then yq[b] = yf[b] in fmt
 // (gbx_row_out; yq may be yf for F32).
 //
-// A row of at most GBX_NORM_REGS values per thread stays in registers, its
+// (Blocks of up to 1,024 threads: perRowLM.) A row of at most GBX_NORM_REGS
+// values per thread stays in registers, its
 // weights loaded with it: one pass over memory, the operand written from
 // the registers (gbx_row_out's arithmetic, the fp8 scale from the block's
 // amax). Longer rows take the passes of gbx_row_out.
-#define GBX_NORM_REGS 16
-extern "C" __global__ void gbx_lm_norm(float *x, const float *delta, const float *__restrict__ w, const int *rowIdx,
+#define GBX_NORM_REGS 8
+extern "C" __global__ void __launch_bounds__(1024) gbx_lm_norm(float *x, const float *delta, const float *__restrict__ w, const int *rowIdx,
                                        float *yf, void *yq, int fmt, float *xs, int cols, double eps, int margin) {
 	__shared__ double sh[33];
 	__shared__ float sm[33];
@@ -221,7 +222,7 @@ extern "C" __global__ void gbx_lm_rope(float *qkv, int stride, const float *__re
 // in double rounded once, then the float product, as kernels/cpu's layer;
 // then the row written as the down projection's operand yq in fmt
 // (gbx_row_out; fp8: the row's scale in xs[b]). One block per row.
-extern "C" __global__ void gbx_lm_silu_rows(const float *gu, float *act, void *yq, int fmt, float *xs, int inter,
+extern "C" __global__ void __launch_bounds__(1024) gbx_lm_silu_rows(const float *gu, float *act, void *yq, int fmt, float *xs, int inter,
                                             int margin) {
 	const long long r = blockIdx.x;
 	const float *g = gu + r * 2 * inter, *u = g + inter;
