@@ -189,12 +189,8 @@ func (k *kernelSet) attnPartial(s cuStream, row0, rows int, a attnArgs) error {
 // attnReduce combines the splits of rows [row0, row0+rows) (grid: heads ×
 // rows).
 func (k *kernelSet) attnReduce(s cuStream, row0, rows int, a attnArgs) error {
-	var yq uint64
-	if a.lanes {
-		yq = a.yq
-	}
 	ar := newArgs().ptr(a.pos).ptr(a.split).i32(row0).i32(a.kvHeads * a.group).i32(a.dim).ptr(a.partO).ptr(a.partML).
-		i32(a.maxSplits).ptr(a.out).i32(a.outStride).ptr(yq).i32(int(a.yqFmt))
+		i32(a.maxSplits).ptr(a.out).i32(a.outStride).ptr(a.yq).i32(int(a.yqFmt))
 	return k.run(s, launch{kernel: kAttnReduce, grid: [3]uint32{uint32(a.kvHeads * a.group), uint32(rows), 1},
 		block: [3]uint32{attnThreads, 1, 1}, args: ar})
 }

@@ -148,9 +148,8 @@ func rmsNormRef(dst, src, w []float32, eps float64) {
 // every format) and gbx_quant_rows against the CPU's arithmetic and package
 // precision's conversions.
 //
-// Three shapes: a few rows (wide blocks, the row in registers), many rows
-// (256-thread blocks, the row in registers) and many long rows (more than
-// GBX_NORM_REGS values a thread: the passes over memory).
+// Three shapes: a few rows (1,024-thread blocks) and many rows
+// (256-thread blocks), short and long.
 func TestLMOpNorm(t *testing.T) {
 	x := newDevT(t)
 	r := rand.New(rand.NewPCG(1, 2))

@@ -69,81 +69,15 @@ extern "C" __global__ void gbx_lm_embed(const void *table, int fmt, const int *t
 // NULL), then yf[b] = RMSNorm(x[r])·w (rmsNormRow of kernels/cpu: Σx² in
 // double, x·inv·w in double rounded once), then yq[b] = yf[b] in fmt
 // (gbx_row_out; yq may be yf for F32).
-//
-// (Blocks of up to 1,024 threads: perRowLM.) A row of at most GBX_NORM_REGS
-// values per thread stays in registers, its
-// weights loaded with it: one pass over memory, the operand written from
-// the registers (gbx_row_out's arithmetic, the fp8 scale from the block's
-// amax). Longer rows take the passes of gbx_row_out.
-#define GBX_NORM_REGS 8
-extern "C" __global__ void __launch_bounds__(1024) gbx_lm_norm(float *x, const float *delta, const float *__restrict__ w, const int *rowIdx,
+extern "C" __global__ void gbx_lm_norm(float *x, const float *delta, const float *__restrict__ w, const int *rowIdx,
                                        float *yf, void *yq, int fmt, float *xs, int cols, double eps, int margin) {
 	__shared__ double sh[33];
-	__shared__ float sm[33];
 	const long long r = rowIdx ? rowIdx[blockIdx.x] : blockIdx.x;
 	float *xr = x + r * cols;
 	const float *dr = delta ? delta + r * cols : 0;
 	float *yr = yf + (long long)blockIdx.x * cols;
-	const int nt = blockDim.x, t = threadIdx.x;
-	if (cols <= GBX_NORM_REGS * nt) {
-		float v[GBX_NORM_REGS], wv[GBX_NORM_REGS];
-		double ss = 0;
-#pragma unroll
-		for (int k = 0; k < GBX_NORM_REGS; k++) {
-			const int i = t + k * nt;
-			if (i < cols) {
-				v[k] = xr[i];
-				wv[k] = w[i];
-				if (dr) v[k] = v[k] + dr[i];
-			}
-		}
-#pragma unroll
-		for (int k = 0; k < GBX_NORM_REGS; k++) {
-			const int i = t + k * nt;
-			if (i < cols) {
-				if (dr) xr[i] = v[k];
-				ss += (double)v[k] * (double)v[k];
-			}
-		}
-		ss = blockSum(ss, sh);
-		const double inv = 1.0 / sqrt(ss / (double)cols + eps);
-		float m = 0.0f;
-#pragma unroll
-		for (int k = 0; k < GBX_NORM_REGS; k++) {
-			const int i = t + k * nt;
-			if (i < cols) {
-				v[k] = (float)((double)v[k] * inv * (double)wv[k]);
-				yr[i] = v[k];
-				m = fmaxf(m, fabsf(v[k])); // NaN skipped, as Amax
-			}
-		}
-		const long long base = (long long)blockIdx.x * cols;
-		if (fmt == GBX_FMT_E4M3 || fmt == GBX_FMT_E4M3_F32) {
-			m = blockAmax(m, sm);
-			if (t == 0) sm[32] = m;
-			__syncthreads();
-			const float s = fp8Scale(sm[32], margin);
-			if (t == 0) xs[blockIdx.x] = s;
-#pragma unroll
-			for (int k = 0; k < GBX_NORM_REGS; k++) {
-				const int i = t + k * nt;
-				if (i < cols) {
-					const u8 q = (u8)(f2e4m3x2(__fdiv_rn(v[k], s), 0.0f) & 0xff);
-					if (fmt == GBX_FMT_E4M3) ((u8 *)yq)[base + i] = q;
-					else ((float *)yq)[base + i] = e4m3f(q);
-				}
-			}
-		} else if (!(fmt == GBX_FMT_F32 && (const float *)yq + base == yr)) {
-#pragma unroll
-			for (int k = 0; k < GBX_NORM_REGS; k++) {
-				const int i = t + k * nt;
-				if (i < cols) gbx_st(yq, fmt, base + i, v[k]);
-			}
-		}
-		return;
-	}
 	double ss = 0;
-	for (int i = t; i < cols; i += nt) {
+	for (int i = threadIdx.x; i < cols; i += blockDim.x) {
 		float v = xr[i];
 		if (dr) {
 			v = v + dr[i];
@@ -153,7 +87,7 @@ extern "C" __global__ void __launch_bounds__(1024) gbx_lm_norm(float *x, const f
 	}
 	ss = blockSum(ss, sh);
 	const double inv = 1.0 / sqrt(ss / (double)cols + eps);
-	for (int i = t; i < cols; i += nt) yr[i] = (float)((double)xr[i] * inv * (double)w[i]);
+	for (int i = threadIdx.x; i < cols; i += blockDim.x) yr[i] = (float)((double)xr[i] * inv * (double)w[i]);
 	gbx_row_out(yr, cols, yq, blockIdx.x, fmt, xs, margin);
 }
 
