@@ -53,11 +53,6 @@ type Config struct {
 	// (off: on an H200 the kernel measured 5–11 % slower than cuBLASLt at
 	// batch 1 and 8, docs/benchmarks.md); -1 never uses it.
 	GEMVMaxRows int
-	// AttnSplit runs attention on gbx_attn_split (lanes across the head
-	// dim) where it takes the shape, instead of gbx_attn_partial. Off by
-	// default: on an H200 it measured slower from contexts of 2,048
-	// (docs/benchmarks.md).
-	AttnSplit bool
 	// NoGraphs turns off CUDA graphs: by default the second Forward of a
 	// model at a precision and batch size is captured into a graph that
 	// later ones replay, which removes most of the host's launch work.

@@ -40,14 +40,14 @@ type devState struct {
 	plans   map[planKey]*gemmPlan
 	margin  int
 
-	useGraphs bool
-	graphs    map[graphKey]*graph
-	graphSeen map[graphKey]int // eager passes per key; -1: capture failed, never again
-	graphErr  error            // the last capture failure, for tests and messages
-	benchMid  *cuEvent         // BenchLinear's mid-point event, or nil
-	fp4SmallM int
-	gemvMaxM  int  // Config.GEMVMaxRows
-	attnSplit bool // Config.AttnSplit
+	useGraphs   bool
+	graphs      map[graphKey]*graph
+	graphSeen   map[graphKey]int // eager passes per key; -1: capture failed, never again
+	graphErr    error            // the last capture failure, for tests and messages
+	benchMid    *cuEvent         // BenchLinear's mid-point event, or nil
+	fp4SmallM   int
+	gemvMaxM    int  // Config.GEMVMaxRows
+	attnPartial bool // every attention on gbx_attn_partial (LMBench.AttnPartial)
 
 	lm lmState // language models (lmrun.go)
 }
@@ -64,7 +64,6 @@ func openDevice(cfg Config) (d *devState, info DeviceInfo, err error) {
 		margin:    cfg.FP8Margin,
 		fp4SmallM: cfg.FP4SmallM,
 		gemvMaxM:  cfg.GEMVMaxRows,
-		attnSplit: cfg.AttnSplit,
 		lm:        newLMState(),
 	}
 	if d.dev, err = cuDeviceGet(cfg.Device); err != nil {

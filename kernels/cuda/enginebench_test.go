@@ -22,6 +22,7 @@ var (
 	engineBenchConc   = flag.String("enginebench.conc", "64,256", "concurrent sequences, comma-separated")
 	engineBenchPrompt = flag.Int("enginebench.prompt", 128, "prompt tokens per sequence")
 	engineBenchGen    = flag.Int("enginebench.gen", 128, "tokens generated per sequence")
+	engineBenchPrecs  = flag.String("enginebench.precisions", "bf16,fp8,fp4", "precisions, comma-separated")
 	engineBenchPrefix = flag.Int("enginebench.prefix", 0, "tokens of a random prefix every sequence shares, before its own -enginebench.prompt tokens: runs each case with the engine's prefix cache on and off instead of beside the bare loop")
 )
 
@@ -48,7 +49,7 @@ func TestEngineBench(t *testing.T) {
 	}
 	t.Logf("| precision | sequences | engine tok/s (run) | engine tok/s (decode phase) | bare loop tok/s | engine/bare | steps |")
 	t.Logf("|---|---|---|---|---|---|---|")
-	for _, p := range []precision.Format{precision.BF16, precision.FP8, precision.FP4} {
+	for _, p := range precisions(t, *engineBenchPrecs) {
 		for _, n := range ints(t, *engineBenchConc) {
 			m := &lm.Model{Name: "engine-bench", Config: cuda.Llama31_8B}
 			bare, err := b.BenchLM(ctx, cuda.LMBench{Config: &m.Config, Precisions: []precision.Format{p},
@@ -75,7 +76,7 @@ func benchPrefix(t *testing.T, b *cuda.Backend, prefix, prompt, gen int) {
 	ctx := context.Background()
 	t.Logf("| precision | sequences | prefix cache | seconds to finish all | generated tok/s | prefilled tokens | reused tokens | peak KV blocks | steps |")
 	t.Logf("|---|---|---|---|---|---|---|---|---|")
-	for _, p := range []precision.Format{precision.BF16, precision.FP8, precision.FP4} {
+	for _, p := range precisions(t, *engineBenchPrecs) {
 		for _, n := range ints(t, *engineBenchConc) {
 			m := &lm.Model{Name: "engine-bench", Config: cuda.Llama31_8B}
 			if err := b.SynthLM(ctx, m, p); err != nil {

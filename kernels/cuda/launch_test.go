@@ -3,6 +3,7 @@
 package cuda
 
 import (
+	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -61,15 +62,20 @@ func TestLaunches(t *testing.T) {
 		{"attnPartial", func() error {
 			return k.attnPartial(s, 3, 9, attnArgs{qkv: 1, kvHeads: 8, group: 4, dim: 128, maxSplits: 16, scale: 0.1})
 		}},
-		{"attnPartial (gbx_attn_split)", func() error {
-			return k.attnPartial(s, 3, 9, attnArgs{qkv: 1, kvHeads: 8, group: 4, dim: 128, maxSplits: 16, scale: 0.1, lanes: true, yq: 2, yqFmt: fmtBF16})
-		}},
 		{"gemv", func() error { return k.gemv(s, 1, 2, fmtE4M3, 3, 4, 5, 6, 8, 4096, 4096) }},
 		{"attnReduce", func() error { return k.attnReduce(s, 3, 9, attnArgs{kvHeads: 8, group: 4, dim: 128, maxSplits: 16}) }},
 		{"lmLogprobs", func() error { return k.lmLogprobs(s, 1, 256, 2, 3, 4, 9) }},
 		{"lmSample", func() error { return k.lmSample(s, 1, 256, 0, 9, 5, sampleArgs{row: 2}) }},
 	}
 	launched := map[*kernel]bool{}
+	// Every gbx_attn_dec entry point, by the shapes that select it.
+	for _, c := range []struct{ dim, group int }{{64, 1}, {64, 3}, {64, 7}, {128, 2}, {128, 4}, {128, 8}} {
+		a := attnArgs{qkv: 1, kvHeads: 8, group: c.group, dim: c.dim, maxSplits: 16, scale: 0.1, dec: attnDec(false, c.dim, c.group), yq: 2, yqFmt: fmtBF16}
+		calls = append(calls, struct {
+			name string
+			call func() error
+		}{fmt.Sprintf("attnPartial (dim %d, group %d)", c.dim, c.group), func() error { return k.attnPartial(s, 3, 9, a) }})
+	}
 	for _, c := range calls {
 		got = nil
 		if err := c.call(); err != nil {

@@ -49,10 +49,10 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 		_ = b.do(ctx, func(d *devState) error { was, d.gemvMaxM = d.gemvMaxM, cfg.GEMVMaxRows; return nil })
 		defer func() { _ = b.do(ctx, func(d *devState) error { d.gemvMaxM = was; return nil }) }()
 	}
-	if cfg.AttnSplit {
+	if cfg.AttnPartial {
 		var was bool
-		_ = b.do(ctx, func(d *devState) error { was, d.attnSplit = d.attnSplit, true; return nil })
-		defer func() { _ = b.do(ctx, func(d *devState) error { d.attnSplit = was; return nil }) }()
+		_ = b.do(ctx, func(d *devState) error { was, d.attnPartial = d.attnPartial, true; return nil })
+		defer func() { _ = b.do(ctx, func(d *devState) error { d.attnPartial = was; return nil }) }()
 	}
 	var out []LMResult
 	for _, p := range precs {

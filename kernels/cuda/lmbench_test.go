@@ -19,15 +19,15 @@ import (
 //
 //	.gpubin/cuda.test -test.run TestLMBench -test.v -test.timeout 30m -lmbench -lmbench.json $OUT/lmbench.json
 var (
-	lmBench           = flag.Bool("lmbench", false, "run TestLMBench, the language-model decode benchmark")
-	lmBenchModel      = flag.String("lmbench.model", "8b", "the model's shapes: 8b (Llama-3.1-8B's) or tiny (a smoke test)")
-	lmBenchPrecisions = flag.String("lmbench.precisions", "bf16,fp8,fp4", "precisions, comma-separated")
-	lmBenchBatches    = flag.String("lmbench.batches", "1,8,64,256", "batch sizes, comma-separated")
-	lmBenchPrompts    = flag.String("lmbench.prompts", "128,2048", "context lengths decoding starts from, comma-separated")
-	lmBenchSteps      = flag.Int("lmbench.steps", 20, "timed decode steps per case")
-	lmBenchJSON       = flag.String("lmbench.json", "", "also write the results to this file as JSON")
-	lmBenchGEMV       = flag.Int("lmbench.gemv", 0, "GEMVMaxRows for the run (0: the backend's; -1: cuBLASLt only)")
-	lmBenchAttnSplit  = flag.Bool("lmbench.attnsplit", false, "run attention on gbx_attn_split (Config.AttnSplit)")
+	lmBench            = flag.Bool("lmbench", false, "run TestLMBench, the language-model decode benchmark")
+	lmBenchModel       = flag.String("lmbench.model", "8b", "the model's shapes: 8b (Llama-3.1-8B's) or tiny (a smoke test)")
+	lmBenchPrecisions  = flag.String("lmbench.precisions", "bf16,fp8,fp4", "precisions, comma-separated")
+	lmBenchBatches     = flag.String("lmbench.batches", "1,8,64,256", "batch sizes, comma-separated")
+	lmBenchPrompts     = flag.String("lmbench.prompts", "128,2048", "context lengths decoding starts from, comma-separated")
+	lmBenchSteps       = flag.Int("lmbench.steps", 20, "timed decode steps per case")
+	lmBenchJSON        = flag.String("lmbench.json", "", "also write the results to this file as JSON")
+	lmBenchGEMV        = flag.Int("lmbench.gemv", 0, "GEMVMaxRows for the run (0: the backend's; -1: cuBLASLt only)")
+	lmBenchAttnPartial = flag.Bool("lmbench.attnpartial", false, "run every attention on gbx_attn_partial (LMBench.AttnPartial)")
 )
 
 func ints(t *testing.T, s string) []int {
@@ -43,6 +43,20 @@ func ints(t *testing.T, s string) []int {
 	return v
 }
 
+// precisions parses a comma-separated list of precisions.
+func precisions(t *testing.T, list string) []precision.Format {
+	t.Helper()
+	var ps []precision.Format
+	for _, s := range strings.Split(list, ",") {
+		p, err := precision.Parse(strings.TrimSpace(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, p)
+	}
+	return ps
+}
+
 // TestLMBench times decode steps of a random model (Llama-3.1-8B's shapes
 // by default) at bf16, fp8 and fp4, batch 1 to 256, from contexts of 128
 // and 2,048 tokens, and prints tokens/s and the fraction of the bandwidth
@@ -55,14 +69,8 @@ func TestLMBench(t *testing.T) {
 	if err != nil {
 		t.Skipf("no CUDA device: %v", err)
 	}
-	cfg := cuda.LMBench{Batches: ints(t, *lmBenchBatches), Prompts: ints(t, *lmBenchPrompts), Steps: *lmBenchSteps, GEMVMaxRows: *lmBenchGEMV, AttnSplit: *lmBenchAttnSplit}
-	for _, s := range strings.Split(*lmBenchPrecisions, ",") {
-		p, err := precision.Parse(strings.TrimSpace(s))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.Precisions = append(cfg.Precisions, p)
-	}
+	cfg := cuda.LMBench{Batches: ints(t, *lmBenchBatches), Prompts: ints(t, *lmBenchPrompts), Steps: *lmBenchSteps, GEMVMaxRows: *lmBenchGEMV, AttnPartial: *lmBenchAttnPartial}
+	cfg.Precisions = precisions(t, *lmBenchPrecisions)
 	switch *lmBenchModel {
 	case "8b":
 	case "tiny":

@@ -41,8 +41,9 @@ type LMBench struct {
 	// GEMVMaxRows, if not 0, replaces the backend's Config.GEMVMaxRows for
 	// the run (-1: cuBLASLt for every batch), for side-by-side timings.
 	GEMVMaxRows int
-	// AttnSplit, if set, runs gbx_attn_split (Config.AttnSplit) for the run.
-	AttnSplit bool
+	// AttnPartial, if set, runs every attention on gbx_attn_partial, the
+	// general kernel, instead of gbx_attn_dec where it takes the shape.
+	AttnPartial bool
 	// Progress, if set, is called after each case.
 	Progress func(LMResult)
 }

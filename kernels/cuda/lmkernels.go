@@ -7,6 +7,8 @@ package cuda
 */
 import "C"
 
+import "fmt"
+
 // The typed launches of the language-model kernels (module lm, and the
 // per-channel NVFP4 entry point of fp4_linear.cu), grouped by source file as
 // in kernels.go: each holds its kernel's geometry and argument order.
@@ -122,9 +124,18 @@ func (k *kernelSet) lmSiLURows(s cuStream, gu, act, yq uint64, f fmtCode, xs uin
 
 var (
 	kAttnPartial = defKernel(modLM, "gbx_attn_partial", 0)
-	kAttnSplit   = defKernel(modLM, "gbx_attn_split", 0)
 	kAttnReduce  = defKernel(modLM, "gbx_attn_reduce", 0)
+	// kAttnDec are gbx_attn_dec's entry points by head dim and padded group.
+	kAttnDec = map[[2]int]*kernel{}
 )
+
+func init() {
+	for _, dim := range []int{64, 128} {
+		for _, gp := range []int{2, 4, 8} {
+			kAttnDec[[2]int{dim, gp}] = defKernel(modLM, fmt.Sprintf("gbx_attn_dec%d_%d", dim, gp), 0)
+		}
+	}
+}
 
 // The attention kernels' geometry and limits (abi.h).
 const (
@@ -152,19 +163,27 @@ type attnArgs struct {
 	maxSplits               int
 	out                     uint64
 	outStride               int
-	// lanes runs gbx_attn_split (the caller checks attnLanes); yq, if not
-	// 0, then receives out in yqFmt (tf32, bf16 or f16) too: the o
+	// dec runs gbx_attn_dec (the caller checks attnDec); yq, if not 0,
+	// then receives out in yqFmt (tf32, bf16 or f16) too: the o
 	// projection's operand.
-	lanes bool
+	dec   *kernel
 	yq    uint64
 	yqFmt fmtCode
 }
 
-// attnLanes says whether gbx_attn_split takes a model's attention: head
-// dims whose eighth divides 32, up to GBX_ATTN_SPLIT_MAX_GROUP query heads
-// per KV head (gbx_attn_partial takes the others).
-func attnLanes(dim, group int) bool {
-	return dim%8 == 0 && dim <= 256 && 32%(dim/8) == 0 && group <= C.GBX_ATTN_SPLIT_MAX_GROUP
+// attnDec returns the gbx_attn_dec entry point that takes a model's
+// attention, or nil where gbx_attn_partial does: gbx_attn_dec reads a
+// BF16 cache, head dims 64 and 128, up to 8 query heads per KV head (a
+// group is padded to the next power of two from 2).
+func attnDec(f32 bool, dim, group int) *kernel {
+	if f32 || group > 8 {
+		return nil
+	}
+	gp := 2
+	for gp < group {
+		gp *= 2
+	}
+	return kAttnDec[[2]int{dim, gp}]
 }
 
 // attnPartial attends rows [row0, row0+rows) over every split of their
@@ -174,16 +193,17 @@ func (k *kernelSet) attnPartial(s cuStream, row0, rows int, a attnArgs) error {
 	if a.f32 {
 		f32 = 1
 	}
+	grid := [3]uint32{uint32(a.maxSplits), uint32(a.kvHeads), uint32(rows)}
+	if a.dec != nil {
+		ar := newArgs().ptr(a.qkv).i32(a.stride).ptr(a.cache).i32(a.layer).i32(a.layers).i32(a.kvHeads).i32(a.group).
+			ptr(a.pos).ptr(a.seq).ptr(a.btOff).ptr(a.blocks).ptr(a.split).i32(row0).f32(a.scale).ptr(a.partO).
+			ptr(a.partML).i32(a.maxSplits).ptr(a.out).i32(a.outStride).ptr(a.yq).i32(int(a.yqFmt))
+		return k.run(s, launch{kernel: a.dec, grid: grid, block: [3]uint32{C.GBX_ATTN_DEC_THREADS, 1, 1}, args: ar})
+	}
 	ar := newArgs().ptr(a.qkv).i32(a.stride).ptr(a.cache).i32(f32).i32(a.layer).i32(a.layers).i32(a.kvHeads).i32(a.group).
 		i32(a.dim).ptr(a.pos).ptr(a.seq).ptr(a.btOff).ptr(a.blocks).ptr(a.split).i32(row0).f32(a.scale).ptr(a.partO).
 		ptr(a.partML).i32(a.maxSplits).ptr(a.out).i32(a.outStride)
-	kd, threads := kAttnPartial, uint32(attnThreads)
-	if a.lanes {
-		kd, threads = kAttnSplit, C.GBX_ATTN_SPLIT_THREADS
-		ar.ptr(a.yq).i32(int(a.yqFmt))
-	}
-	return k.run(s, launch{kernel: kd, grid: [3]uint32{uint32(a.maxSplits), uint32(a.kvHeads), uint32(rows)},
-		block: [3]uint32{threads, 1, 1}, args: ar})
+	return k.run(s, launch{kernel: kAttnPartial, grid: grid, block: [3]uint32{attnThreads, 1, 1}, args: ar})
 }
 
 // attnReduce combines the splits of rows [row0, row0+rows) (grid: heads ×

@@ -423,8 +423,8 @@ func TestLMOpRope(t *testing.T) {
 	}
 }
 
-// TestLMOpAttention checks gbx_attn_split (or gbx_attn_partial, for the
-// shapes it does not take) and gbx_attn_reduce: causal grouped-query
+// TestLMOpAttention checks gbx_attn_partial, gbx_attn_dec (where it takes
+// the shape) and gbx_attn_reduce: causal grouped-query
 // attention over a paged cache with scrambled block tables, contexts of one
 // position to several splits, against float64.
 func TestLMOpAttention(t *testing.T) {
@@ -443,6 +443,10 @@ func TestLMOpAttention(t *testing.T) {
 		{2, 7, 64, false, []int{3, 129, 700}},
 		{1, 8, 256, true, []int{1, 257}},
 		{2, 5, 32, true, []int{64, 90}},
+		{1, 8, 128, false, []int{16, 33, 5000}},
+		{3, 1, 64, false, []int{1, 15, 16, 250}},
+		{2, 3, 64, false, []int{48, 9000}},
+		{4, 2, 128, false, []int{2, 160, 161}},
 	} {
 		name := fmt.Sprintf("kvHeads %d group %d dim %d f32 %v", tc.kvHeads, tc.group, tc.dim, tc.f32)
 		const layers, layer = 2, 1
@@ -491,23 +495,25 @@ func TestLMOpAttention(t *testing.T) {
 			outStride: heads * tc.dim,
 		}
 		// Two rows per launch, to check row0. Both kernels where
-		// gbx_attn_split takes the shape (with its bf16 operand).
+		// gbx_attn_dec takes the shape (with its bf16 operand).
 		a.partO = x.zeros(4 * 2 * heads * maxSplits * tc.dim)
 		a.partML = x.zeros(4 * 2 * heads * maxSplits * 2)
-		for _, lanes := range []bool{false, true} {
-			if lanes && !attnLanes(tc.dim, tc.group) {
-				continue
+		for i, dec := range []*kernel{nil, attnDec(tc.f32, tc.dim, tc.group)} {
+			if i > 0 && dec == nil {
+				break // the shape has no gbx_attn_dec
 			}
-			a.lanes, a.yq, a.yqFmt = lanes, 0, fmtBF16
-			if lanes {
+			a.dec, a.yq, a.yqFmt = dec, 0, fmtBF16
+			kname := "gbx_attn_partial"
+			if dec != nil {
+				kname = dec.name
 				a.yq = x.zeros(2 * rows * heads * tc.dim)
 			}
 			x.do(func(d *devState) error { return d.lmAttention(rows, 2, a) })
 			got := x.floats(a.out, rows*heads*tc.dim)
-			if lanes {
-				checkOperand(t, name+" gbx_attn_split operand", fmtBF16, got, x.down(a.yq, 2*len(got)), nil, heads*tc.dim, 0)
+			if dec != nil {
+				checkOperand(t, name+" "+kname+" operand", fmtBF16, got, x.down(a.yq, 2*len(got)), nil, heads*tc.dim, 0)
 			}
-			checkAttention(t, fmt.Sprintf("%s lanes %v", name, lanes), got, q, vals, flat, btOff, tc.ctx, stride, tc.kvHeads, tc.group, tc.dim, layer, layers)
+			checkAttention(t, name+" "+kname, got, q, vals, flat, btOff, tc.ctx, stride, tc.kvHeads, tc.group, tc.dim, layer, layers)
 		}
 	}
 }

@@ -64,8 +64,12 @@ type seqPlan struct {
 // way in every batch, in prefill and in decode.
 func attnSplit(n int) int {
 	nb := (n + kvBlock - 1) / kvBlock
-	return kvBlock * max(attnMinSplit/kvBlock, (nb+attnMaxSplits-1)/attnMaxSplits)
+	return kvBlock * max(attnMinSplitLen/kvBlock, (nb+attnMaxSplits-1)/attnMaxSplits)
 }
+
+// attnMinSplitLen is attnMinSplit, a variable for TestAttnBench to try
+// others.
+var attnMinSplitLen = attnMinSplit
 
 // newLMPlan lays out seqs (checked by kernels.CheckStep) for a model of
 // vocab tokens.

@@ -283,7 +283,9 @@ func (d *devState) lmEnqueue(ctx context.Context, m *lm.Model, w *lmWeights, kv 
 		group: c.Heads / c.KVHeads, dim: c.HeadDim, pos: rope.pos, seq: rope.seq, btOff: rope.btOff, blocks: rope.blocks,
 		split: r.at(r.lay.split), scale: float32(1 / math.Sqrt(float64(c.HeadDim))), partO: r.part,
 		partML: r.part + uint64(4*r.attnRows*c.Heads*pl.maxSplits*c.HeadDim), maxSplits: pl.maxSplits, out: r.f, outStride: qd,
-		lanes: d.attnSplit && attnLanes(c.HeadDim, c.Heads/c.KVHeads),
+	}
+	if !d.attnPartial {
+		attn.dec = attnDec(kv.f32, c.HeadDim, c.Heads/c.KVHeads)
 	}
 	var delta uint64 // the previous block's output, added to x by the next norm
 	for l := range w.layers {
@@ -308,7 +310,7 @@ func (d *devState) lmEnqueue(ctx context.Context, m *lm.Model, w *lmWeights, kv 
 		attn.layer = l
 		oFmt := L.o.actFmt()
 		attn.yq, attn.yqFmt = 0, oFmt
-		fused := attn.lanes && (oFmt == fmtTF32 || oFmt == fmtBF16 || oFmt == fmtF16)
+		fused := attn.dec != nil && (oFmt == fmtTF32 || oFmt == fmtBF16 || oFmt == fmtF16)
 		if fused {
 			attn.yq = r.cv // attention writes the o projection's operand itself
 		}

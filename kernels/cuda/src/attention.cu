@@ -201,236 +201,301 @@ extern "C" __global__ void __launch_bounds__(GBX_ATTN_THREADS)
 #undef GBX_ATTN_CASE
 }
 
-// gbx_attn_split is gbx_attn_partial's fast form, for head dims whose eighth
-// divides 32 (8 … 256) and up to GBX_ATTN_SPLIT_MAX_GROUP query heads per
-// KV head: same grid, arguments and outputs, GBX_ATTN_SPLIT_THREADS
-// threads. A position is read by dim/8 neighbouring lanes, 8 values (16
-// bytes of bf16) each, so every load of K and V is a wide, coalesced one;
-// the block is cut into "streams" of dim/8 lanes, each running its own
-// online softmax over U positions at a time (stream k takes positions
-// j0 + (k + it·streams)·U …), the query heads in registers. The streams'
-// states are then combined in a fixed tree: within a warp by shuffles (a
-// symmetric combination, the same on both lanes), then across warps
-// through shared memory, lower warp first. Which position a stream takes
-// depends on the split alone, so a row's result is the same in any batch.
-// With yq, a row of one split is also written in fmt (TF32, BF16 or F16),
-// the o projection's operand (the row's other splits: gbx_attn_reduce).
-
-// gbxAttnState is one stream's online-softmax state for G heads: running
-// maximum m, sum l and unnormalised output acc over its 8 dims.
-template <int G> struct gbxAttnState {
-	float m[G], l[G], acc[G][8];
+// gbx_attn_dec<DIM, GP> is gbx_attn_partial's fast form for a BF16 cache,
+// head dims DIM of 64 or 128 and up to GP query heads per KV head (GP a
+// power of two, 2 ≤ GP ≤ DIM/8; a group G < GP is padded with zero query
+// heads whose results are dropped): same grid, arguments and outputs,
+// GBX_ATTN_DEC_THREADS threads. It is built to keep as many bytes of the
+// cache in flight as the memory system needs:
+//
+//   - A warp takes whole KV blocks (GBX_KV_BLOCK positions: K and V of a
+//     head are each one contiguous run of 16·DIM values), warp w the
+//     split's blocks w, w + NW, …, and issues every 16-byte load of the
+//     block's K and V at once, before any math: lane l's i-th load is bytes
+//     16·l + 512·i of the run, so each warp load instruction reads 512
+//     contiguous bytes, and lane l holds dims (l mod LP)·8 … +8 of positions
+//     PI·i + l/LP (LP = DIM/8 lanes per position, PI = 32/LP positions per
+//     instruction).
+//   - The lane's partial dot products (GP heads × NI = DIM/16 positions) are
+//     summed over the LP lanes of a position by recursive halving: each
+//     xor step sends half of the values still held and keeps the other
+//     half, so log₂ LP steps leave GP/2 finished scores per lane, each
+//     computed once (all of one head: lanes sub·GP/LP share head
+//     sub/(LP/GP)) — DIM/8·GP/2 shuffles a block instead of a butterfly's
+//     GP·NI·log₂ LP.
+//   - The online softmax runs on the owners of the scores (one exp per
+//     score); the block's weights go through a per-warp tile of shared
+//     memory to the lanes holding V, which accumulate GP × 8 outputs in
+//     float.
+//
+// At the end the PI position groups of a warp are added by shuffles, and
+// the warps' states merged through shared memory in warp order. Every sum
+// has a fixed order that depends on the split alone, so a row's result is
+// the same in any batch. With yq, a row of one split is also written in
+// fmt (TF32, BF16 or F16), the o projection's operand (the row's other
+// splits: gbx_attn_reduce).
+template <int DIM, int GP> struct gbxAttnDecShared {
+	static constexpr int NW = GBX_ATTN_DEC_THREADS / 32;
+	float q[GP * DIM];                  // the row's query heads of the KV head (zero past G)
+	float p[NW][GBX_KV_BLOCK * GP];     // a warp's weights of its KV block, [position][head]
+	float c[NW][GP];                    // a warp's corrections exp(m_old − m_new)
+	float m[NW][GP], l[NW][GP];         // the warps' final states
+	float acc[NW][GP * DIM];
 };
 
-// gbx_attn_merge folds b into a: a ← a·e_a + b·e_b, e = exp(m − max). An
-// empty state (m = −inf) weighs 0. It is symmetric: merging a into b
-// gives the same bits.
-template <int G> __device__ __forceinline__ void gbx_attn_merge(gbxAttnState<G> &a, const float (&bm)[G], const float (&bl)[G], const float (&bacc)[G][8]) {
+// gbx_bf16x8 unpacks 8 BF16 values (16 bytes) into floats.
+__device__ __forceinline__ void gbx_bf16x8(const u32 (&w)[4], float (&v)[8]) {
 #pragma unroll
-	for (int h = 0; h < G; h++) {
-		const float M = fmaxf(a.m[h], bm[h]);
-		const float ea = a.m[h] == __int_as_float(0xff800000) ? 0.0f : expf(a.m[h] - M);
-		const float eb = bm[h] == __int_as_float(0xff800000) ? 0.0f : expf(bm[h] - M);
-		a.l[h] = a.l[h] * ea + bl[h] * eb;
-#pragma unroll
-		for (int e = 0; e < 8; e++) a.acc[h][e] = a.acc[h][e] * ea + bacc[h][e] * eb;
-		a.m[h] = M;
+	for (int k = 0; k < 4; k++) {
+		v[2 * k] = __uint_as_float(w[k] << 16);
+		v[2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u);
 	}
 }
 
-template <int G, int U>
-__device__ __forceinline__ void gbx_attn_lanes(float *sh, const float *qkv, int stride, const void *cache, int f32,
-                                               int layer, int layers, int kvHeads, int dim, const int *pos,
-                                               const int *seq, const int *btOff, const int *blocks, const int *split,
-                                               int row0, float scale, float *partO, float *partML, int maxSplits,
-                                               float *out, int outStride, void *yq, int fmt) {
-	constexpr int NT = GBX_ATTN_SPLIT_THREADS, NW = NT / 32;
+template <int DIM, int GP>
+__device__ __forceinline__ void gbx_attn_dec(const float *qkv, int stride, const void *cache, int layer, int layers,
+                                             int kvHeads, int G, const int *pos, const int *seq, const int *btOff,
+                                             const int *blocks, const int *split, int row0, float scale, float *partO,
+                                             float *partML, int maxSplits, float *out, int outStride, void *yq,
+                                             int fmt) {
+	constexpr int NT = GBX_ATTN_DEC_THREADS, NW = NT / 32;
+	constexpr int LP = DIM / 8, PI = 32 / LP, NI = DIM / 16, OWN = GP / 2, LPH = LP / GP;
+	static_assert(GP >= 2 && GP <= LP && (GP & (GP - 1)) == 0, "GP: a power of two from 2 to DIM/8");
+	static_assert(NI * PI == GBX_KV_BLOCK, "a warp's loads cover one KV block");
 	const float NEG = __int_as_float(0xff800000); // -inf
-	const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
-	const int LP = dim >> 3, sub = lane & (LP - 1), st = t / LP, streams = NT / LP;
+	__shared__ gbxAttnDecShared<DIM, GP> sh;
+	const int t = threadIdx.x, lane = t & 31, warp = t >> 5, sub = lane % LP, pr = lane / LP;
 	const int rc = blockIdx.z, r = row0 + rc, g = blockIdx.y, s = blockIdx.x;
 	const int n = pos[r] + 1, S = split[r], ns = (n + S - 1) / S;
 	if (s >= ns) return;
 	const int j0 = s * S, j1 = gbx_imin(j0 + S, n);
 	const int *bt = blocks + btOff[seq[r]];
-	const long long vOff = (long long)kvHeads * GBX_KV_BLOCK * dim; // V's offset from K in a block
-	float q[G][8];
+	// The warp's blocks of the split are b0 + it·NW for it < T. Lane l holds
+	// the block-table entry of it = base + l (base: a multiple of 32), so
+	// that no load of K and V waits on its own table lookup, and the
+	// blocks GBX_ATTN_DEC_AHEAD steps ahead are prefetched into L2 while a
+	// step computes.
+	const int b0 = j0 / GBX_KV_BLOCK + warp, bEnd = (j1 + GBX_KV_BLOCK - 1) / GBX_KV_BLOCK;
+	const int T = b0 < bEnd ? (bEnd - b0 + NW - 1) / NW : 0;
+	const long long vOff = 2LL * kvHeads * GBX_KV_BLOCK * DIM; // bytes from K's run to V's
+	constexpr int RUN = GBX_KV_BLOCK * DIM * 2;                // bytes of one run of K (or V)
+	auto run = [&](int blk) {
+		return (const char *)cache + 2 * gbx_kv_off(blk, layer, layers, 0, g, kvHeads, 0, DIM);
+	};
+	auto prefetch = [&](int blk) {
+		if (lane < RUN / 128) {
+			gbx_prefetch_l2(run(blk) + 128 * lane);
+			gbx_prefetch_l2(run(blk) + vOff + 128 * lane);
+		}
+	};
+	int btl = lane < T ? bt[b0 + lane * NW] : 0;
+#pragma unroll
+	for (int a = 0; a < GBX_ATTN_DEC_AHEAD; a++) {
+		const int blk = __shfl_sync(0xffffffffu, btl, a);
+		if (a < T) prefetch(blk);
+	}
 	{
-		const float *qr = qkv + (long long)r * stride + (long long)g * G * dim + sub * 8;
-#pragma unroll
-		for (int h = 0; h < G; h++) {
-			const float4 a = *reinterpret_cast<const float4 *>(qr + h * dim);
-			const float4 b = *reinterpret_cast<const float4 *>(qr + h * dim + 4);
-			q[h][0] = a.x, q[h][1] = a.y, q[h][2] = a.z, q[h][3] = a.w;
-			q[h][4] = b.x, q[h][5] = b.y, q[h][6] = b.z, q[h][7] = b.w;
-		}
+		const float *q = qkv + (long long)r * stride + (long long)g * G * DIM;
+		for (int i = t; i < GP * DIM; i += NT) sh.q[i] = i < G * DIM ? q[i] : 0.0f;
 	}
-	gbxAttnState<G> st8;
+	__syncthreads();
+	// The lane's head after the halving, and its first instruction there.
+	const int hOwn = sub / LPH, i0 = (OWN * sub) % NI;
+	const bool leader = sub % LPH == 0 && pr == 0;
+	float *pw = sh.p[warp], *cw = sh.c[warp];
+	float acc[GP][8];
 #pragma unroll
-	for (int h = 0; h < G; h++) {
-		st8.m[h] = NEG, st8.l[h] = 0.0f;
+	for (int h = 0; h < GP; h++)
 #pragma unroll
-		for (int e = 0; e < 8; e++) st8.acc[h][e] = 0.0f;
-	}
-	// Every thread runs every step (shuffles need whole warps); positions
-	// past j1 are masked.
-	for (int c0 = j0; c0 < j1; c0 += streams * U) {
-		const int jb = c0 + st * U;
-		float kv[U][8];
-		long long vo[U];
+		for (int e = 0; e < 8; e++) acc[h][e] = 0.0f;
+	float mh = NEG, lh = 0.0f; // the running maximum and sum of head hOwn
+	for (int it = 0; it < T; it++) {
+		if (it % 32 == 0 && it > 0) btl = it + lane < T ? bt[b0 + (it + lane) * NW] : 0;
+		const int blk = __shfl_sync(0xffffffffu, btl, it % 32);
+		const char *kp = run(blk) + 16 * lane;
+		u32 kr[NI][4], vr[NI][4];
 #pragma unroll
-		for (int u = 0; u < U; u++) {
-			const int j = jb + u;
-			if (j < j1) {
-				const long long ko = gbx_kv_off(bt[j / GBX_KV_BLOCK], layer, layers, 0, g, kvHeads, j % GBX_KV_BLOCK, dim) + sub * 8;
-				vo[u] = ko + vOff;
-				gbx_ld8(cache, f32, ko, kv[u]);
-			} else {
-				vo[u] = -1;
+		for (int i = 0; i < NI; i++) gbx_ldg128(kr[i], kp + 512 * i);
 #pragma unroll
-				for (int e = 0; e < 8; e++) kv[u][e] = 0.0f;
-			}
+		for (int i = 0; i < NI; i++) gbx_ldg128(vr[i], kp + vOff + 512 * i);
+		{
+			// The block GBX_ATTN_DEC_AHEAD steps on, if in this lane's
+			// table chunk.
+			const int a = it + GBX_ATTN_DEC_AHEAD;
+			const int ablk = __shfl_sync(0xffffffffu, btl, a % 32);
+			if (a < T && a / 32 == it / 32) prefetch(ablk);
 		}
-		float sc[U][G];
+		const int valid = j1 - (b0 + it * NW) * GBX_KV_BLOCK; // positions of the block in the split (≥ 1)
+		// The lane's partial dot products, x[h·NI + i].
+		float x[GP * NI];
 #pragma unroll
-		for (int u = 0; u < U; u++)
+		for (int h = 0; h < GP; h++) {
+			const float4 qa = *reinterpret_cast<const float4 *>(&sh.q[h * DIM + sub * 8]);
+			const float4 qb = *reinterpret_cast<const float4 *>(&sh.q[h * DIM + sub * 8 + 4]);
+			const float q8[8] = {qa.x, qa.y, qa.z, qa.w, qb.x, qb.y, qb.z, qb.w};
 #pragma unroll
-			for (int h = 0; h < G; h++) {
+			for (int i = 0; i < NI; i++) {
+				float k8[8];
+				gbx_bf16x8(kr[i], k8);
 				float a = 0.0f;
 #pragma unroll
-				for (int e = 0; e < 8; e++) a = fmaf(q[h][e], kv[u][e], a);
-				sc[u][h] = a;
+				for (int e = 0; e < 8; e++) a = fmaf(q8[e], k8[e], a);
+				x[h * NI + i] = a;
 			}
-		// V's loads go out before the reduction's shuffles.
-		float vv[U][8];
-#pragma unroll
-		for (int u = 0; u < U; u++) {
-			if (vo[u] >= 0) gbx_ld8(cache, f32, vo[u], vv[u]);
-			else
-#pragma unroll
-				for (int e = 0; e < 8; e++) vv[u][e] = 0.0f;
 		}
-		// The dot products over the stream's lanes (an xor butterfly: every
-		// lane ends with the same sum).
-		for (int o = LP >> 1; o > 0; o >>= 1)
+		// Recursive halving over the position's lanes: at offset o the lane
+		// keeps the lower half of its values (bit o clear) or the upper, and
+		// adds its partner's copy of them.
 #pragma unroll
-			for (int u = 0; u < U; u++)
+		for (int o = LP / 2; o >= 1; o >>= 1) {
+			const int half = GP * NI * o / LP;
+			const bool up = lane & o;
 #pragma unroll
-				for (int h = 0; h < G; h++) sc[u][h] += __shfl_xor_sync(0xffffffffu, sc[u][h], o);
-#pragma unroll
-		for (int h = 0; h < G; h++) {
-			float mt = NEG;
-#pragma unroll
-			for (int u = 0; u < U; u++) {
-				sc[u][h] *= scale;
-				if (vo[u] >= 0) mt = fmaxf(mt, sc[u][h]);
+			for (int c = 0; c < half; c++) {
+				const float keep = up ? x[c + half] : x[c], send = up ? x[c] : x[c + half];
+				x[c] = keep + __shfl_xor_sync(0xffffffffu, send, o);
 			}
-			if (mt == NEG) continue; // no position of this step (the same for the stream's lanes)
-			const float mn = fmaxf(st8.m[h], mt), c = expf(st8.m[h] - mn); // 0 on the first step
-			st8.l[h] *= c;
-#pragma unroll
-			for (int e = 0; e < 8; e++) st8.acc[h][e] *= c;
-#pragma unroll
-			for (int u = 0; u < U; u++) {
-				if (vo[u] < 0) continue;
-				const float p = expf(sc[u][h] - mn);
-				st8.l[h] += p;
-#pragma unroll
-				for (int e = 0; e < 8; e++) st8.acc[h][e] = fmaf(p, vv[u][e], st8.acc[h][e]);
-			}
-			st8.m[h] = mn;
 		}
+		// x[u] is the score of head hOwn at instruction i0 + u: position
+		// PI·(i0 + u) + pr.
+		float mt = NEG;
+#pragma unroll
+		for (int u = 0; u < OWN; u++) {
+			x[u] = PI * (i0 + u) + pr < valid ? x[u] * scale : NEG;
+			mt = fmaxf(mt, x[u]);
+		}
+#pragma unroll
+		for (int o = 1; o < LPH; o <<= 1) mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, o));
+#pragma unroll
+		for (int o = LP; o < 32; o <<= 1) mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, o));
+		const float mn = fmaxf(mh, mt), cf = expf(mh - mn); // cf: 0 on the first block (mh = −inf)
+		float ps = 0.0f;
+#pragma unroll
+		for (int u = 0; u < OWN; u++) {
+			const float e = expf(x[u] - mn); // 0 past the split
+			pw[(PI * (i0 + u) + pr) * GP + hOwn] = e;
+			ps += e;
+		}
+#pragma unroll
+		for (int o = 1; o < LPH; o <<= 1) ps += __shfl_xor_sync(0xffffffffu, ps, o);
+#pragma unroll
+		for (int o = LP; o < 32; o <<= 1) ps += __shfl_xor_sync(0xffffffffu, ps, o);
+		lh = lh * cf + ps;
+		mh = mn;
+		if (leader) cw[hOwn] = cf;
+		__syncwarp();
+#pragma unroll
+		for (int h = 0; h < GP; h++) {
+			const float c = cw[h];
+#pragma unroll
+			for (int e = 0; e < 8; e++) acc[h][e] *= c;
+		}
+#pragma unroll
+		for (int i = 0; i < NI; i++) {
+			const int p = PI * i + pr;
+			float v8[8];
+			gbx_bf16x8(vr[i], v8);
+			if (p >= valid) // past the split: the cache may hold anything there
+#pragma unroll
+				for (int e = 0; e < 8; e++) v8[e] = 0.0f;
+#pragma unroll
+			for (int h = 0; h < GP; h++) {
+				const float w = pw[p * GP + h];
+#pragma unroll
+				for (int e = 0; e < 8; e++) acc[h][e] = fmaf(w, v8[e], acc[h][e]);
+			}
+		}
+		__syncwarp(); // the weights are read before the next block writes them
 	}
-	// The warp's streams, by shuffles.
-	for (int o = LP; o < 32; o <<= 1) {
-		float bm[G], bl[G], bacc[G][8];
+	// The warp's position groups (their weights share the warp's maximum).
 #pragma unroll
-		for (int h = 0; h < G; h++) {
-			bm[h] = __shfl_xor_sync(0xffffffffu, st8.m[h], o);
-			bl[h] = __shfl_xor_sync(0xffffffffu, st8.l[h], o);
+	for (int o = LP; o < 32; o <<= 1)
 #pragma unroll
-			for (int e = 0; e < 8; e++) bacc[h][e] = __shfl_xor_sync(0xffffffffu, st8.acc[h][e], o);
-		}
-		gbx_attn_merge<G>(st8, bm, bl, bacc);
-	}
-	// The warps, by halves through shared memory: sh holds NW/2 states of
-	// G·(dim + 2) floats.
-	const int per = G * (dim + 2);
-	for (int half = NW / 2; half > 0; half >>= 1) {
-		if (warp >= half && warp < 2 * half && lane < LP) {
-			float *w = sh + (warp - half) * per;
+		for (int h = 0; h < GP; h++)
 #pragma unroll
-			for (int h = 0; h < G; h++) {
+			for (int e = 0; e < 8; e++) acc[h][e] += __shfl_xor_sync(0xffffffffu, acc[h][e], o);
+	if (pr == 0)
 #pragma unroll
-				for (int e = 0; e < 8; e++) w[h * dim + sub * 8 + e] = st8.acc[h][e];
-				if (sub == 0) w[G * dim + 2 * h] = st8.m[h], w[G * dim + 2 * h + 1] = st8.l[h];
-			}
-		}
-		__syncthreads();
-		if (warp < half) {
-			const float *w = sh + warp * per;
-			float bm[G], bl[G], bacc[G][8];
+		for (int h = 0; h < GP; h++)
 #pragma unroll
-			for (int h = 0; h < G; h++) {
-				bm[h] = w[G * dim + 2 * h], bl[h] = w[G * dim + 2 * h + 1];
-#pragma unroll
-				for (int e = 0; e < 8; e++) bacc[h][e] = w[h * dim + sub * 8 + e];
-			}
-			gbx_attn_merge<G>(st8, bm, bl, bacc);
-		}
-		__syncthreads();
-	}
-	if (warp != 0 || lane >= LP) return;
+			for (int e = 0; e < 8; e++) sh.acc[warp][h * DIM + sub * 8 + e] = acc[h][e];
+	if (leader) sh.m[warp][hOwn] = mh, sh.l[warp][hOwn] = lh;
+	__syncthreads();
+	// The warps, in order: a warp without a block (m = −inf) weighs 0.
 	const int H = kvHeads * G;
+	for (int k = t; k < G * DIM; k += NT) {
+		const int h = k / DIM, d = k % DIM, hq = g * G + h;
+		float M = NEG;
 #pragma unroll
-	for (int h = 0; h < G; h++) {
-		const int hq = g * G + h;
-		float *o;
+		for (int w = 0; w < NW; w++) M = fmaxf(M, sh.m[w][h]);
+		float L = 0.0f, o = 0.0f;
+#pragma unroll
+		for (int w = 0; w < NW; w++) {
+			const float e = sh.m[w][h] == NEG ? 0.0f : expf(sh.m[w][h] - M);
+			L = L + sh.l[w][h] * e;
+			o = o + sh.acc[w][h * DIM + d] * e;
+		}
 		if (ns == 1) {
-			const long long i0 = (long long)r * outStride + (long long)hq * dim + sub * 8;
-#pragma unroll
-			for (int e = 0; e < 8; e++) {
-				const float v = __fdiv_rn(st8.acc[h][e], st8.l[h]);
-				out[i0 + e] = v;
-				if (yq) gbx_st(yq, fmt, i0 + e, v);
-			}
+			const long long at = (long long)r * outStride + (long long)hq * DIM + d;
+			const float v = __fdiv_rn(o, L);
+			out[at] = v;
+			if (yq) gbx_st(yq, fmt, at, v);
 			continue;
 		}
 		const long long b = ((long long)rc * H + hq) * maxSplits + s;
-		o = partO + b * dim + sub * 8;
-#pragma unroll
-		for (int e = 0; e < 8; e++) o[e] = st8.acc[h][e];
-		if (sub == 0) partML[2 * b] = st8.m[h], partML[2 * b + 1] = st8.l[h];
+		partO[b * DIM + d] = o;
+		if (d == 0) partML[2 * b] = M, partML[2 * b + 1] = L;
 	}
 }
 
-extern "C" __global__ void __launch_bounds__(GBX_ATTN_SPLIT_THREADS)
-    gbx_attn_split(const float *qkv, int stride, const void *cache, int f32, int layer, int layers, int kvHeads,
-                   int group, int dim, const int *pos, const int *seq, const int *btOff, const int *blocks,
-                   const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
-                   int outStride, void *yq, int fmt) {
-	__shared__ float sh[GBX_ATTN_SPLIT_THREADS / 64 * GBX_ATTN_SPLIT_MAX_GROUP * (GBX_ATTN_MAX_DIM + 2)];
-#define GBX_ATTN_CASE(G, U)                                                                                           \
-	case G:                                                                                                           \
-		gbx_attn_lanes<G, U>(sh, qkv, stride, cache, f32, layer, layers, kvHeads, dim, pos, seq, btOff, blocks, split,  \
-		                     row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);                          \
-		break;
-	switch (group) {
-		GBX_ATTN_CASE(1, 4)
-		GBX_ATTN_CASE(2, 4)
-		GBX_ATTN_CASE(3, 4)
-		GBX_ATTN_CASE(4, 4)
-		GBX_ATTN_CASE(5, 2)
-		GBX_ATTN_CASE(6, 2)
-		GBX_ATTN_CASE(7, 2)
-		GBX_ATTN_CASE(8, 2)
-	}
-#undef GBX_ATTN_CASE
+// The entry points of gbx_attn_dec, one per shape (each with its own
+// register budget), their parameters written out for the host's checks.
+extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
+    gbx_attn_dec64_2(const float *qkv, int stride, const void *cache, int layer, int layers, int kvHeads, int group,
+                     const int *pos, const int *seq, const int *btOff, const int *blocks, const int *split, int row0,
+                     float scale, float *partO, float *partML, int maxSplits, float *out, int outStride, void *yq, int fmt) {
+	gbx_attn_dec<64, 2>(qkv, stride, cache, layer, layers, kvHeads, group, pos, seq, btOff, blocks, split, row0, scale,
+	                     partO, partML, maxSplits, out, outStride, yq, fmt);
+}
+extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
+    gbx_attn_dec64_4(const float *qkv, int stride, const void *cache, int layer, int layers, int kvHeads, int group,
+                     const int *pos, const int *seq, const int *btOff, const int *blocks, const int *split, int row0,
+                     float scale, float *partO, float *partML, int maxSplits, float *out, int outStride, void *yq, int fmt) {
+	gbx_attn_dec<64, 4>(qkv, stride, cache, layer, layers, kvHeads, group, pos, seq, btOff, blocks, split, row0, scale,
+	                     partO, partML, maxSplits, out, outStride, yq, fmt);
+}
+extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
+    gbx_attn_dec64_8(const float *qkv, int stride, const void *cache, int layer, int layers, int kvHeads, int group,
+                     const int *pos, const int *seq, const int *btOff, const int *blocks, const int *split, int row0,
+                     float scale, float *partO, float *partML, int maxSplits, float *out, int outStride, void *yq, int fmt) {
+	gbx_attn_dec<64, 8>(qkv, stride, cache, layer, layers, kvHeads, group, pos, seq, btOff, blocks, split, row0, scale,
+	                     partO, partML, maxSplits, out, outStride, yq, fmt);
+}
+extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
+    gbx_attn_dec128_2(const float *qkv, int stride, const void *cache, int layer, int layers, int kvHeads, int group,
+                     const int *pos, const int *seq, const int *btOff, const int *blocks, const int *split, int row0,
+                     float scale, float *partO, float *partML, int maxSplits, float *out, int outStride, void *yq, int fmt) {
+	gbx_attn_dec<128, 2>(qkv, stride, cache, layer, layers, kvHeads, group, pos, seq, btOff, blocks, split, row0, scale,
+	                     partO, partML, maxSplits, out, outStride, yq, fmt);
+}
+extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
+    gbx_attn_dec128_4(const float *qkv, int stride, const void *cache, int layer, int layers, int kvHeads, int group,
+                     const int *pos, const int *seq, const int *btOff, const int *blocks, const int *split, int row0,
+                     float scale, float *partO, float *partML, int maxSplits, float *out, int outStride, void *yq, int fmt) {
+	gbx_attn_dec<128, 4>(qkv, stride, cache, layer, layers, kvHeads, group, pos, seq, btOff, blocks, split, row0, scale,
+	                     partO, partML, maxSplits, out, outStride, yq, fmt);
+}
+extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
+    gbx_attn_dec128_8(const float *qkv, int stride, const void *cache, int layer, int layers, int kvHeads, int group,
+                     const int *pos, const int *seq, const int *btOff, const int *blocks, const int *split, int row0,
+                     float scale, float *partO, float *partML, int maxSplits, float *out, int outStride, void *yq, int fmt) {
+	gbx_attn_dec<128, 8>(qkv, stride, cache, layer, layers, kvHeads, group, pos, seq, btOff, blocks, split, row0, scale,
+	                     partO, partML, maxSplits, out, outStride, yq, fmt);
 }
 
 // gbx_attn_reduce: block (h, rc) combines the splits of row r = row0 + rc,
 // query head h (rows with one split were written by gbx_attn_partial or
-// gbx_attn_split): M = max m_s, L = Σ l_s·e_s, out = (Σ o_s·e_s) / L with
+// gbx_attn_dec): M = max m_s, L = Σ l_s·e_s, out = (Σ o_s·e_s) / L with
 // e_s = exp(m_s − M), in split order; with yq, also out in fmt (TF32, BF16
 // or F16: the o projection's operand, as gbx_row_out writes it).
 extern "C" __global__ void gbx_attn_reduce(const int *pos, const int *split, int row0, int heads, int dim,
