@@ -42,32 +42,28 @@ type graph struct {
 }
 
 // dropGraphs destroys the graphs of model m, which alone hold its weights'
-// addresses, and forgets its passes (the stream must be idle).
+// addresses, and forgets its passes.
 func (d *devState) dropGraphs(m *model.Model) {
-	for k, g := range d.graphs {
-		if k.m == m {
-			g.exec.destroy()
-			delete(d.graphs, k)
-		}
-	}
-	for k := range d.graphSeen {
-		if k.m == m {
-			delete(d.graphSeen, k)
-		}
-	}
+	d.dropGraphsWhere(func(k graphKey) bool { return k.m == m })
 }
 
 // dropSlotGraphs destroys the graphs captured on sl's buffers and forgets
-// its passes (the stream must be done with them).
+// its passes.
 func (d *devState) dropSlotGraphs(sl *slot) {
+	d.dropGraphsWhere(func(k graphKey) bool { return k.s == sl })
+}
+
+// dropGraphsWhere destroys the graphs whose key drop selects and forgets
+// those keys' passes (the stream must be done with them).
+func (d *devState) dropGraphsWhere(drop func(graphKey) bool) {
 	for k, g := range d.graphs {
-		if k.s == sl {
+		if drop(k) {
 			g.exec.destroy()
 			delete(d.graphs, k)
 		}
 	}
 	for k := range d.graphSeen {
-		if k.s == sl {
+		if drop(k) {
 			delete(d.graphSeen, k)
 		}
 	}
