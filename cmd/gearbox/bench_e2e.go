@@ -20,6 +20,7 @@ import (
 type e2eFlags struct {
 	dims, precisions, jsonOut, cpuProfile, plot string
 	rows, jobs, batchRows, workers, reps        int
+	bareCallers                                 int
 	minTime                                     time.Duration
 }
 
@@ -42,6 +43,7 @@ Backend.Forward in a loop, on the same batches, per precision, on GEARBOX_DEVICE
 	fs.IntVar(&f.jobs, "jobs", 2000, "jobs per repetition")
 	fs.IntVar(&f.batchRows, "max-batch-rows", 0, "most rows in a batch (default GEARBOX_MAX_BATCH_ROWS)")
 	fs.IntVar(&f.workers, "workers", 1, "workers sharing the backend")
+	fs.IntVar(&f.bareCallers, "bare-callers", 1, "goroutines calling Forward concurrently in the bare loop")
 	fs.IntVar(&f.reps, "reps", 3, "repetitions of each side; medians are reported")
 	fs.DurationVar(&f.minTime, "min-time", time.Second, "least time of one bare repetition (it repeats the batches until then)")
 	fs.StringVar(&f.jsonOut, "json", "", "also write the report as JSON to this file")
@@ -78,7 +80,7 @@ func benchE2E(ctx context.Context, cfg *config, log zerolog.Logger, f e2eFlags, 
 	defer backend.Close()
 	bc := e2e.Config{
 		Backend: backend, Dims: ds, Precisions: ps, RowsPerJob: f.rows, Jobs: f.jobs,
-		Reps: f.reps, MinTime: f.minTime, Workers: f.workers, Worker: cfg.worker(subj), Progress: stderr,
+		Reps: f.reps, MinTime: f.minTime, Workers: f.workers, BareCallers: f.bareCallers, Worker: cfg.worker(subj), Progress: stderr,
 	}
 	if f.batchRows != 0 {
 		bc.Worker.MaxBatchRows = f.batchRows

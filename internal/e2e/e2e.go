@@ -22,6 +22,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -52,7 +53,12 @@ type Config struct {
 	// runs Jobs jobs once; a line on Progress says when that was shorter.
 	MinTime time.Duration
 	Workers int // workers sharing the backend (default 1)
-	Seed    uint64
+	// BareCallers is how many goroutines call Backend.Forward in the bare
+	// loop, sharing its batches (default 1: one after another, as one
+	// worker's executor does); more shows what a backend that overlaps
+	// concurrent calls can reach.
+	BareCallers int
+	Seed        uint64
 	// Worker is the template of the workers' configuration; its
 	// MaxBatchRows (default batcher.DefaultConfig's) also cuts the bare
 	// loop's batches.
@@ -85,6 +91,7 @@ func (c *Config) defaults() error {
 	def(&c.Jobs, 2000)
 	def(&c.Reps, 3)
 	def(&c.Workers, 1)
+	def(&c.BareCallers, 1)
 	def(&c.Worker.MaxBatchRows, batcher.DefaultConfig().MaxBatchRows)
 	if c.Seed == 0 {
 		c.Seed = 1
@@ -95,9 +102,9 @@ func (c *Config) defaults() error {
 	if c.MinTime == 0 {
 		c.MinTime = time.Second
 	}
-	if c.RowsPerJob < 1 || c.Jobs < 1 || c.Reps < 1 || c.Workers < 1 || c.Worker.MaxBatchRows < 1 {
-		return fmt.Errorf("e2e: rows per job %d, jobs %d, reps %d, workers %d and max batch rows %d must all be ≥ 1",
-			c.RowsPerJob, c.Jobs, c.Reps, c.Workers, c.Worker.MaxBatchRows)
+	if c.RowsPerJob < 1 || c.Jobs < 1 || c.Reps < 1 || c.Workers < 1 || c.BareCallers < 1 || c.Worker.MaxBatchRows < 1 {
+		return fmt.Errorf("e2e: rows per job %d, jobs %d, reps %d, workers %d, bare callers %d and max batch rows %d must all be ≥ 1",
+			c.RowsPerJob, c.Jobs, c.Reps, c.Workers, c.BareCallers, c.Worker.MaxBatchRows)
 	}
 	for _, p := range c.Precisions {
 		if !p.Valid() {
@@ -285,17 +292,16 @@ func (b *bench) energyMeter() func() float64 {
 	}
 }
 
-// bare runs every batch through Backend.Forward, one after another, as the
-// worker's executor does, and again until MinTime has passed.
+// bare runs every batch through Backend.Forward, from BareCallers
+// goroutines that take the batches in turn (one: one after another, as
+// the worker's executor does), and again until MinTime has passed.
 func (b *bench) bare(ctx context.Context, p precision.Format) (run, error) {
 	energy := b.energyMeter()
 	start := time.Now()
 	passes := 0
 	for passes == 0 || time.Since(start) < b.cfg.MinTime {
-		for _, bt := range b.batches {
-			if _, err := b.cfg.Backend.Forward(ctx, b.m, p, bt.in, bt.rows); err != nil {
-				return run{}, err
-			}
+		if err := b.barePass(ctx, p); err != nil {
+			return run{}, err
 		}
 		passes++
 	}
@@ -303,6 +309,28 @@ func (b *bench) bare(ctx context.Context, p precision.Format) (run, error) {
 	jobs := passes * b.cfg.Jobs
 	return run{jobs: jobs, rows: jobs * b.cfg.RowsPerJob, elapsed: el, joules: energy(),
 		meanBatchRows: float64(b.cfg.Jobs*b.cfg.RowsPerJob) / float64(len(b.batches))}, nil
+}
+
+// barePass runs every batch once, from BareCallers goroutines.
+func (b *bench) barePass(ctx context.Context, p precision.Format) error {
+	var next atomic.Int64
+	errs := make([]error, b.cfg.BareCallers)
+	var wg sync.WaitGroup
+	for c := range b.cfg.BareCallers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < len(b.batches); i = int(next.Add(1) - 1) {
+				bt := b.batches[i]
+				if _, err := b.cfg.Backend.Forward(ctx, b.m, p, bt.in, bt.rows); err != nil {
+					errs[c] = err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // worker fills the job stream with jobs jobs, then starts the workers and

@@ -146,6 +146,7 @@ func TestRunRejects(t *testing.T) {
 		"no backend": {},
 		"auto":       {Backend: be, Precisions: []precision.Format{precision.Auto}},
 		"zero rows":  {Backend: be, RowsPerJob: -1},
+		"no callers": {Backend: be, BareCallers: -1},
 	} {
 		if _, err := Run(context.Background(), c); err == nil {
 			t.Errorf("%s: Run succeeded; want an error", name)
@@ -153,14 +154,21 @@ func TestRunRejects(t *testing.T) {
 	}
 }
 
-// The bare side repeats its batches until MinTime has passed.
+// The bare side repeats its batches until MinTime has passed, from one
+// caller or several sharing the batches.
 func TestBareMinTime(t *testing.T) {
+	for _, callers := range []int{1, 3} {
+		testBareMinTime(t, callers)
+	}
+}
+
+func testBareMinTime(t *testing.T, callers int) {
 	be, err := cpu.New(cpu.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer be.Close()
-	cfg := Config{Backend: be, Dims: []int{8, 8}, RowsPerJob: 1, Jobs: 10, MinTime: 30 * time.Millisecond}
+	cfg := Config{Backend: be, Dims: []int{8, 8}, RowsPerJob: 1, Jobs: 10, MinTime: 30 * time.Millisecond, BareCallers: callers}
 	if err := cfg.defaults(); err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +182,7 @@ func TestBareMinTime(t *testing.T) {
 		t.Fatal(err)
 	}
 	if r.elapsed < cfg.MinTime || r.jobs%10 != 0 || r.jobs <= 10 {
-		t.Errorf("bare ran %v for %d jobs; want ≥ %v in several passes of 10", r.elapsed, r.jobs, cfg.MinTime)
+		t.Errorf("%d caller(s): bare ran %v for %d jobs; want ≥ %v in several passes of 10", callers, r.elapsed, r.jobs, cfg.MinTime)
 	}
 	if !math.IsNaN(r.joules) {
 		t.Errorf("joules %v with no energy source; want NaN", r.joules)

@@ -28,6 +28,7 @@ type Report struct {
 	Jobs         int       `json:"jobs"`
 	MaxBatchRows int       `json:"max_batch_rows"`
 	Workers      int       `json:"workers"`
+	BareCallers  int       `json:"bare_callers"`
 	Reps         int       `json:"reps"`
 	Results      []Result  `json:"results"`
 }
@@ -56,7 +57,7 @@ func newReport(cfg Config, m *model.Model) *Report {
 	return &Report{
 		Date: time.Now().UTC(), Device: cfg.Backend.Name(), Go: runtime.Version(), CPUs: runtime.NumCPU(),
 		Dims: cfg.Dims, Digest: m.Digest, RowsPerJob: cfg.RowsPerJob, Jobs: cfg.Jobs,
-		MaxBatchRows: cfg.Worker.MaxBatchRows, Workers: cfg.Workers, Reps: cfg.Reps,
+		MaxBatchRows: cfg.Worker.MaxBatchRows, Workers: cfg.Workers, BareCallers: cfg.BareCallers, Reps: cfg.Reps,
 	}
 }
 
@@ -86,8 +87,8 @@ func side(runs []run) Side {
 
 // Print writes the report as a table.
 func (r *Report) Print(w io.Writer) {
-	fmt.Fprintf(w, "bench e2e: %s, model %v (%s), %d jobs × %d rows, max batch %d rows, %d worker(s), median of %d\n\n",
-		r.device(), r.Dims, r.Digest[:12], r.Jobs, r.RowsPerJob, r.MaxBatchRows, r.Workers, r.Reps)
+	fmt.Fprintf(w, "bench e2e: %s, model %v (%s), %d jobs × %d rows, max batch %d rows, %d worker(s), %d bare caller(s), median of %d\n\n",
+		r.device(), r.Dims, r.Digest[:12], r.Jobs, r.RowsPerJob, r.MaxBatchRows, r.Workers, r.BareCallers, r.Reps)
 	energy := false
 	for _, res := range r.Results {
 		energy = energy || res.Bare.JoulesPer1kJobs != nil || res.Worker.JoulesPer1kJobs != nil

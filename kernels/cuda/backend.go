@@ -50,7 +50,10 @@ func parseSpec(spec string) (int, error) {
 // Backend runs forward passes on one CUDA device. One goroutine, locked to
 // its OS thread, owns the device: it holds the primary context current and
 // runs every piece of device work from a queue, in order, on one
-// non-blocking stream. Backend's methods are safe for concurrent use.
+// non-blocking stream. A tensor model's Forward keeps only the queueing
+// there: its copies to and from pinned memory and its wait for the GPU run
+// on the caller's goroutine, with up to Config.InFlight batches of a batch
+// size in flight (slots.go). Backend's methods are safe for concurrent use.
 type Backend struct {
 	cfg  Config
 	log  zerolog.Logger
@@ -64,7 +67,9 @@ type Backend struct {
 	mu        sync.RWMutex // guards closed against sends on work
 	closed    bool
 
-	d *devState // touched only on the device goroutine
+	slots *slots    // the tensor path's batches in flight
+	cuctx cuContext // the primary context, for waits on callers' threads
+	d     *devState // touched only on the device goroutine
 }
 
 var _ kernels.Backend = (*Backend)(nil)
@@ -98,6 +103,7 @@ func New(cfg Config) (*Backend, error) {
 		name:    fmt.Sprintf("cuda:%d", cfg.Device),
 		work:    make(chan func()),
 		stopped: make(chan struct{}),
+		slots:   newSlots(cfg.InFlight),
 	}
 	if cfg.Logger != nil {
 		b.log = *cfg.Logger
@@ -135,7 +141,8 @@ func (b *Backend) loop(ready chan<- error) {
 		ready <- err
 		return
 	}
-	b.d, b.info = d, info
+	d.slots = b.slots
+	b.d, b.info, b.cuctx = d, info, d.ctx
 	ready <- nil
 	for fn := range b.work {
 		fn()
@@ -205,10 +212,7 @@ func (b *Backend) Forward(ctx context.Context, m *model.Model, p precision.Forma
 	if rows == 0 {
 		return out, nil
 	}
-	err := b.do(ctx, func(d *devState) error {
-		return d.forwardSplit(ctx, b, m, p, in, out, rows)
-	})
-	if err != nil {
+	if err := b.forward(ctx, m, p, in, out, rows); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -225,11 +229,16 @@ func (b *Backend) Evict(m *model.Model) {
 }
 
 // Close frees everything on the device and stops the device goroutine.
-// Forward then fails with ErrClosed. Close is idempotent.
+// Forward then fails with ErrClosed; Close waits for the batches in flight
+// to finish first (their callers get their results or ErrClosed). Close is
+// idempotent.
 func (b *Backend) Close() error {
 	b.closeOnce.Do(func() {
 		b.mu.Lock()
 		b.closed = true
+		b.mu.Unlock()
+		b.slots.close()
+		b.mu.Lock() // no do is sending on work
 		close(b.work)
 		b.mu.Unlock()
 		<-b.stopped

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/gearbox-inference/gearbox/kernels"
@@ -32,6 +34,54 @@ func BenchmarkForwardEager(b *testing.B) {
 	}
 	defer g.Close()
 	benchForward(b, g)
+}
+
+// BenchmarkForwardCallers is BenchmarkForward's 16- and 256-row batches
+// from 1, 2 and 4 goroutines calling Forward at once, sharing b.N: with
+// more than one, batches are in flight together (Config.InFlight).
+func BenchmarkForwardCallers(b *testing.B) {
+	g, err := cudaBackend()
+	if err != nil {
+		b.Skipf("no CUDA device: %v", err)
+	}
+	m, err := model.Synth(model.SynthConfig{Name: "bench", Dims: []int{1024, 4096, 1024}, Seed: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, rows := range []int{16, 256} {
+		in := kt.RandInput(r, rows*1024, 0, 1)
+		for _, p := range []precision.Format{precision.BF16, precision.FP8} {
+			for _, callers := range []int{1, 2, 4} {
+				b.Run(fmt.Sprintf("rows=%d/%s/callers=%d", rows, p, callers), func(b *testing.B) {
+					ctx := context.Background()
+					for range 3 { // upload, plans, graphs
+						if _, err := g.Forward(ctx, m, p, in, rows); err != nil {
+							b.Fatal(err)
+						}
+					}
+					var left atomic.Int64
+					left.Store(int64(b.N))
+					var wg sync.WaitGroup
+					b.ResetTimer()
+					for range callers {
+						wg.Add(1)
+						go func() {
+							defer wg.Done()
+							for left.Add(-1) >= 0 {
+								if _, err := g.Forward(ctx, m, p, in, rows); err != nil {
+									b.Error(err)
+									return
+								}
+							}
+						}()
+					}
+					wg.Wait()
+					b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+				})
+			}
+		}
+	}
 }
 
 func benchForward(b *testing.B, g kernels.Backend) {

@@ -57,7 +57,22 @@ type Config struct {
 	// model at a precision and batch size is captured into a graph that
 	// later ones replay, which removes most of the host's launch work.
 	NoGraphs bool
+	// InFlight is how many batches of one batch-size bucket a tensor
+	// model's Forward calls keep in flight at once: each has its own
+	// pinned staging buffers, device activations and CUDA graphs, so
+	// concurrent callers copy their inputs and outputs and wait for the
+	// GPU on their own goroutines while the device goroutine only queues
+	// work. 0 means InFlightDefault; 1 runs one batch of a bucket at a
+	// time (as before Forward overlapped).
+	InFlight int
 }
+
+// InFlightDefault is the default Config.InFlight: batch N+1 staged and
+// queued while batch N runs and batch N-1 is copied out.
+const InFlightDefault = 3
+
+// maxInFlight bounds Config.InFlight (each slot holds a bucket's buffers).
+const maxInFlight = 16
 
 // validate checks c and fills in defaults.
 func (c *Config) validate() error {
@@ -72,6 +87,12 @@ func (c *Config) validate() error {
 	}
 	if c.GEMVMaxRows < -1 || c.GEMVMaxRows > gemvMaxM {
 		return fmt.Errorf("%w: GEMVMaxRows = %d, want -1 to %d", ErrInvalidConfig, c.GEMVMaxRows, gemvMaxM)
+	}
+	if c.InFlight < 0 || c.InFlight > maxInFlight {
+		return fmt.Errorf("%w: InFlight = %d, want 0 to %d", ErrInvalidConfig, c.InFlight, maxInFlight)
+	}
+	if c.InFlight == 0 {
+		c.InFlight = InFlightDefault
 	}
 	if c.GEMVMaxRows == 0 {
 		c.GEMVMaxRows = GEMVMaxRowsDefault

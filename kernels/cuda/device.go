@@ -36,7 +36,7 @@ type devState struct {
 	xvecCap   int
 
 	weights map[weightKey]*devWeights
-	pools   map[int]*actBuf // by bucket (rows rounded up)
+	slots   *slots // the tensor path's batches in flight (Backend's)
 	plans   map[planKey]*gemmPlan
 	margin  int
 
@@ -56,7 +56,6 @@ type devState struct {
 func openDevice(cfg Config) (d *devState, info DeviceInfo, err error) {
 	d = &devState{
 		weights:   map[weightKey]*devWeights{},
-		pools:     map[int]*actBuf{},
 		plans:     map[planKey]*gemmPlan{},
 		graphs:    map[graphKey]*graph{},
 		graphSeen: map[graphKey]int{},
@@ -145,7 +144,7 @@ func (d *devState) close() {
 	for k := range d.weights {
 		d.freeWeights(k)
 	}
-	d.dropPools()
+	d.closeSlots()
 	d.lm.close(d)
 	for k, p := range d.plans {
 		p.free()
@@ -168,11 +167,11 @@ func (d *devState) close() {
 	d.ctx = cuContext{}
 }
 
-// ---- activation buffers, pooled by batch size ----
+// ---- activation buffers, one set a slot (slots.go) ----
 
-// actBuf is the device and pinned host memory of one batch-size bucket: two
-// fp32 activation buffers that layers alternate between, a buffer for a
-// linear layer's converted input (tf32, bf16, fp16 or fp8), and pinned host
+// actBuf is the device and pinned host memory of one slot: two fp32
+// activation buffers that layers alternate between, a buffer for a linear
+// layer's converted input (tf32, bf16, fp16 or fp8), and pinned host
 // buffers for the input and output.
 type actBuf struct {
 	rows, width int // capacity: rows × width values each
@@ -195,20 +194,25 @@ func bucket(rows int) int {
 // rows fail with an out-of-memory error when it returns true.
 var oomHook func(rows int) bool
 
-// buffers returns the pooled buffers for rows rows of width at most width.
-func (d *devState) buffers(rows, width int) (*actBuf, error) {
+// slotBuffers returns sl's buffers for rows rows of width at most width,
+// allocating them (and sl's event) on first use or when width grew. sl is
+// taken by the caller whose batch this is, and its last batch is done.
+func (d *devState) slotBuffers(sl *slot, rows, width int) (*actBuf, error) {
 	if oomHook != nil && oomHook(rows) {
 		return nil, &Error{Op: "cuMemAlloc (test hook)", Code: cudaErrorOutOfMemory, Name: "CUDA_ERROR_OUT_OF_MEMORY", Msg: "out of memory"}
 	}
-	bk := bucket(rows)
-	if a := d.pools[bk]; a != nil && a.width >= width {
+	if a := sl.buf; a != nil && a.width >= width {
 		return a, nil
-	} else if a != nil {
-		_ = d.stream.sync()
-		d.invalidateGraphs()
-		d.freeBuf(a)
-		delete(d.pools, bk)
 	}
+	d.freeSlot(sl)
+	if !sl.event {
+		e, err := cuEventCreate()
+		if err != nil {
+			return nil, err
+		}
+		sl.done, sl.event = e, true
+	}
+	bk := bucket(rows)
 	a := &actBuf{rows: bk, width: width}
 	n := uint64(bk) * uint64(width) * 4
 	var err error
@@ -227,8 +231,19 @@ func (d *devState) buffers(rows, width int) (*actBuf, error) {
 		d.freeBuf(a)
 		return nil, err
 	}
-	d.pools[bk] = a
+	sl.buf = a
 	return a, nil
+}
+
+// freeSlot destroys sl's graphs and frees its buffers (its event stays).
+// sl must be the caller's or free, and the stream done with it.
+func (d *devState) freeSlot(sl *slot) {
+	if sl.buf == nil {
+		return
+	}
+	d.dropSlotGraphs(sl)
+	d.freeBuf(sl.buf)
+	sl.buf = nil
 }
 
 func (d *devState) freeBuf(a *actBuf) {
@@ -240,15 +255,28 @@ func (d *devState) freeBuf(a *actBuf) {
 	_ = a.hout.free()
 }
 
-// dropPools frees every pooled buffer (after running out of memory, and at
-// close).
+// dropPools frees the buffers of every free slot (after running out of
+// memory; slots in flight keep theirs).
 func (d *devState) dropPools() {
 	_ = d.stream.sync()
-	d.invalidateGraphs()
-	for k, a := range d.pools {
-		d.freeBuf(a)
-		delete(d.pools, k)
+	if d.slots != nil {
+		d.slots.each(d.freeSlot)
 	}
+}
+
+// closeSlots frees every slot's buffers and event; slots.close has
+// returned, so none is in flight.
+func (d *devState) closeSlots() {
+	if d.slots == nil {
+		return
+	}
+	d.slots.each(func(sl *slot) {
+		d.freeSlot(sl)
+		if sl.event {
+			_ = sl.done.destroy()
+			sl.event = false
+		}
+	})
 }
 
 // isOOM reports whether err is an out-of-memory error.

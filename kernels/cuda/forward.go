@@ -6,30 +6,73 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 
 	"github.com/gearbox-inference/gearbox/model"
 	"github.com/gearbox-inference/gearbox/precision"
 )
 
-// forwardSplit runs forward and, when the device runs out of memory on a
-// batch of more than one row, frees the pooled buffers and runs the two
-// halves separately (recursively), logging the split. Every row's result
-// is the same either way (fp8 scales activations per row).
-func (d *devState) forwardSplit(ctx context.Context, b *Backend, m *model.Model, p precision.Format, in, out []float32, rows int) error {
-	err := d.forward(ctx, m, p, in, out, rows)
+// forward runs m on rows rows and, when the device runs out of memory on
+// a batch of more than one row, frees the free slots' buffers and runs the
+// two halves separately (recursively), logging the split. Every row's
+// result is the same either way (fp8 scales activations per row).
+func (b *Backend) forward(ctx context.Context, m *model.Model, p precision.Format, in, out []float32, rows int) error {
+	err := b.forwardSlot(ctx, m, p, in, out, rows)
 	var we *weightsError
 	if err == nil || !isOOM(err) || rows < 2 || errors.As(err, &we) {
 		return err // splitting the batch does not shrink the weights
 	}
-	d.dropPools()
+	if derr := b.do(ctx, func(d *devState) error { d.dropPools(); return nil }); derr != nil {
+		return derr
+	}
 	h := rows / 2
 	b.log.Warn().Str("device", b.name).Str("model", m.Name).Str("precision", string(p)).
 		Int("rows", rows).Int("halves", h).Err(err).Msg("out of device memory; splitting the batch")
 	nin, nout := m.InputFeatures, m.OutputFeatures
-	if err := d.forwardSplit(ctx, b, m, p, in[:h*nin], out[:h*nout], h); err != nil {
+	if err := b.forward(ctx, m, p, in[:h*nin], out[:h*nout], h); err != nil {
 		return err
 	}
-	return d.forwardSplit(ctx, b, m, p, in[h*nin:], out[h*nout:], rows-h)
+	return b.forward(ctx, m, p, in[h*nin:], out[h*nout:], rows-h)
+}
+
+// forwardSlot runs one batch in a slot of its bucket (slots.go): the input
+// to the slot's pinned memory here, the device goroutine queues the pass
+// and the slot's event, and here again the wait for the event and the
+// output out of pinned memory.
+func (b *Backend) forwardSlot(ctx context.Context, m *model.Model, p precision.Format, in, out []float32, rows int) error {
+	bk := bucket(rows)
+	sl, err := b.slots.acquire(ctx, bk)
+	if err != nil {
+		return err
+	}
+	defer b.slots.release(bk, sl)
+	// The slot is ours: its buffers change only in our own queued work.
+	staged := sl.buf != nil && sl.buf.width >= maxWidth(m)
+	if staged {
+		copy(sl.buf.hin.floats(len(in)), in)
+	}
+	err = b.do(ctx, func(d *devState) error {
+		return d.queue(ctx, sl, m, p, in, rows, staged)
+	})
+	if err != nil {
+		return err
+	}
+	if err := b.wait(sl.done); err != nil {
+		return err
+	}
+	copy(out, sl.buf.hout.floats(len(out)))
+	return nil
+}
+
+// wait blocks the calling goroutine until e has completed, with the
+// device's context current on its thread.
+func (b *Backend) wait(e cuEvent) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := b.cuctx.setCurrent(); err != nil {
+		return err
+	}
+	return e.sync()
 }
 
 // weightsError is a failure to convert or upload weights.
@@ -38,32 +81,38 @@ type weightsError struct{ err error }
 func (e *weightsError) Error() string { return e.err.Error() }
 func (e *weightsError) Unwrap() error { return e.err }
 
-// forward runs m on rows rows: input to pinned memory, an async copy to the
-// device, every layer on the stream, an async copy back, one synchronise.
-// The second pass of the same (model, precision, rows) is captured into a
-// CUDA graph and later ones replay it (graph.go).
-func (d *devState) forward(ctx context.Context, m *model.Model, p precision.Format, in, out []float32, rows int) error {
-	key := graphKey{m, p, rows}
-	if g := d.graphs[key]; g != nil {
-		return d.replay(g, in, out)
+// queue queues m on rows rows in slot sl: the upload from the slot's pinned
+// input (copied there now unless staged), every layer, the download, then
+// the slot's event; it does not wait. The second pass of the same (model,
+// precision, rows, slot) is captured into a CUDA graph and later ones
+// replay it (graph.go).
+func (d *devState) queue(ctx context.Context, sl *slot, m *model.Model, p precision.Format, in []float32, rows int, staged bool) error {
+	key := graphKey{m, p, rows, sl}
+	if g := d.graphs[key]; g != nil && staged {
+		if err := g.exec.launch(d.stream); err != nil {
+			return err
+		}
+		return sl.done.record(d.stream)
 	}
 	w, err := d.weightsFor(m, p)
 	if err != nil {
 		return &weightsError{err}
 	}
-	buf, err := d.buffers(rows, maxWidth(m))
+	buf, err := d.slotBuffers(sl, rows, maxWidth(m))
 	if err != nil {
 		return err
 	}
-	copy(buf.hin.floats(len(in)), in)
+	if !staged {
+		copy(buf.hin.floats(len(in)), in)
+	}
 	if _, err := d.enqueue(ctx, m, p, w, buf, rows); err != nil {
 		_ = d.stream.sync()
 		return err
 	}
-	if err := d.stream.sync(); err != nil {
+	if err := sl.done.record(d.stream); err != nil {
+		_ = d.stream.sync()
 		return err
 	}
-	copy(out, buf.hout.floats(len(out)))
 	if d.useGraphs && d.graphSeen[key] >= 0 {
 		if d.graphSeen[key]++; d.graphSeen[key] >= 2 {
 			d.capture(key, w, buf)

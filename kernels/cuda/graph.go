@@ -15,9 +15,10 @@ import (
 // batches the host's launch work, not the GPU, is most of a Forward.
 //
 // A graph holds device and pinned-host addresses: the activation buffers of
-// its batch-size bucket, the model's weights, the fp8 scale vector. An
-// event that frees or moves a buffer or the scale vector (a pool
-// reallocated or dropped, the vector grown) destroys all graphs
+// its slot (slots.go), the model's weights, the fp8 scale vector, so each
+// slot has its own graphs. Freeing a slot's buffers (reallocated wider,
+// dropped after running out of memory) destroys that slot's graphs
+// (dropSlotGraphs); growing the scale vector destroys all
 // (invalidateGraphs); freeing a model's weights (Evict) destroys that
 // model's (dropGraphs). They are captured again on later calls.
 
@@ -30,6 +31,7 @@ type graphKey struct {
 	m    *model.Model
 	p    precision.Format
 	rows int
+	s    *slot
 }
 
 // graph is a captured forward pass and what it reads and writes.
@@ -40,16 +42,28 @@ type graph struct {
 }
 
 // dropGraphs destroys the graphs of model m, which alone hold its weights'
-// addresses, and forgets its passes (the stream must be idle).
+// addresses, and forgets its passes.
 func (d *devState) dropGraphs(m *model.Model) {
+	d.dropGraphsWhere(func(k graphKey) bool { return k.m == m })
+}
+
+// dropSlotGraphs destroys the graphs captured on sl's buffers and forgets
+// its passes.
+func (d *devState) dropSlotGraphs(sl *slot) {
+	d.dropGraphsWhere(func(k graphKey) bool { return k.s == sl })
+}
+
+// dropGraphsWhere destroys the graphs whose key drop selects and forgets
+// those keys' passes (the stream must be done with them).
+func (d *devState) dropGraphsWhere(drop func(graphKey) bool) {
 	for k, g := range d.graphs {
-		if k.m == m {
+		if drop(k) {
 			g.exec.destroy()
 			delete(d.graphs, k)
 		}
 	}
 	for k := range d.graphSeen {
-		if k.m == m {
+		if drop(k) {
 			delete(d.graphSeen, k)
 		}
 	}
@@ -84,19 +98,6 @@ func (d *devState) capture(key graphKey, w *devWeights, buf *actBuf) {
 		return
 	}
 	d.graphs[key] = &graph{exec: exec, buf: buf, cur: cur}
-}
-
-// replay runs a captured forward pass on in, writing out.
-func (d *devState) replay(g *graph, in, out []float32) error {
-	copy(g.buf.hin.floats(len(in)), in)
-	if err := g.exec.launch(d.stream); err != nil {
-		return err
-	}
-	if err := d.stream.sync(); err != nil {
-		return err
-	}
-	copy(out, g.buf.hout.floats(len(out)))
-	return nil
 }
 
 func firstErr(a, b error) error {
