@@ -41,8 +41,9 @@ func config(t *testing.T, root string) lmbench.Config {
 	}
 }
 
-func TestRun(t *testing.T) {
-	cfg := config(t, lmfixtures.Unpack(t))
+// run runs cfg and returns the report and its tables, which it logs.
+func run(t *testing.T, cfg lmbench.Config) (*lmbench.Report, *bytes.Buffer) {
+	t.Helper()
 	rep, err := lmbench.Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -50,6 +51,12 @@ func TestRun(t *testing.T) {
 	var out bytes.Buffer
 	rep.Print(&out)
 	t.Log("\n" + out.String())
+	return rep, &out
+}
+
+func TestRun(t *testing.T) {
+	cfg := config(t, lmfixtures.Unpack(t))
+	rep, out := run(t, cfg)
 
 	if len(rep.Phases) != 2 || rep.Phases[0].Name != "auto" || rep.Phases[1].Name != "bf16" {
 		t.Fatalf("phases %v; want auto, then bf16", rep.Phases)
@@ -170,13 +177,7 @@ func TestRunBare(t *testing.T) {
 	cfg := config(t, lmfixtures.Unpack(t))
 	cfg.Phases = []string{lmbench.PhaseBare, lmbench.PhasePinned} // run in their own order
 	cfg.Jobs = 16
-	rep, err := lmbench.Run(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	rep.Print(&out)
-	t.Log("\n" + out.String())
+	rep, out := run(t, cfg)
 
 	if len(rep.Phases) != 2 || rep.Phases[0].Name != "bf16" || rep.Phases[1].Name != "bare" {
 		t.Fatalf("phases %v; want bf16, then bare", rep.Phases)
