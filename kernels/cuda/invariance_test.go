@@ -5,6 +5,7 @@ package cuda_test
 import (
 	"flag"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/gearbox-inference/gearbox/engine"
@@ -15,7 +16,11 @@ import (
 	"github.com/gearbox-inference/gearbox/precision"
 )
 
-var invarianceShapes = flag.String("invariance.shapes", "small", "TestBatchInvariance's model: small (hidden 128, fits the emulator) or large (hidden 2048, MLP 8192, vocab 32,000: GEMMs where cuBLASLt's choice of kernel follows the row count)")
+var (
+	invariancePrecisions = flag.String("invariance.precisions", "fp32,bf16,fp8,fp4", "TestBatchInvariance's precisions, comma-separated")
+	invarianceMates      = flag.String("invariance.mates", "1,7,40", "TestBatchInvariance's numbers of other sequences, comma-separated (a smaller list for the emulator)")
+	invarianceShapes     = flag.String("invariance.shapes", "small", "TestBatchInvariance's model: small (hidden 128, fits the emulator) or large (hidden 2048, MLP 8192, vocab 32,000: GEMMs where cuBLASLt's choice of kernel follows the row count)")
+)
 
 // TestBatchInvariance: with greedy decoding a sequence generates bitwise
 // the same tokens and log-probabilities alone and among 1, 7 and 40 other
@@ -26,6 +31,8 @@ var invarianceShapes = flag.String("invariance.shapes", "small", "TestBatchInvar
 // is fixed, the sums. On the GPU host:
 //
 //	.gpubin/cuda.test -test.run TestBatchInvariance -test.v -invariance.shapes large
+//
+// On the emulator, a smoke run: -invariance.precisions bf16 -invariance.mates 1.
 func TestBatchInvariance(t *testing.T) {
 	g := gpu(t)
 	b, ok := g.(kernels.LM)
@@ -52,7 +59,9 @@ func TestBatchInvariance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []precision.Format{precision.FP32, precision.BF16, precision.FP8, precision.FP4} {
+	kerneltest.Batchmates = ints(t, *invarianceMates)
+	for _, f := range strings.Split(*invariancePrecisions, ",") {
+		p := precision.Format(strings.TrimSpace(f))
 		t.Run(string(p), func(t *testing.T) {
 			if !kernels.Supports(g, p) {
 				t.Skipf("%s does not run %s", g.Name(), p)
