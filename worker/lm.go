@@ -50,64 +50,16 @@ type lmJob struct {
 // checkLM checks a job for the language model s and fills in t, or says why
 // it cannot run.
 func (w *Worker) checkLM(t *task, s *lmServed) *gearbox.Error {
-	job, c := t.job, &s.m.Config
+	job := t.job
 	if !job.IsLM() {
 		return gearbox.Errorf(gearbox.CodeBadRequest, "job %q gives input, but %s is a language model: give prompt or prompt_tokens", job.ID, s.m.Name)
 	}
 	if _, ok := w.backend.(kernels.LM); !ok {
 		return gearbox.Errorf(gearbox.CodeBadRequest, "job %q: worker %s's backend %s runs no language models", job.ID, w.cfg.Name, w.backend.Name())
 	}
-	prompt := job.PromptTokens
-	if job.Prompt != "" {
-		if s.tok == nil {
-			return gearbox.Errorf(gearbox.CodeBadRequest, "job %q: model %s has no tokenizer.json: give prompt_tokens", job.ID, s.m.Name)
-		}
-		ids := s.tok.Encode(job.Prompt, true)
-		prompt = make([]int32, len(ids))
-		for i, id := range ids {
-			prompt[i] = int32(id)
-		}
-	}
-	for i, id := range prompt {
-		if int(id) >= c.Vocab {
-			return gearbox.Errorf(gearbox.CodeBadRequest, "job %q: prompt_tokens[%d] = %d is outside the vocabulary of %s (%d tokens)", job.ID, i, id, s.m.Name, c.Vocab)
-		}
-	}
-	if len(prompt) == 0 {
-		return gearbox.Errorf(gearbox.CodeBadRequest, "job %q: the prompt is empty", job.ID)
-	}
-	if len(prompt) > c.MaxPositions {
-		return gearbox.Errorf(gearbox.CodeTooLarge, "job %q: the prompt is %d tokens; model %s's context is %d", job.ID, len(prompt), s.m.Name, c.MaxPositions)
-	}
-	task := job.Task
-	if task == "" {
-		task = gearbox.Generate
-	}
-	q := &engine.Seq{Prompt: prompt, Priority: job.Priority, Deadline: job.DeadlineTime(), EOS: s.m.Generation.EOS}
-	switch task {
-	case gearbox.Embed:
-		q.Task = engine.Embed
-	case gearbox.Score:
-		q.Task = engine.Score
-	default:
-		q.Task = engine.Generate
-		room := c.MaxPositions - len(prompt)
-		q.MaxTokens = min(w.cfg.LMMaxTokens, room)
-		if job.MaxTokens != nil {
-			if *job.MaxTokens > room {
-				return gearbox.Errorf(gearbox.CodeBadRequest, "job %q: max_tokens %d is beyond the context: a prompt of %d tokens leaves %d of model %s's %d", job.ID, *job.MaxTokens, len(prompt), room, s.m.Name, c.MaxPositions)
-			}
-			q.MaxTokens = *job.MaxTokens
-		}
-		if q.MaxTokens < 1 {
-			return gearbox.Errorf(gearbox.CodeTooLarge, "job %q: the prompt fills model %s's context of %d: no room to generate", job.ID, s.m.Name, c.MaxPositions)
-		}
-		q.Sampling = sampling(job, s.m.Generation)
-		if s.tok != nil {
-			for _, id := range s.tok.StopIDs() {
-				q.EOS = append(q.EOS, int32(id))
-			}
-		}
+	q, task, e := lmSeq(job, s, w.cfg.LMMaxTokens)
+	if e != nil {
+		return e
 	}
 	t.lm = &lmJob{served: s, seq: q, task: task, stops: job.Stop, stopAt: -1}
 	for _, st := range job.Stop {
@@ -123,10 +75,69 @@ func (w *Worker) checkLM(t *task, s *lmServed) *gearbox.Error {
 		return w.expired(t)
 	}
 	t.rows = 1
-	t.bytes = len(t.msg.Data()) + 4*len(prompt)
-	var e *gearbox.Error
+	t.bytes = len(t.msg.Data()) + 4*len(q.Prompt)
 	t.prec, e = w.selectLMPrecision(t)
 	return e
+}
+
+// lmSeq is the engine sequence of job for the language model s, with
+// maxTokens for a generation that gives no max_tokens, and its task; or
+// why it cannot run.
+func lmSeq(job *gearbox.Job, s *lmServed, maxTokens int) (*engine.Seq, gearbox.Task, *gearbox.Error) {
+	c := &s.m.Config
+	prompt := job.PromptTokens
+	if job.Prompt != "" {
+		if s.tok == nil {
+			return nil, "", gearbox.Errorf(gearbox.CodeBadRequest, "job %q: model %s has no tokenizer.json: give prompt_tokens", job.ID, s.m.Name)
+		}
+		ids := s.tok.Encode(job.Prompt, true)
+		prompt = make([]int32, len(ids))
+		for i, id := range ids {
+			prompt[i] = int32(id)
+		}
+	}
+	for i, id := range prompt {
+		if int(id) >= c.Vocab {
+			return nil, "", gearbox.Errorf(gearbox.CodeBadRequest, "job %q: prompt_tokens[%d] = %d is outside the vocabulary of %s (%d tokens)", job.ID, i, id, s.m.Name, c.Vocab)
+		}
+	}
+	if len(prompt) == 0 {
+		return nil, "", gearbox.Errorf(gearbox.CodeBadRequest, "job %q: the prompt is empty", job.ID)
+	}
+	if len(prompt) > c.MaxPositions {
+		return nil, "", gearbox.Errorf(gearbox.CodeTooLarge, "job %q: the prompt is %d tokens; model %s's context is %d", job.ID, len(prompt), s.m.Name, c.MaxPositions)
+	}
+	task := job.Task
+	if task == "" {
+		task = gearbox.Generate
+	}
+	q := &engine.Seq{Prompt: prompt, Priority: job.Priority, Deadline: job.DeadlineTime(), EOS: s.m.Generation.EOS}
+	switch task {
+	case gearbox.Embed:
+		q.Task = engine.Embed
+	case gearbox.Score:
+		q.Task = engine.Score
+	default:
+		q.Task = engine.Generate
+		room := c.MaxPositions - len(prompt)
+		q.MaxTokens = min(maxTokens, room)
+		if job.MaxTokens != nil {
+			if *job.MaxTokens > room {
+				return nil, "", gearbox.Errorf(gearbox.CodeBadRequest, "job %q: max_tokens %d is beyond the context: a prompt of %d tokens leaves %d of model %s's %d", job.ID, *job.MaxTokens, len(prompt), room, s.m.Name, c.MaxPositions)
+			}
+			q.MaxTokens = *job.MaxTokens
+		}
+		if q.MaxTokens < 1 {
+			return nil, "", gearbox.Errorf(gearbox.CodeTooLarge, "job %q: the prompt fills model %s's context of %d: no room to generate", job.ID, s.m.Name, c.MaxPositions)
+		}
+		q.Sampling = sampling(job, s.m.Generation)
+		if s.tok != nil {
+			for _, id := range s.tok.StopIDs() {
+				q.EOS = append(q.EOS, int32(id))
+			}
+		}
+	}
+	return q, task, nil
 }
 
 // sampling is a job's sampling: its own parameters where it gives them,
@@ -364,16 +375,10 @@ func (es *engines) get(ctx context.Context, w *Worker, m *lm.Model, p precision.
 	if e := es.all[k]; e != nil {
 		return e, nil
 	}
-	lmb := w.backend.(kernels.LM)
-	budget, err := w.kvBudget(ctx, lmb, m, p)
+	cfg, blocks, budget, err := lmEngineConfig(ctx, w.backend.(kernels.LM), m, p, w.cfg)
 	if err != nil {
 		return nil, err
 	}
-	blocks, err := kvBlocks(m, p, budget)
-	if err != nil {
-		return nil, err
-	}
-	cfg := engine.Config{TokenBudget: w.cfg.LMTokenBudget, MaxSeqs: w.cfg.LMMaxSeqs, NoPrefixCache: w.cfg.LMNoPrefixCache}
 	if met := w.met; met != nil {
 		itl := met.itl.WithLabelValues(m.Name, string(p))
 		cfg.OnStep = func(decoded, _ int, took time.Duration) {
@@ -382,7 +387,7 @@ func (es *engines) get(ctx context.Context, w *Worker, m *lm.Model, p precision.
 			}
 		}
 	}
-	e, err := engine.New(lmb, m, p, blocks, cfg)
+	e, err := engine.New(w.backend.(kernels.LM), m, p, blocks, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -398,11 +403,11 @@ func (es *engines) get(ctx context.Context, w *Worker, m *lm.Model, p precision.
 // kvBudget is the memory of an engine's KV cache for m at p: on a
 // backend with device memory and a KV fraction, that fraction of the
 // memory free once m's weights for p are loaded (loading them first);
-// otherwise the worker's KV bytes.
-func (w *Worker) kvBudget(ctx context.Context, b kernels.LM, m *lm.Model, p precision.Format) (int64, error) {
+// otherwise cfg's KV bytes.
+func kvBudget(ctx context.Context, b kernels.LM, m *lm.Model, p precision.Format, cfg Config) (int64, error) {
 	dm, ok := b.(kernels.DeviceMemory)
-	if !ok || w.cfg.KVFraction <= 0 {
-		return w.cfg.KVBytes, nil
+	if !ok || cfg.KVFraction <= 0 {
+		return cfg.KVBytes, nil
 	}
 	if err := kernels.WarmLM(ctx, b, m, p); err != nil {
 		return 0, err
@@ -411,7 +416,7 @@ func (w *Worker) kvBudget(ctx context.Context, b kernels.LM, m *lm.Model, p prec
 	if err != nil {
 		return 0, err
 	}
-	return int64(w.cfg.KVFraction * float64(free)), nil
+	return int64(cfg.KVFraction * float64(free)), nil
 }
 
 // kvBlocks is the number of KV blocks of an engine for m at p holding

@@ -17,13 +17,15 @@ import (
 
 // lmFlags are bench lm's flags.
 type lmFlags struct {
-	tight, loose, start, storeDir, jsonOut, plot string
-	tightKL, looseKL, temperature, sample        float64
-	jobs, promptMin, promptMax, outputMin        int
-	outputMax, inFlight, workers, slices         int
-	minSamples                                   int
-	seed                                         uint64
-	cooldown, timeout                            time.Duration
+	tight, loose, start, pinned, storeDir string
+	jsonOut, plot                         string
+	phases                                []string
+	tightKL, looseKL, temperature, sample float64
+	jobs, promptMin, promptMax, outputMin int
+	outputMax, inFlight, workers, slices  int
+	minSamples                            int
+	seed                                  uint64
+	cooldown, timeout                     time.Duration
 }
 
 func newBenchLMCmd(a *app) *cobra.Command {
@@ -38,6 +40,13 @@ every job at precision auto with the quality loop live (each model's policy
 set to --start with its KL target), then every job at bf16 with no quality loop.
 Reports jobs/s, output tokens/s, joules per 1,000 jobs (NVML, on a GPU), the
 precision mix over time and every quality window against its target.
+
+--phases picks the phases: auto, pinned (at --pinned, default bf16) and bare.
+The bare phase runs the pinned phase's jobs (the same prompts, max_tokens,
+sampling, precision and in-flight limit) straight through the engines a
+worker starts, with no NATS: the report then gives the worker's output
+tokens/s and jobs/s over the bare engine loop's (the queue overhead), and
+how many jobs generated the same tokens in both.
 
 The workers' other settings (KV cache, token budget, quality rules) come from
 the GEARBOX_* variables; --quality-sample, --quality-cooldown and
@@ -64,6 +73,8 @@ _MIN_SAMPLES, whose defaults suit a worker that runs for days, not minutes.`,
 	fs.IntVar(&f.workers, "workers", 1, "workers sharing the backend")
 	fs.IntVar(&f.slices, "slices", 10, "time slices of each phase in the precision mix")
 	fs.StringVar(&f.start, "start", "bf16", "the precision the auto phase's policies start at")
+	fs.StringVar(&f.pinned, "pinned", "bf16", "the precision of the pinned and bare phases' jobs")
+	fs.StringSliceVar(&f.phases, "phases", []string{lmbench.PhaseAuto, lmbench.PhasePinned}, "phases to run, in the order auto, pinned, bare: bare is the pinned phase's jobs through the engines without the queue, and needs pinned")
 	fs.Float64Var(&f.sample, "quality-sample", 0.25, "fraction of generations the auto phase checks")
 	fs.DurationVar(&f.cooldown, "quality-cooldown", 10*time.Second, "least time between a policy change and a step down")
 	fs.IntVar(&f.minSamples, "quality-min-samples", 0, "reports a step down needs (default GEARBOX_QUALITY_MIN_SAMPLES)")
@@ -84,6 +95,10 @@ func benchLM(ctx context.Context, cfg *config, log zerolog.Logger, f lmFlags, st
 	if err != nil || !start.Valid() {
 		return usageError{fmt.Errorf("--start %q is not a concrete precision", f.start)}
 	}
+	pinned, err := precision.Parse(f.pinned)
+	if err != nil || !pinned.Valid() {
+		return usageError{fmt.Errorf("--pinned %q is not a concrete precision", f.pinned)}
+	}
 	subj, err := cfg.subjects()
 	if err != nil {
 		return err
@@ -103,7 +118,7 @@ func benchLM(ctx context.Context, cfg *config, log zerolog.Logger, f lmFlags, st
 		Models:  []lmbench.Model{{Dir: f.tight, MaxKL: f.tightKL, Label: "tight"}, {Dir: f.loose, MaxKL: f.looseKL, Label: "loose"}},
 		Jobs:    f.jobs, Seed: f.seed, PromptMin: f.promptMin, PromptMax: f.promptMax, OutputMin: f.outputMin, OutputMax: f.outputMax,
 		InFlight: f.inFlight, Temperature: f.temperature, Workers: f.workers, Slices: f.slices,
-		Worker: cfg.worker(subj), Quality: q, Start: start, StoreDir: f.storeDir, Progress: stderr, Timeout: f.timeout,
+		Worker: cfg.worker(subj), Quality: q, Start: start, Pinned: pinned, Phases: f.phases, StoreDir: f.storeDir, Progress: stderr, Timeout: f.timeout,
 	}
 	gpu := openGPUMon(backend.Name(), log)
 	if gpu != nil {

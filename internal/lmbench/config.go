@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/gearbox-inference/gearbox/kernels"
@@ -27,6 +28,24 @@ type Model struct {
 	// Label names its role in the tables ("tight", "loose"); optional.
 	Label string
 }
+
+// The phases a run may have (Config.Phases), run in this order.
+const (
+	// PhaseAuto serves every job at precision auto, the quality loop live.
+	PhaseAuto = "auto"
+	// PhasePinned serves every job pinned at Config.Pinned, no quality
+	// loop.
+	PhasePinned = "pinned"
+	// PhaseBare runs the pinned phase's jobs (the same sequences, at the
+	// same precision, with the same in-flight limit) straight through the
+	// engines a worker would start, with no queue: the bare engine loop
+	// the worker's queue overhead is measured against. It needs
+	// PhasePinned.
+	PhaseBare = "bare"
+)
+
+// phaseOrder is the order phases run in.
+var phaseOrder = []string{PhaseAuto, PhasePinned, PhaseBare}
 
 // Config configures a run. Zero fields take the defaults in comments.
 type Config struct {
@@ -61,6 +80,10 @@ type Config struct {
 	// Start is the precision the auto phase's policies start at (default
 	// bf16); Pinned the pinned phase's jobs' precision (default bf16).
 	Start, Pinned precision.Format
+	// Phases are the phases to run, of PhaseAuto, PhasePinned and
+	// PhaseBare, each at most once; they run in that order (default auto
+	// and pinned).
+	Phases []string
 	// Slices cuts each phase into this many equal slices for the
 	// precision mix (default 10).
 	Slices int
@@ -102,7 +125,13 @@ func (c *Config) defaults() {
 	if c.Timeout == 0 {
 		c.Timeout = 30 * time.Minute
 	}
+	if len(c.Phases) == 0 {
+		c.Phases = []string{PhaseAuto, PhasePinned}
+	}
 }
+
+// runs reports whether the run has the phase.
+func (c *Config) runs(phase string) bool { return slices.Contains(c.Phases, phase) }
 
 // validate checks what needs no model; the lengths against each model's
 // context are checked once the models are loaded (checkModel).
@@ -129,11 +158,27 @@ func (c *Config) validate() error {
 		return bad("workers %d must be ≥ 1", c.Workers)
 	case c.Slices < 1:
 		return bad("slices %d must be ≥ 1", c.Slices)
-	case !c.Quality.Enabled() || !c.Quality.Control:
-		return bad("the auto phase needs the quality loop: a sample rate or interval, and the controller on")
 	}
-	if err := c.Quality.Validate(); err != nil {
-		return bad("%v", err)
+	seen := map[string]bool{}
+	for _, ph := range c.Phases {
+		if !slices.Contains(phaseOrder, ph) {
+			return bad("phase %q: want %s, %s or %s", ph, PhaseAuto, PhasePinned, PhaseBare)
+		}
+		if seen[ph] {
+			return bad("phase %s given twice", ph)
+		}
+		seen[ph] = true
+	}
+	if seen[PhaseBare] && !seen[PhasePinned] {
+		return bad("the bare phase needs the pinned phase: it measures the worker's against the bare engine loop on the same jobs")
+	}
+	if seen[PhaseAuto] {
+		if !c.Quality.Enabled() || !c.Quality.Control {
+			return bad("the auto phase needs the quality loop: a sample rate or interval, and the controller on")
+		}
+		if err := c.Quality.Validate(); err != nil {
+			return bad("%v", err)
+		}
 	}
 	if _, ok := c.Backend.(kernels.LM); !ok {
 		return bad("backend %s runs no language models", c.Backend.Name())

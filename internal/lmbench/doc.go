@@ -39,4 +39,11 @@
 // a job served over it, or a step up (the controller measured the rung it
 // served over the target). The headline is the ratio auto / bf16 of jobs/s
 // and of joules per 1,000 jobs.
+//
+// Config.Phases picks the phases; PhaseBare adds the bare engine loop: the
+// pinned phase's jobs made into the engine sequences the worker would make
+// (worker.Models.LMSeq) and run on the engines a worker would start
+// (worker.NewLMEngine), with no queue. The report's Overhead is the pinned
+// phase over it, and counts the jobs that generated the same tokens in
+// both.
 package lmbench

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -40,8 +41,9 @@ func config(t *testing.T, root string) lmbench.Config {
 	}
 }
 
-func TestRun(t *testing.T) {
-	cfg := config(t, lmfixtures.Unpack(t))
+// run runs cfg and returns the report and its tables, which it logs.
+func run(t *testing.T, cfg lmbench.Config) (*lmbench.Report, *bytes.Buffer) {
+	t.Helper()
 	rep, err := lmbench.Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -49,6 +51,12 @@ func TestRun(t *testing.T) {
 	var out bytes.Buffer
 	rep.Print(&out)
 	t.Log("\n" + out.String())
+	return rep, &out
+}
+
+func TestRun(t *testing.T) {
+	cfg := config(t, lmfixtures.Unpack(t))
+	rep, out := run(t, cfg)
 
 	if len(rep.Phases) != 2 || rep.Phases[0].Name != "auto" || rep.Phases[1].Name != "bf16" {
 		t.Fatalf("phases %v; want auto, then bf16", rep.Phases)
@@ -160,6 +168,62 @@ func TestRun(t *testing.T) {
 	}
 }
 
+// TestRunBare: the pinned phase through the queue beside the bare phase,
+// the same jobs straight through the engines: the report gives both
+// phases' figures and their ratio, and every job generated the same
+// greedy tokens in both (the CPU backend is batch-invariant, so they ran
+// the same sequences whatever their batches).
+func TestRunBare(t *testing.T) {
+	cfg := config(t, lmfixtures.Unpack(t))
+	cfg.Phases = []string{lmbench.PhaseBare, lmbench.PhasePinned} // run in their own order
+	cfg.Jobs = 16
+	rep, out := run(t, cfg)
+
+	if len(rep.Phases) != 2 || rep.Phases[0].Name != "bf16" || rep.Phases[1].Name != "bare" {
+		t.Fatalf("phases %v; want bf16, then bare", rep.Phases)
+	}
+	worker, bare := rep.Phases[0], rep.Phases[1]
+	for _, ph := range rep.Phases {
+		if ph.Answered != cfg.Jobs || ph.Precision != precision.BF16 || ph.Models[0].Precisions[precision.BF16]+ph.Models[1].Precisions[precision.BF16] != cfg.Jobs {
+			t.Errorf("%s: %d of %d jobs answered, at %v; want all, at bf16", ph.Name, ph.Answered, cfg.Jobs, ph.Models)
+		}
+		if !(ph.JobsPerSec > 0 && ph.OutputTokensPerSec > 0) {
+			t.Errorf("%s: %.3g jobs/s, %.3g tok/s; want both > 0", ph.Name, ph.JobsPerSec, ph.OutputTokensPerSec)
+		}
+	}
+	if worker.OutputTokens != bare.OutputTokens || worker.PromptTokens != bare.PromptTokens {
+		t.Errorf("worker: %d prompt, %d output tokens; bare: %d, %d; want the same", worker.PromptTokens, worker.OutputTokens, bare.PromptTokens, bare.OutputTokens)
+	}
+	generated := 0
+	for i := range cfg.Jobs {
+		if worker.Tokens[i] == nil || !slices.Equal(worker.Tokens[i], bare.Tokens[i]) {
+			t.Errorf("job %d: worker generated %v, bare engine %v; want the same", i, worker.Tokens[i], bare.Tokens[i])
+		}
+		if len(worker.Tokens[i]) > 0 {
+			generated++
+		}
+	}
+	if generated < cfg.Jobs/2 {
+		t.Errorf("%d of %d jobs generated tokens; want most (the comparison means little on empty ones)", generated, cfg.Jobs)
+	}
+	o := rep.Overhead
+	if o == nil {
+		t.Fatal("no overhead in the report")
+	}
+	if o.Worker != "bf16" || o.Bare != "bare" || o.SameTokens != cfg.Jobs || o.Jobs != cfg.Jobs ||
+		o.OutputTokensPerSec != worker.OutputTokensPerSec/bare.OutputTokensPerSec || o.JobsPerSec != worker.JobsPerSec/bare.JobsPerSec {
+		t.Errorf("overhead %+v; want bf16 / bare, %d of %d same tokens, the phases' ratios", o, cfg.Jobs, cfg.Jobs)
+	}
+	if rep.Ratio != (lmbench.Ratio{}) {
+		t.Errorf("ratio %+v without an auto phase; want none", rep.Ratio)
+	}
+	want := fmt.Sprintf("same tokens in %d of %d jobs", cfg.Jobs, cfg.Jobs)
+	if !strings.Contains(out.String(), "queue overhead, worker at bf16 / bare engine loop") || !strings.Contains(out.String(), want) ||
+		strings.Contains(out.String(), "headline") || strings.Contains(out.String(), "quality loop") {
+		t.Errorf("the table lacks the overhead line (%q), or has a headline or quality settings:\n%s", want, out.String())
+	}
+}
+
 func TestConfigErrors(t *testing.T) {
 	root := lmfixtures.Unpack(t)
 	for _, tc := range []struct {
@@ -174,6 +238,9 @@ func TestConfigErrors(t *testing.T) {
 		{"no quality loop", func(c *lmbench.Config) { c.Quality = quality.Config{} }, "needs the quality loop"},
 		{"context", func(c *lmbench.Config) { c.PromptMax = 250 }, "context is 256 tokens"},
 		{"same model twice", func(c *lmbench.Config) { c.Models[1].Dir = c.Models[0].Dir }, "both model llama"},
+		{"bare alone", func(c *lmbench.Config) { c.Phases = []string{"bare"} }, "the bare phase needs the pinned phase"},
+		{"unknown phase", func(c *lmbench.Config) { c.Phases = []string{"pinned", "fast"} }, `phase "fast"`},
+		{"phase twice", func(c *lmbench.Config) { c.Phases = []string{"pinned", "pinned"} }, "phase pinned given twice"},
 		{"missing dir", func(c *lmbench.Config) { c.Models[1].Dir = filepath.Join(root, "nope") }, "nope"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

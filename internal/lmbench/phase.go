@@ -77,6 +77,7 @@ type phaseRun struct {
 	answers  []answer
 	reports  []event[*gearbox.QualityReport]
 	policies []event[*gearbox.PrecisionPolicy]
+	tokens   [][]int32 // each job's generated tokens, by index
 }
 
 // phase runs one phase: its workers, the warm-up, the policies and the
@@ -104,7 +105,7 @@ func (b *bench) phase(ctx context.Context, spec phaseSpec) (*Phase, error) {
 			stop()
 		}
 	}()
-	pr := &phaseRun{spec: spec}
+	pr := &phaseRun{spec: spec, tokens: make([][]int32, len(b.jobs))}
 	if err := b.warmUp(ctx, pr, runErr); err != nil {
 		return nil, err
 	}
@@ -120,6 +121,7 @@ func (b *bench) phase(ctx context.Context, spec phaseSpec) (*Phase, error) {
 	elapsed := time.Since(pr.start)
 	joules := energy()
 	ph := pr.summary(b, elapsed, joules)
+	ph.Tokens = pr.tokens
 	var holds []Final
 	if spec.auto {
 		if holds, err = b.finals(ctx); err != nil {
@@ -205,11 +207,7 @@ func (b *bench) warmUp(ctx context.Context, pr *phaseRun, runErr <-chan error) e
 	start := time.Now()
 	want := map[string]bool{}
 	for mi, ps := range pr.spec.warm {
-		prompt := make([]int32, b.cfg.PromptMin)
-		for k := range prompt {
-			prompt[k] = int32(k % b.models[mi].Vocab)
-		}
-		w := job{model: mi, prompt: prompt, maxTokens: 2}
+		w := b.warmJob(mi)
 		for _, p := range ps {
 			j := w.request("warm-"+pr.spec.name+"-"+string(p)+"-"+strconv.Itoa(mi), 0, b.models[mi].Name, p, 0)
 			if _, err := b.client.Submit(ctx, j); err != nil {
@@ -241,6 +239,16 @@ func (b *bench) warmUp(ctx context.Context, pr *phaseRun, runErr <-chan error) e
 	}
 	b.progress("%s phase: warmed up in %.1fs", pr.spec.name, time.Since(start).Seconds())
 	return nil
+}
+
+// warmJob is model mi's warm-up job: a prompt of PromptMin tokens, 2
+// tokens out.
+func (b *bench) warmJob(mi int) job {
+	prompt := make([]int32, b.cfg.PromptMin)
+	for k := range prompt {
+		prompt[k] = int32(k % b.models[mi].Vocab)
+	}
+	return job{model: mi, prompt: prompt, maxTokens: 2}
 }
 
 // setPolicies sets each model's policy by hand: its target, precision
@@ -294,6 +302,7 @@ func (b *bench) timed(ctx context.Context, pr *phaseRun, runErr <-chan error) er
 			}
 			done[i] = true
 			answered++
+			pr.tokens[i] = append([]int32{}, r.Tokens...) // non-nil: answered
 			a := answer{at: time.Since(pr.start), model: b.jobs[i].model, precision: r.Precision}
 			if r.Usage != nil {
 				a.prompt, a.output = r.Usage.PromptTokens, r.Usage.CompletionTokens

@@ -11,7 +11,7 @@ import (
 )
 
 // Print writes the report as tables: the models, the phases side by side
-// with the headline ratios, then per phase the precision mix over time,
+// with the headline ratios and the queue overhead, then per phase the precision mix over time,
 // the policy changes and the quality windows.
 func (r *Report) Print(w io.Writer) {
 	temp := "greedy"
@@ -27,9 +27,12 @@ func (r *Report) Print(w io.Writer) {
 			params(m.Params), m.MaxKL, m.Reference, formats(m.Ladder), m.PushSeconds)
 	}
 	tw.Flush()
-	q := r.Quality
-	fmt.Fprintf(w, "auto phase's quality loop: sample %g, interval %gs, window %d, a step down on %d reports within %g × target, cooldown %gs\n\n",
-		q.Sample, q.IntervalS, q.Window, q.MinSamples, q.Margin, q.CooldownS)
+	if r.phase(PhaseAuto) != nil {
+		q := r.Quality
+		fmt.Fprintf(w, "auto phase's quality loop: sample %g, interval %gs, window %d, a step down on %d reports within %g × target, cooldown %gs\n",
+			q.Sample, q.IntervalS, q.Window, q.MinSamples, q.Margin, q.CooldownS)
+	}
+	fmt.Fprintln(w)
 
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "phase\tjobs\tseconds\tjobs/s\toutput tokens\toutput tok/s\tJ/1k jobs\tviolations\t")
@@ -38,13 +41,17 @@ func (r *Report) Print(w io.Writer) {
 			ph.OutputTokens, ph.OutputTokensPerSec, joules(ph.JoulesPer1kJobs), ph.Violations)
 	}
 	tw.Flush()
-	if len(r.Phases) == 2 {
-		e := "J/1k jobs: energy " + r.Phases[0].Energy
+	if a, p := r.phase(PhaseAuto), r.phase(PhasePinned); a != nil && p != nil {
+		e := "J/1k jobs: energy " + a.Energy
 		if j := r.Ratio.JoulesPer1kJobs; j != nil {
 			e = fmt.Sprintf("J/1k jobs %.2f×", *j)
 		}
 		fmt.Fprintf(w, "\nheadline, %s / %s: jobs/s %.2f×, output tok/s %.2f×, %s; %d quality window(s) over target\n",
-			r.Phases[0].Name, r.Phases[1].Name, r.Ratio.JobsPerSec, r.Ratio.OutputTokensPerSec, e, r.Violations)
+			a.Name, p.Name, r.Ratio.JobsPerSec, r.Ratio.OutputTokensPerSec, e, r.Violations)
+	}
+	if o := r.Overhead; o != nil {
+		fmt.Fprintf(w, "\nqueue overhead, worker at %s / bare engine loop: output tok/s %.3f×, jobs/s %.3f×; same tokens in %d of %d jobs\n",
+			o.Worker, o.OutputTokensPerSec, o.JobsPerSec, o.SameTokens, o.Jobs)
 	}
 	for _, ph := range r.Phases {
 		ph.print(w, r.Models)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/gearbox-inference/gearbox/precision"
@@ -29,10 +30,14 @@ type Report struct {
 	Workers     int     `json:"workers"`
 	// Quality is the auto phase's quality loop.
 	Quality QualitySettings `json:"quality"`
-	// Phases are auto, then the pinned precision.
+	// Phases are those run, in their order: auto, the pinned precision,
+	// bare.
 	Phases []Phase `json:"phases"`
-	// Ratio is auto over pinned.
+	// Ratio is auto over pinned; zero without both.
 	Ratio Ratio `json:"ratio"`
+	// Overhead is the queue's cost: the pinned phase's figures against
+	// the bare engine loop's on the same jobs; absent without both.
+	Overhead *Overhead `json:"overhead,omitempty"`
 	// Violations counts the served and controller windows over their
 	// target, in both phases.
 	Violations int `json:"violations"`
@@ -98,6 +103,9 @@ type Phase struct {
 	Violations int      `json:"violations"`
 	// Final is the controllers' view at the phase's end (auto only).
 	Final []Final `json:"final,omitempty"`
+	// Tokens are each job's generated tokens, by the job's index in the
+	// list (nil for a job not answered); not in the JSON.
+	Tokens [][]int32 `json:"-"`
 }
 
 // ModelPhase is one model's share of a phase.
@@ -163,6 +171,23 @@ type Ratio struct {
 	JoulesPer1kJobs *float64 `json:"joules_per_1k_jobs,omitempty"`
 }
 
+// Overhead is the pinned phase (the worker, through the queue) against
+// the bare phase (the same jobs straight through the engines).
+type Overhead struct {
+	// Worker and Bare name the phases compared.
+	Worker string `json:"worker"`
+	Bare   string `json:"bare"`
+	// JobsPerSec and OutputTokensPerSec are the worker's over the bare
+	// loop's: 1 is no overhead.
+	JobsPerSec         float64 `json:"jobs_per_s"`
+	OutputTokensPerSec float64 `json:"output_tokens_per_s"`
+	// SameTokens counts the jobs whose generated tokens are the same in
+	// both (every job, when both ran the same sequences greedily on
+	// batch-invariant kernels), of Jobs.
+	SameTokens int `json:"same_tokens"`
+	Jobs       int `json:"jobs"`
+}
+
 func newReport(cfg Config, models []ModelInfo) *Report {
 	r := cfg.Quality.Rules.WithDefaults()
 	return &Report{
@@ -176,20 +201,43 @@ func newReport(cfg Config, models []ModelInfo) *Report {
 
 // finish computes the ratios and the violations.
 func (r *Report) finish() {
-	if len(r.Phases) != 2 {
-		return
+	a, p, bare := r.phase(PhaseAuto), r.phase(PhasePinned), r.phase(PhaseBare)
+	if a != nil && p != nil {
+		r.Ratio.JobsPerSec = a.JobsPerSec / p.JobsPerSec
+		r.Ratio.OutputTokensPerSec = a.OutputTokensPerSec / p.OutputTokensPerSec
+		if a.JoulesPer1kJobs != nil && p.JoulesPer1kJobs != nil {
+			q := *a.JoulesPer1kJobs / *p.JoulesPer1kJobs
+			r.Ratio.JoulesPer1kJobs = &q
+		}
 	}
-	a, p := r.Phases[0], r.Phases[1]
-	r.Ratio.JobsPerSec = a.JobsPerSec / p.JobsPerSec
-	r.Ratio.OutputTokensPerSec = a.OutputTokensPerSec / p.OutputTokensPerSec
-	if a.JoulesPer1kJobs != nil && p.JoulesPer1kJobs != nil {
-		q := *a.JoulesPer1kJobs / *p.JoulesPer1kJobs
-		r.Ratio.JoulesPer1kJobs = &q
+	if p != nil && bare != nil {
+		o := &Overhead{Worker: p.Name, Bare: bare.Name, JobsPerSec: p.JobsPerSec / bare.JobsPerSec,
+			OutputTokensPerSec: p.OutputTokensPerSec / bare.OutputTokensPerSec, Jobs: r.Jobs}
+		for i := range min(len(p.Tokens), len(bare.Tokens)) {
+			if p.Tokens[i] != nil && slices.Equal(p.Tokens[i], bare.Tokens[i]) {
+				o.SameTokens++
+			}
+		}
+		r.Overhead = o
 	}
 	r.Violations = 0
 	for _, ph := range r.Phases {
 		r.Violations += ph.Violations
 	}
+}
+
+// phase returns the phase of kind PhaseAuto, PhasePinned or PhaseBare;
+// nil if the run had none.
+func (r *Report) phase(kind string) *Phase {
+	for i := range r.Phases {
+		ph := &r.Phases[i]
+		switch {
+		case kind == PhaseAuto && ph.Name == PhaseAuto, kind == PhaseBare && ph.Name == PhaseBare,
+			kind == PhasePinned && ph.Name != PhaseAuto && ph.Name != PhaseBare:
+			return ph
+		}
+	}
+	return nil
 }
 
 // WriteJSON writes the report as indented JSON.

@@ -34,8 +34,8 @@ type bench struct {
 	followErr chan error
 }
 
-// Run runs the auto phase, then the pinned phase, on the same jobs, and
-// returns the report.
+// Run runs the phases of cfg.Phases (the auto phase, the pinned phase,
+// the bare engine loop) on the same jobs, and returns the report.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cfg.defaults()
 	if err := cfg.validate(); err != nil {
@@ -95,10 +95,22 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 
 	rep := newReport(cfg, b.models)
-	for _, spec := range []phaseSpec{b.autoSpec(), b.pinnedSpec()} {
-		ph, err := b.phase(ctx, spec)
+	for _, name := range phaseOrder {
+		if !cfg.runs(name) {
+			continue
+		}
+		var ph *Phase
+		var err error
+		switch name {
+		case PhaseAuto:
+			ph, err = b.phase(ctx, b.autoSpec())
+		case PhasePinned:
+			ph, err = b.phase(ctx, b.pinnedSpec())
+		case PhaseBare:
+			ph, err = b.bare(ctx)
+		}
 		if err != nil {
-			return nil, fmt.Errorf("%s phase: %w", spec.name, err)
+			return nil, fmt.Errorf("%s phase: %w", name, err)
 		}
 		rep.Phases = append(rep.Phases, *ph)
 	}
