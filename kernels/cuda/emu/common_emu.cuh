@@ -131,7 +131,6 @@ __device__ __forceinline__ float fp8Scale(float amax, int margin) {
 
 // ---- 16-byte loads and tensor-core fragments (gemv.cu) ----
 __device__ __forceinline__ void gbx_ldg128(u32 (&r)[4], const void *p) { std::memcpy(r, p, 16); }
-__device__ __forceinline__ void gbx_prefetch_l2(const void *) {}
 
 // emu_mma is one mma.sync of PTX's fragment layout: every lane's a0..a3,
 // b0, b1 go through the warp's exchange; element e (of per = 2 bf16/f16 or

@@ -83,10 +83,8 @@ enum { GBX_KV_BLOCK = 16 };
 enum { GBX_ATTN_MAX_SPLITS = 64, GBX_ATTN_MIN_SPLIT = 128 };
 // gbx_attn_dec64_G and gbx_attn_dec128_G (G = 2, 4, 8): gbx_attn_partial's
 // grid and arguments (less f32, dim), GBX_ATTN_DEC_THREADS threads; a BF16
-// cache, head dims 64 or 128, up to G query heads per KV head; a warp
-// prefetches the KV blocks GBX_ATTN_DEC_AHEAD steps ahead into L2.
+// cache, head dims 64 or 128, up to G query heads per KV head.
 #define GBX_ATTN_DEC_THREADS 128
-#define GBX_ATTN_DEC_AHEAD 2
 
 // gbx_gemv: grid n / GBX_GEMV_ROWS, GBX_GEMV_THREADS threads, up to
 // GBX_GEMV_MAX_M rows (gemv.cu).

@@ -270,30 +270,6 @@ __device__ __forceinline__ void gbx_attn_dec(const float *qkv, int stride, const
 	if (s >= ns) return;
 	const int j0 = s * S, j1 = gbx_imin(j0 + S, n);
 	const int *bt = blocks + btOff[seq[r]];
-	// The warp's blocks of the split are b0 + it·NW for it < T. Lane l holds
-	// the block-table entry of it = base + l (base: a multiple of 32), so
-	// that no load of K and V waits on its own table lookup, and the
-	// blocks GBX_ATTN_DEC_AHEAD steps ahead are prefetched into L2 while a
-	// step computes.
-	const int b0 = j0 / GBX_KV_BLOCK + warp, bEnd = (j1 + GBX_KV_BLOCK - 1) / GBX_KV_BLOCK;
-	const int T = b0 < bEnd ? (bEnd - b0 + NW - 1) / NW : 0;
-	const long long vOff = 2LL * kvHeads * GBX_KV_BLOCK * DIM; // bytes from K's run to V's
-	constexpr int RUN = GBX_KV_BLOCK * DIM * 2;                // bytes of one run of K (or V)
-	auto run = [&](int blk) {
-		return (const char *)cache + 2 * gbx_kv_off(blk, layer, layers, 0, g, kvHeads, 0, DIM);
-	};
-	auto prefetch = [&](int blk) {
-		if (lane < RUN / 128) {
-			gbx_prefetch_l2(run(blk) + 128 * lane);
-			gbx_prefetch_l2(run(blk) + vOff + 128 * lane);
-		}
-	};
-	int btl = lane < T ? bt[b0 + lane * NW] : 0;
-#pragma unroll
-	for (int a = 0; a < GBX_ATTN_DEC_AHEAD; a++) {
-		const int blk = __shfl_sync(0xffffffffu, btl, a);
-		if (a < T) prefetch(blk);
-	}
 	{
 		const float *q = qkv + (long long)r * stride + (long long)g * G * DIM;
 		for (int i = t; i < GP * DIM; i += NT) sh.q[i] = i < G * DIM ? q[i] : 0.0f;
@@ -309,23 +285,15 @@ __device__ __forceinline__ void gbx_attn_dec(const float *qkv, int stride, const
 #pragma unroll
 		for (int e = 0; e < 8; e++) acc[h][e] = 0.0f;
 	float mh = NEG, lh = 0.0f; // the running maximum and sum of head hOwn
-	for (int it = 0; it < T; it++) {
-		if (it % 32 == 0 && it > 0) btl = it + lane < T ? bt[b0 + (it + lane) * NW] : 0;
-		const int blk = __shfl_sync(0xffffffffu, btl, it % 32);
-		const char *kp = run(blk) + 16 * lane;
+	const long long vOff = 2LL * kvHeads * GBX_KV_BLOCK * DIM; // bytes from K's run to V's
+	for (int b = j0 / GBX_KV_BLOCK + warp; b * GBX_KV_BLOCK < j1; b += NW) {
+		const char *kp = (const char *)cache + 2 * gbx_kv_off(bt[b], layer, layers, 0, g, kvHeads, 0, DIM) + 16 * lane;
 		u32 kr[NI][4], vr[NI][4];
 #pragma unroll
 		for (int i = 0; i < NI; i++) gbx_ldg128(kr[i], kp + 512 * i);
 #pragma unroll
 		for (int i = 0; i < NI; i++) gbx_ldg128(vr[i], kp + vOff + 512 * i);
-		{
-			// The block GBX_ATTN_DEC_AHEAD steps on, if in this lane's
-			// table chunk.
-			const int a = it + GBX_ATTN_DEC_AHEAD;
-			const int ablk = __shfl_sync(0xffffffffu, btl, a % 32);
-			if (a < T && a / 32 == it / 32) prefetch(ablk);
-		}
-		const int valid = j1 - (b0 + it * NW) * GBX_KV_BLOCK; // positions of the block in the split (≥ 1)
+		const int valid = j1 - b * GBX_KV_BLOCK; // positions of the block in the split (≥ 1)
 		// The lane's partial dot products, x[h·NI + i].
 		float x[GP * NI];
 #pragma unroll

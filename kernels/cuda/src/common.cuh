@@ -161,9 +161,6 @@ __device__ __forceinline__ void gbx_ldg128(u32 (&r)[4], const void* p) {
 	             : "l"(p));
 }
 
-// gbx_prefetch_l2 asks for the 128-byte line at p to be brought into L2.
-__device__ __forceinline__ void gbx_prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
-
 // ---- tensor cores ----
 
 // gbx_mma: c += a·b on the tensor cores, one mma.sync m16n8k16 with bf16
