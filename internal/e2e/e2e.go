@@ -469,6 +469,60 @@ func (b *bench) follow(ctx context.Context, p precision.Format, jobs int) <-chan
 	return done
 }
 
+// crew is one side's goroutines, workers or raw consumers, each on a
+// connection of its own, as in gearbox worker.
+type crew struct {
+	b    *bench
+	hard context.Context // ends every member
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+	errs chan error
+	nc   []*nats.Conn
+}
+
+func (b *bench) newCrew(ctx context.Context) *crew {
+	hard, stop := context.WithCancel(ctx)
+	return &crew{b: b, hard: hard, stop: stop, errs: make(chan error, b.cfg.Workers)}
+}
+
+// dial opens a member's connection, closed by close.
+func (c *crew) dial(name string) (*nats.Conn, error) {
+	nc, err := c.b.dial(name)
+	if err == nil {
+		c.nc = append(c.nc, nc)
+	}
+	return nc, err
+}
+
+// start runs f on a goroutine of its own until c.hard ends; an error it
+// returns before then is wait's.
+func (c *crew) start(f func(context.Context) error) {
+	c.wg.Go(func() {
+		if err := f(c.hard); err != nil && c.hard.Err() == nil {
+			c.errs <- err
+		}
+	})
+}
+
+// wait returns what follow read, or the first member's error.
+func (c *crew) wait(done <-chan tally) (tally, error) {
+	select {
+	case t := <-done:
+		return t, t.err
+	case err := <-c.errs:
+		return tally{}, err
+	}
+}
+
+// close ends every member, waits for them and closes their connections.
+func (c *crew) close() {
+	c.stop()
+	c.wg.Wait()
+	for _, nc := range c.nc {
+		nc.Close()
+	}
+}
+
 // worker fills the job stream with jobs jobs, then starts the workers and
 // times them until every result is stored. tag names the repetition in job
 // ids and worker names; rep, from 1, is the timed repetition WorkerHook is
@@ -491,52 +545,32 @@ func (b *bench) worker(ctx context.Context, p precision.Format, tag string, jobs
 	}
 	energy := b.energyMeter()
 	start := time.Now()
-	hard, hardStop := context.WithCancel(ctx)
-	defer hardStop()
+	c := b.newCrew(ctx)
+	defer c.close()
 	var workers []*worker.Worker
-	var wg sync.WaitGroup
-	runErr := make(chan error, b.cfg.Workers)
-	fail := func(err error) (run, error) {
-		hardStop()
-		wg.Wait()
-		return run{}, errors.Join(err, stopHook())
-	}
 	for i := range b.cfg.Workers {
 		wc := b.cfg.Worker
 		wc.Subjects, wc.Provision = b.subj, false
 		wc.Name = fmt.Sprintf("bench-%s-%s-%d", p, tag, i)
-		nc, err := b.dial(wc.Name)
+		nc, err := c.dial(wc.Name)
 		if err != nil {
-			return fail(err)
+			return run{}, errors.Join(err, stopHook())
 		}
-		defer nc.Close()
 		w, err := worker.New(nc, b.cfg.Backend, b.models, wc)
 		if err != nil {
-			return fail(err)
+			return run{}, errors.Join(err, stopHook())
 		}
 		workers = append(workers, w)
-		wg.Go(func() {
-			if err := w.Run(hard); err != nil && !errors.Is(err, context.Canceled) {
-				runErr <- err
-			}
-		})
+		c.start(w.Run)
 	}
-	var t tally
-	select {
-	case t = <-done:
-	case err := <-runErr:
-		return fail(err)
-	}
+	t, err := c.wait(done)
 	el := time.Since(start)
 	joules := energy()
-	hookErr := stopHook()
+	if err := errors.Join(err, stopHook()); err != nil {
+		return run{}, err
+	}
 	for _, w := range workers {
 		_ = w.Shutdown(ctx)
-	}
-	hardStop()
-	wg.Wait()
-	if err := errors.Join(t.err, hookErr); err != nil {
-		return run{}, err
 	}
 	rows := 0
 	for _, r := range t.batches {
@@ -572,10 +606,6 @@ func (b *bench) raw(ctx context.Context, p precision.Format, tag string, jobs in
 	}
 	done := b.follow(ctx, p, jobs)
 
-	energy := b.energyMeter()
-	start := time.Now()
-	hard, hardStop := context.WithCancel(ctx)
-	defer hardStop()
 	var acked atomic.Int64
 	allAcked := make(chan struct{})
 	onAck := func() {
@@ -583,45 +613,30 @@ func (b *bench) raw(ctx context.Context, p precision.Format, tag string, jobs in
 			close(allAcked)
 		}
 	}
-	var wg sync.WaitGroup
-	runErr := make(chan error, b.cfg.Workers)
-	fail := func(err error) (run, error) {
-		hardStop()
-		wg.Wait()
-		return run{}, err
-	}
+	energy := b.energyMeter()
+	start := time.Now()
+	c := b.newCrew(ctx)
+	defer c.close()
 	for i := range b.cfg.Workers {
-		nc, err := b.dial(fmt.Sprintf("raw-%s-%s-%d", p, tag, i))
+		nc, err := c.dial(fmt.Sprintf("raw-%s-%s-%d", p, tag, i))
 		if err != nil {
-			return fail(err)
+			return run{}, err
 		}
-		defer nc.Close()
-		wg.Go(func() {
-			if err := b.rawConsumer(hard, nc, tmpl, onAck); err != nil && hard.Err() == nil {
-				runErr <- err
-			}
-		})
+		c.start(func(ctx context.Context) error { return b.rawConsumer(ctx, nc, tmpl, onAck) })
 	}
-	var t tally
-	select {
-	case t = <-done:
-	case err := <-runErr:
-		return fail(err)
+	if _, err := c.wait(done); err != nil {
+		return run{}, err
 	}
 	el := time.Since(start)
 	joules := energy()
-	if t.err != nil {
-		return fail(t.err)
-	}
 	select {
 	case <-allAcked:
-	case err := <-runErr:
-		return fail(err)
+	case err := <-c.errs:
+		return run{}, err
 	case <-ctx.Done():
-		return fail(fmt.Errorf("%d of %d jobs acked: %w", acked.Load(), jobs, ctx.Err()))
+		return run{}, fmt.Errorf("%d of %d jobs acked: %w", acked.Load(), jobs, ctx.Err())
 	}
-	hardStop()
-	wg.Wait()
+	c.close()
 	if err := b.drained(ctx); err != nil {
 		return run{}, err
 	}
