@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime/pprof"
+	rtrace "runtime/trace"
 	"strings"
 	"time"
 
@@ -18,10 +21,11 @@ import (
 
 // e2eFlags are bench e2e's flags.
 type e2eFlags struct {
-	dims, precisions, jsonOut, cpuProfile, plot string
-	rows, jobs, batchRows, workers, reps        int
-	bareCallers                                 int
-	minTime                                     time.Duration
+	dims, precisions, jsonOut, cpuProfile, trace, plot string
+	rows, jobs, batchRows, workers, reps               int
+	bareCallers                                        int
+	minTime                                            time.Duration
+	raw                                                bool
 }
 
 func newBenchE2ECmd(a *app) *cobra.Command {
@@ -48,7 +52,9 @@ Backend.Forward in a loop, on the same batches, per precision, on GEARBOX_DEVICE
 	fs.DurationVar(&f.minTime, "min-time", time.Second, "least time of one bare repetition (it repeats the batches until then)")
 	fs.StringVar(&f.jsonOut, "json", "", "also write the report as JSON to this file")
 	fs.StringVar(&f.plot, "plot", "", "also draw jobs/s per precision, worker and bare, to this file (.png or .svg)")
-	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (bare and worker sides) to this file")
+	fs.BoolVar(&f.raw, "raw", true, "also run the raw-JetStream side (the same jobs and result sizes with no worker: the transport's ceiling)")
+	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of each timed worker repetition to this file, -<precision>-<rep> inserted before its extension")
+	fs.StringVar(&f.trace, "trace", "", "write an execution trace (go tool trace) of each timed worker repetition to this file, -<precision>-<rep> inserted before its extension")
 	return c
 }
 
@@ -81,6 +87,7 @@ func benchE2E(ctx context.Context, cfg *config, log zerolog.Logger, f e2eFlags, 
 	bc := e2e.Config{
 		Backend: backend, Dims: ds, Precisions: ps, RowsPerJob: f.rows, Jobs: f.jobs,
 		Reps: f.reps, MinTime: f.minTime, Workers: f.workers, BareCallers: f.bareCallers, Worker: cfg.worker(subj), Progress: stderr,
+		Raw: f.raw, WorkerHook: workerHook(f.cpuProfile, f.trace),
 	}
 	if f.batchRows != 0 {
 		bc.Worker.MaxBatchRows = f.batchRows
@@ -90,17 +97,6 @@ func benchE2E(ctx context.Context, cfg *config, log zerolog.Logger, f e2eFlags, 
 		defer gpu.Close()
 		bc.Energy = gpu.Energy
 	}
-	if f.cpuProfile != "" {
-		prof, err := os.Create(f.cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer prof.Close()
-		if err := pprof.StartCPUProfile(prof); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
-	}
 	rep, err := e2e.Run(ctx, bc)
 	if err != nil {
 		return err
@@ -109,4 +105,43 @@ func benchE2E(ctx context.Context, cfg *config, log zerolog.Logger, f e2eFlags, 
 		rep.GPU = gpu.Name()
 	}
 	return writeReport(stdout, rep, f.plot, func(path string) error { return plotE2E(path, rep) }, f.jsonOut)
+}
+
+// workerHook profiles and traces each timed worker repetition, into
+// cpuProfile and trace (either may be empty) with -<precision>-<rep>
+// inserted before their extensions; nil when both are empty.
+func workerHook(cpuProfile, trace string) func(precision.Format, int) (func() error, error) {
+	if cpuProfile == "" && trace == "" {
+		return nil
+	}
+	return func(p precision.Format, rep int) (func() error, error) {
+		var stops []func() error
+		stop := func() error {
+			var errs []error
+			for _, s := range stops {
+				errs = append(errs, s())
+			}
+			return errors.Join(errs...)
+		}
+		for _, o := range []struct {
+			path  string
+			start func(io.Writer) error
+			stop  func()
+		}{{cpuProfile, pprof.StartCPUProfile, pprof.StopCPUProfile}, {trace, rtrace.Start, rtrace.Stop}} {
+			if o.path == "" {
+				continue
+			}
+			ext := filepath.Ext(o.path)
+			f, err := os.Create(fmt.Sprintf("%s-%s-%d%s", strings.TrimSuffix(o.path, ext), p, rep, ext))
+			if err != nil {
+				return nil, errors.Join(err, stop())
+			}
+			if err := o.start(f); err != nil {
+				f.Close()
+				return nil, errors.Join(err, stop())
+			}
+			stops = append(stops, func() error { o.stop(); return f.Close() })
+		}
+		return stop, nil
+	}
 }

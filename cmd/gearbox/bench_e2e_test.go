@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -20,7 +21,42 @@ func TestBenchE2E(t *testing.T) {
 		rep.Results[0].Precision != "fp32" || rep.Results[0].Worker.JobsPerSec <= 0 || rep.Results[0].Bare.JobsPerSec <= 0 {
 		t.Errorf("report %s; want one fp32 result on cpu, 40 jobs, batches of 16 (GEARBOX_MAX_BATCH_ROWS)", b)
 	}
+	if r := rep.Results[0]; r.Raw == nil || r.Raw.JobsPerSec <= 0 || r.WorkerOverRaw <= 0 {
+		t.Errorf("report %s; want the raw side (on by default) with jobs/s and worker/raw", b)
+	}
 	checkPNG(t, plot)
+}
+
+// --trace and --cpuprofile write one file per timed worker repetition;
+// --raw=false leaves the raw side out.
+func TestBenchE2ETraceProfile(t *testing.T) {
+	dir := t.TempDir()
+	out, trace, prof := filepath.Join(dir, "e2e.json"), filepath.Join(dir, "w.trace"), filepath.Join(dir, "w.pprof")
+	env := []string{"GEARBOX_DEVICE=cpu", "GEARBOX_MAX_BATCH_ROWS=16", "GEARBOX_LOG_LEVEL=warn"}
+	if code, _, stderr := runCLI(t, env, "bench", "e2e", "--dims", "8,16,4", "--precisions", "fp32,bf16", "--jobs", "40", "--rows", "2",
+		"--reps", "2", "--raw=false", "--trace", trace, "--cpuprofile", prof, "--json", out); code != 0 {
+		t.Fatalf("exit status %d: %s", code, stderr)
+	}
+	var rep e2e.Report
+	b := readJSON(t, out, &rep)
+	for _, r := range rep.Results {
+		if r.Raw != nil || r.WorkerOverRaw != 0 {
+			t.Errorf("report %s; want no raw side with --raw=false", b)
+		}
+	}
+	var got []string
+	for _, name := range []string{"w-fp32-1", "w-fp32-2", "w-bf16-1", "w-bf16-2"} {
+		for _, ext := range []string{".trace", ".pprof"} {
+			st, err := os.Stat(filepath.Join(dir, name+ext))
+			if err != nil || st.Size() == 0 {
+				t.Errorf("%s%s: %v; want a non-empty file", name, ext, err)
+			}
+			got = append(got, name+ext)
+		}
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != len(got)+1 {
+		t.Errorf("%d files in %s; want %v and e2e.json", len(ents), dir, got)
+	}
 }
 
 func TestBenchE2EFlags(t *testing.T) {

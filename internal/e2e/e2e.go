@@ -13,6 +13,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -68,8 +69,17 @@ type Config struct {
 	Energy func() (float64, error)
 	// Progress, when set, receives a line per measurement.
 	Progress io.Writer
-	// Timeout bounds one worker repetition (default 10 minutes).
+	// Timeout bounds one worker or raw repetition (default 10 minutes).
 	Timeout time.Duration
+	// Raw adds the raw-JetStream side: the same jobs through the same
+	// server, stream and consumer, with no decoding, batching or
+	// inference (see bench.raw): the transport's ceiling.
+	Raw bool
+	// WorkerHook, when set, is called as each timed worker repetition
+	// starts (rep counts from 1; warm-ups are not timed) and the function
+	// it returns as it ends, before the workers shut down: to trace or
+	// profile the worker alone.
+	WorkerHook func(p precision.Format, rep int) (stop func() error, err error)
 }
 
 func (c *Config) defaults() error {
@@ -126,9 +136,41 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	m, err := model.Synth(model.SynthConfig{Name: "bench", Dims: cfg.Dims, Act: model.GELU, Seed: int64(cfg.Seed)})
+	b, cleanup, err := newBench(ctx, cfg)
 	if err != nil {
 		return nil, err
+	}
+	defer cleanup()
+	rep := newReport(cfg, b.m)
+	for _, p := range cfg.Precisions {
+		res, err := b.precision(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		rep.Results = append(rep.Results, res)
+	}
+	return rep, nil
+}
+
+// newBench synthesises the model and its inputs, starts the embedded
+// server and provisions its streams; cleanup stops the server and removes
+// its files.
+func newBench(ctx context.Context, cfg Config) (b *bench, cleanup func(), err error) {
+	var undo []func()
+	cleanup = func() {
+		slices.Reverse(undo)
+		for _, f := range undo {
+			f()
+		}
+	}
+	defer func() {
+		if err != nil {
+			cleanup()
+		}
+	}()
+	m, err := model.Synth(model.SynthConfig{Name: "bench", Dims: cfg.Dims, Act: model.GELU, Seed: int64(cfg.Seed)})
+	if err != nil {
+		return nil, nil, err
 	}
 	in := m.InputFeatures
 	rng := rand.New(rand.NewPCG(cfg.Seed, 3))
@@ -143,26 +185,26 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 	dir, err := os.MkdirTemp("", "gearbox-bench-e2e-")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer os.RemoveAll(dir)
+	undo = append(undo, func() { os.RemoveAll(dir) })
 	srv, err := embedded.Start(embedded.Config{Dir: dir})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	undo = append(undo, func() { srv.Shutdown(); srv.WaitForShutdown() })
 	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name("bench-e2e"))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer nc.Close()
+	undo = append(undo, nc.Close)
 	subj := cfg.Worker.Subjects
 	if subj.Prefix == "" {
 		subj = gearbox.DefaultSubjects
 	}
 	client, err := gearbox.NewClient(nc, gearbox.WithPrefix(subj.Prefix))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	streams := cfg.Worker.Streams
 	// Room for one repetition's backlog, whatever the deployment's limits.
@@ -171,49 +213,63 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	streams.JobsMaxMsgs = max(streams.JobsMaxMsgs, 2*int64(cfg.Jobs))
 	streams.MaxAckPending = max(streams.MaxAckPending, 2*cfg.Jobs)
 	if err := client.Provision(ctx, streams); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	dial := func(name string) (*nats.Conn, error) {
 		return nats.Connect("", nats.InProcessServer(srv), nats.Name(name))
 	}
-	b := &bench{cfg: cfg, m: m, inputs: inputs, batches: batches, dial: dial, client: client, subj: subj, models: worker.NewModels(m)}
+	return &bench{cfg: cfg, m: m, inputs: inputs, batches: batches, dial: dial, client: client, subj: subj, models: worker.NewModels(m)}, cleanup, nil
+}
 
-	rep := newReport(cfg, m)
-	for _, p := range cfg.Precisions {
-		// Warm up: the backend converts (or uploads) the weights for p on
-		// first use, and may set up per batch size; neither side should
-		// pay for that in its timed runs. The worker's warm-up also forms
-		// the odd-sized batches a worker flushes at start.
-		for _, bt := range []batch{batches[0], batches[len(batches)-1]} {
-			if _, err := cfg.Backend.Forward(ctx, m, p, bt.in, bt.rows); err != nil {
-				return nil, fmt.Errorf("%s: %w", p, err)
-			}
+// precision measures p: warm-up, then Reps repetitions of each side.
+func (b *bench) precision(ctx context.Context, p precision.Format) (Result, error) {
+	cfg := b.cfg
+	batches, m := b.batches, b.m
+	// Warm up: the backend converts (or uploads) the weights for p on
+	// first use, and may set up per batch size; no side should pay for
+	// that in its timed runs. The worker's warm-up also forms the
+	// odd-sized batches a worker flushes at start.
+	for _, bt := range []batch{batches[0], batches[len(batches)-1]} {
+		if _, err := cfg.Backend.Forward(ctx, m, p, bt.in, bt.rows); err != nil {
+			return Result{}, fmt.Errorf("%s: %w", p, err)
 		}
-		warm := min(cfg.Jobs, max(1, 4*cfg.Worker.MaxBatchRows/cfg.RowsPerJob))
-		if _, err := b.worker(ctx, p, "warm", warm); err != nil {
-			return nil, fmt.Errorf("%s worker warm-up: %w", p, err)
-		}
-		var bare, wrk []run
-		for r := range cfg.Reps { // alternate, so drift hits both sides alike
-			br, err := b.bare(ctx, p)
-			if err != nil {
-				return nil, fmt.Errorf("%s bare: %w", p, err)
-			}
-			bare = append(bare, br)
-			b.progress("%-5s rep %d bare   %10.0f jobs/s", p, r+1, br.jobsPerSec())
-			wr, err := b.worker(ctx, p, strconv.Itoa(r), cfg.Jobs)
-			if err != nil {
-				return nil, fmt.Errorf("%s worker: %w", p, err)
-			}
-			wrk = append(wrk, wr)
-			b.progress("%-5s rep %d worker %10.0f jobs/s (%.0f rows a batch)", p, r+1, wr.jobsPerSec(), wr.meanBatchRows)
-			if wr.elapsed < cfg.MinTime {
-				b.progress("%-5s rep %d worker ran %v, under %v: raise the jobs for steadier figures", p, r+1, wr.elapsed.Round(time.Millisecond), cfg.MinTime)
-			}
-		}
-		rep.add(p, bare, wrk)
 	}
-	return rep, nil
+	warm := min(cfg.Jobs, max(1, 4*cfg.Worker.MaxBatchRows/cfg.RowsPerJob))
+	if _, err := b.worker(ctx, p, "warm", warm, 0); err != nil {
+		return Result{}, fmt.Errorf("%s worker warm-up: %w", p, err)
+	}
+	if cfg.Raw {
+		if _, err := b.raw(ctx, p, "rawwarm", warm); err != nil {
+			return Result{}, fmt.Errorf("%s raw warm-up: %w", p, err)
+		}
+	}
+	var bare, raw, wrk []run
+	for r := range cfg.Reps { // alternate, so drift hits every side alike
+		br, err := b.bare(ctx, p)
+		if err != nil {
+			return Result{}, fmt.Errorf("%s bare: %w", p, err)
+		}
+		bare = append(bare, br)
+		b.progress("%-5s rep %d bare   %10.0f jobs/s", p, r+1, br.jobsPerSec())
+		if cfg.Raw {
+			rr, err := b.raw(ctx, p, "raw"+strconv.Itoa(r), cfg.Jobs)
+			if err != nil {
+				return Result{}, fmt.Errorf("%s raw: %w", p, err)
+			}
+			raw = append(raw, rr)
+			b.progress("%-5s rep %d raw    %10.0f jobs/s", p, r+1, rr.jobsPerSec())
+		}
+		wr, err := b.worker(ctx, p, strconv.Itoa(r), cfg.Jobs, r+1)
+		if err != nil {
+			return Result{}, fmt.Errorf("%s worker: %w", p, err)
+		}
+		wrk = append(wrk, wr)
+		b.progress("%-5s rep %d worker %10.0f jobs/s (%.0f rows a batch)", p, r+1, wr.jobsPerSec(), wr.meanBatchRows)
+		if wr.elapsed < cfg.MinTime {
+			b.progress("%-5s rep %d worker ran %v, under %v: raise the jobs for steadier figures", p, r+1, wr.elapsed.Round(time.Millisecond), cfg.MinTime)
+		}
+	}
+	return result(p, bare, raw, wrk), nil
 }
 
 // batch is one bare-loop batch.
@@ -271,6 +327,7 @@ type run struct {
 	elapsed       time.Duration
 	joules        float64 // NaN when not measured
 	meanBatchRows float64
+	acked         int // jobs acked (the raw side)
 }
 
 func (r run) jobsPerSec() float64 { return float64(r.jobs) / r.elapsed.Seconds() }
@@ -333,19 +390,18 @@ func (b *bench) barePass(ctx context.Context, p precision.Format) error {
 	return errors.Join(errs...)
 }
 
-// worker fills the job stream with jobs jobs, then starts the workers and
-// times them until every result is stored. tag names the repetition in job
-// ids and worker names.
-func (b *bench) worker(ctx context.Context, p precision.Format, tag string, jobs int) (run, error) {
-	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
-	defer cancel()
+// fill purges the result stream (keeping the disk use to one repetition's
+// results) and fills the job stream with jobs jobs, the same jobs every
+// side that goes through the queue sees; tag names the repetition in the
+// job ids, which are fresh for each.
+func (b *bench) fill(ctx context.Context, p precision.Format, tag string, jobs int) error {
 	js := b.client.JetStream()
 	rs, err := js.Stream(ctx, b.subj.ResultsStream())
 	if err != nil {
-		return run{}, err
+		return err
 	}
-	if err := rs.Purge(ctx); err != nil { // keep the disk use to one repetition's results
-		return run{}, err
+	if err := rs.Purge(ctx); err != nil {
+		return err
 	}
 	feats := b.m.InputFeatures
 	for i := range jobs {
@@ -358,27 +414,33 @@ func (b *bench) worker(ctx context.Context, p precision.Format, tag string, jobs
 				break
 			}
 			if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
-				return run{}, fmt.Errorf("publish job %d: %w", i, err)
+				return fmt.Errorf("publish job %d: %w", i, err)
 			}
 			select {
 			case <-js.PublishAsyncComplete():
 			case <-ctx.Done():
-				return run{}, ctx.Err()
+				return ctx.Err()
 			}
 		}
 	}
 	select {
 	case <-js.PublishAsyncComplete():
+		return nil
 	case <-ctx.Done():
-		return run{}, ctx.Err()
+		return ctx.Err()
 	}
+}
 
-	// Follow the (purged) result stream from its start.
-	type tally struct {
-		n       int
-		batches map[string]int
-		err     error
-	}
+// tally is what follow read from the result stream.
+type tally struct {
+	n       int
+	batches map[string]int
+	err     error
+}
+
+// follow reads the (purged) result stream from its start until it holds
+// jobs results, checking each: no error, precision p, RowsPerJob rows.
+func (b *bench) follow(ctx context.Context, p precision.Format, jobs int) <-chan tally {
 	done := make(chan tally, 1)
 	go func() {
 		t := tally{batches: map[string]int{}}
@@ -404,55 +466,111 @@ func (b *bench) worker(ctx context.Context, p precision.Format, tag string, jobs
 		}
 		t.err = fmt.Errorf("%d of %d results: %w", t.n, jobs, ctx.Err())
 	}()
+	return done
+}
 
+// crew is one side's goroutines, workers or raw consumers, each on a
+// connection of its own, as in gearbox worker.
+type crew struct {
+	b    *bench
+	hard context.Context // ends every member
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+	errs chan error
+	nc   []*nats.Conn
+}
+
+func (b *bench) newCrew(ctx context.Context) *crew {
+	hard, stop := context.WithCancel(ctx)
+	return &crew{b: b, hard: hard, stop: stop, errs: make(chan error, b.cfg.Workers)}
+}
+
+// dial opens a member's connection, closed by close.
+func (c *crew) dial(name string) (*nats.Conn, error) {
+	nc, err := c.b.dial(name)
+	if err == nil {
+		c.nc = append(c.nc, nc)
+	}
+	return nc, err
+}
+
+// start runs f on a goroutine of its own until c.hard ends; an error it
+// returns before then is wait's.
+func (c *crew) start(f func(context.Context) error) {
+	c.wg.Go(func() {
+		if err := f(c.hard); err != nil && c.hard.Err() == nil {
+			c.errs <- err
+		}
+	})
+}
+
+// wait returns what follow read, or the first member's error.
+func (c *crew) wait(done <-chan tally) (tally, error) {
+	select {
+	case t := <-done:
+		return t, t.err
+	case err := <-c.errs:
+		return tally{}, err
+	}
+}
+
+// close ends every member, waits for them and closes their connections.
+func (c *crew) close() {
+	c.stop()
+	c.wg.Wait()
+	for _, nc := range c.nc {
+		nc.Close()
+	}
+}
+
+// worker fills the job stream with jobs jobs, then starts the workers and
+// times them until every result is stored. tag names the repetition in job
+// ids and worker names; rep, from 1, is the timed repetition WorkerHook is
+// told of (0: a warm-up, not hooked).
+func (b *bench) worker(ctx context.Context, p precision.Format, tag string, jobs, rep int) (run, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer cancel()
+	if err := b.fill(ctx, p, tag, jobs); err != nil {
+		return run{}, err
+	}
+	done := b.follow(ctx, p, jobs)
+
+	stopHook := func() error { return nil }
+	if b.cfg.WorkerHook != nil && rep > 0 {
+		stop, err := b.cfg.WorkerHook(p, rep)
+		if err != nil {
+			return run{}, err
+		}
+		stopHook = stop
+	}
 	energy := b.energyMeter()
 	start := time.Now()
-	hard, hardStop := context.WithCancel(ctx)
-	defer hardStop()
+	c := b.newCrew(ctx)
+	defer c.close()
 	var workers []*worker.Worker
-	var wg sync.WaitGroup
-	runErr := make(chan error, b.cfg.Workers)
 	for i := range b.cfg.Workers {
 		wc := b.cfg.Worker
 		wc.Subjects, wc.Provision = b.subj, false
 		wc.Name = fmt.Sprintf("bench-%s-%s-%d", p, tag, i)
-		nc, err := b.dial(wc.Name)
+		nc, err := c.dial(wc.Name)
 		if err != nil {
-			hardStop()
-			wg.Wait()
-			return run{}, err
+			return run{}, errors.Join(err, stopHook())
 		}
-		defer nc.Close()
 		w, err := worker.New(nc, b.cfg.Backend, b.models, wc)
 		if err != nil {
-			hardStop()
-			wg.Wait()
-			return run{}, err
+			return run{}, errors.Join(err, stopHook())
 		}
 		workers = append(workers, w)
-		wg.Go(func() {
-			if err := w.Run(hard); err != nil && !errors.Is(err, context.Canceled) {
-				runErr <- err
-			}
-		})
+		c.start(w.Run)
 	}
-	var t tally
-	select {
-	case t = <-done:
-	case err := <-runErr:
-		hardStop()
-		wg.Wait()
-		return run{}, err
-	}
+	t, err := c.wait(done)
 	el := time.Since(start)
 	joules := energy()
+	if err := errors.Join(err, stopHook()); err != nil {
+		return run{}, err
+	}
 	for _, w := range workers {
 		_ = w.Shutdown(ctx)
-	}
-	hardStop()
-	wg.Wait()
-	if t.err != nil {
-		return run{}, t.err
 	}
 	rows := 0
 	for _, r := range t.batches {
@@ -460,6 +578,207 @@ func (b *bench) worker(ctx context.Context, p precision.Format, tag string, jobs
 	}
 	return run{jobs: jobs, rows: jobs * b.cfg.RowsPerJob, elapsed: el, joules: joules,
 		meanBatchRows: float64(rows) / float64(max(len(t.batches), 1))}, nil
+}
+
+// raw is the transport's ceiling on the worker's own traffic. It fills the
+// job stream with the same jobs as the worker side (the same encoded
+// messages), then starts Workers raw consumers, each on its own connection
+// like a worker, pulling from the workers' shared durable consumer with
+// the worker's prefetch limits. For every job a consumer publishes a
+// result, asynchronously, with the job's Nats-Msg-Id as its own (as the
+// worker does), and acks the job once the result's PubAck arrives. The
+// result is one payload encoded in advance, the size of a worker's result
+// for the job (a gearbox.Result of RowsPerJob × output-width float32s and
+// the same fields), so nothing is decoded, batched, computed or encoded
+// per job. The clock runs, as the worker side's does, from the consumers'
+// start to the last result read back from the result stream; the run then
+// waits, untimed, for every job's ack and for the consumer to hold no
+// pending or unacked job.
+func (b *bench) raw(ctx context.Context, p precision.Format, tag string, jobs int) (run, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer cancel()
+	if err := b.fill(ctx, p, tag, jobs); err != nil {
+		return run{}, err
+	}
+	tmpl, err := b.rawResult(p)
+	if err != nil {
+		return run{}, err
+	}
+	done := b.follow(ctx, p, jobs)
+
+	var acked atomic.Int64
+	allAcked := make(chan struct{})
+	onAck := func() {
+		if acked.Add(1) == int64(jobs) {
+			close(allAcked)
+		}
+	}
+	energy := b.energyMeter()
+	start := time.Now()
+	c := b.newCrew(ctx)
+	defer c.close()
+	for i := range b.cfg.Workers {
+		nc, err := c.dial(fmt.Sprintf("raw-%s-%s-%d", p, tag, i))
+		if err != nil {
+			return run{}, err
+		}
+		c.start(func(ctx context.Context) error { return b.rawConsumer(ctx, nc, tmpl, onAck) })
+	}
+	if _, err := c.wait(done); err != nil {
+		return run{}, err
+	}
+	el := time.Since(start)
+	joules := energy()
+	select {
+	case <-allAcked:
+	case err := <-c.errs:
+		return run{}, err
+	case <-ctx.Done():
+		return run{}, fmt.Errorf("%d of %d jobs acked: %w", acked.Load(), jobs, ctx.Err())
+	}
+	c.close()
+	if err := b.drained(ctx); err != nil {
+		return run{}, err
+	}
+	return run{jobs: jobs, rows: jobs * b.cfg.RowsPerJob, elapsed: el, joules: joules, acked: int(acked.Load())}, nil
+}
+
+// rawResult is the message the raw consumers publish for every job: a
+// result like the worker's for a RowsPerJob-row job at precision p.
+func (b *bench) rawResult(p precision.Format) (*nats.Msg, error) {
+	rows, out := b.cfg.RowsPerJob, b.m.OutputFeatures
+	vals := make([]float32, rows*out)
+	for i := range vals {
+		vals[i] = float32(i%251) / 251
+	}
+	o := gearbox.NewTensor(rows, out, vals)
+	r := &gearbox.Result{
+		ID: fmt.Sprintf("%s-raw0-%d", p, b.cfg.Jobs), Model: b.m.Name, Output: &o, Precision: p,
+		Worker: "bench-raw-0", Batch: "bench-raw-0-1", BatchRows: b.cfg.Worker.MaxBatchRows,
+		QueuedMs: 1.5, ComputeMs: 0.5,
+	}
+	return gearbox.NewMsg(b.subj.Results(b.m.Name), r, gearbox.Msgpack)
+}
+
+// rawConsumer is one raw consumer (see raw) on nc, until ctx ends: a
+// goroutine pulls and publishes, another acks each job as its result's
+// PubAck arrives, in order, as the worker's ack loop does.
+func (b *bench) rawConsumer(ctx context.Context, nc *nats.Conn, tmpl *nats.Msg, onAck func()) error {
+	wc := b.cfg.Worker
+	bc := wc.Config.WithDefaults()
+	prefetch, prefetchBytes := wc.Prefetch, wc.PrefetchBytes
+	if prefetch == 0 {
+		prefetch = 2 * bc.MaxBatchRows
+	}
+	if prefetchBytes == 0 {
+		prefetchBytes = max(4*cmp.Or(wc.MaxJobBytes, worker.DefaultConfig().MaxJobBytes), 32<<20)
+	}
+	maxPending := 4*bc.MaxQueuedRows + 256
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(maxPending))
+	if err != nil {
+		return err
+	}
+	cons, err := js.Consumer(ctx, b.subj.JobsStream(), b.subj.Consumer())
+	if err != nil {
+		return err
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(prefetch, prefetchBytes),
+		jetstream.PullExpiry(cmp.Or(wc.PullExpiry, worker.DefaultConfig().PullExpiry)))
+	if err != nil {
+		return err
+	}
+	go func() { <-ctx.Done(); it.Stop() }()
+
+	type pend struct {
+		f   jetstream.PubAckFuture
+		msg jetstream.Msg
+	}
+	pending := make(chan pend, maxPending)
+	ackErr := make(chan error, 1)
+	go func() {
+		defer close(ackErr)
+		for p := range pending {
+			select {
+			case <-p.f.Ok():
+			case err := <-p.f.Err():
+				ackErr <- fmt.Errorf("result publish: %w", err)
+				return
+			case <-ctx.Done():
+				return
+			}
+			if err := p.msg.Ack(); err != nil {
+				ackErr <- fmt.Errorf("ack: %w", err)
+				return
+			}
+			onAck()
+		}
+	}()
+	err = func() error {
+		defer close(pending)
+		for {
+			msg, err := it.Next()
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+			m := &nats.Msg{Subject: tmpl.Subject, Data: tmpl.Data, Header: nats.Header{}}
+			m.Header.Set(gearbox.HeaderContentType, tmpl.Header.Get(gearbox.HeaderContentType))
+			m.Header.Set(jetstream.MsgIDHeader, msg.Headers().Get(jetstream.MsgIDHeader))
+			var f jetstream.PubAckFuture
+			for {
+				if f, err = js.PublishMsgAsync(m); err == nil {
+					break
+				}
+				if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+					return fmt.Errorf("result publish: %w", err)
+				}
+				select {
+				case <-js.PublishAsyncComplete():
+				case <-ctx.Done():
+					return nil
+				}
+			}
+			select {
+			case pending <- pend{f, msg}:
+			case err := <-ackErr:
+				return err
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	}()
+	if err != nil {
+		return err
+	}
+	return <-ackErr // nil once the ack goroutine is done
+}
+
+// drained waits until the shared consumer holds no job that is pending or
+// awaiting its ack: the raw side's acks are not confirmed by the server,
+// and the next repetition must start from an empty queue.
+func (b *bench) drained(ctx context.Context) error {
+	cons, err := b.client.JetStream().Consumer(ctx, b.subj.JobsStream(), b.subj.Consumer())
+	if err != nil {
+		return err
+	}
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ci, err := cons.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if ci.NumAckPending == 0 && ci.NumPending == 0 {
+			return nil
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return fmt.Errorf("consumer still holds %d pending and %d unacked jobs: %w", ci.NumPending, ci.NumAckPending, ctx.Err())
+		}
+	}
 }
 
 // median of xs (NaN for none); xs is sorted in place.

@@ -4,10 +4,13 @@ import (
 	"context"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/gearbox-inference/gearbox/batcher"
 	"github.com/gearbox-inference/gearbox/kernels/cpu"
@@ -83,19 +86,25 @@ func TestRun(t *testing.T) {
 	rep, err := Run(context.Background(), Config{
 		Backend: be, Dims: []int{16, 32, 8}, Precisions: []precision.Format{precision.FP32, precision.BF16},
 		RowsPerJob: 3, Jobs: 60, Reps: 2, Worker: worker.Config{Config: batcher.Config{MaxBatchRows: 32, MaxDelay: 50 * time.Millisecond}},
-		Energy: e.read, Progress: &progress, Timeout: time.Minute, MinTime: time.Millisecond,
+		Energy: e.read, Progress: &progress, Timeout: time.Minute, MinTime: time.Millisecond, Raw: true,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Count(progress.String(), " jobs/s"); got != 8 {
-		t.Errorf("%d progress lines with jobs/s; want 8 (2 precisions × 2 reps × 2 sides):\n%s", got, &progress)
+	if got := strings.Count(progress.String(), " jobs/s"); got != 12 {
+		t.Errorf("%d progress lines with jobs/s; want 12 (2 precisions × 2 reps × 3 sides):\n%s", got, &progress)
 	}
 	if len(rep.Results) != 2 || rep.Results[0].Precision != precision.FP32 || rep.Results[1].Precision != precision.BF16 {
 		t.Fatalf("results %+v; want fp32 then bf16", rep.Results)
 	}
 	for _, r := range rep.Results {
-		for name, s := range map[string]Side{"bare": r.Bare, "worker": r.Worker} {
+		if r.Raw == nil {
+			t.Fatalf("%s: no raw side", r.Precision)
+		}
+		if want := r.Worker.JobsPerSec / r.Raw.JobsPerSec; r.WorkerOverRaw != want {
+			t.Errorf("%s: worker/raw %v; want %v", r.Precision, r.WorkerOverRaw, want)
+		}
+		for name, s := range map[string]Side{"bare": r.Bare, "worker": r.Worker, "raw": *r.Raw} {
 			if s.JobsPerSec <= 0 || len(s.Runs) != 2 {
 				t.Errorf("%s %s: %v jobs/s over %d runs; want > 0 over 2", r.Precision, name, s.JobsPerSec, len(s.Runs))
 			}
@@ -103,14 +112,14 @@ func TestRun(t *testing.T) {
 				t.Errorf("%s %s: %v rows/s for %v jobs/s; want 3 rows a job", r.Precision, name, s.RowsPerSec, s.JobsPerSec)
 			}
 			// Two reads 10 J apart around 60 jobs: 10/60 × 1,000 J per
-			// 1,000 jobs for the worker; at most that for the bare loop,
+			// 1,000 jobs for the worker and raw; at most that for the bare loop,
 			// whose repetitions may run more than one pass.
 			const full = 10.0 / 60 * 1000
 			j := s.JoulesPer1kJobs
 			switch {
 			case j == nil:
 				t.Errorf("%s %s: no joules per 1k jobs", r.Precision, name)
-			case name == "worker" && math.Abs(*j-full) > 1e-9, *j <= 0 || *j > full+1e-9:
+			case name != "bare" && math.Abs(*j-full) > 1e-9, *j <= 0 || *j > full+1e-9:
 				t.Errorf("%s %s: joules per 1k jobs %v; want %.2f (bare: at most)", r.Precision, name, *j, full)
 			}
 		}
@@ -129,7 +138,7 @@ func TestRun(t *testing.T) {
 	}
 	var out strings.Builder
 	rep.Print(&out)
-	for _, want := range []string{"worker/bare", "J/1k jobs", "fp32", "bf16"} {
+	for _, want := range []string{"worker/bare", "raw jobs/s", "worker/raw", "J/1k jobs", "fp32", "bf16"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
 		}
@@ -187,4 +196,102 @@ func testBareMinTime(t *testing.T, callers int) {
 	if !math.IsNaN(r.joules) {
 		t.Errorf("joules %v with no energy source; want NaN", r.joules)
 	}
+}
+
+// The raw side moves every job through the workers' stream and consumer
+// exactly once: one result per job on the result stream, under the job's
+// id, the size of the worker's result for it, and every job acked once,
+// with nothing redelivered or left pending.
+func TestRaw(t *testing.T) {
+	be, err := cpu.New(cpu.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	ctx := context.Background()
+	cfg := Config{
+		Backend: be, Dims: []int{16, 32, 8}, RowsPerJob: 3, Jobs: 50, Workers: 2, Raw: true, Timeout: time.Minute,
+		Worker: worker.Config{Config: batcher.Config{MaxBatchRows: 32, MaxDelay: 50 * time.Millisecond}},
+	}
+	if err := cfg.defaults(); err != nil {
+		t.Fatal(err)
+	}
+	b, cleanup, err := newBench(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cleanup()
+	js := b.client.JetStream()
+
+	// A worker's result for one job, to compare sizes with.
+	if _, err := b.worker(ctx, precision.BF16, "size", 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	wsize := resultSizes(t, b)["bf16-size-0"]
+
+	r, err := b.raw(ctx, precision.BF16, "t", cfg.Jobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.jobsPerSec() <= 0 || r.jobs != cfg.Jobs || r.acked != cfg.Jobs {
+		t.Errorf("raw run %+v; want %d jobs, all acked once, at > 0 jobs/s", r, cfg.Jobs)
+	}
+	sizes := resultSizes(t, b)
+	if len(sizes) != cfg.Jobs {
+		t.Errorf("%d distinct results; want %d", len(sizes), cfg.Jobs)
+	}
+	for i := range cfg.Jobs {
+		id := "bf16-t-" + strconv.Itoa(i)
+		n, ok := sizes[id]
+		switch {
+		case !ok:
+			t.Errorf("no result with Nats-Msg-Id %s", id)
+		case n < wsize-16 || n > wsize+16:
+			t.Errorf("result %s is %d bytes; want about the worker's %d", id, n, wsize)
+		}
+	}
+	cons, err := js.Consumer(ctx, b.subj.JobsStream(), b.subj.Consumer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ci, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ci.NumRedelivered != 0 || ci.NumAckPending != 0 || ci.NumPending != 0 || ci.AckFloor.Stream != ci.Delivered.Stream {
+		t.Errorf("consumer after the raw run: %d redelivered, %d unacked, %d pending, ack floor %d of %d delivered; want 0, 0, 0, all acked",
+			ci.NumRedelivered, ci.NumAckPending, ci.NumPending, ci.AckFloor.Stream, ci.Delivered.Stream)
+	}
+}
+
+// resultSizes reads the whole result stream: each message's payload size
+// by its Nats-Msg-Id, failing on a repeated id.
+func resultSizes(t *testing.T, b *bench) map[string]int {
+	t.Helper()
+	ctx := context.Background()
+	js := b.client.JetStream()
+	st, err := js.Stream(ctx, b.subj.ResultsStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sizes := map[string]int{}
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := m.Header.Get(jetstream.MsgIDHeader)
+		if _, dup := sizes[id]; dup {
+			t.Errorf("two results with Nats-Msg-Id %q", id)
+		}
+		sizes[id] = len(m.Data)
+	}
+	if len(sizes) != int(info.State.Msgs) {
+		t.Errorf("read %d results; the stream holds %d", len(sizes), info.State.Msgs)
+	}
+	return sizes
 }

@@ -38,8 +38,14 @@ type Result struct {
 	Precision precision.Format `json:"precision"`
 	Bare      Side             `json:"bare"`
 	Worker    Side             `json:"worker"`
+	// Raw is the raw-JetStream side (Config.Raw): the same jobs through
+	// the same server and consumer with no worker; absent when not run.
+	Raw *Side `json:"raw,omitempty"`
 	// Ratio is the worker's median jobs/s over the bare loop's.
 	Ratio float64 `json:"ratio"`
+	// WorkerOverRaw is the worker's median jobs/s over the raw side's;
+	// absent when the raw side was not run.
+	WorkerOverRaw float64 `json:"worker_over_raw,omitempty"`
 }
 
 // Side is one side's medians over the repetitions, and each repetition's
@@ -48,9 +54,10 @@ type Side struct {
 	JobsPerSec float64 `json:"jobs_per_s"`
 	RowsPerSec float64 `json:"rows_per_s"`
 	// JoulesPer1kJobs is absent when no energy counter was read.
-	JoulesPer1kJobs *float64  `json:"joules_per_1k_jobs,omitempty"`
-	MeanBatchRows   float64   `json:"mean_batch_rows"`
-	Runs            []float64 `json:"runs_jobs_per_s"`
+	JoulesPer1kJobs *float64 `json:"joules_per_1k_jobs,omitempty"`
+	// MeanBatchRows is absent for the raw side, which forms no batches.
+	MeanBatchRows float64   `json:"mean_batch_rows,omitempty"`
+	Runs          []float64 `json:"runs_jobs_per_s"`
 }
 
 func newReport(cfg Config, m *model.Model) *Report {
@@ -61,10 +68,16 @@ func newReport(cfg Config, m *model.Model) *Report {
 	}
 }
 
-func (r *Report) add(p precision.Format, bare, wrk []run) {
+// result is p's medians; raw is empty when the raw side was not run.
+func result(p precision.Format, bare, raw, wrk []run) Result {
 	res := Result{Precision: p, Bare: side(bare), Worker: side(wrk)}
 	res.Ratio = res.Worker.JobsPerSec / res.Bare.JobsPerSec
-	r.Results = append(r.Results, res)
+	if len(raw) > 0 {
+		s := side(raw)
+		res.Raw = &s
+		res.WorkerOverRaw = res.Worker.JobsPerSec / s.JobsPerSec
+	}
+	return res
 }
 
 func side(runs []run) Side {
@@ -89,12 +102,16 @@ func side(runs []run) Side {
 func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "bench e2e: %s, model %v (%s), %d jobs × %d rows, max batch %d rows, %d worker(s), %d bare caller(s), median of %d\n\n",
 		r.device(), r.Dims, r.Digest[:12], r.Jobs, r.RowsPerJob, r.MaxBatchRows, r.Workers, r.BareCallers, r.Reps)
-	energy := false
+	energy, raw := false, false
 	for _, res := range r.Results {
 		energy = energy || res.Bare.JoulesPer1kJobs != nil || res.Worker.JoulesPer1kJobs != nil
+		raw = raw || res.Raw != nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	head := "precision\tbare jobs/s\tbare rows/s\tworker jobs/s\tworker rows/s\tworker/bare\trows/batch\t"
+	if raw {
+		head += "raw jobs/s\tworker/raw\t"
+	}
 	if energy {
 		head += "bare J/1k jobs\tworker J/1k jobs\t"
 	}
@@ -102,6 +119,12 @@ func (r *Report) Print(w io.Writer) {
 	for _, res := range r.Results {
 		line := fmt.Sprintf("%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.2f\t%.0f\t", res.Precision,
 			res.Bare.JobsPerSec, res.Bare.RowsPerSec, res.Worker.JobsPerSec, res.Worker.RowsPerSec, res.Ratio, res.Worker.MeanBatchRows)
+		switch {
+		case res.Raw != nil:
+			line += fmt.Sprintf("%.0f\t%.2f\t", res.Raw.JobsPerSec, res.WorkerOverRaw)
+		case raw:
+			line += "-\t-\t"
+		}
 		if energy {
 			line += joules(res.Bare.JoulesPer1kJobs) + "\t" + joules(res.Worker.JoulesPer1kJobs) + "\t"
 		}
