@@ -6,12 +6,10 @@ import (
 	"flag"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/gearbox-inference/gearbox/engine"
 	"github.com/gearbox-inference/gearbox/kernels"
-	"github.com/gearbox-inference/gearbox/kernels/cuda"
 	"github.com/gearbox-inference/gearbox/kernels/kerneltest"
 	"github.com/gearbox-inference/gearbox/model"
 	"github.com/gearbox-inference/gearbox/model/lm"
@@ -77,21 +75,4 @@ func TestBatchInvariance(t *testing.T) {
 			kerneltest.BatchInvariance(t, b, m, p, blocks, cfg, promptX, genX)
 		})
 	}
-}
-
-// cudaInvariant opens cuda:0 batch-invariant (Config.BatchInvariant) once
-// per test binary.
-var cudaInvariant = sync.OnceValues(func() (*cuda.Backend, error) {
-	return cuda.New(cuda.Config{BatchInvariant: true})
-})
-
-// gpuInvariant returns the shared batch-invariant cuda:0 backend, or skips
-// the test with the loader's error.
-func gpuInvariant(t testing.TB) *cuda.Backend {
-	t.Helper()
-	g, err := cudaInvariant()
-	if err != nil {
-		t.Skipf("no CUDA device: %v", err)
-	}
-	return g
 }
