@@ -476,6 +476,7 @@ type planArgs struct {
 	fastAccum                                  int // GBX_PLAN_UNSET: default
 	bias, aScale, bScale                       uint64
 	workspace                                  int
+	refN                                       int // > 0: batch-invariant, the algorithm chosen for n = refN
 }
 
 type ltPlan struct{ p *C.gbx_plan }
@@ -488,7 +489,7 @@ func (h ltHandle) plan(a planArgs) (ltPlan, error) {
 		epilogue: C.int(a.epilogue), biasType: C.int(a.biasType),
 		aScaleMode: C.int(a.aScaleMode), bScaleMode: C.int(a.bScaleMode), fastAccum: C.int(a.fastAccum),
 		bias: C.CUdeviceptr(a.bias), aScale: C.CUdeviceptr(a.aScale), bScale: C.CUdeviceptr(a.bScale),
-		workspace: C.size_t(a.workspace),
+		workspace: C.size_t(a.workspace), refN: C.uint64_t(a.refN),
 	}
 	var p *C.gbx_plan
 	var step C.int
@@ -505,6 +506,13 @@ func (p ltPlan) free() {
 }
 
 func (p ltPlan) workspace() int { return int(C.gbx_plan_workspace(p.p)) }
+
+// algo returns p's algorithm's opaque bytes and, for a batch-invariant
+// plan, which of the reference heuristic's results it is (else -1).
+func (p ltPlan) algo() (algo [64]byte, cand int) {
+	cand = int(C.gbx_plan_algo(p.p, unsafe.Pointer(&algo[0])))
+	return algo, cand
+}
 
 func (h ltHandle) run(p ltPlan, alpha float32, a, b, d, bias, aScale, bScale, ws uint64, wsLen int, s cuStream) error {
 	r := C.gbx_plan_run(h.h, p.p, C.float(alpha), C.CUdeviceptr(a), C.CUdeviceptr(b), C.CUdeviceptr(d),

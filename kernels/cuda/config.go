@@ -21,6 +21,10 @@ const (
 	// EnvCacheDir overrides where compiled kernels (cubins) are cached:
 	// default os.UserCacheDir()/gearbox/cubin. "off" disables the cache.
 	EnvCacheDir = "GEARBOX_CUDA_CACHE"
+	// EnvBatchInvariant, set to "true" or "1", turns Config.BatchInvariant
+	// on for backends whose Config leaves it off ("false", "0" or unset:
+	// off).
+	EnvBatchInvariant = "GEARBOX_CUDA_BATCH_INVARIANT"
 )
 
 // ErrInvalidConfig is returned (wrapped) by New for a Config field out of
@@ -65,7 +69,20 @@ type Config struct {
 	// work. 0 means InFlightDefault; 1 runs one batch of a bucket at a
 	// time (as before Forward overlapped).
 	InFlight int
+	// BatchInvariant makes a row's results independent of the other rows
+	// of its batch (issue 14): every cuBLASLt GEMM of a shape runs one
+	// algorithm, chosen for InvariantRefRows rows with split-K off,
+	// whatever the batch's row count; fp8 GEMMs take their scales the same
+	// way at every row count; fp4 layers always run the dequantized-bf16
+	// GEMM (FP4SmallM must be 0, which then means -1) and gbx_gemv is not
+	// used (GEMVMaxRows must be 0 or -1). Default off, or
+	// $GEARBOX_CUDA_BATCH_INVARIANT. What it costs: docs/cuda.md.
+	BatchInvariant bool
 }
+
+// InvariantRefRows is the row count whose heuristic algorithm a
+// batch-invariant backend (Config.BatchInvariant) runs at every row count.
+const InvariantRefRows = 128
 
 // InFlightDefault is the default Config.InFlight: batch N+1 staged and
 // queued while batch N runs and batch N-1 is copied out.
@@ -93,6 +110,26 @@ func (c *Config) validate() error {
 	}
 	if c.InFlight == 0 {
 		c.InFlight = InFlightDefault
+	}
+	if !c.BatchInvariant {
+		switch v := os.Getenv(EnvBatchInvariant); v {
+		case "", "0", "false":
+		case "1", "true":
+			c.BatchInvariant = true
+		default:
+			return fmt.Errorf("%w: $%s = %q, want true, 1, false or 0", ErrInvalidConfig, EnvBatchInvariant, v)
+		}
+	}
+	if c.BatchInvariant {
+		// One path per layer at every row count: the small-batch kernels
+		// would make a row's sums depend on how many rows share it.
+		if c.FP4SmallM > 0 {
+			return fmt.Errorf("%w: FP4SmallM = %d with BatchInvariant, want 0 or -1", ErrInvalidConfig, c.FP4SmallM)
+		}
+		if c.GEMVMaxRows > 0 {
+			return fmt.Errorf("%w: GEMVMaxRows = %d with BatchInvariant, want 0 or -1", ErrInvalidConfig, c.GEMVMaxRows)
+		}
+		c.FP4SmallM, c.GEMVMaxRows = -1, -1
 	}
 	if c.GEMVMaxRows == 0 {
 		c.GEMVMaxRows = GEMVMaxRowsDefault

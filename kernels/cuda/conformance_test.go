@@ -23,6 +23,23 @@ var cudaBackend = sync.OnceValues(func() (kernels.Backend, error) {
 	return b, err
 })
 
+// cudaInvariant opens cuda:0 batch-invariant (Config.BatchInvariant) once
+// per test binary.
+var cudaInvariant = sync.OnceValues(func() (*cuda.Backend, error) {
+	return cuda.New(cuda.Config{BatchInvariant: true})
+})
+
+// gpuInvariant returns the shared batch-invariant cuda:0 backend, or skips
+// the test with the loader's error.
+func gpuInvariant(t testing.TB) *cuda.Backend {
+	t.Helper()
+	g, err := cudaInvariant()
+	if err != nil {
+		t.Skipf("no CUDA device: %v", err)
+	}
+	return g
+}
+
 // gpu returns the shared cuda:0 backend, or skips the test with the
 // loader's error.
 func gpu(t testing.TB) kernels.Backend {

@@ -47,6 +47,7 @@ type devState struct {
 	benchMid    *cuEvent         // BenchLinear's mid-point event, or nil
 	fp4SmallM   int
 	gemvMaxM    int  // Config.GEMVMaxRows
+	invariant   bool // Config.BatchInvariant: GEMM algorithms fixed per shape (linear.go)
 	attnPartial bool // every attention on gbx_attn_partial (LMBench.AttnPartial)
 
 	lm lmState // language models (lmrun.go)
@@ -63,6 +64,7 @@ func openDevice(cfg Config) (d *devState, info DeviceInfo, err error) {
 		margin:    cfg.FP8Margin,
 		fp4SmallM: cfg.FP4SmallM,
 		gemvMaxM:  cfg.GEMVMaxRows,
+		invariant: cfg.BatchInvariant,
 		lm:        newLMState(),
 	}
 	if d.dev, err = cuDeviceGet(cfg.Device); err != nil {

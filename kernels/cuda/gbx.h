@@ -106,6 +106,10 @@ typedef struct {
 	int (*cublasLtMatmul)(cublasLtHandle_t, cublasLtMatmulDesc_t, const void *, const void *, cublasLtMatrixLayout_t,
 	                      const void *, cublasLtMatrixLayout_t, const void *, const void *, cublasLtMatrixLayout_t,
 	                      void *, cublasLtMatrixLayout_t, const cublasLtMatmulAlgo_t *, void *, size_t, CUstream);
+	int (*cublasLtMatmulAlgoConfigSetAttribute)(cublasLtMatmulAlgo_t *, int, const void *, size_t);
+	int (*cublasLtMatmulAlgoCheck)(cublasLtHandle_t, cublasLtMatmulDesc_t, cublasLtMatrixLayout_t, cublasLtMatrixLayout_t,
+	                               cublasLtMatrixLayout_t, cublasLtMatrixLayout_t, const cublasLtMatmulAlgo_t *,
+	                               cublasLtMatmulHeuristicResult_t *);
 } gbx_api;
 
 static gbx_api gbx;
@@ -216,6 +220,8 @@ static int gbx_load_cublaslt(void *h, char *err, size_t errlen) {
 	GBX_SYM(h, cublasLtMatmulPreferenceDestroy);
 	GBX_SYM(h, cublasLtMatmulAlgoGetHeuristic);
 	GBX_SYM(h, cublasLtMatmul);
+	GBX_SYM(h, cublasLtMatmulAlgoConfigSetAttribute);
+	GBX_SYM(h, cublasLtMatmulAlgoCheck);
 	return 0;
 }
 
@@ -382,6 +388,7 @@ typedef struct {
 	cublasLtMatmulDesc_t desc;
 	cublasLtMatrixLayout_t a, b, c, d;
 	cublasLtMatmulHeuristicResult_t heur;
+	int cand; // batch-invariant plans: the reference candidate taken; else -1
 } gbx_plan;
 
 typedef struct {
@@ -396,7 +403,14 @@ typedef struct {
 	CUdeviceptr aScale;
 	CUdeviceptr bScale;
 	size_t workspace;
+	// refN > 0 makes the plan batch-invariant: its algorithm is chosen
+	// for n = refN, not n (see gbx_plan_fixed).
+	uint64_t refN;
 } gbx_plan_args;
+
+// GBX_PLAN_CANDIDATES is how many heuristic results a batch-invariant plan
+// considers at the reference n.
+#define GBX_PLAN_CANDIDATES 8
 
 static void gbx_plan_free(gbx_plan *p) {
 	if (!p) return;
@@ -417,6 +431,46 @@ static void gbx_plan_free(gbx_plan *p) {
 			return _r;                                                                \
 		}                                                                             \
 	} while (0)
+
+// gbx_plan_fixed chooses p's algorithm independently of n (the batch rows)
+// for batch invariance: the heuristic's results for n = g->refN, in its
+// order, each with split-K off (one CTA walks the whole of k for an output
+// tile, no reduction of partial sums); the first that cublasLtMatmulAlgoCheck
+// accepts for p's own n. Every n thus runs the same kernel configuration
+// unless one is refused at some n. Returns a cuBLAS status
+// (GBX_CUBLAS_STATUS_NOT_SUPPORTED when no candidate is accepted).
+static int gbx_plan_fixed(cublasLtHandle_t h, const gbx_plan_args *g, gbx_plan *p, cublasLtMatmulPreference_t pref) {
+	cublasLtMatrixLayout_t rb = NULL, rc = NULL, rd = NULL;
+	cublasLtMatmulHeuristicResult_t res[GBX_PLAN_CANDIDATES];
+	int got = 0;
+	int r = gbx.cublasLtMatrixLayoutCreate(&rb, g->bType, g->k, g->refN, (int64_t)g->k);
+	if (r == 0) r = gbx.cublasLtMatrixLayoutCreate(&rc, g->cType, g->m, g->refN, (int64_t)g->m);
+	if (r == 0) r = gbx.cublasLtMatrixLayoutCreate(&rd, g->dType, g->m, g->refN, (int64_t)g->m);
+	if (r == 0)
+		r = gbx.cublasLtMatmulAlgoGetHeuristic(h, p->desc, p->a, rb, rc, rd, pref, GBX_PLAN_CANDIDATES, res, &got);
+	if (rb) gbx.cublasLtMatrixLayoutDestroy(rb);
+	if (rc) gbx.cublasLtMatrixLayoutDestroy(rc);
+	if (rd) gbx.cublasLtMatrixLayoutDestroy(rd);
+	if (r) return r;
+	uint32_t one = 1, none = GBX_CUBLASLT_REDUCTION_SCHEME_NONE;
+	for (int i = 0; i < got; i++) {
+		cublasLtMatmulAlgo_t algo = res[i].algo;
+		if (gbx.cublasLtMatmulAlgoConfigSetAttribute(&algo, GBX_CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &one, sizeof one) ||
+		    gbx.cublasLtMatmulAlgoConfigSetAttribute(&algo, GBX_CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &none,
+		                                             sizeof none))
+			continue;
+		cublasLtMatmulHeuristicResult_t chk;
+		memset(&chk, 0, sizeof chk);
+		if (gbx.cublasLtMatmulAlgoCheck(h, p->desc, p->a, p->b, p->c, p->d, &algo, &chk) != 0 || chk.state != 0 ||
+		    chk.workspaceSize > g->workspace)
+			continue;
+		p->heur = chk;
+		p->heur.algo = algo;
+		p->cand = i;
+		return 0;
+	}
+	return GBX_CUBLAS_STATUS_NOT_SUPPORTED;
+}
 
 // gbx_plan_create prepares a plan; it returns a cuBLAS status
 // (GBX_CUBLAS_STATUS_NOT_SUPPORTED when the heuristic finds no algorithm)
@@ -462,9 +516,13 @@ static int gbx_plan_create(cublasLtHandle_t h, const gbx_plan_args *g, gbx_plan 
 	uint64_t ws = g->workspace;
 	int r = gbx.cublasLtMatmulPreferenceSetAttribute(pref, GBX_CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
 	int got = 0;
-	if (r == 0) r = gbx.cublasLtMatmulAlgoGetHeuristic(h, p->desc, p->a, p->b, p->c, p->d, pref, 1, &p->heur, &got);
+	p->cand = -1;
+	if (r == 0 && g->refN)
+		r = gbx_plan_fixed(h, g, p, pref);
+	else if (r == 0)
+		r = gbx.cublasLtMatmulAlgoGetHeuristic(h, p->desc, p->a, p->b, p->c, p->d, pref, 1, &p->heur, &got);
 	gbx.cublasLtMatmulPreferenceDestroy(pref);
-	if (r == 0 && got == 0) r = GBX_CUBLAS_STATUS_NOT_SUPPORTED;
+	if (r == 0 && !g->refN && got == 0) r = GBX_CUBLAS_STATUS_NOT_SUPPORTED;
 	if (r) {
 		*step = __LINE__;
 		gbx_plan_free(p);
@@ -495,5 +553,12 @@ static int gbx_plan_run(cublasLtHandle_t h, gbx_plan *p, float alpha, CUdevicept
 }
 
 static size_t gbx_plan_workspace(gbx_plan *p) { return p->heur.workspaceSize; }
+
+// gbx_plan_algo copies p's algorithm (64 opaque bytes) to out and returns
+// the reference candidate it is (-1: not a batch-invariant plan).
+static int gbx_plan_algo(gbx_plan *p, void *out) {
+	memcpy(out, &p->heur.algo, sizeof p->heur.algo);
+	return p->cand;
+}
 
 #endif

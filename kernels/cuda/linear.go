@@ -68,7 +68,11 @@ func gemmTypes(p precision.Format, fp8F32 bool) (ab, compute int) {
 }
 
 // plan returns (creating and caching) the plan for key: the most fused
-// configuration cuBLASLt has an algorithm for.
+// configuration cuBLASLt has an algorithm for. On a batch-invariant
+// device (Config.BatchInvariant) the configuration and its algorithm are
+// those chosen for InvariantRefRows rows, whatever k.rows: the fp8 scale
+// mode is the one for that row count, and gbx_plan_fixed takes the
+// heuristic's algorithm for it, split-K off, at every row count.
 func (d *devState) plan(k planKey, dl *devLayer) (*gemmPlan, error) {
 	if g := d.plans[k]; g != nil {
 		return g, nil
@@ -85,6 +89,10 @@ func (d *devState) plan(k planKey, dl *devLayer) (*gemmPlan, error) {
 		m: k.n, n: k.rows, k: k.k, epilogue: C.GBX_CUBLASLT_EPILOGUE_DEFAULT,
 		biasType: C.GBX_PLAN_UNSET, aScaleMode: C.GBX_PLAN_UNSET, bScaleMode: C.GBX_PLAN_UNSET, fastAccum: C.GBX_PLAN_UNSET,
 		workspace: workspaceBytes,
+	}
+	ref := k.rows // the row count the configuration is chosen for
+	if d.invariant {
+		ref, base.refN = InvariantRefRows, InvariantRefRows
 	}
 	epi := C.GBX_CUBLASLT_EPILOGUE_DEFAULT
 	switch {
@@ -124,7 +132,7 @@ func (d *devState) plan(k planKey, dl *devLayer) (*gemmPlan, error) {
 		switch {
 		case k.perTensor:
 			tries = append(tries, try{modeFused, false, scaled}, try{modeScaled, false, unfuse(scaled)})
-		case k.rows >= fp8OuterVecMinRows:
+		case ref >= fp8OuterVecMinRows:
 			vec := scaled
 			outer := C.GBX_CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F
 			vec.aScaleMode, vec.bScaleMode, vec.bScale = outer, outer, d.xvec

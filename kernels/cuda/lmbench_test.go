@@ -28,6 +28,7 @@ var (
 	lmBenchJSON        = flag.String("lmbench.json", "", "also write the results to this file as JSON")
 	lmBenchGEMV        = flag.Int("lmbench.gemv", 0, "GEMVMaxRows for the run (0: the backend's; -1: cuBLASLt only)")
 	lmBenchAttnPartial = flag.Bool("lmbench.attnpartial", false, "run every attention on gbx_attn_partial (LMBench.AttnPartial)")
+	lmBenchInvariant   = flag.Bool("lmbench.invariant", false, "run on a batch-invariant backend (Config.BatchInvariant)")
 )
 
 func ints(t *testing.T, s string) []int {
@@ -66,6 +67,9 @@ func TestLMBench(t *testing.T) {
 		t.Skip("the decode benchmark runs with -lmbench")
 	}
 	g, err := cudaBackend()
+	if *lmBenchInvariant {
+		g, err = cudaInvariant()
+	}
 	if err != nil {
 		t.Skipf("no CUDA device: %v", err)
 	}

@@ -395,7 +395,12 @@ int cublasLtMatmulPreferenceCreate(void **p) { *p = malloc(64); return 0; }
 int cublasLtMatmulPreferenceSetAttribute(void *, int, const void *, size_t) { return 0; }
 int cublasLtMatmulPreferenceDestroy(void *p) { free(p); return 0; }
 struct Heur { uint64_t algo[8]; size_t ws; int state; float waves; int reserved[4]; };
-int cublasLtMatmulAlgoGetHeuristic(void *, void *dv, void *av, void *bv, void *, void *, void *, int, Heur *res, int *got) {
+// The algorithms the heuristic returns are made-up bytes that, like the
+// real ones, follow the batch rows (B's columns): a tile id by rows and,
+// for few rows, split-K over 4 with a reduction scheme; its second result
+// is another tile. cublasLtMatmul ignores them (it is one loop).
+enum { EMU_ALGO_TILE = 0, EMU_ALGO_SPLITK = 2, EMU_ALGO_REDUCTION = 3 };
+int cublasLtMatmulAlgoGetHeuristic(void *, void *dv, void *av, void *bv, void *, void *, void *, int want, Heur *res, int *got) {
 	Desc *d = (Desc *)dv;
 	Layout *a = (Layout *)av, *b = (Layout *)bv;
 	*got = 0;
@@ -404,8 +409,33 @@ int cublasLtMatmulAlgoGetHeuristic(void *, void *dv, void *av, void *bv, void *,
 	if (fp8 && (a->rows % 16 || a->cols % 16)) return 0; // no algorithm
 	if (!fp8 && (d->aMode || d->bMode)) return 0;
 	if (a->type != b->type) return 0;
+	uint64_t rows = b->cols;
+	for (int i = 0; i < want && i < 2; i++) {
+		memset(&res[i], 0, sizeof res[i]);
+		res[i].algo[EMU_ALGO_TILE] = (rows <= 16 ? 1 : rows <= 64 ? 2 : 3) + 10 * i;
+		res[i].algo[EMU_ALGO_SPLITK] = rows <= 16 ? 4 : 1;
+		res[i].algo[EMU_ALGO_REDUCTION] = rows <= 16 ? 1 : 0;
+		res[i].waves = 1;
+		*got = i + 1;
+	}
+	return 0;
+}
+int cublasLtMatmulAlgoConfigSetAttribute(uint64_t *algo, int attr, const void *v, size_t n) {
+	uint32_t x = 0;
+	memcpy(&x, v, std::min(n, sizeof x));
+	switch (attr) {
+	case 2: algo[EMU_ALGO_SPLITK] = x; return 0;
+	case 3: algo[EMU_ALGO_REDUCTION] = x; return 0;
+	}
+	return 7; // CUBLAS_STATUS_INVALID_VALUE
+}
+int cublasLtMatmulAlgoCheck(void *, void *dv, void *av, void *bv, void *, void *, const uint64_t *algo, Heur *res) {
+	Desc *d = (Desc *)dv;
+	Layout *a = (Layout *)av, *b = (Layout *)bv;
+	if (d->transa != 1 || d->transb != 0 || a->type != b->type) return 15;
 	memset(res, 0, sizeof *res);
-	*got = 1;
+	memcpy(res->algo, algo, sizeof res->algo);
+	res->waves = 1;
 	return 0;
 }
 static float ld_elem(int type, const void *p, uint64_t i) {

@@ -187,4 +187,13 @@ enum { GBX_CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F = 3 };
 // cublasLtMatmulPreferenceAttributes_t
 enum { GBX_CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1 };
 
+// cublasLtMatmulAlgoConfigAttributes_t (both values uint32_t)
+enum {
+	GBX_CUBLASLT_ALGO_CONFIG_SPLITK_NUM = 2,
+	GBX_CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME = 3,
+};
+
+// cublasLtReductionScheme_t
+enum { GBX_CUBLASLT_REDUCTION_SCHEME_NONE = 0 };
+
 #endif
