@@ -509,9 +509,15 @@ func (p ltPlan) workspace() int { return int(C.gbx_plan_workspace(p.p)) }
 
 // algo returns p's algorithm's opaque bytes and, for a batch-invariant
 // plan, which of the reference heuristic's results it is (else -1).
-func (p ltPlan) algo() (algo [64]byte, cand int) {
-	cand = int(C.gbx_plan_algo(p.p, unsafe.Pointer(&algo[0])))
-	return algo, cand
+// algo returns the plan's algorithm configuration (cuBLASLt's
+// CUBLASLT_ALGO_CONFIG_* attributes 0 … 8) and the reference candidate it
+// is (-1: not a batch-invariant plan).
+func (p ltPlan) algo() (cfg [9]uint64, cand int, err error) {
+	var c C.int
+	if r := C.gbx_plan_algo(p.p, (*C.uint64_t)(unsafe.Pointer(&cfg[0])), &c); r != 0 {
+		return cfg, 0, &BlasError{Op: "cublasLtMatmulAlgoConfigGetAttribute", Status: int(r)}
+	}
+	return cfg, int(c), nil
 }
 
 func (h ltHandle) run(p ltPlan, alpha float32, a, b, d, bias, aScale, bScale, ws uint64, wsLen int, s cuStream) error {

@@ -107,6 +107,7 @@ typedef struct {
 	                      const void *, cublasLtMatrixLayout_t, const void *, const void *, cublasLtMatrixLayout_t,
 	                      void *, cublasLtMatrixLayout_t, const cublasLtMatmulAlgo_t *, void *, size_t, CUstream);
 	int (*cublasLtMatmulAlgoConfigSetAttribute)(cublasLtMatmulAlgo_t *, int, const void *, size_t);
+	int (*cublasLtMatmulAlgoConfigGetAttribute)(const cublasLtMatmulAlgo_t *, int, void *, size_t, size_t *);
 	int (*cublasLtMatmulAlgoCheck)(cublasLtHandle_t, cublasLtMatmulDesc_t, cublasLtMatrixLayout_t, cublasLtMatrixLayout_t,
 	                               cublasLtMatrixLayout_t, cublasLtMatrixLayout_t, const cublasLtMatmulAlgo_t *,
 	                               cublasLtMatmulHeuristicResult_t *);
@@ -221,6 +222,7 @@ static int gbx_load_cublaslt(void *h, char *err, size_t errlen) {
 	GBX_SYM(h, cublasLtMatmulAlgoGetHeuristic);
 	GBX_SYM(h, cublasLtMatmul);
 	GBX_SYM(h, cublasLtMatmulAlgoConfigSetAttribute);
+	GBX_SYM(h, cublasLtMatmulAlgoConfigGetAttribute);
 	GBX_SYM(h, cublasLtMatmulAlgoCheck);
 	return 0;
 }
@@ -554,11 +556,26 @@ static int gbx_plan_run(cublasLtHandle_t h, gbx_plan *p, float alpha, CUdevicept
 
 static size_t gbx_plan_workspace(gbx_plan *p) { return p->heur.workspaceSize; }
 
-// gbx_plan_algo copies p's algorithm (64 opaque bytes) to out and returns
-// the reference candidate it is (-1: not a batch-invariant plan).
-static int gbx_plan_algo(gbx_plan *p, void *out) {
-	memcpy(out, &p->heur.algo, sizeof p->heur.algo);
-	return p->cand;
+// gbx_plan_algo writes p's algorithm's configuration — cuBLASLt's
+// attributes CUBLASLT_ALGO_CONFIG_ID … _CLUSTER_SHAPE_ID (0 … 8), each
+// zero-extended — to cfg, sets *cand to the reference candidate it is (-1:
+// not a batch-invariant plan) and returns a cuBLAS status. (The
+// algorithm's 64 bytes themselves are opaque and may differ between row
+// counts for one configuration.)
+static int gbx_plan_algo(gbx_plan *p, uint64_t cfg[9], int *cand) {
+	*cand = p->cand;
+	for (int a = 0; a < 9; a++) {
+		// The attributes are 2 to 4 bytes, and the size asked for must be
+		// the attribute's own: ask for it first.
+		size_t need = 0, got = 0;
+		cfg[a] = 0;
+		int r = gbx.cublasLtMatmulAlgoConfigGetAttribute(&p->heur.algo, a, NULL, 0, &need);
+		if (r) return r;
+		if (need == 0 || need > sizeof cfg[a]) return GBX_CUBLAS_STATUS_NOT_SUPPORTED;
+		r = gbx.cublasLtMatmulAlgoConfigGetAttribute(&p->heur.algo, a, &cfg[a], need, &got);
+		if (r) return r;
+	}
+	return 0;
 }
 
 #endif

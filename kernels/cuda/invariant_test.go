@@ -79,7 +79,7 @@ func TestInvariantPlans(t *testing.T) {
 				if withBias {
 					dl.bias = bias
 				}
-				var want [64]byte
+				var want [9]uint64
 				var wantMode gemmMode
 				var wantVec bool
 				for i, r := range rows {
@@ -87,7 +87,10 @@ func TestInvariantPlans(t *testing.T) {
 					if err != nil {
 						return err
 					}
-					algo, cand := g.lt.algo()
+					algo, cand, err := g.lt.algo()
+					if err != nil {
+						return err
+					}
 					if cand < 0 {
 						t.Errorf("%s bias %v, %d rows: not a batch-invariant plan", p, withBias, r)
 					}
@@ -119,13 +122,16 @@ func TestInvariantPlans(t *testing.T) {
 func TestDefaultPlansFollowRows(t *testing.T) {
 	b := newTestBackend(t, Config{})
 	err := b.do(context.Background(), func(d *devState) error {
-		var algos [][64]byte
+		var algos [][9]uint64
 		for _, r := range []int{1, 128} {
 			g, err := d.plan(planKey{p: precision.BF16, rows: r, n: 256, k: 512}, &devLayer{})
 			if err != nil {
 				return err
 			}
-			algo, cand := g.lt.algo()
+			algo, cand, err := g.lt.algo()
+			if err != nil {
+				return err
+			}
 			if cand != -1 {
 				t.Errorf("%d rows: reference candidate %d; want -1", r, cand)
 			}

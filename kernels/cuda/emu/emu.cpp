@@ -429,6 +429,24 @@ int cublasLtMatmulAlgoConfigSetAttribute(uint64_t *algo, int attr, const void *v
 	}
 	return 7; // CUBLAS_STATUS_INVALID_VALUE
 }
+int cublasLtMatmulAlgoConfigGetAttribute(const uint64_t *algo, int attr, void *v, size_t n, size_t *got) {
+	uint64_t x = 0;
+	switch (attr) {
+	case 1: x = algo[EMU_ALGO_TILE]; break;
+	case 2: x = algo[EMU_ALGO_SPLITK]; break;
+	case 3: x = algo[EMU_ALGO_REDUCTION]; break;
+	default:
+		if (attr < 0 || attr > 8) return 7; // CUBLAS_STATUS_INVALID_VALUE
+	}
+	if (n == 0) { // the size the attribute needs
+		*got = sizeof(uint32_t);
+		return 0;
+	}
+	if (n != sizeof(uint32_t)) return 7;
+	memcpy(v, &x, n);
+	*got = n;
+	return 0;
+}
 int cublasLtMatmulAlgoCheck(void *, void *dv, void *av, void *bv, void *, void *, const uint64_t *algo, Heur *res) {
 	Desc *d = (Desc *)dv;
 	Layout *a = (Layout *)av, *b = (Layout *)bv;
