@@ -693,7 +693,10 @@ func (b *bench) rawConsumer(ctx context.Context, nc *nats.Conn, tmpl *nats.Msg, 
 		f   jetstream.PubAckFuture
 		msg jetstream.Msg
 	}
-	pending := make(chan pend, maxPending)
+	// At most as many jobs in flight (pulled, result not yet stored) as a
+	// worker admits (MaxQueuedRows): without that bound the consumers
+	// outrun the result stream and the server refuses publishes (429).
+	pending := make(chan pend, max(1, bc.MaxQueuedRows/max(1, b.cfg.RowsPerJob)))
 	ackErr := make(chan error, 1)
 	go func() {
 		defer close(ackErr)
