@@ -21,13 +21,15 @@ var (
 // TestAttnBench times one layer's decode attention (a row per sequence,
 // every sequence at its last position) on a BF16 cache with Llama-3.1-8B's
 // heads (8 KV heads of 128 dims, 4 query heads each), blocks scattered at
-// random, with gbx_attn_partial and gbx_attn_dec side by side, and reports
+// random, with gbx_attn_partial, gbx_attn_dec and gbx_attn_mma side by
+// side, and reports
 // the K and V bytes read per second against the H200's 4.8 TB/s.
 func TestAttnBench(t *testing.T) {
 	if !*attnBench {
 		t.Skip("the attention benchmark runs with -attnbench")
 	}
 	x := newDevT(t)
+	x.do(func(d *devState) error { return d.k.load(modAttnMMA) })
 	r := rand.New(rand.NewPCG(1, 2))
 	splits := []int{attnMinSplitLen}
 	if *attnBenchSplit != "" {
@@ -41,8 +43,8 @@ func TestAttnBench(t *testing.T) {
 		}
 	}
 	defer func(was int) { attnMinSplitLen = was }(attnMinSplitLen)
-	t.Logf("| shortest split | batch | context | KV MB | gbx_attn_partial µs | TB/s | gbx_attn_dec µs | TB/s | speedup |")
-	t.Logf("|---|---|---|---|---|---|---|---|---|")
+	t.Logf("| shortest split | batch | context | KV MB | gbx_attn_partial µs | TB/s | gbx_attn_dec µs | TB/s | gbx_attn_mma µs | TB/s |")
+	t.Logf("|---|---|---|---|---|---|---|---|---|---|")
 	for _, sp := range splits {
 		attnMinSplitLen = sp
 		for _, c := range strings.Split(*attnBenchCases, ",") {
@@ -96,8 +98,9 @@ func attnBenchCase(t *testing.T, x *devT, r *rand.Rand, sp int, c string) {
 		outStride: heads * dim, partO: x.zeros(4 * batch * heads * maxSplits * dim),
 		partML: x.zeros(4 * batch * heads * maxSplits * 2), yqFmt: fmtBF16,
 	}
-	var us [2]float64
-	for i, dec := range []*kernel{nil, attnDec(false, dim, group)} {
+	var us [3]float64
+	var k *kernelSet // attnKernel reads nothing of it
+	for i, dec := range []*kernel{nil, k.attnKernel(false, false, dim, group), k.attnKernel(true, false, dim, group)} {
 		a.dec = dec
 		x.do(func(d *devState) error {
 			var ev [2]cuEvent
@@ -131,8 +134,8 @@ func attnBenchCase(t *testing.T, x *devT, r *rand.Rand, sp int, c string) {
 			return err
 		})
 	}
-	t.Logf("| %d | %d | %d | %.0f | %.1f | %.2f | %.1f | %.2f | %.2f× |", sp, batch, n, bytes/1e6,
-		us[0], bytes/us[0]/1e6, us[1], bytes/us[1]/1e6, us[0]/us[1])
+	t.Logf("| %d | %d | %d | %.0f | %.1f | %.2f | %.1f | %.2f | %.1f | %.2f |", sp, batch, n, bytes/1e6,
+		us[0], bytes/us[0]/1e6, us[1], bytes/us[1]/1e6, us[2], bytes/us[2]/1e6)
 	x.do(func(d *devState) error {
 		if err := d.stream.sync(); err != nil {
 			return err

@@ -49,6 +49,7 @@ type devState struct {
 	gemvMaxM    int  // Config.GEMVMaxRows
 	invariant   bool // Config.BatchInvariant: GEMM algorithms fixed per shape (linear.go)
 	attnPartial bool // every attention on gbx_attn_partial (LMBench.AttnPartial)
+	attnMMA     bool // attention on gbx_attn_mma where it takes the shape (LMBench.AttnMMA)
 
 	lm lmState // language models (lmrun.go)
 }

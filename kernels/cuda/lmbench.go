@@ -49,6 +49,11 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 		_ = b.do(ctx, func(d *devState) error { was, d.gemvMaxM = d.gemvMaxM, cfg.GEMVMaxRows; return nil })
 		defer func() { _ = b.do(ctx, func(d *devState) error { d.gemvMaxM = was; return nil }) }()
 	}
+	if cfg.AttnMMA {
+		var was bool
+		_ = b.do(ctx, func(d *devState) error { was, d.attnMMA = d.attnMMA, true; return nil })
+		defer func() { _ = b.do(ctx, func(d *devState) error { d.attnMMA = was; return nil }) }()
+	}
 	if cfg.AttnPartial {
 		var was bool
 		_ = b.do(ctx, func(d *devState) error { was, d.attnPartial = d.attnPartial, true; return nil })

@@ -44,6 +44,9 @@ type LMBench struct {
 	// AttnPartial, if set, runs every attention on gbx_attn_partial, the
 	// general kernel, instead of gbx_attn_dec where it takes the shape.
 	AttnPartial bool
+	// AttnMMA, if set, runs attention on gbx_attn_mma (the tensor-core
+	// form of gbx_attn_dec) where it takes the shape.
+	AttnMMA bool
 	// Progress, if set, is called after each case.
 	Progress func(LMResult)
 }

@@ -7,8 +7,6 @@ package cuda
 */
 import "C"
 
-import "fmt"
-
 // The typed launches of the language-model kernels (module lm, and the
 // per-channel NVFP4 entry point of fp4_linear.cu), grouped by source file as
 // in kernels.go: each holds its kernel's geometry and argument order.
@@ -125,17 +123,17 @@ func (k *kernelSet) lmSiLURows(s cuStream, gu, act, yq uint64, f fmtCode, xs uin
 var (
 	kAttnPartial = defKernel(modLM, "gbx_attn_partial", 0)
 	kAttnReduce  = defKernel(modLM, "gbx_attn_reduce", 0)
-	// kAttnDec are gbx_attn_dec's entry points by head dim and padded group.
-	kAttnDec = map[[2]int]*kernel{}
+	// gbx_attn_dec's entry points by head dim and padded group, and
+	// gbx_attn_mma's by head dim (attnKernel picks one).
+	kAttnDec64x2  = defKernel(modLM, "gbx_attn_dec64_2", 0)
+	kAttnDec64x4  = defKernel(modLM, "gbx_attn_dec64_4", 0)
+	kAttnDec64x8  = defKernel(modLM, "gbx_attn_dec64_8", 0)
+	kAttnDec128x2 = defKernel(modLM, "gbx_attn_dec128_2", 0)
+	kAttnDec128x4 = defKernel(modLM, "gbx_attn_dec128_4", 0)
+	kAttnDec128x8 = defKernel(modLM, "gbx_attn_dec128_8", 0)
+	kAttnMMA64    = defKernel(modAttnMMA, "gbx_attn_mma64", 0)
+	kAttnMMA128   = defKernel(modAttnMMA, "gbx_attn_mma128", 0)
 )
-
-func init() {
-	for _, dim := range []int{64, 128} {
-		for _, gp := range []int{2, 4, 8} {
-			kAttnDec[[2]int{dim, gp}] = defKernel(modLM, fmt.Sprintf("gbx_attn_dec%d_%d", dim, gp), 0)
-		}
-	}
-}
 
 // The attention kernels' geometry and limits (abi.h).
 const (
@@ -171,19 +169,36 @@ type attnArgs struct {
 	yqFmt fmtCode
 }
 
-// attnDec returns the gbx_attn_dec entry point that takes a model's
-// attention, or nil where gbx_attn_partial does: gbx_attn_dec reads a
-// BF16 cache, head dims 64 and 128, up to 8 query heads per KV head (a
-// group is padded to the next power of two from 2).
-func attnDec(f32 bool, dim, group int) *kernel {
-	if f32 || group > 8 {
+// attnKernel returns the kernel that takes a model's attention in place of
+// gbx_attn_partial, with gbx_attn_dec's arguments, or nil where
+// gbx_attn_partial does: gbx_attn_dec (or, with mma, gbx_attn_mma, its
+// tensor-core form) reads a BF16 cache, head dims 64 and 128, up to 8 query
+// heads per KV head (gbx_attn_dec pads the group to the next power of two
+// from 2).
+func (k *kernelSet) attnKernel(mma, f32 bool, dim, group int) *kernel {
+	if f32 || group > 8 || dim != 64 && dim != 128 {
 		return nil
 	}
-	gp := 2
-	for gp < group {
-		gp *= 2
+	if mma {
+		if dim == 64 {
+			return kAttnMMA64
+		}
+		return kAttnMMA128
 	}
-	return kAttnDec[[2]int{dim, gp}]
+	switch {
+	case dim == 64 && group <= 2:
+		return kAttnDec64x2
+	case dim == 64 && group <= 4:
+		return kAttnDec64x4
+	case dim == 64:
+		return kAttnDec64x8
+	case group <= 2:
+		return kAttnDec128x2
+	case group <= 4:
+		return kAttnDec128x4
+	default:
+		return kAttnDec128x8
+	}
 }
 
 // attnPartial attends rows [row0, row0+rows) over every split of their

@@ -285,7 +285,12 @@ func (d *devState) lmEnqueue(ctx context.Context, m *lm.Model, w *lmWeights, kv 
 		partML: r.part + uint64(4*r.attnRows*c.Heads*pl.maxSplits*c.HeadDim), maxSplits: pl.maxSplits, out: r.f, outStride: qd,
 	}
 	if !d.attnPartial {
-		attn.dec = attnDec(kv.f32, c.HeadDim, c.Heads/c.KVHeads)
+		if d.attnMMA {
+			if err := k.load(modAttnMMA); err != nil {
+				return fmt.Errorf("cuda: model %q: %w", m.Name, err)
+			}
+		}
+		attn.dec = k.attnKernel(d.attnMMA, kv.f32, c.HeadDim, c.Heads/c.KVHeads)
 	}
 	var delta uint64 // the previous block's output, added to x by the next norm
 	for l := range w.layers {

@@ -42,7 +42,11 @@ var (
 	// run on cuBLASLt.
 	modGEMV = &module{name: "gemv", sources: []string{"gemv.cu"}}
 
-	modules = []*module{modOps, modFP4, modLM, modGEMV}
+	// modAttnMMA holds gbx_attn_mma (attn_mma.cu), opt-in
+	// (LMBench.AttnMMA); it is loaded when first asked for.
+	modAttnMMA = &module{name: "attn_mma", sources: []string{"attn_mma.cu"}, options: []string{"-fmad=false"}}
+
+	modules = []*module{modOps, modFP4, modLM, modGEMV, modAttnMMA}
 )
 
 // program returns the module's NVRTC program, with every file of src/ as a

@@ -169,5 +169,14 @@ inline void gbx_mma(float (&c)[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b
 inline void gbx_mma_f16(float (&c)[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) { emu_mma<GBX_FMT_F16>(c, a0, a1, a2, a3, b0, b1); }
 inline void gbx_mma_e4m3(float (&c)[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) { emu_mma<GBX_FMT_E4M3>(c, a0, a1, a2, a3, b0, b1); }
 
+// gbx_movmatrix_t: lane 4g + t gets elements (2t, g) and (2t+1, g) of the
+// 8×8 matrix whose element (r, c) lane 4r + c/2 holds (half c mod 2).
+inline u32 gbx_movmatrix_t(u32 a) {
+	const int lane = (int)(threadIdx.x & 31), g = lane >> 2, t = lane & 3;
+	const u32 lo = emu_shfl(a, 4 * (2 * t) + g / 2), hi = emu_shfl(a, 4 * (2 * t + 1) + g / 2);
+	const int sh = 16 * (g % 2);
+	return ((lo >> sh) & 0xffffu) | (((hi >> sh) & 0xffffu) << 16);
+}
+
 #include "reduce.cuh" // the real one
 #endif

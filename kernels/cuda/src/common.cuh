@@ -193,6 +193,15 @@ __device__ __forceinline__ void gbx_mma_e4m3(float (&c)[4], u32 a0, u32 a1, u32 
 	    : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
+// gbx_movmatrix_t transposes an 8×8 matrix of 16-bit values held in the
+// warp's registers (lane 4r + c/2 holds row r, columns c, c+1, the even one
+// in the low half): afterwards each lane holds the transpose the same way.
+__device__ __forceinline__ u32 gbx_movmatrix_t(u32 a) {
+	u32 d;
+	asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;" : "=r"(d) : "r"(a));
+	return d;
+}
+
 #include "reduce.cuh"
 
 #endif
