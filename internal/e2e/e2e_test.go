@@ -152,10 +152,12 @@ func TestRunRejects(t *testing.T) {
 	}
 	defer be.Close()
 	for name, c := range map[string]Config{
-		"no backend": {},
-		"auto":       {Backend: be, Precisions: []precision.Format{precision.Auto}},
-		"zero rows":  {Backend: be, RowsPerJob: -1},
-		"no callers": {Backend: be, BareCallers: -1},
+		"no backend":   {},
+		"auto":         {Backend: be, Precisions: []precision.Format{precision.Auto}},
+		"zero rows":    {Backend: be, RowsPerJob: -1},
+		"no callers":   {Backend: be, BareCallers: -1},
+		"input dtype":  {Backend: be, InputDType: "f8"},
+		"output dtype": {Backend: be, OutputDType: "int4"},
 	} {
 		if _, err := Run(context.Background(), c); err == nil {
 			t.Errorf("%s: Run succeeded; want an error", name)
