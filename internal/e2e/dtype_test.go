@@ -8,9 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/gearbox-inference/gearbox"
 	"github.com/gearbox-inference/gearbox/batcher"
-	"github.com/gearbox-inference/gearbox/kernels/cpu"
 	"github.com/gearbox-inference/gearbox/precision"
 	"github.com/gearbox-inference/gearbox/worker"
 )
@@ -21,25 +22,13 @@ import (
 // is the bare loop's output to bf16 rounding, and the raw side's result is
 // the size of the worker's.
 func TestDTypes(t *testing.T) {
-	be, err := cpu.New(cpu.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer be.Close()
 	ctx := context.Background()
-	cfg := Config{
-		Backend: be, Dims: []int{64, 32, 48}, RowsPerJob: 3, Jobs: 40, Timeout: time.Minute,
+	b := setup(t, Config{
+		Dims: []int{64, 32, 48}, RowsPerJob: 3, Jobs: 40, Timeout: time.Minute,
 		InputDType: gearbox.BF16, OutputDType: gearbox.BF16,
 		Worker: worker.Config{Config: batcher.Config{MaxBatchRows: 32, MaxDelay: 50 * time.Millisecond}},
-	}
-	if err := cfg.defaults(); err != nil {
-		t.Fatal(err)
-	}
-	b, cleanup, err := newBench(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cleanup()
+	})
+	cfg := b.cfg
 	rows, in, out := cfg.RowsPerJob, b.m.InputFeatures, b.m.OutputFeatures
 	p := precision.FP32
 
@@ -50,16 +39,7 @@ func TestDTypes(t *testing.T) {
 	if err := b.fill(ctx, p, "size", queued); err != nil {
 		t.Fatal(err)
 	}
-	js := b.client.JetStream()
-	jobs, err := js.Stream(ctx, b.subj.JobsStream())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for seq := uint64(1); seq <= queued; seq++ {
-		m, err := jobs.GetMsg(ctx, seq)
-		if err != nil {
-			t.Fatal(err)
-		}
+	n := eachStored(t, b, b.subj.JobsStream(), func(m *jetstream.RawStreamMsg) {
 		j, err := gearbox.DecodeJob(m.Data, gearbox.EncodingOf(m.Header))
 		if err != nil {
 			t.Fatal(err)
@@ -86,6 +66,13 @@ func TestDTypes(t *testing.T) {
 		if saved := len(full.Data) - len(m.Data); saved < 2*rows*in-32 || saved > 2*rows*in {
 			t.Errorf("job %s is %d bytes, %d fewer than in f32; want about %d fewer", j.ID, len(m.Data), saved, 2*rows*in)
 		}
+	})
+	if n != queued {
+		t.Errorf("%d jobs stored; want %d", n, queued)
+	}
+	jobs, err := b.client.JetStream().Stream(ctx, b.subj.JobsStream())
+	if err != nil {
+		t.Fatal(err)
 	}
 	if err := jobs.Purge(ctx); err != nil {
 		t.Fatal(err)
@@ -94,7 +81,7 @@ func TestDTypes(t *testing.T) {
 	// The bare loop's outputs, job by job.
 	var bare []float32
 	for _, bt := range b.batches {
-		o, err := be.Forward(ctx, b.m, p, bt.in, bt.rows)
+		o, err := cfg.Backend.Forward(ctx, b.m, p, bt.in, bt.rows)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -153,21 +140,8 @@ type stored struct {
 // readResults decodes the whole result stream, by job id.
 func readResults(t *testing.T, b *bench) map[string]stored {
 	t.Helper()
-	ctx := context.Background()
-	st, err := b.client.JetStream().Stream(ctx, b.subj.ResultsStream())
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	rs := map[string]stored{}
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := st.GetMsg(ctx, seq)
-		if err != nil {
-			t.Fatal(err)
-		}
+	eachStored(t, b, b.subj.ResultsStream(), func(m *jetstream.RawStreamMsg) {
 		r, err := gearbox.DecodeResult(m.Data, gearbox.EncodingOf(m.Header))
 		if err != nil {
 			t.Fatal(err)
@@ -176,6 +150,6 @@ func readResults(t *testing.T, b *bench) map[string]stored {
 			t.Fatalf("result %s: error %v, output %v; want an output", r.ID, r.Error, r.Output)
 		}
 		rs[r.ID] = stored{r, len(m.Data)}
-	}
+	})
 	return rs
 }
