@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
+	"github.com/gearbox-inference/gearbox"
 	"github.com/gearbox-inference/gearbox/internal/e2e"
 	"github.com/gearbox-inference/gearbox/precision"
 )
@@ -22,6 +23,7 @@ import (
 // e2eFlags are bench e2e's flags.
 type e2eFlags struct {
 	dims, precisions, jsonOut, cpuProfile, trace, plot string
+	inputDType, outputDType                            string
 	rows, jobs, batchRows, workers, reps               int
 	bareCallers                                        int
 	minTime                                            time.Duration
@@ -50,6 +52,8 @@ Backend.Forward in a loop, on the same batches, per precision, on GEARBOX_DEVICE
 	fs.IntVar(&f.bareCallers, "bare-callers", 1, "goroutines calling Forward concurrently in the bare loop")
 	fs.IntVar(&f.reps, "reps", 3, "repetitions of each side; medians are reported")
 	fs.DurationVar(&f.minTime, "min-time", time.Second, "least time of one bare repetition (it repeats the batches until then)")
+	fs.StringVar(&f.inputDType, "input-dtype", "f32", "element type of the jobs' input tensors: f32, bf16 or f16 (the inputs are rounded to it; the bare loop gets the same values)")
+	fs.StringVar(&f.outputDType, "output-dtype", "f32", "the jobs' output_dtype: f32, bf16 or f16 (the raw side's result is that size)")
 	fs.StringVar(&f.jsonOut, "json", "", "also write the report as JSON to this file")
 	fs.StringVar(&f.plot, "plot", "", "also draw jobs/s per precision, worker and bare, to this file (.png or .svg)")
 	fs.BoolVar(&f.raw, "raw", true, "also run the raw-JetStream side (the same jobs and result sizes with no worker: the transport's ceiling)")
@@ -75,6 +79,14 @@ func benchE2E(ctx context.Context, cfg *config, log zerolog.Logger, f e2eFlags, 
 			ps = append(ps, p)
 		}
 	}
+	in, err := parseDType("--input-dtype", f.inputDType)
+	if err != nil {
+		return err
+	}
+	out, err := parseDType("--output-dtype", f.outputDType)
+	if err != nil {
+		return err
+	}
 	subj, err := cfg.subjects()
 	if err != nil {
 		return err
@@ -87,7 +99,7 @@ func benchE2E(ctx context.Context, cfg *config, log zerolog.Logger, f e2eFlags, 
 	bc := e2e.Config{
 		Backend: backend, Dims: ds, Precisions: ps, RowsPerJob: f.rows, Jobs: f.jobs,
 		Reps: f.reps, MinTime: f.minTime, Workers: f.workers, BareCallers: f.bareCallers, Worker: cfg.worker(subj), Progress: stderr,
-		Raw: f.raw, WorkerHook: workerHook(f.cpuProfile, f.trace),
+		Raw: f.raw, WorkerHook: workerHook(f.cpuProfile, f.trace), InputDType: in, OutputDType: out,
 	}
 	if f.batchRows != 0 {
 		bc.Worker.MaxBatchRows = f.batchRows
@@ -105,6 +117,15 @@ func benchE2E(ctx context.Context, cfg *config, log zerolog.Logger, f e2eFlags, 
 		rep.GPU = gpu.Name()
 	}
 	return writeReport(stdout, rep, f.plot, func(path string) error { return plotE2E(path, rep) }, f.jsonOut)
+}
+
+// parseDType is a tensor element type flag's value: f32, bf16 or f16.
+func parseDType(flag, s string) (gearbox.DType, error) {
+	switch d := gearbox.DType(s); d {
+	case gearbox.F32, gearbox.BF16, gearbox.F16:
+		return d, nil
+	}
+	return "", fmt.Errorf("%s: %q is not one of f32, bf16, f16", flag, s)
 }
 
 // workerHook profiles and traces each timed worker repetition, into

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/gearbox-inference/gearbox/internal/e2e"
@@ -24,17 +25,21 @@ func TestBenchE2E(t *testing.T) {
 	if r := rep.Results[0]; r.Raw == nil || r.Raw.JobsPerSec <= 0 || r.WorkerOverRaw <= 0 {
 		t.Errorf("report %s; want the raw side (on by default) with jobs/s and worker/raw", b)
 	}
+	if rep.InputDType != "f32" || rep.OutputDType != "f32" {
+		t.Errorf("report %s; want f32 in and out by default", b)
+	}
 	checkPNG(t, plot)
 }
 
 // --trace and --cpuprofile write one file per timed worker repetition;
-// --raw=false leaves the raw side out.
+// --raw=false leaves the raw side out; --input-dtype and --output-dtype
+// reach the report.
 func TestBenchE2ETraceProfile(t *testing.T) {
 	dir := t.TempDir()
 	out, trace, prof := filepath.Join(dir, "e2e.json"), filepath.Join(dir, "w.trace"), filepath.Join(dir, "w.pprof")
 	env := []string{"GEARBOX_DEVICE=cpu", "GEARBOX_MAX_BATCH_ROWS=16", "GEARBOX_LOG_LEVEL=warn"}
 	if code, _, stderr := runCLI(t, env, "bench", "e2e", "--dims", "8,16,4", "--precisions", "fp32,bf16", "--jobs", "40", "--rows", "2",
-		"--reps", "2", "--raw=false", "--trace", trace, "--cpuprofile", prof, "--json", out); code != 0 {
+		"--reps", "2", "--raw=false", "--input-dtype", "bf16", "--output-dtype", "f16", "--trace", trace, "--cpuprofile", prof, "--json", out); code != 0 {
 		t.Fatalf("exit status %d: %s", code, stderr)
 	}
 	var rep e2e.Report
@@ -43,6 +48,9 @@ func TestBenchE2ETraceProfile(t *testing.T) {
 		if r.Raw != nil || r.WorkerOverRaw != 0 {
 			t.Errorf("report %s; want no raw side with --raw=false", b)
 		}
+	}
+	if rep.InputDType != "bf16" || rep.OutputDType != "f16" {
+		t.Errorf("report %s; want bf16 in, f16 out", b)
 	}
 	var got []string
 	for _, name := range []string{"w-fp32-1", "w-fp32-2", "w-bf16-1", "w-bf16-2"} {
@@ -65,9 +73,15 @@ func TestBenchE2EFlags(t *testing.T) {
 		{"--precisions", "auto"},
 		{"--precisions", "fp9"},
 		{"--dims", "8"},
+		{"--input-dtype", "f8"},
+		{"--output-dtype", "fp16"},
 	} {
-		if code, _, _ := runCLI(t, env, append([]string{"bench", "e2e"}, args...)...); code != 1 {
+		code, _, stderr := runCLI(t, env, append([]string{"bench", "e2e"}, args...)...)
+		if code != 1 {
 			t.Errorf("bench e2e %v: exit status %d; want 1", args, code)
+		}
+		if strings.HasSuffix(args[0], "-dtype") && !strings.Contains(stderr, args[0]+`: "`+args[1]+`" is not one of f32, bf16, f16`) {
+			t.Errorf("bench e2e %v: stderr %q; want it to name the flag and the value", args, stderr)
 		}
 	}
 }

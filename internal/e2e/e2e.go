@@ -80,6 +80,22 @@ type Config struct {
 	// it returns as it ends, before the workers shut down: to trace or
 	// profile the worker alone.
 	WorkerHook func(p precision.Format, rep int) (stop func() error, err error)
+	// InputDType is the element type of the jobs' input tensors: f32
+	// (default), bf16 or f16. The inputs are rounded to it once, so the
+	// bare loop computes on the very values the worker decodes.
+	InputDType gearbox.DType
+	// OutputDType is the jobs' output_dtype: f32 (default; the field is
+	// left out), bf16 or f16. The raw side's result is then that size.
+	OutputDType gearbox.DType
+}
+
+// checkDType accepts "" (f32), f32, bf16 and f16; what names the setting.
+func checkDType(what string, d gearbox.DType) error {
+	switch d {
+	case "", gearbox.F32, gearbox.BF16, gearbox.F16:
+		return nil
+	}
+	return fmt.Errorf("e2e: %s %q is not one of f32, bf16, f16", what, d)
 }
 
 func (c *Config) defaults() error {
@@ -112,6 +128,14 @@ func (c *Config) defaults() error {
 	if c.MinTime == 0 {
 		c.MinTime = time.Second
 	}
+	if err := checkDType("input dtype", c.InputDType); err != nil {
+		return err
+	}
+	if err := checkDType("output dtype", c.OutputDType); err != nil {
+		return err
+	}
+	c.InputDType = cmp.Or(c.InputDType, gearbox.F32)
+	c.OutputDType = cmp.Or(c.OutputDType, gearbox.F32)
 	if c.RowsPerJob < 1 || c.Jobs < 1 || c.Reps < 1 || c.Workers < 1 || c.BareCallers < 1 || c.Worker.MaxBatchRows < 1 {
 		return fmt.Errorf("e2e: rows per job %d, jobs %d, reps %d, workers %d, bare callers %d and max batch rows %d must all be ≥ 1",
 			c.RowsPerJob, c.Jobs, c.Reps, c.Workers, c.BareCallers, c.Worker.MaxBatchRows)
@@ -175,11 +199,21 @@ func newBench(ctx context.Context, cfg Config) (b *bench, cleanup func(), err er
 	in := m.InputFeatures
 	rng := rand.New(rand.NewPCG(cfg.Seed, 3))
 	inputs := make([][]float32, inputPool)
+	tensors := make([]gearbox.Tensor, inputPool)
 	for i := range inputs {
 		inputs[i] = make([]float32, cfg.RowsPerJob*in)
 		for k := range inputs[i] {
 			inputs[i][k] = float32(rng.NormFloat64())
 		}
+		// The values the worker decodes from the job: the bare loop
+		// computes on the same.
+		switch cfg.InputDType {
+		case gearbox.BF16:
+			precision.RoundBF16Slice(inputs[i], inputs[i])
+		case gearbox.F16:
+			precision.RoundFP16Slice(inputs[i], inputs[i])
+		}
+		tensors[i] = gearbox.NewTensorAs(cfg.RowsPerJob, in, inputs[i], cfg.InputDType)
 	}
 	batches := packBatches(inputs, cfg.Jobs, cfg.RowsPerJob, in, cfg.Worker.MaxBatchRows)
 
@@ -208,7 +242,7 @@ func newBench(ctx context.Context, cfg Config) (b *bench, cleanup func(), err er
 	}
 	streams := cfg.Worker.Streams
 	// Room for one repetition's backlog, whatever the deployment's limits.
-	need := int64(cfg.Jobs) * int64(cfg.RowsPerJob*in*4+512)
+	need := int64(cfg.Jobs) * int64(cfg.RowsPerJob*in*cfg.InputDType.Size()+512)
 	streams.JobsMaxBytes = max(streams.JobsMaxBytes, 2*need)
 	streams.JobsMaxMsgs = max(streams.JobsMaxMsgs, 2*int64(cfg.Jobs))
 	streams.MaxAckPending = max(streams.MaxAckPending, 2*cfg.Jobs)
@@ -218,7 +252,7 @@ func newBench(ctx context.Context, cfg Config) (b *bench, cleanup func(), err er
 	dial := func(name string) (*nats.Conn, error) {
 		return nats.Connect("", nats.InProcessServer(srv), nats.Name(name))
 	}
-	return &bench{cfg: cfg, m: m, inputs: inputs, batches: batches, dial: dial, client: client, subj: subj, models: worker.NewModels(m)}, cleanup, nil
+	return &bench{cfg: cfg, m: m, inputs: inputs, tensors: tensors, batches: batches, dial: dial, client: client, subj: subj, models: worker.NewModels(m)}, cleanup, nil
 }
 
 // precision measures p: warm-up, then Reps repetitions of each side.
@@ -302,9 +336,11 @@ func packBatches(inputs [][]float32, jobs, rowsPerJob, features, maxRows int) []
 }
 
 type bench struct {
-	cfg     Config
-	m       *model.Model
-	inputs  [][]float32
+	cfg    Config
+	m      *model.Model
+	inputs [][]float32
+	// tensors are inputs as the jobs carry them, in InputDType.
+	tensors []gearbox.Tensor
 	batches []batch
 	// dial opens a connection to the embedded server: each worker has its
 	// own, as in gearbox worker, apart from the producer's and the results
@@ -403,12 +439,8 @@ func (b *bench) fill(ctx context.Context, p precision.Format, tag string, jobs i
 	if err := rs.Purge(ctx); err != nil {
 		return err
 	}
-	feats := b.m.InputFeatures
 	for i := range jobs {
-		j := &gearbox.Job{
-			ID: fmt.Sprintf("%s-%s-%d", p, tag, i), Model: b.m.Name, Precision: p,
-			Input: gearbox.NewTensor(b.cfg.RowsPerJob, feats, b.inputs[i%len(b.inputs)]),
-		}
+		j := b.job(p, tag, i)
 		for {
 			if _, err = b.client.SubmitAsync(j); err == nil {
 				break
@@ -431,6 +463,19 @@ func (b *bench) fill(ctx context.Context, p precision.Format, tag string, jobs i
 	}
 }
 
+// job is the i-th job of the repetition tag at precision p: input
+// i mod inputPool, in InputDType, asking for OutputDType.
+func (b *bench) job(p precision.Format, tag string, i int) *gearbox.Job {
+	j := &gearbox.Job{
+		ID: fmt.Sprintf("%s-%s-%d", p, tag, i), Model: b.m.Name, Precision: p,
+		Input: b.tensors[i%len(b.tensors)],
+	}
+	if b.cfg.OutputDType != gearbox.F32 {
+		j.OutputDType = b.cfg.OutputDType
+	}
+	return j
+}
+
 // tally is what follow read from the result stream.
 type tally struct {
 	n       int
@@ -439,7 +484,8 @@ type tally struct {
 }
 
 // follow reads the (purged) result stream from its start until it holds
-// jobs results, checking each: no error, precision p, RowsPerJob rows.
+// jobs results, checking each: no error, precision p, RowsPerJob rows of
+// OutputDType.
 func (b *bench) follow(ctx context.Context, p precision.Format, jobs int) <-chan tally {
 	done := make(chan tally, 1)
 	go func() {
@@ -455,6 +501,8 @@ func (b *bench) follow(ctx context.Context, p precision.Format, jobs int) <-chan
 				t.err = fmt.Errorf("job %s ran at %s, asked %s", r.ID, r.Precision, p)
 			case r.Output == nil || r.Output.Rows() != b.cfg.RowsPerJob:
 				t.err = fmt.Errorf("job %s: output is not %d rows", r.ID, b.cfg.RowsPerJob)
+			case r.Output.DType != b.cfg.OutputDType:
+				t.err = fmt.Errorf("job %s: output is %s, asked %s", r.ID, r.Output.DType, b.cfg.OutputDType)
 			}
 			if t.err != nil {
 				return
@@ -588,8 +636,8 @@ func (b *bench) worker(ctx context.Context, p precision.Format, tag string, jobs
 // result, asynchronously, with the job's Nats-Msg-Id as its own (as the
 // worker does), and acks the job once the result's PubAck arrives. The
 // result is one payload encoded in advance, the size of a worker's result
-// for the job (a gearbox.Result of RowsPerJob × output-width float32s and
-// the same fields), so nothing is decoded, batched, computed or encoded
+// for the job (a gearbox.Result of RowsPerJob × output-width values in
+// OutputDType and the same fields), so nothing is decoded, batched, computed or encoded
 // per job. The clock runs, as the worker side's does, from the consumers'
 // start to the last result read back from the result stream; the run then
 // waits, untimed, for every job's ack and for the consumer to hold no
@@ -644,14 +692,15 @@ func (b *bench) raw(ctx context.Context, p precision.Format, tag string, jobs in
 }
 
 // rawResult is the message the raw consumers publish for every job: a
-// result like the worker's for a RowsPerJob-row job at precision p.
+// result like the worker's for a RowsPerJob-row job at precision p, its
+// output in OutputDType.
 func (b *bench) rawResult(p precision.Format) (*nats.Msg, error) {
 	rows, out := b.cfg.RowsPerJob, b.m.OutputFeatures
 	vals := make([]float32, rows*out)
 	for i := range vals {
 		vals[i] = float32(i%251) / 251
 	}
-	o := gearbox.NewTensor(rows, out, vals)
+	o := gearbox.NewTensorAs(rows, out, vals, b.cfg.OutputDType)
 	r := &gearbox.Result{
 		ID: fmt.Sprintf("%s-raw0-%d", p, b.cfg.Jobs), Model: b.m.Name, Output: &o, Precision: p,
 		Worker: "bench-raw-0", Batch: "bench-raw-0-1", BatchRows: b.cfg.Worker.MaxBatchRows,

@@ -152,10 +152,12 @@ func TestRunRejects(t *testing.T) {
 	}
 	defer be.Close()
 	for name, c := range map[string]Config{
-		"no backend": {},
-		"auto":       {Backend: be, Precisions: []precision.Format{precision.Auto}},
-		"zero rows":  {Backend: be, RowsPerJob: -1},
-		"no callers": {Backend: be, BareCallers: -1},
+		"no backend":   {},
+		"auto":         {Backend: be, Precisions: []precision.Format{precision.Auto}},
+		"zero rows":    {Backend: be, RowsPerJob: -1},
+		"no callers":   {Backend: be, BareCallers: -1},
+		"input dtype":  {Backend: be, InputDType: "f8"},
+		"output dtype": {Backend: be, OutputDType: "int4"},
 	} {
 		if _, err := Run(context.Background(), c); err == nil {
 			t.Errorf("%s: Run succeeded; want an error", name)
@@ -203,24 +205,12 @@ func testBareMinTime(t *testing.T, callers int) {
 // id, the size of the worker's result for it, and every job acked once,
 // with nothing redelivered or left pending.
 func TestRaw(t *testing.T) {
-	be, err := cpu.New(cpu.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer be.Close()
 	ctx := context.Background()
-	cfg := Config{
-		Backend: be, Dims: []int{16, 32, 8}, RowsPerJob: 3, Jobs: 50, Workers: 2, Raw: true, Timeout: time.Minute,
+	b := setup(t, Config{
+		Dims: []int{16, 32, 8}, RowsPerJob: 3, Jobs: 50, Workers: 2, Raw: true, Timeout: time.Minute,
 		Worker: worker.Config{Config: batcher.Config{MaxBatchRows: 32, MaxDelay: 50 * time.Millisecond}},
-	}
-	if err := cfg.defaults(); err != nil {
-		t.Fatal(err)
-	}
-	b, cleanup, err := newBench(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cleanup()
+	})
+	cfg := b.cfg
 	js := b.client.JetStream()
 
 	// A worker's result for one job, to compare sizes with.
@@ -264,13 +254,51 @@ func TestRaw(t *testing.T) {
 	}
 }
 
+// setup starts a bench of cfg on the CPU backend and its own embedded
+// server, both stopped when the test ends.
+func setup(t *testing.T, cfg Config) *bench {
+	t.Helper()
+	be, err := cpu.New(cpu.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { be.Close() })
+	cfg.Backend = be
+	if err := cfg.defaults(); err != nil {
+		t.Fatal(err)
+	}
+	b, cleanup, err := newBench(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cleanup)
+	return b
+}
+
 // resultSizes reads the whole result stream: each message's payload size
 // by its Nats-Msg-Id, failing on a repeated id.
 func resultSizes(t *testing.T, b *bench) map[string]int {
 	t.Helper()
+	sizes := map[string]int{}
+	n := eachStored(t, b, b.subj.ResultsStream(), func(m *jetstream.RawStreamMsg) {
+		id := m.Header.Get(jetstream.MsgIDHeader)
+		if _, dup := sizes[id]; dup {
+			t.Errorf("two results with Nats-Msg-Id %q", id)
+		}
+		sizes[id] = len(m.Data)
+	})
+	if len(sizes) != n {
+		t.Errorf("read %d results; the stream holds %d", len(sizes), n)
+	}
+	return sizes
+}
+
+// eachStored calls f with every message stream holds, in order, and
+// returns how many it holds.
+func eachStored(t *testing.T, b *bench, stream string, f func(*jetstream.RawStreamMsg)) int {
+	t.Helper()
 	ctx := context.Background()
-	js := b.client.JetStream()
-	st, err := js.Stream(ctx, b.subj.ResultsStream())
+	st, err := b.client.JetStream().Stream(ctx, stream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,20 +306,12 @@ func resultSizes(t *testing.T, b *bench) map[string]int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sizes := map[string]int{}
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
 		m, err := st.GetMsg(ctx, seq)
 		if err != nil {
 			t.Fatal(err)
 		}
-		id := m.Header.Get(jetstream.MsgIDHeader)
-		if _, dup := sizes[id]; dup {
-			t.Errorf("two results with Nats-Msg-Id %q", id)
-		}
-		sizes[id] = len(m.Data)
+		f(m)
 	}
-	if len(sizes) != int(info.State.Msgs) {
-		t.Errorf("read %d results; the stream holds %d", len(sizes), info.State.Msgs)
-	}
-	return sizes
+	return int(info.State.Msgs)
 }

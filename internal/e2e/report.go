@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/gearbox-inference/gearbox"
 	"github.com/gearbox-inference/gearbox/model"
 	"github.com/gearbox-inference/gearbox/precision"
 )
@@ -30,7 +31,11 @@ type Report struct {
 	Workers      int       `json:"workers"`
 	BareCallers  int       `json:"bare_callers"`
 	Reps         int       `json:"reps"`
-	Results      []Result  `json:"results"`
+	// InputDType and OutputDType are the jobs' input tensors' element
+	// type and their output_dtype.
+	InputDType  gearbox.DType `json:"input_dtype"`
+	OutputDType gearbox.DType `json:"output_dtype"`
+	Results     []Result      `json:"results"`
 }
 
 // Result is one precision's medians.
@@ -65,6 +70,7 @@ func newReport(cfg Config, m *model.Model) *Report {
 		Date: time.Now().UTC(), Device: cfg.Backend.Name(), Go: runtime.Version(), CPUs: runtime.NumCPU(),
 		Dims: cfg.Dims, Digest: m.Digest, RowsPerJob: cfg.RowsPerJob, Jobs: cfg.Jobs,
 		MaxBatchRows: cfg.Worker.MaxBatchRows, Workers: cfg.Workers, BareCallers: cfg.BareCallers, Reps: cfg.Reps,
+		InputDType: cfg.InputDType, OutputDType: cfg.OutputDType,
 	}
 }
 
@@ -100,8 +106,8 @@ func side(runs []run) Side {
 
 // Print writes the report as a table.
 func (r *Report) Print(w io.Writer) {
-	fmt.Fprintf(w, "bench e2e: %s, model %v (%s), %d jobs × %d rows, max batch %d rows, %d worker(s), %d bare caller(s), median of %d\n\n",
-		r.device(), r.Dims, r.Digest[:12], r.Jobs, r.RowsPerJob, r.MaxBatchRows, r.Workers, r.BareCallers, r.Reps)
+	fmt.Fprintf(w, "bench e2e: %s, model %v (%s), %d jobs × %d rows, %s in, %s out, max batch %d rows, %d worker(s), %d bare caller(s), median of %d\n\n",
+		r.device(), r.Dims, r.Digest[:12], r.Jobs, r.RowsPerJob, r.InputDType, r.OutputDType, r.MaxBatchRows, r.Workers, r.BareCallers, r.Reps)
 	energy, raw := false, false
 	for _, res := range r.Results {
 		energy = energy || res.Bare.JoulesPer1kJobs != nil || res.Worker.JoulesPer1kJobs != nil
