@@ -47,7 +47,11 @@ The bare phase runs the pinned phase's jobs (the same prompts, max_tokens,
 sampling, precision and in-flight limit) straight through the engines a
 worker starts, with no NATS: the report then gives the worker's output
 tokens/s and jobs/s over the bare engine loop's (the queue overhead), and
-how many jobs generated the same tokens in both.
+how many jobs generated the same tokens in both, what each phase's engines
+did (steps, tokens a step, time in steps, idle and between steps) and how a
+job's time split (to its engine, in it, back). Before the pinned phase the
+bare loop runs the jobs once untimed (--warm-pass=false skips it), so that
+per-shape set-up on the GPU is paid before either clock.
 
 The workers' other settings (KV cache, token budget, quality rules) come from
 the GEARBOX_* variables; --quality-sample, --quality-cooldown and
