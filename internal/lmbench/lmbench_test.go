@@ -260,6 +260,18 @@ func TestRunBare(t *testing.T) {
 	}
 }
 
+// TestRunBareNoWarmPass: NoWarmPass leaves the warm pass out.
+func TestRunBareNoWarmPass(t *testing.T) {
+	cfg := config(t, lmfixtures.Unpack(t))
+	cfg.Phases, cfg.Jobs, cfg.NoWarmPass = []string{lmbench.PhasePinned, lmbench.PhaseBare}, 8, true
+	var progress bytes.Buffer
+	cfg.Progress = &progress
+	rep, _ := run(t, cfg)
+	if strings.Contains(progress.String(), "warm pass") || rep.Overhead == nil {
+		t.Errorf("progress:\n%s\noverhead %+v; want no warm pass, and the overhead", progress.String(), rep.Overhead)
+	}
+}
+
 func TestConfigErrors(t *testing.T) {
 	root := lmfixtures.Unpack(t)
 	for _, tc := range []struct {
