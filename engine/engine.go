@@ -36,6 +36,9 @@ type Engine struct {
 	runs    bool          // Run was called
 	freedKV bool
 	steps   StepStats
+	// idleSince is when Run began waiting with nothing to run; zero
+	// while it runs.
+	idleSince time.Time
 }
 
 // StepStats count what the engine has run.
@@ -52,6 +55,12 @@ type StepStats struct {
 	BlocksCached    int // held by none, kept for a later prompt with their prefix
 	BlocksFree      int // neither
 	LastStepSeconds float64
+	// StepSeconds is the time spent in the backend's Step, IdleSeconds
+	// the time Run waited with no sequence to run (so far, when it waits
+	// now): Run's time less both
+	// is its own work between steps (planning, applying outputs and the
+	// sequences' Token and Done callbacks).
+	StepSeconds, IdleSeconds float64
 }
 
 // New returns an engine for m at p on backend, with a KV cache of blocks
@@ -135,8 +144,15 @@ func (e *Engine) Run(ctx context.Context) error {
 		e.mu.Unlock()
 		report(ended)
 		if batch == nil {
+			e.mu.Lock()
+			e.idleSince = e.now()
+			e.mu.Unlock()
 			select {
 			case <-e.wake:
+				e.mu.Lock()
+				e.steps.IdleSeconds += e.now().Sub(e.idleSince).Seconds()
+				e.idleSince = time.Time{}
+				e.mu.Unlock()
 				continue
 			case <-ctx.Done():
 				return e.stop(ctx.Err())
@@ -175,6 +191,7 @@ func (e *Engine) count(b *kernels.Batch, took time.Duration) (decoded, prefilled
 	e.steps.DecodeTokens += decoded
 	e.steps.PrefillTokens += prefilled
 	e.steps.LastStepSeconds = took.Seconds()
+	e.steps.StepSeconds += took.Seconds()
 	return decoded, prefilled
 }
 
@@ -206,6 +223,9 @@ func (e *Engine) Stats() StepStats {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	st := e.steps
+	if !e.idleSince.IsZero() {
+		st.IdleSeconds += e.now().Sub(e.idleSince).Seconds()
+	}
 	st.Running, st.Waiting = len(e.sched.running), len(e.sched.waiting)
 	st.BlocksFree, st.BlocksCached = len(e.sched.bl.free), e.sched.bl.cached
 	st.BlocksUsed, st.BlocksPeak = e.sched.bl.Held(), e.sched.peak

@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -261,5 +262,41 @@ func TestEngineAddWaitsForRoom(t *testing.T) {
 		if o := <-done; o.Err != nil {
 			t.Fatal(o.Err)
 		}
+	}
+}
+
+// TestEngineStepTime: Stats splits Run's time into steps (their
+// durations, summed) and waits for work, so that what is left is the
+// engine's own work between steps.
+func TestEngineStepTime(t *testing.T) {
+	m, b := setup(t)
+	var mu sync.Mutex
+	var took time.Duration
+	e := start(t, b, m, precision.BF16, 128, engine.Config{OnStep: func(_, _ int, d time.Duration) {
+		mu.Lock()
+		took += d
+		mu.Unlock()
+	}})
+	generate(t, e, requests(3))
+	st := e.Stats()
+	mu.Lock()
+	want := took.Seconds()
+	mu.Unlock()
+	if st.Steps < 1 || math.Abs(st.StepSeconds-want) > 1e-9 {
+		t.Errorf("%d steps in %g s; want steps, in the %g s OnStep saw", st.Steps, st.StepSeconds, want)
+	}
+	// With nothing to run the engine waits, and the wait counts as idle
+	// while it lasts.
+	for i := 0; e.Stats().IdleSeconds <= st.IdleSeconds; i++ {
+		if i == 10000 {
+			t.Fatalf("idle %g s after its sequences ended; want it to grow", e.Stats().IdleSeconds)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	idle := e.Stats().IdleSeconds
+	generate(t, e, requests(1))
+	if st2 := e.Stats(); !(st2.IdleSeconds >= idle) || !(st2.StepSeconds > st.StepSeconds) {
+		t.Errorf("idle %g → %g s, steps %g → %g s across a wait and a sequence; want the wait kept and the steps' time to grow",
+			idle, st2.IdleSeconds, st.StepSeconds, st2.StepSeconds)
 	}
 }

@@ -68,3 +68,14 @@ func lmEngineConfig(ctx context.Context, b kernels.LM, m *lm.Model, p precision.
 	ec := engine.Config{TokenBudget: cfg.LMTokenBudget, MaxSeqs: cfg.LMMaxSeqs, NoPrefixCache: cfg.LMNoPrefixCache}
 	return ec, blocks, budget, nil
 }
+
+// LMStats returns what each of the worker's language-model engines has
+// run so far (engine.Engine.Stats), in no particular order; none once the
+// worker has stopped.
+func (w *Worker) LMStats() []engine.StepStats {
+	var out []engine.StepStats
+	for _, st := range w.engines.stats() {
+		out = append(out, st)
+	}
+	return out
+}

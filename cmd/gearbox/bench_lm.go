@@ -18,12 +18,13 @@ import (
 // lmFlags are bench lm's flags.
 type lmFlags struct {
 	tight, loose, start, pinned, storeDir string
-	jsonOut, plot                         string
+	jsonOut, plot, cpuProfile, trace      string
 	phases                                []string
 	tightKL, looseKL, temperature, sample float64
 	jobs, promptMin, promptMax, outputMin int
 	outputMax, inFlight, workers, slices  int
 	minSamples                            int
+	warmPass                              bool
 	seed                                  uint64
 	cooldown, timeout                     time.Duration
 }
@@ -46,7 +47,11 @@ The bare phase runs the pinned phase's jobs (the same prompts, max_tokens,
 sampling, precision and in-flight limit) straight through the engines a
 worker starts, with no NATS: the report then gives the worker's output
 tokens/s and jobs/s over the bare engine loop's (the queue overhead), and
-how many jobs generated the same tokens in both.
+how many jobs generated the same tokens in both, what each phase's engines
+did (steps, tokens a step, time in steps, idle and between steps) and how a
+job's time split (to its engine, in it, back). Before the pinned phase the
+bare loop runs the jobs once untimed (--warm-pass=false skips it), so that
+per-shape set-up on the GPU is paid before either clock.
 
 The workers' other settings (KV cache, token budget, quality rules) come from
 the GEARBOX_* variables; --quality-sample, --quality-cooldown and
@@ -75,12 +80,15 @@ _MIN_SAMPLES, whose defaults suit a worker that runs for days, not minutes.`,
 	fs.StringVar(&f.start, "start", "bf16", "the precision the auto phase's policies start at")
 	fs.StringVar(&f.pinned, "pinned", "bf16", "the precision of the pinned and bare phases' jobs")
 	fs.StringSliceVar(&f.phases, "phases", []string{lmbench.PhaseAuto, lmbench.PhasePinned}, "phases to run, in the order auto, pinned, bare: bare is the pinned phase's jobs through the engines without the queue, and needs pinned")
+	fs.BoolVar(&f.warmPass, "warm-pass", true, "with the bare phase, run its jobs once untimed before the pinned phase, so that per-shape set-up (GEMM plans) is paid before either clock")
 	fs.Float64Var(&f.sample, "quality-sample", 0.25, "fraction of generations the auto phase checks")
 	fs.DurationVar(&f.cooldown, "quality-cooldown", 10*time.Second, "least time between a policy change and a step down")
 	fs.IntVar(&f.minSamples, "quality-min-samples", 0, "reports a step down needs (default GEARBOX_QUALITY_MIN_SAMPLES)")
 	fs.StringVar(&f.storeDir, "store-dir", "", "directory for the embedded server's JetStream files (default: a temporary one, removed after)")
 	fs.DurationVar(&f.timeout, "timeout", 30*time.Minute, "longest a phase may take, warm-up included")
 	fs.StringVar(&f.jsonOut, "json", "", "also write the report as JSON to this file")
+	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of each phase's timed part to this file, -<phase>-1 inserted before its extension")
+	fs.StringVar(&f.trace, "trace", "", "write an execution trace of each phase's timed part to this file, -<phase>-1 inserted before its extension")
 	fs.StringVar(&f.plot, "plot", "", "also draw the precision mix over time and the phases' bars to this file (.png or .svg)")
 	return c
 }
@@ -118,7 +126,10 @@ func benchLM(ctx context.Context, cfg *config, log zerolog.Logger, f lmFlags, st
 		Models:  []lmbench.Model{{Dir: f.tight, MaxKL: f.tightKL, Label: "tight"}, {Dir: f.loose, MaxKL: f.looseKL, Label: "loose"}},
 		Jobs:    f.jobs, Seed: f.seed, PromptMin: f.promptMin, PromptMax: f.promptMax, OutputMin: f.outputMin, OutputMax: f.outputMax,
 		InFlight: f.inFlight, Temperature: f.temperature, Workers: f.workers, Slices: f.slices,
-		Worker: cfg.worker(subj), Quality: q, Start: start, Pinned: pinned, Phases: f.phases, StoreDir: f.storeDir, Progress: stderr, Timeout: f.timeout,
+		Worker: cfg.worker(subj), Quality: q, Start: start, Pinned: pinned, Phases: f.phases, NoWarmPass: !f.warmPass, StoreDir: f.storeDir, Progress: stderr, Timeout: f.timeout,
+	}
+	if hook := workerHook(f.cpuProfile, f.trace); hook != nil {
+		bc.Profile = func(phase string) (func() error, error) { return hook(precision.Format(phase), 1) }
 	}
 	gpu := openGPUMon(backend.Name(), log)
 	if gpu != nil {

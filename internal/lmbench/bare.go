@@ -27,7 +27,13 @@ type bareEnd struct {
 // and not ended. After an untimed warm-up of one short sequence per model,
 // the clock runs from the first Add to the last sequence's end; the
 // sequences are made before it: no queue, no codec, no acks.
-func (b *bench) bare(ctx context.Context) (*Phase, error) {
+//
+// With warm set it is the warm pass instead: the same loop, untimed, run
+// before the pinned phase, so that what a backend builds on first meeting
+// a shape (the CUDA backend's GEMM plans, one per row count a step feeds)
+// is built before either phase's clock, not by whichever runs first; it
+// returns no phase.
+func (b *bench) bare(ctx context.Context, warm bool) (*Phase, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
 	p, lmb, n := b.cfg.Pinned, b.cfg.Backend.(kernels.LM), len(b.jobs)
@@ -89,7 +95,11 @@ func (b *bench) bare(ctx context.Context) (*Phase, error) {
 			return nil, err
 		}
 	}
-	b.progress("bare phase: warmed up in %.1fs", time.Since(start).Seconds())
+	name := "bare phase"
+	if warm {
+		name = "warm pass"
+	}
+	b.progress("%s: warmed up in %.1fs", name, time.Since(start).Seconds())
 
 	seqs := make([]*engine.Seq, n)
 	for i := range b.jobs {
@@ -109,7 +119,30 @@ func (b *bench) bare(ctx context.Context) (*Phase, error) {
 		}
 		return nil
 	}
+	stats := func() Engines {
+		var sts []engine.StepStats
+		for _, e := range engines {
+			if e != nil {
+				sts = append(sts, e.Stats())
+			}
+		}
+		return engineTotals(sts)
+	}
+	before := stats()
 	energy := b.energyMeter()
+	stopProfile := func() error { return nil }
+	if !warm {
+		var err error
+		if stopProfile, err = b.profile(PhaseBare); err != nil {
+			return nil, err
+		}
+	}
+	profiling := true
+	defer func() {
+		if profiling {
+			_ = stopProfile()
+		}
+	}()
 	pr.start = time.Now()
 	for next < min(b.cfg.InFlight, n) {
 		if err := add(); err != nil {
@@ -128,15 +161,25 @@ func (b *bench) bare(ctx context.Context) (*Phase, error) {
 		}
 		pr.tokens[e.i] = toks
 		pr.answers = append(pr.answers, answer{at: time.Since(pr.start), model: j.model, precision: p,
-			prompt: len(seqs[e.i].Prompt), output: e.o.Sampled})
+			prompt: len(seqs[e.i].Prompt), output: e.o.Sampled, inEngine: e.o.Ended.Sub(e.o.Added)})
 		if next < n {
 			if err := add(); err != nil {
 				return nil, err
 			}
 		}
 	}
-	ph := pr.summary(b, time.Since(pr.start), energy())
+	elapsed := time.Since(pr.start)
+	profiling = false
+	if err := stopProfile(); err != nil {
+		return nil, err
+	}
+	if warm {
+		b.progress("warm pass: %d jobs in %.2fs, untimed", n, elapsed.Seconds())
+		return nil, nil
+	}
+	ph := pr.summary(b, elapsed, energy())
 	ph.Tokens = pr.tokens
+	ph.Engines = stats().since(before)
 	b.progress("bare phase: %d jobs in %.2fs: %.2f jobs/s, %.0f output tokens/s%s", ph.Answered, ph.Seconds,
 		ph.JobsPerSec, ph.OutputTokensPerSec, energyNote(ph))
 	return ph, nil

@@ -84,6 +84,12 @@ type Config struct {
 	// PhaseBare, each at most once; they run in that order (default auto
 	// and pinned).
 	Phases []string
+	// NoWarmPass skips the warm pass: with PhaseBare, the bare loop runs
+	// the jobs once, untimed, before the pinned phase (default), so that
+	// the per-shape set-up a backend does on first meeting a step's size
+	// (the CUDA backend's GEMM plans) is not charged to the phase that
+	// happens to run first.
+	NoWarmPass bool
 	// Slices cuts each phase into this many equal slices for the
 	// precision mix (default 10).
 	Slices int
@@ -95,6 +101,10 @@ type Config struct {
 	Energy func() (float64, error)
 	// Progress, when set, receives a line per step of the run.
 	Progress io.Writer
+	// Profile, when set, is called as each phase's clock starts, with the
+	// phase's name; the function it returns is called as the clock stops
+	// (for a CPU profile or an execution trace of the timed part alone).
+	Profile func(phase string) (stop func() error, err error)
 	// Timeout bounds each phase, warm-up included (default 30 minutes).
 	Timeout time.Duration
 }

@@ -45,5 +45,9 @@
 // (worker.Models.LMSeq) and run on the engines a worker would start
 // (worker.NewLMEngine), with no queue. The report's Overhead is the pinned
 // phase over it, and counts the jobs that generated the same tokens in
-// both.
+// both. Before the pinned phase a warm pass runs the bare loop once,
+// untimed (unless Config.NoWarmPass), so that per-shape set-up is paid by
+// neither clock. Each phase also reports what its engines did (Engines:
+// steps, tokens a step, time in steps, idle and between steps) and how a
+// job's time split: to its engine, in it, and back to the producer.
 package lmbench

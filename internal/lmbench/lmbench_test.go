@@ -177,8 +177,23 @@ func TestRunBare(t *testing.T) {
 	cfg := config(t, lmfixtures.Unpack(t))
 	cfg.Phases = []string{lmbench.PhaseBare, lmbench.PhasePinned} // run in their own order
 	cfg.Jobs = 16
+	var profiled []string
+	cfg.Profile = func(phase string) (func() error, error) {
+		profiled = append(profiled, phase+" start")
+		return func() error { profiled = append(profiled, phase+" stop"); return nil }, nil
+	}
+	var progress bytes.Buffer
+	cfg.Progress = &progress
 	rep, out := run(t, cfg)
+	// The warm pass runs the bare loop's jobs, untimed, before the pinned
+	// phase.
+	if w, p := strings.Index(progress.String(), "warm pass: 16 jobs"), strings.Index(progress.String(), "bf16 phase: warmed up"); w < 0 || p < w {
+		t.Errorf("progress:\n%s\nwant the warm pass's 16 jobs before the pinned phase", progress.String())
+	}
 
+	if want := []string{"bf16 start", "bf16 stop", "bare start", "bare stop"}; !slices.Equal(profiled, want) {
+		t.Errorf("Profile calls %q; want %q", profiled, want)
+	}
 	if len(rep.Phases) != 2 || rep.Phases[0].Name != "bf16" || rep.Phases[1].Name != "bare" {
 		t.Fatalf("phases %v; want bf16, then bare", rep.Phases)
 	}
@@ -190,6 +205,22 @@ func TestRunBare(t *testing.T) {
 		if !(ph.JobsPerSec > 0 && ph.OutputTokensPerSec > 0) {
 			t.Errorf("%s: %.3g jobs/s, %.3g tok/s; want both > 0", ph.Name, ph.JobsPerSec, ph.OutputTokensPerSec)
 		}
+		// The timed jobs' tokens, not the warm-up's: at most every output
+		// token but each job's first (sampled by its last prefill) is a
+		// decode (fewer after a preemption, whose recompute samples one).
+		e := ph.Engines
+		if e == nil || e.Engines != 2 || e.DecodeTokens < 1 || e.DecodeTokens > ph.OutputTokens-ph.Answered || e.PrefillTokens < 1 ||
+			e.Steps < 1 || !(e.StepSeconds > 0) || e.IdleSeconds < 0 {
+			t.Errorf("%s: engines %+v; want 2, 1 to %d decodes (output tokens less one a job), prefills, steps and their time",
+				ph.Name, e, ph.OutputTokens-ph.Answered)
+		}
+		if !(ph.InEngineMs > 0) || ph.ToEngineMs < 0 || ph.BackMs < 0 {
+			t.Errorf("%s: %.3g ms to the engine, %.3g in it, %.3g back; want time in it, none below 0", ph.Name, ph.ToEngineMs, ph.InEngineMs, ph.BackMs)
+		}
+	}
+	if bare.ToEngineMs != 0 || bare.BackMs != 0 || !(worker.ToEngineMs > 0 && worker.BackMs > 0) {
+		t.Errorf("to the engine and back: worker %.3g, %.3g ms; bare %.3g, %.3g; want time through the queue for the worker alone",
+			worker.ToEngineMs, worker.BackMs, bare.ToEngineMs, bare.BackMs)
 	}
 	if worker.OutputTokens != bare.OutputTokens || worker.PromptTokens != bare.PromptTokens {
 		t.Errorf("worker: %d prompt, %d output tokens; bare: %d, %d; want the same", worker.PromptTokens, worker.OutputTokens, bare.PromptTokens, bare.OutputTokens)
@@ -218,9 +249,26 @@ func TestRunBare(t *testing.T) {
 		t.Errorf("ratio %+v without an auto phase; want none", rep.Ratio)
 	}
 	want := fmt.Sprintf("same tokens in %d of %d jobs", cfg.Jobs, cfg.Jobs)
+	for _, line := range []string{"  bf16: 2 engine(s), ", "  bare: 2 engine(s), ", "a job's mean time: "} {
+		if !strings.Contains(out.String(), line) {
+			t.Errorf("the table lacks %q:\n%s", line, out.String())
+		}
+	}
 	if !strings.Contains(out.String(), "queue overhead, worker at bf16 / bare engine loop") || !strings.Contains(out.String(), want) ||
 		strings.Contains(out.String(), "headline") || strings.Contains(out.String(), "quality loop") {
 		t.Errorf("the table lacks the overhead line (%q), or has a headline or quality settings:\n%s", want, out.String())
+	}
+}
+
+// TestRunBareNoWarmPass: NoWarmPass leaves the warm pass out.
+func TestRunBareNoWarmPass(t *testing.T) {
+	cfg := config(t, lmfixtures.Unpack(t))
+	cfg.Phases, cfg.Jobs, cfg.NoWarmPass = []string{lmbench.PhasePinned, lmbench.PhaseBare}, 8, true
+	var progress bytes.Buffer
+	cfg.Progress = &progress
+	rep, _ := run(t, cfg)
+	if strings.Contains(progress.String(), "warm pass") || rep.Overhead == nil {
+		t.Errorf("progress:\n%s\noverhead %+v; want no warm pass, and the overhead", progress.String(), rep.Overhead)
 	}
 }
 

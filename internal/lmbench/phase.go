@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gearbox-inference/gearbox"
+	"github.com/gearbox-inference/gearbox/engine"
 	"github.com/gearbox-inference/gearbox/kernels"
 	"github.com/gearbox-inference/gearbox/precision"
 	"github.com/gearbox-inference/gearbox/quality"
@@ -62,6 +63,11 @@ type answer struct {
 	precision precision.Format
 	prompt    int
 	output    int
+	// How the job's time from its publish to its answer split: to its
+	// engine (the result's queued_ms), in it (compute_ms), and back from
+	// the sequence's end to the answer read. The bare phase has only the
+	// time in the engine.
+	toEngine, inEngine, back time.Duration
 }
 
 // event is a quality report or a policy change, and when it came.
@@ -95,7 +101,7 @@ func (b *bench) phase(ctx context.Context, spec phaseSpec) (*Phase, error) {
 		}
 	}
 	runErr := make(chan error, b.cfg.Workers)
-	stop, err := b.startWorkers(spec, runErr)
+	stop, stats, err := b.startWorkers(spec, runErr)
 	if err != nil {
 		return nil, err
 	}
@@ -115,13 +121,22 @@ func (b *bench) phase(ctx context.Context, spec phaseSpec) (*Phase, error) {
 		}
 	}
 	energy := b.energyMeter()
-	if err := b.timed(ctx, pr, runErr); err != nil {
+	before := stats()
+	stopProfile, err := b.profile(spec.name)
+	if err != nil {
 		return nil, err
 	}
+	if err := b.timed(ctx, pr, runErr); err != nil {
+		return nil, errors.Join(err, stopProfile())
+	}
 	elapsed := time.Since(pr.start)
+	if err := stopProfile(); err != nil {
+		return nil, err
+	}
 	joules := energy()
 	ph := pr.summary(b, elapsed, joules)
 	ph.Tokens = pr.tokens
+	ph.Engines = stats().since(before)
 	var holds []Final
 	if spec.auto {
 		if holds, err = b.finals(ctx); err != nil {
@@ -146,6 +161,19 @@ drain:
 	return ph, nil
 }
 
+// profile starts Config.Profile for the phase called name, if set, and
+// returns what stops it.
+func (b *bench) profile(name string) (stop func() error, err error) {
+	if b.cfg.Profile == nil {
+		return func() error { return nil }, nil
+	}
+	stop, err = b.cfg.Profile(name)
+	if err != nil {
+		return nil, fmt.Errorf("profile of the %s phase: %w", name, err)
+	}
+	return stop, nil
+}
+
 func energyNote(ph *Phase) string {
 	if ph.JoulesPer1kJobs == nil {
 		return ""
@@ -154,8 +182,9 @@ func energyNote(ph *Phase) string {
 }
 
 // startWorkers starts the phase's workers, each on its own connection;
-// stop shuts them down gracefully and closes their connections.
-func (b *bench) startWorkers(spec phaseSpec, runErr chan<- error) (stop func(), err error) {
+// stop shuts them down gracefully and closes their connections; stats sums
+// their engines' statistics so far.
+func (b *bench) startWorkers(spec phaseSpec, runErr chan<- error) (stop func(), stats func() Engines, err error) {
 	hard, hardStop := context.WithCancel(context.Background())
 	var ws []*worker.Worker
 	var closers []func()
@@ -176,7 +205,7 @@ func (b *bench) startWorkers(spec phaseSpec, runErr chan<- error) (stop func(), 
 		nc, err := b.connect(fmt.Sprintf("bench-lm-%s-%d", spec.name, i))
 		if err != nil {
 			stop()
-			return nil, err
+			return nil, nil, err
 		}
 		closers = append(closers, nc.Close)
 		wc := b.cfg.Worker
@@ -188,7 +217,7 @@ func (b *bench) startWorkers(spec phaseSpec, runErr chan<- error) (stop func(), 
 		w, err := worker.New(nc, b.cfg.Backend, b.set, wc)
 		if err != nil {
 			stop()
-			return nil, err
+			return nil, nil, err
 		}
 		ws = append(ws, w)
 		wg.Go(func() {
@@ -197,7 +226,14 @@ func (b *bench) startWorkers(spec phaseSpec, runErr chan<- error) (stop func(), 
 			}
 		})
 	}
-	return stop, nil
+	stats = func() Engines {
+		var sts []engine.StepStats
+		for _, w := range ws {
+			sts = append(sts, w.LMStats()...)
+		}
+		return engineTotals(sts)
+	}
+	return stop, stats, nil
 }
 
 // warmUp runs one short job per model and precision of the phase's warm
@@ -274,10 +310,12 @@ func (b *bench) setPolicies(ctx context.Context) error {
 func (b *bench) timed(ctx context.Context, pr *phaseRun, runErr <-chan error) error {
 	n := len(b.jobs)
 	done := make([]bool, n)
+	sent := make([]time.Time, n)
 	next, answered := 0, 0
 	submit := func() error {
 		j := &b.jobs[next]
 		req := j.request(pr.spec.name, next, b.models[j.model].Name, pr.spec.precision, b.cfg.Temperature)
+		sent[next] = time.Now()
 		if _, err := b.client.Submit(ctx, req); err != nil {
 			return fmt.Errorf("publish job %s: %w", req.ID, err)
 		}
@@ -303,7 +341,9 @@ func (b *bench) timed(ctx context.Context, pr *phaseRun, runErr <-chan error) er
 			done[i] = true
 			answered++
 			pr.tokens[i] = append([]int32{}, r.Tokens...) // non-nil: answered
-			a := answer{at: time.Since(pr.start), model: b.jobs[i].model, precision: r.Precision}
+			a := answer{at: time.Since(pr.start), model: b.jobs[i].model, precision: r.Precision,
+				toEngine: msDuration(r.QueuedMs), inEngine: msDuration(r.ComputeMs)}
+			a.back = time.Since(sent[i]) - a.toEngine - a.inEngine
 			if r.Usage != nil {
 				a.prompt, a.output = r.Usage.PromptTokens, r.Usage.CompletionTokens
 			}
@@ -327,6 +367,8 @@ func (b *bench) timed(ctx context.Context, pr *phaseRun, runErr <-chan error) er
 	}
 	return nil
 }
+
+func msDuration(ms float64) time.Duration { return time.Duration(ms * float64(time.Millisecond)) }
 
 // report records a quality report if it checked one of the phase's jobs.
 func (pr *phaseRun) report(r *gearbox.QualityReport) {

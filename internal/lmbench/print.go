@@ -52,6 +52,11 @@ func (r *Report) Print(w io.Writer) {
 	if o := r.Overhead; o != nil {
 		fmt.Fprintf(w, "\nqueue overhead, worker at %s / bare engine loop: output tok/s %.3f×, jobs/s %.3f×; same tokens in %d of %d jobs\n",
 			o.Worker, o.OutputTokensPerSec, o.JobsPerSec, o.SameTokens, o.Jobs)
+		for _, ph := range r.Phases {
+			if ph.Engines != nil && (ph.Name == o.Worker || ph.Name == o.Bare) {
+				ph.Engines.print(w, &ph)
+			}
+		}
 	}
 	for _, ph := range r.Phases {
 		ph.print(w, r.Models)

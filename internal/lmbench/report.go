@@ -103,6 +103,17 @@ type Phase struct {
 	Violations int      `json:"violations"`
 	// Final is the controllers' view at the phase's end (auto only).
 	Final []Final `json:"final,omitempty"`
+	// ToEngineMs, InEngineMs and BackMs split a job's mean time from its
+	// publish to its answer: until its engine took it (results'
+	// queued_ms), in the engine (compute_ms) and from its end until the
+	// answer was read. The bare phase, with no queue, has only
+	// InEngineMs.
+	ToEngineMs float64 `json:"to_engine_ms"`
+	InEngineMs float64 `json:"in_engine_ms"`
+	BackMs     float64 `json:"back_ms"`
+	// Engines is what the engines did while the clock ran; absent where
+	// they could not be read.
+	Engines *Engines `json:"engines,omitempty"`
 	// Tokens are each job's generated tokens, by the job's index in the
 	// list (nil for a job not answered); not in the JSON.
 	Tokens [][]int32 `json:"-"`

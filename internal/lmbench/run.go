@@ -105,9 +105,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		case PhaseAuto:
 			ph, err = b.phase(ctx, b.autoSpec())
 		case PhasePinned:
+			if cfg.runs(PhaseBare) && !cfg.NoWarmPass {
+				if _, err := b.bare(ctx, true); err != nil {
+					return nil, fmt.Errorf("warm pass: %w", err)
+				}
+			}
 			ph, err = b.phase(ctx, b.pinnedSpec())
 		case PhaseBare:
-			ph, err = b.bare(ctx)
+			ph, err = b.bare(ctx, false)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%s phase: %w", name, err)

@@ -40,6 +40,14 @@ func (pr *phaseRun) summary(b *bench, elapsed time.Duration, joules *float64) *P
 		}
 		ph.Mix[i].Jobs[name][a.precision]++
 	}
+	if n := len(pr.answers); n > 0 {
+		var to, in, back time.Duration
+		for _, a := range pr.answers {
+			to, in, back = to+a.toEngine, in+a.inEngine, back+a.back
+		}
+		mean := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(n) }
+		ph.ToEngineMs, ph.InEngineMs, ph.BackMs = mean(to), mean(in), mean(back)
+	}
 	ph.JobsPerSec = float64(ph.Answered) / ph.Seconds
 	ph.OutputTokensPerSec = float64(ph.OutputTokens) / ph.Seconds
 	if joules != nil {
