@@ -35,10 +35,11 @@ type devState struct {
 	xvec      uint64 // the fp8 activation scales, one per row (xvecCap floats)
 	xvecCap   int
 
-	weights map[weightKey]*devWeights
-	slots   *slots // the tensor path's batches in flight (Backend's)
-	plans   map[planKey]*gemmPlan
-	margin  int
+	weights   map[weightKey]*devWeights
+	slots     *slots // the tensor path's batches in flight (Backend's)
+	plans     map[planKey]*gemmPlan
+	planClock uint64 // counts plan lookups, for the plans' last use
+	margin    int
 
 	useGraphs   bool
 	graphs      map[graphKey]*graph

@@ -146,3 +146,37 @@ func TestDefaultPlansFollowRows(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPlanEviction: past maxPlans plans a device frees the least recently
+// used half, so a plan in steady use (a batch size every step takes) is
+// kept while a stream of new sizes comes and goes.
+func TestPlanEviction(t *testing.T) {
+	b := newTestBackend(t, Config{})
+	err := b.do(context.Background(), func(d *devState) error {
+		key := func(rows int) planKey { return planKey{p: precision.BF16, rows: rows, n: 64, k: 64} }
+		hot, err := d.plan(key(1), &devLayer{})
+		if err != nil {
+			return err
+		}
+		for rows := 2; rows < maxPlans+maxPlans/4; rows++ {
+			if _, err := d.plan(key(rows), &devLayer{}); err != nil {
+				return err
+			}
+			if n := len(d.plans); n > maxPlans {
+				t.Fatalf("%d plans cached after %d rows, want at most %d", n, rows, maxPlans)
+			}
+			if rows%64 == 0 { // the hot size, used again now and then
+				if g, err := d.plan(key(1), &devLayer{}); err != nil || g != hot {
+					t.Fatalf("after %d rows the plan of 1 row was rebuilt (err %v)", rows, err)
+				}
+			}
+		}
+		if _, ok := d.plans[key(2)]; ok {
+			t.Errorf("the plan of 2 rows, used once at the start, was kept")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

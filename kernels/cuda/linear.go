@@ -8,7 +8,9 @@ package cuda
 import "C"
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 
 	"github.com/gearbox-inference/gearbox/precision"
 )
@@ -44,8 +46,15 @@ type planKey struct {
 type gemmPlan struct {
 	lt   ltPlan
 	mode gemmMode
-	bVec bool // fp8: the activation scales as an outer vector (one per row)
+	bVec bool   // fp8: the activation scales as an outer vector (one per row)
+	used uint64 // devState.planClock at its last use
 }
+
+// maxPlans is how many plans a device keeps. A language model's steps
+// take many row counts (every prefill chunk and decode batch size), five
+// or so plans each: past maxPlans the least recently used half is freed,
+// so the sizes in steady use keep theirs.
+const maxPlans = 4096
 
 func (g *gemmPlan) free() { g.lt.free() }
 
@@ -74,14 +83,13 @@ func gemmTypes(p precision.Format, fp8F32 bool) (ab, compute int) {
 // mode is the one for that row count, and gbx_plan_fixed takes the
 // heuristic's algorithm for it, split-K off, at every row count.
 func (d *devState) plan(k planKey, dl *devLayer) (*gemmPlan, error) {
+	d.planClock++
 	if g := d.plans[k]; g != nil {
+		g.used = d.planClock
 		return g, nil
 	}
-	if len(d.plans) > 512 { // many batch sizes: start over
-		for key, g := range d.plans {
-			g.free()
-			delete(d.plans, key)
-		}
+	if len(d.plans) >= maxPlans {
+		d.evictPlans(maxPlans / 2)
 	}
 	ab, compute := gemmTypes(k.p, k.fp8F32)
 	base := planArgs{
@@ -146,7 +154,7 @@ func (d *devState) plan(k planKey, dl *devLayer) (*gemmPlan, error) {
 	for _, t := range tries {
 		lp, err := d.lt.plan(t.a)
 		if err == nil {
-			g := &gemmPlan{lt: lp, mode: t.mode, bVec: t.bVec}
+			g := &gemmPlan{lt: lp, mode: t.mode, bVec: t.bVec, used: d.planClock}
 			d.plans[k] = g
 			return g, nil
 		}
@@ -155,6 +163,22 @@ func (d *devState) plan(k planKey, dl *devLayer) (*gemmPlan, error) {
 		}
 	}
 	return nil, fmt.Errorf("cuda: no cuBLASLt algorithm for %s %d×%d×%d: %w", k.p, k.rows, k.n, k.k, firstErr)
+}
+
+// evictPlans frees the least recently used plans until keep are left.
+func (d *devState) evictPlans(keep int) {
+	if len(d.plans) <= keep {
+		return
+	}
+	keys := make([]planKey, 0, len(d.plans))
+	for k := range d.plans {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b planKey) int { return cmp.Compare(d.plans[a].used, d.plans[b].used) })
+	for _, k := range keys[:len(keys)-keep] {
+		d.plans[k].free()
+		delete(d.plans, k)
+	}
 }
 
 // linear enqueues y[rows, N] = x[rows, K]·Wᵀ + bias (then relu when relu)
