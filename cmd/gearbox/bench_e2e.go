@@ -55,7 +55,7 @@ Backend.Forward in a loop, on the same batches, per precision, on GEARBOX_DEVICE
 	fs.StringVar(&f.inputDType, "input-dtype", "f32", "element type of the jobs' input tensors: f32, bf16 or f16 (the inputs are rounded to it; the bare loop gets the same values)")
 	fs.StringVar(&f.outputDType, "output-dtype", "f32", "the jobs' output_dtype: f32, bf16 or f16 (the raw side's result is that size)")
 	fs.StringVar(&f.jsonOut, "json", "", "also write the report as JSON to this file")
-	fs.StringVar(&f.plot, "plot", "", "also draw jobs/s per precision, worker and bare, to this file (.png or .svg)")
+	fs.StringVar(&f.plot, "plot", "", "also draw jobs/s per precision, worker, bare and raw, to this file (.png or .svg)")
 	fs.BoolVar(&f.raw, "raw", true, "also run the raw-JetStream side (the same jobs and result sizes with no worker: the transport's ceiling)")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of each timed worker repetition to this file, -<precision>-<rep> inserted before its extension")
 	fs.StringVar(&f.trace, "trace", "", "write an execution trace (go tool trace) of each timed worker repetition to this file, -<precision>-<rep> inserted before its extension")

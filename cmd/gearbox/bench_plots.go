@@ -10,17 +10,22 @@ import (
 	"github.com/gearbox-inference/gearbox/precision"
 )
 
-// plotE2E draws bench e2e's report: jobs/s of the worker and of the bare
-// loop per precision, the worker's share of the bare rate, and joules per
-// 1,000 jobs when the GPU's energy was read.
+// plotE2E draws bench e2e's report: jobs/s of the worker, of the bare
+// loop and (when it ran) of raw JetStream per precision, the worker's share
+// of the bare and raw rates, and joules per 1,000 jobs when the GPU's
+// energy was read.
 func plotE2E(path string, rep *e2e.Report) error {
 	var labels []string
-	var worker, bare, ratio, joules []float64
+	var worker, bare, ratio, raw, overRaw, joules []float64
 	for _, r := range rep.Results {
 		labels = append(labels, string(r.Precision))
 		worker = append(worker, r.Worker.JobsPerSec)
 		bare = append(bare, r.Bare.JobsPerSec)
 		ratio = append(ratio, r.Ratio)
+		if r.Raw != nil {
+			raw = append(raw, r.Raw.JobsPerSec)
+			overRaw = append(overRaw, r.WorkerOverRaw)
+		}
 		if r.Worker.JoulesPer1kJobs != nil {
 			joules = append(joules, *r.Worker.JoulesPer1kJobs)
 		}
@@ -29,6 +34,10 @@ func plotE2E(path string, rep *e2e.Report) error {
 		{Title: "worker", YLabel: "jobs/s", Labels: labels, Values: worker},
 		{Title: "bare backend loop", YLabel: "jobs/s", Labels: labels, Values: bare},
 		{Title: "worker / bare", YLabel: "ratio", Labels: labels, Values: ratio},
+	}
+	if len(raw) == len(labels) {
+		bs = append(bs, plots.Bars{Title: "raw JetStream (the transport)", YLabel: "jobs/s", Labels: labels, Values: raw},
+			plots.Bars{Title: "worker / raw", YLabel: "ratio", Labels: labels, Values: overRaw})
 	}
 	if len(joules) == len(labels) {
 		bs = append(bs, plots.Bars{Title: "worker energy", YLabel: "J per 1,000 jobs", Labels: labels, Values: joules})
