@@ -84,6 +84,8 @@ enum { GBX_ATTN_MAX_SPLITS = 64, GBX_ATTN_MIN_SPLIT = 128 };
 // gbx_attn_dec64_G and gbx_attn_dec128_G (G = 2, 4, 8): gbx_attn_partial's
 // grid and arguments (less f32, dim), GBX_ATTN_DEC_THREADS threads; a BF16
 // cache, head dims 64 or 128, up to G query heads per KV head.
+// gbx_attn_mma64 and gbx_attn_mma128 (attn_mma.cu): the same arguments and
+// threads, up to 8 query heads per KV head.
 #define GBX_ATTN_DEC_THREADS 128
 
 // gbx_gemv: grid n / GBX_GEMV_ROWS, GBX_GEMV_THREADS threads, up to
