@@ -14,8 +14,7 @@
 // softmax and the weighted sum run in float (the CPU: double), with fmaf
 // for the dot products.
 
-#include "lm.cuh"
-#include "rows.cuh"
+#include "attn.cuh"
 
 // gbx_ld8 loads 8 consecutive cache values at element off (a multiple of 8)
 // as floats.
@@ -389,31 +388,8 @@ __device__ __forceinline__ void gbx_attn_dec(const float *qkv, int stride, const
 			for (int e = 0; e < 8; e++) sh.acc[warp][h * DIM + sub * 8 + e] = acc[h][e];
 	if (leader) sh.m[warp][hOwn] = mh, sh.l[warp][hOwn] = lh;
 	__syncthreads();
-	// The warps, in order: a warp without a block (m = −inf) weighs 0.
-	const int H = kvHeads * G;
-	for (int k = t; k < G * DIM; k += NT) {
-		const int h = k / DIM, d = k % DIM, hq = g * G + h;
-		float M = NEG;
-#pragma unroll
-		for (int w = 0; w < NW; w++) M = fmaxf(M, sh.m[w][h]);
-		float L = 0.0f, o = 0.0f;
-#pragma unroll
-		for (int w = 0; w < NW; w++) {
-			const float e = sh.m[w][h] == NEG ? 0.0f : expf(sh.m[w][h] - M);
-			L = L + sh.l[w][h] * e;
-			o = o + sh.acc[w][h * DIM + d] * e;
-		}
-		if (ns == 1) {
-			const long long at = (long long)r * outStride + (long long)hq * DIM + d;
-			const float v = __fdiv_rn(o, L);
-			out[at] = v;
-			if (yq) gbx_st(yq, fmt, at, v);
-			continue;
-		}
-		const long long b = ((long long)rc * H + hq) * maxSplits + s;
-		partO[b * DIM + d] = o;
-		if (d == 0) partML[2 * b] = M, partML[2 * b + 1] = L;
-	}
+	gbx_attn_warps_out<NW, DIM, GP>(&sh.m[0][0], &sh.l[0][0], &sh.acc[0][0], G, kvHeads, g, r, rc, s, ns, maxSplits,
+	                                out, outStride, yq, fmt, partO, partML);
 }
 
 // The entry points of gbx_attn_dec, one per shape (each with its own

@@ -3,8 +3,7 @@
 // own, loaded only when asked for: a compile failure here leaves the
 // language-model module (attention.cu) untouched.
 
-#include "lm.cuh"
-#include "rows.cuh"
+#include "attn.cuh"
 
 // gbx_attn_mma<DIM> is gbx_attn_dec on the tensor cores (opt-in, for
 // measuring it: LMBench.AttnMMA): a BF16 cache, head dims DIM of 64 or 128,
@@ -135,30 +134,8 @@ __device__ __forceinline__ void gbx_attn_mma(const float *qkv, int stride, const
 		}
 	if (tq == 0) sm[warp][g] = mh, sl[warp][g] = lh;
 	__syncthreads();
-	const int H = kvHeads * G;
-	for (int k = t; k < G * DIM; k += NT) {
-		const int h = k / DIM, d = k % DIM, hq = kh * G + h;
-		float M = NEG;
-#pragma unroll
-		for (int w = 0; w < NW; w++) M = fmaxf(M, sm[w][h]);
-		float L = 0.0f, acc = 0.0f;
-#pragma unroll
-		for (int w = 0; w < NW; w++) {
-			const float e = sm[w][h] == NEG ? 0.0f : expf(sm[w][h] - M);
-			L = L + sl[w][h] * e;
-			acc = acc + so[w][h * DIM + d] * e;
-		}
-		if (ns == 1) {
-			const long long at = (long long)r * outStride + (long long)hq * DIM + d;
-			const float v = __fdiv_rn(acc, L);
-			out[at] = v;
-			if (yq) gbx_st(yq, fmt, at, v);
-			continue;
-		}
-		const long long bi = ((long long)rc * H + hq) * maxSplits + s;
-		partO[bi * DIM + d] = acc;
-		if (d == 0) partML[2 * bi] = M, partML[2 * bi + 1] = L;
-	}
+	gbx_attn_warps_out<NW, DIM, GP>(&sm[0][0], &sl[0][0], &so[0][0], G, kvHeads, kh, r, rc, s, ns, maxSplits, out,
+	                                outStride, yq, fmt, partO, partML);
 }
 
 extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
