@@ -192,26 +192,39 @@ func (w *Worker) republish(ctx context.Context, p *pending, from int, cause erro
 	}
 	backoff := 100 * time.Millisecond
 	for _, m := range p.msgs[from:] {
-		for attempt := 1; ; attempt++ {
-			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			_, err := w.js.PublishMsg(pctx, m)
-			cancel()
-			if err == nil {
-				break
-			}
-			if ctx.Err() != nil || attempt == publishAttempts {
-				w.log.Warn().Err(err).AnErr("cause", cause).Str("subject", m.Subject).Int("attempts", attempt).Msg("publish failed")
-				return false
-			}
-			select {
-			case <-time.After(backoff):
-			case <-ctx.Done():
-				return false
-			}
-			backoff = min(2*backoff, 2*time.Second)
+		if attempts, err := PublishStored(ctx, w.js, m, &backoff); err != nil {
+			w.log.Warn().Err(err).AnErr("cause", cause).Str("subject", m.Subject).Int("attempts", attempts).Msg("publish failed")
+			return false
 		}
 	}
 	return true
+}
+
+// PublishStored publishes m synchronously until the stream has stored it,
+// as a worker publishes an answer whose asynchronous publish failed: up to
+// publishAttempts attempts of 5 s each, backing off *backoff between them
+// (doubled after each wait, to at most 2 s; shared by the messages of one
+// answer). It returns the attempts made and, if none stored m, the last
+// error (ctx's, if it ended first). m should carry a Nats-Msg-Id, so that
+// an attempt that did land is not stored twice.
+func PublishStored(ctx context.Context, js jetstream.JetStream, m *nats.Msg, backoff *time.Duration) (int, error) {
+	for attempt := 1; ; attempt++ {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := js.PublishMsg(pctx, m)
+		cancel()
+		if err == nil {
+			return attempt, nil
+		}
+		if ctx.Err() != nil || attempt == publishAttempts {
+			return attempt, err
+		}
+		select {
+		case <-time.After(*backoff):
+		case <-ctx.Done():
+			return attempt, ctx.Err()
+		}
+		*backoff = min(*backoff*2, 2*time.Second)
+	}
 }
 
 // publishAttempts is how often an answer's publish is tried before its job

@@ -753,11 +753,12 @@ func (b *bench) rawConsumer(ctx context.Context, nc *nats.Conn, tmpl *nats.Msg, 
 			select {
 			case <-p.f.Ok():
 			case err := <-p.f.Err():
-				// As the worker does (worker/finish.go): publish again,
-				// synchronously, with the same message id, backing off
-				// (the server answers 429 when the stream falls behind).
-				if err := republish(ctx, js, p.f.Msg(), err); err != nil {
-					ackErr <- fmt.Errorf("result publish: %w", err)
+				// As the worker does: publish again, synchronously, with
+				// the same message id, backing off (the server answers 429
+				// when the stream falls behind).
+				backoff := 100 * time.Millisecond
+				if _, rerr := worker.PublishStored(ctx, js, p.f.Msg(), &backoff); rerr != nil {
+					ackErr <- fmt.Errorf("result publish: %w (first: %w)", rerr, err)
 					return
 				}
 			case <-ctx.Done():
@@ -810,29 +811,6 @@ func (b *bench) rawConsumer(ctx context.Context, nc *nats.Conn, tmpl *nats.Msg, 
 		return err
 	}
 	return <-ackErr // nil once the ack goroutine is done
-}
-
-// republish publishes m synchronously until it is stored, backing off
-// from 100 ms to 2 s between attempts, for up to 10 attempts; cause is
-// the failure of the first publish.
-func republish(ctx context.Context, js jetstream.JetStream, m *nats.Msg, cause error) error {
-	backoff := 100 * time.Millisecond
-	for range 10 {
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		backoff = min(2*backoff, 2*time.Second)
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := js.PublishMsg(pctx, m)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		cause = err
-	}
-	return fmt.Errorf("10 attempts: %w", cause)
 }
 
 // drained waits until the shared consumer holds no job that is pending or
