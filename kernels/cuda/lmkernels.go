@@ -161,7 +161,8 @@ type attnArgs struct {
 	maxSplits               int
 	out                     uint64
 	outStride               int
-	// dec runs gbx_attn_dec (the caller checks attnDec); yq, if not 0,
+	// dec, if set, runs in place of gbx_attn_partial with gbx_attn_dec's
+	// arguments (gbx_attn_dec or gbx_attn_mma: attnKernel); yq, if not 0,
 	// then receives out in yqFmt (tf32, bf16 or f16) too: the o
 	// projection's operand.
 	dec   *kernel
