@@ -50,7 +50,7 @@ type devState struct {
 	gemvMaxM    int  // Config.GEMVMaxRows
 	invariant   bool // Config.BatchInvariant: GEMM algorithms fixed per shape (linear.go)
 	attnPartial bool // every attention on gbx_attn_partial (LMBench.AttnPartial)
-	attnMMA     bool // attention on gbx_attn_mma where it takes the shape (LMBench.AttnMMA)
+	attnDec     bool // attention on gbx_attn_dec instead of gbx_attn_mma (LMBench.AttnDec)
 
 	lm lmState // language models (lmrun.go)
 }

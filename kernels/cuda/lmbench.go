@@ -49,10 +49,10 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 		_ = b.do(ctx, func(d *devState) error { was, d.gemvMaxM = d.gemvMaxM, cfg.GEMVMaxRows; return nil })
 		defer func() { _ = b.do(ctx, func(d *devState) error { d.gemvMaxM = was; return nil }) }()
 	}
-	if cfg.AttnMMA {
+	if cfg.AttnDec {
 		var was bool
-		_ = b.do(ctx, func(d *devState) error { was, d.attnMMA = d.attnMMA, true; return nil })
-		defer func() { _ = b.do(ctx, func(d *devState) error { d.attnMMA = was; return nil }) }()
+		_ = b.do(ctx, func(d *devState) error { was, d.attnDec = d.attnDec, true; return nil })
+		defer func() { _ = b.do(ctx, func(d *devState) error { d.attnDec = was; return nil }) }()
 	}
 	if cfg.AttnPartial {
 		var was bool

@@ -42,11 +42,11 @@ type LMBench struct {
 	// the run (-1: cuBLASLt for every batch), for side-by-side timings.
 	GEMVMaxRows int
 	// AttnPartial, if set, runs every attention on gbx_attn_partial, the
-	// general kernel, instead of gbx_attn_dec where it takes the shape.
+	// general kernel, instead of gbx_attn_mma where it takes the shape.
 	AttnPartial bool
-	// AttnMMA, if set, runs attention on gbx_attn_mma (the tensor-core
-	// form of gbx_attn_dec) where it takes the shape.
-	AttnMMA bool
+	// AttnDec, if set, runs attention on gbx_attn_dec (the CUDA-core form
+	// of gbx_attn_mma) where it takes the shape.
+	AttnDec bool
 	// Progress, if set, is called after each case.
 	Progress func(LMResult)
 }

@@ -285,12 +285,14 @@ func (d *devState) lmEnqueue(ctx context.Context, m *lm.Model, w *lmWeights, kv 
 		partML: r.part + uint64(4*r.attnRows*c.Heads*pl.maxSplits*c.HeadDim), maxSplits: pl.maxSplits, out: r.f, outStride: qd,
 	}
 	if !d.attnPartial {
-		if d.attnMMA {
+		// gbx_attn_mma needs BF16 mma.sync (compute capability 8.0).
+		mma := !d.attnDec && d.info.Major >= 8
+		if mma {
 			if err := k.load(modAttnMMA); err != nil {
 				return fmt.Errorf("cuda: model %q: %w", m.Name, err)
 			}
 		}
-		attn.dec = k.attnKernel(d.attnMMA, kv.f32, c.HeadDim, c.Heads/c.KVHeads)
+		attn.dec = k.attnKernel(mma, kv.f32, c.HeadDim, c.Heads/c.KVHeads)
 	}
 	var delta uint64 // the previous block's output, added to x by the next norm
 	for l := range w.layers {

@@ -42,8 +42,9 @@ var (
 	// run on cuBLASLt.
 	modGEMV = &module{name: "gemv", sources: []string{"gemv.cu"}}
 
-	// modAttnMMA holds gbx_attn_mma (attn_mma.cu), opt-in
-	// (LMBench.AttnMMA); it is loaded when first asked for.
+	// modAttnMMA holds gbx_attn_mma (attn_mma.cu), the decode attention
+	// of a BF16 cache; it needs compute capability 8.0 and is loaded the
+	// first time a language model runs there.
 	modAttnMMA = &module{name: "attn_mma", sources: []string{"attn_mma.cu"}, options: []string{"-fmad=false"}}
 
 	modules = []*module{modOps, modFP4, modLM, modGEMV, modAttnMMA}
