@@ -58,7 +58,9 @@ func TestLaunches(t *testing.T) {
 		{"lmRope", func() error {
 			return k.lmRope(s, 9, ropeArgs{qkv: 1, stride: 128, dim: 16, heads: 4, kvHeads: 2, layers: 2})
 		}},
-		{"lmSiLURows", func() error { return k.lmSiLURows(s, 1, 2, 3, fmtE4M3, 4, 9, 160, 0) }},
+		{"lmSiLURows", func() error { return k.lmSiLURows(s, 1, 2, 3, fmtE4M3, 4, 5, 9, 160, 0) }},
+		{"lmSiLURows split", func() error { return k.lmSiLURows(s, 1, 2, 3, fmtBF16, 4, 5, 2, 4096, 0) }},
+		{"lmQuantCols", func() error { return k.lmQuantCols(s, 1, 2, fmtE4M3, 3, 4, 2, 4096, 0, 4) }},
 		{"attnPartial", func() error {
 			return k.attnPartial(s, 3, 9, attnArgs{qkv: 1, kvHeads: 8, group: 4, dim: 128, maxSplits: 16, scale: 0.1})
 		}},

@@ -27,12 +27,13 @@ const (
 // ---- lm.cu ----
 
 var (
-	kLMConvert  = defKernel(modLM, "gbx_lm_convert", 0)
-	kLMFill     = defKernel(modLM, "gbx_lm_fill", 0)
-	kLMEmbed    = defKernel(modLM, "gbx_lm_embed", 0)
-	kLMNorm     = defKernel(modLM, "gbx_lm_norm", 0)
-	kLMRope     = defKernel(modLM, "gbx_lm_rope", 0)
-	kLMSiLURows = defKernel(modLM, "gbx_lm_silu_rows", 0)
+	kLMConvert   = defKernel(modLM, "gbx_lm_convert", 0)
+	kLMFill      = defKernel(modLM, "gbx_lm_fill", 0)
+	kLMEmbed     = defKernel(modLM, "gbx_lm_embed", 0)
+	kLMNorm      = defKernel(modLM, "gbx_lm_norm", 0)
+	kLMRope      = defKernel(modLM, "gbx_lm_rope", 0)
+	kLMSiLURows  = defKernel(modLM, "gbx_lm_silu_rows", 0)
+	kLMQuantCols = defKernel(modLM, "gbx_lm_quant_cols", 0)
 )
 
 // lmThreads is the block of the per-row language-model kernels.
@@ -114,9 +115,42 @@ func (k *kernelSet) lmRope(s cuStream, rows int, r ropeArgs) error {
 // lmSiLURows writes act [rows, inter] = SiLU(gate)·up from gu [rows,
 // 2·inter] and, in format f, the down projection's operand yq (fp8: scales
 // in xs).
-func (k *kernelSet) lmSiLURows(s cuStream, gu, act, yq uint64, f fmtCode, xs uint64, rows, inter, margin int) error {
-	return k.run(s, perRowLM(kLMSiLURows, rows, newArgs().ptr(gu).ptr(act).ptr(yq).i32(int(f)).ptr(xs).i32(inter).i32(margin)))
+func (k *kernelSet) lmSiLURows(s cuStream, gu, act, yq uint64, f fmtCode, xs, amax uint64, rows, inter, margin int) error {
+	ny := siluSplit(rows, inter)
+	if ny == 1 {
+		return k.run(s, perRowLM(kLMSiLURows, rows, newArgs().ptr(gu).ptr(act).ptr(yq).i32(int(f)).ptr(xs).ptr(0).i32(inter).i32(margin)))
+	}
+	grid, block := [3]uint32{uint32(rows), uint32(ny), 1}, [3]uint32{lmThreads, 1, 1}
+	a := newArgs().ptr(gu).ptr(act).ptr(yq).i32(int(f)).ptr(xs).ptr(amax).i32(inter).i32(margin)
+	if err := k.run(s, launch{kernel: kLMSiLURows, grid: grid, block: block, args: a}); err != nil || (f != fmtE4M3 && f != fmtE4M3F32) {
+		return err
+	}
+	return k.lmQuantCols(s, act, yq, f, xs, amax, rows, inter, margin, ny)
 }
+
+// lmQuantCols writes the fp8 operand of lmSiLURows' act when it split rows
+// over ny blocks each (amax [rows·ny], the blocks' maxima).
+func (k *kernelSet) lmQuantCols(s cuStream, act, yq uint64, f fmtCode, xs, amax uint64, rows, cols, margin, ny int) error {
+	a := newArgs().ptr(act).ptr(yq).i32(int(f)).ptr(xs).ptr(amax).i32(cols).i32(margin)
+	return k.run(s, launch{kernel: kLMQuantCols, grid: [3]uint32{uint32(rows), uint32(ny), 1}, block: [3]uint32{lmThreads, 1, 1}, args: a})
+}
+
+// siluSplit is the number of blocks lmSiLURows gives a row: one where
+// there are rows enough to fill the GPU, otherwise one per siluCols
+// columns (at most siluMaxSplit); lmSiLUAmaxBytes bounds the scratch it
+// then needs.
+func siluSplit(rows, inter int) int {
+	if rows > lmFewRows {
+		return 1
+	}
+	return min(max((inter+siluCols-1)/siluCols, 1), siluMaxSplit)
+}
+
+const (
+	siluCols        = 1024
+	siluMaxSplit    = 64
+	lmSiLUAmaxBytes = 4 * lmFewRows * siluMaxSplit
+)
 
 // ---- attention.cu ----
 

@@ -580,23 +580,32 @@ func checkAttention(t *testing.T, name string, got, q, vals []float32, flat, btO
 func TestLMOpSiLUEpilogue(t *testing.T) {
 	x := newDevT(t)
 	r := rand.New(rand.NewPCG(9, 10))
-	const rows, inter = 3, 70
-	gu := randFloats(r, rows*2*inter, 3)
-	gp, act, yq := x.up(f32Bytes(gu)), x.zeros(4*rows*inter), x.zeros(2*rows*inter)
-	x.do(func(d *devState) error { return d.k.lmSiLURows(d.stream, gp, act, yq, fmtBF16, 0, rows, inter, 0) })
-	got, op := x.floats(act, rows*inter), x.down(yq, 2*rows*inter)
-	for ri := range rows {
-		for c := range inter {
-			i := ri*inter + c
-			g := float64(gu[ri*2*inter+c])
-			if w := float32(g/(1+math.Exp(-g))) * gu[ri*2*inter+inter+c]; ulpDiff(got[i], w) > 1 {
-				t.Fatalf("lmSiLURows row %d [%d]: %g, want %g", ri, c, got[i], w)
-			}
-			if g, w := binary.LittleEndian.Uint16(op[2*i:]), precision.EncodeBF16(got[i]); g != w {
-				t.Fatalf("lmSiLURows row %d [%d]: operand %#04x, want bf16 %#04x", ri, c, g, w)
+	// One block per row, and (few rows, wide) a row split over blocks,
+	// whose fp8 operand is written by a second kernel.
+	for _, tc := range []struct {
+		rows, inter int
+		f           fmtCode
+	}{{3, 70, fmtBF16}, {2, 3000, fmtBF16}, {2, 3000, fmtE4M3}, {1, 14336, fmtE4M3F32}, {40, 3000, fmtE4M3}} {
+		rows, inter := tc.rows, tc.inter
+		gu := randFloats(r, rows*2*inter, 3)
+		gp, act, yq, xs, amax := x.up(f32Bytes(gu)), x.zeros(4*rows*inter), x.zeros(4*rows*inter), x.zeros(4*rows), x.zeros(lmSiLUAmaxBytes)
+		x.do(func(d *devState) error {
+			return d.k.lmSiLURows(d.stream, gp, act, yq, tc.f, xs, amax, rows, inter, 0)
+		})
+		got := x.floats(act, rows*inter)
+		for ri := range rows {
+			for c := range inter {
+				i := ri*inter + c
+				g := float64(gu[ri*2*inter+c])
+				if w := float32(g/(1+math.Exp(-g))) * gu[ri*2*inter+inter+c]; ulpDiff(got[i], w) > 1 {
+					t.Fatalf("lmSiLURows %d×%d row %d [%d]: %g, want %g", rows, inter, ri, c, got[i], w)
+				}
 			}
 		}
+		what := fmt.Sprintf("lmSiLURows %d×%d (%d blocks a row) fmt %d", rows, inter, siluSplit(rows, inter), tc.f)
+		checkOperand(t, what, tc.f, got, x.down(yq, 4*rows*inter), x.floats(xs, rows), inter, 0)
 	}
+	const rows, inter = 3, 70
 	y, xs, ws, b := randFloats(r, rows*inter, 1), randFloats(r, rows, 1), randFloats(r, inter, 1), randFloats(r, inter, 1)
 	for _, tc := range []struct {
 		name             string

@@ -235,7 +235,7 @@ func (d *devState) lmPrepare(m *lm.Model, pl *lmPlan) (*lmRun, error) {
 	}{
 		{&b.hdr, lay.size}, {&b.x, 4 * rows * c.Hidden}, {&b.f, 4 * rows * wide}, {&b.cv, 4 * rows * wide},
 		{&b.xs, 4 * rows}, {&b.g, 4 * rows * max(c.QDim()+2*c.KVDim(), 2*c.Intermediate)}, {&b.out, 4 * rows * c.Hidden},
-		{&b.part, partBytes}, {&b.logits, 4 * r.headRows * c.Vocab}, {&b.lse, 8 * max(nl, 1)}, {&b.outs, outSize},
+		{&b.part, max(partBytes, lmSiLUAmaxBytes)}, {&b.logits, 4 * r.headRows * c.Vocab}, {&b.lse, 8 * max(nl, 1)}, {&b.outs, outSize},
 	} {
 		if err := d.grow(g.b, g.n); err != nil {
 			return nil, err
@@ -382,7 +382,9 @@ func (d *devState) lmSiLUTo(r *lmRun, f fmtCode, rows, inter int) (uint64, error
 	if f == fmtF32 {
 		yq = r.f
 	}
-	return yq, d.k.lmSiLURows(d.stream, r.g, r.f, yq, f, r.xs, rows, inter, d.margin)
+	// The scratch for a split row's fp8 maxima is attention's: free until
+	// the next layer's attention.
+	return yq, d.k.lmSiLURows(d.stream, r.g, r.f, yq, f, r.xs, r.part, rows, inter, d.margin)
 }
 
 // lmAttention runs attention for rows rows, chunk rows per launch (as many

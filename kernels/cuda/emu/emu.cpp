@@ -165,7 +165,7 @@ static std::vector<Kern> &kernels_table() {
 	    kern("gbx_rmsnorm", "ops", gbx_rmsnorm), kern("gbx_rand", "ops", gbx_rand), kern("gbx_spin", "ops", gbx_spin),
 	    kern("gbx_lm_convert", "lm", gbx_lm_convert), kern("gbx_lm_fill", "lm", gbx_lm_fill), kern("gbx_lm_embed", "lm", gbx_lm_embed),
 	    kern("gbx_lm_norm", "lm", gbx_lm_norm), kern("gbx_lm_rope", "lm", gbx_lm_rope),
-	    kern("gbx_lm_silu_rows", "lm", gbx_lm_silu_rows),
+	    kern("gbx_lm_silu_rows", "lm", gbx_lm_silu_rows), kern("gbx_lm_quant_cols", "lm", gbx_lm_quant_cols),
 	    kern("gbx_attn_partial", "lm", gbx_attn_partial), kern("gbx_attn_dec64_2", "lm", gbx_attn_dec64_2),
 	    kern("gbx_attn_dec64_4", "lm", gbx_attn_dec64_4), kern("gbx_attn_dec64_8", "lm", gbx_attn_dec64_8),
 	    kern("gbx_attn_dec128_2", "lm", gbx_attn_dec128_2), kern("gbx_attn_dec128_4", "lm", gbx_attn_dec128_4),

@@ -155,15 +155,54 @@ extern "C" __global__ void gbx_lm_rope(float *qkv, int stride, const float *__re
 // gate g = gu[b, c] and up u = gu[b, inter + c] (gu [rows, 2·inter]): SiLU
 // in double rounded once, then the float product, as kernels/cpu's layer;
 // then the row written as the down projection's operand yq in fmt
-// (gbx_row_out; fp8: the row's scale in xs[b]). One block per row.
-extern "C" __global__ void __launch_bounds__(1024) gbx_lm_silu_rows(const float *gu, float *act, void *yq, int fmt, float *xs, int inter,
-                                            int margin) {
+// (gbx_row_out; fp8: the row's scale in xs[b]). Blocks (b, y): with one
+// block per row (gridDim.y 1) the block does all of it; with several (a
+// step of few rows, where one block per row leaves the GPU idle) block y
+// takes the columns [y·C, (y+1)·C), C = ⌈inter / gridDim.y⌉, and writes
+// their operand too, except for fp8, whose scale needs the whole row: there
+// it writes its columns' amax to amax[b·gridDim.y + y] and
+// gbx_lm_quant_cols writes the operand.
+extern "C" __global__ void __launch_bounds__(1024) gbx_lm_silu_rows(const float *gu, float *act, void *yq, int fmt, float *xs, float *amax,
+                                            int inter, int margin) {
+	__shared__ float sm[33];
 	const long long r = blockIdx.x;
 	const float *g = gu + r * 2 * inter, *u = g + inter;
 	float *a = act + r * inter;
-	for (int c = threadIdx.x; c < inter; c += blockDim.x) {
+	const int ny = gridDim.y, chunk = (inter + ny - 1) / ny, c0 = blockIdx.y * chunk, c1 = gbx_imin(c0 + chunk, inter);
+	const bool fp8 = fmt == GBX_FMT_E4M3 || fmt == GBX_FMT_E4M3_F32;
+	float m = 0.0f;
+	for (int c = c0 + threadIdx.x; c < c1; c += blockDim.x) {
 		const double gv = (double)g[c];
-		a[c] = (float)(gv / (1.0 + exp(-gv))) * u[c];
+		const float v = (float)(gv / (1.0 + exp(-gv))) * u[c];
+		a[c] = v;
+		if (ny > 1 && !fp8) gbx_st(yq, fmt, r * inter + c, v);
+		m = fmaxf(m, fabsf(v)); // NaN skipped, as Amax
 	}
-	gbx_row_out(a, inter, yq, r, fmt, xs, margin);
+	if (ny == 1) {
+		gbx_row_out(a, inter, yq, r, fmt, xs, margin);
+		return;
+	}
+	if (!fp8) return;
+	m = blockAmax(m, sm);
+	if (threadIdx.x == 0) amax[r * ny + blockIdx.y] = m;
+}
+
+// gbx_lm_quant_cols: the fp8 operand of gbx_lm_silu_rows split over
+// gridDim.y blocks per row: block (b, y) takes the row's scale s =
+// FP8Scale(max of amax[b·gridDim.y …], margin) (block 0 writes it to
+// xs[b]) and writes E4M3(act / s) (E4M3_F32: its value as a float) for the
+// same columns as gbx_lm_silu_rows' block y: the bytes gbx_row_out writes.
+extern "C" __global__ void gbx_lm_quant_cols(const float *act, void *yq, int fmt, float *xs, const float *amax, int cols,
+                                             int margin) {
+	const long long r = blockIdx.x;
+	const int ny = gridDim.y, chunk = (cols + ny - 1) / ny, c0 = blockIdx.y * chunk, c1 = gbx_imin(c0 + chunk, cols);
+	float m = 0.0f;
+	for (int y = 0; y < ny; y++) m = fmaxf(m, amax[r * ny + y]);
+	const float s = fp8Scale(m, margin);
+	if (blockIdx.y == 0 && threadIdx.x == 0) xs[r] = s;
+	for (int c = c0 + threadIdx.x; c < c1; c += blockDim.x) {
+		const u8 q = (u8)(f2e4m3x2(__fdiv_rn(act[r * cols + c], s), 0.0f) & 0xff);
+		if (fmt == GBX_FMT_E4M3) ((u8 *)yq)[r * cols + c] = q;
+		else ((float *)yq)[r * cols + c] = e4m3f(q);
+	}
 }

@@ -69,33 +69,42 @@ struct gbxSampleShared {
 	double d[33];
 };
 
-// gbx_argmax_pick combines two candidates of kernels.Argmax (ids, -1 for
-// none; a from lower or higher ids than b): the larger logit, the lower id
-// on ties, a number over a NaN, the higher id when both are NaN (Argmax over
-// only NaNs ends on the last id).
-__device__ __forceinline__ int gbx_argmax_pick(const float *l, int a, int b) {
-	if (a < 0) return b;
-	if (b < 0) return a;
-	const float x = l[a], y = l[b];
-	const bool xn = x != x, yn = y != y;
-	if (xn && yn) return a > b ? a : b;
-	if (xn) return b;
-	if (yn) return a;
-	if (x > y) return a;
-	if (y > x) return b;
-	return a < b ? a : b;
+// gbx_argmax_pick combines two candidates of kernels.Argmax (ids a and b
+// with logits x and y; -1 for none; a from lower or higher ids than b)
+// into (a, x): the larger logit, the lower id on ties, a number over a NaN,
+// the higher id when both are NaN (Argmax over only NaNs ends on the last
+// id).
+__device__ __forceinline__ void gbx_argmax_pick(int &a, float &x, int b, float y) {
+	bool take;
+	if (a < 0 || b < 0) take = a < 0;
+	else {
+		const bool xn = x != x, yn = y != y;
+		if (xn && yn) take = b > a;
+		else if (xn || yn) take = xn;
+		else take = y > x || (y == x && b < a);
+	}
+	if (take) a = b, x = y;
 }
 
-// gbx_argmax is kernels.Argmax over the block (every thread gets it).
+// gbx_argmax is kernels.Argmax over the block (every thread gets it). The
+// candidates carry their logits, so a thread's loop is one load per id.
 __device__ int gbx_argmax(const float *l, int vocab, gbxSampleShared &sh) {
 	int best = -1;
-	for (int i = threadIdx.x; i < vocab; i += blockDim.x) best = gbx_argmax_pick(l, best, i);
-	for (int o = 16; o > 0; o >>= 1) best = gbx_argmax_pick(l, best, __shfl_xor_sync(0xffffffffu, best, o));
+	float bv = 0.0f;
+	for (int i = threadIdx.x; i < vocab; i += blockDim.x) gbx_argmax_pick(best, bv, i, l[i]);
+	for (int o = 16; o > 0; o >>= 1) {
+		const int b = __shfl_xor_sync(0xffffffffu, best, o);
+		const float y = __shfl_xor_sync(0xffffffffu, bv, o);
+		gbx_argmax_pick(best, bv, b, y);
+	}
 	__syncthreads();
 	if ((threadIdx.x & 31) == 0) sh.id[threadIdx.x >> 5] = best;
 	__syncthreads();
 	best = -1;
-	for (int w = 0; w < (int)(blockDim.x >> 5); w++) best = gbx_argmax_pick(l, best, sh.id[w]);
+	for (int w = 0; w < (int)(blockDim.x >> 5); w++) {
+		const int b = sh.id[w];
+		gbx_argmax_pick(best, bv, b, b < 0 ? 0.0f : l[b]);
+	}
 	return best;
 }
 
