@@ -110,6 +110,19 @@ type target struct {
 	uuid  string
 }
 
+// uuidTarget is the NVML device with UUID uuid, as a CUDA backend reports
+// it ("GPU-…"). A MIG instance's UUID ("MIG-…") is refused: the metrics
+// cover whole GPUs.
+func uuidTarget(uuid string) (target, error) {
+	switch {
+	case strings.HasPrefix(uuid, "GPU-") && len(uuid) > len("GPU-"):
+		return target{uuid: uuid}, nil
+	case strings.HasPrefix(uuid, "MIG-"):
+		return target{}, fmt.Errorf("%w: %s is a MIG instance; GPU metrics cover whole GPUs only", ErrNoDevice, uuid)
+	}
+	return target{}, fmt.Errorf("%w: %q is not a GPU UUID (GPU-…)", ErrNoDevice, uuid)
+}
+
 // cudaTarget maps CUDA ordinal n to an NVML device under the
 // CUDA_VISIBLE_DEVICES value visible (set reports whether the variable is
 // set at all). CUDA numbers the devices the variable lists, in its order,
