@@ -29,6 +29,15 @@ func (p *Placement) Close() error {
 	return errors.Join(errs...)
 }
 
+// Names joins the backends' names with commas: "cuda:0,cuda:1".
+func Names(bs ...Backend) string {
+	names := make([]string, len(bs))
+	for i, b := range bs {
+		names[i] = b.Name()
+	}
+	return strings.Join(names, ",")
+}
+
 // OpenWorkers opens the devices that Place puts workers workers on, for
 // spec (case and surrounding spaces ignored), with the number of CUDA
 // devices that Count("cuda") reports. Each device is opened once, in

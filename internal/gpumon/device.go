@@ -154,3 +154,17 @@ func cudaTarget(n int, visible string, set bool) (target, error) {
 	}
 	return list[n], nil
 }
+
+// TotalEnergy is the sum of devs' energy counters (Energy), in joules: the
+// energy of work spread over several GPUs, read before and after it.
+func TotalEnergy(devs ...*Device) (float64, error) {
+	total := 0.0
+	for _, d := range devs {
+		e, err := d.Energy()
+		if err != nil {
+			return 0, fmt.Errorf("gpumon: GPU %d (%s): %w", d.index, d.uuid, err)
+		}
+		total += e
+	}
+	return total, nil
+}

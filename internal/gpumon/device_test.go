@@ -152,3 +152,15 @@ func TestFieldsHas(t *testing.T) {
 		t.Errorf("%b: want no energy", s)
 	}
 }
+
+func TestTotalEnergy(t *testing.T) {
+	a := fixedDevice(0, "GPU-a", "A", Reading{EnergyJoules: 1000.5}, nil)
+	b := fixedDevice(1, "GPU-b", "B", Reading{EnergyJoules: 250.25}, nil)
+	if got, err := TotalEnergy(a, b); got != 1250.75 || err != nil {
+		t.Errorf("TotalEnergy = %v, %v; want 1250.75", got, err)
+	}
+	lost := fixedDevice(2, "GPU-c", "C", Reading{}, errors.New("ERROR_GPU_IS_LOST"))
+	if _, err := TotalEnergy(a, lost); err == nil || !strings.Contains(err.Error(), "GPU 2 (GPU-c)") {
+		t.Errorf("TotalEnergy with a lost GPU: %v; want an error naming it", err)
+	}
+}
