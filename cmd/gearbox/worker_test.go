@@ -5,7 +5,6 @@ import (
 	"context"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -13,24 +12,6 @@ import (
 	"github.com/gearbox-inference/gearbox/internal/natstest"
 	"github.com/gearbox-inference/gearbox/model"
 )
-
-// lockedBuffer is a log sink for several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestWorkersOnTheCPU: GEARBOX_WORKERS=2 with GEARBOX_DEVICE=cpu runs two
 // workers on one CPU backend, says where each runs, answers every job and
@@ -49,10 +30,10 @@ func TestWorkersOnTheCPU(t *testing.T) {
 	cfg := defaultConfig()
 	cfg.NATSURL, cfg.Models, cfg.Device, cfg.Workers, cfg.Name = srv.ClientURL(), dir, "cpu", 2, "w"
 	cfg.MetricsAddr = "127.0.0.1:" + port
-	var logs lockedBuffer
+	var logs bytes.Buffer // read once runWorker has returned
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- runWorker(ctx, &cfg, zerolog.New(&logs)) }()
+	go func() { done <- runWorker(ctx, &cfg, zerolog.New(zerolog.SyncWriter(&logs))) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
