@@ -53,6 +53,13 @@
 // registered and the device opens, otherwise the CPU, and says why it fell
 // back.
 //
+// A kind with several devices also registers a Counter (RegisterCounter),
+// which Count reads. OpenWorkers opens the devices of one process's
+// workers: Place maps a spec and a worker count to a device per worker
+// ("cuda" and "auto" spread the workers over every visible GPU, "cuda:N"
+// pins them all to one), and each device gets one backend, which the
+// workers on it share.
+//
 // # Conformance
 //
 // Package kernels/kerneltest is the conformance suite: every backend calls

@@ -17,21 +17,39 @@ type Opener func(spec string) (Backend, error)
 // serves the requested device kind.
 var ErrNoBackend = errors.New("no such backend")
 
-// registry maps device kinds to their openers.
+// Counter reports how many devices of its kind the process can open: kind:0
+// to kind:N-1. It returns an error when the kind's devices cannot be used at
+// all (no driver, a build without the backend's library).
+type Counter func() (int, error)
+
+// registry maps device kinds to their openers and counters.
 type registry struct {
-	mu      sync.RWMutex
-	openers map[string]Opener
+	mu       sync.RWMutex
+	openers  map[string]Opener
+	counters map[string]Counter
 }
 
 // backends is the registry of Register, Kinds and Open.
 var backends = newRegistry()
 
-func newRegistry() *registry { return &registry{openers: map[string]Opener{}} }
+func newRegistry() *registry {
+	return &registry{openers: map[string]Opener{}, counters: map[string]Counter{}}
+}
 
 // Register makes a backend kind ("cpu", "cuda") available to Open. It panics
 // if open is nil or if called twice for the same kind, like
 // database/sql.Register.
 func Register(kind string, open Opener) { backends.register(kind, open) }
+
+// RegisterCounter gives a backend kind with several devices ("cuda") the
+// Counter that Count and OpenWorkers use. Like Register, it panics if count
+// is nil or if called twice for the same kind.
+func RegisterCounter(kind string, count Counter) { backends.registerCounter(kind, count) }
+
+// Count returns how many devices of kind the process can open. A kind
+// registered without a Counter ("cpu") has one device; a kind nobody
+// registered fails with an error wrapping ErrNoBackend.
+func Count(kind string) (int, error) { return backends.count(kind) }
 
 // Kinds lists the registered backend kinds, sorted.
 func Kinds() []string { return backends.kinds() }
@@ -58,6 +76,32 @@ func (r *registry) register(kind string, open Opener) {
 		panic("kernels: Register called twice for " + kind)
 	}
 	r.openers[kind] = open
+}
+
+func (r *registry) registerCounter(kind string, count Counter) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if count == nil {
+		panic("kernels: RegisterCounter counter is nil")
+	}
+	if _, dup := r.counters[kind]; dup {
+		panic("kernels: RegisterCounter called twice for " + kind)
+	}
+	r.counters[kind] = count
+}
+
+func (r *registry) count(kind string) (int, error) {
+	r.mu.RLock()
+	_, ok := r.openers[kind]
+	count := r.counters[kind]
+	r.mu.RUnlock()
+	switch {
+	case !ok:
+		return 0, fmt.Errorf("%w %q (registered: %s)", ErrNoBackend, kind, strings.Join(r.kinds(), ", "))
+	case count == nil:
+		return 1, nil
+	}
+	return count()
 }
 
 func (r *registry) kinds() []string {

@@ -36,7 +36,11 @@ func newBenchE2ECmd(a *app) *cobra.Command {
 		Use:   "e2e [flags]",
 		Short: "The worker with the embedded server vs the bare backend loop",
 		Long: `The worker, on its own embedded NATS server (GEARBOX_NATS_URL is not used), vs
-Backend.Forward in a loop, on the same batches, per precision, on GEARBOX_DEVICE.`,
+Backend.Forward in a loop, on the same batches, per precision, on GEARBOX_DEVICE.
+With GEARBOX_DEVICE=cuda (or auto) on a host of several GPUs, worker i and
+bare caller i run on GPU i mod the GPUs visible: --workers N --bare-callers N
+puts one of each on each of N GPUs, and the energy is the sum over the GPUs
+opened.`,
 		Args: argsRange(0, 0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return benchE2E(cmd.Context(), &a.cfg, a.log, f, cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -48,8 +52,8 @@ Backend.Forward in a loop, on the same batches, per precision, on GEARBOX_DEVICE
 	fs.IntVar(&f.rows, "rows", 16, "rows per job")
 	fs.IntVar(&f.jobs, "jobs", 2000, "jobs per repetition")
 	fs.IntVar(&f.batchRows, "max-batch-rows", 0, "most rows in a batch (default GEARBOX_MAX_BATCH_ROWS)")
-	fs.IntVar(&f.workers, "workers", 1, "workers sharing the backend")
-	fs.IntVar(&f.bareCallers, "bare-callers", 1, "goroutines calling Forward concurrently in the bare loop")
+	fs.IntVar(&f.workers, "workers", 1, "workers sharing the backend (with GEARBOX_DEVICE=cuda: spread over the GPUs)")
+	fs.IntVar(&f.bareCallers, "bare-callers", 1, "goroutines calling Forward concurrently in the bare loop (with GEARBOX_DEVICE=cuda: spread over the GPUs)")
 	fs.IntVar(&f.reps, "reps", 3, "repetitions of each side; medians are reported")
 	fs.DurationVar(&f.minTime, "min-time", time.Second, "least time of one bare repetition (it repeats the batches until then)")
 	fs.StringVar(&f.inputDType, "input-dtype", "f32", "element type of the jobs' input tensors: f32, bf16 or f16 (the inputs are rounded to it; the bare loop gets the same values)")
@@ -91,31 +95,29 @@ func benchE2E(ctx context.Context, cfg *config, log zerolog.Logger, f e2eFlags, 
 	if err != nil {
 		return err
 	}
-	backend, err := openBackend(cfg.Device, log)
+	// With GEARBOX_DEVICE=cuda (or auto) worker i and bare caller i run on
+	// GPU i mod the GPUs visible, as in gearbox worker.
+	place, err := openBackends(cfg.Device, max(f.workers, f.bareCallers, 1), log)
 	if err != nil {
 		return err
 	}
-	defer backend.Close()
+	defer place.Close()
 	bc := e2e.Config{
-		Backend: backend, Dims: ds, Precisions: ps, RowsPerJob: f.rows, Jobs: f.jobs,
+		Backends: place.Backends, Dims: ds, Precisions: ps, RowsPerJob: f.rows, Jobs: f.jobs,
 		Reps: f.reps, MinTime: f.minTime, Workers: f.workers, BareCallers: f.bareCallers, Worker: cfg.worker(subj), Progress: stderr,
 		Raw: f.raw, WorkerHook: workerHook(f.cpuProfile, f.trace), InputDType: in, OutputDType: out,
 	}
 	if f.batchRows != 0 {
 		bc.Worker.MaxBatchRows = f.batchRows
 	}
-	gpu := openGPUMon(backend.Name(), log)
-	if gpu != nil {
-		defer gpu.Close()
-		bc.Energy = gpu.Energy
-	}
+	gpus := openGPUMons(place.Backends, log)
+	defer gpus.Close()
+	bc.Energy = gpus.energy()
 	rep, err := e2e.Run(ctx, bc)
 	if err != nil {
 		return err
 	}
-	if gpu != nil {
-		rep.GPU = gpu.Name()
-	}
+	rep.GPU = gpus.name()
 	return writeReport(stdout, rep, f.plot, func(path string) error { return plotE2E(path, rep) }, f.jsonOut)
 }
 

@@ -41,6 +41,9 @@ every job at precision auto with the quality loop live (each model's policy
 set to --start with its KL target), then every job at bf16 with no quality loop.
 Reports jobs/s, output tokens/s, joules per 1,000 jobs (NVML, on a GPU), the
 precision mix over time and every quality window against its target.
+With GEARBOX_DEVICE=cuda (or auto) on a host of several GPUs, worker i runs
+on GPU i mod the GPUs visible (--workers N: one on each of N GPUs), the bare
+phase on the first, and the energy is the sum over the GPUs opened.
 
 --phases picks the phases: auto, pinned (at --pinned, default bf16) and bare.
 The bare phase runs the pinned phase's jobs (the same prompts, max_tokens,
@@ -75,7 +78,7 @@ _MIN_SAMPLES, whose defaults suit a worker that runs for days, not minutes.`,
 	fs.IntVar(&f.outputMax, "output-max", 512, "most max_tokens of a job")
 	fs.IntVar(&f.inFlight, "in-flight", 64, "most jobs published and not yet answered")
 	fs.Float64Var(&f.temperature, "temperature", 0, "jobs' temperature (0: greedy; otherwise a seed per job)")
-	fs.IntVar(&f.workers, "workers", 1, "workers sharing the backend")
+	fs.IntVar(&f.workers, "workers", 1, "workers sharing the backend (with GEARBOX_DEVICE=cuda: spread over the GPUs; the bare phase runs on the first)")
 	fs.IntVar(&f.slices, "slices", 10, "time slices of each phase in the precision mix")
 	fs.StringVar(&f.start, "start", "bf16", "the precision the auto phase's policies start at")
 	fs.StringVar(&f.pinned, "pinned", "bf16", "the precision of the pinned and bare phases' jobs")
@@ -111,31 +114,31 @@ func benchLM(ctx context.Context, cfg *config, log zerolog.Logger, f lmFlags, st
 	if err != nil {
 		return err
 	}
-	backend, err := openBackend(cfg.Device, log)
+	// With GEARBOX_DEVICE=cuda (or auto) worker i runs on GPU i mod the
+	// GPUs visible, as in gearbox worker; the bare phase on the first.
+	place, err := openBackends(cfg.Device, max(f.workers, 1), log)
 	if err != nil {
 		return err
 	}
-	defer backend.Close()
+	defer place.Close()
 	q := cfg.quality()
 	q.Sample, q.Rules.Cooldown, q.Control = f.sample, f.cooldown, true
 	if f.minSamples != 0 {
 		q.Rules.MinSamples = f.minSamples
 	}
 	bc := lmbench.Config{
-		Backend: backend,
-		Models:  []lmbench.Model{{Dir: f.tight, MaxKL: f.tightKL, Label: "tight"}, {Dir: f.loose, MaxKL: f.looseKL, Label: "loose"}},
-		Jobs:    f.jobs, Seed: f.seed, PromptMin: f.promptMin, PromptMax: f.promptMax, OutputMin: f.outputMin, OutputMax: f.outputMax,
+		Backends: place.Backends,
+		Models:   []lmbench.Model{{Dir: f.tight, MaxKL: f.tightKL, Label: "tight"}, {Dir: f.loose, MaxKL: f.looseKL, Label: "loose"}},
+		Jobs:     f.jobs, Seed: f.seed, PromptMin: f.promptMin, PromptMax: f.promptMax, OutputMin: f.outputMin, OutputMax: f.outputMax,
 		InFlight: f.inFlight, Temperature: f.temperature, Workers: f.workers, Slices: f.slices,
 		Worker: cfg.worker(subj), Quality: q, Start: start, Pinned: pinned, Phases: f.phases, NoWarmPass: !f.warmPass, StoreDir: f.storeDir, Progress: stderr, Timeout: f.timeout,
 	}
 	if hook := workerHook(f.cpuProfile, f.trace); hook != nil {
 		bc.Profile = func(phase string) (func() error, error) { return hook(precision.Format(phase), 1) }
 	}
-	gpu := openGPUMon(backend.Name(), log)
-	if gpu != nil {
-		defer gpu.Close()
-		bc.Energy = gpu.Energy
-	}
+	gpus := openGPUMons(place.Backends, log)
+	defer gpus.Close()
+	bc.Energy = gpus.energy()
 	rep, err := lmbench.Run(ctx, bc)
 	if errors.Is(err, lmbench.ErrInvalidConfig) {
 		return usageError{err}
@@ -143,8 +146,6 @@ func benchLM(ctx context.Context, cfg *config, log zerolog.Logger, f lmFlags, st
 	if err != nil {
 		return err
 	}
-	if gpu != nil {
-		rep.GPU = gpu.Name()
-	}
+	rep.GPU = gpus.name()
 	return writeReport(stdout, rep, f.plot, func(path string) error { return plotLM(path, rep) }, f.jsonOut)
 }

@@ -50,19 +50,21 @@ func runWorker(ctx context.Context, cfg *config, log zerolog.Logger) error {
 	if err != nil {
 		return err
 	}
-	backend, err := openBackend(cfg.Device, log)
+	place, err := openBackends(cfg.Device, max(cfg.Workers, 1), log)
 	if err != nil {
 		return err
 	}
-	defer backend.Close()
+	defer place.Close()
 
 	// Metrics and probes come up first, so a worker waiting for NATS says
 	// so on /readyz.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Read().Gauge())
-	if gpu := openGPUMon(backend.Name(), log); gpu != nil {
-		defer gpu.Close()
-		reg.MustRegister(gpumon.NewCollector(gpu))
+	// One collector for every GPU: its labels (NVML index, UUID) tell them
+	// apart, and a collector per GPU would register the same metrics twice.
+	if gpus := openGPUMons(place.Backends, log); len(gpus) > 0 {
+		defer gpus.Close()
+		reg.MustRegister(gpumon.NewCollector(gpus...))
 	}
 	met := worker.NewMetrics(reg)
 	qmet := quality.NewMetrics(reg)
@@ -109,10 +111,12 @@ func runWorker(ctx context.Context, cfg *config, log zerolog.Logger) error {
 		if i > 0 {
 			wc.Quality.Control = false // one controller per process is enough
 		}
-		w, err := worker.New(conns[i], backend, models, wc)
+		b := place.Workers[i]
+		w, err := worker.New(conns[i], b, models, wc)
 		if err != nil {
 			return err
 		}
+		log.Info().Str("worker", w.Name()).Int("index", i).Str("device", b.Name()).Str("uuid", deviceUUID(b)).Msg("worker placed")
 		workers = append(workers, w)
 		wg.Go(func() {
 			err := w.Run(hard)
@@ -164,17 +168,30 @@ func runWorker(ctx context.Context, cfg *config, log zerolog.Logger) error {
 	return nil
 }
 
-// openBackend opens GEARBOX_DEVICE: auto logs why it fell back to the CPU.
+// openBackend opens GEARBOX_DEVICE for one worker (openBackends).
 func openBackend(spec string, log zerolog.Logger) (kernels.Backend, error) {
-	b, fallback, err := kernels.Open(spec)
+	p, err := openBackends(spec, 1, log)
+	if err != nil {
+		return nil, err
+	}
+	return p.Workers[0], nil
+}
+
+// openBackends opens GEARBOX_DEVICE for workers workers
+// (kernels.OpenWorkers: "cuda" and "auto" spread them over the visible
+// GPUs, one backend per GPU): auto logs why it fell back to the CPU.
+func openBackends(spec string, workers int, log zerolog.Logger) (*kernels.Placement, error) {
+	p, err := kernels.OpenWorkers(spec, workers)
 	if err != nil {
 		return nil, fmt.Errorf("GEARBOX_DEVICE=%s: %w", spec, err)
 	}
-	if fallback != nil {
-		log.Info().Str("reason", fallback.Error()).Msg("no usable GPU; using the CPU backend")
+	if p.Fallback != nil {
+		log.Info().Str("reason", p.Fallback.Error()).Msg("no usable GPU; using the CPU backend")
 	}
-	log.Info().Str("device", b.Name()).Msg("backend ready")
-	return b, nil
+	for _, b := range p.Backends {
+		log.Info().Str("device", b.Name()).Str("uuid", deviceUUID(b)).Msg("backend ready")
+	}
+	return p, nil
 }
 
 // loadModels loads GEARBOX_MODELS and arranges for models missing from it

@@ -40,7 +40,14 @@ import (
 
 // Config configures a run. Zero fields take the defaults in comments.
 type Config struct {
-	Backend kernels.Backend // required
+	// Backend is the device the workers and the bare loop run on;
+	// required unless Backends is set.
+	Backend kernels.Backend
+	// Backends, when set, are several devices (one backend per GPU) that
+	// the workers and the bare loop's callers spread over: worker i and
+	// bare caller i run on Backends[i mod len(Backends)]. Backend is then
+	// Backends[0].
+	Backends []kernels.Backend
 	// Dims are the synthesised model's widths (default 1024,4096,1024).
 	Dims []int
 	// Precisions to measure, each on its own (default: every format the
@@ -53,11 +60,12 @@ type Config struct {
 	// batches as many times as that takes (default 1 s). The worker side
 	// runs Jobs jobs once; a line on Progress says when that was shorter.
 	MinTime time.Duration
-	Workers int // workers sharing the backend (default 1)
+	Workers int // workers (default 1), sharing the backend (or Backends, in turn)
 	// BareCallers is how many goroutines call Backend.Forward in the bare
 	// loop, sharing its batches (default 1: one after another, as one
 	// worker's executor does); more shows what a backend that overlaps
-	// concurrent calls can reach.
+	// concurrent calls can reach, or, with Backends, what several GPUs
+	// reach with one caller each.
 	BareCallers int
 	Seed        uint64
 	// Worker is the template of the workers' configuration; its
@@ -99,9 +107,13 @@ func checkDType(what string, d gearbox.DType) error {
 }
 
 func (c *Config) defaults() error {
-	if c.Backend == nil {
+	if len(c.Backends) == 0 && c.Backend != nil {
+		c.Backends = []kernels.Backend{c.Backend}
+	}
+	if len(c.Backends) == 0 || slices.Contains(c.Backends, nil) {
 		return errors.New("e2e: no backend")
 	}
+	c.Backend = c.Backends[0]
 	if c.Dims == nil {
 		c.Dims = []int{1024, 4096, 1024}
 	}
@@ -144,8 +156,10 @@ func (c *Config) defaults() error {
 		if !p.Valid() {
 			return fmt.Errorf("e2e: %q is not a concrete precision", p)
 		}
-		if !kernels.Supports(c.Backend, p) {
-			return fmt.Errorf("e2e: backend %s does not support %s", c.Backend.Name(), p)
+		for _, b := range c.Backends {
+			if !kernels.Supports(b, p) {
+				return fmt.Errorf("e2e: backend %s does not support %s", b.Name(), p)
+			}
 		}
 	}
 	return nil
@@ -263,9 +277,11 @@ func (b *bench) precision(ctx context.Context, p precision.Format) (Result, erro
 	// first use, and may set up per batch size; no side should pay for
 	// that in its timed runs. The worker's warm-up also forms the
 	// odd-sized batches a worker flushes at start.
-	for _, bt := range []batch{batches[0], batches[len(batches)-1]} {
-		if _, err := cfg.Backend.Forward(ctx, m, p, bt.in, bt.rows); err != nil {
-			return Result{}, fmt.Errorf("%s: %w", p, err)
+	for _, be := range cfg.Backends {
+		for _, bt := range []batch{batches[0], batches[len(batches)-1]} {
+			if _, err := be.Forward(ctx, m, p, bt.in, bt.rows); err != nil {
+				return Result{}, fmt.Errorf("%s on %s: %w", p, be.Name(), err)
+			}
 		}
 	}
 	warm := min(cfg.Jobs, max(1, 4*cfg.Worker.MaxBatchRows/cfg.RowsPerJob))
@@ -404,7 +420,8 @@ func (b *bench) bare(ctx context.Context, p precision.Format) (run, error) {
 		meanBatchRows: float64(b.cfg.Jobs*b.cfg.RowsPerJob) / float64(len(b.batches))}, nil
 }
 
-// barePass runs every batch once, from BareCallers goroutines.
+// barePass runs every batch once, from BareCallers goroutines, caller c
+// on Backends[c mod len(Backends)].
 func (b *bench) barePass(ctx context.Context, p precision.Format) error {
 	var next atomic.Int64
 	errs := make([]error, b.cfg.BareCallers)
@@ -413,9 +430,10 @@ func (b *bench) barePass(ctx context.Context, p precision.Format) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			be := b.cfg.Backends[c%len(b.cfg.Backends)]
 			for i := int(next.Add(1) - 1); i < len(b.batches); i = int(next.Add(1) - 1) {
 				bt := b.batches[i]
-				if _, err := b.cfg.Backend.Forward(ctx, b.m, p, bt.in, bt.rows); err != nil {
+				if _, err := be.Forward(ctx, b.m, p, bt.in, bt.rows); err != nil {
 					errs[c] = err
 					return
 				}
@@ -604,7 +622,7 @@ func (b *bench) worker(ctx context.Context, p precision.Format, tag string, jobs
 		if err != nil {
 			return run{}, errors.Join(err, stopHook())
 		}
-		w, err := worker.New(nc, b.cfg.Backend, b.models, wc)
+		w, err := worker.New(nc, b.cfg.Backends[i%len(b.cfg.Backends)], b.models, wc)
 		if err != nil {
 			return run{}, errors.Join(err, stopHook())
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gearbox-inference/gearbox"
+	"github.com/gearbox-inference/gearbox/kernels"
 	"github.com/gearbox-inference/gearbox/model"
 	"github.com/gearbox-inference/gearbox/precision"
 )
@@ -19,7 +20,7 @@ var nan = math.NaN()
 // Report is a run's measurements, ready for a table or JSON.
 type Report struct {
 	Date         time.Time `json:"date"`
-	Device       string    `json:"device"`
+	Device       string    `json:"device"`        // the backends' names, comma-separated
 	GPU          string    `json:"gpu,omitempty"` // set by the caller when it knows
 	Go           string    `json:"go"`
 	CPUs         int       `json:"cpus"`
@@ -67,7 +68,7 @@ type Side struct {
 
 func newReport(cfg Config, m *model.Model) *Report {
 	return &Report{
-		Date: time.Now().UTC(), Device: cfg.Backend.Name(), Go: runtime.Version(), CPUs: runtime.NumCPU(),
+		Date: time.Now().UTC(), Device: kernels.Names(cfg.Backends...), Go: runtime.Version(), CPUs: runtime.NumCPU(),
 		Dims: cfg.Dims, Digest: m.Digest, RowsPerJob: cfg.RowsPerJob, Jobs: cfg.Jobs,
 		MaxBatchRows: cfg.Worker.MaxBatchRows, Workers: cfg.Workers, BareCallers: cfg.BareCallers, Reps: cfg.Reps,
 		InputDType: cfg.InputDType, OutputDType: cfg.OutputDType,

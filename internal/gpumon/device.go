@@ -110,6 +110,19 @@ type target struct {
 	uuid  string
 }
 
+// uuidTarget is the NVML device with UUID uuid, as a CUDA backend reports
+// it ("GPU-…"). A MIG instance's UUID ("MIG-…") is refused: the metrics
+// cover whole GPUs.
+func uuidTarget(uuid string) (target, error) {
+	switch {
+	case strings.HasPrefix(uuid, "GPU-") && len(uuid) > len("GPU-"):
+		return target{uuid: uuid}, nil
+	case strings.HasPrefix(uuid, "MIG-"):
+		return target{}, fmt.Errorf("%w: %s is a MIG instance; GPU metrics cover whole GPUs only", ErrNoDevice, uuid)
+	}
+	return target{}, fmt.Errorf("%w: %q is not a GPU UUID (GPU-…)", ErrNoDevice, uuid)
+}
+
 // cudaTarget maps CUDA ordinal n to an NVML device under the
 // CUDA_VISIBLE_DEVICES value visible (set reports whether the variable is
 // set at all). CUDA numbers the devices the variable lists, in its order,
@@ -140,4 +153,18 @@ func cudaTarget(n int, visible string, set bool) (target, error) {
 		return target{}, fmt.Errorf("%w: cuda:%d is not among the %d device(s) CUDA_VISIBLE_DEVICES=%q makes visible", ErrNoDevice, n, len(list), visible)
 	}
 	return list[n], nil
+}
+
+// TotalEnergy is the sum of devs' energy counters (Energy), in joules: the
+// energy of work spread over several GPUs, read before and after it.
+func TotalEnergy(devs ...*Device) (float64, error) {
+	total := 0.0
+	for _, d := range devs {
+		e, err := d.Energy()
+		if err != nil {
+			return 0, fmt.Errorf("gpumon: GPU %d (%s): %w", d.index, d.uuid, err)
+		}
+		total += e
+	}
+	return total, nil
 }

@@ -124,6 +124,25 @@ func TestCUDATarget(t *testing.T) {
 	}
 }
 
+func TestUUIDTarget(t *testing.T) {
+	for _, tc := range []struct {
+		uuid string
+		want target
+		err  string
+	}{
+		{"GPU-5d3c0102-abcd-000f-1020-deadbeef0001", target{uuid: "GPU-5d3c0102-abcd-000f-1020-deadbeef0001"}, ""},
+		{"MIG-5d3c0102-abcd-000f-1020-deadbeef0001", target{}, "MIG instance"},
+		{"GPU-", target{}, "not a GPU UUID"},
+		{"5d3c0102", target{}, "not a GPU UUID"},
+		{"", target{}, "not a GPU UUID"},
+	} {
+		got, err := uuidTarget(tc.uuid)
+		if got != tc.want || (tc.err == "") != (err == nil) || err != nil && (!strings.Contains(err.Error(), tc.err) || !errors.Is(err, ErrNoDevice)) {
+			t.Errorf("uuidTarget(%q) = %+v, %v; want %+v, an error saying %q", tc.uuid, got, err, tc.want, tc.err)
+		}
+	}
+}
+
 func TestFieldsHas(t *testing.T) {
 	s := FieldMemory | FieldPower
 	if !s.Has(FieldMemory) || !s.Has(FieldPower) || !s.Has(FieldMemory|FieldPower) {
@@ -131,5 +150,17 @@ func TestFieldsHas(t *testing.T) {
 	}
 	if s.Has(FieldEnergy) || s.Has(FieldMemory|FieldEnergy) {
 		t.Errorf("%b: want no energy", s)
+	}
+}
+
+func TestTotalEnergy(t *testing.T) {
+	a := fixedDevice(0, "GPU-a", "A", Reading{EnergyJoules: 1000.5}, nil)
+	b := fixedDevice(1, "GPU-b", "B", Reading{EnergyJoules: 250.25}, nil)
+	if got, err := TotalEnergy(a, b); got != 1250.75 || err != nil {
+		t.Errorf("TotalEnergy = %v, %v; want 1250.75", got, err)
+	}
+	lost := fixedDevice(2, "GPU-c", "C", Reading{}, errors.New("ERROR_GPU_IS_LOST"))
+	if _, err := TotalEnergy(a, lost); err == nil || !strings.Contains(err.Error(), "GPU 2 (GPU-c)") {
+		t.Errorf("TotalEnergy with a lost GPU: %v; want an error naming it", err)
 	}
 }

@@ -9,11 +9,15 @@
 // without it and prints nothing, and the builds that run on GPU hosts (the
 // Dockerfile, `task build`) set the tag and the flag.
 //
-// Open finds a device by its NVML index; OpenCUDA by the CUDA ordinal a
-// backend uses ("cuda:N"), honouring CUDA_VISIBLE_DEVICES. Without a driver,
-// or in a binary built without cgo or the tag, both return an error
-// wrapping ErrUnavailable ("NVML unavailable: ..."): the caller logs it and
-// goes on without GPU metrics.
+// Open finds a device by its NVML index; OpenUUID by its UUID, which a
+// CUDA backend reports (cuda.DeviceInfo.UUID) and which names one physical
+// GPU whatever CUDA's numbering; OpenCUDA by the CUDA ordinal a backend
+// uses ("cuda:N"), honouring CUDA_VISIBLE_DEVICES, for a backend that gives
+// no UUID: with the variable unset it takes the ordinal for the NVML index,
+// which CUDA's default FASTEST_FIRST order breaks on a host of mixed GPUs.
+// Without a driver, or in a binary built without cgo or the tag, all three
+// return an error wrapping ErrUnavailable ("NVML unavailable: ..."): the
+// caller logs it and goes on without GPU metrics.
 //
 // A Device's Read takes one snapshot: name and UUID (read once, at Open),
 // memory total and used, GPU and memory-controller utilisation, power,
@@ -23,7 +27,9 @@
 // few tens of milliseconds, so measure over seconds, not milliseconds.
 //
 // NewCollector makes a prometheus.Collector that reads its devices at scrape
-// time, labelled by NVML index, UUID and name:
+// time, labelled by NVML index, UUID and name (one Collector for all of a
+// process's GPUs: a second Collector of the same metrics would be a
+// duplicate registration):
 //
 //	gearbox_gpu_up                          1 if the last read succeeded
 //	gearbox_gpu_memory_total_bytes          framebuffer memory

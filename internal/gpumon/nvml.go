@@ -30,6 +30,18 @@ func OpenCUDA(ordinal int) (*Device, error) {
 	return open(t)
 }
 
+// OpenUUID opens the GPU whose UUID is uuid ("GPU-…", as nvidia-smi and
+// a CUDA backend's DeviceInfo give it): the CUDA device it denotes,
+// whatever CUDA_VISIBLE_DEVICES and CUDA_DEVICE_ORDER did to its ordinal.
+// Errors are those of Open; a MIG instance's UUID is ErrNoDevice.
+func OpenUUID(uuid string) (*Device, error) {
+	t, err := uuidTarget(uuid)
+	if err != nil {
+		return nil, err
+	}
+	return open(t)
+}
+
 func open(t target) (*Device, error) {
 	if ret := nvml.Init(); ret != nvml.SUCCESS {
 		return nil, unavailable(ret)
@@ -65,6 +77,9 @@ func handle(t target) (nvml.Device, error) {
 			n, _ := nvml.DeviceGetCount()
 			return nil, fmt.Errorf("%w: NVML index %d (%d device(s)): %v", ErrNoDevice, t.index, n, ret)
 		}
+		return h, nil
+	}
+	if h, ret := nvml.DeviceGetHandleByUUID(t.uuid); ret == nvml.SUCCESS {
 		return h, nil
 	}
 	// CUDA_VISIBLE_DEVICES accepts UUID prefixes; NVML wants the whole UUID.

@@ -16,3 +16,7 @@ func Open(index int) (*Device, error) {
 // OpenCUDA would open CUDA device ordinal; in this build it returns an
 // error wrapping ErrUnavailable.
 func OpenCUDA(ordinal int) (*Device, error) { return Open(ordinal) }
+
+// OpenUUID would open the GPU with UUID uuid; in this build it returns an
+// error wrapping ErrUnavailable.
+func OpenUUID(uuid string) (*Device, error) { return Open(0) }

@@ -17,7 +17,8 @@ func TestOpenLibraryMissing(t *testing.T) {
 		t.Skipf("NVML is held open elsewhere: %v", err)
 	}
 	t.Cleanup(func() { _ = nvml.SetLibraryOptions(nvml.WithLibraryPath("libnvidia-ml.so.1")) })
-	for _, open := range []func(int) (*Device, error){Open, OpenCUDA} {
+	byUUID := func(int) (*Device, error) { return OpenUUID("GPU-5d3c0000-1111-2222-3333-444455556666") }
+	for _, open := range []func(int) (*Device, error){Open, OpenCUDA, byUUID} {
 		d, err := open(0)
 		if err == nil {
 			d.Close()

@@ -49,10 +49,17 @@ var phaseOrder = []string{PhaseAuto, PhasePinned, PhaseBare}
 
 // Config configures a run. Zero fields take the defaults in comments.
 type Config struct {
-	Backend kernels.Backend // required; it must run language models
-	Models  []Model         // at least one; distinct model names
-	Jobs    int             // jobs of each phase (default 200)
-	Seed    uint64          // the job list's seed (default 1)
+	// Backend is the device the workers and the bare phase run on;
+	// required unless Backends is set. It must run language models.
+	Backend kernels.Backend
+	// Backends, when set, are several devices (one backend per GPU) that
+	// the workers spread over: worker i runs on Backends[i mod
+	// len(Backends)]. Backend is then Backends[0], where the bare phase
+	// runs.
+	Backends []kernels.Backend
+	Models   []Model // at least one; distinct model names
+	Jobs     int     // jobs of each phase (default 200)
+	Seed     uint64  // the job list's seed (default 1)
 	// PromptMin and PromptMax bound each prompt's length in tokens,
 	// drawn uniformly (default 64 and 2,048).
 	PromptMin, PromptMax int
@@ -67,8 +74,8 @@ type Config struct {
 	// Temperature is every job's temperature (default 0: greedy); above
 	// 0 each job samples with a seed of its own, the same in both phases.
 	Temperature float64
-	// Workers is how many workers share the backend (default 1), each on
-	// its own connection.
+	// Workers is how many workers share the backend, or Backends in turn
+	// (default 1), each on its own connection.
 	Workers int
 	// Worker is the template of the workers' configuration (streams, KV
 	// cache, token budget); its Quality is replaced by Quality in the
@@ -123,6 +130,12 @@ func (c *Config) defaults() {
 	def(&c.InFlight, 64)
 	def(&c.Workers, 1)
 	def(&c.Slices, 10)
+	if len(c.Backends) == 0 && c.Backend != nil {
+		c.Backends = []kernels.Backend{c.Backend}
+	}
+	if len(c.Backends) > 0 {
+		c.Backend = c.Backends[0]
+	}
 	if c.Seed == 0 {
 		c.Seed = 1
 	}
@@ -150,7 +163,7 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...)
 	}
 	switch {
-	case c.Backend == nil:
+	case c.Backend == nil || slices.Contains(c.Backends, nil):
 		return bad("no backend")
 	case len(c.Models) == 0:
 		return bad("no models")
@@ -190,8 +203,10 @@ func (c *Config) validate() error {
 			return bad("%v", err)
 		}
 	}
-	if _, ok := c.Backend.(kernels.LM); !ok {
-		return bad("backend %s runs no language models", c.Backend.Name())
+	for _, be := range c.Backends {
+		if _, ok := be.(kernels.LM); !ok {
+			return bad("backend %s runs no language models", be.Name())
+		}
 	}
 	for _, p := range []struct {
 		what string
@@ -200,8 +215,10 @@ func (c *Config) validate() error {
 		if !p.f.Valid() {
 			return bad("%s precision %q is not a concrete precision", p.what, p.f)
 		}
-		if !kernels.Supports(c.Backend, p.f) {
-			return bad("%s precision %s: backend %s does not run it", p.what, p.f, c.Backend.Name())
+		for _, be := range c.Backends {
+			if !kernels.Supports(be, p.f) {
+				return bad("%s precision %s: backend %s does not run it", p.what, p.f, be.Name())
+			}
 		}
 	}
 	for i, m := range c.Models {

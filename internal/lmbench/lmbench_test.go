@@ -13,6 +13,7 @@ import (
 
 	"github.com/gearbox-inference/gearbox/internal/lmbench"
 	"github.com/gearbox-inference/gearbox/internal/lmfixtures"
+	"github.com/gearbox-inference/gearbox/kernels"
 	"github.com/gearbox-inference/gearbox/kernels/cpu"
 	"github.com/gearbox-inference/gearbox/precision"
 	"github.com/gearbox-inference/gearbox/quality"
@@ -272,6 +273,22 @@ func TestRunBareNoWarmPass(t *testing.T) {
 	}
 }
 
+// tensorOnly is a backend without the LM ability (a wrapper hides it).
+type tensorOnly struct{ kernels.Backend }
+
+// With two backends the workers spread over them (worker i on backend
+// i mod 2) and the report names both.
+func TestRunOnTwoBackends(t *testing.T) {
+	cfg := config(t, lmfixtures.Unpack(t))
+	second := config(t, "").Backend
+	cfg.Backends, cfg.Backend = []kernels.Backend{cfg.Backend, second}, nil
+	cfg.Workers, cfg.Jobs, cfg.Phases = 2, 20, []string{lmbench.PhasePinned}
+	rep, _ := run(t, cfg)
+	if rep.Device != "cpu,cpu" || len(rep.Phases) != 1 || rep.Phases[0].Answered != cfg.Jobs {
+		t.Errorf("device %q, phases %+v; want cpu,cpu and %d jobs answered", rep.Device, rep.Phases, cfg.Jobs)
+	}
+}
+
 func TestConfigErrors(t *testing.T) {
 	root := lmfixtures.Unpack(t)
 	for _, tc := range []struct {
@@ -290,6 +307,9 @@ func TestConfigErrors(t *testing.T) {
 		{"unknown phase", func(c *lmbench.Config) { c.Phases = []string{"pinned", "fast"} }, `phase "fast"`},
 		{"phase twice", func(c *lmbench.Config) { c.Phases = []string{"pinned", "pinned"} }, "phase pinned given twice"},
 		{"missing dir", func(c *lmbench.Config) { c.Models[1].Dir = filepath.Join(root, "nope") }, "nope"},
+		{"a device without language models", func(c *lmbench.Config) {
+			c.Backends = []kernels.Backend{c.Backend, tensorOnly{c.Backend}}
+		}, "backend cpu runs no language models"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := config(t, root)

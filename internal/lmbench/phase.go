@@ -214,7 +214,7 @@ func (b *bench) startWorkers(spec phaseSpec, runErr chan<- error) (stop func(), 
 		if i > 0 {
 			wc.Quality.Control = false // one controller is enough, as in `gearbox worker`
 		}
-		w, err := worker.New(nc, b.cfg.Backend, b.set, wc)
+		w, err := worker.New(nc, b.cfg.Backends[i%len(b.cfg.Backends)], b.set, wc)
 		if err != nil {
 			stop()
 			return nil, nil, err

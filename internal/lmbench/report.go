@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/gearbox-inference/gearbox/kernels"
 	"github.com/gearbox-inference/gearbox/precision"
 )
 
@@ -202,7 +203,7 @@ type Overhead struct {
 func newReport(cfg Config, models []ModelInfo) *Report {
 	r := cfg.Quality.Rules.WithDefaults()
 	return &Report{
-		Date: time.Now().UTC(), Device: cfg.Backend.Name(), Go: runtime.Version(), CPUs: runtime.NumCPU(), Models: models,
+		Date: time.Now().UTC(), Device: kernels.Names(cfg.Backends...), Go: runtime.Version(), CPUs: runtime.NumCPU(), Models: models,
 		Jobs: cfg.Jobs, Seed: cfg.Seed, PromptMin: cfg.PromptMin, PromptMax: cfg.PromptMax, OutputMin: cfg.OutputMin,
 		OutputMax: cfg.OutputMax, InFlight: cfg.InFlight, Temperature: cfg.Temperature, Workers: cfg.Workers,
 		Quality: QualitySettings{Sample: cfg.Quality.Sample, IntervalS: cfg.Quality.Interval.Seconds(), Window: r.Window,

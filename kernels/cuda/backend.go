@@ -20,6 +20,24 @@ import (
 
 func init() {
 	kernels.Register("cuda", open)
+	kernels.RegisterCounter("cuda", DeviceCount)
+}
+
+// DeviceCount returns how many CUDA devices the process can see (after
+// CUDA_VISIBLE_DEVICES): cuda:0 to cuda:N-1. It fails with an error
+// wrapping ErrUnavailable when the libraries or the driver are missing.
+func DeviceCount() (int, error) {
+	if err := loadLibraries(); err != nil {
+		return 0, err
+	}
+	if err := cuInit(); err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	n, err := cuDeviceCount()
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return n, nil
 }
 
 // open is the kernels.Opener for "cuda" and "cuda:N".
@@ -82,15 +100,9 @@ func New(cfg Config) (*Backend, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if err := loadLibraries(); err != nil {
-		return nil, err
-	}
-	if err := cuInit(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	count, err := cuDeviceCount()
+	count, err := DeviceCount()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return nil, err
 	}
 	if count == 0 {
 		return nil, fmt.Errorf("%w: the driver reports no CUDA device", ErrUnavailable)
@@ -121,7 +133,7 @@ func New(cfg Config) (*Backend, error) {
 		// where the hardware has fp4 tensor cores.
 		b.caps = b.caps.With(precision.FP4, precision.Emulated)
 	}
-	b.log.Info().Str("device", b.name).Str("gpu", b.info.Name).
+	b.log.Info().Str("device", b.name).Str("gpu", b.info.Name).Str("uuid", b.info.UUID).
 		Str("cc", fmt.Sprintf("%d.%d", b.info.Major, b.info.Minor)).
 		Int("driver", b.info.DriverVersion).Str("nvrtc", b.info.NVRTCVersion).
 		Str("libcuda", b.info.Libraries[libCUDA]).Str("libnvrtc", b.info.Libraries[libNVRTC]).
@@ -181,6 +193,10 @@ func (b *Backend) Name() string { return b.name }
 
 // Info describes the device.
 func (b *Backend) Info() DeviceInfo { return b.info }
+
+// UUID is the device's UUID, "GPU-…" as nvidia-smi prints it (Info().UUID),
+// or "" when the driver cannot say.
+func (b *Backend) UUID() string { return b.info.UUID }
 
 // Capabilities returns precision.CUDACapabilities of the device's compute
 // capability, with fp4 as Emulated (weight-only) everywhere it is runnable.

@@ -194,6 +194,24 @@ func (d cuDevice) totalMem() (uint64, error) {
 	return uint64(b), cuErr(C.gbx_device_mem(&b, d.d), "cuDeviceTotalMem")
 }
 
+// uuid returns d's UUID as nvidia-smi prints it (formatUUID), or "" when
+// the driver has no cuDeviceGetUuid.
+func (d cuDevice) uuid() (string, error) {
+	var gpu, own [16]byte
+	if r := C.gbx_device_uuid((*C.uchar)(&gpu[0]), 0, d.d); r == C.GBX_CUDA_ERROR_NOT_SUPPORTED {
+		return "", nil
+	} else if err := cuErr(r, "cuDeviceGetUuid"); err != nil {
+		return "", err
+	}
+	own = gpu
+	if r := C.gbx_device_uuid((*C.uchar)(&own[0]), 1, d.d); r != C.GBX_CUDA_ERROR_NOT_SUPPORTED {
+		if err := cuErr(r, "cuDeviceGetUuid_v2"); err != nil {
+			return "", err
+		}
+	}
+	return formatUUID(gpu, own), nil
+}
+
 func (d cuDevice) retainPrimary() (cuContext, error) {
 	var c C.CUcontext
 	return cuContext{c}, cuErr(C.gbx_ctx_retain(&c, d.d), "cuDevicePrimaryCtxRetain")

@@ -76,6 +76,9 @@ func openDevice(cfg Config) (d *devState, info DeviceInfo, err error) {
 	if info.Name, err = d.dev.name(); err != nil {
 		return nil, info, err
 	}
+	if info.UUID, err = d.dev.uuid(); err != nil {
+		return nil, info, err
+	}
 	if info.Major, err = d.dev.attr(C.GBX_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR); err != nil {
 		return nil, info, err
 	}

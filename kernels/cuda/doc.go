@@ -11,7 +11,9 @@
 // CUDA unavailable.
 //
 // The package registers itself with kernels.Register under the kind "cuda"
-// in init; package main blank-imports it:
+// in init, with DeviceCount as the kind's kernels.Counter (so that
+// kernels.OpenWorkers can spread workers over every visible GPU); package
+// main blank-imports it:
 //
 //	import _ "github.com/gearbox-inference/gearbox/kernels/cuda"
 //

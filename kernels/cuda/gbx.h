@@ -40,6 +40,9 @@ typedef struct {
 	CUresult (*cuDeviceGetName)(char *, int, CUdevice);
 	CUresult (*cuDeviceGetAttribute)(int *, int, CUdevice);
 	CUresult (*cuDeviceTotalMem_v2)(size_t *, CUdevice);
+	// optional: NULL when the driver lacks them (v2 since CUDA 11.4)
+	CUresult (*cuDeviceGetUuid)(unsigned char *, CUdevice);
+	CUresult (*cuDeviceGetUuid_v2)(unsigned char *, CUdevice);
 	CUresult (*cuDevicePrimaryCtxRetain)(CUcontext *, CUdevice);
 	CUresult (*cuDevicePrimaryCtxRelease_v2)(CUdevice);
 	CUresult (*cuCtxSetCurrent)(CUcontext);
@@ -151,6 +154,8 @@ static int gbx_load_driver(void *h, char *err, size_t errlen) {
 	GBX_SYM(h, cuDeviceGetName);
 	GBX_SYM(h, cuDeviceGetAttribute);
 	GBX_SYM(h, cuDeviceTotalMem_v2);
+	*(void **)(&gbx.cuDeviceGetUuid) = dlsym(h, "cuDeviceGetUuid");
+	*(void **)(&gbx.cuDeviceGetUuid_v2) = dlsym(h, "cuDeviceGetUuid_v2");
 	GBX_SYM(h, cuDevicePrimaryCtxRetain);
 	GBX_SYM(h, cuDevicePrimaryCtxRelease_v2);
 	GBX_SYM(h, cuCtxSetCurrent);
@@ -247,6 +252,14 @@ static CUresult gbx_device_get(CUdevice *d, int i) { return gbx.cuDeviceGet(d, i
 static CUresult gbx_device_name(char *s, int n, CUdevice d) { return gbx.cuDeviceGetName(s, n, d); }
 static CUresult gbx_device_attr(int *v, int a, CUdevice d) { return gbx.cuDeviceGetAttribute(v, a, d); }
 static CUresult gbx_device_mem(size_t *b, CUdevice d) { return gbx.cuDeviceTotalMem_v2(b, d); }
+// gbx_device_uuid writes d's 16-byte UUID: cuDeviceGetUuid_v2's (a MIG
+// instance's own) when v2 is set, else cuDeviceGetUuid's (the whole GPU's).
+// A driver without the function answers CUDA_ERROR_NOT_SUPPORTED.
+static CUresult gbx_device_uuid(unsigned char *u, int v2, CUdevice d) {
+	CUresult (*f)(unsigned char *, CUdevice) = v2 ? gbx.cuDeviceGetUuid_v2 : gbx.cuDeviceGetUuid;
+	if (!f) return GBX_CUDA_ERROR_NOT_SUPPORTED;
+	return f(u, d);
+}
 static CUresult gbx_ctx_retain(CUcontext *c, CUdevice d) { return gbx.cuDevicePrimaryCtxRetain(c, d); }
 static CUresult gbx_ctx_release(CUdevice d) { return gbx.cuDevicePrimaryCtxRelease_v2(d); }
 static CUresult gbx_ctx_set(CUcontext c) { return gbx.cuCtxSetCurrent(c); }

@@ -1,10 +1,18 @@
 package cuda
 
+import "fmt"
+
 // DeviceInfo describes the opened device.
 type DeviceInfo struct {
-	Ordinal       int
-	Name          string // e.g. "NVIDIA H100 80GB HBM3"
-	Major, Minor  int    // compute capability
+	Ordinal int
+	Name    string // e.g. "NVIDIA H100 80GB HBM3"
+	// UUID is the device's UUID as nvidia-smi and NVML print it,
+	// "GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" ("MIG-…" for a MIG
+	// instance); "" when the driver cannot say. Unlike Ordinal, which
+	// CUDA_VISIBLE_DEVICES and CUDA_DEVICE_ORDER renumber, it names one
+	// physical GPU.
+	UUID          string
+	Major, Minor  int // compute capability
 	SMs           int
 	TotalMemory   uint64 // bytes
 	DriverVersion int    // e.g. 13000
@@ -49,4 +57,17 @@ type LinearResult struct {
 	TFLOPs   float64 // 2·M·N·K / LayerUS
 	WeightGB float64 // weight bytes the path reads / LayerUS, GB/s
 	Mode     string  // how the GEMM ran (fused epilogue, scales, kernel)
+}
+
+// formatUUID formats a device's UUID as nvidia-smi does. gpu is what
+// cuDeviceGetUuid returns (the whole GPU's), own what cuDeviceGetUuid_v2
+// does (a MIG instance's own UUID, else the same as gpu): when they differ
+// the device is a MIG instance, "MIG-…".
+func formatUUID(gpu, own [16]byte) string {
+	prefix := "GPU"
+	if own != gpu {
+		prefix = "MIG"
+	}
+	u := own
+	return fmt.Sprintf("%s-%x-%x-%x-%x-%x", prefix, u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
 }

@@ -426,3 +426,15 @@ func TestGraphReplay(t *testing.T) {
 		t.Errorf("%d graphs captured, want %d (graphs on: %v, driver lacks: %q, last capture error: %v)", graphs, want, on, missingGraphSymbol(), gerr)
 	}
 }
+
+func TestFormatUUID(t *testing.T) {
+	gpu := [16]byte{0x5d, 0x3c, 0x01, 0x02, 0xab, 0xcd, 0x00, 0x0f, 0x10, 0x20, 0xde, 0xad, 0xbe, 0xef, 0x00, 0x01}
+	if got, want := formatUUID(gpu, gpu), "GPU-5d3c0102-abcd-000f-1020-deadbeef0001"; got != want {
+		t.Errorf("formatUUID of a whole GPU = %q; want %q", got, want)
+	}
+	mig := gpu
+	mig[15] = 0x02
+	if got, want := formatUUID(gpu, mig), "MIG-5d3c0102-abcd-000f-1020-deadbeef0002"; got != want {
+		t.Errorf("formatUUID of a MIG instance = %q; want %q", got, want)
+	}
+}

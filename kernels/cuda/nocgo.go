@@ -16,6 +16,13 @@ func init() {
 		_, err := New(Config{})
 		return nil, err
 	})
+	kernels.RegisterCounter("cuda", DeviceCount)
+}
+
+// DeviceCount fails with ErrUnavailable: this build has no cgo.
+func DeviceCount() (int, error) {
+	_, err := New(Config{})
+	return 0, err
 }
 
 // Backend is unavailable without cgo: New always fails.
@@ -30,6 +37,9 @@ func New(Config) (*Backend, error) {
 
 // Info is the zero DeviceInfo.
 func (b *Backend) Info() DeviceInfo { return DeviceInfo{} }
+
+// UUID is "".
+func (b *Backend) UUID() string { return "" }
 
 // BenchLinear fails with ErrUnavailable.
 func (b *Backend) BenchLinear(context.Context, LinearBench) ([]LinearResult, error) {

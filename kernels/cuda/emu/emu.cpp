@@ -210,6 +210,11 @@ CUresult cuDeviceGetAttribute(int *v, int a, int) {
 	return 0;
 }
 CUresult cuDeviceTotalMem_v2(size_t *b, int) { *b = kTotal; return 0; }
+// A fixed UUID, the same from both calls (a whole GPU, not a MIG instance):
+// GPU-9e3a0000-0000-4000-8000-00000000e3a0.
+static const unsigned char kUUID[16] = {0x9e, 0x3a, 0, 0, 0, 0, 0x40, 0, 0x80, 0, 0, 0, 0, 0, 0xe3, 0xa0};
+CUresult cuDeviceGetUuid(unsigned char *u, int) { memcpy(u, kUUID, 16); return 0; }
+CUresult cuDeviceGetUuid_v2(unsigned char *u, int) { memcpy(u, kUUID, 16); return 0; }
 CUresult cuDevicePrimaryCtxRetain(void **c, int) { static char ctx[64]; *c = ctx; return 0; }
 CUresult cuDevicePrimaryCtxRelease_v2(int) { return 0; }
 CUresult cuCtxSetCurrent(void *) { return 0; }
