@@ -4,10 +4,14 @@ Llama-3.1-8B's shapes in bf16 — the baseline beside Gearbox's TestLMBench
 (kernels/cuda, -lmbench) in docs/benchmarks.md.
 
 For each (prompt, batch): generate 1 token (the prefill) and 1+S tokens,
-greedy, no stop token, the default dynamic KV cache and SDPA attention;
-decode tokens/s = batch * S / (t[1+S] - t[1]), median of --reps.
+greedy, no stop token, SDPA attention and the default dynamic KV cache, or
+with --static transformers' static cache, whose decode step generate
+compiles with torch.compile (transformers' default compile config for a
+static cache); decode tokens/s = batch * S / (t[1+S] - t[1]), median of
+--reps, after an untimed warm-up that pays for the compilation.
 
     python3 bench/lm_transformers.py --json out.json
+    python3 bench/lm_transformers.py --static --batches 1,8 --prompts 2048 --json static.json
 """
 import argparse
 import json
@@ -31,11 +35,12 @@ def llama31_8b():
         bos_token_id=1, eos_token_id=2, pad_token_id=0)
 
 
-def timed(model, ids, new):
+def timed(model, ids, new, cache):
     torch.cuda.synchronize()
     t0 = time.perf_counter()
+    kw = {"cache_implementation": "static"} if cache == "static" else {}
     model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=new,
-                   min_new_tokens=new, do_sample=False, eos_token_id=None, pad_token_id=0)
+                   min_new_tokens=new, do_sample=False, eos_token_id=None, pad_token_id=0, **kw)
     torch.cuda.synchronize()
     return time.perf_counter() - t0
 
@@ -46,6 +51,7 @@ def main():
     ap.add_argument("--prompts", default="128,2048")
     ap.add_argument("--steps", type=int, default=32)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--static", action="store_true", help="static KV cache, decode step compiled")
     ap.add_argument("--json", default="")
     args = ap.parse_args()
 
@@ -61,13 +67,15 @@ def main():
     for prompt in [int(x) for x in args.prompts.split(",")]:
         for batch in [int(x) for x in args.batches.split(",")]:
             ids = torch.randint(3, 128000, (batch, prompt), device="cuda")
-            row = {"prompt": prompt, "batch": batch, "steps": args.steps}
+            cache = "static" if args.static else "dynamic"
+            row = {"prompt": prompt, "batch": batch, "steps": args.steps, "cache": cache}
             try:
-                timed(model, ids, 2)  # warm-up
+                # Warm-up of both lengths (static: a cache and a compiled step each).
+                row["warmup_s"] = timed(model, ids, 1, cache) + timed(model, ids, 1 + args.steps, cache)
                 pre, full = [], []
                 for _ in range(args.reps):
-                    pre.append(timed(model, ids, 1))
-                    full.append(timed(model, ids, 1 + args.steps))
+                    pre.append(timed(model, ids, 1, cache))
+                    full.append(timed(model, ids, 1 + args.steps, cache))
                 dt = statistics.median(full) - statistics.median(pre)
                 row["prefill_s"] = statistics.median(pre)
                 row["decode_tok_s"] = batch * args.steps / dt

@@ -49,6 +49,14 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 		_ = b.do(ctx, func(d *devState) error { was, d.gemvMaxM = d.gemvMaxM, cfg.GEMVMaxRows; return nil })
 		defer func() { _ = b.do(ctx, func(d *devState) error { d.gemvMaxM = was; return nil }) }()
 	}
+	if cfg.FP4SmallM != 0 {
+		if cfg.FP4SmallM < -1 {
+			return nil, fmt.Errorf("cuda: bench: FP4SmallM = %d, want -1 or more", cfg.FP4SmallM)
+		}
+		var was int
+		_ = b.do(ctx, func(d *devState) error { was, d.fp4SmallM = d.fp4SmallM, cfg.FP4SmallM; return nil })
+		defer func() { _ = b.do(ctx, func(d *devState) error { d.fp4SmallM = was; return nil }) }()
+	}
 	if cfg.AttnDec {
 		var was bool
 		_ = b.do(ctx, func(d *devState) error { was, d.attnDec = d.attnDec, true; return nil })

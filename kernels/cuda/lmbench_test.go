@@ -27,6 +27,7 @@ var (
 	lmBenchSteps       = flag.Int("lmbench.steps", 20, "timed decode steps per case")
 	lmBenchJSON        = flag.String("lmbench.json", "", "also write the results to this file as JSON")
 	lmBenchGEMV        = flag.Int("lmbench.gemv", 0, "GEMVMaxRows for the run (0: the backend's; -1: cuBLASLt only)")
+	lmBenchFP4SmallM   = flag.Int("lmbench.fp4smallm", 0, "FP4SmallM for the run (0: the backend's; -1: the dequantized-bf16 GEMM only)")
 	lmBenchAttnDec     = flag.Bool("lmbench.attndec", false, "run attention on gbx_attn_dec instead of gbx_attn_mma (LMBench.AttnDec)")
 	lmBenchAttnPartial = flag.Bool("lmbench.attnpartial", false, "run every attention on gbx_attn_partial (LMBench.AttnPartial)")
 	lmBenchInvariant   = flag.Bool("lmbench.invariant", false, "run on a batch-invariant backend (Config.BatchInvariant)")
@@ -74,7 +75,7 @@ func TestLMBench(t *testing.T) {
 	if err != nil {
 		t.Skipf("no CUDA device: %v", err)
 	}
-	cfg := cuda.LMBench{Batches: ints(t, *lmBenchBatches), Prompts: ints(t, *lmBenchPrompts), Steps: *lmBenchSteps, GEMVMaxRows: *lmBenchGEMV, AttnPartial: *lmBenchAttnPartial, AttnDec: *lmBenchAttnDec}
+	cfg := cuda.LMBench{Batches: ints(t, *lmBenchBatches), Prompts: ints(t, *lmBenchPrompts), Steps: *lmBenchSteps, GEMVMaxRows: *lmBenchGEMV, FP4SmallM: *lmBenchFP4SmallM, AttnPartial: *lmBenchAttnPartial, AttnDec: *lmBenchAttnDec}
 	cfg.Precisions = precisions(t, *lmBenchPrecisions)
 	switch *lmBenchModel {
 	case "8b":

@@ -41,6 +41,9 @@ type LMBench struct {
 	// GEMVMaxRows, if not 0, replaces the backend's Config.GEMVMaxRows for
 	// the run (-1: cuBLASLt for every batch), for side-by-side timings.
 	GEMVMaxRows int
+	// FP4SmallM, if not 0, replaces the backend's Config.FP4SmallM for the
+	// run (-1: fp4 on the dequantized-bf16 GEMM at every batch).
+	FP4SmallM int
 	// AttnPartial, if set, runs every attention on gbx_attn_partial, the
 	// general kernel, instead of gbx_attn_mma where it takes the shape.
 	AttnPartial bool
