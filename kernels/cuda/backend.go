@@ -85,9 +85,10 @@ type Backend struct {
 	mu        sync.RWMutex // guards closed against sends on work
 	closed    bool
 
-	slots *slots    // the tensor path's batches in flight
-	cuctx cuContext // the primary context, for waits on callers' threads
-	d     *devState // touched only on the device goroutine
+	slots  *slots     // the tensor path's batches in flight
+	stages stageStats // TimeStages's sums (stages.go)
+	cuctx  cuContext  // the primary context, for waits on callers' threads
+	d      *devState  // touched only on the device goroutine
 }
 
 var _ kernels.Backend = (*Backend)(nil)
@@ -224,11 +225,14 @@ func (b *Backend) Forward(ctx context.Context, m *model.Model, p precision.Forma
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	clk := b.stages.clock()
 	out := make([]float32, rows*m.OutputFeatures)
 	if rows == 0 {
 		return out, nil
 	}
-	if err := b.forward(ctx, m, p, in, out, rows); err != nil {
+	err := b.forward(ctx, m, p, in, out, rows, clk)
+	clk.done()
+	if err != nil {
 		return nil, err
 	}
 	return out, nil

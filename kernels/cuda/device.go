@@ -271,7 +271,7 @@ func (d *devState) dropPools() {
 	}
 }
 
-// closeSlots frees every slot's buffers and event; slots.close has
+// closeSlots frees every slot's buffers and events; slots.close has
 // returned, so none is in flight.
 func (d *devState) closeSlots() {
 	if d.slots == nil {
@@ -282,6 +282,10 @@ func (d *devState) closeSlots() {
 		if sl.event {
 			_ = sl.done.destroy()
 			sl.event = false
+		}
+		if sl.timed {
+			_ = sl.start.destroy()
+			sl.timed = false
 		}
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"time"
 
 	"github.com/gearbox-inference/gearbox/model"
 	"github.com/gearbox-inference/gearbox/precision"
@@ -16,8 +17,8 @@ import (
 // a batch of more than one row, frees the free slots' buffers and runs the
 // two halves separately (recursively), logging the split. Every row's
 // result is the same either way (fp8 scales activations per row).
-func (b *Backend) forward(ctx context.Context, m *model.Model, p precision.Format, in, out []float32, rows int) error {
-	err := b.forwardSlot(ctx, m, p, in, out, rows)
+func (b *Backend) forward(ctx context.Context, m *model.Model, p precision.Format, in, out []float32, rows int, clk *stageClock) error {
+	err := b.forwardSlot(ctx, m, p, in, out, rows, clk)
 	var we *weightsError
 	if err == nil || !isOOM(err) || rows < 2 || errors.As(err, &we) {
 		return err // splitting the batch does not shrink the weights
@@ -29,50 +30,67 @@ func (b *Backend) forward(ctx context.Context, m *model.Model, p precision.Forma
 	b.log.Warn().Str("device", b.name).Str("model", m.Name).Str("precision", string(p)).
 		Int("rows", rows).Int("halves", h).Err(err).Msg("out of device memory; splitting the batch")
 	nin, nout := m.InputFeatures, m.OutputFeatures
-	if err := b.forward(ctx, m, p, in[:h*nin], out[:h*nout], h); err != nil {
+	if err := b.forward(ctx, m, p, in[:h*nin], out[:h*nout], h, clk); err != nil {
 		return err
 	}
-	return b.forward(ctx, m, p, in[h*nin:], out[h*nout:], rows-h)
+	return b.forward(ctx, m, p, in[h*nin:], out[h*nout:], rows-h, clk)
 }
 
 // forwardSlot runs one batch in a slot of its bucket (slots.go): the input
 // to the slot's pinned memory here, the device goroutine queues the pass
 // and the slot's event, and here again the wait for the event and the
-// output out of pinned memory.
-func (b *Backend) forwardSlot(ctx context.Context, m *model.Model, p precision.Format, in, out []float32, rows int) error {
+// output out of pinned memory. clk, when timing is on (stages.go), laps at
+// the end of each of those stages.
+func (b *Backend) forwardSlot(ctx context.Context, m *model.Model, p precision.Format, in, out []float32, rows int, clk *stageClock) error {
+	clk.mark()
 	bk := bucket(rows)
 	sl, err := b.slots.acquire(ctx, bk)
 	if err != nil {
 		return err
 	}
 	defer b.slots.release(bk, sl)
+	clk.lap(stageSlot)
 	// The slot is ours: its buffers change only in our own queued work.
 	staged := sl.buf != nil && sl.buf.width >= maxWidth(m)
 	if staged {
 		copy(sl.buf.hin.floats(len(in)), in)
 	}
+	clk.lap(stageIn)
+	timed := clk != nil
 	err = b.do(ctx, func(d *devState) error {
-		return d.queue(ctx, sl, m, p, in, rows, staged)
+		clk.lap(stageQueue)
+		return d.queue(ctx, sl, m, p, in, rows, staged, timed)
 	})
 	if err != nil {
 		return err
 	}
-	if err := b.wait(sl.done); err != nil {
+	clk.lap(stageLaunch)
+	busy, err := b.wait(sl, timed)
+	if err != nil {
 		return err
 	}
+	clk.lap(stageWait)
+	clk.deviceBusy(busy)
 	copy(out, sl.buf.hout.floats(len(out)))
+	clk.lap(stageOut)
 	return nil
 }
 
-// wait blocks the calling goroutine until e has completed, with the
-// device's context current on its thread.
-func (b *Backend) wait(e cuEvent) error {
+// wait blocks the calling goroutine until sl's batch has completed, with
+// the device's context current on its thread. With timed (the batch was
+// queued timed) it returns the GPU's time from sl's start event to its
+// done event.
+func (b *Backend) wait(sl *slot, timed bool) (time.Duration, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	if err := b.cuctx.setCurrent(); err != nil {
-		return err
+		return 0, err
 	}
-	return e.sync()
+	if err := sl.done.sync(); err != nil || !timed {
+		return 0, err
+	}
+	ms, err := sl.start.elapsed(sl.done)
+	return time.Duration(float64(ms) * float64(time.Millisecond)), err
 }
 
 // weightsError is a failure to convert or upload weights.
@@ -83,10 +101,20 @@ func (e *weightsError) Unwrap() error { return e.err }
 
 // queue queues m on rows rows in slot sl: the upload from the slot's pinned
 // input (copied there now unless staged), every layer, the download, then
-// the slot's event; it does not wait. The second pass of the same (model,
+// the slot's event; it does not wait. With timed, sl's start event is
+// recorded first (stages.go). The second pass of the same (model,
 // precision, rows, slot) is captured into a CUDA graph and later ones
 // replay it (graph.go).
-func (d *devState) queue(ctx context.Context, sl *slot, m *model.Model, p precision.Format, in []float32, rows int, staged bool) error {
+func (d *devState) queue(ctx context.Context, sl *slot, m *model.Model, p precision.Format, in []float32, rows int, staged, timed bool) error {
+	if timed {
+		e, err := sl.startEvent()
+		if err != nil {
+			return err
+		}
+		if err := e.record(d.stream); err != nil {
+			return err
+		}
+	}
 	key := graphKey{m, p, rows, sl}
 	if g := d.graphs[key]; g != nil && staged {
 		if err := g.exec.launch(d.stream); err != nil {

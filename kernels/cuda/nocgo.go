@@ -65,6 +65,9 @@ func (b *Backend) Capabilities() precision.Capabilities {
 	return precision.Capabilities{Device: "cuda"}
 }
 
+// TimeStages times nothing: it returns the zero StageTimes.
+func (b *Backend) TimeStages(bool) kernels.StageTimes { return kernels.StageTimes{} }
+
 // Evict does nothing.
 func (b *Backend) Evict(*model.Model) {}
 

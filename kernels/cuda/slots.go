@@ -30,6 +30,8 @@ type slot struct {
 	buf   *actBuf // nil until first use; see the ownership note above
 	done  cuEvent // recorded after the batch's download (created with buf)
 	event bool    // done exists
+	start cuEvent // recorded before the batch's upload while stages are timed (stages.go)
+	timed bool    // start exists
 }
 
 // slotPool holds the slots of one bucket.
