@@ -25,7 +25,7 @@ type e2eFlags struct {
 	dims, precisions, jsonOut, cpuProfile, trace, plot string
 	inputDType, outputDType                            string
 	rows, jobs, batchRows, workers, reps               int
-	bareCallers                                        int
+	bareCallers, rawStreams                            int
 	minTime                                            time.Duration
 	raw                                                bool
 }
@@ -61,6 +61,7 @@ opened.`,
 	fs.StringVar(&f.jsonOut, "json", "", "also write the report as JSON to this file")
 	fs.StringVar(&f.plot, "plot", "", "also draw jobs/s per precision, worker, bare and raw, to this file (.png or .svg)")
 	fs.BoolVar(&f.raw, "raw", true, "also run the raw-JetStream side (the same jobs and result sizes with no worker: the transport's ceiling)")
+	fs.IntVar(&f.rawStreams, "raw-streams", 1, "above 1, also run the raw side with its jobs spread over this many job and result streams (max(--workers, N) consumers)")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of each timed worker repetition to this file, -<precision>-<rep> inserted before its extension")
 	fs.StringVar(&f.trace, "trace", "", "write an execution trace (go tool trace) of each timed worker repetition to this file, -<precision>-<rep> inserted before its extension")
 	return c
@@ -105,7 +106,7 @@ func benchE2E(ctx context.Context, cfg *config, log zerolog.Logger, f e2eFlags, 
 	bc := e2e.Config{
 		Backends: place.Backends, Dims: ds, Precisions: ps, RowsPerJob: f.rows, Jobs: f.jobs,
 		Reps: f.reps, MinTime: f.minTime, Workers: f.workers, BareCallers: f.bareCallers, Worker: cfg.worker(subj), Progress: stderr,
-		Raw: f.raw, WorkerHook: workerHook(f.cpuProfile, f.trace), InputDType: in, OutputDType: out,
+		Raw: f.raw, RawStreams: f.rawStreams, WorkerHook: workerHook(f.cpuProfile, f.trace), InputDType: in, OutputDType: out,
 	}
 	if f.batchRows != 0 {
 		bc.Worker.MaxBatchRows = f.batchRows

@@ -83,6 +83,12 @@ type Config struct {
 	// server, stream and consumer, with no decoding, batching or
 	// inference (see bench.raw): the transport's ceiling.
 	Raw bool
+	// RawStreams, above 1, adds a second raw side that spreads the same
+	// jobs over RawStreams lanes (lanes.go): as many job streams and as
+	// many result streams, each with its own consumer, on the same server,
+	// with max(Workers, RawStreams) raw consumers, consumer i on lane
+	// i mod RawStreams. Needs Raw (default 1: the one raw side only).
+	RawStreams int
 	// WorkerHook, when set, is called as each timed worker repetition
 	// starts (rep counts from 1; warm-ups are not timed) and the function
 	// it returns as it ends, before the workers shut down: to trace or
@@ -130,6 +136,7 @@ func (c *Config) defaults() error {
 	def(&c.Reps, 3)
 	def(&c.Workers, 1)
 	def(&c.BareCallers, 1)
+	def(&c.RawStreams, 1)
 	def(&c.Worker.MaxBatchRows, batcher.DefaultConfig().MaxBatchRows)
 	if c.Seed == 0 {
 		c.Seed = 1
@@ -148,6 +155,9 @@ func (c *Config) defaults() error {
 	}
 	c.InputDType = cmp.Or(c.InputDType, gearbox.F32)
 	c.OutputDType = cmp.Or(c.OutputDType, gearbox.F32)
+	if c.RawStreams < 1 || c.RawStreams > 1 && !c.Raw {
+		return fmt.Errorf("e2e: raw streams %d: want 1, or more with the raw side on", c.RawStreams)
+	}
 	if c.RowsPerJob < 1 || c.Jobs < 1 || c.Reps < 1 || c.Workers < 1 || c.BareCallers < 1 || c.Worker.MaxBatchRows < 1 {
 		return fmt.Errorf("e2e: rows per job %d, jobs %d, reps %d, workers %d, bare callers %d and max batch rows %d must all be ≥ 1",
 			c.RowsPerJob, c.Jobs, c.Reps, c.Workers, c.BareCallers, c.Worker.MaxBatchRows)
@@ -263,10 +273,16 @@ func newBench(ctx context.Context, cfg Config) (b *bench, cleanup func(), err er
 	if err := client.Provision(ctx, streams); err != nil {
 		return nil, nil, err
 	}
+	var lanes []lane
+	if cfg.RawStreams > 1 {
+		if lanes, err = newLanes(ctx, nc, subj, streams, cfg.RawStreams); err != nil {
+			return nil, nil, err
+		}
+	}
 	dial := func(name string) (*nats.Conn, error) {
 		return nats.Connect("", nats.InProcessServer(srv), nats.Name(name))
 	}
-	return &bench{cfg: cfg, m: m, inputs: inputs, tensors: tensors, batches: batches, dial: dial, client: client, subj: subj, models: worker.NewModels(m)}, cleanup, nil
+	return &bench{cfg: cfg, m: m, inputs: inputs, tensors: tensors, batches: batches, dial: dial, client: client, subj: subj, lanes: lanes, models: worker.NewModels(m)}, cleanup, nil
 }
 
 // precision measures p: warm-up, then Reps repetitions of each side.
@@ -293,7 +309,12 @@ func (b *bench) precision(ctx context.Context, p precision.Format) (Result, erro
 			return Result{}, fmt.Errorf("%s raw warm-up: %w", p, err)
 		}
 	}
-	var bare, raw, wrk []run
+	if b.lanes != nil {
+		if _, err := b.rawLanes(ctx, b.lanes, cfg.rawConsumers(), p, "lanewarm", warm); err != nil {
+			return Result{}, fmt.Errorf("%s raw warm-up over %d streams: %w", p, len(b.lanes), err)
+		}
+	}
+	var bare, raw, rawS, wrk []run
 	for r := range cfg.Reps { // alternate, so drift hits every side alike
 		br, err := b.bare(ctx, p)
 		if err != nil {
@@ -309,6 +330,14 @@ func (b *bench) precision(ctx context.Context, p precision.Format) (Result, erro
 			raw = append(raw, rr)
 			b.progress("%-5s rep %d raw    %10.0f jobs/s", p, r+1, rr.jobsPerSec())
 		}
+		if b.lanes != nil {
+			rr, err := b.rawLanes(ctx, b.lanes, cfg.rawConsumers(), p, "lanes"+strconv.Itoa(r), cfg.Jobs)
+			if err != nil {
+				return Result{}, fmt.Errorf("%s raw over %d streams: %w", p, len(b.lanes), err)
+			}
+			rawS = append(rawS, rr)
+			b.progress("%-5s rep %d raw×%d %10.0f jobs/s", p, r+1, len(b.lanes), rr.jobsPerSec())
+		}
 		wr, err := b.worker(ctx, p, strconv.Itoa(r), cfg.Jobs, r+1)
 		if err != nil {
 			return Result{}, fmt.Errorf("%s worker: %w", p, err)
@@ -319,7 +348,12 @@ func (b *bench) precision(ctx context.Context, p precision.Format) (Result, erro
 			b.progress("%-5s rep %d worker ran %v, under %v: raise the jobs for steadier figures", p, r+1, wr.elapsed.Round(time.Millisecond), cfg.MinTime)
 		}
 	}
-	return result(p, bare, raw, wrk), nil
+	res := result(p, bare, raw, wrk, len(cfg.Backends))
+	if len(rawS) > 0 {
+		s := side(rawS)
+		res.RawStreams = &s
+	}
+	return res, nil
 }
 
 // batch is one bare-loop batch.
@@ -364,6 +398,7 @@ type bench struct {
 	dial   func(name string) (*nats.Conn, error)
 	client *gearbox.Client
 	subj   gearbox.Subjects
+	lanes  []lane // the RawStreams lanes; nil with RawStreams 1
 	models *worker.Models
 }
 
@@ -379,7 +414,8 @@ type run struct {
 	elapsed       time.Duration
 	joules        float64 // NaN when not measured
 	meanBatchRows float64
-	acked         int // jobs acked (the raw side)
+	acked         int                 // jobs acked (the raw side)
+	stages        *kernels.StageTimes // the bare side's, where the backend times them (stages.go)
 }
 
 func (r run) jobsPerSec() float64 { return float64(r.jobs) / r.elapsed.Seconds() }
@@ -405,6 +441,7 @@ func (b *bench) energyMeter() func() float64 {
 // goroutines that take the batches in turn (one: one after another, as
 // the worker's executor does), and again until MinTime has passed.
 func (b *bench) bare(ctx context.Context, p precision.Format) (run, error) {
+	stages := b.timeStages()
 	energy := b.energyMeter()
 	start := time.Now()
 	passes := 0
@@ -416,7 +453,7 @@ func (b *bench) bare(ctx context.Context, p precision.Format) (run, error) {
 	}
 	el := time.Since(start)
 	jobs := passes * b.cfg.Jobs
-	return run{jobs: jobs, rows: jobs * b.cfg.RowsPerJob, elapsed: el, joules: energy(),
+	return run{jobs: jobs, rows: jobs * b.cfg.RowsPerJob, elapsed: el, joules: energy(), stages: stages(),
 		meanBatchRows: float64(b.cfg.Jobs*b.cfg.RowsPerJob) / float64(len(b.batches))}, nil
 }
 
@@ -449,36 +486,47 @@ func (b *bench) barePass(ctx context.Context, p precision.Format) error {
 // side that goes through the queue sees; tag names the repetition in the
 // job ids, which are fresh for each.
 func (b *bench) fill(ctx context.Context, p precision.Format, tag string, jobs int) error {
-	js := b.client.JetStream()
-	rs, err := js.Stream(ctx, b.subj.ResultsStream())
-	if err != nil {
-		return err
-	}
-	if err := rs.Purge(ctx); err != nil {
-		return err
+	return b.fillLanes(ctx, []lane{b.main()}, p, tag, jobs)
+}
+
+// fillLanes is fill over several lanes' streams: job i goes to lane
+// i mod len(lanes).
+func (b *bench) fillLanes(ctx context.Context, lanes []lane, p precision.Format, tag string, jobs int) error {
+	for _, l := range lanes {
+		rs, err := l.client.JetStream().Stream(ctx, l.subj.ResultsStream())
+		if err != nil {
+			return err
+		}
+		if err := rs.Purge(ctx); err != nil {
+			return err
+		}
 	}
 	for i := range jobs {
 		j := b.job(p, tag, i)
+		l := lanes[i%len(lanes)]
 		for {
-			if _, err = b.client.SubmitAsync(j); err == nil {
+			_, err := l.client.SubmitAsync(j)
+			if err == nil {
 				break
 			}
 			if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
 				return fmt.Errorf("publish job %d: %w", i, err)
 			}
 			select {
-			case <-js.PublishAsyncComplete():
+			case <-l.client.JetStream().PublishAsyncComplete():
 			case <-ctx.Done():
 				return ctx.Err()
 			}
 		}
 	}
-	select {
-	case <-js.PublishAsyncComplete():
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	for _, l := range lanes {
+		select {
+		case <-l.client.JetStream().PublishAsyncComplete():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
+	return nil
 }
 
 // job is the i-th job of the repetition tag at precision p: input
@@ -501,15 +549,15 @@ type tally struct {
 	err     error
 }
 
-// follow reads the (purged) result stream from its start until it holds
-// jobs results, checking each: no error, precision p, RowsPerJob rows of
-// OutputDType.
-func (b *bench) follow(ctx context.Context, p precision.Format, jobs int) <-chan tally {
+// follow reads lane l's (purged) result stream from its start until it
+// holds jobs results, checking each: no error, precision p, RowsPerJob rows
+// of OutputDType.
+func (b *bench) follow(ctx context.Context, l lane, p precision.Format, jobs int) <-chan tally {
 	done := make(chan tally, 1)
 	go func() {
 		t := tally{batches: map[string]int{}}
 		defer func() { done <- t }()
-		for r, err := range b.client.Results(ctx, b.m.Name, true) {
+		for r, err := range l.client.Results(ctx, b.m.Name, true) {
 			switch {
 			case err != nil:
 				t.err = err
@@ -599,7 +647,7 @@ func (b *bench) worker(ctx context.Context, p precision.Format, tag string, jobs
 	if err := b.fill(ctx, p, tag, jobs); err != nil {
 		return run{}, err
 	}
-	done := b.follow(ctx, p, jobs)
+	done := b.follow(ctx, b.main(), p, jobs)
 
 	stopHook := func() error { return nil }
 	if b.cfg.WorkerHook != nil && rep > 0 {
@@ -661,16 +709,25 @@ func (b *bench) worker(ctx context.Context, p precision.Format, tag string, jobs
 // waits, untimed, for every job's ack and for the consumer to hold no
 // pending or unacked job.
 func (b *bench) raw(ctx context.Context, p precision.Format, tag string, jobs int) (run, error) {
+	return b.rawLanes(ctx, []lane{b.main()}, b.cfg.Workers, p, tag, jobs)
+}
+
+// rawLanes is raw over several lanes: job i through lane i mod
+// len(lanes), consumers consumers, consumer i on lane i mod len(lanes).
+func (b *bench) rawLanes(ctx context.Context, lanes []lane, consumers int, p precision.Format, tag string, jobs int) (run, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
-	if err := b.fill(ctx, p, tag, jobs); err != nil {
+	if err := b.fillLanes(ctx, lanes, p, tag, jobs); err != nil {
 		return run{}, err
 	}
-	tmpl, err := b.rawResult(p)
-	if err != nil {
-		return run{}, err
+	tmpl := make([]*nats.Msg, len(lanes))
+	for i, l := range lanes {
+		var err error
+		if tmpl[i], err = b.rawResult(p, l.subj); err != nil {
+			return run{}, err
+		}
 	}
-	done := b.follow(ctx, p, jobs)
+	done := b.followLanes(ctx, lanes, p, jobs)
 
 	var acked atomic.Int64
 	allAcked := make(chan struct{})
@@ -683,12 +740,13 @@ func (b *bench) raw(ctx context.Context, p precision.Format, tag string, jobs in
 	start := time.Now()
 	c := b.newCrew(ctx)
 	defer c.close()
-	for i := range b.cfg.Workers {
+	for i := range consumers {
 		nc, err := c.dial(fmt.Sprintf("raw-%s-%s-%d", p, tag, i))
 		if err != nil {
 			return run{}, err
 		}
-		c.start(func(ctx context.Context) error { return b.rawConsumer(ctx, nc, tmpl, onAck) })
+		l, t := lanes[i%len(lanes)], tmpl[i%len(lanes)]
+		c.start(func(ctx context.Context) error { return b.rawConsumer(ctx, nc, l.subj, t, onAck) })
 	}
 	if _, err := c.wait(done); err != nil {
 		return run{}, err
@@ -703,16 +761,18 @@ func (b *bench) raw(ctx context.Context, p precision.Format, tag string, jobs in
 		return run{}, fmt.Errorf("%d of %d jobs acked: %w", acked.Load(), jobs, ctx.Err())
 	}
 	c.close()
-	if err := b.drained(ctx); err != nil {
-		return run{}, err
+	for _, l := range lanes {
+		if err := b.drained(ctx, l); err != nil {
+			return run{}, err
+		}
 	}
 	return run{jobs: jobs, rows: jobs * b.cfg.RowsPerJob, elapsed: el, joules: joules, acked: int(acked.Load())}, nil
 }
 
 // rawResult is the message the raw consumers publish for every job: a
 // result like the worker's for a RowsPerJob-row job at precision p, its
-// output in OutputDType.
-func (b *bench) rawResult(p precision.Format) (*nats.Msg, error) {
+// output in OutputDType, on subj's result subject.
+func (b *bench) rawResult(p precision.Format, subj gearbox.Subjects) (*nats.Msg, error) {
 	rows, out := b.cfg.RowsPerJob, b.m.OutputFeatures
 	vals := make([]float32, rows*out)
 	for i := range vals {
@@ -724,13 +784,13 @@ func (b *bench) rawResult(p precision.Format) (*nats.Msg, error) {
 		Worker: "bench-raw-0", Batch: "bench-raw-0-1", BatchRows: b.cfg.Worker.MaxBatchRows,
 		QueuedMs: 1.5, ComputeMs: 0.5,
 	}
-	return gearbox.NewMsg(b.subj.Results(b.m.Name), r, gearbox.Msgpack)
+	return gearbox.NewMsg(subj.Results(b.m.Name), r, gearbox.Msgpack)
 }
 
-// rawConsumer is one raw consumer (see raw) on nc, until ctx ends: a
-// goroutine pulls and publishes, another acks each job as its result's
-// PubAck arrives, in order, as the worker's ack loop does.
-func (b *bench) rawConsumer(ctx context.Context, nc *nats.Conn, tmpl *nats.Msg, onAck func()) error {
+// rawConsumer is one raw consumer (see raw) on nc of subj's job stream,
+// until ctx ends: a goroutine pulls and publishes, another acks each job as
+// its result's PubAck arrives, in order, as the worker's ack loop does.
+func (b *bench) rawConsumer(ctx context.Context, nc *nats.Conn, subj gearbox.Subjects, tmpl *nats.Msg, onAck func()) error {
 	wc := b.cfg.Worker
 	bc := wc.Config.WithDefaults()
 	prefetch, prefetchBytes := wc.Prefetch, wc.PrefetchBytes
@@ -745,7 +805,7 @@ func (b *bench) rawConsumer(ctx context.Context, nc *nats.Conn, tmpl *nats.Msg, 
 	if err != nil {
 		return err
 	}
-	cons, err := js.Consumer(ctx, b.subj.JobsStream(), b.subj.Consumer())
+	cons, err := js.Consumer(ctx, subj.JobsStream(), subj.Consumer())
 	if err != nil {
 		return err
 	}
@@ -831,11 +891,11 @@ func (b *bench) rawConsumer(ctx context.Context, nc *nats.Conn, tmpl *nats.Msg, 
 	return <-ackErr // nil once the ack goroutine is done
 }
 
-// drained waits until the shared consumer holds no job that is pending or
-// awaiting its ack: the raw side's acks are not confirmed by the server,
-// and the next repetition must start from an empty queue.
-func (b *bench) drained(ctx context.Context) error {
-	cons, err := b.client.JetStream().Consumer(ctx, b.subj.JobsStream(), b.subj.Consumer())
+// drained waits until lane l's shared consumer holds no job that is
+// pending or awaiting its ack: the raw side's acks are not confirmed by the
+// server, and the next repetition must start from an empty queue.
+func (b *bench) drained(ctx context.Context, l lane) error {
+	cons, err := l.client.JetStream().Consumer(ctx, l.subj.JobsStream(), l.subj.Consumer())
 	if err != nil {
 		return err
 	}

@@ -32,6 +32,10 @@ type Report struct {
 	Workers      int       `json:"workers"`
 	BareCallers  int       `json:"bare_callers"`
 	Reps         int       `json:"reps"`
+	// RawStreams is Config.RawStreams, and RawStreamsConsumers how many
+	// consumers its side ran (absent with 1 stream).
+	RawStreams          int `json:"raw_streams,omitempty"`
+	RawStreamsConsumers int `json:"raw_streams_consumers,omitempty"`
 	// InputDType and OutputDType are the jobs' input tensors' element
 	// type and their output_dtype.
 	InputDType  gearbox.DType `json:"input_dtype"`
@@ -47,11 +51,18 @@ type Result struct {
 	// Raw is the raw-JetStream side (Config.Raw): the same jobs through
 	// the same server and consumer with no worker; absent when not run.
 	Raw *Side `json:"raw,omitempty"`
+	// RawStreams is the raw side over Config.RawStreams streams each way
+	// (lanes.go); absent with one.
+	RawStreams *Side `json:"raw_streams,omitempty"`
 	// Ratio is the worker's median jobs/s over the bare loop's.
 	Ratio float64 `json:"ratio"`
 	// WorkerOverRaw is the worker's median jobs/s over the raw side's;
 	// absent when the raw side was not run.
 	WorkerOverRaw float64 `json:"worker_over_raw,omitempty"`
+	// BareStages is where the bare loop's time went and the device's
+	// ceiling (stages.go); absent where the backend does not time its
+	// stages.
+	BareStages *Stages `json:"bare_stages,omitempty"`
 }
 
 // Side is one side's medians over the repetitions, and each repetition's
@@ -67,18 +78,24 @@ type Side struct {
 }
 
 func newReport(cfg Config, m *model.Model) *Report {
-	return &Report{
+	r := &Report{
 		Date: time.Now().UTC(), Device: kernels.Names(cfg.Backends...), Go: runtime.Version(), CPUs: runtime.NumCPU(),
 		Dims: cfg.Dims, Digest: m.Digest, RowsPerJob: cfg.RowsPerJob, Jobs: cfg.Jobs,
 		MaxBatchRows: cfg.Worker.MaxBatchRows, Workers: cfg.Workers, BareCallers: cfg.BareCallers, Reps: cfg.Reps,
 		InputDType: cfg.InputDType, OutputDType: cfg.OutputDType,
 	}
+	if cfg.RawStreams > 1 {
+		r.RawStreams, r.RawStreamsConsumers = cfg.RawStreams, cfg.rawConsumers()
+	}
+	return r
 }
 
-// result is p's medians; raw is empty when the raw side was not run.
-func result(p precision.Format, bare, raw, wrk []run) Result {
+// result is p's medians; raw is empty when the raw side was not run;
+// devices is how many backends ran the bare loop.
+func result(p precision.Format, bare, raw, wrk []run, devices int) Result {
 	res := Result{Precision: p, Bare: side(bare), Worker: side(wrk)}
 	res.Ratio = res.Worker.JobsPerSec / res.Bare.JobsPerSec
+	res.BareStages = bareStages(bare, res.Bare.JobsPerSec, devices)
 	if len(raw) > 0 {
 		s := side(raw)
 		res.Raw = &s
@@ -119,6 +136,9 @@ func (r *Report) Print(w io.Writer) {
 	if raw {
 		head += "raw jobs/s\tworker/raw\t"
 	}
+	if r.RawStreams > 1 {
+		head += fmt.Sprintf("raw×%d jobs/s\traw×%d/raw\t", r.RawStreams, r.RawStreams)
+	}
 	if energy {
 		head += "bare J/1k jobs\tworker J/1k jobs\t"
 	}
@@ -132,12 +152,23 @@ func (r *Report) Print(w io.Writer) {
 		case raw:
 			line += "-\t-\t"
 		}
+		switch {
+		case res.RawStreams != nil && res.Raw != nil:
+			line += fmt.Sprintf("%.0f\t%.2f\t", res.RawStreams.JobsPerSec, res.RawStreams.JobsPerSec/res.Raw.JobsPerSec)
+		case r.RawStreams > 1:
+			line += "-\t-\t"
+		}
 		if energy {
 			line += joules(res.Bare.JoulesPer1kJobs) + "\t" + joules(res.Worker.JoulesPer1kJobs) + "\t"
 		}
 		fmt.Fprintln(tw, line)
 	}
 	tw.Flush()
+	if r.RawStreams > 1 {
+		fmt.Fprintf(w, "\nraw×%d: the raw side's jobs spread over %d job streams and %d result streams, %d consumers\n",
+			r.RawStreams, r.RawStreams, r.RawStreams, r.RawStreamsConsumers)
+	}
+	r.printStages(w)
 }
 
 func (r *Report) device() string {
