@@ -7,13 +7,15 @@
 //
 // Backend is what every backend implements: Name, Capabilities, Forward,
 // Evict and Close, documented method by method. Its methods are safe for
-// concurrent use. Two further abilities are optional interfaces, found by
+// concurrent use. Further abilities are optional interfaces, found by
 // type assertion as database/sql finds a driver's optional interfaces:
 //
 //	Referencer  Reference: a forward pass in float64, the quality loop's
 //	            yardstick (the CPU backend)
 //	LM          NewKVCache, Step, EvictLM: causal language models over a
 //	            paged KV cache (the CPU backend)
+//	StageTimer  TimeStages: Forward's host time stage by stage and the
+//	            device's busy time, for gearbox bench e2e (the CUDA backend)
 //
 // A wrapper that embeds a Backend keeps every method of Backend but hides
 // the optional abilities, as a wrapped database/sql driver would; it must

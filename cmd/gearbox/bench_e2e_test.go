@@ -13,7 +13,7 @@ func TestBenchE2E(t *testing.T) {
 	out, plot := filepath.Join(t.TempDir(), "e2e.json"), filepath.Join(t.TempDir(), "e2e.png")
 	env := []string{"GEARBOX_DEVICE=cpu", "GEARBOX_MAX_BATCH_ROWS=16", "GEARBOX_LOG_LEVEL=warn"}
 	// Flags after the positional-free command, Go-style single dashes too.
-	if code, _, stderr := runCLI(t, env, "bench", "e2e", "--dims", "8,16,4", "-precisions", "fp32", "--jobs", "40", "--rows", "2", "--reps", "1", "--json", out, "--plot", plot); code != 0 {
+	if code, _, stderr := runCLI(t, env, "bench", "e2e", "--dims", "8,16,4", "-precisions", "fp32", "--jobs", "40", "--rows", "2", "--reps", "1", "--raw-streams", "2", "--json", out, "--plot", plot); code != 0 {
 		t.Fatalf("exit status %d: %s", code, stderr)
 	}
 	var rep e2e.Report
@@ -24,6 +24,9 @@ func TestBenchE2E(t *testing.T) {
 	}
 	if r := rep.Results[0]; r.Raw == nil || r.Raw.JobsPerSec <= 0 || r.WorkerOverRaw <= 0 {
 		t.Errorf("report %s; want the raw side (on by default) with jobs/s and worker/raw", b)
+	}
+	if r := rep.Results[0]; rep.RawStreams != 2 || r.RawStreams == nil || r.RawStreams.JobsPerSec <= 0 {
+		t.Errorf("report %s; want --raw-streams 2's raw side with jobs/s", b)
 	}
 	if rep.InputDType != "f32" || rep.OutputDType != "f32" {
 		t.Errorf("report %s; want f32 in and out by default", b)
@@ -75,6 +78,8 @@ func TestBenchE2EFlags(t *testing.T) {
 		{"--dims", "8"},
 		{"--input-dtype", "f8"},
 		{"--output-dtype", "fp16"},
+		{"--raw-streams", "0"},
+		{"--raw=false", "--raw-streams", "2"},
 	} {
 		code, _, stderr := runCLI(t, env, append([]string{"bench", "e2e"}, args...)...)
 		if code != 1 {
