@@ -92,6 +92,9 @@ func benchE2E(ctx context.Context, cfg *config, log zerolog.Logger, f e2eFlags, 
 	if err != nil {
 		return err
 	}
+	if f.rawStreams < 1 || f.rawStreams > 1 && !f.raw {
+		return fmt.Errorf("--raw-streams: %d; want 1, or more with --raw", f.rawStreams)
+	}
 	subj, err := cfg.subjects()
 	if err != nil {
 		return err

@@ -85,6 +85,9 @@ func TestBenchE2EFlags(t *testing.T) {
 		if code != 1 {
 			t.Errorf("bench e2e %v: exit status %d; want 1", args, code)
 		}
+		if args[len(args)-2] == "--raw-streams" && !strings.Contains(stderr, "--raw-streams: "+args[len(args)-1]+"; want 1, or more with --raw") {
+			t.Errorf("bench e2e %v: stderr %q; want it to name the flag and the value", args, stderr)
+		}
 		if strings.HasSuffix(args[0], "-dtype") && !strings.Contains(stderr, args[0]+`: "`+args[1]+`" is not one of f32, bf16, f16`) {
 			t.Errorf("bench e2e %v: stderr %q; want it to name the flag and the value", args, stderr)
 		}
