@@ -28,7 +28,7 @@ func TestBareStages(t *testing.T) {
 		{jobs: 400, stages: st(10, 10*time.Millisecond, 4*time.Millisecond, 2*time.Millisecond)},
 		{jobs: 800, stages: st(20, 20*time.Millisecond, 8*time.Millisecond, 4*time.Millisecond)},
 	}
-	got := bareStages(runs, 100_000)
+	got := bareStages(runs, 100_000, 1)
 	near := func(a, b float64) bool { return math.Abs(a-b) <= 1e-9*math.Abs(b) }
 	switch {
 	case got == nil:
@@ -40,14 +40,18 @@ func TestBareStages(t *testing.T) {
 	case !near(got.Ceiling, 1200/0.006) || !near(got.BareOverCeiling, 100_000/(1200/0.006)):
 		t.Errorf("ceiling %v jobs/s, bare/ceiling %v; want 1,200 jobs over 6 ms and 100,000 over that", got.Ceiling, got.BareOverCeiling)
 	}
+	// Two devices sharing the batches: both busy all the time.
+	if got2 := bareStages(runs, 100_000, 2); got2 == nil || !near(got2.Ceiling, 2*1200/0.006) {
+		t.Errorf("two devices: %+v; want twice the one device's ceiling", got2)
+	}
 	// No device clock: host stages only.
 	runs[0].stages.DeviceBusy, runs[0].stages.DeviceBatches = 0, 0
 	runs[1].stages.DeviceBusy, runs[1].stages.DeviceBatches = 0, 0
-	if got := bareStages(runs, 1); got == nil || got.DeviceUs != 0 || got.Ceiling != 0 {
+	if got := bareStages(runs, 1, 1); got == nil || got.DeviceUs != 0 || got.Ceiling != 0 {
 		t.Errorf("without device time: %+v; want host stages, no ceiling", got)
 	}
 	// A backend that does not time its stages.
-	if got := bareStages([]run{{jobs: 400}}, 1); got != nil {
+	if got := bareStages([]run{{jobs: 400}}, 1, 1); got != nil {
 		t.Errorf("untimed runs: %+v; want nil", got)
 	}
 }
