@@ -95,6 +95,38 @@ func LMHeadFormat(p precision.Format) precision.Format {
 	return p
 }
 
+// KVFormat is the format a language model's KV cache holds when its layers
+// run at p, on every backend: FP32 at fp32 and tf32, BF16 at bf16 and fp16,
+// and FP8 at fp8 and fp4 — E4M3 values, each (position, KV head) row of K
+// and of V with its own float32 scale, FP8Scale(the row's amax, 0) =
+// amax/448 (1 for a row of zeros), the values EncodeE4M3(x / scale), as
+// package precision quantizes.
+func KVFormat(p precision.Format) precision.Format {
+	switch p {
+	case precision.FP32, precision.TF32:
+		return precision.FP32
+	case precision.FP8, precision.FP4:
+		return precision.FP8
+	}
+	return precision.BF16
+}
+
+// KVBlockBytes is the memory of one block of c's KV cache in format f
+// (KVFormat): K and V of KVBlockSize positions for every layer, 4, 2 or 1
+// bytes a value, and for FP8 a 4-byte scale per (position, KV head) row.
+// Backends that store the format as it is (the CUDA backend) use exactly
+// this; an engine's KV budget is counted in it.
+func KVBlockBytes(c *lm.Config, f precision.Format) int64 {
+	rows := int64(c.Layers) * 2 * KVBlockSize * int64(c.KVHeads)
+	switch f {
+	case precision.FP32:
+		return rows * int64(c.HeadDim) * 4
+	case precision.FP8:
+		return rows * (int64(c.HeadDim) + 4)
+	}
+	return rows * int64(c.HeadDim) * 2
+}
+
 // MaxTopLogprobs is the largest Sampling.TopLogprobs.
 const MaxTopLogprobs = 20
 

@@ -420,15 +420,12 @@ func kvBudget(ctx context.Context, b kernels.LM, m *lm.Model, p precision.Format
 }
 
 // kvBlocks is the number of KV blocks of an engine for m at p holding
-// budget bytes: one block is its K and V for every layer, 2 bytes an
-// element, 4 at fp32 and tf32, kernels.KVBlockSize tokens.
+// budget bytes: one block is its K and V for every layer,
+// kernels.KVBlockSize tokens, in kernels.KVFormat(p) (kernels.KVBlockBytes:
+// 2 bytes an element, 4 at fp32 and tf32, 1 and a scale per head's row at
+// fp8 and fp4, which so hold about twice the tokens of bf16).
 func kvBlocks(m *lm.Model, p precision.Format, budget int64) (int, error) {
-	elem := 2
-	if p == precision.FP32 || p == precision.TF32 {
-		elem = 4
-	}
-	c := &m.Config
-	perBlock := int64(c.Layers) * 2 * int64(c.KVDim()) * kernels.KVBlockSize * int64(elem)
+	perBlock := kernels.KVBlockBytes(&m.Config, kernels.KVFormat(p))
 	n := budget / perBlock
 	if n < 1 {
 		return 0, fmt.Errorf("a KV budget of %d bytes holds no block of %d bytes", budget, perBlock)

@@ -30,7 +30,7 @@ func (b *Backend) Step(ctx context.Context, m *lm.Model, p precision.Format, kv 
 		return nil, fmt.Errorf("cpu: %w: KV cache of type %T is not the CPU backend's", kernels.ErrInvalidBatch, kv)
 	case cache.m != m || cache.p != p:
 		return nil, fmt.Errorf("cpu: %w: KV cache belongs to another model or precision (%s at %s)", kernels.ErrInvalidBatch, cache.m.Name, cache.p)
-	case cache.data == nil:
+	case cache.closed():
 		return nil, fmt.Errorf("cpu: %w: KV cache is closed", kernels.ErrInvalidBatch)
 	}
 	if err := kernels.CheckStep(m, KVBlockSize, cache.blocks, batch); err != nil {

@@ -70,11 +70,12 @@ func (st *lmStep) store(layer int) {
 // attention over the cache's positions 0 to the row's own, with
 // grouped-query heads (query head h reads KV head h / (Heads/KVHeads)),
 // into st.attn. Scores, softmax and the weighted sum of V run in float64
+// over the values the cache holds (an E4M3 cache's dequantized exactly)
 // and are rounded once; each (row, KV head) is one task, so a row's
 // result does not depend on the others.
 func (st *lmStep) attention(layer int) {
 	c := st.c
-	d, kvd, width := c.HeadDim, c.KVDim(), c.QDim()+2*c.KVDim()
+	d, width := c.HeadDim, c.QDim()+2*c.KVDim()
 	group := c.Heads / c.KVHeads
 	scale := 1 / math.Sqrt(float64(d))
 	tasks := st.rows * c.KVHeads
@@ -84,7 +85,9 @@ func (st *lmStep) attention(layer int) {
 	}
 	parallel(threadsFor(st.b.threads, work, tasks), tasks, func(lo, hi int) {
 		var scores []float64 // [group, positions]
-		acc := make([]float64, d)
+		acc := make([]float64, group*d)
+		kv := make([]float64, d) // a position's K or V of the KV head
+		sums := make([]float64, group)
 		for task := lo; task < hi; task++ {
 			r, g := task/c.KVHeads, task%c.KVHeads
 			n := st.pos[r] + 1
@@ -94,19 +97,15 @@ func (st *lmStep) attention(layer int) {
 			}
 			scores = scores[:group*n]
 			q := st.qkv[r*width : r*width+c.QDim()]
-			for start := 0; start < n; start += KVBlockSize {
-				cnt := min(KVBlockSize, n-start)
-				keys := st.kv.span(blocks, layer, 0, start, cnt)
-				for j := range cnt {
-					k := keys[j*kvd+g*d : j*kvd+(g+1)*d]
-					for h := range group {
-						qh := q[(g*group+h)*d : (g*group+h+1)*d]
-						var s float64
-						for i, v := range k {
-							s += float64(qh[i]) * float64(v)
-						}
-						scores[h*n+start+j] = s * scale
+			for j := range n {
+				st.kv.head(kv, blocks, layer, 0, j, g)
+				for h := range group {
+					qh := q[(g*group+h)*d : (g*group+h+1)*d]
+					var s float64
+					for i, v := range kv {
+						s += float64(qh[i]) * v
 					}
+					scores[h*n+j] = s * scale
 				}
 			}
 			for h := range group {
@@ -120,20 +119,22 @@ func (st *lmStep) attention(layer int) {
 					p[j] = math.Exp(s - hiScore)
 					sum += p[j]
 				}
-				clear(acc)
-				for start := 0; start < n; start += KVBlockSize {
-					cnt := min(KVBlockSize, n-start)
-					vals := st.kv.span(blocks, layer, 1, start, cnt)
-					for j := range cnt {
-						w := p[start+j]
-						for i, v := range vals[j*kvd+g*d : j*kvd+(g+1)*d] {
-							acc[i] += w * float64(v)
-						}
+				sums[h] = sum
+			}
+			clear(acc)
+			for j := range n {
+				st.kv.head(kv, blocks, layer, 1, j, g)
+				for h := range group {
+					w, a := scores[h*n+j], acc[h*d:(h+1)*d]
+					for i, v := range kv {
+						a[i] += w * v
 					}
 				}
+			}
+			for h := range group {
 				out := st.attn[r*c.QDim()+(g*group+h)*d : r*c.QDim()+(g*group+h+1)*d]
-				for i, a := range acc {
-					out[i] = float32(a / sum)
+				for i, a := range acc[h*d : (h+1)*d] {
+					out[i] = float32(a / sums[h])
 				}
 			}
 		}

@@ -21,17 +21,23 @@ const maxKVBytes = 64 << 30
 // HeadDim values: element (b, layer, kv, slot, i) is at
 // (((b·layers + layer)·2 + kv)·KVBlockSize + slot)·kvDim + i.
 //
-// Values are float32; at every precision other than fp32 and tf32 they are
-// rounded to bf16 as they are written, so the cache holds exactly the
-// values a bf16 cache would (in twice the memory).
+// It holds kernels.KVFormat(p): at fp32 and tf32 float32 values; at bf16
+// and fp16 float32 values rounded to bf16 as they are written (exactly the
+// values a bf16 cache holds, in twice the memory); at fp8 and fp4 E4M3
+// bytes (q) and one float32 scale per (position, KV head) row of K and of
+// V (scale, indexed by element offset / headDim), as the CUDA backend
+// stores them.
 type kvCache struct {
-	m      *lm.Model
-	p      precision.Format
-	blocks int
-	layers int
-	kvDim  int
-	bf16   bool
-	data   []float32
+	m       *lm.Model
+	p       precision.Format
+	blocks  int
+	layers  int
+	kvDim   int
+	headDim int
+	bf16    bool
+	data    []float32 // fp32, tf32, bf16, fp16
+	q       []uint8   // fp8, fp4: the values
+	scale   []float32 // fp8, fp4: a scale per row of headDim values
 }
 
 var _ kernels.KVCache = (*kvCache)(nil)
@@ -48,15 +54,26 @@ func (b *Backend) NewKVCache(m *lm.Model, p precision.Format, blocks int) (kerne
 		return nil, fmt.Errorf("cpu: %w: nil model", kernels.ErrInvalidBatch)
 	}
 	c := &m.Config
-	perBlock := int64(c.Layers) * 2 * KVBlockSize * int64(c.KVDim())
-	if blocks <= 0 || int64(blocks) > maxKVBytes/4/perBlock {
-		return nil, fmt.Errorf("cpu: %w: %d KV blocks of %d bytes: want 1 to %d", kernels.ErrInvalidBatch, blocks, 4*perBlock, maxKVBytes/4/perBlock)
+	f := kernels.KVFormat(p)
+	perBlock := int64(c.Layers) * 2 * KVBlockSize * int64(c.KVDim()) // values
+	bytes := 4 * perBlock
+	if f == precision.FP8 {
+		bytes = kernels.KVBlockBytes(c, f)
 	}
-	return &kvCache{
-		m: m, p: p, blocks: blocks, layers: c.Layers, kvDim: c.KVDim(),
-		bf16: p != precision.FP32 && p != precision.TF32,
-		data: make([]float32, int64(blocks)*perBlock),
-	}, nil
+	if blocks <= 0 || int64(blocks) > maxKVBytes/bytes {
+		return nil, fmt.Errorf("cpu: %w: %d KV blocks of %d bytes: want 1 to %d", kernels.ErrInvalidBatch, blocks, bytes, maxKVBytes/bytes)
+	}
+	kv := &kvCache{
+		m: m, p: p, blocks: blocks, layers: c.Layers, kvDim: c.KVDim(), headDim: c.HeadDim,
+		bf16: f == precision.BF16,
+	}
+	if f == precision.FP8 {
+		kv.q = make([]uint8, int64(blocks)*perBlock)
+		kv.scale = make([]float32, int64(blocks)*perBlock/int64(c.HeadDim))
+	} else {
+		kv.data = make([]float32, int64(blocks)*perBlock)
+	}
+	return kv, nil
 }
 
 // BlockSize returns KVBlockSize.
@@ -67,9 +84,12 @@ func (c *kvCache) Blocks() int { return c.blocks }
 
 // Close drops the cache's memory. A closed cache fails every Step.
 func (c *kvCache) Close() error {
-	c.data = nil
+	c.data, c.q, c.scale = nil, nil, nil
 	return nil
 }
+
+// closed reports whether Close has run.
+func (c *kvCache) closed() bool { return c.data == nil && c.q == nil }
 
 // offset is where the K (kv = 0) or V (kv = 1) row of position pos of a
 // sequence with block table blocks starts, in layer.
@@ -78,20 +98,38 @@ func (c *kvCache) offset(blocks []int32, layer, kv, pos int) int {
 	return (((blk*c.layers+layer)*2+kv)*KVBlockSize + slot) * c.kvDim
 }
 
-// span returns the K or V rows of positions [pos, pos+n): n·kvDim
-// contiguous values; pos and pos+n−1 must be in one block.
-func (c *kvCache) span(blocks []int32, layer, kv, pos, n int) []float32 {
-	at := c.offset(blocks, layer, kv, pos)
-	return c.data[at : at+n*c.kvDim : at+n*c.kvDim]
+// head writes the K or V values of KV head g at position pos to dst
+// (headDim values), widened exactly: E4M3 values as DecodeE4M3(q) × scale
+// in float64.
+func (c *kvCache) head(dst []float64, blocks []int32, layer, kv, pos, g int) {
+	at := c.offset(blocks, layer, kv, pos) + g*c.headDim
+	if c.q == nil {
+		for i, v := range c.data[at : at+c.headDim] {
+			dst[i] = float64(v)
+		}
+		return
+	}
+	s := float64(c.scale[at/c.headDim])
+	for i, b := range c.q[at : at+c.headDim] {
+		dst[i] = float64(precision.DecodeE4M3(b)) * s
+	}
 }
 
-// write stores src as the K or V row of pos, rounded to the cache's
-// format.
+// write stores src as the K or V row of pos, in the cache's format: E4M3
+// with each head's scale FP8Scale(amax, 0).
 func (c *kvCache) write(blocks []int32, layer, kv, pos int, src []float32) {
-	dst := c.span(blocks, layer, kv, pos, 1)
-	if c.bf16 {
-		precision.RoundBF16Slice(dst, src)
-	} else {
-		copy(dst, src)
+	at := c.offset(blocks, layer, kv, pos)
+	switch {
+	case c.q != nil:
+		for g := 0; g < c.kvDim; g += c.headDim {
+			h := src[g : g+c.headDim]
+			s := precision.FP8Scale(precision.Amax(h), 0)
+			c.scale[(at+g)/c.headDim] = s
+			precision.EncodeE4M3Slice(c.q[at+g:at+g+c.headDim], h, s)
+		}
+	case c.bf16:
+		precision.RoundBF16Slice(c.data[at:at+c.kvDim], src)
+	default:
+		copy(c.data[at:at+c.kvDim], src)
 	}
 }

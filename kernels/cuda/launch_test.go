@@ -72,18 +72,20 @@ func TestLaunches(t *testing.T) {
 	launched := map[*kernel]bool{}
 	// Every gbx_attn_dec entry point, by the shapes that select it.
 	for _, c := range []struct{ dim, group int }{{64, 1}, {64, 3}, {64, 7}, {128, 2}, {128, 4}, {128, 8}} {
-		a := attnArgs{qkv: 1, kvHeads: 8, group: c.group, dim: c.dim, maxSplits: 16, scale: 0.1, dec: k.attnKernel(false, false, c.dim, c.group), yq: 2, yqFmt: fmtBF16}
+		a := attnArgs{qkv: 1, kvHeads: 8, group: c.group, dim: c.dim, maxSplits: 16, scale: 0.1, dec: k.attnKernel(false, fmtBF16, c.dim, c.group), yq: 2, yqFmt: fmtBF16}
 		calls = append(calls, struct {
 			name string
 			call func() error
 		}{fmt.Sprintf("attnPartial (dim %d, group %d)", c.dim, c.group), func() error { return k.attnPartial(s, 3, 9, a) }})
 	}
-	for _, dim := range []int{64, 128} {
-		a := attnArgs{qkv: 1, kvHeads: 8, group: 4, dim: dim, maxSplits: 16, scale: 0.1, dec: k.attnKernel(true, false, dim, 4), yq: 2, yqFmt: fmtBF16}
-		calls = append(calls, struct {
-			name string
-			call func() error
-		}{fmt.Sprintf("attnPartial (gbx_attn_mma%d)", dim), func() error { return k.attnPartial(s, 3, 9, a) }})
+	for _, f := range []fmtCode{fmtBF16, fmtE4M3} {
+		for _, dim := range []int{64, 128} {
+			a := attnArgs{qkv: 1, cacheFmt: f, kvScale: 3, kvHeads: 8, group: 4, dim: dim, maxSplits: 16, scale: 0.1, dec: k.attnKernel(true, f, dim, 4), yq: 2, yqFmt: fmtBF16}
+			calls = append(calls, struct {
+				name string
+				call func() error
+			}{fmt.Sprintf("attnPartial (gbx_attn_mma%d, cache format %d)", dim, f), func() error { return k.attnPartial(s, 3, 9, a) }})
+		}
 	}
 	for _, c := range calls {
 		got = nil

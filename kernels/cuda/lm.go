@@ -28,27 +28,37 @@ const maxKVBytes = 1 << 40
 
 // kvCache is a paged KV cache on the device: blocks+1 blocks of kvBlock
 // positions (the last one is scratch, never in a block table), each
-// holding every layer's K and V, bf16 (f32 at fp32 and tf32), laid out as
-// abi.h's GBX_KV_BLOCK says.
+// holding every layer's K and V in kernels.KVFormat(p) — f32, bf16, or
+// E4M3 with one scale per row, the scales after every block's values —
+// laid out as abi.h's GBX_KV_BLOCK says.
 type kvCache struct {
 	b      *Backend
 	m      *lm.Model
 	p      precision.Format
 	blocks int
-	f32    bool
-	ptr    uint64 // 0 once closed
+	f      fmtCode // fmtF32, fmtBF16 or fmtE4M3
+	ptr    uint64  // 0 once closed
+	scale  uint64  // fmtE4M3: the scales, else 0
 	bytes  uint64
 }
 
 var _ kernels.KVCache = (*kvCache)(nil)
 
-// kvBlockBytes is the size of one block of m's cache.
-func kvBlockBytes(c *lm.Config, f32 bool) int64 {
-	es := int64(2)
-	if f32 {
-		es = 4
+// kvFmt is the cache's format at p (kernels.KVFormat).
+func kvFmt(p precision.Format) fmtCode {
+	switch kernels.KVFormat(p) {
+	case precision.FP32:
+		return fmtF32
+	case precision.FP8:
+		return fmtE4M3
 	}
-	return int64(c.Layers) * 2 * kvBlock * int64(c.KVDim()) * es
+	return fmtBF16
+}
+
+// kvValueBytes is the bytes of one block's values in format f (an E4M3
+// block's scales are kernels.KVBlockBytes less these).
+func kvValueBytes(c *lm.Config, f fmtCode) int64 {
+	return int64(c.Layers) * 2 * kvBlock * int64(c.KVDim()) * int64(fmtSize(f))
 }
 
 // NewKVCache allocates a cache of blocks blocks for m at p on the device
@@ -67,12 +77,12 @@ func (b *Backend) NewKVCache(m *lm.Model, p precision.Format, blocks int) (kerne
 	if err := lmSupported(m); err != nil {
 		return nil, err
 	}
-	f32 := p == precision.FP32 || p == precision.TF32
-	per := kvBlockBytes(&m.Config, f32)
+	f := kvFmt(p)
+	per := kernels.KVBlockBytes(&m.Config, kernels.KVFormat(p))
 	if blocks <= 0 || int64(blocks) >= maxKVBytes/per {
 		return nil, fmt.Errorf("cuda: %w: %d KV blocks of %d bytes: want 1 to %d", kernels.ErrInvalidBatch, blocks, per, maxKVBytes/per-1)
 	}
-	c := &kvCache{b: b, m: m, p: p, blocks: blocks, f32: f32, bytes: uint64(int64(blocks+1) * per)}
+	c := &kvCache{b: b, m: m, p: p, blocks: blocks, f: f, bytes: uint64(int64(blocks+1) * per)}
 	err := b.do(context.Background(), func(d *devState) error {
 		if err := d.k.load(modLM); err != nil {
 			return err
@@ -90,6 +100,9 @@ func (b *Backend) NewKVCache(m *lm.Model, p precision.Format, blocks int) (kerne
 			return err
 		}
 		c.ptr = ptr
+		if f == fmtE4M3 {
+			c.scale = ptr + uint64(int64(blocks+1)*kvValueBytes(&m.Config, f))
+		}
 		d.lm.caches[c] = true
 		return nil
 	})

@@ -44,7 +44,7 @@ var lmRefBands = map[precision.Format]float64{
 // first by the order of float sums (cuBLASLt, float attention instead of
 // the CPU's double): about 1e-7 relative per layer. Such a difference
 // flips a rounding of an activation (to the linear's operand format, or
-// of K and V to the bf16 cache) with probability about 1e-7 / (the
+// of K and V to the cache's format) with probability about 1e-7 / (the
 // format's relative step), and a flip moves that value by one step:
 //
 //	fp32   no rounding to flip: ~1e-6 after two layers and the head  → 1e-5

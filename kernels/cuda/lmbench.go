@@ -121,12 +121,16 @@ func (b *Backend) benchLMCase(ctx context.Context, m *lm.Model, p precision.Form
 	}()
 	kv := kvc.(*kvCache)
 	err = b.do(ctx, func(d *devState) error {
-		f := fmtBF16
-		if kv.f32 {
-			f = fmtF32
+		// Values in ±1 (E4M3: codes in ±448, every scale 1/448).
+		n := int64(kv.blocks+1) * kvValueBytes(c, kv.f) / int64(fmtSize(kv.f))
+		lo, hi := float32(-1), float32(1)
+		if kv.f == fmtE4M3 {
+			lo, hi = -448, 448
+			if err := d.k.lmFill(d.stream, kv.scale, fmtF32, int((kv.ptr+kv.bytes-kv.scale)/4), 0xcacf, 1.0/448, 1.0/448); err != nil {
+				return err
+			}
 		}
-		es := uint64(fmtSize(f))
-		if err := d.k.lmFill(d.stream, kv.ptr, f, int(kv.bytes/es), 0xcace, -1, 1); err != nil {
+		if err := d.k.lmFill(d.stream, kv.ptr, kv.f, int(n), 0xcace, lo, hi); err != nil {
 			return err
 		}
 		return d.stream.sync()
@@ -164,7 +168,7 @@ func (b *Backend) benchLMCase(ctx context.Context, m *lm.Model, p precision.Form
 	_ = b.do(ctx, func(d *devState) error { fp4Kernel = p == precision.FP4 && d.useFP4Kernel(batch); return nil })
 	r.WeightBytes = lmStepWeightBytes(c, p, fp4Kernel)
 	meanCtx := float64(prompt+warmup) + float64(steps)/2 + 1
-	r.KVBytes = int64(float64(batch) * meanCtx * float64(kvBlockBytes(c, kv.f32)) / kvBlock)
+	r.KVBytes = int64(float64(batch) * meanCtx * float64(kernels.KVBlockBytes(c, kernels.KVFormat(p))) / kvBlock)
 	r.CeilingTokPerS = float64(batch) * HBMBandwidth / float64(r.WeightBytes+r.KVBytes)
 	r.Fraction = r.TokPerS / r.CeilingTokPerS
 	return r, nil

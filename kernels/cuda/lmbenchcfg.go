@@ -68,7 +68,9 @@ type LMResult struct {
 	// WeightBytes and KVBytes are the bytes a step reads: every linear
 	// layer's weights in the format the step's batch size reads them (fp4:
 	// NVFP4 up to the kernel's crossover, bf16 above), the head; the KV
-	// cache of every sequence at its mean context over the timed steps.
+	// cache of every sequence at its mean context over the timed steps, in
+	// the cache's format (kernels.KVBlockBytes: fp8 and fp4's E4M3 values
+	// and their scales).
 	WeightBytes, KVBytes int64
 	// CeilingTokPerS is Batch / ((WeightBytes + KVBytes) / HBMBandwidth),
 	// and Fraction is TokPerS / CeilingTokPerS.

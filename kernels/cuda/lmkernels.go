@@ -91,7 +91,8 @@ type ropeArgs struct {
 	pos, seq       uint64 // [rows]
 	btOff, blocks  uint64
 	cache          uint64
-	cacheFmt       fmtCode
+	cacheFmt       fmtCode // fmtF32, fmtBF16 or fmtE4M3
+	kvScale        uint64  // fmtE4M3: the cache's scales (abi.h)
 	layer, layers  int
 	heads, kvHeads int
 	dim            int
@@ -101,7 +102,7 @@ type ropeArgs struct {
 // K and V in the cache.
 func (k *kernelSet) lmRope(s cuStream, rows int, r ropeArgs) error {
 	a := newArgs().ptr(r.qkv).i32(r.stride).ptr(r.qNorm).ptr(r.kNorm).f64(r.eps).ptr(r.invFreq).ptr(r.pos).ptr(r.seq).
-		ptr(r.btOff).ptr(r.blocks).ptr(r.cache).i32(int(r.cacheFmt)).i32(r.layer).i32(r.layers).i32(r.heads).i32(r.kvHeads).i32(r.dim)
+		ptr(r.btOff).ptr(r.blocks).ptr(r.cache).i32(int(r.cacheFmt)).ptr(r.kvScale).i32(r.layer).i32(r.layers).i32(r.heads).i32(r.kvHeads).i32(r.dim)
 	l := perRowLM(kLMRope, rows, a)
 	if rows <= lmFewRows {
 		// A few rows: a row's heads over several blocks of lmThreads, a
@@ -167,6 +168,9 @@ var (
 	kAttnDec128x8 = defKernel(modLM, "gbx_attn_dec128_8", 0)
 	kAttnMMA64    = defKernel(modAttnMMA, "gbx_attn_mma64", 0)
 	kAttnMMA128   = defKernel(modAttnMMA, "gbx_attn_mma128", 0)
+	// gbx_attn_mma's entry points for an E4M3 cache.
+	kAttnMMA64E4M3  = defKernel(modAttnMMA, "gbx_attn_mma64_e4m3", 0)
+	kAttnMMA128E4M3 = defKernel(modAttnMMA, "gbx_attn_mma128_e4m3", 0)
 )
 
 // The attention kernels' geometry and limits (abi.h).
@@ -185,7 +189,8 @@ type attnArgs struct {
 	qkv                     uint64
 	stride                  int
 	cache                   uint64
-	f32                     bool
+	cacheFmt                fmtCode // fmtF32, fmtBF16 or fmtE4M3
+	kvScale                 uint64  // fmtE4M3: the cache's scales (abi.h)
 	layer, layers           int
 	kvHeads, group, dim     int
 	pos, seq, btOff, blocks uint64
@@ -207,14 +212,23 @@ type attnArgs struct {
 // attnKernel returns the kernel that takes a model's attention in place of
 // gbx_attn_partial, with gbx_attn_dec's arguments, or nil where
 // gbx_attn_partial does: gbx_attn_dec (or, with mma, gbx_attn_mma, its
-// tensor-core form) reads a BF16 cache, head dims 64 and 128, up to 8 query
-// heads per KV head (gbx_attn_dec pads the group to the next power of two
-// from 2).
-func (k *kernelSet) attnKernel(mma, f32 bool, dim, group int) *kernel {
-	if f32 || group > 8 || dim != 64 && dim != 128 {
+// tensor-core form) reads a cache of format f, head dims 64 and 128, up to
+// 8 query heads per KV head (gbx_attn_dec pads the group to the next power
+// of two from 2); gbx_attn_dec a BF16 cache, gbx_attn_mma a BF16 or E4M3
+// one.
+func (k *kernelSet) attnKernel(mma bool, f fmtCode, dim, group int) *kernel {
+	if group > 8 || dim != 64 && dim != 128 {
 		return nil
 	}
-	if mma {
+	switch {
+	case mma && f == fmtE4M3:
+		if dim == 64 {
+			return kAttnMMA64E4M3
+		}
+		return kAttnMMA128E4M3
+	case f != fmtBF16:
+		return nil
+	case mma:
 		if dim == 64 {
 			return kAttnMMA64
 		}
@@ -239,18 +253,14 @@ func (k *kernelSet) attnKernel(mma, f32 bool, dim, group int) *kernel {
 // attnPartial attends rows [row0, row0+rows) over every split of their
 // contexts (grid: maxSplits × kvHeads × rows).
 func (k *kernelSet) attnPartial(s cuStream, row0, rows int, a attnArgs) error {
-	f32 := 0
-	if a.f32 {
-		f32 = 1
-	}
 	grid := [3]uint32{uint32(a.maxSplits), uint32(a.kvHeads), uint32(rows)}
 	if a.dec != nil {
-		ar := newArgs().ptr(a.qkv).i32(a.stride).ptr(a.cache).i32(a.layer).i32(a.layers).i32(a.kvHeads).i32(a.group).
+		ar := newArgs().ptr(a.qkv).i32(a.stride).ptr(a.cache).ptr(a.kvScale).i32(a.layer).i32(a.layers).i32(a.kvHeads).i32(a.group).
 			ptr(a.pos).ptr(a.seq).ptr(a.btOff).ptr(a.blocks).ptr(a.split).i32(row0).f32(a.scale).ptr(a.partO).
 			ptr(a.partML).i32(a.maxSplits).ptr(a.out).i32(a.outStride).ptr(a.yq).i32(int(a.yqFmt))
 		return k.run(s, launch{kernel: a.dec, grid: grid, block: [3]uint32{C.GBX_ATTN_DEC_THREADS, 1, 1}, args: ar})
 	}
-	ar := newArgs().ptr(a.qkv).i32(a.stride).ptr(a.cache).i32(f32).i32(a.layer).i32(a.layers).i32(a.kvHeads).i32(a.group).
+	ar := newArgs().ptr(a.qkv).i32(a.stride).ptr(a.cache).i32(int(a.cacheFmt)).ptr(a.kvScale).i32(a.layer).i32(a.layers).i32(a.kvHeads).i32(a.group).
 		i32(a.dim).ptr(a.pos).ptr(a.seq).ptr(a.btOff).ptr(a.blocks).ptr(a.split).i32(row0).f32(a.scale).ptr(a.partO).
 		ptr(a.partML).i32(a.maxSplits).ptr(a.out).i32(a.outStride)
 	return k.run(s, launch{kernel: kAttnPartial, grid: grid, block: [3]uint32{attnThreads, 1, 1}, args: ar})

@@ -331,9 +331,18 @@ func TestLMOpRope(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		norms bool
-		f32   bool
-	}{{"rope, bf16 cache", false, false}, {"q/k norms, rope, f32 cache", true, true}} {
+		f     fmtCode
+	}{{"rope, bf16 cache", false, fmtBF16}, {"q/k norms, rope, f32 cache", true, fmtF32}, {"rope, e4m3 cache", false, fmtE4M3}} {
 		qkv := randFloats(r, rows*width, 1.5)
+		if tc.f == fmtE4M3 {
+			// A V head of zeros (scale 1), one of tiny values (E4M3
+			// subnormals) and one with a large value.
+			clear(qkv[width-dim : width])
+			for i := range dim {
+				qkv[2*width-dim+i] *= 1e-3
+			}
+			qkv[3*width-1] = 3e4
+		}
 		var qn, kn []float32
 		qnp, knp := uint64(0), uint64(0)
 		if tc.norms {
@@ -344,21 +353,26 @@ func TestLMOpRope(t *testing.T) {
 			}
 			qnp, knp = x.up(f32Bytes(qn)), x.up(f32Bytes(kn))
 		}
-		es, cf := 2, fmtBF16
-		if tc.f32 {
-			es, cf = 4, fmtF32
-		}
+		es := fmtSize(tc.f)
 		cacheN := blocks * layers * 2 * kvHeads * kvBlock * dim
 		qkvp, cache := x.up(f32Bytes(qkv)), x.zeros(es*cacheN)
+		var kvScale uint64
+		if tc.f == fmtE4M3 {
+			kvScale = x.zeros(4 * cacheN / dim)
+		}
 		ra := ropeArgs{
 			qkv: qkvp, stride: width, qNorm: qnp, kNorm: knp, eps: 1e-6, invFreq: x.up(f32Bytes(inv)),
 			pos: x.up(i32Bytes(pos)), seq: x.up(i32Bytes(seq)), btOff: x.up(i32Bytes(btOff)), blocks: x.up(i32Bytes(flat)),
-			cache: cache, cacheFmt: cf, layer: layer, layers: layers, heads: heads, kvHeads: kvHeads, dim: dim,
+			cache: cache, cacheFmt: tc.f, kvScale: kvScale, layer: layer, layers: layers, heads: heads, kvHeads: kvHeads, dim: dim,
 		}
 		x.do(func(d *devState) error { return d.k.lmRope(d.stream, rows, ra) })
 		got := x.floats(qkvp, rows*width)
 		cb := x.down(cache, es*cacheN)
-		written := map[int]bool{}
+		var scales []float32
+		if tc.f == fmtE4M3 {
+			scales = x.floats(kvScale, cacheN/dim)
+		}
+		written, writtenS := map[int]bool{}, map[int]bool{}
 		for ri := range rows {
 			half := dim / 2
 			cos, sin := make([]float32, half), make([]float32, half)
@@ -401,13 +415,27 @@ func TestLMOpRope(t *testing.T) {
 				}
 				blk := tables[seq[ri]][int(pos[ri])/kvBlock]
 				off := kvOff(int(blk), layer, layers, kv, g, kvHeads, int(pos[ri])%kvBlock, dim)
+				head := got[ri*width+h*dim : ri*width+(h+1)*dim]
+				// E4M3: the head's scale FP8Scale(amax, 0), and each value
+				// as precision encodes it.
+				var sc float32
+				if tc.f == fmtE4M3 {
+					so := off / dim
+					writtenS[so] = true
+					if sc = precision.FP8Scale(precision.Amax(head), 0); scales[so] != sc {
+						t.Fatalf("%s: scale of %s of row %d (pos %d, block %d, KV head %d) = %g, want %g", tc.name, []string{"K", "V"}[kv], ri, pos[ri], blk, g, scales[so], sc)
+					}
+				}
 				for i := range dim {
 					written[off+i] = true
-					var gv, wv float32
-					if tc.f32 {
-						gv, wv = math.Float32frombits(binary.LittleEndian.Uint32(cb[4*(off+i):])), got[ri*width+h*dim+i]
-					} else {
-						gv, wv = precision.DecodeBF16(binary.LittleEndian.Uint16(cb[2*(off+i):])), precision.RoundBF16(got[ri*width+h*dim+i])
+					var gv, wv any
+					switch tc.f {
+					case fmtF32:
+						gv, wv = math.Float32frombits(binary.LittleEndian.Uint32(cb[4*(off+i):])), head[i]
+					case fmtBF16:
+						gv, wv = precision.DecodeBF16(binary.LittleEndian.Uint16(cb[2*(off+i):])), precision.RoundBF16(head[i])
+					case fmtE4M3:
+						gv, wv = cb[off+i], precision.EncodeE4M3(head[i]/sc)
 					}
 					if gv != wv {
 						t.Fatalf("%s: cache %s of row %d (pos %d, block %d, KV head %d) [%d] = %g, want %g", tc.name, []string{"K", "V"}[kv], ri, pos[ri], blk, g, i, gv, wv)
@@ -416,8 +444,13 @@ func TestLMOpRope(t *testing.T) {
 			}
 		}
 		for i := range cacheN {
-			if !written[i] && (cb[es*i] != 0 || cb[es*i+1] != 0) {
+			if !written[i] && slices.ContainsFunc(cb[es*i:es*(i+1)], func(b byte) bool { return b != 0 }) {
 				t.Fatalf("%s: cache element %d was written, and no row stores there", tc.name, i)
+			}
+		}
+		for i, sc := range scales {
+			if !writtenS[i] && sc != 0 {
+				t.Fatalf("%s: scale %d was written, and no row stores there", tc.name, i)
 			}
 		}
 	}
@@ -425,31 +458,38 @@ func TestLMOpRope(t *testing.T) {
 
 // TestLMOpAttention checks gbx_attn_partial, gbx_attn_dec and gbx_attn_mma
 // (where they take the shape) and gbx_attn_reduce: causal grouped-query
-// attention over a paged cache with scrambled block tables, contexts of one
-// position to several splits, against float64.
+// attention over a paged cache (f32, bf16, or E4M3 with a scale per row)
+// with scrambled block tables, contexts of one position to several splits,
+// against float64 over the values the cache holds (E4M3: dequantized).
 func TestLMOpAttention(t *testing.T) {
 	x := newDevT(t)
 	x.do(func(d *devState) error { return d.k.load(modAttnMMA) })
 	r := rand.New(rand.NewPCG(7, 8))
+	const f32, bf16, e4m3 = fmtF32, fmtBF16, fmtE4M3
 	for _, tc := range []struct {
 		kvHeads, group, dim int
-		f32                 bool
+		f                   fmtCode
 		ctx                 []int // positions + 1 of the rows
 	}{
-		{2, 2, 16, false, []int{1, 2, 16, 17, 40}},
-		{8, 4, 128, false, []int{1, 127, 128, 129, 300, 515}},
-		{1, 16, 256, true, []int{1, 200, 384}},
-		{3, 3, 24, true, []int{130, 5}},
-		{1, 1, 8, false, []int{1000}},
-		{2, 7, 64, false, []int{3, 129, 700}},
-		{1, 8, 256, true, []int{1, 257}},
-		{2, 5, 32, true, []int{64, 90}},
-		{1, 8, 128, false, []int{16, 33, 5000}},
-		{3, 1, 64, false, []int{1, 15, 16, 250}},
-		{2, 3, 64, false, []int{48, 9000}},
-		{4, 2, 128, false, []int{2, 160, 161}},
+		{2, 2, 16, bf16, []int{1, 2, 16, 17, 40}},
+		{8, 4, 128, bf16, []int{1, 127, 128, 129, 300, 515}},
+		{1, 16, 256, f32, []int{1, 200, 384}},
+		{3, 3, 24, f32, []int{130, 5}},
+		{1, 1, 8, bf16, []int{1000}},
+		{2, 7, 64, bf16, []int{3, 129, 700}},
+		{1, 8, 256, f32, []int{1, 257}},
+		{2, 5, 32, f32, []int{64, 90}},
+		{1, 8, 128, bf16, []int{16, 33, 5000}},
+		{3, 1, 64, bf16, []int{1, 15, 16, 250}},
+		{2, 3, 64, bf16, []int{48, 9000}},
+		{4, 2, 128, bf16, []int{2, 160, 161}},
+		{8, 4, 128, e4m3, []int{1, 127, 129, 515}},
+		{2, 7, 64, e4m3, []int{3, 129, 700}},
+		{1, 2, 128, e4m3, []int{17, 2100}},
+		{3, 3, 24, e4m3, []int{130, 5}},
+		{1, 16, 256, e4m3, []int{1, 200}},
 	} {
-		name := fmt.Sprintf("kvHeads %d group %d dim %d f32 %v", tc.kvHeads, tc.group, tc.dim, tc.f32)
+		name := fmt.Sprintf("kvHeads %d group %d dim %d cache format %d", tc.kvHeads, tc.group, tc.dim, tc.f)
 		const layers, layer = 2, 1
 		heads := tc.kvHeads * tc.group
 		// One sequence per row, each with its own scrambled blocks.
@@ -467,18 +507,39 @@ func TestLMOpAttention(t *testing.T) {
 		for i := range flat {
 			flat[i] = int32(perm[flat[i]])
 		}
-		es, n := 2, nblk*layers*2*tc.kvHeads*kvBlock*tc.dim
-		if tc.f32 {
-			es = 4
-		}
+		es, n := fmtSize(tc.f), nblk*layers*2*tc.kvHeads*kvBlock*tc.dim
 		vals := randFloats(r, n, 1)
 		raw := make([]byte, es*n)
-		for i, v := range vals {
-			if tc.f32 {
+		var scales []float32
+		switch tc.f {
+		case f32:
+			for i, v := range vals {
 				binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
-			} else {
+			}
+		case bf16:
+			for i, v := range vals {
 				vals[i] = precision.RoundBF16(v)
 				binary.LittleEndian.PutUint16(raw[2*i:], precision.EncodeBF16(v))
+			}
+		case e4m3:
+			// Each row (position, KV head) with its own magnitude, from
+			// 2^-7 to 1 (as the other formats' values: larger keys make
+			// larger scores, whose error from gbx_attn_mma's BF16 queries
+			// grows with them), some rows zero; vals are what the cache
+			// holds, dequantized.
+			scales = make([]float32, n/tc.dim)
+			for i := range scales {
+				row := vals[i*tc.dim : (i+1)*tc.dim]
+				mag := float32(math.Ldexp(1, r.IntN(8)-7))
+				if r.IntN(16) == 0 {
+					mag = 0
+				}
+				for j := range row {
+					row[j] *= mag
+				}
+				scales[i] = precision.FP8Scale(precision.Amax(row), 0)
+				precision.EncodeE4M3Slice(raw[i*tc.dim:(i+1)*tc.dim], row, scales[i])
+				precision.DecodeE4M3Slice(row, raw[i*tc.dim:(i+1)*tc.dim], scales[i])
 			}
 		}
 		rows := len(tc.ctx)
@@ -489,18 +550,21 @@ func TestLMOpAttention(t *testing.T) {
 			maxSplits = max(maxSplits, (n+attnSplit(n)-1)/attnSplit(n))
 		}
 		a := attnArgs{
-			qkv: x.up(f32Bytes(q)), stride: stride, cache: x.up(raw), f32: tc.f32, layer: layer, layers: layers,
+			qkv: x.up(f32Bytes(q)), stride: stride, cache: x.up(raw), cacheFmt: tc.f, layer: layer, layers: layers,
 			kvHeads: tc.kvHeads, group: tc.group, dim: tc.dim, pos: x.up(i32Bytes(pos)), seq: x.up(i32Bytes(seq)),
 			btOff: x.up(i32Bytes(btOff)), blocks: x.up(i32Bytes(flat)), split: x.up(i32Bytes(split)),
 			scale: float32(1 / math.Sqrt(float64(tc.dim))), maxSplits: maxSplits, out: x.zeros(4 * rows * heads * tc.dim),
 			outStride: heads * tc.dim,
+		}
+		if scales != nil {
+			a.kvScale = x.up(f32Bytes(scales))
 		}
 		// Two rows per launch, to check row0. Both kernels where
 		// gbx_attn_dec takes the shape (with its bf16 operand).
 		a.partO = x.zeros(4 * 2 * heads * maxSplits * tc.dim)
 		a.partML = x.zeros(4 * 2 * heads * maxSplits * 2)
 		var k *kernelSet // attnKernel reads nothing of it
-		for i, dec := range []*kernel{nil, k.attnKernel(false, tc.f32, tc.dim, tc.group), k.attnKernel(true, tc.f32, tc.dim, tc.group)} {
+		for i, dec := range []*kernel{nil, k.attnKernel(false, tc.f, tc.dim, tc.group), k.attnKernel(true, tc.f, tc.dim, tc.group)} {
 			if i > 0 && dec == nil {
 				continue // the shape has no gbx_attn_dec (or gbx_attn_mma)
 			}

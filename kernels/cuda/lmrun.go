@@ -269,17 +269,13 @@ func (d *devState) lmEnqueue(ctx context.Context, m *lm.Model, w *lmWeights, kv 
 	if err := k.lmEmbed(s, w.embed, w.embedFmt, r.at(r.lay.tokens), r.x, rows, hid); err != nil {
 		return err
 	}
-	cacheFmt := fmtBF16
-	if kv.f32 {
-		cacheFmt = fmtF32
-	}
 	rope := ropeArgs{
 		qkv: r.g, stride: qd + 2*kvd, eps: c.RMSEps, invFreq: w.invFreq, pos: r.at(r.lay.pos), seq: r.at(r.lay.seq),
-		btOff: r.at(r.lay.btOff), blocks: r.at(r.lay.blocks), cache: kv.ptr, cacheFmt: cacheFmt, layers: c.Layers,
+		btOff: r.at(r.lay.btOff), blocks: r.at(r.lay.blocks), cache: kv.ptr, cacheFmt: kv.f, kvScale: kv.scale, layers: c.Layers,
 		heads: c.Heads, kvHeads: c.KVHeads, dim: c.HeadDim,
 	}
 	attn := attnArgs{
-		qkv: r.g, stride: qd + 2*kvd, cache: kv.ptr, f32: kv.f32, layers: c.Layers, kvHeads: c.KVHeads,
+		qkv: r.g, stride: qd + 2*kvd, cache: kv.ptr, cacheFmt: kv.f, kvScale: kv.scale, layers: c.Layers, kvHeads: c.KVHeads,
 		group: c.Heads / c.KVHeads, dim: c.HeadDim, pos: rope.pos, seq: rope.seq, btOff: rope.btOff, blocks: rope.blocks,
 		split: r.at(r.lay.split), scale: float32(1 / math.Sqrt(float64(c.HeadDim))), partO: r.part,
 		partML: r.part + uint64(4*r.attnRows*c.Heads*pl.maxSplits*c.HeadDim), maxSplits: pl.maxSplits, out: r.f, outStride: qd,
@@ -292,7 +288,7 @@ func (d *devState) lmEnqueue(ctx context.Context, m *lm.Model, w *lmWeights, kv 
 				return fmt.Errorf("cuda: model %q: %w", m.Name, err)
 			}
 		}
-		attn.dec = k.attnKernel(mma, kv.f32, c.HeadDim, c.Heads/c.KVHeads)
+		attn.dec = k.attnKernel(mma, kv.f, c.HeadDim, c.Heads/c.KVHeads)
 	}
 	var delta uint64 // the previous block's output, added to x by the next norm
 	for l := range w.layers {

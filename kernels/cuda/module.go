@@ -43,7 +43,7 @@ var (
 	modGEMV = &module{name: "gemv", sources: []string{"gemv.cu"}}
 
 	// modAttnMMA holds gbx_attn_mma (attn_mma.cu), the decode attention
-	// of a BF16 cache; it needs compute capability 8.0 and is loaded the
+	// of a BF16 or E4M3 cache; it needs compute capability 8.0 and is loaded the
 	// first time a language model runs there.
 	modAttnMMA = &module{name: "attn_mma", sources: []string{"attn_mma.cu"}, options: []string{"-fmad=false"}}
 

@@ -27,6 +27,7 @@ typedef unsigned char u8;
 
 struct emu_dim3 { unsigned x = 1, y = 1, z = 1; };
 extern emu_dim3 threadIdx, blockIdx, blockDim, gridDim;
+struct float2 { float x, y; };
 struct float4 { float x, y, z, w; };
 struct uint2 { u32 x, y; };
 struct uint4 { u32 x, y, z, w; };
@@ -122,6 +123,14 @@ inline u8 emu_e4m3(float x) {
 }
 __device__ __forceinline__ u16 f2e4m3x2(float lo, float hi) { return (u16)(emu_e4m3(lo) | (emu_e4m3(hi) << 8)); }
 __device__ __forceinline__ float e4m3f(u8 q) { return emu_e4m3_value(q); }
+template <int P> inline u32 gbx_e4m3x2_bf16(u32 w) {
+	const int lo = P == 0 ? 0 : 8, hi = P == 0 ? 16 : 24;
+	const u8 a = (u8)(w >> lo), b = (u8)(w >> hi);
+	// The NaN bytes as the device's bit placement reads them: ±480.
+	auto v = [](u8 c) { return (c & 0x7f) == 0x7f ? ((c & 0x80) ? -480.0f : 480.0f) : emu_e4m3_value(c); };
+	return (u32)f2bf(v(a)) | (u32)f2bf(v(b)) << 16;
+}
+inline u32 gbx_bf16x2(float lo, float hi) { return (u32)f2bf(lo) | (u32)f2bf(hi) << 16; }
 __device__ __forceinline__ float fp8Scale(float amax, int margin) {
 	if (amax == 0.0f) return 1.0f;
 	double d = (double)amax * (double)(1 << margin) / 448.0;

@@ -170,7 +170,8 @@ static std::vector<Kern> &kernels_table() {
 	    kern("gbx_attn_dec64_4", "lm", gbx_attn_dec64_4), kern("gbx_attn_dec64_8", "lm", gbx_attn_dec64_8),
 	    kern("gbx_attn_dec128_2", "lm", gbx_attn_dec128_2), kern("gbx_attn_dec128_4", "lm", gbx_attn_dec128_4),
 	    kern("gbx_attn_dec128_8", "lm", gbx_attn_dec128_8), kern("gbx_attn_mma64", "attn_mma", gbx_attn_mma64),
-	    kern("gbx_attn_mma128", "attn_mma", gbx_attn_mma128), kern("gbx_attn_reduce", "lm", gbx_attn_reduce),
+	    kern("gbx_attn_mma128", "attn_mma", gbx_attn_mma128), kern("gbx_attn_mma64_e4m3", "attn_mma", gbx_attn_mma64_e4m3),
+	    kern("gbx_attn_mma128_e4m3", "attn_mma", gbx_attn_mma128_e4m3), kern("gbx_attn_reduce", "lm", gbx_attn_reduce),
 	    kern("gbx_lm_logprobs", "lm", gbx_lm_logprobs), kern("gbx_lm_sample", "lm", gbx_lm_sample),
 	    kern("gbx_gemv", "gemv", gbx_gemv),
 	};

@@ -60,7 +60,14 @@ enum gbx_fmt {
 // GBX_KV_BLOCK is the tokens per block of the paged KV cache
 // (kernels.KVBlockSize). Element i of KV head g of position slot of block
 // blk, layer l, K (kv 0) or V (kv 1) is at
-// ((((blk*layers + l)*2 + kv)*kvHeads + g)*GBX_KV_BLOCK + slot)*headDim + i.
+// ((((blk*layers + l)*2 + kv)*kvHeads + g)*GBX_KV_BLOCK + slot)*headDim + i,
+// a float (F32), bf16 (BF16) or byte (E4M3). An E4M3 cache also holds one
+// float scale per (block, layer, K/V, KV head, slot) — amax/448 of the
+// head's headDim values, 1 for amax 0 (precision.FP8Scale, margin 0) — in
+// an array after the values of every block (kernels take its address):
+// the scale of that row is element
+// (((blk*layers + l)*2 + kv)*kvHeads + g)*GBX_KV_BLOCK + slot, so a block's
+// scales are contiguous; the value stored is E4M3(x / scale).
 enum { GBX_KV_BLOCK = 16 };
 
 // gbx_lm_norm, gbx_quant_rows, gbx_lm_embed and gbx_lm_rope run one block of
@@ -82,10 +89,11 @@ enum { GBX_KV_BLOCK = 16 };
 #define GBX_ATTN_MAX_DIM 256
 enum { GBX_ATTN_MAX_SPLITS = 64, GBX_ATTN_MIN_SPLIT = 128 };
 // gbx_attn_dec64_G and gbx_attn_dec128_G (G = 2, 4, 8): gbx_attn_partial's
-// grid and arguments (less f32, dim), GBX_ATTN_DEC_THREADS threads; a BF16
-// cache, head dims 64 or 128, up to G query heads per KV head.
+// grid and arguments (less cacheFmt, dim), GBX_ATTN_DEC_THREADS threads; a
+// BF16 cache, head dims 64 or 128, up to G query heads per KV head.
 // gbx_attn_mma64 and gbx_attn_mma128 (attn_mma.cu): the same arguments and
-// threads, up to 8 query heads per KV head.
+// threads, up to 8 query heads per KV head; gbx_attn_mma64_e4m3 and
+// gbx_attn_mma128_e4m3 the same for an E4M3 cache.
 #define GBX_ATTN_DEC_THREADS 128
 
 // gbx_gemv: grid n / GBX_GEMV_ROWS, GBX_GEMV_THREADS threads, up to

@@ -17,12 +17,18 @@
 #include "attn.cuh"
 
 // gbx_ld8 loads 8 consecutive cache values at element off (a multiple of 8)
-// as floats.
-__device__ __forceinline__ void gbx_ld8(const void *cache, int f32, long long off, float (&v)[8]) {
-	if (f32) {
+// as floats: F32, BF16 or E4M3 (unscaled).
+__device__ __forceinline__ void gbx_ld8(const void *cache, int fmt, long long off, float (&v)[8]) {
+	if (fmt == GBX_FMT_F32) {
 		const float4 a = *reinterpret_cast<const float4 *>((const float *)cache + off);
 		const float4 b = *reinterpret_cast<const float4 *>((const float *)cache + off + 4);
 		v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+		return;
+	}
+	if (fmt == GBX_FMT_E4M3) {
+		const uint2 u = *reinterpret_cast<const uint2 *>((const u8 *)cache + off);
+#pragma unroll
+		for (int k = 0; k < 8; k++) v[k] = e4m3f((u8)((k < 4 ? u.x : u.y) >> (8 * (k % 4))));
 		return;
 	}
 	const uint4 u = *reinterpret_cast<const uint4 *>((const u16 *)cache + off);
@@ -34,8 +40,10 @@ __device__ __forceinline__ void gbx_ld8(const void *cache, int f32, long long of
 	}
 }
 
-__device__ __forceinline__ float gbx_ld1(const void *cache, int f32, long long off) {
-	return f32 ? ((const float *)cache)[off] : __uint_as_float((u32)((const u16 *)cache)[off] << 16);
+__device__ __forceinline__ float gbx_ld1(const void *cache, int fmt, long long off) {
+	if (fmt == GBX_FMT_F32) return ((const float *)cache)[off];
+	if (fmt == GBX_FMT_E4M3) return e4m3f(((const u8 *)cache)[off]);
+	return __uint_as_float((u32)((const u16 *)cache)[off] << 16);
 }
 
 // gbxAttnShared is gbx_attn_partial's shared memory, sized for the largest
@@ -45,12 +53,13 @@ struct gbxAttnShared {
 	float p[GBX_ATTN_MAX_GROUP * GBX_ATTN_TILE];   // a tile's scores, then weights
 	float m[GBX_ATTN_MAX_GROUP], l[GBX_ATTN_MAX_GROUP], c[GBX_ATTN_MAX_GROUP];
 	long long kb[GBX_ATTN_TILE / GBX_KV_BLOCK], vb[GBX_ATTN_TILE / GBX_KV_BLOCK]; // a tile's K and V block offsets
+	long long sb[GBX_ATTN_TILE / GBX_KV_BLOCK];                                   // E4M3: its blocks' K scales
 };
 
 // gbx_attn_g is gbx_attn_partial for G query heads per KV head.
 template <int G>
-__device__ __forceinline__ void gbx_attn_g(gbxAttnShared &sh, const float *qkv, int stride, const void *cache, int f32,
-                                           int layer, int layers, int kvHeads, int dim, const int *pos, const int *seq,
+__device__ __forceinline__ void gbx_attn_g(gbxAttnShared &sh, const float *qkv, int stride, const void *cache,
+                                           int cacheFmt, const float *kvScale, int layer, int layers, int kvHeads, int dim, const int *pos, const int *seq,
                                            const int *btOff, const int *blocks, const int *split, int row0,
                                            float scale, float *partO, float *partML, int maxSplits, float *out,
                                            int outStride) {
@@ -61,6 +70,7 @@ __device__ __forceinline__ void gbx_attn_g(gbxAttnShared &sh, const float *qkv, 
 	if (s >= ns) return;
 	const int j0 = s * S, j1 = gbx_imin(j0 + S, n);
 	const int *bt = blocks + btOff[seq[r]];
+	const bool fp8 = cacheFmt == GBX_FMT_E4M3;
 	// The G query heads of KV head g are contiguous: heads g·G .. g·G+G−1.
 	const float *q = qkv + (long long)r * stride + (long long)g * G * dim;
 	float *qs = sh.q, *ps = sh.p;
@@ -81,6 +91,7 @@ __device__ __forceinline__ void gbx_attn_g(gbxAttnShared &sh, const float *qkv, 
 			const long long blk = bt[tile / GBX_KV_BLOCK + t];
 			sh.kb[t] = gbx_kv_off(blk, layer, layers, 0, g, kvHeads, 0, dim);
 			sh.vb[t] = gbx_kv_off(blk, layer, layers, 1, g, kvHeads, 0, dim);
+			sh.sb[t] = gbx_kv_soff(blk, layer, layers, 0, g, kvHeads, 0);
 		}
 		__syncthreads();
 		// Scores: one position per thread.
@@ -91,18 +102,21 @@ __device__ __forceinline__ void gbx_attn_g(gbxAttnShared &sh, const float *qkv, 
 			for (int h = 0; h < G; h++) sc[h] = 0.0f;
 			for (int i = 0; i < dim; i += 8) {
 				float kv[8];
-				gbx_ld8(cache, f32, off + i, kv);
+				gbx_ld8(cache, cacheFmt, off + i, kv);
 #pragma unroll
 				for (int h = 0; h < G; h++)
 #pragma unroll
 					for (int e = 0; e < 8; e++) sc[h] = fmaf(qs[h * dim + i + e], kv[e], sc[h]);
 			}
+			// E4M3: K's scale of the position.
+			const float ks = fp8 ? kvScale[sh.sb[t / GBX_KV_BLOCK] + t % GBX_KV_BLOCK] : 1.0f;
 #pragma unroll
-			for (int h = 0; h < G; h++) ps[h * TILE + t] = sc[h] * scale;
+			for (int h = 0; h < G; h++) ps[h * TILE + t] = sc[h] * ks * scale;
 		}
 		__syncthreads();
 		// Online softmax: the tile's maximum, the new running maximum, the
-		// weights exp(s − m) in place of the scores, the running sum.
+		// weights exp(s − m) in place of the scores (E4M3: times V's scale
+		// of the position), the running sum (of the weights alone).
 		for (int h = warp; h < G; h += NW) {
 			float mt = __int_as_float(0xff800000) /* -inf */;
 			for (int j = lane; j < cnt; j += 32) mt = fmaxf(mt, ps[h * TILE + j]);
@@ -111,7 +125,7 @@ __device__ __forceinline__ void gbx_attn_g(gbxAttnShared &sh, const float *qkv, 
 			float sum = 0.0f;
 			for (int j = lane; j < cnt; j += 32) {
 				const float e = expf(ps[h * TILE + j] - mn);
-				ps[h * TILE + j] = e;
+				ps[h * TILE + j] = fp8 ? e * kvScale[sh.sb[j / GBX_KV_BLOCK] + kvHeads * GBX_KV_BLOCK + j % GBX_KV_BLOCK] : e;
 				sum += e;
 			}
 			for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
@@ -135,7 +149,7 @@ __device__ __forceinline__ void gbx_attn_g(gbxAttnShared &sh, const float *qkv, 
 			// order.
 #pragma unroll 4
 			for (int j = 0; j < cnt; j++) {
-				const float v = gbx_ld1(cache, f32, sh.vb[j / GBX_KV_BLOCK] + (long long)(j % GBX_KV_BLOCK) * dim + i);
+				const float v = gbx_ld1(cache, cacheFmt, sh.vb[j / GBX_KV_BLOCK] + (long long)(j % GBX_KV_BLOCK) * dim + i);
 #pragma unroll
 				for (int h = 0; h < G; h++) acc[k][h] = fmaf(ps[h * TILE + j], v, acc[k][h]);
 			}
@@ -164,19 +178,21 @@ __device__ __forceinline__ void gbx_attn_g(gbxAttnShared &sh, const float *qkv, 
 // gbx_attn_partial: block (s, g, rc) attends row r = row0 + rc's query heads
 // of KV head g (group of them, contiguous in qkv: row r's q at qkv + r·stride)
 // over split s of its context (pos[r] + 1 positions, split[r] per split),
-// reading the cache (BF16, or F32 when f32) of layer through the row's
-// block table. A row with one split writes its output to out (row stride
+// reading the cache (cacheFmt F32, BF16 or E4M3 with its scales kvScale) of
+// layer through the row's block table. E4M3: a score is the dot product of
+// the query and the E4M3 values times K's scale; a weight times V's scale
+// multiplies the E4M3 values of V. A row with one split writes its output to out (row stride
 // outStride) directly: o / l. Otherwise it writes m, l (partML) and o
 // (partO), indexed ((rc·heads + head)·maxSplits + s), for gbx_attn_reduce.
 extern "C" __global__ void __launch_bounds__(GBX_ATTN_THREADS)
-    gbx_attn_partial(const float *qkv, int stride, const void *cache, int f32, int layer, int layers, int kvHeads,
-                     int group, int dim, const int *pos, const int *seq, const int *btOff, const int *blocks,
+    gbx_attn_partial(const float *qkv, int stride, const void *cache, int cacheFmt, const float *kvScale, int layer,
+                     int layers, int kvHeads, int group, int dim, const int *pos, const int *seq, const int *btOff, const int *blocks,
                      const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
                      int outStride) {
 	__shared__ gbxAttnShared sh;
 #define GBX_ATTN_CASE(G)                                                                                              \
 	case G:                                                                                                           \
-		gbx_attn_g<G>(sh, qkv, stride, cache, f32, layer, layers, kvHeads, dim, pos, seq, btOff, blocks, split, row0, scale, \
+		gbx_attn_g<G>(sh, qkv, stride, cache, cacheFmt, kvScale, layer, layers, kvHeads, dim, pos, seq, btOff, blocks, split, row0, scale, \
 		              partO, partML, maxSplits, out, outStride);                                                       \
 		break;
 	switch (group) {
@@ -393,44 +409,51 @@ __device__ __forceinline__ void gbx_attn_dec(const float *qkv, int stride, const
 }
 
 // The entry points of gbx_attn_dec, one per shape (each with its own
-// register budget), their parameters written out for the host's checks.
+// register budget), their parameters written out for the host's checks;
+// kvScale, gbx_attn_mma's for an E4M3 cache, is unused (a BF16 cache).
 extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
-    gbx_attn_dec64_2(const float *qkv, int stride, const void *cache, int layer, int layers, int kvHeads, int group,
+    gbx_attn_dec64_2(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
+                     int kvHeads, int group,
                      const int *pos, const int *seq, const int *btOff, const int *blocks, const int *split, int row0,
                      float scale, float *partO, float *partML, int maxSplits, float *out, int outStride, void *yq, int fmt) {
 	gbx_attn_dec<64, 2>(qkv, stride, cache, layer, layers, kvHeads, group, pos, seq, btOff, blocks, split, row0, scale,
 	                     partO, partML, maxSplits, out, outStride, yq, fmt);
 }
 extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
-    gbx_attn_dec64_4(const float *qkv, int stride, const void *cache, int layer, int layers, int kvHeads, int group,
+    gbx_attn_dec64_4(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
+                     int kvHeads, int group,
                      const int *pos, const int *seq, const int *btOff, const int *blocks, const int *split, int row0,
                      float scale, float *partO, float *partML, int maxSplits, float *out, int outStride, void *yq, int fmt) {
 	gbx_attn_dec<64, 4>(qkv, stride, cache, layer, layers, kvHeads, group, pos, seq, btOff, blocks, split, row0, scale,
 	                     partO, partML, maxSplits, out, outStride, yq, fmt);
 }
 extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
-    gbx_attn_dec64_8(const float *qkv, int stride, const void *cache, int layer, int layers, int kvHeads, int group,
+    gbx_attn_dec64_8(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
+                     int kvHeads, int group,
                      const int *pos, const int *seq, const int *btOff, const int *blocks, const int *split, int row0,
                      float scale, float *partO, float *partML, int maxSplits, float *out, int outStride, void *yq, int fmt) {
 	gbx_attn_dec<64, 8>(qkv, stride, cache, layer, layers, kvHeads, group, pos, seq, btOff, blocks, split, row0, scale,
 	                     partO, partML, maxSplits, out, outStride, yq, fmt);
 }
 extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
-    gbx_attn_dec128_2(const float *qkv, int stride, const void *cache, int layer, int layers, int kvHeads, int group,
+    gbx_attn_dec128_2(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
+                     int kvHeads, int group,
                      const int *pos, const int *seq, const int *btOff, const int *blocks, const int *split, int row0,
                      float scale, float *partO, float *partML, int maxSplits, float *out, int outStride, void *yq, int fmt) {
 	gbx_attn_dec<128, 2>(qkv, stride, cache, layer, layers, kvHeads, group, pos, seq, btOff, blocks, split, row0, scale,
 	                     partO, partML, maxSplits, out, outStride, yq, fmt);
 }
 extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
-    gbx_attn_dec128_4(const float *qkv, int stride, const void *cache, int layer, int layers, int kvHeads, int group,
+    gbx_attn_dec128_4(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
+                     int kvHeads, int group,
                      const int *pos, const int *seq, const int *btOff, const int *blocks, const int *split, int row0,
                      float scale, float *partO, float *partML, int maxSplits, float *out, int outStride, void *yq, int fmt) {
 	gbx_attn_dec<128, 4>(qkv, stride, cache, layer, layers, kvHeads, group, pos, seq, btOff, blocks, split, row0, scale,
 	                     partO, partML, maxSplits, out, outStride, yq, fmt);
 }
 extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
-    gbx_attn_dec128_8(const float *qkv, int stride, const void *cache, int layer, int layers, int kvHeads, int group,
+    gbx_attn_dec128_8(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
+                     int kvHeads, int group,
                      const int *pos, const int *seq, const int *btOff, const int *blocks, const int *split, int row0,
                      float scale, float *partO, float *partML, int maxSplits, float *out, int outStride, void *yq, int fmt) {
 	gbx_attn_dec<128, 8>(qkv, stride, cache, layer, layers, kvHeads, group, pos, seq, btOff, blocks, split, row0, scale,

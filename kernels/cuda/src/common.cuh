@@ -109,6 +109,27 @@ __device__ __forceinline__ float e4m3f(u8 q) {
 	return h2f((u16)(h2 & 0xffff));
 }
 
+// gbx_e4m3x2_bf16<P> widens two of the four E4M3 bytes of w to a bf16x2
+// word, exactly: P = 0 bytes 0 and 2 (low half, high half), P = 1 bytes 1
+// and 3 (the pairs a mma's k-slots take, the dims permuted alike for the
+// other operand). The byte's sign at bit 15 and its 7 magnitude bits at
+// bits 4…10 of a bf16 are DecodeE4M3 · 2^-120, normals and subnormals alike;
+// one fma.rn.bf16x2 by 2^120 plus −0 (subnormal operands supported; sm_80,
+// where mul.rn.bf16x2 needs sm_90) is exact, ±0 kept. The NaN bytes (0x7f,
+// 0xff) become ±480; the cache never stores them.
+template <int P>
+__device__ __forceinline__ u32 gbx_e4m3x2_bf16(u32 w) {
+	const u32 b = P == 0 ? ((w << 8) & 0x80008000u) | ((w << 4) & 0x07f007f0u)
+	                     : (w & 0x80008000u) | ((w >> 4) & 0x07f007f0u);
+	u32 d;
+	asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(b), "r"(0x7b807b80u), "r"(0x80008000u)); // 2^120, −0
+	return d;
+}
+
+// gbx_bf16x2 packs two floats to bf16x2, rounded to nearest even (lo in the
+// low half).
+__device__ __forceinline__ u32 gbx_bf16x2(float lo, float hi) { return (u32)f2bf(lo) | (u32)f2bf(hi) << 16; }
+
 // fp8Scale is precision.FP8Scale: amax·2^margin/448 correctly rounded to
 // float (in double, then rounded once, as the Go code does), 1 for amax 0,
 // at least the smallest float.

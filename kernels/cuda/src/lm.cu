@@ -100,11 +100,15 @@ extern "C" __global__ void gbx_lm_norm(float *x, const float *delta, const float
 // RoPE in place (qkRope of kernels/cpu: angle = invFreq[i]·pos in float,
 // cos and sin in double rounded to float, each product rounded before the
 // sum); k and v heads are then stored at the row's position in the cache,
-// as cacheFmt (BF16 or F32).
+// as cacheFmt: F32, BF16 (rounded), or E4M3 with the head's scale in
+// kvScale (abi.h: s = FP8Scale(amax of the head's dim values, 0), the
+// values E4M3(x / s), an IEEE division, saturating; the amax a max, so the
+// same in any order).
 extern "C" __global__ void gbx_lm_rope(float *qkv, int stride, const float *__restrict__ qNorm,
                                        const float *__restrict__ kNorm, double eps, const float *__restrict__ invFreq,
                                        const int *pos, const int *seq, const int *btOff, const int *blocks, void *cache,
-                                       int cacheFmt, int layer, int layers, int heads, int kvHeads, int dim) {
+                                       int cacheFmt, float *kvScale, int layer, int layers, int heads, int kvHeads,
+                                       int dim) {
 	__shared__ float cs[GBX_ATTN_MAX_DIM / 2], sn[GBX_ATTN_MAX_DIM / 2];
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
 	const int r = blockIdx.x, p = pos[r], half = dim / 2;
@@ -146,7 +150,16 @@ extern "C" __global__ void gbx_lm_rope(float *qkv, int stride, const float *__re
 		if (!isQ) {
 			const int kv = isK ? 0 : 1, g = isK ? h - heads : h - heads - kvHeads;
 			const long long off = gbx_kv_off(blk, layer, layers, kv, g, kvHeads, slot, dim);
-			for (int i = lane; i < dim; i += 32) gbx_st(cache, cacheFmt, off + i, x[i]);
+			if (cacheFmt == GBX_FMT_E4M3) {
+				float m = 0.0f;
+				for (int i = lane; i < dim; i += 32) m = fmaxf(m, fabsf(x[i])); // NaN skipped, as Amax
+				for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+				const float sc = fp8Scale(m, 0);
+				if (lane == 0) kvScale[gbx_kv_soff(blk, layer, layers, kv, g, kvHeads, slot)] = sc;
+				for (int i = lane; i < dim; i += 32) ((u8 *)cache)[off + i] = (u8)(f2e4m3x2(__fdiv_rn(x[i], sc), 0.0f) & 0xff);
+			} else {
+				for (int i = lane; i < dim; i += 32) gbx_st(cache, cacheFmt, off + i, x[i]);
+			}
 		}
 	}
 }

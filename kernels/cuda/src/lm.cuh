@@ -1,5 +1,5 @@
 // lm.cuh: what the language-model sources (lm.cu, attention.cu) share: the
-// layout of the paged KV cache.
+// layout of the paged KV cache (values and, for E4M3, scales).
 #ifndef GBX_LM_CUH
 #define GBX_LM_CUH
 
@@ -10,6 +10,13 @@
 __device__ __forceinline__ long long gbx_kv_off(long long blk, int layer, int layers, int kv, int g, int kvHeads,
                                                 int slot, int dim) {
 	return ((((blk * layers + layer) * 2 + kv) * kvHeads + g) * GBX_KV_BLOCK + slot) * (long long)dim;
+}
+
+// gbx_kv_soff is where the scale of that row (KV head g of position slot of
+// block blk, layer, K or V) is in an E4M3 cache's scale array (abi.h).
+__device__ __forceinline__ long long gbx_kv_soff(long long blk, int layer, int layers, int kv, int g, int kvHeads,
+                                                 int slot) {
+	return gbx_kv_off(blk, layer, layers, kv, g, kvHeads, slot, 1);
 }
 
 #endif
