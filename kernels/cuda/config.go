@@ -158,6 +158,8 @@ const GEMVMaxRowsDefault = -1
 const gemvMaxM = 8
 
 // defaultFP4SmallM is the measured crossover of the NVFP4 kernel against the
-// dequantized-bf16 GEMM on an H100 (docs/cuda.md): at 8192×8192 the kernel
-// is 2.0× faster at M ≤ 8, 1.4× at 32, 0.73× at 48.
-const defaultFP4SmallM = 32
+// dequantized-bf16 GEMM (docs/cuda.md): on an H200, in decode steps of
+// Llama-3.1-8B's shapes, the kernel wins up to 16 rows (1.44× at 8, 1.11× at
+// 16) and loses from 20 (0.96×; 0.93× at 32). (On an H100, one 8192×8192
+// layer alone, it won up to 32.)
+const defaultFP4SmallM = 16
