@@ -159,7 +159,12 @@ func follow[T any](ctx context.Context, js jetstream.JetStream, stream, subject 
 			yield(nil, fmt.Errorf("follow %s: %w", subject, err))
 			return
 		}
-		it, err := cons.Messages()
+		// A follower's pulls keep at most followPullBytes in flight: with
+		// the default (500 messages) four followers of 64 KiB results on
+		// one connection asked for ~128 MB at once, more than the server
+		// holds for one connection (64 MB by default), and they stalled
+		// for seconds at a time (bench e2e --raw-streams, docs/benchmarks.md).
+		it, err := cons.Messages(jetstream.PullMaxBytes(followPullBytes(js.Conn())))
 		if err != nil {
 			yield(nil, err)
 			return
@@ -181,4 +186,12 @@ func follow[T any](ctx context.Context, js jetstream.JetStream, stream, subject 
 			}
 		}
 	}
+}
+
+// followPullBytes is what a follower's pulls keep in flight: the largest
+// message nc's server takes (a pull of fewer bytes than a message could
+// never deliver it), at least 4 MiB — 8 MiB with the embedded server, so a
+// connection carries several followers within the server's 64 MB.
+func followPullBytes(nc *nats.Conn) int {
+	return max(4<<20, int(nc.MaxPayload()))
 }
