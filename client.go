@@ -133,6 +133,10 @@ func (c *Client) Do(ctx context.Context, j *Job) (*Result, error) {
 // Results yields the results of model ("*" for every model) as they are
 // stored: from the start of the result stream when fromStart is true, else
 // only new ones. It ends when ctx ends (without an error) or on a failure.
+// Each follower keeps up to the server's largest message (at least 4 MiB)
+// of pulled results in flight on c's connection; a server holds 64 MB for
+// a connection by default, so followers of a server with a larger
+// max_payload want connections of their own.
 func (c *Client) Results(ctx context.Context, model string, fromStart bool) iter.Seq2[*Result, error] {
 	return follow(ctx, c.js, c.subj.ResultsStream(), c.subj.Results(model), fromStart, DecodeResult)
 }
