@@ -56,6 +56,16 @@ type Backend interface {
 	Close() error
 }
 
+// IntoForwarder is a Backend that can also write a forward pass's output
+// into a slice of the caller's: a caller that runs batch after batch reuses
+// one buffer instead of a fresh allocation (and its first-touch page
+// faults) per batch. The CUDA backend implements it.
+type IntoForwarder interface {
+	// ForwardInto is Forward with the output written to out[:rows ×
+	// m.OutputFeatures]; an out shorter than that is an error.
+	ForwardInto(ctx context.Context, m *model.Model, p precision.Format, in []float32, rows int, out []float32) error
+}
+
 // Supports reports whether b runs precision p:
 // b.Capabilities().Support(p) is not precision.Unavailable.
 func Supports(b Backend, p precision.Format) bool {

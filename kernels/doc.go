@@ -16,6 +16,8 @@
 //	            paged KV cache (the CPU backend)
 //	StageTimer  TimeStages: Forward's host time stage by stage and the
 //	            device's busy time, for gearbox bench e2e (the CUDA backend)
+//	IntoForwarder ForwardInto: Forward into the caller's reused slice, no
+//	            allocation per batch (the CUDA backend)
 //
 // A wrapper that embeds a Backend keeps every method of Backend but hides
 // the optional abilities, as a wrapped database/sql driver would; it must

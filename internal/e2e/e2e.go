@@ -458,7 +458,9 @@ func (b *bench) bare(ctx context.Context, p precision.Format) (run, error) {
 }
 
 // barePass runs every batch once, from BareCallers goroutines, caller c
-// on Backends[c mod len(Backends)].
+// on Backends[c mod len(Backends)]; a backend that can write into the
+// caller's slice (kernels.IntoForwarder) gets one output buffer per caller,
+// reused from batch to batch, as a serving loop would.
 func (b *bench) barePass(ctx context.Context, p precision.Format) error {
 	var next atomic.Int64
 	errs := make([]error, b.cfg.BareCallers)
@@ -468,9 +470,20 @@ func (b *bench) barePass(ctx context.Context, p precision.Format) error {
 		go func() {
 			defer wg.Done()
 			be := b.cfg.Backends[c%len(b.cfg.Backends)]
+			into, _ := be.(kernels.IntoForwarder)
+			var out []float32
 			for i := int(next.Add(1) - 1); i < len(b.batches); i = int(next.Add(1) - 1) {
 				bt := b.batches[i]
-				if _, err := be.Forward(ctx, b.m, p, bt.in, bt.rows); err != nil {
+				var err error
+				if into != nil {
+					if n := bt.rows * b.m.OutputFeatures; cap(out) < n {
+						out = make([]float32, n)
+					}
+					err = into.ForwardInto(ctx, b.m, p, bt.in, bt.rows, out[:cap(out)])
+				} else {
+					_, err = be.Forward(ctx, b.m, p, bt.in, bt.rows)
+				}
+				if err != nil {
 					errs[c] = err
 					return
 				}

@@ -216,26 +216,38 @@ func (b *Backend) Supports(p precision.Format) bool {
 // for a precision the device cannot run, ErrClosed after Close, ctx.Err()
 // when ctx ends first (checked between layers).
 func (b *Backend) Forward(ctx context.Context, m *model.Model, p precision.Format, in []float32, rows int) ([]float32, error) {
-	if !b.Supports(p) {
-		return nil, fmt.Errorf("cuda: %w: %q on %s", kernels.ErrUnsupported, p, b.caps.Device)
+	var out []float32
+	if m != nil && rows >= 0 {
+		out = make([]float32, rows*m.OutputFeatures)
 	}
-	if err := kernels.CheckForward(m, len(in), rows); err != nil {
-		return nil, fmt.Errorf("cuda: %w", err)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	clk := b.stages.clock()
-	out := make([]float32, rows*m.OutputFeatures)
-	if rows == 0 {
-		return out, nil
-	}
-	err := b.forward(ctx, m, p, in, out, rows, clk)
-	clk.done()
-	if err != nil {
+	if err := b.ForwardInto(ctx, m, p, in, rows, out); err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// ForwardInto is Forward with the output written to out (see
+// kernels.IntoForwarder).
+func (b *Backend) ForwardInto(ctx context.Context, m *model.Model, p precision.Format, in []float32, rows int, out []float32) error {
+	if !b.Supports(p) {
+		return fmt.Errorf("cuda: %w: %q on %s", kernels.ErrUnsupported, p, b.caps.Device)
+	}
+	if err := kernels.CheckForward(m, len(in), rows); err != nil {
+		return fmt.Errorf("cuda: %w", err)
+	}
+	if n := rows * m.OutputFeatures; len(out) < n {
+		return fmt.Errorf("cuda: output of %d values for %d rows of %d outputs, want at least %d", len(out), rows, m.OutputFeatures, n)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if rows == 0 {
+		return nil
+	}
+	clk := b.stages.clock()
+	err := b.forward(ctx, m, p, in, out[:rows*m.OutputFeatures], rows, clk)
+	clk.done()
+	return err
 }
 
 // Evict frees the device copies of m's weights at every precision and the

@@ -194,3 +194,31 @@ func TestInFlightConfig(t *testing.T) {
 		t.Errorf("InFlight = 0: validate = %v, InFlight %d; want nil, %d", err, c.InFlight, InFlightDefault)
 	}
 }
+
+// TestForwardInto: ForwardInto writes Forward's output, bit for bit, into
+// the caller's slice, leaves what lies past it alone, and refuses a slice
+// too short for the batch.
+func TestForwardInto(t *testing.T) {
+	b := newTestBackend(t, Config{})
+	m := inflightModel(t)
+	ctx := context.Background()
+	out := make([]float32, 41*m.OutputFeatures)
+	for _, c := range inflightCases(t, b, m) {
+		n := c.rows * m.OutputFeatures
+		for i := range out {
+			out[i] = -7
+		}
+		if err := b.ForwardInto(ctx, m, c.p, c.in, c.rows, out); err != nil {
+			t.Fatalf("%s rows %d: %v", c.p, c.rows, err)
+		}
+		if i := sameBits(out[:n], c.want); i >= 0 {
+			t.Fatalf("%s rows %d: output %d is %g, Forward gave %g", c.p, c.rows, i, out[i], c.want[i])
+		}
+		if out[n] != -7 {
+			t.Fatalf("%s rows %d: wrote past the batch's %d outputs", c.p, c.rows, n)
+		}
+	}
+	if err := b.ForwardInto(ctx, m, precision.FP32, make([]float32, 3*m.InputFeatures), 3, out[:3*m.OutputFeatures-1]); err == nil {
+		t.Fatal("ForwardInto with an output one value short: no error")
+	}
+}

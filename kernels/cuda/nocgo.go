@@ -75,3 +75,8 @@ func (b *Backend) Evict(*model.Model) {}
 func (b *Backend) Forward(context.Context, *model.Model, precision.Format, []float32, int) ([]float32, error) {
 	return nil, ErrUnavailable
 }
+
+// ForwardInto fails with ErrUnavailable.
+func (b *Backend) ForwardInto(context.Context, *model.Model, precision.Format, []float32, int, []float32) error {
+	return ErrUnavailable
+}
