@@ -8,6 +8,7 @@ import (
 
 	"github.com/gearbox-inference/gearbox"
 	"github.com/gearbox-inference/gearbox/batcher"
+	"github.com/gearbox-inference/gearbox/kernels"
 	"github.com/gearbox-inference/gearbox/model"
 	"github.com/gearbox-inference/gearbox/precision"
 )
@@ -35,8 +36,9 @@ type pass struct {
 	rows    int                   // rows of live
 	m       *model.Model          // the version the batch runs
 	prec    precision.Format
-	in      []float32 // an input buffer, from gather until compute gives it back
-	out     []float32
+	in      []float32      // an input buffer, from gather until compute gives it back
+	out     []float32      // the output rows
+	outBuf  bool           // out is an output buffer of the stages', until finish gives it back
 	err     error          // Forward failed
 	refused *gearbox.Error // an isolated job that may not run again
 	start   time.Time
@@ -44,15 +46,19 @@ type pass struct {
 }
 
 // inputBuffers is how many input buffers the stages share: one being
-// gathered, one computing, one spare.
+// gathered, one computing, one spare; and as many output buffers (with a
+// kernels.IntoForwarder backend): one computing, one waiting for finish,
+// one being finished.
 const inputBuffers = 3
 
 // execute runs the batcher's batches until the batcher is drained and
 // closed and every job they completed has been answered.
 func (w *Worker) execute(ctx context.Context) {
 	free := make(chan []float32, inputBuffers)
+	outs := make(chan []float32, inputBuffers)
 	for range inputBuffers {
 		free <- nil
+		outs <- nil
 	}
 	gathered := make(chan *pass)    // unbuffered: gather is one batch ahead
 	computed := make(chan *pass, 1) // finish may lag one batch behind
@@ -67,7 +73,7 @@ func (w *Worker) execute(ctx context.Context) {
 	wg.Go(func() {
 		defer close(computed)
 		for p := range gathered {
-			w.compute(ctx, p)
+			w.compute(ctx, p, outs)
 			if p.in != nil {
 				free <- p.in
 				p.in = nil
@@ -86,6 +92,9 @@ func (w *Worker) execute(ctx context.Context) {
 					done <- t
 				}
 			})
+			if p.outBuf {
+				outs <- p.out // finish copied the rows into their jobs
+			}
 		}
 	})
 	for range w.cfg.Codecs {
@@ -136,8 +145,11 @@ func (w *Worker) gather(ctx context.Context, b batcher.Batch[*task], free <-chan
 
 // compute runs p's live rows on the backend. An isolated batch first
 // records its attempt: here, with no other batch of this worker computing,
-// so a death in another batch's Forward is not charged to it.
-func (w *Worker) compute(ctx context.Context, p *pass) {
+// so a death in another batch's Forward is not charged to it. A backend
+// that writes into the caller's slice (kernels.IntoForwarder) gets an
+// output buffer from outs, which finish gives back: no allocation per
+// batch.
+func (w *Worker) compute(ctx context.Context, p *pass, outs chan []float32) {
 	if p.drop || p.rows == 0 {
 		return
 	}
@@ -150,8 +162,18 @@ func (w *Worker) compute(ctx context.Context, p *pass) {
 			return
 		}
 	}
-	p.start = w.nowFn()
-	p.out, p.err = w.forward(ctx, p.m, p.prec, p.in, p.rows)
+	if into, ok := w.backend.(kernels.IntoForwarder); ok {
+		out := <-outs
+		if n := p.rows * p.m.OutputFeatures; cap(out) < n {
+			out = make([]float32, n)
+		}
+		p.out, p.outBuf = out[:p.rows*p.m.OutputFeatures], true
+		p.start = w.nowFn()
+		p.err = w.forwardInto(ctx, into, p.m, p.prec, p.in, p.rows, p.out)
+	} else {
+		p.start = w.nowFn()
+		p.out, p.err = w.forward(ctx, p.m, p.prec, p.in, p.rows)
+	}
 	p.compute = w.nowFn().Sub(p.start)
 	if p.err != nil {
 		return
@@ -236,6 +258,16 @@ func (w *Worker) forward(ctx context.Context, m *model.Model, prec precision.For
 		}
 	}()
 	return w.backend.Forward(ctx, m, prec, in, rows)
+}
+
+// forwardInto is forward for an IntoForwarder backend.
+func (w *Worker) forwardInto(ctx context.Context, into kernels.IntoForwarder, m *model.Model, prec precision.Format, in []float32, rows int, out []float32) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("backend panic: %v", r)
+		}
+	}()
+	return into.ForwardInto(ctx, m, prec, in, rows, out)
 }
 
 // mayRunIsolated records an isolated attempt of t (see attempts.go) and
