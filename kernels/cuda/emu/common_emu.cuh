@@ -123,6 +123,7 @@ inline u8 emu_e4m3(float x) {
 }
 __device__ __forceinline__ u16 f2e4m3x2(float lo, float hi) { return (u16)(emu_e4m3(lo) | (emu_e4m3(hi) << 8)); }
 __device__ __forceinline__ float e4m3f(u8 q) { return emu_e4m3_value(q); }
+__device__ __forceinline__ u8 e4m3q(float x, float s) { return (u8)(f2e4m3x2(__fdiv_rn(x, s), 0.0f) & 0xff); }
 template <int P> inline u32 gbx_e4m3x2_bf16(u32 w) {
 	const int lo = P == 0 ? 0 : 8, hi = P == 0 ? 16 : 24;
 	const u8 a = (u8)(w >> lo), b = (u8)(w >> hi);

@@ -101,6 +101,10 @@ __device__ __forceinline__ u16 f2e4m3x2(float lo, float hi) {
 	return r;
 }
 
+// e4m3q is the E4M3 byte of x / s: an IEEE division, then saturating
+// (precision.EncodeE4M3).
+__device__ __forceinline__ u8 e4m3q(float x, float s) { return (u8)(f2e4m3x2(__fdiv_rn(x, s), 0.0f) & 0xff); }
+
 // e4m3f is the value of an E4M3 byte (precision.DecodeE4M3), through fp16
 // (exact: every E4M3 value is an fp16).
 __device__ __forceinline__ float e4m3f(u8 q) {

@@ -51,7 +51,7 @@ extern "C" __global__ void gbx_fp8_quant(const float *__restrict__ x, u8 *__rest
 		reinterpret_cast<u32 *>(q)[i] = lo | (hi << 16);
 	}
 	for (long long i = n4 * 4 + blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += stride)
-		q[i] = (u8)(f2e4m3x2(__fdiv_rn(x[i], s), 0.0f) & 0xff);
+		q[i] = e4m3q(x[i], s);
 }
 
 static_assert(GBX_FP8_SMALL_MAX <= 16 * GBX_FP8_SMALL_THREADS, "gbx_fp8_quant_small holds 16 values per thread");
@@ -97,5 +97,5 @@ extern "C" __global__ void gbx_fp8_quant_small(const float *__restrict__ x, u8 *
 			reinterpret_cast<u32 *>(q)[i] = lo | (hi << 16);
 		}
 	}
-	if (tail < n) q[tail] = (u8)(f2e4m3x2(__fdiv_rn(t, s), 0.0f) & 0xff);
+	if (tail < n) q[tail] = e4m3q(t, s);
 }

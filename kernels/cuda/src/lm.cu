@@ -156,7 +156,7 @@ extern "C" __global__ void gbx_lm_rope(float *qkv, int stride, const float *__re
 				for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
 				const float sc = fp8Scale(m, 0);
 				if (lane == 0) kvScale[gbx_kv_soff(blk, layer, layers, kv, g, kvHeads, slot)] = sc;
-				for (int i = lane; i < dim; i += 32) ((u8 *)cache)[off + i] = (u8)(f2e4m3x2(__fdiv_rn(x[i], sc), 0.0f) & 0xff);
+				for (int i = lane; i < dim; i += 32) ((u8 *)cache)[off + i] = e4m3q(x[i], sc);
 			} else {
 				for (int i = lane; i < dim; i += 32) gbx_st(cache, cacheFmt, off + i, x[i]);
 			}
@@ -213,9 +213,5 @@ extern "C" __global__ void gbx_lm_quant_cols(const float *act, void *yq, int fmt
 	for (int y = 0; y < ny; y++) m = fmaxf(m, amax[r * ny + y]);
 	const float s = fp8Scale(m, margin);
 	if (blockIdx.y == 0 && threadIdx.x == 0) xs[r] = s;
-	for (int c = c0 + threadIdx.x; c < c1; c += blockDim.x) {
-		const u8 q = (u8)(f2e4m3x2(__fdiv_rn(act[r * cols + c], s), 0.0f) & 0xff);
-		if (fmt == GBX_FMT_E4M3) ((u8 *)yq)[r * cols + c] = q;
-		else ((float *)yq)[r * cols + c] = e4m3f(q);
-	}
+	for (int c = c0 + threadIdx.x; c < c1; c += blockDim.x) gbx_st_e4m3(yq, fmt, r * cols + c, act[r * cols + c], s);
 }

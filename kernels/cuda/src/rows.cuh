@@ -28,6 +28,14 @@ __device__ __forceinline__ void gbx_st(void *p, int fmt, long long i, float v) {
 	}
 }
 
+// gbx_st_e4m3 stores x quantized with scale s as element i of p: the byte
+// E4M3(x / s) (GBX_FMT_E4M3) or its value as a float (GBX_FMT_E4M3_F32).
+__device__ __forceinline__ void gbx_st_e4m3(void *p, int fmt, long long i, float x, float s) {
+	const u8 q = e4m3q(x, s);
+	if (fmt == GBX_FMT_E4M3) ((u8 *)p)[i] = q;
+	else ((float *)p)[i] = e4m3f(q);
+}
+
 // gbx_row_out writes the block's row h[0..cols) as row `row` of y in fmt, a
 // linear layer's operand (roundActivations of kernels/cpu): F32 (a copy, skipped
 // when y is h), TF32, BF16, F16 rounded; E4M3 and E4M3_F32 quantized with
@@ -46,11 +54,7 @@ __device__ void gbx_row_out(const float *h, int cols, void *y, long long row, in
 		__syncthreads();
 		const float s = fp8Scale(sm[32], margin);
 		if (threadIdx.x == 0) xs[row] = s;
-		for (int i = threadIdx.x; i < cols; i += blockDim.x) {
-			u8 q = (u8)(f2e4m3x2(__fdiv_rn(h[i], s), 0.0f) & 0xff);
-			if (fmt == GBX_FMT_E4M3) ((u8 *)y)[base + i] = q;
-			else ((float *)y)[base + i] = e4m3f(q);
-		}
+		for (int i = threadIdx.x; i < cols; i += blockDim.x) gbx_st_e4m3(y, fmt, base + i, h[i], s);
 		return;
 	}
 	if (fmt == GBX_FMT_F32 && (const float *)y + base == h) return;
