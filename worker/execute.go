@@ -55,10 +55,18 @@ const inputBuffers = 3
 // closed and every job they completed has been answered.
 func (w *Worker) execute(ctx context.Context) {
 	free := make(chan []float32, inputBuffers)
-	outs := make(chan []float32, inputBuffers)
 	for range inputBuffers {
 		free <- nil
-		outs <- nil
+	}
+	// A backend that writes into the caller's slice gets output buffers
+	// too, which finish gives back: no allocation per batch.
+	into, _ := w.backend.(kernels.IntoForwarder)
+	var outs chan []float32
+	if into != nil {
+		outs = make(chan []float32, inputBuffers)
+		for range inputBuffers {
+			outs <- nil
+		}
 	}
 	gathered := make(chan *pass)    // unbuffered: gather is one batch ahead
 	computed := make(chan *pass, 1) // finish may lag one batch behind
@@ -73,7 +81,7 @@ func (w *Worker) execute(ctx context.Context) {
 	wg.Go(func() {
 		defer close(computed)
 		for p := range gathered {
-			w.compute(ctx, p, outs)
+			w.compute(ctx, p, into, outs)
 			if p.in != nil {
 				free <- p.in
 				p.in = nil
@@ -145,11 +153,10 @@ func (w *Worker) gather(ctx context.Context, b batcher.Batch[*task], free <-chan
 
 // compute runs p's live rows on the backend. An isolated batch first
 // records its attempt: here, with no other batch of this worker computing,
-// so a death in another batch's Forward is not charged to it. A backend
-// that writes into the caller's slice (kernels.IntoForwarder) gets an
-// output buffer from outs, which finish gives back: no allocation per
-// batch.
-func (w *Worker) compute(ctx context.Context, p *pass, outs chan []float32) {
+// so a death in another batch's Forward is not charged to it. With into
+// (the backend as a kernels.IntoForwarder) the output goes to a buffer
+// from outs, which finish gives back.
+func (w *Worker) compute(ctx context.Context, p *pass, into kernels.IntoForwarder, outs chan []float32) {
 	if p.drop || p.rows == 0 {
 		return
 	}
@@ -162,18 +169,16 @@ func (w *Worker) compute(ctx context.Context, p *pass, outs chan []float32) {
 			return
 		}
 	}
-	if into, ok := w.backend.(kernels.IntoForwarder); ok {
-		out := <-outs
-		if n := p.rows * p.m.OutputFeatures; cap(out) < n {
+	var out []float32
+	if into != nil {
+		n := p.rows * p.m.OutputFeatures
+		if out = <-outs; cap(out) < n {
 			out = make([]float32, n)
 		}
-		p.out, p.outBuf = out[:p.rows*p.m.OutputFeatures], true
-		p.start = w.nowFn()
-		p.err = w.forwardInto(ctx, into, p.m, p.prec, p.in, p.rows, p.out)
-	} else {
-		p.start = w.nowFn()
-		p.out, p.err = w.forward(ctx, p.m, p.prec, p.in, p.rows)
+		out, p.outBuf = out[:n], true
 	}
+	p.start = w.nowFn()
+	p.out, p.err = w.forward(ctx, into, p.m, p.prec, p.in, p.rows, out)
 	p.compute = w.nowFn().Sub(p.start)
 	if p.err != nil {
 		return
@@ -249,25 +254,19 @@ func partDone(p batcher.Part[*task], done func(*task)) {
 	}
 }
 
-// forward runs the backend, turning a panic in it into an error: the batch
-// fails (and is retried, each job alone) instead of the worker.
-func (w *Worker) forward(ctx context.Context, m *model.Model, prec precision.Format, in []float32, rows int) (out []float32, err error) {
+// forward runs the backend (into out with into, else a new slice), turning
+// a panic in it into an error: the batch fails (and is retried, each job
+// alone) instead of the worker.
+func (w *Worker) forward(ctx context.Context, into kernels.IntoForwarder, m *model.Model, prec precision.Format, in []float32, rows int, out []float32) (res []float32, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("backend panic: %v", r)
 		}
 	}()
+	if into != nil {
+		return out, into.ForwardInto(ctx, m, prec, in, rows, out)
+	}
 	return w.backend.Forward(ctx, m, prec, in, rows)
-}
-
-// forwardInto is forward for an IntoForwarder backend.
-func (w *Worker) forwardInto(ctx context.Context, into kernels.IntoForwarder, m *model.Model, prec precision.Format, in []float32, rows int, out []float32) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("backend panic: %v", r)
-		}
-	}()
-	return into.ForwardInto(ctx, m, prec, in, rows, out)
 }
 
 // mayRunIsolated records an isolated attempt of t (see attempts.go) and

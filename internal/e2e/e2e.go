@@ -622,11 +622,16 @@ func (c *crew) dial(name string) (*nats.Conn, error) {
 }
 
 // start runs f on a goroutine of its own until c.hard ends; an error it
-// returns before then is wait's.
+// returns before then is wait's (a member started past the errors'
+// buffer, all failing at once, gives up its error when c ends instead of
+// blocking close).
 func (c *crew) start(f func(context.Context) error) {
 	c.wg.Go(func() {
 		if err := f(c.hard); err != nil && c.hard.Err() == nil {
-			c.errs <- err
+			select {
+			case c.errs <- err:
+			case <-c.hard.Done():
+			}
 		}
 	})
 }

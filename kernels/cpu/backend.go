@@ -109,22 +109,6 @@ func (b *Backend) Forward(ctx context.Context, m *model.Model, p precision.Forma
 	return b.forward(ctx, m, p, ws, in, rows)
 }
 
-// ForwardInto is Forward with the output copied to out (see
-// kernels.IntoForwarder): the CPU's layers produce their own slices, so it
-// saves a caller nothing, but it keeps one code path in callers that reuse
-// their buffers.
-func (b *Backend) ForwardInto(ctx context.Context, m *model.Model, p precision.Format, in []float32, rows int, out []float32) error {
-	if m != nil && len(out) < rows*m.OutputFeatures {
-		return fmt.Errorf("cpu: output of %d values for %d rows of %d outputs, want at least %d", len(out), rows, m.OutputFeatures, rows*m.OutputFeatures)
-	}
-	y, err := b.Forward(ctx, m, p, in, rows)
-	if err != nil {
-		return err
-	}
-	copy(out, y)
-	return nil
-}
-
 // Close releases nothing: a Backend holds no resources beyond pooled
 // scratch memory, and stays usable after Close.
 func (b *Backend) Close() error { return nil }

@@ -339,30 +339,3 @@ func TestForwardHonoursContext(t *testing.T) {
 		}
 	}
 }
-
-// TestForwardInto: ForwardInto writes Forward's output into the caller's
-// slice, leaves what lies past the batch alone, and refuses a slice too
-// short for it.
-func TestForwardInto(t *testing.T) {
-	b := newBackend(t, 0)
-	r := rand.New(rand.NewPCG(7, 7))
-	m := kt.Build(r, 24, kt.Act(model.ReLU))
-	const rows = 5
-	n := rows * m.OutputFeatures
-	in := kt.RandInput(r, rows*m.InputFeatures, -1, 1)
-	want, err := b.Forward(context.Background(), m, precision.FP32, in, rows)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := make([]float32, n+1)
-	out[n] = -7
-	if err := b.ForwardInto(context.Background(), m, precision.FP32, in, rows, out); err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(out[:n], want) || out[n] != -7 {
-		t.Errorf("ForwardInto wrote %v; want %v then -7 untouched", out, want)
-	}
-	if err := b.ForwardInto(context.Background(), m, precision.FP32, in, rows, out[:n-1]); err == nil {
-		t.Error("ForwardInto with an output one value short: no error")
-	}
-}

@@ -216,11 +216,11 @@ func (b *Backend) Supports(p precision.Format) bool {
 // for a precision the device cannot run, ErrClosed after Close, ctx.Err()
 // when ctx ends first (checked between layers).
 func (b *Backend) Forward(ctx context.Context, m *model.Model, p precision.Format, in []float32, rows int) ([]float32, error) {
-	var out []float32
-	if m != nil && rows >= 0 {
-		out = make([]float32, rows*m.OutputFeatures)
+	if err := b.checkForward(m, p, in, rows); err != nil {
+		return nil, err
 	}
-	if err := b.ForwardInto(ctx, m, p, in, rows, out); err != nil {
+	out := make([]float32, rows*m.OutputFeatures)
+	if err := b.runForward(ctx, m, p, in, rows, out); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -229,15 +229,31 @@ func (b *Backend) Forward(ctx context.Context, m *model.Model, p precision.Forma
 // ForwardInto is Forward with the output written to out (see
 // kernels.IntoForwarder).
 func (b *Backend) ForwardInto(ctx context.Context, m *model.Model, p precision.Format, in []float32, rows int, out []float32) error {
+	if err := b.checkForward(m, p, in, rows); err != nil {
+		return err
+	}
+	n := rows * m.OutputFeatures
+	if len(out) < n {
+		return fmt.Errorf("cuda: output of %d values for %d rows of %d outputs, want at least %d", len(out), rows, m.OutputFeatures, n)
+	}
+	return b.runForward(ctx, m, p, in, rows, out[:n])
+}
+
+// checkForward is Forward's check of its arguments, before anything is
+// allocated for them.
+func (b *Backend) checkForward(m *model.Model, p precision.Format, in []float32, rows int) error {
 	if !b.Supports(p) {
 		return fmt.Errorf("cuda: %w: %q on %s", kernels.ErrUnsupported, p, b.caps.Device)
 	}
 	if err := kernels.CheckForward(m, len(in), rows); err != nil {
 		return fmt.Errorf("cuda: %w", err)
 	}
-	if n := rows * m.OutputFeatures; len(out) < n {
-		return fmt.Errorf("cuda: output of %d values for %d rows of %d outputs, want at least %d", len(out), rows, m.OutputFeatures, n)
-	}
+	return nil
+}
+
+// runForward runs checked arguments into out, timed when stage timing is
+// on.
+func (b *Backend) runForward(ctx context.Context, m *model.Model, p precision.Format, in []float32, rows int, out []float32) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -245,7 +261,7 @@ func (b *Backend) ForwardInto(ctx context.Context, m *model.Model, p precision.F
 		return nil
 	}
 	clk := b.stages.clock()
-	err := b.forward(ctx, m, p, in, out[:rows*m.OutputFeatures], rows, clk)
+	err := b.forward(ctx, m, p, in, out, rows, clk)
 	clk.done()
 	return err
 }

@@ -197,7 +197,7 @@ func TestInFlightConfig(t *testing.T) {
 
 // TestForwardInto: ForwardInto writes Forward's output, bit for bit, into
 // the caller's slice, leaves what lies past it alone, and refuses a slice
-// too short for the batch.
+// too short for the batch; Forward refuses bad arguments before allocating.
 func TestForwardInto(t *testing.T) {
 	b := newTestBackend(t, Config{})
 	m := inflightModel(t)
@@ -220,5 +220,10 @@ func TestForwardInto(t *testing.T) {
 	}
 	if err := b.ForwardInto(ctx, m, precision.FP32, make([]float32, 3*m.InputFeatures), 3, out[:3*m.OutputFeatures-1]); err == nil {
 		t.Fatal("ForwardInto with an output one value short: no error")
+	}
+	// Forward checks its arguments before it allocates the output: a row
+	// count that does not match the input is an error, not a huge slice.
+	if _, err := b.Forward(ctx, m, precision.FP32, make([]float32, 3*m.InputFeatures), 1<<40); err == nil {
+		t.Fatal("Forward of 2^40 rows on 3 rows of input: no error")
 	}
 }

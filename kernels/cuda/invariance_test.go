@@ -5,7 +5,6 @@ package cuda_test
 import (
 	"flag"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/gearbox-inference/gearbox/engine"
@@ -13,7 +12,6 @@ import (
 	"github.com/gearbox-inference/gearbox/kernels/kerneltest"
 	"github.com/gearbox-inference/gearbox/model"
 	"github.com/gearbox-inference/gearbox/model/lm"
-	"github.com/gearbox-inference/gearbox/precision"
 )
 
 var (
@@ -66,8 +64,7 @@ func TestBatchInvariance(t *testing.T) {
 		t.Fatal(err)
 	}
 	kerneltest.Batchmates = ints(t, *invarianceMates)
-	for _, f := range strings.Split(*invariancePrecisions, ",") {
-		p := precision.Format(strings.TrimSpace(f))
+	for _, p := range precisions(t, *invariancePrecisions) {
 		t.Run(string(p), func(t *testing.T) {
 			if !kernels.Supports(g, p) {
 				t.Skipf("%s does not run %s", g.Name(), p)

@@ -15,8 +15,8 @@ import (
 )
 
 // TestTimeStages: with timing on, every Forward is counted, from one caller
-// or several; its stages, "other" included, add up to its wall time, none
-// negative; every batch has its GPU time. With timing off nothing is
+// or several; its stages are named in order, none negative, the named ones
+// most of the wall time; every batch has its GPU time. With timing off nothing is
 // counted, and each TimeStages starts the sums again.
 func TestTimeStages(t *testing.T) {
 	b := newTestBackend(t, Config{})
@@ -47,10 +47,8 @@ func checkStages(t *testing.T, got kernels.StageTimes, calls int64) {
 		t.Errorf("total %v, GPU busy %v; want both > 0", got.Total, got.DeviceBusy)
 	}
 	var names []string
-	var sum time.Duration
 	for _, s := range got.Stages {
 		names = append(names, s.Name)
-		sum += s.Time
 		if s.Time < 0 {
 			t.Errorf("stage %s: %v; want ≥ 0", s.Name, s.Time)
 		}
@@ -58,11 +56,9 @@ func checkStages(t *testing.T, got kernels.StageTimes, calls int64) {
 	if fmt.Sprint(names) != "[slot stage_in queue launch wait stage_out other]" {
 		t.Errorf("stages %v; want slot, stage_in, queue, launch, wait, stage_out, other", names)
 	}
-	if sum != got.Total {
-		t.Errorf("stages add up to %v; want the total %v", sum, got.Total)
-	}
-	// "other" is what is left: allocating the output, checks, releasing
-	// the slot; far less than the stages timed.
+	// "other" is the total less the named stages (so the stages add up by
+	// construction): checks and releasing the slot, far less than the
+	// stages timed.
 	if o := got.Stages[len(got.Stages)-1].Time; o > got.Total/2 {
 		t.Errorf("other %v of %v; want the named stages to hold most of the time", o, got.Total)
 	}
