@@ -43,9 +43,6 @@ func (s *Models) LMSeq(ctx context.Context, job *gearbox.Job, cfg Config) (*engi
 	if !ok {
 		return nil, nil, gearbox.Errorf(gearbox.CodeUnknownModel, "job %q: no language model %q", job.ID, job.Model)
 	}
-	if !job.IsLM() {
-		return nil, nil, gearbox.Errorf(gearbox.CodeBadRequest, "job %q gives input, but %s is a language model: give prompt or prompt_tokens", job.ID, job.Model)
-	}
 	q, _, e := lmSeq(job, l, cfg.withDefaults().LMMaxTokens)
 	if e != nil {
 		return nil, nil, e

@@ -51,9 +51,6 @@ type lmJob struct {
 // it cannot run.
 func (w *Worker) checkLM(t *task, s *lmServed) *gearbox.Error {
 	job := t.job
-	if !job.IsLM() {
-		return gearbox.Errorf(gearbox.CodeBadRequest, "job %q gives input, but %s is a language model: give prompt or prompt_tokens", job.ID, s.m.Name)
-	}
 	if _, ok := w.backend.(kernels.LM); !ok {
 		return gearbox.Errorf(gearbox.CodeBadRequest, "job %q: worker %s's backend %s runs no language models", job.ID, w.cfg.Name, w.backend.Name())
 	}
@@ -84,6 +81,9 @@ func (w *Worker) checkLM(t *task, s *lmServed) *gearbox.Error {
 // maxTokens for a generation that gives no max_tokens, and its task; or
 // why it cannot run.
 func lmSeq(job *gearbox.Job, s *lmServed, maxTokens int) (*engine.Seq, gearbox.Task, *gearbox.Error) {
+	if !job.IsLM() {
+		return nil, "", gearbox.Errorf(gearbox.CodeBadRequest, "job %q gives input, but %s is a language model: give prompt or prompt_tokens", job.ID, s.m.Name)
+	}
 	c := &s.m.Config
 	prompt := job.PromptTokens
 	if job.Prompt != "" {

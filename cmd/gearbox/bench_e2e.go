@@ -127,8 +127,7 @@ func benchE2E(ctx context.Context, cfg *config, log zerolog.Logger, f e2eFlags, 
 
 // parseDType is a tensor element type flag's value: f32, bf16 or f16.
 func parseDType(flag, s string) (gearbox.DType, error) {
-	switch d := gearbox.DType(s); d {
-	case gearbox.F32, gearbox.BF16, gearbox.F16:
+	if d := gearbox.DType(s); d.Size() != 0 {
 		return d, nil
 	}
 	return "", fmt.Errorf("%s: %q is not one of f32, bf16, f16", flag, s)
