@@ -41,32 +41,36 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 	if err := lmSupported(m); err != nil {
 		return nil, err
 	}
-	if cfg.GEMVMaxRows != 0 {
-		if cfg.GEMVMaxRows < -1 || cfg.GEMVMaxRows > gemvMaxM {
-			return nil, fmt.Errorf("cuda: bench: GEMVMaxRows = %d, want -1 to %d", cfg.GEMVMaxRows, gemvMaxM)
+	if cfg.GEMVMaxRows < -1 || cfg.GEMVMaxRows > gemvMaxM {
+		return nil, fmt.Errorf("cuda: bench: GEMVMaxRows = %d, want -1 to %d", cfg.GEMVMaxRows, gemvMaxM)
+	}
+	if cfg.FP4SmallM < -1 {
+		return nil, fmt.Errorf("cuda: bench: FP4SmallM = %d, want -1 or more", cfg.FP4SmallM)
+	}
+	// The run's overrides of the device's settings, put back at the end.
+	type settings struct {
+		gemvMaxM, fp4SmallM  int
+		attnDec, attnPartial bool
+	}
+	var was settings
+	_ = b.do(ctx, func(d *devState) error {
+		was = settings{d.gemvMaxM, d.fp4SmallM, d.attnDec, d.attnPartial}
+		if cfg.GEMVMaxRows != 0 {
+			d.gemvMaxM = cfg.GEMVMaxRows
 		}
-		var was int
-		_ = b.do(ctx, func(d *devState) error { was, d.gemvMaxM = d.gemvMaxM, cfg.GEMVMaxRows; return nil })
-		defer func() { _ = b.do(ctx, func(d *devState) error { d.gemvMaxM = was; return nil }) }()
-	}
-	if cfg.FP4SmallM != 0 {
-		if cfg.FP4SmallM < -1 {
-			return nil, fmt.Errorf("cuda: bench: FP4SmallM = %d, want -1 or more", cfg.FP4SmallM)
+		if cfg.FP4SmallM != 0 {
+			d.fp4SmallM = cfg.FP4SmallM
 		}
-		var was int
-		_ = b.do(ctx, func(d *devState) error { was, d.fp4SmallM = d.fp4SmallM, cfg.FP4SmallM; return nil })
-		defer func() { _ = b.do(ctx, func(d *devState) error { d.fp4SmallM = was; return nil }) }()
-	}
-	if cfg.AttnDec {
-		var was bool
-		_ = b.do(ctx, func(d *devState) error { was, d.attnDec = d.attnDec, true; return nil })
-		defer func() { _ = b.do(ctx, func(d *devState) error { d.attnDec = was; return nil }) }()
-	}
-	if cfg.AttnPartial {
-		var was bool
-		_ = b.do(ctx, func(d *devState) error { was, d.attnPartial = d.attnPartial, true; return nil })
-		defer func() { _ = b.do(ctx, func(d *devState) error { d.attnPartial = was; return nil }) }()
-	}
+		d.attnDec = d.attnDec || cfg.AttnDec
+		d.attnPartial = d.attnPartial || cfg.AttnPartial
+		return nil
+	})
+	defer func() {
+		_ = b.do(ctx, func(d *devState) error {
+			d.gemvMaxM, d.fp4SmallM, d.attnDec, d.attnPartial = was.gemvMaxM, was.fp4SmallM, was.attnDec, was.attnPartial
+			return nil
+		})
+	}()
 	var out []LMResult
 	for _, p := range precs {
 		if !b.Supports(p) {
