@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/rs/zerolog"
 
@@ -25,6 +26,9 @@ const (
 	// on for backends whose Config leaves it off ("false", "0" or unset:
 	// off).
 	EnvBatchInvariant = "GEARBOX_CUDA_BATCH_INVARIANT"
+	// EnvInFlight, a number from 1 to 16, sets Config.InFlight for
+	// backends whose Config leaves it 0.
+	EnvInFlight = "GEARBOX_CUDA_IN_FLIGHT"
 )
 
 // ErrInvalidConfig is returned (wrapped) by New for a Config field out of
@@ -61,6 +65,11 @@ type Config struct {
 	// model at a precision and batch size is captured into a graph that
 	// later ones replay, which removes most of the host's launch work.
 	NoGraphs bool
+	// NoPDL turns off programmatic dependent launch: by default, on
+	// compute capability 9.0 and up, every kernel is launched so that its
+	// blocks are scheduled while the previous kernel finishes, and each
+	// waits for it before touching memory (docs/cuda.md).
+	NoPDL bool
 	// InFlight is how many batches of one batch-size bucket a tensor
 	// model's Forward calls keep in flight at once: each has its own
 	// pinned staging buffers, device activations and CUDA graphs, so
@@ -107,6 +116,13 @@ func (c *Config) validate() error {
 	}
 	if c.InFlight < 0 || c.InFlight > maxInFlight {
 		return fmt.Errorf("%w: InFlight = %d, want 0 to %d", ErrInvalidConfig, c.InFlight, maxInFlight)
+	}
+	if v := os.Getenv(EnvInFlight); c.InFlight == 0 && v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxInFlight {
+			return fmt.Errorf("%w: $%s = %q, want 1 to %d", ErrInvalidConfig, EnvInFlight, v, maxInFlight)
+		}
+		c.InFlight = n
 	}
 	if c.InFlight == 0 {
 		c.InFlight = InFlightDefault

@@ -53,7 +53,7 @@ func (b *Backend) forwardSlot(ctx context.Context, m *model.Model, p precision.F
 	// The slot is ours: its buffers change only in our own queued work.
 	staged := sl.buf != nil && sl.buf.width >= maxWidth(m)
 	if staged {
-		copy(sl.buf.hin.floats(len(in)), in)
+		pcopy(sl.buf.hin.floats(len(in)), in)
 	}
 	clk.lap(stageIn)
 	timed := clk != nil
@@ -71,7 +71,7 @@ func (b *Backend) forwardSlot(ctx context.Context, m *model.Model, p precision.F
 	}
 	clk.lap(stageWait)
 	clk.deviceBusy(busy)
-	copy(out, sl.buf.hout.floats(len(out)))
+	pcopy(out, sl.buf.hout.floats(len(out)))
 	clk.lap(stageOut)
 	return nil
 }
@@ -131,7 +131,7 @@ func (d *devState) queue(ctx context.Context, sl *slot, m *model.Model, p precis
 		return err
 	}
 	if !staged {
-		copy(buf.hin.floats(len(in)), in)
+		pcopy(buf.hin.floats(len(in)), in)
 	}
 	if _, err := d.enqueue(ctx, m, p, w, buf, rows); err != nil {
 		_ = d.stream.sync()
