@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -189,23 +188,10 @@ func ObjectStore(ctx context.Context, js jetstream.JetStream, bucket string, cre
 // and returns it with the model digest Push recorded on it ("" if none).
 func getObject(ctx context.Context, obs jetstream.ObjectStore, bucket, name, file string, limit int64) ([]byte, string, error) {
 	object := name + "/" + file
-	res, err := obs.Get(ctx, object)
+	data, info, err := ReadObject(ctx, obs, object, limit)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return nil, "", fmt.Errorf("model: %w: %q (no object %s/%s): %w", ErrNotFound, name, bucket, object, err)
 	}
-	if err != nil {
-		return nil, "", fmt.Errorf("model: fetch %s/%s: %w", bucket, object, err)
-	}
-	defer res.Close()
-	info, err := res.Info()
-	if err != nil {
-		return nil, "", fmt.Errorf("model: fetch %s/%s: %w", bucket, object, err)
-	}
-	var r io.Reader = res
-	if limit >= 0 {
-		r = io.LimitReader(res, limit)
-	}
-	data, err := io.ReadAll(r)
 	if err != nil {
 		return nil, "", fmt.Errorf("model: fetch %s/%s: %w", bucket, object, err)
 	}

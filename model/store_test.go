@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -243,5 +244,68 @@ func TestStoreBucket(t *testing.T) {
 	_, err := model.Fetch(ctx, js, model.Bucket, "m")
 	if !errors.Is(err, model.ErrNotFound) || !strings.Contains(err.Error(), model.Bucket) {
 		t.Errorf("Fetch from the default bucket: got error %v; want %v naming %s", err, model.ErrNotFound, model.Bucket)
+	}
+}
+
+// TestReadObjectOutlastsAPITimeout: an object takes as long to read as it
+// takes, not the JetStream context's default API timeout, which nats.go's
+// ObjectStore.Get otherwise applies to the whole read when the caller's
+// context has no deadline (a 16 GB model failed to load that way).
+func TestReadObjectOutlastsAPITimeout(t *testing.T) {
+	nc := natstest.Connect(t, natstest.Start(t))
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxFor(t)
+	obs, err := model.ObjectStore(ctx, js, model.Bucket, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, 48<<20)
+	for i := range data {
+		data[i] = byte(i*7 + i>>11)
+	}
+	if _, err := obs.PutBytes(ctx, "big/model.safetensors", data); err != nil {
+		t.Fatal(err)
+	}
+	const apiTimeout = 10 * time.Millisecond
+	short, err := jetstream.New(nc, jetstream.WithDefaultTimeout(apiTimeout))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sobs, err := short.ObjectStore(ctx, model.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	got, info, err := model.ReadObject(context.Background(), sobs, "big/model.safetensors", -1)
+	if err != nil {
+		t.Fatalf("ReadObject: %v", err)
+	}
+	took := time.Since(start)
+	if !bytes.Equal(got, data) || info.Size != uint64(len(data)) {
+		t.Fatalf("ReadObject returned %d bytes (info %d), not the %d put", len(got), info.Size, len(data))
+	}
+	t.Logf("read %d MB in %v with a %v API timeout", len(data)>>20, took, apiTimeout)
+	part, _, err := model.ReadObject(context.Background(), sobs, "big/model.safetensors", 1000)
+	if err != nil || !bytes.Equal(part, data[:1000]) {
+		t.Errorf("ReadObject with limit 1000: %d bytes, %v; want the first 1000", len(part), err)
+	}
+	if took > apiTimeout {
+		// What the fix is for: the same read through Get alone fails.
+		res, err := sobs.Get(context.Background(), "big/model.safetensors")
+		if err == nil {
+			_, err = io.ReadAll(res)
+			res.Close()
+		}
+		if err == nil {
+			t.Logf("ObjectStore.Get alone also read it (nats.go no longer bounds the read by the API timeout)")
+		}
+	}
+	cctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, _, err := model.ReadObject(cctx, sobs, "big/model.safetensors", -1); !errors.Is(err, context.Canceled) {
+		t.Errorf("ReadObject with a cancelled context: %v; want context.Canceled", err)
 	}
 }

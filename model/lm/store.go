@@ -1,12 +1,10 @@
 package lm
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -172,7 +170,7 @@ func fetchOnce(ctx context.Context, obs jetstream.ObjectStore, bucket, name stri
 		if info.Metadata[model.DigestKey] != want {
 			return nil, true, nil
 		}
-		data, err := getAll(ctx, obs, info.Name)
+		data, _, err := model.ReadObject(ctx, obs, info.Name, -1)
 		if err != nil {
 			return nil, false, fmt.Errorf("lm: fetch %s/%s: %w", bucket, info.Name, err)
 		}
@@ -189,24 +187,6 @@ func fetchOnce(ctx context.Context, obs jetstream.ObjectStore, bucket, name stri
 		return nil, false, fmt.Errorf("lm: %s/%s: %w: name %q, but the objects are under %q", bucket, name, model.ErrInvalidManifest, m.Name, name)
 	}
 	return m, false, nil
-}
-
-func getAll(ctx context.Context, obs jetstream.ObjectStore, name string) ([]byte, error) {
-	res, err := obs.Get(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	defer res.Close()
-	info, err := res.Info()
-	if err != nil {
-		return nil, err
-	}
-	var buf bytes.Buffer
-	if info.Size > 0 && info.Size < 1<<40 {
-		buf.Grow(int(info.Size))
-	}
-	_, err = io.Copy(&buf, res)
-	return buf.Bytes(), err
 }
 
 // Names lists the language models in the bucket (those whose config.json
