@@ -138,7 +138,7 @@ func New(cfg Config) (*Backend, error) {
 		Str("cc", fmt.Sprintf("%d.%d", b.info.Major, b.info.Minor)).
 		Int("driver", b.info.DriverVersion).Str("nvrtc", b.info.NVRTCVersion).
 		Str("libcuda", b.info.Libraries[libCUDA]).Str("libnvrtc", b.info.Libraries[libNVRTC]).
-		Str("libcublaslt", b.info.Libraries[libCublasLt]).
+		Str("libcublaslt", b.info.Libraries[libCublasLt]).Bool("pdl", b.info.PDL).
 		Str("formats", fmt.Sprint(b.caps.Supported())).Msg("cuda device opened")
 	return b, nil
 }

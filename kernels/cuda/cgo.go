@@ -354,8 +354,8 @@ func (f cuFunc) setMaxDynamicShared(n int) error {
 }
 
 // launch runs f, the kernel called name, on stream s with the packed
-// arguments a.
-func (f cuFunc) launch(s cuStream, name string, grid, block [3]uint32, smem uint32, a *args) error {
+// arguments a; with pdl, as a programmatic dependent launch (gbx_launch).
+func (f cuFunc) launch(s cuStream, name string, grid, block [3]uint32, smem uint32, a *args, pdl bool) error {
 	// a.buf holds no Go pointers, so C may read it during the call;
 	// cuLaunchKernel copies the arguments before it returns.
 	var buf *C.uchar
@@ -370,8 +370,19 @@ func (f cuFunc) launch(s cuStream, name string, grid, block [3]uint32, smem uint
 		offs[i] = C.int(o)
 	}
 	r := C.gbx_launch(f.f, C.uint(grid[0]), C.uint(grid[1]), C.uint(grid[2]), C.uint(block[0]), C.uint(block[1]),
-		C.uint(block[2]), C.uint(smem), s.s, buf, &offs[0], C.int(len(a.offs)))
+		C.uint(block[2]), C.uint(smem), s.s, buf, &offs[0], C.int(len(a.offs)), C.int(boolInt(pdl)))
 	return cuErr(r, "cuLaunchKernel "+name)
+}
+
+// haveLaunchEx reports whether the driver has cuLaunchKernelEx, which
+// programmatic dependent launch needs.
+func haveLaunchEx() bool { return C.gbx_has_launch_ex() != 0 }
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // ---- CUDA graphs ----

@@ -118,8 +118,10 @@ func openDevice(cfg Config) (d *devState, info DeviceInfo, err error) {
 	}
 	info.NVRTCVersion, info.Arch = d.comp.version, d.comp.arch
 	info.Libraries = maps.Clone(loadedFrom)
-	d.info = info
 	d.k = newKernelSet(d.comp, info.SMs)
+	d.k.pdl = !cfg.NoPDL && info.Major >= 9 && haveLaunchEx()
+	info.PDL = d.k.pdl
+	d.info = info
 	if err = d.k.load(modOps); err != nil {
 		return nil, info, err
 	}

@@ -18,6 +18,23 @@ typedef int CUdevice;
 typedef void *CUcontext, *CUmodule, *CUfunction, *CUstream, *CUevent, *CUgraph, *CUgraphExec;
 typedef unsigned long long CUdeviceptr;
 
+// cuLaunchKernelEx's configuration (CUDA 12.0), laid out as cuda.h lays
+// it out: an attribute is its id, padding to 8 bytes, and a 64-byte value.
+typedef struct {
+	int id;
+	char pad[4];
+	union {
+		char bytes[64];
+		int programmaticStreamSerializationAllowed;
+	} value;
+} CUlaunchAttribute;
+typedef struct {
+	unsigned gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes;
+	CUstream hStream;
+	CUlaunchAttribute *attrs;
+	unsigned numAttrs;
+} CUlaunchConfig;
+
 typedef int nvrtcResult;
 typedef void *nvrtcProgram;
 
@@ -63,6 +80,8 @@ typedef struct {
 	CUresult (*cuFuncSetAttribute)(CUfunction, int, int);
 	CUresult (*cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
 	                           unsigned, CUstream, void **, void **);
+	// optional: NULL when the driver lacks it (CUDA 12.0)
+	CUresult (*cuLaunchKernelEx)(const CUlaunchConfig *, CUfunction, void **, void **);
 	CUresult (*cuStreamCreate)(CUstream *, unsigned);
 	CUresult (*cuStreamDestroy_v2)(CUstream);
 	CUresult (*cuStreamSynchronize)(CUstream);
@@ -175,6 +194,7 @@ static int gbx_load_driver(void *h, char *err, size_t errlen) {
 	GBX_SYM(h, cuModuleUnload);
 	GBX_SYM(h, cuFuncSetAttribute);
 	GBX_SYM(h, cuLaunchKernel);
+	*(void **)(&gbx.cuLaunchKernelEx) = dlsym(h, "cuLaunchKernelEx");
 	GBX_SYM(h, cuStreamCreate);
 	GBX_SYM(h, cuStreamDestroy_v2);
 	GBX_SYM(h, cuStreamSynchronize);
@@ -334,15 +354,29 @@ static CUresult gbx_graph_destroy(CUgraphExec e) { return gbx.cuGraphExecDestroy
 
 // gbx_launch launches f with its arguments packed in args: nargs values at
 // the byte offsets offs[i] (each argument's storage, properly aligned). The
-// params array of pointers is built here, on the C side.
+// params array of pointers is built here, on the C side. With pdl (and a
+// driver that has cuLaunchKernelEx) the launch allows programmatic
+// dependent launch: f may start while the stream's previous kernel runs,
+// and waits for it in griddepcontrol.wait (gbx_pdl in src/common.cuh).
 static CUresult gbx_launch(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                            unsigned bz, unsigned smem, CUstream s, unsigned char *args, const int *offs,
-                           int nargs) {
+                           int nargs, int pdl) {
 	void *params[GBX_MAX_KERNEL_ARGS];
 	if (nargs > GBX_MAX_KERNEL_ARGS) return GBX_CUDA_ERROR_INVALID_VALUE;
 	for (int i = 0; i < nargs; i++) params[i] = args + offs[i];
+	if (pdl && gbx.cuLaunchKernelEx) {
+		CUlaunchAttribute attr;
+		memset(&attr, 0, sizeof attr);
+		attr.id = GBX_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+		attr.value.programmaticStreamSerializationAllowed = 1;
+		CUlaunchConfig c = {gx, gy, gz, bx, by, bz, smem, s, &attr, 1};
+		return gbx.cuLaunchKernelEx(&c, f, params, NULL);
+	}
 	return gbx.cuLaunchKernel(f, gx, gy, gz, bx, by, bz, smem, s, params, NULL);
 }
+
+// gbx_has_launch_ex reports whether the driver has cuLaunchKernelEx.
+static int gbx_has_launch_ex(void) { return gbx.cuLaunchKernelEx != NULL; }
 
 // ---- NVRTC ----
 

@@ -19,6 +19,9 @@ type DeviceInfo struct {
 	NVRTCVersion  string // e.g. "13.0"
 	CublasLt      int    // cublasLtGetVersion, e.g. 130100
 	Arch          string // NVRTC --gpu-architecture option
+	// PDL says kernels are launched with programmatic dependent launch
+	// (compute capability 9.0 and up, cuLaunchKernelEx, not Config.NoPDL).
+	PDL bool
 	// Libraries maps each CUDA library to the folder it was loaded from
 	// ("(loader search path)" when found by its soname).
 	Libraries map[string]string

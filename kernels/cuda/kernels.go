@@ -172,7 +172,7 @@ func (k *kernelSet) spin(s cuStream, ns int) error {
 
 // ---- fp4_linear.cu ----
 
-var kNVFP4Linear = defKernel(modFP4, "gbx_nvfp4_linear", C.GBX_FP4_SMEM_BYTES)
+var kNVFP4Linear = defKernel(modFP4, "gbx_nvfp4_linear", C.GBX_FP4_SMEM_BYTES).streamed()
 
 // nvfp4Linear computes y[m, n] = x[m, kdim]·W[n, kdim]ᵀ + bias for NVFP4
 // weights W (packed E2M1 w, E4M3 block scales ws, tensor scale ts; rows

@@ -164,7 +164,8 @@ func TestKernelsLaunchedFromBackend(t *testing.T) {
 		}
 		files = append(files, f)
 	}
-	// The kernel variables: var kX = defKernel(...).
+	// The kernel variables: var kX = defKernel(...), or
+	// defKernel(...).streamed().
 	kvars := map[string]bool{}
 	for _, f := range files {
 		for _, d := range f.Decls {
@@ -175,7 +176,7 @@ func TestKernelsLaunchedFromBackend(t *testing.T) {
 			for _, sp := range g.Specs {
 				vs := sp.(*ast.ValueSpec)
 				for i, v := range vs.Values {
-					if c, ok := v.(*ast.CallExpr); ok && isIdent(c.Fun, "defKernel") {
+					if isDefKernel(v) {
 						kvars[vs.Names[i].Name] = true
 					}
 				}
@@ -271,4 +272,17 @@ func TestCacheKey(t *testing.T) {
 	if (&compiler{version: "13.1"}).cacheKey(p, opts) == base {
 		t.Error("another NVRTC version keeps the cache key")
 	}
+}
+
+// isDefKernel reports whether e is defKernel(...), or a method called on
+// it (defKernel(...).streamed()).
+func isDefKernel(e ast.Expr) bool {
+	c, ok := e.(*ast.CallExpr)
+	if !ok {
+		return false
+	}
+	if sel, ok := c.Fun.(*ast.SelectorExpr); ok {
+		return isDefKernel(sel.X)
+	}
+	return isIdent(c.Fun, "defKernel")
 }

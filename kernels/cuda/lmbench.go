@@ -49,12 +49,12 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 	}
 	// The run's overrides of the device's settings, put back at the end.
 	type settings struct {
-		gemvMaxM, fp4SmallM  int
-		attnDec, attnPartial bool
+		gemvMaxM, fp4SmallM       int
+		attnDec, attnPartial, pdl bool
 	}
 	var was settings
 	_ = b.do(ctx, func(d *devState) error {
-		was = settings{d.gemvMaxM, d.fp4SmallM, d.attnDec, d.attnPartial}
+		was = settings{d.gemvMaxM, d.fp4SmallM, d.attnDec, d.attnPartial, d.k.pdl}
 		if cfg.GEMVMaxRows != 0 {
 			d.gemvMaxM = cfg.GEMVMaxRows
 		}
@@ -63,11 +63,12 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 		}
 		d.attnDec = d.attnDec || cfg.AttnDec
 		d.attnPartial = d.attnPartial || cfg.AttnPartial
+		d.k.pdl = d.k.pdl && !cfg.NoPDL
 		return nil
 	})
 	defer func() {
 		_ = b.do(ctx, func(d *devState) error {
-			d.gemvMaxM, d.fp4SmallM, d.attnDec, d.attnPartial = was.gemvMaxM, was.fp4SmallM, was.attnDec, was.attnPartial
+			d.gemvMaxM, d.fp4SmallM, d.attnDec, d.attnPartial, d.k.pdl = was.gemvMaxM, was.fp4SmallM, was.attnDec, was.attnPartial, was.pdl
 			return nil
 		})
 	}()

@@ -50,6 +50,9 @@ type LMBench struct {
 	// AttnDec, if set, runs attention on gbx_attn_dec (the CUDA-core form
 	// of gbx_attn_mma) where it takes the shape.
 	AttnDec bool
+	// NoPDL, if set, launches every kernel without programmatic dependent
+	// launch for the run (Config.NoPDL).
+	NoPDL bool
 	// Progress, if set, is called after each case.
 	Progress func(LMResult)
 }

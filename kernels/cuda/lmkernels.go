@@ -309,7 +309,7 @@ func (k *kernelSet) lmSample(s cuStream, logits uint64, vocab, rowLo, rowHi, n i
 
 // ---- fp4_linear.cu ----
 
-var kNVFP4LinearCS = defKernel(modFP4, "gbx_nvfp4_linear_cs", C.GBX_FP4_SMEM_BYTES)
+var kNVFP4LinearCS = defKernel(modFP4, "gbx_nvfp4_linear_cs", C.GBX_FP4_SMEM_BYTES).streamed()
 
 // nvfp4LinearCS is nvfp4Linear with one tensor scale per output channel,
 // ts [n].
@@ -321,7 +321,7 @@ func (k *kernelSet) nvfp4LinearCS(s cuStream, x, w, ws, ts, bias, y uint64, m, n
 
 // ---- gemv.cu ----
 
-var kGEMV = defKernel(modGEMV, "gbx_gemv", 0)
+var kGEMV = defKernel(modGEMV, "gbx_gemv", 0).streamed()
 
 // gemvRows is the output channels of one gbx_gemv block.
 const gemvRows = C.GBX_GEMV_ROWS

@@ -66,6 +66,9 @@ type kernel struct {
 	mod  *module
 	name string // its extern "C" name
 	smem int    // dynamic shared memory it may use, bytes (0: the default 48 KiB)
+	// serial: launched without programmatic dependent launch even where
+	// kernelSet.pdl is on (see streamed).
+	serial bool
 	id   int    // its index in kernelDefs and kernelSet.fns
 }
 
@@ -80,6 +83,15 @@ func defKernel(m *module, name string, smem int) *kernel {
 	return k
 }
 
+// streamed marks k, a kernel that streams weights over several waves of
+// blocks, to be launched after the previous kernel completes: launched
+// early, the NVFP4 kernel ran 4–5 % slower at batch 1–8 on the H200
+// (docs/benchmarks.md).
+func (k *kernel) streamed() *kernel {
+	k.serial = true
+	return k
+}
+
 // kernelSet is one device's loaded modules and its kernels' functions. Its
 // methods run on the device goroutine; the typed launch methods are in
 // kernels.go.
@@ -89,6 +101,12 @@ type kernelSet struct {
 
 	mods map[*module]*loadedModule
 	fns  []cuFunc // by kernel.id; the zero cuFunc until its module is loaded
+
+	// pdl launches every kernel with programmatic dependent launch (sm_90
+	// and a driver with cuLaunchKernelEx, unless Config.NoPDL): each
+	// kernel's blocks are scheduled while the previous kernel finishes and
+	// wait for it in gbx_pdl, their first statement (src/common.cuh).
+	pdl bool
 
 	// launchFunc, when set (tests), runs in place of cuLaunchKernel.
 	launchFunc func(s cuStream, l launch) error
@@ -169,7 +187,7 @@ func (k *kernelSet) run(s cuStream, l launch) error {
 	if f.f == nil {
 		return fmt.Errorf("cuda: kernel %s: module %s is not loaded", l.kernel.name, l.kernel.mod.name)
 	}
-	return f.launch(s, l.kernel.name, l.grid, l.block, l.smem, l.args)
+	return f.launch(s, l.kernel.name, l.grid, l.block, l.smem, l.args, k.pdl && !l.kernel.serial)
 }
 
 // threads is the block size of the grid-stride and per-row kernels.

@@ -391,3 +391,25 @@ func TestExpandFailures(t *testing.T) {
 		t.Error("balanced accepted (]")
 	}
 }
+
+// TestKernelsWaitFirst: every kernel's first statement is gbx_pdl(). Every
+// launch may be a programmatic dependent launch (Config.NoPDL), which is
+// safe only if nothing in the kernel touches memory before
+// griddepcontrol.wait, and if no kernel can complete without it.
+func TestKernelsWaitFirst(t *testing.T) {
+	for _, m := range modules {
+		e, ks := moduleKernels(t, m)
+		found := 0
+		for _, loc := range reKernel.FindAllStringSubmatchIndex(e.text, -1) {
+			name := e.text[loc[2]:loc[3]]
+			body := strings.TrimLeft(e.text[loc[1]:], " \t\n")
+			if !strings.HasPrefix(body, "{") || !strings.HasPrefix(strings.TrimLeft(body[1:], " \t\n"), "gbx_pdl();") {
+				t.Errorf("module %s: kernel %s does not begin with gbx_pdl();", m.name, name)
+			}
+			found++
+		}
+		if found != len(ks) {
+			t.Errorf("module %s: checked %d kernels of %d", m.name, found, len(ks))
+		}
+	}
+}

@@ -135,6 +135,9 @@ enum {
 // CUfunction_attribute
 enum { GBX_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8 };
 
+// CUlaunchAttributeID
+enum { GBX_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 6 };
+
 // CUstream_flags, CUstreamCaptureMode
 enum {
 	GBX_CU_STREAM_NON_BLOCKING = 1,

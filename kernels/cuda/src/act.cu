@@ -6,6 +6,7 @@
 // gbx_act: y = op(x), op a gbx_act_code other than GBX_ACT_NONE. x and y
 // may be the same.
 extern "C" __global__ void gbx_act(const float *x, float *y, long long n, int op) {
+	gbx_pdl();
 	long long stride = (long long)gridDim.x * blockDim.x;
 	for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += stride) {
 		float v = x[i];

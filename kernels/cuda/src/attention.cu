@@ -194,6 +194,7 @@ extern "C" __global__ void __launch_bounds__(GBX_ATTN_THREADS)
                      int layers, int kvHeads, int group, int dim, const int *pos, const int *seq, const int *btOff, const int *blocks,
                      const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
                      int outStride) {
+	gbx_pdl();
 	__shared__ gbxAttnShared sh;
 	const int f32 = cacheFmt == GBX_FMT_F32;
 #define GBX_ATTN_CASE(G)                                                                                              \
@@ -426,6 +427,7 @@ extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
                      int kvHeads, int group,
                      const int *pos, const int *seq, const int *btOff, const int *blocks, const int *split, int row0,
                      float scale, float *partO, float *partML, int maxSplits, float *out, int outStride, void *yq, int fmt) {
+	gbx_pdl();
 	gbx_attn_dec<64, 2>(qkv, stride, cache, layer, layers, kvHeads, group, pos, seq, btOff, blocks, split, row0, scale,
 	                     partO, partML, maxSplits, out, outStride, yq, fmt);
 }
@@ -434,6 +436,7 @@ extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
                      int kvHeads, int group,
                      const int *pos, const int *seq, const int *btOff, const int *blocks, const int *split, int row0,
                      float scale, float *partO, float *partML, int maxSplits, float *out, int outStride, void *yq, int fmt) {
+	gbx_pdl();
 	gbx_attn_dec<64, 4>(qkv, stride, cache, layer, layers, kvHeads, group, pos, seq, btOff, blocks, split, row0, scale,
 	                     partO, partML, maxSplits, out, outStride, yq, fmt);
 }
@@ -442,6 +445,7 @@ extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
                      int kvHeads, int group,
                      const int *pos, const int *seq, const int *btOff, const int *blocks, const int *split, int row0,
                      float scale, float *partO, float *partML, int maxSplits, float *out, int outStride, void *yq, int fmt) {
+	gbx_pdl();
 	gbx_attn_dec<64, 8>(qkv, stride, cache, layer, layers, kvHeads, group, pos, seq, btOff, blocks, split, row0, scale,
 	                     partO, partML, maxSplits, out, outStride, yq, fmt);
 }
@@ -450,6 +454,7 @@ extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
                      int kvHeads, int group,
                      const int *pos, const int *seq, const int *btOff, const int *blocks, const int *split, int row0,
                      float scale, float *partO, float *partML, int maxSplits, float *out, int outStride, void *yq, int fmt) {
+	gbx_pdl();
 	gbx_attn_dec<128, 2>(qkv, stride, cache, layer, layers, kvHeads, group, pos, seq, btOff, blocks, split, row0, scale,
 	                     partO, partML, maxSplits, out, outStride, yq, fmt);
 }
@@ -458,6 +463,7 @@ extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
                      int kvHeads, int group,
                      const int *pos, const int *seq, const int *btOff, const int *blocks, const int *split, int row0,
                      float scale, float *partO, float *partML, int maxSplits, float *out, int outStride, void *yq, int fmt) {
+	gbx_pdl();
 	gbx_attn_dec<128, 4>(qkv, stride, cache, layer, layers, kvHeads, group, pos, seq, btOff, blocks, split, row0, scale,
 	                     partO, partML, maxSplits, out, outStride, yq, fmt);
 }
@@ -466,6 +472,7 @@ extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
                      int kvHeads, int group,
                      const int *pos, const int *seq, const int *btOff, const int *blocks, const int *split, int row0,
                      float scale, float *partO, float *partML, int maxSplits, float *out, int outStride, void *yq, int fmt) {
+	gbx_pdl();
 	gbx_attn_dec<128, 8>(qkv, stride, cache, layer, layers, kvHeads, group, pos, seq, btOff, blocks, split, row0, scale,
 	                     partO, partML, maxSplits, out, outStride, yq, fmt);
 }
@@ -478,6 +485,7 @@ extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
 extern "C" __global__ void gbx_attn_reduce(const int *pos, const int *split, int row0, int heads, int dim,
                                            const float *partO, const float *partML, int maxSplits, float *out,
                                            int outStride, void *yq, int fmt) {
+	gbx_pdl();
 	__shared__ float e[GBX_ATTN_MAX_SPLITS];
 	__shared__ float L;
 	const int rc = blockIdx.y, r = row0 + rc, h = blockIdx.x;

@@ -179,6 +179,7 @@ extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
                    int kvHeads, int group, const int *pos, const int *seq, const int *btOff, const int *blocks,
                    const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
                    int outStride, void *yq, int fmt) {
+	gbx_pdl();
 	gbx_attn_mma<64, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks, split,
 	                        row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
 }
@@ -187,6 +188,7 @@ extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
                     int kvHeads, int group, const int *pos, const int *seq, const int *btOff, const int *blocks,
                     const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
                     int outStride, void *yq, int fmt) {
+	gbx_pdl();
 	gbx_attn_mma<128, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks, split,
 	                         row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
 }
@@ -195,6 +197,7 @@ extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
                         int kvHeads, int group, const int *pos, const int *seq, const int *btOff, const int *blocks,
                         const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
                         int outStride, void *yq, int fmt) {
+	gbx_pdl();
 	gbx_attn_mma<64, true>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks, split,
 	                       row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
 }
@@ -203,6 +206,7 @@ extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
                          int kvHeads, int group, const int *pos, const int *seq, const int *btOff, const int *blocks,
                          const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
                          int outStride, void *yq, int fmt) {
+	gbx_pdl();
 	gbx_attn_mma<128, true>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks, split,
 	                        row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
 }

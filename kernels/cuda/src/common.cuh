@@ -144,6 +144,24 @@ __device__ __forceinline__ float fp8Scale(float amax, int margin) {
 	return fmaxf(s, __uint_as_float(1u));
 }
 
+// ---- programmatic dependent launch (PTX, sm_90) ----
+
+// gbx_pdl is every kernel's first statement. A kernel launched with
+// programmatic dependent launch (gbx_launch's pdl) may start while the
+// stream's previous kernel still runs: griddepcontrol.wait blocks until
+// that kernel has completed and its writes are visible, so nothing before
+// it may touch memory. Every kernel waits before it can complete, so a
+// kernel's completion still implies its predecessors'. launch_dependents
+// then lets the next kernel's blocks be scheduled (they wait in turn),
+// hiding its launch behind this kernel's work. Without the attribute, or
+// below sm_90, both are no-ops.
+__device__ __forceinline__ void gbx_pdl() {
+#if __CUDA_ARCH__ >= 900
+	asm volatile("griddepcontrol.wait;" ::: "memory");
+	asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
 // ---- shared memory and asynchronous copies (PTX) ----
 
 __device__ __forceinline__ u32 gbx_smem_addr(const void* p) {

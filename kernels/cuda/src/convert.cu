@@ -30,17 +30,20 @@ struct ToFP16 {
 
 // gbx_to_bf16: y[i] = bf16 bits of x[i], round to nearest even.
 extern "C" __global__ void gbx_to_bf16(const float *__restrict__ x, u16 *__restrict__ y, long long n) {
+	gbx_pdl();
 	convert16(x, y, n, ToBF16());
 }
 
 // gbx_to_fp16: y[i] = fp16 bits of x[i], round to nearest even.
 extern "C" __global__ void gbx_to_fp16(const float *__restrict__ x, u16 *__restrict__ y, long long n) {
+	gbx_pdl();
 	convert16(x, y, n, ToFP16());
 }
 
 // gbx_to_tf32: y[i] = x[i] rounded to tf32, ties away (cvt.rna), as
 // precision.RoundTF32.
 extern "C" __global__ void gbx_to_tf32(const float *__restrict__ x, float *__restrict__ y, long long n) {
+	gbx_pdl();
 	long long stride = (long long)gridDim.x * blockDim.x;
 	long long n4 = n / 4;
 	for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n4; i += stride) {

@@ -13,6 +13,7 @@
 extern "C" __global__ void gbx_scale_bias(float *__restrict__ y, const float *__restrict__ xscale,
                                           const float *__restrict__ wscale, const float *__restrict__ bias,
                                           long long rows, int cols, int act) {
+	gbx_pdl();
 	long long n = rows * cols;
 	long long stride = (long long)gridDim.x * blockDim.x;
 	for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += stride) {

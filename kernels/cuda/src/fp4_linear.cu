@@ -415,6 +415,7 @@ extern "C" __global__ void __launch_bounds__(GBX_FP4_THREADS, 2)
                      const float* __restrict__ bias,       // [N] or NULL
                      float* __restrict__ y,                // [M, N] fp32
                      int M, int N, int K, int Kp) {
+	gbx_pdl();
 	extern __shared__ __attribute__((aligned(16))) unsigned char gbx_fp4_smem[];
 	gbx_fp4_dispatch<8, GBX_FP4_ROWS, GBX_FP4_STAGES, 0>(x, w, ws, ts, bias, y, M, N, K, Kp, gbx_fp4_smem);
 }
@@ -431,6 +432,7 @@ extern "C" __global__ void __launch_bounds__(GBX_FP4_THREADS, 2)
                         const float* __restrict__ bias,       // [N] or NULL
                         float* __restrict__ y,                // [M, N] fp32
                         int M, int N, int K, int Kp) {
+	gbx_pdl();
 	extern __shared__ __attribute__((aligned(16))) unsigned char gbx_fp4_smem_cs[];
 	gbx_fp4_dispatch<8, GBX_FP4_ROWS, GBX_FP4_STAGES, 0>(x, w, ws, 1.0f, bias, y, M, N, K, Kp, gbx_fp4_smem_cs, ts);
 }

@@ -11,12 +11,14 @@
 // for E4M3 and E4M3_F32 with the row's own scale FP8Scale(amax of the row,
 // margin), written to xs[b]. One block of GBX_LM_THREADS per row.
 extern "C" __global__ void gbx_quant_rows(const float *x, void *yq, int fmt, float *xs, int cols, int margin) {
+	gbx_pdl();
 	gbx_row_out(x + (long long)blockIdx.x * cols, cols, yq, blockIdx.x, fmt, xs, margin);
 }
 
 // gbx_amax: *out = max(*out, max |x[i]|) as float bits (the caller zeroes
 // *out first). NaNs are skipped, as precision.Amax does.
 extern "C" __global__ void gbx_amax(const float *__restrict__ x, long long n, u32 *out) {
+	gbx_pdl();
 	__shared__ float warpMax[32];
 	float m = 0.0f;
 	long long stride = (long long)gridDim.x * blockDim.x;
@@ -38,6 +40,7 @@ extern "C" __global__ void gbx_amax(const float *__restrict__ x, long long n, u3
 extern "C" __global__ void gbx_fp8_quant(const float *__restrict__ x, u8 *__restrict__ q, long long n,
                                          const u32 *__restrict__ amax, int margin, float *scale,
                                          float *scaleVec, int nvec) {
+	gbx_pdl();
 	float s = fp8Scale(__uint_as_float(*amax), margin);
 	if (blockIdx.x == 0 && threadIdx.x == 0) *scale = s;
 	long long stride = (long long)gridDim.x * blockDim.x;
@@ -65,6 +68,7 @@ static_assert(GBX_FP8_SMALL_MAX <= 16 * GBX_FP8_SMALL_THREADS, "gbx_fp8_quant_sm
 // aligned.
 extern "C" __global__ void gbx_fp8_quant_small(const float *__restrict__ x, u8 *__restrict__ q, long long n,
                                                int margin, float *scale, float *scaleVec, int nvec) {
+	gbx_pdl();
 	__shared__ float warpMax[32];
 	const int per = 4; // float4 loads per thread
 	float4 v[per];

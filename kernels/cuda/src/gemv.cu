@@ -93,6 +93,7 @@ __device__ __forceinline__ void gbx_gemv_fmt(const u8 *x, const u8 *w, const flo
 extern "C" __global__ void __launch_bounds__(GBX_GEMV_THREADS)
     gbx_gemv(const void *x, const void *w, int fmt, const float *xs, const float *ws, const float *bias, float *y,
              int m, int n, int kb) {
+	gbx_pdl();
 	switch (fmt) {
 	case GBX_FMT_BF16: gbx_gemv_fmt<GBX_FMT_BF16>((const u8 *)x, (const u8 *)w, xs, ws, bias, y, m, n, kb); break;
 	case GBX_FMT_F16: gbx_gemv_fmt<GBX_FMT_F16>((const u8 *)x, (const u8 *)w, xs, ws, bias, y, m, n, kb); break;

@@ -23,6 +23,7 @@
 // the device (convertLM's RoundTF32/RoundBF16/RoundFP16 of the widened
 // value).
 extern "C" __global__ void gbx_lm_convert(const void *src, int srcFmt, void *dst, int dstFmt, long long n) {
+	gbx_pdl();
 	long long stride = (long long)gridDim.x * blockDim.x;
 	for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += stride)
 		gbx_st(dst, dstFmt, i, gbx_ld(src, srcFmt, i));
@@ -43,6 +44,7 @@ __device__ __forceinline__ u32 gbx_hash(u32 x) {
 // byte, lo and hi ignored). For benchmarks: weights and caches of the right
 // size and rough scale, built on the device.
 extern "C" __global__ void gbx_lm_fill(void *dst, int fmt, long long n, unsigned seed, float lo, float hi) {
+	gbx_pdl();
 	long long stride = (long long)gridDim.x * blockDim.x;
 	for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += stride) {
 		u32 h = gbx_hash((u32)i ^ gbx_hash(seed ^ (u32)(i >> 32) * 0x9e3779b9u));
@@ -59,6 +61,7 @@ extern "C" __global__ void gbx_lm_fill(void *dst, int fmt, long long n, unsigned
 // gbx_lm_embed: row b of x = the embedding of tokens[b], from table [vocab,
 // hidden] stored as fmt (one block per row).
 extern "C" __global__ void gbx_lm_embed(const void *table, int fmt, const int *tokens, float *x, int hidden) {
+	gbx_pdl();
 	long long t = tokens[blockIdx.x];
 	float *xr = x + (long long)blockIdx.x * hidden;
 	for (int i = threadIdx.x; i < hidden; i += blockDim.x) xr[i] = gbx_ld(table, fmt, t * hidden + i);
@@ -71,6 +74,7 @@ extern "C" __global__ void gbx_lm_embed(const void *table, int fmt, const int *t
 // (gbx_row_out; yq may be yf for F32).
 extern "C" __global__ void gbx_lm_norm(float *x, const float *delta, const float *__restrict__ w, const int *rowIdx,
                                        float *yf, void *yq, int fmt, float *xs, int cols, double eps, int margin) {
+	gbx_pdl();
 	__shared__ double sh[33];
 	const long long r = rowIdx ? rowIdx[blockIdx.x] : blockIdx.x;
 	float *xr = x + r * cols;
@@ -109,6 +113,7 @@ extern "C" __global__ void gbx_lm_rope(float *qkv, int stride, const float *__re
                                        const int *pos, const int *seq, const int *btOff, const int *blocks, void *cache,
                                        int cacheFmt, float *kvScale, int layer, int layers, int heads, int kvHeads,
                                        int dim) {
+	gbx_pdl();
 	__shared__ float cs[GBX_ATTN_MAX_DIM / 2], sn[GBX_ATTN_MAX_DIM / 2];
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
 	const int r = blockIdx.x, p = pos[r], half = dim / 2;
@@ -177,6 +182,7 @@ extern "C" __global__ void gbx_lm_rope(float *qkv, int stride, const float *__re
 // gbx_lm_quant_cols writes the operand.
 extern "C" __global__ void __launch_bounds__(1024) gbx_lm_silu_rows(const float *gu, float *act, void *yq, int fmt, float *xs, float *amax,
                                             int inter, int margin) {
+	gbx_pdl();
 	__shared__ float sm[33];
 	const long long r = blockIdx.x;
 	const float *g = gu + r * 2 * inter, *u = g + inter;
@@ -207,6 +213,7 @@ extern "C" __global__ void __launch_bounds__(1024) gbx_lm_silu_rows(const float 
 // same columns as gbx_lm_silu_rows' block y: the bytes gbx_row_out writes.
 extern "C" __global__ void gbx_lm_quant_cols(const float *act, void *yq, int fmt, float *xs, const float *amax, int cols,
                                              int margin) {
+	gbx_pdl();
 	const long long r = blockIdx.x;
 	const int ny = gridDim.y, chunk = (cols + ny - 1) / ny, c0 = blockIdx.y * chunk, c1 = gbx_imin(c0 + chunk, cols);
 	float m = 0.0f;

@@ -6,6 +6,7 @@
 // gbx_layernorm: y = (x − μ)/√(σ² + eps)·w + b, w and b optional (NULL).
 extern "C" __global__ void gbx_layernorm(const float *x, float *y, int cols, const float *__restrict__ w,
                                          const float *__restrict__ b, double eps) {
+	gbx_pdl();
 	__shared__ double sh[33];
 	const float *xr = x + (long long)blockIdx.x * cols;
 	float *yr = y + (long long)blockIdx.x * cols;
@@ -27,6 +28,7 @@ extern "C" __global__ void gbx_layernorm(const float *x, float *y, int cols, con
 
 // gbx_rmsnorm: y = x/√(Σx²/n + eps)·w, w optional (NULL).
 extern "C" __global__ void gbx_rmsnorm(const float *x, float *y, int cols, const float *__restrict__ w, double eps) {
+	gbx_pdl();
 	__shared__ double sh[33];
 	const float *xr = x + (long long)blockIdx.x * cols;
 	float *yr = y + (long long)blockIdx.x * cols;

@@ -35,6 +35,7 @@ __device__ __forceinline__ double gbx_nan() { return __longlong_as_double(0x7ff8
 // logit makes it NaN, as math.Max does), and lp[b] = l[targets[b]] − lse[b]
 // rounded to float (0 when targets[b] < 0).
 extern "C" __global__ void gbx_lm_logprobs(const float *logits, int vocab, const int *targets, double *lse, float *lp) {
+	gbx_pdl();
 	__shared__ double sh[33];
 	const float *l = logits + (long long)blockIdx.x * vocab;
 	double hi = __longlong_as_double(0xfff0000000000000ll); // -inf
@@ -225,6 +226,7 @@ extern "C" __global__ void __launch_bounds__(GBX_SAMPLE_THREADS)
     gbx_lm_sample(const float *logits, int vocab, int rowLo, int rowHi, const int *sRow, const float *sTemp,
                   const int *sTopK, const float *sTopP, const double *sU, const int *sNTop, const double *lse, int *tok,
                   float *tokLp, int *topIds, float *topLp) {
+	gbx_pdl();
 	__shared__ gbxSampleShared sh;
 	const int i = blockIdx.x, row = sRow[i];
 	if (row < rowLo || row >= rowHi) return;

@@ -6,6 +6,7 @@
 // gbx_softmax: per row, e = exp(x − max), rounded to float, then
 // (double)e / Σe rounded again, as the CPU does.
 extern "C" __global__ void gbx_softmax(const float *x, float *y, int cols) {
+	gbx_pdl();
 	__shared__ double sh[33];
 	const float *xr = x + (long long)blockIdx.x * cols;
 	float *yr = y + (long long)blockIdx.x * cols;
