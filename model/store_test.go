@@ -257,12 +257,13 @@ func TestReadObjectOutlastsAPITimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := ctxFor(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	obs, err := model.ObjectStore(ctx, js, model.Bucket, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	data := make([]byte, 48<<20)
+	data := make([]byte, 32<<20)
 	for i := range data {
 		data[i] = byte(i*7 + i>>11)
 	}

@@ -29,6 +29,9 @@ const (
 	// EnvInFlight, a number from 1 to 16, sets Config.InFlight for
 	// backends whose Config leaves it 0.
 	EnvInFlight = "GEARBOX_CUDA_IN_FLIGHT"
+	// EnvPDL, set to "false" or "0", turns Config.NoPDL on ("true", "1"
+	// or unset: programmatic dependent launch where the device has it).
+	EnvPDL = "GEARBOX_CUDA_PDL"
 )
 
 // ErrInvalidConfig is returned (wrapped) by New for a Config field out of
@@ -65,18 +68,19 @@ type Config struct {
 	// model at a precision and batch size is captured into a graph that
 	// later ones replay, which removes most of the host's launch work.
 	NoGraphs bool
-	// NoPDL turns off programmatic dependent launch: by default, on
-	// compute capability 9.0 and up, every kernel is launched so that its
-	// blocks are scheduled while the previous kernel finishes, and each
-	// waits for it before touching memory (docs/cuda.md).
+	// NoPDL turns off programmatic dependent launch (or
+	// $GEARBOX_CUDA_PDL=false): by default, on compute capability 9.0 and
+	// up, every kernel is launched so that its blocks are scheduled while
+	// the previous kernel finishes, and each waits for it before touching
+	// memory (docs/cuda.md).
 	NoPDL bool
 	// InFlight is how many batches of one batch-size bucket a tensor
 	// model's Forward calls keep in flight at once: each has its own
 	// pinned staging buffers, device activations and CUDA graphs, so
 	// concurrent callers copy their inputs and outputs and wait for the
 	// GPU on their own goroutines while the device goroutine only queues
-	// work. 0 means InFlightDefault; 1 runs one batch of a bucket at a
-	// time (as before Forward overlapped).
+	// work. 0 means $GEARBOX_CUDA_IN_FLIGHT, else InFlightDefault; 1 runs
+	// one batch of a bucket at a time (as before Forward overlapped).
 	InFlight int
 	// BatchInvariant makes a row's results independent of the other rows
 	// of its batch (issue 14): every cuBLASLt GEMM of a shape runs one
@@ -126,6 +130,15 @@ func (c *Config) validate() error {
 	}
 	if c.InFlight == 0 {
 		c.InFlight = InFlightDefault
+	}
+	if !c.NoPDL {
+		switch v := os.Getenv(EnvPDL); v {
+		case "", "1", "true":
+		case "0", "false":
+			c.NoPDL = true
+		default:
+			return fmt.Errorf("%w: $%s = %q, want true, 1, false or 0", ErrInvalidConfig, EnvPDL, v)
+		}
 	}
 	if !c.BatchInvariant {
 		switch v := os.Getenv(EnvBatchInvariant); v {

@@ -78,3 +78,31 @@ func TestInFlightEnv(t *testing.T) {
 		}
 	}
 }
+
+// TestPDLEnv: $GEARBOX_CUDA_PDL=false (or 0) turns NoPDL on, true, 1 or
+// unset leave it as the Config says, and another value is an error naming
+// the variable.
+func TestPDLEnv(t *testing.T) {
+	for _, tc := range []struct {
+		env   string
+		cfg   bool
+		want  bool
+		valid bool
+	}{
+		{"", false, false, true}, {"true", false, false, true}, {"1", true, true, true},
+		{"false", false, true, true}, {"0", false, true, true}, {"off", false, false, false},
+	} {
+		t.Setenv(EnvPDL, tc.env)
+		c := Config{NoPDL: tc.cfg}
+		err := c.validate()
+		if !tc.valid {
+			if !errors.Is(err, ErrInvalidConfig) {
+				t.Errorf("$%s=%q: validate = %v; want ErrInvalidConfig", EnvPDL, tc.env, err)
+			}
+			continue
+		}
+		if err != nil || c.NoPDL != tc.want {
+			t.Errorf("$%s=%q, NoPDL %v: got %v, %v; want %v", EnvPDL, tc.env, tc.cfg, c.NoPDL, err, tc.want)
+		}
+	}
+}
