@@ -69,7 +69,7 @@ type kernel struct {
 	// serial: launched without programmatic dependent launch even where
 	// kernelSet.pdl is on (see streamed).
 	serial bool
-	id   int    // its index in kernelDefs and kernelSet.fns
+	id     int // its index in kernelDefs and kernelSet.fns
 }
 
 // kernelDefs is every kernel, in declaration order.
