@@ -54,12 +54,12 @@ func TestLaunches(t *testing.T) {
 		{"lmConvert", func() error { return k.lmConvert(s, 1, fmtBF16, 2, fmtF32, 1000) }},
 		{"lmFill", func() error { return k.lmFill(s, 1, fmtE4M3, 1000, 7, -1, 1) }},
 		{"lmEmbed", func() error { return k.lmEmbed(s, 1, fmtBF16, 2, 3, 7, 64) }},
-		{"lmNorm", func() error { return k.lmNorm(s, 1, 2, 3, 4, 5, 6, fmtE4M3, 7, 9, 64, 1e-6, 0) }},
+		{"lmNorm", func() error { return k.lmNorm(s, 1, 2, lmEpi{10, 11, 12}, 3, 4, 5, 6, fmtE4M3, 7, 9, 64, 1e-6, 0) }},
 		{"lmRope", func() error {
-			return k.lmRope(s, 9, ropeArgs{qkv: 1, stride: 128, dim: 16, heads: 4, kvHeads: 2, layers: 2})
+			return k.lmRope(s, 9, ropeArgs{qkv: 1, stride: 128, epi: lmEpi{10, 11, 12}, dim: 16, heads: 4, kvHeads: 2, layers: 2})
 		}},
-		{"lmSiLURows", func() error { return k.lmSiLURows(s, 1, 2, 3, fmtE4M3, 4, 5, 9, 160, 0) }},
-		{"lmSiLURows split", func() error { return k.lmSiLURows(s, 1, 2, 3, fmtBF16, 4, 5, 2, 4096, 0) }},
+		{"lmSiLURows", func() error { return k.lmSiLURows(s, 1, lmEpi{10, 11, 12}, 2, 3, fmtE4M3, 4, 5, 9, 160, 0) }},
+		{"lmSiLURows split", func() error { return k.lmSiLURows(s, 1, lmEpi{}, 2, 3, fmtBF16, 4, 5, 2, 4096, 0) }},
 		{"lmQuantCols", func() error { return k.lmQuantCols(s, 1, 2, fmtE4M3, 3, 4, 2, 4096, 0, 4) }},
 		{"attnPartial", func() error {
 			return k.attnPartial(s, 3, 9, attnArgs{qkv: 1, kvHeads: 8, group: 4, dim: 128, maxSplits: 16, scale: 0.1})

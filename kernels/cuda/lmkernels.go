@@ -7,6 +7,8 @@ package cuda
 */
 import "C"
 
+import "errors"
+
 // The typed launches of the language-model kernels (module lm, and the
 // per-channel NVFP4 entry point of fp4_linear.cu), grouped by source file as
 // in kernels.go: each holds its kernel's geometry and argument order.
@@ -73,11 +75,20 @@ func (k *kernelSet) lmEmbed(s cuStream, table uint64, f fmtCode, tokens, x uint6
 	return k.run(s, perRowLM(kLMEmbed, rows, newArgs().ptr(table).i32(int(f)).ptr(tokens).ptr(x).i32(hidden)))
 }
 
+// lmEpi is a linear layer's epilogue left to the kernel that reads its
+// output (gbx_epi in src/lm.cuh): y·xs[row]·ws[col] + bias[col], each
+// address 0 where the layer has none.
+type lmEpi struct{ xs, ws, bias uint64 }
+
 // lmNorm runs, for each of rows rows b, row r = rowIdx[b] (rowIdx 0: r = b)
-// of x [*, cols]: x[r] += delta[r] (delta may be 0), yf[b] =
-// RMSNorm(x[r])·w, and yq[b] = yf[b] in format f (fp8: scale in xs[b]).
-func (k *kernelSet) lmNorm(s cuStream, x, delta, w, rowIdx, yf, yq uint64, f fmtCode, xs uint64, rows, cols int, eps float64, margin int) error {
-	a := newArgs().ptr(x).ptr(delta).ptr(w).ptr(rowIdx).ptr(yf).ptr(yq).i32(int(f)).ptr(xs).i32(cols).f64(eps).i32(margin)
+// of x [*, cols]: x[r] += delta[r] with delta's epilogue de applied
+// (delta may be 0), yf[b] = RMSNorm(x[r])·w, and yq[b] = yf[b] in format f
+// (fp8: scale in xs[b]). de.xs may be xs only with rowIdx 0.
+func (k *kernelSet) lmNorm(s cuStream, x, delta uint64, de lmEpi, w, rowIdx, yf, yq uint64, f fmtCode, xs uint64, rows, cols int, eps float64, margin int) error {
+	if rowIdx != 0 && de.xs != 0 && de.xs == xs {
+		return errors.New("cuda: gbx_lm_norm: with a row index, the delta's row scales cannot be the ones it writes")
+	}
+	a := newArgs().ptr(x).ptr(delta).ptr(de.xs).ptr(de.ws).ptr(de.bias).ptr(w).ptr(rowIdx).ptr(yf).ptr(yq).i32(int(f)).ptr(xs).i32(cols).f64(eps).i32(margin)
 	return k.run(s, perRowLM(kLMNorm, rows, a))
 }
 
@@ -85,6 +96,7 @@ func (k *kernelSet) lmNorm(s cuStream, x, delta, w, rowIdx, yf, yq uint64, f fmt
 type ropeArgs struct {
 	qkv            uint64 // [rows, stride]
 	stride         int
+	epi            lmEpi  // the q/k/v projection's epilogue, applied first
 	qNorm, kNorm   uint64 // [dim] or 0
 	eps            float64
 	invFreq        uint64 // [dim/2]
@@ -101,7 +113,7 @@ type ropeArgs struct {
 // lmRope applies the q/k norms and RoPE to rows rows of qkv and stores their
 // K and V in the cache.
 func (k *kernelSet) lmRope(s cuStream, rows int, r ropeArgs) error {
-	a := newArgs().ptr(r.qkv).i32(r.stride).ptr(r.qNorm).ptr(r.kNorm).f64(r.eps).ptr(r.invFreq).ptr(r.pos).ptr(r.seq).
+	a := newArgs().ptr(r.qkv).i32(r.stride).ptr(r.epi.xs).ptr(r.epi.ws).ptr(r.epi.bias).ptr(r.qNorm).ptr(r.kNorm).f64(r.eps).ptr(r.invFreq).ptr(r.pos).ptr(r.seq).
 		ptr(r.btOff).ptr(r.blocks).ptr(r.cache).i32(int(r.cacheFmt)).ptr(r.kvScale).i32(r.layer).i32(r.layers).i32(r.heads).i32(r.kvHeads).i32(r.dim)
 	l := perRowLM(kLMRope, rows, a)
 	if rows <= lmFewRows {
@@ -114,15 +126,15 @@ func (k *kernelSet) lmRope(s cuStream, rows int, r ropeArgs) error {
 }
 
 // lmSiLURows writes act [rows, inter] = SiLU(gate)·up from gu [rows,
-// 2·inter] and, in format f, the down projection's operand yq (fp8: scales
-// in xs).
-func (k *kernelSet) lmSiLURows(s cuStream, gu, act, yq uint64, f fmtCode, xs, amax uint64, rows, inter, margin int) error {
+// 2·inter], with gu's epilogue e applied on load, and, in format f, the down
+// projection's operand yq (fp8: scales in xs).
+func (k *kernelSet) lmSiLURows(s cuStream, gu uint64, e lmEpi, act, yq uint64, f fmtCode, xs, amax uint64, rows, inter, margin int) error {
 	ny := siluSplit(rows, inter)
 	if ny == 1 {
-		return k.run(s, perRowLM(kLMSiLURows, rows, newArgs().ptr(gu).ptr(act).ptr(yq).i32(int(f)).ptr(xs).ptr(0).i32(inter).i32(margin)))
+		return k.run(s, perRowLM(kLMSiLURows, rows, newArgs().ptr(gu).ptr(e.xs).ptr(e.ws).ptr(e.bias).ptr(act).ptr(yq).i32(int(f)).ptr(xs).ptr(0).i32(inter).i32(margin)))
 	}
 	grid, block := [3]uint32{uint32(rows), uint32(ny), 1}, [3]uint32{lmThreads, 1, 1}
-	a := newArgs().ptr(gu).ptr(act).ptr(yq).i32(int(f)).ptr(xs).ptr(amax).i32(inter).i32(margin)
+	a := newArgs().ptr(gu).ptr(e.xs).ptr(e.ws).ptr(e.bias).ptr(act).ptr(yq).i32(int(f)).ptr(xs).ptr(amax).i32(inter).i32(margin)
 	if err := k.run(s, launch{kernel: kLMSiLURows, grid: grid, block: block, args: a}); err != nil || (f != fmtE4M3 && f != fmtE4M3F32) {
 		return err
 	}

@@ -193,7 +193,7 @@ func testLMOpNorm(t *testing.T, x *devT, r *rand.Rand, rows, cols int, rowIdx []
 			yq = yf
 		}
 		x.do(func(d *devState) error {
-			return d.k.lmNorm(d.stream, xp, dp, wp, ip, yf, yq, f, xs, len(rowIdx), cols, 1e-6, margin)
+			return d.k.lmNorm(d.stream, xp, dp, lmEpi{}, wp, ip, yf, yq, f, xs, len(rowIdx), cols, 1e-6, margin)
 		})
 		gotX := x.floats(xp, rows*cols)
 		for ri := range rows {
@@ -654,7 +654,7 @@ func TestLMOpSiLUEpilogue(t *testing.T) {
 		gu := randFloats(r, rows*2*inter, 3)
 		gp, act, yq, xs, amax := x.up(f32Bytes(gu)), x.zeros(4*rows*inter), x.zeros(4*rows*inter), x.zeros(4*rows), x.zeros(lmSiLUAmaxBytes)
 		x.do(func(d *devState) error {
-			return d.k.lmSiLURows(d.stream, gp, act, yq, tc.f, xs, amax, rows, inter, 0)
+			return d.k.lmSiLURows(d.stream, gp, lmEpi{}, act, yq, tc.f, xs, amax, rows, inter, 0)
 		})
 		got := x.floats(act, rows*inter)
 		for ri := range rows {
@@ -913,6 +913,144 @@ func TestLMOpGEMV(t *testing.T) {
 						t.Fatalf("%s: row %d channel %d: %g in a batch of %d rows, %g in one of %d", name, ri, c, g, m, full[ri*tc.n+c], maxM)
 					}
 				}
+			}
+		}
+	}
+}
+
+// TestLMOpEpilogueOnLoad: a linear layer's epilogue (fp8's row and column
+// scales, fp4's column scales, a bias) applied by the kernel that reads the
+// layer's output — the norm's delta, RoPE's q/k/v heads, SiLU·up's gate
+// and up — gives bit for bit what a gbx_scale_bias pass before that kernel
+// gives, also where the row scales it reads are the ones it then
+// overwrites (the norm's and SiLU's fp8 operand scales), as in a decode
+// step.
+func TestLMOpEpilogueOnLoad(t *testing.T) {
+	x := newDevT(t)
+	r := rand.New(rand.NewPCG(11, 12))
+	positive := func(n int) []float32 {
+		v := randFloats(r, n, 0.5)
+		for i := range v {
+			v[i] = float32(math.Abs(float64(v[i]))) + 0.01
+		}
+		return v
+	}
+	ptr := func(on bool, v []float32) uint64 {
+		if !on {
+			return 0
+		}
+		return x.up(f32Bytes(v))
+	}
+	same := func(what string, a, b []byte) {
+		t.Helper()
+		if i := slices.Compare(a, b); i != 0 {
+			for j := range a {
+				if a[j] != b[j] {
+					t.Fatalf("%s: byte %d differs (%#x after a gbx_scale_bias pass, %#x applied on load)", what, j, a[j], b[j])
+				}
+			}
+		}
+	}
+	for _, ep := range []struct {
+		name         string
+		xs, ws, bias bool
+	}{{"fp8", true, true, false}, {"fp8 and bias", true, true, true}, {"fp4", false, true, true}, {"bias", false, false, true}} {
+		// The norm reads the delta of the layer before (the o or down
+		// projection), rows one by one.
+		{
+			const rows, cols = 3, 300
+			xv, dv, wv := randFloats(r, rows*cols, 2), randFloats(r, rows*cols, 1), positive(cols)
+			xsv, wsv, bv := positive(rows), positive(cols), randFloats(r, cols, 0.1)
+			wp, wsp, bp := x.up(f32Bytes(wv)), ptr(ep.ws, wsv), ptr(ep.bias, bv)
+			run := func(onLoad bool) [][]byte {
+				xp, dp, xs := x.up(f32Bytes(xv)), x.up(f32Bytes(dv)), x.up(f32Bytes(xsv))
+				yf, yq := x.zeros(4*rows*cols), x.zeros(rows*cols)
+				de := lmEpi{ws: wsp, bias: bp}
+				if ep.xs {
+					de.xs = xs
+				}
+				x.do(func(d *devState) error {
+					if !onLoad {
+						if err := d.k.scaleBias(d.stream, dp, de.xs, de.ws, de.bias, rows, cols, actNone); err != nil {
+							return err
+						}
+						de = lmEpi{}
+					}
+					return d.k.lmNorm(d.stream, xp, dp, de, wp, 0, yf, yq, fmtE4M3, xs, rows, cols, 1e-6, 1)
+				})
+				return [][]byte{x.down(xp, 4*rows*cols), x.down(yf, 4*rows*cols), x.down(yq, rows*cols), x.down(xs, 4*rows)}
+			}
+			a, b := run(false), run(true)
+			for i, what := range []string{"residual", "norm", "fp8 operand", "operand scales"} {
+				same(fmt.Sprintf("lmNorm, %s epilogue: %s", ep.name, what), a[i], b[i])
+			}
+		}
+		// RoPE reads the q/k/v projection; the K and V go to the cache.
+		{
+			const heads, kvHeads, dim, layers, blocks = 4, 2, 32, 2, 4
+			width := (heads + 2*kvHeads) * dim
+			pos, seq := []int32{0, 5, 33}, []int32{0, 1, 1}
+			tables := []int32{2, 0, 3} // sequence 0: block 2; sequence 1: blocks 0, 3
+			rows := len(pos)
+			qkv := randFloats(r, rows*width, 1.5)
+			xsv, wsv, bv := positive(rows), positive(width), randFloats(r, width, 0.1)
+			wsp, bp := ptr(ep.ws, wsv), ptr(ep.bias, bv)
+			inv := (&lm.Config{HeadDim: dim, RopeTheta: 10000}).InvFreq32()
+			common := ropeArgs{
+				stride: width, eps: 1e-6, invFreq: x.up(f32Bytes(inv)), pos: x.up(i32Bytes(pos)), seq: x.up(i32Bytes(seq)),
+				btOff: x.up(i32Bytes([]int32{0, 1})), blocks: x.up(i32Bytes(tables)), cacheFmt: fmtE4M3, layer: 1,
+				layers: layers, heads: heads, kvHeads: kvHeads, dim: dim,
+			}
+			cacheN := blocks * layers * 2 * kvHeads * kvBlock * dim
+			run := func(onLoad bool) [][]byte {
+				ra := common
+				ra.qkv, ra.cache, ra.kvScale = x.up(f32Bytes(qkv)), x.zeros(cacheN), x.zeros(4*cacheN/dim)
+				e := lmEpi{xs: ptr(ep.xs, xsv), ws: wsp, bias: bp}
+				x.do(func(d *devState) error {
+					if !onLoad {
+						if err := d.k.scaleBias(d.stream, ra.qkv, e.xs, e.ws, e.bias, rows, width, actNone); err != nil {
+							return err
+						}
+						e = lmEpi{}
+					}
+					ra.epi = e
+					return d.k.lmRope(d.stream, rows, ra)
+				})
+				return [][]byte{x.down(ra.qkv, 4*rows*width), x.down(ra.cache, cacheN), x.down(ra.kvScale, 4*cacheN/dim)}
+			}
+			a, b := run(false), run(true)
+			for i, what := range []string{"q/k/v", "cache", "cache scales"} {
+				same(fmt.Sprintf("lmRope, %s epilogue: %s", ep.name, what), a[i], b[i])
+			}
+		}
+		// SiLU·up reads the gate/up projection: one block a row, and a
+		// row split over blocks (its fp8 operand by gbx_lm_quant_cols).
+		for _, inter := range []int{160, 3000} {
+			const rows = 2
+			gu := randFloats(r, rows*2*inter, 2)
+			xsv, wsv, bv := positive(rows), positive(2*inter), randFloats(r, 2*inter, 0.1)
+			wsp, bp := ptr(ep.ws, wsv), ptr(ep.bias, bv)
+			run := func(onLoad bool) [][]byte {
+				gp, xs := x.up(f32Bytes(gu)), x.up(f32Bytes(xsv))
+				act, yq, amax := x.zeros(4*rows*inter), x.zeros(rows*inter), x.zeros(lmSiLUAmaxBytes)
+				e := lmEpi{ws: wsp, bias: bp}
+				if ep.xs {
+					e.xs = xs
+				}
+				x.do(func(d *devState) error {
+					if !onLoad {
+						if err := d.k.scaleBias(d.stream, gp, e.xs, e.ws, e.bias, rows, 2*inter, actNone); err != nil {
+							return err
+						}
+						e = lmEpi{}
+					}
+					return d.k.lmSiLURows(d.stream, gp, e, act, yq, fmtE4M3, xs, amax, rows, inter, 0)
+				})
+				return [][]byte{x.down(act, 4*rows*inter), x.down(yq, rows*inter), x.down(xs, 4*rows)}
+			}
+			a, b := run(false), run(true)
+			for i, what := range []string{"SiLU·up", "fp8 operand", "operand scales"} {
+				same(fmt.Sprintf("lmSiLURows %d×%d (%d blocks a row), %s epilogue: %s", rows, inter, siluSplit(rows, inter), ep.name, what), a[i], b[i])
 			}
 		}
 	}

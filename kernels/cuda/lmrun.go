@@ -290,7 +290,10 @@ func (d *devState) lmEnqueue(ctx context.Context, m *lm.Model, w *lmWeights, kv 
 		}
 		attn.dec = k.attnKernel(mma, kv.f, c.HeadDim, c.Heads/c.KVHeads)
 	}
-	var delta uint64 // the previous block's output, added to x by the next norm
+	// Between layers: the previous block's output, added to x by the next
+	// norm, and its epilogue, which that norm applies.
+	var delta uint64
+	var deltaEpi lmEpi
 	for l := range w.layers {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -299,11 +302,14 @@ func (d *devState) lmEnqueue(ctx context.Context, m *lm.Model, w *lmWeights, kv 
 		fail := func(op string, err error) error {
 			return fmt.Errorf("cuda: model %q layer %d (%s, %s): %w", m.Name, l, op, w.p, err)
 		}
-		in, err := d.lmNormTo(r, L.qkv.actFmt(), delta, L.attnNorm, 0, rows, hid, c.RMSEps)
+		in, err := d.lmNormTo(r, L.qkv.actFmt(), delta, deltaEpi, L.attnNorm, 0, rows, hid, c.RMSEps)
 		if err != nil {
 			return fail("attention norm", err)
 		}
-		if err := d.lmLinear(&L.qkv, in, r.xs, r.g, rows); err != nil {
+		// Each linear layer's epilogue (scales, bias) is left to the kernel
+		// that reads its output, except the last layer's down projection,
+		// which the head's norm reads by row index.
+		if rope.epi, err = d.lmLinear(&L.qkv, in, r.xs, r.g, rows, true); err != nil {
 			return fail("q/k/v projection", err)
 		}
 		rope.qNorm, rope.kNorm, rope.layer = L.qNorm, L.kNorm, l
@@ -326,19 +332,21 @@ func (d *devState) lmEnqueue(ctx context.Context, m *lm.Model, w *lmWeights, kv 
 				return fail("attention output", err)
 			}
 		}
-		if err := d.lmLinear(&L.o, in, r.xs, r.out, rows); err != nil {
+		oEpi, err := d.lmLinear(&L.o, in, r.xs, r.out, rows, true)
+		if err != nil {
 			return fail("o projection", err)
 		}
-		if in, err = d.lmNormTo(r, L.gu.actFmt(), r.out, L.mlpNorm, 0, rows, hid, c.RMSEps); err != nil {
+		if in, err = d.lmNormTo(r, L.gu.actFmt(), r.out, oEpi, L.mlpNorm, 0, rows, hid, c.RMSEps); err != nil {
 			return fail("mlp norm", err)
 		}
-		if err := d.lmLinear(&L.gu, in, r.xs, r.g, rows); err != nil {
+		guEpi, err := d.lmLinear(&L.gu, in, r.xs, r.g, rows, true)
+		if err != nil {
 			return fail("gate/up projection", err)
 		}
-		if in, err = d.lmSiLUTo(r, L.down.actFmt(), rows, inter); err != nil {
+		if in, err = d.lmSiLUTo(r, guEpi, L.down.actFmt(), rows, inter); err != nil {
 			return fail("silu", err)
 		}
-		if err := d.lmLinear(&L.down, in, r.xs, r.out, rows); err != nil {
+		if deltaEpi, err = d.lmLinear(&L.down, in, r.xs, r.out, rows, l+1 < len(w.layers)); err != nil {
 			return fail("down projection", err)
 		}
 		delta = r.out
@@ -350,15 +358,15 @@ func (d *devState) lmEnqueue(ctx context.Context, m *lm.Model, w *lmWeights, kv 
 }
 
 // lmNormTo runs the norm of rows rows of x (rowIdx: which, or 0 for the
-// first rows; delta added first) into r.f and, in format f, the operand
-// of the next linear layer; it returns the operand's address (r.f itself
-// for f32).
-func (d *devState) lmNormTo(r *lmRun, f fmtCode, delta, w, rowIdx uint64, rows, cols int, eps float64) (uint64, error) {
+// first rows; delta, with its epilogue de, added first) into r.f and, in
+// format f, the operand of the next linear layer; it returns the operand's
+// address (r.f itself for f32).
+func (d *devState) lmNormTo(r *lmRun, f fmtCode, delta uint64, de lmEpi, w, rowIdx uint64, rows, cols int, eps float64) (uint64, error) {
 	yq := r.cv
 	if f == fmtF32 {
 		yq = r.f
 	}
-	return yq, d.k.lmNorm(d.stream, r.x, delta, w, rowIdx, r.f, yq, f, r.xs, rows, cols, eps, d.margin)
+	return yq, d.k.lmNorm(d.stream, r.x, delta, de, w, rowIdx, r.f, yq, f, r.xs, rows, cols, eps, d.margin)
 }
 
 // lmQuantTo converts rows rows of src [rows, cols] to format f into r.cv
@@ -370,17 +378,17 @@ func (d *devState) lmQuantTo(r *lmRun, f fmtCode, src uint64, rows, cols int) (u
 	return r.cv, d.k.quantRows(d.stream, src, r.cv, f, r.xs, rows, cols, d.margin)
 }
 
-// lmSiLUTo writes SiLU(gate)·up of r.g into r.f and, in format f, the
-// down projection's operand; it returns the operand's address (r.f itself
-// for f32).
-func (d *devState) lmSiLUTo(r *lmRun, f fmtCode, rows, inter int) (uint64, error) {
+// lmSiLUTo writes SiLU(gate)·up of r.g (with its epilogue e) into r.f
+// and, in format f, the down projection's operand; it returns the
+// operand's address (r.f itself for f32).
+func (d *devState) lmSiLUTo(r *lmRun, e lmEpi, f fmtCode, rows, inter int) (uint64, error) {
 	yq := r.cv
 	if f == fmtF32 {
 		yq = r.f
 	}
 	// The scratch for a split row's fp8 maxima is attention's: free until
 	// the next layer's attention.
-	return yq, d.k.lmSiLURows(d.stream, r.g, r.f, yq, f, r.xs, r.part, rows, inter, d.margin)
+	return yq, d.k.lmSiLURows(d.stream, r.g, e, r.f, yq, f, r.xs, r.part, rows, inter, d.margin)
 }
 
 // lmAttention runs attention for rows rows, chunk rows per launch (as many
@@ -401,11 +409,15 @@ func (d *devState) lmAttention(rows, chunk int, a attnArgs) error {
 }
 
 // lmLinear enqueues y [rows, l.n] = x·Wᵀ + bias for x in l.actFmt() (xs:
-// its per-row fp8 scales).
-func (d *devState) lmLinear(l *lmLin, x, xs, y uint64, rows int) error {
+// its per-row fp8 scales). What the GEMM does not apply itself (fp8's
+// scales below fp8OuterVecMinRows rows, fp4's per-channel scales on the
+// bf16 GEMM, a bias cuBLASLt could not fuse) it returns for the next
+// kernel to apply on load when fold is set, or applies in a gbx_scale_bias
+// pass.
+func (d *devState) lmLinear(l *lmLin, x, xs, y uint64, rows int, fold bool) (lmEpi, error) {
 	if l.f == precision.FP4 && d.useFP4Kernel(rows) {
 		kp := precision.PaddedCols(l.k, precision.NVFP4Block)
-		return d.k.nvfp4LinearCS(d.stream, x, l.fp4Data, l.fp4Scale, l.ws, l.bias, y, rows, l.n, l.k, kp)
+		return lmEpi{}, d.k.nvfp4LinearCS(d.stream, x, l.fp4Data, l.fp4Scale, l.ws, l.bias, y, rows, l.n, l.k, kp)
 	}
 	if f, kb, ok := d.gemvFor(l, rows); ok {
 		var ws uint64
@@ -414,13 +426,13 @@ func (d *devState) lmLinear(l *lmLin, x, xs, y uint64, rows int) error {
 		} else {
 			xs = 0
 		}
-		return d.k.gemv(d.stream, x, l.w, f, xs, ws, l.bias, y, rows, l.n, kb)
+		return lmEpi{}, d.k.gemv(d.stream, x, l.w, f, xs, ws, l.bias, y, rows, l.n, kb)
 	}
 	fp8 := l.f == precision.FP8
 	key := planKey{p: l.f, rows: rows, n: l.n, k: l.k, bias: l.bias != 0 && l.f != precision.FP4, fp8F32: l.fp8F32}
 	g, err := d.plan(key, &devLayer{bias: l.bias, wscale: l.ws})
 	if err != nil {
-		return err
+		return lmEpi{}, err
 	}
 	var bias, aScale, bScale uint64
 	if key.bias && g.mode == modeFused {
@@ -430,23 +442,23 @@ func (d *devState) lmLinear(l *lmLin, x, xs, y uint64, rows int) error {
 		aScale, bScale = l.ws, xs // outer vectors: per channel, per row
 	}
 	if err := d.lt.run(g.lt, 1, l.w, x, y, bias, aScale, bScale, d.workspace, workspaceBytes, d.stream); err != nil {
-		return err
+		return lmEpi{}, err
 	}
 	// What cuBLASLt did not apply: fp8's scales in epilogue mode, fp4's
 	// per-channel tensor scales, a bias it could not fuse.
-	var exs, ews, eb uint64
+	var e lmEpi
 	switch {
 	case fp8 && g.mode == modeEpilogue:
-		exs, ews, eb = xs, l.ws, l.bias
+		e = lmEpi{xs, l.ws, l.bias}
 	case l.f == precision.FP4:
-		ews, eb = l.ws, l.bias
+		e = lmEpi{0, l.ws, l.bias}
 	case g.mode != modeFused:
-		eb = l.bias
+		e = lmEpi{0, 0, l.bias}
 	}
-	if exs == 0 && ews == 0 && eb == 0 {
-		return nil
+	if fold || e == (lmEpi{}) {
+		return e, nil
 	}
-	return d.k.scaleBias(d.stream, y, exs, ews, eb, rows, l.n, actNone)
+	return lmEpi{}, d.k.scaleBias(d.stream, y, e.xs, e.ws, e.bias, rows, l.n, actNone)
 }
 
 // gemvFor says whether l runs on gbx_gemv at rows rows: a batch of at most
@@ -503,14 +515,14 @@ func (d *devState) lmOutputs(m *lm.Model, w *lmWeights, r *lmRun) error {
 	for c0 := 0; c0 < nl; c0 += r.headRows {
 		c1 := min(c0+r.headRows, nl)
 		n := c1 - c0
-		in, err := d.lmNormTo(r, w.head.actFmt(), r.out, w.norm, r.at(r.lay.normRows)+uint64(4*c0), n, hid, c.RMSEps)
+		in, err := d.lmNormTo(r, w.head.actFmt(), r.out, lmEpi{}, w.norm, r.at(r.lay.normRows)+uint64(4*c0), n, hid, c.RMSEps)
 		if err != nil {
 			return err
 		}
 		if err := hiddenRows(c0, c1); err != nil {
 			return err
 		}
-		if err := d.lmLinear(&w.head, in, r.xs, r.logits, n); err != nil {
+		if _, err := d.lmLinear(&w.head, in, r.xs, r.logits, n, false); err != nil {
 			return err
 		}
 		if err := k.lmLogprobs(s, r.logits, vocab, r.at(r.lay.targets)+uint64(4*c0), r.lse+uint64(8*c0), r.outs+uint64(lpOff+4*c0), n); err != nil {
@@ -539,7 +551,7 @@ func (d *devState) lmOutputs(m *lm.Model, w *lmWeights, r *lmRun) error {
 		}
 	}
 	if rest := len(pl.normRows) - nl; rest > 0 { // rows that want only their hidden state
-		if _, err := d.lmNormTo(r, fmtF32, r.out, w.norm, r.at(r.lay.normRows)+uint64(4*nl), rest, hid, c.RMSEps); err != nil {
+		if _, err := d.lmNormTo(r, fmtF32, r.out, lmEpi{}, w.norm, r.at(r.lay.normRows)+uint64(4*nl), rest, hid, c.RMSEps); err != nil {
 			return err
 		}
 		if err := hiddenRows(nl, len(pl.normRows)); err != nil {

@@ -71,20 +71,25 @@ extern "C" __global__ void gbx_lm_embed(const void *table, int fmt, const int *t
 // of the residual stream x [*, cols]: x[r] += delta[r] (float; delta may be
 // NULL), then yf[b] = RMSNorm(x[r])·w (rmsNormRow of kernels/cpu: Σx² in
 // double, x·inv·w in double rounded once), then yq[b] = yf[b] in fmt
-// (gbx_row_out; yq may be yf for F32).
-extern "C" __global__ void gbx_lm_norm(float *x, const float *delta, const float *__restrict__ w, const int *rowIdx,
-                                       float *yf, void *yq, int fmt, float *xs, int cols, double eps, int margin) {
+// (gbx_row_out; yq may be yf for F32). delta is the output of the linear
+// layer before, whose epilogue (gbx_epi: dxs[r], dws, dbias; each may be
+// NULL) is applied here on load. dxs may be xs itself (the row's scale is
+// read before the row's new one is written), but only with rowIdx NULL.
+extern "C" __global__ void gbx_lm_norm(float *x, const float *delta, const float *dxs, const float *dws,
+                                       const float *dbias, const float *__restrict__ w, const int *rowIdx, float *yf,
+                                       void *yq, int fmt, float *xs, int cols, double eps, int margin) {
 	gbx_pdl();
 	__shared__ double sh[33];
 	const long long r = rowIdx ? rowIdx[blockIdx.x] : blockIdx.x;
 	float *xr = x + r * cols;
 	const float *dr = delta ? delta + r * cols : 0;
+	const float dxr = dxs ? dxs[r] : 1.0f;
 	float *yr = yf + (long long)blockIdx.x * cols;
 	double ss = 0;
 	for (int i = threadIdx.x; i < cols; i += blockDim.x) {
 		float v = xr[i];
 		if (dr) {
-			v = v + dr[i];
+			v = v + gbx_epi(dr[i], dxs, dxr, dws, dbias, i);
 			xr[i] = v;
 		}
 		ss += (double)v * (double)v;
@@ -107,8 +112,10 @@ extern "C" __global__ void gbx_lm_norm(float *x, const float *delta, const float
 // as cacheFmt: F32, BF16 (rounded), or E4M3 with the head's scale in
 // kvScale (abi.h: s = FP8Scale(amax of the head's dim values, 0), the
 // values E4M3(x / s), an IEEE division, saturating; the amax a max, so the
-// same in any order).
-extern "C" __global__ void gbx_lm_rope(float *qkv, int stride, const float *__restrict__ qNorm,
+// same in any order). The q/k/v projection's epilogue (gbx_epi: exs[r],
+// ews, ebias by column; each may be NULL) is applied to each head first.
+extern "C" __global__ void gbx_lm_rope(float *qkv, int stride, const float *exs, const float *ews, const float *ebias,
+                                       const float *__restrict__ qNorm,
                                        const float *__restrict__ kNorm, double eps, const float *__restrict__ invFreq,
                                        const int *pos, const int *seq, const int *btOff, const int *blocks, void *cache,
                                        int cacheFmt, float *kvScale, int layer, int layers, int heads, int kvHeads,
@@ -120,6 +127,8 @@ extern "C" __global__ void gbx_lm_rope(float *qkv, int stride, const float *__re
 	const long long blk = blocks[btOff[seq[r]] + p / GBX_KV_BLOCK];
 	const int slot = p % GBX_KV_BLOCK;
 	float *row = qkv + (long long)r * stride;
+	const bool epi = exs || ews || ebias;
+	const float exr = exs ? exs[r] : 1.0f;
 	// The row's angles, shared by every head (ropeAngles of kernels/cpu).
 	for (int i = threadIdx.x; i < half; i += blockDim.x) {
 		const double ang = (double)(invFreq[i] * (float)p);
@@ -130,6 +139,10 @@ extern "C" __global__ void gbx_lm_rope(float *qkv, int stride, const float *__re
 	for (int h = blockIdx.y * nw + warp; h < heads + 2 * kvHeads; h += gridDim.y * nw) {
 		float *x = row + (long long)h * dim;
 		const bool isQ = h < heads, isK = !isQ && h < heads + kvHeads;
+		if (epi) {
+			for (int i = lane; i < dim; i += 32) x[i] = gbx_epi(x[i], exs, exr, ews, ebias, (long long)h * dim + i);
+			__syncwarp();
+		}
 		if (isQ || isK) {
 			const float *nw8 = isQ ? qNorm : kNorm;
 			double inv = 0;
@@ -179,20 +192,24 @@ extern "C" __global__ void gbx_lm_rope(float *qkv, int stride, const float *__re
 // takes the columns [y·C, (y+1)·C), C = ⌈inter / gridDim.y⌉, and writes
 // their operand too, except for fp8, whose scale needs the whole row: there
 // it writes its columns' amax to amax[b·gridDim.y + y] and
-// gbx_lm_quant_cols writes the operand.
-extern "C" __global__ void __launch_bounds__(1024) gbx_lm_silu_rows(const float *gu, float *act, void *yq, int fmt, float *xs, float *amax,
-                                            int inter, int margin) {
+// gbx_lm_quant_cols writes the operand. The gate/up projection's epilogue
+// (gbx_epi: exs[b], ews, ebias by column of gu; each may be NULL) is
+// applied on load; exs may be xs itself (read before xs[b] is written).
+extern "C" __global__ void __launch_bounds__(1024)
+    gbx_lm_silu_rows(const float *gu, const float *exs, const float *ews, const float *ebias, float *act, void *yq,
+                     int fmt, float *xs, float *amax, int inter, int margin) {
 	gbx_pdl();
 	__shared__ float sm[33];
 	const long long r = blockIdx.x;
 	const float *g = gu + r * 2 * inter, *u = g + inter;
+	const float exr = exs ? exs[r] : 1.0f;
 	float *a = act + r * inter;
 	const int ny = gridDim.y, chunk = (inter + ny - 1) / ny, c0 = blockIdx.y * chunk, c1 = gbx_imin(c0 + chunk, inter);
 	const bool fp8 = fmt == GBX_FMT_E4M3 || fmt == GBX_FMT_E4M3_F32;
 	float m = 0.0f;
 	for (int c = c0 + threadIdx.x; c < c1; c += blockDim.x) {
-		const double gv = (double)g[c];
-		const float v = (float)(gv / (1.0 + exp(-gv))) * u[c];
+		const double gv = (double)gbx_epi(g[c], exs, exr, ews, ebias, c);
+		const float v = (float)(gv / (1.0 + exp(-gv))) * gbx_epi(u[c], exs, exr, ews, ebias, (long long)inter + c);
 		a[c] = v;
 		if (ny > 1 && !fp8) gbx_st(yq, fmt, r * inter + c, v);
 		m = fmaxf(m, fabsf(v)); // NaN skipped, as Amax

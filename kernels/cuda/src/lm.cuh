@@ -19,4 +19,18 @@ __device__ __forceinline__ long long gbx_kv_soff(long long blk, int layer, int l
 	return gbx_kv_off(blk, layer, layers, kv, g, kvHeads, slot, 1);
 }
 
+// gbx_epi is a linear layer's epilogue, v · xs · ws + bias in
+// gbx_scale_bias's order (each factor or the bias skipped where NULL), for
+// the output value v in column c of a row whose activation scale is xsr
+// (1 where the layer has none): the kernel that reads a linear layer's
+// output applies it on load, where a separate gbx_scale_bias pass would
+// read and write the whole output once more.
+__device__ __forceinline__ float gbx_epi(float v, const float *xs, float xsr, const float *ws, const float *bias,
+                                         long long c) {
+	if (xs) v = v * xsr;
+	if (ws) v = v * ws[c];
+	if (bias) v = v + bias[c];
+	return v;
+}
+
 #endif
