@@ -66,7 +66,8 @@ func TestLaunches(t *testing.T) {
 		}},
 		{"gemv", func() error { return k.gemv(s, 1, 2, fmtE4M3, 3, 4, 5, 6, 8, 4096, 4096) }},
 		{"attnReduce", func() error { return k.attnReduce(s, 3, 9, attnArgs{kvHeads: 8, group: 4, dim: 128, maxSplits: 16}) }},
-		{"lmLogprobs", func() error { return k.lmLogprobs(s, 1, 256, 2, 3, 4, 9) }},
+		{"lmLogprobsPart", func() error { return k.lmLogprobsPart(s, 1, 128256, 2, 9) }},
+		{"lmLogprobs", func() error { return k.lmLogprobs(s, 1, 2, 128256, 3, 4, 5, 6, 9) }},
 		{"lmSample", func() error { return k.lmSample(s, 1, 256, 0, 9, 5, sampleArgs{row: 2}) }},
 	}
 	launched := map[*kernel]bool{}

@@ -290,24 +290,48 @@ func (k *kernelSet) attnReduce(s cuStream, row0, rows int, a attnArgs) error {
 // ---- sample.cu ----
 
 var (
-	kLMLogprobs = defKernel(modLM, "gbx_lm_logprobs", 0)
-	kLMSample   = defKernel(modLM, "gbx_lm_sample", 0)
+	kLMLogprobsPart = defKernel(modLM, "gbx_lm_logprobs_part", 0)
+	kLMLogprobs     = defKernel(modLM, "gbx_lm_logprobs", 0)
+	kLMSample       = defKernel(modLM, "gbx_lm_sample", 0)
 )
 
 // maxTop is the most alternatives gbx_lm_sample writes per sequence.
 const maxTop = C.GBX_MAX_TOP
 
-// lmLogprobs computes lse [rows] (double) and lp [rows] = l[target] − lse
-// for rows rows of logits (vocab values each).
-func (k *kernelSet) lmLogprobs(s cuStream, logits uint64, vocab int, targets, lse, lp uint64, rows int) error {
-	a := newArgs().ptr(logits).i32(vocab).ptr(targets).ptr(lse).ptr(lp)
-	return k.run(s, launch{kernel: kLMLogprobs, grid: [3]uint32{uint32(rows), 1, 1}, block: [3]uint32{C.GBX_LOGPROB_THREADS, 1, 1}, args: a})
+// logprobsChunk is the ids per block of gbx_lm_logprobs_part.
+const logprobsChunk = C.GBX_LOGPROBS_CHUNK
+
+// logprobsChunks is how many chunks gbx_lm_logprobs_part cuts a row of
+// vocab logits into.
+func logprobsChunks(vocab int) int { return (vocab + logprobsChunk - 1) / logprobsChunk }
+
+// logprobsPartBytes is the scratch lmLogprobsPart writes for rows rows of
+// vocab logits.
+func logprobsPartBytes(rows, vocab int) int {
+	return C.GBX_LOGPROBS_PART_BYTES * rows * logprobsChunks(vocab)
+}
+
+// lmLogprobsPart reduces each chunk of rows rows of logits (vocab values
+// each) to its maximum, sum and argmax at part (logprobsPartBytes), for
+// lmLogprobs.
+func (k *kernelSet) lmLogprobsPart(s cuStream, logits uint64, vocab int, part uint64, rows int) error {
+	a := newArgs().ptr(logits).i32(vocab).ptr(part)
+	return k.run(s, launch{kernel: kLMLogprobsPart, grid: [3]uint32{uint32(rows), uint32(logprobsChunks(vocab)), 1},
+		block: [3]uint32{C.GBX_LOGPROBS_THREADS, 1, 1}, args: a})
+}
+
+// lmLogprobs combines lmLogprobsPart's chunks of rows rows of logits into
+// lse [rows] (double), lp [rows] = l[target] − lse and amax [rows] (int32,
+// each row's argmax).
+func (k *kernelSet) lmLogprobs(s cuStream, part, logits uint64, vocab int, targets, lse, lp, amax uint64, rows int) error {
+	a := newArgs().ptr(part).i32(logprobsChunks(vocab)).ptr(logits).i32(vocab).ptr(targets).ptr(lse).ptr(lp).ptr(amax)
+	return k.run(s, launch{kernel: kLMLogprobs, grid: [3]uint32{uint32(rows), 1, 1}, block: [3]uint32{32, 1, 1}, args: a})
 }
 
 // sampleArgs are gbx_lm_sample's per-sequence arrays and outputs.
 type sampleArgs struct {
 	row, temp, topK, topP, u, nTop uint64 // inputs [n]
-	lse                            uint64 // [logit rows]
+	lse, amax                      uint64 // [logit rows]: lmLogprobs' outputs
 	tok, tokLp, topIDs, topLp      uint64 // outputs [n], [n], [n·maxTop], [n·maxTop]
 }
 
@@ -315,7 +339,7 @@ type sampleArgs struct {
 // logits (the others return at once).
 func (k *kernelSet) lmSample(s cuStream, logits uint64, vocab, rowLo, rowHi, n int, a sampleArgs) error {
 	ar := newArgs().ptr(logits).i32(vocab).i32(rowLo).i32(rowHi).ptr(a.row).ptr(a.temp).ptr(a.topK).ptr(a.topP).ptr(a.u).
-		ptr(a.nTop).ptr(a.lse).ptr(a.tok).ptr(a.tokLp).ptr(a.topIDs).ptr(a.topLp)
+		ptr(a.nTop).ptr(a.lse).ptr(a.amax).ptr(a.tok).ptr(a.tokLp).ptr(a.topIDs).ptr(a.topLp)
 	return k.run(s, launch{kernel: kLMSample, grid: [3]uint32{uint32(n), 1, 1}, block: [3]uint32{C.GBX_SAMPLE_THREADS, 1, 1}, args: ar})
 }
 

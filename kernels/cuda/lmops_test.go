@@ -772,18 +772,15 @@ func TestLMOpSample(t *testing.T) {
 		packed, lay := p.pack()
 		hdr := x.up(packed)
 		logits := x.up(f32Bytes(flat))
-		lse, lp := x.zeros(8*n), x.zeros(4*n)
-		tok, tokLp, topIDs, topLp := x.zeros(4*n), x.zeros(4*n), x.zeros(4*n*maxTop), x.zeros(4*n*maxTop)
 		at := func(off int) uint64 { return hdr + uint64(off) }
+		lse, lp, amax := x.logprobs(logits, vocab, n, at(lay.targets))
+		tok, tokLp, topIDs, topLp := x.zeros(4*n), x.zeros(4*n), x.zeros(4*n*maxTop), x.zeros(4*n*maxTop)
 		x.do(func(d *devState) error {
-			if err := d.k.lmLogprobs(d.stream, logits, vocab, at(lay.targets), lse, lp, n); err != nil {
-				return err
-			}
 			// Two launches over halves of the rows, as the head's chunks do.
 			for _, h := range [][2]int{{0, n / 2}, {n / 2, n}} {
 				err := d.k.lmSample(d.stream, logits+uint64(4*h[0]*vocab), vocab, h[0], h[1], n, sampleArgs{
 					row: at(lay.sRow), temp: at(lay.sTemp), topK: at(lay.sTopK), topP: at(lay.sTopP), u: at(lay.sU),
-					nTop: at(lay.sNTop), lse: lse, tok: tok, tokLp: tokLp, topIDs: topIDs, topLp: topLp,
+					nTop: at(lay.sNTop), lse: lse, amax: amax, tok: tok, tokLp: tokLp, topIDs: topIDs, topLp: topLp,
 				})
 				if err != nil {
 					return err
@@ -824,6 +821,147 @@ func TestLMOpSample(t *testing.T) {
 				if gid != tl.Token || !lpClose(topLpG[i*maxTop+j], tl.Logprob) {
 					t.Errorf("vocab %d row %d: alternative %d = (%d, %g), want (%d, %g)", vocab, i, j, gid, topLpG[i*maxTop+j], tl.Token, tl.Logprob)
 				}
+			}
+		}
+	}
+}
+
+// logprobs runs gbx_lm_logprobs_part and gbx_lm_logprobs on rows rows of
+// vocab logits at logits with targets [rows], returning the device
+// addresses of lse [rows] (double), lp [rows] and amax [rows].
+func (x *devT) logprobs(logits uint64, vocab, rows int, targets uint64) (lse, lp, amax uint64) {
+	x.t.Helper()
+	part := x.zeros(logprobsPartBytes(rows, vocab))
+	lse, lp, amax = x.zeros(8*rows), x.zeros(4*rows), x.zeros(4*rows)
+	x.do(func(d *devState) error {
+		if err := d.k.lmLogprobsPart(d.stream, logits, vocab, part, rows); err != nil {
+			return err
+		}
+		return d.k.lmLogprobs(d.stream, part, logits, vocab, targets, lse, lp, amax, rows)
+	})
+	return lse, lp, amax
+}
+
+// TestLMOpLogprobsChunks checks the head's reductions over chunks of the
+// vocabulary — log-sum-exp, the target's log-probability and the greedy
+// token (gbx_lm_sample at temperature 0 and at top-k 1) — against
+// kernels.LogSumExp and kernels.Argmax on rows whose extremes sit across
+// the chunks: ties in two chunks (the lower id), a NaN in one chunk, only
+// NaNs, a chunk of -inf, +inf, -0 against +0, the maximum in the last
+// partial chunk; for vocabularies smaller than a chunk, of exactly one,
+// and not a multiple of it. Each row's results are the same bits alone as
+// in the batch.
+func TestLMOpLogprobsChunks(t *testing.T) {
+	x := newDevT(t)
+	r := rand.New(rand.NewPCG(5, 6))
+	const chunk = logprobsChunk
+	nan, inf := float32(math.NaN()), float32(math.Inf(1))
+	for _, vocab := range []int{100, chunk, 3*chunk + 5, 128256} {
+		// at is an id in chunk c (clamped to the row), offset o into it.
+		at := func(c, o int) int { return min(c*chunk+o, vocab-1-(c%2)) }
+		type rowCase struct {
+			name string
+			edit func(l []float32)
+		}
+		cases := []rowCase{
+			{"random", func([]float32) {}},
+			{"random, larger", func(l []float32) {
+				for i := range l {
+					l[i] *= 4
+				}
+			}},
+			{"tie in two chunks", func(l []float32) { l[at(2, 3)], l[at(1, 7)] = 7, 7 }},
+			{"tie in the first and last chunks", func(l []float32) { l[vocab-1], l[vocab-2], l[at(1, 9)] = 8, 8, 8 }},
+			{"NaN in one chunk", func(l []float32) { l[at(1, 1)], l[at(2, 5)] = nan, 6 }},
+			{"NaNs first, max last", func(l []float32) { l[0], l[1], l[at(1, 2)], l[vocab-1] = nan, nan, nan, 9 }},
+			{"only NaNs", func(l []float32) {
+				for i := range l {
+					l[i] = nan
+				}
+			}},
+			{"a chunk of -inf", func(l []float32) {
+				for i := at(1, 0); i < min(at(1, 0)+chunk, vocab-1); i++ {
+					l[i] = -inf
+				}
+			}},
+			{"only -inf", func(l []float32) {
+				for i := range l {
+					l[i] = -inf
+				}
+			}},
+			{"+inf", func(l []float32) { l[at(2, 11)] = inf }},
+			{"-0 before +0", func(l []float32) {
+				for i := range l {
+					l[i] = -1 - float32(math.Abs(float64(l[i])))
+				}
+				l[at(1, 4)], l[at(2, 4)] = float32(math.Copysign(0, -1)), 0
+			}},
+		}
+		n := len(cases)
+		rows := make([][]float32, n)
+		var flat []float32
+		targets := make([]int32, n)
+		for i, c := range cases {
+			rows[i] = randFloats(r, vocab, 1)
+			c.edit(rows[i])
+			flat = append(flat, rows[i]...)
+			targets[i] = int32(r.IntN(vocab))
+		}
+		logits, tg := x.up(f32Bytes(flat)), x.up(i32Bytes(targets))
+		lse, lp, amax := x.logprobs(logits, vocab, n, tg)
+		// Greedy sampling from amax: temperature 0 on even rows, top-k 1 on odd.
+		p := &lmPlan{}
+		for i := range n {
+			p.sRow = append(p.sRow, int32(i))
+			p.sTemp = append(p.sTemp, float32(i%2))
+			p.sTopK = append(p.sTopK, int32(i%2))
+			p.sTopP, p.sU, p.sNTop = append(p.sTopP, 0.9), append(p.sU, 0.5), append(p.sNTop, 0)
+		}
+		packed, lay := p.pack()
+		hdr := x.up(packed)
+		tok, tokLp, topIDs, topLp := x.zeros(4*n), x.zeros(4*n), x.zeros(4*n*maxTop), x.zeros(4*n*maxTop)
+		x.do(func(d *devState) error {
+			h := func(off int) uint64 { return hdr + uint64(off) }
+			return d.k.lmSample(d.stream, logits, vocab, 0, n, n, sampleArgs{
+				row: h(lay.sRow), temp: h(lay.sTemp), topK: h(lay.sTopK), topP: h(lay.sTopP), u: h(lay.sU), nTop: h(lay.sNTop),
+				lse: lse, amax: amax, tok: tok, tokLp: tokLp, topIDs: topIDs, topLp: topLp,
+			})
+		})
+		lseB, lpG, amaxB, tokB, tokLpG := x.down(lse, 8*n), x.floats(lp, n), x.down(amax, 4*n), x.down(tok, 4*n), x.floats(tokLp, n)
+		for i, c := range cases {
+			name := fmt.Sprintf("vocab %d, %s", vocab, c.name)
+			l := rows[i]
+			wantLSE := kernels.LogSumExp(l)
+			gotLSE := math.Float64frombits(binary.LittleEndian.Uint64(lseB[8*i:]))
+			if !(gotLSE == wantLSE || math.IsNaN(gotLSE) && math.IsNaN(wantLSE) || math.Abs(gotLSE-wantLSE) <= 1e-12*math.Max(1, math.Abs(wantLSE))) {
+				t.Errorf("%s: log-sum-exp %.17g, want %.17g", name, gotLSE, wantLSE)
+			}
+			lpClose := func(got, want float32) bool {
+				return ulpDiff(got, want) <= 1 || math.Abs(float64(got-want)) <= 1e-12*math.Max(1, math.Abs(wantLSE))
+			}
+			if w := float32(float64(l[targets[i]]) - wantLSE); !lpClose(lpG[i], w) {
+				t.Errorf("%s: log-probability of %d = %g, want %g", name, targets[i], lpG[i], w)
+			}
+			want := kernels.Argmax(l)
+			if got := int32(binary.LittleEndian.Uint32(amaxB[4*i:])); got != want {
+				t.Errorf("%s: argmax %d, want %d (logit %g)", name, got, want, l[want])
+			}
+			if got := int32(binary.LittleEndian.Uint32(tokB[4*i:])); got != want {
+				t.Errorf("%s: greedy token %d, want %d", name, got, want)
+			}
+			if w := float32(float64(l[want]) - wantLSE); !lpClose(tokLpG[i], w) {
+				t.Errorf("%s: greedy token's log-probability %g, want %g", name, tokLpG[i], w)
+			}
+			// The row alone: the same bits.
+			lse1, lp1, amax1 := x.logprobs(logits+uint64(4*i*vocab), vocab, 1, tg+uint64(4*i))
+			if g, w := x.down(lse1, 8), lseB[8*i:8*i+8]; !slices.Equal(g, w) {
+				t.Errorf("%s: log-sum-exp alone %x, in a batch of %d %x", name, g, n, w)
+			}
+			if g, w := x.floats(lp1, 1)[0], lpG[i]; math.Float32bits(g) != math.Float32bits(w) {
+				t.Errorf("%s: log-probability alone %g, in a batch of %d %g", name, g, n, w)
+			}
+			if g, w := x.down(amax1, 4), amaxB[4*i:4*i+4]; !slices.Equal(g, w) {
+				t.Errorf("%s: argmax alone %x, in a batch of %d %x", name, g, n, w)
 			}
 		}
 	}

@@ -72,11 +72,12 @@ type lmBufs struct {
 	hdr                     devBuf // the packed plan
 	x, f, cv, xs, g, out    devBuf // activations (see lmRun)
 	part, logits, lse, outs devBuf
+	lpPart                  devBuf // gbx_lm_logprobs_part's chunks of the head's rows
 	hdrHost, outHost        hostBuf
 }
 
 func (b *lmBufs) free() {
-	for _, p := range []*devBuf{&b.hdr, &b.x, &b.f, &b.cv, &b.xs, &b.g, &b.out, &b.part, &b.logits, &b.lse, &b.outs} {
+	for _, p := range []*devBuf{&b.hdr, &b.x, &b.f, &b.cv, &b.xs, &b.g, &b.out, &b.part, &b.logits, &b.lse, &b.outs, &b.lpPart} {
 		_ = cuFree(p.p)
 		*p = devBuf{}
 	}
@@ -148,6 +149,8 @@ type lmRun struct {
 	logits               uint64 // [headRows, vocab]
 	headRows             int    // logit rows per head launch
 	lse                  uint64 // [nLogit] float64
+	amax                 uint64 // [nLogit] int32: each logit row's argmax, after lse in its buffer
+	lpPart               uint64 // gbx_lm_logprobs_part's scratch for headRows rows
 	// outs: the sampled tokens, their log-probabilities, the
 	// alternatives and the teacher-forced log-probabilities (outLayout).
 	outs    uint64
@@ -235,7 +238,8 @@ func (d *devState) lmPrepare(m *lm.Model, pl *lmPlan) (*lmRun, error) {
 	}{
 		{&b.hdr, lay.size}, {&b.x, 4 * rows * c.Hidden}, {&b.f, 4 * rows * wide}, {&b.cv, 4 * rows * wide},
 		{&b.xs, 4 * rows}, {&b.g, 4 * rows * max(c.QDim()+2*c.KVDim(), 2*c.Intermediate)}, {&b.out, 4 * rows * c.Hidden},
-		{&b.part, max(partBytes, lmSiLUAmaxBytes)}, {&b.logits, 4 * r.headRows * c.Vocab}, {&b.lse, 8 * max(nl, 1)}, {&b.outs, outSize},
+		{&b.part, max(partBytes, lmSiLUAmaxBytes)}, {&b.logits, 4 * r.headRows * c.Vocab}, {&b.lse, 12 * max(nl, 1)}, {&b.outs, outSize},
+		{&b.lpPart, logprobsPartBytes(r.headRows, c.Vocab)},
 	} {
 		if err := d.grow(g.b, g.n); err != nil {
 			return nil, err
@@ -250,6 +254,7 @@ func (d *devState) lmPrepare(m *lm.Model, pl *lmPlan) (*lmRun, error) {
 	copy(b.hdrHost.h.bytes(), packed)
 	r.hdr, r.x, r.f, r.cv, r.xs, r.g, r.out = b.hdr.p, b.x.p, b.f.p, b.cv.p, b.xs.p, b.g.p, b.out.p
 	r.part, r.logits, r.lse, r.outs, r.host = b.part.p, b.logits.p, b.lse.p, b.outs.p, b.outHost.h
+	r.amax, r.lpPart = r.lse+uint64(8*nl), b.lpPart.p
 	return r, nil
 }
 
@@ -497,7 +502,7 @@ func (d *devState) lmOutputs(m *lm.Model, w *lmWeights, r *lmRun) error {
 	tokOff, tokLpOff, topIDsOff, topLpOff, lpOff, outSize := outLayout(r.outCap)
 	sa := sampleArgs{
 		row: r.at(r.lay.sRow), temp: r.at(r.lay.sTemp), topK: r.at(r.lay.sTopK), topP: r.at(r.lay.sTopP), u: r.at(r.lay.sU),
-		nTop: r.at(r.lay.sNTop), lse: r.lse, tok: r.outs + uint64(tokOff), tokLp: r.outs + uint64(tokLpOff),
+		nTop: r.at(r.lay.sNTop), lse: r.lse, amax: r.amax, tok: r.outs + uint64(tokOff), tokLp: r.outs + uint64(tokLpOff),
 		topIDs: r.outs + uint64(topIDsOff), topLp: r.outs + uint64(topLpOff),
 	}
 	// hiddenRows downloads the hidden states of the normRows [lo, hi),
@@ -525,7 +530,10 @@ func (d *devState) lmOutputs(m *lm.Model, w *lmWeights, r *lmRun) error {
 		if _, err := d.lmLinear(&w.head, in, r.xs, r.logits, n, false); err != nil {
 			return err
 		}
-		if err := k.lmLogprobs(s, r.logits, vocab, r.at(r.lay.targets)+uint64(4*c0), r.lse+uint64(8*c0), r.outs+uint64(lpOff+4*c0), n); err != nil {
+		if err := k.lmLogprobsPart(s, r.logits, vocab, r.lpPart, n); err != nil {
+			return err
+		}
+		if err := k.lmLogprobs(s, r.lpPart, r.logits, vocab, r.at(r.lay.targets)+uint64(4*c0), r.lse+uint64(8*c0), r.outs+uint64(lpOff+4*c0), r.amax+uint64(4*c0), n); err != nil {
 			return err
 		}
 		if len(pl.sRow) > 0 {

@@ -172,6 +172,7 @@ static std::vector<Kern> &kernels_table() {
 	    kern("gbx_attn_dec128_8", "lm", gbx_attn_dec128_8), kern("gbx_attn_mma64", "attn_mma", gbx_attn_mma64),
 	    kern("gbx_attn_mma128", "attn_mma", gbx_attn_mma128), kern("gbx_attn_mma64_e4m3", "attn_mma", gbx_attn_mma64_e4m3),
 	    kern("gbx_attn_mma128_e4m3", "attn_mma", gbx_attn_mma128_e4m3), kern("gbx_attn_reduce", "lm", gbx_attn_reduce),
+	    kern("gbx_lm_logprobs_part", "lm", gbx_lm_logprobs_part),
 	    kern("gbx_lm_logprobs", "lm", gbx_lm_logprobs), kern("gbx_lm_sample", "lm", gbx_lm_sample),
 	    kern("gbx_gemv", "gemv", gbx_gemv),
 	};

@@ -102,10 +102,16 @@ enum { GBX_ATTN_MAX_SPLITS = 64, GBX_ATTN_MIN_SPLIT = 128 };
 #define GBX_GEMV_ROWS 16
 #define GBX_GEMV_MAX_M 8
 
-// gbx_lm_logprobs: one block of GBX_LOGPROB_THREADS threads per logits row;
-// gbx_lm_sample: one block of GBX_SAMPLE_THREADS per sampled sequence,
-// writing up to GBX_MAX_TOP alternatives (kernels.MaxTopLogprobs).
-#define GBX_LOGPROB_THREADS 1024
+// gbx_lm_logprobs_part: grid (rows, ceil(vocab / GBX_LOGPROBS_CHUNK)),
+// GBX_LOGPROBS_THREADS threads, a block per chunk of GBX_LOGPROBS_CHUNK ids
+// of a logits row (a fixed size: a row's results do not depend on the batch),
+// each writing GBX_LOGPROBS_PART_BYTES; gbx_lm_logprobs: one warp per row,
+// combining its chunks; gbx_lm_sample: one block of GBX_SAMPLE_THREADS per
+// sampled sequence, writing up to GBX_MAX_TOP alternatives
+// (kernels.MaxTopLogprobs).
+#define GBX_LOGPROBS_CHUNK 2048
+#define GBX_LOGPROBS_THREADS 256
+enum { GBX_LOGPROBS_PART_BYTES = 24 };
 #define GBX_SAMPLE_THREADS 512
 enum { GBX_MAX_TOP = 20 };
 

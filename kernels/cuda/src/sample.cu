@@ -30,35 +30,6 @@ __device__ __forceinline__ int gbx_key_id(unsigned long long k) { return (int)(0
 
 __device__ __forceinline__ double gbx_nan() { return __longlong_as_double(0x7ff8000000000000ll); }
 
-// gbx_lm_logprobs: for logits row b (one block each) of vocab values:
-// lse[b] = kernels.LogSumExp (max, then Σ exp(v − max), in double; a NaN
-// logit makes it NaN, as math.Max does), and lp[b] = l[targets[b]] − lse[b]
-// rounded to float (0 when targets[b] < 0).
-extern "C" __global__ void gbx_lm_logprobs(const float *logits, int vocab, const int *targets, double *lse, float *lp) {
-	gbx_pdl();
-	__shared__ double sh[33];
-	const float *l = logits + (long long)blockIdx.x * vocab;
-	double hi = __longlong_as_double(0xfff0000000000000ll); // -inf
-	int nan = 0;
-	for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
-		const float v = l[i];
-		if (v != v) nan = 1;
-		else hi = fmax(hi, (double)v);
-	}
-	nan = __syncthreads_or(nan);
-	hi = blockMax(hi, sh);
-	if (nan) hi = gbx_nan();
-	double sum = 0;
-	for (int i = threadIdx.x; i < vocab; i += blockDim.x) sum += exp((double)l[i] - hi);
-	sum = blockSum(sum, sh);
-	if (threadIdx.x == 0) {
-		const double z = hi + log(sum);
-		lse[blockIdx.x] = z;
-		const int tg = targets[blockIdx.x];
-		lp[blockIdx.x] = tg >= 0 ? (float)((double)l[tg] - z) : 0.0f;
-	}
-}
-
 // gbxSampleShared is gbx_lm_sample's shared memory.
 struct gbxSampleShared {
 	double b[GBX_SAMPLE_THREADS / 32][16];
@@ -66,7 +37,6 @@ struct gbxSampleShared {
 	double bt[16];
 	int ct[16];
 	unsigned long long k[GBX_SAMPLE_THREADS / 32];
-	int id[GBX_SAMPLE_THREADS / 32];
 	double d[33];
 };
 
@@ -87,26 +57,104 @@ __device__ __forceinline__ void gbx_argmax_pick(int &a, float &x, int b, float y
 	if (take) a = b, x = y;
 }
 
-// gbx_argmax is kernels.Argmax over the block (every thread gets it). The
-// candidates carry their logits, so a thread's loop is one load per id.
-__device__ int gbx_argmax(const float *l, int vocab, gbxSampleShared &sh) {
-	int best = -1;
+// gbxLogprobsPart is gbx_lm_logprobs_part's result for one chunk of a
+// row: its maximum m (NaN when the chunk has a NaN, as math.Max gives),
+// s = Σ exp(v − m) in double (0 when m is -inf: the chunk adds nothing to a
+// row with a larger logit), and its argmax id with its logit v.
+struct gbxLogprobsPart {
+	double m, s;
+	int id;
+	float v;
+};
+static_assert(sizeof(gbxLogprobsPart) == GBX_LOGPROBS_PART_BYTES, "gbxLogprobsPart's size is not abi.h's");
+
+// gbx_lm_logprobs_part: block (b, c) reduces ids [c·GBX_LOGPROBS_CHUNK,
+// (c+1)·GBX_LOGPROBS_CHUNK) ∩ [0, vocab) of logits row b to part[b·gridDim.y
+// + c] (rows on x, which allows 2³¹ − 1 of them). The chunks are fixed, so
+// a row's partials do not depend on the other rows of its launch.
+extern "C" __global__ void __launch_bounds__(GBX_LOGPROBS_THREADS)
+    gbx_lm_logprobs_part(const float *logits, int vocab, gbxLogprobsPart *part) {
+	gbx_pdl();
+	enum { PER = GBX_LOGPROBS_CHUNK / GBX_LOGPROBS_THREADS };
+	__shared__ double sh[33];
+	__shared__ int shID[GBX_LOGPROBS_THREADS / 32];
+	__shared__ float shV[GBX_LOGPROBS_THREADS / 32];
+	const int i0 = blockIdx.y * GBX_LOGPROBS_CHUNK, n = gbx_imin(GBX_LOGPROBS_CHUNK, vocab - i0);
+	const float *l = logits + (long long)blockIdx.x * vocab + i0;
+	float v[PER];
+	float hi = -1.0f / 0.0f;
+	int nan = 0, best = -1;
 	float bv = 0.0f;
-	for (int i = threadIdx.x; i < vocab; i += blockDim.x) gbx_argmax_pick(best, bv, i, l[i]);
+#pragma unroll
+	for (int j = 0; j < PER; j++) {
+		const int i = j * GBX_LOGPROBS_THREADS + threadIdx.x;
+		v[j] = i < n ? l[i] : 0.0f;
+	}
+#pragma unroll
+	for (int j = 0; j < PER; j++) {
+		const int i = j * GBX_LOGPROBS_THREADS + threadIdx.x;
+		if (i >= n) continue;
+		if (v[j] != v[j]) nan = 1;
+		else hi = fmaxf(hi, v[j]);
+		gbx_argmax_pick(best, bv, i0 + i, v[j]);
+	}
 	for (int o = 16; o > 0; o >>= 1) {
 		const int b = __shfl_xor_sync(0xffffffffu, best, o);
 		const float y = __shfl_xor_sync(0xffffffffu, bv, o);
 		gbx_argmax_pick(best, bv, b, y);
 	}
-	__syncthreads();
-	if ((threadIdx.x & 31) == 0) sh.id[threadIdx.x >> 5] = best;
-	__syncthreads();
-	best = -1;
-	for (int w = 0; w < (int)(blockDim.x >> 5); w++) {
-		const int b = sh.id[w];
-		gbx_argmax_pick(best, bv, b, b < 0 ? 0.0f : l[b]);
+	if ((threadIdx.x & 31) == 0) shID[threadIdx.x >> 5] = best, shV[threadIdx.x >> 5] = bv;
+	nan = __syncthreads_or(nan);
+	double m = nan ? gbx_nan() : blockMax((double)hi, sh);
+	double s = 0;
+#pragma unroll
+	for (int j = 0; j < PER; j++)
+		if (j * GBX_LOGPROBS_THREADS + (int)threadIdx.x < n) s += exp((double)v[j] - m);
+	s = blockSum(s, sh);
+	if (threadIdx.x == 0) {
+		for (int w = 1; w < GBX_LOGPROBS_THREADS / 32; w++) gbx_argmax_pick(best, bv, shID[w], shV[w]);
+		gbxLogprobsPart &p = part[(long long)blockIdx.x * gridDim.y + blockIdx.y];
+		p.m = m;
+		p.s = m == -1.0 / 0.0 ? 0.0 : s;
+		p.id = best;
+		p.v = bv;
 	}
-	return best;
+}
+
+// gbx_lm_logprobs: for logits row b (one warp each), from its chunks'
+// partials part[b·chunks ...] of gbx_lm_logprobs_part: lse[b] =
+// kernels.LogSumExp = M + log Σ_c s_c·exp(m_c − M) over the chunks' maxima
+// m_c and sums s_c, M their maximum (a NaN logit makes it NaN, as math.Max
+// does; so do +inf and a row of -inf, as there), lp[b] = l[targets[b]] −
+// lse[b] rounded to float (0 when targets[b] < 0), and amax[b] =
+// kernels.Argmax of the row. The sums run in a fixed order of the chunks.
+extern "C" __global__ void gbx_lm_logprobs(const gbxLogprobsPart *part, int chunks, const float *logits, int vocab,
+                                           const int *targets, double *lse, float *lp, int *amax) {
+	gbx_pdl();
+	const gbxLogprobsPart *p = part + (long long)blockIdx.x * chunks;
+	double hi = -1.0 / 0.0;
+	int best = -1;
+	float bv = 0.0f;
+	for (int c = threadIdx.x; c < chunks; c += 32) {
+		hi = fmax(hi, p[c].m); // a NaN chunk's s is NaN: the sum below is NaN
+		gbx_argmax_pick(best, bv, p[c].id, p[c].v);
+	}
+	for (int o = 16; o > 0; o >>= 1) {
+		hi = fmax(hi, __shfl_xor_sync(0xffffffffu, hi, o));
+		const int b = __shfl_xor_sync(0xffffffffu, best, o);
+		const float y = __shfl_xor_sync(0xffffffffu, bv, o);
+		gbx_argmax_pick(best, bv, b, y);
+	}
+	double sum = 0;
+	for (int c = threadIdx.x; c < chunks; c += 32) sum += p[c].s * exp(p[c].m - hi);
+	for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+	if (threadIdx.x == 0) {
+		const double z = hi + log(sum);
+		lse[blockIdx.x] = z;
+		const int tg = targets[blockIdx.x];
+		lp[blockIdx.x] = tg >= 0 ? (float)((double)logits[(long long)blockIdx.x * vocab + tg] - z) : 0.0f;
+		amax[blockIdx.x] = best;
+	}
 }
 
 // gbx_max_key returns the largest key below `below` over the block (0 when
@@ -218,14 +266,15 @@ __device__ unsigned long long gbx_search(const float *l, int vocab, unsigned lon
 // its logits row sRow[i] (rows rowLo to rowHi−1 are at logits, vocab values
 // each; a block whose row is outside returns at once): kernels.Sample with
 // temperature sTemp[i], top-k sTopK[i], top-p sTopP[i] and the uniform
-// number sU[i] (SampleUniform(seed, pos), from the host); tok[i] is the
-// token and tokLp[i] its log-probability l − lse[row]; then the
-// min(sNTop[i], vocab) most likely tokens and their log-probabilities
+// number sU[i] (SampleUniform(seed, pos), from the host), which for
+// temperature 0 or top-k 1 is kernels.Argmax, amax[row] (gbx_lm_logprobs);
+// tok[i] is the token and tokLp[i] its log-probability l − lse[row]; then
+// the min(sNTop[i], vocab) most likely tokens and their log-probabilities
 // (kernels.TopLogprobs) at topIds and topLp[i·GBX_MAX_TOP ...].
 extern "C" __global__ void __launch_bounds__(GBX_SAMPLE_THREADS)
     gbx_lm_sample(const float *logits, int vocab, int rowLo, int rowHi, const int *sRow, const float *sTemp,
-                  const int *sTopK, const float *sTopP, const double *sU, const int *sNTop, const double *lse, int *tok,
-                  float *tokLp, int *topIds, float *topLp) {
+                  const int *sTopK, const float *sTopP, const double *sU, const int *sNTop, const double *lse,
+                  const int *amax, int *tok, float *tokLp, int *topIds, float *topLp) {
 	gbx_pdl();
 	__shared__ gbxSampleShared sh;
 	const int i = blockIdx.x, row = sRow[i];
@@ -236,7 +285,7 @@ extern "C" __global__ void __launch_bounds__(GBX_SAMPLE_THREADS)
 	const int k = sTopK[i];
 	int id;
 	if (T == 0.0f || k == 1) {
-		id = gbx_argmax(l, vocab, sh);
+		id = amax[row];
 	} else {
 		const double Td = (double)T;
 		const double hi = (double)l[gbx_key_id(gbx_max_key(l, vocab, ~0ull, sh))];
