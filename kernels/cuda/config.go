@@ -131,23 +131,15 @@ func (c *Config) validate() error {
 	if c.InFlight == 0 {
 		c.InFlight = InFlightDefault
 	}
-	if !c.NoPDL {
-		switch v := os.Getenv(EnvPDL); v {
-		case "", "1", "true":
-		case "0", "false":
-			c.NoPDL = true
-		default:
-			return fmt.Errorf("%w: $%s = %q, want true, 1, false or 0", ErrInvalidConfig, EnvPDL, v)
-		}
+	if pdl, err := envBool(EnvPDL, true); err != nil {
+		return err
+	} else if !pdl {
+		c.NoPDL = true
 	}
-	if !c.BatchInvariant {
-		switch v := os.Getenv(EnvBatchInvariant); v {
-		case "", "0", "false":
-		case "1", "true":
-			c.BatchInvariant = true
-		default:
-			return fmt.Errorf("%w: $%s = %q, want true, 1, false or 0", ErrInvalidConfig, EnvBatchInvariant, v)
-		}
+	if inv, err := envBool(EnvBatchInvariant, false); err != nil {
+		return err
+	} else if inv {
+		c.BatchInvariant = true
 	}
 	if c.BatchInvariant {
 		// One path per layer at every row count: the small-batch kernels
@@ -192,3 +184,18 @@ const gemvMaxM = 8
 // 16) and loses from 20 (0.96×; 0.93× at 32). (On an H100, one 8192×8192
 // layer alone, it won up to 32.)
 const defaultFP4SmallM = 16
+
+// envBool reads the boolean variable name: "true" or "1", "false" or "0",
+// def where unset; another value is an error naming it.
+func envBool(name string, def bool) (bool, error) {
+	switch v := os.Getenv(name); v {
+	case "":
+		return def, nil
+	case "1", "true":
+		return true, nil
+	case "0", "false":
+		return false, nil
+	default:
+		return false, fmt.Errorf("%w: $%s = %q, want true, 1, false or 0", ErrInvalidConfig, name, v)
+	}
+}
