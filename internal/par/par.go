@@ -15,7 +15,14 @@ import (
 // items is a plain call fn(0, n). fn must write disjoint parts of its
 // output for different chunks; the result is then the same as one call.
 func For(n, grain int, fn func(lo, hi int)) {
-	parts := min(runtime.GOMAXPROCS(0), n/max(grain, 1))
+	Split(min(runtime.GOMAXPROCS(0), n/max(grain, 1)), n, fn)
+}
+
+// Split calls fn on parts contiguous chunks [lo, hi) covering [0, n), one
+// on the calling goroutine and the rest on new ones, and waits for all.
+// With parts <= 1 (or n < 2) it is a plain call fn(0, n).
+func Split(parts, n int, fn func(lo, hi int)) {
+	parts = min(parts, n)
 	if parts < 2 {
 		fn(0, n)
 		return
