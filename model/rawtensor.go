@@ -5,6 +5,8 @@ import (
 	"math"
 
 	"github.com/x448/float16"
+
+	"github.com/gearbox-inference/gearbox/internal/par"
 )
 
 // RawTensor is a tensor as a safetensors file stores it: its elements are
@@ -52,22 +54,34 @@ func (t *RawTensor) Float32(dst []float32) []float32 {
 	dst = dst[:n]
 	src := t.Data
 	switch t.DType {
+	case DTypeF32, DTypeF16, DTypeBF16:
+	default:
+		panic("model: RawTensor.Float32: unknown dtype " + t.DType)
+	}
+	par.For(n, 1<<16, func(lo, hi int) { widen(dst[lo:hi], src, lo, t.DType) })
+	return dst
+}
+
+// widen writes elements lo… of src, stored as dtype, widened to float32
+// into dst.
+func widen(dst []float32, src []byte, lo int, dtype string) {
+	switch dtype {
 	case DTypeF32:
+		src = src[4*lo:]
 		for i := range dst {
 			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(src[4*i:]))
 		}
 	case DTypeF16:
+		src = src[2*lo:]
 		for i := range dst {
 			dst[i] = float16.Frombits(binary.LittleEndian.Uint16(src[2*i:])).Float32()
 		}
 	case DTypeBF16:
+		src = src[2*lo:]
 		for i := range dst {
 			dst[i] = bf16ToF32(binary.LittleEndian.Uint16(src[2*i:]))
 		}
-	default:
-		panic("model: RawTensor.Float32: unknown dtype " + t.DType)
 	}
-	return dst
 }
 
 // firstNonFinite returns the index of the first NaN or infinite element of

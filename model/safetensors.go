@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/x448/float16"
+
+	"github.com/gearbox-inference/gearbox/internal/par"
 )
 
 // MaxHeaderSize is the largest safetensors JSON header ReadSafetensors
@@ -164,13 +166,21 @@ func ParseSafetensors(data []byte) ([]*RawTensor, map[string]string, error) {
 		return nil, nil, stErrorf("buffer bytes [%d, %d] belong to no tensor", pos, len(buf))
 	}
 
-	tensors := make([]*RawTensor, 0, len(entries))
-	for _, e := range entries {
-		t := &RawTensor{Name: e.name, DType: e.dtype, Shape: e.shape, Data: buf[e.begin:e.end:e.end]}
-		if i := firstNonFinite(t.Data, t.DType); i >= 0 {
-			return nil, nil, stErrorf("tensor %q: element %d is %v; weights must be finite", e.name, i, t.At(i))
+	// Every weight is read once here: a checkpoint of billions is checked
+	// on every core, and the first bad tensor in buffer order reported.
+	tensors := make([]*RawTensor, len(entries))
+	bad := make([]int, len(entries))
+	par.For(len(entries), 1, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			e := entries[i]
+			tensors[i] = &RawTensor{Name: e.name, DType: e.dtype, Shape: e.shape, Data: buf[e.begin:e.end:e.end]}
+			bad[i] = firstNonFinite(tensors[i].Data, e.dtype)
 		}
-		tensors = append(tensors, t)
+	})
+	for i, t := range tensors {
+		if bad[i] >= 0 {
+			return nil, nil, stErrorf("tensor %q: element %d is %v; weights must be finite", t.Name, bad[i], t.At(bad[i]))
+		}
 	}
 	slices.SortFunc(tensors, func(a, b *RawTensor) int { return strings.Compare(a.Name, b.Name) })
 	return tensors, metadata, nil

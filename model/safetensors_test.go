@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -313,5 +314,27 @@ func TestParseSafetensorsRaw(t *testing.T) {
 		if slices.ContainsFunc(r.Data, func(b byte) bool { return b != 0 }) {
 			t.Errorf("tensor %s: Data is a copy, not a view of the file", r.Name)
 		}
+	}
+}
+
+// TestParseSafetensorsFirstNonFinite: of several tensors holding a NaN or
+// an infinity, the error names the first in the file.
+func TestParseSafetensorsFirstNonFinite(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	var ts []*model.Tensor
+	for i := range 40 {
+		ts = append(ts, &model.Tensor{Name: fmt.Sprintf("t%02d", i), Shape: []int{4}, Data: []float32{1, 2, 3, 4}})
+	}
+	var buf bytes.Buffer
+	if err := model.WriteSafetensors(&buf, ts); err != nil {
+		t.Fatal(err)
+	}
+	data := buf.Bytes()
+	start := len(data) - 40*16 // the buffer: 40 tensors of 16 bytes, in name order
+	binary.LittleEndian.PutUint32(data[start+33*16+4:], math.Float32bits(float32(math.Inf(1))))
+	binary.LittleEndian.PutUint32(data[start+11*16+8:], math.Float32bits(float32(math.NaN())))
+	_, _, err := model.ParseSafetensors(data)
+	if !errors.Is(err, model.ErrInvalidSafetensors) || !strings.Contains(err.Error(), `tensor "t11": element 2`) {
+		t.Errorf("ParseSafetensors = %v; want ErrInvalidSafetensors naming tensor t11, element 2", err)
 	}
 }

@@ -3,6 +3,9 @@ package precision
 import (
 	"fmt"
 	"math"
+	"sync"
+
+	"github.com/gearbox-inference/gearbox/internal/par"
 )
 
 // PaddedCols returns cols rounded up to a multiple of block: the row length a
@@ -36,6 +39,28 @@ func Amax(x []float32) float32 {
 			m = a
 		}
 	}
+	return m
+}
+
+// parGrain is the least a goroutine of a large quantization works on, in
+// elements: about a tenth of a millisecond.
+const parGrain = 1 << 16
+
+// grainRows is the least rows of cols elements a goroutine of a large
+// quantization works on.
+func grainRows(cols int) int { return max(1, parGrain/max(cols, 1)) }
+
+// parAmax is Amax over several cores for a large x (the same value: max
+// is exact, whatever the order).
+func parAmax(x []float32) float32 {
+	var mu sync.Mutex
+	var m float32
+	par.For(len(x), parGrain, func(lo, hi int) {
+		a := Amax(x[lo:hi])
+		mu.Lock()
+		m = max(m, a)
+		mu.Unlock()
+	})
 	return m
 }
 

@@ -51,6 +51,11 @@ func tensorCases() []tensorCase {
 		ranged[i] = float32(r.NormFloat64() * math.Pow(10, float64(i/16%32-16)*2))
 	}
 	cs = append(cs, tensorCase{"scale range", 2, 512, ranged})
+	// Large enough to be quantized on several cores, with a short last
+	// block and the tensor's amax in its last rows.
+	large := randTensor(r, 96, 4100, normal)
+	large[95*4100+7] = 300
+	cs = append(cs, tensorCase{"large", 96, 4100, large})
 	cs = append(cs, tensorCase{"huge", 2, 48, randTensor(r, 2, 48, func() float64 { return 1e37 * r.NormFloat64() })})
 	cs = append(cs, tensorCase{"tiny", 2, 48, randTensor(r, 2, 48, func() float64 { return 1e-38 * r.NormFloat64() })})
 	one := make([]float32, 4*80)

@@ -1,6 +1,10 @@
 package precision
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/gearbox-inference/gearbox/internal/par"
+)
 
 // FP8Tensor is a [Rows, Cols] tensor in fp8 E4M3 with float32 scales:
 // Value = DecodeE4M3(Data[r×Cols + c]) × scale(r). Data is row-major, one
@@ -27,12 +31,14 @@ func QuantizeFP8PerChannel(w []float32, rows, cols, margin int) (*FP8Tensor, err
 		return nil, err
 	}
 	q := &FP8Tensor{Rows: rows, Cols: cols, Data: make([]byte, rows*cols), Scales: make([]float32, rows)}
-	for r := range rows {
-		row := w[r*cols : (r+1)*cols]
-		s := FP8Scale(Amax(row), margin)
-		q.Scales[r] = s
-		EncodeE4M3Slice(q.Data[r*cols:(r+1)*cols], row, s)
-	}
+	par.For(rows, grainRows(cols), func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			row := w[r*cols : (r+1)*cols]
+			s := FP8Scale(Amax(row), margin)
+			q.Scales[r] = s
+			EncodeE4M3Slice(q.Data[r*cols:(r+1)*cols], row, s)
+		}
+	})
 	return q, nil
 }
 

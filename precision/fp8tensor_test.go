@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/gearbox-inference/gearbox/precision"
@@ -204,3 +205,27 @@ func TestAmax(t *testing.T) {
 }
 
 func abs(x float32) float32 { return float32(math.Abs(float64(x))) }
+
+// TestQuantizeFP8PerChannelLarge: a tensor large enough to be quantized on
+// several cores gets, row by row, what each row quantized alone gets.
+func TestQuantizeFP8PerChannelLarge(t *testing.T) {
+	const rows, cols = 96, 4100
+	r := rand.New(rand.NewPCG(3, 4))
+	w := make([]float32, rows*cols)
+	for i := range w {
+		w[i] = float32(r.NormFloat64() * math.Pow(2, float64(i/cols%20-10)))
+	}
+	q, err := precision.QuantizeFP8PerChannel(w, rows, cols, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for row := range rows {
+		one, err := precision.QuantizeFP8PerChannel(w[row*cols:(row+1)*cols], 1, cols, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if q.Scales[row] != one.Scales[0] || !slices.Equal(q.Data[row*cols:(row+1)*cols], one.Data) {
+			t.Fatalf("row %d: scale %g and bytes differ from the row quantized alone (scale %g)", row, q.Scales[row], one.Scales[0])
+		}
+	}
+}

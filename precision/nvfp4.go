@@ -1,5 +1,7 @@
 package precision
 
+import "github.com/gearbox-inference/gearbox/internal/par"
+
 // NVFP4Block is the number of consecutive elements along K (a row) that
 // share one NVFP4 block scale.
 const NVFP4Block = 16
@@ -52,36 +54,38 @@ func QuantizeNVFP4(w []float32, rows, cols int) (*NVFP4, error) {
 		Data:   make([]byte, rows*pc/2),
 		Scales: make([]byte, rows*pc/NVFP4Block),
 	}
-	st := Amax(w) / nvfp4ScaleDiv
+	st := parAmax(w) / nvfp4ScaleDiv
 	if st == 0 {
 		return q, nil
 	}
 	q.TensorScale = st
-	var blk [NVFP4Block]float32
-	for r := range rows {
-		row := w[r*cols : (r+1)*cols]
-		data := q.Data[r*pc/2 : (r+1)*pc/2]
-		scales := q.Scales[r*pc/NVFP4Block : (r+1)*pc/NVFP4Block]
-		for b := range scales {
-			x := row[b*NVFP4Block : min((b+1)*NVFP4Block, cols)]
-			if len(x) < NVFP4Block { // short last block: zero padding
-				blk = [NVFP4Block]float32{}
-				copy(blk[:], x)
-				x = blk[:]
-			}
-			x = x[:NVFP4Block]
-			sb := EncodeE4M3(Amax(x) / E2M1Max / st)
-			scales[b] = sb
-			d := float32(e4m3Values[sb] * st)
-			if d == 0 {
-				continue // data is already zero
-			}
-			out := data[b*NVFP4Block/2 : (b+1)*NVFP4Block/2]
-			for i := range out {
-				out[i] = EncodeE2M1(x[2*i]/d) | EncodeE2M1(x[2*i+1]/d)<<4
+	par.For(rows, grainRows(cols), func(lo, hi int) {
+		var blk [NVFP4Block]float32
+		for r := lo; r < hi; r++ {
+			row := w[r*cols : (r+1)*cols]
+			data := q.Data[r*pc/2 : (r+1)*pc/2]
+			scales := q.Scales[r*pc/NVFP4Block : (r+1)*pc/NVFP4Block]
+			for b := range scales {
+				x := row[b*NVFP4Block : min((b+1)*NVFP4Block, cols)]
+				if len(x) < NVFP4Block { // short last block: zero padding
+					blk = [NVFP4Block]float32{}
+					copy(blk[:], x)
+					x = blk[:]
+				}
+				x = x[:NVFP4Block]
+				sb := EncodeE4M3(Amax(x) / E2M1Max / st)
+				scales[b] = sb
+				d := float32(e4m3Values[sb] * st)
+				if d == 0 {
+					continue // data is already zero
+				}
+				out := data[b*NVFP4Block/2 : (b+1)*NVFP4Block/2]
+				for i := range out {
+					out[i] = EncodeE2M1(x[2*i]/d) | EncodeE2M1(x[2*i+1]/d)<<4
+				}
 			}
 		}
-	}
+	})
 	return q, nil
 }
 

@@ -36,7 +36,7 @@ func NewLMEngine(ctx context.Context, backend kernels.LM, m *lm.Model, p precisi
 // need the worker, are left out. An error wraps gearbox's error for a job
 // the worker would refuse.
 func (s *Models) LMSeq(ctx context.Context, job *gearbox.Job, cfg Config) (*engine.Seq, *lm.Model, error) {
-	l, ok, err := s.fetchLanguageModel(ctx, job.Model)
+	l, ok, err := s.fetchLanguageModel(ctx, job.Model, *cfg.withDefaults().Logger)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -124,8 +124,9 @@ func (s *Models) languageModel(name string) (*lmServed, bool) {
 
 // fetchLanguageModel returns the language model called name, fetching it
 // with FetchLM when no model of that name is loaded; false, nil when there
-// is none (then the name may be a tensor model's).
-func (s *Models) fetchLanguageModel(ctx context.Context, name string) (*lmServed, bool, error) {
+// is none (then the name may be a tensor model's). A fetch is logged to
+// log: a large checkpoint takes minutes.
+func (s *Models) fetchLanguageModel(ctx context.Context, name string, log zerolog.Logger) (*lmServed, bool, error) {
 	s.mu.RLock()
 	l, ok := s.lms[name]
 	_, tensor := s.models[name]
@@ -134,7 +135,15 @@ func (s *Models) fetchLanguageModel(ctx context.Context, name string) (*lmServed
 	if ok || tensor || s.FetchLM == nil || (missed && s.nowFn().Sub(missedAt) < s.negativeTTL()) {
 		return l, ok, nil
 	}
+	log.Info().Str("model", name).Msg("fetching language model")
+	start := time.Now()
 	m, err := s.FetchLM(ctx, name)
+	if err == nil {
+		log.Info().Str("model", name).Str("digest", m.Digest[:min(12, len(m.Digest))]).Int64("weight_bytes", m.WeightBytes()).
+			Dur("took", time.Since(start)).Msg("language model fetched")
+	} else if !errors.Is(err, model.ErrNotFound) {
+		log.Warn().Err(err).Str("model", name).Dur("took", time.Since(start)).Msg("language model fetch failed")
+	}
 	if errors.Is(err, model.ErrNotFound) {
 		s.mu.Lock()
 		if s.lmMissed == nil {

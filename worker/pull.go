@@ -217,7 +217,7 @@ func (w *Worker) check(ctx context.Context, t *task) *gearbox.Error {
 	if job.Model != t.token {
 		return gearbox.Errorf(gearbox.CodeBadRequest, "job %q names model %q but was published to %s", job.ID, job.Model, t.msg.Subject())
 	}
-	if s, ok, err := w.models.fetchLanguageModel(ctx, job.Model); err != nil {
+	if s, ok, err := w.models.fetchLanguageModel(ctx, job.Model, w.log); err != nil {
 		return gearbox.Errorf(gearbox.CodeInternal, "load language model %q: %v", job.Model, err)
 	} else if ok {
 		w.met.serving(s.m.Name, s.m.Version, s.m.Digest)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -241,7 +242,7 @@ func (b *bench) startWorkers(spec phaseSpec, runErr chan<- error) (stop func(), 
 // each precision's weights converted before the clock starts.
 func (b *bench) warmUp(ctx context.Context, pr *phaseRun, runErr <-chan error) error {
 	start := time.Now()
-	want := map[string]bool{}
+	want := map[string]string{} // job id → "model precision"
 	for mi, ps := range pr.spec.warm {
 		w := b.warmJob(mi)
 		for _, p := range ps {
@@ -249,19 +250,29 @@ func (b *bench) warmUp(ctx context.Context, pr *phaseRun, runErr <-chan error) e
 			if _, err := b.client.Submit(ctx, j); err != nil {
 				return fmt.Errorf("warm-up job %s: %w", j.ID, err)
 			}
-			want[j.ID] = true
+			want[j.ID] = b.models[mi].Name + " " + string(p)
 		}
 	}
+	// A model's first job fetches it and each precision's uploads its
+	// weights: a large checkpoint takes minutes, so say where it is.
+	b.progress("%s phase: warming up %d model precisions", pr.spec.name, len(want))
+	tick := time.NewTicker(warmProgress)
+	defer tick.Stop()
 	for len(want) > 0 {
 		select {
 		case r := <-b.results:
-			if !want[r.ID] {
+			what, ok := want[r.ID]
+			if !ok {
 				continue
 			}
 			if r.Error != nil {
 				return fmt.Errorf("warm-up job %s: %s: %s", r.ID, r.Error.Code, r.Error.Message)
 			}
 			delete(want, r.ID)
+			b.progress("%s phase: warming up: %s ready at %.1fs", pr.spec.name, what, time.Since(start).Seconds())
+		case <-tick.C:
+			b.progress("%s phase: warming up: %.0fs, waiting for %s", pr.spec.name, time.Since(start).Seconds(),
+				strings.Join(slices.Sorted(maps.Values(want)), ", "))
 		case r := <-b.reports:
 			_ = r // the checks of warm-up jobs are no part of the phase
 		case <-b.policies:
@@ -276,6 +287,9 @@ func (b *bench) warmUp(ctx context.Context, pr *phaseRun, runErr <-chan error) e
 	b.progress("%s phase: warmed up in %.1fs", pr.spec.name, time.Since(start).Seconds())
 	return nil
 }
+
+// warmProgress is how often the warm-up says which jobs it still waits for.
+const warmProgress = 15 * time.Second
 
 // warmJob is model mi's warm-up job: a prompt of PromptMin tokens, 2
 // tokens out.

@@ -1,6 +1,6 @@
 package cpu
 
-import "sync"
+import "github.com/gearbox-inference/gearbox/internal/par"
 
 // parallelMinNs is the estimated serial time, in nanoseconds, below which an
 // elementwise or per-row layer runs on the calling goroutine alone. Starting
@@ -25,17 +25,4 @@ func threadsFor(threads int, ns float64, parts int) int {
 // parallel calls fn on threads contiguous chunks [lo, hi) covering [0, n),
 // one on the calling goroutine and the rest on new ones, and waits for all.
 // With threads <= 1 it is a plain call fn(0, n).
-func parallel(threads, n int, fn func(lo, hi int)) {
-	threads = min(threads, n)
-	if threads <= 1 {
-		fn(0, n)
-		return
-	}
-	var wg sync.WaitGroup
-	for p := 1; p < threads; p++ {
-		lo, hi := n*p/threads, n*(p+1)/threads
-		wg.Go(func() { fn(lo, hi) })
-	}
-	fn(0, n/threads)
-	wg.Wait()
-}
+func parallel(threads, n int, fn func(lo, hi int)) { par.Split(threads, n, fn) }

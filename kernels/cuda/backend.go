@@ -155,6 +155,7 @@ func (b *Backend) loop(ready chan<- error) {
 		return
 	}
 	d.slots = b.slots
+	d.log = b.log.With().Str("device", b.name).Logger()
 	b.d, b.info, b.cuctx = d, info, d.ctx
 	ready <- nil
 	for fn := range b.work {

@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"maps"
 
+	"github.com/rs/zerolog"
+
 	"github.com/gearbox-inference/gearbox/model"
 )
 
@@ -52,7 +54,8 @@ type devState struct {
 	attnPartial bool // every attention on gbx_attn_partial (LMBench.AttnPartial)
 	attnDec     bool // attention on gbx_attn_dec instead of gbx_attn_mma (LMBench.AttnDec)
 
-	lm lmState // language models (lmrun.go)
+	lm  lmState        // language models (lmrun.go)
+	log zerolog.Logger // the backend's, with the device named
 }
 
 // openDevice sets up device cfg.Device on the calling (locked) thread.

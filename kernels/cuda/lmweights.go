@@ -5,6 +5,7 @@ package cuda
 import (
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/gearbox-inference/gearbox/kernels"
 	"github.com/gearbox-inference/gearbox/model"
@@ -150,6 +151,7 @@ func (d *devState) lmWeightsFor(m *lm.Model, p precision.Format) (*lmWeights, er
 	if w := d.lm.weights[k]; w != nil {
 		return w, nil
 	}
+	start := time.Now()
 	u := &lmUploader{d: d, w: &lmWeights{p: p}}
 	err := u.model(m)
 	if serr := d.stream.sync(); err == nil {
@@ -161,6 +163,8 @@ func (d *devState) lmWeightsFor(m *lm.Model, p precision.Format) (*lmWeights, er
 		return nil, fmt.Errorf("cuda: model %q: uploading %s weights: %w", m.Name, p, err)
 	}
 	d.lm.weights[k] = u.w
+	d.log.Info().Str("model", m.Name).Str("precision", string(p)).Uint64("bytes", u.w.bytes).
+		Dur("took", time.Since(start)).Dur("quantize", u.quantize).Msg("language-model weights uploaded")
 	return u.w, nil
 }
 
@@ -195,6 +199,7 @@ type lmUploader struct {
 	w        *lmWeights
 	stage    uint64
 	stageCap int
+	quantize time.Duration // spent quantizing on the host
 }
 
 // alloc allocates n bytes for w.
@@ -370,6 +375,7 @@ func (u *lmUploader) fp8(l *lmLin, lins []lm.Linear) error {
 	row := 0
 	for _, li := range lins {
 		t := li.Weight
+		start := time.Now()
 		q, err := precision.QuantizeFP8PerChannel(t.Float32(nil), li.Out(), k, 0)
 		if err != nil {
 			return fmt.Errorf("tensor %q: %w", t.Name, err)
@@ -380,6 +386,7 @@ func (u *lmUploader) fp8(l *lmLin, lins []lm.Linear) error {
 			precision.DecodeE4M3Slice(v, q.Data, 1)
 			data = f32Bytes(v)
 		}
+		u.quantize += time.Since(start)
 		if err := cuUpload(l.w+uint64(row*k*es), data); err != nil {
 			return err
 		}
@@ -412,10 +419,13 @@ func (u *lmUploader) fp4(l *lmLin, lins []lm.Linear) error {
 	row := 0
 	for _, li := range lins {
 		t, out := li.Weight, li.Out()
+		start := time.Now()
 		q, err := precision.QuantizeNVFP4(t.Float32(nil), out, k)
 		if err != nil {
 			return fmt.Errorf("tensor %q: %w", t.Name, err)
 		}
+		bf16 := u16Bytes(nvfp4BlockScaledBF16(q))
+		u.quantize += time.Since(start)
 		for _, c := range []struct {
 			dst  uint64
 			data []byte
@@ -423,7 +433,7 @@ func (u *lmUploader) fp4(l *lmLin, lins []lm.Linear) error {
 			{l.fp4Data + uint64(row*kp/2), q.Data},
 			{l.fp4Scale + uint64(row*kp/precision.NVFP4Block), q.Scales},
 			{l.ws + uint64(4*row), f32Bytes(slices.Repeat([]float32{q.TensorScale}, out))},
-			{l.w + uint64(2*row*k), u16Bytes(nvfp4BlockScaledBF16(q))},
+			{l.w + uint64(2*row*k), bf16},
 		} {
 			if err := cuUpload(c.dst, c.data); err != nil {
 				return err

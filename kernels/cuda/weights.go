@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/gearbox-inference/gearbox/internal/par"
 	"github.com/gearbox-inference/gearbox/model"
 	"github.com/gearbox-inference/gearbox/precision"
 )
@@ -186,15 +187,17 @@ func (d *devState) uploadLayer(w *devWeights, dl *devLayer, l *model.Layer, p pr
 func nvfp4BlockScaledBF16(q *precision.NVFP4) []uint16 {
 	pc := q.PaddedCols()
 	out := make([]uint16, q.Rows*q.Cols)
-	for r := range q.Rows {
-		data := q.Data[r*pc/2 : (r+1)*pc/2]
-		scales := q.Scales[r*pc/precision.NVFP4Block : (r+1)*pc/precision.NVFP4Block]
-		for c := range q.Cols {
-			nib := data[c/2] >> (4 * (c % 2)) & 0xf
-			v := precision.DecodeE2M1(nib) * precision.DecodeE4M3(scales[c/precision.NVFP4Block])
-			out[r*q.Cols+c] = precision.EncodeBF16(v)
+	par.For(q.Rows, max(1, (1<<16)/max(q.Cols, 1)), func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			data := q.Data[r*pc/2 : (r+1)*pc/2]
+			scales := q.Scales[r*pc/precision.NVFP4Block : (r+1)*pc/precision.NVFP4Block]
+			for c := range q.Cols {
+				nib := data[c/2] >> (4 * (c % 2)) & 0xf
+				v := precision.DecodeE2M1(nib) * precision.DecodeE4M3(scales[c/precision.NVFP4Block])
+				out[r*q.Cols+c] = precision.EncodeBF16(v)
+			}
 		}
-	}
+	})
 	return out
 }
 

@@ -64,7 +64,14 @@ func Load(dir string) (*Model, error) {
 // LoadFS is Load for the checkpoint in directory dir of fsys; its default
 // name is path.Base(dir).
 func LoadFS(fsys fs.FS, dir string) (*Model, error) {
-	l := &loader{fsys: fsys, dir: dir, base: path.Base(dir),
+	return loadMem(fsys, nil, dir)
+}
+
+// loadMem is LoadFS whose weight files, where mem holds them by path, are
+// those bytes themselves (the model's tensors slice them): Fetch's
+// objects, already in memory, are not copied again.
+func loadMem(fsys fs.FS, mem map[string][]byte, dir string) (*Model, error) {
+	l := &loader{fsys: fsys, mem: mem, dir: dir, base: path.Base(dir),
 		display: func(file string) string { return path.Join(dir, file) }}
 	return l.load()
 }
@@ -72,6 +79,7 @@ func LoadFS(fsys fs.FS, dir string) (*Model, error) {
 // loader loads one checkpoint.
 type loader struct {
 	fsys    fs.FS
+	mem     map[string][]byte // weight files held in memory, by path in fsys
 	dir     string
 	base    string                   // the directory's name: the default model name
 	display func(file string) string // a file's name in errors
@@ -172,7 +180,15 @@ func (l *loader) weights() (map[string]located, string, error) {
 		if err != nil {
 			return nil, "", err
 		}
+		// The digest (one core) is taken while the parse checks the
+		// weights (the others).
+		hashed := make(chan struct{})
+		go func() {
+			defer close(hashed)
+			l.digest.Write(data)
+		}()
 		raw, _, err := model.ParseSafetensors(data)
+		<-hashed
 		if err != nil {
 			return nil, "", l.errorf(file, err)
 		}
@@ -256,9 +272,12 @@ func (l *loader) readOptional(file string, limit int64) ([]byte, error) {
 	return data, err
 }
 
-// readAll reads a weights file whole into one buffer of its size, writing
-// its bytes to the digest as they arrive.
+// readAll reads a weights file whole into one buffer of its size; a file
+// of l.mem is returned as it is, not copied.
 func (l *loader) readAll(file string) ([]byte, error) {
+	if data, ok := l.mem[path.Join(l.dir, file)]; ok {
+		return data, nil
+	}
 	f, err := l.fsys.Open(path.Join(l.dir, file))
 	if err != nil {
 		return nil, l.errorf(file, unwrapPath(err))
@@ -269,7 +288,7 @@ func (l *loader) readAll(file string) ([]byte, error) {
 		return nil, l.errorf(file, unwrapPath(err))
 	}
 	data := make([]byte, fi.Size())
-	if _, err := io.ReadFull(io.TeeReader(f, l.digest), data); err != nil {
+	if _, err := io.ReadFull(f, data); err != nil {
 		return nil, l.errorf(file, fmt.Errorf("reading %d bytes: %w", fi.Size(), unwrapPath(err)))
 	}
 	if n, _ := f.Read(make([]byte, 1)); n > 0 {

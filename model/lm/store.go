@@ -162,6 +162,7 @@ func fetchOnce(ctx context.Context, obs jetstream.ObjectStore, bucket, name stri
 		return nil, false, fmt.Errorf("lm: fetch %s: %w", name, err)
 	}
 	fsys := fstest.MapFS{}
+	mem := map[string][]byte{}
 	for _, info := range infos {
 		file, ok := strings.CutPrefix(info.Name, name+"/")
 		if !ok || strings.Contains(file, "/") || !fs.ValidPath(file) {
@@ -175,8 +176,9 @@ func fetchOnce(ctx context.Context, obs jetstream.ObjectStore, bucket, name stri
 			return nil, false, fmt.Errorf("lm: fetch %s/%s: %w", bucket, info.Name, err)
 		}
 		fsys[name+"/"+file] = &fstest.MapFile{Data: data, Mode: 0o444}
+		mem[name+"/"+file] = data
 	}
-	m, err = LoadFS(fsys, name)
+	m, err = loadMem(fsys, mem, name)
 	if err != nil {
 		return nil, false, fmt.Errorf("%w (from bucket %s)", err, bucket)
 	}
