@@ -4,7 +4,8 @@ package cuda
 
 import (
 	"runtime"
-	"sync"
+
+	"github.com/gearbox-inference/gearbox/internal/par"
 )
 
 // Copies between Go memory and a slot's pinned buffers. One core copies a
@@ -27,16 +28,5 @@ const (
 // large.
 func pcopy(dst, src []float32) {
 	parts := min(len(src)/pcopyChunk, pcopyMaxParts, runtime.GOMAXPROCS(0))
-	if parts < 2 {
-		copy(dst, src)
-		return
-	}
-	per := (len(src) + parts - 1) / parts
-	var wg sync.WaitGroup
-	for lo := per; lo < len(src); lo += per {
-		hi := min(lo+per, len(src))
-		wg.Go(func() { copy(dst[lo:hi], src[lo:hi]) })
-	}
-	copy(dst[:per], src[:per])
-	wg.Wait()
+	par.Split(parts, len(src), func(lo, hi int) { copy(dst[lo:hi], src[lo:hi]) })
 }
