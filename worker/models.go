@@ -53,6 +53,7 @@ type Models struct {
 	users    *versions[*model.Model]
 	lms      map[string]*lmServed // language models, by name
 	lmMissed map[string]time.Time // names FetchLM did not find, and when
+	lmFetch  map[string]*lmFetch  // fetches in flight, by name
 	nowFn    func() time.Time
 }
 
@@ -122,19 +123,81 @@ func (s *Models) languageModel(name string) (*lmServed, bool) {
 	return l, ok
 }
 
+// lmFetch is a fetch of a language model in flight: the workers sharing
+// the set wait for it rather than fetch the same checkpoint (gigabytes, in
+// memory) again at once.
+type lmFetch struct {
+	done chan struct{}
+	err  error // set before done is closed
+}
+
+// testHookLMWait, when set (tests), is called when a caller starts waiting
+// for another's fetch.
+var testHookLMWait func()
+
 // fetchLanguageModel returns the language model called name, fetching it
 // with FetchLM when no model of that name is loaded; false, nil when there
-// is none (then the name may be a tensor model's). A fetch is logged to
-// log: a large checkpoint takes minutes.
+// is none (then the name may be a tensor model's). One fetch of a name is
+// in flight at a time: other callers wait for it and get its outcome. A
+// fetch is logged to log: a large checkpoint takes minutes.
 func (s *Models) fetchLanguageModel(ctx context.Context, name string, log zerolog.Logger) (*lmServed, bool, error) {
-	s.mu.RLock()
-	l, ok := s.lms[name]
-	_, tensor := s.models[name]
-	missedAt, missed := s.lmMissed[name]
-	s.mu.RUnlock()
-	if ok || tensor || s.FetchLM == nil || (missed && s.nowFn().Sub(missedAt) < s.negativeTTL()) {
+	if l, ok, done := s.servedLM(name); done {
 		return l, ok, nil
 	}
+	s.mu.Lock()
+	if l, ok, done := s.servedLMLocked(name); done {
+		s.mu.Unlock()
+		return l, ok, nil
+	}
+	if f := s.lmFetch[name]; f != nil {
+		s.mu.Unlock()
+		if testHookLMWait != nil {
+			testHookLMWait()
+		}
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		}
+		if f.err != nil {
+			return nil, false, f.err
+		}
+		l, ok, _ := s.servedLM(name)
+		return l, ok, nil
+	}
+	if s.lmFetch == nil {
+		s.lmFetch = map[string]*lmFetch{}
+	}
+	f := &lmFetch{done: make(chan struct{})}
+	s.lmFetch[name] = f
+	s.mu.Unlock()
+	l, ok, err := s.fetchLM(ctx, name, log)
+	s.mu.Lock()
+	delete(s.lmFetch, name)
+	s.mu.Unlock()
+	f.err = err
+	close(f.done)
+	return l, ok, err
+}
+
+// servedLM says whether fetchLanguageModel is done without a fetch: name
+// is served (l, true), a tensor model's, missed within NegativeTTL, or
+// there is no FetchLM.
+func (s *Models) servedLM(name string) (l *lmServed, ok, done bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.servedLMLocked(name)
+}
+
+func (s *Models) servedLMLocked(name string) (l *lmServed, ok, done bool) {
+	l, ok = s.lms[name]
+	_, tensor := s.models[name]
+	missedAt, missed := s.lmMissed[name]
+	return l, ok, ok || tensor || s.FetchLM == nil || (missed && s.nowFn().Sub(missedAt) < s.negativeTTL())
+}
+
+// fetchLM fetches name with FetchLM and serves it.
+func (s *Models) fetchLM(ctx context.Context, name string, log zerolog.Logger) (*lmServed, bool, error) {
 	log.Info().Str("model", name).Msg("fetching language model")
 	start := time.Now()
 	m, err := s.FetchLM(ctx, name)
@@ -156,15 +219,14 @@ func (s *Models) fetchLanguageModel(ctx context.Context, name string, log zerolo
 	if err != nil {
 		return nil, false, err
 	}
-	// Workers sharing the set may fetch the same model at once: the
-	// first one in serves.
+	// A worker that loaded it from disk meanwhile serves its own.
 	if err := s.PutLM(m); err != nil {
 		if l, ok := s.languageModel(name); ok {
 			return l, true, nil
 		}
 		return nil, false, err
 	}
-	l, ok = s.languageModel(name)
+	l, ok := s.languageModel(name)
 	return l, ok, nil
 }
 
