@@ -36,7 +36,10 @@ const (
 // Push loads and validates the checkpoint in dir, as Load does, and only
 // then puts its files into the object store bucket ("" is model.Bucket),
 // creating the bucket if needed. It returns the model pushed. A tensor
-// model of the same name in the bucket is an error.
+// model of the same name in the bucket is an error. A checkpoint the
+// bucket already holds — the same files, each of the same size and
+// recorded with the same model digest — is not put again (a push of
+// gigabytes takes minutes).
 func Push(ctx context.Context, js jetstream.JetStream, bucket, dir string) (*Model, error) {
 	bucket = cmp.Or(bucket, model.Bucket)
 	m, err := Load(dir)
@@ -56,6 +59,13 @@ func Push(ctx context.Context, js jetstream.JetStream, bucket, dir string) (*Mod
 			return nil, fmt.Errorf("lm: push %s: bucket %s holds a tensor model of that name", m.Name, bucket)
 		}
 	}
+	infos, err := obs.List(ctx)
+	if err != nil && !errors.Is(err, jetstream.ErrNoObjectsFound) {
+		return nil, fmt.Errorf("lm: push %s: %w", m.Name, err)
+	}
+	if held(infos, m, dir, files) {
+		return m, nil
+	}
 	for _, file := range files {
 		f, err := os.Open(filepath.Join(dir, file))
 		if err != nil {
@@ -74,10 +84,6 @@ func Push(ctx context.Context, js jetstream.JetStream, bucket, dir string) (*Mod
 	}
 	// Files of an earlier push that this one lacks (shards of a checkpoint
 	// now unsharded) would look like a torn push to Fetch: delete them.
-	infos, err := obs.List(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("lm: push %s: %w", m.Name, err)
-	}
 	for _, info := range infos {
 		if file, ok := strings.CutPrefix(info.Name, m.Name+"/"); ok && !slices.Contains(files, file) {
 			if err := obs.Delete(ctx, info.Name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
@@ -86,6 +92,25 @@ func Push(ctx context.Context, js jetstream.JetStream, bucket, dir string) (*Mod
 		}
 	}
 	return m, nil
+}
+
+// held reports whether infos, the bucket's objects, are exactly the files
+// of m's checkpoint in dir: each of the same size, recorded with m's
+// digest, and no other object of m's name.
+func held(infos []*jetstream.ObjectInfo, m *Model, dir string, files []string) bool {
+	n := 0
+	for _, info := range infos {
+		file, ok := strings.CutPrefix(info.Name, m.Name+"/")
+		if !ok {
+			continue
+		}
+		n++
+		fi, err := os.Stat(filepath.Join(dir, file))
+		if !slices.Contains(files, file) || err != nil || uint64(fi.Size()) != info.Size || info.Metadata[model.DigestKey] != m.Digest {
+			return false
+		}
+	}
+	return n == len(files)
 }
 
 // checkpointFiles lists the files of the checkpoint in dir that Load

@@ -63,7 +63,30 @@ func TestPushFetch(t *testing.T) {
 		t.Errorf("model.List = %v, %v; want no tensor models", tensors, err)
 	}
 
+	// A push of a checkpoint the bucket holds puts nothing again: the
+	// objects are the first push's (a new put gets a new NUID).
+	obs, err := js.ObjectStore(ctx, model.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nuid := func(object string) string {
+		t.Helper()
+		info, err := obs.GetInfo(ctx, object)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.NUID
+	}
+	first := nuid("gocoder/model.safetensors")
+	if _, err := lm.Push(ctx, js, "", gocoder); err != nil {
+		t.Fatal(err)
+	}
+	if again := nuid("gocoder/model.safetensors"); again != first {
+		t.Errorf("a second push of the same checkpoint put its weights again (NUID %s, was %s)", again, first)
+	}
+
 	// A re-push of other weights under the same name replaces the model.
+	shardBefore := nuid("sharded/config.json")
 	again := filepath.Join(t.TempDir(), "sharded")
 	if err := lm.Synth(again, lm.SynthConfig{Config: tiny(lm.Qwen2), DType: model.DTypeBF16, Seed: 4}); err != nil {
 		t.Fatal(err)
@@ -78,6 +101,9 @@ func TestPushFetch(t *testing.T) {
 	}
 	if got.Digest != pushed.Digest {
 		t.Errorf("after a re-push: digest %.12s, want %.12s", got.Digest, pushed.Digest)
+	}
+	if nuid("sharded/config.json") == shardBefore {
+		t.Errorf("a push of other weights did not put config.json again")
 	}
 }
 
