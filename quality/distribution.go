@@ -4,7 +4,7 @@ import (
 	"math"
 
 	"github.com/gearbox-inference/gearbox"
-	"github.com/gearbox-inference/gearbox/kernels"
+	"github.com/gearbox-inference/gearbox/internal/par"
 )
 
 // CompareLogits measures a language model's next-token logits got (rows
@@ -30,15 +30,7 @@ func CompareLogits(got, ref []float32, rows, vocab int) gearbox.QualityMetrics {
 // Σ p_i (log p_i − log q_i). It is 0 exactly for identical logits and the
 // same for logits shifted by a constant. The logits must be finite.
 func KL(ref, got []float32) float64 {
-	lr, lg := kernels.LogSumExp(ref), kernels.LogSumExp(got)
-	var kl float64
-	for i := range ref {
-		a := float64(ref[i]) - lr
-		kl += math.Exp(a) * (a - (float64(got[i]) - lg))
-	}
-	// Rounding can leave a tiny negative sum where the distributions
-	// (nearly) agree; KL itself is never negative.
-	return max(kl, 0)
+	return compareRow(got, ref).kl
 }
 
 // logitStats accumulates CompareLogits over chunks of positions.
@@ -49,45 +41,128 @@ type logitStats struct {
 	nonFinite, outOfRange int
 }
 
-// add compares rows positions of got with ref.
+// rowGrain is how many logits a goroutine of add compares at least: a
+// part much smaller costs more to start than it saves.
+const rowGrain = 1 << 16
+
+// add compares rows positions of got with ref, the rows spread over the
+// host's cores.
+//
+// Each position is compared on its own (compareRow) and the positions are
+// then summed one by one in order, so the result is the same whatever the
+// number of cores, the split of rows between goroutines, or the chunks of
+// positions a sequence is added in. The counts, agreements and maxAbs are
+// exact. Against the one-goroutine loop this replaced, kl and cos are
+// summed over positions in the same order, but num and den are regrouped
+// (per position, then over positions) and each position's KL is worked
+// out from its log-sum-exps (compareRow) rather than its log-softmaxes:
+// they agree to float64 rounding, not bit for bit.
 func (s *logitStats) add(got, ref []float32, rows, vocab int) {
-	for r := range rows {
-		g, f := got[r*vocab:(r+1)*vocab], ref[r*vocab:(r+1)*vocab]
-		if !allFinite(f) {
-			s.outOfRange += vocab
-			continue
+	per := make([]rowStats, rows)
+	par.For(rows, max(1, rowGrain/max(vocab, 1)), func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			per[r] = compareRow(got[r*vocab:(r+1)*vocab], ref[r*vocab:(r+1)*vocab])
 		}
-		if !allFinite(g) {
-			for _, v := range g {
-				if !finite32(v) {
-					s.nonFinite++
-				}
-			}
+	})
+	for _, r := range per {
+		s.nonFinite += r.nonFinite
+		s.outOfRange += r.outOfRange
+		if !r.judged {
 			continue
 		}
 		s.positions++
-		s.kl += KL(f, g)
-		if kernels.Argmax(g) == kernels.Argmax(f) {
+		if r.agree {
 			s.agree++
 		}
-		var dot, gg, ff float64
-		for i := range f {
-			x, y := float64(g[i]), float64(f[i])
-			d := x - y
-			s.num += d * d
-			s.maxAbs = math.Max(s.maxAbs, math.Abs(d))
-			dot += x * y
-			gg += x * x
-			ff += y * y
+		s.kl += r.kl
+		s.cos += r.cos
+		s.num += r.num
+		s.den += r.den
+		s.maxAbs = max(s.maxAbs, r.maxAbs)
+	}
+}
+
+// rowStats is one position's share of logitStats.
+type rowStats struct {
+	judged, agree         bool
+	kl, cos               float64
+	num, den, maxAbs      float64
+	nonFinite, outOfRange int
+}
+
+// compareRow compares one position's logits g with the reference's f, in
+// two passes: their largest logits (and which), then every sum at once.
+//
+// With fHi = max f, gHi = max g, S = Σ exp(f_i − fHi), T = Σ exp(g_i − gHi),
+// log p_i − log q_i = (f_i − fHi) − (g_i − gHi) − log S + log T, so
+// KL = Σ exp(f_i − fHi) ((f_i − fHi) − (g_i − gHi)) / S + log T − log S:
+// two exponentials a logit where two log-softmaxes take three, and
+// identical (or shifted) logits give 0 exactly. f_i − fHi and g_i − gHi
+// are exact in float64, so no large logit's rounding enters the sum.
+func compareRow(g, f []float32) rowStats {
+	var st rowStats
+	if len(f) == 0 {
+		return rowStats{judged: true, agree: true, cos: 1} // nothing to tell apart
+	}
+	fm, gm := 0, 0 // argmaxes, the lowest id on ties
+	fFinite, gFinite := true, true
+	const exp32 = 0x7f800000 // a float32's exponent bits, all set for ±Inf and NaN
+	for i := range f {
+		x, y := g[i], f[i]
+		if math.Float32bits(y)&exp32 == exp32 {
+			fFinite = false
+			break
 		}
-		s.den += ff
-		switch {
-		case gg > 0 && ff > 0:
-			s.cos += dot / (math.Sqrt(gg) * math.Sqrt(ff))
-		case gg == 0 && ff == 0:
-			s.cos++ // both zero: identical
+		if math.Float32bits(x)&exp32 == exp32 {
+			gFinite = false
+		}
+		if y > f[fm] {
+			fm = i
+		}
+		if x > g[gm] {
+			gm = i
 		}
 	}
+	switch {
+	case !fFinite:
+		st.outOfRange = len(f)
+		return st
+	case !gFinite:
+		for _, v := range g {
+			if !finite32(v) {
+				st.nonFinite++
+			}
+		}
+		return st
+	}
+	st.judged, st.agree = true, fm == gm
+	fHi, gHi := float64(f[fm]), float64(g[gm])
+	var sf, sg, kl, dot, gg, ff, num, maxAbs float64
+	for i := range f {
+		x, y := float64(g[i]), float64(f[i])
+		a, b := y-fHi, x-gHi
+		ef := math.Exp(a)
+		sf += ef
+		sg += math.Exp(b)
+		kl += ef * (a - b)
+		d := x - y
+		num += d * d
+		maxAbs = max(maxAbs, math.Abs(d))
+		dot += x * y
+		gg += x * x
+		ff += y * y
+	}
+	// Rounding can leave a tiny negative sum where the distributions
+	// (nearly) agree; KL itself is never negative.
+	st.kl = max(kl/sf+math.Log(sg)-math.Log(sf), 0)
+	st.num, st.den, st.maxAbs = num, ff, maxAbs
+	switch {
+	case gg > 0 && ff > 0:
+		st.cos = dot / (math.Sqrt(gg) * math.Sqrt(ff))
+	case gg == 0 && ff == 0:
+		st.cos = 1 // both zero: identical
+	}
+	return st
 }
 
 // metrics is what the positions added so far measure.
