@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -162,10 +163,15 @@ func (c *LMChecker) Check(ctx context.Context, m *lm.Model, served precision.For
 			}
 			logits[p] = l
 		}
-		sv.add(logits[served], logits[ref], hi-from, vocab)
+		// The two comparisons are independent: side by side they keep the
+		// cores busy where a chunk has fewer positions than the host has
+		// cores (a short generation, a long one's last chunk).
+		var wg sync.WaitGroup
 		if cand != "" {
-			cv.add(logits[cand], logits[ref], hi-from, vocab)
+			wg.Go(func() { cv.add(logits[cand], logits[ref], hi-from, vocab) })
 		}
+		sv.add(logits[served], logits[ref], hi-from, vocab)
+		wg.Wait()
 		lo = hi
 	}
 	r := &gearbox.QualityReport{
