@@ -178,13 +178,12 @@ func TestCompareLogitsAgainstFloat64(t *testing.T) {
 	got, ref := llamaLogits(7, rows, vocab)
 	nan, inf := float32(math.NaN()), float32(math.Inf(1))
 	row := func(v []float32, r int) []float32 { return v[r*vocab : (r+1)*vocab] }
-	ref[3*vocab+17] = nan                       // out of range
-	ref[40*vocab+vocab-1] = -inf                // out of range, got not finite either
-	got[40*vocab+2] = nan                       //
-	got[9*vocab+5], got[9*vocab+800] = inf, nan // not finite: 2
-	got[77*vocab] = -inf                        // not finite: 1
-	copy(row(got, 20), row(ref, 20))            // identical
-	for i, v := range row(ref, 21) {            // shifted by a constant
+	ref[3*vocab+17] = nan                              // out of range
+	ref[40*vocab+vocab-1], got[40*vocab+2] = -inf, nan // out of range (got's NaN uncounted)
+	got[9*vocab+5], got[9*vocab+800] = inf, nan        // not finite: 2
+	got[77*vocab] = -inf                               // not finite: 1
+	copy(row(got, 20), row(ref, 20))                   // identical
+	for i, v := range row(ref, 21) {                   // shifted by a constant
 		row(got, 21)[i] = v + 3
 	}
 	// A position where the top two reference tokens are close, so that
