@@ -488,6 +488,8 @@ func TestLMOpAttention(t *testing.T) {
 		{1, 2, 128, e4m3, []int{17, 2100}},
 		{3, 3, 24, e4m3, []int{130, 5}},
 		{1, 16, 256, e4m3, []int{1, 200}},
+		{1, 4, 128, e4m3, []int{33000}}, // splits of 33 blocks: past the 32 table entries read up front
+		{1, 2, 128, bf16, []int{33000}},
 	} {
 		name := fmt.Sprintf("kvHeads %d group %d dim %d cache format %d", tc.kvHeads, tc.group, tc.dim, tc.f)
 		const layers, layer = 2, 1
