@@ -43,19 +43,28 @@ const lmThreads = C.GBX_LM_THREADS
 
 // perRowLM is a launch of one GBX_LM_THREADS block per row.
 //
-// A step of few rows (decode at small batch) has few blocks for 132 SMs:
-// each then gets 1,024 threads, so that a row's passes take a quarter of
-// the serial iterations (the per-row kernels reduce over any block of
-// whole warps up to 1,024 threads).
+// A step of up to lmWideRows rows (decode below full load) has at most two
+// such blocks an SM: each then gets 1,024 threads, so that a row's passes
+// take a quarter of the serial iterations (the per-row kernels reduce over
+// any block of whole warps up to 1,024 threads). Up to 32 rows only, at
+// first; from 33 to 256 rows, ncu on the H200 had the residual-and-norm
+// kernel at 19 µs a call for 64 rows of 4,096, its 16 passes' loads each
+// waiting on the one before.
 func perRowLM(kd *kernel, rows int, a *args) launch {
 	threads := uint32(lmThreads)
-	if rows <= lmFewRows {
+	if rows <= lmWideRows {
 		threads = 1024
 	}
 	return launch{kernel: kd, grid: [3]uint32{uint32(rows), 1, 1}, block: [3]uint32{threads, 1, 1}, args: a}
 }
 
-// lmFewRows is the most rows for which perRowLM widens its blocks.
+// lmWideRows is the most rows for which perRowLM widens its blocks and
+// lmRope spreads a row's heads over blocks: 2 × the H200's 132 SMs, less
+// a few.
+const lmWideRows = 256
+
+// lmFewRows is the most rows of a step whose split blocks' scratch
+// (lmSiLUAmaxBytes) is sized for 64 blocks a row.
 const lmFewRows = 32
 
 // lmConvert writes n values of src (stored as srcFmt: f32, bf16 or f16) to
@@ -116,9 +125,9 @@ func (k *kernelSet) lmRope(s cuStream, rows int, r ropeArgs) error {
 	a := newArgs().ptr(r.qkv).i32(r.stride).ptr(r.epi.xs).ptr(r.epi.ws).ptr(r.epi.bias).ptr(r.qNorm).ptr(r.kNorm).f64(r.eps).ptr(r.invFreq).ptr(r.pos).ptr(r.seq).
 		ptr(r.btOff).ptr(r.blocks).ptr(r.cache).i32(int(r.cacheFmt)).ptr(r.kvScale).i32(r.layer).i32(r.layers).i32(r.heads).i32(r.kvHeads).i32(r.dim)
 	l := perRowLM(kLMRope, rows, a)
-	if rows <= lmFewRows {
-		// A few rows: a row's heads over several blocks of lmThreads, a
-		// warp a head.
+	if rows <= lmWideRows {
+		// Not a full load: a row's heads over several blocks of lmThreads,
+		// a warp a head.
 		l.block[0] = lmThreads
 		l.grid[1] = uint32((r.heads + 2*r.kvHeads + lmThreads/32 - 1) / (lmThreads / 32))
 	}
@@ -148,21 +157,25 @@ func (k *kernelSet) lmQuantCols(s cuStream, act, yq uint64, f fmtCode, xs, amax 
 	return k.run(s, launch{kernel: kLMQuantCols, grid: [3]uint32{uint32(rows), uint32(ny), 1}, block: [3]uint32{lmThreads, 1, 1}, args: a})
 }
 
-// siluSplit is the number of blocks lmSiLURows gives a row: one where
-// there are rows enough to fill the GPU, otherwise one per siluCols
-// columns (at most siluMaxSplit); lmSiLUAmaxBytes bounds the scratch it
-// then needs.
+// siluSplit is the number of blocks lmSiLURows gives a row: enough that a
+// step has about siluBlocks of them (a few per SM), each of at least
+// siluCols columns, at most siluMaxSplit, and no more than the maxima's
+// scratch holds (lmSiLUAmaxBytes). One block per row left a step of 64
+// rows with 64 blocks, each walking 14,336 columns: 74 µs a layer under ncu
+// on the H200, a tenth of an fp8 decode step. The values do not depend on
+// the split, nor does an fp8 row's scale (a maximum), so a row's operand
+// is the same at any row count.
 func siluSplit(rows, inter int) int {
-	if rows > lmFewRows {
-		return 1
-	}
-	return min(max((inter+siluCols-1)/siluCols, 1), siluMaxSplit)
+	ny := min((siluBlocks+rows-1)/rows, (inter+siluCols-1)/siluCols, siluMaxSplit, siluAmaxSlots/rows)
+	return max(ny, 1)
 }
 
 const (
+	siluBlocks      = 528 // 4 × the H200's 132 SMs
 	siluCols        = 1024
 	siluMaxSplit    = 64
-	lmSiLUAmaxBytes = 4 * lmFewRows * siluMaxSplit
+	siluAmaxSlots   = lmFewRows * siluMaxSplit
+	lmSiLUAmaxBytes = 4 * siluAmaxSlots
 )
 
 // ---- attention.cu ----

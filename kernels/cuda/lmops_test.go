@@ -160,6 +160,7 @@ func TestLMOpNorm(t *testing.T) {
 		{5, 300, []int32{3, 0, 4}},
 		{41, 1000, nil},
 		{41, 2100, nil},
+		{300, 700, nil}, // past lmWideRows: blocks of lmThreads
 	} {
 		if tc.rowIdx == nil {
 			for i := range tc.rows - 1 { // every row but the last, backwards
@@ -646,12 +647,12 @@ func checkAttention(t *testing.T, name string, got, q, vals []float32, flat, btO
 func TestLMOpSiLUEpilogue(t *testing.T) {
 	x := newDevT(t)
 	r := rand.New(rand.NewPCG(9, 10))
-	// One block per row, and (few rows, wide) a row split over blocks,
-	// whose fp8 operand is written by a second kernel.
+	// One block per row, and (rows fewer than siluBlocks, wide) a row split
+	// over blocks, whose fp8 operand is written by a second kernel.
 	for _, tc := range []struct {
 		rows, inter int
 		f           fmtCode
-	}{{3, 70, fmtBF16}, {2, 3000, fmtBF16}, {2, 3000, fmtE4M3}, {1, 14336, fmtE4M3F32}, {40, 3000, fmtE4M3}} {
+	}{{3, 70, fmtBF16}, {2, 3000, fmtBF16}, {2, 3000, fmtE4M3}, {1, 14336, fmtE4M3F32}, {40, 3000, fmtE4M3}, {300, 2100, fmtE4M3}} {
 		rows, inter := tc.rows, tc.inter
 		gu := randFloats(r, rows*2*inter, 3)
 		gp, act, yq, xs, amax := x.up(f32Bytes(gu)), x.zeros(4*rows*inter), x.zeros(4*rows*inter), x.zeros(4*rows), x.zeros(lmSiLUAmaxBytes)
