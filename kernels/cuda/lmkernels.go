@@ -46,10 +46,11 @@ const lmThreads = C.GBX_LM_THREADS
 // A step of up to lmWideRows rows (decode below full load) has at most two
 // such blocks an SM: each then gets 1,024 threads, so that a row's passes
 // take a quarter of the serial iterations (the per-row kernels reduce over
-// any block of whole warps up to 1,024 threads). Up to 32 rows only, at
-// first; from 33 to 256 rows, ncu on the H200 had the residual-and-norm
-// kernel at 19 µs a call for 64 rows of 4,096, its 16 passes' loads each
-// waiting on the one before.
+// any block of whole warps up to 1,024 threads, the norm's sum in an order
+// that does not depend on the block's size: blockSumLanes). Up to 32 rows
+// only, at first; from 33 to 256 rows, ncu on the H200 had the
+// residual-and-norm kernel at 19 µs a call for 64 rows of 4,096, its 16
+// passes' loads each waiting on the one before.
 func perRowLM(kd *kernel, rows int, a *args) launch {
 	threads := uint32(lmThreads)
 	if rows <= lmWideRows {
@@ -158,11 +159,11 @@ func (k *kernelSet) lmQuantCols(s cuStream, act, yq uint64, f fmtCode, xs, amax 
 }
 
 // siluSplit is the number of blocks lmSiLURows gives a row: enough that a
-// step has about siluBlocks of them (a few per SM), each of at least
-// siluCols columns, at most siluMaxSplit, and no more than the maxima's
+// step has about siluBlocks of them (a few per SM), each of about siluCols
+// columns or more, at most siluMaxSplit, and no more than the maxima's
 // scratch holds (lmSiLUAmaxBytes). One block per row left a step of 64
 // rows with 64 blocks, each walking 14,336 columns: 74 µs a layer under ncu
-// on the H200, a tenth of an fp8 decode step. The values do not depend on
+// on the H200, about a fifth of an fp8 decode step's kernel time. The values do not depend on
 // the split, nor does an fp8 row's scale (a maximum), so a row's operand
 // is the same at any row count.
 func siluSplit(rows, inter int) int {

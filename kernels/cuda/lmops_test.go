@@ -148,8 +148,8 @@ func rmsNormRef(dst, src, w []float32, eps float64) {
 // every format) and gbx_quant_rows against the CPU's arithmetic and package
 // precision's conversions.
 //
-// Three shapes: a few rows (1,024-thread blocks) and many rows
-// (256-thread blocks), short and long.
+// Shapes with 1,024-thread blocks (up to lmWideRows rows) and 256-thread
+// ones, short and long rows.
 func TestLMOpNorm(t *testing.T) {
 	x := newDevT(t)
 	r := rand.New(rand.NewPCG(1, 2))
@@ -652,7 +652,8 @@ func TestLMOpSiLUEpilogue(t *testing.T) {
 	for _, tc := range []struct {
 		rows, inter int
 		f           fmtCode
-	}{{3, 70, fmtBF16}, {2, 3000, fmtBF16}, {2, 3000, fmtE4M3}, {1, 14336, fmtE4M3F32}, {40, 3000, fmtE4M3}, {300, 2100, fmtE4M3}} {
+	}{{3, 70, fmtBF16}, {2, 3000, fmtBF16}, {2, 3000, fmtE4M3}, {1, 14336, fmtE4M3F32}, {40, 3000, fmtE4M3}, {300, 2100, fmtE4M3},
+		{100, 700, fmtBF16}, {600, 3000, fmtE4M3}} { // one block a row of 1,024 threads, then of 256
 		rows, inter := tc.rows, tc.inter
 		gu := randFloats(r, rows*2*inter, 3)
 		gp, act, yq, xs, amax := x.up(f32Bytes(gu)), x.zeros(4*rows*inter), x.zeros(4*rows*inter), x.zeros(4*rows), x.zeros(lmSiLUAmaxBytes)

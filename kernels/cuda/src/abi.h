@@ -71,7 +71,8 @@ enum gbx_fmt {
 enum { GBX_KV_BLOCK = 16 };
 
 // gbx_lm_norm, gbx_quant_rows, gbx_lm_embed and gbx_lm_rope run one block of
-// GBX_LM_THREADS threads per row.
+// GBX_LM_THREADS threads per row, or of 1,024 in a step of few rows (the
+// host's perRowLM; gbx_lm_rope then spreads a row's heads over blocks).
 #define GBX_LM_THREADS 256
 
 // gbx_attn_partial: grid (splits, kvHeads, rows), GBX_ATTN_THREADS threads;

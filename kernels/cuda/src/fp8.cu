@@ -10,7 +10,7 @@
 // gbx_quant_rows: row b of yq = row b of x [*, cols] in fmt (gbx_row_out):
 // for E4M3 and E4M3_F32 with the row's own scale FP8Scale(amax of the row,
 // margin), written to xs[b]. One block of GBX_LM_THREADS per row.
-extern "C" __global__ void gbx_quant_rows(const float *x, void *yq, int fmt, float *xs, int cols, int margin) {
+extern "C" __global__ void __launch_bounds__(1024) gbx_quant_rows(const float *x, void *yq, int fmt, float *xs, int cols, int margin) {
 	gbx_pdl();
 	gbx_row_out(x + (long long)blockIdx.x * cols, cols, yq, blockIdx.x, fmt, xs, margin);
 }

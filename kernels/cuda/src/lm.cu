@@ -60,7 +60,7 @@ extern "C" __global__ void gbx_lm_fill(void *dst, int fmt, long long n, unsigned
 
 // gbx_lm_embed: row b of x = the embedding of tokens[b], from table [vocab,
 // hidden] stored as fmt (one block per row).
-extern "C" __global__ void gbx_lm_embed(const void *table, int fmt, const int *tokens, float *x, int hidden) {
+extern "C" __global__ void __launch_bounds__(1024) gbx_lm_embed(const void *table, int fmt, const int *tokens, float *x, int hidden) {
 	gbx_pdl();
 	long long t = tokens[blockIdx.x];
 	float *xr = x + (long long)blockIdx.x * hidden;
@@ -75,26 +75,34 @@ extern "C" __global__ void gbx_lm_embed(const void *table, int fmt, const int *t
 // layer before, whose epilogue (gbx_epi: dxs[r], dws, dbias; each may be
 // NULL) is applied here on load. dxs may be xs itself (the row's scale is
 // read before the row's new one is written), but only with rowIdx NULL.
-extern "C" __global__ void gbx_lm_norm(float *x, const float *delta, const float *dxs, const float *dws,
+extern "C" __global__ void __launch_bounds__(1024) gbx_lm_norm(float *x, const float *delta, const float *dxs, const float *dws,
                                        const float *dbias, const float *__restrict__ w, const int *rowIdx, float *yf,
                                        void *yq, int fmt, float *xs, int cols, double eps, int margin) {
 	gbx_pdl();
-	__shared__ double sh[33];
+	__shared__ double sv[GBX_SUM_LANES], sg[33];
 	const long long r = rowIdx ? rowIdx[blockIdx.x] : blockIdx.x;
 	float *xr = x + r * cols;
 	const float *dr = delta ? delta + r * cols : 0;
 	const float dxr = dxs ? dxs[r] : 1.0f;
 	float *yr = yf + (long long)blockIdx.x * cols;
-	double ss = 0;
-	for (int i = threadIdx.x; i < cols; i += blockDim.x) {
-		float v = xr[i];
-		if (dr) {
-			v = v + gbx_epi(dr[i], dxs, dxr, dws, dbias, i);
-			xr[i] = v;
+	// Σx² over blockSumLanes' lanes, lane l adding elements l, l +
+	// GBX_SUM_LANES, … (a thread takes lanes t, t + blockDim, …): the same
+	// sum whatever the block's size, which perRowLM picks by the step's row
+	// count, so a row's norm does not depend on the rows beside it.
+	for (int l = threadIdx.x; l < GBX_SUM_LANES; l += blockDim.x) {
+		double acc = 0;
+		for (int i = l; i < cols; i += GBX_SUM_LANES) {
+			float v = xr[i];
+			if (dr) {
+				v = v + gbx_epi(dr[i], dxs, dxr, dws, dbias, i);
+				xr[i] = v;
+			}
+			acc += (double)v * (double)v;
 		}
-		ss += (double)v * (double)v;
+		sv[l] = acc;
 	}
-	ss = blockSum(ss, sh);
+	__syncthreads();
+	const double ss = blockSumLanes(sv, sg);
 	const double inv = 1.0 / sqrt(ss / (double)cols + eps);
 	for (int i = threadIdx.x; i < cols; i += blockDim.x) yr[i] = (float)((double)xr[i] * inv * (double)w[i]);
 	gbx_row_out(yr, cols, yq, blockIdx.x, fmt, xs, margin);

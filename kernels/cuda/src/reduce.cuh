@@ -17,6 +17,32 @@ __device__ __forceinline__ float blockAmax(float m, float *sh) {
 	return m;
 }
 
+// GBX_SUM_LANES is the number of blockSumLanes' virtual lanes.
+#define GBX_SUM_LANES 1024
+
+// blockSumLanes returns to every thread the sum of the lanes' values
+// sv[0 … GBX_SUM_LANES), written by the block and synchronised, added in a
+// fixed tree: 32 groups of 32 lanes by the same shuffles, then the groups'
+// sums. Lane l's value being the sum of a row's elements l, l +
+// GBX_SUM_LANES, … in that order, the row's sum is the same for a block of
+// any size (blockSum's order follows the block's). sg holds 33 doubles.
+__device__ double blockSumLanes(const double *sv, double *sg) {
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+	for (int grp = warp; grp < GBX_SUM_LANES / 32; grp += nw) {
+		double v = sv[grp * 32 + lane];
+		for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+		if (lane == 0) sg[grp] = v;
+	}
+	__syncthreads();
+	if (warp == 0) {
+		double v = sg[lane];
+		for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+		if (lane == 0) sg[32] = v;
+	}
+	__syncthreads();
+	return sg[32];
+}
+
 // blockSum and blockMax return the sum and the maximum of v over the block
 // to every thread. sh holds 33 doubles.
 __device__ double blockSum(double v, double *sh) {
