@@ -26,9 +26,10 @@ func CompareLogits(got, ref []float32, rows, vocab int) gearbox.QualityMetrics {
 }
 
 // KL is KL(p ‖ q) in nats of the distributions softmax(ref) = p and
-// softmax(got) = q, computed in float64 from their log-softmax:
-// Σ p_i (log p_i − log q_i). It is 0 exactly for identical logits and the
-// same for logits shifted by a constant. The logits must be finite.
+// softmax(got) = q, Σ p_i (log p_i − log q_i), computed in float64 from
+// their log-sum-exps (compareRow). It is 0 exactly for identical logits and
+// the same for logits shifted by a constant. The logits must be finite (for
+// others it returns 0).
 func KL(ref, got []float32) float64 {
 	return compareRow(got, ref).kl
 }
