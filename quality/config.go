@@ -21,6 +21,21 @@ type Config struct {
 	// is not checked (counted as dropped), so checks never hold up
 	// results (default 4).
 	Queue int
+	// Budget is the largest fraction of wall time the language-model
+	// checker may spend running checks, in (0, 1]; 0: unbounded
+	// (DefaultConfig: 0.1). After a check that took d (its re-runs,
+	// comparison and publish) the checker rests d·(1/Budget − 1) before
+	// taking the next; sequences sampled meanwhile queue up to Queue and
+	// are dropped beyond it. Checks share the GPU and host that serve: on
+	// the H200's 8B/1B bench, checking back to back cost 41 % of the
+	// throughput, so a tenth of the time should cost about 4 %. The
+	// checker's share is Sample × generations a second × seconds a check:
+	// at the default 2 % it stays under a tenth, and the budget does not
+	// bind, unless a check takes longer than the worker takes to finish
+	// five generations. A busy worker on long generations can get there
+	// (that bench, 16 generations a second and up to 0.67 s a check: about
+	// 20 %). The tensor models' checks are not bounded by it.
+	Budget float64
 	// Control runs the precision controller (Runner) in the worker
 	// (DefaultConfig: on).
 	Control bool
@@ -39,16 +54,17 @@ type Config struct {
 
 // DefaultConfig returns the quality loop as the gearbox binary runs it: 2 %
 // of batches checked, a model with traffic checked at least every 30 s, 16
-// rows a check, a queue of 4, the controller on with DefaultRules. The zero
-// Config checks nothing and runs no controller; its zero Rows, Queue and
-// Rules take these values.
+// rows a check, a queue of 4, language-model checks within a tenth of the
+// time, the controller on with DefaultRules. The zero Config checks
+// nothing and runs no controller; its zero Rows, Queue and Rules take
+// these values.
 func DefaultConfig() Config {
-	return Config{Sample: 0.02, Interval: 30 * time.Second, Rows: 16, Queue: 4, Control: true, Rules: DefaultRules()}
+	return Config{Sample: 0.02, Interval: 30 * time.Second, Rows: 16, Queue: 4, Budget: 0.1, Control: true, Rules: DefaultRules()}
 }
 
 // WithDefaults returns c with zero Rows, Queue and Rules fields set to
-// DefaultConfig's; Sample, Interval and Control mean what they say at
-// zero.
+// DefaultConfig's; Sample, Interval, Budget and Control mean what they say
+// at zero.
 func (c Config) WithDefaults() Config {
 	d := DefaultConfig()
 	if c.Rows == 0 {
@@ -75,6 +91,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("quality rows %d must be ≥ 0", c.Rows)
 	case c.Queue < 0:
 		return fmt.Errorf("quality queue %d must be ≥ 0", c.Queue)
+	case !(c.Budget >= 0 && c.Budget <= 1):
+		return fmt.Errorf("quality budget %g must be in [0, 1] (0: unbounded)", c.Budget)
 	}
 	return c.Rules.Validate()
 }

@@ -41,6 +41,11 @@ type LMChecker struct {
 
 	queue chan *lmCheck
 	*sampler
+
+	// nowFn reads the clock that times checks; waitFn rests for d or
+	// until ctx ends (tests replace both).
+	nowFn  func() time.Time
+	waitFn func(ctx context.Context, d time.Duration)
 }
 
 // ErrNoLM is returned by NewLMChecker for a backend that runs no language
@@ -50,7 +55,8 @@ var ErrNoLM = errors.New("quality: the backend runs no language models")
 // NewLMChecker returns a checker of sequences generated on backend (which
 // must implement kernels.LM) by worker, which hands each report to
 // publish. It shares cfg's sample rate, interval, queue length and
-// metrics with the tensor models' Checker; Rows and Hold do not apply.
+// metrics with the tensor models' Checker; Budget bounds its checks alone;
+// Rows and Hold do not apply.
 func NewLMChecker(cfg Config, backend kernels.Backend, worker string, publish func(context.Context, *gearbox.QualityReport) error, log zerolog.Logger) (*LMChecker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -63,7 +69,18 @@ func NewLMChecker(cfg Config, backend kernels.Backend, worker string, publish fu
 	return &LMChecker{
 		cfg: cfg, backend: backend, lm: lmb, worker: worker, publish: publish, log: log,
 		queue: make(chan *lmCheck, cfg.Queue), sampler: newSampler(cfg),
+		nowFn: time.Now, waitFn: wait,
 	}, nil
+}
+
+// wait returns after d, or as soon as ctx ends.
+func wait(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }
 
 // Offer considers a finished generation for a check: prompt and generated
@@ -83,13 +100,15 @@ func (c *LMChecker) Offer(now time.Time, m *lm.Model, served precision.Format, j
 	}
 }
 
-// Run performs queued checks until ctx ends.
+// Run performs queued checks until ctx ends. Under Config.Budget it rests
+// after each check, so that checks take at most that share of its time.
 func (c *LMChecker) Run(ctx context.Context) {
-	for {
+	for ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
 			return
 		case ck := <-c.queue:
+			start := c.nowFn()
 			r, err := c.Check(ctx, ck.m, ck.served, ck.prompt, ck.generated)
 			if err == nil {
 				r.Batch = ck.job
@@ -98,9 +117,23 @@ func (c *LMChecker) Run(ctx context.Context) {
 			if err != nil && ctx.Err() != nil {
 				return
 			}
+			d := c.nowFn().Sub(start)
 			c.cfg.Metrics.done(c.log, ck.m.Name, ck.job, r, err)
+			c.cfg.Metrics.spent(ck.m.Name, d)
+			if rest := c.rest(d); rest > 0 {
+				c.waitFn(ctx, rest)
+			}
 		}
 	}
+}
+
+// rest is how long to rest after a check that took d for checks to take
+// Budget of the time: d·(1/Budget − 1), none when unbounded.
+func (c *LMChecker) rest(d time.Duration) time.Duration {
+	if b := c.cfg.Budget; b > 0 && b < 1 {
+		return time.Duration(float64(d) * (1/b - 1))
+	}
+	return 0
 }
 
 // logitChunkBytes bounds the logits one teacher-forced step returns per

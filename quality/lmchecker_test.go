@@ -2,7 +2,10 @@ package quality
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"math"
+	"sync"
 	"testing"
 	"time"
 
@@ -188,5 +191,196 @@ func TestLMOfferDropsWhenFull(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(met.checks.WithLabelValues("m", "dropped")); got != 3 {
 		t.Errorf("%g checks dropped; want 3", got)
+	}
+}
+
+// budgetRun is an LMChecker running on a clock that moves only when a
+// check publishes: check i takes took[i]. Each publish and each rest is
+// sent on events, and Run stays in a rest until resumed (or its ctx ends).
+type budgetRun struct {
+	c      *LMChecker
+	met    *Metrics
+	events chan budgetEvent
+	resume chan struct{}
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// budgetEvent is a check published (published) or a rest of rest.
+type budgetEvent struct {
+	published bool
+	rest      time.Duration
+}
+
+// startBudgetRun queues len(took) checks of the shipped model's sequence
+// on a checker under budget and starts its Run; failAt, when ≥ 0, is the
+// check whose publish fails. With realWait a rest, once sent on events,
+// is the checker's own wait rather than one until resumed.
+func startBudgetRun(t *testing.T, budget float64, took []time.Duration, failAt int, realWait bool) *budgetRun {
+	t.Helper()
+	b, err := cpu.New(cpu.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, prompt, gen := gocoderSequence(t, b, "", 3)
+	h := &budgetRun{met: NewMetrics(prometheus.NewRegistry()), events: make(chan budgetEvent), resume: make(chan struct{}), done: make(chan struct{})}
+	var mu sync.Mutex
+	clock, published := time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC), 0
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	t.Cleanup(cancel)
+	send := func(ctx context.Context, e budgetEvent) bool {
+		select {
+		case h.events <- e:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	publish := func(ctx context.Context, r *gearbox.QualityReport) error {
+		mu.Lock()
+		i := published
+		clock = clock.Add(took[i])
+		published++
+		mu.Unlock()
+		send(ctx, budgetEvent{published: true})
+		if i == failAt {
+			return errors.New("publish refused")
+		}
+		return nil
+	}
+	h.c, err = NewLMChecker(Config{Sample: 1, Queue: len(took), Budget: budget, Metrics: h.met}, b, "w", publish, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.c.nowFn = func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return clock
+	}
+	h.c.waitFn = func(ctx context.Context, d time.Duration) {
+		if !send(ctx, budgetEvent{rest: d}) {
+			return
+		}
+		if realWait {
+			wait(ctx, d)
+			return
+		}
+		select {
+		case <-h.resume:
+		case <-ctx.Done():
+		}
+	}
+	for i := range took {
+		h.c.Offer(time.Now(), m, precision.FP8, fmt.Sprint("job-", i), prompt, gen)
+	}
+	go func() {
+		defer close(h.done)
+		h.c.Run(ctx)
+	}()
+	return h
+}
+
+// next is Run's next event.
+func (h *budgetRun) next(t *testing.T) budgetEvent {
+	t.Helper()
+	select {
+	case e := <-h.events:
+		return e
+	case <-h.done:
+		t.Fatal("Run returned")
+	case <-time.After(time.Minute): // a guard against a hang, not a measure
+		t.Fatal("no check published and no rest in a minute")
+	}
+	return budgetEvent{}
+}
+
+// stop ends Run's ctx and waits for Run to return.
+func (h *budgetRun) stop(t *testing.T) {
+	t.Helper()
+	h.cancel()
+	select {
+	case <-h.done:
+	case <-time.After(time.Minute): // a guard against a hang, not a measure
+		t.Fatal("Run did not return in a minute after its ctx ended")
+	}
+}
+
+// TestLMBudgetRests: under a budget B, a check that took d is followed by
+// a rest of d·(1/B − 1) before the next check is taken off the queue;
+// unbounded (0) and a budget of 1 never rest.
+func TestLMBudgetRests(t *testing.T) {
+	took := []time.Duration{2 * time.Second, 5 * time.Second}
+	for _, tc := range []struct {
+		budget float64
+		rests  []time.Duration
+	}{
+		{0.25, []time.Duration{6 * time.Second, 15 * time.Second}},
+		{0.5, []time.Duration{2 * time.Second, 5 * time.Second}},
+		{1, nil},
+		{0, nil},
+	} {
+		t.Run(fmt.Sprint(tc.budget), func(t *testing.T) {
+			h := startBudgetRun(t, tc.budget, took, -1, false)
+			for i := range took {
+				if e := h.next(t); !e.published {
+					t.Fatalf("check %d: a rest of %v before it was published", i, e.rest)
+				}
+				if tc.rests == nil {
+					continue
+				}
+				e := h.next(t)
+				if e.published {
+					t.Fatalf("after check %d (%v): the next check published without a rest; want a rest of %v", i, took[i], tc.rests[i])
+				}
+				if e.rest != tc.rests[i] {
+					t.Errorf("after check %d (%v): rest %v; want %v", i, took[i], e.rest, tc.rests[i])
+				}
+				if got, want := len(h.c.queue), len(took)-1-i; got != want {
+					t.Errorf("during rest %d: %d checks queued; want %d (none taken while resting)", i, got, want)
+				}
+				h.resume <- struct{}{}
+			}
+			h.stop(t)
+			select {
+			case e := <-h.events:
+				t.Errorf("after the last check: %+v", e)
+			default:
+			}
+		})
+	}
+}
+
+// TestLMBudgetRestEndsWithCtx: Run, resting after a check, returns as soon
+// as its ctx ends, and takes no further check.
+func TestLMBudgetRestEndsWithCtx(t *testing.T) {
+	h := startBudgetRun(t, 0.25, []time.Duration{time.Hour, time.Hour}, -1, true)
+	if e := h.next(t); !e.published {
+		t.Fatalf("a rest of %v before the first check", e.rest)
+	}
+	if e := h.next(t); e.rest != 3*time.Hour {
+		t.Fatalf("after an hour's check: %+v; want a rest of 3h", e)
+	}
+	h.stop(t)
+	if got := len(h.c.queue); got != 1 {
+		t.Errorf("%d checks queued after Run returned; want the 1 it never took", got)
+	}
+}
+
+// TestLMCheckSeconds: the time spent in each check, published or failed,
+// adds to the model's gearbox_quality_check_seconds_total.
+func TestLMCheckSeconds(t *testing.T) {
+	h := startBudgetRun(t, 0, []time.Duration{2 * time.Second, 5500 * time.Millisecond}, 0, false)
+	for range 2 {
+		h.next(t)
+	}
+	h.stop(t)
+	if got := testutil.ToFloat64(h.met.CheckSeconds("gocoder")); got != 7.5 {
+		t.Errorf("%g check seconds; want 7.5", got)
+	}
+	for outcome, want := range map[string]float64{"published": 1, "failed": 1} {
+		if got := testutil.ToFloat64(h.met.checks.WithLabelValues("gocoder", outcome)); got != want {
+			t.Errorf("%g checks %s; want %g", got, outcome, want)
+		}
 	}
 }

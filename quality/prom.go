@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -18,6 +19,7 @@ import (
 type Metrics struct {
 	errors   *prometheus.HistogramVec
 	checks   *prometheus.CounterVec
+	checkSec *prometheus.CounterVec
 	changes  *prometheus.CounterVec
 	policy   *prometheus.GaugeVec
 	excluded *prometheus.GaugeVec
@@ -61,6 +63,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "gearbox_quality_checks_total",
 			Help: "Quality checks by model and outcome: published, dropped (the check queue was full), out_of_range (every output checked was beyond float32 at fp32: nothing to judge), failed.",
 		}, []string{"model", "outcome"}),
+		checkSec: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gearbox_quality_check_seconds_total",
+			Help: "Seconds spent running language models' quality checks (the re-runs, the comparison and the publish), by model; its rate is the share of the time checking takes, which GEARBOX_QUALITY_BUDGET bounds.",
+		}, []string{"model"}),
 		changes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gearbox_policy_changes_total",
 			Help: "Precision policy changes written by this process's controller, by model and direction (up, down, or none: a precision ruled out).",
@@ -82,7 +88,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "1 for the reason the controller holds a model's precision (off_ladder, ceiling, floor, ruled_out, evidence, margin, cooldown), 0 for the others; all 0 right after a change.",
 		}, []string{"model", "reason"}),
 	}
-	reg.MustRegister(m.errors, m.checks, m.changes, m.policy, m.excluded, m.target, m.hold)
+	reg.MustRegister(m.errors, m.checks, m.checkSec, m.changes, m.policy, m.excluded, m.target, m.hold)
 	return m
 }
 
@@ -90,6 +96,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 func (m *Metrics) count(model, outcome string) {
 	if m != nil {
 		m.checks.WithLabelValues(model, outcome).Inc()
+	}
+}
+
+// CheckSeconds is the counter of seconds spent in language-model checks of
+// model.
+func (m *Metrics) CheckSeconds(model string) prometheus.Counter {
+	return m.checkSec.WithLabelValues(model)
+}
+
+// spent counts d spent checking model; m may be nil.
+func (m *Metrics) spent(model string, d time.Duration) {
+	if m != nil && d > 0 {
+		m.checkSec.WithLabelValues(model).Add(d.Seconds())
 	}
 }
 
