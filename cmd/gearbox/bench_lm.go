@@ -21,6 +21,7 @@ type lmFlags struct {
 	jsonOut, plot, cpuProfile, trace      string
 	phases                                []string
 	tightKL, looseKL, temperature, sample float64
+	budget                                float64
 	jobs, promptMin, promptMax, outputMin int
 	outputMax, inFlight, workers, slices  int
 	minSamples                            int
@@ -57,9 +58,10 @@ bare loop runs the jobs once untimed (--warm-pass=false skips it), so that
 per-shape set-up on the GPU is paid before either clock.
 
 The workers' other settings (KV cache, token budget, quality rules) come from
-the GEARBOX_* variables; --quality-sample, --quality-cooldown and
---quality-min-samples replace GEARBOX_QUALITY_SAMPLE, _COOLDOWN and
-_MIN_SAMPLES, whose defaults suit a worker that runs for days, not minutes.`,
+the GEARBOX_* variables; --quality-sample, --quality-budget,
+--quality-cooldown and --quality-min-samples replace GEARBOX_QUALITY_SAMPLE,
+_BUDGET, _COOLDOWN and _MIN_SAMPLES, whose defaults suit a worker that runs
+for days, not minutes. The auto phase's report says how long its checks took.`,
 		Args: argsRange(0, 0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return benchLM(cmd.Context(), &a.cfg, a.log, f, cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -85,6 +87,7 @@ _MIN_SAMPLES, whose defaults suit a worker that runs for days, not minutes.`,
 	fs.StringSliceVar(&f.phases, "phases", []string{lmbench.PhaseAuto, lmbench.PhasePinned}, "phases to run, in the order auto, pinned, bare: bare is the pinned phase's jobs through the engines without the queue, and needs pinned")
 	fs.BoolVar(&f.warmPass, "warm-pass", true, "with the bare phase, run its jobs once untimed before the pinned phase, so that per-shape set-up (GEMM plans) is paid before either clock")
 	fs.Float64Var(&f.sample, "quality-sample", 0.25, "fraction of generations the auto phase checks")
+	fs.Float64Var(&f.budget, "quality-budget", 0, "most fraction of the time a worker's checks may take (0: unbounded, so that reports come within seconds)")
 	fs.DurationVar(&f.cooldown, "quality-cooldown", 10*time.Second, "least time between a policy change and a step down")
 	fs.IntVar(&f.minSamples, "quality-min-samples", 0, "reports a step down needs (default GEARBOX_QUALITY_MIN_SAMPLES)")
 	fs.StringVar(&f.storeDir, "store-dir", "", "directory for the embedded server's JetStream files (default: a temporary one, removed after)")
@@ -122,7 +125,7 @@ func benchLM(ctx context.Context, cfg *config, log zerolog.Logger, f lmFlags, st
 	}
 	defer place.Close()
 	q := cfg.quality()
-	q.Sample, q.Rules.Cooldown, q.Control = f.sample, f.cooldown, true
+	q.Sample, q.Budget, q.Rules.Cooldown, q.Control = f.sample, f.budget, f.cooldown, true
 	if f.minSamples != 0 {
 		q.Rules.MinSamples = f.minSamples
 	}

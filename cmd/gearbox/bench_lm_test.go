@@ -20,7 +20,7 @@ func TestBenchLM(t *testing.T) {
 	env := []string{"GEARBOX_DEVICE=cpu", "GEARBOX_LOG_LEVEL=warn", "GEARBOX_KV_BYTES=4194304"}
 	code, stdout, stderr := runCLI(t, env, "bench", "lm", "--tight", filepath.Join(root, "llama"), "--loose", filepath.Join(root, "qwen2"),
 		"--jobs", "16", "--prompt-min", "4", "--prompt-max", "16", "--output-min", "2", "--output-max", "8", "--in-flight", "4",
-		"--quality-sample", "1", "--quality-min-samples", "2", "--quality-cooldown", "1ms", "--slices", "3",
+		"--quality-sample", "1", "--quality-budget", "0.5", "--quality-min-samples", "2", "--quality-cooldown", "1ms", "--slices", "3",
 		"--store-dir", filepath.Join(dir, "store"), "--json", out, "--plot", plot)
 	if code != 0 {
 		t.Fatalf("exit status %d: %s", code, stderr)
@@ -33,8 +33,8 @@ func TestBenchLM(t *testing.T) {
 	var rep lmbench.Report
 	b := readJSON(t, out, &rep)
 	if rep.Device != "cpu" || rep.Jobs != 16 || len(rep.Models) != 2 || rep.Models[0].Label != "tight" || rep.Models[1].MaxKL != 0.1 ||
-		len(rep.Phases) != 2 || rep.Phases[0].Answered != 16 || rep.Phases[1].Answered != 16 || rep.Quality.MinSamples != 2 {
-		t.Errorf("report %s; want 16 jobs a phase on cpu, llama tight, qwen2 at the default loose target 0.1, 2 reports a step", b)
+		len(rep.Phases) != 2 || rep.Phases[0].Answered != 16 || rep.Phases[1].Answered != 16 || rep.Quality.MinSamples != 2 || rep.Quality.Budget != 0.5 {
+		t.Errorf("report %s; want 16 jobs a phase on cpu, llama tight, qwen2 at the default loose target 0.1, 2 reports a step, checks within half the time", b)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "store", "jetstream")); err != nil {
 		t.Errorf("--store-dir: %v", err)
@@ -57,6 +57,7 @@ func TestBenchLMFlags(t *testing.T) {
 		{append([]string{"--in-flight", "-1"}, models...), "in-flight limit -1"},
 		{append([]string{"--tight-kl", "3"}, models...), "KL target 3 must be in (0, 1]"},
 		{append([]string{"--quality-sample", "2"}, models...), "quality sample 2"},
+		{append([]string{"--quality-budget", "1.5"}, models...), "quality budget 1.5"},
 		{models, "context is 256 tokens"}, // the default prompts and outputs
 		{[]string{"--tight", filepath.Join(root, "llama"), "--loose", filepath.Join(root, "llama"), "--prompt-max", "64", "--output-max", "64"}, "both model llama"},
 	} {

@@ -68,6 +68,7 @@ type config struct {
 	QualitySample      float64       `env:"GEARBOX_QUALITY_SAMPLE"`
 	QualityInterval    time.Duration `env:"GEARBOX_QUALITY_INTERVAL"`
 	QualityRows        int           `env:"GEARBOX_QUALITY_ROWS"`
+	QualityBudget      float64       `env:"GEARBOX_QUALITY_BUDGET"`
 	QualityControl     bool          `env:"GEARBOX_QUALITY_CONTROL"`
 	QualityMinSamples  int           `env:"GEARBOX_QUALITY_MIN_SAMPLES"`
 	QualityWindow      int           `env:"GEARBOX_QUALITY_WINDOW"`
@@ -123,6 +124,7 @@ func defaultConfig() config {
 		QualitySample:      q.Sample,
 		QualityInterval:    q.Interval,
 		QualityRows:        q.Rows,
+		QualityBudget:      q.Budget,
 		QualityControl:     q.Control,
 		QualityMinSamples:  q.Rules.MinSamples,
 		QualityWindow:      q.Rules.Window,
@@ -191,6 +193,7 @@ func (c *config) quality() quality.Config {
 		Sample:   c.QualitySample,
 		Interval: c.QualityInterval,
 		Rows:     c.QualityRows,
+		Budget:   c.QualityBudget,
 		Control:  c.QualityControl,
 		Rules: quality.Rules{
 			Window:     c.QualityWindow,

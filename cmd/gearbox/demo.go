@@ -105,9 +105,9 @@ func runDemo(ctx context.Context, cfg *config, log zerolog.Logger, f demoFlags, 
 	}
 	wc := cfg.worker(subj)
 	wc.Logger = &log
-	// A short run: check more batches and let the policy move sooner than
-	// a production worker would.
-	wc.Quality.Sample, wc.Quality.Control, wc.Quality.Rules.Cooldown = f.sample, true, f.cooldown
+	// A short run: check more batches, with no bound on the checks' time,
+	// and let the policy move sooner than a production worker would.
+	wc.Quality.Sample, wc.Quality.Budget, wc.Quality.Control, wc.Quality.Rules.Cooldown = f.sample, 0, true, f.cooldown
 	wc.Quality.Rules.MinSamples = f.minSamples
 	listen := cfg.EmbeddedListen
 	runs := fmt.Sprintf("%d jobs of model %s", f.jobs, f.dims)

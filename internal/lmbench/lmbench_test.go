@@ -130,6 +130,9 @@ func TestRun(t *testing.T) {
 	if pinned.Reports != 0 || len(pinned.Windows) != 0 {
 		t.Errorf("bf16: %d reports; want none (no quality loop)", pinned.Reports)
 	}
+	if !(auto.CheckSeconds > 0) || pinned.CheckSeconds != 0 || !strings.Contains(out.String(), "language-model checks took") {
+		t.Errorf("check seconds: auto %g, bf16 %g, or the auto phase's line missing; want > 0 with checks of every job, 0 without", auto.CheckSeconds, pinned.CheckSeconds)
+	}
 	over, reports := 0, 0
 	for _, w := range auto.Windows {
 		if w.Reports < 1 || w.Reports > 4 || w.Max < w.Mean || (w.Max <= w.Target) != w.Inside {

@@ -11,6 +11,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/gearbox-inference/gearbox"
 	"github.com/gearbox-inference/gearbox/engine"
 	"github.com/gearbox-inference/gearbox/kernels"
@@ -101,6 +104,11 @@ func (b *bench) phase(ctx context.Context, spec phaseSpec) (*Phase, error) {
 			return nil, err
 		}
 	}
+	// The checks' time is read off the quality metrics: the caller's, or
+	// the phase's own.
+	if spec.quality.Enabled() && spec.quality.Metrics == nil {
+		spec.quality.Metrics = quality.NewMetrics(prometheus.NewRegistry())
+	}
 	runErr := make(chan error, b.cfg.Workers)
 	stop, stats, err := b.startWorkers(spec, runErr)
 	if err != nil {
@@ -122,7 +130,7 @@ func (b *bench) phase(ctx context.Context, spec phaseSpec) (*Phase, error) {
 		}
 	}
 	energy := b.energyMeter()
-	before := stats()
+	before, checksBefore := stats(), b.checkSeconds(spec.quality.Metrics)
 	stopProfile, err := b.profile(spec.name)
 	if err != nil {
 		return nil, err
@@ -131,6 +139,7 @@ func (b *bench) phase(ctx context.Context, spec phaseSpec) (*Phase, error) {
 		return nil, errors.Join(err, stopProfile())
 	}
 	elapsed := time.Since(pr.start)
+	checks := b.checkSeconds(spec.quality.Metrics) - checksBefore
 	if err := stopProfile(); err != nil {
 		return nil, err
 	}
@@ -138,6 +147,7 @@ func (b *bench) phase(ctx context.Context, spec phaseSpec) (*Phase, error) {
 	ph := pr.summary(b, elapsed, joules)
 	ph.Tokens = pr.tokens
 	ph.Engines = stats().since(before)
+	ph.CheckSeconds = checks
 	var holds []Final
 	if spec.auto {
 		if holds, err = b.finals(ctx); err != nil {
@@ -160,6 +170,22 @@ drain:
 	b.progress("%s phase: %d jobs in %.2fs: %.2f jobs/s, %.0f output tokens/s%s", spec.name, ph.Answered, ph.Seconds,
 		ph.JobsPerSec, ph.OutputTokensPerSec, energyNote(ph))
 	return ph, nil
+}
+
+// checkSeconds is the time the language-model checks of the run's models
+// counted in met have taken so far; 0 where met is nil.
+func (b *bench) checkSeconds(met *quality.Metrics) float64 {
+	if met == nil {
+		return 0
+	}
+	var s float64
+	for _, m := range b.models {
+		var d dto.Metric
+		if err := met.CheckSeconds(m.Name).Write(&d); err == nil {
+			s += d.GetCounter().GetValue()
+		}
+	}
+	return s
 }
 
 // profile starts Config.Profile for the phase called name, if set, and

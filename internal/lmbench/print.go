@@ -29,8 +29,12 @@ func (r *Report) Print(w io.Writer) {
 	tw.Flush()
 	if r.phase(PhaseAuto) != nil {
 		q := r.Quality
-		fmt.Fprintf(w, "auto phase's quality loop: sample %g, interval %gs, window %d, a step down on %d reports within %g × target, cooldown %gs\n",
-			q.Sample, q.IntervalS, q.Window, q.MinSamples, q.Margin, q.CooldownS)
+		budget := "unbounded"
+		if q.Budget > 0 {
+			budget = fmt.Sprintf("%g of the time", q.Budget)
+		}
+		fmt.Fprintf(w, "auto phase's quality loop: sample %g, interval %gs, checks %s, window %d, a step down on %d reports within %g × target, cooldown %gs\n",
+			q.Sample, q.IntervalS, budget, q.Window, q.MinSamples, q.Margin, q.CooldownS)
 	}
 	fmt.Fprintln(w)
 
@@ -95,6 +99,10 @@ func (ph *Phase) print(w io.Writer, models []ModelInfo) {
 			continue
 		}
 		fmt.Fprintf(w, "  %s ends at %s, holding (%s): %s\n", f.Model, f.Precision, f.Hold, f.Reason)
+	}
+	if ph.Precision == precision.Auto {
+		fmt.Fprintf(w, "  language-model checks took %.2fs (%.0f %% of the phase's %.2fs, summed over the workers)\n",
+			ph.CheckSeconds, 100*ph.CheckSeconds/ph.Seconds, ph.Seconds)
 	}
 	if len(ph.Windows) == 0 {
 		if ph.Precision == precision.Auto {

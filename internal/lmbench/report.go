@@ -65,8 +65,11 @@ type ModelInfo struct {
 
 // QualitySettings are the auto phase's quality loop settings.
 type QualitySettings struct {
-	Sample     float64 `json:"sample"`
-	IntervalS  float64 `json:"interval_s"`
+	Sample    float64 `json:"sample"`
+	IntervalS float64 `json:"interval_s"`
+	// Budget is the share of the time language-model checks may take (0:
+	// unbounded).
+	Budget     float64 `json:"budget"`
 	Window     int     `json:"window"`
 	MinSamples int     `json:"min_samples"`
 	Margin     float64 `json:"margin"`
@@ -102,6 +105,11 @@ type Phase struct {
 	Reports    int      `json:"reports"`
 	Windows    []Window `json:"windows,omitempty"`
 	Violations int      `json:"violations"`
+	// CheckSeconds is the time the workers' language-model checks took
+	// (gearbox_quality_check_seconds_total), summed over the workers, of
+	// the checks that ended while the clock ran; 0 without a quality
+	// loop.
+	CheckSeconds float64 `json:"check_seconds"`
 	// Final is the controllers' view at the phase's end (auto only).
 	Final []Final `json:"final,omitempty"`
 	// ToEngineMs, InEngineMs and BackMs split a job's mean time from its
@@ -206,7 +214,7 @@ func newReport(cfg Config, models []ModelInfo) *Report {
 		Date: time.Now().UTC(), Device: kernels.Names(cfg.Backends...), Go: runtime.Version(), CPUs: runtime.NumCPU(), Models: models,
 		Jobs: cfg.Jobs, Seed: cfg.Seed, PromptMin: cfg.PromptMin, PromptMax: cfg.PromptMax, OutputMin: cfg.OutputMin,
 		OutputMax: cfg.OutputMax, InFlight: cfg.InFlight, Temperature: cfg.Temperature, Workers: cfg.Workers,
-		Quality: QualitySettings{Sample: cfg.Quality.Sample, IntervalS: cfg.Quality.Interval.Seconds(), Window: r.Window,
+		Quality: QualitySettings{Sample: cfg.Quality.Sample, IntervalS: cfg.Quality.Interval.Seconds(), Budget: cfg.Quality.Budget, Window: r.Window,
 			MinSamples: r.MinSamples, Margin: r.Margin, CooldownS: r.Cooldown.Seconds()},
 	}
 }
