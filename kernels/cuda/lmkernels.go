@@ -163,9 +163,9 @@ func (k *kernelSet) lmQuantCols(s cuStream, act, yq uint64, f fmtCode, xs, amax 
 // columns or more, at most siluMaxSplit, and no more than the maxima's
 // scratch holds (lmSiLUAmaxBytes). One block per row left a step of 64
 // rows with 64 blocks, each walking 14,336 columns: 74 µs a layer under ncu
-// on the H200, about a fifth of an fp8 decode step's kernel time. The values do not depend on
-// the split, nor does an fp8 row's scale (a maximum), so a row's operand
-// is the same at any row count.
+// on the H200, about a fifth of an fp8 decode step's kernel time. The
+// values do not depend on the split, nor does an fp8 row's scale (a
+// maximum), so a row's operand is the same at any row count.
 func siluSplit(rows, inter int) int {
 	ny := min((siluBlocks+rows-1)/rows, (inter+siluCols-1)/siluCols, siluMaxSplit, siluAmaxSlots/rows)
 	return max(ny, 1)
