@@ -29,7 +29,7 @@
 // without it), are an 8×8 block (positions × heads) each, which movmatrix's
 // transpose turns into Pᵀ's B fragments; a word of V (E4M3: each of its two
 // BF16 pairs) is an 8×8 block (positions × 8 dims), whose transpose is an
-// A fragment of Vᵀ (vdim gives the dim of each of its rows). The query
+// A fragment of Vᵀ (gbx_attn_vdim gives the dim of each of its rows). The query
 // heads and P are rounded to BF16, so results differ from gbx_attn_dec's
 // by BF16 rounding (~2⁻⁹), not in summation order alone; every order is
 // still fixed by the split. A warp loads a block's K and V when it starts
@@ -44,7 +44,7 @@ template <int NL> struct kvBuf {
 	float ks[2], vs[2];           // E4M3: their scales
 };
 
-// vdim is the dim of row g (+8 with hi) of gbx_attn_mma's output tile u:
+// gbx_attn_vdim is the dim of row g (+8 with hi) of gbx_attn_mma's output tile u:
 // BF16, of word 2(u mod 2) + hi of load u/2; E4M3, of pair hi of word u mod
 // 4 of load u/4.
 template <bool FP8> __device__ __forceinline__ int gbx_attn_vdim(int u, int hi, int g) {
