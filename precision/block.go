@@ -14,6 +14,19 @@ func PaddedCols(cols, block int) int {
 	return (cols + block - 1) / block * block
 }
 
+// blockAt returns block b of row in blocks of len(buf) values: a slice of
+// row, or, for a short last block, its values zero-padded into buf.
+func blockAt(row []float32, b int, buf []float32) []float32 {
+	n := len(buf)
+	x := row[b*n : min((b+1)*n, len(row))]
+	if len(x) == n {
+		return x
+	}
+	clear(buf)
+	copy(buf, x)
+	return buf
+}
+
 // checkShape checks that data holds rows × cols values.
 func checkShape(data []float32, rows, cols int) error {
 	if rows < 0 || cols < 0 {

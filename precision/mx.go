@@ -68,12 +68,7 @@ func QuantizeMXFP4(w []float32, rows, cols int) (*MXFP4, error) {
 		data := q.Data[r*pc/2 : (r+1)*pc/2]
 		scales := q.Scales[r*pc/MXFP4Block : (r+1)*pc/MXFP4Block]
 		for b := range scales {
-			x := row[b*MXFP4Block : min((b+1)*MXFP4Block, cols)]
-			if len(x) < MXFP4Block { // short last block: zero padding
-				blk = [MXFP4Block]float32{}
-				copy(blk[:], x)
-				x = blk[:]
-			}
+			x := blockAt(row, b, blk[:])
 			s := MXScale(Amax(x))
 			scales[b] = s
 			inv := mxInverse(s)

@@ -66,13 +66,7 @@ func QuantizeNVFP4(w []float32, rows, cols int) (*NVFP4, error) {
 			data := q.Data[r*pc/2 : (r+1)*pc/2]
 			scales := q.Scales[r*pc/NVFP4Block : (r+1)*pc/NVFP4Block]
 			for b := range scales {
-				x := row[b*NVFP4Block : min((b+1)*NVFP4Block, cols)]
-				if len(x) < NVFP4Block { // short last block: zero padding
-					blk = [NVFP4Block]float32{}
-					copy(blk[:], x)
-					x = blk[:]
-				}
-				x = x[:NVFP4Block]
+				x := blockAt(row, b, blk[:])
 				sb := EncodeE4M3(Amax(x) / E2M1Max / st)
 				scales[b] = sb
 				d := float32(e4m3Values[sb] * st)

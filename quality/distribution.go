@@ -107,14 +107,13 @@ func compareRow(g, f []float32) rowStats {
 	}
 	fm, gm := 0, 0 // argmaxes, the lowest id on ties
 	fFinite, gFinite := true, true
-	const exp32 = 0x7f800000 // a float32's exponent bits, all set for ±Inf and NaN
 	for i := range f {
 		x, y := g[i], f[i]
-		if math.Float32bits(y)&exp32 == exp32 {
+		if !finite32(y) {
 			fFinite = false
 			break
 		}
-		if math.Float32bits(x)&exp32 == exp32 {
+		if !finite32(x) {
 			gFinite = false
 		}
 		if y > f[fm] {
