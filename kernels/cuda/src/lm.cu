@@ -79,30 +79,32 @@ extern "C" __global__ void __launch_bounds__(1024) gbx_lm_norm(float *x, const f
                                        const float *dbias, const float *__restrict__ w, const int *rowIdx, float *yf,
                                        void *yq, int fmt, float *xs, int cols, double eps, int margin) {
 	gbx_pdl();
-	__shared__ double sv[GBX_SUM_LANES], sg[33];
+	__shared__ double sg[33];
 	const long long r = rowIdx ? rowIdx[blockIdx.x] : blockIdx.x;
 	float *xr = x + r * cols;
 	const float *dr = delta ? delta + r * cols : 0;
 	const float dxr = dxs ? dxs[r] : 1.0f;
 	float *yr = yf + (long long)blockIdx.x * cols;
 	// Σx² over blockSumLanes' lanes, lane l adding elements l, l +
-	// GBX_SUM_LANES, … (a thread takes lanes t, t + blockDim, …): the same
+	// GBX_SUM_LANES, … (a thread holds lanes t, t + blockDim, …): the same
 	// sum whatever the block's size, which perRowLM picks by the step's row
 	// count, so a row's norm does not depend on the rows beside it.
-	for (int l = threadIdx.x; l < GBX_SUM_LANES; l += blockDim.x) {
-		double acc = 0;
+	double acc[GBX_SUM_SLOTS];
+#pragma unroll
+	for (int k = 0; k < GBX_SUM_SLOTS; k++) {
+		acc[k] = 0;
+		const int l = threadIdx.x + k * blockDim.x;
+		if (l >= GBX_SUM_LANES) continue;
 		for (int i = l; i < cols; i += GBX_SUM_LANES) {
 			float v = xr[i];
 			if (dr) {
 				v = v + gbx_epi(dr[i], dxs, dxr, dws, dbias, i);
 				xr[i] = v;
 			}
-			acc += (double)v * (double)v;
+			acc[k] += (double)v * (double)v;
 		}
-		sv[l] = acc;
 	}
-	__syncthreads();
-	const double ss = blockSumLanes(sv, sg);
+	const double ss = blockSumLanes(acc, sg);
 	const double inv = 1.0 / sqrt(ss / (double)cols + eps);
 	for (int i = threadIdx.x; i < cols; i += blockDim.x) yr[i] = (float)((double)xr[i] * inv * (double)w[i]);
 	gbx_row_out(yr, cols, yq, blockIdx.x, fmt, xs, margin);

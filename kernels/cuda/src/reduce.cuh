@@ -17,27 +17,32 @@ __device__ __forceinline__ float blockAmax(float m, float *sh) {
 	return m;
 }
 
-// GBX_SUM_LANES is the number of blockSumLanes' virtual lanes.
+// GBX_SUM_LANES is the number of blockSumLanes' virtual lanes;
+// GBX_SUM_SLOTS the most a thread holds (blocks of 256 threads or more).
 #define GBX_SUM_LANES 1024
+#define GBX_SUM_SLOTS (GBX_SUM_LANES / 256)
 
-// blockSumLanes returns to every thread the sum of the lanes' values
-// sv[0 … GBX_SUM_LANES), written by the block and synchronised, added in a
-// fixed tree: 32 groups of 32 lanes by the same shuffles, then the groups'
-// sums. Lane l's value being the sum of a row's elements l, l +
-// GBX_SUM_LANES, … in that order, the row's sum is the same for a block of
-// any size (blockSum's order follows the block's). sg holds 33 doubles.
-__device__ double blockSumLanes(const double *sv, double *sg) {
+// blockSumLanes returns to every thread the sum of the virtual lanes'
+// values, v[k] holding lane threadIdx.x + k·blockDim.x (k < GBX_SUM_LANES /
+// blockDim.x; a block of 256, 512 or 1,024 threads), added in a fixed
+// tree: each group of 32 lanes by the same shuffles (a warp's lanes of one
+// slot are one group), then the 32 groups' sums. Lane l's value being the
+// sum of a row's elements l, l + GBX_SUM_LANES, … in that order, the row's
+// sum is the same for a block of any of those sizes (blockSum's order
+// follows the block's; with 1,024 threads the two are the same tree). sg
+// holds 33 doubles.
+__device__ double blockSumLanes(const double (&v)[GBX_SUM_SLOTS], double *sg) {
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-	for (int grp = warp; grp < GBX_SUM_LANES / 32; grp += nw) {
-		double v = sv[grp * 32 + lane];
-		for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-		if (lane == 0) sg[grp] = v;
+	for (int k = 0; k < GBX_SUM_SLOTS && k * (int)blockDim.x < GBX_SUM_LANES; k++) {
+		double x = v[k];
+		for (int o = 16; o > 0; o >>= 1) x += __shfl_down_sync(0xffffffffu, x, o);
+		if (lane == 0) sg[warp + k * nw] = x;
 	}
 	__syncthreads();
 	if (warp == 0) {
-		double v = sg[lane];
-		for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-		if (lane == 0) sg[32] = v;
+		double x = sg[lane];
+		for (int o = 16; o > 0; o >>= 1) x += __shfl_down_sync(0xffffffffu, x, o);
+		if (lane == 0) sg[32] = x;
 	}
 	__syncthreads();
 	return sg[32];
