@@ -49,6 +49,7 @@ type devState struct {
 	graphErr    error            // the last capture failure, for tests and messages
 	benchMid    *cuEvent         // BenchLinear's mid-point event, or nil
 	fp4SmallM   int
+	fp4RowMajor bool // LMBench.FP4RowMajor: random fp4 weights row-major
 	gemvMaxM    int  // Config.GEMVMaxRows
 	invariant   bool // Config.BatchInvariant: GEMM algorithms fixed per shape (linear.go)
 	attnPartial bool // every attention on gbx_attn_partial (LMBench.AttnPartial)

@@ -2,6 +2,8 @@
 
 package cuda
 
+import "fmt"
+
 // useFP4Kernel reports whether an fp4 layer of rows rows runs on the NVFP4
 // kernel (small batches: it reads 4.5-bit weights) rather than the
 // dequantized-bf16 GEMM (large batches: cuBLASLt's tensor-core GEMM). The
@@ -24,12 +26,48 @@ func (d *devState) fp4Linear(dl *devLayer, x, y, conv uint64, rows int, relu boo
 	if err := d.markMid(); err != nil {
 		return err
 	}
-	kp := (k + 15) / 16 * 16
-	if err := d.k.nvfp4Linear(d.stream, conv, dl.fp4Data, dl.fp4Scale, dl.ts, dl.bias, y, rows, n, k, kp); err != nil {
+	if err := d.nvfp4(conv, dl.fp4Data, dl.fp4Scale, dl.ts, 0, dl.bias, y, rows, n, k, dl.fp4Tiled); err != nil {
 		return err
 	}
 	if !relu {
 		return nil
 	}
 	return d.k.scaleBias(d.stream, y, 0, 0, 0, rows, n, actReLU)
+}
+
+// nvfp4 enqueues y [rows, n] = x·(E2M1 × s_b × s_t)ᵀ + bias on the NVFP4
+// kernel: x bf16 [rows, k]; w, ws the packed codes and block scales (tiled:
+// in the kernel's tiled layout, tileNVFP4); the tensor scale ts, or one a
+// channel in tsv (if not 0).
+func (d *devState) nvfp4(x, w, ws uint64, ts float32, tsv, bias, y uint64, rows, n, k int, tiled bool) error {
+	if tiled && x%16 != 0 {
+		return fmt.Errorf("cuda: NVFP4 kernel: operand at %#x, want 16-byte alignment for the tiled layout", x)
+	}
+	return d.k.nvfp4Gemm(d.stream, x, w, ws, ts, tsv, bias, y, rows, n, k, tiled)
+}
+
+// fp4Tileable reports whether an n × k NVFP4 weight is stored in the
+// kernel's tiled layout: whole 16-row tiles and whole chunks of 128
+// columns, the shapes of the kernel's fast path.
+func fp4Tileable(n, k int) bool { return n%16 == 0 && k%128 == 0 && n > 0 && k > 0 }
+
+// tileNVFP4 returns the row-major NVFP4 codes data [n, k/2] and block
+// scales [n, k/16] of an fp4Tileable weight in the kernel's tiled layout
+// (gbx_nvfp4_gemm_tiled in src/fp4_linear.cu, docs/cuda.md): for each
+// 16-row tile and chunk of 128 columns in turn, the tile's rows' 64 code
+// bytes of the chunk one after another (1,024 bytes), and likewise their 8
+// scale bytes (128). A warp's copy instruction then reads 512 contiguous
+// bytes where row-major it read 64 from each of eight rows.
+func tileNVFP4(data, scales []byte, n, k int) (td, ts []byte) {
+	nc := k / 128
+	td, ts = make([]byte, len(data)), make([]byte, len(scales))
+	for r := range n {
+		tile, i := r/16, r%16
+		for c := range nc {
+			u := tile*nc + c
+			copy(td[u*1024+i*64:][:64], data[r*k/2+c*64:][:64])
+			copy(ts[u*128+i*8:][:8], scales[r*k/16+c*8:][:8])
+		}
+	}
+	return td, ts
 }

@@ -315,14 +315,16 @@ func TestQuantizersMatchCPU(t *testing.T) {
 }
 
 // TestFP4Paths checks the NVFP4 kernel against the dequantized-bf16 GEMM:
-// the same operands, so only accumulation order differs.
+// the same operands, so only accumulation order differs. The shapes take
+// the tiled layout (whole tiles of 16 rows and chunks of 128 columns) and
+// the row-major exact path (the rest).
 func TestFP4Paths(t *testing.T) {
 	kernel := newTestBackend(t, Config{FP4SmallM: 1 << 20})
 	gemm := newTestBackend(t, Config{FP4SmallM: -1})
 	if err := kernel.do(context.Background(), func(d *devState) error { return d.k.load(modFP4) }); err != nil {
 		t.Skipf("no NVFP4 kernel: %v", err)
 	}
-	for _, dims := range [][]int{{512, 256, 384}, {40, 24}, {1024, 64}} {
+	for _, dims := range [][]int{{512, 256, 384}, {40, 24}, {1024, 64}, {2816, 48, 32}} {
 		m, err := model.Synth(model.SynthConfig{Name: "fp4", Dims: dims, Act: model.ReLU, Seed: int64(dims[1])})
 		if err != nil {
 			t.Fatal(err)

@@ -172,13 +172,24 @@ func (k *kernelSet) spin(s cuStream, ns int) error {
 
 // ---- fp4_linear.cu ----
 
-var kNVFP4Linear = defKernel(modFP4, "gbx_nvfp4_linear", C.GBX_FP4_SMEM_BYTES).streamed()
+var (
+	kNVFP4Gemm      = defKernel(modFP4, "gbx_nvfp4_gemm", C.GBX_FP4_SMEM_BYTES).streamed()
+	kNVFP4GemmTiled = defKernel(modFP4, "gbx_nvfp4_gemm_tiled", C.GBX_FP4_SMEM_BYTES).streamed()
+)
 
-// nvfp4Linear computes y[m, n] = x[m, kdim]·W[n, kdim]ᵀ + bias for NVFP4
-// weights W (packed E2M1 w, E4M3 block scales ws, tensor scale ts; rows
-// padded to kp) and bf16 x; bias may be 0.
-func (k *kernelSet) nvfp4Linear(s cuStream, x, w, ws uint64, ts float32, bias, y uint64, m, n, kdim, kp int) error {
-	a := newArgs().ptr(x).ptr(w).ptr(ws).f32(ts).ptr(bias).ptr(y).i32(m).i32(n).i32(kdim).i32(kp)
-	grid := [3]uint32{uint32((n + C.GBX_FP4_ROWS - 1) / C.GBX_FP4_ROWS), uint32((m + C.GBX_FP4_MTILE - 1) / C.GBX_FP4_MTILE), 1}
-	return k.run(s, launch{kernel: kNVFP4Linear, grid: grid, block: [3]uint32{C.GBX_FP4_THREADS, 1, 1}, smem: C.GBX_FP4_SMEM_BYTES, args: a})
+// The NVFP4 kernel's output channels and batch rows a CTA.
+const fp4Rows, fp4MTile = C.GBX_FP4_ROWS, C.GBX_FP4_MTILE
+
+// nvfp4Gemm computes y[m, n] = x[m, kdim]·W[n, kdim]ᵀ + bias for NVFP4
+// weights W (packed E2M1 w, E4M3 block scales ws: row-major, rows padded
+// to kdim rounded up to 16, or tiled (tileNVFP4); tensor scale ts, or one
+// a channel in tsv) and bf16 x; tsv and bias may be 0.
+func (k *kernelSet) nvfp4Gemm(s cuStream, x, w, ws uint64, ts float32, tsv, bias, y uint64, m, n, kdim int, tiled bool) error {
+	kd := kNVFP4Gemm
+	if tiled {
+		kd = kNVFP4GemmTiled
+	}
+	a := newArgs().ptr(x).ptr(w).ptr(ws).f32(ts).ptr(tsv).ptr(bias).ptr(y).i32(m).i32(n).i32(kdim).i32((kdim + 15) / 16 * 16)
+	grid := [3]uint32{uint32((n + fp4Rows - 1) / fp4Rows), uint32((m + fp4MTile - 1) / fp4MTile), 1}
+	return k.run(s, launch{kernel: kd, grid: grid, block: [3]uint32{C.GBX_FP4_THREADS, 1, 1}, smem: C.GBX_FP4_SMEM_BYTES, args: a})
 }

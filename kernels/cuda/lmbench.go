@@ -47,14 +47,16 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 	if cfg.FP4SmallM < -1 {
 		return nil, fmt.Errorf("cuda: bench: FP4SmallM = %d, want -1 or more", cfg.FP4SmallM)
 	}
+
 	// The run's overrides of the device's settings, put back at the end.
 	type settings struct {
-		gemvMaxM, fp4SmallM       int
-		attnDec, attnPartial, pdl bool
+		gemvMaxM, fp4SmallM               int
+		attnDec, attnPartial, pdl, fp4Row bool
 	}
 	var was settings
 	_ = b.do(ctx, func(d *devState) error {
-		was = settings{d.gemvMaxM, d.fp4SmallM, d.attnDec, d.attnPartial, d.k.pdl}
+		was = settings{d.gemvMaxM, d.fp4SmallM, d.attnDec, d.attnPartial, d.k.pdl, d.fp4RowMajor}
+		d.fp4RowMajor = cfg.FP4RowMajor
 		if cfg.GEMVMaxRows != 0 {
 			d.gemvMaxM = cfg.GEMVMaxRows
 		}
@@ -69,6 +71,7 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 	defer func() {
 		_ = b.do(ctx, func(d *devState) error {
 			d.gemvMaxM, d.fp4SmallM, d.attnDec, d.attnPartial, d.k.pdl = was.gemvMaxM, was.fp4SmallM, was.attnDec, was.attnPartial, was.pdl
+			d.fp4RowMajor = was.fp4Row
 			return nil
 		})
 	}()
@@ -237,6 +240,7 @@ func (d *devState) lmSynthWeights(m *lm.Model, p precision.Format) error {
 			}
 		case precision.FP4:
 			kp := precision.PaddedCols(k, precision.NVFP4Block)
+			l.fp4Tiled = fp4Tileable(n, k) && !d.fp4RowMajor // random codes: either layout holds them
 			if l.fp4Data, err = fill(n*kp/2, fmtU8, 0, 0); err == nil {
 				if l.fp4Scale, err = fill(n*kp/precision.NVFP4Block, fmtE4M3, 1, 1); err == nil {
 					if l.ws, err = fill(n, fmtF32, a/3, a/3); err == nil {

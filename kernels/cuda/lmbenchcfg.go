@@ -44,6 +44,10 @@ type LMBench struct {
 	// FP4SmallM, if not 0, replaces the backend's Config.FP4SmallM for the
 	// run (-1: fp4 on the dequantized-bf16 GEMM at every batch).
 	FP4SmallM int
+	// FP4RowMajor, if set, stores the random fp4 weights row-major for the
+	// run instead of in the NVFP4 kernel's tiled layout, for side-by-side
+	// timings.
+	FP4RowMajor bool
 	// AttnPartial, if set, runs every attention on gbx_attn_partial, the
 	// general kernel, instead of gbx_attn_mma where it takes the shape.
 	AttnPartial bool

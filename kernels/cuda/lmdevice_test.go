@@ -173,41 +173,49 @@ func TestLMChunking(t *testing.T) {
 }
 
 // TestLMFP4Paths: fp4 on the NVFP4 kernel (per-channel tensor scales,
-// gbx_nvfp4_linear_cs) and on the dequantized-bf16 GEMM read the same
-// weights, so their logits differ by the order of sums only.
+// gbx_nvfp4_gemm) and on the dequantized-bf16 GEMM read the same weights,
+// so their logits differ by the order of sums only. Two models: every
+// projection's K a multiple of 128 (the kernel's tensor-core path, tiled
+// weights: hidden 128, q 128, intermediate 256), and a narrow one whose
+// down projection (32 × 2,048, tiled) is the only one on that path (the
+// others on the exact CUDA-core path, row-major).
 func TestLMFP4Paths(t *testing.T) {
 	kernel := newTestBackend(t, Config{FP4SmallM: 1 << 20})
 	gemm := newTestBackend(t, Config{FP4SmallM: -1})
 	if err := kernel.do(context.Background(), func(d *devState) error { return d.k.load(modFP4) }); err != nil {
 		t.Skipf("no NVFP4 kernel: %v", err)
 	}
-	// Every projection's K a multiple of 128: the kernel's tensor-core path
-	// (hidden 128, q 128, intermediate 256).
-	m := lmSynth(t, lm.Config{Arch: lm.Qwen2, Hidden: 128, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 32, Intermediate: 256, Vocab: 300,
-		RMSEps: 1e-6, RopeTheta: 10000, MaxPositions: 1024, BOS: lm.NoToken, QKVBias: true}, 6)
-	toks := []int32{5, 9, 200, 31, 7, 7, 150, 2, 99, 64, 11, 12}
-	logits := func(b *Backend) []float32 {
-		kv, err := b.NewKVCache(m, precision.FP4, 4)
-		if err != nil {
-			t.Fatal(err)
+	for _, c := range []lm.Config{
+		{Arch: lm.Qwen2, Hidden: 128, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 32, Intermediate: 256, Vocab: 300,
+			RMSEps: 1e-6, RopeTheta: 10000, MaxPositions: 1024, BOS: lm.NoToken, QKVBias: true},
+		{Arch: lm.Llama, Hidden: 32, Layers: 2, Heads: 2, KVHeads: 1, HeadDim: 16, Intermediate: 2048, Vocab: 300,
+			RMSEps: 1e-6, RopeTheta: 10000, MaxPositions: 1024, BOS: lm.NoToken},
+	} {
+		m := lmSynth(t, c, 6)
+		toks := []int32{5, 9, 200, 31, 7, 7, 150, 2, 99, 64, 11, 12}
+		logits := func(b *Backend) []float32 {
+			kv, err := b.NewKVCache(m, precision.FP4, 4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer kv.Close()
+			o, err := b.Step(context.Background(), m, precision.FP4, kv, &kernels.Batch{Seqs: []kernels.Seq{{Tokens: toks, Blocks: []int32{2}, Want: kernels.WantLogits}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return o[0].Logits
 		}
-		defer kv.Close()
-		o, err := b.Step(context.Background(), m, precision.FP4, kv, &kernels.Batch{Seqs: []kernels.Seq{{Tokens: toks, Blocks: []int32{2}, Want: kernels.WantLogits}}})
-		if err != nil {
-			t.Fatal(err)
+		a, g := logits(kernel), logits(gemm)
+		var num, den float64
+		for i := range a {
+			num += float64(a[i]-g[i]) * float64(a[i]-g[i])
+			den += float64(g[i]) * float64(g[i])
 		}
-		return o[0].Logits
-	}
-	a, g := logits(kernel), logits(gemm)
-	var num, den float64
-	for i := range a {
-		num += float64(a[i]-g[i]) * float64(a[i]-g[i])
-		den += float64(g[i]) * float64(g[i])
-	}
-	e := math.Sqrt(num / den)
-	t.Logf("fp4 kernel vs bf16 GEMM: logits rel L2 %.3g", e)
-	if !(e <= 5e-3) {
-		t.Errorf("fp4 logits on the NVFP4 kernel vs the bf16 GEMM: rel L2 %.3g, want <= 5e-3", e)
+		e := math.Sqrt(num / den)
+		t.Logf("hidden %d: fp4 kernel vs bf16 GEMM: logits rel L2 %.3g", c.Hidden, e)
+		if !(e <= 5e-3) {
+			t.Errorf("hidden %d: fp4 logits on the NVFP4 kernel vs the bf16 GEMM: rel L2 %.3g, want <= 5e-3", c.Hidden, e)
+		}
 	}
 }
 

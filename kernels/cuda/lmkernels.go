@@ -357,18 +357,6 @@ func (k *kernelSet) lmSample(s cuStream, logits uint64, vocab, rowLo, rowHi, n i
 	return k.run(s, launch{kernel: kLMSample, grid: [3]uint32{uint32(n), 1, 1}, block: [3]uint32{C.GBX_SAMPLE_THREADS, 1, 1}, args: ar})
 }
 
-// ---- fp4_linear.cu ----
-
-var kNVFP4LinearCS = defKernel(modFP4, "gbx_nvfp4_linear_cs", C.GBX_FP4_SMEM_BYTES).streamed()
-
-// nvfp4LinearCS is nvfp4Linear with one tensor scale per output channel,
-// ts [n].
-func (k *kernelSet) nvfp4LinearCS(s cuStream, x, w, ws, ts, bias, y uint64, m, n, kdim, kp int) error {
-	a := newArgs().ptr(x).ptr(w).ptr(ws).ptr(ts).ptr(bias).ptr(y).i32(m).i32(n).i32(kdim).i32(kp)
-	grid := [3]uint32{uint32((n + C.GBX_FP4_ROWS - 1) / C.GBX_FP4_ROWS), uint32((m + C.GBX_FP4_MTILE - 1) / C.GBX_FP4_MTILE), 1}
-	return k.run(s, launch{kernel: kNVFP4LinearCS, grid: grid, block: [3]uint32{C.GBX_FP4_THREADS, 1, 1}, smem: C.GBX_FP4_SMEM_BYTES, args: a})
-}
-
 // ---- gemv.cu ----
 
 var kGEMV = defKernel(modGEMV, "gbx_gemv", 0).streamed()

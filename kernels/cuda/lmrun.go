@@ -421,8 +421,7 @@ func (d *devState) lmAttention(rows, chunk int, a attnArgs) error {
 // pass.
 func (d *devState) lmLinear(l *lmLin, x, xs, y uint64, rows int, fold bool) (lmEpi, error) {
 	if l.f == precision.FP4 && d.useFP4Kernel(rows) {
-		kp := precision.PaddedCols(l.k, precision.NVFP4Block)
-		return lmEpi{}, d.k.nvfp4LinearCS(d.stream, x, l.fp4Data, l.fp4Scale, l.ws, l.bias, y, rows, l.n, l.k, kp)
+		return lmEpi{}, d.nvfp4(x, l.fp4Data, l.fp4Scale, 0, l.ws, l.bias, y, rows, l.n, l.k, l.fp4Tiled)
 	}
 	if f, kb, ok := d.gemvFor(l, rows); ok {
 		var ws uint64

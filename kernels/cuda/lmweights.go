@@ -68,6 +68,7 @@ type lmLin struct {
 	n, k              int
 	w, bias, ws       uint64
 	fp4Data, fp4Scale uint64
+	fp4Tiled          bool // fp4Data, fp4Scale in the NVFP4 kernel's tiled layout
 	fp8F32            bool
 }
 
@@ -416,6 +417,13 @@ func (u *lmUploader) fp4(l *lmLin, lins []lm.Linear) error {
 	if l.w, err = u.alloc(2 * n * k); err != nil {
 		return err
 	}
+	// Tiled if every stacked tensor is: a tensor of whole 16-row tiles
+	// starting at a row that is a multiple of 16 has its units at the same
+	// offsets as its rows.
+	l.fp4Tiled = true
+	for _, li := range lins {
+		l.fp4Tiled = l.fp4Tiled && fp4Tileable(li.Out(), k)
+	}
 	row := 0
 	for _, li := range lins {
 		t, out := li.Weight, li.Out()
@@ -425,13 +433,17 @@ func (u *lmUploader) fp4(l *lmLin, lins []lm.Linear) error {
 			return fmt.Errorf("tensor %q: %w", t.Name, err)
 		}
 		bf16 := u16Bytes(nvfp4BlockScaledBF16(q))
+		data, scales := q.Data, q.Scales
+		if l.fp4Tiled {
+			data, scales = tileNVFP4(data, scales, out, k)
+		}
 		u.quantize += time.Since(start)
 		for _, c := range []struct {
 			dst  uint64
 			data []byte
 		}{
-			{l.fp4Data + uint64(row*kp/2), q.Data},
-			{l.fp4Scale + uint64(row*kp/precision.NVFP4Block), q.Scales},
+			{l.fp4Data + uint64(row*kp/2), data},
+			{l.fp4Scale + uint64(row*kp/precision.NVFP4Block), scales},
 			{l.ws + uint64(4*row), f32Bytes(slices.Repeat([]float32{q.TensorScale}, out))},
 			{l.w + uint64(2*row*k), bf16},
 		} {

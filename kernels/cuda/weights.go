@@ -49,6 +49,7 @@ type devLayer struct {
 	ts        float32 // fp4 tensor scale
 	fp4Data   uint64
 	fp4Scale  uint64
+	fp4Tiled  bool // fp4Data, fp4Scale in the NVFP4 kernel's tiled layout (tileNVFP4)
 	fp8F32    bool // fp8 weights stored as float32 E4M3 values (unaligned shapes)
 	perTensor bool // fp8 bench variant: one weight scale
 	eps       float64
@@ -166,10 +167,14 @@ func (d *devState) uploadLayer(w *devWeights, dl *devLayer, l *model.Layer, p pr
 			return qerr
 		}
 		dl.ts = q.TensorScale
-		if dl.fp4Data, err = d.upload(w, q.Data); err != nil {
+		data, scales := q.Data, q.Scales
+		if dl.fp4Tiled = fp4Tileable(l.Out, l.In); dl.fp4Tiled {
+			data, scales = tileNVFP4(data, scales, l.Out, l.In)
+		}
+		if dl.fp4Data, err = d.upload(w, data); err != nil {
 			return err
 		}
-		if dl.fp4Scale, err = d.upload(w, q.Scales); err != nil {
+		if dl.fp4Scale, err = d.upload(w, scales); err != nil {
 			return err
 		}
 		dl.w, err = d.upload(w, u16Bytes(nvfp4BlockScaledBF16(q)))

@@ -191,5 +191,41 @@ inline u32 gbx_movmatrix_t(u32 a) {
 	return ((lo >> sh) & 0xffffu) | (((hi >> sh) & 0xffffu) << 16);
 }
 
+
+// ---- byte permutes, bf16x2 products, shared memory and asynchronous copies (fp4_linear.cu) ----
+// gbx_prmt is prmt.b32's default mode: byte i of the result is byte
+// (sel >> 4i) & 7 of b:a (a the low four bytes); the sign-replicate bit
+// (8) is not used by the kernels.
+inline u32 gbx_prmt(u32 a, u32 b, u32 sel) {
+	const uint64_t ba = (uint64_t)b << 32 | a;
+	u32 d = 0;
+	for (int i = 0; i < 4; i++) d |= (u32)((ba >> (8 * ((sel >> (4 * i)) & 7))) & 0xff) << (8 * i);
+	return d;
+}
+// gbx_bmul2 is mul.rn.bf16x2: each half's product rounded once to bf16 (a
+// bf16 product is exact in float, subnormal operands included).
+inline u32 gbx_bmul2(u32 a, u32 b) {
+	const float lo = bf2f((u16)a) * bf2f((u16)b), hi = bf2f((u16)(a >> 16)) * bf2f((u16)(b >> 16));
+	return (u32)f2bf(lo) | (u32)f2bf(hi) << 16;
+}
+// Shared memory is static storage here (__shared__ is static); a shared
+// address is its offset from the first one taken (all lie in this
+// library's .bss, within 4 GiB of each other).
+inline char *emu_smem_base;
+inline u32 gbx_smem_addr(const void *p) {
+	if (!emu_smem_base) emu_smem_base = (char *)p - (1u << 30);
+	const long long o = (const char *)p - emu_smem_base;
+	if (o < 0 || o > 0xffffffffLL) abort();
+	return (u32)o;
+}
+// The copies complete at once (a wait has nothing left to wait for).
+inline void gbx_cp16(u32 s, const void *g) { std::memcpy(emu_smem_base + s, g, 16); }
+inline void gbx_cp4(u32 s, const void *g) { std::memcpy(emu_smem_base + s, g, 4); }
+inline void gbx_cp_commit() {}
+template <int N> inline void gbx_cp_wait() {}
+inline void gbx_lds128(u32 (&r)[4], u32 s) { std::memcpy(r, emu_smem_base + s, 16); }
+inline u32 gbx_lds32(u32 s) { u32 r; std::memcpy(&r, emu_smem_base + s, 4); return r; }
+#define GBX_DYN_SMEM(name, bytes) alignas(16) static unsigned char name[bytes]
+
 #include "reduce.cuh" // the real one
 #endif

@@ -137,6 +137,7 @@ static bool run_block(int n, std::function<void()> &entry) {
 #include "src/sample.cu"
 #include "src/gemv.cu"
 #include "src/attn_mma.cu"
+#include "src/fp4_linear.cu"
 
 typedef void (*launcher)(void **);
 template <class... A, size_t... I> static void call_with(void (*f)(A...), void **p, std::index_sequence<I...>) {
@@ -174,7 +175,8 @@ static std::vector<Kern> &kernels_table() {
 	    kern("gbx_attn_mma128_e4m3", "attn_mma", gbx_attn_mma128_e4m3), kern("gbx_attn_reduce", "lm", gbx_attn_reduce),
 	    kern("gbx_lm_logprobs_part", "lm", gbx_lm_logprobs_part),
 	    kern("gbx_lm_logprobs", "lm", gbx_lm_logprobs), kern("gbx_lm_sample", "lm", gbx_lm_sample),
-	    kern("gbx_gemv", "gemv", gbx_gemv),
+	    kern("gbx_gemv", "gemv", gbx_gemv), kern("gbx_nvfp4_linear", "fp4_linear", gbx_nvfp4_linear),
+	    kern("gbx_nvfp4_gemm", "fp4_linear", gbx_nvfp4_gemm), kern("gbx_nvfp4_gemm_tiled", "fp4_linear", gbx_nvfp4_gemm_tiled), kern("gbx_nvfp4_gemm_tiled", "fp4_linear", gbx_nvfp4_gemm_tiled),
 	};
 	return t;
 }
@@ -359,8 +361,7 @@ int nvrtcCreateProgram(void **p, const char *, const char *name, int, const char
 	return 0;
 }
 int nvrtcCompileProgram(void *p, int, const char *const *) {
-	// No fp4 kernel (inline PTX throughout): fp4 runs its bf16 GEMM.
-	return ((Prog *)p)->name == "fp4_linear" ? 6 : 0;
+	return 0;
 }
 int nvrtcGetProgramLogSize(void *p, size_t *n) { *n = 32; return 0; }
 int nvrtcGetProgramLog(void *p, char *s) { snprintf(s, 32, "emulator"); return 0; }

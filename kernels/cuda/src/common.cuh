@@ -164,6 +164,10 @@ __device__ __forceinline__ void gbx_pdl() {
 
 // ---- shared memory and asynchronous copies (PTX) ----
 
+// GBX_DYN_SMEM declares a kernel's dynamic shared memory (of the launch's
+// size; bytes is what the emulator gives it).
+#define GBX_DYN_SMEM(name, bytes) extern __shared__ __attribute__((aligned(16))) unsigned char name[]
+
 __device__ __forceinline__ u32 gbx_smem_addr(const void* p) {
 	u32 a;
 	asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));

@@ -1,8 +1,9 @@
 // fp4_linear.cu: weight-only NVFP4 x bf16 linear layer for Hopper (sm_90 / sm_90a),
 // y[M,N] = x[M,K] . W[N,K]^T + bias, W in NVFP4 (docs/precision.md), fp32 output.
 //
-// LAUNCH: gbx_nvfp4_linear (the numbers are the GBX_FP4_* macros of abi.h, which the Go
-// wrapper reads too)
+// LAUNCH: gbx_nvfp4_gemm (Gearbox's entry point: row-major or tiled weights; see its comment
+// at the end) and gbx_nvfp4_linear (row-major, bench/fp4's). The
+// numbers are the GBX_FP4_* macros of abi.h, which the Go wrapper reads too.
 //   block   = (GBX_FP4_THREADS, 1, 1) = (256, 1, 1)         (8 warps)
 //   grid    = (ceil(N / GBX_FP4_ROWS), ceil(M / GBX_FP4_MTILE), 1) = (ceil(N / 32), ceil(M / 64), 1)
 //             (32 output channels x 64 batch rows per CTA)
@@ -57,8 +58,8 @@
 // E4M3 byte (sign ignored: block scales are >= 0) -> bf16x2 (s_b * 2^118, s_b * 2^118), exact.
 __device__ __forceinline__ u32 gbx_scale_bf16x2(u32 b) {
 	float f = gbx_bits2f((b & 0x7fu) << 20); // DecodeE4M3(b) * 2^-120, exact
-	asm("mul.rn.f32 %0, %0, 0f7B000000;" : "+f"(f)); // * 2^119, exact
-	asm("mul.rn.f32 %0, %0, 0f7B000000;" : "+f"(f)); // * 2^119, exact
+	f = gbx_fmul(f, 0x1p119f);                // * 2^119, exact
+	f = gbx_fmul(f, 0x1p119f);                // * 2^119, exact
 	u32 u = gbx_f2bits(f);                        // low 16 bits are zero
 	return gbx_prmt(u, u, 0x3232u);
 }
@@ -100,7 +101,8 @@ __device__ __forceinline__ void gbx_xpairs(u32 (&p)[4], const u32 (&r)[4]) {
 
 // The tensor-core path. NT: 8-row batch tiles (M <= 8 NT); RT: 16-channel tiles per warp;
 // RW x KW = 8 warps: RW channel groups x KW K-groups; RT * RW * 16 = 64 channels; S stages.
-template <int NT, int RT, int RW, int KW, int S, int DQ>
+// TL: w and ws in the tiled layout (gbx_nvfp4_gemm); otherwise row-major.
+template <int NT, int RT, int RW, int KW, int S, int DQ, bool TL = false>
 __device__ __forceinline__ void gbx_fp4_fast(const unsigned short* __restrict__ x, const unsigned char* __restrict__ w,
                                              const unsigned char* __restrict__ ws, float ts,
                                              const float* __restrict__ bias, float* __restrict__ y, int M, int N,
@@ -133,6 +135,9 @@ __device__ __forceinline__ void gbx_fp4_fast(const unsigned short* __restrict__ 
 	for (int i = 0; i < RT; ++i)
 #pragma unroll
 		for (int h = 0; h < 2; ++h) rr[i][h] = gbx_imin(row0 + 16 * i + 8 * h + g, N - 1);
+	int tt[RT]; // TL: the 16-row tiles (N is a multiple of 16)
+#pragma unroll
+	for (int i = 0; i < RT; ++i) tt[i] = gbx_imin(row0 / 16 + i, N / 16 - 1);
 	const unsigned short* xrow[NT];
 #pragma unroll
 	for (int j = 0; j < NT; ++j) xrow[j] = x + (size_t)gbx_imin(mbase + 8 * j + g, M - 1) * K + t * 32;
@@ -147,8 +152,15 @@ __device__ __forceinline__ void gbx_fp4_fast(const unsigned short* __restrict__ 
 		for (int i = 0; i < RT; ++i)
 #pragma unroll
 			for (int h = 0; h < 2; ++h) {
-				gbx_cp16(sb + ((i * 2 + h) * 32 + lane) * 16, w + rr[i][h] * rowB + c * 64 + t * 16);
-				gbx_cp4(sb + RT * 1024 + ((i * 2 + h) * 32 + lane) * 4, ws + rr[i][h] * rowS + c * 8 + 4 * (t >> 1));
+				const u32 sw = sb + ((i * 2 + h) * 32 + lane) * 16, ss = sb + RT * 1024 + ((i * 2 + h) * 32 + lane) * 4;
+				if (TL) { // the warp reads 512 contiguous bytes of codes and 64 of scales
+					const size_t u = (size_t)tt[i] * nchunks + c;
+					gbx_cp16(sw, w + u * 1024 + h * 512 + lane * 16);
+					gbx_cp4(ss, ws + u * 128 + h * 64 + g * 8 + 4 * (t >> 1));
+				} else {
+					gbx_cp16(sw, w + rr[i][h] * rowB + c * 64 + t * 16);
+					gbx_cp4(ss, ws + rr[i][h] * rowS + c * 8 + 4 * (t >> 1));
+				}
 			}
 	};
 
@@ -366,7 +378,7 @@ __device__ void gbx_fp4_generic(const unsigned short* __restrict__ x, const unsi
 // family (the shipped entry point uses 8 x 32); DQ is a bit set of tuning options measured by
 // bench/fp4: 1/4 multiply-form E2M1 unpack, 2 one-tile-per-warp family, 8 per-CTA rotation of
 // the K walk, 16/32 two/four consecutive chunks per warp, 64 loads-only probe (wrong results).
-template <int NW, int ROWS, int S, int DQ>
+template <int NW, int ROWS, int S, int DQ, bool TL = false>
 __device__ __forceinline__ void gbx_fp4_dispatch(const unsigned short* __restrict__ x, const unsigned char* __restrict__ w,
                                                  const unsigned char* __restrict__ ws, float ts,
                                                  const float* __restrict__ bias, float* __restrict__ y, int M, int N,
@@ -374,6 +386,14 @@ __device__ __forceinline__ void gbx_fp4_dispatch(const unsigned short* __restric
                                                  const float* __restrict__ tsv = nullptr) {
 	const bool fast = (K & 127) == 0 && Kp == K && ((size_t)x & 15) == 0 && ((size_t)w & 15) == 0 &&
 	                  ((size_t)ws & 3) == 0;
+	if (TL && (!fast || (N & 15) != 0)) {
+		// The tiled layout is only for the fast path's shapes (the caller checks): NaN, not a
+		// misread.
+		const int m1 = gbx_imin(M, ((int)blockIdx.y + 1) * GBX_FP4_MTILE), n1 = gbx_imin(N, ((int)blockIdx.x + 1) * ROWS);
+		for (int m = blockIdx.y * GBX_FP4_MTILE; m < m1; ++m)
+			for (int n = blockIdx.x * ROWS + threadIdx.x; n < n1; n += blockDim.x) y[(size_t)m * N + n] = gbx_bits2f(0x7fc00000u);
+		return;
+	}
 	if (!fast) {
 		gbx_fp4_generic<NW, ROWS>(x, w, ws, ts, bias, y, M, N, K, Kp, tsv);
 		return;
@@ -399,11 +419,11 @@ __device__ __forceinline__ void gbx_fp4_dispatch(const unsigned short* __restric
 		else if (mloc <= 16) gbx_fp4_fast<2, 1, 1, 4, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem, tsv);
 		else if (mloc <= 32) gbx_fp4_fast<4, 1, 1, 4, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem, tsv);
 		else gbx_fp4_fast<8, 1, 1, 4, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem, tsv);
-	} else if (NW == 8 && ROWS == 32) {
-		if (mloc <= 8) gbx_fp4_fast<1, 2, 1, 8, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem, tsv);
-		else if (mloc <= 16) gbx_fp4_fast<2, 2, 1, 8, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem, tsv);
-		else if (mloc <= 32) gbx_fp4_fast<4, 2, 1, 8, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem, tsv);
-		else gbx_fp4_fast<8, 1, 2, 4, S, DQ>(x, w, ws, ts, bias, y, M, N, K, smem, tsv);
+	} else if (NW == 8 && ROWS == 32) { // the shipped family, the only one with TL
+		if (mloc <= 8) gbx_fp4_fast<1, 2, 1, 8, S, DQ, TL>(x, w, ws, ts, bias, y, M, N, K, smem, tsv);
+		else if (mloc <= 16) gbx_fp4_fast<2, 2, 1, 8, S, DQ, TL>(x, w, ws, ts, bias, y, M, N, K, smem, tsv);
+		else if (mloc <= 32) gbx_fp4_fast<4, 2, 1, 8, S, DQ, TL>(x, w, ws, ts, bias, y, M, N, K, smem, tsv);
+		else gbx_fp4_fast<8, 1, 2, 4, S, DQ, TL>(x, w, ws, ts, bias, y, M, N, K, smem, tsv);
 	}
 }
 
@@ -416,23 +436,46 @@ extern "C" __global__ void __launch_bounds__(GBX_FP4_THREADS, 2)
                      float* __restrict__ y,                // [M, N] fp32
                      int M, int N, int K, int Kp) {
 	gbx_pdl();
-	extern __shared__ __attribute__((aligned(16))) unsigned char gbx_fp4_smem[];
+	GBX_DYN_SMEM(gbx_fp4_smem, GBX_FP4_SMEM_BYTES);
 	gbx_fp4_dispatch<8, GBX_FP4_ROWS, GBX_FP4_STAGES, 0>(x, w, ws, ts, bias, y, M, N, K, Kp, gbx_fp4_smem);
 }
 
-// gbx_nvfp4_linear_cs is gbx_nvfp4_linear with one tensor scale per output
-// channel, ts[n] (same launch): several NVFP4 tensors, each with its own
-// tensor scale, stacked along N into one product (a language model's fused
-// q/k/v and gate/up projections).
+// gbx_nvfp4_gemm and gbx_nvfp4_gemm_tiled are the entry points Gearbox launches
+// (gbx_nvfp4_linear is bench/fp4's), one kernel each so that each compiles as alone:
+//   tsv    : one tensor scale per output channel (tsv[n]; several NVFP4 tensors, each with its
+//            own, stacked along N into one product: a language model's fused q/k/v and gate/up
+//            projections), or NULL for ts.
+//   _tiled : w and ws in the tiled layout (docs/cuda.md, "NVFP4 weights, tiled"): for each
+//            16-row tile T and chunk c of 128 columns, the unit u = T * K/128 + c holds the
+//            tile's rows' 64 code bytes of the chunk one after another at u * 1024, and their
+//            8 scale bytes at u * 128: a warp's copy (rows g and g + 8 of a tile, lane 4g + t
+//            its 16 bytes t) is 512 contiguous bytes where row-major it is 64 from each of 8
+//            rows. Needs the fast path's shape and alignment and N % 16 == 0 (otherwise y is
+//            NaN).
 extern "C" __global__ void __launch_bounds__(GBX_FP4_THREADS, 2)
-    gbx_nvfp4_linear_cs(const unsigned short* __restrict__ x, // [M, K] bf16 bits, row-major, row stride K
-                        const unsigned char* __restrict__ w,  // [N, Kp/2] packed E2M1 (low nibble = even k)
-                        const unsigned char* __restrict__ ws, // [N, Kp/16] E4M3 block scales
-                        const float* __restrict__ ts,         // [N] float32 tensor scales
-                        const float* __restrict__ bias,       // [N] or NULL
-                        float* __restrict__ y,                // [M, N] fp32
-                        int M, int N, int K, int Kp) {
+    gbx_nvfp4_gemm(const unsigned short* __restrict__ x, // [M, K] bf16 bits, row-major, row stride K
+                   const unsigned char* __restrict__ w,  // [N, Kp/2] packed E2M1 (low nibble = even k)
+                   const unsigned char* __restrict__ ws, // [N, Kp/16] E4M3 block scales
+                   float ts,                             // float32 tensor scale (tsv NULL)
+                   const float* __restrict__ tsv,        // [N] float32 tensor scales, or NULL
+                   const float* __restrict__ bias,       // [N] or NULL
+                   float* __restrict__ y,                // [M, N] fp32
+                   int M, int N, int K, int Kp) {
 	gbx_pdl();
-	extern __shared__ __attribute__((aligned(16))) unsigned char gbx_fp4_smem_cs[];
-	gbx_fp4_dispatch<8, GBX_FP4_ROWS, GBX_FP4_STAGES, 0>(x, w, ws, 1.0f, bias, y, M, N, K, Kp, gbx_fp4_smem_cs, ts);
+	GBX_DYN_SMEM(gbx_fp4_smem_g, GBX_FP4_SMEM_BYTES);
+	gbx_fp4_dispatch<8, GBX_FP4_ROWS, GBX_FP4_STAGES, 0>(x, w, ws, ts, bias, y, M, N, K, Kp, gbx_fp4_smem_g, tsv);
+}
+
+extern "C" __global__ void __launch_bounds__(GBX_FP4_THREADS, 2)
+    gbx_nvfp4_gemm_tiled(const unsigned short* __restrict__ x, // [M, K] bf16 bits, row-major, row stride K
+                         const unsigned char* __restrict__ w,  // packed E2M1, tiled
+                         const unsigned char* __restrict__ ws, // E4M3 block scales, tiled
+                         float ts,                             // float32 tensor scale (tsv NULL)
+                         const float* __restrict__ tsv,        // [N] float32 tensor scales, or NULL
+                         const float* __restrict__ bias,       // [N] or NULL
+                         float* __restrict__ y,                // [M, N] fp32
+                         int M, int N, int K, int Kp) {
+	gbx_pdl();
+	GBX_DYN_SMEM(gbx_fp4_smem_t, GBX_FP4_SMEM_BYTES);
+	gbx_fp4_dispatch<8, GBX_FP4_ROWS, GBX_FP4_STAGES, 0, true>(x, w, ws, ts, bias, y, M, N, K, Kp, gbx_fp4_smem_t, tsv);
 }
