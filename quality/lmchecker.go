@@ -108,6 +108,7 @@ func (c *LMChecker) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case ck := <-c.queue:
+			c.warm(ctx, ck.m, ck.served)
 			start := c.nowFn()
 			r, err := c.Check(ctx, ck.m, ck.served, ck.prompt, ck.generated)
 			if err == nil {
@@ -125,6 +126,38 @@ func (c *LMChecker) Run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// warm converts or uploads the weights a check of m served at served runs
+// on, where the backend has not yet (kernels.WarmLM), before the check's
+// clock starts: a one-time cost of the worker's, not the check's. Timed
+// with it, the first check of a rung no engine had served (an 8B model's
+// fp4 shadow: half a minute of quantizing) would rest the checker nine
+// times as long under the default budget. A failure is left to the check.
+func (c *LMChecker) warm(ctx context.Context, m *lm.Model, served precision.Format) {
+	ref, cand := c.rungs(m, served)
+	for _, p := range []precision.Format{ref, served, cand} {
+		if p == "" || ctx.Err() != nil {
+			continue
+		}
+		if err := kernels.WarmLM(ctx, c.lm, m, p); err != nil {
+			c.log.Debug().Err(err).Str("model", m.Name).Str("precision", string(p)).Msg("quality check: warming up")
+		}
+	}
+}
+
+// rungs returns the precisions besides served that a check of m runs: the
+// reference (fp32 where the backend cannot run m's) and the next cheaper
+// rung after served that the backend runs ("" if none).
+func (c *LMChecker) rungs(m *lm.Model, served precision.Format) (ref, cand precision.Format) {
+	ref = m.Reference()
+	if !kernels.Supports(c.backend, ref) {
+		ref = precision.FP32
+	}
+	if next, ok := precision.Next(m.Precision.Ladder, served); ok && kernels.Supports(c.backend, next) {
+		cand = next
+	}
+	return ref, cand
 }
 
 // rest is how long to rest after a check that took d for checks to take
@@ -154,14 +187,7 @@ func (c *LMChecker) Check(ctx context.Context, m *lm.Model, served precision.For
 	if len(prompt) == 0 || n == 0 {
 		return nil, errors.New("quality check: a sequence needs a prompt and a generated token")
 	}
-	ref := m.Reference()
-	if !kernels.Supports(c.backend, ref) {
-		ref = precision.FP32
-	}
-	var cand precision.Format
-	if next, ok := precision.Next(m.Precision.Ladder, served); ok && kernels.Supports(c.backend, next) {
-		cand = next
-	}
+	ref, cand := c.rungs(m, served)
 	// Row i of tokens predicts tokens[i+1]: the rows from first on predict
 	// the generated tokens. The last generated token predicts nothing
 	// judged, so it is not fed.

@@ -215,8 +215,10 @@ type budgetEvent struct {
 // startBudgetRun queues len(took) checks of the shipped model's sequence
 // on a checker under budget and starts its Run; failAt, when ≥ 0, is the
 // check whose publish fails. With realWait a rest, once sent on events,
-// is the checker's own wait rather than one until resumed.
-func startBudgetRun(t *testing.T, budget float64, took []time.Duration, failAt int, realWait bool) *budgetRun {
+// is the checker's own wait rather than one until resumed. The first step
+// at each precision takes upload on the checker's clock (the weights'
+// one-time conversion).
+func startBudgetRun(t *testing.T, budget float64, took []time.Duration, failAt int, realWait bool, upload time.Duration) *budgetRun {
 	t.Helper()
 	b, err := cpu.New(cpu.Config{})
 	if err != nil {
@@ -249,7 +251,12 @@ func startBudgetRun(t *testing.T, budget float64, took []time.Duration, failAt i
 		}
 		return nil
 	}
-	h.c, err = NewLMChecker(Config{Sample: 1, Queue: len(took), Budget: budget, Metrics: h.met}, b, "w", publish, zerolog.Nop())
+	slow := &firstStepSlow{Backend: b, upload: upload, seen: map[precision.Format]bool{}, advance: func(d time.Duration) {
+		mu.Lock()
+		clock = clock.Add(d)
+		mu.Unlock()
+	}}
+	h.c, err = NewLMChecker(Config{Sample: 1, Queue: len(took), Budget: budget, Metrics: h.met}, slow, "w", publish, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,6 +286,27 @@ func startBudgetRun(t *testing.T, budget float64, took []time.Duration, failAt i
 		h.c.Run(ctx)
 	}()
 	return h
+}
+
+// firstStepSlow is a CPU backend whose first step at a precision advances
+// the checker's clock by upload: the time a GPU backend takes to quantize
+// and upload a model's weights for a precision it has not run.
+type firstStepSlow struct {
+	*cpu.Backend
+	upload  time.Duration
+	advance func(time.Duration)
+	mu      sync.Mutex
+	seen    map[precision.Format]bool
+}
+
+func (b *firstStepSlow) Step(ctx context.Context, m *lm.Model, p precision.Format, kv kernels.KVCache, batch *kernels.Batch) ([]kernels.SeqOut, error) {
+	b.mu.Lock()
+	if !b.seen[p] {
+		b.seen[p] = true
+		b.advance(b.upload)
+	}
+	b.mu.Unlock()
+	return b.Backend.Step(ctx, m, p, kv, batch)
 }
 
 // next is Run's next event.
@@ -321,7 +349,7 @@ func TestLMBudgetRests(t *testing.T) {
 		{0, nil},
 	} {
 		t.Run(fmt.Sprint(tc.budget), func(t *testing.T) {
-			h := startBudgetRun(t, tc.budget, took, -1, false)
+			h := startBudgetRun(t, tc.budget, took, -1, false, 0)
 			for i := range took {
 				if e := h.next(t); !e.published {
 					t.Fatalf("check %d: a rest of %v before it was published", i, e.rest)
@@ -351,10 +379,28 @@ func TestLMBudgetRests(t *testing.T) {
 	}
 }
 
+// TestLMBudgetRestsWithoutWarmUp: the weights a check is the first to
+// need (its reference, served and shadow rungs, here an hour each to
+// convert) are prepared before its clock starts: the rest after it, and
+// the seconds it counts, are its own 2 s, not 3 h.
+func TestLMBudgetRestsWithoutWarmUp(t *testing.T) {
+	h := startBudgetRun(t, 0.5, []time.Duration{2 * time.Second}, -1, false, time.Hour)
+	if e := h.next(t); !e.published {
+		t.Fatalf("a rest of %v before the check", e.rest)
+	}
+	if e := h.next(t); e.rest != 2*time.Second {
+		t.Errorf("after a 2 s check of weights that took 3 h to convert: %+v; want a rest of 2s", e)
+	}
+	h.stop(t)
+	if got := testutil.ToFloat64(h.met.CheckSeconds("gocoder")); got != 2 {
+		t.Errorf("%g check seconds; want 2", got)
+	}
+}
+
 // TestLMBudgetRestEndsWithCtx: Run, resting after a check, returns as soon
 // as its ctx ends, and takes no further check.
 func TestLMBudgetRestEndsWithCtx(t *testing.T) {
-	h := startBudgetRun(t, 0.25, []time.Duration{time.Hour, time.Hour}, -1, true)
+	h := startBudgetRun(t, 0.25, []time.Duration{time.Hour, time.Hour}, -1, true, 0)
 	if e := h.next(t); !e.published {
 		t.Fatalf("a rest of %v before the first check", e.rest)
 	}
@@ -370,7 +416,7 @@ func TestLMBudgetRestEndsWithCtx(t *testing.T) {
 // TestLMCheckSeconds: the time spent in each check, published or failed,
 // adds to the model's gearbox_quality_check_seconds_total.
 func TestLMCheckSeconds(t *testing.T) {
-	h := startBudgetRun(t, 0, []time.Duration{2 * time.Second, 5500 * time.Millisecond}, 0, false)
+	h := startBudgetRun(t, 0, []time.Duration{2 * time.Second, 5500 * time.Millisecond}, 0, false, 0)
 	for range 2 {
 		h.next(t)
 	}
