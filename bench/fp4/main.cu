@@ -68,7 +68,7 @@ struct Variant {
 #define VAR(NW, ROWS, S, DQ, MINB, RTMAX) \
 	{"w" #NW "r" #ROWS "s" #S "d" #DQ, var_k<NW, ROWS, S, DQ, MINB>, NW * 32, ROWS, S * NW * RTMAX * 1280}
 static Variant variants[] = {
-    {"main", gbx_nvfp4_linear, GBX_FP4_THREADS, GBX_FP4_ROWS, GBX_FP4_SMEM_BYTES},
+    VAR(8, 32, 2, 0, 2, 2),  // as shipped: gbx_nvfp4_gemm (row-major; GBX_FP4_ROWS 32, GBX_FP4_STAGES 2)
     VAR(8, 64, 3, 0, 1, 4),  // the first version (64 channels per CTA, 3 stages)
     VAR(8, 32, 2, 4, 2, 2),  // multiply-form unpack
     VAR(8, 32, 2, 64, 2, 2), // loads-only probe: memory side alone (results wrong by design)

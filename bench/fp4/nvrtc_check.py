@@ -11,7 +11,7 @@ import cupy as cp
 src = open("kernels/cuda/src/fp4_linear.cu").read()
 mod = cp.RawModule(code=src, options=("--gpu-architecture=sm_90a", "-std=c++17", "-Ikernels/cuda/src"),
                    backend="nvrtc")
-fn = mod.get_function("gbx_nvfp4_linear")
+fn = mod.get_function("gbx_nvfp4_gemm")  # row-major weights
 SMEM = 40960  # LAUNCH: 2 stages x 8 warps x 2560
 print("NVRTC compile OK; regs", fn.num_regs, "local", fn.local_size_bytes)
 
@@ -42,7 +42,7 @@ for M, N, K in [(1, 128, 512), (9, 192, 1024), (33, 64, 256), (64, 128, 384), (7
     ref = xd @ wdq.astype(np.float64).T + bias
     dy = cp.full((M, N), cp.nan, dtype=cp.float32)
     grid = ((N + 31) // 32, (M + 63) // 64, 1)
-    fn(grid, (256, 1, 1), (cp.asarray(xb), cp.asarray(packed), cp.asarray(sc), ts, cp.asarray(bias), dy,
+    fn(grid, (256, 1, 1), (cp.asarray(xb), cp.asarray(packed), cp.asarray(sc), ts, np.uint64(0), cp.asarray(bias), dy,
                            np.int32(M), np.int32(N), np.int32(K), np.int32(Kp)), shared_mem=SMEM)
     y = cp.asnumpy(dy)
     err = float(np.linalg.norm(y - ref) / np.linalg.norm(ref))

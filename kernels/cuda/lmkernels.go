@@ -46,8 +46,9 @@ const lmThreads = C.GBX_LM_THREADS
 // A step of up to lmWideRows rows (decode below full load) has at most two
 // such blocks an SM: each then gets 1,024 threads, so that a row's passes
 // take a quarter of the serial iterations (the per-row kernels reduce over
-// any block of whole warps up to 1,024 threads, the norm's sum in an order
-// that does not depend on the block's size: blockSumLanes). Up to 32 rows
+// any block of whole warps up to 1,024 threads; the norm's sum, in an order
+// that does not depend on the block's size, blockSumLanes, over blocks of
+// 256, 512 or 1,024, which GBX_LM_THREADS must therefore be). Up to 32 rows
 // only, at first; from 33 to 256 rows, ncu on the H200 had the
 // residual-and-norm kernel at 19 µs a call for 64 rows of 4,096, its 16
 // passes' loads each waiting on the one before.

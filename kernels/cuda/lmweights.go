@@ -59,7 +59,8 @@ type lmLayerW struct {
 //	           a multiple of 16 (fp8F32) the E4M3 values as f32, for the
 //	           fp32 GEMM
 //	fp4        NVFP4 (QuantizeNVFP4 of each stacked tensor): packed E2M1
-//	           in fp4Data, E4M3 block scales in fp4Scale, each channel's
+//	           in fp4Data, E4M3 block scales in fp4Scale (tiled where every
+//	           stacked tensor is fp4Tileable: fp4Tiled), each channel's
 //	           tensor scale in ws (one value per stacked tensor, repeated);
 //	           and w holds E2M1 × block scale as bf16 (exact) for the bf16
 //	           GEMM of large batches

@@ -35,7 +35,8 @@ type devWeights struct {
 //	      (QuantizeFP8PerChannel, margin 0); when K or N is not a multiple
 //	      of 16 (cuBLASLt's fp8 kernels need it) the E4M3 values as float32
 //	fp4   NVFP4 (QuantizeNVFP4): packed E2M1 in fp4Data, E4M3 block scales in
-//	      fp4Scales, the tensor scale in ts; and, for the GEMM path, w holds
+//	      fp4Scales (in the kernel's tiled layout where fp4Tileable, fp4Tiled
+//	      set), the tensor scale in ts; and, for the GEMM path, w holds
 //	      the block-scaled values E2M1 × s_b as bf16 (exact: at most 6
 //	      significant bits), multiplied by ts in the GEMM's alpha
 //

@@ -203,7 +203,8 @@ inline u32 gbx_prmt(u32 a, u32 b, u32 sel) {
 	return d;
 }
 // gbx_bmul2 is mul.rn.bf16x2: each half's product rounded once to bf16 (a
-// bf16 product is exact in float, subnormal operands included).
+// bf16 product is exact in float while it stays in float's normal range,
+// as the NVFP4 kernel's, ≥ 2^-18, do).
 inline u32 gbx_bmul2(u32 a, u32 b) {
 	const float lo = bf2f((u16)a) * bf2f((u16)b), hi = bf2f((u16)(a >> 16)) * bf2f((u16)(b >> 16));
 	return (u32)f2bf(lo) | (u32)f2bf(hi) << 16;

@@ -1,9 +1,8 @@
 // fp4_linear.cu: weight-only NVFP4 x bf16 linear layer for Hopper (sm_90 / sm_90a),
 // y[M,N] = x[M,K] . W[N,K]^T + bias, W in NVFP4 (docs/precision.md), fp32 output.
 //
-// LAUNCH: gbx_nvfp4_gemm (Gearbox's entry point: row-major or tiled weights; see its comment
-// at the end) and gbx_nvfp4_linear (row-major, bench/fp4's). The
-// numbers are the GBX_FP4_* macros of abi.h, which the Go wrapper reads too.
+// LAUNCH: gbx_nvfp4_gemm (row-major weights) and gbx_nvfp4_gemm_tiled (tiled; see their comment
+// at the end). The numbers are the GBX_FP4_* macros of abi.h, which the Go wrapper reads too.
 //   block   = (GBX_FP4_THREADS, 1, 1) = (256, 1, 1)         (8 warps)
 //   grid    = (ceil(N / GBX_FP4_ROWS), ceil(M / GBX_FP4_MTILE), 1) = (ceil(N / 32), ceil(M / 64), 1)
 //             (32 output channels x 64 batch rows per CTA)
@@ -31,10 +30,11 @@
 //    codes) of 2 rows per 16-row tile and its 4 scale bytes with cp.async into a warp-private
 //    2-stage shared-memory ring (each thread only ever reads what it copied itself, so no
 //    barrier is needed in the main loop). Warp kw takes chunks kw, kw + 8, ...
-//  * Measured limit (bench/fp4/NOTES.md): a loads-only probe of this access pattern (8 rows x
-//    64 B per warp instruction) also takes ~20 us at N = K = 8192, i.e. the dequantization is
-//    hidden and the ~1.8-1.9 TB/s ceiling is the copy pattern itself; the next step is wider
-//    per-row requests (TMA bulk row copies or 128-256 B per row per instruction).
+//  * Measured (bench/fp4/NOTES.md, H100): a loads-only probe of the row-major access pattern
+//    (8 rows x 64 B per warp instruction) also took ~20 us at N = K = 8192, so the copies, not
+//    the dequantization, set the time. The tiled layout (gbx_nvfp4_gemm_tiled: 512 contiguous
+//    bytes per warp instruction) gained 6-7 % in H200 decode steps; more CTAs (K split, 16
+//    channels a CTA) and a third stage lost (docs/benchmarks.md, seventh pass).
 //  * The k order inside an mma is free, so each thread's 32-bit word of 8 codes (k0..k7) is
 //    fed as the pairs (k0,k4) (k1,k5) (k2,k6) (k3,k7): every pair is produced by one shift and
 //    two masks from the word, and the activations are permuted the same way with prmt.
@@ -101,7 +101,7 @@ __device__ __forceinline__ void gbx_xpairs(u32 (&p)[4], const u32 (&r)[4]) {
 
 // The tensor-core path. NT: 8-row batch tiles (M <= 8 NT); RT: 16-channel tiles per warp;
 // RW x KW = 8 warps: RW channel groups x KW K-groups; RT * RW * 16 = 64 channels; S stages.
-// TL: w and ws in the tiled layout (gbx_nvfp4_gemm); otherwise row-major.
+// TL: w and ws in the tiled layout (gbx_nvfp4_gemm_tiled); otherwise row-major.
 template <int NT, int RT, int RW, int KW, int S, int DQ, bool TL = false>
 __device__ __forceinline__ void gbx_fp4_fast(const unsigned short* __restrict__ x, const unsigned char* __restrict__ w,
                                              const unsigned char* __restrict__ ws, float ts,
@@ -427,21 +427,8 @@ __device__ __forceinline__ void gbx_fp4_dispatch(const unsigned short* __restric
 	}
 }
 
-extern "C" __global__ void __launch_bounds__(GBX_FP4_THREADS, 2)
-    gbx_nvfp4_linear(const unsigned short* __restrict__ x, // [M, K] bf16 bits, row-major, row stride K
-                     const unsigned char* __restrict__ w,  // [N, Kp/2] packed E2M1 (low nibble = even k)
-                     const unsigned char* __restrict__ ws, // [N, Kp/16] E4M3 block scales
-                     float ts,                             // float32 tensor scale
-                     const float* __restrict__ bias,       // [N] or NULL
-                     float* __restrict__ y,                // [M, N] fp32
-                     int M, int N, int K, int Kp) {
-	gbx_pdl();
-	GBX_DYN_SMEM(gbx_fp4_smem, GBX_FP4_SMEM_BYTES);
-	gbx_fp4_dispatch<8, GBX_FP4_ROWS, GBX_FP4_STAGES, 0>(x, w, ws, ts, bias, y, M, N, K, Kp, gbx_fp4_smem);
-}
-
-// gbx_nvfp4_gemm and gbx_nvfp4_gemm_tiled are the entry points Gearbox launches
-// (gbx_nvfp4_linear is bench/fp4's), one kernel each so that each compiles as alone:
+// gbx_nvfp4_gemm and gbx_nvfp4_gemm_tiled are the entry points, one kernel each so that each
+// compiles as alone:
 //   tsv    : one tensor scale per output channel (tsv[n]; several NVFP4 tensors, each with its
 //            own, stacked along N into one product: a language model's fused q/k/v and gate/up
 //            projections), or NULL for ts.
