@@ -5,9 +5,9 @@ set -o pipefail
 OUT=${OUT:-/tmp/fp4out}; mkdir -p $OUT
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu --format=csv | tee $OUT/gpu.txt
 nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -Xptxas -v -o /tmp/fp4 bench/fp4/main.cu 2>&1 \
-  | grep -E "error|warning|gbx_nvfp4_linear|registers|spill" | head -40
+  | grep -E "error|warning|gbx_nvfp4_gemm|registers|spill" | head -40
 [ -x /tmp/fp4 ] || exit 1
-cuobjdump -sass -fun gbx_nvfp4_linear /tmp/fp4 > $OUT/sass.txt 2>&1
+cuobjdump -sass -fun gbx_nvfp4_gemm /tmp/fp4 > $OUT/sass.txt 2>&1
 grep -c HMMA $OUT/sass.txt; grep -cE "LDL|STL" $OUT/sass.txt
 python3 bench/fp4/nvrtc_check.py 2>&1 | tee $OUT/nvrtc.txt
 /tmp/fp4 ${1:-} 2>&1 | tee $OUT/fp4.txt
