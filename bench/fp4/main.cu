@@ -109,13 +109,13 @@ static uint8_t enc_e2m1(float v) {
 	if (std::signbit(v)) return 8 | (uint8_t)nearest_code(-v, e2m1_val, 7);
 	return (uint8_t)nearest_code(v, e2m1_val, 7);
 }
-static uint16_t f2bf(float f) {
+static uint16_t host_f2bf(float f) {
 	uint32_t b;
 	memcpy(&b, &f, 4);
 	b += 0x7fff + ((b >> 16) & 1);
 	return (uint16_t)(b >> 16);
 }
-static float bf2f(uint16_t h) {
+static float host_bf2f(uint16_t h) {
 	uint32_t b = (uint32_t)h << 16;
 	float f;
 	memcpy(&f, &b, 4);
@@ -222,7 +222,7 @@ static void set_m(Prob& p, int M, bool with_bias) {
 	p.x.resize((size_t)M * p.K);
 	for (auto& v : p.x) {
 		uint16_t h;
-		do h = f2bf(randn()); while (bf2f(h) == 0.f);
+		do h = host_f2bf(randn()); while (host_bf2f(h) == 0.f);
 		v = h;
 	}
 	p.bias.assign(p.N, 0.f);
@@ -269,7 +269,7 @@ static double check(const Variant& v, Prob& p, bool with_bias, int sample, bool*
 	}
 	std::vector<float> wrow(p.K);
 	std::vector<double> xd((size_t)p.M * p.K);
-	for (size_t i = 0; i < xd.size(); ++i) xd[i] = bf2f(p.x[i]);
+	for (size_t i = 0; i < xd.size(); ++i) xd[i] = host_bf2f(p.x[i]);
 	double num = 0, den = 0;
 	for (int n : chans) {
 		for (int k = 0; k < p.K; ++k) wrow[k] = deq(p.q, n, k);
