@@ -36,6 +36,12 @@ void emu_syncthreads();
 void emu_syncwarp();
 void emu_shfl_put(uint64_t v);
 uint64_t emu_shfl_get(int lane);
+// emu_xchg_put and emu_xchg_get exchange up to 8 words a lane across a
+// warp: every lane puts, a warp barrier, every lane gets all 32 lanes'
+// words, a warp barrier (emu_mma: two barriers where shuffling each
+// register from each lane took 384).
+void emu_xchg_put(const uint32_t *v, int n);
+void emu_xchg_get(uint32_t (*all)[8]);
 int emu_syncthreads_or(int p);
 
 inline void __syncthreads() { emu_syncthreads(); }
@@ -157,9 +163,11 @@ template <int FMT> inline float emu_frag(u32 reg, int e) {
 }
 template <int FMT> inline void emu_mma(float (&c)[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
 	const int lane = threadIdx.x & 31, per = FMT == GBX_FMT_E4M3 ? 4 : 2;
-	u32 mine[6] = {a0, a1, a2, a3, b0, b1}, all[32][6];
-	for (int r = 0; r < 6; r++)
-		for (int l = 0; l < 32; l++) all[l][r] = emu_shfl(mine[r], l);
+	u32 mine[6] = {a0, a1, a2, a3, b0, b1}, all[32][8];
+	emu_xchg_put(mine, 6);
+	emu_syncwarp();
+	emu_xchg_get(all);
+	emu_syncwarp();
 	// A[row][k], B[k][col] of this mma.
 	const int K = 8 * per;
 	auto A = [&](int row, int k) {

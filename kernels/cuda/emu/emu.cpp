@@ -54,6 +54,9 @@ static void wait_state(int st) {
 void emu_syncthreads() { wait_state(F_BLOCK); }
 void emu_syncwarp() { wait_state(F_WARP); }
 void emu_shfl_put(uint64_t v) { shfl[threadIdx.x >> 5][threadIdx.x & 31] = v; }
+static uint32_t xchg[32][32][8];
+void emu_xchg_put(const uint32_t *v, int n) { memcpy(xchg[threadIdx.x >> 5][threadIdx.x & 31], v, 4 * n); }
+void emu_xchg_get(uint32_t (*all)[8]) { memcpy(all, xchg[threadIdx.x >> 5], sizeof xchg[0]); }
 uint64_t emu_shfl_get(int lane) { return shfl[threadIdx.x >> 5][lane & 31]; }
 int emu_syncthreads_or(int p) {
 	if (p) or_acc = 1;
