@@ -47,7 +47,6 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 	if cfg.FP4SmallM < -1 {
 		return nil, fmt.Errorf("cuda: bench: FP4SmallM = %d, want -1 or more", cfg.FP4SmallM)
 	}
-
 	// The run's overrides of the device's settings, put back at the end.
 	type settings struct {
 		gemvMaxM, fp4SmallM               int

@@ -173,7 +173,7 @@ func TestLMChunking(t *testing.T) {
 }
 
 // TestLMFP4Paths: fp4 on the NVFP4 kernel (per-channel tensor scales,
-// gbx_nvfp4_gemm) and on the dequantized-bf16 GEMM read the same weights,
+// gbx_nvfp4_gemm_tiled and gbx_nvfp4_gemm) and on the dequantized-bf16 GEMM read the same weights,
 // so their logits differ by the order of sums only. Two models: every
 // projection's K a multiple of 128 (the kernel's tensor-core path, tiled
 // weights: hidden 128, q 128, intermediate 256), and a narrow one whose

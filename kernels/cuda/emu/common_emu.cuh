@@ -199,7 +199,6 @@ inline u32 gbx_movmatrix_t(u32 a) {
 	return ((lo >> sh) & 0xffffu) | (((hi >> sh) & 0xffffu) << 16);
 }
 
-
 // ---- byte permutes, bf16x2 products, shared memory and asynchronous copies (fp4_linear.cu) ----
 // gbx_prmt is prmt.b32's default mode: byte i of the result is byte
 // (sel >> 4i) & 7 of b:a (a the low four bytes); the sign-replicate bit
