@@ -41,6 +41,7 @@ type LMChecker struct {
 
 	queue chan *lmCheck
 	*sampler
+	warmed map[warmKey]bool // Run's goroutine only
 
 	// nowFn reads the clock that times checks; waitFn rests for d or
 	// until ctx ends (tests replace both).
@@ -68,7 +69,7 @@ func NewLMChecker(cfg Config, backend kernels.Backend, worker string, publish fu
 	cfg = cfg.WithDefaults()
 	return &LMChecker{
 		cfg: cfg, backend: backend, lm: lmb, worker: worker, publish: publish, log: log,
-		queue: make(chan *lmCheck, cfg.Queue), sampler: newSampler(cfg),
+		queue: make(chan *lmCheck, cfg.Queue), sampler: newSampler(cfg), warmed: map[warmKey]bool{},
 		nowFn: time.Now, waitFn: wait,
 	}, nil
 }
@@ -109,6 +110,9 @@ func (c *LMChecker) Run(ctx context.Context) {
 			return
 		case ck := <-c.queue:
 			c.warm(ctx, ck.m, ck.served)
+			if ctx.Err() != nil {
+				return
+			}
 			start := c.nowFn()
 			r, err := c.Check(ctx, ck.m, ck.served, ck.prompt, ck.generated)
 			if err == nil {
@@ -128,22 +132,32 @@ func (c *LMChecker) Run(ctx context.Context) {
 	}
 }
 
-// warm converts or uploads the weights a check of m served at served runs
-// on, where the backend has not yet (kernels.WarmLM), before the check's
-// clock starts: a one-time cost of the worker's, not the check's. Timed
-// with it, the first check of a rung no engine had served (an 8B model's
-// fp4 shadow: half a minute of quantizing) would rest the checker nine
-// times as long under the default budget. A failure is left to the check.
+// warm has the backend convert or upload the weights a check of m served
+// at served runs on (kernels.WarmLM), once for each model and precision,
+// before the check's clock starts: a one-time cost of the worker's, and a
+// wait behind other weights' conversion on the same device, that timed
+// with the check would rest the checker nine times as long under the
+// default budget. Only rungs warmed without error are remembered (a
+// failure is left to the check); the worker never evicts a language model.
 func (c *LMChecker) warm(ctx context.Context, m *lm.Model, served precision.Format) {
 	ref, cand := c.rungs(m, served)
 	for _, p := range []precision.Format{ref, served, cand} {
-		if p == "" || ctx.Err() != nil {
+		k := warmKey{m, p}
+		if p == "" || c.warmed[k] || ctx.Err() != nil {
 			continue
 		}
 		if err := kernels.WarmLM(ctx, c.lm, m, p); err != nil {
 			c.log.Debug().Err(err).Str("model", m.Name).Str("precision", string(p)).Msg("quality check: warming up")
+			continue
 		}
+		c.warmed[k] = true
 	}
+}
+
+// warmKey is a model's weights at a precision, warmed by LMChecker.warm.
+type warmKey struct {
+	m *lm.Model
+	p precision.Format
 }
 
 // rungs returns the precisions besides served that a check of m runs: the

@@ -199,6 +199,7 @@ func TestLMOfferDropsWhenFull(t *testing.T) {
 // sent on events, and Run stays in a rest until resumed (or its ctx ends).
 type budgetRun struct {
 	c      *LMChecker
+	slow   *firstStepSlow
 	met    *Metrics
 	events chan budgetEvent
 	resume chan struct{}
@@ -256,6 +257,7 @@ func startBudgetRun(t *testing.T, budget float64, took []time.Duration, failAt i
 		clock = clock.Add(d)
 		mu.Unlock()
 	}}
+	h.slow = slow
 	h.c, err = NewLMChecker(Config{Sample: 1, Queue: len(took), Budget: budget, Metrics: h.met}, slow, "w", publish, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
@@ -291,12 +293,14 @@ func startBudgetRun(t *testing.T, budget float64, took []time.Duration, failAt i
 // firstStepSlow is a CPU backend whose first step at a precision advances
 // the checker's clock by upload: the time a GPU backend takes to quantize
 // and upload a model's weights for a precision it has not run.
+// It counts the one-token steps of kernels.WarmLM (warms).
 type firstStepSlow struct {
 	*cpu.Backend
 	upload  time.Duration
 	advance func(time.Duration)
 	mu      sync.Mutex
 	seen    map[precision.Format]bool
+	warms   int
 }
 
 func (b *firstStepSlow) Step(ctx context.Context, m *lm.Model, p precision.Format, kv kernels.KVCache, batch *kernels.Batch) ([]kernels.SeqOut, error) {
@@ -304,6 +308,9 @@ func (b *firstStepSlow) Step(ctx context.Context, m *lm.Model, p precision.Forma
 	if !b.seen[p] {
 		b.seen[p] = true
 		b.advance(b.upload)
+	}
+	if len(batch.Seqs) == 1 && len(batch.Seqs[0].Tokens) == 1 && batch.Seqs[0].Want == kernels.WantSample {
+		b.warms++
 	}
 	b.mu.Unlock()
 	return b.Backend.Step(ctx, m, p, kv, batch)
@@ -381,19 +388,30 @@ func TestLMBudgetRests(t *testing.T) {
 
 // TestLMBudgetRestsWithoutWarmUp: the weights a check is the first to
 // need (its reference, served and shadow rungs, here an hour each to
-// convert) are prepared before its clock starts: the rest after it, and
-// the seconds it counts, are its own 2 s, not 3 h.
+// convert) are prepared before its clock starts: the rests after the
+// checks, and the seconds they count, are their own 2 s and 3 s, not 3 h;
+// and each rung is warmed once, not before every check (on a GPU each
+// warm-up's cache, freed, drops the serving engines' CUDA graphs).
 func TestLMBudgetRestsWithoutWarmUp(t *testing.T) {
-	h := startBudgetRun(t, 0.5, []time.Duration{2 * time.Second}, -1, false, time.Hour)
-	if e := h.next(t); !e.published {
-		t.Fatalf("a rest of %v before the check", e.rest)
-	}
-	if e := h.next(t); e.rest != 2*time.Second {
-		t.Errorf("after a 2 s check of weights that took 3 h to convert: %+v; want a rest of 2s", e)
+	took := []time.Duration{2 * time.Second, 3 * time.Second}
+	h := startBudgetRun(t, 0.5, took, -1, false, time.Hour)
+	for i, d := range took {
+		if e := h.next(t); !e.published {
+			t.Fatalf("check %d: a rest of %v before it was published", i, e.rest)
+		}
+		if e := h.next(t); e.rest != d {
+			t.Errorf("after a %v check of weights that took 3 h to convert: %+v; want a rest of %v", d, e, d)
+		}
+		h.resume <- struct{}{}
 	}
 	h.stop(t)
-	if got := testutil.ToFloat64(h.met.CheckSeconds("gocoder")); got != 2 {
-		t.Errorf("%g check seconds; want 2", got)
+	if got := testutil.ToFloat64(h.met.CheckSeconds("gocoder")); got != 5 {
+		t.Errorf("%g check seconds; want 5", got)
+	}
+	h.slow.mu.Lock()
+	defer h.slow.mu.Unlock()
+	if h.slow.warms != 3 {
+		t.Errorf("%d warm-up steps for 2 checks of 3 rungs; want 3 (each rung once)", h.slow.warms)
 	}
 }
 

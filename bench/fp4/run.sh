@@ -4,6 +4,7 @@
 set -o pipefail
 OUT=${OUT:-/tmp/fp4out}; mkdir -p $OUT
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu --format=csv | tee $OUT/gpu.txt
+rm -f /tmp/fp4 # a failed build must not leave an old binary to run
 nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -Xptxas -v -o /tmp/fp4 bench/fp4/main.cu 2>&1 \
   | grep -E "error|warning|gbx_nvfp4_gemm|registers|spill" | head -40
 [ -x /tmp/fp4 ] || exit 1

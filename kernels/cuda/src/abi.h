@@ -30,7 +30,7 @@ enum {
 	GBX_FP8_SMALL_MAX = 16 * 1024,
 };
 
-// Launch geometry of gbx_nvfp4_linear (fp4_linear.cu): blocks of
+// Launch geometry of gbx_nvfp4_gemm and gbx_nvfp4_gemm_tiled (fp4_linear.cu): blocks of
 // GBX_FP4_THREADS threads, grid (ceil(N / GBX_FP4_ROWS), ceil(M /
 // GBX_FP4_MTILE), 1), GBX_FP4_SMEM_BYTES of dynamic shared memory. Macros,
 // not enums: they appear in __launch_bounds__ and template arguments.

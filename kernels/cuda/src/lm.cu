@@ -104,7 +104,7 @@ extern "C" __global__ void __launch_bounds__(1024) gbx_lm_norm(float *x, const f
 			acc[k] += (double)v * (double)v;
 		}
 	}
-	static_assert(GBX_LM_THREADS % 256 == 0 && GBX_LM_THREADS <= GBX_SUM_LANES, "blockSumLanes' block sizes");
+	static_assert(GBX_LM_THREADS >= 256 && GBX_SUM_LANES % GBX_LM_THREADS == 0, "blockSumLanes' block sizes");
 	const double ss = blockSumLanes(acc, sg);
 	const double inv = 1.0 / sqrt(ss / (double)cols + eps);
 	for (int i = threadIdx.x; i < cols; i += blockDim.x) yr[i] = (float)((double)xr[i] * inv * (double)w[i]);
