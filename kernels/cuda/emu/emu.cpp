@@ -5,6 +5,7 @@
 // one after another. A kernel added to src/ must be added to
 // kernels_table() below.
 #include <dlfcn.h>
+#include <sys/mman.h>
 #include <setjmp.h>
 #include <ucontext.h>
 #include <chrono>
@@ -227,11 +228,22 @@ CUresult cuDevicePrimaryCtxRelease_v2(int) { return 0; }
 CUresult cuCtxSetCurrent(void *) { return 0; }
 CUresult cuCtxSynchronize(void) { return 0; }
 CUresult cuMemGetInfo_v2(size_t *f, size_t *t) { *f = kTotal - allocated; *t = kTotal; return 0; }
+// A device allocation (rounded up to 256 bytes, as the driver aligns) ends
+// where a page no access is allowed to begins: a kernel that reads or
+// writes past the end of a buffer faults (SIGSEGV, the Go stack naming the
+// launch) instead of reading its neighbour's bytes.
+static const size_t kPage = 4096;
+static size_t guarded_span(size_t r) { return (r + kPage - 1) / kPage * kPage + kPage; }
 CUresult cuMemAlloc_v2(CUdeviceptr *p, size_t n) {
 	if (n > (64ull << 30)) return 2;
-	size_t r = (n + 255) & ~size_t(255);
-	void *q = aligned_alloc(256, r);
-	if (!q) return 2;
+	size_t r = (n + 255) & ~size_t(255), span = guarded_span(r);
+	char *base = (char *)mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (base == MAP_FAILED) return 2;
+	if (mprotect(base + span - kPage, kPage, PROT_NONE) != 0) {
+		munmap(base, span);
+		return 2;
+	}
+	char *q = base + span - kPage - r;
 	memset(q, 0xcd, r); // garbage, as fresh device memory holds
 	*p = (CUdeviceptr)q;
 	allocs[*p] = r;
@@ -241,9 +253,10 @@ CUresult cuMemAlloc_v2(CUdeviceptr *p, size_t n) {
 CUresult cuMemFree_v2(CUdeviceptr p) {
 	auto it = allocs.find(p);
 	if (it == allocs.end()) return 1;
-	allocated -= it->second;
+	const size_t r = it->second, span = guarded_span(r);
+	allocated -= r;
 	allocs.erase(it);
-	free((void *)p);
+	munmap((char *)p + r + kPage - span, span);
 	return 0;
 }
 CUresult cuMemAllocHost_v2(void **p, size_t n) { *p = malloc(n); return *p ? 0 : 2; }
