@@ -33,10 +33,9 @@ var (
 //
 // The backend is the batch-invariant one (Config.BatchInvariant), whose
 // promise this is; -invariance.invariant=false runs the default backend
-// instead, which differs in the last bits at fp32, fp4 and (large shapes)
-// bf16 (docs/cuda.md),
-// to see where. On the emulator, a smoke run: -invariance.precisions bf16
-// -invariance.mates 1.
+// instead, to see where it differs (in the last bits at fp32, fp4 and, on
+// the large shapes, bf16: docs/cuda.md). On the emulator, a smoke run:
+// -invariance.precisions bf16 -invariance.mates 1.
 func TestBatchInvariance(t *testing.T) {
 	g := gpu(t)
 	if *invarianceOn {
