@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -9,7 +10,7 @@ import (
 )
 
 func newBenchCmd(a *app) *cobra.Command {
-	return group("bench", "GPU kernel and end-to-end benchmarks", newBenchKernelsCmd(a), newBenchE2ECmd(a), newBenchLMCmd(a))
+	return group("bench", "GPU kernel and end-to-end benchmarks", newBenchKernelsCmd(a), newBenchE2ECmd(a), newBenchLMCmd(a), newBenchDecodeCmd(a))
 }
 
 // report is what the bench subcommands' reports do.
@@ -40,4 +41,13 @@ func writeReport(stdout io.Writer, rep report, plotPath string, plot func(string
 		return err
 	}
 	return out.Close()
+}
+
+// writeJSONFile writes v to path as indented JSON.
+func writeJSONFile(path string, v any) error {
+	buf, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, buf, 0o644)
 }

@@ -126,11 +126,7 @@ func benchKernels(ctx context.Context, log zerolog.Logger, f kernelsFlags, out i
 		}
 	}
 	if f.jsonOut != "" {
-		buf, err := json.MarshalIndent(rep, "", "  ")
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(f.jsonOut, buf, 0o644)
+		return writeJSONFile(f.jsonOut, rep)
 	}
 	return nil
 }

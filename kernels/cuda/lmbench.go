@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"time"
 
@@ -30,12 +31,22 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 	precs := orDefault(cfg.Precisions, []precision.Format{precision.BF16, precision.FP8, precision.FP4})
 	batches := orDefault(cfg.Batches, []int{1, 8, 64, 256})
 	prompts := orDefault(cfg.Prompts, []int{128, 2048})
-	steps, warmup := max(cfg.Steps, 0), max(cfg.Warmup, 0)
-	if steps == 0 {
-		steps = 20
+	if cfg.Steps == 0 {
+		cfg.Steps = 20
 	}
-	if warmup == 0 {
-		warmup = 3
+	if cfg.Warmup == 0 {
+		cfg.Warmup = 3
+	}
+	if cfg.PrefillTokens == 0 {
+		cfg.PrefillTokens = 2048
+	}
+	if cfg.Steps < 0 || cfg.Warmup < 0 || cfg.PrefillTokens < 0 || !(cfg.MinSeconds >= 0) {
+		return nil, fmt.Errorf("cuda: bench: Steps %d, Warmup %d, PrefillTokens %d, MinSeconds %v: want none negative", cfg.Steps, cfg.Warmup, cfg.PrefillTokens, cfg.MinSeconds)
+	}
+	for _, n := range prompts {
+		if n < 0 || cfg.Prefill && n == 0 {
+			return nil, fmt.Errorf("cuda: bench: prompt of %d tokens: want at least 1 (0 without Prefill)", n)
+		}
 	}
 	m := &lm.Model{Name: "bench-" + string(c.Arch), Config: c}
 	if err := lmSupported(m); err != nil {
@@ -85,7 +96,7 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 		}
 		for _, prompt := range prompts {
 			for _, batch := range batches {
-				res, err := b.benchLMCase(ctx, m, p, batch, prompt, warmup, steps)
+				res, err := b.benchLMCase(ctx, m, p, batch, prompt, &cfg)
 				if err != nil {
 					b.EvictLM(m)
 					return out, fmt.Errorf("cuda: bench: %s batch %d prompt %d: %w", p, batch, prompt, err)
@@ -108,10 +119,12 @@ func orDefault[T any](v, def []T) []T {
 	return v
 }
 
-// benchLMCase runs warmup + steps decode steps of batch sequences from
-// prompt positions of random context.
-func (b *Backend) benchLMCase(ctx context.Context, m *lm.Model, p precision.Format, batch, prompt, warmup, steps int) (res LMResult, err error) {
+// benchLMCase runs cfg.Warmup + cfg.Steps decode steps of batch sequences
+// from prompt positions of context: random values in the cache, or, with
+// cfg.Prefill, the prompts prefilled (timed).
+func (b *Backend) benchLMCase(ctx context.Context, m *lm.Model, p precision.Format, batch, prompt int, cfg *LMBench) (res LMResult, err error) {
 	c := &m.Config
+	warmup, steps := cfg.Warmup, cfg.Steps
 	n := prompt + warmup + steps + 1
 	if n > c.MaxPositions {
 		return LMResult{}, fmt.Errorf("context %d passes max_position_embeddings %d", n, c.MaxPositions)
@@ -126,9 +139,90 @@ func (b *Backend) benchLMCase(ctx context.Context, m *lm.Model, p precision.Form
 			err = cerr
 		}
 	}()
-	kv := kvc.(*kvCache)
-	err = b.do(ctx, func(d *devState) error {
-		// Values in ±1 (E4M3: codes in ±448, every scale 1/448).
+	seqs := make([]kernels.Seq, batch)
+	for i := range seqs {
+		blocks := make([]int32, per)
+		for j := range blocks {
+			blocks[j] = int32(i*per + j)
+		}
+		seqs[i] = kernels.Seq{Tokens: []int32{int32(i % c.Vocab)}, Pos: prompt, Blocks: blocks, Want: kernels.WantSample}
+	}
+	r := LMResult{Precision: p, Batch: batch, Prompt: prompt}
+	if cfg.Prefill {
+		err = b.benchPrefill(ctx, m, p, kvc, seqs, cfg.PrefillTokens, &r)
+	} else {
+		err = b.fillKV(ctx, c, kvc.(*kvCache))
+	}
+	if err != nil {
+		return LMResult{}, err
+	}
+	step := func() error {
+		outs, err := b.Step(ctx, m, p, kvc, &kernels.Batch{Seqs: seqs})
+		if err != nil {
+			return err
+		}
+		for i := range seqs {
+			seqs[i].Pos++
+			seqs[i].Tokens = []int32{outs[i].Token}
+		}
+		return nil
+	}
+	for range warmup {
+		if err := step(); err != nil {
+			return LMResult{}, err
+		}
+	}
+	// The timed steps, run again from the same positions and tokens (the
+	// cache's entries there written again) until MinSeconds have passed.
+	from := make([]int32, batch)
+	for i := range seqs {
+		from[i] = seqs[i].Tokens[0]
+	}
+	var e0 float64
+	if cfg.Energy != nil {
+		if e0, err = cfg.Energy(); err != nil {
+			return LMResult{}, fmt.Errorf("energy counter: %w", err)
+		}
+	}
+	var times []float64
+	for t0 := time.Now(); len(times) == 0 || time.Since(t0).Seconds() < cfg.MinSeconds; {
+		for i := range seqs {
+			seqs[i].Pos, seqs[i].Tokens = prompt+warmup, []int32{from[i]}
+		}
+		for range steps {
+			ts := time.Now()
+			if err := step(); err != nil {
+				return LMResult{}, err
+			}
+			times = append(times, time.Since(ts).Seconds()*1e3)
+		}
+	}
+	if cfg.Energy != nil {
+		e1, err := cfg.Energy()
+		if err != nil {
+			return LMResult{}, fmt.Errorf("energy counter: %w", err)
+		}
+		j := (e1 - e0) / float64(batch*len(times)) * 1000
+		r.JoulesPer1kTokens = &j
+	}
+	r.TimedSteps = len(times)
+	slices.Sort(times)
+	r.StepMS, r.MinMS = times[len(times)/2], times[0]
+	r.TokPerS = float64(batch) / (r.StepMS / 1e3)
+	var fp4Kernel bool
+	_ = b.do(ctx, func(d *devState) error { fp4Kernel = p == precision.FP4 && d.useFP4Kernel(batch); return nil })
+	r.WeightBytes = lmStepWeightBytes(c, p, fp4Kernel)
+	meanCtx := float64(prompt+warmup) + float64(steps)/2 + 1
+	r.KVBytes = int64(float64(batch) * meanCtx * float64(kernels.KVBlockBytes(c, kernels.KVFormat(p))) / kvBlock)
+	r.CeilingTokPerS = float64(batch) * HBMBandwidth / float64(r.WeightBytes+r.KVBytes)
+	r.Fraction = r.TokPerS / r.CeilingTokPerS
+	return r, nil
+}
+
+// fillKV writes random values into every block of kv: values in ±1
+// (E4M3: codes in ±448, every scale 1/448).
+func (b *Backend) fillKV(ctx context.Context, c *lm.Config, kv *kvCache) error {
+	return b.do(ctx, func(d *devState) error {
 		n := int64(kv.blocks+1) * kvValueBytes(c, kv.f) / int64(fmtSize(kv.f))
 		lo, hi := float32(-1), float32(1)
 		if kv.f == fmtE4M3 {
@@ -142,43 +236,66 @@ func (b *Backend) benchLMCase(ctx context.Context, m *lm.Model, p precision.Form
 		}
 		return d.stream.sync()
 	})
-	if err != nil {
-		return LMResult{}, err
-	}
-	seqs := make([]kernels.Seq, batch)
-	for i := range seqs {
-		blocks := make([]int32, per)
-		for j := range blocks {
-			blocks[j] = int32(i*per + j)
+}
+
+// benchPrefill prefills seqs' prompts (positions 0 … Pos−1 of each, random
+// tokens) into kv, at most budget tokens a step, the sequences in order and
+// a prompt split over steps where it does not fit, and sets each
+// sequence's token to the one its prefill sampled and r's TTFT figures
+// (the first step run once untimed before).
+func (b *Backend) benchPrefill(ctx context.Context, m *lm.Model, p precision.Format, kv kernels.KVCache, seqs []kernels.Seq, budget int, r *LMResult) error {
+	rng := rand.New(rand.NewPCG(uint64(len(seqs)), uint64(seqs[0].Pos)))
+	prompts := make([][]int32, len(seqs))
+	for i := range prompts {
+		prompts[i] = make([]int32, seqs[i].Pos)
+		for j := range prompts[i] {
+			prompts[i][j] = int32(rng.IntN(m.Config.Vocab))
 		}
-		seqs[i] = kernels.Seq{Tokens: []int32{int32(i % c.Vocab)}, Pos: prompt, Blocks: blocks, Want: kernels.WantSample}
 	}
-	var times []float64
-	for it := range warmup + steps {
-		t0 := time.Now()
-		outs, err := b.Step(ctx, m, p, kvc, &kernels.Batch{Seqs: seqs})
+	// chunk returns the next step's batch, the sequences from next on
+	// with fed[i] tokens fed, and whose sequence each of its entries is,
+	// and counts the tokens it feeds into fed.
+	chunk := func(fed []int, next int) (batch kernels.Batch, whose []int) {
+		for i, left := next, budget; i < len(seqs) && left > 0; i++ {
+			n := min(len(prompts[i])-fed[i], left)
+			s := kernels.Seq{Tokens: prompts[i][fed[i] : fed[i]+n], Pos: fed[i], Blocks: seqs[i].Blocks}
+			if fed[i] += n; fed[i] == len(prompts[i]) {
+				s.Want = kernels.WantSample
+			}
+			batch.Seqs, whose = append(batch.Seqs, s), append(whose, i)
+			left -= n
+		}
+		return batch, whose
+	}
+	// The first step once untimed: a step of a shape not seen before plans
+	// its GEMMs (cuBLASLt's heuristics), which is not prefill's time.
+	fed := make([]int, len(seqs))
+	warm, _ := chunk(slices.Clone(fed), 0)
+	if _, err := b.Step(ctx, m, p, kv, &warm); err != nil {
+		return fmt.Errorf("prefill: %w", err)
+	}
+	var ttft []float64
+	t0 := time.Now()
+	for next := 0; next < len(seqs); {
+		batch, whose := chunk(fed, next)
+		outs, err := b.Step(ctx, m, p, kv, &batch)
 		if err != nil {
-			return LMResult{}, err
+			return fmt.Errorf("prefill: %w", err)
 		}
-		if it >= warmup {
-			times = append(times, time.Since(t0).Seconds()*1e3)
+		at := time.Since(t0).Seconds() * 1e3
+		for j, i := range whose {
+			if fed[i] == len(prompts[i]) {
+				seqs[i].Tokens = []int32{outs[j].Token}
+				ttft = append(ttft, at)
+			}
 		}
-		for i := range seqs {
-			seqs[i].Pos++
-			seqs[i].Tokens = []int32{outs[i].Token}
+		for next < len(seqs) && fed[next] == len(prompts[next]) {
+			next++
 		}
 	}
-	slices.Sort(times)
-	r := LMResult{Precision: p, Batch: batch, Prompt: prompt, StepMS: times[len(times)/2], MinMS: times[0]}
-	r.TokPerS = float64(batch) / (r.StepMS / 1e3)
-	var fp4Kernel bool
-	_ = b.do(ctx, func(d *devState) error { fp4Kernel = p == precision.FP4 && d.useFP4Kernel(batch); return nil })
-	r.WeightBytes = lmStepWeightBytes(c, p, fp4Kernel)
-	meanCtx := float64(prompt+warmup) + float64(steps)/2 + 1
-	r.KVBytes = int64(float64(batch) * meanCtx * float64(kernels.KVBlockBytes(c, kernels.KVFormat(p))) / kvBlock)
-	r.CeilingTokPerS = float64(batch) * HBMBandwidth / float64(r.WeightBytes+r.KVBytes)
-	r.Fraction = r.TokPerS / r.CeilingTokPerS
-	return r, nil
+	r.TTFTMS, r.LastTTFTMS = ttft[len(ttft)/2], ttft[len(ttft)-1]
+	r.PrefillTokPerS = float64(len(seqs)*len(prompts[0])) / (r.LastTTFTMS / 1e3)
+	return nil
 }
 
 // lmStepWeightBytes is the weight bytes one decode step of c at p reads:

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gearbox-inference/gearbox/kernels/cuda"
 	"github.com/gearbox-inference/gearbox/model/lm"
@@ -104,4 +106,60 @@ func TestLMBench(t *testing.T) {
 		}
 	}
 	fmt.Fprintf(os.Stderr, "lmbench: %d cases\n", len(res))
+}
+
+// TestLMBenchPrefill runs BenchLM's prefill, energy and repeated steps on a
+// tiny model: each sequence's first token comes from a prefill step, the
+// batch's last after the median, prefill tokens/s over the last one's time,
+// the timed steps whole runs until MinSeconds, and joules per 1,000 tokens
+// the counter's increase over the tokens they generated.
+func TestLMBenchPrefill(t *testing.T) {
+	g, err := cudaBackend()
+	if err != nil {
+		t.Skipf("no CUDA device: %v", err)
+	}
+	var reads int
+	counter := func() (float64, error) { reads++; return 1000 + 7.5*float64(reads), nil } // 7.5 J between reads
+	cfg := cuda.LMBench{
+		Config: &lm.Config{Arch: lm.Llama, Hidden: 128, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 32, Intermediate: 256,
+			Vocab: 500, RMSEps: 1e-5, RopeTheta: 1e4, MaxPositions: 1024, BOS: lm.NoToken},
+		Precisions: []precision.Format{precision.BF16}, Batches: []int{1, 5}, Prompts: []int{40}, Steps: 3, Warmup: 1,
+		Prefill: true, PrefillTokens: 64, Energy: counter, MinSeconds: 0.05,
+	}
+	start := time.Now()
+	res, err := g.(*cuda.Backend).BenchLM(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 100*time.Millisecond {
+		t.Errorf("two cases took %v, want at least MinSeconds each", d)
+	}
+	if len(res) != 2 {
+		t.Fatalf("%d results, want 2", len(res))
+	}
+	for _, r := range res {
+		if !(r.TTFTMS > 0 && r.LastTTFTMS >= r.TTFTMS) {
+			t.Errorf("batch %d: TTFT %g ms, last %g ms; want 0 < TTFT <= last", r.Batch, r.TTFTMS, r.LastTTFTMS)
+		}
+		if want := float64(r.Batch*40) / (r.LastTTFTMS / 1e3); math.Abs(r.PrefillTokPerS-want) > 1e-9*want {
+			t.Errorf("batch %d: prefill %g tok/s, want %g (prompt tokens over the last TTFT)", r.Batch, r.PrefillTokPerS, want)
+		}
+		// Whole runs of 3, the last begun before 50 ms had passed.
+		if r.TimedSteps < 3 || r.TimedSteps%3 != 0 || float64(r.TimedSteps-3)*r.MinMS >= 50 {
+			t.Errorf("batch %d: %d timed steps of at least %g ms; want whole runs of 3, no run begun after 50 ms", r.Batch, r.TimedSteps, r.MinMS)
+		}
+		if want := 7.5 / float64(r.Batch*r.TimedSteps) * 1000; r.JoulesPer1kTokens == nil || math.Abs(*r.JoulesPer1kTokens-want) > 1e-9 {
+			t.Errorf("batch %d: J/1k tokens %v, want %g", r.Batch, r.JoulesPer1kTokens, want)
+		}
+	}
+	// Batch 5 of 40-token prompts at 64 tokens a step: sequence 0 ends in
+	// step 1, 1 and 2 in step 2 (16 + 40 + 8 of 3), 3 in step 3 (32 + 32
+	// of 4), 4 in step 4: the median (sequence 2) comes before the last.
+	if r := res[1]; !(r.TTFTMS < r.LastTTFTMS) {
+		t.Errorf("batch 5: TTFT p50 %g ms, last %g ms; want the median before the last", r.TTFTMS, r.LastTTFTMS)
+	}
+	if _, err := g.(*cuda.Backend).BenchLM(context.Background(), cuda.LMBench{Config: cfg.Config, Prompts: []int{0}, Prefill: true}); err == nil ||
+		!strings.Contains(err.Error(), "prompt of 0 tokens") {
+		t.Errorf("a 0-token prompt with Prefill: %v, want an error naming it", err)
+	}
 }

@@ -31,10 +31,28 @@ type LMBench struct {
 	// 8, 64, 256).
 	Batches []int
 	// Prompts are the context lengths decoding starts from (default 128,
-	// 2048). The prompts' K and V are random values written straight into
-	// the cache: prefill is not timed, and skipping it keeps the benchmark
-	// to seconds.
+	// 2048). Without Prefill the prompts' K and V are random values written
+	// straight into the cache: prefill is not timed, and skipping it keeps
+	// the benchmark to seconds.
 	Prompts []int
+	// Prefill, if set, prefills each case's prompts (random tokens) for
+	// real and times it (LMResult.TTFTMS): the batch's sequences arrive
+	// together and are fed in order, at most PrefillTokens tokens a step
+	// (default 2048, the engine's default token budget), a sequence's
+	// prompt split over steps where it does not fit, as the engine's
+	// chunked prefill does with nothing yet decoding; its first step is
+	// run once untimed first.
+	Prefill       bool
+	PrefillTokens int
+	// Energy, if set, reads a cumulative energy counter in joules (the
+	// GPU's, from NVML) before and after each case's timed decode steps:
+	// LMResult.JoulesPer1kTokens.
+	Energy func() (float64, error)
+	// MinSeconds, if above 0, runs each case's timed steps again, from the
+	// same positions and tokens, until they have taken that long in all,
+	// so that an energy counter is read over a window much longer than
+	// its updates (NVML's: tens of milliseconds).
+	MinSeconds float64
 	// Steps is the number of timed decode steps per case (default 20),
 	// after Warmup untimed ones (default 3).
 	Steps, Warmup int
@@ -82,4 +100,16 @@ type LMResult struct {
 	// CeilingTokPerS is Batch / ((WeightBytes + KVBytes) / HBMBandwidth),
 	// and Fraction is TokPerS / CeilingTokPerS.
 	CeilingTokPerS, Fraction float64
+	// TimedSteps is the decode steps timed: Steps, times the runs
+	// MinSeconds asked for.
+	TimedSteps int
+	// With Prefill: TTFTMS is the median over the batch's sequences of the
+	// time from the start of the prefill to the end of the step that gave
+	// the sequence its first token, LastTTFTMS the batch's last (the whole
+	// prefill), and PrefillTokPerS the prompt tokens fed a second over it.
+	TTFTMS, LastTTFTMS, PrefillTokPerS float64
+	// JoulesPer1kTokens is the energy counter's increase over the timed
+	// steps per 1,000 tokens they generated; nil without Energy (unknown,
+	// not zero).
+	JoulesPer1kTokens *float64 `json:",omitempty"`
 }
