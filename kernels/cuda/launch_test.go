@@ -86,6 +86,12 @@ func TestLaunches(t *testing.T) {
 				name string
 				call func() error
 			}{fmt.Sprintf("attnPartial (gbx_attn_mma%d, cache format %d)", dim, f), func() error { return k.attnPartial(s, 3, 9, a) }})
+			ar := a
+			ar.dec = k.attnRowsKernel(f, dim, 4)
+			calls = append(calls, struct {
+				name string
+				call func() error
+			}{fmt.Sprintf("attnPartial (%s)", ar.dec.name), func() error { return k.attnPartial(s, 3, 9, ar) }})
 		}
 	}
 	for _, c := range calls {

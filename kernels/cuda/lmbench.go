@@ -40,12 +40,15 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 	if cfg.PrefillTokens == 0 {
 		cfg.PrefillTokens = 2048
 	}
-	if cfg.Steps < 0 || cfg.Warmup < 0 || cfg.PrefillTokens < 0 || !(cfg.MinSeconds >= 0) {
+	if cfg.Steps < 0 || cfg.Warmup < 0 || cfg.PrefillTokens < 0 || !(cfg.MinSeconds >= 0) || math.IsInf(cfg.MinSeconds, 1) {
 		return nil, fmt.Errorf("cuda: bench: Steps %d, Warmup %d, PrefillTokens %d, MinSeconds %v: want none negative", cfg.Steps, cfg.Warmup, cfg.PrefillTokens, cfg.MinSeconds)
 	}
 	for _, n := range prompts {
 		if n < 0 || cfg.Prefill && n == 0 {
 			return nil, fmt.Errorf("cuda: bench: prompt of %d tokens: want at least 1 (0 without Prefill)", n)
+		}
+		if end := n + cfg.Warmup + cfg.Steps + 1; end > c.MaxPositions {
+			return nil, fmt.Errorf("cuda: bench: prompt of %d tokens: with %d + %d steps a context of %d passes max_position_embeddings %d", n, cfg.Warmup, cfg.Steps, end, c.MaxPositions)
 		}
 	}
 	m := &lm.Model{Name: "bench-" + string(c.Arch), Config: c}
@@ -120,15 +123,13 @@ func orDefault[T any](v, def []T) []T {
 }
 
 // benchLMCase runs cfg.Warmup + cfg.Steps decode steps of batch sequences
-// from prompt positions of context: random values in the cache, or, with
-// cfg.Prefill, the prompts prefilled (timed).
+// from prompt positions of context (random values in the cache, or, with
+// cfg.Prefill, the prompts prefilled and timed), the timed steps again from
+// the same positions until cfg.MinSeconds have passed.
 func (b *Backend) benchLMCase(ctx context.Context, m *lm.Model, p precision.Format, batch, prompt int, cfg *LMBench) (res LMResult, err error) {
 	c := &m.Config
 	warmup, steps := cfg.Warmup, cfg.Steps
-	n := prompt + warmup + steps + 1
-	if n > c.MaxPositions {
-		return LMResult{}, fmt.Errorf("context %d passes max_position_embeddings %d", n, c.MaxPositions)
-	}
+	n := prompt + warmup + steps + 1 // within MaxPositions: BenchLM checked
 	per := (n + kvBlock - 1) / kvBlock
 	kvc, err := b.NewKVCache(m, p, batch*per)
 	if err != nil {
@@ -268,7 +269,11 @@ func (b *Backend) benchPrefill(ctx context.Context, m *lm.Model, p precision.For
 		return batch, whose
 	}
 	// The first step once untimed: a step of a shape not seen before plans
-	// its GEMMs (cuBLASLt's heuristics), which is not prefill's time.
+	// its GEMMs (cuBLASLt's heuristics), which is not prefill's time. The
+	// other steps have its shape, but for a last one shorter where the
+	// prompts' tokens are not a multiple of budget (timed with its plan).
+	// The engine's cap on sequences a step is not modelled: a step takes
+	// as many whole prompts as budget holds.
 	fed := make([]int, len(seqs))
 	warm, _ := chunk(slices.Clone(fed), 0)
 	if _, err := b.Step(ctx, m, p, kv, &warm); err != nil {
@@ -293,7 +298,7 @@ func (b *Backend) benchPrefill(ctx context.Context, m *lm.Model, p precision.For
 			next++
 		}
 	}
-	r.TTFTMS, r.LastTTFTMS = ttft[len(ttft)/2], ttft[len(ttft)-1]
+	r.TTFTMS, r.LastTTFTMS = ttft[len(ttft)/2], ttft[len(ttft)-1] // the upper median of an even batch
 	r.PrefillTokPerS = float64(len(seqs)*len(prompts[0])) / (r.LastTTFTMS / 1e3)
 	return nil
 }

@@ -35,6 +35,7 @@ var (
 	lmBenchAttnPartial = flag.Bool("lmbench.attnpartial", false, "run every attention on gbx_attn_partial (LMBench.AttnPartial)")
 	lmBenchNoPDL       = flag.Bool("lmbench.nopdl", false, "launch without programmatic dependent launch (LMBench.NoPDL)")
 	lmBenchInvariant   = flag.Bool("lmbench.invariant", false, "run on a batch-invariant backend (Config.BatchInvariant)")
+	lmBenchPrefill     = flag.Bool("lmbench.prefill", false, "prefill the prompts for real and time it (LMBench.Prefill): TTFT")
 )
 
 func ints(t *testing.T, s string) []int {
@@ -79,7 +80,7 @@ func TestLMBench(t *testing.T) {
 	if err != nil {
 		t.Skipf("no CUDA device: %v", err)
 	}
-	cfg := cuda.LMBench{Batches: ints(t, *lmBenchBatches), Prompts: ints(t, *lmBenchPrompts), Steps: *lmBenchSteps, GEMVMaxRows: *lmBenchGEMV, FP4SmallM: *lmBenchFP4SmallM, FP4RowMajor: *lmBenchFP4RowMajor, AttnPartial: *lmBenchAttnPartial, AttnDec: *lmBenchAttnDec, NoPDL: *lmBenchNoPDL}
+	cfg := cuda.LMBench{Batches: ints(t, *lmBenchBatches), Prompts: ints(t, *lmBenchPrompts), Steps: *lmBenchSteps, GEMVMaxRows: *lmBenchGEMV, FP4SmallM: *lmBenchFP4SmallM, FP4RowMajor: *lmBenchFP4RowMajor, AttnPartial: *lmBenchAttnPartial, AttnDec: *lmBenchAttnDec, NoPDL: *lmBenchNoPDL, Prefill: *lmBenchPrefill}
 	cfg.Precisions = precisions(t, *lmBenchPrecisions)
 	switch *lmBenchModel {
 	case "8b":
@@ -89,11 +90,11 @@ func TestLMBench(t *testing.T) {
 	default:
 		t.Fatalf("-lmbench.model %q: want 8b or tiny", *lmBenchModel)
 	}
-	t.Logf("| precision | batch | prompt | step ms | tok/s | weights GB | KV GB | ceiling tok/s | of ceiling |")
-	t.Logf("|---|---|---|---|---|---|---|---|---|")
+	t.Logf("| precision | batch | prompt | step ms | tok/s | weights GB | KV GB | ceiling tok/s | of ceiling | TTFT p50 ms | prefill ms |")
+	t.Logf("|---|---|---|---|---|---|---|---|---|---|---|")
 	cfg.Progress = func(r cuda.LMResult) {
-		t.Logf("| %s | %d | %d | %.3f | %.0f | %.2f | %.2f | %.0f | %.0f %% |", r.Precision, r.Batch, r.Prompt, r.StepMS, r.TokPerS,
-			float64(r.WeightBytes)/1e9, float64(r.KVBytes)/1e9, r.CeilingTokPerS, 100*r.Fraction)
+		t.Logf("| %s | %d | %d | %.3f | %.0f | %.2f | %.2f | %.0f | %.0f %% | %.1f | %.1f |", r.Precision, r.Batch, r.Prompt, r.StepMS, r.TokPerS,
+			float64(r.WeightBytes)/1e9, float64(r.KVBytes)/1e9, r.CeilingTokPerS, 100*r.Fraction, r.TTFTMS, r.LastTTFTMS)
 	}
 	res, err := g.(*cuda.Backend).BenchLM(context.Background(), cfg)
 	if err != nil {
@@ -118,21 +119,28 @@ func TestLMBenchPrefill(t *testing.T) {
 	if err != nil {
 		t.Skipf("no CUDA device: %v", err)
 	}
-	var reads int
-	counter := func() (float64, error) { reads++; return 1000 + 7.5*float64(reads), nil } // 7.5 J between reads
+	var reads []time.Time // a case reads the counter before and after its timed steps
+	counter := func() (float64, error) {
+		reads = append(reads, time.Now())
+		return 1000 + 7.5*float64(len(reads)), nil // 7.5 J between reads
+	}
 	cfg := cuda.LMBench{
 		Config: &lm.Config{Arch: lm.Llama, Hidden: 128, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 32, Intermediate: 256,
 			Vocab: 500, RMSEps: 1e-5, RopeTheta: 1e4, MaxPositions: 1024, BOS: lm.NoToken},
 		Precisions: []precision.Format{precision.BF16}, Batches: []int{1, 5}, Prompts: []int{40}, Steps: 3, Warmup: 1,
 		Prefill: true, PrefillTokens: 64, Energy: counter, MinSeconds: 0.05,
 	}
-	start := time.Now()
 	res, err := g.(*cuda.Backend).BenchLM(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := time.Since(start); d < 100*time.Millisecond {
-		t.Errorf("two cases took %v, want at least MinSeconds each", d)
+	if len(reads) != 4 {
+		t.Fatalf("%d energy reads for 2 cases, want 2 each", len(reads))
+	}
+	for i := range 2 {
+		if d := reads[2*i+1].Sub(reads[2*i]); d < 50*time.Millisecond {
+			t.Errorf("case %d: timed steps within %v, want MinSeconds (50 ms) or more", i, d)
+		}
 	}
 	if len(res) != 2 {
 		t.Fatalf("%d results, want 2", len(res))
@@ -161,5 +169,9 @@ func TestLMBenchPrefill(t *testing.T) {
 	if _, err := g.(*cuda.Backend).BenchLM(context.Background(), cuda.LMBench{Config: cfg.Config, Prompts: []int{0}, Prefill: true}); err == nil ||
 		!strings.Contains(err.Error(), "prompt of 0 tokens") {
 		t.Errorf("a 0-token prompt with Prefill: %v, want an error naming it", err)
+	}
+	if _, err := g.(*cuda.Backend).BenchLM(context.Background(), cuda.LMBench{Config: cfg.Config, Precisions: cfg.Precisions, Batches: []int{1}, Prompts: []int{1001}}); err == nil ||
+		!strings.Contains(err.Error(), "passes max_position_embeddings 1024") {
+		t.Errorf("a prompt of 1001 + 3 + 20 steps (+ 1) on a 1024-position model: %v, want an error before any case", err)
 	}
 }

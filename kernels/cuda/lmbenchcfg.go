@@ -103,10 +103,11 @@ type LMResult struct {
 	// TimedSteps is the decode steps timed: Steps, times the runs
 	// MinSeconds asked for.
 	TimedSteps int
-	// With Prefill: TTFTMS is the median over the batch's sequences of the
-	// time from the start of the prefill to the end of the step that gave
-	// the sequence its first token, LastTTFTMS the batch's last (the whole
-	// prefill), and PrefillTokPerS the prompt tokens fed a second over it.
+	// With Prefill: TTFTMS is the median (an even batch's upper one) over
+	// the batch's sequences of the time from the start of the prefill to
+	// the end of the step that gave the sequence its first token,
+	// LastTTFTMS the batch's last (the whole prefill), and PrefillTokPerS
+	// the prompt tokens fed a second over it.
 	TTFTMS, LastTTFTMS, PrefillTokPerS float64
 	// JoulesPer1kTokens is the energy counter's increase over the timed
 	// steps per 1,000 tokens they generated; nil without Energy (unknown,

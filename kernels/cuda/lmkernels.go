@@ -198,6 +198,12 @@ var (
 	// gbx_attn_mma's entry points for an E4M3 cache.
 	kAttnMMA64E4M3  = defKernel(modAttnMMA, "gbx_attn_mma64_e4m3", 0)
 	kAttnMMA128E4M3 = defKernel(modAttnMMA, "gbx_attn_mma128_e4m3", 0)
+	// gbx_attn_mma's entry points that group a prefill's rows
+	// (attnRowsKernel picks one).
+	kAttnMMA64Rows      = defKernel(modAttnMMA, "gbx_attn_mma64_rows", 0)
+	kAttnMMA128Rows     = defKernel(modAttnMMA, "gbx_attn_mma128_rows", 0)
+	kAttnMMA64E4M3Rows  = defKernel(modAttnMMA, "gbx_attn_mma64_e4m3_rows", 0)
+	kAttnMMA128E4M3Rows = defKernel(modAttnMMA, "gbx_attn_mma128_e4m3_rows", 0)
 )
 
 // The attention kernels' geometry and limits (abi.h).
@@ -275,6 +281,27 @@ func (k *kernelSet) attnKernel(mma bool, f fmtCode, dim, group int) *kernel {
 	default:
 		return kAttnDec128x8
 	}
+}
+
+// attnRowsKernel returns the gbx_attn_mma entry point that takes
+// attnKernel(true, f, dim, group)'s place in a step that feeds a sequence
+// several rows (a prefill): it attends a sequence's consecutive rows 8 /
+// group at a time, one load of each KV block for them all, with each
+// row's results the same bits as attnKernel's. nil where that has no
+// gbx_attn_mma or the group fills the products' 8 columns alone (more than
+// 4 query heads a KV head).
+func (k *kernelSet) attnRowsKernel(f fmtCode, dim, group int) *kernel {
+	switch {
+	case group > 4 || dim != 64 && dim != 128 || f != fmtBF16 && f != fmtE4M3:
+		return nil
+	case f == fmtE4M3 && dim == 64:
+		return kAttnMMA64E4M3Rows
+	case f == fmtE4M3:
+		return kAttnMMA128E4M3Rows
+	case dim == 64:
+		return kAttnMMA64Rows
+	}
+	return kAttnMMA128Rows
 }
 
 // attnPartial attends rows [row0, row0+rows) over every split of their

@@ -510,41 +510,7 @@ func TestLMOpAttention(t *testing.T) {
 		for i := range flat {
 			flat[i] = int32(perm[flat[i]])
 		}
-		es, n := fmtSize(tc.f), nblk*layers*2*tc.kvHeads*kvBlock*tc.dim
-		vals := randFloats(r, n, 1)
-		raw := make([]byte, es*n)
-		var scales []float32
-		switch tc.f {
-		case f32:
-			for i, v := range vals {
-				binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
-			}
-		case bf16:
-			for i, v := range vals {
-				vals[i] = precision.RoundBF16(v)
-				binary.LittleEndian.PutUint16(raw[2*i:], precision.EncodeBF16(v))
-			}
-		case e4m3:
-			// Each row (position, KV head) with its own magnitude, from
-			// 2^-7 to 1 (as the other formats' values: larger keys make
-			// larger scores, whose error from gbx_attn_mma's BF16 queries
-			// grows with them), some rows zero; vals are what the cache
-			// holds, dequantized.
-			scales = make([]float32, n/tc.dim)
-			for i := range scales {
-				row := vals[i*tc.dim : (i+1)*tc.dim]
-				mag := float32(math.Ldexp(1, r.IntN(8)-7))
-				if r.IntN(16) == 0 {
-					mag = 0
-				}
-				for j := range row {
-					row[j] *= mag
-				}
-				scales[i] = precision.FP8Scale(precision.Amax(row), 0)
-				precision.EncodeE4M3Slice(raw[i*tc.dim:(i+1)*tc.dim], row, scales[i])
-				precision.DecodeE4M3Slice(row, raw[i*tc.dim:(i+1)*tc.dim], scales[i])
-			}
-		}
+		raw, vals, scales := attnCache(r, tc.f, nblk*layers*2*tc.kvHeads*kvBlock*tc.dim, tc.dim)
 		rows := len(tc.ctx)
 		stride := (heads + 2*tc.kvHeads) * tc.dim
 		q := randFloats(r, rows*stride, 1)
@@ -591,6 +557,133 @@ func TestLMOpAttention(t *testing.T) {
 			checkAttention(t, name+" "+kname, got, q, vals, flat, btOff, tc.ctx, stride, tc.kvHeads, tc.group, tc.dim, layer, layers, tol)
 		}
 	}
+}
+
+// TestLMOpAttentionGroupedRows checks gbx_attn_mma's _rows entry points
+// on a prefill's rows: one sequence's consecutive positions, which a block
+// attends 8/G at a time, among rows that break the groups (another
+// sequence's, a decode row, a launch's last rows, a split boundary).
+// Every row's output, from them and from the entry points that attend a
+// row a block, must be the bits it gets alone (a launch of one row), and
+// within BF16 rounding of float64.
+func TestLMOpAttentionGroupedRows(t *testing.T) {
+	x := newDevT(t)
+	x.do(func(d *devState) error { return d.k.load(modAttnMMA) })
+	r := rand.New(rand.NewPCG(11, 12))
+	// Each sequence's rows: positions from .. to (inclusive).
+	type span struct{ from, to int }
+	seqs := []span{{0, 38}, {500, 500}, {120, 135}, {2043, 2052}, {7, 9}, {8191, 8194}}
+	for _, tc := range []struct {
+		kvHeads, group, dim int
+		f                   fmtCode
+	}{
+		{2, 4, 128, fmtBF16}, {2, 4, 128, fmtE4M3}, {2, 2, 64, fmtBF16}, {3, 3, 64, fmtE4M3}, {1, 1, 128, fmtE4M3}, {1, 8, 64, fmtBF16},
+	} {
+		name := fmt.Sprintf("kvHeads %d group %d dim %d cache format %d", tc.kvHeads, tc.group, tc.dim, tc.f)
+		const layers, layer = 2, 1
+		heads := tc.kvHeads * tc.group
+		var btOff, flat, pos, seq, split, rowOff []int32
+		var ctx []int
+		nblk := 0
+		for i, sp := range seqs {
+			btOff = append(btOff, int32(len(flat)))
+			for range (sp.to + 1 + kvBlock - 1) / kvBlock {
+				flat = append(flat, int32(nblk))
+				nblk++
+			}
+			for p := sp.from; p <= sp.to; p++ {
+				pos, seq, split = append(pos, int32(p)), append(seq, int32(i)), append(split, int32(attnSplit(p+1)))
+				rowOff, ctx = append(rowOff, btOff[i]), append(ctx, p+1)
+			}
+		}
+		perm := r.Perm(nblk)
+		for i := range flat {
+			flat[i] = int32(perm[flat[i]])
+		}
+		raw, vals, scales := attnCache(r, tc.f, nblk*layers*2*tc.kvHeads*kvBlock*tc.dim, tc.dim)
+		rows := len(pos)
+		stride := (heads + 2*tc.kvHeads) * tc.dim
+		q := randFloats(r, rows*stride, 1)
+		maxSplits := 0
+		for _, n := range ctx {
+			maxSplits = max(maxSplits, (n+attnSplit(n)-1)/attnSplit(n))
+		}
+		var k *kernelSet // attnKernel reads nothing of it
+		a := attnArgs{
+			qkv: x.up(f32Bytes(q)), stride: stride, cache: x.up(raw), cacheFmt: tc.f, layer: layer, layers: layers,
+			kvHeads: tc.kvHeads, group: tc.group, dim: tc.dim, pos: x.up(i32Bytes(pos)), seq: x.up(i32Bytes(seq)),
+			btOff: x.up(i32Bytes(btOff)), blocks: x.up(i32Bytes(flat)), split: x.up(i32Bytes(split)),
+			scale: float32(1 / math.Sqrt(float64(tc.dim))), maxSplits: maxSplits, out: x.zeros(4 * rows * heads * tc.dim),
+			outStride: heads * tc.dim, partO: x.zeros(4 * rows * heads * maxSplits * tc.dim),
+			partML: x.zeros(4 * rows * heads * maxSplits * 2), dec: k.attnKernel(true, tc.f, tc.dim, tc.group),
+		}
+		if scales != nil {
+			a.kvScale = x.up(f32Bytes(scales))
+		}
+		// Alone: a launch a row. Then launches of all rows and of 13 (whose
+		// ends cut groups).
+		x.do(func(d *devState) error { return d.lmAttention(rows, 1, a) })
+		alone := x.floats(a.out, rows*heads*tc.dim)
+		checkAttention(t, name+" alone", alone, q, vals, flat, rowOff, ctx, stride, tc.kvHeads, tc.group, tc.dim, layer, layers, 1e-2)
+		kernels := []*kernel{a.dec}
+		if kr := k.attnRowsKernel(tc.f, tc.dim, tc.group); kr != nil {
+			kernels = append(kernels, kr)
+		} else if tc.group <= 4 {
+			t.Fatalf("%s: no _rows entry point", name)
+		}
+		for _, a.dec = range kernels {
+			for _, chunk := range []int{rows, 13} {
+				a.out = x.zeros(4 * rows * heads * tc.dim)
+				x.do(func(d *devState) error { return d.lmAttention(rows, chunk, a) })
+				got := x.floats(a.out, len(alone))
+				for i := range got {
+					if math.Float32bits(got[i]) != math.Float32bits(alone[i]) {
+						row := i / (heads * tc.dim)
+						t.Fatalf("%s %s, launches of %d rows: row %d (sequence %d, position %d) out[%d] = %g, alone %g",
+							name, a.dec.name, chunk, row, seq[row], pos[row], i%(heads*tc.dim), got[i], alone[i])
+					}
+				}
+			}
+		}
+	}
+}
+
+// attnCache returns a cache of n values in format f (rows of dim), raw as
+// the kernels read it, and the values it holds as floats (E4M3: decoded,
+// with a scale per row, in scales; each row its own magnitude from 2^-7 to
+// 1, as the other formats' values, whose larger keys make larger scores,
+// whose error from gbx_attn_mma's BF16 queries grows with them; some rows
+// zero).
+func attnCache(r *rand.Rand, f fmtCode, n, dim int) (raw []byte, vals, scales []float32) {
+	vals = randFloats(r, n, 1)
+	raw = make([]byte, fmtSize(f)*n)
+	switch f {
+	case fmtF32:
+		for i, v := range vals {
+			binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
+		}
+	case fmtBF16:
+		for i, v := range vals {
+			vals[i] = precision.RoundBF16(v)
+			binary.LittleEndian.PutUint16(raw[2*i:], precision.EncodeBF16(v))
+		}
+	case fmtE4M3:
+		scales = make([]float32, n/dim)
+		for i := range scales {
+			row := vals[i*dim : (i+1)*dim]
+			mag := float32(math.Ldexp(1, r.IntN(8)-7))
+			if r.IntN(16) == 0 {
+				mag = 0
+			}
+			for j := range row {
+				row[j] *= mag
+			}
+			scales[i] = precision.FP8Scale(precision.Amax(row), 0)
+			precision.EncodeE4M3Slice(raw[i*dim:(i+1)*dim], row, scales[i])
+			precision.DecodeE4M3Slice(row, raw[i*dim:(i+1)*dim], scales[i])
+		}
+	}
+	return raw, vals, scales
 }
 
 // checkAttention checks got [rows, heads·dim], attention of the rows of

@@ -294,6 +294,11 @@ func (d *devState) lmEnqueue(ctx context.Context, m *lm.Model, w *lmWeights, kv 
 			}
 		}
 		attn.dec = k.attnKernel(mma, kv.f, c.HeadDim, c.Heads/c.KVHeads)
+		// A step that feeds a sequence several rows (more rows than
+		// sequences) attends them grouped: the same bits, fewer loads.
+		if kr := k.attnRowsKernel(kv.f, c.HeadDim, c.Heads/c.KVHeads); mma && kr != nil && pl.rows > len(pl.btOff) {
+			attn.dec = kr
+		}
 	}
 	// Between layers: the previous block's output, added to x by the next
 	// norm, and its epilogue, which that norm applies.

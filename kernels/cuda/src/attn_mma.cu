@@ -5,7 +5,8 @@
 
 #include "attn.cuh"
 
-// gbx_attn_mma<DIM, FP8> is gbx_attn_dec on the tensor cores: a BF16
+// gbx_attn_mma<DIM, FP8, ROWS> is gbx_attn_dec on the tensor cores (ROWS:
+// a prefill's rows grouped, below the entry points' comment): a BF16
 // cache (FP8 false) or an E4M3 one with its scales kvScale (abi.h), head
 // dims DIM of 64 or 128, up to 8 query heads per KV head, the same grid,
 // arguments, outputs and warp/block split as gbx_attn_dec. Per KV block of
@@ -52,7 +53,7 @@ template <bool FP8> __device__ __forceinline__ int gbx_attn_vdim(int u, int hi, 
 	           : 32 * (u / 2) + 8 * (g / 2) + 2 * (2 * (u % 2) + hi) + g % 2;
 }
 
-template <int DIM, bool FP8>
+template <int DIM, bool FP8, bool ROWS>
 __device__ __forceinline__ void gbx_attn_mma(const float *qkv, int stride, const void *cache, const float *kvScale,
                                              int layer, int layers, int kvHeads, int G, const int *pos, const int *seq,
                                              const int *btOff, const int *blocks, const int *split, int row0,
@@ -66,23 +67,46 @@ __device__ __forceinline__ void gbx_attn_mma(const float *qkv, int stride, const
 	__shared__ float so[NW][GP * DIM];
 	__shared__ float sm[NW][GP], sl[NW][GP];
 	const int t = threadIdx.x, lane = t & 31, warp = t >> 5, g = lane >> 2, tq = lane & 3;
-	const int rc = blockIdx.z, r = row0 + rc, kh = blockIdx.y, s = blockIdx.x;
-	const int n = pos[r] + 1, S = split[r], ns = (n + S - 1) / S;
-	if (s >= ns) return;
-	const int j0 = s * S, j1 = gbx_imin(j0 + S, n);
+	const int kh = blockIdx.y, s = blockIdx.x;
+	// The rows this block attends: rc alone, or, with ROWS and G ≤ GP/2, the nr =
+	// GP/G rows lead … lead+nr−1 of the aligned group of the launch's rows
+	// that holds rc, when they are one sequence's consecutive positions
+	// with one split length (a prefill's rows): the block of lead takes
+	// them all, their heads side by side in the products' GP columns
+	// (column c: row c/G, head c mod G), and the others' blocks return.
+	int lead = blockIdx.z, nr = 1;
+	if (ROWS && G <= GP / 2) {
+		const int RP = GP / G, l0 = lead - lead % RP, a = row0 + l0;
+		bool all = l0 + RP <= (int)gridDim.z;
+		for (int j = 1; all && j < RP; j++) all = seq[a + j] == seq[a] && pos[a + j] == pos[a] + j && split[a + j] == split[a];
+		if (all) {
+			if (lead != l0) return;
+			nr = RP;
+		}
+	}
+	// n0: the first row's context; the last row's, n0 + nr − 1, is the
+	// longest: the block's splits and KV blocks are its.
+	const int r = row0 + lead, n0 = pos[r] + 1, S = split[r], nLast = n0 + nr - 1;
+	if (s >= (nLast + S - 1) / S) return;
+	const int j0 = s * S, j1 = gbx_imin(j0 + S, nLast);
 	const int *bt = blocks + btOff[seq[r]];
+	// j1c[h]: the split's end for the row of the lane's column 2t + h (a
+	// column past the rows: the first row's, as its query is zero).
+	int j1c[2];
+#pragma unroll
+	for (int h = 0; h < 2; h++) j1c[h] = gbx_imin(j0 + S, n0 + (2 * tq + h < nr * G ? (2 * tq + h) / G : 0));
 	// qb[k]: query head g's B fragments b0, b1 of k-step k, from dims q0 …
 	// q0+3 (BF16: q0 = 32(k/2) + 8t + 4(k mod 2), b0 = dims q0, q0+1, b1 =
 	// q0+2, q0+3; E4M3: q0 = 64(k/4) + 16t + 4(k mod 4), b0 = q0, q0+2, b1 =
-	// q0+1, q0+3); zero past the group.
+	// q0+1, q0+3) of column g's row; zero past the rows' heads.
 	u32 qb[KS][2];
 	{
-		const float *q = qkv + (long long)r * stride + (long long)(kh * G + g) * DIM;
+		const float *q = qkv + (long long)(r + g / G) * stride + (long long)(kh * G + g % G) * DIM;
 #pragma unroll
 		for (int k = 0; k < KS; k++) {
 			const int q0 = FP8 ? 64 * (k / 4) + 16 * tq + 4 * (k % 4) : 32 * (k / 2) + 8 * tq + 4 * (k % 2);
 			float4 a = {0.0f, 0.0f, 0.0f, 0.0f};
-			if (g < G) a = *reinterpret_cast<const float4 *>(q + q0);
+			if (g < nr * G) a = *reinterpret_cast<const float4 *>(q + q0);
 			qb[k][0] = FP8 ? gbx_bf16x2(a.x, a.z) : gbx_bf16x2(a.x, a.y);
 			qb[k][1] = FP8 ? gbx_bf16x2(a.y, a.w) : gbx_bf16x2(a.z, a.w);
 		}
@@ -126,7 +150,10 @@ __device__ __forceinline__ void gbx_attn_mma(const float *qkv, int stride, const
 	auto attend = [&](kvBuf<NL> &cur, int bi) {
 		const u32(&kr)[2][NL][4] = cur.k;
 		u32(&vr)[2][NL][4] = cur.v;
-		const int valid = j1 - (first + bi) * GBX_KV_BLOCK; // positions of the block in the split (≥ 1)
+		// The block's positions in the split: for the last row (≥ 1), and
+		// for the rows of the lane's columns (≤ 0 where the block is past
+		// a row's end).
+		const int b0 = (first + bi) * GBX_KV_BLOCK, valid = j1 - b0, vc[2] = {j1c[0] - b0, j1c[1] - b0};
 		// S: sc = scores of positions g (sc[0], sc[1]) and g+8 (sc[2], sc[3]),
 		// heads 2t and 2t+1.
 		float sc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
@@ -145,7 +172,7 @@ __device__ __forceinline__ void gbx_attn_mma(const float *qkv, int stride, const
 		}
 		float x[4];
 #pragma unroll
-		for (int i = 0; i < 4; i++) x[i] = g + 8 * (i / 2) < valid ? sc[i] * cur.ks[i / 2] * scale : NEG;
+		for (int i = 0; i < 4; i++) x[i] = g + 8 * (i / 2) < vc[i % 2] ? sc[i] * cur.ks[i / 2] * scale : NEG;
 		float cf[2];
 #pragma unroll
 		for (int h = 0; h < 2; h++) {
@@ -154,8 +181,13 @@ __device__ __forceinline__ void gbx_attn_mma(const float *qkv, int stride, const
 			mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 8));
 			mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 16));
 			const float mn = fmaxf(mh[h], mt);
-			cf[h] = expf(mh[h] - mn); // 0 on the first block (mh = −inf)
-			x[h] = expf(x[h] - mn), x[2 + h] = expf(x[2 + h] - mn); // 0 past the split
+			if (ROWS && mt == NEG) { // none of the block is the column's row's: its state stays, exactly
+				cf[h] = 1.0f;
+				x[h] = x[2 + h] = 0.0f;
+			} else {
+				cf[h] = expf(mh[h] - mn); // 0 on the first block (mh = −inf)
+				x[h] = expf(x[h] - mn), x[2 + h] = expf(x[2 + h] - mn); // 0 past the split
+			}
 			float ps = x[h] + x[2 + h];
 			ps += __shfl_xor_sync(0xffffffffu, ps, 4);
 			ps += __shfl_xor_sync(0xffffffffu, ps, 8);
@@ -165,10 +197,11 @@ __device__ __forceinline__ void gbx_attn_mma(const float *qkv, int stride, const
 		}
 		if (FP8) { // the weights times V's scales (0 past the split, whatever the scale there)
 #pragma unroll
-			for (int i = 0; i < 4; i++) x[i] = g + 8 * (i / 2) < valid ? x[i] * cur.vs[i / 2] : 0.0f;
+			for (int i = 0; i < 4; i++) x[i] = g + 8 * (i / 2) < vc[i % 2] ? x[i] * cur.vs[i / 2] : 0.0f;
 		}
 		const u32 pb0 = gbx_movmatrix_t(gbx_bf16x2(x[0], x[1])), pb1 = gbx_movmatrix_t(gbx_bf16x2(x[2], x[3]));
-		// V past the split may hold anything: zero the positions g (+8) there.
+		// V past the split may hold anything: zero the positions g (+8) there
+		// (a shorter row's weights are 0 from its end on).
 #pragma unroll
 		for (int nb = 0; nb < 2; nb++)
 			if (8 * nb + g >= valid)
@@ -213,20 +246,29 @@ __device__ __forceinline__ void gbx_attn_mma(const float *qkv, int stride, const
 		}
 	if (g == 0) sm[warp][2 * tq] = mh[0], sm[warp][2 * tq + 1] = mh[1], sl[warp][2 * tq] = lh[0], sl[warp][2 * tq + 1] = lh[1];
 	__syncthreads();
-	gbx_attn_warps_out<NW, DIM, GP>(&sm[0][0], &sl[0][0], &so[0][0], G, kvHeads, kh, r, rc, s, ns, maxSplits, out,
-	                                outStride, yq, fmt, partO, partML);
+	for (int j = 0; j < nr; j++) { // row j's heads are columns jG …; a split past its end it lacks
+		const int ns = (n0 + j + S - 1) / S;
+		if (s < ns)
+			gbx_attn_warps_out<NW, DIM, GP>(&sm[0][j * G], &sl[0][j * G], &so[0][j * G * DIM], G, kvHeads, kh, r + j, lead + j,
+			                                s, ns, maxSplits, out, outStride, yq, fmt, partO, partML);
+	}
 }
 
 // The entry points: a BF16 cache (kvScale unused; four blocks an SM) and an
-// E4M3 cache, by head dim.
+// E4M3 cache, by head dim; the _rows ones group a prefill's rows (ROWS,
+// above), the others attend a row a block. A row's results are the same
+// bits from either, so the host picks the _rows ones for steps that feed a
+// sequence several rows: their grouping costs registers (an E4M3 block
+// took 114 against 96 on the H200, one block an SM fewer) and a decode
+// step has nothing to group.
 extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS, 4)
     gbx_attn_mma64(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
                    int kvHeads, int group, const int *pos, const int *seq, const int *btOff, const int *blocks,
                    const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
                    int outStride, void *yq, int fmt) {
 	gbx_pdl();
-	gbx_attn_mma<64, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks, split,
-	                        row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
+	gbx_attn_mma<64, false, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
+	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
 }
 extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS, 4)
     gbx_attn_mma128(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
@@ -234,8 +276,8 @@ extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS, 4)
                     const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
                     int outStride, void *yq, int fmt) {
 	gbx_pdl();
-	gbx_attn_mma<128, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks, split,
-	                         row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
+	gbx_attn_mma<128, false, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
+	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
 }
 extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
     gbx_attn_mma64_e4m3(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
@@ -243,8 +285,8 @@ extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
                         const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
                         int outStride, void *yq, int fmt) {
 	gbx_pdl();
-	gbx_attn_mma<64, true>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks, split,
-	                       row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
+	gbx_attn_mma<64, true, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
+	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
 }
 extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
     gbx_attn_mma128_e4m3(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
@@ -252,6 +294,42 @@ extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
                          const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
                          int outStride, void *yq, int fmt) {
 	gbx_pdl();
-	gbx_attn_mma<128, true>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks, split,
-	                        row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
+	gbx_attn_mma<128, true, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
+	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
+}
+extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS, 4)
+    gbx_attn_mma64_rows(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
+                        int kvHeads, int group, const int *pos, const int *seq, const int *btOff, const int *blocks,
+                        const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
+                        int outStride, void *yq, int fmt) {
+	gbx_pdl();
+	gbx_attn_mma<64, false, true>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
+	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
+}
+extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS, 4)
+    gbx_attn_mma128_rows(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
+                         int kvHeads, int group, const int *pos, const int *seq, const int *btOff, const int *blocks,
+                         const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
+                         int outStride, void *yq, int fmt) {
+	gbx_pdl();
+	gbx_attn_mma<128, false, true>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
+	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
+}
+extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
+    gbx_attn_mma64_e4m3_rows(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
+                             int kvHeads, int group, const int *pos, const int *seq, const int *btOff, const int *blocks,
+                             const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
+                             int outStride, void *yq, int fmt) {
+	gbx_pdl();
+	gbx_attn_mma<64, true, true>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
+	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
+}
+extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
+    gbx_attn_mma128_e4m3_rows(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
+                              int kvHeads, int group, const int *pos, const int *seq, const int *btOff, const int *blocks,
+                              const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
+                              int outStride, void *yq, int fmt) {
+	gbx_pdl();
+	gbx_attn_mma<128, true, true>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
+	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
 }
