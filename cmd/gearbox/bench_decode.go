@@ -13,7 +13,6 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
-	"github.com/gearbox-inference/gearbox/internal/gpumon"
 	"github.com/gearbox-inference/gearbox/kernels/cuda"
 	"github.com/gearbox-inference/gearbox/precision"
 )
@@ -101,7 +100,7 @@ func benchDecode(ctx context.Context, log zerolog.Logger, f decodeFlags, out io.
 		if _, err := d.Energy(); err != nil {
 			log.Warn().Err(err).Msg("no energy counter: J/1k tokens not measured")
 		} else {
-			cfg.Energy = func() (float64, error) { return gpumon.TotalEnergy(d) }
+			cfg.Energy = d.Energy
 		}
 	}
 	fmt.Fprintf(out, "%s (cc %d.%d, %d SMs), driver %d, NVRTC %s, %s; Llama-3.1-8B's shapes, random weights; ceiling: bytes a step reads at %.1f TB/s (an H200's)\n",

@@ -41,7 +41,7 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 		cfg.PrefillTokens = 2048
 	}
 	if cfg.Steps < 0 || cfg.Warmup < 0 || cfg.PrefillTokens < 0 || !(cfg.MinSeconds >= 0) || math.IsInf(cfg.MinSeconds, 1) {
-		return nil, fmt.Errorf("cuda: bench: Steps %d, Warmup %d, PrefillTokens %d, MinSeconds %v: want none negative", cfg.Steps, cfg.Warmup, cfg.PrefillTokens, cfg.MinSeconds)
+		return nil, fmt.Errorf("cuda: bench: Steps %d, Warmup %d, PrefillTokens %d, MinSeconds %v: want none negative, MinSeconds finite", cfg.Steps, cfg.Warmup, cfg.PrefillTokens, cfg.MinSeconds)
 	}
 	for _, n := range prompts {
 		if n < 0 || cfg.Prefill && n == 0 {
