@@ -16,6 +16,7 @@ var (
 	attnBenchCases = flag.String("attnbench.cases", "1x4096,1x32768,8x4096,64x2048,256x1024", "batch x context, comma-separated")
 	attnBenchSplit = flag.String("attnbench.minsplit", "", "shortest splits to try, comma-separated (default: the package's)")
 	attnBenchReps  = flag.Int("attnbench.reps", 50, "timed launches per case and kernel")
+	attnBenchPF    = flag.Bool("attnbench.pf", false, "time gbx_attn_mma's _pf entry points (attnPFKernel) in its place")
 )
 
 // TestAttnBench times one layer's decode attention (a row per sequence,
@@ -114,7 +115,11 @@ func attnBenchCase(t *testing.T, x *devT, r *rand.Rand, sp int, c string) {
 	}
 	var us [4]float64
 	var k *kernelSet // attnKernel reads nothing of it
-	for i, dec := range []*kernel{nil, k.attnKernel(false, fmtBF16, dim, group), k.attnKernel(true, fmtBF16, dim, group), k.attnKernel(true, fmtE4M3, dim, group)} {
+	mma, mma8 := k.attnKernel(true, fmtBF16, dim, group), k.attnKernel(true, fmtE4M3, dim, group)
+	if *attnBenchPF {
+		mma, mma8 = k.attnPFKernel(fmtBF16, dim, group), k.attnPFKernel(fmtE4M3, dim, group)
+	}
+	for i, dec := range []*kernel{nil, k.attnKernel(false, fmtBF16, dim, group), mma, mma8} {
 		a.dec = dec
 		nl := layers
 		if i == 3 {

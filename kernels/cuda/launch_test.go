@@ -92,6 +92,12 @@ func TestLaunches(t *testing.T) {
 				name string
 				call func() error
 			}{fmt.Sprintf("attnPartial (%s)", ar.dec.name), func() error { return k.attnPartial(s, 3, 9, ar) }})
+			ap := a
+			ap.dec = k.attnPFKernel(f, dim, 4)
+			calls = append(calls, struct {
+				name string
+				call func() error
+			}{fmt.Sprintf("attnPartial (%s)", ap.dec.name), func() error { return k.attnPartial(s, 3, 9, ap) }})
 		}
 	}
 	for _, c := range calls {

@@ -204,6 +204,12 @@ var (
 	kAttnMMA128Rows     = defKernel(modAttnMMA, "gbx_attn_mma128_rows", 0)
 	kAttnMMA64E4M3Rows  = defKernel(modAttnMMA, "gbx_attn_mma64_e4m3_rows", 0)
 	kAttnMMA128E4M3Rows = defKernel(modAttnMMA, "gbx_attn_mma128_e4m3_rows", 0)
+	// gbx_attn_mma's entry points that load a warp's next KV block before
+	// attending the current one (attnPFKernel picks one).
+	kAttnMMA64PF      = defKernel(modAttnMMA, "gbx_attn_mma64_pf", 0)
+	kAttnMMA128PF     = defKernel(modAttnMMA, "gbx_attn_mma128_pf", 0)
+	kAttnMMA64E4M3PF  = defKernel(modAttnMMA, "gbx_attn_mma64_e4m3_pf", 0)
+	kAttnMMA128E4M3PF = defKernel(modAttnMMA, "gbx_attn_mma128_e4m3_pf", 0)
 )
 
 // The attention kernels' geometry and limits (abi.h).
@@ -302,6 +308,39 @@ func (k *kernelSet) attnRowsKernel(f fmtCode, dim, group int) *kernel {
 		return kAttnMMA64Rows
 	}
 	return kAttnMMA128Rows
+}
+
+// attnPFKernel returns the gbx_attn_mma entry point that takes
+// attnKernel(true, f, dim, group)'s place in a launch of few blocks (a
+// small batch's decode, attnPFBlocks): each warp loads its next KV block
+// before it attends the current one, two blocks in registers (an SM holds
+// fewer of its blocks, which a small launch does not fill anyway), with
+// each row's results the same bits as attnKernel's. nil where that has no
+// gbx_attn_mma.
+func (k *kernelSet) attnPFKernel(f fmtCode, dim, group int) *kernel {
+	switch {
+	case group > 8 || dim != 64 && dim != 128 || f != fmtBF16 && f != fmtE4M3:
+		return nil
+	case f == fmtE4M3 && dim == 64:
+		return kAttnMMA64E4M3PF
+	case f == fmtE4M3:
+		return kAttnMMA128E4M3PF
+	case dim == 64:
+		return kAttnMMA64PF
+	}
+	return kAttnMMA128PF
+}
+
+// attnPFBlocks is the most blocks per SM (splits × KV heads × rows over the
+// device's SMs) of a launch on a cache of format f that attnPFKernel's
+// entry points take. Measured on the H200 (docs/benchmarks.md, ninth
+// pass): E4M3 (167 registers, three blocks an SM) gained up to 256 blocks,
+// lost from 512; BF16 (244 registers, two) gained at 128, lost at 256.
+func attnPFBlocks(f fmtCode) int {
+	if f == fmtE4M3 {
+		return 2
+	}
+	return 1
 }
 
 // attnPartial attends rows [row0, row0+rows) over every split of their

@@ -470,27 +470,32 @@ func TestLMOpAttention(t *testing.T) {
 	for _, tc := range []struct {
 		kvHeads, group, dim int
 		f                   fmtCode
-		ctx                 []int // positions + 1 of the rows
+		ctx                 []int   // positions + 1 of the rows
+		qMag                float64 // the queries' magnitude
 	}{
-		{2, 2, 16, bf16, []int{1, 2, 16, 17, 40}},
-		{8, 4, 128, bf16, []int{1, 127, 128, 129, 300, 515}},
-		{1, 16, 256, f32, []int{1, 200, 384}},
-		{3, 3, 24, f32, []int{130, 5}},
-		{1, 1, 8, bf16, []int{1000}},
-		{2, 7, 64, bf16, []int{3, 129, 700}},
-		{1, 8, 256, f32, []int{1, 257}},
-		{2, 5, 32, f32, []int{64, 90}},
-		{1, 8, 128, bf16, []int{16, 33, 5000}},
-		{3, 1, 64, bf16, []int{1, 15, 16, 250}},
-		{2, 3, 64, bf16, []int{48, 9000}},
-		{4, 2, 128, bf16, []int{2, 160, 161}},
-		{8, 4, 128, e4m3, []int{1, 127, 129, 515}},
-		{2, 7, 64, e4m3, []int{3, 129, 700}},
-		{1, 2, 128, e4m3, []int{17, 2100}},
-		{3, 3, 24, e4m3, []int{130, 5}},
-		{1, 16, 256, e4m3, []int{1, 200}},
-		{1, 4, 128, e4m3, []int{33000}}, // splits of 33 blocks: past the 32 table entries read up front
-		{1, 2, 128, bf16, []int{33000}},
+		{2, 2, 16, bf16, []int{1, 2, 16, 17, 40}, 1},
+		{8, 4, 128, bf16, []int{1, 127, 128, 129, 300, 515}, 1},
+		{1, 16, 256, f32, []int{1, 200, 384}, 1},
+		{3, 3, 24, f32, []int{130, 5}, 1},
+		{1, 1, 8, bf16, []int{1000}, 1},
+		{2, 7, 64, bf16, []int{3, 129, 700}, 1},
+		{1, 8, 256, f32, []int{1, 257}, 1},
+		{2, 5, 32, f32, []int{64, 90}, 1},
+		{1, 8, 128, bf16, []int{16, 33, 5000}, 1},
+		{3, 1, 64, bf16, []int{1, 15, 16, 250}, 1},
+		{2, 3, 64, bf16, []int{48, 9000}, 1},
+		{4, 2, 128, bf16, []int{2, 160, 161}, 1},
+		{8, 4, 128, e4m3, []int{1, 127, 129, 515}, 1},
+		{2, 7, 64, e4m3, []int{3, 129, 700}, 1},
+		{1, 2, 128, e4m3, []int{17, 2100}, 1},
+		{3, 3, 24, e4m3, []int{130, 5}, 1},
+		{1, 16, 256, e4m3, []int{1, 200}, 1},
+		{1, 4, 128, e4m3, []int{33000}, 1}, // splits of 33 blocks: past the 32 table entries read up front
+		{1, 2, 128, bf16, []int{33000}, 1},
+		// Queries past F16's range (an E4M3 cache's operands): one position
+		// takes all the weight, as in float64, not infinities.
+		{2, 4, 128, e4m3, []int{40, 300}, 1 << 17},
+		{2, 4, 128, bf16, []int{40, 300}, 1 << 17},
 	} {
 		name := fmt.Sprintf("kvHeads %d group %d dim %d cache format %d", tc.kvHeads, tc.group, tc.dim, tc.f)
 		const layers, layer = 2, 1
@@ -514,6 +519,9 @@ func TestLMOpAttention(t *testing.T) {
 		rows := len(tc.ctx)
 		stride := (heads + 2*tc.kvHeads) * tc.dim
 		q := randFloats(r, rows*stride, 1)
+		for i := range q {
+			q[i] *= float32(tc.qMag)
+		}
 		maxSplits := 0
 		for _, n := range tc.ctx {
 			maxSplits = max(maxSplits, (n+attnSplit(n)-1)/attnSplit(n))
@@ -528,12 +536,14 @@ func TestLMOpAttention(t *testing.T) {
 		if scales != nil {
 			a.kvScale = x.up(f32Bytes(scales))
 		}
-		// Two rows per launch, to check row0. Both kernels where
-		// gbx_attn_dec takes the shape (with its bf16 operand).
+		// Two rows per launch, to check row0. Every kernel that takes
+		// the shape (with its bf16 operand); gbx_attn_mma's _pf entry
+		// points (i == 3) must give its bits.
 		a.partO = x.zeros(4 * 2 * heads * maxSplits * tc.dim)
 		a.partML = x.zeros(4 * 2 * heads * maxSplits * 2)
 		var k *kernelSet // attnKernel reads nothing of it
-		for i, dec := range []*kernel{nil, k.attnKernel(false, tc.f, tc.dim, tc.group), k.attnKernel(true, tc.f, tc.dim, tc.group)} {
+		var mmaOut []float32
+		for i, dec := range []*kernel{nil, k.attnKernel(false, tc.f, tc.dim, tc.group), k.attnKernel(true, tc.f, tc.dim, tc.group), k.attnPFKernel(tc.f, tc.dim, tc.group)} {
 			if i > 0 && dec == nil {
 				continue // the shape has no gbx_attn_dec (or gbx_attn_mma)
 			}
@@ -549,12 +559,26 @@ func TestLMOpAttention(t *testing.T) {
 				checkOperand(t, name+" "+kname+" operand", fmtBF16, got, x.down(a.yq, 2*len(got)), nil, heads*tc.dim, 0)
 			}
 			// Float sums over up to 9,000 positions: a few float ulps;
-			// gbx_attn_mma rounds the queries and the weights to BF16.
+			// gbx_attn_mma rounds the queries and the weights to BF16 on a
+			// BF16 cache, to F16 (three bits more) on an E4M3 one.
 			tol := 1e-5
-			if i == 2 {
+			if i >= 2 {
 				tol = 1e-2
+				if tc.f == e4m3 {
+					tol = 6e-4
+				}
 			}
 			checkAttention(t, name+" "+kname, got, q, vals, flat, btOff, tc.ctx, stride, tc.kvHeads, tc.group, tc.dim, layer, layers, tol)
+			switch i {
+			case 2:
+				mmaOut = got
+			case 3:
+				for j := range got {
+					if math.Float32bits(got[j]) != math.Float32bits(mmaOut[j]) {
+						t.Fatalf("%s %s: out[%d] = %v, gbx_attn_mma's entry point %v", name, kname, j, got[j], mmaOut[j])
+					}
+				}
+			}
 		}
 	}
 }

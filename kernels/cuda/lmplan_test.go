@@ -32,7 +32,7 @@ func TestAttnSplit(t *testing.T) {
 		}
 		prev = s
 	}
-	for _, c := range []struct{ n, want int }{{1, 128}, {128, 128}, {129, 128}, {8192, 128}, {8193, 144}, {32768, 512}} {
+	for _, c := range []struct{ n, want int }{{1, 256}, {256, 256}, {257, 256}, {16384, 256}, {16385, 272}, {32768, 512}} {
 		if got := attnSplit(c.n); got != c.want {
 			t.Errorf("attnSplit(%d) = %d, want %d", c.n, got, c.want)
 		}
@@ -79,8 +79,8 @@ func TestLMPlan(t *testing.T) {
 			t.Errorf("split[%d] = %d, want attnSplit(%d)", r, p.split[r], n+1)
 		}
 	}
-	if p.maxSplits != 3 || p.maxCtx != 304 { // 304 positions in splits of 128
-		t.Errorf("maxSplits %d, maxCtx %d; want 3, 304", p.maxSplits, p.maxCtx)
+	if p.maxSplits != 2 || p.maxCtx != 304 { // 304 positions in splits of 256
+		t.Errorf("maxSplits %d, maxCtx %d; want 2, 304", p.maxSplits, p.maxCtx)
 	}
 	// Logit rows: A's and B's last rows, then A's and C's scored rows;
 	// then D's last row for its hidden state.

@@ -298,6 +298,11 @@ func (d *devState) lmEnqueue(ctx context.Context, m *lm.Model, w *lmWeights, kv 
 		// sequences) attends them grouped: the same bits, fewer loads.
 		if kr := k.attnRowsKernel(kv.f, c.HeadDim, c.Heads/c.KVHeads); mma && kr != nil && pl.rows > len(pl.btOff) {
 			attn.dec = kr
+		} else if kp := k.attnPFKernel(kv.f, c.HeadDim, c.Heads/c.KVHeads); mma && kp != nil &&
+			pl.rows*c.KVHeads*pl.maxSplits <= attnPFBlocks(kv.f)*d.info.SMs {
+			// A launch of few blocks: the same bits, the next block's loads
+			// in flight while the warp attends the current one.
+			attn.dec = kp
 		}
 	}
 	// Between layers: the previous block's output, added to x by the next

@@ -65,6 +65,11 @@ template <class T> inline T __shfl_down_sync(unsigned, T v, int o) {
 	return emu_shfl(v, l < 32 ? l : (int)(threadIdx.x & 31));
 }
 template <class T> inline T __shfl_sync(unsigned, T v, int src) { return emu_shfl(v, src); }
+inline int __any_sync(unsigned, int p) {
+	int v = p != 0;
+	for (int o = 1; o < 32; o <<= 1) v |= __shfl_xor_sync(0xffffffffu, v, o);
+	return v;
+}
 
 inline u32 __float_as_uint(float f) { u32 u; std::memcpy(&u, &f, 4); return u; }
 inline float __uint_as_float(u32 u) { float f; std::memcpy(&f, &u, 4); return f; }
@@ -133,13 +138,11 @@ inline u8 emu_e4m3(float x) {
 __device__ __forceinline__ u16 f2e4m3x2(float lo, float hi) { return (u16)(emu_e4m3(lo) | (emu_e4m3(hi) << 8)); }
 __device__ __forceinline__ float e4m3f(u8 q) { return emu_e4m3_value(q); }
 __device__ __forceinline__ u8 e4m3q(float x, float s) { return (u8)(f2e4m3x2(__fdiv_rn(x, s), 0.0f) & 0xff); }
-template <int P> inline u32 gbx_e4m3x2_bf16(u32 w) {
-	const int lo = P == 0 ? 0 : 8, hi = P == 0 ? 16 : 24;
-	const u8 a = (u8)(w >> lo), b = (u8)(w >> hi);
-	// The NaN bytes as the device's bit placement reads them: ±480.
-	auto v = [](u8 c) { return (c & 0x7f) == 0x7f ? ((c & 0x80) ? -480.0f : 480.0f) : emu_e4m3_value(c); };
-	return (u32)f2bf(v(a)) | (u32)f2bf(v(b)) << 16;
+template <int H> inline u32 gbx_e4m3x2_f16(u32 w) {
+	const u32 b = H ? w >> 16 : w;
+	return (u32)f2h(emu_e4m3_value((u8)b)) | (u32)f2h(emu_e4m3_value((u8)(b >> 8))) << 16;
 }
+inline u32 gbx_f16x2(float lo, float hi) { return (u32)f2h(lo) | (u32)f2h(hi) << 16; }
 inline u32 gbx_bf16x2(float lo, float hi) { return (u32)f2bf(lo) | (u32)f2bf(hi) << 16; }
 __device__ __forceinline__ float fp8Scale(float amax, int margin) {
 	if (amax == 0.0f) return 1.0f;

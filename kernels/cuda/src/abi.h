@@ -88,7 +88,7 @@ enum { GBX_KV_BLOCK = 16 };
 #define GBX_ATTN_TILE 128
 #define GBX_ATTN_MAX_GROUP 16
 #define GBX_ATTN_MAX_DIM 256
-enum { GBX_ATTN_MAX_SPLITS = 64, GBX_ATTN_MIN_SPLIT = 128 };
+enum { GBX_ATTN_MAX_SPLITS = 64, GBX_ATTN_MIN_SPLIT = 256 };
 // gbx_attn_dec64_G and gbx_attn_dec128_G (G = 2, 4, 8): gbx_attn_partial's
 // grid and arguments (less cacheFmt, dim), GBX_ATTN_DEC_THREADS threads; a
 // BF16 cache, head dims 64 or 128, up to G query heads per KV head.

@@ -10,62 +10,83 @@
 // cache (FP8 false) or an E4M3 one with its scales kvScale (abi.h), head
 // dims DIM of 64 or 128, up to 8 query heads per KV head, the same grid,
 // arguments, outputs and warp/block split as gbx_attn_dec. Per KV block of
-// 16 positions a warp runs, as mma.sync m16n8k16 (BF16 operands, float
-// accumulators), S = K·Qᵀ (positions × query heads: DIM/16 k-steps) and
-// Oᵀ += Vᵀ·Pᵀ (dims × heads: DIM/16 tiles of 16 dims): the 16 positions and
-// 16 dims are the mma's rows and the ≤ 8 heads its columns (those past the
-// group are zero and ignored), so no row is padding. Lane (g, t) = (lane/4,
-// lane mod 4) loads 16 bytes of K and of V per load at positions g and g+8
-// (nb = 0, 1): BF16, dims 32c + 8t … +8, word w dims 32c + 8t + 2w, +1;
-// E4M3, dims 64c + 16t … +16, word w dims D … D+3 (D = 64c + 16t + 4w),
-// widened by gbx_e4m3x2_bf16 into pairs (D, D+2) and (D+1, D+3). K's words
-// are the A fragments as they are (k-step k takes BF16 words 2(k mod 2),
-// +1 of load k/2, or E4M3 word k mod 4 of load k/4, for k-slots 2t, 2t+1
-// and 2t+8, 2t+9): each k-slot so stands for a dim fixed by the lane, and
-// the query's B fragments take the same dims, so the dot product's terms
-// are only permuted. A score fragment holds positions g, g+8 of heads 2t,
-// 2t+1 (E4M3: times K's scale of the position); the online softmax
-// reduces them over the 8 lanes of a t. The weights, rounded to BF16 (E4M3:
-// after the product with V's scale of the position; the sum l takes them
-// without it), are an 8×8 block (positions × heads) each, which movmatrix's
-// transpose turns into Pᵀ's B fragments; a word of V (E4M3: each of its two
-// BF16 pairs) is an 8×8 block (positions × 8 dims), whose transpose is an
-// A fragment of Vᵀ (gbx_attn_vdim gives the dim of each of its rows). The query
-// heads and P are rounded to BF16, so results differ from gbx_attn_dec's
-// by BF16 rounding (~2⁻⁹), not in summation order alone; every order is
-// still fixed by the split. A warp loads a block's K and V when it starts
-// on it: occupancy is what keeps loads in flight, and registers bound it.
-// On the H200 (2026-12-02, TestAttnBench, 256 × 1k), loading the next
-// block first (or two blocks at once) took 202 registers, two blocks an
-// SM: 1.7 TB/s on an E4M3 cache, against 2.0 TB/s at 155 and three. The
-// BF16 entry points are held to four blocks an SM (128 registers): 3.4
-// TB/s against 2.8; the E4M3 ones so held lose (1.9 against 2.1 TB/s).
+// 16 positions a warp runs, as mma.sync m16n8k16 with float accumulators
+// (BF16 operands on a BF16 cache, F16 on an E4M3 one), S = K·Qᵀ (positions
+// × query heads: DIM/16 k-steps) and Oᵀ += Vᵀ·Pᵀ (dims × heads: DIM/16
+// tiles of 16 dims): the 16 positions and 16 dims are the mma's rows and
+// the ≤ 8 heads its columns (those past the group are zero and ignored),
+// so no row is padding. Lane (g, t) = (lane/4, lane mod 4) loads 16 bytes
+// of K and of V per load at positions g and g+8 (nb = 0, 1): BF16, dims
+// 32c + 8t … +8, word w dims 32c + 8t + 2w, +1; E4M3, dims 64c + 16t …
+// +16, word w dims D … D+3 (D = 64c + 16t + 4w). K's words are the A
+// fragments: BF16 as they are (k-step k takes words 2(k mod 2), +1 of load
+// k/2), E4M3 widened by one cvt per byte pair (k-step k takes word k mod 4
+// of load k/4, dims D, D+1 for k-slots 2t, 2t+1 and D+2, D+3 for 2t+8,
+// 2t+9): each k-slot so stands for a dim fixed by the lane, and the
+// query's B fragments take the same dims, so the dot product's terms are
+// only permuted. A score fragment holds positions g, g+8 of heads 2t, 2t+1
+// (E4M3: times K's scale of the position); the online softmax reduces them
+// over the 8 lanes of a t. The weights, rounded to BF16 (E4M3: to F16,
+// after the product with V's scale of the position over 2^E, below; the
+// sum l takes them without it), are an 8×8 block (positions × heads) each,
+// which movmatrix's transpose turns into Pᵀ's B fragments. Vᵀ's A
+// fragments: BF16, a word of V is an 8×8 block (positions × 8 dims) whose
+// transpose is one; E4M3, a word is an 8×8 block of byte pairs (positions
+// × 16 dims), whose transpose gives lane (g, t) dims E, E+1 (E =
+// gbx_attn_vdim(u, 0, g)) of positions 2t, 2t+1, which one prmt and two cvt
+// turn into the fragments of rows g (dim E) and g+8 (dim E+1): a
+// transpose, not two, for 16 dims. gbx_attn_vdim gives each output row's
+// dim.
+//
+// E4M3's F16 operands are exact powers of two away from the values: a
+// query head times 2^k (k so that its largest magnitude is in [2^14,
+// 2^15), the scores' scale times 2^−k), and V's scale times the weight
+// over 2^E, E the exponent of the largest scale of V at the column's row's
+// positions among the blocks the warp has taken so far (the column's O in
+// units of 2^E, rescaled when E grows, multiplied out before the merge; per
+// column, so that a row's bits do not depend on the rows grouped with it),
+// so neither overflows F16 and both keep F16's 11 bits where BF16 kept 8.
+// Results differ from gbx_attn_dec's by that rounding (BF16, ~2⁻⁹; F16,
+// ~2⁻¹²), not in summation order alone; every order is still fixed by the
+// split.
+//
+// A warp loads a block's K and V when it starts on it: occupancy is what
+// keeps loads in flight, and registers bound it. On the H200 (2026-12-02,
+// TestAttnBench, 256 × 1k), loading the next block first (or two blocks at
+// once) took 202 registers, two blocks an SM: 1.7 TB/s on an E4M3 cache,
+// against 2.0 TB/s at 155 and three. The BF16 entry points are held to four
+// blocks an SM (128 registers).
 template <int NL> struct kvBuf {
 	u32 k[2][NL][4], v[2][NL][4]; // K and V at the block's positions g, g+8 (lane (g, t))
 	float ks[2], vs[2];           // E4M3: their scales
 };
 
-// gbx_attn_vdim is the dim of row g (+8 with hi) of gbx_attn_mma's output tile u:
-// BF16, of word 2(u mod 2) + hi of load u/2; E4M3, of pair hi of word u mod
-// 4 of load u/4.
+// gbx_attn_vdim is the dim of row g (+8 with hi) of gbx_attn_mma's output
+// tile u: BF16, of word 2(u mod 2) + hi of load u/2; E4M3, of byte hi of
+// the pair g mod 2 of word u mod 4 of load u/4 of lane g/2.
 template <bool FP8> __device__ __forceinline__ int gbx_attn_vdim(int u, int hi, int g) {
-	return FP8 ? 64 * (u / 4) + 16 * (g / 2) + 4 * (u % 4) + hi + 2 * (g % 2)
+	return FP8 ? 64 * (u / 4) + 16 * (g / 2) + 4 * (u % 4) + 2 * (g % 2) + hi
 	           : 32 * (u / 2) + 8 * (g / 2) + 2 * (2 * (u % 2) + hi) + g % 2;
 }
 
-template <int DIM, bool FP8, bool ROWS>
+// gbx_pow2 is 2^e for −126 ≤ e ≤ 127.
+__device__ __forceinline__ float gbx_pow2(int e) { return __int_as_float((e + 127) << 23); }
+
+template <int DIM, bool FP8, bool ROWS, bool PF>
 __device__ __forceinline__ void gbx_attn_mma(const float *qkv, int stride, const void *cache, const float *kvScale,
                                              int layer, int layers, int kvHeads, int G, const int *pos, const int *seq,
                                              const int *btOff, const int *blocks, const int *split, int row0,
                                              float scale, float *partO, float *partML, int maxSplits, float *out,
                                              int outStride, void *yq, int fmt) {
 	// ES: bytes per value; NL: 16-byte loads per position and lane; KS:
-	// k-steps (of 16 dims); NO: output tiles (16 dims each).
+	// k-steps (of 16 dims); NO: output tiles (16 dims each); RS: the row
+	// stride of so, whose dim d is at d + d/32 (with RS, no bank conflicts
+	// beyond two ways as the lanes store their tiles).
 	constexpr int NT = GBX_ATTN_DEC_THREADS, NW = NT / 32, GP = 8, ES = FP8 ? 1 : 2, NL = DIM * ES / 64;
-	constexpr int KS = DIM / 16, NO = DIM / 16;
+	constexpr int KS = DIM / 16, NO = DIM / 16, RS = DIM + DIM / 32 + 1;
 	const float NEG = __int_as_float(0xff800000); // -inf
-	__shared__ float so[NW][GP * DIM];
-	__shared__ float sm[NW][GP], sl[NW][GP];
+	__shared__ float so[NW][GP * RS];
+	__shared__ float sm[NW][GP], sl[NW][GP], se[NW][GP], sL[GP];
 	const int t = threadIdx.x, lane = t & 31, warp = t >> 5, g = lane >> 2, tq = lane & 3;
 	const int kh = blockIdx.y, s = blockIdx.x;
 	// The rows this block attends: rc alone, or, with ROWS and G ≤ GP/2, the nr =
@@ -95,29 +116,53 @@ __device__ __forceinline__ void gbx_attn_mma(const float *qkv, int stride, const
 	int j1c[2];
 #pragma unroll
 	for (int h = 0; h < 2; h++) j1c[h] = gbx_imin(j0 + S, n0 + (2 * tq + h < nr * G ? (2 * tq + h) / G : 0));
-	// qb[k]: query head g's B fragments b0, b1 of k-step k, from dims q0 …
-	// q0+3 (BF16: q0 = 32(k/2) + 8t + 4(k mod 2), b0 = dims q0, q0+1, b1 =
-	// q0+2, q0+3; E4M3: q0 = 64(k/4) + 16t + 4(k mod 4), b0 = q0, q0+2, b1 =
-	// q0+1, q0+3) of column g's row; zero past the rows' heads.
+	// qb[k]: query head g's B fragments b0, b1 of k-step k, dims q0, q0+1 and
+	// q0+2, q0+3 (BF16: q0 = 32(k/2) + 8t + 4(k mod 2); E4M3: q0 = 64(k/4) +
+	// 16t + 4(k mod 4), times 2^k of the head) of column g's row; zero past
+	// the rows' heads. qs[h]: the scores' scale for the lane's column 2t + h.
 	u32 qb[KS][2];
+	float qs[2] = {scale, scale};
 	{
 		const float *q = qkv + (long long)(r + g / G) * stride + (long long)(kh * G + g % G) * DIM;
+		float4 a[KS];
+		float amax = 0.0f;
 #pragma unroll
 		for (int k = 0; k < KS; k++) {
 			const int q0 = FP8 ? 64 * (k / 4) + 16 * tq + 4 * (k % 4) : 32 * (k / 2) + 8 * tq + 4 * (k % 2);
-			float4 a = {0.0f, 0.0f, 0.0f, 0.0f};
-			if (g < nr * G) a = *reinterpret_cast<const float4 *>(q + q0);
-			qb[k][0] = FP8 ? gbx_bf16x2(a.x, a.z) : gbx_bf16x2(a.x, a.y);
-			qb[k][1] = FP8 ? gbx_bf16x2(a.y, a.w) : gbx_bf16x2(a.z, a.w);
+			a[k] = {0.0f, 0.0f, 0.0f, 0.0f};
+			if (g < nr * G) a[k] = *reinterpret_cast<const float4 *>(q + q0);
+			amax = fmaxf(amax, fmaxf(fmaxf(fabsf(a[k].x), fabsf(a[k].y)), fmaxf(fabsf(a[k].z), fabsf(a[k].w))));
+		}
+		float p2 = 1.0f; // 2^k
+		if (FP8) {
+			amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
+			amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
+			// amax's exponent ex (0: zero or subnormal; not finite: 255) and k = 141 − ex
+			const int ex = (int)(__float_as_uint(amax) >> 23), kq = ex == 0 || ex == 255 ? 0 : gbx_imin(126, 141 - ex);
+			p2 = gbx_pow2(kq);
+#pragma unroll
+			for (int h = 0; h < 2; h++) qs[h] = scale * gbx_pow2(-__shfl_sync(0xffffffffu, kq, 4 * (2 * tq + h)));
+		}
+#pragma unroll
+		for (int k = 0; k < KS; k++) {
+			if (FP8) {
+				qb[k][0] = gbx_f16x2(a[k].x * p2, a[k].y * p2);
+				qb[k][1] = gbx_f16x2(a[k].z * p2, a[k].w * p2);
+			} else {
+				qb[k][0] = gbx_bf16x2(a[k].x, a[k].y);
+				qb[k][1] = gbx_bf16x2(a[k].z, a[k].w);
+			}
 		}
 	}
 	// o[u]: tile u's outputs, heads 2t, 2t+1 at dims vdim(u, 0, g) (o[u][0],
-	// o[u][1]) and vdim(u, 1, g) (o[u][2], o[u][3]); mh, lh: heads 2t and
+	// o[u][1]) and vdim(u, 1, g) (o[u][2], o[u][3]) (E4M3: in units of
+	// 2^(eb[h] − 127), h = 0, 1 for heads 2t, 2t+1); mh, lh: heads 2t and
 	// 2t+1's running maxima and sums.
 	float o[NO][4];
 #pragma unroll
 	for (int i = 0; i < NO; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
 	float mh[2] = {NEG, NEG}, lh[2] = {0.0f, 0.0f};
+	int eb[2] = {1, 1}; // E4M3: E's biased exponent per column (at least 1: V's scales are normal floats or below)
 	const long long vOff = (long long)ES * kvHeads * GBX_KV_BLOCK * DIM; // bytes from K's run to V's
 	// The split's KV blocks bi = 0 … nblk−1 (block first + bi of the
 	// sequence). Lane i < 32 reads block i's table entry here, beside the
@@ -159,20 +204,18 @@ __device__ __forceinline__ void gbx_attn_mma(const float *qkv, int stride, const
 		float sc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
 		for (int k = 0; k < KS; k++) {
-			u32 a0, a1, a2, a3;
 			if (FP8) {
 				const u32 w0 = kr[0][k / 4][k % 4], w1 = kr[1][k / 4][k % 4];
-				a0 = gbx_e4m3x2_bf16<0>(w0), a1 = gbx_e4m3x2_bf16<0>(w1);
-				a2 = gbx_e4m3x2_bf16<1>(w0), a3 = gbx_e4m3x2_bf16<1>(w1);
+				gbx_mma_f16(sc, gbx_e4m3x2_f16<0>(w0), gbx_e4m3x2_f16<0>(w1), gbx_e4m3x2_f16<1>(w0),
+				            gbx_e4m3x2_f16<1>(w1), qb[k][0], qb[k][1]);
 			} else {
-				a0 = kr[0][k / 2][2 * (k % 2)], a1 = kr[1][k / 2][2 * (k % 2)];
-				a2 = kr[0][k / 2][2 * (k % 2) + 1], a3 = kr[1][k / 2][2 * (k % 2) + 1];
+				gbx_mma(sc, kr[0][k / 2][2 * (k % 2)], kr[1][k / 2][2 * (k % 2)], kr[0][k / 2][2 * (k % 2) + 1],
+				        kr[1][k / 2][2 * (k % 2) + 1], qb[k][0], qb[k][1]);
 			}
-			gbx_mma(sc, a0, a1, a2, a3, qb[k][0], qb[k][1]);
 		}
 		float x[4];
 #pragma unroll
-		for (int i = 0; i < 4; i++) x[i] = g + 8 * (i / 2) < vc[i % 2] ? sc[i] * cur.ks[i / 2] * scale : NEG;
+		for (int i = 0; i < 4; i++) x[i] = g + 8 * (i / 2) < vc[i % 2] ? sc[i] * cur.ks[i / 2] * qs[i % 2] : NEG;
 		float cf[2];
 #pragma unroll
 		for (int h = 0; h < 2; h++) {
@@ -195,11 +238,36 @@ __device__ __forceinline__ void gbx_attn_mma(const float *qkv, int stride, const
 			lh[h] = lh[h] * cf[h] + ps;
 			mh[h] = mn;
 		}
-		if (FP8) { // the weights times V's scales (0 past the split, whatever the scale there)
+		u32 pb0, pb1;
+		if (FP8) {
+			// The weights times V's scales over 2^(eb − 127) (0 past the
+			// column's row's end, whatever the scale there), eb raised to the
+			// exponent of the column's largest scale in the block first, O
+			// rescaled with it: per column, as a row alone sees its positions.
+			float f[2] = {1.0f, 1.0f};
 #pragma unroll
-			for (int i = 0; i < 4; i++) x[i] = g + 8 * (i / 2) < vc[i % 2] ? x[i] * cur.vs[i / 2] : 0.0f;
+			for (int h = 0; h < 2; h++) {
+				if (!ROWS && h == 1) { // a row a block: both columns' positions are the row's
+					f[1] = f[0], eb[1] = eb[0];
+					break;
+				}
+				float vm = fmaxf(g < vc[h] ? cur.vs[0] : 0.0f, g + 8 < vc[h] ? cur.vs[1] : 0.0f);
+				vm = fmaxf(vm, __shfl_xor_sync(0xffffffffu, vm, 4));
+				vm = fmaxf(vm, __shfl_xor_sync(0xffffffffu, vm, 8));
+				vm = fmaxf(vm, __shfl_xor_sync(0xffffffffu, vm, 16));
+				const int be = gbx_imin(253, (int)(__float_as_uint(vm) >> 23));
+				if (be > eb[h]) { // O to units of 2^(be − 127) (0 where it would be below 2^-126 of them)
+					f[h] = eb[h] - be >= -126 ? gbx_pow2(eb[h] - be) : 0.0f;
+					eb[h] = be;
+				}
+			}
+			cf[0] *= f[0], cf[1] *= f[1];
+#pragma unroll
+			for (int i = 0; i < 4; i++) x[i] = g + 8 * (i / 2) < vc[i % 2] ? x[i] * (cur.vs[i / 2] * gbx_pow2(127 - eb[i % 2])) : 0.0f;
+			pb0 = gbx_movmatrix_t(gbx_f16x2(x[0], x[1])), pb1 = gbx_movmatrix_t(gbx_f16x2(x[2], x[3]));
+		} else {
+			pb0 = gbx_movmatrix_t(gbx_bf16x2(x[0], x[1])), pb1 = gbx_movmatrix_t(gbx_bf16x2(x[2], x[3]));
 		}
-		const u32 pb0 = gbx_movmatrix_t(gbx_bf16x2(x[0], x[1])), pb1 = gbx_movmatrix_t(gbx_bf16x2(x[2], x[3]));
 		// V past the split may hold anything: zero the positions g (+8) there
 		// (a shorter row's weights are 0 from its end on).
 #pragma unroll
@@ -207,50 +275,71 @@ __device__ __forceinline__ void gbx_attn_mma(const float *qkv, int stride, const
 			if (8 * nb + g >= valid)
 #pragma unroll
 				for (int c = 0; c < NL; c++) vr[nb][c][0] = vr[nb][c][1] = vr[nb][c][2] = vr[nb][c][3] = 0u;
+		// O's rescale, skipped where every column's factor is 1 (the maxima
+		// and eb unchanged: most blocks, once a split's first few are in).
+		if (__any_sync(0xffffffffu, cf[0] != 1.0f || cf[1] != 1.0f))
+#pragma unroll
+			for (int u = 0; u < NO; u++) o[u][0] *= cf[0], o[u][1] *= cf[1], o[u][2] *= cf[0], o[u][3] *= cf[1];
 #pragma unroll
 		for (int u = 0; u < NO; u++) {
 			u32 a[4]; // rows g and g+8 (hi) of positions 2t, 2t+1 (nb 0) and 8+2t, 9+2t (nb 1)
+			if (FP8) {
 #pragma unroll
-			for (int nb = 0; nb < 2; nb++)
-#pragma unroll
-				for (int hi = 0; hi < 2; hi++) {
-					u32 w;
-					if (FP8) {
-						const u32 raw = vr[nb][u / 4][u % 4];
-						w = hi ? gbx_e4m3x2_bf16<1>(raw) : gbx_e4m3x2_bf16<0>(raw);
-					} else {
-						w = vr[nb][u / 2][2 * (u % 2) + hi];
-					}
-					a[2 * nb + hi] = gbx_movmatrix_t(w);
+				for (int nb = 0; nb < 2; nb++) {
+					// bytes: dim E of positions 2t, 2t+1, then dim E+1 of them
+					const u32 w = gbx_prmt(gbx_movmatrix_t(vr[nb][u / 4][u % 4]), 0u, 0x3120u);
+					a[2 * nb] = gbx_e4m3x2_f16<0>(w), a[2 * nb + 1] = gbx_e4m3x2_f16<1>(w);
 				}
-			float (&oc)[4] = o[u];
-			oc[0] *= cf[0], oc[1] *= cf[1], oc[2] *= cf[0], oc[3] *= cf[1];
-			gbx_mma(oc, a[0], a[1], a[2], a[3], pb0, pb1);
+				gbx_mma_f16(o[u], a[0], a[1], a[2], a[3], pb0, pb1);
+			} else {
+#pragma unroll
+				for (int nb = 0; nb < 2; nb++)
+#pragma unroll
+					for (int hi = 0; hi < 2; hi++) a[2 * nb + hi] = gbx_movmatrix_t(vr[nb][u / 2][2 * (u % 2) + hi]);
+				gbx_mma(o[u], a[0], a[1], a[2], a[3], pb0, pb1);
+			}
 		}
 	};
-	// A warp takes blocks warp, warp + NW, ….
-	for (int bi = warp; bi < nblk; bi += NW) {
-		kvBuf<NL> kb;
-		load(kb, bi);
-		attend(kb, bi);
+	// A warp takes blocks warp, warp + NW, …; with PF it loads each one
+	// before it attends the one before (two buffers, taken in turn).
+	if (PF) {
+		kvBuf<NL> ka, kb;
+		if (warp < nblk) load(ka, warp);
+		for (int bi = warp; bi < nblk; bi += 2 * NW) {
+			if (bi + NW < nblk) load(kb, bi + NW);
+			attend(ka, bi);
+			if (bi + NW >= nblk) break;
+			if (bi + 2 * NW < nblk) load(ka, bi + 2 * NW);
+			attend(kb, bi + NW);
+		}
+	} else {
+		for (int bi = warp; bi < nblk; bi += NW) {
+			kvBuf<NL> kb;
+			load(kb, bi);
+			attend(kb, bi);
+		}
 	}
 	// The warps, in order, through shared memory (a warp without a block:
 	// m = −inf, weight 0).
+	const float ou[2] = {FP8 ? gbx_pow2(eb[0] - 127) : 1.0f, FP8 ? gbx_pow2(eb[1] - 127) : 1.0f};
 #pragma unroll
 	for (int u = 0; u < NO; u++)
 #pragma unroll
 		for (int hi = 0; hi < 2; hi++) {
-			const int d = gbx_attn_vdim<FP8>(u, hi, g);
-			so[warp][2 * tq * DIM + d] = o[u][2 * hi];
-			so[warp][(2 * tq + 1) * DIM + d] = o[u][2 * hi + 1];
+			const int d = gbx_attn_vdim<FP8>(u, hi, g), od = d + d / 32;
+			so[warp][2 * tq * RS + od] = o[u][2 * hi] * ou[0];
+			so[warp][(2 * tq + 1) * RS + od] = o[u][2 * hi + 1] * ou[1];
 		}
 	if (g == 0) sm[warp][2 * tq] = mh[0], sm[warp][2 * tq + 1] = mh[1], sl[warp][2 * tq] = lh[0], sl[warp][2 * tq + 1] = lh[1];
+	__syncthreads();
+	gbx_attn_warps_w<NW, GP>(&sm[0][0], &sl[0][0], nr * G, &se[0][0], sL);
 	__syncthreads();
 	for (int j = 0; j < nr; j++) { // row j's heads are columns jG …; a split past its end it lacks
 		const int ns = (n0 + j + S - 1) / S;
 		if (s < ns)
-			gbx_attn_warps_out<NW, DIM, GP>(&sm[0][j * G], &sl[0][j * G], &so[0][j * G * DIM], G, kvHeads, kh, r + j, lead + j,
-			                                s, ns, maxSplits, out, outStride, yq, fmt, partO, partML);
+			gbx_attn_warps_out<NW, DIM, GP, RS, true>(&sm[0][j * G], &se[0][j * G], &sL[j * G], &so[0][j * G * RS], G,
+			                                         kvHeads, kh, r + j, lead + j, s, ns, maxSplits, out, outStride, yq,
+			                                         fmt, partO, partML);
 	}
 }
 
@@ -259,15 +348,18 @@ __device__ __forceinline__ void gbx_attn_mma(const float *qkv, int stride, const
 // above), the others attend a row a block. A row's results are the same
 // bits from either, so the host picks the _rows ones for steps that feed a
 // sequence several rows: their grouping costs registers (an E4M3 block
-// took 114 against 96 on the H200, one block an SM fewer) and a decode
-// step has nothing to group.
+// took 122 against 96 on the H200, one block an SM fewer) and a decode
+// step has nothing to group. The _pf ones (PF: a warp's next KV block
+// loaded before it attends the current one, two in registers) give the
+// plain ones' bits; the host picks them for launches of few blocks, which
+// leave SMs idle whatever their occupancy.
 extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS, 4)
     gbx_attn_mma64(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
                    int kvHeads, int group, const int *pos, const int *seq, const int *btOff, const int *blocks,
                    const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
                    int outStride, void *yq, int fmt) {
 	gbx_pdl();
-	gbx_attn_mma<64, false, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
+	gbx_attn_mma<64, false, false, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
 	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
 }
 extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS, 4)
@@ -276,7 +368,7 @@ extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS, 4)
                     const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
                     int outStride, void *yq, int fmt) {
 	gbx_pdl();
-	gbx_attn_mma<128, false, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
+	gbx_attn_mma<128, false, false, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
 	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
 }
 extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
@@ -285,7 +377,7 @@ extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
                         const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
                         int outStride, void *yq, int fmt) {
 	gbx_pdl();
-	gbx_attn_mma<64, true, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
+	gbx_attn_mma<64, true, false, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
 	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
 }
 extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
@@ -294,7 +386,7 @@ extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
                          const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
                          int outStride, void *yq, int fmt) {
 	gbx_pdl();
-	gbx_attn_mma<128, true, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
+	gbx_attn_mma<128, true, false, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
 	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
 }
 extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS, 4)
@@ -303,7 +395,7 @@ extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS, 4)
                         const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
                         int outStride, void *yq, int fmt) {
 	gbx_pdl();
-	gbx_attn_mma<64, false, true>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
+	gbx_attn_mma<64, false, true, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
 	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
 }
 extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS, 4)
@@ -312,7 +404,7 @@ extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS, 4)
                          const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
                          int outStride, void *yq, int fmt) {
 	gbx_pdl();
-	gbx_attn_mma<128, false, true>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
+	gbx_attn_mma<128, false, true, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
 	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
 }
 extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
@@ -321,7 +413,7 @@ extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
                              const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
                              int outStride, void *yq, int fmt) {
 	gbx_pdl();
-	gbx_attn_mma<64, true, true>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
+	gbx_attn_mma<64, true, true, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
 	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
 }
 extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
@@ -330,6 +422,42 @@ extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
                               const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
                               int outStride, void *yq, int fmt) {
 	gbx_pdl();
-	gbx_attn_mma<128, true, true>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
+	gbx_attn_mma<128, true, true, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
+	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
+}
+extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS, 2)
+    gbx_attn_mma64_pf(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
+                      int kvHeads, int group, const int *pos, const int *seq, const int *btOff, const int *blocks,
+                      const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
+                      int outStride, void *yq, int fmt) {
+	gbx_pdl();
+	gbx_attn_mma<64, false, false, true>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
+	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
+}
+extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS, 2)
+    gbx_attn_mma128_pf(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
+                       int kvHeads, int group, const int *pos, const int *seq, const int *btOff, const int *blocks,
+                       const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
+                       int outStride, void *yq, int fmt) {
+	gbx_pdl();
+	gbx_attn_mma<128, false, false, true>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
+	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
+}
+extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS, 3)
+    gbx_attn_mma64_e4m3_pf(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
+                           int kvHeads, int group, const int *pos, const int *seq, const int *btOff, const int *blocks,
+                           const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
+                           int outStride, void *yq, int fmt) {
+	gbx_pdl();
+	gbx_attn_mma<64, true, false, true>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
+	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
+}
+extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS, 3)
+    gbx_attn_mma128_e4m3_pf(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
+                            int kvHeads, int group, const int *pos, const int *seq, const int *btOff, const int *blocks,
+                            const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
+                            int outStride, void *yq, int fmt) {
+	gbx_pdl();
+	gbx_attn_mma<128, true, false, true>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
 	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
 }

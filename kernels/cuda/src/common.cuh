@@ -113,20 +113,34 @@ __device__ __forceinline__ float e4m3f(u8 q) {
 	return h2f((u16)(h2 & 0xffff));
 }
 
-// gbx_e4m3x2_bf16<P> widens two of the four E4M3 bytes of w to a bf16x2
-// word, exactly: P = 0 bytes 0 and 2 (low half, high half), P = 1 bytes 1
-// and 3 (the pairs a mma's k-slots take, the dims permuted alike for the
-// other operand). The byte's sign at bit 15 and its 7 magnitude bits at
-// bits 4…10 of a bf16 are DecodeE4M3 · 2^-120, normals and subnormals alike;
-// one fma.rn.bf16x2 by 2^120 plus −0 (subnormal operands supported; sm_80,
-// where mul.rn.bf16x2 needs sm_90) is exact, ±0 kept. The NaN bytes (0x7f,
-// 0xff) become ±480; the cache never stores them.
-template <int P>
-__device__ __forceinline__ u32 gbx_e4m3x2_bf16(u32 w) {
-	const u32 b = P == 0 ? ((w << 8) & 0x80008000u) | ((w << 4) & 0x07f007f0u)
-	                     : (w & 0x80008000u) | ((w >> 4) & 0x07f007f0u);
+// gbx_e4m3x2_f16<H> widens bytes 2H and 2H+1 of w, two E4M3 values, to an
+// f16x2 word (byte 2H in the low half), exactly, as every E4M3 value is an
+// F16 one: on sm_89 and later one cvt (the NaN bytes 0x7f, 0xff become NaN);
+// on sm_80 the byte's sign at bit 15 and its 7 magnitude bits at bits 7…13
+// of an F16 are DecodeE4M3 · 2^-8, normals and subnormals alike, and one
+// fma.rn.f16x2 by 2^8 plus −0 is exact, ±0 kept (the NaN bytes become
+// ±480). The cache never stores NaN bytes.
+template <int H>
+__device__ __forceinline__ u32 gbx_e4m3x2_f16(u32 w) {
 	u32 d;
-	asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(b), "r"(0x7b807b80u), "r"(0x80008000u)); // 2^120, −0
+#if __CUDA_ARCH__ >= 890
+	if (H)
+		asm("{ .reg .b16 lo, hi; mov.b32 {lo, hi}, %1; cvt.rn.f16x2.e4m3x2 %0, hi; }" : "=r"(d) : "r"(w));
+	else
+		asm("{ .reg .b16 lo, hi; mov.b32 {lo, hi}, %1; cvt.rn.f16x2.e4m3x2 %0, lo; }" : "=r"(d) : "r"(w));
+#else
+	const u32 x = gbx_prmt(w, 0u, H ? 0x3424u : 0x1404u); // the two bytes at bits 8…15 and 24…31
+	const u32 b = (x & 0x80008000u) | ((x >> 1) & 0x3f803f80u);
+	asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(b), "r"(0x5c005c00u), "r"(0x80008000u)); // 2^8, −0
+#endif
+	return d;
+}
+
+// gbx_f16x2 packs two floats to f16x2, rounded to nearest even (lo in the
+// low half).
+__device__ __forceinline__ u32 gbx_f16x2(float lo, float hi) {
+	u32 d;
+	asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(d) : "f"(hi), "f"(lo));
 	return d;
 }
 
