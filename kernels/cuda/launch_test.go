@@ -86,18 +86,14 @@ func TestLaunches(t *testing.T) {
 				name string
 				call func() error
 			}{fmt.Sprintf("attnPartial (gbx_attn_mma%d, cache format %d)", dim, f), func() error { return k.attnPartial(s, 3, 9, a) }})
-			ar := a
-			ar.dec = k.attnRowsKernel(f, dim, 4)
-			calls = append(calls, struct {
-				name string
-				call func() error
-			}{fmt.Sprintf("attnPartial (%s)", ar.dec.name), func() error { return k.attnPartial(s, 3, 9, ar) }})
-			ap := a
-			ap.dec = k.attnPFKernel(f, dim, 4)
-			calls = append(calls, struct {
-				name string
-				call func() error
-			}{fmt.Sprintf("attnPartial (%s)", ap.dec.name), func() error { return k.attnPartial(s, 3, 9, ap) }})
+			for _, dec := range []*kernel{k.attnRowsKernel(f, dim, 4), k.attnPFKernel(f, dim, 4)} {
+				av := a
+				av.dec = dec
+				calls = append(calls, struct {
+					name string
+					call func() error
+				}{fmt.Sprintf("attnPartial (%s)", dec.name), func() error { return k.attnPartial(s, 3, 9, av) }})
+			}
 		}
 	}
 	for _, c := range calls {

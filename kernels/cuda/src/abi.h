@@ -96,7 +96,9 @@ enum { GBX_ATTN_MAX_SPLITS = 64, GBX_ATTN_MIN_SPLIT = 256 };
 // threads, up to 8 query heads per KV head; gbx_attn_mma64_e4m3 and
 // gbx_attn_mma128_e4m3 the same for an E4M3 cache; each with a _rows form,
 // the same arguments, for steps that feed a sequence several rows (group ≤
-// 4): a block may attend the rows after its own too (attn_mma.cu).
+// 4): a block may attend the rows after its own too, and a _pf form, the
+// same arguments and results, a warp's next KV block loaded before it
+// attends the current one (attn_mma.cu).
 #define GBX_ATTN_DEC_THREADS 128
 
 // gbx_gemv: grid n / GBX_GEMV_ROWS, GBX_GEMV_THREADS threads, up to

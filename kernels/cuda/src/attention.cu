@@ -266,7 +266,7 @@ template <int DIM, int GP> struct gbxAttnDecShared {
 	float p[NW][GBX_KV_BLOCK * GP];     // a warp's weights of its KV block, [position][head]
 	float c[NW][GP];                    // a warp's corrections exp(m_old − m_new)
 	float m[NW][GP], l[NW][GP];         // the warps' final states
-	float e[NW][GP], L[GP];             // their weights and merged sums (gbx_attn_warps_w)
+	float M[GP], e[NW][GP], L[GP];      // their maxima, weights and merged sums (gbx_attn_warps_w)
 	float acc[NW][GP * DIM];
 };
 
@@ -416,9 +416,9 @@ __device__ __forceinline__ void gbx_attn_dec(const float *qkv, int stride, const
 			for (int e = 0; e < 8; e++) sh.acc[warp][h * DIM + sub * 8 + e] = acc[h][e];
 	if (leader) sh.m[warp][hOwn] = mh, sh.l[warp][hOwn] = lh;
 	__syncthreads();
-	gbx_attn_warps_w<NW, GP>(&sh.m[0][0], &sh.l[0][0], G, &sh.e[0][0], sh.L);
+	gbx_attn_warps_w<NW, GP>(&sh.m[0][0], &sh.l[0][0], G, sh.M, &sh.e[0][0], sh.L);
 	__syncthreads();
-	gbx_attn_warps_out<NW, DIM, GP, DIM, false>(&sh.m[0][0], &sh.e[0][0], sh.L, &sh.acc[0][0], G, kvHeads, g, r, rc, s,
+	gbx_attn_warps_out<NW, DIM, GP, DIM, false>(sh.M, &sh.e[0][0], sh.L, &sh.acc[0][0], G, kvHeads, g, r, rc, s,
 	                                            ns, maxSplits, out, outStride, yq, fmt, partO, partML);
 }
 

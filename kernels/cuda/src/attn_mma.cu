@@ -50,8 +50,9 @@
 // ~2⁻¹²), not in summation order alone; every order is still fixed by the
 // split.
 //
-// A warp loads a block's K and V when it starts on it: occupancy is what
-// keeps loads in flight, and registers bound it. On the H200 (2026-12-02,
+// A warp loads a block's K and V when it starts on it (the _pf entry
+// points: the next block's too, below): occupancy is what keeps loads in
+// flight, and registers bound it. On the H200 (2026-12-02,
 // TestAttnBench, 256 × 1k), loading the next block first (or two blocks at
 // once) took 202 registers, two blocks an SM: 1.7 TB/s on an E4M3 cache,
 // against 2.0 TB/s at 155 and three. The BF16 entry points are held to four
@@ -86,7 +87,7 @@ __device__ __forceinline__ void gbx_attn_mma(const float *qkv, int stride, const
 	constexpr int KS = DIM / 16, NO = DIM / 16, RS = DIM + DIM / 32 + 1;
 	const float NEG = __int_as_float(0xff800000); // -inf
 	__shared__ float so[NW][GP * RS];
-	__shared__ float sm[NW][GP], sl[NW][GP], se[NW][GP], sL[GP];
+	__shared__ float sm[NW][GP], sl[NW][GP], se[NW][GP], sM[GP], sL[GP];
 	const int t = threadIdx.x, lane = t & 31, warp = t >> 5, g = lane >> 2, tq = lane & 3;
 	const int kh = blockIdx.y, s = blockIdx.x;
 	// The rows this block attends: rc alone, or, with ROWS and G ≤ GP/2, the nr =
@@ -332,12 +333,12 @@ __device__ __forceinline__ void gbx_attn_mma(const float *qkv, int stride, const
 		}
 	if (g == 0) sm[warp][2 * tq] = mh[0], sm[warp][2 * tq + 1] = mh[1], sl[warp][2 * tq] = lh[0], sl[warp][2 * tq + 1] = lh[1];
 	__syncthreads();
-	gbx_attn_warps_w<NW, GP>(&sm[0][0], &sl[0][0], nr * G, &se[0][0], sL);
+	gbx_attn_warps_w<NW, GP>(&sm[0][0], &sl[0][0], nr * G, sM, &se[0][0], sL);
 	__syncthreads();
 	for (int j = 0; j < nr; j++) { // row j's heads are columns jG …; a split past its end it lacks
 		const int ns = (n0 + j + S - 1) / S;
 		if (s < ns)
-			gbx_attn_warps_out<NW, DIM, GP, RS, true>(&sm[0][j * G], &se[0][j * G], &sL[j * G], &so[0][j * G * RS], G,
+			gbx_attn_warps_out<NW, DIM, GP, RS, true>(&sM[j * G], &se[0][j * G], &sL[j * G], &so[0][j * G * RS], G,
 			                                         kvHeads, kh, r + j, lead + j, s, ns, maxSplits, out, outStride, yq,
 			                                         fmt, partO, partML);
 	}
