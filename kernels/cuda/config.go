@@ -61,8 +61,7 @@ type Config struct {
 	// GEMVMaxRows is the largest batch (rows) whose bf16, fp16 and fp8
 	// linear layers run on Gearbox's own tensor-core kernel (gemv.cu)
 	// rather than on cuBLASLt. 0 means the default, GEMVMaxRowsDefault
-	// (off: on an H200 the kernel measured 5–11 % slower than cuBLASLt at
-	// batch 1 and 8, docs/benchmarks.md); -1 never uses it.
+	// (batch 1); -1 never uses it.
 	GEMVMaxRows int
 	// NoGraphs turns off CUDA graphs: by default the second Forward of a
 	// model at a precision and batch size is captured into a graph that
@@ -171,9 +170,11 @@ func (c *Config) validate() error {
 	return nil
 }
 
-// GEMVMaxRowsDefault is the default GEMVMaxRows: off, until the kernel
-// beats cuBLASLt (docs/benchmarks.md, "Language-model decode").
-const GEMVMaxRowsDefault = -1
+// GEMVMaxRowsDefault is the default GEMVMaxRows: batch 1, where gbx_gemv,
+// its first weights loaded before it waits, beat cuBLASLt on the H200 by
+// 3-5 % a decode step at bf16 and fp8; at batch 8 it lost 4 % at fp8
+// (docs/benchmarks.md, "tenth pass").
+const GEMVMaxRowsDefault = 1
 
 // gemvMaxM is the most rows gbx_gemv takes (abi.h GBX_GEMV_MAX_M).
 const gemvMaxM = 8

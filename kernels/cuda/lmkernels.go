@@ -65,6 +65,10 @@ func perRowLM(kd *kernel, rows int, a *args) launch {
 // a few.
 const lmWideRows = 256
 
+// regsMaxRows is the most rows of a step whose row kernels hold a row in
+// registers (abi.h GBX_REGS_MAX_ROWS).
+const regsMaxRows = C.GBX_REGS_MAX_ROWS
+
 // lmFewRows is the most rows of a step whose split blocks' scratch
 // (lmSiLUAmaxBytes) is sized for 64 blocks a row.
 const lmFewRows = 32
@@ -426,7 +430,11 @@ func (k *kernelSet) lmSample(s cuStream, logits uint64, vocab, rowLo, rowHi, n i
 
 // ---- gemv.cu ----
 
-var kGEMV = defKernel(modGEMV, "gbx_gemv", 0).streamed()
+// kGEMV is launched with programmatic dependent launch: its first weight
+// loads are in flight before it waits for the kernel before it
+// (gbx_pdl_weights_first), which made decode at batch 1 3-5 % faster than
+// cuBLASLt on the H200 (docs/benchmarks.md, "tenth pass").
+var kGEMV = defKernel(modGEMV, "gbx_gemv", 0)
 
 // gemvRows is the output channels of one gbx_gemv block.
 const gemvRows = C.GBX_GEMV_ROWS

@@ -3,6 +3,7 @@
 package cuda
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -160,6 +161,8 @@ func TestLMOpNorm(t *testing.T) {
 		{5, 300, []int32{3, 0, 4}},
 		{41, 1000, nil},
 		{41, 2100, nil},
+		{3, 5000, nil},  // a row of 1,024 threads × 8 in registers (≤ 4 above)
+		{3, 9000, nil},  // past 8: the loops over memory
 		{300, 700, nil}, // past lmWideRows: blocks of lmThreads
 	} {
 		if tc.rowIdx == nil {
@@ -303,6 +306,41 @@ func TestLMOpConvert(t *testing.T) {
 	}
 }
 
+// TestLMOpRowsGate checks that gbx_lm_norm and gbx_quant_rows give the same
+// bits to a row whatever the step's size: up to GBX_REGS_MAX_ROWS rows they
+// hold a row in registers, above it they loop over memory (and above
+// lmWideRows with blocks of lmThreads), and a row's result must not depend
+// on the rows beside it.
+func TestLMOpRowsGate(t *testing.T) {
+	x := newDevT(t)
+	r := rand.New(rand.NewPCG(21, 22))
+	const cols, few = 2100, regsMaxRows / 2
+	for _, big := range []int{regsMaxRows + 1, lmWideRows + 1} {
+		xv, dv, wv := randFloats(r, big*cols, 2), randFloats(r, big*cols, 1), randFloats(r, cols, 0.3)
+		for _, f := range []fmtCode{fmtBF16, fmtE4M3} {
+			run := func(rows int) [][]byte {
+				xp, dp, wp := x.up(f32Bytes(xv[:rows*cols])), x.up(f32Bytes(dv[:rows*cols])), x.up(f32Bytes(wv))
+				yf, yq, xs, q, qs := x.zeros(4*rows*cols), x.zeros(4*rows*cols), x.zeros(4*rows), x.zeros(4*rows*cols), x.zeros(4*rows)
+				x.do(func(d *devState) error {
+					if err := d.k.lmNorm(d.stream, xp, dp, lmEpi{}, wp, 0, yf, yq, f, xs, rows, cols, 1e-6, 1); err != nil {
+						return err
+					}
+					return d.k.quantRows(d.stream, yf, q, f, qs, rows, cols, 1)
+				})
+				// The first few rows' bytes.
+				n, nq := 4*few*cols, fmtSize(f)*few*cols
+				return [][]byte{x.down(xp, n), x.down(yf, n), x.down(yq, nq), x.down(xs, 4*few), x.down(q, nq), x.down(qs, 4*few)}
+			}
+			small, large := run(few), run(big)
+			for i, what := range []string{"residual", "norm", "norm's operand", "its scales", "quant_rows' operand", "its scales"} {
+				if !bytes.Equal(small[i], large[i]) {
+					t.Errorf("fmt %d: %s of the first %d rows differ between steps of %d and %d rows", f, what, few, few, big)
+				}
+			}
+		}
+	}
+}
+
 // kvOff is the cache layout of abi.h.
 func kvOff(blk, layer, layers, kv, g, kvHeads, slot, dim int) int {
 	return ((((blk*layers+layer)*2+kv)*kvHeads+g)*kvBlock + slot) * dim
@@ -312,9 +350,16 @@ func kvOff(blk, layer, layers, kv, g, kvHeads, slot, dim int) int {
 // llama3 frequencies) and the K/V stores into the paged cache, against
 // kernels/cpu's qkRope and store, element by element.
 func TestLMOpRope(t *testing.T) {
+	// 32: the general loops; 128: a head in registers (gbx_rope_head).
+	for _, dim := range []int{32, 128} {
+		t.Run(fmt.Sprint("dim ", dim), func(t *testing.T) { testLMOpRope(t, dim) })
+	}
+}
+
+func testLMOpRope(t *testing.T, dim int) {
 	x := newDevT(t)
 	r := rand.New(rand.NewPCG(5, 6))
-	const heads, kvHeads, dim, layers, layer, blocks = 4, 2, 32, 3, 1, 6
+	const heads, kvHeads, layers, layer, blocks = 4, 2, 3, 1, 6
 	width := (heads + 2*kvHeads) * dim
 	// llama3 frequency scaling: some frequencies kept, some divided, some
 	// interpolated.
@@ -1244,9 +1289,10 @@ func TestLMOpEpilogueOnLoad(t *testing.T) {
 				same(fmt.Sprintf("lmNorm, %s epilogue: %s", ep.name, what), a[i], b[i])
 			}
 		}
-		// RoPE reads the q/k/v projection; the K and V go to the cache.
-		{
-			const heads, kvHeads, dim, layers, blocks = 4, 2, 32, 2, 4
+		// RoPE reads the q/k/v projection; the K and V go to the cache
+		// (heads of 32: the general loops; of 64: in registers).
+		for _, dim := range []int{32, 64} {
+			const heads, kvHeads, layers, blocks = 4, 2, 2, 4
 			width := (heads + 2*kvHeads) * dim
 			pos, seq := []int32{0, 5, 33}, []int32{0, 1, 1}
 			tables := []int32{2, 0, 3} // sequence 0: block 2; sequence 1: blocks 0, 3
@@ -1279,7 +1325,7 @@ func TestLMOpEpilogueOnLoad(t *testing.T) {
 			}
 			a, b := run(false), run(true)
 			for i, what := range []string{"q/k/v", "cache", "cache scales"} {
-				same(fmt.Sprintf("lmRope, %s epilogue: %s", ep.name, what), a[i], b[i])
+				same(fmt.Sprintf("lmRope (dim %d), %s epilogue: %s", dim, ep.name, what), a[i], b[i])
 			}
 		}
 		// SiLU·up reads the gate/up projection: one block a row, and a

@@ -81,6 +81,7 @@ inline u32 atomicMax(u32 *p, u32 v) { u32 o = *p; if (v > o) *p = v; return o; }
 // Programmatic dependent launch: the emulator runs launches one after
 // another, and its libcuda has no cuLaunchKernelEx.
 __device__ __forceinline__ void gbx_pdl() {}
+__device__ __forceinline__ void gbx_pdl_weights_first() {}
 __device__ __forceinline__ int gbx_imin(int a, int b) { return a < b ? a : b; }
 __device__ __forceinline__ float gbx_fmul(float a, float b) { volatile float r = a * b; return r; }
 __device__ __forceinline__ float gbx_fadd(float a, float b) { volatile float r = a + b; return r; }

@@ -176,6 +176,16 @@ __device__ __forceinline__ void gbx_pdl() {
 #endif
 }
 
+// gbx_pdl_weights_first is, in place of gbx_pdl, the first statement of a
+// kernel that starts loading its weights before it waits: a layer's
+// weights are written by no kernel of a step, so under programmatic
+// dependent launch their first loads can be in flight while the previous
+// kernel (a norm, RoPE, SiLU: latency-bound, the DRAM idle) still runs. It
+// does nothing: such a kernel calls gbx_pdl() itself on every path, after
+// reading only weights and before touching anything else (its activations,
+// its output). TestKernelsWaitFirst allows it for the kernels it names.
+__device__ __forceinline__ void gbx_pdl_weights_first() {}
+
 // ---- shared memory and asynchronous copies (PTX) ----
 
 // GBX_DYN_SMEM declares a kernel's dynamic shared memory (of the launch's

@@ -18,6 +18,10 @@
 //             common.cuh and abi.h beside it: NVRTC gets them as headers, nvcc finds them); must NOT
 //             be compiled with -ftz=true / --use_fast_math (the CUDA-core path's scale
 //             decode uses float32 subnormals; the fast path uses explicit PTX and is immune).
+//   PDL    : the entry points begin with gbx_pdl_weights_first: the first S - 1 stages of weight
+//             copies are issued before gbx_pdl (the wait); x is read and y written after it, on
+//             every path. The host launches them plainly (docs/cuda.md, "Programmatic dependent
+//             launch").
 //   The geometry does not depend on M: each CTA picks its inner tiling from
 //   min(64, M - 64 * blockIdx.y) (<= 8, <= 16, <= 32, else 64 batch rows).
 //
@@ -169,6 +173,8 @@ __device__ __forceinline__ void gbx_fp4_fast(const unsigned short* __restrict__ 
 		if (s < nmy) issue(s);
 		gbx_cp_commit();
 	}
+	// Only weights read so far: the previous kernel's output (x) after the wait.
+	gbx_pdl();
 
 	float acc[RT][NT][4];
 #pragma unroll
@@ -387,6 +393,7 @@ __device__ __forceinline__ void gbx_fp4_dispatch(const unsigned short* __restric
 	const bool fast = (K & 127) == 0 && Kp == K && ((size_t)x & 15) == 0 && ((size_t)w & 15) == 0 &&
 	                  ((size_t)ws & 3) == 0;
 	if (TL && (!fast || (N & 15) != 0)) {
+		gbx_pdl();
 		// The tiled layout is only for the fast path's shapes (the caller checks): NaN, not a
 		// misread.
 		const int m1 = gbx_imin(M, ((int)blockIdx.y + 1) * GBX_FP4_MTILE), n1 = gbx_imin(N, ((int)blockIdx.x + 1) * ROWS);
@@ -395,6 +402,7 @@ __device__ __forceinline__ void gbx_fp4_dispatch(const unsigned short* __restric
 		return;
 	}
 	if (!fast) {
+		gbx_pdl();
 		gbx_fp4_generic<NW, ROWS>(x, w, ws, ts, bias, y, M, N, K, Kp, tsv);
 		return;
 	}
@@ -448,7 +456,7 @@ extern "C" __global__ void __launch_bounds__(GBX_FP4_THREADS, 2)
                    const float* __restrict__ bias,       // [N] or NULL
                    float* __restrict__ y,                // [M, N] fp32
                    int M, int N, int K, int Kp) {
-	gbx_pdl();
+	gbx_pdl_weights_first(); // gbx_fp4_dispatch waits
 	GBX_DYN_SMEM(gbx_fp4_smem_g, GBX_FP4_SMEM_BYTES);
 	gbx_fp4_dispatch<8, GBX_FP4_ROWS, GBX_FP4_STAGES, 0>(x, w, ws, ts, bias, y, M, N, K, Kp, gbx_fp4_smem_g, tsv);
 }
@@ -462,7 +470,7 @@ extern "C" __global__ void __launch_bounds__(GBX_FP4_THREADS, 2)
                          const float* __restrict__ bias,       // [N] or NULL
                          float* __restrict__ y,                // [M, N] fp32
                          int M, int N, int K, int Kp) {
-	gbx_pdl();
+	gbx_pdl_weights_first(); // gbx_fp4_dispatch waits
 	GBX_DYN_SMEM(gbx_fp4_smem_t, GBX_FP4_SMEM_BYTES);
 	gbx_fp4_dispatch<8, GBX_FP4_ROWS, GBX_FP4_STAGES, 0, true>(x, w, ws, ts, bias, y, M, N, K, Kp, gbx_fp4_smem_t, tsv);
 }

@@ -45,13 +45,25 @@ __device__ __forceinline__ void gbx_gemv_fmt(const u8 *x, const u8 *w, const flo
 	const u8 *xr = x + (long long)(hasX ? g : 0) * kb + 16 * t;
 	float c0[4] = {0.0f, 0.0f, 0.0f, 0.0f}, c1[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 	int s = s0;
-	for (; s + U <= s1; s += U) {
-		// lo, hi: weight rows g and g + 8; v: x's row g.
-		u32 lo[U][4], hi[U][4], v[U][4];
+	// lo, hi: weight rows g and g + 8; v: x's row g. The first U steps'
+	// weights are loaded before the wait (gbx_pdl_weights_first), x after.
+	u32 lo[U][4], hi[U][4];
+	if (s + U <= s1) {
 #pragma unroll
 		for (int u = 0; u < U; u++) {
 			gbx_ldg128(lo[u], w0 + 64LL * (s + u));
 			gbx_ldg128(hi[u], w1 + 64LL * (s + u));
+		}
+	}
+	gbx_pdl();
+	for (; s + U <= s1; s += U) {
+		u32 v[U][4];
+#pragma unroll
+		for (int u = 0; u < U; u++) {
+			if (s != s0) {
+				gbx_ldg128(lo[u], w0 + 64LL * (s + u));
+				gbx_ldg128(hi[u], w1 + 64LL * (s + u));
+			}
 			if (hasX) gbx_ldg128(v[u], xr + 64LL * (s + u));
 			else v[u][0] = v[u][1] = v[u][2] = v[u][3] = 0u;
 		}
@@ -93,10 +105,11 @@ __device__ __forceinline__ void gbx_gemv_fmt(const u8 *x, const u8 *w, const flo
 extern "C" __global__ void __launch_bounds__(GBX_GEMV_THREADS)
     gbx_gemv(const void *x, const void *w, int fmt, const float *xs, const float *ws, const float *bias, float *y,
              int m, int n, int kb) {
-	gbx_pdl();
+	gbx_pdl_weights_first(); // gbx_gemv_fmt waits
 	switch (fmt) {
 	case GBX_FMT_BF16: gbx_gemv_fmt<GBX_FMT_BF16>((const u8 *)x, (const u8 *)w, xs, ws, bias, y, m, n, kb); break;
 	case GBX_FMT_F16: gbx_gemv_fmt<GBX_FMT_F16>((const u8 *)x, (const u8 *)w, xs, ws, bias, y, m, n, kb); break;
 	case GBX_FMT_E4M3: gbx_gemv_fmt<GBX_FMT_E4M3>((const u8 *)x, (const u8 *)w, xs, ws, bias, y, m, n, kb); break;
+	default: gbx_pdl();
 	}
 }

@@ -67,6 +67,47 @@ extern "C" __global__ void __launch_bounds__(1024) gbx_lm_embed(const void *tabl
 	for (int i = threadIdx.x; i < hidden; i += blockDim.x) xr[i] = gbx_ld(table, fmt, t * hidden + i);
 }
 
+// gbx_lm_norm_regs is gbx_lm_norm's row (xr, its delta dr, the norm's
+// output yr) for a block of GBX_SUM_LANES threads and at most NV·blockDim
+// columns, held in registers (gbx_row_out_regs): every load of a thread
+// first, then the stores. Thread t is lane t and holds elements t, t +
+// blockDim, … in that order: the same sums, the same bits.
+template <int NV>
+__device__ __forceinline__ void gbx_lm_norm_regs(float *xr, const float *dr, const float *dxs, float dxr,
+                                                 const float *dws, const float *dbias, const float *__restrict__ w,
+                                                 float *yr, void *yq, int fmt, float *xs, int cols, double eps,
+                                                 int margin, double *sg) {
+	float v[NV], wv[NV];
+#pragma unroll
+	for (int j = 0; j < NV; j++) {
+		const int i = threadIdx.x + j * blockDim.x;
+		v[j] = wv[j] = 0.0f;
+		if (i < cols) {
+			v[j] = xr[i];
+			if (dr) v[j] = v[j] + gbx_epi(dr[i], dxs, dxr, dws, dbias, i);
+			wv[j] = w[i];
+		}
+	}
+	double acc[GBX_SUM_SLOTS] = {};
+#pragma unroll
+	for (int j = 0; j < NV; j++) {
+		const int i = threadIdx.x + j * blockDim.x;
+		if (i < cols) {
+			if (dr) xr[i] = v[j];
+			acc[0] += (double)v[j] * (double)v[j];
+		}
+	}
+	const double ss = blockSumLanes(acc, sg);
+	const double inv = 1.0 / sqrt(ss / (double)cols + eps);
+#pragma unroll
+	for (int j = 0; j < NV; j++) {
+		const int i = threadIdx.x + j * blockDim.x;
+		v[j] = (float)((double)v[j] * inv * (double)wv[j]);
+		if (i < cols) yr[i] = v[j];
+	}
+	gbx_row_out_regs(v, yr, cols, yq, blockIdx.x, fmt, xs, margin);
+}
+
 // gbx_lm_norm: for each block b, the row r = rowIdx[b] (rowIdx NULL: r = b)
 // of the residual stream x [*, cols]: x[r] += delta[r] (float; delta may be
 // NULL), then yf[b] = RMSNorm(x[r])·w (rmsNormRow of kernels/cpu: Σx² in
@@ -85,6 +126,15 @@ extern "C" __global__ void __launch_bounds__(1024) gbx_lm_norm(float *x, const f
 	const float *dr = delta ? delta + r * cols : 0;
 	const float dxr = dxs ? dxs[r] : 1.0f;
 	float *yr = yf + (long long)blockIdx.x * cols;
+	const bool regs = gridDim.x <= GBX_REGS_MAX_ROWS && blockDim.x == GBX_SUM_LANES;
+	if (regs && cols <= 4 * GBX_SUM_LANES) {
+		gbx_lm_norm_regs<4>(xr, dr, dxs, dxr, dws, dbias, w, yr, yq, fmt, xs, cols, eps, margin, sg);
+		return;
+	}
+	if (regs && cols <= 8 * GBX_SUM_LANES) {
+		gbx_lm_norm_regs<8>(xr, dr, dxs, dxr, dws, dbias, w, yr, yq, fmt, xs, cols, eps, margin, sg);
+		return;
+	}
 	// Σx² over blockSumLanes' lanes, lane l adding elements l, l +
 	// GBX_SUM_LANES, … (a thread holds lanes t, t + blockDim, …): the same
 	// sum whatever the block's size, which perRowLM picks by the step's row
@@ -110,6 +160,82 @@ extern "C" __global__ void __launch_bounds__(1024) gbx_lm_norm(float *x, const f
 	for (int i = threadIdx.x; i < cols; i += blockDim.x) yr[i] = (float)((double)xr[i] * inv * (double)w[i]);
 	gbx_row_out(yr, cols, yq, blockIdx.x, fmt, xs, margin);
 }
+
+// gbx_rope_head is gbx_lm_rope's work on one head of dim = 32·NJ values
+// (64, 128, 256), held in registers (lane l: elements l, l + 32, …; the
+// rotation's pairs i, i + dim/2 in the same lane), with gbx_lm_rope's bits:
+// each lane's loads first, then the stores (the general loop waits a round
+// trip an element behind a store that may alias the next load).
+struct gbx_rope_head {
+	float *x;
+	bool isQ, isK, epi;
+	const float *exs;
+	float exr;
+	const float *ews, *ebias;
+	long long col0;
+	const float *nw8; // the head's norm weights, or NULL
+	double eps;
+	const float *cs, *sn;
+	void *cache;
+	int cacheFmt;
+	float *kvScale;
+	long long off, soff; // K and V heads: the cache's value and scale offsets
+
+	template <int NJ>
+	__device__ __forceinline__ void run(int lane) const {
+		constexpr int D = 32 * NJ, HJ = NJ / 2;
+		const bool rope = isQ || isK;
+		float v[NJ], nl[NJ];
+#pragma unroll
+		for (int j = 0; j < NJ; j++) {
+			v[j] = x[lane + 32 * j];
+			nl[j] = rope && nw8 ? nw8[lane + 32 * j] : 0.0f;
+		}
+		if (epi) {
+#pragma unroll
+			for (int j = 0; j < NJ; j++) v[j] = gbx_epi(v[j], exs, exr, ews, ebias, col0 + lane + 32 * j);
+		}
+		if (rope) {
+			double inv = 0;
+			if (nw8) {
+				double ss = 0;
+#pragma unroll
+				for (int j = 0; j < NJ; j++) ss += (double)v[j] * (double)v[j];
+				for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+				inv = 1.0 / sqrt(ss / (double)D + eps);
+			}
+#pragma unroll
+			for (int j = 0; j < HJ; j++) {
+				float a = v[j], b = v[j + HJ];
+				if (nw8) {
+					a = (float)((double)a * inv * (double)nl[j]);
+					b = (float)((double)b * inv * (double)nl[j + HJ]);
+				}
+				const float c = cs[lane + 32 * j], s = sn[lane + 32 * j];
+				v[j] = a * c - b * s;
+				v[j + HJ] = b * c + a * s;
+			}
+		}
+		if (epi || rope) {
+#pragma unroll
+			for (int j = 0; j < NJ; j++) x[lane + 32 * j] = v[j];
+		}
+		if (isQ) return;
+		if (cacheFmt == GBX_FMT_E4M3) {
+			float m = 0.0f;
+#pragma unroll
+			for (int j = 0; j < NJ; j++) m = fmaxf(m, fabsf(v[j])); // NaN skipped, as Amax
+			for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+			const float sc = fp8Scale(m, 0);
+			if (lane == 0) kvScale[soff] = sc;
+#pragma unroll
+			for (int j = 0; j < NJ; j++) ((u8 *)cache)[off + lane + 32 * j] = e4m3q(v[j], sc);
+		} else {
+#pragma unroll
+			for (int j = 0; j < NJ; j++) gbx_st(cache, cacheFmt, off + lane + 32 * j, v[j]);
+		}
+	}
+};
 
 // gbx_lm_rope: blocks (r, y) for row r of qkv [rows, stride] (q heads, then
 // k heads, then v heads, dim values each; dim at most GBX_ATTN_MAX_DIM), at
@@ -150,6 +276,16 @@ extern "C" __global__ void gbx_lm_rope(float *qkv, int stride, const float *exs,
 	for (int h = blockIdx.y * nw + warp; h < heads + 2 * kvHeads; h += gridDim.y * nw) {
 		float *x = row + (long long)h * dim;
 		const bool isQ = h < heads, isK = !isQ && h < heads + kvHeads;
+		const int kv = isK ? 0 : 1, g = isK ? h - heads : h - heads - kvHeads;
+		if (gridDim.x <= GBX_REGS_MAX_ROWS && (dim == 64 || dim == 128 || dim == 256)) {
+			gbx_rope_head regs = {x, isQ, isK, epi, exs, exr, ews, ebias, (long long)h * dim, isQ ? qNorm : kNorm, eps, cs, sn,
+			                      cache, cacheFmt, kvScale, isQ ? 0 : gbx_kv_off(blk, layer, layers, kv, g, kvHeads, slot, dim),
+			                      isQ ? 0 : gbx_kv_soff(blk, layer, layers, kv, g, kvHeads, slot)};
+			if (dim == 64) regs.run<2>(lane);
+			else if (dim == 128) regs.run<4>(lane);
+			else regs.run<8>(lane);
+			continue;
+		}
 		if (epi) {
 			for (int i = lane; i < dim; i += 32) x[i] = gbx_epi(x[i], exs, exr, ews, ebias, (long long)h * dim + i);
 			__syncwarp();
@@ -177,7 +313,6 @@ extern "C" __global__ void gbx_lm_rope(float *qkv, int stride, const float *exs,
 			__syncwarp();
 		}
 		if (!isQ) {
-			const int kv = isK ? 0 : 1, g = isK ? h - heads : h - heads - kvHeads;
 			const long long off = gbx_kv_off(blk, layer, layers, kv, g, kvHeads, slot, dim);
 			if (cacheFmt == GBX_FMT_E4M3) {
 				float m = 0.0f;
@@ -191,6 +326,37 @@ extern "C" __global__ void gbx_lm_rope(float *qkv, int stride, const float *exs,
 			}
 		}
 	}
+}
+
+// gbx_silu_cols is gbx_lm_silu_rows' columns [c0, c1) of row r, NB a
+// thread at a time (loads first), the operand too where st; it returns the
+// thread's amax of them.
+template <int NB>
+__device__ __forceinline__ float gbx_silu_cols(const float *g, const float *u, const float *exs, float exr,
+                                               const float *ews, const float *ebias, float *a, void *yq, int fmt,
+                                               long long r, int inter, int c0, int c1, bool st) {
+	const int bd = blockDim.x;
+	float m = 0.0f;
+	for (int c = c0 + threadIdx.x; c < c1; c += NB * bd) {
+		float gl[NB], ul[NB];
+#pragma unroll
+		for (int j = 0; j < NB; j++) {
+			const int cj = c + j * bd;
+			gl[j] = cj < c1 ? gbx_epi(g[cj], exs, exr, ews, ebias, cj) : 0.0f;
+			ul[j] = cj < c1 ? gbx_epi(u[cj], exs, exr, ews, ebias, (long long)inter + cj) : 0.0f;
+		}
+#pragma unroll
+		for (int j = 0; j < NB; j++) {
+			const int cj = c + j * bd;
+			if (cj >= c1) break;
+			const double gv = (double)gl[j];
+			const float v = (float)(gv / (1.0 + exp(-gv))) * ul[j];
+			a[cj] = v;
+			if (st) gbx_st(yq, fmt, r * inter + cj, v);
+			m = fmaxf(m, fabsf(v)); // NaN skipped, as Amax
+		}
+	}
+	return m;
 }
 
 // gbx_lm_silu_rows: row b of act [rows, inter] = float(SiLU(g))·u for the
@@ -217,14 +383,11 @@ extern "C" __global__ void __launch_bounds__(1024)
 	float *a = act + r * inter;
 	const int ny = gridDim.y, chunk = (inter + ny - 1) / ny, c0 = blockIdx.y * chunk, c1 = gbx_imin(c0 + chunk, inter);
 	const bool fp8 = fmt == GBX_FMT_E4M3 || fmt == GBX_FMT_E4M3_F32;
-	float m = 0.0f;
-	for (int c = c0 + threadIdx.x; c < c1; c += blockDim.x) {
-		const double gv = (double)gbx_epi(g[c], exs, exr, ews, ebias, c);
-		const float v = (float)(gv / (1.0 + exp(-gv))) * gbx_epi(u[c], exs, exr, ews, ebias, (long long)inter + c);
-		a[c] = v;
-		if (ny > 1 && !fp8) gbx_st(yq, fmt, r * inter + c, v);
-		m = fmaxf(m, fabsf(v)); // NaN skipped, as Amax
-	}
+	// A row split over blocks (a step of few rows): GBX_ROW_BATCH columns
+	// a thread at a time, their loads before their stores (which may alias
+	// them), one memory round trip a batch.
+	float m = ny > 1 ? gbx_silu_cols<GBX_ROW_BATCH>(g, u, exs, exr, ews, ebias, a, yq, fmt, r, inter, c0, c1, !fp8)
+	                 : gbx_silu_cols<1>(g, u, exs, exr, ews, ebias, a, yq, fmt, r, inter, c0, c1, false);
 	if (ny == 1) {
 		gbx_row_out(a, inter, yq, r, fmt, xs, margin);
 		return;
@@ -248,5 +411,13 @@ extern "C" __global__ void gbx_lm_quant_cols(const float *act, void *yq, int fmt
 	for (int y = 0; y < ny; y++) m = fmaxf(m, amax[r * ny + y]);
 	const float s = fp8Scale(m, margin);
 	if (blockIdx.y == 0 && threadIdx.x == 0) xs[r] = s;
-	for (int c = c0 + threadIdx.x; c < c1; c += blockDim.x) gbx_st_e4m3(yq, fmt, r * cols + c, act[r * cols + c], s);
+	const int bd = blockDim.x;
+	for (int c = c0 + threadIdx.x; c < c1; c += GBX_ROW_BATCH * bd) {
+		float v[GBX_ROW_BATCH];
+#pragma unroll
+		for (int j = 0; j < GBX_ROW_BATCH; j++) v[j] = c + j * bd < c1 ? act[r * cols + c + j * bd] : 0.0f;
+#pragma unroll
+		for (int j = 0; j < GBX_ROW_BATCH; j++)
+			if (c + j * bd < c1) gbx_st_e4m3(yq, fmt, r * cols + c + j * bd, v[j], s);
+	}
 }

@@ -61,4 +61,55 @@ __device__ void gbx_row_out(const float *h, int cols, void *y, long long row, in
 	for (int i = threadIdx.x; i < cols; i += blockDim.x) gbx_st(y, fmt, base + i, h[i]);
 }
 
+// GBX_ROW_BATCH is how many elements a thread of the split row kernels
+// (gbx_lm_silu_rows, gbx_lm_quant_cols) loads before it stores any.
+#define GBX_ROW_BATCH 4
+
+// gbx_row_out_regs is gbx_row_out of a row held in registers, with the same
+// bits: v[j] is element threadIdx.x + j·blockDim.x (those below cols);
+// hmem is where the row is also in memory (the F32 copy skipped when y is
+// it). A row kept in registers is loaded once, all of a thread's loads in
+// flight together: gbx_row_out's loops, a load and a store an element,
+// wait for each load before the next (the compiler cannot move a load
+// above a store that may alias it), one memory round trip an element.
+template <int NV>
+__device__ void gbx_row_out_regs(const float (&v)[NV], const float *hmem, int cols, void *y, long long row, int fmt,
+                                 float *xs, int margin) {
+	__shared__ float sm[33];
+	const long long base = row * cols;
+	if (fmt == GBX_FMT_E4M3 || fmt == GBX_FMT_E4M3_F32) {
+		float m = 0.0f;
+#pragma unroll
+		for (int j = 0; j < NV; j++)
+			if (threadIdx.x + j * blockDim.x < cols) m = fmaxf(m, fabsf(v[j])); // NaN skipped, as Amax
+		m = blockAmax(m, sm);
+		if (threadIdx.x == 0) sm[32] = m;
+		__syncthreads();
+		const float s = fp8Scale(sm[32], margin);
+		if (threadIdx.x == 0) xs[row] = s;
+#pragma unroll
+		for (int j = 0; j < NV; j++) {
+			const int i = threadIdx.x + j * blockDim.x;
+			if (i < cols) gbx_st_e4m3(y, fmt, base + i, v[j], s);
+		}
+		return;
+	}
+	if (fmt == GBX_FMT_F32 && (const float *)y + base == hmem) return;
+#pragma unroll
+	for (int j = 0; j < NV; j++) {
+		const int i = threadIdx.x + j * blockDim.x;
+		if (i < cols) gbx_st(y, fmt, base + i, v[j]);
+	}
+}
+
+// gbx_row_load loads the row h[0..cols) into v as gbx_row_out_regs holds it.
+template <int NV>
+__device__ __forceinline__ void gbx_row_load(float (&v)[NV], const float *h, int cols) {
+#pragma unroll
+	for (int j = 0; j < NV; j++) {
+		const int i = threadIdx.x + j * blockDim.x;
+		v[j] = i < cols ? h[i] : 0.0f;
+	}
+}
+
 #endif
