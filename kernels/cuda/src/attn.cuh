@@ -65,4 +65,54 @@ __device__ __forceinline__ void gbx_attn_warps_out(const float *M, const float *
 	}
 }
 
+// gbx_attn_combine is gbx_attn_reduce done by the block of a split that
+// finishes last (the host's split-combine, LMBench.AttnCombine): each
+// block of split s < ns of KV head g of row r (rc in the launch) calls it
+// after writing its partial results; cnt[rc·kvHeads + g] counts them, and
+// the block that brings it to ns combines the row's ns splits for the KV
+// head's G query heads, gbx_attn_reduce's arithmetic in its order (the
+// same bits), and sets the count back to 0 for the next launch. scratch:
+// G·(ns + 1) floats of shared memory, free (the caller synchronised).
+template <int DIM>
+__device__ __forceinline__ void gbx_attn_combine(int *cnt, float *scratch, int G, int kvHeads, int g, int r, int rc,
+                                                 int ns, int maxSplits, const float *partO, const float *partML,
+                                                 float *out, int outStride, void *yq, int fmt) {
+	__shared__ int last;
+	gbx_fence_gpu(); // this block's partial results before its count
+	__syncthreads();
+	if (threadIdx.x == 0) {
+		int *c = cnt + (long long)rc * kvHeads + g;
+		last = gbx_atomic_add(c, 1) == ns - 1;
+		if (last) *c = 0;
+	}
+	__syncthreads();
+	if (!last) return;
+	gbx_fence_gpu();
+	const int H = kvHeads * G;
+	float *e = scratch, *L = scratch + G * ns;
+	for (int h = threadIdx.x; h < G; h += blockDim.x) {
+		const long long base = ((long long)rc * H + g * G + h) * maxSplits;
+		float M = __int_as_float(0xff800000) /* -inf */;
+		for (int s = 0; s < ns; s++) M = fmaxf(M, gbx_ldcg(partML + 2 * (base + s)));
+		float l = 0.0f;
+		for (int s = 0; s < ns; s++) {
+			const float x = expf(gbx_ldcg(partML + 2 * (base + s)) - M);
+			e[h * ns + s] = x;
+			l = l + gbx_ldcg(partML + 2 * (base + s) + 1) * x;
+		}
+		L[h] = l;
+	}
+	__syncthreads();
+	for (int k = threadIdx.x; k < G * DIM; k += blockDim.x) {
+		const int h = k / DIM, d = k % DIM, hq = g * G + h;
+		const long long base = ((long long)rc * H + hq) * maxSplits;
+		float o = 0.0f;
+		for (int s = 0; s < ns; s++) o = o + gbx_ldcg(partO + (base + s) * DIM + d) * e[h * ns + s];
+		const long long at = (long long)r * outStride + (long long)hq * DIM + d;
+		const float v = __fdiv_rn(o, L[h]);
+		out[at] = v;
+		if (yq) gbx_st(yq, fmt, at, v);
+	}
+}
+
 #endif
