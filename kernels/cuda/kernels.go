@@ -69,6 +69,7 @@ func (k *kernelSet) toTF32(s cuStream, x, y uint64, n int) error {
 
 var (
 	kQuantRows     = defKernel(modOps, "gbx_quant_rows", 0)
+	kQuantRowsS    = defKernel(modOps, "gbx_quant_rows_small", 0)
 	kAmax          = defKernel(modOps, "gbx_amax", 0)
 	kFP8Quant      = defKernel(modOps, "gbx_fp8_quant", 0)
 	kFP8QuantSmall = defKernel(modOps, "gbx_fp8_quant_small", 0)
@@ -77,7 +78,7 @@ var (
 // quantRows writes each of rows rows of x [rows, cols] to yq in format f
 // (fp8: one scale per row, FP8Scale(amax of the row, margin), in xs).
 func (k *kernelSet) quantRows(s cuStream, x, yq uint64, f fmtCode, xs uint64, rows, cols, margin int) error {
-	return k.run(s, perRowLM(kQuantRows, rows, newArgs().ptr(x).ptr(yq).i32(int(f)).ptr(xs).i32(cols).i32(margin)))
+	return k.run(s, perRowLM(smallRows(rows, kQuantRows, kQuantRowsS), rows, newArgs().ptr(x).ptr(yq).i32(int(f)).ptr(xs).i32(cols).i32(margin)))
 }
 
 // fp8SmallQuant is the largest activation (values) the per-tensor path

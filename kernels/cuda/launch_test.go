@@ -41,6 +41,7 @@ func TestLaunches(t *testing.T) {
 		{"amax", func() error { return k.amax(s, 1, 1000, 2) }},
 		{"fp8Quant", func() error { return k.fp8Quant(s, 1, 2, 1000, 3, 1, 4, 5, 7) }},
 		{"quantRows", func() error { return k.quantRows(s, 1, 2, fmtE4M3, 3, 9, 64, 0) }},
+		{"quantRows (a full step)", func() error { return k.quantRows(s, 1, 2, fmtE4M3, 3, 40, 64, 0) }},
 		{"fp8QuantSmall", func() error { return k.fp8QuantSmall(s, 1, 2, 1000, 1, 4, 5, 7) }},
 		{"scaleBias", func() error { return k.scaleBias(s, 1, 2, 3, 4, 10, 100, actReLU) }},
 		{"act", func() error { return k.act(s, 1, 1, 1000, actGELU) }},
@@ -55,12 +56,18 @@ func TestLaunches(t *testing.T) {
 		{"lmFill", func() error { return k.lmFill(s, 1, fmtE4M3, 1000, 7, -1, 1) }},
 		{"lmEmbed", func() error { return k.lmEmbed(s, 1, fmtBF16, 2, 3, 7, 64) }},
 		{"lmNorm", func() error { return k.lmNorm(s, 1, 2, lmEpi{10, 11, 12}, 3, 4, 5, 6, fmtE4M3, 7, 9, 64, 1e-6, 0) }},
+		{"lmNorm (a full step)", func() error { return k.lmNorm(s, 1, 2, lmEpi{}, 3, 0, 5, 6, fmtBF16, 7, 300, 64, 1e-6, 0) }},
 		{"lmRope", func() error {
 			return k.lmRope(s, 9, ropeArgs{qkv: 1, stride: 128, epi: lmEpi{10, 11, 12}, dim: 16, heads: 4, kvHeads: 2, layers: 2})
 		}},
+		{"lmRope (a full step)", func() error {
+			return k.lmRope(s, 40, ropeArgs{qkv: 1, stride: 1024, dim: 128, heads: 4, kvHeads: 2, layers: 2})
+		}},
 		{"lmSiLURows", func() error { return k.lmSiLURows(s, 1, lmEpi{10, 11, 12}, 2, 3, fmtE4M3, 4, 5, 9, 160, 0) }},
 		{"lmSiLURows split", func() error { return k.lmSiLURows(s, 1, lmEpi{}, 2, 3, fmtBF16, 4, 5, 2, 4096, 0) }},
+		{"lmSiLURows split, a full step", func() error { return k.lmSiLURows(s, 1, lmEpi{}, 2, 3, fmtBF16, 4, 5, 64, 4096, 0) }},
 		{"lmQuantCols", func() error { return k.lmQuantCols(s, 1, 2, fmtE4M3, 3, 4, 2, 4096, 0, 4) }},
+		{"lmQuantCols (a full step)", func() error { return k.lmQuantCols(s, 1, 2, fmtE4M3, 3, 4, 64, 4096, 0, 2) }},
 		{"attnPartial", func() error {
 			return k.attnPartial(s, 3, 9, attnArgs{qkv: 1, kvHeads: 8, group: 4, dim: 128, maxSplits: 16, scale: 0.1})
 		}},

@@ -33,9 +33,13 @@ var (
 	kLMFill      = defKernel(modLM, "gbx_lm_fill", 0)
 	kLMEmbed     = defKernel(modLM, "gbx_lm_embed", 0)
 	kLMNorm      = defKernel(modLM, "gbx_lm_norm", 0)
+	kLMNormS     = defKernel(modLM, "gbx_lm_norm_small", 0)
 	kLMRope      = defKernel(modLM, "gbx_lm_rope", 0)
+	kLMRopeS     = defKernel(modLM, "gbx_lm_rope_small", 0)
 	kLMSiLURows  = defKernel(modLM, "gbx_lm_silu_rows", 0)
+	kLMSiLURowsS = defKernel(modLM, "gbx_lm_silu_rows_small", 0)
 	kLMQuantCols = defKernel(modLM, "gbx_lm_quant_cols", 0)
+	kLMQuantColS = defKernel(modLM, "gbx_lm_quant_cols_small", 0)
 )
 
 // lmThreads is the block of the per-row language-model kernels.
@@ -65,9 +69,18 @@ func perRowLM(kd *kernel, rows int, a *args) launch {
 // a few.
 const lmWideRows = 256
 
-// regsMaxRows is the most rows of a step whose row kernels hold a row in
-// registers (abi.h GBX_REGS_MAX_ROWS).
+// regsMaxRows is the most rows of a step whose row kernels run as their
+// _small kernels, a thread's elements in registers or loaded before any
+// store (abi.h GBX_REGS_MAX_ROWS).
 const regsMaxRows = C.GBX_REGS_MAX_ROWS
+
+// smallRows picks a row kernel's _small form for a step of rows rows.
+func smallRows(rows int, kd, small *kernel) *kernel {
+	if rows <= regsMaxRows {
+		return small
+	}
+	return kd
+}
 
 // lmFewRows is the most rows of a step whose split blocks' scratch
 // (lmSiLUAmaxBytes) is sized for 64 blocks a row.
@@ -104,7 +117,7 @@ func (k *kernelSet) lmNorm(s cuStream, x, delta uint64, de lmEpi, w, rowIdx, yf,
 		return errors.New("cuda: gbx_lm_norm: with a row index, the delta's row scales cannot be the ones it writes")
 	}
 	a := newArgs().ptr(x).ptr(delta).ptr(de.xs).ptr(de.ws).ptr(de.bias).ptr(w).ptr(rowIdx).ptr(yf).ptr(yq).i32(int(f)).ptr(xs).i32(cols).f64(eps).i32(margin)
-	return k.run(s, perRowLM(kLMNorm, rows, a))
+	return k.run(s, perRowLM(smallRows(rows, kLMNorm, kLMNormS), rows, a))
 }
 
 // ropeArgs are gbx_lm_rope's arguments other than the rows.
@@ -130,7 +143,7 @@ type ropeArgs struct {
 func (k *kernelSet) lmRope(s cuStream, rows int, r ropeArgs) error {
 	a := newArgs().ptr(r.qkv).i32(r.stride).ptr(r.epi.xs).ptr(r.epi.ws).ptr(r.epi.bias).ptr(r.qNorm).ptr(r.kNorm).f64(r.eps).ptr(r.invFreq).ptr(r.pos).ptr(r.seq).
 		ptr(r.btOff).ptr(r.blocks).ptr(r.cache).i32(int(r.cacheFmt)).ptr(r.kvScale).i32(r.layer).i32(r.layers).i32(r.heads).i32(r.kvHeads).i32(r.dim)
-	l := perRowLM(kLMRope, rows, a)
+	l := perRowLM(smallRows(rows, kLMRope, kLMRopeS), rows, a)
 	if rows <= lmWideRows {
 		// Not a full load: a row's heads over several blocks of lmThreads,
 		// a warp a head.
@@ -144,13 +157,13 @@ func (k *kernelSet) lmRope(s cuStream, rows int, r ropeArgs) error {
 // 2·inter], with gu's epilogue e applied on load, and, in format f, the down
 // projection's operand yq (fp8: scales in xs).
 func (k *kernelSet) lmSiLURows(s cuStream, gu uint64, e lmEpi, act, yq uint64, f fmtCode, xs, amax uint64, rows, inter, margin int) error {
-	ny := siluSplit(rows, inter)
+	ny, kd := siluSplit(rows, inter), smallRows(rows, kLMSiLURows, kLMSiLURowsS)
 	if ny == 1 {
-		return k.run(s, perRowLM(kLMSiLURows, rows, newArgs().ptr(gu).ptr(e.xs).ptr(e.ws).ptr(e.bias).ptr(act).ptr(yq).i32(int(f)).ptr(xs).ptr(0).i32(inter).i32(margin)))
+		return k.run(s, perRowLM(kd, rows, newArgs().ptr(gu).ptr(e.xs).ptr(e.ws).ptr(e.bias).ptr(act).ptr(yq).i32(int(f)).ptr(xs).ptr(0).i32(inter).i32(margin)))
 	}
 	grid, block := [3]uint32{uint32(rows), uint32(ny), 1}, [3]uint32{lmThreads, 1, 1}
 	a := newArgs().ptr(gu).ptr(e.xs).ptr(e.ws).ptr(e.bias).ptr(act).ptr(yq).i32(int(f)).ptr(xs).ptr(amax).i32(inter).i32(margin)
-	if err := k.run(s, launch{kernel: kLMSiLURows, grid: grid, block: block, args: a}); err != nil || (f != fmtE4M3 && f != fmtE4M3F32) {
+	if err := k.run(s, launch{kernel: kd, grid: grid, block: block, args: a}); err != nil || (f != fmtE4M3 && f != fmtE4M3F32) {
 		return err
 	}
 	return k.lmQuantCols(s, act, yq, f, xs, amax, rows, inter, margin, ny)
@@ -160,7 +173,7 @@ func (k *kernelSet) lmSiLURows(s cuStream, gu uint64, e lmEpi, act, yq uint64, f
 // over ny blocks each (amax [rows·ny], the blocks' maxima).
 func (k *kernelSet) lmQuantCols(s cuStream, act, yq uint64, f fmtCode, xs, amax uint64, rows, cols, margin, ny int) error {
 	a := newArgs().ptr(act).ptr(yq).i32(int(f)).ptr(xs).ptr(amax).i32(cols).i32(margin)
-	return k.run(s, launch{kernel: kLMQuantCols, grid: [3]uint32{uint32(rows), uint32(ny), 1}, block: [3]uint32{lmThreads, 1, 1}, args: a})
+	return k.run(s, launch{kernel: smallRows(rows, kLMQuantCols, kLMQuantColS), grid: [3]uint32{uint32(rows), uint32(ny), 1}, block: [3]uint32{lmThreads, 1, 1}, args: a})
 }
 
 // siluSplit is the number of blocks lmSiLURows gives a row: enough that a

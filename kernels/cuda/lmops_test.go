@@ -306,11 +306,12 @@ func TestLMOpConvert(t *testing.T) {
 	}
 }
 
-// TestLMOpRowsGate checks that gbx_lm_norm and gbx_quant_rows give the same
-// bits to a row whatever the step's size: up to GBX_REGS_MAX_ROWS rows they
-// hold a row in registers, above it they loop over memory (and above
-// lmWideRows with blocks of lmThreads), and a row's result must not depend
-// on the rows beside it.
+// TestLMOpRowsGate checks that gbx_lm_norm, gbx_quant_rows and
+// gbx_lm_silu_rows (with gbx_lm_quant_cols) give the same bits to a row
+// whatever the step's size: up to GBX_REGS_MAX_ROWS rows their _small
+// kernels hold a row in registers or load first, above it the others loop
+// over memory (and above lmWideRows with blocks of lmThreads), and a row's
+// result must not depend on the rows beside it.
 func TestLMOpRowsGate(t *testing.T) {
 	x := newDevT(t)
 	r := rand.New(rand.NewPCG(21, 22))
@@ -336,6 +337,55 @@ func TestLMOpRowsGate(t *testing.T) {
 				if !bytes.Equal(small[i], large[i]) {
 					t.Errorf("fmt %d: %s of the first %d rows differ between steps of %d and %d rows", f, what, few, few, big)
 				}
+			}
+		}
+	}
+	// SiLU·up, its rows split over blocks at both sizes (fp8: the operand
+	// by gbx_lm_quant_cols).
+	const inter, big = 4096, 64
+	gu := randFloats(r, big*2*inter, 2)
+	for _, f := range []fmtCode{fmtBF16, fmtE4M3} {
+		run := func(rows int) [][]byte {
+			gp, act, yq, xs := x.up(f32Bytes(gu[:rows*2*inter])), x.zeros(4*rows*inter), x.zeros(4*rows*inter), x.zeros(4*rows)
+			amax := x.zeros(lmSiLUAmaxBytes)
+			x.do(func(d *devState) error {
+				return d.k.lmSiLURows(d.stream, gp, lmEpi{}, act, yq, f, xs, amax, rows, inter, 1)
+			})
+			return [][]byte{x.down(act, 4*few*inter), x.down(yq, fmtSize(f)*few*inter), x.down(xs, 4*few)}
+		}
+		small, large := run(few), run(big)
+		for i, what := range []string{"SiLU·up", "its operand", "its scales"} {
+			if !bytes.Equal(small[i], large[i]) {
+				t.Errorf("fmt %d: %s of the first %d rows differ between steps of %d and %d rows", f, what, few, few, big)
+			}
+		}
+	}
+	// RoPE with q/k norms (heads of 128: in registers up to the gate), each
+	// row a sequence of its own in a block of its own.
+	const heads, kvHeads, dim = 4, 2, 128
+	width := (heads + 2*kvHeads) * dim
+	qkv, qn, kn := randFloats(r, big*width, 1.5), randFloats(r, dim, 0.2), randFloats(r, dim, 0.2)
+	inv := (&lm.Config{HeadDim: dim, RopeTheta: 10000}).InvFreq32()
+	var pos, seq, btOff, blocks []int32
+	for i := range int32(big) {
+		pos, seq, btOff, blocks = append(pos, i%kvBlock), append(seq, i), append(btOff, i), append(blocks, i)
+	}
+	perBlock := 2 * kvHeads * kvBlock * dim // one layer
+	for _, f := range []fmtCode{fmtBF16, fmtE4M3} {
+		run := func(rows int) [][]byte {
+			ra := ropeArgs{
+				qkv: x.up(f32Bytes(qkv[:rows*width])), stride: width, qNorm: x.up(f32Bytes(qn)), kNorm: x.up(f32Bytes(kn)), eps: 1e-6,
+				invFreq: x.up(f32Bytes(inv)), pos: x.up(i32Bytes(pos)), seq: x.up(i32Bytes(seq)), btOff: x.up(i32Bytes(btOff)),
+				blocks: x.up(i32Bytes(blocks)), cache: x.zeros(fmtSize(f) * rows * perBlock), cacheFmt: f,
+				kvScale: x.zeros(4 * rows * perBlock / dim), layers: 1, heads: heads, kvHeads: kvHeads, dim: dim,
+			}
+			x.do(func(d *devState) error { return d.k.lmRope(d.stream, rows, ra) })
+			return [][]byte{x.down(ra.qkv, 4*few*width), x.down(ra.cache, fmtSize(f)*few*perBlock), x.down(ra.kvScale, 4*few*perBlock/dim)}
+		}
+		small, large := run(few), run(big)
+		for i, what := range []string{"q/k/v", "cache", "cache scales"} {
+			if !bytes.Equal(small[i], large[i]) {
+				t.Errorf("cache fmt %d: RoPE's %s of the first %d rows differ between steps of %d and %d rows", f, what, few, few, big)
 			}
 		}
 	}

@@ -164,13 +164,15 @@ template <class... A> static Kern kern(const char *name, const char *mod, void (
 static std::vector<Kern> &kernels_table() {
 	static std::vector<Kern> t = {
 	    kern("gbx_to_bf16", "ops", gbx_to_bf16), kern("gbx_to_fp16", "ops", gbx_to_fp16), kern("gbx_to_tf32", "ops", gbx_to_tf32),
-	    kern("gbx_quant_rows", "ops", gbx_quant_rows), kern("gbx_amax", "ops", gbx_amax), kern("gbx_fp8_quant", "ops", gbx_fp8_quant),
+	    kern("gbx_quant_rows", "ops", gbx_quant_rows), kern("gbx_quant_rows_small", "ops", gbx_quant_rows_small), kern("gbx_amax", "ops", gbx_amax), kern("gbx_fp8_quant", "ops", gbx_fp8_quant),
 	    kern("gbx_fp8_quant_small", "ops", gbx_fp8_quant_small), kern("gbx_scale_bias", "ops", gbx_scale_bias),
 	    kern("gbx_act", "ops", gbx_act), kern("gbx_softmax", "ops", gbx_softmax), kern("gbx_layernorm", "ops", gbx_layernorm),
 	    kern("gbx_rmsnorm", "ops", gbx_rmsnorm), kern("gbx_rand", "ops", gbx_rand), kern("gbx_spin", "ops", gbx_spin),
 	    kern("gbx_lm_convert", "lm", gbx_lm_convert), kern("gbx_lm_fill", "lm", gbx_lm_fill), kern("gbx_lm_embed", "lm", gbx_lm_embed),
-	    kern("gbx_lm_norm", "lm", gbx_lm_norm), kern("gbx_lm_rope", "lm", gbx_lm_rope),
-	    kern("gbx_lm_silu_rows", "lm", gbx_lm_silu_rows), kern("gbx_lm_quant_cols", "lm", gbx_lm_quant_cols),
+	    kern("gbx_lm_norm", "lm", gbx_lm_norm), kern("gbx_lm_norm_small", "lm", gbx_lm_norm_small),
+	    kern("gbx_lm_rope", "lm", gbx_lm_rope), kern("gbx_lm_rope_small", "lm", gbx_lm_rope_small),
+	    kern("gbx_lm_silu_rows", "lm", gbx_lm_silu_rows), kern("gbx_lm_silu_rows_small", "lm", gbx_lm_silu_rows_small),
+	    kern("gbx_lm_quant_cols", "lm", gbx_lm_quant_cols), kern("gbx_lm_quant_cols_small", "lm", gbx_lm_quant_cols_small),
 	    kern("gbx_attn_partial", "lm", gbx_attn_partial), kern("gbx_attn_dec64_2", "lm", gbx_attn_dec64_2),
 	    kern("gbx_attn_dec64_4", "lm", gbx_attn_dec64_4), kern("gbx_attn_dec64_8", "lm", gbx_attn_dec64_8),
 	    kern("gbx_attn_dec128_2", "lm", gbx_attn_dec128_2), kern("gbx_attn_dec128_4", "lm", gbx_attn_dec128_4),

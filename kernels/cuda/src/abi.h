@@ -75,12 +75,14 @@ enum { GBX_KV_BLOCK = 16 };
 // host's perRowLM; gbx_lm_rope then spreads a row's heads over blocks).
 #define GBX_LM_THREADS 256
 
-// In a step of at most GBX_REGS_MAX_ROWS rows (gridDim.x of gbx_lm_norm,
-// gbx_quant_rows, gbx_lm_rope; gbx_lm_silu_rows split over blocks) those
-// kernels hold a thread's elements in registers and issue all of their
-// loads before any store (rows.cuh, gbx_row_out_regs): up to 3 % faster
-// decode at fp8 batch 1-8 on the H200 (bf16 within 1 %), and 3-5 % slower
-// at 256 (docs/benchmarks.md, "tenth pass"), so only there.
+// A step of at most GBX_REGS_MAX_ROWS rows runs the _small forms of
+// gbx_lm_norm, gbx_quant_rows, gbx_lm_rope, gbx_lm_silu_rows and
+// gbx_lm_quant_cols, which hold a thread's elements in registers or load
+// them before any store (rows.cuh, gbx_row_out_regs), the same bits: up to
+// 3 % faster decode at fp8 batch 1-8 on the H200 (bf16 within 1 %). Inside
+// the kernels of every step they ran 3-5 % slower at batch 256
+// (docs/benchmarks.md, "tenth pass"), so larger steps keep the kernels as
+// they were, each form compiled as a kernel of its own.
 #define GBX_REGS_MAX_ROWS 32
 
 // gbx_attn_partial: grid (splits, kvHeads, rows), GBX_ATTN_THREADS threads;

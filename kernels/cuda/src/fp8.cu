@@ -12,13 +12,21 @@
 // margin), written to xs[b]. One block of GBX_LM_THREADS per row.
 extern "C" __global__ void __launch_bounds__(1024) gbx_quant_rows(const float *x, void *yq, int fmt, float *xs, int cols, int margin) {
 	gbx_pdl();
+	gbx_row_out(x + (long long)blockIdx.x * cols, cols, yq, blockIdx.x, fmt, xs, margin);
+}
+
+// gbx_quant_rows_small is gbx_quant_rows for a step of at most
+// GBX_REGS_MAX_ROWS rows: a row of up to 8 values a thread in registers
+// (gbx_row_out_regs), the same bits.
+extern "C" __global__ void __launch_bounds__(1024)
+    gbx_quant_rows_small(const float *x, void *yq, int fmt, float *xs, int cols, int margin) {
+	gbx_pdl();
 	const float *h = x + (long long)blockIdx.x * cols;
-	const bool regs = gridDim.x <= GBX_REGS_MAX_ROWS;
-	if (regs && cols <= 4 * (int)blockDim.x) {
+	if (cols <= 4 * (int)blockDim.x) {
 		float v[4];
 		gbx_row_load(v, h, cols);
 		gbx_row_out_regs(v, h, cols, yq, blockIdx.x, fmt, xs, margin);
-	} else if (regs && cols <= 8 * (int)blockDim.x) {
+	} else if (cols <= 8 * (int)blockDim.x) {
 		float v[8];
 		gbx_row_load(v, h, cols);
 		gbx_row_out_regs(v, h, cols, yq, blockIdx.x, fmt, xs, margin);

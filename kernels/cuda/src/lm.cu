@@ -116,17 +116,18 @@ __device__ __forceinline__ void gbx_lm_norm_regs(float *xr, const float *dr, con
 // layer before, whose epilogue (gbx_epi: dxs[r], dws, dbias; each may be
 // NULL) is applied here on load. dxs may be xs itself (the row's scale is
 // read before the row's new one is written), but only with rowIdx NULL.
-extern "C" __global__ void __launch_bounds__(1024) gbx_lm_norm(float *x, const float *delta, const float *dxs, const float *dws,
-                                       const float *dbias, const float *__restrict__ w, const int *rowIdx, float *yf,
-                                       void *yq, int fmt, float *xs, int cols, double eps, int margin) {
-	gbx_pdl();
+template <bool SMALL>
+__device__ __forceinline__ void gbx_lm_norm_t(float *x, const float *delta, const float *dxs, const float *dws,
+                                              const float *dbias, const float *__restrict__ w, const int *rowIdx,
+                                              float *yf, void *yq, int fmt, float *xs, int cols, double eps,
+                                              int margin) {
 	__shared__ double sg[33];
 	const long long r = rowIdx ? rowIdx[blockIdx.x] : blockIdx.x;
 	float *xr = x + r * cols;
 	const float *dr = delta ? delta + r * cols : 0;
 	const float dxr = dxs ? dxs[r] : 1.0f;
 	float *yr = yf + (long long)blockIdx.x * cols;
-	const bool regs = gridDim.x <= GBX_REGS_MAX_ROWS && blockDim.x == GBX_SUM_LANES;
+	const bool regs = SMALL && blockDim.x == GBX_SUM_LANES;
 	if (regs && cols <= 4 * GBX_SUM_LANES) {
 		gbx_lm_norm_regs<4>(xr, dr, dxs, dxr, dws, dbias, w, yr, yq, fmt, xs, cols, eps, margin, sg);
 		return;
@@ -159,6 +160,23 @@ extern "C" __global__ void __launch_bounds__(1024) gbx_lm_norm(float *x, const f
 	const double inv = 1.0 / sqrt(ss / (double)cols + eps);
 	for (int i = threadIdx.x; i < cols; i += blockDim.x) yr[i] = (float)((double)xr[i] * inv * (double)w[i]);
 	gbx_row_out(yr, cols, yq, blockIdx.x, fmt, xs, margin);
+}
+
+// gbx_lm_norm and gbx_lm_norm_small (a step of at most GBX_REGS_MAX_ROWS
+// rows: a row in registers, gbx_lm_norm_regs) are gbx_lm_norm_t, two
+// kernels so that each has its own registers.
+extern "C" __global__ void __launch_bounds__(1024) gbx_lm_norm(float *x, const float *delta, const float *dxs, const float *dws,
+                                       const float *dbias, const float *__restrict__ w, const int *rowIdx, float *yf,
+                                       void *yq, int fmt, float *xs, int cols, double eps, int margin) {
+	gbx_pdl();
+	gbx_lm_norm_t<false>(x, delta, dxs, dws, dbias, w, rowIdx, yf, yq, fmt, xs, cols, eps, margin);
+}
+extern "C" __global__ void __launch_bounds__(1024)
+    gbx_lm_norm_small(float *x, const float *delta, const float *dxs, const float *dws, const float *dbias,
+                      const float *__restrict__ w, const int *rowIdx, float *yf, void *yq, int fmt, float *xs, int cols,
+                      double eps, int margin) {
+	gbx_pdl();
+	gbx_lm_norm_t<true>(x, delta, dxs, dws, dbias, w, rowIdx, yf, yq, fmt, xs, cols, eps, margin);
 }
 
 // gbx_rope_head is gbx_lm_rope's work on one head of dim = 32·NJ values
@@ -251,13 +269,13 @@ struct gbx_rope_head {
 // values E4M3(x / s), an IEEE division, saturating; the amax a max, so the
 // same in any order). The q/k/v projection's epilogue (gbx_epi: exs[r],
 // ews, ebias by column; each may be NULL) is applied to each head first.
-extern "C" __global__ void gbx_lm_rope(float *qkv, int stride, const float *exs, const float *ews, const float *ebias,
-                                       const float *__restrict__ qNorm,
-                                       const float *__restrict__ kNorm, double eps, const float *__restrict__ invFreq,
-                                       const int *pos, const int *seq, const int *btOff, const int *blocks, void *cache,
-                                       int cacheFmt, float *kvScale, int layer, int layers, int heads, int kvHeads,
-                                       int dim) {
-	gbx_pdl();
+template <bool SMALL>
+__device__ __forceinline__ void gbx_lm_rope_t(float *qkv, int stride, const float *exs, const float *ews,
+                                              const float *ebias, const float *__restrict__ qNorm,
+                                              const float *__restrict__ kNorm, double eps,
+                                              const float *__restrict__ invFreq, const int *pos, const int *seq,
+                                              const int *btOff, const int *blocks, void *cache, int cacheFmt,
+                                              float *kvScale, int layer, int layers, int heads, int kvHeads, int dim) {
 	__shared__ float cs[GBX_ATTN_MAX_DIM / 2], sn[GBX_ATTN_MAX_DIM / 2];
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
 	const int r = blockIdx.x, p = pos[r], half = dim / 2;
@@ -277,7 +295,7 @@ extern "C" __global__ void gbx_lm_rope(float *qkv, int stride, const float *exs,
 		float *x = row + (long long)h * dim;
 		const bool isQ = h < heads, isK = !isQ && h < heads + kvHeads;
 		const int kv = isK ? 0 : 1, g = isK ? h - heads : h - heads - kvHeads;
-		if (gridDim.x <= GBX_REGS_MAX_ROWS && (dim == 64 || dim == 128 || dim == 256)) {
+		if (SMALL && (dim == 64 || dim == 128 || dim == 256)) {
 			gbx_rope_head regs = {x, isQ, isK, epi, exs, exr, ews, ebias, (long long)h * dim, isQ ? qNorm : kNorm, eps, cs, sn,
 			                      cache, cacheFmt, kvScale, isQ ? 0 : gbx_kv_off(blk, layer, layers, kv, g, kvHeads, slot, dim),
 			                      isQ ? 0 : gbx_kv_soff(blk, layer, layers, kv, g, kvHeads, slot)};
@@ -328,6 +346,28 @@ extern "C" __global__ void gbx_lm_rope(float *qkv, int stride, const float *exs,
 	}
 }
 
+// gbx_lm_rope and gbx_lm_rope_small (a step of at most GBX_REGS_MAX_ROWS
+// rows: heads of 64, 128, 256 in registers, gbx_rope_head) are
+// gbx_lm_rope_t, two kernels so that each has its own registers.
+extern "C" __global__ void gbx_lm_rope(float *qkv, int stride, const float *exs, const float *ews, const float *ebias,
+                                       const float *__restrict__ qNorm, const float *__restrict__ kNorm, double eps,
+                                       const float *__restrict__ invFreq, const int *pos, const int *seq, const int *btOff,
+                                       const int *blocks, void *cache, int cacheFmt, float *kvScale, int layer, int layers,
+                                       int heads, int kvHeads, int dim) {
+	gbx_pdl();
+	gbx_lm_rope_t<false>(qkv, stride, exs, ews, ebias, qNorm, kNorm, eps, invFreq, pos, seq, btOff, blocks, cache, cacheFmt,
+	                     kvScale, layer, layers, heads, kvHeads, dim);
+}
+extern "C" __global__ void gbx_lm_rope_small(float *qkv, int stride, const float *exs, const float *ews, const float *ebias,
+                                             const float *__restrict__ qNorm, const float *__restrict__ kNorm, double eps,
+                                             const float *__restrict__ invFreq, const int *pos, const int *seq,
+                                             const int *btOff, const int *blocks, void *cache, int cacheFmt, float *kvScale,
+                                             int layer, int layers, int heads, int kvHeads, int dim) {
+	gbx_pdl();
+	gbx_lm_rope_t<true>(qkv, stride, exs, ews, ebias, qNorm, kNorm, eps, invFreq, pos, seq, btOff, blocks, cache, cacheFmt,
+	                    kvScale, layer, layers, heads, kvHeads, dim);
+}
+
 // gbx_silu_cols is gbx_lm_silu_rows' columns [c0, c1) of row r, NB a
 // thread at a time (loads first), the operand too where st; it returns the
 // thread's amax of them.
@@ -372,10 +412,10 @@ __device__ __forceinline__ float gbx_silu_cols(const float *g, const float *u, c
 // gbx_lm_quant_cols writes the operand. The gate/up projection's epilogue
 // (gbx_epi: exs[b], ews, ebias by column of gu; each may be NULL) is
 // applied on load; exs may be xs itself (read before xs[b] is written).
-extern "C" __global__ void __launch_bounds__(1024)
-    gbx_lm_silu_rows(const float *gu, const float *exs, const float *ews, const float *ebias, float *act, void *yq,
-                     int fmt, float *xs, float *amax, int inter, int margin) {
-	gbx_pdl();
+template <bool SMALL>
+__device__ __forceinline__ void gbx_lm_silu_rows_t(const float *gu, const float *exs, const float *ews,
+                                                   const float *ebias, float *act, void *yq, int fmt, float *xs,
+                                                   float *amax, int inter, int margin) {
 	__shared__ float sm[33];
 	const long long r = blockIdx.x;
 	const float *g = gu + r * 2 * inter, *u = g + inter;
@@ -383,11 +423,11 @@ extern "C" __global__ void __launch_bounds__(1024)
 	float *a = act + r * inter;
 	const int ny = gridDim.y, chunk = (inter + ny - 1) / ny, c0 = blockIdx.y * chunk, c1 = gbx_imin(c0 + chunk, inter);
 	const bool fp8 = fmt == GBX_FMT_E4M3 || fmt == GBX_FMT_E4M3_F32;
-	// A row split over blocks (a step of few rows): GBX_ROW_BATCH columns
-	// a thread at a time, their loads before their stores (which may alias
-	// them), one memory round trip a batch.
-	float m = ny > 1 ? gbx_silu_cols<GBX_ROW_BATCH>(g, u, exs, exr, ews, ebias, a, yq, fmt, r, inter, c0, c1, !fp8)
-	                 : gbx_silu_cols<1>(g, u, exs, exr, ews, ebias, a, yq, fmt, r, inter, c0, c1, false);
+	// SMALL (a step of at most GBX_REGS_MAX_ROWS rows, split over blocks):
+	// GBX_ROW_BATCH columns a thread at a time, their loads before their
+	// stores (which may alias them), one memory round trip a batch.
+	float m = SMALL ? gbx_silu_cols<GBX_ROW_BATCH>(g, u, exs, exr, ews, ebias, a, yq, fmt, r, inter, c0, c1, ny > 1 && !fp8)
+	                : gbx_silu_cols<1>(g, u, exs, exr, ews, ebias, a, yq, fmt, r, inter, c0, c1, ny > 1 && !fp8);
 	if (ny == 1) {
 		gbx_row_out(a, inter, yq, r, fmt, xs, margin);
 		return;
@@ -397,14 +437,29 @@ extern "C" __global__ void __launch_bounds__(1024)
 	if (threadIdx.x == 0) amax[r * ny + blockIdx.y] = m;
 }
 
+// gbx_lm_silu_rows and gbx_lm_silu_rows_small are gbx_lm_silu_rows_t, two
+// kernels so that each has its own registers.
+extern "C" __global__ void __launch_bounds__(1024)
+    gbx_lm_silu_rows(const float *gu, const float *exs, const float *ews, const float *ebias, float *act, void *yq,
+                     int fmt, float *xs, float *amax, int inter, int margin) {
+	gbx_pdl();
+	gbx_lm_silu_rows_t<false>(gu, exs, ews, ebias, act, yq, fmt, xs, amax, inter, margin);
+}
+extern "C" __global__ void __launch_bounds__(1024)
+    gbx_lm_silu_rows_small(const float *gu, const float *exs, const float *ews, const float *ebias, float *act,
+                           void *yq, int fmt, float *xs, float *amax, int inter, int margin) {
+	gbx_pdl();
+	gbx_lm_silu_rows_t<true>(gu, exs, ews, ebias, act, yq, fmt, xs, amax, inter, margin);
+}
+
 // gbx_lm_quant_cols: the fp8 operand of gbx_lm_silu_rows split over
 // gridDim.y blocks per row: block (b, y) takes the row's scale s =
 // FP8Scale(max of amax[b·gridDim.y …], margin) (block 0 writes it to
 // xs[b]) and writes E4M3(act / s) (E4M3_F32: its value as a float) for the
 // same columns as gbx_lm_silu_rows' block y: the bytes gbx_row_out writes.
-extern "C" __global__ void gbx_lm_quant_cols(const float *act, void *yq, int fmt, float *xs, const float *amax, int cols,
-                                             int margin) {
-	gbx_pdl();
+template <int NB>
+__device__ __forceinline__ void gbx_lm_quant_cols_t(const float *act, void *yq, int fmt, float *xs, const float *amax,
+                                                    int cols, int margin) {
 	const long long r = blockIdx.x;
 	const int ny = gridDim.y, chunk = (cols + ny - 1) / ny, c0 = blockIdx.y * chunk, c1 = gbx_imin(c0 + chunk, cols);
 	float m = 0.0f;
@@ -412,12 +467,26 @@ extern "C" __global__ void gbx_lm_quant_cols(const float *act, void *yq, int fmt
 	const float s = fp8Scale(m, margin);
 	if (blockIdx.y == 0 && threadIdx.x == 0) xs[r] = s;
 	const int bd = blockDim.x;
-	for (int c = c0 + threadIdx.x; c < c1; c += GBX_ROW_BATCH * bd) {
-		float v[GBX_ROW_BATCH];
+	for (int c = c0 + threadIdx.x; c < c1; c += NB * bd) {
+		float v[NB];
 #pragma unroll
-		for (int j = 0; j < GBX_ROW_BATCH; j++) v[j] = c + j * bd < c1 ? act[r * cols + c + j * bd] : 0.0f;
+		for (int j = 0; j < NB; j++) v[j] = c + j * bd < c1 ? act[r * cols + c + j * bd] : 0.0f;
 #pragma unroll
-		for (int j = 0; j < GBX_ROW_BATCH; j++)
+		for (int j = 0; j < NB; j++)
 			if (c + j * bd < c1) gbx_st_e4m3(yq, fmt, r * cols + c + j * bd, v[j], s);
 	}
+}
+
+// gbx_lm_quant_cols and gbx_lm_quant_cols_small (a step of at most
+// GBX_REGS_MAX_ROWS rows: GBX_ROW_BATCH columns a thread at a time, loads
+// first) are gbx_lm_quant_cols_t.
+extern "C" __global__ void gbx_lm_quant_cols(const float *act, void *yq, int fmt, float *xs, const float *amax, int cols,
+                                             int margin) {
+	gbx_pdl();
+	gbx_lm_quant_cols_t<1>(act, yq, fmt, xs, amax, cols, margin);
+}
+extern "C" __global__ void gbx_lm_quant_cols_small(const float *act, void *yq, int fmt, float *xs, const float *amax,
+                                                   int cols, int margin) {
+	gbx_pdl();
+	gbx_lm_quant_cols_t<GBX_ROW_BATCH>(act, yq, fmt, xs, amax, cols, margin);
 }
