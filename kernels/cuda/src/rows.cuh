@@ -61,8 +61,8 @@ __device__ void gbx_row_out(const float *h, int cols, void *y, long long row, in
 	for (int i = threadIdx.x; i < cols; i += blockDim.x) gbx_st(y, fmt, base + i, h[i]);
 }
 
-// GBX_ROW_BATCH is how many elements a thread of the split row kernels
-// (gbx_lm_silu_rows, gbx_lm_quant_cols) loads before it stores any.
+// GBX_ROW_BATCH is how many elements a thread of gbx_lm_silu_rows_small and
+// gbx_lm_quant_cols_small loads before it stores any.
 #define GBX_ROW_BATCH 4
 
 // gbx_row_out_regs is gbx_row_out of a row held in registers, with the same
