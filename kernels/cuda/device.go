@@ -54,7 +54,6 @@ type devState struct {
 	invariant   bool // Config.BatchInvariant: GEMM algorithms fixed per shape (linear.go)
 	attnPartial bool // every attention on gbx_attn_partial (LMBench.AttnPartial)
 	attnDec     bool // attention on gbx_attn_dec instead of gbx_attn_mma (LMBench.AttnDec)
-	attnCombine bool // gbx_attn_mma combines its splits itself (LMBench.AttnCombine)
 
 	lm  lmState        // language models (lmrun.go)
 	log zerolog.Logger // the backend's, with the device named

@@ -63,12 +63,12 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 	}
 	// The run's overrides of the device's settings, put back at the end.
 	type settings struct {
-		gemvMaxM, fp4SmallM                            int
-		attnDec, attnPartial, attnCombine, pdl, fp4Row bool
+		gemvMaxM, fp4SmallM               int
+		attnDec, attnPartial, pdl, fp4Row bool
 	}
 	var was settings
 	_ = b.do(ctx, func(d *devState) error {
-		was = settings{d.gemvMaxM, d.fp4SmallM, d.attnDec, d.attnPartial, d.attnCombine, d.k.pdl, d.fp4RowMajor}
+		was = settings{d.gemvMaxM, d.fp4SmallM, d.attnDec, d.attnPartial, d.k.pdl, d.fp4RowMajor}
 		d.fp4RowMajor = cfg.FP4RowMajor
 		if cfg.GEMVMaxRows != 0 {
 			d.gemvMaxM = cfg.GEMVMaxRows
@@ -78,14 +78,12 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 		}
 		d.attnDec = d.attnDec || cfg.AttnDec
 		d.attnPartial = d.attnPartial || cfg.AttnPartial
-		d.attnCombine = d.attnCombine || cfg.AttnCombine
 		d.k.pdl = d.k.pdl && !cfg.NoPDL
 		return nil
 	})
 	defer func() {
 		_ = b.do(ctx, func(d *devState) error {
 			d.gemvMaxM, d.fp4SmallM, d.attnDec, d.attnPartial, d.k.pdl = was.gemvMaxM, was.fp4SmallM, was.attnDec, was.attnPartial, was.pdl
-			d.attnCombine = was.attnCombine
 			d.fp4RowMajor = was.fp4Row
 			return nil
 		})

@@ -34,7 +34,6 @@ var (
 	lmBenchAttnDec     = flag.Bool("lmbench.attndec", false, "run attention on gbx_attn_dec instead of gbx_attn_mma (LMBench.AttnDec)")
 	lmBenchAttnPartial = flag.Bool("lmbench.attnpartial", false, "run every attention on gbx_attn_partial (LMBench.AttnPartial)")
 	lmBenchNoPDL       = flag.Bool("lmbench.nopdl", false, "launch without programmatic dependent launch (LMBench.NoPDL)")
-	lmBenchCombine     = flag.Bool("lmbench.attncombine", false, "gbx_attn_mma combines its splits itself (LMBench.AttnCombine)")
 	lmBenchInvariant   = flag.Bool("lmbench.invariant", false, "run on a batch-invariant backend (Config.BatchInvariant)")
 	lmBenchPrefill     = flag.Bool("lmbench.prefill", false, "prefill the prompts for real and time it (LMBench.Prefill): TTFT")
 )
@@ -81,7 +80,7 @@ func TestLMBench(t *testing.T) {
 	if err != nil {
 		t.Skipf("no CUDA device: %v", err)
 	}
-	cfg := cuda.LMBench{Batches: ints(t, *lmBenchBatches), Prompts: ints(t, *lmBenchPrompts), Steps: *lmBenchSteps, GEMVMaxRows: *lmBenchGEMV, FP4SmallM: *lmBenchFP4SmallM, FP4RowMajor: *lmBenchFP4RowMajor, AttnPartial: *lmBenchAttnPartial, AttnDec: *lmBenchAttnDec, NoPDL: *lmBenchNoPDL, AttnCombine: *lmBenchCombine, Prefill: *lmBenchPrefill}
+	cfg := cuda.LMBench{Batches: ints(t, *lmBenchBatches), Prompts: ints(t, *lmBenchPrompts), Steps: *lmBenchSteps, GEMVMaxRows: *lmBenchGEMV, FP4SmallM: *lmBenchFP4SmallM, FP4RowMajor: *lmBenchFP4RowMajor, AttnPartial: *lmBenchAttnPartial, AttnDec: *lmBenchAttnDec, NoPDL: *lmBenchNoPDL, Prefill: *lmBenchPrefill}
 	cfg.Precisions = precisions(t, *lmBenchPrecisions)
 	switch *lmBenchModel {
 	case "8b":

@@ -72,11 +72,6 @@ type LMBench struct {
 	// AttnDec, if set, runs attention on gbx_attn_dec (the CUDA-core form
 	// of gbx_attn_mma) where it takes the shape.
 	AttnDec bool
-	// AttnCombine, if set, has gbx_attn_mma combine a row's splits in the
-	// block that finishes last (gbx_attn_combine) instead of a
-	// gbx_attn_reduce launch after it: the same bits, one launch a layer
-	// fewer. Off by default until measured.
-	AttnCombine bool
 	// NoPDL, if set, launches every kernel without programmatic dependent
 	// launch for the run (Config.NoPDL).
 	NoPDL bool

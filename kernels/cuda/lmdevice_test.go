@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/gearbox-inference/gearbox/kernels"
-	kt "github.com/gearbox-inference/gearbox/kernels/kerneltest"
 	"github.com/gearbox-inference/gearbox/model"
 	"github.com/gearbox-inference/gearbox/model/lm"
 	"github.com/gearbox-inference/gearbox/precision"
@@ -288,42 +287,5 @@ func TestLMGraphReplay(t *testing.T) {
 	t.Logf("%d of 16 decode steps replayed a graph (graphs on: %v, last capture error: %v)", replays, on, gerr)
 	if on && replays < 8 {
 		t.Errorf("%d of 16 decode steps replayed a graph, want at least 8 (last capture error: %v)", replays, gerr)
-	}
-}
-
-// TestLMAttnCombine: with gbx_attn_mma combining a row's splits in the
-// block that finishes last (LMBench.AttnCombine) instead of a
-// gbx_attn_reduce launch, a prefill past one split (the _rows entry points)
-// and the decode steps after it (the plain and _pf ones) give the same
-// bits, on a BF16 cache (bf16) and an E4M3 one (fp8).
-func TestLMAttnCombine(t *testing.T) {
-	b := newTestBackend(t, Config{})
-	ctx := context.Background()
-	m := lmSynth(t, lm.Config{Arch: lm.Llama, Hidden: 128, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 64, Intermediate: 256, Vocab: 300,
-		RMSEps: 1e-6, RopeTheta: 10000, MaxPositions: 1024, BOS: lm.NoToken}, 7)
-	toks := kt.RandTokens(3, 600, m.Config.Vocab)
-	const prompt, gen = 560, 20
-	run := func(p precision.Format, combine bool) []float32 {
-		if err := b.do(ctx, func(d *devState) error { d.attnCombine = combine; return nil }); err != nil {
-			t.Fatal(err)
-		}
-		s := kt.NewSession(t, b, m, p, 64)
-		blocks := s.Alloc(prompt + gen)
-		out := s.Step(kernels.Seq{Tokens: toks[:prompt], Blocks: blocks, Want: kernels.WantLogits})[0].Logits
-		for i := prompt; i < prompt+gen; i++ {
-			out = append(out, s.Step(kernels.Seq{Tokens: toks[i : i+1], Pos: i, Blocks: blocks, Want: kernels.WantLogits})[0].Logits...)
-		}
-		return out
-	}
-	for _, p := range []precision.Format{precision.BF16, precision.FP8} {
-		want, got := run(p, false), run(p, true)
-		if len(got) != len(want) || len(got) == 0 {
-			t.Fatalf("%s: %d logits combined, %d reduced", p, len(got), len(want))
-		}
-		for i := range got {
-			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
-				t.Fatalf("%s: logit %d (step %d) = %v with the splits combined in attention, %v with gbx_attn_reduce", p, i, i/m.Config.Vocab, got[i], want[i])
-			}
-		}
 	}
 }

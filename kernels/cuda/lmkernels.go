@@ -263,11 +263,6 @@ type attnArgs struct {
 	dec   *kernel
 	yq    uint64
 	yqFmt fmtCode
-	// cnt, if not 0 (gbx_attn_mma only), is the split-combine's counts, an
-	// int32 a launch row and KV head, all 0: the last block of a row's
-	// splits combines them (gbx_attn_combine) and gbx_attn_reduce does not
-	// run.
-	cnt uint64
 }
 
 // attnKernel returns the kernel that takes a model's attention in place of
@@ -372,7 +367,7 @@ func (k *kernelSet) attnPartial(s cuStream, row0, rows int, a attnArgs) error {
 	if a.dec != nil {
 		ar := newArgs().ptr(a.qkv).i32(a.stride).ptr(a.cache).ptr(a.kvScale).i32(a.layer).i32(a.layers).i32(a.kvHeads).i32(a.group).
 			ptr(a.pos).ptr(a.seq).ptr(a.btOff).ptr(a.blocks).ptr(a.split).i32(row0).f32(a.scale).ptr(a.partO).
-			ptr(a.partML).i32(a.maxSplits).ptr(a.out).i32(a.outStride).ptr(a.yq).i32(int(a.yqFmt)).ptr(a.cnt)
+			ptr(a.partML).i32(a.maxSplits).ptr(a.out).i32(a.outStride).ptr(a.yq).i32(int(a.yqFmt))
 		return k.run(s, launch{kernel: a.dec, grid: grid, block: [3]uint32{C.GBX_ATTN_DEC_THREADS, 1, 1}, args: ar})
 	}
 	ar := newArgs().ptr(a.qkv).i32(a.stride).ptr(a.cache).i32(int(a.cacheFmt)).ptr(a.kvScale).i32(a.layer).i32(a.layers).i32(a.kvHeads).i32(a.group).

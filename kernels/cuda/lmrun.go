@@ -73,12 +73,11 @@ type lmBufs struct {
 	x, f, cv, xs, g, out    devBuf // activations (see lmRun)
 	part, logits, lse, outs devBuf
 	lpPart                  devBuf // gbx_lm_logprobs_part's chunks of the head's rows
-	cnt                     devBuf // the split-combine's counts (attnArgs.cnt), kept at 0
 	hdrHost, outHost        hostBuf
 }
 
 func (b *lmBufs) free() {
-	for _, p := range []*devBuf{&b.hdr, &b.x, &b.f, &b.cv, &b.xs, &b.g, &b.out, &b.part, &b.logits, &b.lse, &b.outs, &b.lpPart, &b.cnt} {
+	for _, p := range []*devBuf{&b.hdr, &b.x, &b.f, &b.cv, &b.xs, &b.g, &b.out, &b.part, &b.logits, &b.lse, &b.outs, &b.lpPart} {
 		_ = cuFree(p.p)
 		*p = devBuf{}
 	}
@@ -146,7 +145,6 @@ type lmRun struct {
 	// to x by the next norm.
 	x, f, cv, xs, g, out uint64
 	part                 uint64 // attention's partial results
-	cnt                  uint64 // the split-combine's counts, or 0 (attnArgs.cnt)
 	attnRows             int    // rows per attention launch
 	logits               uint64 // [headRows, vocab]
 	headRows             int    // logit rows per head launch
@@ -247,19 +245,6 @@ func (d *devState) lmPrepare(m *lm.Model, pl *lmPlan) (*lmRun, error) {
 			return nil, err
 		}
 	}
-	if d.attnCombine && pl.maxSplits > 1 {
-		// Counts start at 0, and every launch leaves them so.
-		old := b.cnt.p
-		if err := d.grow(&b.cnt, 4*r.attnRows*c.KVHeads); err != nil {
-			return nil, err
-		}
-		if b.cnt.p != old {
-			if err := d.stream.memset32(b.cnt.p, 0, b.cnt.n/4); err != nil {
-				return nil, err
-			}
-		}
-		r.cnt = b.cnt.p
-	}
 	if err := d.growHost(&b.hdrHost, lay.size); err != nil {
 		return nil, err
 	}
@@ -309,9 +294,6 @@ func (d *devState) lmEnqueue(ctx context.Context, m *lm.Model, w *lmWeights, kv 
 			}
 		}
 		attn.dec = k.attnKernel(mma, kv.f, c.HeadDim, c.Heads/c.KVHeads)
-		if mma && attn.dec != nil {
-			attn.cnt = r.cnt
-		}
 		// A step that feeds a sequence several rows (more rows than
 		// sequences) attends them grouped: the same bits, fewer loads.
 		if kr := k.attnRowsKernel(kv.f, c.HeadDim, c.Heads/c.KVHeads); mma && kr != nil && pl.rows > len(pl.btOff) {
@@ -432,7 +414,7 @@ func (d *devState) lmAttention(rows, chunk int, a attnArgs) error {
 		if err := d.k.attnPartial(d.stream, row0, n, a); err != nil {
 			return err
 		}
-		if a.maxSplits > 1 && a.cnt == 0 {
+		if a.maxSplits > 1 {
 			if err := d.k.attnReduce(d.stream, row0, n, a); err != nil {
 				return err
 			}

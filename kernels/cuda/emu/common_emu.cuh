@@ -82,10 +82,6 @@ inline u32 atomicMax(u32 *p, u32 v) { u32 o = *p; if (v > o) *p = v; return o; }
 // another, and its libcuda has no cuLaunchKernelEx.
 __device__ __forceinline__ void gbx_pdl() {}
 __device__ __forceinline__ void gbx_pdl_weights_first() {}
-// One block at a time: fences are moot, atomics plain.
-__device__ __forceinline__ void gbx_fence_gpu() {}
-__device__ __forceinline__ int gbx_atomic_add(int *p, int v) { int o = *p; *p = o + v; return o; }
-__device__ __forceinline__ float gbx_ldcg(const float *p) { return *p; }
 __device__ __forceinline__ int gbx_imin(int a, int b) { return a < b ? a : b; }
 __device__ __forceinline__ float gbx_fmul(float a, float b) { volatile float r = a * b; return r; }
 __device__ __forceinline__ float gbx_fadd(float a, float b) { volatile float r = a + b; return r; }

@@ -424,15 +424,12 @@ __device__ __forceinline__ void gbx_attn_dec(const float *qkv, int stride, const
 
 // The entry points of gbx_attn_dec, one per shape (each with its own
 // register budget), their parameters written out for the host's checks;
-// kvScale, gbx_attn_mma's for an E4M3 cache, is unused (a BF16 cache), and
-// so is cnt, gbx_attn_mma's split-combine counts (the host combines
-// gbx_attn_dec's splits with gbx_attn_reduce).
+// kvScale, gbx_attn_mma's for an E4M3 cache, is unused (a BF16 cache).
 extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
     gbx_attn_dec64_2(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
                      int kvHeads, int group,
                      const int *pos, const int *seq, const int *btOff, const int *blocks, const int *split, int row0,
-                     float scale, float *partO, float *partML, int maxSplits, float *out, int outStride, void *yq, int fmt,
-                     int *cnt) {
+                     float scale, float *partO, float *partML, int maxSplits, float *out, int outStride, void *yq, int fmt) {
 	gbx_pdl();
 	gbx_attn_dec<64, 2>(qkv, stride, cache, layer, layers, kvHeads, group, pos, seq, btOff, blocks, split, row0, scale,
 	                     partO, partML, maxSplits, out, outStride, yq, fmt);
@@ -441,8 +438,7 @@ extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
     gbx_attn_dec64_4(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
                      int kvHeads, int group,
                      const int *pos, const int *seq, const int *btOff, const int *blocks, const int *split, int row0,
-                     float scale, float *partO, float *partML, int maxSplits, float *out, int outStride, void *yq, int fmt,
-                     int *cnt) {
+                     float scale, float *partO, float *partML, int maxSplits, float *out, int outStride, void *yq, int fmt) {
 	gbx_pdl();
 	gbx_attn_dec<64, 4>(qkv, stride, cache, layer, layers, kvHeads, group, pos, seq, btOff, blocks, split, row0, scale,
 	                     partO, partML, maxSplits, out, outStride, yq, fmt);
@@ -451,8 +447,7 @@ extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
     gbx_attn_dec64_8(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
                      int kvHeads, int group,
                      const int *pos, const int *seq, const int *btOff, const int *blocks, const int *split, int row0,
-                     float scale, float *partO, float *partML, int maxSplits, float *out, int outStride, void *yq, int fmt,
-                     int *cnt) {
+                     float scale, float *partO, float *partML, int maxSplits, float *out, int outStride, void *yq, int fmt) {
 	gbx_pdl();
 	gbx_attn_dec<64, 8>(qkv, stride, cache, layer, layers, kvHeads, group, pos, seq, btOff, blocks, split, row0, scale,
 	                     partO, partML, maxSplits, out, outStride, yq, fmt);
@@ -461,8 +456,7 @@ extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
     gbx_attn_dec128_2(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
                      int kvHeads, int group,
                      const int *pos, const int *seq, const int *btOff, const int *blocks, const int *split, int row0,
-                     float scale, float *partO, float *partML, int maxSplits, float *out, int outStride, void *yq, int fmt,
-                     int *cnt) {
+                     float scale, float *partO, float *partML, int maxSplits, float *out, int outStride, void *yq, int fmt) {
 	gbx_pdl();
 	gbx_attn_dec<128, 2>(qkv, stride, cache, layer, layers, kvHeads, group, pos, seq, btOff, blocks, split, row0, scale,
 	                     partO, partML, maxSplits, out, outStride, yq, fmt);
@@ -471,8 +465,7 @@ extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
     gbx_attn_dec128_4(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
                      int kvHeads, int group,
                      const int *pos, const int *seq, const int *btOff, const int *blocks, const int *split, int row0,
-                     float scale, float *partO, float *partML, int maxSplits, float *out, int outStride, void *yq, int fmt,
-                     int *cnt) {
+                     float scale, float *partO, float *partML, int maxSplits, float *out, int outStride, void *yq, int fmt) {
 	gbx_pdl();
 	gbx_attn_dec<128, 4>(qkv, stride, cache, layer, layers, kvHeads, group, pos, seq, btOff, blocks, split, row0, scale,
 	                     partO, partML, maxSplits, out, outStride, yq, fmt);
@@ -481,8 +474,7 @@ extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
     gbx_attn_dec128_8(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
                      int kvHeads, int group,
                      const int *pos, const int *seq, const int *btOff, const int *blocks, const int *split, int row0,
-                     float scale, float *partO, float *partML, int maxSplits, float *out, int outStride, void *yq, int fmt,
-                     int *cnt) {
+                     float scale, float *partO, float *partML, int maxSplits, float *out, int outStride, void *yq, int fmt) {
 	gbx_pdl();
 	gbx_attn_dec<128, 8>(qkv, stride, cache, layer, layers, kvHeads, group, pos, seq, btOff, blocks, split, row0, scale,
 	                     partO, partML, maxSplits, out, outStride, yq, fmt);

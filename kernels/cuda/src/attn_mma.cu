@@ -78,7 +78,7 @@ __device__ __forceinline__ void gbx_attn_mma(const float *qkv, int stride, const
                                              int layer, int layers, int kvHeads, int G, const int *pos, const int *seq,
                                              const int *btOff, const int *blocks, const int *split, int row0,
                                              float scale, float *partO, float *partML, int maxSplits, float *out,
-                                             int outStride, void *yq, int fmt, int *cnt) {
+                                             int outStride, void *yq, int fmt) {
 	// ES: bytes per value; NL: 16-byte loads per position and lane; KS:
 	// k-steps (of 16 dims); NO: output tiles (16 dims each); RS: the row
 	// stride of so, whose dim d is at d + d/32 (with RS, no bank conflicts
@@ -342,13 +342,6 @@ __device__ __forceinline__ void gbx_attn_mma(const float *qkv, int stride, const
 			                                         kvHeads, kh, r + j, lead + j, s, ns, maxSplits, out, outStride, yq,
 			                                         fmt, partO, partML);
 	}
-	if (!cnt) return;
-	for (int j = 0; j < nr; j++) { // the split-combine, after every row's partials (so is free then)
-		const int ns = (n0 + j + S - 1) / S;
-		if (s < ns && ns > 1)
-			gbx_attn_combine<DIM>(cnt, &so[0][0], G, kvHeads, kh, r + j, lead + j, ns, maxSplits, partO, partML, out,
-			                      outStride, yq, fmt);
-	}
 }
 
 // The entry points: a BF16 cache (kvScale unused; four blocks an SM) and an
@@ -365,107 +358,107 @@ extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS, 4)
     gbx_attn_mma64(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
                    int kvHeads, int group, const int *pos, const int *seq, const int *btOff, const int *blocks,
                    const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
-                   int outStride, void *yq, int fmt, int *cnt) {
+                   int outStride, void *yq, int fmt) {
 	gbx_pdl();
 	gbx_attn_mma<64, false, false, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
-	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt, cnt);
+	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
 }
 extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS, 4)
     gbx_attn_mma128(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
                     int kvHeads, int group, const int *pos, const int *seq, const int *btOff, const int *blocks,
                     const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
-                    int outStride, void *yq, int fmt, int *cnt) {
+                    int outStride, void *yq, int fmt) {
 	gbx_pdl();
 	gbx_attn_mma<128, false, false, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
-	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt, cnt);
+	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
 }
 extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
     gbx_attn_mma64_e4m3(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
                         int kvHeads, int group, const int *pos, const int *seq, const int *btOff, const int *blocks,
                         const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
-                        int outStride, void *yq, int fmt, int *cnt) {
+                        int outStride, void *yq, int fmt) {
 	gbx_pdl();
 	gbx_attn_mma<64, true, false, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
-	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt, cnt);
+	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
 }
 extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
     gbx_attn_mma128_e4m3(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
                          int kvHeads, int group, const int *pos, const int *seq, const int *btOff, const int *blocks,
                          const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
-                         int outStride, void *yq, int fmt, int *cnt) {
+                         int outStride, void *yq, int fmt) {
 	gbx_pdl();
 	gbx_attn_mma<128, true, false, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
-	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt, cnt);
+	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
 }
 extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS, 4)
     gbx_attn_mma64_rows(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
                         int kvHeads, int group, const int *pos, const int *seq, const int *btOff, const int *blocks,
                         const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
-                        int outStride, void *yq, int fmt, int *cnt) {
+                        int outStride, void *yq, int fmt) {
 	gbx_pdl();
 	gbx_attn_mma<64, false, true, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
-	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt, cnt);
+	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
 }
 extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS, 4)
     gbx_attn_mma128_rows(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
                          int kvHeads, int group, const int *pos, const int *seq, const int *btOff, const int *blocks,
                          const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
-                         int outStride, void *yq, int fmt, int *cnt) {
+                         int outStride, void *yq, int fmt) {
 	gbx_pdl();
 	gbx_attn_mma<128, false, true, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
-	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt, cnt);
+	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
 }
 extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
     gbx_attn_mma64_e4m3_rows(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
                              int kvHeads, int group, const int *pos, const int *seq, const int *btOff, const int *blocks,
                              const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
-                             int outStride, void *yq, int fmt, int *cnt) {
+                             int outStride, void *yq, int fmt) {
 	gbx_pdl();
 	gbx_attn_mma<64, true, true, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
-	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt, cnt);
+	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
 }
 extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS)
     gbx_attn_mma128_e4m3_rows(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
                               int kvHeads, int group, const int *pos, const int *seq, const int *btOff, const int *blocks,
                               const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
-                              int outStride, void *yq, int fmt, int *cnt) {
+                              int outStride, void *yq, int fmt) {
 	gbx_pdl();
 	gbx_attn_mma<128, true, true, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
-	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt, cnt);
+	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
 }
 extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS, 2)
     gbx_attn_mma64_pf(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
                       int kvHeads, int group, const int *pos, const int *seq, const int *btOff, const int *blocks,
                       const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
-                      int outStride, void *yq, int fmt, int *cnt) {
+                      int outStride, void *yq, int fmt) {
 	gbx_pdl();
 	gbx_attn_mma<64, false, false, true>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
-	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt, cnt);
+	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
 }
 extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS, 2)
     gbx_attn_mma128_pf(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
                        int kvHeads, int group, const int *pos, const int *seq, const int *btOff, const int *blocks,
                        const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
-                       int outStride, void *yq, int fmt, int *cnt) {
+                       int outStride, void *yq, int fmt) {
 	gbx_pdl();
 	gbx_attn_mma<128, false, false, true>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
-	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt, cnt);
+	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
 }
 extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS, 3)
     gbx_attn_mma64_e4m3_pf(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
                            int kvHeads, int group, const int *pos, const int *seq, const int *btOff, const int *blocks,
                            const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
-                           int outStride, void *yq, int fmt, int *cnt) {
+                           int outStride, void *yq, int fmt) {
 	gbx_pdl();
 	gbx_attn_mma<64, true, false, true>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
-	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt, cnt);
+	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
 }
 extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS, 3)
     gbx_attn_mma128_e4m3_pf(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
                             int kvHeads, int group, const int *pos, const int *seq, const int *btOff, const int *blocks,
                             const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
-                            int outStride, void *yq, int fmt, int *cnt) {
+                            int outStride, void *yq, int fmt) {
 	gbx_pdl();
 	gbx_attn_mma<128, true, false, true>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
-	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt, cnt);
+	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
 }

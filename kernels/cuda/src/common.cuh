@@ -186,28 +186,6 @@ __device__ __forceinline__ void gbx_pdl() {
 // its output). TestKernelsWaitFirst allows it for the kernels it names.
 __device__ __forceinline__ void gbx_pdl_weights_first() {}
 
-// ---- blocks of one launch handing work over (PTX) ----
-
-// gbx_fence_gpu orders this thread's earlier writes before its later ones
-// for every thread of the device (membar.gl): a block's results, then the
-// count that tells another block they are there.
-__device__ __forceinline__ void gbx_fence_gpu() { asm volatile("membar.gl;" ::: "memory"); }
-
-// gbx_atomic_add adds v to *p and returns the old value (atom.global.add).
-__device__ __forceinline__ int gbx_atomic_add(int *p, int v) {
-	int o;
-	asm volatile("atom.global.add.s32 %0, [%1], %2;" : "=r"(o) : "l"(p), "r"(v) : "memory");
-	return o;
-}
-
-// gbx_ldcg loads a float through L2 only (ld.global.cg): what another block
-// of the launch wrote, never a line an earlier launch left in this SM's L1.
-__device__ __forceinline__ float gbx_ldcg(const float *p) {
-	float v;
-	asm volatile("ld.global.cg.f32 %0, [%1];" : "=f"(v) : "l"(p) : "memory");
-	return v;
-}
-
 // ---- shared memory and asynchronous copies (PTX) ----
 
 // GBX_DYN_SMEM declares a kernel's dynamic shared memory (of the launch's
