@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 
 	"github.com/gearbox-inference/gearbox/model"
 	"github.com/gearbox-inference/gearbox/precision"
@@ -65,18 +66,21 @@ func (b *Backend) BenchLinear(ctx context.Context, cfg LinearBench) ([]LinearRes
 // benchPath times one path on one weight for every batch size.
 func (d *devState) benchPath(ctx context.Context, l *model.Layer, path string, cfg LinearBench) ([]LinearResult, error) {
 	var p precision.Format
-	perTensor, fp4Small := false, d.fp4SmallM
-	defer func() { d.fp4SmallM = fp4Small }()
+	perTensor, fp4Small, fp4Wide := false, d.fp4SmallM, d.fp4WideM
+	defer func() { d.fp4SmallM, d.fp4WideM = fp4Small, fp4Wide }()
 	switch path {
 	case "fp8-tensor":
 		p, perTensor = precision.FP8, true
-	case "fp4-kernel":
-		p, d.fp4SmallM = precision.FP4, 1<<30
+	case "fp4-kernel", "fp4-wide":
+		p, d.fp4SmallM, d.fp4WideM = precision.FP4, 1<<30, -1
+		if path == "fp4-wide" {
+			d.fp4SmallM, d.fp4WideM = -1, 1<<30
+		}
 		if err := d.k.load(modFP4); err != nil {
 			return nil, err
 		}
 	case "fp4-bf16":
-		p, d.fp4SmallM = precision.FP4, -1
+		p, d.fp4SmallM, d.fp4WideM = precision.FP4, -1, -1
 	default:
 		var err error
 		if p, err = precision.Parse(path); err != nil {
@@ -195,7 +199,10 @@ func (d *devState) benchLinear(dl *devLayer, p precision.Format, x, y, conv uint
 	if err := d.linear(dl, p, x, y, conv, rows, false); err != nil {
 		return "", err
 	}
-	if p == precision.FP4 && d.useFP4Kernel(rows) {
+	if p == precision.FP4 && d.useFP4Kernel(rows, dl.fp4Tiled) {
+		if !d.fp4Small(rows) {
+			return "nvfp4 wide kernel", nil
+		}
 		return "nvfp4 kernel", nil
 	}
 	g := d.plans[planKey{p: p, rows: rows, n: dl.out, k: dl.in, bias: dl.bias != 0, perTensor: dl.perTensor, fp8F32: dl.fp8F32}]
@@ -217,8 +224,8 @@ func (d *devState) markMid() error {
 // benchWeightBytes is the weight bytes a path reads.
 func benchWeightBytes(path, mode string, n, k int) int64 {
 	switch path {
-	case "fp4", "fp4-kernel", "fp4-bf16":
-		if mode == "nvfp4 kernel" {
+	case "fp4", "fp4-kernel", "fp4-wide", "fp4-bf16":
+		if strings.HasPrefix(mode, "nvfp4 ") {
 			return precision.NVFP4Bytes(n, k)
 		}
 		return precision.WeightBytes(precision.BF16, n, k)

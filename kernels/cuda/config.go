@@ -58,6 +58,12 @@ type Config struct {
 	// GEMM. 0 means the measured default (see docs/cuda.md); -1 never
 	// uses the NVFP4 kernel.
 	FP4SmallM int
+	// FP4WideM is the largest batch (rows) above FP4SmallM that runs fp4
+	// layers on the wide NVFP4 kernel (gbx_nvfp4_gemm_wide: 128 channels
+	// and 64 batch rows a CTA, weights in the tiled layout); larger batches
+	// use the dequantized-bf16 GEMM. 0 means the measured default
+	// (defaultFP4WideM); -1 never uses it.
+	FP4WideM int
 	// GEMVMaxRows is the largest batch (rows) whose bf16, fp16 and fp8
 	// linear layers run on Gearbox's own tensor-core kernel (gemv.cu)
 	// rather than on cuBLASLt. 0 means the default, GEMVMaxRowsDefault
@@ -86,7 +92,7 @@ type Config struct {
 	// algorithm, chosen for InvariantRefRows rows with split-K off,
 	// whatever the batch's row count; fp8 GEMMs take their scales the same
 	// way at every row count; fp4 layers always run the dequantized-bf16
-	// GEMM (FP4SmallM must be 0, which then means -1) and gbx_gemv is not
+	// GEMM (FP4SmallM and FP4WideM must be 0, which then means -1) and gbx_gemv is not
 	// used (GEMVMaxRows must be 0 or -1). Default off, or
 	// $GEARBOX_CUDA_BATCH_INVARIANT. What it costs: docs/cuda.md.
 	BatchInvariant bool
@@ -113,6 +119,9 @@ func (c *Config) validate() error {
 	}
 	if c.FP4SmallM < -1 {
 		return fmt.Errorf("%w: FP4SmallM = %d, want >= -1", ErrInvalidConfig, c.FP4SmallM)
+	}
+	if c.FP4WideM < -1 {
+		return fmt.Errorf("%w: FP4WideM = %d, want >= -1", ErrInvalidConfig, c.FP4WideM)
 	}
 	if c.GEMVMaxRows < -1 || c.GEMVMaxRows > gemvMaxM {
 		return fmt.Errorf("%w: GEMVMaxRows = %d, want -1 to %d", ErrInvalidConfig, c.GEMVMaxRows, gemvMaxM)
@@ -146,16 +155,22 @@ func (c *Config) validate() error {
 		if c.FP4SmallM > 0 {
 			return fmt.Errorf("%w: FP4SmallM = %d with BatchInvariant, want 0 or -1", ErrInvalidConfig, c.FP4SmallM)
 		}
+		if c.FP4WideM > 0 {
+			return fmt.Errorf("%w: FP4WideM = %d with BatchInvariant, want 0 or -1", ErrInvalidConfig, c.FP4WideM)
+		}
 		if c.GEMVMaxRows > 0 {
 			return fmt.Errorf("%w: GEMVMaxRows = %d with BatchInvariant, want 0 or -1", ErrInvalidConfig, c.GEMVMaxRows)
 		}
-		c.FP4SmallM, c.GEMVMaxRows = -1, -1
+		c.FP4SmallM, c.FP4WideM, c.GEMVMaxRows = -1, -1, -1
 	}
 	if c.GEMVMaxRows == 0 {
 		c.GEMVMaxRows = GEMVMaxRowsDefault
 	}
 	if c.FP4SmallM == 0 {
 		c.FP4SmallM = defaultFP4SmallM
+	}
+	if c.FP4WideM == 0 {
+		c.FP4WideM = defaultFP4WideM
 	}
 	if c.CacheDir == "" {
 		c.CacheDir = os.Getenv(EnvCacheDir)
@@ -185,6 +200,9 @@ const gemvMaxM = 8
 // 16) and loses from 20 (0.96×; 0.93× at 32). (On an H100, one 8192×8192
 // layer alone, it won up to 32.)
 const defaultFP4SmallM = 16
+
+// defaultFP4WideM: the wide NVFP4 kernel is off until measured.
+const defaultFP4WideM = -1
 
 // envBool reads the boolean variable name: "true" or "1", "false" or "0",
 // def where unset; another value is an error naming it.

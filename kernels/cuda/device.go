@@ -49,6 +49,7 @@ type devState struct {
 	graphErr    error            // the last capture failure, for tests and messages
 	benchMid    *cuEvent         // BenchLinear's mid-point event, or nil
 	fp4SmallM   int
+	fp4WideM    int  // Config.FP4WideM
 	fp4RowMajor bool // LMBench.FP4RowMajor: random fp4 weights row-major
 	gemvMaxM    int  // Config.GEMVMaxRows
 	invariant   bool // Config.BatchInvariant: GEMM algorithms fixed per shape (linear.go)
@@ -69,6 +70,7 @@ func openDevice(cfg Config) (d *devState, info DeviceInfo, err error) {
 		useGraphs: !cfg.NoGraphs && haveGraphs(),
 		margin:    cfg.FP8Margin,
 		fp4SmallM: cfg.FP4SmallM,
+		fp4WideM:  cfg.FP4WideM,
 		gemvMaxM:  cfg.GEMVMaxRows,
 		invariant: cfg.BatchInvariant,
 		lm:        newLMState(),

@@ -4,17 +4,21 @@ package cuda
 
 import "fmt"
 
-// useFP4Kernel reports whether an fp4 layer of rows rows runs on the NVFP4
-// kernel (small batches: it reads 4.5-bit weights) rather than the
-// dequantized-bf16 GEMM (large batches: cuBLASLt's tensor-core GEMM). The
-// kernel's module is loaded the first time it is wanted; if that fails, fp4
-// runs the GEMM.
-func (d *devState) useFP4Kernel(rows int) bool {
-	if d.fp4SmallM < 0 || rows > d.fp4SmallM {
+// useFP4Kernel reports whether an fp4 layer of rows rows (weights tiled:
+// in the NVFP4 kernels' tiled layout) runs on an NVFP4 kernel (it reads
+// 4.5-bit weights): the small-batch kernel up to FP4SmallM rows, the wide
+// one (tiled weights only) up to FP4WideM; otherwise the dequantized-bf16
+// GEMM (cuBLASLt's tensor-core GEMM). The kernels' module is loaded the
+// first time it is wanted; if that fails, fp4 runs the GEMM.
+func (d *devState) useFP4Kernel(rows int, tiled bool) bool {
+	if !d.fp4Small(rows) && !(tiled && rows <= d.fp4WideM) {
 		return false
 	}
 	return d.k.load(modFP4) == nil
 }
+
+// fp4Small reports whether rows rows take the small-batch NVFP4 kernel.
+func (d *devState) fp4Small(rows int) bool { return d.fp4SmallM >= 0 && rows <= d.fp4SmallM }
 
 // fp4Linear enqueues an fp4 layer on the NVFP4 kernel: the input rounded to
 // bf16 into conv, then y = x·(E2M1 × s_b × s_t)ᵀ + bias, then relu.
@@ -43,7 +47,16 @@ func (d *devState) nvfp4(x, w, ws uint64, ts float32, tsv, bias, y uint64, rows,
 	if tiled && x%16 != 0 {
 		return fmt.Errorf("cuda: NVFP4 kernel: operand at %#x, want 16-byte alignment for the tiled layout", x)
 	}
-	return d.k.nvfp4Gemm(d.stream, x, w, ws, ts, tsv, bias, y, rows, n, k, tiled)
+	if d.fp4Small(rows) || !tiled {
+		return d.k.nvfp4Gemm(d.stream, x, w, ws, ts, tsv, bias, y, rows, n, k, tiled)
+	}
+	// The wide kernel's partial sums go to cuBLASLt's workspace: the same
+	// stream, read back by nvfp4WideSum before any later GEMM runs.
+	z := d.k.fp4WideSplits(rows, n, k, workspaceBytes)
+	if err := d.k.nvfp4GemmWide(d.stream, x, w, ws, ts, tsv, bias, y, d.workspace, rows, n, k, z); err != nil || z == 1 {
+		return err
+	}
+	return d.k.nvfp4WideSum(d.stream, d.workspace, ts, tsv, bias, y, rows, n, z)
 }
 
 // fp4Tileable reports whether an n × k NVFP4 weight is stored in the

@@ -30,7 +30,7 @@ type DeviceInfo struct {
 // The linear-layer paths BenchLinear times. Each is what Forward runs for
 // one linear layer at that precision, except the variants named after a
 // dash, which pin one implementation.
-var BenchPaths = []string{"fp32", "tf32", "bf16", "fp16", "fp8", "fp8-tensor", "fp4", "fp4-kernel", "fp4-bf16"}
+var BenchPaths = []string{"fp32", "tf32", "bf16", "fp16", "fp8", "fp8-tensor", "fp4", "fp4-kernel", "fp4-wide", "fp4-bf16"}
 
 // LinearBench configures BenchLinear.
 type LinearBench struct {

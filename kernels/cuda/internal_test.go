@@ -126,12 +126,7 @@ func TestOOMSplit(t *testing.T) {
 	if len(seen) < 5 {
 		t.Errorf("allocations tried for %v rows: want the batch split down to <= 8", seen)
 	}
-	var num, den float64
-	for i := range want {
-		num += float64(got[i]-want[i]) * float64(got[i]-want[i])
-		den += float64(want[i]) * float64(want[i])
-	}
-	if e := math.Sqrt(num / den); !(e < 1e-6) {
+	if e := relL2(got, want); !(e < 1e-6) {
 		t.Errorf("split result differs from the whole batch's: rel L2 %g", e)
 	}
 	// A single row that cannot be allocated fails with ErrOutOfMemory.
@@ -320,17 +315,21 @@ func TestQuantizersMatchCPU(t *testing.T) {
 	}
 }
 
-// TestFP4Paths checks the NVFP4 kernel against the dequantized-bf16 GEMM:
-// the same operands, so only accumulation order differs. The shapes take
-// the tiled layout (whole tiles of 16 rows and chunks of 128 columns) and
-// the row-major exact path (the rest).
+// TestFP4Paths checks the NVFP4 kernels (the small-batch one, and the wide
+// one where the weights are tiled) against the dequantized-bf16 GEMM: the
+// same operands, so only accumulation order differs. The shapes take the
+// tiled layout (whole tiles of 16 rows and chunks of 128 columns) and the
+// row-major exact path (the rest); the wide kernel's K in one CTA and
+// split over 2-8 (its sums added by gbx_nvfp4_wide_sum), its last CTA's
+// channels partly past N (272), its batch tiles full and partial.
 func TestFP4Paths(t *testing.T) {
-	kernel := newTestBackend(t, Config{FP4SmallM: 1 << 20})
-	gemm := newTestBackend(t, Config{FP4SmallM: -1})
+	kernel := newTestBackend(t, Config{FP4SmallM: 1 << 20, FP4WideM: -1})
+	wide := newTestBackend(t, Config{FP4SmallM: -1, FP4WideM: 1 << 20})
+	gemm := newTestBackend(t, Config{FP4SmallM: -1, FP4WideM: -1})
 	if err := kernel.do(context.Background(), func(d *devState) error { return d.k.load(modFP4) }); err != nil {
 		t.Skipf("no NVFP4 kernel: %v", err)
 	}
-	for _, dims := range [][]int{{512, 256, 384}, {40, 24}, {1024, 64}, {2816, 48, 32}} {
+	for _, dims := range [][]int{{512, 256, 384}, {40, 24}, {1024, 64}, {2816, 48, 32}, {128, 272}} {
 		m, err := model.Synth(model.SynthConfig{Name: "fp4", Dims: dims, Act: model.ReLU, Seed: int64(dims[1])})
 		if err != nil {
 			t.Fatal(err)
@@ -340,21 +339,21 @@ func TestFP4Paths(t *testing.T) {
 			for i := range in {
 				in[i] = float32(math.Sin(float64(i)*0.37)) * 3
 			}
-			a, err := kernel.Forward(context.Background(), m, precision.FP4, in, rows)
-			if err != nil {
-				t.Fatal(err)
-			}
 			b, err := gemm.Forward(context.Background(), m, precision.FP4, in, rows)
 			if err != nil {
 				t.Fatal(err)
 			}
-			var num, den float64
-			for i := range a {
-				num += float64(a[i]-b[i]) * float64(a[i]-b[i])
-				den += float64(b[i]) * float64(b[i])
-			}
-			if e := math.Sqrt(num / den); !(e <= 1e-5) {
-				t.Errorf("dims %v rows %d: NVFP4 kernel vs bf16 GEMM rel L2 %g, want <= 1e-5", dims, rows, e)
+			for _, k := range []struct {
+				name string
+				b    *Backend
+			}{{"NVFP4 kernel", kernel}, {"wide NVFP4 kernel", wide}} {
+				a, err := k.b.Forward(context.Background(), m, precision.FP4, in, rows)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if e := relL2(a, b); !(e <= 1e-5) {
+					t.Errorf("dims %v rows %d: %s vs bf16 GEMM rel L2 %g, want <= 1e-5", dims, rows, k.name, e)
+				}
 			}
 		}
 	}
@@ -445,4 +444,14 @@ func TestFormatUUID(t *testing.T) {
 	if got, want := formatUUID(gpu, mig), "MIG-5d3c0102-abcd-000f-1020-deadbeef0002"; got != want {
 		t.Errorf("formatUUID of a MIG instance = %q; want %q", got, want)
 	}
+}
+
+// relL2 is ‖got − want‖ / ‖want‖ in float64.
+func relL2(got, want []float32) float64 {
+	var num, den float64
+	for i := range want {
+		num += float64(got[i]-want[i]) * float64(got[i]-want[i])
+		den += float64(want[i]) * float64(want[i])
+	}
+	return math.Sqrt(num / den)
 }

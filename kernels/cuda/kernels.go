@@ -176,6 +176,8 @@ func (k *kernelSet) spin(s cuStream, ns int) error {
 var (
 	kNVFP4Gemm      = defKernel(modFP4, "gbx_nvfp4_gemm", C.GBX_FP4_SMEM_BYTES).streamed()
 	kNVFP4GemmTiled = defKernel(modFP4, "gbx_nvfp4_gemm_tiled", C.GBX_FP4_SMEM_BYTES).streamed()
+	kNVFP4GemmWide  = defKernel(modFP4, "gbx_nvfp4_gemm_wide", C.GBX_FP4W_SMEM_BYTES).streamed()
+	kNVFP4WideSum   = defKernel(modFP4, "gbx_nvfp4_wide_sum", 0)
 )
 
 // The NVFP4 kernel's output channels and batch rows a CTA.
@@ -193,4 +195,37 @@ func (k *kernelSet) nvfp4Gemm(s cuStream, x, w, ws uint64, ts float32, tsv, bias
 	a := newArgs().ptr(x).ptr(w).ptr(ws).f32(ts).ptr(tsv).ptr(bias).ptr(y).i32(m).i32(n).i32(kdim).i32((kdim + 15) / 16 * 16)
 	grid := [3]uint32{uint32((n + fp4Rows - 1) / fp4Rows), uint32((m + fp4MTile - 1) / fp4MTile), 1}
 	return k.run(s, launch{kernel: kd, grid: grid, block: [3]uint32{C.GBX_FP4_THREADS, 1, 1}, smem: C.GBX_FP4_SMEM_BYTES, args: a})
+}
+
+// The wide NVFP4 kernel's output channels and batch rows a CTA.
+const fp4WideRows, fp4WideMTile = C.GBX_FP4W_ROWS, C.GBX_FP4W_MTILE
+
+// fp4WideSplits is how many CTAs gbx_nvfp4_gemm_wide splits K of an m × n
+// × kdim product over: enough for about two CTAs an SM (1 when the
+// channels and batch tiles give that already), at most 8 and one chunk
+// of 128 columns each, and partial sums (splits × m × n floats) within
+// scratch bytes.
+func (k *kernelSet) fp4WideSplits(m, n, kdim, scratch int) int {
+	ctas := (n + fp4WideRows - 1) / fp4WideRows * ((m + fp4WideMTile - 1) / fp4WideMTile)
+	z := min((2*k.sms+ctas/2)/ctas, 8, kdim/128)
+	for z > 1 && z*m*n*4 > scratch {
+		z--
+	}
+	return max(z, 1)
+}
+
+// nvfp4GemmWide computes y = x·Wᵀ + bias as nvfp4Gemm does, on the wide
+// kernel (tiled weights only; kdim % 128 == 0, n % 16 == 0): with z > 1
+// splits of K it writes their sums to part [z, m, n] and nvfp4WideSum
+// must follow.
+func (k *kernelSet) nvfp4GemmWide(s cuStream, x, w, ws uint64, ts float32, tsv, bias, y, part uint64, m, n, kdim, z int) error {
+	a := newArgs().ptr(x).ptr(w).ptr(ws).f32(ts).ptr(tsv).ptr(bias).ptr(y).ptr(part).i32(m).i32(n).i32(kdim)
+	grid := [3]uint32{uint32((m + fp4WideMTile - 1) / fp4WideMTile), uint32((n + fp4WideRows - 1) / fp4WideRows), uint32(z)}
+	return k.run(s, launch{kernel: kNVFP4GemmWide, grid: grid, block: [3]uint32{C.GBX_FP4W_THREADS, 1, 1}, smem: C.GBX_FP4W_SMEM_BYTES, args: a})
+}
+
+// nvfp4WideSum writes y [m, n] = (the z partial sums of part, in order) ×
+// the tensor scale (ts, or tsv[n]) + bias after nvfp4GemmWide.
+func (k *kernelSet) nvfp4WideSum(s cuStream, part uint64, ts float32, tsv, bias, y uint64, m, n, z int) error {
+	return k.run(s, k.gridStride(kNVFP4WideSum, m*n, newArgs().ptr(part).f32(ts).ptr(tsv).ptr(bias).ptr(y).i64(m*n).i32(n).i32(z)))
 }

@@ -52,6 +52,8 @@ func TestLaunches(t *testing.T) {
 		{"spin", func() error { return k.spin(s, 1000) }},
 		{"nvfp4Gemm", func() error { return k.nvfp4Gemm(s, 1, 2, 3, 0.5, 0, 4, 5, 65, 100, 250, false) }},
 		{"nvfp4Gemm tiled", func() error { return k.nvfp4Gemm(s, 1, 2, 3, 0, 6, 4, 5, 7, 96, 4096, true) }},
+		{"nvfp4GemmWide", func() error { return k.nvfp4GemmWide(s, 1, 2, 3, 0, 6, 4, 5, 8, 130, 4096, 14336, 3) }},
+		{"nvfp4WideSum", func() error { return k.nvfp4WideSum(s, 8, 0.5, 0, 4, 5, 130, 4096, 3) }},
 		{"lmConvert", func() error { return k.lmConvert(s, 1, fmtBF16, 2, fmtF32, 1000) }},
 		{"lmFill", func() error { return k.lmFill(s, 1, fmtE4M3, 1000, 7, -1, 1) }},
 		{"lmEmbed", func() error { return k.lmEmbed(s, 1, fmtBF16, 2, 3, 7, 64) }},

@@ -63,18 +63,21 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 	}
 	// The run's overrides of the device's settings, put back at the end.
 	type settings struct {
-		gemvMaxM, fp4SmallM               int
+		gemvMaxM, fp4SmallM, fp4WideM     int
 		attnDec, attnPartial, pdl, fp4Row bool
 	}
 	var was settings
 	_ = b.do(ctx, func(d *devState) error {
-		was = settings{d.gemvMaxM, d.fp4SmallM, d.attnDec, d.attnPartial, d.k.pdl, d.fp4RowMajor}
+		was = settings{d.gemvMaxM, d.fp4SmallM, d.fp4WideM, d.attnDec, d.attnPartial, d.k.pdl, d.fp4RowMajor}
 		d.fp4RowMajor = cfg.FP4RowMajor
 		if cfg.GEMVMaxRows != 0 {
 			d.gemvMaxM = cfg.GEMVMaxRows
 		}
 		if cfg.FP4SmallM != 0 {
 			d.fp4SmallM = cfg.FP4SmallM
+		}
+		if cfg.FP4WideM != 0 {
+			d.fp4WideM = cfg.FP4WideM
 		}
 		d.attnDec = d.attnDec || cfg.AttnDec
 		d.attnPartial = d.attnPartial || cfg.AttnPartial
@@ -83,7 +86,7 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 	})
 	defer func() {
 		_ = b.do(ctx, func(d *devState) error {
-			d.gemvMaxM, d.fp4SmallM, d.attnDec, d.attnPartial, d.k.pdl = was.gemvMaxM, was.fp4SmallM, was.attnDec, was.attnPartial, was.pdl
+			d.gemvMaxM, d.fp4SmallM, d.fp4WideM, d.attnDec, d.attnPartial, d.k.pdl = was.gemvMaxM, was.fp4SmallM, was.fp4WideM, was.attnDec, was.attnPartial, was.pdl
 			d.fp4RowMajor = was.fp4Row
 			return nil
 		})
@@ -211,7 +214,10 @@ func (b *Backend) benchLMCase(ctx context.Context, m *lm.Model, p precision.Form
 	r.StepMS, r.MinMS = times[len(times)/2], times[0]
 	r.TokPerS = float64(batch) / (r.StepMS / 1e3)
 	var fp4Kernel bool
-	_ = b.do(ctx, func(d *devState) error { fp4Kernel = p == precision.FP4 && d.useFP4Kernel(batch); return nil })
+	_ = b.do(ctx, func(d *devState) error {
+		fp4Kernel = p == precision.FP4 && d.useFP4Kernel(batch, !d.fp4RowMajor)
+		return nil
+	})
 	r.WeightBytes = lmStepWeightBytes(c, p, fp4Kernel)
 	meanCtx := float64(prompt+warmup) + float64(steps)/2 + 1
 	r.KVBytes = int64(float64(batch) * meanCtx * float64(kernels.KVBlockBytes(c, kernels.KVFormat(p))) / kvBlock)

@@ -62,6 +62,9 @@ type LMBench struct {
 	// FP4SmallM, if not 0, replaces the backend's Config.FP4SmallM for the
 	// run (-1: fp4 on the dequantized-bf16 GEMM at every batch).
 	FP4SmallM int
+	// FP4WideM, if not 0, replaces the backend's Config.FP4WideM for the
+	// run (-1: the wide NVFP4 kernel off).
+	FP4WideM int
 	// FP4RowMajor, if set, stores the random fp4 weights row-major for the
 	// run instead of in the NVFP4 kernel's tiled layout, for side-by-side
 	// timings.

@@ -4,7 +4,6 @@ package cuda
 
 import (
 	"context"
-	"math"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -172,8 +171,9 @@ func TestLMChunking(t *testing.T) {
 	}
 }
 
-// TestLMFP4Paths: fp4 on the NVFP4 kernel (per-channel tensor scales,
-// gbx_nvfp4_gemm_tiled and gbx_nvfp4_gemm) and on the dequantized-bf16 GEMM read the same weights,
+// TestLMFP4Paths: fp4 on the NVFP4 kernels (per-channel tensor scales,
+// gbx_nvfp4_gemm_tiled and gbx_nvfp4_gemm; gbx_nvfp4_gemm_wide where the
+// weights are tiled) and on the dequantized-bf16 GEMM read the same weights,
 // so their logits differ by the order of sums only. Two models: every
 // projection's K a multiple of 128 (the kernel's tensor-core path, tiled
 // weights: hidden 128, q 128, intermediate 256), and a narrow one whose
@@ -181,7 +181,8 @@ func TestLMChunking(t *testing.T) {
 // others on the exact CUDA-core path, row-major).
 func TestLMFP4Paths(t *testing.T) {
 	kernel := newTestBackend(t, Config{FP4SmallM: 1 << 20})
-	gemm := newTestBackend(t, Config{FP4SmallM: -1})
+	wide := newTestBackend(t, Config{FP4SmallM: -1, FP4WideM: 1 << 20})
+	gemm := newTestBackend(t, Config{FP4SmallM: -1, FP4WideM: -1})
 	if err := kernel.do(context.Background(), func(d *devState) error { return d.k.load(modFP4) }); err != nil {
 		t.Skipf("no NVFP4 kernel: %v", err)
 	}
@@ -205,16 +206,16 @@ func TestLMFP4Paths(t *testing.T) {
 			}
 			return o[0].Logits
 		}
-		a, g := logits(kernel), logits(gemm)
-		var num, den float64
-		for i := range a {
-			num += float64(a[i]-g[i]) * float64(a[i]-g[i])
-			den += float64(g[i]) * float64(g[i])
-		}
-		e := math.Sqrt(num / den)
-		t.Logf("hidden %d: fp4 kernel vs bf16 GEMM: logits rel L2 %.3g", c.Hidden, e)
-		if !(e <= 5e-3) {
-			t.Errorf("hidden %d: fp4 logits on the NVFP4 kernel vs the bf16 GEMM: rel L2 %.3g, want <= 5e-3", c.Hidden, e)
+		g := logits(gemm)
+		for _, k := range []struct {
+			name string
+			b    *Backend
+		}{{"NVFP4 kernel", kernel}, {"wide NVFP4 kernel", wide}} {
+			e := relL2(logits(k.b), g)
+			t.Logf("hidden %d: fp4 %s vs bf16 GEMM: logits rel L2 %.3g", c.Hidden, k.name, e)
+			if !(e <= 5e-3) {
+				t.Errorf("hidden %d: fp4 logits on the %s vs the bf16 GEMM: rel L2 %.3g, want <= 5e-3", c.Hidden, k.name, e)
+			}
 		}
 	}
 }

@@ -189,6 +189,7 @@ static std::vector<Kern> &kernels_table() {
 	    kern("gbx_lm_logprobs", "lm", gbx_lm_logprobs), kern("gbx_lm_sample", "lm", gbx_lm_sample),
 	    kern("gbx_gemv", "gemv", gbx_gemv),
 	    kern("gbx_nvfp4_gemm", "fp4_linear", gbx_nvfp4_gemm), kern("gbx_nvfp4_gemm_tiled", "fp4_linear", gbx_nvfp4_gemm_tiled),
+	    kern("gbx_nvfp4_gemm_wide", "fp4_linear", gbx_nvfp4_gemm_wide), kern("gbx_nvfp4_wide_sum", "fp4_linear", gbx_nvfp4_wide_sum),
 	};
 	return t;
 }

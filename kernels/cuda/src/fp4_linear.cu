@@ -103,6 +103,61 @@ __device__ __forceinline__ void gbx_xpairs(u32 (&p)[4], const u32 (&r)[4]) {
 	p[3] = gbx_prmt(r[1], r[3], 0x7632u);
 }
 
+// A warp's codes and block scales of one stage (the slot at sb; RT 16-row tiles, rows g and
+// g + 8 of each): wv[i][h] the thread's 16 code bytes (word q: columns t*32 + q*8 .. + 7 of its
+// row), sc[i][h][b] the bf16x2 scales of its blocks 2t + b.
+template <int RT>
+__device__ __forceinline__ void gbx_fp4_wload(u32 (&wv)[RT][2][4], u32 (&sc)[RT][2][2], u32 sb, int lane) {
+#pragma unroll
+	for (int i = 0; i < RT; ++i)
+#pragma unroll
+		for (int h = 0; h < 2; ++h) {
+			gbx_lds128(wv[i][h], sb + ((i * 2 + h) * 32 + lane) * 16);
+			const u32 s2 = gbx_lds32(sb + RT * 1024 + ((i * 2 + h) * 32 + lane) * 4) >> ((lane & 1) * 16);
+			sc[i][h][0] = gbx_scale_bf16x2(s2 & 0xffu);
+			sc[i][h][1] = gbx_scale_bf16x2((s2 >> 8) & 0xffu);
+		}
+}
+
+template <int RT, int NT>
+__device__ __forceinline__ void gbx_fp4_zero(float (&acc)[RT][NT][4]) {
+#pragma unroll
+	for (int i = 0; i < RT; ++i)
+#pragma unroll
+		for (int j = 0; j < NT; ++j)
+#pragma unroll
+			for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.f;
+}
+
+// The tensor-core work of word q of a stage: for each of RT channel tiles, its codes dequantized
+// (times their block scales) into two A fragments, each multiplied with NT batch tiles' B pairs.
+template <int RT, int NT, int DQ>
+__device__ __forceinline__ void gbx_fp4_mma_q(float (&acc)[RT][NT][4], const u32 (&wv)[RT][2][4], const u32 (&sc)[RT][2][2],
+                                              const u32 (&xp)[NT][4], int q) {
+#pragma unroll
+	for (int i = 0; i < RT; ++i) {
+		const u32 WA = wv[i][0][q], WB = wv[i][1][q];
+		const u32 sA = sc[i][0][q >> 1], sB = sc[i][1][q >> 1];
+		const u32 WA2 = WA >> 8, WB2 = WB >> 8;
+		{
+			const u32 a0 = gbx_bmul2(gbx_pair<0, DQ>(WA, WA2), sA);
+			const u32 a1 = gbx_bmul2(gbx_pair<0, DQ>(WB, WB2), sB);
+			const u32 a2 = gbx_bmul2(gbx_pair<1, DQ>(WA, WA2), sA);
+			const u32 a3 = gbx_bmul2(gbx_pair<1, DQ>(WB, WB2), sB);
+#pragma unroll
+			for (int j = 0; j < NT; ++j) gbx_mma(acc[i][j], a0, a1, a2, a3, xp[j][0], xp[j][1]);
+		}
+		{
+			const u32 a0 = gbx_bmul2(gbx_pair<2, DQ>(WA, WA2), sA);
+			const u32 a1 = gbx_bmul2(gbx_pair<2, DQ>(WB, WB2), sB);
+			const u32 a2 = gbx_bmul2(gbx_pair<3, DQ>(WA, WA2), sA);
+			const u32 a3 = gbx_bmul2(gbx_pair<3, DQ>(WB, WB2), sB);
+#pragma unroll
+			for (int j = 0; j < NT; ++j) gbx_mma(acc[i][j], a0, a1, a2, a3, xp[j][2], xp[j][3]);
+		}
+	}
+}
+
 // The tensor-core path. NT: 8-row batch tiles (M <= 8 NT); RT: 16-channel tiles per warp;
 // RW x KW = 8 warps: RW channel groups x KW K-groups; RT * RW * 16 = 64 channels; S stages.
 // TL: w and ws in the tiled layout (gbx_nvfp4_gemm_tiled); otherwise row-major.
@@ -177,12 +232,7 @@ __device__ __forceinline__ void gbx_fp4_fast(const unsigned short* __restrict__ 
 	gbx_pdl();
 
 	float acc[RT][NT][4];
-#pragma unroll
-	for (int i = 0; i < RT; ++i)
-#pragma unroll
-		for (int j = 0; j < NT; ++j)
-#pragma unroll
-			for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.f;
+	gbx_fp4_zero(acc);
 
 	constexpr bool XCHUNK = NT <= 2; // x for a whole chunk prefetched one chunk ahead
 	constexpr int XN = XCHUNK ? NT : 1;
@@ -217,15 +267,7 @@ __device__ __forceinline__ void gbx_fp4_fast(const unsigned short* __restrict__ 
 		const u32 sb = sbase0 + (it % S) * STB;
 		u32 wv[RT][2][4];
 		u32 sc[RT][2][2];
-#pragma unroll
-		for (int i = 0; i < RT; ++i)
-#pragma unroll
-			for (int h = 0; h < 2; ++h) {
-				gbx_lds128(wv[i][h], sb + ((i * 2 + h) * 32 + lane) * 16);
-				const u32 s2 = gbx_lds32(sb + RT * 1024 + ((i * 2 + h) * 32 + lane) * 4) >> ((t & 1) * 16);
-				sc[i][h][0] = gbx_scale_bf16x2(s2 & 0xffu);
-				sc[i][h][1] = gbx_scale_bf16x2((s2 >> 8) & 0xffu);
-			}
+		gbx_fp4_wload<RT>(wv, sc, sb, lane);
 
 		u32 xw[NT][4];
 		if (!XCHUNK) {
@@ -252,28 +294,7 @@ __device__ __forceinline__ void gbx_fp4_fast(const unsigned short* __restrict__ 
 					for (int j = 0; j < NT; ++j) gbx_ldg128(xw[j], xrow[j] + c * 128 + (q + 1) * 8);
 				}
 			}
-#pragma unroll
-			for (int i = 0; i < RT; ++i) {
-				const u32 WA = wv[i][0][q], WB = wv[i][1][q];
-				const u32 sA = sc[i][0][q >> 1], sB = sc[i][1][q >> 1];
-				const u32 WA2 = WA >> 8, WB2 = WB >> 8;
-				{
-					const u32 a0 = gbx_bmul2(gbx_pair<0, DQ>(WA, WA2), sA);
-					const u32 a1 = gbx_bmul2(gbx_pair<0, DQ>(WB, WB2), sB);
-					const u32 a2 = gbx_bmul2(gbx_pair<1, DQ>(WA, WA2), sA);
-					const u32 a3 = gbx_bmul2(gbx_pair<1, DQ>(WB, WB2), sB);
-#pragma unroll
-					for (int j = 0; j < NT; ++j) gbx_mma(acc[i][j], a0, a1, a2, a3, xp[j][0], xp[j][1]);
-				}
-				{
-					const u32 a0 = gbx_bmul2(gbx_pair<2, DQ>(WA, WA2), sA);
-					const u32 a1 = gbx_bmul2(gbx_pair<2, DQ>(WB, WB2), sB);
-					const u32 a2 = gbx_bmul2(gbx_pair<3, DQ>(WA, WA2), sA);
-					const u32 a3 = gbx_bmul2(gbx_pair<3, DQ>(WB, WB2), sB);
-#pragma unroll
-					for (int j = 0; j < NT; ++j) gbx_mma(acc[i][j], a0, a1, a2, a3, xp[j][2], xp[j][3]);
-				}
-			}
+			gbx_fp4_mma_q<RT, NT, DQ>(acc, wv, sc, xp, q);
 		}
 		if (XCHUNK) {
 #pragma unroll
@@ -333,6 +354,116 @@ __device__ __forceinline__ void gbx_fp4_fast(const unsigned short* __restrict__ 
 					if (m < M) y[(size_t)m * N + n] = gbx_fadd(gbx_fmul(acc[i][j][h * 2 + e], oscn), b);
 				}
 		}
+}
+
+// The wide path (gbx_nvfp4_gemm_wide): batches of more rows than the fast path serves well. The
+// fast path's CTA of 32 channels reads all of x, so at 64 rows x costs the L2 ~3.6x the weights'
+// bytes; here a CTA takes GBX_FP4W_ROWS = 128 channels (4 warps x 2 tiles of 16) x 64 batch rows,
+// and x's chunk is copied into shared memory once for the 4 warps. Weights tiled (TL) only.
+//  * Stage (GBX_FP4W_STAGE_BYTES): x's chunk [64 rows][128 bf16], then each warp's weight slot as
+//    in the fast path. x's 16-byte units are stored swizzled: the unit of columns t*32 + q*8 of
+//    row r (what thread t reads for word q) at position (4q + t) ^ (4 (r & 1)), so that the 8
+//    threads of a quarter-warp (rows g, g + 1; t = 0..3) read 128 distinct banks' bytes.
+//  * A S-stage cp.async ring shared by the CTA: wait for stage it, barrier (everyone is also done
+//    with stage it - 1), refill stage it - 1's slot with chunk it + S - 1, compute.
+//  * K is split over gridDim.z CTAs (chunks [K/128 z / Z, K/128 (z + 1) / Z)) when the host
+//    finds too few CTAs (a 4,096-channel layer is 32): each writes its fp32 sums to
+//    part[z][M][N] and gbx_nvfp4_wide_sum adds them in z order. With Z = 1 the CTA writes y.
+//  * NT batch tiles of 8 (the CTA's rows, at most 64, rounded up to 16, 32 or 64): a CTA of
+//    fewer rows copies and multiplies only those.
+//  Same inputs, same grid: same bits.
+template <int S, int NT>
+__device__ __forceinline__ void gbx_fp4_wide(const unsigned short* __restrict__ x, const unsigned char* __restrict__ w,
+                                             const unsigned char* __restrict__ ws, float ts,
+                                             const float* __restrict__ tsv, const float* __restrict__ bias,
+                                             float* __restrict__ y, float* __restrict__ part, int M, int N, int K,
+                                             unsigned char* smem) {
+	constexpr int RT = 2, NWARP = GBX_FP4W_THREADS / 32, WSB = RT * 1280, XB = GBX_FP4W_MTILE * 256;
+	static_assert(GBX_FP4W_STAGE_BYTES == XB + NWARP * WSB && GBX_FP4W_ROWS == NWARP * RT * 16, "abi.h");
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+	const int g = lane >> 2, t = lane & 3;
+	const int mbase = blockIdx.x * GBX_FP4W_MTILE;
+	const int nchunks = K >> 7, ntiles = N >> 4;
+	const int tile0 = blockIdx.y * (GBX_FP4W_ROWS / 16) + warp * RT;
+	const int c0 = (int)((long long)nchunks * blockIdx.z / gridDim.z);
+	const int nmy = (int)((long long)nchunks * (blockIdx.z + 1) / gridDim.z) - c0;
+	// Tiles past N are clamped (read, never written); batch rows past M likewise.
+	int tt[RT];
+#pragma unroll
+	for (int i = 0; i < RT; ++i) tt[i] = gbx_imin(tile0 + i, ntiles - 1);
+	const u32 sbase = gbx_smem_addr(smem);
+
+	auto issue = [&](int it) {
+		const int c = c0 + it;
+		const u32 sb = sbase + (it % S) * GBX_FP4W_STAGE_BYTES;
+		const u32 wb = sb + XB + warp * WSB;
+#pragma unroll
+		for (int i = 0; i < RT; ++i)
+#pragma unroll
+			for (int h = 0; h < 2; ++h) {
+				const size_t u = (size_t)tt[i] * nchunks + c;
+				gbx_cp16(wb + ((i * 2 + h) * 32 + lane) * 16, w + u * 1024 + h * 512 + lane * 16);
+				gbx_cp4(wb + RT * 1024 + ((i * 2 + h) * 32 + lane) * 4, ws + u * 128 + h * 64 + g * 8 + 4 * (t >> 1));
+			}
+#pragma unroll
+		for (int r = 0; r < NT * 8 * 16 / GBX_FP4W_THREADS; ++r) {
+			const int idx = threadIdx.x + GBX_FP4W_THREADS * r, row = idx >> 4, u = idx & 15; // columns 8u..8u+7
+			const int pos = (((u & 3) << 2) | (u >> 2)) ^ ((row & 1) << 2);
+			gbx_cp16(sb + row * 256 + pos * 16, x + (size_t)gbx_imin(mbase + row, M - 1) * K + c * 128 + u * 8);
+		}
+	};
+
+#pragma unroll
+	for (int s = 0; s < S - 1; ++s) {
+		if (s < nmy) issue(s);
+		gbx_cp_commit();
+	}
+
+	float acc[RT][NT][4];
+	gbx_fp4_zero(acc);
+
+	for (int it = 0; it < nmy; ++it) {
+		gbx_cp_wait<S - 2>();
+		__syncthreads();
+		if (it + S - 1 < nmy) issue(it + S - 1);
+		gbx_cp_commit();
+		const u32 sb = sbase + (it % S) * GBX_FP4W_STAGE_BYTES;
+		u32 wv[RT][2][4];
+		u32 sc[RT][2][2];
+		gbx_fp4_wload<RT>(wv, sc, sb + XB + warp * WSB, lane);
+#pragma unroll
+		for (int q = 0; q < 4; ++q) {
+			u32 xp[NT][4];
+#pragma unroll
+			for (int j = 0; j < NT; ++j) {
+				u32 xw[4];
+				gbx_lds128(xw, sb + (8 * j + g) * 256 + (((q << 2) | t) ^ ((g & 1) << 2)) * 16);
+				gbx_xpairs(xp[j], xw);
+			}
+			gbx_fp4_mma_q<RT, NT, 0>(acc, wv, sc, xp, q);
+		}
+	}
+	gbx_cp_wait<0>();
+
+	const bool split = gridDim.z > 1;
+	float* out = split ? part + (size_t)blockIdx.z * M * N : y;
+#pragma unroll
+	for (int i = 0; i < RT; ++i) {
+		if (tile0 + i >= ntiles) continue;
+#pragma unroll
+		for (int h = 0; h < 2; ++h) {
+			const int n = (tile0 + i) * 16 + 8 * h + g;
+			const float b = split || !bias ? 0.f : bias[n];
+			const float oscn = split ? 1.f : gbx_fmul(tsv ? tsv[n] : ts, 256.0f);
+#pragma unroll
+			for (int j = 0; j < NT; ++j)
+#pragma unroll
+				for (int e = 0; e < 2; ++e) {
+					const int m = mbase + 8 * j + 2 * t + e;
+					if (m < M) out[(size_t)m * N + n] = split ? acc[i][j][h * 2 + e] : gbx_fadd(gbx_fmul(acc[i][j][h * 2 + e], oscn), b);
+				}
+		}
+	}
 }
 
 // Exact CUDA-core path for shapes/alignments the fast path does not take: per element
@@ -473,4 +604,41 @@ extern "C" __global__ void __launch_bounds__(GBX_FP4_THREADS, 2)
 	gbx_pdl_weights_first(); // gbx_fp4_dispatch waits
 	GBX_DYN_SMEM(gbx_fp4_smem_t, GBX_FP4_SMEM_BYTES);
 	gbx_fp4_dispatch<8, GBX_FP4_ROWS, GBX_FP4_STAGES, 0, true>(x, w, ws, ts, bias, y, M, N, K, Kp, gbx_fp4_smem_t, tsv);
+}
+
+// gbx_nvfp4_gemm_wide: the wide path (gbx_fp4_wide) for tiled weights, K % 128 == 0, N % 16 ==
+// 0, x 16-byte aligned (the host checks). Grid (ceil(M / GBX_FP4W_MTILE), ceil(N /
+// GBX_FP4W_ROWS), Z), GBX_FP4W_THREADS threads, GBX_FP4W_SMEM_BYTES of dynamic shared memory;
+// part [Z, M, N] fp32 scratch when Z > 1 (then y is gbx_nvfp4_wide_sum's to write).
+extern "C" __global__ void __launch_bounds__(GBX_FP4W_THREADS, 2)
+    gbx_nvfp4_gemm_wide(const unsigned short* __restrict__ x, // [M, K] bf16 bits
+                        const unsigned char* __restrict__ w,  // packed E2M1, tiled
+                        const unsigned char* __restrict__ ws, // E4M3 block scales, tiled
+                        float ts,                             // float32 tensor scale (tsv NULL)
+                        const float* __restrict__ tsv,        // [N] float32 tensor scales, or NULL
+                        const float* __restrict__ bias,       // [N] or NULL
+                        float* __restrict__ y,                // [M, N] fp32 (Z == 1)
+                        float* __restrict__ part,             // [Z, M, N] fp32 (Z > 1)
+                        int M, int N, int K) {
+	gbx_pdl();
+	GBX_DYN_SMEM(gbx_fp4_smem_w, GBX_FP4W_SMEM_BYTES);
+	const int mloc = gbx_imin(M - (int)blockIdx.x * GBX_FP4W_MTILE, GBX_FP4W_MTILE);
+	if (mloc <= 16) gbx_fp4_wide<GBX_FP4W_STAGES, 2>(x, w, ws, ts, tsv, bias, y, part, M, N, K, gbx_fp4_smem_w);
+	else if (mloc <= 32) gbx_fp4_wide<GBX_FP4W_STAGES, 4>(x, w, ws, ts, tsv, bias, y, part, M, N, K, gbx_fp4_smem_w);
+	else gbx_fp4_wide<GBX_FP4W_STAGES, 8>(x, w, ws, ts, tsv, bias, y, part, M, N, K, gbx_fp4_smem_w);
+}
+
+// gbx_nvfp4_wide_sum: y[i] = (sum over z in order of part[z][i]) * ts_n * 2^8 + bias[n], i over
+// M * N (n = i % N), grid-stride.
+extern "C" __global__ void gbx_nvfp4_wide_sum(const float* __restrict__ part, float ts, const float* __restrict__ tsv,
+                                              const float* __restrict__ bias, float* __restrict__ y, long long total,
+                                              int N, int Z) {
+	gbx_pdl();
+	for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
+		const int n = (int)(i % N);
+		float a = part[i];
+		for (int z = 1; z < Z; ++z) a = gbx_fadd(a, part[(size_t)z * total + i]);
+		const float osc = gbx_fmul(tsv ? tsv[n] : ts, 256.0f);
+		y[i] = gbx_fadd(gbx_fmul(a, osc), bias ? bias[n] : 0.f);
+	}
 }
