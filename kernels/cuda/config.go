@@ -61,8 +61,8 @@ type Config struct {
 	// FP4WideM is the largest batch (rows) above FP4SmallM that runs fp4
 	// layers on the wide NVFP4 kernel (gbx_nvfp4_gemm_wide: 128 channels
 	// and 64 batch rows a CTA, weights in the tiled layout); larger batches
-	// use the dequantized-bf16 GEMM. 0 means the measured default
-	// (defaultFP4WideM); -1 never uses it.
+	// use the dequantized-bf16 GEMM. 0 means the default (defaultFP4WideM:
+	// off, as measured); -1 never uses it.
 	FP4WideM int
 	// GEMVMaxRows is the largest batch (rows) whose bf16, fp16 and fp8
 	// linear layers run on Gearbox's own tensor-core kernel (gemv.cu)
@@ -201,7 +201,9 @@ const gemvMaxM = 8
 // layer alone, it won up to 32.)
 const defaultFP4SmallM = 16
 
-// defaultFP4WideM: the wide NVFP4 kernel is off until measured.
+// defaultFP4WideM: the wide NVFP4 kernel is off. On the H200 it beat the
+// small-batch kernel from 48 rows but lost to the bf16 GEMM from 32
+// (docs/benchmarks.md, "eleventh pass").
 const defaultFP4WideM = -1
 
 // envBool reads the boolean variable name: "true" or "1", "false" or "0",

@@ -46,8 +46,8 @@ enum {
 // gbx_nvfp4_gemm_wide (fp4_linear.cu): GBX_FP4W_THREADS threads, grid (ceil(M /
 // GBX_FP4W_MTILE), ceil(N / GBX_FP4W_ROWS), K splits), GBX_FP4W_SMEM_BYTES of dynamic shared
 // memory (over 48 KiB: the host raises the kernel's limit). A stage: x's chunk of 128 columns
-// for GBX_FP4W_MTILE rows (bf16), then 4 channel groups' codes and scales of 2 tiles (2,560 bytes each).
-#define GBX_FP4W_THREADS 256 // 4 channel groups x 2 row halves
+// for GBX_FP4W_MTILE rows (bf16), then 4 warps' codes and scales of 2 tiles (2,560 bytes each).
+#define GBX_FP4W_THREADS 128
 #define GBX_FP4W_ROWS 128
 #define GBX_FP4W_MTILE 64
 #define GBX_FP4W_STAGES 4

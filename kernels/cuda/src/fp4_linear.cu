@@ -358,11 +358,12 @@ __device__ __forceinline__ void gbx_fp4_fast(const unsigned short* __restrict__ 
 
 // The wide path (gbx_nvfp4_gemm_wide): batches of more rows than the fast path serves well. The
 // fast path's CTA of 32 channels reads all of x, so at 64 rows x costs the L2 ~3.6x the weights'
-// bytes; here a CTA takes GBX_FP4W_ROWS = 128 channels (4 channel groups of 2 tiles of 16) x 64
-// batch rows, and x's chunk is copied into shared memory once for its warps: warp (cg, mh) takes
-// group cg's tiles times half mh of the CTA's rows (MH = 2 halves). Weights tiled (TL) only.
-//  * Stage (GBX_FP4W_STAGE_BYTES): x's chunk [64 rows][128 bf16], then each channel group's
-//    weight slot as a warp's in the fast path. x's 16-byte units are stored swizzled: the unit of columns t*32 + q*8 of
+// bytes; here a CTA takes GBX_FP4W_ROWS = 128 channels (4 warps x 2 tiles of 16) x 64 batch rows,
+// and x's chunk is copied into shared memory once for the 4 warps. Weights tiled (TL) only.
+// (Measured on the H200 and slower: 8 warps a CTA, each half the rows, 111 us against 100 at
+// 28672 x 4096 x 64 rows; 2 stages and 3-4 CTAs an SM, 115-120 us.)
+//  * Stage (GBX_FP4W_STAGE_BYTES): x's chunk [64 rows][128 bf16], then each warp's weight slot as
+//    in the fast path. x's 16-byte units are stored swizzled: the unit of columns t*32 + q*8 of
 //    row r (what thread t reads for word q) at position (4q + t) ^ (4 (r & 1)), so that the 8
 //    threads of a quarter-warp (rows g, g + 1; t = 0..3) read 128 distinct banks' bytes.
 //  * A S-stage cp.async ring shared by the CTA: wait for stage it, barrier (everyone is also done
@@ -379,14 +380,13 @@ __device__ __forceinline__ void gbx_fp4_wide(const unsigned short* __restrict__ 
                                              const float* __restrict__ tsv, const float* __restrict__ bias,
                                              float* __restrict__ y, float* __restrict__ part, int M, int N, int K,
                                              unsigned char* smem) {
-	constexpr int RT = 2, CG = GBX_FP4W_ROWS / (RT * 16), MH = GBX_FP4W_THREADS / 32 / CG, NTW = NT / MH;
-	constexpr int WSB = RT * 1280, XB = GBX_FP4W_MTILE * 256;
-	static_assert(GBX_FP4W_STAGE_BYTES == XB + CG * WSB && MH * CG * 32 == GBX_FP4W_THREADS && NTW * MH == NT, "abi.h");
-	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, cg = warp % CG, mh = warp / CG;
+	constexpr int RT = 2, NWARP = GBX_FP4W_THREADS / 32, WSB = RT * 1280, XB = GBX_FP4W_MTILE * 256;
+	static_assert(GBX_FP4W_STAGE_BYTES == XB + NWARP * WSB && GBX_FP4W_ROWS == NWARP * RT * 16, "abi.h");
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 	const int g = lane >> 2, t = lane & 3;
 	const int mbase = blockIdx.x * GBX_FP4W_MTILE;
 	const int nchunks = K >> 7, ntiles = N >> 4;
-	const int tile0 = blockIdx.y * (GBX_FP4W_ROWS / 16) + cg * RT, r0 = mh * NTW * 8; // the warp's tiles, rows
+	const int tile0 = blockIdx.y * (GBX_FP4W_ROWS / 16) + warp * RT;
 	const int c0 = (int)((long long)nchunks * blockIdx.z / gridDim.z);
 	const int nmy = (int)((long long)nchunks * (blockIdx.z + 1) / gridDim.z) - c0;
 	// Tiles past N are clamped (read, never written).
@@ -398,12 +398,11 @@ __device__ __forceinline__ void gbx_fp4_wide(const unsigned short* __restrict__ 
 	auto issue = [&](int it) {
 		const int c = c0 + it;
 		const u32 sb = sbase + (it % S) * GBX_FP4W_STAGE_BYTES;
-		const u32 wb = sb + XB + cg * WSB; // the channel group's slot: its MH warps copy a share each
+		const u32 wb = sb + XB + warp * WSB;
 #pragma unroll
 		for (int i = 0; i < RT; ++i)
 #pragma unroll
 			for (int h = 0; h < 2; ++h) {
-				if ((i * 2 + h) % MH != mh) continue;
 				const size_t u = (size_t)tt[i] * nchunks + c;
 				gbx_cp16(wb + ((i * 2 + h) * 32 + lane) * 16, w + u * 1024 + h * 512 + lane * 16);
 				gbx_cp4(wb + RT * 1024 + ((i * 2 + h) * 32 + lane) * 4, ws + u * 128 + h * 64 + g * 8 + 4 * (t >> 1));
@@ -412,8 +411,8 @@ __device__ __forceinline__ void gbx_fp4_wide(const unsigned short* __restrict__ 
 		for (int r = 0; r < NT * 8 * 16 / GBX_FP4W_THREADS; ++r) {
 			const int idx = threadIdx.x + GBX_FP4W_THREADS * r, row = idx >> 4, u = idx & 15; // columns 8u..8u+7
 			const int pos = (((u & 3) << 2) | (u >> 2)) ^ ((row & 1) << 2);
-			// Rows past M are not copied (their columns' sums are never written); copying a
-			// clamped row instead cost up to 2x (the same 16 bytes from many threads).
+			// Rows past M are not copied (their columns' sums are never written). Copying row
+			// M - 1 in their place (the same 16 bytes from many threads) cost 2.2x at 48 rows.
 			if (mbase + row < M) gbx_cp16(sb + row * 256 + pos * 16, x + (size_t)(mbase + row) * K + c * 128 + u * 8);
 		}
 	};
@@ -424,7 +423,7 @@ __device__ __forceinline__ void gbx_fp4_wide(const unsigned short* __restrict__ 
 		gbx_cp_commit();
 	}
 
-	float acc[RT][NTW][4];
+	float acc[RT][NT][4];
 	gbx_fp4_zero(acc);
 
 	for (int it = 0; it < nmy; ++it) {
@@ -435,17 +434,17 @@ __device__ __forceinline__ void gbx_fp4_wide(const unsigned short* __restrict__ 
 		const u32 sb = sbase + (it % S) * GBX_FP4W_STAGE_BYTES;
 		u32 wv[RT][2][4];
 		u32 sc[RT][2][2];
-		gbx_fp4_wload<RT>(wv, sc, sb + XB + cg * WSB, lane);
+		gbx_fp4_wload<RT>(wv, sc, sb + XB + warp * WSB, lane);
 #pragma unroll
 		for (int q = 0; q < 4; ++q) {
-			u32 xp[NTW][4];
+			u32 xp[NT][4];
 #pragma unroll
-			for (int j = 0; j < NTW; ++j) {
+			for (int j = 0; j < NT; ++j) {
 				u32 xw[4];
-				gbx_lds128(xw, sb + (r0 + 8 * j + g) * 256 + (((q << 2) | t) ^ ((g & 1) << 2)) * 16);
+				gbx_lds128(xw, sb + (8 * j + g) * 256 + (((q << 2) | t) ^ ((g & 1) << 2)) * 16);
 				gbx_xpairs(xp[j], xw);
 			}
-			gbx_fp4_mma_q<RT, NTW, 0>(acc, wv, sc, xp, q);
+			gbx_fp4_mma_q<RT, NT, 0>(acc, wv, sc, xp, q);
 		}
 	}
 	gbx_cp_wait<0>();
@@ -461,10 +460,10 @@ __device__ __forceinline__ void gbx_fp4_wide(const unsigned short* __restrict__ 
 			const float b = split || !bias ? 0.f : bias[n];
 			const float oscn = split ? 1.f : gbx_fmul(tsv ? tsv[n] : ts, 256.0f);
 #pragma unroll
-			for (int j = 0; j < NTW; ++j)
+			for (int j = 0; j < NT; ++j)
 #pragma unroll
 				for (int e = 0; e < 2; ++e) {
-					const int m = mbase + r0 + 8 * j + 2 * t + e;
+					const int m = mbase + 8 * j + 2 * t + e;
 					if (m < M) out[(size_t)m * N + n] = split ? acc[i][j][h * 2 + e] : gbx_fadd(gbx_fmul(acc[i][j][h * 2 + e], oscn), b);
 				}
 		}
