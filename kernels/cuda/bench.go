@@ -72,7 +72,7 @@ func (d *devState) benchPath(ctx context.Context, l *model.Layer, path string, c
 	case "fp8-tensor":
 		p, perTensor = precision.FP8, true
 	case "fp4-kernel", "fp4-wide":
-		p, d.fp4SmallM, d.fp4WideM = precision.FP4, 1<<30, -1
+		p, d.fp4SmallM, d.fp4WideM = precision.FP4, 1<<30, -1 // the small-batch kernel
 		if path == "fp4-wide" {
 			d.fp4SmallM, d.fp4WideM = -1, 1<<30
 		}

@@ -356,6 +356,13 @@ __device__ __forceinline__ void gbx_fp4_fast(const unsigned short* __restrict__ 
 		}
 }
 
+// A wide-path output: a's sum of products with the weights' 2^-8 times (the tensor scale, ts or
+// tsv[n]) * 2^8, plus the bias (written by the CTA, or by gbx_nvfp4_wide_sum after a split).
+__device__ __forceinline__ float gbx_fp4_out(float a, float ts, const float* __restrict__ tsv,
+                                             const float* __restrict__ bias, int n) {
+	return gbx_fadd(gbx_fmul(a, gbx_fmul(tsv ? tsv[n] : ts, 256.0f)), bias ? bias[n] : 0.f);
+}
+
 // The wide path (gbx_nvfp4_gemm_wide): batches of more rows than the fast path serves well. The
 // fast path's CTA of 32 channels reads all of x, so at 64 rows x costs the L2 ~3.6x the weights'
 // bytes; here a CTA takes GBX_FP4W_ROWS = 128 channels (4 warps x 2 tiles of 16) x 64 batch rows,
@@ -364,8 +371,9 @@ __device__ __forceinline__ void gbx_fp4_fast(const unsigned short* __restrict__ 
 // 28672 x 4096 x 64 rows; 2 stages and 3-4 CTAs an SM, 115-120 us.)
 //  * Stage (GBX_FP4W_STAGE_BYTES): x's chunk [64 rows][128 bf16], then each warp's weight slot as
 //    in the fast path. x's 16-byte units are stored swizzled: the unit of columns t*32 + q*8 of
-//    row r (what thread t reads for word q) at position (4q + t) ^ (4 (r & 1)), so that the 8
-//    threads of a quarter-warp (rows g, g + 1; t = 0..3) read 128 distinct banks' bytes.
+//    row r (what thread t reads for word q) at position (4q + t) ^ (4 (r & 1)), meant for the 8
+//    threads of a quarter-warp (rows g, g + 1; t = 0..3) to read 128 distinct banks' bytes (ncu
+//    still counted 51 % excess shared-memory wavefronts in an 8-warp form; not traced).
 //  * A S-stage cp.async ring shared by the CTA: wait for stage it, barrier (everyone is also done
 //    with stage it - 1), refill stage it - 1's slot with chunk it + S - 1, compute.
 //  * K is split over gridDim.z CTAs (chunks [K/128 z / Z, K/128 (z + 1) / Z)) when the host
@@ -457,14 +465,13 @@ __device__ __forceinline__ void gbx_fp4_wide(const unsigned short* __restrict__ 
 #pragma unroll
 		for (int h = 0; h < 2; ++h) {
 			const int n = (tile0 + i) * 16 + 8 * h + g;
-			const float b = split || !bias ? 0.f : bias[n];
-			const float oscn = split ? 1.f : gbx_fmul(tsv ? tsv[n] : ts, 256.0f);
 #pragma unroll
 			for (int j = 0; j < NT; ++j)
 #pragma unroll
 				for (int e = 0; e < 2; ++e) {
 					const int m = mbase + 8 * j + 2 * t + e;
-					if (m < M) out[(size_t)m * N + n] = split ? acc[i][j][h * 2 + e] : gbx_fadd(gbx_fmul(acc[i][j][h * 2 + e], oscn), b);
+					const float a = acc[i][j][h * 2 + e];
+					if (m < M) out[(size_t)m * N + n] = split ? a : gbx_fp4_out(a, ts, tsv, bias, n);
 				}
 		}
 	}
@@ -639,10 +646,8 @@ extern "C" __global__ void gbx_nvfp4_wide_sum(const float* __restrict__ part, fl
                                               int N, int Z) {
 	gbx_pdl();
 	for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
-		const int n = (int)(i % N);
 		float a = part[i];
 		for (int z = 1; z < Z; ++z) a = gbx_fadd(a, part[(size_t)z * total + i]);
-		const float osc = gbx_fmul(tsv ? tsv[n] : ts, 256.0f);
-		y[i] = gbx_fadd(gbx_fmul(a, osc), bias ? bias[n] : 0.f);
+		y[i] = gbx_fp4_out(a, ts, tsv, bias, (int)(i % N));
 	}
 }
