@@ -66,15 +66,15 @@ func (b *Backend) BenchLinear(ctx context.Context, cfg LinearBench) ([]LinearRes
 // benchPath times one path on one weight for every batch size.
 func (d *devState) benchPath(ctx context.Context, l *model.Layer, path string, cfg LinearBench) ([]LinearResult, error) {
 	var p precision.Format
-	perTensor, fp4Small, fp4Wide := false, d.fp4SmallM, d.fp4WideM
-	defer func() { d.fp4SmallM, d.fp4WideM = fp4Small, fp4Wide }()
+	perTensor, fp4Small, fp4Wide, fp4WideMin := false, d.fp4SmallM, d.fp4WideM, d.fp4WideMinW
+	defer func() { d.fp4SmallM, d.fp4WideM, d.fp4WideMinW = fp4Small, fp4Wide, fp4WideMin }()
 	switch path {
 	case "fp8-tensor":
 		p, perTensor = precision.FP8, true
 	case "fp4-kernel", "fp4-wide":
 		p, d.fp4SmallM, d.fp4WideM = precision.FP4, 1<<30, -1 // the small-batch kernel
 		if path == "fp4-wide" {
-			d.fp4SmallM, d.fp4WideM = -1, 1<<30
+			d.fp4SmallM, d.fp4WideM, d.fp4WideMinW = -1, 1<<30, -1
 		}
 		if err := d.k.load(modFP4); err != nil {
 			return nil, err
@@ -199,7 +199,7 @@ func (d *devState) benchLinear(dl *devLayer, p precision.Format, x, y, conv uint
 	if err := d.linear(dl, p, x, y, conv, rows, false); err != nil {
 		return "", err
 	}
-	if p == precision.FP4 && d.useFP4Kernel(rows, dl.fp4Tiled) {
+	if p == precision.FP4 && d.useFP4Kernel(rows, dl.out, dl.in, dl.fp4Tiled) {
 		if !d.fp4Small(rows) {
 			return "nvfp4 wide kernel", nil
 		}

@@ -59,11 +59,16 @@ type Config struct {
 	// uses the NVFP4 kernel.
 	FP4SmallM int
 	// FP4WideM is the largest batch (rows) above FP4SmallM that runs fp4
-	// layers on the wide NVFP4 kernel (gbx_nvfp4_gemm_wide: 128 channels
-	// and 64 batch rows a CTA, weights in the tiled layout); larger batches
-	// use the dequantized-bf16 GEMM. 0 means the default (defaultFP4WideM:
-	// off, as measured); -1 never uses it.
+	// layers of at least FP4WideMinWeights weights on the wide NVFP4 kernel
+	// (gbx_nvfp4_gemm_wide: wgmma, 128 channels and 64 batch rows a CTA,
+	// weights in the tiled layout; Hopper only); other layers and larger
+	// batches use the dequantized-bf16 GEMM. 0 means the measured default
+	// (defaultFP4WideM); -1 never uses it.
 	FP4WideM int
+	// FP4WideMinWeights is the smallest layer (output channels × inputs)
+	// the wide NVFP4 kernel takes. 0 means the measured default
+	// (defaultFP4WideMinWeights); -1 any layer.
+	FP4WideMinWeights int64
 	// GEMVMaxRows is the largest batch (rows) whose bf16, fp16 and fp8
 	// linear layers run on Gearbox's own tensor-core kernel (gemv.cu)
 	// rather than on cuBLASLt. 0 means the default, GEMVMaxRowsDefault
@@ -120,6 +125,9 @@ func (c *Config) validate() error {
 	if c.FP4SmallM < -1 {
 		return fmt.Errorf("%w: FP4SmallM = %d, want >= -1", ErrInvalidConfig, c.FP4SmallM)
 	}
+	if c.FP4WideMinWeights < -1 {
+		return fmt.Errorf("%w: FP4WideMinWeights = %d, want >= -1", ErrInvalidConfig, c.FP4WideMinWeights)
+	}
 	if c.FP4WideM < -1 {
 		return fmt.Errorf("%w: FP4WideM = %d, want >= -1", ErrInvalidConfig, c.FP4WideM)
 	}
@@ -172,6 +180,9 @@ func (c *Config) validate() error {
 	if c.FP4WideM == 0 {
 		c.FP4WideM = defaultFP4WideM
 	}
+	if c.FP4WideMinWeights == 0 {
+		c.FP4WideMinWeights = defaultFP4WideMinWeights
+	}
 	if c.CacheDir == "" {
 		c.CacheDir = os.Getenv(EnvCacheDir)
 	}
@@ -201,10 +212,18 @@ const gemvMaxM = 8
 // layer alone, it won up to 32.)
 const defaultFP4SmallM = 16
 
-// defaultFP4WideM: the wide NVFP4 kernel is off. On the H200 it beat the
-// small-batch kernel from 48 rows but lost to the bf16 GEMM from 32
-// (docs/benchmarks.md, "eleventh pass").
-const defaultFP4WideM = -1
+// defaultFP4WideM and defaultFP4WideMinWeights: the wide NVFP4 kernel takes
+// batches of 17-64 rows in layers of at least 2^25 weights. On the H200, at
+// 32-64 rows it beat the bf16 GEMM in Llama-3.1-8B's gate/up (28672 × 4096:
+// 49.2 against 71.5 µs at 32 rows, 61.6 against 72.9 at 64) and down
+// projections (4096 × 14336: 36.3 against 43.6 at 64), and lost in q/k/v
+// and o (4096 × 4096: 19.6 against 17.1 µs at 64 rows), whose K is split
+// over CTAs; from 128 rows it loses everywhere (docs/benchmarks.md,
+// "twelfth pass"). Decode at batch 32: 1.13× the bf16 GEMM's tok/s.
+const (
+	defaultFP4WideM          = 64
+	defaultFP4WideMinWeights = 1 << 25
+)
 
 // envBool reads the boolean variable name: "true" or "1", "false" or "0",
 // def where unset; another value is an error naming it.

@@ -49,12 +49,13 @@ type devState struct {
 	graphErr    error            // the last capture failure, for tests and messages
 	benchMid    *cuEvent         // BenchLinear's mid-point event, or nil
 	fp4SmallM   int
-	fp4WideM    int  // Config.FP4WideM
-	fp4RowMajor bool // LMBench.FP4RowMajor: random fp4 weights row-major
-	gemvMaxM    int  // Config.GEMVMaxRows
-	invariant   bool // Config.BatchInvariant: GEMM algorithms fixed per shape (linear.go)
-	attnPartial bool // every attention on gbx_attn_partial (LMBench.AttnPartial)
-	attnDec     bool // attention on gbx_attn_dec instead of gbx_attn_mma (LMBench.AttnDec)
+	fp4WideM    int   // Config.FP4WideM
+	fp4WideMinW int64 // Config.FP4WideMinWeights
+	fp4RowMajor bool  // LMBench.FP4RowMajor: random fp4 weights row-major
+	gemvMaxM    int   // Config.GEMVMaxRows
+	invariant   bool  // Config.BatchInvariant: GEMM algorithms fixed per shape (linear.go)
+	attnPartial bool  // every attention on gbx_attn_partial (LMBench.AttnPartial)
+	attnDec     bool  // attention on gbx_attn_dec instead of gbx_attn_mma (LMBench.AttnDec)
 
 	lm  lmState        // language models (lmrun.go)
 	log zerolog.Logger // the backend's, with the device named
@@ -63,17 +64,18 @@ type devState struct {
 // openDevice sets up device cfg.Device on the calling (locked) thread.
 func openDevice(cfg Config) (d *devState, info DeviceInfo, err error) {
 	d = &devState{
-		weights:   map[weightKey]*devWeights{},
-		plans:     map[planKey]*gemmPlan{},
-		graphs:    map[graphKey]*graph{},
-		graphSeen: map[graphKey]int{},
-		useGraphs: !cfg.NoGraphs && haveGraphs(),
-		margin:    cfg.FP8Margin,
-		fp4SmallM: cfg.FP4SmallM,
-		fp4WideM:  cfg.FP4WideM,
-		gemvMaxM:  cfg.GEMVMaxRows,
-		invariant: cfg.BatchInvariant,
-		lm:        newLMState(),
+		weights:     map[weightKey]*devWeights{},
+		plans:       map[planKey]*gemmPlan{},
+		graphs:      map[graphKey]*graph{},
+		graphSeen:   map[graphKey]int{},
+		useGraphs:   !cfg.NoGraphs && haveGraphs(),
+		margin:      cfg.FP8Margin,
+		fp4SmallM:   cfg.FP4SmallM,
+		fp4WideM:    cfg.FP4WideM,
+		fp4WideMinW: cfg.FP4WideMinWeights,
+		gemvMaxM:    cfg.GEMVMaxRows,
+		invariant:   cfg.BatchInvariant,
+		lm:          newLMState(),
 	}
 	if d.dev, err = cuDeviceGet(cfg.Device); err != nil {
 		return nil, info, fmt.Errorf("%w: %w", ErrNoDevice, err)

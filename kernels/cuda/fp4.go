@@ -4,14 +4,14 @@ package cuda
 
 import "fmt"
 
-// useFP4Kernel reports whether an fp4 layer of rows rows (weights tiled:
-// in the NVFP4 kernels' tiled layout) runs on an NVFP4 kernel (it reads
-// 4.5-bit weights): the small-batch kernel up to FP4SmallM rows, the wide
-// one (tiled weights only) up to FP4WideM; otherwise the dequantized-bf16
-// GEMM (cuBLASLt's tensor-core GEMM). The kernels' module is loaded the
-// first time it is wanted; if that fails, fp4 runs the GEMM.
-func (d *devState) useFP4Kernel(rows int, tiled bool) bool {
-	if !d.fp4Small(rows) && !(tiled && rows <= d.fp4WideM) {
+// useFP4Kernel reports whether an fp4 layer of n × k weights (tiled: in the
+// NVFP4 kernels' tiled layout) runs on an NVFP4 kernel at rows rows (it
+// reads 4.5-bit weights): the small-batch kernel up to FP4SmallM rows, the
+// wide one up to FP4WideM (fp4Wide); otherwise the dequantized-bf16 GEMM
+// (cuBLASLt's tensor-core GEMM). The kernels' module is loaded the first
+// time it is wanted; if that fails, fp4 runs the GEMM.
+func (d *devState) useFP4Kernel(rows, n, k int, tiled bool) bool {
+	if !d.fp4Small(rows) && !d.fp4Wide(rows, n, k, tiled) {
 		return false
 	}
 	return d.k.load(modFP4) == nil
@@ -19,6 +19,15 @@ func (d *devState) useFP4Kernel(rows int, tiled bool) bool {
 
 // fp4Small reports whether rows rows take the small-batch NVFP4 kernel.
 func (d *devState) fp4Small(rows int) bool { return d.fp4SmallM >= 0 && rows <= d.fp4SmallM }
+
+// fp4Wide reports whether rows rows of an n × k layer of tiled weights take
+// the wide NVFP4 kernel: past the small-batch kernel, up to FP4WideM, a
+// layer of at least FP4WideMinWeights weights, on compute capability 9.0
+// (its wgmma needs sm_90a).
+func (d *devState) fp4Wide(rows, n, k int, tiled bool) bool {
+	return tiled && !d.fp4Small(rows) && rows <= d.fp4WideM && int64(n)*int64(k) >= d.fp4WideMinW &&
+		d.info.Major == 9 && d.info.Minor == 0
+}
 
 // fp4Linear enqueues an fp4 layer on the NVFP4 kernel: the input rounded to
 // bf16 into conv, then y = x·(E2M1 × s_b × s_t)ᵀ + bias, then relu.
@@ -47,7 +56,7 @@ func (d *devState) nvfp4(x, w, ws uint64, ts float32, tsv, bias, y uint64, rows,
 	if tiled && x%16 != 0 {
 		return fmt.Errorf("cuda: NVFP4 kernel: operand at %#x, want 16-byte alignment for the tiled layout", x)
 	}
-	if d.fp4Small(rows) || !tiled {
+	if !d.fp4Wide(rows, n, k, tiled) {
 		return d.k.nvfp4Gemm(d.stream, x, w, ws, ts, tsv, bias, y, rows, n, k, tiled)
 	}
 	// The wide kernel's partial sums go to cuBLASLt's workspace: the same

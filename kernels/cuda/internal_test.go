@@ -324,7 +324,7 @@ func TestQuantizersMatchCPU(t *testing.T) {
 // channels partly past N (272), its batch tiles full and partial.
 func TestFP4Paths(t *testing.T) {
 	kernel := newTestBackend(t, Config{FP4SmallM: 1 << 20, FP4WideM: -1})
-	wide := newTestBackend(t, Config{FP4SmallM: -1, FP4WideM: 1 << 20})
+	wide := newTestBackend(t, Config{FP4SmallM: -1, FP4WideM: 1 << 20, FP4WideMinWeights: -1})
 	gemm := newTestBackend(t, Config{FP4SmallM: -1, FP4WideM: -1})
 	if err := kernel.do(context.Background(), func(d *devState) error { return d.k.load(modFP4) }); err != nil {
 		t.Skipf("no NVFP4 kernel: %v", err)

@@ -187,7 +187,7 @@ func (d *devState) evictPlans(keep int) {
 func (d *devState) linear(dl *devLayer, p precision.Format, x, y, conv uint64, rows int, relu bool) error {
 	n, k := dl.out, dl.in
 	cnt := rows * k
-	if p == precision.FP4 && d.useFP4Kernel(rows, dl.fp4Tiled) {
+	if p == precision.FP4 && d.useFP4Kernel(rows, dl.out, dl.in, dl.fp4Tiled) {
 		return d.fp4Linear(dl, x, y, conv, rows, relu)
 	}
 	b := x // the GEMM's B operand

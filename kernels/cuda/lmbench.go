@@ -213,12 +213,10 @@ func (b *Backend) benchLMCase(ctx context.Context, m *lm.Model, p precision.Form
 	slices.Sort(times)
 	r.StepMS, r.MinMS = times[len(times)/2], times[0]
 	r.TokPerS = float64(batch) / (r.StepMS / 1e3)
-	var fp4Kernel bool
 	_ = b.do(ctx, func(d *devState) error {
-		fp4Kernel = p == precision.FP4 && d.useFP4Kernel(batch, !d.fp4RowMajor)
+		r.WeightBytes = lmStepWeightBytes(c, p, func(n, k int) bool { return d.useFP4Kernel(batch, n, k, !d.fp4RowMajor) })
 		return nil
 	})
-	r.WeightBytes = lmStepWeightBytes(c, p, fp4Kernel)
 	meanCtx := float64(prompt+warmup) + float64(steps)/2 + 1
 	r.KVBytes = int64(float64(batch) * meanCtx * float64(kernels.KVBlockBytes(c, kernels.KVFormat(p))) / kvBlock)
 	r.CeilingTokPerS = float64(batch) * HBMBandwidth / float64(r.WeightBytes+r.KVBytes)
@@ -310,15 +308,16 @@ func (b *Backend) benchPrefill(ctx context.Context, m *lm.Model, p precision.For
 }
 
 // lmStepWeightBytes is the weight bytes one decode step of c at p reads:
-// every layer's projections (fp4 on the NVFP4 kernel: E2M1, block scales;
-// above its crossover the bf16 copy) and the head (bf16 at fp8 and fp4);
+// every layer's projections (fp4 where fp4Kernel says an n × k layer runs
+// on an NVFP4 kernel: E2M1, block scales; elsewhere the bf16 copy) and the
+// head (bf16 at fp8 and fp4);
 // the embedding lookup reads a row per token, left out.
-func lmStepWeightBytes(c *lm.Config, p precision.Format, fp4Kernel bool) int64 {
+func lmStepWeightBytes(c *lm.Config, p precision.Format, fp4Kernel func(n, k int) bool) int64 {
 	h, q, kv, in := c.Hidden, c.QDim(), c.KVDim(), c.Intermediate
 	var layer int64
 	for _, s := range [][2]int{{q + 2*kv, h}, {h, q}, {2 * in, h}, {h, in}} {
 		switch {
-		case p == precision.FP4 && fp4Kernel:
+		case p == precision.FP4 && fp4Kernel(s[0], s[1]):
 			layer += precision.NVFP4Bytes(s[0], s[1])
 		case p == precision.FP4:
 			layer += precision.WeightBytes(precision.BF16, s[0], s[1])

@@ -181,7 +181,7 @@ func TestLMChunking(t *testing.T) {
 // others on the exact CUDA-core path, row-major).
 func TestLMFP4Paths(t *testing.T) {
 	kernel := newTestBackend(t, Config{FP4SmallM: 1 << 20})
-	wide := newTestBackend(t, Config{FP4SmallM: -1, FP4WideM: 1 << 20})
+	wide := newTestBackend(t, Config{FP4SmallM: -1, FP4WideM: 1 << 20, FP4WideMinWeights: -1})
 	gemm := newTestBackend(t, Config{FP4SmallM: -1, FP4WideM: -1})
 	if err := kernel.do(context.Background(), func(d *devState) error { return d.k.load(modFP4) }); err != nil {
 		t.Skipf("no NVFP4 kernel: %v", err)

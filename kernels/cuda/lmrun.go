@@ -430,7 +430,7 @@ func (d *devState) lmAttention(rows, chunk int, a attnArgs) error {
 // kernel to apply on load when fold is set, or applies in a gbx_scale_bias
 // pass.
 func (d *devState) lmLinear(l *lmLin, x, xs, y uint64, rows int, fold bool) (lmEpi, error) {
-	if l.f == precision.FP4 && d.useFP4Kernel(rows, l.fp4Tiled) {
+	if l.f == precision.FP4 && d.useFP4Kernel(rows, l.n, l.k, l.fp4Tiled) {
 		return lmEpi{}, d.nvfp4(x, l.fp4Data, l.fp4Scale, 0, l.ws, l.bias, y, rows, l.n, l.k, l.fp4Tiled)
 	}
 	if f, kb, ok := d.gemvFor(l, rows); ok {

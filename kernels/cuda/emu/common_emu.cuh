@@ -238,6 +238,50 @@ template <int N> inline void gbx_cp_wait() {}
 inline void gbx_lds128(u32 (&r)[4], u32 s) { std::memcpy(r, emu_smem_base + s, 16); }
 inline u32 gbx_lds32(u32 s) { u32 r; std::memcpy(&r, emu_smem_base + s, 4); return r; }
 #define GBX_DYN_SMEM(name, bytes) alignas(16) static unsigned char name[bytes]
+inline void gbx_sts128(u32 s, u32 a, u32 b, u32 c, u32 d) {
+	const u32 v[4] = {a, b, c, d};
+	std::memcpy(emu_smem_base + s, v, 16);
+}
+
+// ---- warpgroup MMA (fp4_linear.cu's wide kernel) ----
+// wgmma runs at once (fences, commits and waits have nothing to order); a
+// descriptor here is the operand's shared address itself. The B operand is
+// read as the hardware reads the 128-byte swizzle: element (n, k) at s +
+// (n / 8)·1,024 + (n % 8)·128 + 2k, its address bits 4-6 XORed with bits
+// 7-9; A's fragments go through a warpgroup-wide exchange (the block is
+// one warpgroup: two block barriers).
+#define GBX_WGMMA 1
+inline void gbx_wg_fence() {}
+inline void gbx_wg_commit() {}
+template <int N> inline void gbx_wg_wait() {}
+inline void gbx_fence_async_smem() {}
+inline unsigned long long gbx_wg_desc(u32 s) { return s; }
+template <int NT> inline void gbx_wg_pin(float (&)[NT][4]) {}
+inline u32 emu_wg_a[128][4];
+template <int N> inline void gbx_wgmma(float (&c)[N / 8][4], u32 a0, u32 a1, u32 a2, u32 a3, unsigned long long b) {
+	const int tid = (int)threadIdx.x, w = tid >> 5, g = (tid & 31) >> 2, t = tid & 3;
+	emu_wg_a[tid][0] = a0, emu_wg_a[tid][1] = a1, emu_wg_a[tid][2] = a2, emu_wg_a[tid][3] = a3;
+	emu_syncthreads();
+	auto A = [](int row, int k) {
+		const int r = row & 15, owner = (row >> 4) * 32 + (r & 7) * 4 + ((k & 7) >> 1);
+		return bf2f((u16)(emu_wg_a[owner][(r >= 8 ? 1 : 0) + (k >= 8 ? 2 : 0)] >> (16 * (k & 1))));
+	};
+	auto B = [b](int k, int n) {
+		u32 a = (u32)b + (u32)(n >> 3) * 1024 + (u32)(n & 7) * 128 + 2 * (u32)k;
+		a ^= ((a >> 7) & 7) << 4;
+		u16 h;
+		std::memcpy(&h, emu_smem_base + a, 2);
+		return bf2f(h);
+	};
+	for (int j = 0; j < N / 8; j++)
+		for (int r = 0; r < 4; r++) {
+			const int row = 16 * w + g + 8 * (r >> 1), col = 8 * j + 2 * t + (r & 1);
+			double s = 0;
+			for (int k = 0; k < 16; k++) s += (double)A(row, k) * (double)B(k, col);
+			c[j][r] += (float)s;
+		}
+	emu_syncthreads();
+}
 
 #include "reduce.cuh" // the real one
 #endif

@@ -232,6 +232,10 @@ __device__ __forceinline__ void gbx_ldg128(u32 (&r)[4], const void* p) {
 	             : "l"(p));
 }
 
+__device__ __forceinline__ void gbx_sts128(u32 s, u32 a, u32 b, u32 c, u32 d) {
+	asm volatile("st.shared.v4.u32 [%0], {%1,%2,%3,%4};" ::"r"(s), "r"(a), "r"(b), "r"(c), "r"(d) : "memory");
+}
+
 // ---- tensor cores ----
 
 // gbx_mma: c += a·b on the tensor cores, one mma.sync m16n8k16 with bf16
@@ -274,5 +278,77 @@ __device__ __forceinline__ u32 gbx_movmatrix_t(u32 a) {
 }
 
 #include "reduce.cuh"
+
+// ---- warpgroup MMA (PTX, sm_90a; fp4_linear.cu's wide kernel) ----
+
+// GBX_WGMMA is 1 where wgmma exists (sm_90a: NVRTC's "a" target defines
+// __CUDA_ARCH_FEAT_SM90_ALL). A warpgroup is 4 consecutive warps; each
+// helper is called by all of its threads alike.
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define GBX_WGMMA 1
+// gbx_wg_fence orders this thread's earlier register writes (A fragments,
+// accumulators) before the wgmmas after it; commit closes a group of the
+// wgmmas issued since the last; wait<N> returns once at most N groups are
+// still running (their registers may be touched only after that).
+__device__ __forceinline__ void gbx_wg_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
+__device__ __forceinline__ void gbx_wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void gbx_wg_wait() {
+	asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
+}
+// gbx_fence_async_smem makes this thread's shared-memory stores visible to
+// the async proxy that wgmma reads its shared operand through (a barrier
+// must still order them with the other threads' wgmmas).
+__device__ __forceinline__ void gbx_fence_async_smem() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
+// gbx_wg_desc: the shared-memory descriptor of a K-major bf16 operand in
+// the 128-byte swizzle, 8-row groups 1,024 bytes apart, from shared address
+// s (its group 1,024-byte aligned, plus 32 bytes a k16 step): start
+// address >> 4 (bits 0-13), leading byte offset 16 (unused by this layout;
+// bits 16-29), stride byte offset 1,024 (bits 32-45), swizzle 128 B (1 in
+// bits 62-63).
+__device__ __forceinline__ unsigned long long gbx_wg_desc(u32 s) {
+	return (unsigned long long)((s & 0x3FFFFu) >> 4) | (1ull << 16) | (64ull << 32) | (1ull << 62);
+}
+// gbx_wgmma<N>: c += a·b, one wgmma m64nNk16 (bf16, fp32 accumulators) with
+// A from registers (each warp's 16 rows as mma.sync's m16n8k16 A fragment:
+// a0 row g, a1 row g + 8, a2 and a3 the same at k + 8) and B [N][16] from
+// shared memory (descriptor b); c[j] is the n8 block j as mma.sync's C.
+template <int N>
+__device__ __forceinline__ void gbx_wgmma(float (&c)[N / 8][4], u32 a0, u32 a1, u32 a2, u32 a3, unsigned long long b);
+template <>
+__device__ __forceinline__ void gbx_wgmma<16>(float (&c)[2][4], u32 a0, u32 a1, u32 a2, u32 a3, unsigned long long b) {
+	asm volatile("{ .reg .pred p; setp.ne.b32 p, %13, 0; "
+	             "wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7}, {%8,%9,%10,%11}, %12, p, 1, 1, 0; }"
+	             : "+f"(c[0][0]), "+f"(c[0][1]), "+f"(c[0][2]), "+f"(c[0][3]), "+f"(c[1][0]), "+f"(c[1][1]), "+f"(c[1][2]), "+f"(c[1][3])
+	             : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(b), "r"(1));
+}
+template <>
+__device__ __forceinline__ void gbx_wgmma<32>(float (&c)[4][4], u32 a0, u32 a1, u32 a2, u32 a3, unsigned long long b) {
+	asm volatile("{ .reg .pred p; setp.ne.b32 p, %21, 0; "
+	             "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, {%16,%17,%18,%19}, %20, p, 1, 1, 0; }"
+	             : "+f"(c[0][0]), "+f"(c[0][1]), "+f"(c[0][2]), "+f"(c[0][3]), "+f"(c[1][0]), "+f"(c[1][1]), "+f"(c[1][2]), "+f"(c[1][3]), "+f"(c[2][0]), "+f"(c[2][1]), "+f"(c[2][2]), "+f"(c[2][3]), "+f"(c[3][0]), "+f"(c[3][1]), "+f"(c[3][2]), "+f"(c[3][3])
+	             : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(b), "r"(1));
+}
+template <>
+__device__ __forceinline__ void gbx_wgmma<64>(float (&c)[8][4], u32 a0, u32 a1, u32 a2, u32 a3, unsigned long long b) {
+	asm volatile("{ .reg .pred p; setp.ne.b32 p, %37, 0; "
+	             "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %36, p, 1, 1, 0; }"
+	             : "+f"(c[0][0]), "+f"(c[0][1]), "+f"(c[0][2]), "+f"(c[0][3]), "+f"(c[1][0]), "+f"(c[1][1]), "+f"(c[1][2]), "+f"(c[1][3]), "+f"(c[2][0]), "+f"(c[2][1]), "+f"(c[2][2]), "+f"(c[2][3]), "+f"(c[3][0]), "+f"(c[3][1]), "+f"(c[3][2]), "+f"(c[3][3]), "+f"(c[4][0]), "+f"(c[4][1]), "+f"(c[4][2]), "+f"(c[4][3]), "+f"(c[5][0]), "+f"(c[5][1]), "+f"(c[5][2]), "+f"(c[5][3]), "+f"(c[6][0]), "+f"(c[6][1]), "+f"(c[6][2]), "+f"(c[6][3]), "+f"(c[7][0]), "+f"(c[7][1]), "+f"(c[7][2]), "+f"(c[7][3])
+	             : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(b), "r"(1));
+}
+// gbx_wg_pin fixes c's registers at this point for the compiler: their
+// definitions (the zeros, copies) cannot move past it into a fence's group,
+// where ptxas would serialize the wgmmas, nor their reads above the wait
+// before it.
+template <int NT>
+__device__ __forceinline__ void gbx_wg_pin(float (&c)[NT][4]) {
+#pragma unroll
+	for (int j = 0; j < NT; ++j)
+#pragma unroll
+		for (int r = 0; r < 4; ++r) asm volatile("" : "+f"(c[j][r])::"memory");
+}
+#else
+#define GBX_WGMMA 0
+#endif
 
 #endif

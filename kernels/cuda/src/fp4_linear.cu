@@ -129,6 +129,18 @@ __device__ __forceinline__ void gbx_fp4_zero(float (&acc)[RT][NT][4]) {
 			for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.f;
 }
 
+// The A fragment (m16n8k16's a0..a3) of half H of word q of a 16-row tile: codes (q, H) of
+// rows g (WA) and g + 8 (WB), times their block scales sA, sB: H = 0 the pairs (0,4) (1,5),
+// H = 1 the pairs (2,6) (3,7).
+template <int H, int DQ>
+__device__ __forceinline__ void gbx_fp4_afrag(u32 (&a)[4], u32 WA, u32 WB, u32 sA, u32 sB) {
+	const u32 WA2 = WA >> 8, WB2 = WB >> 8;
+	a[0] = gbx_bmul2(gbx_pair<2 * H, DQ>(WA, WA2), sA);
+	a[1] = gbx_bmul2(gbx_pair<2 * H, DQ>(WB, WB2), sB);
+	a[2] = gbx_bmul2(gbx_pair<2 * H + 1, DQ>(WA, WA2), sA);
+	a[3] = gbx_bmul2(gbx_pair<2 * H + 1, DQ>(WB, WB2), sB);
+}
+
 // The tensor-core work of word q of a stage: for each of RT channel tiles, its codes dequantized
 // (times their block scales) into two A fragments, each multiplied with NT batch tiles' B pairs.
 template <int RT, int NT, int DQ>
@@ -136,25 +148,13 @@ __device__ __forceinline__ void gbx_fp4_mma_q(float (&acc)[RT][NT][4], const u32
                                               const u32 (&xp)[NT][4], int q) {
 #pragma unroll
 	for (int i = 0; i < RT; ++i) {
-		const u32 WA = wv[i][0][q], WB = wv[i][1][q];
-		const u32 sA = sc[i][0][q >> 1], sB = sc[i][1][q >> 1];
-		const u32 WA2 = WA >> 8, WB2 = WB >> 8;
-		{
-			const u32 a0 = gbx_bmul2(gbx_pair<0, DQ>(WA, WA2), sA);
-			const u32 a1 = gbx_bmul2(gbx_pair<0, DQ>(WB, WB2), sB);
-			const u32 a2 = gbx_bmul2(gbx_pair<1, DQ>(WA, WA2), sA);
-			const u32 a3 = gbx_bmul2(gbx_pair<1, DQ>(WB, WB2), sB);
+		u32 a[4];
+		gbx_fp4_afrag<0, DQ>(a, wv[i][0][q], wv[i][1][q], sc[i][0][q >> 1], sc[i][1][q >> 1]);
 #pragma unroll
-			for (int j = 0; j < NT; ++j) gbx_mma(acc[i][j], a0, a1, a2, a3, xp[j][0], xp[j][1]);
-		}
-		{
-			const u32 a0 = gbx_bmul2(gbx_pair<2, DQ>(WA, WA2), sA);
-			const u32 a1 = gbx_bmul2(gbx_pair<2, DQ>(WB, WB2), sB);
-			const u32 a2 = gbx_bmul2(gbx_pair<3, DQ>(WA, WA2), sA);
-			const u32 a3 = gbx_bmul2(gbx_pair<3, DQ>(WB, WB2), sB);
+		for (int j = 0; j < NT; ++j) gbx_mma(acc[i][j], a[0], a[1], a[2], a[3], xp[j][0], xp[j][1]);
+		gbx_fp4_afrag<1, DQ>(a, wv[i][0][q], wv[i][1][q], sc[i][0][q >> 1], sc[i][1][q >> 1]);
 #pragma unroll
-			for (int j = 0; j < NT; ++j) gbx_mma(acc[i][j], a0, a1, a2, a3, xp[j][2], xp[j][3]);
-		}
+		for (int j = 0; j < NT; ++j) gbx_mma(acc[i][j], a[0], a[1], a[2], a[3], xp[j][2], xp[j][3]);
 	}
 }
 
@@ -363,50 +363,71 @@ __device__ __forceinline__ float gbx_fp4_out(float a, float ts, const float* __r
 	return gbx_fadd(gbx_fmul(a, gbx_fmul(tsv ? tsv[n] : ts, 256.0f)), bias ? bias[n] : 0.f);
 }
 
-// The wide path (gbx_nvfp4_gemm_wide): batches of more rows than the fast path serves well. The
-// fast path's CTA of 32 channels reads all of x, so at 64 rows x costs the L2 ~3.6x the weights'
-// bytes; here a CTA takes GBX_FP4W_ROWS = 128 channels (4 warps x 2 tiles of 16) x 64 batch rows,
-// and x's chunk is copied into shared memory once for the 4 warps. Weights tiled (TL) only.
-// (Measured on the H200 and slower: 8 warps a CTA, each half the rows, 111 us against 100 at
-// 28672 x 4096 x 64 rows; 2 stages and 3-4 CTAs an SM, 115-120 us.)
-//  * Stage (GBX_FP4W_STAGE_BYTES): x's chunk [64 rows][128 bf16], then each warp's weight slot as
-//    in the fast path. x's 16-byte units are stored swizzled: the unit of columns t*32 + q*8 of
-//    row r (what thread t reads for word q) at position (4q + t) ^ (4 (r & 1)), meant for the 8
-//    threads of a quarter-warp (rows g, g + 1; t = 0..3) to read 128 distinct banks' bytes (ncu
-//    still counted 51 % excess shared-memory wavefronts in an 8-warp form; not traced).
-//  * A S-stage cp.async ring shared by the CTA: wait for stage it, barrier (everyone is also done
-//    with stage it - 1), refill stage it - 1's slot with chunk it + S - 1, compute.
+// The wide path (gbx_nvfp4_gemm_wide): batches of more rows than the fast path serves well, on
+// Hopper's warpgroup MMA (wgmma, sm_90a). A CTA is one warpgroup: GBX_FP4W_ROWS = 128 channels
+// (two m64 tiles; warp w gives rows 16w..16w+15 of each, the 16-row weight tiles 4i + w) x up
+// to 64 batch rows (n = 16, 32 or 64: NT tiles of 8). The weights reach the tensor cores as the
+// A operand in registers, dequantized exactly as the fast path's (gbx_fp4_afrag); x is the B
+// operand, read by wgmma from shared memory. At 64 rows a weight is dequantized once for 64
+// rows of products, where mma.sync's form (measured: 100 us at 28672 x 4096 x 64) spent most of
+// its issue slots on x's permutes and shared loads for each 8.
+//  * Virtual k order. The fast path feeds the tensor cores a thread's word q of 8 codes (k0..k7
+//    of its 32 columns) as the pairs (k0,k4) (k1,k5) and (k2,k6) (k3,k7), so a k16 step of the
+//    MMA is a permutation of 16 physical columns. x is stored permuted the same way: the
+//    chunk's step v = 2q + H holds, at its k-slots 2t, 2t + 1, 2t + 8, 2t + 9 (t = 0..3), the
+//    physical columns 32t + 8q + 2H + {0, 4, 1, 5}. A thread copies a row's 4 units of 8
+//    columns (32t + 8q, t = 0..3) into registers and writes the 4 units of 16 bytes of the
+//    steps 2q and 2q + 1 (gbx_xpairs: the same permutes as the fast path's B pairs).
+//  * x in shared memory: K-major, the 128-byte swizzle (two 8 KiB atoms of 64 columns a
+//    stage, 8-row groups 1,024 bytes apart, unit c of row r at (c ^ (r & 7)) * 16); step v is
+//    the descriptor of atom v / 4 plus 32 (v % 4) bytes.
+//  * Two rings. The weights (codes and scales, by cp.async) have GBX_FP4W_WSTAGES slots a warp
+//    and are fetched that many chunks minus one ahead: the DRAM stream needs that many bytes in
+//    flight (with 4 stages of x and weights together, 2 ahead, the kernel read 1.7 TB/s at 16
+//    rows). A thread reads only the bytes it copied, so the weights need no barrier: a slot is
+//    refilled as soon as its chunk is in registers. x (by registers, 8 KiB a chunk) has
+//    GBX_FP4W_XSTAGES = 3 stages shared by the CTA: chunk it + 1 is loaded while chunk it is
+//    multiplied and stored into the stage chunk it - 2 used (the barrier at the top of a chunk
+//    orders the stores with every warp's wgmmas). Per k16 step: dequantize two A fragments,
+//    fence, two wgmmas, commit, wait for them. Keeping a group in flight while the next step
+//    dequantizes measured the same (61.2 against 61.5 us at 28672 x 4096 x 64 rows), groups of
+//    2-8 steps were slower (62.2-66.3), and groups of 8 gave wrong sums on the GPU (the
+//    emulator passed them): waiting leaves no register to a running wgmma.
 //  * K is split over gridDim.z CTAs (chunks [K/128 z / Z, K/128 (z + 1) / Z)) when the host
 //    finds too few CTAs (a 4,096-channel layer is 32): each writes its fp32 sums to
 //    part[z][M][N] and gbx_nvfp4_wide_sum adds them in z order. With Z = 1 the CTA writes y.
-//  * NT batch tiles of 8 (the CTA's rows, at most 64, rounded up to 16, 32 or 64): a CTA of
-//    fewer rows copies and multiplies only those.
-//  Same inputs, same grid: same bits.
-template <int S, int NT>
+//  * Rows past M are not stored (their columns' sums are never written); tiles past N are
+//    read clamped and not written.
+//  Same inputs, same grid: same bits. Without wgmma (not sm_90a) y is NaN; the host never
+//  launches it there.
+template <int NT>
 __device__ __forceinline__ void gbx_fp4_wide(const unsigned short* __restrict__ x, const unsigned char* __restrict__ w,
                                              const unsigned char* __restrict__ ws, float ts,
                                              const float* __restrict__ tsv, const float* __restrict__ bias,
                                              float* __restrict__ y, float* __restrict__ part, int M, int N, int K,
                                              unsigned char* smem) {
-	constexpr int RT = 2, NWARP = GBX_FP4W_THREADS / 32, WSB = RT * 1280, XB = GBX_FP4W_MTILE * 256;
-	static_assert(GBX_FP4W_STAGE_BYTES == XB + NWARP * WSB && GBX_FP4W_ROWS == NWARP * RT * 16, "abi.h");
+#if GBX_WGMMA
+	constexpr int RT = 2, NWARP = GBX_FP4W_THREADS / 32, WSB = RT * 1280, SX = GBX_FP4W_XSTAGES, SW = GBX_FP4W_WSTAGES;
+	constexpr int XB = GBX_FP4W_XSTAGE_BYTES, WB = GBX_FP4W_WSTAGE_BYTES;
+	// x tasks (a row and a word q) a thread: NT * 8 rows x 4
+	constexpr int XT = (NT * 32 + GBX_FP4W_THREADS - 1) / GBX_FP4W_THREADS;
+	static_assert(WB == NWARP * WSB && GBX_FP4W_ROWS == NWARP * RT * 16 && XB == 2 * 8192, "abi.h");
+	static_assert(SX >= 3 && SW >= 2, "stages");
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 	const int g = lane >> 2, t = lane & 3;
 	const int mbase = blockIdx.x * GBX_FP4W_MTILE;
 	const int nchunks = K >> 7, ntiles = N >> 4;
-	const int tile0 = blockIdx.y * (GBX_FP4W_ROWS / 16) + warp * RT;
+	const int tile0 = blockIdx.y * (GBX_FP4W_ROWS / 16);
 	const int c0 = (int)((long long)nchunks * blockIdx.z / gridDim.z);
 	const int nmy = (int)((long long)nchunks * (blockIdx.z + 1) / gridDim.z) - c0;
-	// Tiles past N are clamped (read, never written).
 	int tt[RT];
 #pragma unroll
-	for (int i = 0; i < RT; ++i) tt[i] = gbx_imin(tile0 + i, ntiles - 1);
-	const u32 sbase = gbx_smem_addr(smem);
+	for (int i = 0; i < RT; ++i) tt[i] = gbx_imin(tile0 + 4 * i + warp, ntiles - 1);
+	const u32 xbase = (gbx_smem_addr(smem) + 1023u) & ~1023u, wbase = xbase + SX * XB + warp * WSB;
 
-	auto issue = [&](int it) {
+	auto wissue = [&](int it) {
 		const int c = c0 + it;
-		const u32 sb = sbase + (it % S) * GBX_FP4W_STAGE_BYTES;
-		const u32 wb = sb + XB + warp * WSB;
+		const u32 wb = wbase + (it % SW) * WB;
 #pragma unroll
 		for (int i = 0; i < RT; ++i)
 #pragma unroll
@@ -415,56 +436,103 @@ __device__ __forceinline__ void gbx_fp4_wide(const unsigned short* __restrict__ 
 				gbx_cp16(wb + ((i * 2 + h) * 32 + lane) * 16, w + u * 1024 + h * 512 + lane * 16);
 				gbx_cp4(wb + RT * 1024 + ((i * 2 + h) * 32 + lane) * 4, ws + u * 128 + h * 64 + g * 8 + 4 * (t >> 1));
 			}
+	};
+	u32 xr[XT][4][4];
+	auto xtask = [&](int r, int& row, int& q) {
+		const int id = threadIdx.x + GBX_FP4W_THREADS * r;
+		row = id >> 2, q = id & 3;
+		return id < NT * 32 && mbase + row < M;
+	};
+	auto xload = [&](int it) {
 #pragma unroll
-		for (int r = 0; r < NT * 8 * 16 / GBX_FP4W_THREADS; ++r) {
-			const int idx = threadIdx.x + GBX_FP4W_THREADS * r, row = idx >> 4, u = idx & 15; // columns 8u..8u+7
-			const int pos = (((u & 3) << 2) | (u >> 2)) ^ ((row & 1) << 2);
-			// Rows past M are not copied (their columns' sums are never written). Copying row
-			// M - 1 in their place (the same 16 bytes from many threads) cost 2.2x at 48 rows.
-			if (mbase + row < M) gbx_cp16(sb + row * 256 + pos * 16, x + (size_t)(mbase + row) * K + c * 128 + u * 8);
+		for (int r = 0; r < XT; ++r) {
+			int row, q;
+			if (xtask(r, row, q)) {
+				const unsigned short* src = x + (size_t)(mbase + row) * K + (c0 + it) * 128 + q * 8;
+#pragma unroll
+				for (int u = 0; u < 4; ++u) gbx_ldg128(xr[r][u], src + u * 32);
+			}
 		}
+	};
+	auto xstore = [&](int it) {
+		const u32 sb = xbase + (it % SX) * XB;
+#pragma unroll
+		for (int r = 0; r < XT; ++r) {
+			int row, q;
+			if (!xtask(r, row, q)) continue;
+			u32 p[4][4];
+#pragma unroll
+			for (int u = 0; u < 4; ++u) gbx_xpairs(p[u], xr[r][u]);
+#pragma unroll
+			for (int hs = 0; hs < 4; ++hs) { // step 2q + hs / 2, k-slots 8 (hs % 2) ..
+				const int v = 2 * q + (hs >> 1), c = ((v & 3) << 1) | (hs & 1);
+				gbx_sts128(sb + (v >> 2) * 8192 + row * 128 + ((c ^ (row & 7)) << 4), p[0][hs], p[1][hs], p[2][hs], p[3][hs]);
+			}
+		}
+		gbx_fence_async_smem();
 	};
 
 #pragma unroll
-	for (int s = 0; s < S - 1; ++s) {
-		if (s < nmy) issue(s);
+	for (int s = 0; s < SW - 1; ++s) {
+		if (s < nmy) wissue(s);
 		gbx_cp_commit();
+	}
+	if (nmy > 0) {
+		xload(0);
+		xstore(0);
 	}
 
 	float acc[RT][NT][4];
 	gbx_fp4_zero(acc);
+#pragma unroll
+	for (int i = 0; i < RT; ++i) gbx_wg_pin(acc[i]);
 
 	for (int it = 0; it < nmy; ++it) {
-		gbx_cp_wait<S - 2>();
-		__syncthreads();
-		if (it + S - 1 < nmy) issue(it + S - 1);
-		gbx_cp_commit();
-		const u32 sb = sbase + (it % S) * GBX_FP4W_STAGE_BYTES;
+		gbx_cp_wait<SW - 2>(); // this thread's copies of chunk it
 		u32 wv[RT][2][4];
 		u32 sc[RT][2][2];
-		gbx_fp4_wload<RT>(wv, sc, sb + XB + warp * WSB, lane);
+		gbx_fp4_wload<RT>(wv, sc, wbase + (it % SW) * WB, lane);
+		if (it + SW - 1 < nmy) wissue(it + SW - 1); // into chunk it - 1's slot
+		gbx_cp_commit();
+		__syncthreads(); // x's stage it stored by every thread; every warp done with chunk it - 2
+		const bool pre = it + 1 < nmy;
+		if (pre) xload(it + 1);
+		const u32 sb = xbase + (it % SX) * XB;
 #pragma unroll
-		for (int q = 0; q < 4; ++q) {
-			u32 xp[NT][4];
+		for (int v = 0; v < 8; ++v) {
+			const int q = v >> 1;
+			u32 a[RT][4];
 #pragma unroll
-			for (int j = 0; j < NT; ++j) {
-				u32 xw[4];
-				gbx_lds128(xw, sb + (8 * j + g) * 256 + (((q << 2) | t) ^ ((g & 1) << 2)) * 16);
-				gbx_xpairs(xp[j], xw);
+			for (int i = 0; i < RT; ++i) {
+				if (v & 1) gbx_fp4_afrag<1, 0>(a[i], wv[i][0][q], wv[i][1][q], sc[i][0][q >> 1], sc[i][1][q >> 1]);
+				else gbx_fp4_afrag<0, 0>(a[i], wv[i][0][q], wv[i][1][q], sc[i][0][q >> 1], sc[i][1][q >> 1]);
 			}
-			gbx_fp4_mma_q<RT, NT, 0>(acc, wv, sc, xp, q);
+			const unsigned long long desc = gbx_wg_desc(sb + (v >> 2) * 8192 + (v & 3) * 32);
+#pragma unroll
+			for (int i = 0; i < RT; ++i) gbx_wg_pin(acc[i]);
+			gbx_wg_fence();
+#pragma unroll
+			for (int i = 0; i < RT; ++i) gbx_wgmma<NT * 8>(acc[i], a[i][0], a[i][1], a[i][2], a[i][3], desc);
+			gbx_wg_commit();
+			gbx_wg_wait<0>();
+#pragma unroll
+			for (int i = 0; i < RT; ++i) gbx_wg_pin(acc[i]);
 		}
+		if (pre) xstore(it + 1);
 	}
+	gbx_wg_wait<0>();
 	gbx_cp_wait<0>();
+#pragma unroll
+	for (int i = 0; i < RT; ++i) gbx_wg_pin(acc[i]);
 
 	const bool split = gridDim.z > 1;
 	float* out = split ? part + (size_t)blockIdx.z * M * N : y;
 #pragma unroll
 	for (int i = 0; i < RT; ++i) {
-		if (tile0 + i >= ntiles) continue;
+		if (tile0 + 4 * i + warp >= ntiles) continue;
 #pragma unroll
 		for (int h = 0; h < 2; ++h) {
-			const int n = (tile0 + i) * 16 + 8 * h + g;
+			const int n = (tile0 + 4 * i + warp) * 16 + 8 * h + g;
 #pragma unroll
 			for (int j = 0; j < NT; ++j)
 #pragma unroll
@@ -475,6 +543,12 @@ __device__ __forceinline__ void gbx_fp4_wide(const unsigned short* __restrict__ 
 				}
 		}
 	}
+#else
+	float* out = gridDim.z > 1 ? part + (size_t)blockIdx.z * M * N : y;
+	const int m1 = gbx_imin(M, ((int)blockIdx.x + 1) * GBX_FP4W_MTILE), n1 = gbx_imin(N, ((int)blockIdx.y + 1) * GBX_FP4W_ROWS);
+	for (int m = blockIdx.x * GBX_FP4W_MTILE; m < m1; ++m)
+		for (int n = blockIdx.y * GBX_FP4W_ROWS + threadIdx.x; n < n1; n += blockDim.x) out[(size_t)m * N + n] = gbx_bits2f(0x7fc00000u);
+#endif
 }
 
 // Exact CUDA-core path for shapes/alignments the fast path does not take: per element
@@ -634,9 +708,9 @@ extern "C" __global__ void __launch_bounds__(GBX_FP4W_THREADS, GBX_FP4W_MIN_BLOC
 	gbx_pdl();
 	GBX_DYN_SMEM(gbx_fp4_smem_w, GBX_FP4W_SMEM_BYTES);
 	const int mloc = gbx_imin(M - (int)blockIdx.x * GBX_FP4W_MTILE, GBX_FP4W_MTILE);
-	if (mloc <= 16) gbx_fp4_wide<GBX_FP4W_STAGES, 2>(x, w, ws, ts, tsv, bias, y, part, M, N, K, gbx_fp4_smem_w);
-	else if (mloc <= 32) gbx_fp4_wide<GBX_FP4W_STAGES, 4>(x, w, ws, ts, tsv, bias, y, part, M, N, K, gbx_fp4_smem_w);
-	else gbx_fp4_wide<GBX_FP4W_STAGES, 8>(x, w, ws, ts, tsv, bias, y, part, M, N, K, gbx_fp4_smem_w);
+	if (mloc <= 16) gbx_fp4_wide<2>(x, w, ws, ts, tsv, bias, y, part, M, N, K, gbx_fp4_smem_w);
+	else if (mloc <= 32) gbx_fp4_wide<4>(x, w, ws, ts, tsv, bias, y, part, M, N, K, gbx_fp4_smem_w);
+	else gbx_fp4_wide<8>(x, w, ws, ts, tsv, bias, y, part, M, N, K, gbx_fp4_smem_w);
 }
 
 // gbx_nvfp4_wide_sum: y[i] = (sum over z in order of part[z][i]) * ts_n * 2^8 + bias[n], i over
