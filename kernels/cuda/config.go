@@ -215,11 +215,12 @@ const defaultFP4SmallM = 16
 // defaultFP4WideM and defaultFP4WideMinWeights: the wide NVFP4 kernel takes
 // batches of 17-64 rows in layers of at least 2^25 weights. On the H200, at
 // 32-64 rows it beat the bf16 GEMM in Llama-3.1-8B's gate/up (28672 × 4096:
-// 49.2 against 71.5 µs at 32 rows, 61.6 against 72.9 at 64) and down
-// projections (4096 × 14336: 36.3 against 43.6 at 64), and lost in q/k/v
-// and o (4096 × 4096: 19.6 against 17.1 µs at 64 rows), whose K is split
-// over CTAs; from 128 rows it loses everywhere (docs/benchmarks.md,
-// "twelfth pass"). Decode at batch 32: 1.13× the bf16 GEMM's tok/s.
+// 47.9 against 71.5 µs at 32 rows, 60.6 against 72.9 at 64) and down
+// projections (4096 × 14336: 35.6 against 43.6 at 64), and lost in q/k/v
+// and o at 48-64 rows (6144 × 4096: 26.8 against 22.6 µs at 64 rows),
+// whose K is split over CTAs; from 128 rows it loses everywhere
+// (docs/benchmarks.md, "twelfth pass"). Decode at batch 32: 1.13× the bf16
+// GEMM's tok/s.
 const (
 	defaultFP4WideM          = 64
 	defaultFP4WideMinWeights = 1 << 25

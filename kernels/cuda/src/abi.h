@@ -48,13 +48,13 @@ enum {
 // memory (over 48 KiB: the host raises the kernel's limit; 1,024 bytes of it to align the
 // rings): a ring of GBX_FP4W_XSTAGES chunks of x (128 columns of GBX_FP4W_MTILE rows, bf16, in
 // wgmma's 128-byte-swizzled layout), then one of GBX_FP4W_WSTAGES chunks of the weights (4
-// warps' codes and scales of 2 tiles, 2,560 bytes each). Two CTAs an SM: 2 x 109 KiB.
+// warps' codes and scales of 2 tiles, 2,560 bytes each). Three CTAs an SM: 3 x 73 KiB.
 #define GBX_FP4W_THREADS 128
 #define GBX_FP4W_ROWS 128
 #define GBX_FP4W_MTILE 64
-#define GBX_FP4W_XSTAGES 3
-#define GBX_FP4W_WSTAGES 6
-#define GBX_FP4W_MIN_BLOCKS 2 // CTAs an SM (__launch_bounds__)
+#define GBX_FP4W_XSTAGES 2
+#define GBX_FP4W_WSTAGES 4
+#define GBX_FP4W_MIN_BLOCKS 3 // CTAs an SM (__launch_bounds__)
 #define GBX_FP4W_XSTAGE_BYTES (GBX_FP4W_MTILE * 256)
 #define GBX_FP4W_WSTAGE_BYTES (4 * 2560)
 #define GBX_FP4W_SMEM_BYTES (GBX_FP4W_XSTAGES * GBX_FP4W_XSTAGE_BYTES + GBX_FP4W_WSTAGES * GBX_FP4W_WSTAGE_BYTES + 1024)

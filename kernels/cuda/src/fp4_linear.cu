@@ -382,17 +382,19 @@ __device__ __forceinline__ float gbx_fp4_out(float a, float ts, const float* __r
 //    stage, 8-row groups 1,024 bytes apart, unit c of row r at (c ^ (r & 7)) * 16); step v is
 //    the descriptor of atom v / 4 plus 32 (v % 4) bytes.
 //  * Two rings. The weights (codes and scales, by cp.async) have GBX_FP4W_WSTAGES slots a warp
-//    and are fetched that many chunks minus one ahead: the DRAM stream needs that many bytes in
-//    flight (with 4 stages of x and weights together, 2 ahead, the kernel read 1.7 TB/s at 16
-//    rows). A thread reads only the bytes it copied, so the weights need no barrier: a slot is
-//    refilled as soon as its chunk is in registers. x (by registers, 8 KiB a chunk) has
-//    GBX_FP4W_XSTAGES = 3 stages shared by the CTA: chunk it + 1 is loaded while chunk it is
-//    multiplied and stored into the stage chunk it - 2 used (the barrier at the top of a chunk
-//    orders the stores with every warp's wgmmas). Per k16 step: dequantize two A fragments,
-//    fence, two wgmmas, commit, wait for them. Keeping a group in flight while the next step
-//    dequantizes measured the same (61.2 against 61.5 us at 28672 x 4096 x 64 rows), groups of
-//    2-8 steps were slower (62.2-66.3), and groups of 8 gave wrong sums on the GPU (the
-//    emulator passed them): waiting leaves no register to a running wgmma.
+//    and are fetched that many chunks minus one ahead. A thread reads only the bytes it copied,
+//    so the weights need no barrier: a slot is refilled once its chunk is in registers. x (by
+//    registers, 16 KiB a chunk of 64 rows) has GBX_FP4W_XSTAGES = 2 stages shared by the CTA:
+//    chunk it + 1 is loaded while chunk it is multiplied and stored into the stage of chunk
+//    it - 1, whose wgmmas every warp has waited for (the barrier at the top of a chunk orders
+//    it). Per k16 step: dequantize two A fragments, fence, two wgmmas, commit, wait for them.
+//    Keeping a group in flight while the next step dequantizes measured the same (61.2 against
+//    61.5 us at 28672 x 4096 x 64 rows), groups of 2-8 steps were slower (62.2-66.3), and groups
+//    of 8 gave wrong sums on the GPU (the emulator passed them): waiting leaves no register to a
+//    running wgmma, and it lets x make do with 2 stages.
+//  * Three CTAs an SM (GBX_FP4W_MIN_BLOCKS: at most 170 registers, 73 KiB of shared memory):
+//    the kernel is latency-bound, and with two (x 3 stages, weights 6, 188 registers) q/k/v at
+//    64 rows took 34.0 us against 26.8.
 //  * K is split over gridDim.z CTAs (chunks [K/128 z / Z, K/128 (z + 1) / Z)) when the host
 //    finds too few CTAs (a 4,096-channel layer is 32): each writes its fp32 sums to
 //    part[z][M][N] and gbx_nvfp4_wide_sum adds them in z order. With Z = 1 the CTA writes y.
@@ -412,7 +414,7 @@ __device__ __forceinline__ void gbx_fp4_wide(const unsigned short* __restrict__ 
 	// x tasks (a row and a word q) a thread: NT * 8 rows x 4
 	constexpr int XT = (NT * 32 + GBX_FP4W_THREADS - 1) / GBX_FP4W_THREADS;
 	static_assert(WB == NWARP * WSB && GBX_FP4W_ROWS == NWARP * RT * 16 && XB == 2 * 8192, "abi.h");
-	static_assert(SX >= 3 && SW >= 2, "stages");
+	static_assert(SX >= 2 && SW >= 2, "stages"); // SX = 2: see the wait after each step
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 	const int g = lane >> 2, t = lane & 3;
 	const int mbase = blockIdx.x * GBX_FP4W_MTILE;
@@ -494,7 +496,7 @@ __device__ __forceinline__ void gbx_fp4_wide(const unsigned short* __restrict__ 
 		gbx_fp4_wload<RT>(wv, sc, wbase + (it % SW) * WB, lane);
 		if (it + SW - 1 < nmy) wissue(it + SW - 1); // into chunk it - 1's slot
 		gbx_cp_commit();
-		__syncthreads(); // x's stage it stored by every thread; every warp done with chunk it - 2
+		__syncthreads(); // x's chunk it stored by every thread; every warp done with chunk it - 1
 		const bool pre = it + 1 < nmy;
 		if (pre) xload(it + 1);
 		const u32 sb = xbase + (it % SX) * XB;
