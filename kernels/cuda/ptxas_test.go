@@ -15,12 +15,16 @@ import (
 // memory are in the test's log (-v); spills are logged apart.
 func TestPTXAS(t *testing.T) {
 	b := newTestBackend(t, Config{})
+	reports := 0
 	err := b.do(context.Background(), func(d *devState) error {
 		for _, m := range modules {
 			_, log, err := nvrtcCompile(m.program(), d.comp.options(append(m.options, "--ptxas-options=-v")...))
 			if err != nil {
 				t.Errorf("module %s: %v", m.name, err)
 				continue
+			}
+			if strings.Contains(log, "ptxas") {
+				reports++
 			}
 			t.Logf("module %s:\n%s", m.name, log)
 			for _, line := range strings.Split(log, "\n") {
@@ -36,5 +40,8 @@ func TestPTXAS(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if reports == 0 && !t.Failed() {
+		t.Skip("NVRTC gave no ptxas report (the emulator compiles nothing)")
 	}
 }
