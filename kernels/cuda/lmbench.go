@@ -61,14 +61,18 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 	if cfg.FP4SmallM < -1 {
 		return nil, fmt.Errorf("cuda: bench: FP4SmallM = %d, want -1 or more", cfg.FP4SmallM)
 	}
+	if cfg.FP4WideMinWeights < -1 {
+		return nil, fmt.Errorf("cuda: bench: FP4WideMinWeights = %d, want -1 or more", cfg.FP4WideMinWeights)
+	}
 	// The run's overrides of the device's settings, put back at the end.
 	type settings struct {
 		gemvMaxM, fp4SmallM, fp4WideM     int
+		fp4WideMinW                       int64
 		attnDec, attnPartial, pdl, fp4Row bool
 	}
 	var was settings
 	_ = b.do(ctx, func(d *devState) error {
-		was = settings{d.gemvMaxM, d.fp4SmallM, d.fp4WideM, d.attnDec, d.attnPartial, d.k.pdl, d.fp4RowMajor}
+		was = settings{d.gemvMaxM, d.fp4SmallM, d.fp4WideM, d.fp4WideMinW, d.attnDec, d.attnPartial, d.k.pdl, d.fp4RowMajor}
 		d.fp4RowMajor = cfg.FP4RowMajor
 		if cfg.GEMVMaxRows != 0 {
 			d.gemvMaxM = cfg.GEMVMaxRows
@@ -79,6 +83,9 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 		if cfg.FP4WideM != 0 {
 			d.fp4WideM = cfg.FP4WideM
 		}
+		if cfg.FP4WideMinWeights != 0 {
+			d.fp4WideMinW = cfg.FP4WideMinWeights
+		}
 		d.attnDec = d.attnDec || cfg.AttnDec
 		d.attnPartial = d.attnPartial || cfg.AttnPartial
 		d.k.pdl = d.k.pdl && !cfg.NoPDL
@@ -87,6 +94,7 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 	defer func() {
 		_ = b.do(ctx, func(d *devState) error {
 			d.gemvMaxM, d.fp4SmallM, d.fp4WideM, d.attnDec, d.attnPartial, d.k.pdl = was.gemvMaxM, was.fp4SmallM, was.fp4WideM, was.attnDec, was.attnPartial, was.pdl
+			d.fp4WideMinW = was.fp4WideMinW
 			d.fp4RowMajor = was.fp4Row
 			return nil
 		})

@@ -31,6 +31,7 @@ var (
 	lmBenchGEMV        = flag.Int("lmbench.gemv", 0, "GEMVMaxRows for the run (0: the backend's; -1: cuBLASLt only)")
 	lmBenchFP4SmallM   = flag.Int("lmbench.fp4smallm", 0, "FP4SmallM for the run (0: the backend's; -1: the dequantized-bf16 GEMM only)")
 	lmBenchFP4WideM    = flag.Int("lmbench.fp4wide", 0, "FP4WideM for the run (0: the backend's; -1: the wide NVFP4 kernel off)")
+	lmBenchFP4WideMinW = flag.Int64("lmbench.fp4wideminw", 0, "FP4WideMinWeights for the run (0: the backend's; -1: any layer)")
 	lmBenchFP4RowMajor = flag.Bool("lmbench.fp4rowmajor", false, "random fp4 weights row-major instead of tiled (FP4RowMajor)")
 	lmBenchAttnDec     = flag.Bool("lmbench.attndec", false, "run attention on gbx_attn_dec instead of gbx_attn_mma (LMBench.AttnDec)")
 	lmBenchAttnPartial = flag.Bool("lmbench.attnpartial", false, "run every attention on gbx_attn_partial (LMBench.AttnPartial)")
@@ -81,7 +82,7 @@ func TestLMBench(t *testing.T) {
 	if err != nil {
 		t.Skipf("no CUDA device: %v", err)
 	}
-	cfg := cuda.LMBench{Batches: ints(t, *lmBenchBatches), Prompts: ints(t, *lmBenchPrompts), Steps: *lmBenchSteps, GEMVMaxRows: *lmBenchGEMV, FP4SmallM: *lmBenchFP4SmallM, FP4WideM: *lmBenchFP4WideM, FP4RowMajor: *lmBenchFP4RowMajor, AttnPartial: *lmBenchAttnPartial, AttnDec: *lmBenchAttnDec, NoPDL: *lmBenchNoPDL, Prefill: *lmBenchPrefill}
+	cfg := cuda.LMBench{Batches: ints(t, *lmBenchBatches), Prompts: ints(t, *lmBenchPrompts), Steps: *lmBenchSteps, GEMVMaxRows: *lmBenchGEMV, FP4SmallM: *lmBenchFP4SmallM, FP4WideM: *lmBenchFP4WideM, FP4WideMinWeights: *lmBenchFP4WideMinW, FP4RowMajor: *lmBenchFP4RowMajor, AttnPartial: *lmBenchAttnPartial, AttnDec: *lmBenchAttnDec, NoPDL: *lmBenchNoPDL, Prefill: *lmBenchPrefill}
 	cfg.Precisions = precisions(t, *lmBenchPrecisions)
 	switch *lmBenchModel {
 	case "8b":

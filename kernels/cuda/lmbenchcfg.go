@@ -65,6 +65,9 @@ type LMBench struct {
 	// FP4WideM, if not 0, replaces the backend's Config.FP4WideM for the
 	// run (-1: the wide NVFP4 kernel off).
 	FP4WideM int
+	// FP4WideMinWeights, if not 0, replaces the backend's
+	// Config.FP4WideMinWeights for the run (-1: any layer).
+	FP4WideMinWeights int64
 	// FP4RowMajor, if set, stores the random fp4 weights row-major for the
 	// run instead of in the NVFP4 kernel's tiled layout, for side-by-side
 	// timings.
