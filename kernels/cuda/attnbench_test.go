@@ -17,6 +17,7 @@ var (
 	attnBenchSplit = flag.String("attnbench.minsplit", "", "shortest splits to try, comma-separated (default: the package's)")
 	attnBenchReps  = flag.Int("attnbench.reps", 50, "timed launches per case and kernel")
 	attnBenchPF    = flag.Bool("attnbench.pf", false, "time gbx_attn_mma's _pf entry points (attnPFKernel) in its place")
+	attnBenchRing  = flag.Bool("attnbench.ring", false, "time gbx_attn_mma's E4M3 _ring entry points (attnRingKernel) in its place")
 )
 
 // TestAttnBench times one layer's decode attention (a row per sequence,
@@ -118,6 +119,9 @@ func attnBenchCase(t *testing.T, x *devT, r *rand.Rand, sp int, c string) {
 	mma, mma8 := k.attnKernel(true, fmtBF16, dim, group), k.attnKernel(true, fmtE4M3, dim, group)
 	if *attnBenchPF {
 		mma, mma8 = k.attnPFKernel(fmtBF16, dim, group), k.attnPFKernel(fmtE4M3, dim, group)
+	}
+	if *attnBenchRing {
+		mma8 = k.attnRingKernel(fmtE4M3, dim, group)
 	}
 	for i, dec := range []*kernel{nil, k.attnKernel(false, fmtBF16, dim, group), mma, mma8} {
 		a.dec = dec

@@ -56,6 +56,7 @@ type devState struct {
 	invariant   bool  // Config.BatchInvariant: GEMM algorithms fixed per shape (linear.go)
 	attnPartial bool  // every attention on gbx_attn_partial (LMBench.AttnPartial)
 	attnDec     bool  // attention on gbx_attn_dec instead of gbx_attn_mma (LMBench.AttnDec)
+	attnRing    int   // gbx_attn_mma's _ring entry points: 0 where attnRingMinBlocks says, -1 never, 1 always (LMBench.AttnRing)
 
 	lm  lmState        // language models (lmrun.go)
 	log zerolog.Logger // the backend's, with the device named

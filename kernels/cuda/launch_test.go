@@ -95,7 +95,10 @@ func TestLaunches(t *testing.T) {
 				name string
 				call func() error
 			}{fmt.Sprintf("attnPartial (gbx_attn_mma%d, cache format %d)", dim, f), func() error { return k.attnPartial(s, 3, 9, a) }})
-			for _, dec := range []*kernel{k.attnRowsKernel(f, dim, 4), k.attnPFKernel(f, dim, 4)} {
+			for _, dec := range []*kernel{k.attnRowsKernel(f, dim, 4), k.attnPFKernel(f, dim, 4), k.attnRingKernel(f, dim, 4)} {
+				if dec == nil {
+					continue // no _ring entry point for a BF16 cache
+				}
 				av := a
 				av.dec = dec
 				calls = append(calls, struct {

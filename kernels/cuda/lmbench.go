@@ -69,10 +69,11 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 		gemvMaxM, fp4SmallM, fp4WideM     int
 		fp4WideMinW                       int64
 		attnDec, attnPartial, pdl, fp4Row bool
+		attnRing                          int
 	}
 	var was settings
 	_ = b.do(ctx, func(d *devState) error {
-		was = settings{d.gemvMaxM, d.fp4SmallM, d.fp4WideM, d.fp4WideMinW, d.attnDec, d.attnPartial, d.k.pdl, d.fp4RowMajor}
+		was = settings{d.gemvMaxM, d.fp4SmallM, d.fp4WideM, d.fp4WideMinW, d.attnDec, d.attnPartial, d.k.pdl, d.fp4RowMajor, d.attnRing}
 		d.fp4RowMajor = cfg.FP4RowMajor
 		if cfg.GEMVMaxRows != 0 {
 			d.gemvMaxM = cfg.GEMVMaxRows
@@ -87,6 +88,9 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 			d.fp4WideMinW = cfg.FP4WideMinWeights
 		}
 		d.attnDec = d.attnDec || cfg.AttnDec
+		if cfg.AttnRing != 0 {
+			d.attnRing = cfg.AttnRing
+		}
 		d.attnPartial = d.attnPartial || cfg.AttnPartial
 		d.k.pdl = d.k.pdl && !cfg.NoPDL
 		return nil
@@ -96,6 +100,7 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 			d.gemvMaxM, d.fp4SmallM, d.fp4WideM, d.attnDec, d.attnPartial, d.k.pdl = was.gemvMaxM, was.fp4SmallM, was.fp4WideM, was.attnDec, was.attnPartial, was.pdl
 			d.fp4WideMinW = was.fp4WideMinW
 			d.fp4RowMajor = was.fp4Row
+			d.attnRing = was.attnRing
 			return nil
 		})
 	}()

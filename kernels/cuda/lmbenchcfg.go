@@ -78,6 +78,10 @@ type LMBench struct {
 	// AttnDec, if set, runs attention on gbx_attn_dec (the CUDA-core form
 	// of gbx_attn_mma) where it takes the shape.
 	AttnDec bool
+	// AttnRing, if not 0, replaces the backend's choice of gbx_attn_mma's
+	// _ring entry points (compute capability 9.0) for the run: -1 never,
+	// 1 in every launch that would take the plain ones.
+	AttnRing int
 	// NoPDL, if set, launches every kernel without programmatic dependent
 	// launch for the run (Config.NoPDL).
 	NoPDL bool

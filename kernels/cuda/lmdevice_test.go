@@ -290,3 +290,67 @@ func TestLMGraphReplay(t *testing.T) {
 		t.Errorf("%d of 16 decode steps replayed a graph, want at least 8 (last capture error: %v)", replays, gerr)
 	}
 }
+
+// TestLMAttnRing decodes three sequences over an E4M3 cache (fp8) with
+// gbx_attn_mma's _ring entry points in every attention launch that would
+// take the plain ones, and with them off: every logit is the same bits,
+// through contexts of several splits, each split more KV blocks a warp
+// than the ring has slots.
+func TestLMAttnRing(t *testing.T) {
+	ring := newTestBackend(t, Config{})
+	plain := newTestBackend(t, Config{})
+	var major int
+	for b, on := range map[*Backend]int{ring: 1, plain: -1} {
+		_ = b.do(context.Background(), func(d *devState) error {
+			d.attnRing, major = on, d.info.Major
+			return nil
+		})
+	}
+	if major < 9 {
+		t.Skipf("compute capability %d: no _ring entry points", major)
+	}
+	m := lmSynth(t, lm.Config{Arch: lm.Llama, Hidden: 128, Layers: 1, Heads: 4, KVHeads: 2, HeadDim: 64, Intermediate: 128,
+		Vocab: 300, RMSEps: 1e-6, RopeTheta: 10000, MaxPositions: 2048, BOS: lm.NoToken}, 7)
+	v := m.Config.Vocab
+	run := func(b *Backend) [][]float32 {
+		kv, err := b.NewKVCache(m, precision.FP8, 3*32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer kv.Close()
+		seqs := make([]kernels.Seq, 3)
+		for i := range seqs {
+			blocks := make([]int32, 32)
+			for j := range blocks {
+				blocks[j] = int32(3*j + 2 - i) // interleaved, out of order
+			}
+			prompt := make([]int32, 290+97*i)
+			for j := range prompt {
+				prompt[j] = int32((j*17 + i*5) % v)
+			}
+			if _, err := b.Step(context.Background(), m, precision.FP8, kv, &kernels.Batch{Seqs: []kernels.Seq{{Tokens: prompt, Blocks: blocks}}}); err != nil {
+				t.Fatal(err)
+			}
+			seqs[i] = kernels.Seq{Tokens: []int32{int32(i + 1)}, Pos: len(prompt), Blocks: blocks, Want: kernels.WantLogits | kernels.WantSample}
+		}
+		var logits [][]float32
+		for range 4 {
+			outs, err := b.Step(context.Background(), m, precision.FP8, kv, &kernels.Batch{Seqs: seqs})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range seqs {
+				logits = append(logits, outs[i].Logits)
+				seqs[i].Pos++
+				seqs[i].Tokens = []int32{outs[i].Token}
+			}
+		}
+		return logits
+	}
+	got, want := run(ring), run(plain)
+	for i := range want {
+		if !slices.Equal(got[i], want[i]) {
+			t.Fatalf("step %d sequence %d: logits with the _ring entry points differ from the plain ones' (rel L2 %.3g)", i/3, i%3, relL2(got[i], want[i]))
+		}
+	}
+}

@@ -227,6 +227,10 @@ var (
 	kAttnMMA128PF     = defKernel(modAttnMMA, "gbx_attn_mma128_pf", 0)
 	kAttnMMA64E4M3PF  = defKernel(modAttnMMA, "gbx_attn_mma64_e4m3_pf", 0)
 	kAttnMMA128E4M3PF = defKernel(modAttnMMA, "gbx_attn_mma128_e4m3_pf", 0)
+	// gbx_attn_mma's entry points that keep a warp's next KV blocks' bulk
+	// copies in flight (attnRingKernel picks one).
+	kAttnMMA64E4M3Ring  = defKernel(modAttnMMA, "gbx_attn_mma64_e4m3_ring", C.GBX_ATTN_RING_BYTES_64)
+	kAttnMMA128E4M3Ring = defKernel(modAttnMMA, "gbx_attn_mma128_e4m3_ring", C.GBX_ATTN_RING_BYTES_128)
 )
 
 // The attention kernels' geometry and limits (abi.h).
@@ -348,6 +352,32 @@ func (k *kernelSet) attnPFKernel(f fmtCode, dim, group int) *kernel {
 	return kAttnMMA128PF
 }
 
+// attnRingKernel returns the gbx_attn_mma entry point that takes
+// attnKernel(true, f, dim, group)'s place on compute capability 9.0 and
+// above, whose bulk copies it uses: each warp keeps its next
+// GBX_ATTN_RING_SLOTS KV blocks in flight into shared memory, which holds
+// them without registers, with each row's results the same bits as
+// attnKernel's. nil where it has none: a BF16 cache, whose 8 KB blocks
+// in a ring read no faster on the H200 (docs/benchmarks.md, thirteenth
+// pass).
+func (k *kernelSet) attnRingKernel(f fmtCode, dim, group int) *kernel {
+	switch {
+	case group > 8 || f != fmtE4M3:
+		return nil
+	case dim == 64:
+		return kAttnMMA64E4M3Ring
+	case dim == 128:
+		return kAttnMMA128E4M3Ring
+	}
+	return nil
+}
+
+// attnRingMinBlocks is the fewest blocks per SM (splits × KV heads × rows
+// over the device's SMs) above which a launch takes attnRingKernel's entry
+// points. Below, the plain ones ran faster in decode steps on the H200
+// (docs/benchmarks.md, thirteenth pass).
+const attnRingMinBlocks = 8
+
 // attnPFBlocks is the most blocks per SM (splits × KV heads × rows over the
 // device's SMs) of a launch on a cache of format f that attnPFKernel's
 // entry points take. Measured on the H200 (docs/benchmarks.md, ninth
@@ -368,7 +398,7 @@ func (k *kernelSet) attnPartial(s cuStream, row0, rows int, a attnArgs) error {
 		ar := newArgs().ptr(a.qkv).i32(a.stride).ptr(a.cache).ptr(a.kvScale).i32(a.layer).i32(a.layers).i32(a.kvHeads).i32(a.group).
 			ptr(a.pos).ptr(a.seq).ptr(a.btOff).ptr(a.blocks).ptr(a.split).i32(row0).f32(a.scale).ptr(a.partO).
 			ptr(a.partML).i32(a.maxSplits).ptr(a.out).i32(a.outStride).ptr(a.yq).i32(int(a.yqFmt))
-		return k.run(s, launch{kernel: a.dec, grid: grid, block: [3]uint32{C.GBX_ATTN_DEC_THREADS, 1, 1}, args: ar})
+		return k.run(s, launch{kernel: a.dec, grid: grid, block: [3]uint32{C.GBX_ATTN_DEC_THREADS, 1, 1}, smem: uint32(a.dec.smem), args: ar})
 	}
 	ar := newArgs().ptr(a.qkv).i32(a.stride).ptr(a.cache).i32(int(a.cacheFmt)).ptr(a.kvScale).i32(a.layer).i32(a.layers).i32(a.kvHeads).i32(a.group).
 		i32(a.dim).ptr(a.pos).ptr(a.seq).ptr(a.btOff).ptr(a.blocks).ptr(a.split).i32(row0).f32(a.scale).ptr(a.partO).

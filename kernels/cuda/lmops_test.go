@@ -632,13 +632,13 @@ func TestLMOpAttention(t *testing.T) {
 			a.kvScale = x.up(f32Bytes(scales))
 		}
 		// Two rows per launch, to check row0. Every kernel that takes
-		// the shape (with its bf16 operand); gbx_attn_mma's _pf entry
-		// points (i == 3) must give its bits.
+		// the shape (with its bf16 operand); gbx_attn_mma's _pf and _ring
+		// entry points (i ≥ 3) must give its bits.
 		a.partO = x.zeros(4 * 2 * heads * maxSplits * tc.dim)
 		a.partML = x.zeros(4 * 2 * heads * maxSplits * 2)
 		var k *kernelSet // attnKernel reads nothing of it
 		var mmaOut []float32
-		for i, dec := range []*kernel{nil, k.attnKernel(false, tc.f, tc.dim, tc.group), k.attnKernel(true, tc.f, tc.dim, tc.group), k.attnPFKernel(tc.f, tc.dim, tc.group)} {
+		for i, dec := range []*kernel{nil, k.attnKernel(false, tc.f, tc.dim, tc.group), k.attnKernel(true, tc.f, tc.dim, tc.group), k.attnPFKernel(tc.f, tc.dim, tc.group), k.attnRingKernel(tc.f, tc.dim, tc.group)} {
 			if i > 0 && dec == nil {
 				continue // the shape has no gbx_attn_dec (or gbx_attn_mma)
 			}
@@ -667,7 +667,7 @@ func TestLMOpAttention(t *testing.T) {
 			switch i {
 			case 2:
 				mmaOut = got
-			case 3:
+			case 3, 4:
 				for j := range got {
 					if math.Float32bits(got[j]) != math.Float32bits(mmaOut[j]) {
 						t.Fatalf("%s %s: out[%d] = %v, gbx_attn_mma's entry point %v", name, kname, j, got[j], mmaOut[j])

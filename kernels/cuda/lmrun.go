@@ -303,6 +303,10 @@ func (d *devState) lmEnqueue(ctx context.Context, m *lm.Model, w *lmWeights, kv 
 			// A launch of few blocks: the same bits, the next block's loads
 			// in flight while the warp attends the current one.
 			attn.dec = kp
+		} else if kr := k.attnRingKernel(kv.f, c.HeadDim, c.Heads/c.KVHeads); mma && kr != nil && d.info.Major >= 9 &&
+			(d.attnRing > 0 || d.attnRing == 0 && pl.rows*c.KVHeads*pl.maxSplits > attnRingMinBlocks*d.info.SMs) {
+			// The same bits, more KV blocks in flight (bulk copies, sm_90).
+			attn.dec = kr
 		}
 	}
 	// Between layers: the previous block's output, added to x by the next

@@ -243,6 +243,18 @@ inline void gbx_sts128(u32 s, u32 a, u32 b, u32 c, u32 d) {
 	std::memcpy(emu_smem_base + s, v, 16);
 }
 
+// ---- bulk copies (attn_mma.cu's ring) ----
+// A copy completes at once, so a barrier has nothing to count or wait for.
+#define GBX_BULK 1
+inline void gbx_mbar_init(u32, u32) {}
+inline void gbx_mbar_init_fence() {}
+inline void gbx_mbar_expect(u32, u32) {}
+inline void gbx_bulk_g2s(u32 dst, const void *src, u32 bytes, u32) {
+	if ((dst | bytes) % 16 != 0 || (uintptr_t)src % 16 != 0) abort(); // the hardware's alignment
+	std::memcpy(emu_smem_base + dst, src, bytes);
+}
+inline void gbx_mbar_wait(u32, u32) {}
+
 // ---- warpgroup MMA (fp4_linear.cu's wide kernel) ----
 // wgmma runs at once (fences, commits and waits have nothing to order); a
 // descriptor here is the operand's shared address itself. The B operand is

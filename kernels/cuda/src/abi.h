@@ -124,8 +124,17 @@ enum { GBX_ATTN_MAX_SPLITS = 64, GBX_ATTN_MIN_SPLIT = 256 };
 // the same arguments, for steps that feed a sequence several rows (group ≤
 // 4): a block may attend the rows after its own too, and a _pf form, the
 // same arguments and results, a warp's next KV block loaded before it
-// attends the current one (attn_mma.cu).
+// attends the current one (attn_mma.cu); and, for an E4M3 cache on compute
+// capability 9.0, a _ring form, the same arguments and results, each
+// warp's next GBX_ATTN_RING_SLOTS KV blocks copied into shared memory in
+// flight, GBX_ATTN_RING_BYTES(dim) of dynamic shared memory.
 #define GBX_ATTN_DEC_THREADS 128
+#define GBX_ATTN_RING_SLOTS 2
+// a slot: K and V of a block (16 positions of dim bytes), then their scales;
+// after the slots, a warp's mbarriers
+#define GBX_ATTN_RING_SLOT(dim) (2 * 16 * (dim) + 2 * 16 * 4)
+#define GBX_ATTN_RING_BYTES(dim) (GBX_ATTN_DEC_THREADS / 32 * GBX_ATTN_RING_SLOTS * (GBX_ATTN_RING_SLOT(dim) + 8))
+enum { GBX_ATTN_RING_BYTES_64 = GBX_ATTN_RING_BYTES(64), GBX_ATTN_RING_BYTES_128 = GBX_ATTN_RING_BYTES(128) };
 
 // gbx_gemv: grid n / GBX_GEMV_ROWS, GBX_GEMV_THREADS threads, up to
 // GBX_GEMV_MAX_M rows (gemv.cu).

@@ -56,7 +56,10 @@
 // TestAttnBench, 256 × 1k), loading the next block first (or two blocks at
 // once) took 202 registers, two blocks an SM: 1.7 TB/s on an E4M3 cache,
 // against 2.0 TB/s at 155 and three. The BF16 entry points are held to four
-// blocks an SM (128 registers).
+// blocks an SM (128 registers). The _ring entry points (RING, sm_90) keep a
+// warp's next GBX_ATTN_RING_SLOTS blocks in flight as bulk copies into
+// shared memory, which cost no registers and one thread's instructions:
+// on an E4M3 cache 3.35–3.38 TB/s against 2.73–2.75 (2026-12-03, 256 × 1k).
 template <int NL> struct kvBuf {
 	u32 k[2][NL][4], v[2][NL][4]; // K and V at the block's positions g, g+8 (lane (g, t))
 	float ks[2], vs[2];           // E4M3: their scales
@@ -73,7 +76,7 @@ template <bool FP8> __device__ __forceinline__ int gbx_attn_vdim(int u, int hi, 
 // gbx_pow2 is 2^e for −126 ≤ e ≤ 127.
 __device__ __forceinline__ float gbx_pow2(int e) { return __int_as_float((e + 127) << 23); }
 
-template <int DIM, bool FP8, bool ROWS, bool PF>
+template <int DIM, bool FP8, bool ROWS, bool PF, bool RING = false>
 __device__ __forceinline__ void gbx_attn_mma(const float *qkv, int stride, const void *cache, const float *kvScale,
                                              int layer, int layers, int kvHeads, int G, const int *pos, const int *seq,
                                              const int *btOff, const int *blocks, const int *split, int row0,
@@ -86,7 +89,19 @@ __device__ __forceinline__ void gbx_attn_mma(const float *qkv, int stride, const
 	constexpr int NT = GBX_ATTN_DEC_THREADS, NW = NT / 32, GP = 8, ES = FP8 ? 1 : 2, NL = DIM * ES / 64;
 	constexpr int KS = DIM / 16, NO = DIM / 16, RS = DIM + DIM / 32 + 1;
 	const float NEG = __int_as_float(0xff800000); // -inf
-	__shared__ float so[NW][GP * RS];
+	// so: the warps' outputs for the merge; with RING, in the dynamic
+	// shared memory whose first bytes the warps' rings took until then.
+	float(*so)[GP * RS];
+	unsigned char *ring = nullptr;
+	if constexpr (RING) {
+		static_assert(FP8 && NW * GP * RS * 4 <= GBX_ATTN_RING_BYTES(DIM), "an E4M3 cache; the ring's memory holds so");
+		GBX_DYN_SMEM(gbx_attn_ring_smem, GBX_ATTN_RING_BYTES(128));
+		ring = gbx_attn_ring_smem;
+		so = reinterpret_cast<float(*)[GP * RS]>(ring);
+	} else {
+		__shared__ float so_s[NW][GP * RS];
+		so = so_s;
+	}
 	__shared__ float sm[NW][GP], sl[NW][GP], se[NW][GP], sM[GP], sL[GP];
 	const int t = threadIdx.x, lane = t & 31, warp = t >> 5, g = lane >> 2, tq = lane & 3;
 	const int kh = blockIdx.y, s = blockIdx.x;
@@ -302,8 +317,62 @@ __device__ __forceinline__ void gbx_attn_mma(const float *qkv, int stride, const
 		}
 	};
 	// A warp takes blocks warp, warp + NW, …; with PF it loads each one
-	// before it attends the one before (two buffers, taken in turn).
-	if (PF) {
+	// before it attends the one before (two buffers, taken in turn); with
+	// RING (an E4M3 cache) its lane 0 keeps the next GBX_ATTN_RING_SLOTS
+	// blocks' bulk copies into the warp's slots in flight (a barrier a
+	// slot), and the warp reads a block's words from its slot as load would
+	// from the cache.
+	if constexpr (RING) {
+		constexpr int R = GBX_ATTN_RING_SLOTS, KB = GBX_KV_BLOCK * DIM, SLOT = GBX_ATTN_RING_SLOT(DIM);
+		const u32 s0 = gbx_smem_addr(ring) + warp * R * SLOT, b0 = gbx_smem_addr(ring) + NW * R * SLOT + warp * R * 8;
+		if (lane == 0) {
+			for (int i = 0; i < R; i++) gbx_mbar_init(b0 + 8 * i, 1);
+			gbx_mbar_init_fence();
+		}
+		__syncwarp();
+		// issue copies block bi into slot i (lane 0; the table's shuffle is
+		// the warp's).
+		auto issue = [&](int i, int bi) {
+			const int e = __shfl_sync(0xffffffffu, btl, bi & 31);
+			if (lane != 0) return;
+			const long long blk = bi < 32 ? e : bt[first + bi];
+			const char *kp = (const char *)cache + gbx_kv_off(blk, layer, layers, 0, kh, kvHeads, 0, DIM);
+			const float *sp = kvScale + gbx_kv_soff(blk, layer, layers, 0, kh, kvHeads, 0);
+			const u32 sl = s0 + i * SLOT, bar = b0 + 8 * i;
+			gbx_mbar_expect(bar, SLOT);
+			gbx_bulk_g2s(sl, kp, KB, bar);
+			gbx_bulk_g2s(sl + KB, kp + vOff, KB, bar);
+			gbx_bulk_g2s(sl + 2 * KB, sp, 4 * GBX_KV_BLOCK, bar);
+			gbx_bulk_g2s(sl + 2 * KB + 4 * GBX_KV_BLOCK, sp + kvHeads * GBX_KV_BLOCK, 4 * GBX_KV_BLOCK, bar);
+		};
+		for (int i = 0; i < R && warp + i * NW < nblk; i++) issue(i, warp + i * NW);
+		for (int n = 0, bi = warp; bi < nblk; n++, bi += NW) {
+			const int i = n % R;
+			const u32 sl = s0 + i * SLOT;
+			gbx_mbar_wait(b0 + 8 * i, (n / R) & 1);
+			kvBuf<NL> kb;
+			const u32 kw = sl + g * DIM + 16 * tq;
+#pragma unroll
+			for (int nb = 0; nb < 2; nb++)
+#pragma unroll
+				for (int c = 0; c < NL; c++) {
+					gbx_lds128(kb.k[nb][c], kw + 8 * nb * DIM + 64 * c);
+					gbx_lds128(kb.v[nb][c], kw + KB + 8 * nb * DIM + 64 * c);
+				}
+#pragma unroll
+			for (int nb = 0; nb < 2; nb++) {
+				kb.ks[nb] = __uint_as_float(gbx_lds32(sl + 2 * KB + 4 * (g + 8 * nb)));
+				kb.vs[nb] = __uint_as_float(gbx_lds32(sl + 2 * KB + 4 * GBX_KV_BLOCK + 4 * (g + 8 * nb)));
+			}
+			attend(kb, bi);
+			// The slot is free once every lane has its words (attend used them).
+			if (bi + R * NW < nblk) {
+				__syncwarp();
+				issue(i, bi + R * NW);
+			}
+		}
+		__syncthreads(); // every warp's ring read before so, over it, is written
+	} else if (PF) {
 		kvBuf<NL> ka, kb;
 		if (warp < nblk) load(ka, warp);
 		for (int bi = warp; bi < nblk; bi += 2 * NW) {
@@ -353,7 +422,8 @@ __device__ __forceinline__ void gbx_attn_mma(const float *qkv, int stride, const
 // step has nothing to group. The _pf ones (PF: a warp's next KV block
 // loaded before it attends the current one, two in registers) give the
 // plain ones' bits; the host picks them for launches of few blocks, which
-// leave SMs idle whatever their occupancy.
+// leave SMs idle whatever their occupancy. The _ring ones (below) give
+// them too; the host picks them for large launches on an E4M3 cache.
 extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS, 4)
     gbx_attn_mma64(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
                    int kvHeads, int group, const int *pos, const int *seq, const int *btOff, const int *blocks,
@@ -443,6 +513,37 @@ extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS, 2)
 	gbx_pdl();
 	gbx_attn_mma<128, false, false, true>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos, seq, btOff, blocks,
 	                              split, row0, scale, partO, partML, maxSplits, out, outStride, yq, fmt);
+}
+// The _ring entry points, for an E4M3 cache on compute capability 9.0 and
+// above (elsewhere the plain kernel's code: the host takes them there
+// only). Five blocks an SM: 96 registers (ptxas, no spills), 34 KB of
+// shared memory each. On the H200 a BF16 form (8 KB a KV block, three blocks
+// an SM by shared memory) read no faster than the plain BF16 kernel at
+// large batches and slower at long single sequences; there is none.
+#if GBX_BULK
+#define GBX_ATTN_RING true
+#else
+#define GBX_ATTN_RING false
+#endif
+extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS, 5)
+    gbx_attn_mma64_e4m3_ring(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
+                             int kvHeads, int group, const int *pos, const int *seq, const int *btOff, const int *blocks,
+                             const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
+                             int outStride, void *yq, int fmt) {
+	gbx_pdl();
+	gbx_attn_mma<64, true, false, false, GBX_ATTN_RING>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos,
+	                                                  seq, btOff, blocks, split, row0, scale, partO, partML, maxSplits,
+	                                                  out, outStride, yq, fmt);
+}
+extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS, 5)
+    gbx_attn_mma128_e4m3_ring(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
+                              int kvHeads, int group, const int *pos, const int *seq, const int *btOff, const int *blocks,
+                              const int *split, int row0, float scale, float *partO, float *partML, int maxSplits, float *out,
+                              int outStride, void *yq, int fmt) {
+	gbx_pdl();
+	gbx_attn_mma<128, true, false, false, GBX_ATTN_RING>(qkv, stride, cache, kvScale, layer, layers, kvHeads, group, pos,
+	                                                  seq, btOff, blocks, split, row0, scale, partO, partML, maxSplits,
+	                                                  out, outStride, yq, fmt);
 }
 extern "C" __global__ void __launch_bounds__(GBX_ATTN_DEC_THREADS, 3)
     gbx_attn_mma64_e4m3_pf(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,

@@ -279,6 +279,52 @@ __device__ __forceinline__ u32 gbx_movmatrix_t(u32 a) {
 
 #include "reduce.cuh"
 
+// ---- bulk copies into shared memory, completed on an mbarrier (PTX, sm_90) ----
+
+// GBX_BULK is 1 where cp.async.bulk and mbarrier transaction counts exist
+// (compute capability 9.0 and above). One thread arms a barrier with the
+// bytes it expects (gbx_mbar_expect) and issues the copies that complete
+// them (gbx_bulk_g2s: 16-byte aligned addresses, a multiple of 16 bytes);
+// the threads that read the data wait for the barrier's phase
+// (gbx_mbar_wait, parity 0, 1, 0, … as it is reused). The bytes in flight
+// hold no registers.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define GBX_BULK 1
+__device__ __forceinline__ void gbx_mbar_init(u32 bar, u32 count) {
+	asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");
+}
+// gbx_mbar_init_fence makes the barriers initialised before it visible to
+// the copies (the async proxy).
+__device__ __forceinline__ void gbx_mbar_init_fence() { asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory"); }
+__device__ __forceinline__ void gbx_mbar_expect(u32 bar, u32 bytes) {
+	asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void gbx_bulk_g2s(u32 dst, const void* src, u32 bytes, u32 bar) {
+	asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(dst),
+	             "l"(src), "r"(bytes), "r"(bar)
+	             : "memory");
+}
+__device__ __forceinline__ void gbx_mbar_wait(u32 bar, u32 parity) {
+	u32 done;
+	do {
+		asm volatile(
+		    "{\n\t.reg .pred p;\n\tmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n\tselp.u32 %0, 1, 0, p;\n\t}"
+		    : "=r"(done)
+		    : "r"(bar), "r"(parity)
+		    : "memory");
+	} while (!done);
+}
+#else
+#define GBX_BULK 0
+// Never called where GBX_BULK is 0 (the kernels compile their plain path
+// there); declared so that the code that would call them compiles.
+__device__ __forceinline__ void gbx_mbar_init(u32, u32) { __trap(); }
+__device__ __forceinline__ void gbx_mbar_init_fence() { __trap(); }
+__device__ __forceinline__ void gbx_mbar_expect(u32, u32) { __trap(); }
+__device__ __forceinline__ void gbx_bulk_g2s(u32, const void*, u32, u32) { __trap(); }
+__device__ __forceinline__ void gbx_mbar_wait(u32, u32) { __trap(); }
+#endif
+
 // ---- warpgroup MMA (PTX, sm_90a; fp4_linear.cu's wide kernel) ----
 
 // GBX_WGMMA is 1 where wgmma exists (sm_90a: NVRTC's "a" target defines
