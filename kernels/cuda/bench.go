@@ -67,7 +67,8 @@ func (b *Backend) BenchLinear(ctx context.Context, cfg LinearBench) ([]LinearRes
 func (d *devState) benchPath(ctx context.Context, l *model.Layer, path string, cfg LinearBench) ([]LinearResult, error) {
 	var p precision.Format
 	perTensor, fp4Small, fp4Wide, fp4WideMin := false, d.fp4SmallM, d.fp4WideM, d.fp4WideMinW
-	defer func() { d.fp4SmallM, d.fp4WideM, d.fp4WideMinW = fp4Small, fp4Wide, fp4WideMin }()
+	d.benchCand = cfg.Cand
+	defer func() { d.fp4SmallM, d.fp4WideM, d.fp4WideMinW, d.benchCand = fp4Small, fp4Wide, fp4WideMin, 0 }()
 	switch path {
 	case "fp8-tensor":
 		p, perTensor = precision.FP8, true
@@ -205,11 +206,17 @@ func (d *devState) benchLinear(dl *devLayer, p precision.Format, x, y, conv uint
 		}
 		return "nvfp4 kernel", nil
 	}
-	g := d.plans[planKey{p: p, rows: rows, n: dl.out, k: dl.in, bias: dl.bias != 0, perTensor: dl.perTensor, fp8F32: dl.fp8F32}]
+	g := d.plans[planKey{p: p, rows: rows, n: dl.out, k: dl.in, bias: dl.bias != 0, perTensor: dl.perTensor, fp8F32: dl.fp8F32, cand: d.benchCand}]
 	if g == nil {
 		return "", nil
 	}
-	return [...]string{"cublasLt, fused epilogue", "cublasLt scales + bias kernel", "cublasLt + epilogue kernel"}[g.mode], nil
+	mode := [...]string{"cublasLt, fused epilogue", "cublasLt scales + bias kernel", "cublasLt + epilogue kernel"}[g.mode]
+	// The algorithm's configuration (CUBLASLT_ALGO_CONFIG_*), to tell the
+	// heuristic's candidates apart.
+	if c, _, err := g.lt.algo(); err == nil {
+		mode += fmt.Sprintf(" (algo %d, tile %d, split-K %d, stages %d, cluster %d)", c[0], c[1], c[2], c[6], c[8])
+	}
+	return mode, nil
 }
 
 // markMid records the benchmark's mid-point event, if one is set: called by

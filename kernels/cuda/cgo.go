@@ -506,6 +506,7 @@ type planArgs struct {
 	bias, aScale, bScale                       uint64
 	workspace                                  int
 	refN                                       int // > 0: batch-invariant, the algorithm chosen for n = refN
+	cand                                       int // without refN: the heuristic's result to take (benchmarks; 0 its first)
 }
 
 type ltPlan struct{ p *C.gbx_plan }
@@ -518,7 +519,7 @@ func (h ltHandle) plan(a planArgs) (ltPlan, error) {
 		epilogue: C.int(a.epilogue), biasType: C.int(a.biasType),
 		aScaleMode: C.int(a.aScaleMode), bScaleMode: C.int(a.bScaleMode), fastAccum: C.int(a.fastAccum),
 		bias: C.CUdeviceptr(a.bias), aScale: C.CUdeviceptr(a.aScale), bScale: C.CUdeviceptr(a.bScale),
-		workspace: C.size_t(a.workspace), refN: C.uint64_t(a.refN),
+		workspace: C.size_t(a.workspace), refN: C.uint64_t(a.refN), cand: C.int(a.cand),
 	}
 	var p *C.gbx_plan
 	var step C.int

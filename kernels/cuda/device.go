@@ -48,6 +48,7 @@ type devState struct {
 	graphSeen   map[graphKey]int // eager passes per key; -1: capture failed, never again
 	graphErr    error            // the last capture failure, for tests and messages
 	benchMid    *cuEvent         // BenchLinear's mid-point event, or nil
+	benchCand   int              // LinearBench.Cand for the run (linear's plans)
 	fp4SmallM   int
 	fp4WideM    int   // Config.FP4WideM
 	fp4WideMinW int64 // Config.FP4WideMinWeights

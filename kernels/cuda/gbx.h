@@ -455,6 +455,9 @@ typedef struct {
 	// refN > 0 makes the plan batch-invariant: its algorithm is chosen
 	// for n = refN, not n (see gbx_plan_fixed).
 	uint64_t refN;
+	// cand > 0 (without refN) takes the heuristic's result cand (0 its
+	// first, the default) if it returns that many: for benchmarks.
+	int cand;
 } gbx_plan_args;
 
 // GBX_PLAN_CANDIDATES is how many heuristic results a batch-invariant plan
@@ -566,10 +569,16 @@ static int gbx_plan_create(cublasLtHandle_t h, const gbx_plan_args *g, gbx_plan 
 	int r = gbx.cublasLtMatmulPreferenceSetAttribute(pref, GBX_CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
 	int got = 0;
 	p->cand = -1;
-	if (r == 0 && g->refN)
+	if (r == 0 && g->refN) {
 		r = gbx_plan_fixed(h, g, p, pref);
-	else if (r == 0)
+	} else if (r == 0 && g->cand > 0 && g->cand < GBX_PLAN_CANDIDATES) {
+		cublasLtMatmulHeuristicResult_t res[GBX_PLAN_CANDIDATES];
+		r = gbx.cublasLtMatmulAlgoGetHeuristic(h, p->desc, p->a, p->b, p->c, p->d, pref, g->cand + 1, res, &got);
+		if (r == 0 && got > g->cand) p->heur = res[g->cand];
+		else got = 0;
+	} else if (r == 0 && g->cand == 0) {
 		r = gbx.cublasLtMatmulAlgoGetHeuristic(h, p->desc, p->a, p->b, p->c, p->d, pref, 1, &p->heur, &got);
+	}
 	gbx.cublasLtMatmulPreferenceDestroy(pref);
 	if (r == 0 && !g->refN && got == 0) r = GBX_CUBLAS_STATUS_NOT_SUPPORTED;
 	if (r) {

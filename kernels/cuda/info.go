@@ -39,6 +39,10 @@ type LinearBench struct {
 	Paths  []string // from BenchPaths; nil means all
 	Iters  int      // timed runs per case (default 50)
 	Warmup int      // untimed runs first (default 5)
+	// Cand, if not 0, runs the cuBLASLt paths on the heuristic's result
+	// Cand (0 its first, what the backend runs) where it offers that many,
+	// for timing the others; an error where it does not.
+	Cand int
 	// Progress, if set, is called after each case.
 	Progress func(LinearResult)
 }

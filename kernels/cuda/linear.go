@@ -40,6 +40,7 @@ type planKey struct {
 	relu      bool
 	perTensor bool // fp8 weight and activation scales per tensor (bench variant)
 	fp8F32    bool
+	cand      int // cuBLASLt's heuristic result taken (LinearBench.Cand; 0 its first)
 }
 
 // gemmPlan is a plan with the mode it ended up in.
@@ -101,6 +102,8 @@ func (d *devState) plan(k planKey, dl *devLayer) (*gemmPlan, error) {
 	ref := k.rows // the row count the configuration is chosen for
 	if d.invariant {
 		ref, base.refN = InvariantRefRows, InvariantRefRows
+	} else {
+		base.cand = k.cand
 	}
 	epi := C.GBX_CUBLASLT_EPILOGUE_DEFAULT
 	switch {
@@ -220,7 +223,7 @@ func (d *devState) linear(dl *devLayer, p precision.Format, x, y, conv uint64, r
 	if err := d.markMid(); err != nil {
 		return err
 	}
-	key := planKey{p: p, rows: rows, n: n, k: k, bias: dl.bias != 0, relu: relu, perTensor: dl.perTensor, fp8F32: dl.fp8F32}
+	key := planKey{p: p, rows: rows, n: n, k: k, bias: dl.bias != 0, relu: relu, perTensor: dl.perTensor, fp8F32: dl.fp8F32, cand: d.benchCand}
 	g, err := d.plan(key, dl)
 	if err != nil {
 		return err
