@@ -79,6 +79,15 @@ func connectN(ctx context.Context, cfg *config, log zerolog.Logger, name string,
 				}
 			}),
 			nats.ReconnectHandler(func(nc *nats.Conn) { log.Info().Str("url", nc.ConnectedUrlRedacted()).Msg("nats connected") }),
+			// Asynchronous errors (a slow consumer's dropped messages, a
+			// permissions violation) in the log rather than on stderr.
+			nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+				e := log.Warn().Err(err)
+				if sub != nil {
+					e = e.Str("subject", sub.Subject)
+				}
+				e.Msg("nats error")
+			}),
 		}
 		var conn *nats.Conn
 		var err error
