@@ -1,13 +1,11 @@
 package quality_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/gearbox-inference/gearbox"
+	"github.com/gearbox-inference/gearbox/internal/logtest"
 	"github.com/gearbox-inference/gearbox/internal/natstest"
 	"github.com/gearbox-inference/gearbox/internal/promtest"
 	"github.com/gearbox-inference/gearbox/precision"
@@ -248,7 +247,7 @@ func TestRunnersWriteOncePerChange(t *testing.T) {
 func TestRunnerShowsHolds(t *testing.T) {
 	w := newWorld(t)
 	reg := prometheus.NewRegistry()
-	var logs syncBuffer
+	var logs logtest.Buffer
 	r := &quality.Runner{JS: w.js, Subjects: w.subj, KV: w.kv, Name: "a", Rules: quality.Rules{Cooldown: time.Nanosecond},
 		Log: zerolog.New(&logs), Metrics: quality.NewMetrics(reg)}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -286,24 +285,6 @@ func TestRunnerShowsHolds(t *testing.T) {
 			t.Errorf("log lacks %s:\n%s", want, logs.String())
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestSetPolicyValidates(t *testing.T) {

@@ -1,7 +1,6 @@
 package worker_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -19,6 +18,7 @@ import (
 	"github.com/gearbox-inference/gearbox"
 	"github.com/gearbox-inference/gearbox/batcher"
 	"github.com/gearbox-inference/gearbox/internal/embedded"
+	"github.com/gearbox-inference/gearbox/internal/logtest"
 	"github.com/gearbox-inference/gearbox/kernels"
 	"github.com/gearbox-inference/gearbox/kernels/cpu"
 	"github.com/gearbox-inference/gearbox/model"
@@ -174,7 +174,7 @@ func TestJobSubjectTokens(t *testing.T) {
 func TestHugeIDAnsweredUnderSequence(t *testing.T) {
 	t.Parallel()
 	e := setup(t, gearbox.StreamsConfig{})
-	var logs lockedBuffer
+	var logs logtest.Buffer
 	l := zerolog.New(&logs).Level(zerolog.DebugLevel)
 	e.start("w", worker.Config{Logger: &l}, nil)
 	j := e.job("x", 1, 1)
@@ -205,24 +205,6 @@ func TestHugeIDAnsweredUnderSequence(t *testing.T) {
 	if n := logs.Len(); n > 16<<10 {
 		t.Errorf("the worker logged %d bytes about one job; want a bounded amount", n)
 	}
-}
-
-// lockedBuffer is a log sink for tests.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) Len() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Len()
 }
 
 // killer is a backend on which a batch holding the poison value kills its

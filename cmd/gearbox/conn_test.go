@@ -1,43 +1,24 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
+	"github.com/gearbox-inference/gearbox/internal/logtest"
 	"github.com/gearbox-inference/gearbox/internal/natstest"
 )
-
-// syncBuf is a bytes.Buffer safe for the logger and the test at once.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestConnectLogsAsyncErrors: a NATS error the client reports
 // asynchronously (here a slow consumer's dropped messages) reaches the
 // structured log with its subscription's subject, not stderr.
 func TestConnectLogsAsyncErrors(t *testing.T) {
 	srv := natstest.Start(t)
-	var out syncBuf
+	var out logtest.Buffer
 	cfg := config{NATSURL: srv.ClientURL()}
 	nc, stop, err := connect(context.Background(), &cfg, zerolog.New(&out), "conn-test", false)
 	if err != nil {
