@@ -41,16 +41,20 @@ type Config struct {
 	MaxJobBytes int
 	// MaxJobRows is the most rows one job may carry (default 65,536).
 	MaxJobRows int
-	// Prefetch is the most jobs a pull request asks for (default 2 ×
-	// MaxBatchRows). Prefetched jobs are on the ack clock: keep it near
-	// the rows the worker can finish within AckWait.
+	// Prefetch is the most jobs requested or waiting in the client's
+	// buffer at once (default 2 × MaxBatchRows); a new pull request is sent
+	// when half of it is free. Prefetched jobs are on the ack clock: keep
+	// it near the rows the worker can finish within AckWait, and at most
+	// the consumer's MaxRequestBatch.
 	Prefetch int
 	// PrefetchBytes bounds the bytes of one pull request (default 4 ×
 	// MaxJobBytes, at least 32 MiB): with Prefetch it bounds what waits in
 	// the client's buffer. It must be at least MaxJobBytes, or a job that
 	// large could never be delivered.
 	PrefetchBytes int
-	// PullExpiry is the life of one pull request (default 5 s).
+	// PullExpiry is the life of one pull request at the server (default
+	// 2 s). A graceful stop waits up to this long for the open requests,
+	// taking the jobs they still deliver.
 	PullExpiry time.Duration
 	// Codecs is how many goroutines decode and check jobs, and how many
 	// encode and publish results, in parallel (default GOMAXPROCS, at
@@ -111,7 +115,7 @@ func DefaultConfig() Config {
 		Config:        batcher.DefaultConfig(),
 		MaxJobBytes:   8 << 20,
 		MaxJobRows:    65536,
-		PullExpiry:    5 * time.Second,
+		PullExpiry:    2 * time.Second,
 		ReplyPrefixes: slices.Clone(DefaultReplyPrefixes),
 		KVFraction:    0.5,
 		KVBytes:       128 << 20,

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gearbox-inference/gearbox"
 	"github.com/gearbox-inference/gearbox/batcher"
+	"github.com/gearbox-inference/gearbox/internal/pull"
 	"github.com/gearbox-inference/gearbox/precision"
 )
 
@@ -35,12 +36,15 @@ func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer) error {
 }
 
 func (w *Worker) pullFrom(ctx context.Context, cons jetstream.Consumer, adm *admission) error {
-	// At most Prefetch jobs, and PrefetchBytes per pull request, wait in the
-	// client's buffer; the batcher bounds the rest.
-	it, err := cons.Messages(
-		jetstream.PullMaxMessagesWithBytesLimit(w.cfg.Prefetch, w.cfg.PrefetchBytes),
-		jetstream.PullExpiry(w.cfg.PullExpiry),
-	)
+	// At most Prefetch jobs are requested or wait in the client's buffer,
+	// and at most PrefetchBytes are asked for at once; the batcher bounds
+	// the rest. The buffer has room for every job requested (internal/pull).
+	l, err := pull.Start(ctx, cons, pull.Options{
+		Max: w.cfg.Prefetch, MaxBytes: w.cfg.PrefetchBytes, Expiry: w.cfg.PullExpiry,
+		// A pull the server refused (say "Exceeded MaxRequestBatch")
+		// is worth an operator's eye; the loop retries with backoff.
+		OnError: func(err error) { w.log.Warn().Err(err).Msg("pull") },
+	})
 	if err != nil {
 		return err
 	}
@@ -49,35 +53,18 @@ func (w *Worker) pullFrom(ctx context.Context, cons jetstream.Consumer, adm *adm
 	go func() {
 		select {
 		case <-w.graceful:
-			it.Drain() // buffered jobs are still delivered by Next
-		case <-ctx.Done():
-			it.Stop()
+			l.Drain() // the open requests still deliver, to Next
 		case <-stopped:
-			it.Stop()
+			l.Stop()
 		}
 	}()
 	for {
-		msg, err := it.Next()
+		msg, err := l.Next()
+		if errors.Is(err, pull.ErrDone) {
+			return ctx.Err() // nil after a graceful stop
+		}
 		if err != nil {
-			switch {
-			case errors.Is(err, jetstream.ErrMsgIteratorClosed):
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				return nil
-			case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrConsumerNotFound),
-				errors.Is(err, jetstream.ErrConnectionClosed):
-				return err
-			}
-			// The iterator goes on pulling after these. Missed heartbeats
-			// are routine; anything else (a pull the server refused, say
-			// "Exceeded MaxRequestBatch") is worth an operator's eye.
-			if errors.Is(err, jetstream.ErrNoHeartbeat) {
-				w.log.Debug().Err(err).Msg("pull")
-			} else {
-				w.log.Warn().Err(err).Msg("pull")
-			}
-			continue
+			return err // the consumer is gone (bind again) or the connection closed
 		}
 		if ctx.Err() != nil {
 			return ctx.Err() // hard stop: leave it unacked

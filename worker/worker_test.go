@@ -447,6 +447,35 @@ func TestGracefulShutdown(t *testing.T) {
 	})
 }
 
+// TestConsumerDeletedBindsAgain: an operator deletes the shared consumer
+// under a running worker that provisions; the worker creates it again and
+// answers the jobs published after, each once.
+func TestConsumerDeletedBindsAgain(t *testing.T) {
+	t.Parallel()
+	e := setup(t, gearbox.StreamsConfig{})
+	w := e.start("w", worker.Config{Provision: true}, nil)
+	ctx := context.Background()
+	if _, err := e.client.Submit(ctx, e.job("before", 1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	e.results(1)
+	if err := e.js.DeleteConsumer(ctx, "GEARBOX_JOBS", "gearbox-workers"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if _, err := e.client.Submit(ctx, e.job(fmt.Sprintf("after-%d", i), 1, uint64(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rs := e.results(6)
+	if err := w.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.streamMsgs("GEARBOX_RESULTS"); n != 6 || len(rs) != 6 {
+		t.Errorf("%d results stored; want 6", n)
+	}
+}
+
 // TestSlowBatchNotRedelivered: a batch that takes longer than AckWait is
 // kept alive with InProgress, so it is not redelivered or answered twice.
 func TestSlowBatchNotRedelivered(t *testing.T) {

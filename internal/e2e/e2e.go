@@ -32,6 +32,7 @@ import (
 	"github.com/gearbox-inference/gearbox"
 	"github.com/gearbox-inference/gearbox/batcher"
 	"github.com/gearbox-inference/gearbox/internal/embedded"
+	"github.com/gearbox-inference/gearbox/internal/pull"
 	"github.com/gearbox-inference/gearbox/kernels"
 	"github.com/gearbox-inference/gearbox/model"
 	"github.com/gearbox-inference/gearbox/precision"
@@ -826,12 +827,13 @@ func (b *bench) rawConsumer(ctx context.Context, nc *nats.Conn, subj gearbox.Sub
 	if err != nil {
 		return err
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(prefetch, prefetchBytes),
-		jetstream.PullExpiry(cmp.Or(wc.PullExpiry, worker.DefaultConfig().PullExpiry)))
+	// The worker's pull loop and limits (internal/pull).
+	it, err := pull.Start(ctx, cons, pull.Options{Max: prefetch, MaxBytes: prefetchBytes,
+		Expiry: cmp.Or(wc.PullExpiry, worker.DefaultConfig().PullExpiry)})
 	if err != nil {
 		return err
 	}
-	go func() { <-ctx.Done(); it.Stop() }()
+	defer it.Stop()
 
 	type pend struct {
 		f   jetstream.PubAckFuture
