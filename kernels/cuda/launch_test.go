@@ -68,6 +68,9 @@ func TestLaunches(t *testing.T) {
 		{"lmSiLURows", func() error { return k.lmSiLURows(s, 1, lmEpi{10, 11, 12}, 2, 3, fmtE4M3, 4, 5, 9, 160, 0) }},
 		{"lmSiLURows split", func() error { return k.lmSiLURows(s, 1, lmEpi{}, 2, 3, fmtBF16, 4, 5, 2, 4096, 0) }},
 		{"lmSiLURows split, a full step", func() error { return k.lmSiLURows(s, 1, lmEpi{}, 2, 3, fmtBF16, 4, 5, 64, 4096, 0) }},
+		{"lmSiLURows, a row a block", func() error {
+			return k.lmSiLURows(s, 16, lmEpi{32, 48, 64}, 2, 3, fmtE4M3, 4, 5, 256, 14336, 0)
+		}},
 		{"lmQuantCols", func() error { return k.lmQuantCols(s, 1, 2, fmtE4M3, 3, 4, 2, 4096, 0, 4) }},
 		{"lmQuantCols (a full step)", func() error { return k.lmQuantCols(s, 1, 2, fmtE4M3, 3, 4, 64, 4096, 0, 2) }},
 		{"attnPartial", func() error {

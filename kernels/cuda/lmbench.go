@@ -69,11 +69,11 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 		gemvMaxM, fp4SmallM, fp4WideM     int
 		fp4WideMinW                       int64
 		attnDec, attnPartial, pdl, fp4Row bool
-		attnRing                          int
+		attnRing, regsRows, siluRowMin    int
 	}
 	var was settings
 	_ = b.do(ctx, func(d *devState) error {
-		was = settings{d.gemvMaxM, d.fp4SmallM, d.fp4WideM, d.fp4WideMinW, d.attnDec, d.attnPartial, d.k.pdl, d.fp4RowMajor, d.attnRing}
+		was = settings{d.gemvMaxM, d.fp4SmallM, d.fp4WideM, d.fp4WideMinW, d.attnDec, d.attnPartial, d.k.pdl, d.fp4RowMajor, d.attnRing, d.k.regsRows, d.k.siluRowMin}
 		d.fp4RowMajor = cfg.FP4RowMajor
 		if cfg.GEMVMaxRows != 0 {
 			d.gemvMaxM = cfg.GEMVMaxRows
@@ -91,6 +91,12 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 		if cfg.AttnRing != 0 {
 			d.attnRing = cfg.AttnRing
 		}
+		if cfg.RegsRows != 0 {
+			d.k.regsRows = cfg.RegsRows
+		}
+		if cfg.SiLURow != 0 {
+			d.k.siluRowMin = cfg.SiLURow
+		}
 		d.attnPartial = d.attnPartial || cfg.AttnPartial
 		d.k.pdl = d.k.pdl && !cfg.NoPDL
 		return nil
@@ -101,6 +107,7 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 			d.fp4WideMinW = was.fp4WideMinW
 			d.fp4RowMajor = was.fp4Row
 			d.attnRing = was.attnRing
+			d.k.regsRows, d.k.siluRowMin = was.regsRows, was.siluRowMin
 			return nil
 		})
 	}()

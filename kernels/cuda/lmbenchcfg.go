@@ -82,6 +82,12 @@ type LMBench struct {
 	// _ring entry points (compute capability 9.0) for the run: -1 never,
 	// 1 in every launch that would take the plain ones.
 	AttnRing int
+	// RegsRows, if not 0, is the most rows of a step whose row kernels run
+	// their _small forms, rows in registers (default GBX_REGS_MAX_ROWS).
+	RegsRows int
+	// SiLURow, if not 0, is the fewest rows of a step whose SiLU runs
+	// gbx_lm_silu_row (default siluRowMinRows; -1 never).
+	SiLURow int
 	// NoPDL, if set, launches every kernel without programmatic dependent
 	// launch for the run (Config.NoPDL).
 	NoPDL bool

@@ -7,7 +7,10 @@ package cuda
 */
 import "C"
 
-import "errors"
+import (
+	"cmp"
+	"errors"
+)
 
 // The typed launches of the language-model kernels (module lm, and the
 // per-channel NVFP4 entry point of fp4_linear.cu), grouped by source file as
@@ -40,6 +43,7 @@ var (
 	kLMSiLURowsS = defKernel(modLM, "gbx_lm_silu_rows_small", 0)
 	kLMQuantCols = defKernel(modLM, "gbx_lm_quant_cols", 0)
 	kLMQuantColS = defKernel(modLM, "gbx_lm_quant_cols_small", 0)
+	kLMSiLURow   = defKernel(modLM, "gbx_lm_silu_row", 4*siluRowMaxCols)
 )
 
 // lmThreads is the block of the per-row language-model kernels.
@@ -75,8 +79,8 @@ const lmWideRows = 256
 const regsMaxRows = C.GBX_REGS_MAX_ROWS
 
 // smallRows picks a row kernel's _small form for a step of rows rows.
-func smallRows(rows int, kd, small *kernel) *kernel {
-	if rows <= regsMaxRows {
+func (k *kernelSet) smallRows(rows int, kd, small *kernel) *kernel {
+	if rows <= cmp.Or(k.regsRows, regsMaxRows) {
 		return small
 	}
 	return kd
@@ -117,7 +121,7 @@ func (k *kernelSet) lmNorm(s cuStream, x, delta uint64, de lmEpi, w, rowIdx, yf,
 		return errors.New("cuda: gbx_lm_norm: with a row index, the delta's row scales cannot be the ones it writes")
 	}
 	a := newArgs().ptr(x).ptr(delta).ptr(de.xs).ptr(de.ws).ptr(de.bias).ptr(w).ptr(rowIdx).ptr(yf).ptr(yq).i32(int(f)).ptr(xs).i32(cols).f64(eps).i32(margin)
-	return k.run(s, perRowLM(smallRows(rows, kLMNorm, kLMNormS), rows, a))
+	return k.run(s, perRowLM(k.smallRows(rows, kLMNorm, kLMNormS), rows, a))
 }
 
 // ropeArgs are gbx_lm_rope's arguments other than the rows.
@@ -143,7 +147,7 @@ type ropeArgs struct {
 func (k *kernelSet) lmRope(s cuStream, rows int, r ropeArgs) error {
 	a := newArgs().ptr(r.qkv).i32(r.stride).ptr(r.epi.xs).ptr(r.epi.ws).ptr(r.epi.bias).ptr(r.qNorm).ptr(r.kNorm).f64(r.eps).ptr(r.invFreq).ptr(r.pos).ptr(r.seq).
 		ptr(r.btOff).ptr(r.blocks).ptr(r.cache).i32(int(r.cacheFmt)).ptr(r.kvScale).i32(r.layer).i32(r.layers).i32(r.heads).i32(r.kvHeads).i32(r.dim)
-	l := perRowLM(smallRows(rows, kLMRope, kLMRopeS), rows, a)
+	l := perRowLM(k.smallRows(rows, kLMRope, kLMRopeS), rows, a)
 	if rows <= lmWideRows {
 		// Not a full load: a row's heads over several blocks of lmThreads,
 		// a warp a head.
@@ -156,8 +160,18 @@ func (k *kernelSet) lmRope(s cuStream, rows int, r ropeArgs) error {
 // lmSiLURows writes act [rows, inter] = SiLU(gate)·up from gu [rows,
 // 2·inter], with gu's epilogue e applied on load, and, in format f, the down
 // projection's operand yq (fp8: scales in xs).
+//
+// A step of siluRowMinRows rows or more (rows of a multiple of 4 columns,
+// at most siluRowMaxCols; gu, e.ws and e.bias 16-byte aligned) runs
+// gbx_lm_silu_row, which writes only yq: act is then not written unless f
+// is f32 (yq is act).
 func (k *kernelSet) lmSiLURows(s cuStream, gu uint64, e lmEpi, act, yq uint64, f fmtCode, xs, amax uint64, rows, inter, margin int) error {
-	ny, kd := siluSplit(rows, inter), smallRows(rows, kLMSiLURows, kLMSiLURowsS)
+	aligned := (gu|e.ws|e.bias)%16 == 0
+	if lo := cmp.Or(k.siluRowMin, siluRowMinRows); lo > 0 && rows >= lo && inter%4 == 0 && inter <= siluRowMaxCols && aligned {
+		a := newArgs().ptr(gu).ptr(e.xs).ptr(e.ws).ptr(e.bias).ptr(yq).i32(int(f)).ptr(xs).i32(inter).i32(margin)
+		return k.run(s, launch{kernel: kLMSiLURow, grid: [3]uint32{uint32(rows), 1, 1}, block: [3]uint32{C.GBX_SILU_ROW_THREADS, 1, 1}, smem: uint32(4 * inter), args: a})
+	}
+	ny, kd := siluSplit(rows, inter), k.smallRows(rows, kLMSiLURows, kLMSiLURowsS)
 	if ny == 1 {
 		return k.run(s, perRowLM(kd, rows, newArgs().ptr(gu).ptr(e.xs).ptr(e.ws).ptr(e.bias).ptr(act).ptr(yq).i32(int(f)).ptr(xs).ptr(0).i32(inter).i32(margin)))
 	}
@@ -173,7 +187,7 @@ func (k *kernelSet) lmSiLURows(s cuStream, gu uint64, e lmEpi, act, yq uint64, f
 // over ny blocks each (amax [rows·ny], the blocks' maxima).
 func (k *kernelSet) lmQuantCols(s cuStream, act, yq uint64, f fmtCode, xs, amax uint64, rows, cols, margin, ny int) error {
 	a := newArgs().ptr(act).ptr(yq).i32(int(f)).ptr(xs).ptr(amax).i32(cols).i32(margin)
-	return k.run(s, launch{kernel: smallRows(rows, kLMQuantCols, kLMQuantColS), grid: [3]uint32{uint32(rows), uint32(ny), 1}, block: [3]uint32{lmThreads, 1, 1}, args: a})
+	return k.run(s, launch{kernel: k.smallRows(rows, kLMQuantCols, kLMQuantColS), grid: [3]uint32{uint32(rows), uint32(ny), 1}, block: [3]uint32{lmThreads, 1, 1}, args: a})
 }
 
 // siluSplit is the number of blocks lmSiLURows gives a row: enough that a
@@ -188,6 +202,14 @@ func siluSplit(rows, inter int) int {
 	ny := min((siluBlocks+rows-1)/rows, (inter+siluCols-1)/siluCols, siluMaxSplit, siluAmaxSlots/rows)
 	return max(ny, 1)
 }
+
+// siluRowMinRows is the fewest rows of a step whose SiLU runs
+// gbx_lm_silu_row, one block a row; siluRowMaxCols the widest row it
+// holds.
+const (
+	siluRowMinRows = 128
+	siluRowMaxCols = C.GBX_SILU_ROW_MAX_COLS
+)
 
 const (
 	siluBlocks      = 528 // 4 × the H200's 132 SMs

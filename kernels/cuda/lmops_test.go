@@ -853,12 +853,82 @@ func checkAttention(t *testing.T, name string, got, q, vals []float32, flat, btO
 	}
 }
 
+// positiveFloats returns n values |u| + floor, u normal with deviation
+// scale (randFloats): scales for an epilogue.
+func positiveFloats(r *rand.Rand, n int, scale float64, floor float32) []float32 {
+	v := randFloats(r, n, scale)
+	for i := range v {
+		v[i] = float32(math.Abs(float64(v[i]))) + floor
+	}
+	return v
+}
+
+// noSiLURow runs every SiLU of x's device on the split forms for the rest of
+// the test.
+func noSiLURow(x *devT) {
+	x.do(func(d *devState) error { d.k.siluRowMin = -1; return nil })
+	x.t.Cleanup(func() { x.do(func(d *devState) error { d.k.siluRowMin = 0; return nil }) })
+}
+
+// TestLMOpSiLURow checks gbx_lm_silu_row (one block a row, the row in
+// shared memory, a step of siluRowMinRows rows or more) against the split
+// forms it replaces there, which TestLMOpSiLUEpilogue checks against the
+// CPU: the same operand and scales, bit for bit, with the gate/up
+// projection's epilogue applied on load (its activation scales the
+// operand's own, as in a decode step) and without.
+func TestLMOpSiLURow(t *testing.T) {
+	x := newDevT(t)
+	r := rand.New(rand.NewPCG(31, 32))
+	positive := func(n int) []float32 { return positiveFloats(r, n, 1, 0.5) }
+	for _, tc := range []struct {
+		rows, inter int
+		f           fmtCode
+		epi         bool
+	}{
+		{siluRowMinRows, 3000, fmtE4M3, false}, {siluRowMinRows + 3, 8192, fmtE4M3, true}, {200, 14336, fmtE4M3, true},
+		{siluRowMinRows, 14336, fmtE4M3F32, false}, {siluRowMinRows, 5000, fmtBF16, true}, {siluRowMinRows, 8192, fmtF32, false}, {siluRowMinRows, 8190, fmtBF16, true},
+	} {
+		rows, inter := tc.rows, tc.inter
+		gu, xsv, wsv, bv := randFloats(r, rows*2*inter, 3), positive(rows), positive(2*inter), randFloats(r, 2*inter, 0.1)
+		run := func(regs bool) [][]byte {
+			gp, xs := x.up(f32Bytes(gu)), x.up(f32Bytes(xsv))
+			act, amax := x.zeros(4*rows*inter), x.zeros(lmSiLUAmaxBytes)
+			yq := act
+			if tc.f != fmtF32 {
+				yq = x.zeros(4 * rows * inter)
+			}
+			var e lmEpi
+			if tc.epi {
+				e = lmEpi{xs: xs, ws: x.up(f32Bytes(wsv)), bias: x.up(f32Bytes(bv))}
+			}
+			x.do(func(d *devState) error {
+				d.k.siluRowMin = -1
+				if regs {
+					d.k.siluRowMin = 0
+				}
+				defer func() { d.k.siluRowMin = 0 }()
+				return d.k.lmSiLURows(d.stream, gp, e, act, yq, tc.f, xs, amax, rows, inter, 1)
+			})
+			return [][]byte{x.down(yq, fmtSize(tc.f)*rows*inter), x.down(xs, 4*rows)}
+		}
+		split, regs := run(false), run(true)
+		for i, what := range []string{"operand", "scales"} {
+			if !bytes.Equal(split[i], regs[i]) {
+				t.Errorf("lmSiLURows %d×%d fmt %d (epilogue %v): gbx_lm_silu_row' %s differs from the split form's", rows, inter, tc.f, tc.epi, what)
+			}
+		}
+	}
+}
+
 // TestLMOpSiLUEpilogue checks gbx_lm_silu_rows (with its bf16 operand) and
 // gbx_scale_bias (per-row and
 // per-column scales, bias, relu) against the CPU's arithmetic, exactly.
 func TestLMOpSiLUEpilogue(t *testing.T) {
 	x := newDevT(t)
 	r := rand.New(rand.NewPCG(9, 10))
+	// The float row is written by the split forms only: gbx_lm_silu_row
+	// (TestLMOpSiLURow) writes the operand alone.
+	noSiLURow(x)
 	// One block per row, and (rows fewer than siluBlocks, wide) a row split
 	// over blocks, whose fp8 operand is written by a second kernel.
 	for _, tc := range []struct {
@@ -1282,13 +1352,7 @@ func TestLMOpGEMV(t *testing.T) {
 func TestLMOpEpilogueOnLoad(t *testing.T) {
 	x := newDevT(t)
 	r := rand.New(rand.NewPCG(11, 12))
-	positive := func(n int) []float32 {
-		v := randFloats(r, n, 0.5)
-		for i := range v {
-			v[i] = float32(math.Abs(float64(v[i]))) + 0.01
-		}
-		return v
-	}
+	positive := func(n int) []float32 { return positiveFloats(r, n, 0.5, 0.01) }
 	ptr := func(on bool, v []float32) uint64 {
 		if !on {
 			return 0

@@ -108,6 +108,12 @@ type kernelSet struct {
 	// wait for it in gbx_pdl, their first statement (src/common.cuh).
 	pdl bool
 
+	// Benchmarks' overrides of the row kernels' choices (LMBench): the
+	// most rows whose row kernels run their _small forms (0: regsMaxRows),
+	// and the fewest rows whose SiLU runs gbx_lm_silu_row (0:
+	// siluRowMinRows; -1 never).
+	regsRows, siluRowMin int
+
 	// launchFunc, when set (tests), runs in place of cuLaunchKernel.
 	launchFunc func(s cuStream, l launch) error
 }

@@ -173,6 +173,7 @@ static std::vector<Kern> &kernels_table() {
 	    kern("gbx_lm_rope", "lm", gbx_lm_rope), kern("gbx_lm_rope_small", "lm", gbx_lm_rope_small),
 	    kern("gbx_lm_silu_rows", "lm", gbx_lm_silu_rows), kern("gbx_lm_silu_rows_small", "lm", gbx_lm_silu_rows_small),
 	    kern("gbx_lm_quant_cols", "lm", gbx_lm_quant_cols), kern("gbx_lm_quant_cols_small", "lm", gbx_lm_quant_cols_small),
+	    kern("gbx_lm_silu_row", "lm", gbx_lm_silu_row),
 	    kern("gbx_attn_partial", "lm", gbx_attn_partial), kern("gbx_attn_dec64_2", "lm", gbx_attn_dec64_2),
 	    kern("gbx_attn_dec64_4", "lm", gbx_attn_dec64_4), kern("gbx_attn_dec64_8", "lm", gbx_attn_dec64_8),
 	    kern("gbx_attn_dec128_2", "lm", gbx_attn_dec128_2), kern("gbx_attn_dec128_4", "lm", gbx_attn_dec128_4),

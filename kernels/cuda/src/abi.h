@@ -101,6 +101,12 @@ enum { GBX_KV_BLOCK = 16 };
 // they were, each form compiled as a kernel of its own.
 #define GBX_REGS_MAX_ROWS 32
 
+// gbx_lm_silu_row runs one block of GBX_SILU_ROW_THREADS threads a row,
+// the row's values in shared memory: rows of at most GBX_SILU_ROW_MAX_COLS
+// (64 KiB of them; two blocks an SM).
+#define GBX_SILU_ROW_THREADS 512
+#define GBX_SILU_ROW_MAX_COLS 16384
+
 // gbx_attn_partial: grid (splits, kvHeads, rows), GBX_ATTN_THREADS threads;
 // each block attends one row's query heads of one KV head over one split of
 // its context, GBX_ATTN_TILE positions at a time. A row at position p (a
