@@ -54,15 +54,14 @@ type Loop struct {
 	out  chan item // room for every message requested
 
 	mu   sync.Mutex
-	free int // messages neither requested nor waiting in out
+	free int   // messages neither requested nor waiting in out
+	err  error // why the Loop ended, when not drained or stopped
 
 	wake   chan struct{} // a release happened
 	drain  chan struct{} // closed by Drain
 	dOnce  sync.Once
 	cancel context.CancelFunc
 	fails  atomic.Int32 // requests ended by an error since the last clean one
-	errMu  sync.Mutex
-	err    error // why the Loop ended, when not drained or stopped
 }
 
 // Start starts pulling from cons. Cancelling ctx is the same as Stop.
@@ -91,8 +90,8 @@ func (l *Loop) Next() (jetstream.Msg, error) {
 		l.release(it.req.take())
 		return it.msg, nil
 	}
-	l.errMu.Lock()
-	defer l.errMu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.err != nil {
 		return nil, l.err
 	}
@@ -295,8 +294,8 @@ func (l *Loop) settle(err error) bool {
 }
 
 func (l *Loop) fail(err error) {
-	l.errMu.Lock()
-	defer l.errMu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.err == nil {
 		l.err = err
 	}
