@@ -42,10 +42,10 @@ type Config struct {
 	// MaxJobRows is the most rows one job may carry (default 65,536).
 	MaxJobRows int
 	// Prefetch is the most jobs requested or waiting in the client's
-	// buffer at once (default 2 × MaxBatchRows); a new pull request is sent
-	// when half of it is free. Prefetched jobs are on the ack clock: keep
-	// it near the rows the worker can finish within AckWait, and at most
-	// the consumer's MaxRequestBatch.
+	// buffer at once (default 2 × MaxBatchRows); the next pull request is
+	// sent when the last has ended and half of it is free. Prefetched jobs
+	// are on the ack clock: keep it near the rows the worker can finish
+	// within AckWait, and at most the consumer's MaxRequestBatch.
 	Prefetch int
 	// PrefetchBytes bounds the bytes of one pull request (default 4 ×
 	// MaxJobBytes, at least 32 MiB): with Prefetch it bounds what waits in
@@ -53,8 +53,8 @@ type Config struct {
 	// large could never be delivered.
 	PrefetchBytes int
 	// PullExpiry is the life of one pull request at the server (default
-	// 2 s). A graceful stop waits up to this long for the open requests,
-	// taking the jobs they still deliver.
+	// 2 s). A graceful stop waits up to this long for the open request,
+	// taking the jobs it still delivers.
 	PullExpiry time.Duration
 	// Codecs is how many goroutines decode and check jobs, and how many
 	// encode and publish results, in parallel (default GOMAXPROCS, at

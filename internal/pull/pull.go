@@ -7,9 +7,12 @@
 // stalls under backpressure, statuses fill the slots the jobs were counted
 // into, and a job the server delivers then is dropped as a slow consumer:
 // it stays ack-pending, taking a MaxAckPending slot, until AckWait
-// redelivers it. A Loop instead keeps Fetch requests open, each with its own
-// channel of its own size, and asks only for what its buffer has room for:
-// every job the server delivers has a place to wait.
+// redelivers it. A Loop instead keeps one Fetch request open at a time, with
+// its own channel of its own size, and asks only for what its buffer has
+// room for: every job the server delivers has a place to wait. One at a
+// time, because the server deals messages round-robin over a consumer's
+// open requests, and requests read by goroutines of their own would hand
+// them on out of stream order.
 package pull
 
 import (
@@ -17,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -39,7 +41,7 @@ type Options struct {
 	// delivered, so what waits is about two requests' bytes at most.
 	MaxBytes int
 	// Expiry is the life of one request at the server (≥ 1 ms). A Loop
-	// being drained waits for its open requests to expire or fill.
+	// being drained waits for its open request to expire or fill.
 	Expiry time.Duration
 	// OnError, when set, is told of errors that do not end the Loop: a
 	// request the server refused ("Exceeded MaxRequestBatch"), a leader
@@ -47,7 +49,7 @@ type Options struct {
 	OnError func(error)
 }
 
-// Loop keeps pull requests open on a consumer while its buffer has room.
+// Loop keeps a pull request open on a consumer while its buffer has room.
 type Loop struct {
 	cons jetstream.Consumer
 	opt  Options
@@ -61,7 +63,7 @@ type Loop struct {
 	drain  chan struct{} // closed by Drain
 	dOnce  sync.Once
 	cancel context.CancelFunc
-	fails  atomic.Int32 // requests ended by an error since the last clean one
+	fails  int // requests ended by an error since the last clean one (run's)
 }
 
 // Start starts pulling from cons. Cancelling ctx is the same as Stop.
@@ -146,8 +148,8 @@ func (r *request) end() int {
 	return 0
 }
 
-// Drain stops sending requests. The open ones deliver until they fill or
-// expire (at most Expiry); Next returns what they deliver, then ErrDone.
+// Drain stops sending requests. The open one delivers until it fills or
+// expires (at most Expiry); Next returns what it delivers, then ErrDone.
 // Nothing the server sends is dropped.
 func (l *Loop) Drain() { l.dOnce.Do(func() { close(l.drain) }) }
 
@@ -156,21 +158,13 @@ func (l *Loop) Drain() { l.dOnce.Do(func() { close(l.drain) }) }
 // buffer is read.
 func (l *Loop) Stop() { l.cancel() }
 
-// run sends a request whenever half the buffer is free, until drained,
-// stopped or ended by an error; then it waits for the open requests and
-// closes out.
+// run sends a request whenever the last one has ended and half the buffer
+// is free, until drained, stopped or ended by an error; then it closes out.
 func (l *Loop) run(ctx context.Context) {
-	var open sync.WaitGroup
-	defer func() {
-		open.Wait()
-		close(l.out)
-	}()
+	defer close(l.out)
 	for {
 		n, ok := l.reserve(ctx)
-		if !ok {
-			return
-		}
-		if !l.backOff(ctx) {
+		if !ok || !l.backOff(ctx) {
 			return
 		}
 		// The request's context outlives its expiry at the server, so the
@@ -183,28 +177,20 @@ func (l *Loop) run(ctx context.Context) {
 		}
 		b, err := l.cons.Fetch(n, opts...)
 		if err != nil {
-			done()
 			l.release(n)
-			if !l.settle(err) {
-				l.cancel() // the consumer or the connection is gone
-				return
-			}
-			continue
-		}
-		open.Add(1)
-		go func() {
-			defer open.Done()
-			defer done()
+		} else {
 			r := &request{asked: n}
 			for m := range b.Messages() {
 				r.deliver()
 				l.out <- item{m, r} // never blocks: n slots were reserved for it
 			}
 			l.release(r.end())
-			if !l.settle(b.Error()) {
-				l.cancel() // the consumer or the connection is gone
-			}
-		}()
+			err = b.Error()
+		}
+		done()
+		if !l.settle(err) {
+			return // the consumer or the connection is gone
+		}
 	}
 }
 
@@ -213,10 +199,18 @@ func (l *Loop) requestTimeout() time.Duration {
 	return min(t, l.opt.Expiry+time.Second)
 }
 
-// reserve waits until at least half the buffer is free and takes all of it.
+// reserve waits until at least half the buffer is free and takes all of it;
+// it returns false once the Loop is drained or stopped.
 func (l *Loop) reserve(ctx context.Context) (int, bool) {
 	low := (l.opt.Max + 1) / 2
 	for {
+		select {
+		case <-l.drain:
+			return 0, false
+		case <-ctx.Done():
+			return 0, false
+		default:
+		}
 		l.mu.Lock()
 		if n := l.free; n >= low {
 			l.free = 0
@@ -250,7 +244,7 @@ func (l *Loop) release(n int) {
 // backOff waits after failed requests: 50 ms after the first, doubling, at
 // most Expiry. It returns false when the Loop is drained or stopped.
 func (l *Loop) backOff(ctx context.Context) bool {
-	f := l.fails.Load()
+	f := l.fails
 	if f == 0 {
 		return true
 	}
@@ -274,7 +268,7 @@ func (l *Loop) settle(err error) bool {
 	case err == nil, errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		// Filled, expired at the server, stopped, or its reply lost (the
 		// client's timeout, a second later): none is the consumer's fault.
-		l.fails.Store(0)
+		l.fails = 0
 		return true
 	case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrConsumerNotFound),
 		errors.Is(err, nats.ErrConnectionClosed):
@@ -286,7 +280,7 @@ func (l *Loop) settle(err error) bool {
 		l.fail(fmt.Errorf("%w: %w", jetstream.ErrConsumerNotFound, err))
 		return false
 	}
-	l.fails.Add(1)
+	l.fails++
 	if l.opt.OnError != nil {
 		l.opt.OnError(err)
 	}

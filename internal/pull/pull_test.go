@@ -153,6 +153,37 @@ func TestStalledReaderLosesNothing(t *testing.T) {
 	}
 }
 
+// TestStreamOrder: jobs reach the reader in stream order, also when a
+// request is still open as the next is due (the server deals messages
+// round-robin over a consumer's open requests): the worker's admission
+// order, and with it priority within a lane, is the pull order.
+func TestStreamOrder(t *testing.T) {
+	t.Parallel()
+	e := setup(t, jetstream.ConsumerConfig{}, 10, 64)
+	l := start(t, e.cons, pull.Options{Max: 16, Expiry: 2 * time.Second})
+	var last uint64
+	read := func(n int) {
+		for range n {
+			m := next(t, l)
+			meta, err := m.Metadata()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if meta.Sequence.Stream <= last {
+				t.Fatalf("stream sequence %d after %d", meta.Sequence.Stream, last)
+			}
+			last = meta.Sequence.Stream
+			if err := m.Ack(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	read(8) // half the buffer free while the first request waits for 6 more
+	time.Sleep(100 * time.Millisecond)
+	publish(t, e.js, 10, 200, 64)
+	read(202)
+}
+
 // TestDrainDeliversWhatWasSent: jobs published while a drain waits for the
 // open requests are delivered to the draining reader, not dropped; Next
 // then says ErrDone and nothing is left ack-pending.
