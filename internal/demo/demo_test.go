@@ -16,7 +16,12 @@ import (
 )
 
 // TestDemo runs a small demo end to end: every job is answered, the invalid
-// ones (and only they) with errors, and the summary table is printed.
+// ones (and only they) with errors, the quality loop moves the policy, and
+// the summary table is printed. The jobs are paced over about two seconds:
+// a burst of 600 small jobs is answered in a fraction of that, before the
+// quality reports have made their way through the controller and the
+// policy bucket to the demo (CI, with -race on 2 busy cores, once saw no
+// change at all).
 func TestDemo(t *testing.T) {
 	b, err := cpu.New(cpu.Config{})
 	if err != nil {
@@ -24,7 +29,7 @@ func TestDemo(t *testing.T) {
 	}
 	rep, err := demo.Run(context.Background(), demo.Config{Jobs: 600, Workers: 2, BadEvery: 50, Dir: t.TempDir(), Backend: b,
 		Worker:   worker.Config{Quality: quality.Config{Sample: 1, Control: true, Rules: quality.Rules{Cooldown: time.Millisecond, MinSamples: 3, Window: 3}}},
-		MaxError: 0.2})
+		MaxError: 0.2, Rate: 300})
 	if err != nil {
 		t.Fatal(err)
 	}
