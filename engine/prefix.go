@@ -15,8 +15,11 @@ type blockKey [sha256.Size]byte
 // chain extends q.keys to the first n full blocks of toks (q's tokens, or
 // its prompt before Add) and returns them.
 func (s *Scheduler) chain(q *Seq, toks []int32, n int) []blockKey {
-	buf := make([]byte, 0, sha256.Size+4*s.bl.size)
+	var buf []byte
 	for i := len(q.keys); i < n; i++ {
+		if buf == nil {
+			buf = make([]byte, 0, sha256.Size+4*s.bl.size)
+		}
 		buf = buf[:0]
 		if i > 0 {
 			buf = append(buf, q.keys[i-1][:]...)

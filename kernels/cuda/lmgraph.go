@@ -75,11 +75,11 @@ func (d *devState) lmGraphStep(key lmGraphKey, c *lm.Config, pl *lmPlan) (outs [
 	if g == nil {
 		return nil, false, nil
 	}
-	packed, lay := pl.pack()
+	lay := pl.layout()
 	if lay != g.r.lay {
 		return nil, false, nil
 	}
-	copy(d.lm.bufs.hdrHost.h.bytes(), packed)
+	pl.packInto(d.lm.bufs.hdrHost.h.bytes(), lay)
 	if err := g.exec.launch(d.stream); err != nil {
 		return nil, true, err
 	}

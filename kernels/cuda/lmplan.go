@@ -74,14 +74,19 @@ var attnMinSplitLen = attnMinSplit
 // newLMPlan lays out seqs (checked by kernels.CheckStep) for a model of
 // vocab tokens.
 func newLMPlan(seqs []kernels.Seq, vocab int) *lmPlan {
-	p := &lmPlan{btOff: make([]int32, len(seqs)), outs: make([]seqPlan, len(seqs))}
+	rows, nb := 0, 0
+	for s := range seqs {
+		rows, nb = rows+len(seqs[s].Tokens), nb+len(seqs[s].Blocks)
+	}
+	p := &lmPlan{rows: rows, btOff: make([]int32, len(seqs)), blocks: make([]int32, 0, nb), outs: make([]seqPlan, len(seqs))}
+	p.tokens, p.pos, p.seq, p.split = make([]int32, 0, rows), make([]int32, 0, rows), make([]int32, 0, rows), make([]int32, 0, rows)
 	for s := range seqs {
 		q := &seqs[s]
 		p.btOff[s] = int32(len(p.blocks))
 		p.blocks = append(p.blocks, q.Blocks...)
-		for i, t := range q.Tokens {
+		p.tokens = append(p.tokens, q.Tokens...)
+		for i := range q.Tokens {
 			n := q.Pos + i + 1
-			p.tokens = append(p.tokens, t)
 			p.pos = append(p.pos, int32(n-1))
 			p.seq = append(p.seq, int32(s))
 			sp := attnSplit(n)
@@ -90,12 +95,15 @@ func newLMPlan(seqs []kernels.Seq, vocab int) *lmPlan {
 			p.maxCtx = max(p.maxCtx, n)
 		}
 	}
-	p.rows = len(p.tokens)
 	first := make([]int, len(seqs)+1) // first row of each sequence
 	for s := range seqs {
 		first[s+1] = first[s] + len(seqs[s].Tokens)
 	}
 	const lastWants = kernels.WantSample | kernels.WantLogits | kernels.WantTarget
+	n := len(seqs) // the arrays below hold about one entry a sequence (exactly, in a decode step)
+	p.normRows, p.targets = make([]int32, 0, n), make([]int32, 0, n)
+	p.sRow, p.sTopK, p.sNTop = make([]int32, 0, n), make([]int32, 0, n), make([]int32, 0, n)
+	p.sTemp, p.sTopP, p.sU = make([]float32, 0, n), make([]float32, 0, n), make([]float64, 0, n)
 	for s := range seqs {
 		q, o := &seqs[s], &p.outs[s]
 		*o = seqPlan{want: q.Want, last: -1, hidden: -1, sample: -1}
@@ -188,42 +196,70 @@ func (p *lmPlan) blocksCap() int {
 	return n
 }
 
-// pack returns the plan's arrays as one little-endian buffer, and where
-// each starts.
-func (p *lmPlan) pack() ([]byte, planLayout) {
-	var b []byte
+// layout is where each of the plan's arrays starts in its upload.
+func (p *lmPlan) layout() planLayout {
 	var l planLayout
-	at := func() int {
-		for len(b)%16 != 0 {
-			b = append(b, 0)
-		}
-		return len(b)
-	}
-	i32s := func(v []int32) int {
-		off := at()
-		for _, x := range v {
-			b = binary.LittleEndian.AppendUint32(b, uint32(x))
-		}
+	n := 0
+	at := func(elems, size int) int {
+		off := (n + 15) &^ 15
+		n = off + elems*size
 		return off
 	}
-	f32s := func(v []float32) int {
-		off := at()
-		for _, x := range v {
-			b = binary.LittleEndian.AppendUint32(b, math.Float32bits(x))
-		}
-		return off
-	}
-	l.tokens, l.pos, l.seq, l.split = i32s(p.tokens), i32s(p.pos), i32s(p.seq), i32s(p.split)
-	l.btOff, l.normRows, l.targets = i32s(p.btOff), i32s(p.normRows), i32s(p.targets)
-	l.sRow, l.sTemp, l.sTopK, l.sTopP = i32s(p.sRow), f32s(p.sTemp), i32s(p.sTopK), f32s(p.sTopP)
-	l.sU = at()
-	for _, u := range p.sU {
-		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(u))
-	}
-	l.sNTop = i32s(p.sNTop)
+	l.tokens, l.pos, l.seq, l.split = at(len(p.tokens), 4), at(len(p.pos), 4), at(len(p.seq), 4), at(len(p.split), 4)
+	l.btOff, l.normRows, l.targets = at(len(p.btOff), 4), at(len(p.normRows), 4), at(len(p.targets), 4)
+	l.sRow, l.sTemp, l.sTopK, l.sTopP = at(len(p.sRow), 4), at(len(p.sTemp), 4), at(len(p.sTopK), 4), at(len(p.sTopP), 4)
+	l.sU, l.sNTop = at(len(p.sU), 8), at(len(p.sNTop), 4)
 	l.blocksCap = p.blocksCap()
-	l.blocks = i32s(p.blocks)
-	b = append(b, make([]byte, 4*(l.blocksCap-len(p.blocks)))...)
-	l.size = at()
+	l.blocks = at(l.blocksCap, 4)
+	l.size = at(0, 0)
+	return l
+}
+
+// packInto writes the plan's arrays, little-endian, into dst (at least
+// l.size bytes) at layout l's offsets, zeros between them.
+func (p *lmPlan) packInto(dst []byte, l planLayout) {
+	dst = dst[:l.size]
+	end := 0
+	i32s := func(off int, v []int32) {
+		clear(dst[end:off])
+		for i, x := range v {
+			binary.LittleEndian.PutUint32(dst[off+4*i:], uint32(x))
+		}
+		end = off + 4*len(v)
+	}
+	f32s := func(off int, v []float32) {
+		clear(dst[end:off])
+		for i, x := range v {
+			binary.LittleEndian.PutUint32(dst[off+4*i:], math.Float32bits(x))
+		}
+		end = off + 4*len(v)
+	}
+	i32s(l.tokens, p.tokens)
+	i32s(l.pos, p.pos)
+	i32s(l.seq, p.seq)
+	i32s(l.split, p.split)
+	i32s(l.btOff, p.btOff)
+	i32s(l.normRows, p.normRows)
+	i32s(l.targets, p.targets)
+	i32s(l.sRow, p.sRow)
+	f32s(l.sTemp, p.sTemp)
+	i32s(l.sTopK, p.sTopK)
+	f32s(l.sTopP, p.sTopP)
+	clear(dst[end:l.sU])
+	for i, u := range p.sU {
+		binary.LittleEndian.PutUint64(dst[l.sU+8*i:], math.Float64bits(u))
+	}
+	end = l.sU + 8*len(p.sU)
+	i32s(l.sNTop, p.sNTop)
+	i32s(l.blocks, p.blocks)
+	clear(dst[end:])
+}
+
+// pack returns the plan's arrays as one buffer (packInto), and where each
+// starts.
+func (p *lmPlan) pack() ([]byte, planLayout) {
+	l := p.layout()
+	b := make([]byte, l.size)
+	p.packInto(b, l)
 	return b, l
 }

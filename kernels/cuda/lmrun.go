@@ -204,7 +204,7 @@ func (d *devState) lmPrepare(m *lm.Model, pl *lmPlan) (*lmRun, error) {
 	b := &d.lm.bufs
 	rows := pl.rows
 	wide := max(c.Hidden, c.QDim(), c.Intermediate)
-	packed, lay := pl.pack()
+	lay := pl.layout()
 	r := &lmRun{pl: pl, lay: lay}
 	heads := c.Heads
 	r.attnRows = min(rows, 65535)
@@ -251,7 +251,7 @@ func (d *devState) lmPrepare(m *lm.Model, pl *lmPlan) (*lmRun, error) {
 	if err := d.growHost(&b.outHost, hostSize); err != nil {
 		return nil, err
 	}
-	copy(b.hdrHost.h.bytes(), packed)
+	pl.packInto(b.hdrHost.h.bytes(), lay)
 	r.hdr, r.x, r.f, r.cv, r.xs, r.g, r.out = b.hdr.p, b.x.p, b.f.p, b.cv.p, b.xs.p, b.g.p, b.out.p
 	r.part, r.logits, r.lse, r.outs, r.host = b.part.p, b.logits.p, b.lse.p, b.outs.p, b.outHost.h
 	r.amax, r.lpPart = r.lse+uint64(8*nl), b.lpPart.p
