@@ -6,6 +6,7 @@ import (
 	"context"
 	"flag"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -47,8 +48,8 @@ func TestEngineBench(t *testing.T) {
 		benchPrefix(t, b, *engineBenchPrefix, prompt, gen)
 		return
 	}
-	t.Logf("| precision | sequences | engine tok/s (run) | engine tok/s (decode phase) | bare loop tok/s | engine/bare | steps |")
-	t.Logf("|---|---|---|---|---|---|---|")
+	t.Logf("| precision | sequences | engine tok/s (run) | engine tok/s (decode phase) | bare loop tok/s | engine/bare | steps | full-batch step ms, engine (median) | bare step ms | decode phase in Step |")
+	t.Logf("|---|---|---|---|---|---|---|---|---|---|")
 	for _, p := range precisions(t, *engineBenchPrecs) {
 		for _, n := range ints(t, *engineBenchConc) {
 			m := &lm.Model{Name: "engine-bench", Config: cuda.Llama31_8B}
@@ -60,9 +61,10 @@ func TestEngineBench(t *testing.T) {
 			if err := b.SynthLM(ctx, m, p); err != nil {
 				t.Fatal(err)
 			}
-			run, decode, steps, _ := runEngine(t, b, m, p, n, nil, prompt, gen, engine.Config{})
+			r := runEngine(t, b, m, p, n, nil, prompt, gen, engine.Config{})
 			b.EvictLM(m)
-			t.Logf("| %s | %d | %.0f | %.0f | %.0f | %.2f | %d |", p, n, run, decode, bare[0].TokPerS, decode/bare[0].TokPerS, steps)
+			t.Logf("| %s | %d | %.0f | %.0f | %.0f | %.2f | %d | %.2f | %.2f | %.3f |", p, n, r.run, r.decode, bare[0].TokPerS, r.decode/bare[0].TokPerS,
+				r.steps, r.fullStepMS, 1e3*float64(n)/bare[0].TokPerS, r.inStep)
 		}
 	}
 }
@@ -88,44 +90,62 @@ func benchPrefix(t *testing.T, b *cuda.Backend, prefix, prompt, gen int) {
 				shared[j] = int32(r.IntN(m.Config.Vocab))
 			}
 			for _, off := range []bool{false, true} {
-				run, _, steps, st := runEngine(t, b, m, p, n, shared, prompt, gen, engine.Config{NoPrefixCache: off})
+				r := runEngine(t, b, m, p, n, shared, prompt, gen, engine.Config{NoPrefixCache: off})
 				cache := "on"
 				if off {
 					cache = "off"
 				}
-				secs := float64(n*gen) / run // every sequence generates gen tokens: no end-of-sequence token
-				t.Logf("| %s | %d | %s | %.2f | %.0f | %d | %d | %d | %d |", p, n, cache, secs, run,
-					st.PrefillTokens, st.ReusedTokens, st.BlocksPeak, steps)
+				secs := float64(n*gen) / r.run // every sequence generates gen tokens: no end-of-sequence token
+				t.Logf("| %s | %d | %s | %.2f | %.0f | %d | %d | %d | %d |", p, n, cache, secs, r.run,
+					r.st.PrefillTokens, r.st.ReusedTokens, r.st.BlocksPeak, r.steps)
 			}
 			b.EvictLM(m)
 		}
 	}
 }
 
+// engineRun is what runEngine measured: generated tokens/s over the run
+// and over its decode phase (the steps after the last one that prefilled:
+// tokens they decoded over the wall time from that step's end to the
+// last's), the steps taken, the median time of a step that decoded every
+// sequence and prefilled nothing, the share of the decode phase's wall
+// time spent in the backend's Step (the rest: the engine's own work
+// between steps), and the engine's statistics at the end.
+type engineRun struct {
+	run, decode float64
+	steps       int
+	fullStepMS  float64
+	inStep      float64
+	st          engine.StepStats
+}
+
 // runEngine generates gen tokens for each of n prompts, shared followed by
-// prompt random tokens, through one engine of configuration cfg, and
-// returns generated tokens/s over the run and over its decode phase (the
-// steps after the last one that prefilled: tokens they decoded over the
-// wall time from that step's end to the last's), the steps taken, and the
-// engine's statistics at the end.
-func runEngine(t *testing.T, b kernels.LM, m *lm.Model, p precision.Format, n int, shared []int32, prompt, gen int, cfg engine.Config) (run, decode float64, steps int, st engine.StepStats) {
+// prompt random tokens, through one engine of configuration cfg.
+func runEngine(t *testing.T, b kernels.LM, m *lm.Model, p precision.Format, n int, shared []int32, prompt, gen int, cfg engine.Config) engineRun {
 	per := (len(shared) + prompt + gen + kernels.KVBlockSize) / kernels.KVBlockSize
 	var (
 		mu                 sync.Mutex
 		lastPrefill, last  time.Time
 		decoded, allTokens int
+		inStep             time.Duration // the decode phase's steps so far
+		full               []float64     // ms of the steps that decoded all n
+		r                  engineRun
 	)
-	cfg.OnStep = func(dec, pre int, _ time.Duration) {
+	cfg.OnStep = func(dec, pre int, took time.Duration) {
 		now := time.Now()
 		mu.Lock()
 		defer mu.Unlock()
-		steps++
+		r.steps++
 		last = now
 		if pre > 0 {
-			lastPrefill, decoded = now, 0
+			lastPrefill, decoded, inStep = now, 0, 0
 			return
 		}
 		decoded += dec
+		inStep += took
+		if dec == n {
+			full = append(full, float64(took)/1e6)
+		}
 	}
 	e, err := engine.New(b, m, p, n*per, cfg)
 	if err != nil {
@@ -136,12 +156,12 @@ func runEngine(t *testing.T, b kernels.LM, m *lm.Model, p precision.Format, n in
 	defer cancel()
 	go func() { _ = e.Run(ctx) }()
 	var wg sync.WaitGroup
-	r := rand.New(rand.NewPCG(7, uint64(n)))
+	rng := rand.New(rand.NewPCG(7, uint64(n)))
 	start := time.Now()
 	for i := range n {
 		toks := append([]int32(nil), shared...)
 		for range prompt {
-			toks = append(toks, int32(r.IntN(m.Config.Vocab)))
+			toks = append(toks, int32(rng.IntN(m.Config.Vocab)))
 		}
 		wg.Add(1)
 		q := &engine.Seq{Task: engine.Generate, Prompt: toks, MaxTokens: gen, Done: func(o *engine.Outcome) {
@@ -160,5 +180,13 @@ func runEngine(t *testing.T, b kernels.LM, m *lm.Model, p precision.Format, n in
 	wg.Wait()
 	mu.Lock()
 	defer mu.Unlock()
-	return float64(allTokens) / last.Sub(start).Seconds(), float64(decoded) / last.Sub(lastPrefill).Seconds(), steps, e.Stats()
+	phase := last.Sub(lastPrefill)
+	r.run, r.decode = float64(allTokens)/last.Sub(start).Seconds(), float64(decoded)/phase.Seconds()
+	r.inStep = inStep.Seconds() / phase.Seconds()
+	if len(full) > 0 {
+		slices.Sort(full)
+		r.fullStepMS = full[len(full)/2]
+	}
+	r.st = e.Stats()
+	return r
 }

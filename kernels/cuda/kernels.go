@@ -78,7 +78,7 @@ var (
 // quantRows writes each of rows rows of x [rows, cols] to yq in format f
 // (fp8: one scale per row, FP8Scale(amax of the row, margin), in xs).
 func (k *kernelSet) quantRows(s cuStream, x, yq uint64, f fmtCode, xs uint64, rows, cols, margin int) error {
-	return k.run(s, perRowLM(k.smallRows(rows, kQuantRows, kQuantRowsS), rows, newArgs().ptr(x).ptr(yq).i32(int(f)).ptr(xs).i32(cols).i32(margin)))
+	return k.run(s, k.perRowLM(k.smallRows(rows, kQuantRows, kQuantRowsS), rows, newArgs().ptr(x).ptr(yq).i32(int(f)).ptr(xs).i32(cols).i32(margin)))
 }
 
 // fp8SmallQuant is the largest activation (values) the per-tensor path

@@ -61,6 +61,9 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 	if cfg.FP4SmallM < -1 {
 		return nil, fmt.Errorf("cuda: bench: FP4SmallM = %d, want -1 or more", cfg.FP4SmallM)
 	}
+	if r := cfg.RowThreads; r != 0 && r != 256 && r != 512 && r != 1024 {
+		return nil, fmt.Errorf("cuda: bench: RowThreads = %d, want 256, 512 or 1,024", r)
+	}
 	if cfg.FP4WideMinWeights < -1 {
 		return nil, fmt.Errorf("cuda: bench: FP4WideMinWeights = %d, want -1 or more", cfg.FP4WideMinWeights)
 	}
@@ -70,10 +73,11 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 		fp4WideMinW                       int64
 		attnDec, attnPartial, pdl, fp4Row bool
 		attnRing, regsRows, siluRowMin    int
+		rowThreads                        int
 	}
 	var was settings
 	_ = b.do(ctx, func(d *devState) error {
-		was = settings{d.gemvMaxM, d.fp4SmallM, d.fp4WideM, d.fp4WideMinW, d.attnDec, d.attnPartial, d.k.pdl, d.fp4RowMajor, d.attnRing, d.k.regsRows, d.k.siluRowMin}
+		was = settings{d.gemvMaxM, d.fp4SmallM, d.fp4WideM, d.fp4WideMinW, d.attnDec, d.attnPartial, d.k.pdl, d.fp4RowMajor, d.attnRing, d.k.regsRows, d.k.siluRowMin, d.k.rowThreads}
 		d.fp4RowMajor = cfg.FP4RowMajor
 		if cfg.GEMVMaxRows != 0 {
 			d.gemvMaxM = cfg.GEMVMaxRows
@@ -97,6 +101,9 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 		if cfg.SiLURow != 0 {
 			d.k.siluRowMin = cfg.SiLURow
 		}
+		if cfg.RowThreads != 0 {
+			d.k.rowThreads = cfg.RowThreads
+		}
 		d.attnPartial = d.attnPartial || cfg.AttnPartial
 		d.k.pdl = d.k.pdl && !cfg.NoPDL
 		return nil
@@ -107,7 +114,7 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 			d.fp4WideMinW = was.fp4WideMinW
 			d.fp4RowMajor = was.fp4Row
 			d.attnRing = was.attnRing
-			d.k.regsRows, d.k.siluRowMin = was.regsRows, was.siluRowMin
+			d.k.regsRows, d.k.siluRowMin, d.k.rowThreads = was.regsRows, was.siluRowMin, was.rowThreads
 			return nil
 		})
 	}()
@@ -163,12 +170,16 @@ func (b *Backend) benchLMCase(ctx context.Context, m *lm.Model, p precision.Form
 			err = cerr
 		}
 	}()
+	ids := make([]int32, batch*per)
+	for i := range ids {
+		ids[i] = int32(i)
+	}
+	if cfg.ScatterBlocks {
+		rand.New(rand.NewPCG(5, uint64(batch))).Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
+	}
 	seqs := make([]kernels.Seq, batch)
 	for i := range seqs {
-		blocks := make([]int32, per)
-		for j := range blocks {
-			blocks[j] = int32(i*per + j)
-		}
+		blocks := ids[i*per : (i+1)*per : (i+1)*per]
 		seqs[i] = kernels.Seq{Tokens: []int32{int32(i % c.Vocab)}, Pos: prompt, Blocks: blocks, Want: kernels.WantSample}
 	}
 	r := LMResult{Precision: p, Batch: batch, Prompt: prompt}

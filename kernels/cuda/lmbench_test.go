@@ -39,6 +39,8 @@ var (
 	lmBenchSiLURow     = flag.Int("lmbench.silurow", 0, "the fewest rows whose SiLU runs gbx_lm_silu_row (LMBench.SiLURow; 0 the default, -1 never)")
 	lmBenchAttnPartial = flag.Bool("lmbench.attnpartial", false, "run every attention on gbx_attn_partial (LMBench.AttnPartial)")
 	lmBenchNoPDL       = flag.Bool("lmbench.nopdl", false, "launch without programmatic dependent launch (LMBench.NoPDL)")
+	lmBenchRowThreads  = flag.Int("lmbench.rowthreads", 0, "threads of the per-row kernels' blocks from RegsRows+1 to 256 rows (LMBench.RowThreads; 0 the default, 1,024)")
+	lmBenchScatter     = flag.Bool("lmbench.scatter", false, "hand the KV blocks out in a random order over the cache (LMBench.ScatterBlocks)")
 	lmBenchInvariant   = flag.Bool("lmbench.invariant", false, "run on a batch-invariant backend (Config.BatchInvariant)")
 	lmBenchPrefill     = flag.Bool("lmbench.prefill", false, "prefill the prompts for real and time it (LMBench.Prefill): TTFT")
 )
@@ -85,7 +87,7 @@ func TestLMBench(t *testing.T) {
 	if err != nil {
 		t.Skipf("no CUDA device: %v", err)
 	}
-	cfg := cuda.LMBench{Batches: ints(t, *lmBenchBatches), Prompts: ints(t, *lmBenchPrompts), Steps: *lmBenchSteps, GEMVMaxRows: *lmBenchGEMV, FP4SmallM: *lmBenchFP4SmallM, FP4WideM: *lmBenchFP4WideM, FP4WideMinWeights: *lmBenchFP4WideMinW, FP4RowMajor: *lmBenchFP4RowMajor, AttnPartial: *lmBenchAttnPartial, AttnDec: *lmBenchAttnDec, AttnRing: *lmBenchAttnRing, RegsRows: *lmBenchRegsRows, SiLURow: *lmBenchSiLURow, NoPDL: *lmBenchNoPDL, Prefill: *lmBenchPrefill}
+	cfg := cuda.LMBench{Batches: ints(t, *lmBenchBatches), Prompts: ints(t, *lmBenchPrompts), Steps: *lmBenchSteps, GEMVMaxRows: *lmBenchGEMV, FP4SmallM: *lmBenchFP4SmallM, FP4WideM: *lmBenchFP4WideM, FP4WideMinWeights: *lmBenchFP4WideMinW, FP4RowMajor: *lmBenchFP4RowMajor, AttnPartial: *lmBenchAttnPartial, AttnDec: *lmBenchAttnDec, AttnRing: *lmBenchAttnRing, RegsRows: *lmBenchRegsRows, SiLURow: *lmBenchSiLURow, RowThreads: *lmBenchRowThreads, NoPDL: *lmBenchNoPDL, ScatterBlocks: *lmBenchScatter, Prefill: *lmBenchPrefill}
 	cfg.Precisions = precisions(t, *lmBenchPrecisions)
 	switch *lmBenchModel {
 	case "8b":

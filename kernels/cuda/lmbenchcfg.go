@@ -88,9 +88,19 @@ type LMBench struct {
 	// SiLURow, if not 0, is the fewest rows of a step whose SiLU runs
 	// gbx_lm_silu_row (default siluRowMinRows; -1 never).
 	SiLURow int
+	// RowThreads, if not 0, is the threads of the per-row kernels' blocks
+	// (the norms, quant_rows, the embedding, SiLU's split form) in a step
+	// of more rows than RegsRows, up to 256 (default 1,024): 256, 512 or
+	// 1,024.
+	RowThreads int
 	// NoPDL, if set, launches every kernel without programmatic dependent
 	// launch for the run (Config.NoPDL).
 	NoPDL bool
+	// ScatterBlocks, if set, hands the sequences' KV blocks out in a
+	// random order over the cache, as an engine's free list does after
+	// sequences have come and gone, instead of each sequence's blocks
+	// consecutive.
+	ScatterBlocks bool
 	// Progress, if set, is called after each case.
 	Progress func(LMResult)
 }

@@ -60,10 +60,13 @@ const lmThreads = C.GBX_LM_THREADS
 // only, at first; from 33 to 256 rows, ncu on the H200 had the
 // residual-and-norm kernel at 19 µs a call for 64 rows of 4,096, its 16
 // passes' loads each waiting on the one before.
-func perRowLM(kd *kernel, rows int, a *args) launch {
+func (k *kernelSet) perRowLM(kd *kernel, rows int, a *args) launch {
 	threads := uint32(lmThreads)
 	if rows <= lmWideRows {
 		threads = 1024
+		if k.rowThreads > 0 && rows > cmp.Or(k.regsRows, regsMaxRows) {
+			threads = uint32(k.rowThreads)
+		}
 	}
 	return launch{kernel: kd, grid: [3]uint32{uint32(rows), 1, 1}, block: [3]uint32{threads, 1, 1}, args: a}
 }
@@ -104,7 +107,7 @@ func (k *kernelSet) lmFill(s cuStream, dst uint64, f fmtCode, n int, seed uint32
 // lmEmbed writes row r of x [rows, hidden] from row tokens[r] of table,
 // stored as f.
 func (k *kernelSet) lmEmbed(s cuStream, table uint64, f fmtCode, tokens, x uint64, rows, hidden int) error {
-	return k.run(s, perRowLM(kLMEmbed, rows, newArgs().ptr(table).i32(int(f)).ptr(tokens).ptr(x).i32(hidden)))
+	return k.run(s, k.perRowLM(kLMEmbed, rows, newArgs().ptr(table).i32(int(f)).ptr(tokens).ptr(x).i32(hidden)))
 }
 
 // lmEpi is a linear layer's epilogue left to the kernel that reads its
@@ -121,7 +124,7 @@ func (k *kernelSet) lmNorm(s cuStream, x, delta uint64, de lmEpi, w, rowIdx, yf,
 		return errors.New("cuda: gbx_lm_norm: with a row index, the delta's row scales cannot be the ones it writes")
 	}
 	a := newArgs().ptr(x).ptr(delta).ptr(de.xs).ptr(de.ws).ptr(de.bias).ptr(w).ptr(rowIdx).ptr(yf).ptr(yq).i32(int(f)).ptr(xs).i32(cols).f64(eps).i32(margin)
-	return k.run(s, perRowLM(k.smallRows(rows, kLMNorm, kLMNormS), rows, a))
+	return k.run(s, k.perRowLM(k.smallRows(rows, kLMNorm, kLMNormS), rows, a))
 }
 
 // ropeArgs are gbx_lm_rope's arguments other than the rows.
@@ -147,7 +150,7 @@ type ropeArgs struct {
 func (k *kernelSet) lmRope(s cuStream, rows int, r ropeArgs) error {
 	a := newArgs().ptr(r.qkv).i32(r.stride).ptr(r.epi.xs).ptr(r.epi.ws).ptr(r.epi.bias).ptr(r.qNorm).ptr(r.kNorm).f64(r.eps).ptr(r.invFreq).ptr(r.pos).ptr(r.seq).
 		ptr(r.btOff).ptr(r.blocks).ptr(r.cache).i32(int(r.cacheFmt)).ptr(r.kvScale).i32(r.layer).i32(r.layers).i32(r.heads).i32(r.kvHeads).i32(r.dim)
-	l := perRowLM(k.smallRows(rows, kLMRope, kLMRopeS), rows, a)
+	l := k.perRowLM(k.smallRows(rows, kLMRope, kLMRopeS), rows, a)
 	if rows <= lmWideRows {
 		// Not a full load: a row's heads over several blocks of lmThreads,
 		// a warp a head.
@@ -173,7 +176,7 @@ func (k *kernelSet) lmSiLURows(s cuStream, gu uint64, e lmEpi, act, yq uint64, f
 	}
 	ny, kd := siluSplit(rows, inter), k.smallRows(rows, kLMSiLURows, kLMSiLURowsS)
 	if ny == 1 {
-		return k.run(s, perRowLM(kd, rows, newArgs().ptr(gu).ptr(e.xs).ptr(e.ws).ptr(e.bias).ptr(act).ptr(yq).i32(int(f)).ptr(xs).ptr(0).i32(inter).i32(margin)))
+		return k.run(s, k.perRowLM(kd, rows, newArgs().ptr(gu).ptr(e.xs).ptr(e.ws).ptr(e.bias).ptr(act).ptr(yq).i32(int(f)).ptr(xs).ptr(0).i32(inter).i32(margin)))
 	}
 	grid, block := [3]uint32{uint32(rows), uint32(ny), 1}, [3]uint32{lmThreads, 1, 1}
 	a := newArgs().ptr(gu).ptr(e.xs).ptr(e.ws).ptr(e.bias).ptr(act).ptr(yq).i32(int(f)).ptr(xs).ptr(amax).i32(inter).i32(margin)

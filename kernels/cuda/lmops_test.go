@@ -172,6 +172,15 @@ func TestLMOpNorm(t *testing.T) {
 		}
 		testLMOpNorm(t, x, r, tc.rows, tc.cols, tc.rowIdx)
 	}
+	// Blocks of 512 threads between the _small forms and lmWideRows
+	// (kernelSet.rowThreads, a benchmark's choice): the same sums.
+	x.do(func(d *devState) error { d.k.rowThreads = 512; return nil })
+	defer x.do(func(d *devState) error { d.k.rowThreads = 0; return nil })
+	var idx []int32
+	for i := range 40 {
+		idx = append(idx, int32(39-i))
+	}
+	testLMOpNorm(t, x, r, 41, 2100, idx)
 }
 
 func testLMOpNorm(t *testing.T, x *devT, r *rand.Rand, rows, cols int, rowIdx []int32) {

@@ -111,8 +111,10 @@ type kernelSet struct {
 	// Benchmarks' overrides of the row kernels' choices (LMBench): the
 	// most rows whose row kernels run their _small forms (0: regsMaxRows),
 	// and the fewest rows whose SiLU runs gbx_lm_silu_row (0:
-	// siluRowMinRows; -1 never).
-	regsRows, siluRowMin int
+	// siluRowMinRows; -1 never); and the threads of perRowLM's blocks in
+	// a step of more rows than the _small forms take, up to lmWideRows
+	// (0: 1,024).
+	regsRows, siluRowMin, rowThreads int
 
 	// launchFunc, when set (tests), runs in place of cuLaunchKernel.
 	launchFunc func(s cuStream, l launch) error
