@@ -135,7 +135,8 @@ func New(cfg Config) (*Backend, error) {
 		b.caps = b.caps.With(precision.FP4, precision.Emulated)
 	}
 	b.log.Info().Str("device", b.name).Str("gpu", b.info.Name).Str("uuid", b.info.UUID).
-		Str("cc", fmt.Sprintf("%d.%d", b.info.Major, b.info.Minor)).
+		Str("cc", fmt.Sprintf("%d.%d", b.info.Major, b.info.Minor)).Int("sms", b.info.SMs).
+		Uint64("memory_mib", b.info.TotalMemory>>20).Int("cublaslt", b.info.CublasLt).
 		Int("driver", b.info.DriverVersion).Str("nvrtc", b.info.NVRTCVersion).
 		Str("libcuda", b.info.Libraries[libCUDA]).Str("libnvrtc", b.info.Libraries[libNVRTC]).
 		Str("libcublaslt", b.info.Libraries[libCublasLt]).Bool("pdl", b.info.PDL).

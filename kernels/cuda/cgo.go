@@ -272,12 +272,21 @@ func (h pinned) free() error {
 // floats returns the first n float32 values of h.
 func (h pinned) floats(n int) []float32 { return unsafe.Slice((*float32)(h.p), n) }
 
-// cuUpload copies b to device address d, synchronously (weights).
+// cuUpload copies b to device address d (weights) and returns once d holds
+// it. cuMemcpyHtoD from pageable memory returns as soon as b is staged for
+// DMA, the transfer to d possibly still in flight on the legacy stream
+// (CUDA's "API synchronization behavior"), and the backend's streams are
+// non-blocking: they do not wait for it. A kernel queued next — the
+// conversion of a staged tensor, a step's first GEMM — could read d before
+// the copy lands; so cuUpload waits for the context.
 func cuUpload(d uint64, b []byte) error {
 	if len(b) == 0 {
 		return nil
 	}
-	return cuErr(C.gbx_htod(C.CUdeviceptr(d), unsafe.Pointer(&b[0]), C.size_t(len(b))), "cuMemcpyHtoD")
+	if err := cuErr(C.gbx_htod(C.CUdeviceptr(d), unsafe.Pointer(&b[0]), C.size_t(len(b))), "cuMemcpyHtoD"); err != nil {
+		return err
+	}
+	return cuErr(C.gbx_ctx_sync(), "cuCtxSynchronize")
 }
 
 // cuDownload copies len(b) bytes from device address d into b, synchronously.
