@@ -147,6 +147,9 @@ func runEngine(t *testing.T, b kernels.LM, m *lm.Model, p precision.Format, n in
 			full = append(full, float64(took)/1e6)
 		}
 	}
+	if cfg.MaxSeqs == 0 {
+		cfg.MaxSeqs = n // every sequence in every decode step, past the default 256
+	}
 	e, err := engine.New(b, m, p, n*per, cfg)
 	if err != nil {
 		t.Fatal(err)
