@@ -48,8 +48,8 @@ func TestEngineBench(t *testing.T) {
 		benchPrefix(t, b, *engineBenchPrefix, prompt, gen)
 		return
 	}
-	t.Logf("| precision | sequences | engine tok/s (run) | engine tok/s (decode phase) | bare loop tok/s | engine/bare | steps | full-batch step ms, engine (median) | bare step ms | decode phase in Step |")
-	t.Logf("|---|---|---|---|---|---|---|---|---|---|")
+	t.Logf("| precision | sequences | engine tok/s (run) | engine tok/s (decode phase) | bare loop tok/s | engine/bare | steps | full-batch step ms, engine (median) | bare step ms | decode phase in Step | tail steps, share of the decode phase's Step time | tail step ms, rows (means) |")
+	t.Logf("|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, p := range precisions(t, *engineBenchPrecs) {
 		for _, n := range ints(t, *engineBenchConc) {
 			m := &lm.Model{Name: "engine-bench", Config: cuda.Llama31_8B}
@@ -63,8 +63,12 @@ func TestEngineBench(t *testing.T) {
 			}
 			r := runEngine(t, b, m, p, n, nil, prompt, gen, engine.Config{})
 			b.EvictLM(m)
-			t.Logf("| %s | %d | %.0f | %.0f | %.0f | %.2f | %d | %.2f | %.2f | %.3f |", p, n, r.run, r.decode, bare[0].TokPerS, r.decode/bare[0].TokPerS,
-				r.steps, r.fullStepMS, 1e3*float64(n)/bare[0].TokPerS, r.inStep)
+			tailMS, tailRows := 0.0, 0.0
+			if r.tailSteps > 0 {
+				tailMS, tailRows = 1e3*r.tailSec/float64(r.tailSteps), float64(r.tailTokens)/float64(r.tailSteps)
+			}
+			t.Logf("| %s | %d | %.0f | %.0f | %.0f | %.2f | %d | %.2f | %.2f | %.3f | %d, %.2f | %.2f, %.0f |", p, n, r.run, r.decode, bare[0].TokPerS, r.decode/bare[0].TokPerS,
+				r.steps, r.fullStepMS, 1e3*float64(n)/bare[0].TokPerS, r.inStep, r.tailSteps, r.tailShare, tailMS, tailRows)
 		}
 	}
 }
@@ -110,12 +114,19 @@ func benchPrefix(t *testing.T, b *cuda.Backend, prefix, prompt, gen int) {
 // last's), the steps taken, the median time of a step that decoded every
 // sequence and prefilled nothing, the share of the decode phase's wall
 // time spent in the backend's Step (the rest: the engine's own work
-// between steps), and the engine's statistics at the end.
+// between steps), the decode phase's tail (its steps that decoded fewer
+// than every sequence, as sequences finished: how many, their Step time
+// and its share of the phase's, the tokens they decoded) and the
+// engine's statistics at the end.
 type engineRun struct {
 	run, decode float64
 	steps       int
 	fullStepMS  float64
 	inStep      float64
+	tailSteps   int
+	tailSec     float64
+	tailShare   float64
+	tailTokens  int
 	st          engine.StepStats
 }
 
@@ -139,12 +150,15 @@ func runEngine(t *testing.T, b kernels.LM, m *lm.Model, p precision.Format, n in
 		last = now
 		if pre > 0 {
 			lastPrefill, decoded, inStep = now, 0, 0
+			r.tailSteps, r.tailSec, r.tailTokens = 0, 0, 0
 			return
 		}
 		decoded += dec
 		inStep += took
 		if dec == n {
 			full = append(full, float64(took)/1e6)
+		} else {
+			r.tailSteps, r.tailSec, r.tailTokens = r.tailSteps+1, r.tailSec+took.Seconds(), r.tailTokens+dec
 		}
 	}
 	if cfg.MaxSeqs == 0 {
@@ -186,6 +200,9 @@ func runEngine(t *testing.T, b kernels.LM, m *lm.Model, p precision.Format, n in
 	phase := last.Sub(lastPrefill)
 	r.run, r.decode = float64(allTokens)/last.Sub(start).Seconds(), float64(decoded)/phase.Seconds()
 	r.inStep = inStep.Seconds() / phase.Seconds()
+	if inStep > 0 {
+		r.tailShare = r.tailSec / inStep.Seconds()
+	}
 	if len(full) > 0 {
 		slices.Sort(full)
 		r.fullStepMS = full[len(full)/2]
