@@ -61,6 +61,9 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 	if cfg.FP4SmallM < -1 {
 		return nil, fmt.Errorf("cuda: bench: FP4SmallM = %d, want -1 or more", cfg.FP4SmallM)
 	}
+	if cfg.AttnScratchMiB < 0 || cfg.AttnScratchMiB > 4096 {
+		return nil, fmt.Errorf("cuda: bench: AttnScratchMiB = %d, want 0 to 4,096", cfg.AttnScratchMiB)
+	}
 	if r := cfg.RowThreads; r != 0 && r != 256 && r != 512 && r != 1024 {
 		return nil, fmt.Errorf("cuda: bench: RowThreads = %d, want 256, 512 or 1,024", r)
 	}
@@ -73,11 +76,11 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 		fp4WideMinW                       int64
 		attnDec, attnPartial, pdl, fp4Row bool
 		attnRing, regsRows, siluRowMin    int
-		rowThreads                        int
+		rowThreads, attnScratch           int
 	}
 	var was settings
 	_ = b.do(ctx, func(d *devState) error {
-		was = settings{d.gemvMaxM, d.fp4SmallM, d.fp4WideM, d.fp4WideMinW, d.attnDec, d.attnPartial, d.k.pdl, d.fp4RowMajor, d.attnRing, d.k.regsRows, d.k.siluRowMin, d.k.rowThreads}
+		was = settings{d.gemvMaxM, d.fp4SmallM, d.fp4WideM, d.fp4WideMinW, d.attnDec, d.attnPartial, d.k.pdl, d.fp4RowMajor, d.attnRing, d.k.regsRows, d.k.siluRowMin, d.k.rowThreads, attnScratchBytes}
 		d.fp4RowMajor = cfg.FP4RowMajor
 		if cfg.GEMVMaxRows != 0 {
 			d.gemvMaxM = cfg.GEMVMaxRows
@@ -104,6 +107,9 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 		if cfg.RowThreads != 0 {
 			d.k.rowThreads = cfg.RowThreads
 		}
+		if cfg.AttnScratchMiB != 0 {
+			attnScratchBytes = cfg.AttnScratchMiB << 20
+		}
 		d.attnPartial = d.attnPartial || cfg.AttnPartial
 		d.k.pdl = d.k.pdl && !cfg.NoPDL
 		return nil
@@ -115,6 +121,7 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 			d.fp4RowMajor = was.fp4Row
 			d.attnRing = was.attnRing
 			d.k.regsRows, d.k.siluRowMin, d.k.rowThreads = was.regsRows, was.siluRowMin, was.rowThreads
+			attnScratchBytes = was.attnScratch
 			return nil
 		})
 	}()

@@ -93,6 +93,12 @@ type LMBench struct {
 	// of more rows than RegsRows, up to 256 (default 1,024): 256, 512 or
 	// 1,024.
 	RowThreads int
+	// AttnScratchMiB, if not 0, is attention's scratch for its splits'
+	// partial results for the run (default 64 MiB): a step's rows go to
+	// attention in launches of as many rows as it holds (504 rows of
+	// Llama-3.1-8B at 8 splits: a 2,048-token prefill is five launches a
+	// layer).
+	AttnScratchMiB int
 	// NoPDL, if set, launches every kernel without programmatic dependent
 	// launch for the run (Config.NoPDL).
 	NoPDL bool
