@@ -57,6 +57,7 @@ type devState struct {
 	invariant   bool  // Config.BatchInvariant: GEMM algorithms fixed per shape (linear.go)
 	attnPartial bool  // every attention on gbx_attn_partial (LMBench.AttnPartial)
 	attnDec     bool  // attention on gbx_attn_dec instead of gbx_attn_mma (LMBench.AttnDec)
+	attnPrefill bool  // prefill steps' attention on gbx_attn_prefill (LMBench.AttnPrefill)
 	attnRing    int   // gbx_attn_mma's _ring entry points: 0 where attnRingMinBlocks says, -1 never, 1 always (LMBench.AttnRing)
 
 	lm  lmState        // language models (lmrun.go)

@@ -77,6 +77,12 @@ func TestLaunches(t *testing.T) {
 			return k.attnPartial(s, 3, 9, attnArgs{qkv: 1, kvHeads: 8, group: 4, dim: 128, maxSplits: 16, scale: 0.1})
 		}},
 		{"gemv", func() error { return k.gemv(s, 1, 2, fmtE4M3, 3, 4, 5, 6, 8, 4096, 4096) }},
+		{"attnPrefill, head dim 128", func() error {
+			return k.attnPrefill(s, 3, 2048, attnArgs{qkv: 1, cacheFmt: fmtBF16, kvHeads: 8, group: 4, dim: 128, scale: 0.1})
+		}},
+		{"attnPrefill, head dim 64", func() error {
+			return k.attnPrefill(s, 0, 5, attnArgs{qkv: 1, cacheFmt: fmtBF16, kvHeads: 2, group: 3, dim: 64, scale: 0.1})
+		}},
 		{"attnReduce", func() error { return k.attnReduce(s, 3, 9, attnArgs{kvHeads: 8, group: 4, dim: 128, maxSplits: 16}) }},
 		{"lmLogprobsPart", func() error { return k.lmLogprobsPart(s, 1, 128256, 2, 9) }},
 		{"lmLogprobs", func() error { return k.lmLogprobs(s, 1, 2, 128256, 3, 4, 5, 6, 9) }},

@@ -77,10 +77,11 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 		attnDec, attnPartial, pdl, fp4Row bool
 		attnRing, regsRows, siluRowMin    int
 		rowThreads, attnScratch           int
+		attnPrefill                       bool
 	}
 	var was settings
 	_ = b.do(ctx, func(d *devState) error {
-		was = settings{d.gemvMaxM, d.fp4SmallM, d.fp4WideM, d.fp4WideMinW, d.attnDec, d.attnPartial, d.k.pdl, d.fp4RowMajor, d.attnRing, d.k.regsRows, d.k.siluRowMin, d.k.rowThreads, attnScratchBytes}
+		was = settings{d.gemvMaxM, d.fp4SmallM, d.fp4WideM, d.fp4WideMinW, d.attnDec, d.attnPartial, d.k.pdl, d.fp4RowMajor, d.attnRing, d.k.regsRows, d.k.siluRowMin, d.k.rowThreads, attnScratchBytes, d.attnPrefill}
 		d.fp4RowMajor = cfg.FP4RowMajor
 		if cfg.GEMVMaxRows != 0 {
 			d.gemvMaxM = cfg.GEMVMaxRows
@@ -107,6 +108,7 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 		if cfg.RowThreads != 0 {
 			d.k.rowThreads = cfg.RowThreads
 		}
+		d.attnPrefill = d.attnPrefill || cfg.AttnPrefill
 		if cfg.AttnScratchMiB != 0 {
 			attnScratchBytes = cfg.AttnScratchMiB << 20
 		}
@@ -121,7 +123,7 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 			d.fp4RowMajor = was.fp4Row
 			d.attnRing = was.attnRing
 			d.k.regsRows, d.k.siluRowMin, d.k.rowThreads = was.regsRows, was.siluRowMin, was.rowThreads
-			attnScratchBytes = was.attnScratch
+			attnScratchBytes, d.attnPrefill = was.attnScratch, was.attnPrefill
 			return nil
 		})
 	}()

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/gearbox-inference/gearbox/kernels"
+	kt "github.com/gearbox-inference/gearbox/kernels/kerneltest"
 	"github.com/gearbox-inference/gearbox/model"
 	"github.com/gearbox-inference/gearbox/model/lm"
 	"github.com/gearbox-inference/gearbox/precision"
@@ -351,6 +352,36 @@ func TestLMAttnRing(t *testing.T) {
 	for i := range want {
 		if !slices.Equal(got[i], want[i]) {
 			t.Fatalf("step %d sequence %d: logits with the _ring entry points differ from the plain ones' (rel L2 %.3g)", i/3, i%3, relL2(got[i], want[i]))
+		}
+	}
+}
+
+// TestLMAttnPrefillSteps prefills prompts through whole models with the
+// prefill steps' attention on gbx_attn_prefill (LMBench.AttnPrefill) and
+// on the decode kernels, at bf16 and fp16, head dims 64 and 128: the
+// last position's logits agree within the attention's BF16 rounding, and
+// are not the same bits (the prefill kernel ran: it sums in another
+// order).
+func TestLMAttnPrefillSteps(t *testing.T) {
+	b := newTestBackend(t, Config{})
+	ctx := context.Background()
+	for _, dim := range []int{64, 128} {
+		m := lmSynth(t, lm.Config{Arch: lm.Llama, Hidden: 256, Layers: 2, Heads: 8, KVHeads: 2, HeadDim: dim, Intermediate: 512,
+			Vocab: 1024, RMSEps: 1e-5, RopeTheta: 5e5, MaxPositions: 1024, BOS: lm.NoToken}, uint64(dim))
+		toks := kt.RandTokens(5, 150, m.Config.Vocab)
+		for _, p := range []precision.Format{precision.BF16, precision.FP16} {
+			run := func(on bool) []float32 {
+				_ = b.do(ctx, func(d *devState) error { d.attnPrefill = on; return nil })
+				defer b.do(ctx, func(d *devState) error { d.attnPrefill = false; return nil })
+				return kt.NewSession(t, b, m, p, 16).PrefillLogits(toks)
+			}
+			want, got := run(false), run(true)
+			if slices.Equal(got, want) {
+				t.Errorf("head dim %d at %s: the same bits with gbx_attn_prefill as without: did it run?", dim, p)
+			}
+			if e := kt.RelL2(got, kt.Widen(want)); !(e <= 5e-3) {
+				t.Errorf("head dim %d at %s: logits with gbx_attn_prefill rel L2 %.3g from the decode kernels', want <= 5e-3", dim, p, e)
+			}
 		}
 	}
 }

@@ -10,6 +10,7 @@ import "C"
 import (
 	"cmp"
 	"errors"
+	"fmt"
 )
 
 // The typed launches of the language-model kernels (module lm, and the
@@ -429,6 +430,36 @@ func (k *kernelSet) attnPartial(s cuStream, row0, rows int, a attnArgs) error {
 		i32(a.dim).ptr(a.pos).ptr(a.seq).ptr(a.btOff).ptr(a.blocks).ptr(a.split).i32(row0).f32(a.scale).ptr(a.partO).
 		ptr(a.partML).i32(a.maxSplits).ptr(a.out).i32(a.outStride)
 	return k.run(s, launch{kernel: kAttnPartial, grid: grid, block: [3]uint32{attnThreads, 1, 1}, args: ar})
+}
+
+// gbx_attn_prefill's entry points, by head dim (attn_prefill.cu).
+var (
+	kAttnPrefill64  = defKernel(modAttnPrefill, "gbx_attn_prefill64", 0)
+	kAttnPrefill128 = defKernel(modAttnPrefill, "gbx_attn_prefill128", 0)
+)
+
+// attnPrefillRows is how many rows a gbx_attn_prefill block takes at
+// group G (abi.h GBX_ATTN_PF_WARPS warps of 16 product rows).
+func attnPrefillRows(group int) int { return 16 * C.GBX_ATTN_PF_WARPS / group }
+
+// attnPrefill enqueues gbx_attn_prefill for rows [row0, row0+rows) of a
+// step over a BF16 cache of head dim 64 or 128 (group ≤ 16): the same
+// outputs as attnPartial with gbx_attn_mma (out, and yq in yqFmt), no
+// splits.
+func (k *kernelSet) attnPrefill(s cuStream, row0, rows int, a attnArgs) error {
+	kern := kAttnPrefill128
+	switch {
+	case a.cacheFmt != fmtBF16 || a.group > 16 || a.dim != 64 && a.dim != 128:
+		return fmt.Errorf("cuda: gbx_attn_prefill: cache format %d, head dim %d, group %d: want BF16, 64 or 128, at most 16", a.cacheFmt, a.dim, a.group)
+	case a.dim == 64:
+		kern = kAttnPrefill64
+	}
+	per := attnPrefillRows(a.group)
+	ar := newArgs().ptr(a.qkv).i32(a.stride).ptr(a.cache).i32(a.layer).i32(a.layers).i32(a.kvHeads).i32(a.group).
+		ptr(a.pos).ptr(a.seq).ptr(a.btOff).ptr(a.blocks).i32(row0).i32(rows).f32(a.scale).ptr(a.out).i32(a.outStride).
+		ptr(a.yq).i32(int(a.yqFmt))
+	return k.run(s, launch{kernel: kern, grid: [3]uint32{uint32(a.kvHeads), uint32((rows + per - 1) / per), 1},
+		block: [3]uint32{32 * C.GBX_ATTN_PF_WARPS, 1, 1}, args: ar})
 }
 
 // attnReduce combines the splits of rows [row0, row0+rows) (grid: heads ×

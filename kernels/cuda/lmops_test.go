@@ -776,6 +776,93 @@ func TestLMOpAttentionGroupedRows(t *testing.T) {
 	}
 }
 
+// TestLMOpAttentionPrefill checks gbx_attn_prefill on prefill chunks (a
+// sequence's consecutive positions, several sequences in a launch, one of
+// a single row, runs of rows that cross its blocks' boundaries): within
+// BF16 rounding of float64, its operand the output rounded, and every
+// row's output the same bits in every launch — all rows at once, launches
+// of 1, 7 and 13 rows (which cut the blocks' rows differently) — and
+// wherever the cache past a run's last position holds NaN.
+func TestLMOpAttentionPrefill(t *testing.T) {
+	x := newDevT(t)
+	x.do(func(d *devState) error { return d.k.load(modAttnPrefill) })
+	r := rand.New(rand.NewPCG(21, 22))
+	type span struct{ from, to int }
+	seqs := []span{{0, 38}, {500, 500}, {120, 135}, {2043, 2052}, {7, 9}}
+	for _, tc := range []struct{ kvHeads, group, dim int }{{2, 4, 128}, {1, 3, 64}, {2, 8, 64}, {1, 16, 128}} {
+		name := fmt.Sprintf("kvHeads %d group %d dim %d", tc.kvHeads, tc.group, tc.dim)
+		const layers, layer = 2, 1
+		heads := tc.kvHeads * tc.group
+		var btOff, flat, pos, seq, rowOff []int32
+		var ctx []int
+		nblk := 0
+		for i, sp := range seqs {
+			btOff = append(btOff, int32(len(flat)))
+			for range (sp.to + 1 + kvBlock - 1) / kvBlock {
+				flat = append(flat, int32(nblk))
+				nblk++
+			}
+			for p := sp.from; p <= sp.to; p++ {
+				pos, seq = append(pos, int32(p)), append(seq, int32(i))
+				rowOff, ctx = append(rowOff, btOff[i]), append(ctx, p+1)
+			}
+		}
+		perm := r.Perm(nblk)
+		for i := range flat {
+			flat[i] = int32(perm[flat[i]])
+		}
+		raw, vals, _ := attnCache(r, fmtBF16, nblk*layers*2*tc.kvHeads*kvBlock*tc.dim, tc.dim)
+		// NaN at every position past each sequence's last (its blocks'
+		// tails): weights of 0 there must not turn into NaN.
+		for i, sp := range seqs {
+			for p := sp.to + 1; p < (sp.to/kvBlock+1)*kvBlock; p++ {
+				blk := int(flat[int(btOff[i])+p/kvBlock])
+				for kv := range 2 {
+					for g := range tc.kvHeads {
+						off := kvOff(blk, layer, layers, kv, g, tc.kvHeads, p%kvBlock, tc.dim)
+						for j := range tc.dim {
+							binary.LittleEndian.PutUint16(raw[2*(off+j):], 0x7fc0)
+						}
+					}
+				}
+			}
+		}
+		rows := len(pos)
+		stride := (heads + 2*tc.kvHeads) * tc.dim
+		q := randFloats(r, rows*stride, 1)
+		a := attnArgs{
+			qkv: x.up(f32Bytes(q)), stride: stride, cache: x.up(raw), cacheFmt: fmtBF16, layer: layer, layers: layers,
+			kvHeads: tc.kvHeads, group: tc.group, dim: tc.dim, pos: x.up(i32Bytes(pos)), seq: x.up(i32Bytes(seq)),
+			btOff: x.up(i32Bytes(btOff)), blocks: x.up(i32Bytes(flat)),
+			scale: float32(1 / math.Sqrt(float64(tc.dim))), out: x.zeros(4 * rows * heads * tc.dim),
+			outStride: heads * tc.dim, yq: x.zeros(2 * rows * heads * tc.dim), yqFmt: fmtBF16,
+		}
+		x.do(func(d *devState) error { return d.k.attnPrefill(d.stream, 0, rows, a) })
+		all := x.floats(a.out, rows*heads*tc.dim)
+		checkAttention(t, name, all, q, vals, flat, rowOff, ctx, stride, tc.kvHeads, tc.group, tc.dim, layer, layers, 1e-2)
+		checkOperand(t, name+" operand", fmtBF16, all, x.down(a.yq, 2*len(all)), nil, heads*tc.dim, 0)
+		for _, chunk := range []int{1, 7, 13} {
+			a.out = x.zeros(4 * rows * heads * tc.dim)
+			x.do(func(d *devState) error {
+				for r0 := 0; r0 < rows; r0 += chunk {
+					if err := d.k.attnPrefill(d.stream, r0, min(chunk, rows-r0), a); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			got := x.floats(a.out, len(all))
+			for i := range got {
+				if math.Float32bits(got[i]) != math.Float32bits(all[i]) {
+					row := i / (heads * tc.dim)
+					t.Fatalf("%s, launches of %d rows: row %d (sequence %d, position %d) out[%d] = %g, %g in one launch",
+						name, chunk, row, seq[row], pos[row], i%(heads*tc.dim), got[i], all[i])
+				}
+			}
+		}
+	}
+}
+
 // attnCache returns a cache of n values in format f (rows of dim), raw as
 // the kernels read it, and the values it holds as floats (E4M3: decoded,
 // with a scale per row, in scales; each row its own magnitude from 2^-7 to

@@ -57,6 +57,21 @@ type seqPlan struct {
 	nTop            int // alternatives it gets: min(TopLogprobs, vocab)
 }
 
+// chunksOnly says whether every sequence of the plan feeds several rows
+// (a step of prefill chunks and nothing else).
+func (p *lmPlan) chunksOnly() bool {
+	n := make([]int, len(p.btOff))
+	for _, s := range p.seq {
+		n[s]++
+	}
+	for _, c := range n {
+		if c < 2 {
+			return false
+		}
+	}
+	return len(n) > 0
+}
+
 // attnSplit is the split length of a row's attention over a context of n
 // positions (abi.h): a multiple of the KV block size, at least
 // attnMinSplit, and long enough that no row has more than attnMaxSplits

@@ -309,6 +309,10 @@ func (d *devState) lmEnqueue(ctx context.Context, m *lm.Model, w *lmWeights, kv 
 			attn.dec = kr
 		}
 	}
+	// LMBench.AttnPrefill: a step of prefill chunks alone over a BF16 cache
+	// attends on gbx_attn_prefill.
+	prefill := d.attnPrefill && kv.f == fmtBF16 && (c.HeadDim == 64 || c.HeadDim == 128) && c.Heads/c.KVHeads <= 16 &&
+		pl.chunksOnly() && d.k.load(modAttnPrefill) == nil
 	// Between layers: the previous block's output, added to x by the next
 	// norm, and its epilogue, which that norm applies.
 	var delta uint64
@@ -338,11 +342,16 @@ func (d *devState) lmEnqueue(ctx context.Context, m *lm.Model, w *lmWeights, kv 
 		attn.layer = l
 		oFmt := L.o.actFmt()
 		attn.yq, attn.yqFmt = 0, oFmt
-		fused := attn.dec != nil && (oFmt == fmtTF32 || oFmt == fmtBF16 || oFmt == fmtF16)
+		fused := (attn.dec != nil || prefill) && (oFmt == fmtTF32 || oFmt == fmtBF16 || oFmt == fmtF16)
 		if fused {
 			attn.yq = r.cv // attention writes the o projection's operand itself
 		}
-		if err := d.lmAttention(rows, r.attnRows, attn); err != nil {
+		if prefill {
+			err = d.k.attnPrefill(s, 0, rows, attn)
+		} else {
+			err = d.lmAttention(rows, r.attnRows, attn)
+		}
+		if err != nil {
 			return fail("attention", err)
 		}
 		in = r.cv

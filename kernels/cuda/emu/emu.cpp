@@ -141,6 +141,7 @@ static bool run_block(int n, std::function<void()> &entry) {
 #include "src/sample.cu"
 #include "src/gemv.cu"
 #include "src/attn_mma.cu"
+#include "src/attn_prefill.cu"
 #include "src/fp4_linear.cu"
 
 typedef void (*launcher)(void **);
@@ -191,6 +192,8 @@ static std::vector<Kern> &kernels_table() {
 	    kern("gbx_lm_logprobs_part", "lm", gbx_lm_logprobs_part),
 	    kern("gbx_lm_logprobs", "lm", gbx_lm_logprobs), kern("gbx_lm_sample", "lm", gbx_lm_sample),
 	    kern("gbx_gemv", "gemv", gbx_gemv),
+	    kern("gbx_attn_prefill64", "attn_prefill", gbx_attn_prefill64),
+	    kern("gbx_attn_prefill128", "attn_prefill", gbx_attn_prefill128),
 	    kern("gbx_nvfp4_gemm", "fp4_linear", gbx_nvfp4_gemm), kern("gbx_nvfp4_gemm_tiled", "fp4_linear", gbx_nvfp4_gemm_tiled),
 	    kern("gbx_nvfp4_gemm_wide", "fp4_linear", gbx_nvfp4_gemm_wide), kern("gbx_nvfp4_wide_sum", "fp4_linear", gbx_nvfp4_wide_sum),
 	};

@@ -142,6 +142,10 @@ enum { GBX_ATTN_MAX_SPLITS = 64, GBX_ATTN_MIN_SPLIT = 256 };
 #define GBX_ATTN_RING_BYTES(dim) (GBX_ATTN_DEC_THREADS / 32 * GBX_ATTN_RING_SLOTS * (GBX_ATTN_RING_SLOT(dim) + 8))
 enum { GBX_ATTN_RING_BYTES_64 = GBX_ATTN_RING_BYTES(64), GBX_ATTN_RING_BYTES_128 = GBX_ATTN_RING_BYTES(128) };
 
+// gbx_attn_prefill: GBX_ATTN_PF_WARPS warps a block, 16 product rows (a
+// row's query heads) a warp (attn_prefill.cu).
+#define GBX_ATTN_PF_WARPS 4
+
 // gbx_gemv: grid n / GBX_GEMV_ROWS, GBX_GEMV_THREADS threads, up to
 // GBX_GEMV_MAX_M rows (gemv.cu).
 #define GBX_GEMV_THREADS 256
