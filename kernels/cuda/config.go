@@ -101,6 +101,12 @@ type Config struct {
 	// used (GEMVMaxRows must be 0 or -1). Default off, or
 	// $GEARBOX_CUDA_BATCH_INVARIANT. What it costs: docs/cuda.md.
 	BatchInvariant bool
+	// PrefillAttention (experimental, default off) runs the attention of a
+	// step's prefill chunks over a BF16 cache (bf16, fp16) on
+	// gbx_attn_prefill, FlashAttention's layout, where the step's decode
+	// rows, if any, come first: docs/prefill-attention.md. Not yet timed
+	// on a GPU.
+	PrefillAttention bool
 }
 
 // InvariantRefRows is the row count whose heuristic algorithm a

@@ -19,12 +19,13 @@ import (
 )
 
 var (
-	engineBench       = flag.Bool("enginebench", false, "run TestEngineBench, the continuous-batching engine on Llama-3.1-8B's shapes")
-	engineBenchConc   = flag.String("enginebench.conc", "64,256", "concurrent sequences, comma-separated")
-	engineBenchPrompt = flag.Int("enginebench.prompt", 128, "prompt tokens per sequence")
-	engineBenchGen    = flag.Int("enginebench.gen", 128, "tokens generated per sequence")
-	engineBenchPrecs  = flag.String("enginebench.precisions", "bf16,fp8,fp4", "precisions, comma-separated")
-	engineBenchPrefix = flag.Int("enginebench.prefix", 0, "tokens of a random prefix every sequence shares, before its own -enginebench.prompt tokens: runs each case with the engine's prefix cache on and off instead of beside the bare loop")
+	engineBench            = flag.Bool("enginebench", false, "run TestEngineBench, the continuous-batching engine on Llama-3.1-8B's shapes")
+	engineBenchConc        = flag.String("enginebench.conc", "64,256", "concurrent sequences, comma-separated")
+	engineBenchPrompt      = flag.Int("enginebench.prompt", 128, "prompt tokens per sequence")
+	engineBenchGen         = flag.Int("enginebench.gen", 128, "tokens generated per sequence")
+	engineBenchPrecs       = flag.String("enginebench.precisions", "bf16,fp8,fp4", "precisions, comma-separated")
+	engineBenchPrefillAttn = flag.Bool("enginebench.prefillattn", false, "run on a backend of its own with Config.PrefillAttention (prefill chunks' attention on gbx_attn_prefill; bf16 and fp16)")
+	engineBenchPrefix      = flag.Int("enginebench.prefix", 0, "tokens of a random prefix every sequence shares, before its own -enginebench.prompt tokens: runs each case with the engine's prefix cache on and off instead of beside the bare loop")
 )
 
 // TestEngineBench runs the engine (package engine: continuous batching,
@@ -37,11 +38,20 @@ func TestEngineBench(t *testing.T) {
 	if !*engineBench {
 		t.Skip("the engine benchmark runs with -enginebench")
 	}
-	g, err := cudaBackend()
-	if err != nil {
-		t.Skipf("no CUDA device: %v", err)
+	var b *cuda.Backend
+	if *engineBenchPrefillAttn {
+		var err error
+		if b, err = cuda.New(cuda.Config{PrefillAttention: true}); err != nil {
+			t.Skipf("no CUDA device: %v", err)
+		}
+		defer b.Close()
+	} else {
+		g, err := cudaBackend()
+		if err != nil {
+			t.Skipf("no CUDA device: %v", err)
+		}
+		b = g.(*cuda.Backend)
 	}
-	b := g.(*cuda.Backend)
 	ctx := context.Background()
 	prompt, gen := *engineBenchPrompt, *engineBenchGen
 	if *engineBenchPrefix > 0 {

@@ -99,9 +99,9 @@ type LMBench struct {
 	// Llama-3.1-8B at 8 splits: a 2,048-token prefill is five launches a
 	// layer).
 	AttnScratchMiB int
-	// AttnPrefill, if set, runs the attention of a step of prefill chunks
-	// alone over a BF16 cache (bf16 and fp16) on gbx_attn_prefill
-	// (docs/prefill-attention.md): an experiment, off by default.
+	// AttnPrefill, if set, runs the attention of prefill chunks over a
+	// BF16 cache (bf16 and fp16) on gbx_attn_prefill for the run
+	// (Config.PrefillAttention).
 	AttnPrefill bool
 	// NoPDL, if set, launches every kernel without programmatic dependent
 	// launch for the run (Config.NoPDL).

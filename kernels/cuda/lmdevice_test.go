@@ -357,11 +357,13 @@ func TestLMAttnRing(t *testing.T) {
 }
 
 // TestLMAttnPrefillSteps prefills prompts through whole models with the
-// prefill steps' attention on gbx_attn_prefill (LMBench.AttnPrefill) and
-// on the decode kernels, at bf16 and fp16, head dims 64 and 128: the
+// prefill chunks' attention on gbx_attn_prefill (Config.PrefillAttention)
+// and on the decode kernels, at bf16 and fp16, head dims 64 and 128: the
 // last position's logits agree within the attention's BF16 rounding, and
 // are not the same bits (the prefill kernel ran: it sums in another
-// order).
+// order). Then a mixed step — two sequences decoding, then the chunk of a
+// third — on both: the decoding rows' logits are the same bits (they stay
+// on the decode kernels), the chunk's within the rounding.
 func TestLMAttnPrefillSteps(t *testing.T) {
 	b := newTestBackend(t, Config{})
 	ctx := context.Background()
@@ -381,6 +383,33 @@ func TestLMAttnPrefillSteps(t *testing.T) {
 			}
 			if e := kt.RelL2(got, kt.Widen(want)); !(e <= 5e-3) {
 				t.Errorf("head dim %d at %s: logits with gbx_attn_prefill rel L2 %.3g from the decode kernels', want <= 5e-3", dim, p, e)
+			}
+			// The decoding sequences' prompts are prefilled with it off
+			// both times (their caches then hold the same bits).
+			mixed := func(on bool) []kernels.SeqOut {
+				s := kt.NewSession(t, b, m, p, 40)
+				var seqs []kernels.Seq
+				for i := range 2 {
+					blocks := s.Alloc(60)
+					s.Step(kernels.Seq{Tokens: toks[10*i : 10*i+40], Blocks: blocks})
+					seqs = append(seqs, kernels.Seq{Tokens: toks[100+i : 101+i], Pos: 40, Blocks: blocks, Want: kernels.WantLogits})
+				}
+				seqs = append(seqs, kernels.Seq{Tokens: toks[:77], Blocks: s.Alloc(77), Want: kernels.WantLogits})
+				_ = b.do(ctx, func(d *devState) error { d.attnPrefill = on; return nil })
+				defer b.do(ctx, func(d *devState) error { d.attnPrefill = false; return nil })
+				return s.Step(seqs...)
+			}
+			mw, mg := mixed(false), mixed(true)
+			for i := range 2 {
+				if !slices.Equal(mg[i].Logits, mw[i].Logits) {
+					t.Errorf("head dim %d at %s, a mixed step: decoding sequence %d's logits differ with gbx_attn_prefill on", dim, p, i)
+				}
+			}
+			if slices.Equal(mg[2].Logits, mw[2].Logits) {
+				t.Errorf("head dim %d at %s, a mixed step: the chunk's logits the same bits with gbx_attn_prefill as without: did it run?", dim, p)
+			}
+			if e := kt.RelL2(mg[2].Logits, kt.Widen(mw[2].Logits)); !(e <= 5e-3) {
+				t.Errorf("head dim %d at %s, a mixed step: the chunk's logits rel L2 %.3g from the decode kernels', want <= 5e-3", dim, p, e)
 			}
 		}
 	}

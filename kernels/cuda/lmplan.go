@@ -57,19 +57,27 @@ type seqPlan struct {
 	nTop            int // alternatives it gets: min(TopLogprobs, vocab)
 }
 
-// chunksOnly says whether every sequence of the plan feeds several rows
-// (a step of prefill chunks and nothing else).
-func (p *lmPlan) chunksOnly() bool {
+// prefillFrom says whether the plan's rows are decode rows (sequences fed
+// one row) followed by prefill chunks (sequences fed several), at least
+// one of those, and where the chunks begin.
+func (p *lmPlan) prefillFrom() (from int, ok bool) {
 	n := make([]int, len(p.btOff))
 	for _, s := range p.seq {
 		n[s]++
 	}
-	for _, c := range n {
-		if c < 2 {
-			return false
+	from = p.rows
+	for i := p.rows - 1; i >= 0 && n[p.seq[i]] > 1; i-- {
+		from = i
+	}
+	if from == p.rows {
+		return 0, false
+	}
+	for i := range from {
+		if n[p.seq[i]] > 1 {
+			return 0, false
 		}
 	}
-	return len(n) > 0
+	return from, true
 }
 
 // attnSplit is the split length of a row's attention over a context of n

@@ -246,3 +246,30 @@ func TestLMPlanLogitRows(t *testing.T) {
 		}
 	}
 }
+
+// TestLMPlanPrefillFrom: a step's prefill chunks go to gbx_attn_prefill
+// when they follow every decode row (the engine's order): prefillFrom
+// gives where they begin, and refuses a step without a chunk or with a
+// decode row after one.
+func TestLMPlanPrefillFrom(t *testing.T) {
+	dec := func(pos int) kernels.Seq { return kernels.Seq{Tokens: []int32{1}, Pos: pos, Blocks: []int32{0, 1}} }
+	chunk := func(n int) kernels.Seq { return kernels.Seq{Tokens: make([]int32, n), Blocks: []int32{2, 3}} }
+	for _, tc := range []struct {
+		name string
+		seqs []kernels.Seq
+		from int
+		ok   bool
+	}{
+		{"decodes then chunks", []kernels.Seq{dec(3), dec(9), chunk(5), chunk(2)}, 2, true},
+		{"chunks alone", []kernels.Seq{chunk(4), chunk(7)}, 0, true},
+		{"decodes alone", []kernels.Seq{dec(3), dec(4)}, 0, false},
+		{"a decode after a chunk", []kernels.Seq{chunk(4), dec(3)}, 0, false},
+		{"a decode between chunks", []kernels.Seq{chunk(4), dec(3), chunk(2)}, 0, false},
+		{"a one-token prompt (one row: a decode row's kernel)", []kernels.Seq{chunk(1), chunk(3)}, 1, true},
+	} {
+		from, ok := newLMPlan(tc.seqs, 256).prefillFrom()
+		if from != tc.from || ok != tc.ok {
+			t.Errorf("%s: prefillFrom %d, %v; want %d, %v", tc.name, from, ok, tc.from, tc.ok)
+		}
+	}
+}

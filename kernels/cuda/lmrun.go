@@ -285,6 +285,16 @@ func (d *devState) lmEnqueue(ctx context.Context, m *lm.Model, w *lmWeights, kv 
 		split: r.at(r.lay.split), scale: float32(1 / math.Sqrt(float64(c.HeadDim))), partO: r.part,
 		partML: r.part + uint64(4*r.attnRows*c.Heads*pl.maxSplits*c.HeadDim), maxSplits: pl.maxSplits, out: r.f, outStride: qd,
 	}
+	// Config.PrefillAttention, LMBench.AttnPrefill: a step's prefill chunks
+	// (after its decode rows, if any) over a BF16 cache attend on
+	// gbx_attn_prefill, the decode rows [0, from) on the decode kernels.
+	from, chunks := pl.prefillFrom()
+	prefill := d.attnPrefill && chunks && kv.f == fmtBF16 && (c.HeadDim == 64 || c.HeadDim == 128) &&
+		c.Heads/c.KVHeads <= 16 && d.k.load(modAttnPrefill) == nil
+	decRows := rows // the rows on the decode kernels
+	if prefill {
+		decRows = from
+	}
 	if !d.attnPartial {
 		// gbx_attn_mma needs BF16 mma.sync (compute capability 8.0).
 		mma := !d.attnDec && d.info.Major >= 8
@@ -296,23 +306,19 @@ func (d *devState) lmEnqueue(ctx context.Context, m *lm.Model, w *lmWeights, kv 
 		attn.dec = k.attnKernel(mma, kv.f, c.HeadDim, c.Heads/c.KVHeads)
 		// A step that feeds a sequence several rows (more rows than
 		// sequences) attends them grouped: the same bits, fewer loads.
-		if kr := k.attnRowsKernel(kv.f, c.HeadDim, c.Heads/c.KVHeads); mma && kr != nil && pl.rows > len(pl.btOff) {
+		if kr := k.attnRowsKernel(kv.f, c.HeadDim, c.Heads/c.KVHeads); mma && kr != nil && !prefill && pl.rows > len(pl.btOff) {
 			attn.dec = kr
 		} else if kp := k.attnPFKernel(kv.f, c.HeadDim, c.Heads/c.KVHeads); mma && kp != nil &&
-			pl.rows*c.KVHeads*pl.maxSplits <= attnPFBlocks(kv.f)*d.info.SMs {
+			decRows*c.KVHeads*pl.maxSplits <= attnPFBlocks(kv.f)*d.info.SMs {
 			// A launch of few blocks: the same bits, the next block's loads
 			// in flight while the warp attends the current one.
 			attn.dec = kp
 		} else if kr := k.attnRingKernel(kv.f, c.HeadDim, c.Heads/c.KVHeads); mma && kr != nil && d.info.Major >= 9 &&
-			(d.attnRing > 0 || d.attnRing == 0 && pl.rows*c.KVHeads*pl.maxSplits > attnRingMinBlocks*d.info.SMs) {
+			(d.attnRing > 0 || d.attnRing == 0 && decRows*c.KVHeads*pl.maxSplits > attnRingMinBlocks*d.info.SMs) {
 			// The same bits, more KV blocks in flight (bulk copies, sm_90).
 			attn.dec = kr
 		}
 	}
-	// LMBench.AttnPrefill: a step of prefill chunks alone over a BF16 cache
-	// attends on gbx_attn_prefill.
-	prefill := d.attnPrefill && kv.f == fmtBF16 && (c.HeadDim == 64 || c.HeadDim == 128) && c.Heads/c.KVHeads <= 16 &&
-		pl.chunksOnly() && d.k.load(modAttnPrefill) == nil
 	// Between layers: the previous block's output, added to x by the next
 	// norm, and its epilogue, which that norm applies.
 	var delta uint64
@@ -342,14 +348,13 @@ func (d *devState) lmEnqueue(ctx context.Context, m *lm.Model, w *lmWeights, kv 
 		attn.layer = l
 		oFmt := L.o.actFmt()
 		attn.yq, attn.yqFmt = 0, oFmt
-		fused := (attn.dec != nil || prefill) && (oFmt == fmtTF32 || oFmt == fmtBF16 || oFmt == fmtF16)
+		fused := (attn.dec != nil || prefill && decRows == 0) && (oFmt == fmtTF32 || oFmt == fmtBF16 || oFmt == fmtF16)
 		if fused {
 			attn.yq = r.cv // attention writes the o projection's operand itself
 		}
-		if prefill {
-			err = d.k.attnPrefill(s, 0, rows, attn)
-		} else {
-			err = d.lmAttention(rows, r.attnRows, attn)
+		err = d.lmAttentionFrom(0, decRows, r.attnRows, attn)
+		if err == nil && prefill {
+			err = d.k.attnPrefill(s, decRows, rows-decRows, attn)
 		}
 		if err != nil {
 			return fail("attention", err)
@@ -422,8 +427,13 @@ func (d *devState) lmSiLUTo(r *lmRun, e lmEpi, f fmtCode, rows, inter int) (uint
 // lmAttention runs attention for rows rows, chunk rows per launch (as many
 // as the partial results' scratch holds).
 func (d *devState) lmAttention(rows, chunk int, a attnArgs) error {
-	for row0 := 0; row0 < rows; row0 += chunk {
-		n := min(chunk, rows-row0)
+	return d.lmAttentionFrom(0, rows, chunk, a)
+}
+
+// lmAttentionFrom is lmAttention for rows [from, to).
+func (d *devState) lmAttentionFrom(from, to, chunk int, a attnArgs) error {
+	for row0 := from; row0 < to; row0 += chunk {
+		n := min(chunk, to-row0)
 		if err := d.k.attnPartial(d.stream, row0, n, a); err != nil {
 			return err
 		}
