@@ -80,6 +80,12 @@ func TestLaunches(t *testing.T) {
 		{"attnPrefill, head dim 128", func() error {
 			return k.attnPrefill(s, 3, 2048, attnArgs{qkv: 1, cacheFmt: fmtBF16, kvHeads: 8, group: 4, dim: 128, scale: 0.1})
 		}},
+		{"attnPrefill, E4M3, head dim 128", func() error {
+			return k.attnPrefill(s, 3, 2048, attnArgs{qkv: 1, cacheFmt: fmtE4M3, kvScale: 2, kvHeads: 8, group: 4, dim: 128, scale: 0.1})
+		}},
+		{"attnPrefill, E4M3, head dim 64", func() error {
+			return k.attnPrefill(s, 3, 20, attnArgs{qkv: 1, cacheFmt: fmtE4M3, kvScale: 2, kvHeads: 8, group: 4, dim: 64, scale: 0.1})
+		}},
 		{"attnPrefill, head dim 64", func() error {
 			return k.attnPrefill(s, 0, 5, attnArgs{qkv: 1, cacheFmt: fmtBF16, kvHeads: 2, group: 3, dim: 64, scale: 0.1})
 		}},

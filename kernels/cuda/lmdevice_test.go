@@ -358,7 +358,7 @@ func TestLMAttnRing(t *testing.T) {
 
 // TestLMAttnPrefillSteps prefills prompts through whole models with the
 // prefill chunks' attention on gbx_attn_prefill (Config.PrefillAttention)
-// and on the decode kernels, at bf16 and fp16, head dims 64 and 128: the
+// and on the decode kernels, head dim 128 at bf16, fp16 and fp8 and 64 at bf16: the
 // last position's logits agree within the attention's BF16 rounding, and
 // are not the same bits (the prefill kernel ran: it sums in another
 // order). Then a mixed step — two sequences decoding, then the chunk of a
@@ -367,11 +367,15 @@ func TestLMAttnRing(t *testing.T) {
 func TestLMAttnPrefillSteps(t *testing.T) {
 	b := newTestBackend(t, Config{})
 	ctx := context.Background()
-	for _, dim := range []int{64, 128} {
+	for dim, precs := range map[int][]precision.Format{64: {precision.BF16}, 128: {precision.BF16, precision.FP16, precision.FP8}} {
 		m := lmSynth(t, lm.Config{Arch: lm.Llama, Hidden: 256, Layers: 2, Heads: 8, KVHeads: 2, HeadDim: dim, Intermediate: 512,
 			Vocab: 1024, RMSEps: 1e-5, RopeTheta: 5e5, MaxPositions: 1024, BOS: lm.NoToken}, uint64(dim))
 		toks := kt.RandTokens(5, 150, m.Config.Vocab)
-		for _, p := range []precision.Format{precision.BF16, precision.FP16} {
+		for _, p := range precs {
+			// Measured on the emulator: bf16 0.003–0.004, fp16 0.0006–0.0007,
+			// fp8 0.018–0.034 (the attention's differences move the next
+			// layers' E4M3 operands by a code here and there).
+			tol := map[precision.Format]float64{precision.BF16: 1e-2, precision.FP16: 1e-2, precision.FP8: 6e-2}[p]
 			run := func(on bool) []float32 {
 				_ = b.do(ctx, func(d *devState) error { d.attnPrefill = on; return nil })
 				defer b.do(ctx, func(d *devState) error { d.attnPrefill = false; return nil })
@@ -381,8 +385,10 @@ func TestLMAttnPrefillSteps(t *testing.T) {
 			if slices.Equal(got, want) {
 				t.Errorf("head dim %d at %s: the same bits with gbx_attn_prefill as without: did it run?", dim, p)
 			}
-			if e := kt.RelL2(got, kt.Widen(want)); !(e <= 5e-3) {
-				t.Errorf("head dim %d at %s: logits with gbx_attn_prefill rel L2 %.3g from the decode kernels', want <= 5e-3", dim, p, e)
+			e := kt.RelL2(got, kt.Widen(want))
+			t.Logf("head dim %d at %s: logits with gbx_attn_prefill rel L2 %.3g from the decode kernels'", dim, p, e)
+			if !(e <= tol) {
+				t.Errorf("head dim %d at %s: logits with gbx_attn_prefill rel L2 %.3g from the decode kernels', want <= %g", dim, p, e, tol)
 			}
 			// The decoding sequences' prompts are prefilled with it off
 			// both times (their caches then hold the same bits).
@@ -408,8 +414,8 @@ func TestLMAttnPrefillSteps(t *testing.T) {
 			if slices.Equal(mg[2].Logits, mw[2].Logits) {
 				t.Errorf("head dim %d at %s, a mixed step: the chunk's logits the same bits with gbx_attn_prefill as without: did it run?", dim, p)
 			}
-			if e := kt.RelL2(mg[2].Logits, kt.Widen(mw[2].Logits)); !(e <= 5e-3) {
-				t.Errorf("head dim %d at %s, a mixed step: the chunk's logits rel L2 %.3g from the decode kernels', want <= 5e-3", dim, p, e)
+			if e := kt.RelL2(mg[2].Logits, kt.Widen(mw[2].Logits)); !(e <= tol) {
+				t.Errorf("head dim %d at %s, a mixed step: the chunk's logits rel L2 %.3g from the decode kernels', want <= %g", dim, p, e, tol)
 			}
 		}
 	}

@@ -432,10 +432,13 @@ func (k *kernelSet) attnPartial(s cuStream, row0, rows int, a attnArgs) error {
 	return k.run(s, launch{kernel: kAttnPartial, grid: grid, block: [3]uint32{attnThreads, 1, 1}, args: ar})
 }
 
-// gbx_attn_prefill's entry points, by head dim (attn_prefill.cu).
+// gbx_attn_prefill's entry points, by cache format and head dim
+// (attn_prefill.cu).
 var (
-	kAttnPrefill64  = defKernel(modAttnPrefill, "gbx_attn_prefill64", 0)
-	kAttnPrefill128 = defKernel(modAttnPrefill, "gbx_attn_prefill128", 0)
+	kAttnPrefill64      = defKernel(modAttnPrefill, "gbx_attn_prefill64", 0)
+	kAttnPrefill128     = defKernel(modAttnPrefill, "gbx_attn_prefill128", 0)
+	kAttnPrefill64E4M3  = defKernel(modAttnPrefill, "gbx_attn_prefill64_e4m3", 0)
+	kAttnPrefill128E4M3 = defKernel(modAttnPrefill, "gbx_attn_prefill128_e4m3", 0)
 )
 
 // attnPrefillRows is how many rows a gbx_attn_prefill block takes at
@@ -443,19 +446,17 @@ var (
 func attnPrefillRows(group int) int { return 16 * C.GBX_ATTN_PF_WARPS / group }
 
 // attnPrefill enqueues gbx_attn_prefill for rows [row0, row0+rows) of a
-// step over a BF16 cache of head dim 64 or 128 (group ≤ 16): the same
-// outputs as attnPartial with gbx_attn_mma (out, and yq in yqFmt), no
+// step over a BF16 or E4M3 cache of head dim 64 or 128 (group ≤ 16): the
+// same outputs as attnPartial with gbx_attn_mma (out, and yq in yqFmt), no
 // splits.
 func (k *kernelSet) attnPrefill(s cuStream, row0, rows int, a attnArgs) error {
-	kern := kAttnPrefill128
-	switch {
-	case a.cacheFmt != fmtBF16 || a.group > 16 || a.dim != 64 && a.dim != 128:
-		return fmt.Errorf("cuda: gbx_attn_prefill: cache format %d, head dim %d, group %d: want BF16, 64 or 128, at most 16", a.cacheFmt, a.dim, a.group)
-	case a.dim == 64:
-		kern = kAttnPrefill64
+	if a.cacheFmt != fmtBF16 && a.cacheFmt != fmtE4M3 || a.group > 16 || a.dim != 64 && a.dim != 128 {
+		return fmt.Errorf("cuda: gbx_attn_prefill: cache format %d, head dim %d, group %d: want BF16 or E4M3, 64 or 128, at most 16", a.cacheFmt, a.dim, a.group)
 	}
+	kern := map[[2]int]*kernel{{int(fmtBF16), 64}: kAttnPrefill64, {int(fmtBF16), 128}: kAttnPrefill128,
+		{int(fmtE4M3), 64}: kAttnPrefill64E4M3, {int(fmtE4M3), 128}: kAttnPrefill128E4M3}[[2]int{int(a.cacheFmt), a.dim}]
 	per := attnPrefillRows(a.group)
-	ar := newArgs().ptr(a.qkv).i32(a.stride).ptr(a.cache).i32(a.layer).i32(a.layers).i32(a.kvHeads).i32(a.group).
+	ar := newArgs().ptr(a.qkv).i32(a.stride).ptr(a.cache).ptr(a.kvScale).i32(a.layer).i32(a.layers).i32(a.kvHeads).i32(a.group).
 		ptr(a.pos).ptr(a.seq).ptr(a.btOff).ptr(a.blocks).i32(row0).i32(rows).f32(a.scale).ptr(a.out).i32(a.outStride).
 		ptr(a.yq).i32(int(a.yqFmt))
 	return k.run(s, launch{kernel: kern, grid: [3]uint32{uint32(a.kvHeads), uint32((rows + per - 1) / per), 1},

@@ -778,19 +778,23 @@ func TestLMOpAttentionGroupedRows(t *testing.T) {
 
 // TestLMOpAttentionPrefill checks gbx_attn_prefill on prefill chunks (a
 // sequence's consecutive positions, several sequences in a launch, one of
-// a single row, runs of rows that cross its blocks' boundaries): within
-// BF16 rounding of float64, its operand the output rounded, and every
-// row's output the same bits in every launch — all rows at once, launches
-// of 1, 7 and 13 rows (which cut the blocks' rows differently) — and
-// wherever the cache past a run's last position holds NaN.
+// a single row, runs of rows that cross its blocks' boundaries) over BF16
+// and E4M3 caches: within BF16 (E4M3: F16) rounding of float64, its
+// operand the output rounded, and every row's output the same bits in
+// every launch — all rows at once, launches of 1, 7 and 13 rows (which
+// cut the blocks' rows differently) — and wherever the cache (values and
+// scales) past a run's last position holds NaN.
 func TestLMOpAttentionPrefill(t *testing.T) {
 	x := newDevT(t)
 	x.do(func(d *devState) error { return d.k.load(modAttnPrefill) })
 	r := rand.New(rand.NewPCG(21, 22))
 	type span struct{ from, to int }
 	seqs := []span{{0, 38}, {500, 500}, {120, 135}, {2043, 2052}, {7, 9}}
-	for _, tc := range []struct{ kvHeads, group, dim int }{{2, 4, 128}, {1, 3, 64}, {2, 8, 64}, {1, 16, 128}} {
-		name := fmt.Sprintf("kvHeads %d group %d dim %d", tc.kvHeads, tc.group, tc.dim)
+	for _, tc := range []struct {
+		kvHeads, group, dim int
+		f                   fmtCode
+	}{{2, 4, 128, fmtBF16}, {1, 3, 64, fmtBF16}, {2, 8, 64, fmtBF16}, {1, 16, 128, fmtBF16}, {2, 4, 128, fmtE4M3}, {3, 3, 64, fmtE4M3}} {
+		name := fmt.Sprintf("kvHeads %d group %d dim %d cache format %d", tc.kvHeads, tc.group, tc.dim, tc.f)
 		const layers, layer = 2, 1
 		heads := tc.kvHeads * tc.group
 		var btOff, flat, pos, seq, rowOff []int32
@@ -811,9 +815,10 @@ func TestLMOpAttentionPrefill(t *testing.T) {
 		for i := range flat {
 			flat[i] = int32(perm[flat[i]])
 		}
-		raw, vals, _ := attnCache(r, fmtBF16, nblk*layers*2*tc.kvHeads*kvBlock*tc.dim, tc.dim)
+		raw, vals, scales := attnCache(r, tc.f, nblk*layers*2*tc.kvHeads*kvBlock*tc.dim, tc.dim)
 		// NaN at every position past each sequence's last (its blocks'
-		// tails): weights of 0 there must not turn into NaN.
+		// tails; E4M3: its scales too): weights of 0 there must not turn
+		// into NaN.
 		for i, sp := range seqs {
 			for p := sp.to + 1; p < (sp.to/kvBlock+1)*kvBlock; p++ {
 				blk := int(flat[int(btOff[i])+p/kvBlock])
@@ -821,7 +826,14 @@ func TestLMOpAttentionPrefill(t *testing.T) {
 					for g := range tc.kvHeads {
 						off := kvOff(blk, layer, layers, kv, g, tc.kvHeads, p%kvBlock, tc.dim)
 						for j := range tc.dim {
-							binary.LittleEndian.PutUint16(raw[2*(off+j):], 0x7fc0)
+							if tc.f == fmtE4M3 {
+								raw[off+j] = 0x7f
+							} else {
+								binary.LittleEndian.PutUint16(raw[2*(off+j):], 0x7fc0)
+							}
+						}
+						if scales != nil {
+							scales[kvOff(blk, layer, layers, kv, g, tc.kvHeads, p%kvBlock, 1)] = float32(math.NaN())
 						}
 					}
 				}
@@ -831,15 +843,20 @@ func TestLMOpAttentionPrefill(t *testing.T) {
 		stride := (heads + 2*tc.kvHeads) * tc.dim
 		q := randFloats(r, rows*stride, 1)
 		a := attnArgs{
-			qkv: x.up(f32Bytes(q)), stride: stride, cache: x.up(raw), cacheFmt: fmtBF16, layer: layer, layers: layers,
+			qkv: x.up(f32Bytes(q)), stride: stride, cache: x.up(raw), cacheFmt: tc.f, layer: layer, layers: layers,
 			kvHeads: tc.kvHeads, group: tc.group, dim: tc.dim, pos: x.up(i32Bytes(pos)), seq: x.up(i32Bytes(seq)),
 			btOff: x.up(i32Bytes(btOff)), blocks: x.up(i32Bytes(flat)),
 			scale: float32(1 / math.Sqrt(float64(tc.dim))), out: x.zeros(4 * rows * heads * tc.dim),
 			outStride: heads * tc.dim, yq: x.zeros(2 * rows * heads * tc.dim), yqFmt: fmtBF16,
 		}
+		tol := 1e-2 // BF16 queries and weights
+		if scales != nil {
+			a.kvScale = x.up(f32Bytes(scales))
+			tol = 6e-4 // F16's, as gbx_attn_mma's
+		}
 		x.do(func(d *devState) error { return d.k.attnPrefill(d.stream, 0, rows, a) })
 		all := x.floats(a.out, rows*heads*tc.dim)
-		checkAttention(t, name, all, q, vals, flat, rowOff, ctx, stride, tc.kvHeads, tc.group, tc.dim, layer, layers, 1e-2)
+		checkAttention(t, name, all, q, vals, flat, rowOff, ctx, stride, tc.kvHeads, tc.group, tc.dim, layer, layers, tol)
 		checkOperand(t, name+" operand", fmtBF16, all, x.down(a.yq, 2*len(all)), nil, heads*tc.dim, 0)
 		for _, chunk := range []int{1, 7, 13} {
 			a.out = x.zeros(4 * rows * heads * tc.dim)

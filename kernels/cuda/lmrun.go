@@ -286,10 +286,10 @@ func (d *devState) lmEnqueue(ctx context.Context, m *lm.Model, w *lmWeights, kv 
 		partML: r.part + uint64(4*r.attnRows*c.Heads*pl.maxSplits*c.HeadDim), maxSplits: pl.maxSplits, out: r.f, outStride: qd,
 	}
 	// Config.PrefillAttention, LMBench.AttnPrefill: a step's prefill chunks
-	// (after its decode rows, if any) over a BF16 cache attend on
+	// (after its decode rows, if any) over a BF16 or E4M3 cache attend on
 	// gbx_attn_prefill, the decode rows [0, from) on the decode kernels.
 	from, chunks := pl.prefillFrom()
-	prefill := d.attnPrefill && chunks && kv.f == fmtBF16 && (c.HeadDim == 64 || c.HeadDim == 128) &&
+	prefill := d.attnPrefill && chunks && (kv.f == fmtBF16 || kv.f == fmtE4M3) && (c.HeadDim == 64 || c.HeadDim == 128) &&
 		c.Heads/c.KVHeads <= 16 && d.k.load(modAttnPrefill) == nil
 	decRows := rows // the rows on the decode kernels
 	if prefill {
