@@ -102,10 +102,11 @@ type Config struct {
 	// $GEARBOX_CUDA_BATCH_INVARIANT. What it costs: docs/cuda.md.
 	BatchInvariant bool
 	// PrefillAttention (experimental, default off) runs the attention of a
-	// step's prefill chunks over a BF16 cache (bf16, fp16) on
-	// gbx_attn_prefill, FlashAttention's layout, where the step's decode
-	// rows, if any, come first: docs/prefill-attention.md. Not yet timed
-	// on a GPU.
+	// step's prefill chunks of several rows over a BF16 or E4M3 cache
+	// (every precision but fp32 and tf32) on gbx_attn_prefill,
+	// FlashAttention's layout, where the step's decode rows, if any, come
+	// first: docs/prefill-attention.md. Not yet timed on a GPU; not with
+	// BatchInvariant (a chunk of one row attends on the decode kernels).
 	PrefillAttention bool
 }
 
@@ -174,6 +175,12 @@ func (c *Config) validate() error {
 		}
 		if c.GEMVMaxRows > 0 {
 			return fmt.Errorf("%w: GEMVMaxRows = %d with BatchInvariant, want 0 or -1", ErrInvalidConfig, c.GEMVMaxRows)
+		}
+		// A prompt's row in a chunk of one (as a token budget may cut it)
+		// attends on the decode kernels, in a longer chunk on
+		// gbx_attn_prefill: other sums.
+		if c.PrefillAttention {
+			return fmt.Errorf("%w: PrefillAttention with BatchInvariant: a row's attention would depend on its chunk's length", ErrInvalidConfig)
 		}
 		c.FP4SmallM, c.FP4WideM, c.GEMVMaxRows = -1, -1, -1
 	}

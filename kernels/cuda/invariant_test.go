@@ -30,6 +30,9 @@ func TestBatchInvariantConfig(t *testing.T) {
 		{"fp4 kernel", Config{BatchInvariant: true, FP4SmallM: 8}, "", false, false},
 		{"gemv", Config{BatchInvariant: true, GEMVMaxRows: 4}, "", false, false},
 		{"fp4 and gemv off", Config{BatchInvariant: true, FP4SmallM: -1, GEMVMaxRows: -1}, "", true, true},
+		{"prefill attention", Config{BatchInvariant: true, PrefillAttention: true}, "", false, false},
+		{"prefill attention, env", Config{PrefillAttention: true}, "true", false, false},
+		{"prefill attention alone", Config{PrefillAttention: true}, "", true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv(EnvBatchInvariant, tc.env)

@@ -453,8 +453,15 @@ func (k *kernelSet) attnPrefill(s cuStream, row0, rows int, a attnArgs) error {
 	if a.cacheFmt != fmtBF16 && a.cacheFmt != fmtE4M3 || a.group > 16 || a.dim != 64 && a.dim != 128 {
 		return fmt.Errorf("cuda: gbx_attn_prefill: cache format %d, head dim %d, group %d: want BF16 or E4M3, 64 or 128, at most 16", a.cacheFmt, a.dim, a.group)
 	}
-	kern := map[[2]int]*kernel{{int(fmtBF16), 64}: kAttnPrefill64, {int(fmtBF16), 128}: kAttnPrefill128,
-		{int(fmtE4M3), 64}: kAttnPrefill64E4M3, {int(fmtE4M3), 128}: kAttnPrefill128E4M3}[[2]int{int(a.cacheFmt), a.dim}]
+	kern := kAttnPrefill128
+	switch {
+	case a.cacheFmt == fmtBF16 && a.dim == 64:
+		kern = kAttnPrefill64
+	case a.cacheFmt == fmtE4M3 && a.dim == 64:
+		kern = kAttnPrefill64E4M3
+	case a.cacheFmt == fmtE4M3:
+		kern = kAttnPrefill128E4M3
+	}
 	per := attnPrefillRows(a.group)
 	ar := newArgs().ptr(a.qkv).i32(a.stride).ptr(a.cache).ptr(a.kvScale).i32(a.layer).i32(a.layers).i32(a.kvHeads).i32(a.group).
 		ptr(a.pos).ptr(a.seq).ptr(a.btOff).ptr(a.blocks).i32(row0).i32(rows).f32(a.scale).ptr(a.out).i32(a.outStride).

@@ -288,9 +288,13 @@ func (d *devState) lmEnqueue(ctx context.Context, m *lm.Model, w *lmWeights, kv 
 	// Config.PrefillAttention, LMBench.AttnPrefill: a step's prefill chunks
 	// (after its decode rows, if any) over a BF16 or E4M3 cache attend on
 	// gbx_attn_prefill, the decode rows [0, from) on the decode kernels.
-	from, chunks := pl.prefillFrom()
-	prefill := d.attnPrefill && chunks && (kv.f == fmtBF16 || kv.f == fmtE4M3) && (c.HeadDim == 64 || c.HeadDim == 128) &&
-		c.Heads/c.KVHeads <= 16 && d.k.load(modAttnPrefill) == nil
+	var from int
+	prefill := d.attnPrefill && (kv.f == fmtBF16 || kv.f == fmtE4M3) && (c.HeadDim == 64 || c.HeadDim == 128) &&
+		c.Heads/c.KVHeads <= 16
+	if prefill {
+		from, prefill = pl.prefillFrom()
+		prefill = prefill && d.k.load(modAttnPrefill) == nil
+	}
 	decRows := rows // the rows on the decode kernels
 	if prefill {
 		decRows = from

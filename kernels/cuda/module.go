@@ -47,9 +47,10 @@ var (
 	// first time a language model runs there.
 	modAttnMMA = &module{name: "attn_mma", sources: []string{"attn_mma.cu"}, options: []string{"-fmad=false"}}
 
-	// modAttnPrefill holds gbx_attn_prefill (attn_prefill.cu), a prefill
-	// step's attention over a BF16 cache with the queries on the products'
-	// M side; loaded only where it is asked for (LMBench.AttnPrefill).
+	// modAttnPrefill holds gbx_attn_prefill (attn_prefill.cu), prefill
+	// chunks' attention over a BF16 or E4M3 cache with the queries on the
+	// products' M side; loaded only where it is asked for
+	// (Config.PrefillAttention).
 	modAttnPrefill = &module{name: "attn_prefill", sources: []string{"attn_prefill.cu"}, options: []string{"-fmad=false"}}
 
 	modules = []*module{modOps, modFP4, modLM, modGEMV, modAttnMMA, modAttnPrefill}
