@@ -698,8 +698,6 @@ func TestLMOpAttentionGroupedRows(t *testing.T) {
 	x := newDevT(t)
 	x.do(func(d *devState) error { return d.k.load(modAttnMMA) })
 	r := rand.New(rand.NewPCG(11, 12))
-	// Each sequence's rows: positions from .. to (inclusive).
-	type span struct{ from, to int }
 	seqs := []span{{0, 38}, {500, 500}, {120, 135}, {2043, 2052}, {7, 9}, {8191, 8194}}
 	for _, tc := range []struct {
 		kvHeads, group, dim int
@@ -710,23 +708,11 @@ func TestLMOpAttentionGroupedRows(t *testing.T) {
 		name := fmt.Sprintf("kvHeads %d group %d dim %d cache format %d", tc.kvHeads, tc.group, tc.dim, tc.f)
 		const layers, layer = 2, 1
 		heads := tc.kvHeads * tc.group
-		var btOff, flat, pos, seq, split, rowOff []int32
-		var ctx []int
-		nblk := 0
-		for i, sp := range seqs {
-			btOff = append(btOff, int32(len(flat)))
-			for range (sp.to + 1 + kvBlock - 1) / kvBlock {
-				flat = append(flat, int32(nblk))
-				nblk++
-			}
-			for p := sp.from; p <= sp.to; p++ {
-				pos, seq, split = append(pos, int32(p)), append(seq, int32(i)), append(split, int32(attnSplit(p+1)))
-				rowOff, ctx = append(rowOff, btOff[i]), append(ctx, p+1)
-			}
-		}
-		perm := r.Perm(nblk)
-		for i := range flat {
-			flat[i] = int32(perm[flat[i]])
+		sr := spanRows(r, seqs)
+		btOff, flat, pos, seq, rowOff, ctx, nblk := sr.btOff, sr.flat, sr.pos, sr.seq, sr.rowOff, sr.ctx, sr.nblk
+		var split []int32
+		for _, n := range ctx {
+			split = append(split, int32(attnSplit(n)))
 		}
 		raw, vals, scales := attnCache(r, tc.f, nblk*layers*2*tc.kvHeads*kvBlock*tc.dim, tc.dim)
 		rows := len(pos)
@@ -788,7 +774,6 @@ func TestLMOpAttentionPrefill(t *testing.T) {
 	x := newDevT(t)
 	x.do(func(d *devState) error { return d.k.load(modAttnPrefill) })
 	r := rand.New(rand.NewPCG(21, 22))
-	type span struct{ from, to int }
 	seqs := []span{{0, 38}, {500, 500}, {120, 135}, {2043, 2052}, {7, 9}}
 	for _, tc := range []struct {
 		kvHeads, group, dim int
@@ -797,24 +782,8 @@ func TestLMOpAttentionPrefill(t *testing.T) {
 		name := fmt.Sprintf("kvHeads %d group %d dim %d cache format %d", tc.kvHeads, tc.group, tc.dim, tc.f)
 		const layers, layer = 2, 1
 		heads := tc.kvHeads * tc.group
-		var btOff, flat, pos, seq, rowOff []int32
-		var ctx []int
-		nblk := 0
-		for i, sp := range seqs {
-			btOff = append(btOff, int32(len(flat)))
-			for range (sp.to + 1 + kvBlock - 1) / kvBlock {
-				flat = append(flat, int32(nblk))
-				nblk++
-			}
-			for p := sp.from; p <= sp.to; p++ {
-				pos, seq = append(pos, int32(p)), append(seq, int32(i))
-				rowOff, ctx = append(rowOff, btOff[i]), append(ctx, p+1)
-			}
-		}
-		perm := r.Perm(nblk)
-		for i := range flat {
-			flat[i] = int32(perm[flat[i]])
-		}
+		sr := spanRows(r, seqs)
+		btOff, flat, pos, seq, rowOff, ctx, nblk := sr.btOff, sr.flat, sr.pos, sr.seq, sr.rowOff, sr.ctx, sr.nblk
 		raw, vals, scales := attnCache(r, tc.f, nblk*layers*2*tc.kvHeads*kvBlock*tc.dim, tc.dim)
 		// NaN at every position past each sequence's last (its blocks'
 		// tails; E4M3: its scales too): weights of 0 there must not turn
@@ -878,6 +847,39 @@ func TestLMOpAttentionPrefill(t *testing.T) {
 			}
 		}
 	}
+}
+
+// span is one sequence's rows of a step: positions from … to (inclusive).
+type span struct{ from, to int }
+
+// stepRows are the attention inputs of a step of spans: each sequence's
+// block table (its own blocks, scrambled over the nblk of the cache) and,
+// per row, its position, sequence, block-table offset and context.
+type stepRows struct {
+	btOff, flat, pos, seq, rowOff []int32
+	ctx                           []int
+	nblk                          int
+}
+
+// spanRows lays out seqs as a step's rows, the blocks scrambled by r.
+func spanRows(r *rand.Rand, seqs []span) stepRows {
+	var s stepRows
+	for i, sp := range seqs {
+		s.btOff = append(s.btOff, int32(len(s.flat)))
+		for range (sp.to + 1 + kvBlock - 1) / kvBlock {
+			s.flat = append(s.flat, int32(s.nblk))
+			s.nblk++
+		}
+		for p := sp.from; p <= sp.to; p++ {
+			s.pos, s.seq = append(s.pos, int32(p)), append(s.seq, int32(i))
+			s.rowOff, s.ctx = append(s.rowOff, s.btOff[i]), append(s.ctx, p+1)
+		}
+	}
+	perm := r.Perm(s.nblk)
+	for i := range s.flat {
+		s.flat[i] = int32(perm[s.flat[i]])
+	}
+	return s
 }
 
 // attnCache returns a cache of n values in format f (rows of dim), raw as
