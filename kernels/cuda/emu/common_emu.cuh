@@ -203,6 +203,28 @@ inline u32 gbx_movmatrix_t(u32 a) {
 	return ((lo >> sh) & 0xffffu) | (((hi >> sh) & 0xffffu) << 16);
 }
 
+// gbx_ldsm_x4 (ldmatrix.x4): lane 8i + r gives row r of matrix i's
+// shared address; lane 4g + t gets row g's columns 2t, 2t+1 of matrix i in
+// r[i]. gbx_ldsm_x4_t (.trans): column g's rows 2t, 2t+1.
+inline char *emu_smem_base;
+inline u32 gbx_lds32(u32 s);
+template <bool T> inline void emu_ldsm_x4(u32 (&r)[4], u32 s) {
+	const int lane = (int)(threadIdx.x & 31), g = lane >> 2, t = lane & 3;
+	for (int i = 0; i < 4; i++) {
+		if ((s & 15u) != 0) abort(); // ldmatrix's alignment
+		if (!T) {
+			r[i] = gbx_lds32(emu_shfl(s, 8 * i + g) + 4 * t);
+			continue;
+		}
+		u16 lo, hi;
+		std::memcpy(&lo, emu_smem_base + emu_shfl(s, 8 * i + 2 * t) + 2 * g, 2);
+		std::memcpy(&hi, emu_smem_base + emu_shfl(s, 8 * i + 2 * t + 1) + 2 * g, 2);
+		r[i] = (u32)lo | (u32)hi << 16;
+	}
+}
+inline void gbx_ldsm_x4(u32 (&r)[4], u32 s) { emu_ldsm_x4<false>(r, s); }
+inline void gbx_ldsm_x4_t(u32 (&r)[4], u32 s) { emu_ldsm_x4<true>(r, s); }
+
 // ---- byte permutes, bf16x2 products, shared memory and asynchronous copies (fp4_linear.cu) ----
 // gbx_prmt is prmt.b32's default mode: byte i of the result is byte
 // (sel >> 4i) & 7 of b:a (a the low four bytes); the sign-replicate bit
@@ -223,7 +245,6 @@ inline u32 gbx_bmul2(u32 a, u32 b) {
 // Shared memory is static storage here (__shared__ is static); a shared
 // address is its offset from the first one taken (all lie in this
 // library's .bss, within 4 GiB of each other).
-inline char *emu_smem_base;
 inline u32 gbx_smem_addr(const void *p) {
 	if (!emu_smem_base) emu_smem_base = (char *)p - (1u << 30);
 	const long long o = (const char *)p - emu_smem_base;

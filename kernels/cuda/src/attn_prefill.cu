@@ -8,17 +8,21 @@
 // = 16w + i of warp w is row pr / G, query head pr mod G (past R·G:
 // padding, zero). The block's rows are taken a sequence at a time (a run
 // of rows of one sequence); for each, the KV blocks 0, 1, … up to the
-// run's last position: K into shared memory as it is, V transposed, then
-// per warp S = Q·Kᵀ (m16n8k16, two n-tiles of 8 positions, DIM/16
-// k-steps), the online softmax per product row (positions past the row's
+// run's last position (16 positions a tile, the next tile's loads in
+// flight while a tile's products run): K and V into shared memory as the
+// cache holds them (E4M3 widened to F16), then per warp S = Q·Kᵀ
+// (m16n8k16, two n-tiles of 8 positions, DIM/16 k-steps, K's fragments by
+// ldmatrix), the online softmax per product row (positions past the row's
 // own, and rows of the other sequences, weigh exp(−inf) = 0; a block with
 // none of a row's positions leaves its state exactly as it was), P to
 // BF16 in the A fragments' layout the S accumulators already have, and O
-// += P·V (DIM/8 n-tiles). No splits: a row's sums run over its positions
-// in one order that depends on its position alone, so its bits do not
-// depend on the other rows of its block or launch (a chunk of a prompt
-// gives each row the bits the whole prompt does). They are not the decode
-// kernels' bits (their splits and warps sum in another order).
+// += P·V (DIM/8 n-tiles, V's fragments by ldmatrix.trans). Blocks are
+// launched the heaviest first (a prompt's last rows). No splits: a row's
+// sums run over its positions in one order that depends on its position
+// alone, so its bits do not depend on the other rows of its block or
+// launch (a chunk of a prompt gives each row the bits the whole prompt
+// does). They are not the decode kernels' bits (their splits and warps sum
+// in another order).
 //
 // E4M3 (FP8) as gbx_attn_mma does it: K and V widened to F16 exactly, a
 // query times 2^k (its largest magnitude in [2^14, 2^15)) in F16, a score
@@ -39,13 +43,18 @@ __device__ __forceinline__ void gbx_attn_prefill_t(const float *qkv, int stride,
                                                    const int *pos, const int *seq, const int *btOff,
                                                    const int *blocks, int row0, int rows, float scale, float *out,
                                                    int outStride, void *yq, int fmt) {
-	constexpr int W = GBX_ATTN_PF_WARPS, KS = DIM / 16, NO = DIM / 8, VS = GBX_KV_BLOCK + 2, ES = FP8 ? 1 : 2;
+	constexpr int W = GBX_ATTN_PF_WARPS, KS = DIM / 16, NO = DIM / 8, P = GBX_KV_BLOCK, LD = DIM + 8, ES = FP8 ? 1 : 2;
+	constexpr int CPR = DIM / 8, NCH = P * CPR / (32 * W); // 8-element chunks a position's row, a thread's a tile (K and V each)
+	static_assert(P * CPR % (32 * W) == 0, "a tile's chunks are shared evenly by the block's threads");
 	const float NEG = __int_as_float(0xff800000); // -inf
-	__shared__ __attribute__((aligned(16))) u16 ks[GBX_KV_BLOCK][DIM]; // K (BF16, or E4M3 as F16): position × dim
-	__shared__ __attribute__((aligned(16))) u16 vt[DIM][VS];           // V transposed: dim × position
-	__shared__ float kss[GBX_KV_BLOCK], vss[GBX_KV_BLOCK];             // E4M3: the positions' K and V scales
+	// Two slots of a tile (16 positions): K and V (BF16, or E4M3 widened to
+	// F16) as the cache holds them, position × dim, rows padded to DIM + 8
+	// elements so that ldmatrix's 8 rows fall in distinct banks.
+	__shared__ __attribute__((aligned(16))) u16 ks[2][P][LD], vs[2][P][LD];
+	__shared__ float kss[2][P], vss[2][P]; // E4M3: the positions' K and V scales
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
-	const int kh = blockIdx.x, R = 16 * W / G, b0 = row0 + blockIdx.y * R, b1 = gbx_imin(b0 + R, row0 + rows);
+	// The heaviest tiles (a prompt's last rows, the longest contexts) first.
+	const int kh = blockIdx.x, R = 16 * W / G, b0 = row0 + (gridDim.y - 1 - blockIdx.y) * R, b1 = gbx_imin(b0 + R, row0 + rows);
 	// The lane's two product rows: g and g + 8 of the warp's 16.
 	int prow[2], ph[2];
 	bool pin[2];
@@ -100,61 +109,89 @@ __device__ __forceinline__ void gbx_attn_prefill_t(const float *qkv, int stride,
 	for (int j = 0; j < NO; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
 	float mh[2] = {NEG, NEG}, lh[2] = {0.0f, 0.0f};
 	int eb[2] = {1, 1}; // E4M3: E's biased exponent per row (at least 1: V's scales are normal floats or below)
-	const long long vOff = (long long)kvHeads * GBX_KV_BLOCK * DIM; // elements from K's run to V's
+	const long long vOff = (long long)kvHeads * P * DIM; // elements from K's run to V's
 	const unsigned char *cb = (const unsigned char *)cache;
-	// The block's runs of one sequence, in row order.
+	// fetch starts tile bi of a run (cache block bt[bi]) into slot sl, a
+	// thread's NCH chunks of K and of V, V past the run's last position
+	// zero (the cache may hold anything there): BF16 by cp.async, E4M3 into
+	// registers (kr, vr and the scales) that put widens into the slot once
+	// the tile before it is done.
+	u32 kr[NCH][2], vr[NCH][2];
+	float ksr = 0.0f, vsr = 0.0f;
+	auto fetch = [&](const int *bt, int bi, int last, int sl) {
+		const long long blk = bt[bi], k0 = gbx_kv_off(blk, layer, layers, 0, kh, kvHeads, 0, DIM);
+#pragma unroll
+		for (int c = 0; c < NCH; c++) {
+			const int i = threadIdx.x + 32 * W * c, p = i / CPR, d = 8 * (i % CPR);
+			const bool vin = P * bi + p <= last;
+			const unsigned char *kg = cb + ES * (k0 + p * DIM + d), *vg = kg + ES * vOff;
+			if (FP8) {
+				const uint2 kw = *reinterpret_cast<const uint2 *>(kg);
+				kr[c][0] = kw.x, kr[c][1] = kw.y, vr[c][0] = vr[c][1] = 0u;
+				if (vin) {
+					const uint2 vw = *reinterpret_cast<const uint2 *>(vg);
+					vr[c][0] = vw.x, vr[c][1] = vw.y;
+				}
+			} else {
+				gbx_cp16(gbx_smem_addr(&ks[sl][p][d]), kg);
+				if (vin) gbx_cp16(gbx_smem_addr(&vs[sl][p][d]), vg);
+				else gbx_sts128(gbx_smem_addr(&vs[sl][p][d]), 0u, 0u, 0u, 0u);
+			}
+		}
+		if (FP8 && threadIdx.x < P) {
+			const float *sp = kvScale + gbx_kv_soff(blk, layer, layers, 0, kh, kvHeads, threadIdx.x);
+			ksr = sp[0], vsr = sp[kvHeads * P];
+		}
+		if (!FP8) gbx_cp_commit();
+	};
+	auto put = [&](int sl) {
+		if (!FP8) {
+			gbx_cp_wait<0>();
+			return;
+		}
+#pragma unroll
+		for (int c = 0; c < NCH; c++) {
+			const int i = threadIdx.x + 32 * W * c, p = i / CPR, d = 8 * (i % CPR);
+			gbx_sts128(gbx_smem_addr(&ks[sl][p][d]), gbx_e4m3x2_f16<0>(kr[c][0]), gbx_e4m3x2_f16<1>(kr[c][0]),
+			           gbx_e4m3x2_f16<0>(kr[c][1]), gbx_e4m3x2_f16<1>(kr[c][1]));
+			gbx_sts128(gbx_smem_addr(&vs[sl][p][d]), gbx_e4m3x2_f16<0>(vr[c][0]), gbx_e4m3x2_f16<1>(vr[c][0]),
+			           gbx_e4m3x2_f16<0>(vr[c][1]), gbx_e4m3x2_f16<1>(vr[c][1]));
+		}
+		if (threadIdx.x < P) kss[sl][threadIdx.x] = ksr, vss[sl][threadIdx.x] = vsr;
+	};
+	// The block's runs of one sequence, in row order; a run's tiles in
+	// order, the next one's loads in flight while this one's products run
+	// (one barrier a tile: a slot is written only after every warp is past
+	// the tile that read it last).
 	for (int r = b0; r < b1;) {
 		const int sq = seq[r];
 		int last = pos[r], e = r + 1;
 		while (e < b1 && seq[e] == sq) last = pos[e] > last ? pos[e] : last, e++;
 		const int *bt = blocks + btOff[sq];
-		const int nb = last / GBX_KV_BLOCK + 1;
+		const int nb = last / P + 1;
 		// cur[h]: whether the lane's product row h is of this run.
 		const bool cur[2] = {s0[0] == sq && prow[0] >= r && prow[0] < e, s0[1] == sq && prow[1] >= r && prow[1] < e};
+		fetch(bt, 0, last, 0);
+		put(0);
+		__syncthreads();
 		for (int bi = 0; bi < nb; bi++) {
-			const long long blk = bt[bi];
-			const long long k0 = gbx_kv_off(blk, layer, layers, 0, kh, kvHeads, 0, DIM);
-			// K as it is (E4M3: widened), V transposed; V past the run's
-			// last position is zero (the cache may hold anything there).
-			constexpr int CH = 16 / ES; // elements a 16-byte load
-			for (int i = threadIdx.x; i < GBX_KV_BLOCK * DIM / CH; i += 32 * W) {
-				const int p = i / (DIM / CH), d = CH * (i % (DIM / CH));
-				const bool vin = GBX_KV_BLOCK * bi + p <= last;
-				u32 kw[4], vw[4] = {0u, 0u, 0u, 0u};
-				gbx_ldg128(kw, cb + ES * (k0 + p * DIM + d));
-				if (vin) gbx_ldg128(vw, cb + ES * (k0 + vOff + p * DIM + d));
-				u32 *kd = reinterpret_cast<u32 *>(&ks[p][d]);
-				if (FP8) {
-#pragma unroll
-					for (int j = 0; j < 4; j++) {
-						kd[2 * j] = gbx_e4m3x2_f16<0>(kw[j]), kd[2 * j + 1] = gbx_e4m3x2_f16<1>(kw[j]);
-						const u32 v0 = gbx_e4m3x2_f16<0>(vw[j]), v1 = gbx_e4m3x2_f16<1>(vw[j]);
-						vt[d + 4 * j][p] = (u16)v0, vt[d + 4 * j + 1][p] = (u16)(v0 >> 16);
-						vt[d + 4 * j + 2][p] = (u16)v1, vt[d + 4 * j + 3][p] = (u16)(v1 >> 16);
-					}
-				} else {
-#pragma unroll
-					for (int j = 0; j < 4; j++) {
-						kd[j] = kw[j];
-						vt[d + 2 * j][p] = (u16)vw[j], vt[d + 2 * j + 1][p] = (u16)(vw[j] >> 16);
-					}
-				}
-			}
-			if (FP8 && threadIdx.x < GBX_KV_BLOCK) {
-				const float *sp = kvScale + gbx_kv_soff(blk, layer, layers, 0, kh, kvHeads, threadIdx.x);
-				kss[threadIdx.x] = sp[0], vss[threadIdx.x] = sp[kvHeads * GBX_KV_BLOCK];
-			}
-			__syncthreads();
-			// S: sc[n] positions 8n + 2t, +1 of rows g (0, 1) and g + 8 (2, 3).
+			const int sl = bi & 1, mi = lane >> 3, mr = lane & 7; // ldmatrix: the lane's matrix and row
+			if (bi + 1 < nb) fetch(bt, bi + 1, last, sl ^ 1);
+			// S: sc[n] positions 8n + 2t, +1 of rows g (0, 1) and g + 8 (2, 3);
+			// K's B fragments two k-steps an ldmatrix (matrix mi: dims 8 mi on).
 			float sc[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
 #pragma unroll
 			for (int n = 0; n < 2; n++)
 #pragma unroll
-				for (int k = 0; k < KS; k++) {
-					const u32 kb0 = *reinterpret_cast<const u32 *>(&ks[8 * n + g][16 * k + 2 * t]);
-					const u32 kb1 = *reinterpret_cast<const u32 *>(&ks[8 * n + g][16 * k + 2 * t + 8]);
-					if (FP8) gbx_mma_f16(sc[n], qa[k][0], qa[k][1], qa[k][2], qa[k][3], kb0, kb1);
-					else gbx_mma(sc[n], qa[k][0], qa[k][1], qa[k][2], qa[k][3], kb0, kb1);
+				for (int k2 = 0; k2 < KS / 2; k2++) {
+					u32 kb[4];
+					gbx_ldsm_x4(kb, gbx_smem_addr(&ks[sl][8 * n + mr][32 * k2 + 8 * mi]));
+#pragma unroll
+					for (int h = 0; h < 2; h++) {
+						const int k = 2 * k2 + h;
+						if (FP8) gbx_mma_f16(sc[n], qa[k][0], qa[k][1], qa[k][2], qa[k][3], kb[2 * h], kb[2 * h + 1]);
+						else gbx_mma(sc[n], qa[k][0], qa[k][1], qa[k][2], qa[k][3], kb[2 * h], kb[2 * h + 1]);
+					}
 				}
 			// in[n][j]: whether the position of x[n][j] is its row's.
 			float x[2][4];
@@ -163,9 +200,9 @@ __device__ __forceinline__ void gbx_attn_prefill_t(const float *qkv, int stride,
 			for (int n = 0; n < 2; n++)
 #pragma unroll
 				for (int j = 0; j < 4; j++) {
-					const int h = j >> 1, pb = 8 * n + 2 * t + (j & 1), p = GBX_KV_BLOCK * bi + pb;
+					const int h = j >> 1, pb = 8 * n + 2 * t + (j & 1), p = P * bi + pb;
 					in[n][j] = cur[h] && p <= p0[h];
-					x[n][j] = in[n][j] ? (FP8 ? sc[n][j] * kss[pb] : sc[n][j]) * qs[h] : NEG;
+					x[n][j] = in[n][j] ? (FP8 ? sc[n][j] * kss[sl][pb] : sc[n][j]) * qs[h] : NEG;
 				}
 			float cf[2];
 #pragma unroll
@@ -201,7 +238,7 @@ __device__ __forceinline__ void gbx_attn_prefill_t(const float *qkv, int stride,
 					for (int n = 0; n < 2; n++)
 #pragma unroll
 						for (int c = 0; c < 2; c++)
-							if (in[n][2 * h + c]) vm = fmaxf(vm, vss[8 * n + 2 * t + c]);
+							if (in[n][2 * h + c]) vm = fmaxf(vm, vss[sl][8 * n + 2 * t + c]);
 					vm = fmaxf(vm, __shfl_xor_sync(0xffffffffu, vm, 1));
 					vm = fmaxf(vm, __shfl_xor_sync(0xffffffffu, vm, 2));
 					const int be = gbx_imin(253, (int)(__float_as_uint(vm) >> 23));
@@ -214,7 +251,7 @@ __device__ __forceinline__ void gbx_attn_prefill_t(const float *qkv, int stride,
 				for (int n = 0; n < 2; n++)
 #pragma unroll
 					for (int j = 0; j < 4; j++)
-						x[n][j] = in[n][j] ? x[n][j] * (vss[8 * n + 2 * t + (j & 1)] * gbx_pf_pow2(127 - eb[j >> 1])) : 0.0f;
+						x[n][j] = in[n][j] ? x[n][j] * (vss[sl][8 * n + 2 * t + (j & 1)] * gbx_pf_pow2(127 - eb[j >> 1])) : 0.0f;
 				pa0 = gbx_f16x2(x[0][0], x[0][1]), pa1 = gbx_f16x2(x[0][2], x[0][3]);
 				pa2 = gbx_f16x2(x[1][0], x[1][1]), pa3 = gbx_f16x2(x[1][2], x[1][3]);
 			} else {
@@ -224,14 +261,20 @@ __device__ __forceinline__ void gbx_attn_prefill_t(const float *qkv, int stride,
 			}
 #pragma unroll
 			for (int j = 0; j < NO; j++) o[j][0] *= cf[0], o[j][1] *= cf[0], o[j][2] *= cf[1], o[j][3] *= cf[1];
+			// O += P·V: V's B fragments two n-tiles an ldmatrix.trans (matrix mi:
+			// positions 8 (mi & 1) on, dims 8 (mi >> 1) on).
 #pragma unroll
-			for (int j = 0; j < NO; j++) {
-				const u32 vb0 = *reinterpret_cast<const u32 *>(&vt[8 * j + g][2 * t]);
-				const u32 vb1 = *reinterpret_cast<const u32 *>(&vt[8 * j + g][2 * t + 8]);
-				if (FP8) gbx_mma_f16(o[j], pa0, pa1, pa2, pa3, vb0, vb1);
-				else gbx_mma(o[j], pa0, pa1, pa2, pa3, vb0, vb1);
+			for (int j2 = 0; j2 < NO / 2; j2++) {
+				u32 vb[4];
+				gbx_ldsm_x4_t(vb, gbx_smem_addr(&vs[sl][8 * (mi & 1) + mr][16 * j2 + 8 * (mi >> 1)]));
+#pragma unroll
+				for (int h = 0; h < 2; h++) {
+					if (FP8) gbx_mma_f16(o[2 * j2 + h], pa0, pa1, pa2, pa3, vb[2 * h], vb[2 * h + 1]);
+					else gbx_mma(o[2 * j2 + h], pa0, pa1, pa2, pa3, vb[2 * h], vb[2 * h + 1]);
+				}
 			}
-			__syncthreads(); // ks, vt and the scales read before the next block's
+			if (bi + 1 < nb) put(sl ^ 1);
+			__syncthreads(); // the slot read, the next one written
 		}
 		r = e;
 	}
@@ -257,7 +300,7 @@ __device__ __forceinline__ void gbx_attn_prefill_t(const float *qkv, int stride,
 // block (G ≤ 16), 32 · GBX_ATTN_PF_WARPS threads; rows [row0, row0 + rows)
 // of the step; out and, where yq is set, yq in fmt (the o projection's
 // operand) as gbx_attn_mma writes them.
-extern "C" __global__ void __launch_bounds__(32 * GBX_ATTN_PF_WARPS)
+extern "C" __global__ void __launch_bounds__(32 * GBX_ATTN_PF_WARPS, 3)
     gbx_attn_prefill64(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers, int kvHeads,
                        int G, const int *pos, const int *seq, const int *btOff, const int *blocks, int row0, int rows,
                        float scale, float *out, int outStride, void *yq, int fmt) {
@@ -265,7 +308,7 @@ extern "C" __global__ void __launch_bounds__(32 * GBX_ATTN_PF_WARPS)
 	gbx_attn_prefill_t<64, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, G, pos, seq, btOff, blocks, row0,
 	                              rows, scale, out, outStride, yq, fmt);
 }
-extern "C" __global__ void __launch_bounds__(32 * GBX_ATTN_PF_WARPS)
+extern "C" __global__ void __launch_bounds__(32 * GBX_ATTN_PF_WARPS, 3)
     gbx_attn_prefill128(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers, int kvHeads,
                         int G, const int *pos, const int *seq, const int *btOff, const int *blocks, int row0, int rows,
                         float scale, float *out, int outStride, void *yq, int fmt) {
@@ -273,7 +316,7 @@ extern "C" __global__ void __launch_bounds__(32 * GBX_ATTN_PF_WARPS)
 	gbx_attn_prefill_t<128, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, G, pos, seq, btOff, blocks, row0,
 	                              rows, scale, out, outStride, yq, fmt);
 }
-extern "C" __global__ void __launch_bounds__(32 * GBX_ATTN_PF_WARPS)
+extern "C" __global__ void __launch_bounds__(32 * GBX_ATTN_PF_WARPS, 3)
     gbx_attn_prefill64_e4m3(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers, int kvHeads,
                             int G, const int *pos, const int *seq, const int *btOff, const int *blocks, int row0, int rows,
                             float scale, float *out, int outStride, void *yq, int fmt) {
@@ -281,7 +324,7 @@ extern "C" __global__ void __launch_bounds__(32 * GBX_ATTN_PF_WARPS)
 	gbx_attn_prefill_t<64, true>(qkv, stride, cache, kvScale, layer, layers, kvHeads, G, pos, seq, btOff, blocks, row0,
 	                              rows, scale, out, outStride, yq, fmt);
 }
-extern "C" __global__ void __launch_bounds__(32 * GBX_ATTN_PF_WARPS)
+extern "C" __global__ void __launch_bounds__(32 * GBX_ATTN_PF_WARPS, 3)
     gbx_attn_prefill128_e4m3(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers, int kvHeads,
                              int G, const int *pos, const int *seq, const int *btOff, const int *blocks, int row0, int rows,
                              float scale, float *out, int outStride, void *yq, int fmt) {

@@ -277,6 +277,25 @@ __device__ __forceinline__ u32 gbx_movmatrix_t(u32 a) {
 	return d;
 }
 
+// gbx_ldsm_x4 loads four 8×8 matrices of 16-bit values from shared memory
+// (ldmatrix.x4): lane 8i + r gives the address of row r of matrix i (16
+// bytes, 16-byte aligned), and each lane 4g + t gets, in r[i], row g's
+// columns 2t, 2t+1 of matrix i (the even one in the low half): an mma's
+// fragment. gbx_ldsm_x4_t (.trans) gives it the transpose's: column g's
+// rows 2t, 2t+1.
+__device__ __forceinline__ void gbx_ldsm_x4(u32 (&r)[4], u32 s) {
+	asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+	             : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+	             : "r"(s)
+	             : "memory");
+}
+__device__ __forceinline__ void gbx_ldsm_x4_t(u32 (&r)[4], u32 s) {
+	asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+	             : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+	             : "r"(s)
+	             : "memory");
+}
+
 #include "reduce.cuh"
 
 // ---- bulk copies into shared memory, completed on an mbarrier (PTX, sm_90) ----
