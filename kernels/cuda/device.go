@@ -57,7 +57,7 @@ type devState struct {
 	invariant   bool  // Config.BatchInvariant: GEMM algorithms fixed per shape (linear.go)
 	attnPartial bool  // every attention on gbx_attn_partial (LMBench.AttnPartial)
 	attnDec     bool  // attention on gbx_attn_dec instead of gbx_attn_mma (LMBench.AttnDec)
-	attnPrefill bool  // prefill chunks' attention on gbx_attn_prefill (Config.PrefillAttention, LMBench.AttnPrefill)
+	attnPrefill bool  // prefill chunks' attention on gbx_attn_prefill (not Config.NoPrefillAttention, LMBench.NoAttnPrefill)
 	attnRing    int   // gbx_attn_mma's _ring entry points: 0 where attnRingMinBlocks says, -1 never, 1 always (LMBench.AttnRing)
 
 	lm  lmState        // language models (lmrun.go)
@@ -77,7 +77,7 @@ func openDevice(cfg Config) (d *devState, info DeviceInfo, err error) {
 		fp4WideM:    cfg.FP4WideM,
 		fp4WideMinW: cfg.FP4WideMinWeights,
 		gemvMaxM:    cfg.GEMVMaxRows,
-		attnPrefill: cfg.PrefillAttention,
+		attnPrefill: !cfg.NoPrefillAttention,
 		invariant:   cfg.BatchInvariant,
 		lm:          newLMState(),
 	}

@@ -24,7 +24,8 @@ var (
 	engineBenchPrompt      = flag.Int("enginebench.prompt", 128, "prompt tokens per sequence")
 	engineBenchGen         = flag.Int("enginebench.gen", 128, "tokens generated per sequence")
 	engineBenchPrecs       = flag.String("enginebench.precisions", "bf16,fp8,fp4", "precisions, comma-separated")
-	engineBenchPrefillAttn = flag.Bool("enginebench.prefillattn", false, "run on a backend of its own with Config.PrefillAttention (prefill chunks' attention on gbx_attn_prefill; bf16 and fp16)")
+	engineBenchNoPrefillAt = flag.Bool("enginebench.noprefillattn", false, "run on a backend of its own with Config.NoPrefillAttention (prefill chunks' attention on the decode kernels)")
+	engineBenchSeqs        = flag.Int("enginebench.seqs", 0, "sequences in all, each case's -enginebench.conc at a time (0: as many as -enginebench.conc): more than conc admits later prompts as earlier sequences finish, prefill beside decode, as a throughput run under maximum load does")
 	engineBenchPrefix      = flag.Int("enginebench.prefix", 0, "tokens of a random prefix every sequence shares, before its own -enginebench.prompt tokens: runs each case with the engine's prefix cache on and off instead of beside the bare loop")
 )
 
@@ -39,9 +40,9 @@ func TestEngineBench(t *testing.T) {
 		t.Skip("the engine benchmark runs with -enginebench")
 	}
 	var b *cuda.Backend
-	if *engineBenchPrefillAttn {
+	if *engineBenchNoPrefillAt {
 		var err error
-		if b, err = cuda.New(cuda.Config{PrefillAttention: true}); err != nil {
+		if b, err = cuda.New(cuda.Config{NoPrefillAttention: true}); err != nil {
 			t.Skipf("no CUDA device: %v", err)
 		}
 		defer b.Close()
@@ -58,7 +59,7 @@ func TestEngineBench(t *testing.T) {
 		benchPrefix(t, b, *engineBenchPrefix, prompt, gen)
 		return
 	}
-	t.Logf("| precision | sequences | engine tok/s (run) | engine tok/s (decode phase) | bare loop tok/s | engine/bare | steps | full-batch step ms, engine (median) | bare step ms | decode phase in Step | tail steps, share of the decode phase's Step time | tail step ms, rows (means) |")
+	t.Logf("| precision | sequences (at a time, in all) | engine tok/s (run) | engine tok/s (decode phase) | bare loop tok/s | engine/bare | steps | full-batch step ms, engine (median) | bare step ms | decode phase in Step | tail steps, share of the decode phase's Step time | tail step ms, rows (means) |")
 	t.Logf("|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, p := range precisions(t, *engineBenchPrecs) {
 		for _, n := range ints(t, *engineBenchConc) {
@@ -71,13 +72,13 @@ func TestEngineBench(t *testing.T) {
 			if err := b.SynthLM(ctx, m, p); err != nil {
 				t.Fatal(err)
 			}
-			r := runEngine(t, b, m, p, n, nil, prompt, gen, engine.Config{})
+			r := runEngine(t, b, m, p, n, max(n, *engineBenchSeqs), nil, prompt, gen, engine.Config{})
 			b.EvictLM(m)
 			tailMS, tailRows := 0.0, 0.0
 			if r.tailSteps > 0 {
 				tailMS, tailRows = 1e3*r.tailSec/float64(r.tailSteps), float64(r.tailTokens)/float64(r.tailSteps)
 			}
-			t.Logf("| %s | %d | %.0f | %.0f | %.0f | %.2f | %d | %.2f | %.2f | %.3f | %d, %.2f | %.2f, %.0f |", p, n, r.run, r.decode, bare[0].TokPerS, r.decode/bare[0].TokPerS,
+			t.Logf("| %s | %d, %d | %.0f | %.0f | %.0f | %.2f | %d | %.2f | %.2f | %.3f | %d, %.2f | %.2f, %.0f |", p, n, max(n, *engineBenchSeqs), r.run, r.decode, bare[0].TokPerS, r.decode/bare[0].TokPerS,
 				r.steps, r.fullStepMS, 1e3*float64(n)/bare[0].TokPerS, r.inStep, r.tailSteps, r.tailShare, tailMS, tailRows)
 		}
 	}
@@ -104,7 +105,7 @@ func benchPrefix(t *testing.T, b *cuda.Backend, prefix, prompt, gen int) {
 				shared[j] = int32(r.IntN(m.Config.Vocab))
 			}
 			for _, off := range []bool{false, true} {
-				r := runEngine(t, b, m, p, n, shared, prompt, gen, engine.Config{NoPrefixCache: off})
+				r := runEngine(t, b, m, p, n, n, shared, prompt, gen, engine.Config{NoPrefixCache: off})
 				cache := "on"
 				if off {
 					cache = "off"
@@ -140,9 +141,12 @@ type engineRun struct {
 	st          engine.StepStats
 }
 
-// runEngine generates gen tokens for each of n prompts, shared followed by
-// prompt random tokens, through one engine of configuration cfg.
-func runEngine(t *testing.T, b kernels.LM, m *lm.Model, p precision.Format, n int, shared []int32, prompt, gen int, cfg engine.Config) engineRun {
+// runEngine generates gen tokens for each of total prompts, shared
+// followed by prompt random tokens, through one engine of configuration
+// cfg with a KV cache and MaxSeqs (unless cfg sets it) for n of them at a
+// time: past n, Add waits for room, so later prompts arrive while earlier
+// sequences decode.
+func runEngine(t *testing.T, b kernels.LM, m *lm.Model, p precision.Format, n, total int, shared []int32, prompt, gen int, cfg engine.Config) engineRun {
 	per := (len(shared) + prompt + gen + kernels.KVBlockSize) / kernels.KVBlockSize
 	var (
 		mu                 sync.Mutex
@@ -185,7 +189,7 @@ func runEngine(t *testing.T, b kernels.LM, m *lm.Model, p precision.Format, n in
 	var wg sync.WaitGroup
 	rng := rand.New(rand.NewPCG(7, uint64(n)))
 	start := time.Now()
-	for i := range n {
+	for i := range total {
 		toks := append([]int32(nil), shared...)
 		for range prompt {
 			toks = append(toks, int32(rng.IntN(m.Config.Vocab)))

@@ -11,8 +11,9 @@ import (
 )
 
 // TestBatchInvariantConfig: BatchInvariant (or its environment variable)
-// turns the small-batch kernels off and refuses a config that asks for
-// them; a bad value of the variable is an error naming it.
+// turns the small-batch kernels and prefill attention off and refuses a
+// config that asks for those kernels; a bad value of the variable is an
+// error naming it.
 func TestBatchInvariantConfig(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -30,9 +31,7 @@ func TestBatchInvariantConfig(t *testing.T) {
 		{"fp4 kernel", Config{BatchInvariant: true, FP4SmallM: 8}, "", false, false},
 		{"gemv", Config{BatchInvariant: true, GEMVMaxRows: 4}, "", false, false},
 		{"fp4 and gemv off", Config{BatchInvariant: true, FP4SmallM: -1, GEMVMaxRows: -1}, "", true, true},
-		{"prefill attention", Config{BatchInvariant: true, PrefillAttention: true}, "", false, false},
-		{"prefill attention, env", Config{PrefillAttention: true}, "true", false, false},
-		{"prefill attention alone", Config{PrefillAttention: true}, "", true, false},
+		{"prefill attention off", Config{NoPrefillAttention: true}, "", true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv(EnvBatchInvariant, tc.env)
@@ -50,8 +49,11 @@ func TestBatchInvariantConfig(t *testing.T) {
 			if c.BatchInvariant != tc.inv {
 				t.Errorf("BatchInvariant = %v; want %v", c.BatchInvariant, tc.inv)
 			}
-			if c.BatchInvariant && (c.FP4SmallM != -1 || c.GEMVMaxRows != -1) {
-				t.Errorf("FP4SmallM, GEMVMaxRows = %d, %d; want -1, -1", c.FP4SmallM, c.GEMVMaxRows)
+			if c.BatchInvariant && (c.FP4SmallM != -1 || c.GEMVMaxRows != -1 || !c.NoPrefillAttention) {
+				t.Errorf("FP4SmallM, GEMVMaxRows, NoPrefillAttention = %d, %d, %v; want -1, -1, true", c.FP4SmallM, c.GEMVMaxRows, c.NoPrefillAttention)
+			}
+			if !c.BatchInvariant && c.NoPrefillAttention != tc.cfg.NoPrefillAttention {
+				t.Errorf("NoPrefillAttention = %v; want it as set, %v", c.NoPrefillAttention, tc.cfg.NoPrefillAttention)
 			}
 		})
 	}

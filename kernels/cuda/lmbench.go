@@ -108,7 +108,7 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 		if cfg.RowThreads != 0 {
 			d.k.rowThreads = cfg.RowThreads
 		}
-		d.attnPrefill = d.attnPrefill || cfg.AttnPrefill
+		d.attnPrefill = d.attnPrefill && !cfg.NoAttnPrefill
 		if cfg.AttnScratchMiB != 0 {
 			attnScratchBytes = cfg.AttnScratchMiB << 20
 		}

@@ -99,10 +99,9 @@ type LMBench struct {
 	// Llama-3.1-8B at 8 splits: a 2,048-token prefill is five launches a
 	// layer).
 	AttnScratchMiB int
-	// AttnPrefill, if set, runs the attention of prefill chunks over a
-	// BF16 cache (bf16 and fp16) on gbx_attn_prefill for the run
-	// (Config.PrefillAttention).
-	AttnPrefill bool
+	// NoAttnPrefill, if set, keeps the attention of prefill chunks on the
+	// decode kernels for the run (Config.NoPrefillAttention).
+	NoAttnPrefill bool
 	// NoPDL, if set, launches every kernel without programmatic dependent
 	// launch for the run (Config.NoPDL).
 	NoPDL bool

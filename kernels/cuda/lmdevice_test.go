@@ -357,7 +357,7 @@ func TestLMAttnRing(t *testing.T) {
 }
 
 // TestLMAttnPrefillSteps prefills prompts through whole models with the
-// prefill chunks' attention on gbx_attn_prefill (Config.PrefillAttention)
+// prefill chunks' attention on gbx_attn_prefill (the default)
 // and on the decode kernels, head dim 128 at bf16, fp16 and fp8 and 64 at bf16: the
 // last position's logits agree within the attention's BF16 rounding, and
 // are not the same bits (the prefill kernel ran: it sums in another
@@ -376,10 +376,16 @@ func TestLMAttnPrefillSteps(t *testing.T) {
 			// fp8 0.018–0.034 (the attention's differences move the next
 			// layers' E4M3 operands by a code here and there).
 			tol := map[precision.Format]float64{precision.BF16: 1e-2, precision.FP16: 1e-2, precision.FP8: 6e-2}[p]
-			run := func(on bool) []float32 {
-				_ = b.do(ctx, func(d *devState) error { d.attnPrefill = on; return nil })
-				defer b.do(ctx, func(d *devState) error { d.attnPrefill = false; return nil })
-				return kt.NewSession(t, b, m, p, 16).PrefillLogits(toks)
+			// with runs f with prefill attention on or off, then as it was.
+			with := func(on bool, f func()) {
+				var was bool
+				_ = b.do(ctx, func(d *devState) error { was, d.attnPrefill = d.attnPrefill, on; return nil })
+				defer b.do(ctx, func(d *devState) error { d.attnPrefill = was; return nil })
+				f()
+			}
+			run := func(on bool) (logits []float32) {
+				with(on, func() { logits = kt.NewSession(t, b, m, p, 16).PrefillLogits(toks) })
+				return logits
 			}
 			want, got := run(false), run(true)
 			if slices.Equal(got, want) {
@@ -392,18 +398,19 @@ func TestLMAttnPrefillSteps(t *testing.T) {
 			}
 			// The decoding sequences' prompts are prefilled with it off
 			// both times (their caches then hold the same bits).
-			mixed := func(on bool) []kernels.SeqOut {
+			mixed := func(on bool) (outs []kernels.SeqOut) {
 				s := kt.NewSession(t, b, m, p, 40)
 				var seqs []kernels.Seq
-				for i := range 2 {
-					blocks := s.Alloc(60)
-					s.Step(kernels.Seq{Tokens: toks[10*i : 10*i+40], Blocks: blocks})
-					seqs = append(seqs, kernels.Seq{Tokens: toks[100+i : 101+i], Pos: 40, Blocks: blocks, Want: kernels.WantLogits})
-				}
+				with(false, func() {
+					for i := range 2 {
+						blocks := s.Alloc(60)
+						s.Step(kernels.Seq{Tokens: toks[10*i : 10*i+40], Blocks: blocks})
+						seqs = append(seqs, kernels.Seq{Tokens: toks[100+i : 101+i], Pos: 40, Blocks: blocks, Want: kernels.WantLogits})
+					}
+				})
 				seqs = append(seqs, kernels.Seq{Tokens: toks[:77], Blocks: s.Alloc(77), Want: kernels.WantLogits})
-				_ = b.do(ctx, func(d *devState) error { d.attnPrefill = on; return nil })
-				defer b.do(ctx, func(d *devState) error { d.attnPrefill = false; return nil })
-				return s.Step(seqs...)
+				with(on, func() { outs = s.Step(seqs...) })
+				return outs
 			}
 			mw, mg := mixed(false), mixed(true)
 			for i := range 2 {

@@ -285,15 +285,23 @@ func (d *devState) lmEnqueue(ctx context.Context, m *lm.Model, w *lmWeights, kv 
 		split: r.at(r.lay.split), scale: float32(1 / math.Sqrt(float64(c.HeadDim))), partO: r.part,
 		partML: r.part + uint64(4*r.attnRows*c.Heads*pl.maxSplits*c.HeadDim), maxSplits: pl.maxSplits, out: r.f, outStride: qd,
 	}
-	// Config.PrefillAttention, LMBench.AttnPrefill: a step's prefill chunks
-	// (after its decode rows, if any) over a BF16 or E4M3 cache attend on
-	// gbx_attn_prefill, the decode rows [0, from) on the decode kernels.
+	// Unless Config.NoPrefillAttention (LMBench.NoAttnPrefill): a step's
+	// prefill chunks (after its decode rows, if any) over a BF16 or E4M3
+	// cache attend on gbx_attn_prefill (mma.sync, ldmatrix and cp.async:
+	// compute capability 8.0), the decode rows [0, from) on the decode
+	// kernels.
 	var from int
-	prefill := d.attnPrefill && (kv.f == fmtBF16 || kv.f == fmtE4M3) && (c.HeadDim == 64 || c.HeadDim == 128) &&
-		c.Heads/c.KVHeads <= 16
+	prefill := d.attnPrefill && d.info.Major >= 8 && (kv.f == fmtBF16 || kv.f == fmtE4M3) &&
+		(c.HeadDim == 64 || c.HeadDim == 128) && c.Heads/c.KVHeads <= 16
 	if prefill {
 		from, prefill = pl.prefillFrom()
-		prefill = prefill && d.k.load(modAttnPrefill) == nil
+		if prefill {
+			if err := d.k.load(modAttnPrefill); err != nil {
+				// Not fatal: the decode kernels serve prompts too, slower.
+				d.log.Warn().Err(err).Msg("prefill attention unavailable: prompts attend on the decode kernels")
+				d.attnPrefill, prefill = false, false
+			}
+		}
 	}
 	decRows := rows // the rows on the decode kernels
 	if prefill {

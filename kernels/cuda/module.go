@@ -49,8 +49,8 @@ var (
 
 	// modAttnPrefill holds gbx_attn_prefill (attn_prefill.cu), prefill
 	// chunks' attention over a BF16 or E4M3 cache with the queries on the
-	// products' M side; loaded only where it is asked for
-	// (Config.PrefillAttention).
+	// products' M side; loaded by the first step that has such chunks
+	// (not with Config.NoPrefillAttention).
 	modAttnPrefill = &module{name: "attn_prefill", sources: []string{"attn_prefill.cu"}, options: []string{"-fmad=false"}}
 
 	modules = []*module{modOps, modFP4, modLM, modGEMV, modAttnMMA, modAttnPrefill}

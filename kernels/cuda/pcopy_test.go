@@ -5,6 +5,7 @@ package cuda
 import (
 	"errors"
 	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
@@ -79,30 +80,41 @@ func TestInFlightEnv(t *testing.T) {
 	}
 }
 
-// TestPDLEnv: $GEARBOX_CUDA_PDL=false (or 0) turns NoPDL on, true, 1 or
+// TestOffSwitchEnv: $GEARBOX_CUDA_PDL=false (or 0) turns NoPDL on, and
+// $GEARBOX_CUDA_PREFILL_ATTENTION=false NoPrefillAttention; true, 1 or
 // unset leave it as the Config says, and another value is an error naming
 // the variable.
-func TestPDLEnv(t *testing.T) {
-	for _, tc := range []struct {
+func TestOffSwitchEnv(t *testing.T) {
+	for _, sw := range []struct {
 		env   string
-		cfg   bool
-		want  bool
-		valid bool
+		field func(*Config) *bool
 	}{
-		{"", false, false, true}, {"true", false, false, true}, {"1", true, true, true},
-		{"false", false, true, true}, {"0", false, true, true}, {"off", false, false, false},
+		{EnvPDL, func(c *Config) *bool { return &c.NoPDL }},
+		{EnvPrefillAttention, func(c *Config) *bool { return &c.NoPrefillAttention }},
 	} {
-		t.Setenv(EnvPDL, tc.env)
-		c := Config{NoPDL: tc.cfg}
-		err := c.validate()
-		if !tc.valid {
-			if !errors.Is(err, ErrInvalidConfig) {
-				t.Errorf("$%s=%q: validate = %v; want ErrInvalidConfig", EnvPDL, tc.env, err)
+		for _, tc := range []struct {
+			env   string
+			cfg   bool
+			want  bool
+			valid bool
+		}{
+			{"", false, false, true}, {"true", false, false, true}, {"1", true, true, true},
+			{"false", false, true, true}, {"0", false, true, true}, {"off", false, false, false},
+		} {
+			t.Setenv(sw.env, tc.env)
+			var c Config
+			*sw.field(&c) = tc.cfg
+			err := c.validate()
+			if !tc.valid {
+				if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), sw.env) {
+					t.Errorf("$%s=%q: validate = %v; want ErrInvalidConfig naming it", sw.env, tc.env, err)
+				}
+				continue
 			}
-			continue
+			if got := *sw.field(&c); err != nil || got != tc.want {
+				t.Errorf("$%s=%q, Config %v: got %v, %v; want %v", sw.env, tc.env, tc.cfg, got, err, tc.want)
+			}
 		}
-		if err != nil || c.NoPDL != tc.want {
-			t.Errorf("$%s=%q, NoPDL %v: got %v, %v; want %v", EnvPDL, tc.env, tc.cfg, c.NoPDL, err, tc.want)
-		}
+		t.Setenv(sw.env, "")
 	}
 }
