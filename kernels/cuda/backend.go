@@ -140,6 +140,7 @@ func New(cfg Config) (*Backend, error) {
 		Int("driver", b.info.DriverVersion).Str("nvrtc", b.info.NVRTCVersion).
 		Str("libcuda", b.info.Libraries[libCUDA]).Str("libnvrtc", b.info.Libraries[libNVRTC]).
 		Str("libcublaslt", b.info.Libraries[libCublasLt]).Bool("pdl", b.info.PDL).
+		Bool("prefill_attention", b.info.PrefillAttention).
 		Str("formats", fmt.Sprint(b.caps.Supported())).Msg("cuda device opened")
 	return b, nil
 }

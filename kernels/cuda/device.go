@@ -133,6 +133,8 @@ func openDevice(cfg Config) (d *devState, info DeviceInfo, err error) {
 	d.k = newKernelSet(d.comp, info.SMs)
 	d.k.pdl = !cfg.NoPDL && info.Major >= 9 && haveLaunchEx()
 	info.PDL = d.k.pdl
+	d.attnPrefill = d.attnPrefill && info.Major >= 8
+	info.PrefillAttention = d.attnPrefill
 	d.info = info
 	if err = d.k.load(modOps); err != nil {
 		return nil, info, err

@@ -22,6 +22,10 @@ type DeviceInfo struct {
 	// PDL says kernels are launched with programmatic dependent launch
 	// (compute capability 9.0 and up, cuLaunchKernelEx, not Config.NoPDL).
 	PDL bool
+	// PrefillAttention says prompts' chunks attend on gbx_attn_prefill
+	// where their cache and model allow (compute capability 8.0 and up,
+	// not Config.NoPrefillAttention or BatchInvariant).
+	PrefillAttention bool
 	// Libraries maps each CUDA library to the folder it was loaded from
 	// ("(loader search path)" when found by its soname).
 	Libraries map[string]string

@@ -185,3 +185,29 @@ func TestPlanEviction(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPrefillAttentionInfo: prompts attend on gbx_attn_prefill by default
+// (compute capability 8.0 and up), and the device's info says so; not with
+// NoPrefillAttention, nor with BatchInvariant.
+func TestPrefillAttentionInfo(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		on   bool
+	}{
+		{"default", Config{}, true},
+		{"off", Config{NoPrefillAttention: true}, false},
+		{"batch-invariant", Config{BatchInvariant: true}, false},
+	} {
+		b := newTestBackend(t, tc.cfg)
+		info := b.Info()
+		want := tc.on && info.Major >= 8
+		var got bool
+		if err := b.do(context.Background(), func(d *devState) error { got = d.attnPrefill; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if info.PrefillAttention != want || got != want {
+			t.Errorf("%s: Info().PrefillAttention %v, the device's %v; want %v (compute capability %d.%d)", tc.name, info.PrefillAttention, got, want, info.Major, info.Minor)
+		}
+	}
+}

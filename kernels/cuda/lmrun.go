@@ -291,7 +291,7 @@ func (d *devState) lmEnqueue(ctx context.Context, m *lm.Model, w *lmWeights, kv 
 	// compute capability 8.0), the decode rows [0, from) on the decode
 	// kernels.
 	var from int
-	prefill := d.attnPrefill && d.info.Major >= 8 && (kv.f == fmtBF16 || kv.f == fmtE4M3) &&
+	prefill := d.attnPrefill && (kv.f == fmtBF16 || kv.f == fmtE4M3) &&
 		(c.HeadDim == 64 || c.HeadDim == 128) && c.Heads/c.KVHeads <= 16
 	if prefill {
 		from, prefill = pl.prefillFrom()
