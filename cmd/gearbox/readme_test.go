@@ -482,7 +482,7 @@ func TestREADMEConfigTable(t *testing.T) {
 		readme[m[1]] = strings.TrimSpace(m[2])
 	}
 	// Read elsewhere than config: the CUDA backend's own variables.
-	elsewhere := map[string]bool{cuda.EnvLibDir: true, cuda.EnvCacheDir: true, cuda.EnvBatchInvariant: true, cuda.EnvInFlight: true, cuda.EnvPDL: true}
+	elsewhere := map[string]bool{cuda.EnvLibDir: true, cuda.EnvCacheDir: true, cuda.EnvBatchInvariant: true, cuda.EnvInFlight: true, cuda.EnvPDL: true, cuda.EnvPrefillAttention: true}
 	for name := range elsewhere {
 		if _, ok := readme[name]; !ok {
 			t.Errorf("README's configuration table lacks %s", name)
