@@ -64,6 +64,9 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 	if cfg.AttnScratchMiB < 0 || cfg.AttnScratchMiB > 4096 {
 		return nil, fmt.Errorf("cuda: bench: AttnScratchMiB = %d, want 0 to 4,096", cfg.AttnScratchMiB)
 	}
+	if b := cfg.AttnPrefillBlocks; b < 0 || b > 2 {
+		return nil, fmt.Errorf("cuda: bench: AttnPrefillBlocks = %d, want 0, 1 or 2", b)
+	}
 	if r := cfg.RowThreads; r != 0 && r != 256 && r != 512 && r != 1024 {
 		return nil, fmt.Errorf("cuda: bench: RowThreads = %d, want 256, 512 or 1,024", r)
 	}
@@ -76,12 +79,12 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 		fp4WideMinW                       int64
 		attnDec, attnPartial, pdl, fp4Row bool
 		attnRing, regsRows, siluRowMin    int
-		rowThreads, attnScratch           int
+		rowThreads, attnScratch, pfBlocks int
 		attnPrefill                       bool
 	}
 	var was settings
 	_ = b.do(ctx, func(d *devState) error {
-		was = settings{d.gemvMaxM, d.fp4SmallM, d.fp4WideM, d.fp4WideMinW, d.attnDec, d.attnPartial, d.k.pdl, d.fp4RowMajor, d.attnRing, d.k.regsRows, d.k.siluRowMin, d.k.rowThreads, attnScratchBytes, d.attnPrefill}
+		was = settings{d.gemvMaxM, d.fp4SmallM, d.fp4WideM, d.fp4WideMinW, d.attnDec, d.attnPartial, d.k.pdl, d.fp4RowMajor, d.attnRing, d.k.regsRows, d.k.siluRowMin, d.k.rowThreads, attnScratchBytes, d.attnPrefillBlocks, d.attnPrefill}
 		d.fp4RowMajor = cfg.FP4RowMajor
 		if cfg.GEMVMaxRows != 0 {
 			d.gemvMaxM = cfg.GEMVMaxRows
@@ -109,6 +112,9 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 			d.k.rowThreads = cfg.RowThreads
 		}
 		d.attnPrefill = d.attnPrefill && !cfg.NoAttnPrefill
+		if cfg.AttnPrefillBlocks != 0 {
+			d.attnPrefillBlocks = cfg.AttnPrefillBlocks
+		}
 		if cfg.AttnScratchMiB != 0 {
 			attnScratchBytes = cfg.AttnScratchMiB << 20
 		}
@@ -123,7 +129,7 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 			d.fp4RowMajor = was.fp4Row
 			d.attnRing = was.attnRing
 			d.k.regsRows, d.k.siluRowMin, d.k.rowThreads = was.regsRows, was.siluRowMin, was.rowThreads
-			attnScratchBytes, d.attnPrefill = was.attnScratch, was.attnPrefill
+			attnScratchBytes, d.attnPrefill, d.attnPrefillBlocks = was.attnScratch, was.attnPrefill, was.pfBlocks
 			return nil
 		})
 	}()

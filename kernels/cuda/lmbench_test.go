@@ -30,6 +30,7 @@ var (
 	lmBenchJSON        = flag.String("lmbench.json", "", "also write the results to this file as JSON")
 	lmBenchGEMV        = flag.Int("lmbench.gemv", 0, "GEMVMaxRows for the run (0: the backend's; -1: cuBLASLt only)")
 	lmBenchNoAttnPref  = flag.Bool("lmbench.noattnprefill", false, "LMBench.NoAttnPrefill: prefill chunks' attention on the decode kernels, not gbx_attn_prefill")
+	lmBenchPFBlocks    = flag.Int("lmbench.attnprefillblocks", 0, "LMBench.AttnPrefillBlocks: cache blocks a gbx_attn_prefill tile takes, 1 or 2 (0: the backend's, 1)")
 	lmBenchAttnScratch = flag.Int("lmbench.attnscratch", 0, "LMBench.AttnScratchMiB: attention's partial-results scratch in MiB (0: 64)")
 	lmBenchFP4SmallM   = flag.Int("lmbench.fp4smallm", 0, "FP4SmallM for the run (0: the backend's; -1: the dequantized-bf16 GEMM only)")
 	lmBenchFP4WideM    = flag.Int("lmbench.fp4wide", 0, "FP4WideM for the run (0: the backend's; -1: the wide NVFP4 kernel off)")
@@ -89,7 +90,7 @@ func TestLMBench(t *testing.T) {
 	if err != nil {
 		t.Skipf("no CUDA device: %v", err)
 	}
-	cfg := cuda.LMBench{Batches: ints(t, *lmBenchBatches), Prompts: ints(t, *lmBenchPrompts), Steps: *lmBenchSteps, GEMVMaxRows: *lmBenchGEMV, AttnScratchMiB: *lmBenchAttnScratch, NoAttnPrefill: *lmBenchNoAttnPref, FP4SmallM: *lmBenchFP4SmallM, FP4WideM: *lmBenchFP4WideM, FP4WideMinWeights: *lmBenchFP4WideMinW, FP4RowMajor: *lmBenchFP4RowMajor, AttnPartial: *lmBenchAttnPartial, AttnDec: *lmBenchAttnDec, AttnRing: *lmBenchAttnRing, RegsRows: *lmBenchRegsRows, SiLURow: *lmBenchSiLURow, RowThreads: *lmBenchRowThreads, NoPDL: *lmBenchNoPDL, ScatterBlocks: *lmBenchScatter, Prefill: *lmBenchPrefill}
+	cfg := cuda.LMBench{Batches: ints(t, *lmBenchBatches), Prompts: ints(t, *lmBenchPrompts), Steps: *lmBenchSteps, GEMVMaxRows: *lmBenchGEMV, AttnScratchMiB: *lmBenchAttnScratch, NoAttnPrefill: *lmBenchNoAttnPref, AttnPrefillBlocks: *lmBenchPFBlocks, FP4SmallM: *lmBenchFP4SmallM, FP4WideM: *lmBenchFP4WideM, FP4WideMinWeights: *lmBenchFP4WideMinW, FP4RowMajor: *lmBenchFP4RowMajor, AttnPartial: *lmBenchAttnPartial, AttnDec: *lmBenchAttnDec, AttnRing: *lmBenchAttnRing, RegsRows: *lmBenchRegsRows, SiLURow: *lmBenchSiLURow, RowThreads: *lmBenchRowThreads, NoPDL: *lmBenchNoPDL, ScatterBlocks: *lmBenchScatter, Prefill: *lmBenchPrefill}
 	cfg.Precisions = precisions(t, *lmBenchPrecisions)
 	switch *lmBenchModel {
 	case "8b":

@@ -293,6 +293,8 @@ type attnArgs struct {
 	dec   *kernel
 	yq    uint64
 	yqFmt fmtCode
+	// pfBlocks is the cache blocks a tile of gbx_attn_prefill (1 or 2).
+	pfBlocks int
 }
 
 // attnKernel returns the kernel that takes a model's attention in place of
@@ -439,6 +441,12 @@ var (
 	kAttnPrefill128     = defKernel(modAttnPrefill, "gbx_attn_prefill128", 0)
 	kAttnPrefill64E4M3  = defKernel(modAttnPrefill, "gbx_attn_prefill64_e4m3", 0)
 	kAttnPrefill128E4M3 = defKernel(modAttnPrefill, "gbx_attn_prefill128_e4m3", 0)
+	// Tiles of two cache blocks: the same bits, a barrier and a round of
+	// loads per 32 positions (LMBench.AttnPrefillBlocks).
+	kAttnPrefill64T2      = defKernel(modAttnPrefill, "gbx_attn_prefill64_t2", 0)
+	kAttnPrefill128T2     = defKernel(modAttnPrefill, "gbx_attn_prefill128_t2", 0)
+	kAttnPrefill64E4M3T2  = defKernel(modAttnPrefill, "gbx_attn_prefill64_e4m3_t2", 0)
+	kAttnPrefill128E4M3T2 = defKernel(modAttnPrefill, "gbx_attn_prefill128_e4m3_t2", 0)
 )
 
 // attnPrefillRows is how many rows a gbx_attn_prefill block takes at
@@ -448,20 +456,23 @@ func attnPrefillRows(group int) int { return 16 * C.GBX_ATTN_PF_WARPS / group }
 // attnPrefill enqueues gbx_attn_prefill for rows [row0, row0+rows) of a
 // step over a BF16 or E4M3 cache of head dim 64 or 128 (group ≤ 16): the
 // same outputs as attnPartial with gbx_attn_mma (out, and yq in yqFmt), no
-// splits.
+// splits; a.pfBlocks 2 takes the entry points of two cache blocks a tile.
 func (k *kernelSet) attnPrefill(s cuStream, row0, rows int, a attnArgs) error {
 	if a.cacheFmt != fmtBF16 && a.cacheFmt != fmtE4M3 || a.group > 16 || a.dim != 64 && a.dim != 128 {
 		return fmt.Errorf("cuda: gbx_attn_prefill: cache format %d, head dim %d, group %d: want BF16 or E4M3, 64 or 128, at most 16", a.cacheFmt, a.dim, a.group)
 	}
-	kern := kAttnPrefill128
-	switch {
-	case a.cacheFmt == fmtBF16 && a.dim == 64:
-		kern = kAttnPrefill64
-	case a.cacheFmt == fmtE4M3 && a.dim == 64:
-		kern = kAttnPrefill64E4M3
-	case a.cacheFmt == fmtE4M3:
-		kern = kAttnPrefill128E4M3
+	kerns := [4]*kernel{kAttnPrefill64, kAttnPrefill128, kAttnPrefill64E4M3, kAttnPrefill128E4M3}
+	if a.pfBlocks == 2 {
+		kerns = [4]*kernel{kAttnPrefill64T2, kAttnPrefill128T2, kAttnPrefill64E4M3T2, kAttnPrefill128E4M3T2}
 	}
+	i := 0
+	if a.dim == 128 {
+		i++
+	}
+	if a.cacheFmt == fmtE4M3 {
+		i += 2
+	}
+	kern := kerns[i]
 	per := attnPrefillRows(a.group)
 	ar := newArgs().ptr(a.qkv).i32(a.stride).ptr(a.cache).ptr(a.kvScale).i32(a.layer).i32(a.layers).i32(a.kvHeads).i32(a.group).
 		ptr(a.pos).ptr(a.seq).ptr(a.btOff).ptr(a.blocks).i32(row0).i32(rows).f32(a.scale).ptr(a.out).i32(a.outStride).
