@@ -293,7 +293,7 @@ type attnArgs struct {
 	dec   *kernel
 	yq    uint64
 	yqFmt fmtCode
-	// pfBlocks is the cache blocks a tile of gbx_attn_prefill (1 or 2).
+	// pfBlocks is the cache blocks a tile of gbx_attn_prefill takes (1 or 2).
 	pfBlocks int
 }
 
