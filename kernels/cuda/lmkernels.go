@@ -442,7 +442,7 @@ var (
 	kAttnPrefill64E4M3  = defKernel(modAttnPrefill, "gbx_attn_prefill64_e4m3", 0)
 	kAttnPrefill128E4M3 = defKernel(modAttnPrefill, "gbx_attn_prefill128_e4m3", 0)
 	// Tiles of two cache blocks: the same bits, a barrier and a round of
-	// loads per 32 positions (LMBench.AttnPrefillBlocks).
+	// loads per 32 positions, E4M3 by cp.async (LMBench.AttnPrefillBlocks).
 	kAttnPrefill64T2      = defKernel(modAttnPrefill, "gbx_attn_prefill64_t2", 0)
 	kAttnPrefill128T2     = defKernel(modAttnPrefill, "gbx_attn_prefill128_t2", 0)
 	kAttnPrefill64E4M3T2  = defKernel(modAttnPrefill, "gbx_attn_prefill64_e4m3_t2", 0)

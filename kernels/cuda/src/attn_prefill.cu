@@ -121,7 +121,34 @@ __device__ __forceinline__ void gbx_attn_prefill_t(const float *qkv, int stride,
 	// is done.
 	u32 kr[NCH][2], vr[NCH][2];
 	float ksr = 0.0f, vsr = 0.0f;
+	// E4M3 in tiles of two blocks (A8) holds no registers across the
+	// products instead: fetch copies the tile in as it is by cp.async, 16
+	// bytes a chunk (rk, rv and the scales, rks, rvs), and put widens into
+	// the slot what each thread copied itself (no barrier between).
+	constexpr bool A8 = FP8 && TB > 1;
+	constexpr int RCPR = DIM / 16, RNCH = TP * RCPR / (32 * W);
+	static_assert(!A8 || TP * RCPR % (32 * W) == 0, "an E4M3 tile's chunks are shared evenly by the block's threads");
+	__shared__ __attribute__((aligned(16))) unsigned char rk[A8 ? TP : 1][A8 ? DIM : 16], rv[A8 ? TP : 1][A8 ? DIM : 16];
+	__shared__ float rks[A8 ? TP : 1], rvs[A8 ? TP : 1];
 	auto fetch = [&](const int *bt, int nb, int ti, int last, int sl) {
+		if (A8) {
+#pragma unroll
+			for (int c = 0; c < RNCH; c++) {
+				const int i = threadIdx.x + 32 * W * c, p = i / RCPR, d = 16 * (i % RCPR), bi = TB * ti + p / P;
+				if (bi >= nb) continue; // positions no row has: K masked, V zero (put)
+				const unsigned char *kg = cb + gbx_kv_off(bt[bi], layer, layers, 0, kh, kvHeads, p % P, DIM) + d;
+				gbx_cp16(gbx_smem_addr(&rk[p][d]), kg);
+				if (TP * ti + p <= last) gbx_cp16(gbx_smem_addr(&rv[p][d]), kg + vOff);
+			}
+			if (threadIdx.x < TP && TB * ti + threadIdx.x / P < nb) {
+				const float *sp =
+				    kvScale + gbx_kv_soff(bt[TB * ti + threadIdx.x / P], layer, layers, 0, kh, kvHeads, threadIdx.x % P);
+				gbx_cp4(gbx_smem_addr(&rks[threadIdx.x]), sp);
+				gbx_cp4(gbx_smem_addr(&rvs[threadIdx.x]), sp + kvHeads * P);
+			}
+			gbx_cp_commit();
+			return;
+		}
 #pragma unroll
 		for (int c = 0; c < NCH; c++) {
 			const int i = threadIdx.x + 32 * W * c, p = i / CPR, d = 8 * (i % CPR), bi = TB * ti + p / P;
@@ -156,9 +183,27 @@ __device__ __forceinline__ void gbx_attn_prefill_t(const float *qkv, int stride,
 		}
 		if (!FP8) gbx_cp_commit();
 	};
-	auto put = [&](int sl) {
-		if (!FP8) {
-			gbx_cp_wait<0>();
+	auto put = [&](int ti, int last, int sl) {
+		if (!FP8 || A8) gbx_cp_wait<0>();
+		if (!FP8) return;
+		if (A8) {
+#pragma unroll
+			for (int c = 0; c < RNCH; c++) {
+				const int i = threadIdx.x + 32 * W * c, p = i / RCPR, d = 16 * (i % RCPR);
+				u32 w[4];
+				gbx_lds128(w, gbx_smem_addr(&rk[p][d]));
+				gbx_sts128(gbx_smem_addr(&ks[sl][p][d]), gbx_e4m3x2_f16<0>(w[0]), gbx_e4m3x2_f16<1>(w[0]),
+				           gbx_e4m3x2_f16<0>(w[1]), gbx_e4m3x2_f16<1>(w[1]));
+				gbx_sts128(gbx_smem_addr(&ks[sl][p][d + 8]), gbx_e4m3x2_f16<0>(w[2]), gbx_e4m3x2_f16<1>(w[2]),
+				           gbx_e4m3x2_f16<0>(w[3]), gbx_e4m3x2_f16<1>(w[3]));
+				w[0] = w[1] = w[2] = w[3] = 0u;
+				if (TP * ti + p <= last) gbx_lds128(w, gbx_smem_addr(&rv[p][d]));
+				gbx_sts128(gbx_smem_addr(&vs[sl][p][d]), gbx_e4m3x2_f16<0>(w[0]), gbx_e4m3x2_f16<1>(w[0]),
+				           gbx_e4m3x2_f16<0>(w[1]), gbx_e4m3x2_f16<1>(w[1]));
+				gbx_sts128(gbx_smem_addr(&vs[sl][p][d + 8]), gbx_e4m3x2_f16<0>(w[2]), gbx_e4m3x2_f16<1>(w[2]),
+				           gbx_e4m3x2_f16<0>(w[3]), gbx_e4m3x2_f16<1>(w[3]));
+			}
+			if (threadIdx.x < TP) kss[sl][threadIdx.x] = rks[threadIdx.x], vss[sl][threadIdx.x] = rvs[threadIdx.x];
 			return;
 		}
 #pragma unroll
@@ -184,7 +229,7 @@ __device__ __forceinline__ void gbx_attn_prefill_t(const float *qkv, int stride,
 		// cur[h]: whether the lane's product row h is of this run.
 		const bool cur[2] = {s0[0] == sq && prow[0] >= r && prow[0] < e, s0[1] == sq && prow[1] >= r && prow[1] < e};
 		fetch(bt, nb, 0, last, 0);
-		put(0);
+		put(0, last, 0);
 		__syncthreads();
 		for (int ti = 0; ti < nt; ti++) {
 			const int sl = ti & 1, mi = lane >> 3, mr = lane & 7; // ldmatrix: the lane's matrix and row
@@ -293,7 +338,7 @@ __device__ __forceinline__ void gbx_attn_prefill_t(const float *qkv, int stride,
 					}
 				}
 			}
-			if (ti + 1 < nt) put(sl ^ 1);
+			if (ti + 1 < nt) put(ti + 1, last, sl ^ 1);
 			__syncthreads(); // the slot read, the next one written
 		}
 		r = e;
