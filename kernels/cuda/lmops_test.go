@@ -773,6 +773,9 @@ func TestLMOpAttentionGroupedRows(t *testing.T) {
 // holds NaN.
 func TestLMOpAttentionPrefill(t *testing.T) {
 	x := newDevT(t)
+	if m := x.b.Info().Major; m < 8 {
+		t.Skipf("compute capability %d: gbx_attn_prefill needs 8.0", m)
+	}
 	x.do(func(d *devState) error { return d.k.load(modAttnPrefill) })
 	r := rand.New(rand.NewPCG(21, 22))
 	seqs := []span{{0, 38}, {500, 500}, {120, 135}, {2043, 2052}, {7, 9}}
