@@ -26,6 +26,7 @@ var (
 	engineBenchPrecs       = flag.String("enginebench.precisions", "bf16,fp8,fp4", "precisions, comma-separated")
 	engineBenchNoPrefillAt = flag.Bool("enginebench.noprefillattn", false, "run on a backend of its own with Config.NoPrefillAttention (prefill chunks' attention on the decode kernels)")
 	engineBenchSeqs        = flag.Int("enginebench.seqs", 0, "sequences in all, each case's -enginebench.conc at a time (0: as many as -enginebench.conc): more than conc admits later prompts as earlier sequences finish, prefill beside decode, as a throughput run under maximum load does")
+	engineBenchModel       = flag.String("enginebench.model", "8b", "the model's shapes: 8b (Llama-3.1-8B's) or tiny (a smoke test)")
 	engineBenchPrefix      = flag.Int("enginebench.prefix", 0, "tokens of a random prefix every sequence shares, before its own -enginebench.prompt tokens: runs each case with the engine's prefix cache on and off instead of beside the bare loop")
 )
 
@@ -63,7 +64,7 @@ func TestEngineBench(t *testing.T) {
 	t.Logf("|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, p := range precisions(t, *engineBenchPrecs) {
 		for _, n := range ints(t, *engineBenchConc) {
-			m := &lm.Model{Name: "engine-bench", Config: cuda.Llama31_8B}
+			m := &lm.Model{Name: "engine-bench", Config: benchModel(t, "-enginebench.model", *engineBenchModel)}
 			bare, err := b.BenchLM(ctx, cuda.LMBench{Config: &m.Config, Precisions: []precision.Format{p},
 				Batches: []int{n}, Prompts: []int{prompt + gen/2}, Steps: 20})
 			if err != nil {
@@ -95,7 +96,7 @@ func benchPrefix(t *testing.T, b *cuda.Backend, prefix, prompt, gen int) {
 	t.Logf("|---|---|---|---|---|---|---|---|---|")
 	for _, p := range precisions(t, *engineBenchPrecs) {
 		for _, n := range ints(t, *engineBenchConc) {
-			m := &lm.Model{Name: "engine-bench", Config: cuda.Llama31_8B}
+			m := &lm.Model{Name: "engine-bench", Config: benchModel(t, "-enginebench.model", *engineBenchModel)}
 			if err := b.SynthLM(ctx, m, p); err != nil {
 				t.Fatal(err)
 			}

@@ -92,14 +92,8 @@ func TestLMBench(t *testing.T) {
 	}
 	cfg := cuda.LMBench{Batches: ints(t, *lmBenchBatches), Prompts: ints(t, *lmBenchPrompts), Steps: *lmBenchSteps, GEMVMaxRows: *lmBenchGEMV, AttnScratchMiB: *lmBenchAttnScratch, NoAttnPrefill: *lmBenchNoAttnPref, AttnPrefillBlocks: *lmBenchPFBlocks, FP4SmallM: *lmBenchFP4SmallM, FP4WideM: *lmBenchFP4WideM, FP4WideMinWeights: *lmBenchFP4WideMinW, FP4RowMajor: *lmBenchFP4RowMajor, AttnPartial: *lmBenchAttnPartial, AttnDec: *lmBenchAttnDec, AttnRing: *lmBenchAttnRing, RegsRows: *lmBenchRegsRows, SiLURow: *lmBenchSiLURow, RowThreads: *lmBenchRowThreads, NoPDL: *lmBenchNoPDL, ScatterBlocks: *lmBenchScatter, Prefill: *lmBenchPrefill}
 	cfg.Precisions = precisions(t, *lmBenchPrecisions)
-	switch *lmBenchModel {
-	case "8b":
-	case "tiny":
-		cfg.Config = &lm.Config{Arch: lm.Llama, Hidden: 256, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 64, Intermediate: 512,
-			Vocab: 1000, RMSEps: 1e-5, RopeTheta: 5e5, MaxPositions: 4096, BOS: lm.NoToken}
-	default:
-		t.Fatalf("-lmbench.model %q: want 8b or tiny", *lmBenchModel)
-	}
+	c := benchModel(t, "-lmbench.model", *lmBenchModel)
+	cfg.Config = &c
 	t.Logf("| precision | batch | prompt | step ms | tok/s | weights GB | KV GB | ceiling tok/s | of ceiling | TTFT p50 ms | prefill ms |")
 	t.Logf("|---|---|---|---|---|---|---|---|---|---|---|")
 	cfg.Progress = func(r cuda.LMResult) {
@@ -184,4 +178,18 @@ func TestLMBenchPrefill(t *testing.T) {
 		!strings.Contains(err.Error(), "passes max_position_embeddings 1024") {
 		t.Errorf("a prompt of 1001 + 3 + 20 steps (+ 1) on a 1024-position model: %v, want an error before any case", err)
 	}
+}
+
+// benchModel is the model's shapes a benchmark's flag (named flag) names:
+// 8b, Llama-3.1-8B's, or tiny, a smoke test's (the emulator's).
+func benchModel(t *testing.T, flag, name string) lm.Config {
+	switch name {
+	case "8b":
+		return cuda.Llama31_8B
+	case "tiny":
+		return lm.Config{Arch: lm.Llama, Hidden: 256, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 64, Intermediate: 512,
+			Vocab: 1000, RMSEps: 1e-5, RopeTheta: 5e5, MaxPositions: 4096, BOS: lm.NoToken}
+	}
+	t.Fatalf("%s %q: want 8b or tiny", flag, name)
+	return lm.Config{}
 }
