@@ -80,7 +80,6 @@ func openDevice(cfg Config) (d *devState, info DeviceInfo, err error) {
 		fp4WideM:          cfg.FP4WideM,
 		fp4WideMinW:       cfg.FP4WideMinWeights,
 		gemvMaxM:          cfg.GEMVMaxRows,
-		attnPrefill:       !cfg.NoPrefillAttention,
 		attnPrefillBlocks: 1,
 		invariant:         cfg.BatchInvariant,
 		lm:                newLMState(),
@@ -137,7 +136,7 @@ func openDevice(cfg Config) (d *devState, info DeviceInfo, err error) {
 	d.k = newKernelSet(d.comp, info.SMs)
 	d.k.pdl = !cfg.NoPDL && info.Major >= 9 && haveLaunchEx()
 	info.PDL = d.k.pdl
-	d.attnPrefill = d.attnPrefill && info.Major >= 8
+	d.attnPrefill = !cfg.NoPrefillAttention && info.Major >= 8 // gbx_attn_prefill: mma.sync, ldmatrix, cp.async
 	info.PrefillAttention = d.attnPrefill
 	d.info = info
 	if err = d.k.load(modOps); err != nil {

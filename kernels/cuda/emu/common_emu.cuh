@@ -210,8 +210,8 @@ inline char *emu_smem_base;
 inline u32 gbx_lds32(u32 s);
 template <bool T> inline void emu_ldsm_x4(u32 (&r)[4], u32 s) {
 	const int lane = (int)(threadIdx.x & 31), g = lane >> 2, t = lane & 3;
+	if ((s & 15u) != 0) abort(); // ldmatrix's alignment
 	for (int i = 0; i < 4; i++) {
-		if ((s & 15u) != 0) abort(); // ldmatrix's alignment
 		if (!T) {
 			r[i] = gbx_lds32(emu_shfl(s, 8 * i + g) + 4 * t);
 			continue;

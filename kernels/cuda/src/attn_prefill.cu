@@ -38,6 +38,12 @@
 // gbx_pf_pow2 is 2^e for −126 ≤ e ≤ 127 (attn_mma.cu's gbx_pow2).
 __device__ __forceinline__ float gbx_pf_pow2(int e) { return __int_as_float((e + 127) << 23); }
 
+// gbx_pf_widen stores the 8 E4M3 values of w0, w1 at shared address s as
+// 8 F16 (16 bytes, exactly).
+__device__ __forceinline__ void gbx_pf_widen(u32 s, u32 w0, u32 w1) {
+	gbx_sts128(s, gbx_e4m3x2_f16<0>(w0), gbx_e4m3x2_f16<1>(w0), gbx_e4m3x2_f16<0>(w1), gbx_e4m3x2_f16<1>(w1));
+}
+
 template <int DIM, bool FP8, int TB>
 __device__ __forceinline__ void gbx_attn_prefill_t(const float *qkv, int stride, const void *cache,
                                                    const float *kvScale, int layer, int layers, int kvHeads, int G,
@@ -192,16 +198,12 @@ __device__ __forceinline__ void gbx_attn_prefill_t(const float *qkv, int stride,
 				const int i = threadIdx.x + 32 * W * c, p = i / RCPR, d = 16 * (i % RCPR);
 				u32 w[4];
 				gbx_lds128(w, gbx_smem_addr(&rk[p][d]));
-				gbx_sts128(gbx_smem_addr(&ks[sl][p][d]), gbx_e4m3x2_f16<0>(w[0]), gbx_e4m3x2_f16<1>(w[0]),
-				           gbx_e4m3x2_f16<0>(w[1]), gbx_e4m3x2_f16<1>(w[1]));
-				gbx_sts128(gbx_smem_addr(&ks[sl][p][d + 8]), gbx_e4m3x2_f16<0>(w[2]), gbx_e4m3x2_f16<1>(w[2]),
-				           gbx_e4m3x2_f16<0>(w[3]), gbx_e4m3x2_f16<1>(w[3]));
+				gbx_pf_widen(gbx_smem_addr(&ks[sl][p][d]), w[0], w[1]);
+				gbx_pf_widen(gbx_smem_addr(&ks[sl][p][d + 8]), w[2], w[3]);
 				w[0] = w[1] = w[2] = w[3] = 0u;
 				if (TP * ti + p <= last) gbx_lds128(w, gbx_smem_addr(&rv[p][d]));
-				gbx_sts128(gbx_smem_addr(&vs[sl][p][d]), gbx_e4m3x2_f16<0>(w[0]), gbx_e4m3x2_f16<1>(w[0]),
-				           gbx_e4m3x2_f16<0>(w[1]), gbx_e4m3x2_f16<1>(w[1]));
-				gbx_sts128(gbx_smem_addr(&vs[sl][p][d + 8]), gbx_e4m3x2_f16<0>(w[2]), gbx_e4m3x2_f16<1>(w[2]),
-				           gbx_e4m3x2_f16<0>(w[3]), gbx_e4m3x2_f16<1>(w[3]));
+				gbx_pf_widen(gbx_smem_addr(&vs[sl][p][d]), w[0], w[1]);
+				gbx_pf_widen(gbx_smem_addr(&vs[sl][p][d + 8]), w[2], w[3]);
 			}
 			if (threadIdx.x < TP) kss[sl][threadIdx.x] = rks[threadIdx.x], vss[sl][threadIdx.x] = rvs[threadIdx.x];
 			return;
@@ -209,10 +211,8 @@ __device__ __forceinline__ void gbx_attn_prefill_t(const float *qkv, int stride,
 #pragma unroll
 		for (int c = 0; c < NCH; c++) {
 			const int i = threadIdx.x + 32 * W * c, p = i / CPR, d = 8 * (i % CPR);
-			gbx_sts128(gbx_smem_addr(&ks[sl][p][d]), gbx_e4m3x2_f16<0>(kr[c][0]), gbx_e4m3x2_f16<1>(kr[c][0]),
-			           gbx_e4m3x2_f16<0>(kr[c][1]), gbx_e4m3x2_f16<1>(kr[c][1]));
-			gbx_sts128(gbx_smem_addr(&vs[sl][p][d]), gbx_e4m3x2_f16<0>(vr[c][0]), gbx_e4m3x2_f16<1>(vr[c][0]),
-			           gbx_e4m3x2_f16<0>(vr[c][1]), gbx_e4m3x2_f16<1>(vr[c][1]));
+			gbx_pf_widen(gbx_smem_addr(&ks[sl][p][d]), kr[c][0], kr[c][1]);
+			gbx_pf_widen(gbx_smem_addr(&vs[sl][p][d]), vr[c][0], vr[c][1]);
 		}
 		if (threadIdx.x < TP) kss[sl][threadIdx.x] = ksr, vss[sl][threadIdx.x] = vsr;
 	};
