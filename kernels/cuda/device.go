@@ -58,10 +58,10 @@ type devState struct {
 	attnPartial bool  // every attention on gbx_attn_partial (LMBench.AttnPartial)
 	attnDec     bool  // attention on gbx_attn_dec instead of gbx_attn_mma (LMBench.AttnDec)
 	attnPrefill bool  // prefill chunks' attention on gbx_attn_prefill (not Config.NoPrefillAttention, LMBench.NoAttnPrefill)
-	// attnPrefillBlocks is the cache blocks a gbx_attn_prefill tile takes:
-	// 1, or 2 (LMBench.AttnPrefillBlocks; the same bits).
-	attnPrefillBlocks int
-	attnRing          int // gbx_attn_mma's _ring entry points: 0 where attnRingMinBlocks says, -1 never, 1 always (LMBench.AttnRing)
+	// attnPrefillWG takes gbx_attn_prefill's warpgroup (wgmma) form:
+	// compute capability 9.0 (sm_90a), unless LMBench.AttnPrefillWG says.
+	attnPrefillWG bool
+	attnRing      int // gbx_attn_mma's _ring entry points: 0 where attnRingMinBlocks says, -1 never, 1 always (LMBench.AttnRing)
 
 	lm  lmState        // language models (lmrun.go)
 	log zerolog.Logger // the backend's, with the device named
@@ -70,19 +70,18 @@ type devState struct {
 // openDevice sets up device cfg.Device on the calling (locked) thread.
 func openDevice(cfg Config) (d *devState, info DeviceInfo, err error) {
 	d = &devState{
-		weights:           map[weightKey]*devWeights{},
-		plans:             map[planKey]*gemmPlan{},
-		graphs:            map[graphKey]*graph{},
-		graphSeen:         map[graphKey]int{},
-		useGraphs:         !cfg.NoGraphs && haveGraphs(),
-		margin:            cfg.FP8Margin,
-		fp4SmallM:         cfg.FP4SmallM,
-		fp4WideM:          cfg.FP4WideM,
-		fp4WideMinW:       cfg.FP4WideMinWeights,
-		gemvMaxM:          cfg.GEMVMaxRows,
-		attnPrefillBlocks: 1,
-		invariant:         cfg.BatchInvariant,
-		lm:                newLMState(),
+		weights:     map[weightKey]*devWeights{},
+		plans:       map[planKey]*gemmPlan{},
+		graphs:      map[graphKey]*graph{},
+		graphSeen:   map[graphKey]int{},
+		useGraphs:   !cfg.NoGraphs && haveGraphs(),
+		margin:      cfg.FP8Margin,
+		fp4SmallM:   cfg.FP4SmallM,
+		fp4WideM:    cfg.FP4WideM,
+		fp4WideMinW: cfg.FP4WideMinWeights,
+		gemvMaxM:    cfg.GEMVMaxRows,
+		invariant:   cfg.BatchInvariant,
+		lm:          newLMState(),
 	}
 	if d.dev, err = cuDeviceGet(cfg.Device); err != nil {
 		return nil, info, fmt.Errorf("%w: %w", ErrNoDevice, err)
@@ -137,6 +136,7 @@ func openDevice(cfg Config) (d *devState, info DeviceInfo, err error) {
 	d.k.pdl = !cfg.NoPDL && info.Major >= 9 && haveLaunchEx()
 	info.PDL = d.k.pdl
 	d.attnPrefill = !cfg.NoPrefillAttention && info.Major >= 8 // gbx_attn_prefill: mma.sync, ldmatrix, cp.async
+	d.attnPrefillWG = info.Major == 9 && info.Minor == 0       // wgmma: sm_90a
 	info.PrefillAttention = d.attnPrefill
 	d.info = info
 	if err = d.k.load(modOps); err != nil {

@@ -188,7 +188,7 @@ func TestPlanEviction(t *testing.T) {
 
 // TestPrefillAttentionInfo: prompts attend on gbx_attn_prefill by default
 // (compute capability 8.0 and up), and the device's info says so; not with
-// NoPrefillAttention, nor with BatchInvariant.
+// NoPrefillAttention, nor with BatchInvariant; in its warpgroup form on 9.0.
 func TestPrefillAttentionInfo(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -202,12 +202,16 @@ func TestPrefillAttentionInfo(t *testing.T) {
 		b := newTestBackend(t, tc.cfg)
 		info := b.Info()
 		want := tc.on && info.Major >= 8
-		var got bool
-		if err := b.do(context.Background(), func(d *devState) error { got = d.attnPrefill; return nil }); err != nil {
+		var got, wg bool
+		if err := b.do(context.Background(), func(d *devState) error { got, wg = d.attnPrefill, d.attnPrefillWG; return nil }); err != nil {
 			t.Fatal(err)
 		}
 		if info.PrefillAttention != want || got != want {
 			t.Errorf("%s: Info().PrefillAttention %v, the device's %v; want %v (compute capability %d.%d)", tc.name, info.PrefillAttention, got, want, info.Major, info.Minor)
+		}
+		// The warpgroup form where wgmma is (sm_90a), the mma.sync form elsewhere.
+		if wantWG := info.Major == 9 && info.Minor == 0; wg != wantWG {
+			t.Errorf("%s: warpgroup form %v on compute capability %d.%d, want %v", tc.name, wg, info.Major, info.Minor, wantWG)
 		}
 	}
 }

@@ -89,17 +89,17 @@ func TestLaunches(t *testing.T) {
 		{"attnPrefill, head dim 64", func() error {
 			return k.attnPrefill(s, 0, 5, attnArgs{qkv: 1, cacheFmt: fmtBF16, kvHeads: 2, group: 3, dim: 64, scale: 0.1})
 		}},
-		{"attnPrefill, tiles of two blocks, head dim 128", func() error {
-			return k.attnPrefill(s, 3, 2048, attnArgs{qkv: 1, cacheFmt: fmtBF16, kvHeads: 8, group: 4, dim: 128, scale: 0.1, pfBlocks: 2})
+		{"attnPrefill, warpgroup form, head dim 128", func() error {
+			return k.attnPrefill(s, 3, 2048, attnArgs{qkv: 1, cacheFmt: fmtBF16, kvHeads: 8, group: 4, dim: 128, scale: 0.1, pfWG: true})
 		}},
-		{"attnPrefill, tiles of two blocks, E4M3, head dim 128", func() error {
-			return k.attnPrefill(s, 3, 2048, attnArgs{qkv: 1, cacheFmt: fmtE4M3, kvScale: 2, kvHeads: 8, group: 4, dim: 128, scale: 0.1, pfBlocks: 2})
+		{"attnPrefill, warpgroup form, E4M3, head dim 128", func() error {
+			return k.attnPrefill(s, 3, 2048, attnArgs{qkv: 1, cacheFmt: fmtE4M3, kvScale: 2, kvHeads: 8, group: 4, dim: 128, scale: 0.1, pfWG: true})
 		}},
-		{"attnPrefill, tiles of two blocks, E4M3, head dim 64", func() error {
-			return k.attnPrefill(s, 3, 20, attnArgs{qkv: 1, cacheFmt: fmtE4M3, kvScale: 2, kvHeads: 8, group: 4, dim: 64, scale: 0.1, pfBlocks: 2})
+		{"attnPrefill, warpgroup form, E4M3, head dim 64", func() error {
+			return k.attnPrefill(s, 3, 20, attnArgs{qkv: 1, cacheFmt: fmtE4M3, kvScale: 2, kvHeads: 8, group: 4, dim: 64, scale: 0.1, pfWG: true})
 		}},
-		{"attnPrefill, tiles of two blocks, head dim 64", func() error {
-			return k.attnPrefill(s, 0, 5, attnArgs{qkv: 1, cacheFmt: fmtBF16, kvHeads: 2, group: 3, dim: 64, scale: 0.1, pfBlocks: 2})
+		{"attnPrefill, warpgroup form, head dim 64", func() error {
+			return k.attnPrefill(s, 0, 5, attnArgs{qkv: 1, cacheFmt: fmtBF16, kvHeads: 2, group: 3, dim: 64, scale: 0.1, pfWG: true})
 		}},
 		{"attnReduce", func() error { return k.attnReduce(s, 3, 9, attnArgs{kvHeads: 8, group: 4, dim: 128, maxSplits: 16}) }},
 		{"lmLogprobsPart", func() error { return k.lmLogprobsPart(s, 1, 128256, 2, 9) }},

@@ -64,8 +64,8 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 	if cfg.AttnScratchMiB < 0 || cfg.AttnScratchMiB > 4096 {
 		return nil, fmt.Errorf("cuda: bench: AttnScratchMiB = %d, want 0 to 4,096", cfg.AttnScratchMiB)
 	}
-	if b := cfg.AttnPrefillBlocks; b < 0 || b > 2 {
-		return nil, fmt.Errorf("cuda: bench: AttnPrefillBlocks = %d, want 0, 1 or 2", b)
+	if w := cfg.AttnPrefillWG; w < -1 || w > 1 || w == 1 && (b.info.Major != 9 || b.info.Minor != 0) {
+		return nil, fmt.Errorf("cuda: bench: AttnPrefillWG = %d on compute capability %d.%d, want -1, 0, or 1 on 9.0", w, b.info.Major, b.info.Minor)
 	}
 	if r := cfg.RowThreads; r != 0 && r != 256 && r != 512 && r != 1024 {
 		return nil, fmt.Errorf("cuda: bench: RowThreads = %d, want 256, 512 or 1,024", r)
@@ -79,12 +79,12 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 		fp4WideMinW                       int64
 		attnDec, attnPartial, pdl, fp4Row bool
 		attnRing, regsRows, siluRowMin    int
-		rowThreads, attnScratch, pfBlocks int
-		attnPrefill                       bool
+		rowThreads, attnScratch           int
+		attnPrefill, pfWG                 bool
 	}
 	var was settings
 	_ = b.do(ctx, func(d *devState) error {
-		was = settings{d.gemvMaxM, d.fp4SmallM, d.fp4WideM, d.fp4WideMinW, d.attnDec, d.attnPartial, d.k.pdl, d.fp4RowMajor, d.attnRing, d.k.regsRows, d.k.siluRowMin, d.k.rowThreads, attnScratchBytes, d.attnPrefillBlocks, d.attnPrefill}
+		was = settings{d.gemvMaxM, d.fp4SmallM, d.fp4WideM, d.fp4WideMinW, d.attnDec, d.attnPartial, d.k.pdl, d.fp4RowMajor, d.attnRing, d.k.regsRows, d.k.siluRowMin, d.k.rowThreads, attnScratchBytes, d.attnPrefill, d.attnPrefillWG}
 		d.fp4RowMajor = cfg.FP4RowMajor
 		if cfg.GEMVMaxRows != 0 {
 			d.gemvMaxM = cfg.GEMVMaxRows
@@ -112,8 +112,8 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 			d.k.rowThreads = cfg.RowThreads
 		}
 		d.attnPrefill = d.attnPrefill && !cfg.NoAttnPrefill
-		if cfg.AttnPrefillBlocks != 0 {
-			d.attnPrefillBlocks = cfg.AttnPrefillBlocks
+		if cfg.AttnPrefillWG != 0 {
+			d.attnPrefillWG = cfg.AttnPrefillWG > 0
 		}
 		if cfg.AttnScratchMiB != 0 {
 			attnScratchBytes = cfg.AttnScratchMiB << 20
@@ -129,7 +129,7 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 			d.fp4RowMajor = was.fp4Row
 			d.attnRing = was.attnRing
 			d.k.regsRows, d.k.siluRowMin, d.k.rowThreads = was.regsRows, was.siluRowMin, was.rowThreads
-			attnScratchBytes, d.attnPrefill, d.attnPrefillBlocks = was.attnScratch, was.attnPrefill, was.pfBlocks
+			attnScratchBytes, d.attnPrefill, d.attnPrefillWG = was.attnScratch, was.attnPrefill, was.pfWG
 			return nil
 		})
 	}()

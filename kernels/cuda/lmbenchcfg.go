@@ -102,10 +102,10 @@ type LMBench struct {
 	// NoAttnPrefill, if set, keeps the attention of prefill chunks on the
 	// decode kernels for the run (Config.NoPrefillAttention).
 	NoAttnPrefill bool
-	// AttnPrefillBlocks, if not 0, is the cache blocks a tile of
-	// gbx_attn_prefill takes for the run: 1 (the default) or 2 (the same
-	// bits, a barrier and a round of loads per 32 positions instead of 16).
-	AttnPrefillBlocks int
+	// AttnPrefillWG, if not 0, picks gbx_attn_prefill's form for the run:
+	// 1 the warpgroup (wgmma) form (compute capability 9.0 only; its
+	// default there), −1 the mma.sync form (the default elsewhere).
+	AttnPrefillWG int
 	// NoPDL, if set, launches every kernel without programmatic dependent
 	// launch for the run (Config.NoPDL).
 	NoPDL bool

@@ -293,8 +293,8 @@ type attnArgs struct {
 	dec   *kernel
 	yq    uint64
 	yqFmt fmtCode
-	// pfBlocks is the cache blocks a tile of gbx_attn_prefill takes (1 or 2).
-	pfBlocks int
+	// pfWG takes gbx_attn_prefill's warpgroup (wgmma, sm_90a) form.
+	pfWG bool
 }
 
 // attnKernel returns the kernel that takes a model's attention in place of
@@ -441,12 +441,12 @@ var (
 	kAttnPrefill128     = defKernel(modAttnPrefill, "gbx_attn_prefill128", 0)
 	kAttnPrefill64E4M3  = defKernel(modAttnPrefill, "gbx_attn_prefill64_e4m3", 0)
 	kAttnPrefill128E4M3 = defKernel(modAttnPrefill, "gbx_attn_prefill128_e4m3", 0)
-	// Tiles of two cache blocks: the same bits, a barrier and a round of
-	// loads per 32 positions, E4M3 by cp.async (LMBench.AttnPrefillBlocks).
-	kAttnPrefill64T2      = defKernel(modAttnPrefill, "gbx_attn_prefill64_t2", 0)
-	kAttnPrefill128T2     = defKernel(modAttnPrefill, "gbx_attn_prefill128_t2", 0)
-	kAttnPrefill64E4M3T2  = defKernel(modAttnPrefill, "gbx_attn_prefill64_e4m3_t2", 0)
-	kAttnPrefill128E4M3T2 = defKernel(modAttnPrefill, "gbx_attn_prefill128_e4m3_t2", 0)
+	// The warpgroup (wgmma) form, sm_90a: tiles of 64 positions, bits of
+	// its own.
+	kAttnPrefill64WG      = defKernel(modAttnPrefill, "gbx_attn_prefill64_wg", C.GBX_ATTN_PFW_SMEM_64)
+	kAttnPrefill128WG     = defKernel(modAttnPrefill, "gbx_attn_prefill128_wg", C.GBX_ATTN_PFW_SMEM_128)
+	kAttnPrefill64E4M3WG  = defKernel(modAttnPrefill, "gbx_attn_prefill64_e4m3_wg", C.GBX_ATTN_PFW_SMEM_64_E4M3)
+	kAttnPrefill128E4M3WG = defKernel(modAttnPrefill, "gbx_attn_prefill128_e4m3_wg", C.GBX_ATTN_PFW_SMEM_128_E4M3)
 )
 
 // attnPrefillRows is how many rows a gbx_attn_prefill block takes at
@@ -456,14 +456,14 @@ func attnPrefillRows(group int) int { return 16 * C.GBX_ATTN_PF_WARPS / group }
 // attnPrefill enqueues gbx_attn_prefill for rows [row0, row0+rows) of a
 // step over a BF16 or E4M3 cache of head dim 64 or 128 (group ≤ 16): the
 // same outputs as attnPartial with gbx_attn_mma (out, and yq in yqFmt), no
-// splits; a.pfBlocks 2 takes the entry points of two cache blocks a tile.
+// splits; a.pfWG takes the warpgroup form (compute capability 9.0 only).
 func (k *kernelSet) attnPrefill(s cuStream, row0, rows int, a attnArgs) error {
 	if a.cacheFmt != fmtBF16 && a.cacheFmt != fmtE4M3 || a.group > 16 || a.dim != 64 && a.dim != 128 {
 		return fmt.Errorf("cuda: gbx_attn_prefill: cache format %d, head dim %d, group %d: want BF16 or E4M3, 64 or 128, at most 16", a.cacheFmt, a.dim, a.group)
 	}
 	kerns := [4]*kernel{kAttnPrefill64, kAttnPrefill128, kAttnPrefill64E4M3, kAttnPrefill128E4M3}
-	if a.pfBlocks == 2 {
-		kerns = [4]*kernel{kAttnPrefill64T2, kAttnPrefill128T2, kAttnPrefill64E4M3T2, kAttnPrefill128E4M3T2}
+	if a.pfWG {
+		kerns = [4]*kernel{kAttnPrefill64WG, kAttnPrefill128WG, kAttnPrefill64E4M3WG, kAttnPrefill128E4M3WG}
 	}
 	i := 0
 	if a.dim == 128 {
@@ -478,7 +478,7 @@ func (k *kernelSet) attnPrefill(s cuStream, row0, rows int, a attnArgs) error {
 		ptr(a.pos).ptr(a.seq).ptr(a.btOff).ptr(a.blocks).i32(row0).i32(rows).f32(a.scale).ptr(a.out).i32(a.outStride).
 		ptr(a.yq).i32(int(a.yqFmt))
 	return k.run(s, launch{kernel: kern, grid: [3]uint32{uint32(a.kvHeads), uint32((rows + per - 1) / per), 1},
-		block: [3]uint32{32 * C.GBX_ATTN_PF_WARPS, 1, 1}, args: ar})
+		block: [3]uint32{32 * C.GBX_ATTN_PF_WARPS, 1, 1}, smem: uint32(kern.smem), args: ar})
 }
 
 // attnReduce combines the splits of rows [row0, row0+rows) (grid: heads ×

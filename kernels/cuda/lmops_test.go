@@ -767,16 +767,20 @@ func TestLMOpAttentionGroupedRows(t *testing.T) {
 // a single row, runs of rows that cross its blocks' boundaries) over BF16
 // and E4M3 caches: within BF16 (E4M3: F16) rounding of float64, its
 // operand the output rounded, and every row's output the same bits in
-// every launch — all rows at once, launches of 1, 7 and 13 rows (which
-// cut the blocks' rows differently), tiles of one cache block or two —
-// and wherever the cache (values and scales) past a run's last position
-// holds NaN.
+// every launch of its form — all rows at once, launches of 1, 7 and 13
+// rows (which cut the blocks' rows differently) — and wherever the cache
+// (values and scales) past a run's last position holds NaN. Both forms:
+// mma.sync, and on compute capability 9.0 the warpgroup (wgmma) one.
 func TestLMOpAttentionPrefill(t *testing.T) {
 	x := newDevT(t)
 	if m := x.b.Info().Major; m < 8 {
 		t.Skipf("compute capability %d: gbx_attn_prefill needs 8.0", m)
 	}
 	x.do(func(d *devState) error { return d.k.load(modAttnPrefill) })
+	forms := []bool{false} // mma.sync; and the warpgroup form on 9.0
+	if i := x.b.Info(); i.Major == 9 && i.Minor == 0 {
+		forms = append(forms, true)
+	}
 	r := rand.New(rand.NewPCG(21, 22))
 	seqs := []span{{0, 38}, {500, 500}, {120, 135}, {2043, 2052}, {7, 9}}
 	for _, tc := range []struct {
@@ -827,28 +831,31 @@ func TestLMOpAttentionPrefill(t *testing.T) {
 			a.kvScale = x.up(f32Bytes(scales))
 			tol = 6e-4 // F16's, as gbx_attn_mma's
 		}
-		a.pfBlocks = 1
-		x.do(func(d *devState) error { return d.k.attnPrefill(d.stream, 0, rows, a) })
-		all := x.floats(a.out, rows*heads*tc.dim)
-		checkAttention(t, name, all, q, vals, flat, rowOff, ctx, stride, tc.kvHeads, tc.group, tc.dim, layer, layers, tol)
-		checkOperand(t, name+" operand", fmtBF16, all, x.down(a.yq, 2*len(all)), nil, heads*tc.dim, 0)
-		// Launches of 1, 7 and 13 rows, and tiles of two cache blocks.
-		for _, l := range []struct{ chunk, blocks int }{{1, 1}, {7, 1}, {13, 1}, {rows, 2}, {7, 2}} {
-			a.out, a.pfBlocks = x.zeros(4*rows*heads*tc.dim), l.blocks
-			x.do(func(d *devState) error {
-				for r0 := 0; r0 < rows; r0 += l.chunk {
-					if err := d.k.attnPrefill(d.stream, r0, min(l.chunk, rows-r0), a); err != nil {
-						return err
+		for _, wg := range forms {
+			name := fmt.Sprintf("%s, warpgroup form %v", name, wg)
+			a.pfWG, a.out = wg, x.zeros(4*rows*heads*tc.dim)
+			x.do(func(d *devState) error { return d.k.attnPrefill(d.stream, 0, rows, a) })
+			all := x.floats(a.out, rows*heads*tc.dim)
+			checkAttention(t, name, all, q, vals, flat, rowOff, ctx, stride, tc.kvHeads, tc.group, tc.dim, layer, layers, tol)
+			checkOperand(t, name+" operand", fmtBF16, all, x.down(a.yq, 2*len(all)), nil, heads*tc.dim, 0)
+			// Launches of 1, 7 and 13 rows.
+			for _, chunk := range []int{1, 7, 13} {
+				a.out = x.zeros(4 * rows * heads * tc.dim)
+				x.do(func(d *devState) error {
+					for r0 := 0; r0 < rows; r0 += chunk {
+						if err := d.k.attnPrefill(d.stream, r0, min(chunk, rows-r0), a); err != nil {
+							return err
+						}
 					}
-				}
-				return nil
-			})
-			got := x.floats(a.out, len(all))
-			for i := range got {
-				if math.Float32bits(got[i]) != math.Float32bits(all[i]) {
-					row := i / (heads * tc.dim)
-					t.Fatalf("%s, launches of %d rows, tiles of %d cache blocks: row %d (sequence %d, position %d) out[%d] = %g, %g in one launch of tiles of one",
-						name, l.chunk, l.blocks, row, seq[row], pos[row], i%(heads*tc.dim), got[i], all[i])
+					return nil
+				})
+				got := x.floats(a.out, len(all))
+				for i := range got {
+					if math.Float32bits(got[i]) != math.Float32bits(all[i]) {
+						row := i / (heads * tc.dim)
+						t.Fatalf("%s, launches of %d rows: row %d (sequence %d, position %d) out[%d] = %g, %g in one launch",
+							name, chunk, row, seq[row], pos[row], i%(heads*tc.dim), got[i], all[i])
+					}
 				}
 			}
 		}

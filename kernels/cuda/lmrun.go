@@ -284,13 +284,13 @@ func (d *devState) lmEnqueue(ctx context.Context, m *lm.Model, w *lmWeights, kv 
 		group: c.Heads / c.KVHeads, dim: c.HeadDim, pos: rope.pos, seq: rope.seq, btOff: rope.btOff, blocks: rope.blocks,
 		split: r.at(r.lay.split), scale: float32(1 / math.Sqrt(float64(c.HeadDim))), partO: r.part,
 		partML: r.part + uint64(4*r.attnRows*c.Heads*pl.maxSplits*c.HeadDim), maxSplits: pl.maxSplits, out: r.f, outStride: qd,
-		pfBlocks: d.attnPrefillBlocks,
+		pfWG: d.attnPrefillWG,
 	}
 	// Unless Config.NoPrefillAttention (LMBench.NoAttnPrefill): a step's
 	// prefill chunks (after its decode rows, if any) over a BF16 or E4M3
 	// cache attend on gbx_attn_prefill (mma.sync, ldmatrix and cp.async:
-	// compute capability 8.0), the decode rows [0, from) on the decode
-	// kernels.
+	// compute capability 8.0; its wgmma form on 9.0), the decode rows
+	// [0, from) on the decode kernels.
 	var from int
 	prefill := d.attnPrefill && (kv.f == fmtBF16 || kv.f == fmtE4M3) &&
 		(c.HeadDim == 64 || c.HeadDim == 128) && c.Heads/c.KVHeads <= 16

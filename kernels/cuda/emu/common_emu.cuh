@@ -259,6 +259,7 @@ template <int N> inline void gbx_cp_wait() {}
 inline void gbx_lds128(u32 (&r)[4], u32 s) { std::memcpy(r, emu_smem_base + s, 16); }
 inline u32 gbx_lds32(u32 s) { u32 r; std::memcpy(&r, emu_smem_base + s, 4); return r; }
 #define GBX_DYN_SMEM(name, bytes) alignas(16) static unsigned char name[bytes]
+inline void gbx_sts32(u32 s, u32 v) { std::memcpy(emu_smem_base + s, &v, 4); }
 inline void gbx_sts128(u32 s, u32 a, u32 b, u32 c, u32 d) {
 	const u32 v[4] = {a, b, c, d};
 	std::memcpy(emu_smem_base + s, v, 16);
@@ -312,6 +313,60 @@ template <int N> inline void gbx_wgmma(float (&c)[N / 8][4], u32 a0, u32 a1, u32
 			double s = 0;
 			for (int k = 0; k < 16; k++) s += (double)A(row, k) * (double)B(k, col);
 			c[j][r] += (float)s;
+		}
+	emu_syncthreads();
+}
+
+// gbx_wgmma64_rt<F16>: m64n64k16 of F16 or BF16 operands, A from registers
+// as gbx_wgmma's, B MN-major: element (k, n) at s + (n / 64)·lbo + (k /
+// 8)·1,024 + (k % 8)·128 + 2(n % 64), swizzled as above (the emulator's
+// MN-major descriptor carries lbo in its high 32 bits).
+inline unsigned long long gbx_wg_desc_mn(u32 s, u32 lbo) { return s | (unsigned long long)lbo << 32; }
+template <int N> inline void gbx_wg_pin_a(u32 (&)[N][4]) {}
+template <bool F16> inline void gbx_wgmma64_rt(float (&c)[8][4], u32 a0, u32 a1, u32 a2, u32 a3, unsigned long long b, int acc) {
+	const int tid = (int)threadIdx.x, w = tid >> 5, g = (tid & 31) >> 2, t = tid & 3;
+	emu_wg_a[tid][0] = a0, emu_wg_a[tid][1] = a1, emu_wg_a[tid][2] = a2, emu_wg_a[tid][3] = a3;
+	emu_syncthreads();
+	auto val = [](u16 h) { return F16 ? h2f(h) : bf2f(h); };
+	auto A = [&](int row, int k) {
+		const int r = row & 15, owner = (row >> 4) * 32 + (r & 7) * 4 + ((k & 7) >> 1);
+		return val((u16)(emu_wg_a[owner][(r >= 8 ? 1 : 0) + (k >= 8 ? 2 : 0)] >> (16 * (k & 1))));
+	};
+	auto B = [&](int k, int n) {
+		u32 a = (u32)b + (u32)(n >> 6) * (u32)(b >> 32) + (u32)(k >> 3) * 1024 + (u32)(k & 7) * 128 + 2 * (u32)(n & 63);
+		a ^= ((a >> 7) & 7) << 4;
+		u16 h;
+		std::memcpy(&h, emu_smem_base + a, 2);
+		return val(h);
+	};
+	for (int j = 0; j < 8; j++)
+		for (int r = 0; r < 4; r++) {
+			const int row = 16 * w + g + 8 * (r >> 1), col = 8 * j + 2 * t + (r & 1);
+			double s = 0;
+			for (int k = 0; k < 16; k++) s += (double)A(row, k) * (double)B(k, col);
+			c[j][r] = acc ? c[j][r] + (float)s : (float)s;
+		}
+	emu_syncthreads();
+}
+
+// gbx_wgmma64_ss<F16>: A from shared memory, K-major as B's: element (m, k)
+// at a + (m / 8)·1,024 + (m % 8)·128 + 2k, swizzled.
+template <bool F16> inline void gbx_wgmma64_ss(float (&c)[8][4], unsigned long long a, unsigned long long b, int acc) {
+	const int tid = (int)threadIdx.x, w = tid >> 5, g = (tid & 31) >> 2, t = tid & 3;
+	emu_syncthreads();
+	auto at = [](unsigned long long d, int mn, int k) {
+		u32 x = (u32)d + (u32)(mn >> 3) * 1024 + (u32)(mn & 7) * 128 + 2 * (u32)k;
+		x ^= ((x >> 7) & 7) << 4;
+		u16 h;
+		std::memcpy(&h, emu_smem_base + x, 2);
+		return F16 ? h2f(h) : bf2f(h);
+	};
+	for (int j = 0; j < 8; j++)
+		for (int r = 0; r < 4; r++) {
+			const int row = 16 * w + g + 8 * (r >> 1), col = 8 * j + 2 * t + (r & 1);
+			double s = 0;
+			for (int k = 0; k < 16; k++) s += (double)at(a, row, k) * (double)at(b, col, k);
+			c[j][r] = acc ? c[j][r] + (float)s : (float)s;
 		}
 	emu_syncthreads();
 }

@@ -232,6 +232,8 @@ __device__ __forceinline__ void gbx_ldg128(u32 (&r)[4], const void* p) {
 	             : "l"(p));
 }
 
+__device__ __forceinline__ void gbx_sts32(u32 s, u32 v) { asm volatile("st.shared.u32 [%0], %1;" ::"r"(s), "r"(v) : "memory"); }
+
 __device__ __forceinline__ void gbx_sts128(u32 s, u32 a, u32 b, u32 c, u32 d) {
 	asm volatile("st.shared.v4.u32 [%0], {%1,%2,%3,%4};" ::"r"(s), "r"(a), "r"(b), "r"(c), "r"(d) : "memory");
 }
@@ -400,6 +402,62 @@ __device__ __forceinline__ void gbx_wgmma<64>(float (&c)[8][4], u32 a0, u32 a1, 
 	             "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %36, p, 1, 1, 0; }"
 	             : "+f"(c[0][0]), "+f"(c[0][1]), "+f"(c[0][2]), "+f"(c[0][3]), "+f"(c[1][0]), "+f"(c[1][1]), "+f"(c[1][2]), "+f"(c[1][3]), "+f"(c[2][0]), "+f"(c[2][1]), "+f"(c[2][2]), "+f"(c[2][3]), "+f"(c[3][0]), "+f"(c[3][1]), "+f"(c[3][2]), "+f"(c[3][3]), "+f"(c[4][0]), "+f"(c[4][1]), "+f"(c[4][2]), "+f"(c[4][3]), "+f"(c[5][0]), "+f"(c[5][1]), "+f"(c[5][2]), "+f"(c[5][3]), "+f"(c[6][0]), "+f"(c[6][1]), "+f"(c[6][2]), "+f"(c[6][3]), "+f"(c[7][0]), "+f"(c[7][1]), "+f"(c[7][2]), "+f"(c[7][3])
 	             : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(b), "r"(1));
+}
+// gbx_wg_desc_mn: the descriptor of an MN-major 16-bit operand in the
+// 128-byte swizzle from shared address s (1,024-byte aligned, plus 2,048
+// bytes a k16 step): each K index a 128-byte row of 64 consecutive M or N
+// elements, 8 rows a 1,024-byte group, groups 1,024 bytes apart (stride
+// byte offset), the next 64 elements of M or N lbo bytes on (leading byte
+// offset).
+__device__ __forceinline__ unsigned long long gbx_wg_desc_mn(u32 s, u32 lbo) {
+	return (unsigned long long)((s & 0x3FFFFu) >> 4) | ((unsigned long long)((lbo >> 4) & 0x3FFFu) << 16) | (64ull << 32) |
+	       (1ull << 62);
+}
+// gbx_wgmma64_rt<F16>: c = a·b, or c += a·b where acc is set, one wgmma
+// m64n64k16 with fp32 accumulators as gbx_wgmma<64>, of F16 operands (F16)
+// or BF16 ones, A from registers as gbx_wgmma's, B MN-major
+// (gbx_wg_desc_mn: wgmma's transposed B).
+template <bool F16>
+__device__ __forceinline__ void gbx_wgmma64_rt(float (&c)[8][4], u32 a0, u32 a1, u32 a2, u32 a3, unsigned long long b, int acc) {
+#define GBX_WGMMA64_RT(TY) \
+	asm volatile("{ .reg .pred p; setp.ne.b32 p, %37, 0; " \
+	             "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY \
+	             " {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %36, p, 1, 1, 1; }" \
+	             : "+f"(c[0][0]), "+f"(c[0][1]), "+f"(c[0][2]), "+f"(c[0][3]), "+f"(c[1][0]), "+f"(c[1][1]), "+f"(c[1][2]), "+f"(c[1][3]), "+f"(c[2][0]), "+f"(c[2][1]), \
+	               "+f"(c[2][2]), "+f"(c[2][3]), "+f"(c[3][0]), "+f"(c[3][1]), "+f"(c[3][2]), "+f"(c[3][3]), "+f"(c[4][0]), "+f"(c[4][1]), "+f"(c[4][2]), "+f"(c[4][3]), \
+	               "+f"(c[5][0]), "+f"(c[5][1]), "+f"(c[5][2]), "+f"(c[5][3]), "+f"(c[6][0]), "+f"(c[6][1]), "+f"(c[6][2]), "+f"(c[6][3]), "+f"(c[7][0]), "+f"(c[7][1]), \
+	               "+f"(c[7][2]), "+f"(c[7][3]) \
+	             : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(b), "r"(acc))
+	if constexpr (F16) GBX_WGMMA64_RT("f16");
+	else GBX_WGMMA64_RT("bf16");
+#undef GBX_WGMMA64_RT
+}
+// gbx_wgmma64_ss<F16>: c = a·b, or c += a·b where acc is set, one wgmma
+// m64n64k16 with A from shared memory too, both K-major (gbx_wg_desc).
+template <bool F16>
+__device__ __forceinline__ void gbx_wgmma64_ss(float (&c)[8][4], unsigned long long a, unsigned long long b, int acc) {
+#define GBX_WGMMA64_SS(TY) \
+	asm volatile("{ .reg .pred p; setp.ne.b32 p, %34, 0; " \
+	             "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY \
+	             " {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, p, 1, 1, 0, 0; }" \
+	             : "+f"(c[0][0]), "+f"(c[0][1]), "+f"(c[0][2]), "+f"(c[0][3]), "+f"(c[1][0]), "+f"(c[1][1]), "+f"(c[1][2]), "+f"(c[1][3]), "+f"(c[2][0]), "+f"(c[2][1]), \
+	               "+f"(c[2][2]), "+f"(c[2][3]), "+f"(c[3][0]), "+f"(c[3][1]), "+f"(c[3][2]), "+f"(c[3][3]), "+f"(c[4][0]), "+f"(c[4][1]), "+f"(c[4][2]), "+f"(c[4][3]), \
+	               "+f"(c[5][0]), "+f"(c[5][1]), "+f"(c[5][2]), "+f"(c[5][3]), "+f"(c[6][0]), "+f"(c[6][1]), "+f"(c[6][2]), "+f"(c[6][3]), "+f"(c[7][0]), "+f"(c[7][1]), \
+	               "+f"(c[7][2]), "+f"(c[7][3]) \
+	             : "l"(a), "l"(b), "r"(acc))
+	if constexpr (F16) GBX_WGMMA64_SS("f16");
+	else GBX_WGMMA64_SS("bf16");
+#undef GBX_WGMMA64_SS
+}
+// gbx_wg_pin_a fixes A fragments' registers at this point for the
+// compiler: their writes cannot sink past the wgmma.fence after it (which
+// must follow every write of a wgmma's registers).
+template <int N>
+__device__ __forceinline__ void gbx_wg_pin_a(u32 (&a)[N][4]) {
+#pragma unroll
+	for (int j = 0; j < N; ++j)
+#pragma unroll
+		for (int r = 0; r < 4; ++r) asm volatile("" : "+r"(a[j][r])::"memory");
 }
 // gbx_wg_pin fixes c's registers at this point for the compiler: their
 // definitions (the zeros, copies) cannot move past it into a fence's group,
