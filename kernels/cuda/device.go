@@ -58,10 +58,11 @@ type devState struct {
 	attnPartial bool  // every attention on gbx_attn_partial (LMBench.AttnPartial)
 	attnDec     bool  // attention on gbx_attn_dec instead of gbx_attn_mma (LMBench.AttnDec)
 	attnPrefill bool  // prefill chunks' attention on gbx_attn_prefill (not Config.NoPrefillAttention, LMBench.NoAttnPrefill)
-	// attnPrefillWG takes gbx_attn_prefill's warpgroup (wgmma) form:
-	// compute capability 9.0 (sm_90a), unless LMBench.AttnPrefillWG says.
-	attnPrefillWG bool
-	attnRing      int // gbx_attn_mma's _ring entry points: 0 where attnRingMinBlocks says, -1 never, 1 always (LMBench.AttnRing)
+	// attnPrefillForm is gbx_attn_prefill's form (attnArgs.pfForm): the
+	// warpgroup (wgmma) one on compute capability 9.0 (sm_90a), mma.sync
+	// elsewhere, unless LMBench.AttnPrefillWG says.
+	attnPrefillForm int
+	attnRing        int // gbx_attn_mma's _ring entry points: 0 where attnRingMinBlocks says, -1 never, 1 always (LMBench.AttnRing)
 
 	lm  lmState        // language models (lmrun.go)
 	log zerolog.Logger // the backend's, with the device named
@@ -136,7 +137,9 @@ func openDevice(cfg Config) (d *devState, info DeviceInfo, err error) {
 	d.k.pdl = !cfg.NoPDL && info.Major >= 9 && haveLaunchEx()
 	info.PDL = d.k.pdl
 	d.attnPrefill = !cfg.NoPrefillAttention && info.Major >= 8 // gbx_attn_prefill: mma.sync, ldmatrix, cp.async
-	d.attnPrefillWG = info.Major == 9 && info.Minor == 0       // wgmma: sm_90a
+	if info.Major == 9 && info.Minor == 0 {                    // wgmma: sm_90a
+		d.attnPrefillForm = pfWG
+	}
 	info.PrefillAttention = d.attnPrefill
 	d.info = info
 	if err = d.k.load(modOps); err != nil {

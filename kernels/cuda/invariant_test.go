@@ -203,7 +203,7 @@ func TestPrefillAttentionInfo(t *testing.T) {
 		info := b.Info()
 		want := tc.on && info.Major >= 8
 		var got, wg bool
-		if err := b.do(context.Background(), func(d *devState) error { got, wg = d.attnPrefill, d.attnPrefillWG; return nil }); err != nil {
+		if err := b.do(context.Background(), func(d *devState) error { got, wg = d.attnPrefill, d.attnPrefillForm == pfWG; return nil }); err != nil {
 			t.Fatal(err)
 		}
 		if info.PrefillAttention != want || got != want {

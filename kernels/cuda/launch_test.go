@@ -77,34 +77,29 @@ func TestLaunches(t *testing.T) {
 			return k.attnPartial(s, 3, 9, attnArgs{qkv: 1, kvHeads: 8, group: 4, dim: 128, maxSplits: 16, scale: 0.1})
 		}},
 		{"gemv", func() error { return k.gemv(s, 1, 2, fmtE4M3, 3, 4, 5, 6, 8, 4096, 4096) }},
-		{"attnPrefill, head dim 128", func() error {
-			return k.attnPrefill(s, 3, 2048, attnArgs{qkv: 1, cacheFmt: fmtBF16, kvHeads: 8, group: 4, dim: 128, scale: 0.1})
-		}},
-		{"attnPrefill, E4M3, head dim 128", func() error {
-			return k.attnPrefill(s, 3, 2048, attnArgs{qkv: 1, cacheFmt: fmtE4M3, kvScale: 2, kvHeads: 8, group: 4, dim: 128, scale: 0.1})
-		}},
-		{"attnPrefill, E4M3, head dim 64", func() error {
-			return k.attnPrefill(s, 3, 20, attnArgs{qkv: 1, cacheFmt: fmtE4M3, kvScale: 2, kvHeads: 8, group: 4, dim: 64, scale: 0.1})
-		}},
-		{"attnPrefill, head dim 64", func() error {
-			return k.attnPrefill(s, 0, 5, attnArgs{qkv: 1, cacheFmt: fmtBF16, kvHeads: 2, group: 3, dim: 64, scale: 0.1})
-		}},
-		{"attnPrefill, warpgroup form, head dim 128", func() error {
-			return k.attnPrefill(s, 3, 2048, attnArgs{qkv: 1, cacheFmt: fmtBF16, kvHeads: 8, group: 4, dim: 128, scale: 0.1, pfWG: true})
-		}},
-		{"attnPrefill, warpgroup form, E4M3, head dim 128", func() error {
-			return k.attnPrefill(s, 3, 2048, attnArgs{qkv: 1, cacheFmt: fmtE4M3, kvScale: 2, kvHeads: 8, group: 4, dim: 128, scale: 0.1, pfWG: true})
-		}},
-		{"attnPrefill, warpgroup form, E4M3, head dim 64", func() error {
-			return k.attnPrefill(s, 3, 20, attnArgs{qkv: 1, cacheFmt: fmtE4M3, kvScale: 2, kvHeads: 8, group: 4, dim: 64, scale: 0.1, pfWG: true})
-		}},
-		{"attnPrefill, warpgroup form, head dim 64", func() error {
-			return k.attnPrefill(s, 0, 5, attnArgs{qkv: 1, cacheFmt: fmtBF16, kvHeads: 2, group: 3, dim: 64, scale: 0.1, pfWG: true})
-		}},
 		{"attnReduce", func() error { return k.attnReduce(s, 3, 9, attnArgs{kvHeads: 8, group: 4, dim: 128, maxSplits: 16}) }},
 		{"lmLogprobsPart", func() error { return k.lmLogprobsPart(s, 1, 128256, 2, 9) }},
 		{"lmLogprobs", func() error { return k.lmLogprobs(s, 1, 2, 128256, 3, 4, 5, 6, 9) }},
 		{"lmSample", func() error { return k.lmSample(s, 1, 256, 0, 9, 5, sampleArgs{row: 2}) }},
+	}
+	// Every gbx_attn_prefill entry point: each form, cache format and head dim.
+	for form, fname := range []string{pfMMA: "mma.sync", pfWG: "warpgroup", pfWGFast: "warpgroup, fast softmax"} {
+		for _, c := range []struct {
+			row0, rows int
+			a          attnArgs
+		}{
+			{3, 2048, attnArgs{qkv: 1, cacheFmt: fmtBF16, kvHeads: 8, group: 4, dim: 128, scale: 0.1}},
+			{3, 2048, attnArgs{qkv: 1, cacheFmt: fmtE4M3, kvScale: 2, kvHeads: 8, group: 4, dim: 128, scale: 0.1}},
+			{3, 20, attnArgs{qkv: 1, cacheFmt: fmtE4M3, kvScale: 2, kvHeads: 8, group: 4, dim: 64, scale: 0.1}},
+			{0, 5, attnArgs{qkv: 1, cacheFmt: fmtBF16, kvHeads: 2, group: 3, dim: 64, scale: 0.1}},
+		} {
+			a := c.a
+			a.pfForm = form
+			calls = append(calls, struct {
+				name string
+				call func() error
+			}{fmt.Sprintf("attnPrefill (%s, cache format %d, head dim %d)", fname, a.cacheFmt, a.dim), func() error { return k.attnPrefill(s, c.row0, c.rows, a) }})
+		}
 	}
 	launched := map[*kernel]bool{}
 	// Every gbx_attn_dec entry point, by the shapes that select it.

@@ -64,8 +64,8 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 	if cfg.AttnScratchMiB < 0 || cfg.AttnScratchMiB > 4096 {
 		return nil, fmt.Errorf("cuda: bench: AttnScratchMiB = %d, want 0 to 4,096", cfg.AttnScratchMiB)
 	}
-	if w := cfg.AttnPrefillWG; w < -1 || w > 1 || w == 1 && (b.info.Major != 9 || b.info.Minor != 0) {
-		return nil, fmt.Errorf("cuda: bench: AttnPrefillWG = %d on compute capability %d.%d, want -1, 0, or 1 on 9.0", w, b.info.Major, b.info.Minor)
+	if w := cfg.AttnPrefillWG; w < -1 || w > 2 || w > 0 && (b.info.Major != 9 || b.info.Minor != 0) {
+		return nil, fmt.Errorf("cuda: bench: AttnPrefillWG = %d on compute capability %d.%d, want -1, 0, or 1 or 2 on 9.0", w, b.info.Major, b.info.Minor)
 	}
 	if r := cfg.RowThreads; r != 0 && r != 256 && r != 512 && r != 1024 {
 		return nil, fmt.Errorf("cuda: bench: RowThreads = %d, want 256, 512 or 1,024", r)
@@ -79,12 +79,12 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 		fp4WideMinW                       int64
 		attnDec, attnPartial, pdl, fp4Row bool
 		attnRing, regsRows, siluRowMin    int
-		rowThreads, attnScratch           int
-		attnPrefill, pfWG                 bool
+		rowThreads, attnScratch, pfForm   int
+		attnPrefill                       bool
 	}
 	var was settings
 	_ = b.do(ctx, func(d *devState) error {
-		was = settings{d.gemvMaxM, d.fp4SmallM, d.fp4WideM, d.fp4WideMinW, d.attnDec, d.attnPartial, d.k.pdl, d.fp4RowMajor, d.attnRing, d.k.regsRows, d.k.siluRowMin, d.k.rowThreads, attnScratchBytes, d.attnPrefill, d.attnPrefillWG}
+		was = settings{d.gemvMaxM, d.fp4SmallM, d.fp4WideM, d.fp4WideMinW, d.attnDec, d.attnPartial, d.k.pdl, d.fp4RowMajor, d.attnRing, d.k.regsRows, d.k.siluRowMin, d.k.rowThreads, attnScratchBytes, d.attnPrefillForm, d.attnPrefill}
 		d.fp4RowMajor = cfg.FP4RowMajor
 		if cfg.GEMVMaxRows != 0 {
 			d.gemvMaxM = cfg.GEMVMaxRows
@@ -112,8 +112,13 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 			d.k.rowThreads = cfg.RowThreads
 		}
 		d.attnPrefill = d.attnPrefill && !cfg.NoAttnPrefill
-		if cfg.AttnPrefillWG != 0 {
-			d.attnPrefillWG = cfg.AttnPrefillWG > 0
+		switch cfg.AttnPrefillWG {
+		case -1:
+			d.attnPrefillForm = pfMMA
+		case 1:
+			d.attnPrefillForm = pfWG
+		case 2:
+			d.attnPrefillForm = pfWGFast
 		}
 		if cfg.AttnScratchMiB != 0 {
 			attnScratchBytes = cfg.AttnScratchMiB << 20
@@ -129,7 +134,7 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 			d.fp4RowMajor = was.fp4Row
 			d.attnRing = was.attnRing
 			d.k.regsRows, d.k.siluRowMin, d.k.rowThreads = was.regsRows, was.siluRowMin, was.rowThreads
-			attnScratchBytes, d.attnPrefill, d.attnPrefillWG = was.attnScratch, was.attnPrefill, was.pfWG
+			attnScratchBytes, d.attnPrefill, d.attnPrefillForm = was.attnScratch, was.attnPrefill, was.pfForm
 			return nil
 		})
 	}()

@@ -293,8 +293,9 @@ type attnArgs struct {
 	dec   *kernel
 	yq    uint64
 	yqFmt fmtCode
-	// pfWG takes gbx_attn_prefill's warpgroup (wgmma, sm_90a) form.
-	pfWG bool
+	// pfForm is gbx_attn_prefill's form: pfMMA, or (sm_90a only) pfWG or
+	// pfWGFast.
+	pfForm int
 }
 
 // attnKernel returns the kernel that takes a model's attention in place of
@@ -447,6 +448,19 @@ var (
 	kAttnPrefill128WG     = defKernel(modAttnPrefill, "gbx_attn_prefill128_wg", C.GBX_ATTN_PFW_SMEM_128)
 	kAttnPrefill64E4M3WG  = defKernel(modAttnPrefill, "gbx_attn_prefill64_e4m3_wg", C.GBX_ATTN_PFW_SMEM_64_E4M3)
 	kAttnPrefill128E4M3WG = defKernel(modAttnPrefill, "gbx_attn_prefill128_e4m3_wg", C.GBX_ATTN_PFW_SMEM_128_E4M3)
+	// Its fast-softmax variant (ex2.approx, unmasked inner tiles; not yet
+	// timed): bits of its own again.
+	kAttnPrefill64WGF      = defKernel(modAttnPrefill, "gbx_attn_prefill64_wgf", C.GBX_ATTN_PFW_SMEM_64)
+	kAttnPrefill128WGF     = defKernel(modAttnPrefill, "gbx_attn_prefill128_wgf", C.GBX_ATTN_PFW_SMEM_128)
+	kAttnPrefill64E4M3WGF  = defKernel(modAttnPrefill, "gbx_attn_prefill64_e4m3_wgf", C.GBX_ATTN_PFW_SMEM_64_E4M3)
+	kAttnPrefill128E4M3WGF = defKernel(modAttnPrefill, "gbx_attn_prefill128_e4m3_wgf", C.GBX_ATTN_PFW_SMEM_128_E4M3)
+)
+
+// gbx_attn_prefill's forms (attnArgs.pfForm).
+const (
+	pfMMA    = iota // mma.sync, compute capability 8.0+
+	pfWG            // wgmma, sm_90a
+	pfWGFast        // wgmma with the fast softmax, sm_90a
 )
 
 // attnPrefillRows is how many rows a gbx_attn_prefill block takes at
@@ -456,14 +470,18 @@ func attnPrefillRows(group int) int { return 16 * C.GBX_ATTN_PF_WARPS / group }
 // attnPrefill enqueues gbx_attn_prefill for rows [row0, row0+rows) of a
 // step over a BF16 or E4M3 cache of head dim 64 or 128 (group ≤ 16): the
 // same outputs as attnPartial with gbx_attn_mma (out, and yq in yqFmt), no
-// splits; a.pfWG takes the warpgroup form (compute capability 9.0 only).
+// splits; a.pfForm picks the form (the warpgroup ones on compute
+// capability 9.0 only).
 func (k *kernelSet) attnPrefill(s cuStream, row0, rows int, a attnArgs) error {
 	if a.cacheFmt != fmtBF16 && a.cacheFmt != fmtE4M3 || a.group > 16 || a.dim != 64 && a.dim != 128 {
 		return fmt.Errorf("cuda: gbx_attn_prefill: cache format %d, head dim %d, group %d: want BF16 or E4M3, 64 or 128, at most 16", a.cacheFmt, a.dim, a.group)
 	}
 	kerns := [4]*kernel{kAttnPrefill64, kAttnPrefill128, kAttnPrefill64E4M3, kAttnPrefill128E4M3}
-	if a.pfWG {
+	switch a.pfForm {
+	case pfWG:
 		kerns = [4]*kernel{kAttnPrefill64WG, kAttnPrefill128WG, kAttnPrefill64E4M3WG, kAttnPrefill128E4M3WG}
+	case pfWGFast:
+		kerns = [4]*kernel{kAttnPrefill64WGF, kAttnPrefill128WGF, kAttnPrefill64E4M3WGF, kAttnPrefill128E4M3WGF}
 	}
 	i := 0
 	if a.dim == 128 {

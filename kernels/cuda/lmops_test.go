@@ -769,17 +769,17 @@ func TestLMOpAttentionGroupedRows(t *testing.T) {
 // operand the output rounded, and every row's output the same bits in
 // every launch of its form — all rows at once, launches of 1, 7 and 13
 // rows (which cut the blocks' rows differently) — and wherever the cache
-// (values and scales) past a run's last position holds NaN. Both forms:
-// mma.sync, and on compute capability 9.0 the warpgroup (wgmma) one.
+// (values and scales) past a run's last position holds NaN. Every form:
+// mma.sync, and on compute capability 9.0 the warpgroup (wgmma) ones.
 func TestLMOpAttentionPrefill(t *testing.T) {
 	x := newDevT(t)
 	if m := x.b.Info().Major; m < 8 {
 		t.Skipf("compute capability %d: gbx_attn_prefill needs 8.0", m)
 	}
 	x.do(func(d *devState) error { return d.k.load(modAttnPrefill) })
-	forms := []bool{false} // mma.sync; and the warpgroup form on 9.0
+	forms := []int{pfMMA} // and the warpgroup forms on 9.0
 	if i := x.b.Info(); i.Major == 9 && i.Minor == 0 {
-		forms = append(forms, true)
+		forms = append(forms, pfWG, pfWGFast)
 	}
 	r := rand.New(rand.NewPCG(21, 22))
 	seqs := []span{{0, 38}, {500, 500}, {120, 135}, {2043, 2052}, {7, 9}}
@@ -831,9 +831,9 @@ func TestLMOpAttentionPrefill(t *testing.T) {
 			a.kvScale = x.up(f32Bytes(scales))
 			tol = 6e-4 // F16's, as gbx_attn_mma's
 		}
-		for _, wg := range forms {
-			name := fmt.Sprintf("%s, warpgroup form %v", name, wg)
-			a.pfWG, a.out = wg, x.zeros(4*rows*heads*tc.dim)
+		for _, form := range forms {
+			name := fmt.Sprintf("%s, form %d", name, form)
+			a.pfForm, a.out = form, x.zeros(4*rows*heads*tc.dim)
 			x.do(func(d *devState) error { return d.k.attnPrefill(d.stream, 0, rows, a) })
 			all := x.floats(a.out, rows*heads*tc.dim)
 			checkAttention(t, name, all, q, vals, flat, rowOff, ctx, stride, tc.kvHeads, tc.group, tc.dim, layer, layers, tol)

@@ -284,7 +284,7 @@ func (d *devState) lmEnqueue(ctx context.Context, m *lm.Model, w *lmWeights, kv 
 		group: c.Heads / c.KVHeads, dim: c.HeadDim, pos: rope.pos, seq: rope.seq, btOff: rope.btOff, blocks: rope.blocks,
 		split: r.at(r.lay.split), scale: float32(1 / math.Sqrt(float64(c.HeadDim))), partO: r.part,
 		partML: r.part + uint64(4*r.attnRows*c.Heads*pl.maxSplits*c.HeadDim), maxSplits: pl.maxSplits, out: r.f, outStride: qd,
-		pfWG: d.attnPrefillWG,
+		pfForm: d.attnPrefillForm,
 	}
 	// Unless Config.NoPrefillAttention (LMBench.NoAttnPrefill): a step's
 	// prefill chunks (after its decode rows, if any) over a BF16 or E4M3

@@ -259,6 +259,12 @@ template <int N> inline void gbx_cp_wait() {}
 inline void gbx_lds128(u32 (&r)[4], u32 s) { std::memcpy(r, emu_smem_base + s, 16); }
 inline u32 gbx_lds32(u32 s) { u32 r; std::memcpy(&r, emu_smem_base + s, 4); return r; }
 #define GBX_DYN_SMEM(name, bytes) alignas(16) static unsigned char name[bytes]
+// gbx_ex2: ex2.approx.ftz's 2^x, rounded as exp2f (the hardware's is
+// within 2 ulp of it); results below 2^-126 flushed to zero.
+inline float gbx_ex2(float x) {
+	const float y = exp2f(x);
+	return y < 0x1p-126f ? 0.0f : y;
+}
 inline void gbx_sts32(u32 s, u32 v) { std::memcpy(emu_smem_base + s, &v, 4); }
 inline void gbx_sts128(u32 s, u32 a, u32 b, u32 c, u32 d) {
 	const u32 v[4] = {a, b, c, d};

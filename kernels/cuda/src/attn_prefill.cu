@@ -132,16 +132,35 @@ struct gbx_pf_state {
 	int eb[2];
 };
 
+// gbx_pf_exp is e^x, or (FAST) 2^x by ex2.approx: the scores then carry
+// log2(e) in their scale.
+template <bool FAST>
+__device__ __forceinline__ float gbx_pf_exp(float x) {
+	if constexpr (FAST) return gbx_ex2(x);
+	else return expf(x);
+}
+
 // gbx_pf_mask scales the lane's raw scores x[n][j] of a tile (positions p0
 // + 8n + 2t + (j & 1), rows g (j < 2) and g + 8) to the softmax's (E4M3:
 // times K's scale ksc[8n + 2t + (j & 1)]; times qs) and sets in[n][j],
 // whether the position is the row's (its run's, at most its own): −inf
-// where not.
+// where not. full says every position of the tile is every row's (the
+// same values, no tests).
 template <int NN, bool FP8>
 __device__ __forceinline__ void gbx_pf_mask(float (&x)[NN][4], bool (&in)[NN][4], const bool (&cur)[2], const gbx_pf_lane &l, int p0,
-                                            const float *ksc, const float (&qs)[2]) {
+                                            const float *ksc, const float (&qs)[2], bool full = false) {
 	const float NEG = __int_as_float(0xff800000); // -inf
 	const int t = threadIdx.x & 3;
+	if (full) {
+#pragma unroll
+		for (int n = 0; n < NN; n++)
+#pragma unroll
+			for (int j = 0; j < 4; j++) {
+				in[n][j] = true;
+				x[n][j] = (FP8 ? x[n][j] * ksc[8 * n + 2 * t + (j & 1)] : x[n][j]) * qs[j >> 1];
+			}
+		return;
+	}
 #pragma unroll
 	for (int n = 0; n < NN; n++)
 #pragma unroll
@@ -160,7 +179,7 @@ __device__ __forceinline__ void gbx_pf_mask(float (&x)[NN][4], bool (&in)[NN][4]
 // in the tile), and cf[h] what row h's O is to be multiplied by before the
 // tile's products are added. A row with none of the tile's positions keeps
 // its state exactly (every lane of the warp runs the shuffles).
-template <int NN, bool FP8>
+template <int NN, bool FP8, bool FAST = false>
 __device__ __forceinline__ void gbx_pf_weights(float (&x)[NN][4], const bool (&in)[NN][4], const float *vsc, gbx_pf_state &st,
                                                float (&cf)[2]) {
 	const float NEG = __int_as_float(0xff800000); // -inf
@@ -174,11 +193,11 @@ __device__ __forceinline__ void gbx_pf_weights(float (&x)[NN][4], const bool (&i
 		mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 2));
 		const bool none = mt == NEG;
 		const float mn = none ? st.mh[h] : fmaxf(st.mh[h], mt);
-		cf[h] = none ? 1.0f : expf(st.mh[h] - mn); // 0 on the row's first tile (mh = −inf)
+		cf[h] = none ? 1.0f : gbx_pf_exp<FAST>(st.mh[h] - mn); // 0 on the row's first tile (mh = −inf)
 #pragma unroll
 		for (int n = 0; n < NN; n++)
 #pragma unroll
-			for (int c = 0; c < 2; c++) x[n][2 * h + c] = none ? 0.0f : expf(x[n][2 * h + c] - mn);
+			for (int c = 0; c < 2; c++) x[n][2 * h + c] = none ? 0.0f : gbx_pf_exp<FAST>(x[n][2 * h + c] - mn);
 		float ps = 0.0f;
 #pragma unroll
 		for (int n = 0; n < NN; n += 2)
@@ -247,13 +266,14 @@ __device__ __forceinline__ void gbx_pf_store(const float (&o)[DIM / 8][4], const
 }
 
 // gbx_pf_run is the block's next run of rows of one sequence from row r:
-// its end e, its last position, and whether each of the lane's product
-// rows is of it.
-__device__ __forceinline__ int gbx_pf_run(const gbx_pf_lane &l, int r, const int *pos, const int *seq, int &last, bool (&cur)[2]) {
+// its end e, its first and last positions, and whether each of the lane's
+// product rows is of it.
+__device__ __forceinline__ int gbx_pf_run(const gbx_pf_lane &l, int r, const int *pos, const int *seq, int &first, int &last,
+                                          bool (&cur)[2]) {
 	const int sq = seq[r];
 	int e = r + 1;
-	last = pos[r];
-	while (e < l.b1 && seq[e] == sq) last = pos[e] > last ? pos[e] : last, e++;
+	first = last = pos[r];
+	while (e < l.b1 && seq[e] == sq) first = pos[e] < first ? pos[e] : first, last = pos[e] > last ? pos[e] : last, e++;
 #pragma unroll
 	for (int h = 0; h < 2; h++) cur[h] = l.s0[h] == sq && l.prow[h] >= r && l.prow[h] < e;
 	return e;
@@ -337,9 +357,9 @@ __device__ __forceinline__ void gbx_attn_prefill_t(const float *qkv, int stride,
 	// (one barrier a block: a slot is written only after every warp is past
 	// the block that read it last).
 	for (int r = l.b0; r < l.b1;) {
-		int last;
+		int first, last;
 		bool cur[2];
-		const int e = gbx_pf_run(l, r, pos, seq, last, cur);
+		const int e = gbx_pf_run(l, r, pos, seq, first, last, cur);
 		const int *bt = blocks + btOff[seq[r]];
 		const int nb = last / P + 1;
 		fetch(bt, 0, last, 0);
@@ -397,8 +417,11 @@ __device__ __forceinline__ void gbx_attn_prefill_t(const float *qkv, int stride,
 // slot sl's K tile at 2·HALF·sl and its V tile HALF on, each DIM / 64 atoms
 // of 64 dims (TP rows of 128 bytes, 16-byte chunks swizzled); the block's
 // 64 product rows of Q at 4·HALF, laid out as a tile; E4M3's copy (K's TP
-// × DIM bytes, then V's) after Q.
-template <int DIM, bool FP8>
+// × DIM bytes, then V's) after Q. FAST (the _wgf entry points, not yet
+// timed): the softmax's exponentials by ex2.approx (log2 e in the scores'
+// scale), and tiles whose every position is every row's (all but a run's
+// last one or two) without the masks' tests.
+template <int DIM, bool FP8, bool FAST>
 __device__ __forceinline__ void gbx_attn_prefill_wg_t(const float *qkv, int stride, const void *cache,
                                                       const float *kvScale, int layer, int layers, int kvHeads, int G,
                                                       const int *pos, const int *seq, const int *btOff,
@@ -425,6 +448,7 @@ __device__ __forceinline__ void gbx_attn_prefill_wg_t(const float *qkv, int stri
 		// positions): the A operand of S, read by the wgmmas as they run.
 		u32 qa[KS][4];
 		gbx_pf_q<DIM, FP8>(qkv, stride, l, scale, qa, qs);
+		if (FAST) qs[0] *= 1.44269504f, qs[1] *= 1.44269504f; // log2 e
 #pragma unroll
 		for (int k = 0; k < KS; k++)
 #pragma unroll
@@ -498,9 +522,9 @@ __device__ __forceinline__ void gbx_attn_prefill_wg_t(const float *qkv, int stri
 		gbx_fence_async_smem(); // the tile's stores and copies, before the wgmmas that read it
 	};
 	for (int r = l.b0; r < l.b1;) {
-		int last;
+		int first, last;
 		bool cur[2];
-		const int e = gbx_pf_run(l, r, pos, seq, last, cur);
+		const int e = gbx_pf_run(l, r, pos, seq, first, last, cur);
 		const int *bt = blocks + btOff[seq[r]];
 		const int nb = last / P + 1, nt = last / TP + 1;
 		fetch(bt, nb, 0, last, 0);
@@ -525,9 +549,9 @@ __device__ __forceinline__ void gbx_attn_prefill_wg_t(const float *qkv, int stri
 			gbx_wg_wait<0>();
 			gbx_wg_pin(sc);
 			bool in[8][4];
-			gbx_pf_mask<8, FP8>(sc, in, cur, l, TP * ti, kss[sl], qs);
+			gbx_pf_mask<8, FP8>(sc, in, cur, l, TP * ti, kss[sl], qs, FAST && r == l.b0 && e == l.b1 && TP * ti + TP - 1 <= first);
 			float cf[2];
-			gbx_pf_weights<8, FP8>(sc, in, vss[sl], st, cf);
+			gbx_pf_weights<8, FP8, FAST>(sc, in, vss[sl], st, cf);
 			u32 pa[4][4];
 #pragma unroll
 			for (int kk = 0; kk < 4; kk++) gbx_pf_pa<FP8>(pa[kk], sc, 2 * kk);
@@ -559,8 +583,8 @@ __device__ __forceinline__ void gbx_attn_prefill_wg_t(const float *qkv, int stri
 }
 
 // The entry points, a BF16 cache (kvScale unused) and an E4M3 one, by head
-// dim, mma.sync and (_wg, sm_90a, GBX_ATTN_PFW_SMEM of dynamic shared
-// memory) warpgroup forms: grid (KV heads, ⌈rows / R⌉), R = 64 / G rows a
+// dim, mma.sync and (_wg, _wgf: FAST; sm_90a, GBX_ATTN_PFW_SMEM of dynamic
+// shared memory) warpgroup forms: grid (KV heads, ⌈rows / R⌉), R = 64 / G rows a
 // block (G ≤ 16), 32 · GBX_ATTN_PF_WARPS threads; rows [row0, row0 + rows)
 // of the step; out and, where yq is set, yq in fmt (the o projection's
 // operand) as gbx_attn_mma writes them.
@@ -602,7 +626,7 @@ extern "C" __global__ void __launch_bounds__(32 * GBX_ATTN_PF_WARPS, 2)
                           int rows, float scale, float *out, int outStride, void *yq, int fmt) {
 	gbx_pdl();
 	GBX_DYN_SMEM(gbx_pfw_smem64, GBX_ATTN_PFW_SMEM_64);
-	gbx_attn_prefill_wg_t<64, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, G, pos, seq, btOff, blocks, row0,
+	gbx_attn_prefill_wg_t<64, false, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, G, pos, seq, btOff, blocks, row0,
 	                                 rows, scale, out, outStride, yq, fmt, gbx_pfw_smem64);
 }
 extern "C" __global__ void __launch_bounds__(32 * GBX_ATTN_PF_WARPS, 2)
@@ -611,7 +635,7 @@ extern "C" __global__ void __launch_bounds__(32 * GBX_ATTN_PF_WARPS, 2)
                            int row0, int rows, float scale, float *out, int outStride, void *yq, int fmt) {
 	gbx_pdl();
 	GBX_DYN_SMEM(gbx_pfw_smem128, GBX_ATTN_PFW_SMEM_128);
-	gbx_attn_prefill_wg_t<128, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, G, pos, seq, btOff, blocks, row0,
+	gbx_attn_prefill_wg_t<128, false, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, G, pos, seq, btOff, blocks, row0,
 	                                  rows, scale, out, outStride, yq, fmt, gbx_pfw_smem128);
 }
 extern "C" __global__ void __launch_bounds__(32 * GBX_ATTN_PF_WARPS, 2)
@@ -620,7 +644,7 @@ extern "C" __global__ void __launch_bounds__(32 * GBX_ATTN_PF_WARPS, 2)
                                int row0, int rows, float scale, float *out, int outStride, void *yq, int fmt) {
 	gbx_pdl();
 	GBX_DYN_SMEM(gbx_pfw_smem64e, GBX_ATTN_PFW_SMEM_64_E4M3);
-	gbx_attn_prefill_wg_t<64, true>(qkv, stride, cache, kvScale, layer, layers, kvHeads, G, pos, seq, btOff, blocks, row0,
+	gbx_attn_prefill_wg_t<64, true, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, G, pos, seq, btOff, blocks, row0,
 	                                rows, scale, out, outStride, yq, fmt, gbx_pfw_smem64e);
 }
 extern "C" __global__ void __launch_bounds__(32 * GBX_ATTN_PF_WARPS, 2)
@@ -630,6 +654,43 @@ extern "C" __global__ void __launch_bounds__(32 * GBX_ATTN_PF_WARPS, 2)
                                 int fmt) {
 	gbx_pdl();
 	GBX_DYN_SMEM(gbx_pfw_smem128e, GBX_ATTN_PFW_SMEM_128_E4M3);
-	gbx_attn_prefill_wg_t<128, true>(qkv, stride, cache, kvScale, layer, layers, kvHeads, G, pos, seq, btOff, blocks, row0,
+	gbx_attn_prefill_wg_t<128, true, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, G, pos, seq, btOff, blocks, row0,
 	                                 rows, scale, out, outStride, yq, fmt, gbx_pfw_smem128e);
+}
+extern "C" __global__ void __launch_bounds__(32 * GBX_ATTN_PF_WARPS, 2)
+    gbx_attn_prefill64_wgf(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
+                          int kvHeads, int G, const int *pos, const int *seq, const int *btOff, const int *blocks, int row0,
+                          int rows, float scale, float *out, int outStride, void *yq, int fmt) {
+	gbx_pdl();
+	GBX_DYN_SMEM(gbx_pfwf_smem64, GBX_ATTN_PFW_SMEM_64);
+	gbx_attn_prefill_wg_t<64, false, true>(qkv, stride, cache, kvScale, layer, layers, kvHeads, G, pos, seq, btOff, blocks, row0,
+	                                 rows, scale, out, outStride, yq, fmt, gbx_pfwf_smem64);
+}
+extern "C" __global__ void __launch_bounds__(32 * GBX_ATTN_PF_WARPS, 2)
+    gbx_attn_prefill128_wgf(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
+                           int kvHeads, int G, const int *pos, const int *seq, const int *btOff, const int *blocks,
+                           int row0, int rows, float scale, float *out, int outStride, void *yq, int fmt) {
+	gbx_pdl();
+	GBX_DYN_SMEM(gbx_pfwf_smem128, GBX_ATTN_PFW_SMEM_128);
+	gbx_attn_prefill_wg_t<128, false, true>(qkv, stride, cache, kvScale, layer, layers, kvHeads, G, pos, seq, btOff, blocks, row0,
+	                                  rows, scale, out, outStride, yq, fmt, gbx_pfwf_smem128);
+}
+extern "C" __global__ void __launch_bounds__(32 * GBX_ATTN_PF_WARPS, 2)
+    gbx_attn_prefill64_e4m3_wgf(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
+                               int kvHeads, int G, const int *pos, const int *seq, const int *btOff, const int *blocks,
+                               int row0, int rows, float scale, float *out, int outStride, void *yq, int fmt) {
+	gbx_pdl();
+	GBX_DYN_SMEM(gbx_pfwf_smem64e, GBX_ATTN_PFW_SMEM_64_E4M3);
+	gbx_attn_prefill_wg_t<64, true, true>(qkv, stride, cache, kvScale, layer, layers, kvHeads, G, pos, seq, btOff, blocks, row0,
+	                                rows, scale, out, outStride, yq, fmt, gbx_pfwf_smem64e);
+}
+extern "C" __global__ void __launch_bounds__(32 * GBX_ATTN_PF_WARPS, 2)
+    gbx_attn_prefill128_e4m3_wgf(const float *qkv, int stride, const void *cache, const float *kvScale, int layer,
+                                int layers, int kvHeads, int G, const int *pos, const int *seq, const int *btOff,
+                                const int *blocks, int row0, int rows, float scale, float *out, int outStride, void *yq,
+                                int fmt) {
+	gbx_pdl();
+	GBX_DYN_SMEM(gbx_pfwf_smem128e, GBX_ATTN_PFW_SMEM_128_E4M3);
+	gbx_attn_prefill_wg_t<128, true, true>(qkv, stride, cache, kvScale, layer, layers, kvHeads, G, pos, seq, btOff, blocks, row0,
+	                                 rows, scale, out, outStride, yq, fmt, gbx_pfwf_smem128e);
 }

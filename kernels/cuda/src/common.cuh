@@ -232,6 +232,14 @@ __device__ __forceinline__ void gbx_ldg128(u32 (&r)[4], const void* p) {
 	             : "l"(p));
 }
 
+// gbx_ex2 is ex2.approx.ftz.f32: 2^x within 2 ulp, 0 for x = −inf and
+// below −126 (no subnormal results).
+__device__ __forceinline__ float gbx_ex2(float x) {
+	float y;
+	asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+	return y;
+}
+
 __device__ __forceinline__ void gbx_sts32(u32 s, u32 v) { asm volatile("st.shared.u32 [%0], %1;" ::"r"(s), "r"(v) : "memory"); }
 
 __device__ __forceinline__ void gbx_sts128(u32 s, u32 a, u32 b, u32 c, u32 d) {
