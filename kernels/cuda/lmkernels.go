@@ -293,8 +293,8 @@ type attnArgs struct {
 	dec   *kernel
 	yq    uint64
 	yqFmt fmtCode
-	// pfForm is gbx_attn_prefill's form: pfMMA, or (sm_90a only) pfWG or
-	// pfWGFast.
+	// pfForm is gbx_attn_prefill's form: pfMMA, or (sm_90a only) pfWG,
+	// pfWGFast or pfWG2.
 	pfForm int
 }
 
@@ -454,6 +454,12 @@ var (
 	kAttnPrefill128WGF     = defKernel(modAttnPrefill, "gbx_attn_prefill128_wgf", C.GBX_ATTN_PFW_SMEM_128)
 	kAttnPrefill64E4M3WGF  = defKernel(modAttnPrefill, "gbx_attn_prefill64_e4m3_wgf", C.GBX_ATTN_PFW_SMEM_64_E4M3)
 	kAttnPrefill128E4M3WGF = defKernel(modAttnPrefill, "gbx_attn_prefill128_e4m3_wgf", C.GBX_ATTN_PFW_SMEM_128_E4M3)
+	// And with two warpgroups a block sharing the K and V tiles (not yet
+	// timed).
+	kAttnPrefill64WG2      = defKernel(modAttnPrefill, "gbx_attn_prefill64_wg2", C.GBX_ATTN_PFW2_SMEM_64)
+	kAttnPrefill128WG2     = defKernel(modAttnPrefill, "gbx_attn_prefill128_wg2", C.GBX_ATTN_PFW2_SMEM_128)
+	kAttnPrefill64E4M3WG2  = defKernel(modAttnPrefill, "gbx_attn_prefill64_e4m3_wg2", C.GBX_ATTN_PFW2_SMEM_64_E4M3)
+	kAttnPrefill128E4M3WG2 = defKernel(modAttnPrefill, "gbx_attn_prefill128_e4m3_wg2", C.GBX_ATTN_PFW2_SMEM_128_E4M3)
 )
 
 // gbx_attn_prefill's forms (attnArgs.pfForm).
@@ -461,11 +467,21 @@ const (
 	pfMMA    = iota // mma.sync, compute capability 8.0+
 	pfWG            // wgmma, sm_90a
 	pfWGFast        // wgmma with the fast softmax, sm_90a
+	pfWG2           // as pfWGFast, two warpgroups a block
 )
 
-// attnPrefillRows is how many rows a gbx_attn_prefill block takes at
-// group G (abi.h GBX_ATTN_PF_WARPS warps of 16 product rows).
-func attnPrefillRows(group int) int { return 16 * C.GBX_ATTN_PF_WARPS / group }
+// attnPrefillThreads is a gbx_attn_prefill block's threads in form f:
+// GBX_ATTN_PF_WARPS warps (abi.h), twice as many for pfWG2.
+func attnPrefillThreads(f int) int {
+	if f == pfWG2 {
+		return 64 * C.GBX_ATTN_PF_WARPS
+	}
+	return 32 * C.GBX_ATTN_PF_WARPS
+}
+
+// attnPrefillRows is how many rows a gbx_attn_prefill block of form f
+// takes at group G: 16 product rows a warp.
+func attnPrefillRows(f, group int) int { return attnPrefillThreads(f) / 2 / group }
 
 // attnPrefill enqueues gbx_attn_prefill for rows [row0, row0+rows) of a
 // step over a BF16 or E4M3 cache of head dim 64 or 128 (group ≤ 16): the
@@ -482,6 +498,8 @@ func (k *kernelSet) attnPrefill(s cuStream, row0, rows int, a attnArgs) error {
 		kerns = [4]*kernel{kAttnPrefill64WG, kAttnPrefill128WG, kAttnPrefill64E4M3WG, kAttnPrefill128E4M3WG}
 	case pfWGFast:
 		kerns = [4]*kernel{kAttnPrefill64WGF, kAttnPrefill128WGF, kAttnPrefill64E4M3WGF, kAttnPrefill128E4M3WGF}
+	case pfWG2:
+		kerns = [4]*kernel{kAttnPrefill64WG2, kAttnPrefill128WG2, kAttnPrefill64E4M3WG2, kAttnPrefill128E4M3WG2}
 	}
 	i := 0
 	if a.dim == 128 {
@@ -491,12 +509,12 @@ func (k *kernelSet) attnPrefill(s cuStream, row0, rows int, a attnArgs) error {
 		i += 2
 	}
 	kern := kerns[i]
-	per := attnPrefillRows(a.group)
+	per := attnPrefillRows(a.pfForm, a.group)
 	ar := newArgs().ptr(a.qkv).i32(a.stride).ptr(a.cache).ptr(a.kvScale).i32(a.layer).i32(a.layers).i32(a.kvHeads).i32(a.group).
 		ptr(a.pos).ptr(a.seq).ptr(a.btOff).ptr(a.blocks).i32(row0).i32(rows).f32(a.scale).ptr(a.out).i32(a.outStride).
 		ptr(a.yq).i32(int(a.yqFmt))
 	return k.run(s, launch{kernel: kern, grid: [3]uint32{uint32(a.kvHeads), uint32((rows + per - 1) / per), 1},
-		block: [3]uint32{32 * C.GBX_ATTN_PF_WARPS, 1, 1}, smem: uint32(kern.smem), args: ar})
+		block: [3]uint32{uint32(attnPrefillThreads(a.pfForm)), 1, 1}, smem: uint32(kern.smem), args: ar})
 }
 
 // attnReduce combines the splits of rows [row0, row0+rows) (grid: heads ×

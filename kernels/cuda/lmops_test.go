@@ -779,7 +779,7 @@ func TestLMOpAttentionPrefill(t *testing.T) {
 	x.do(func(d *devState) error { return d.k.load(modAttnPrefill) })
 	forms := []int{pfMMA} // and the warpgroup forms on 9.0
 	if i := x.b.Info(); i.Major == 9 && i.Minor == 0 {
-		forms = append(forms, pfWG, pfWGFast)
+		forms = append(forms, pfWG, pfWGFast, pfWG2)
 	}
 	r := rand.New(rand.NewPCG(21, 22))
 	seqs := []span{{0, 38}, {500, 500}, {120, 135}, {2043, 2052}, {7, 9}}

@@ -297,7 +297,7 @@ template <int N> inline void gbx_wg_wait() {}
 inline void gbx_fence_async_smem() {}
 inline unsigned long long gbx_wg_desc(u32 s) { return s; }
 template <int NT> inline void gbx_wg_pin(float (&)[NT][4]) {}
-inline u32 emu_wg_a[128][4];
+inline u32 emu_wg_a[256][4]; // a block of up to two warpgroups
 template <int N> inline void gbx_wgmma(float (&c)[N / 8][4], u32 a0, u32 a1, u32 a2, u32 a3, unsigned long long b) {
 	const int tid = (int)threadIdx.x, w = tid >> 5, g = (tid & 31) >> 2, t = tid & 3;
 	emu_wg_a[tid][0] = a0, emu_wg_a[tid][1] = a1, emu_wg_a[tid][2] = a2, emu_wg_a[tid][3] = a3;
@@ -330,12 +330,12 @@ template <int N> inline void gbx_wgmma(float (&c)[N / 8][4], u32 a0, u32 a1, u32
 inline unsigned long long gbx_wg_desc_mn(u32 s, u32 lbo) { return s | (unsigned long long)lbo << 32; }
 template <int N> inline void gbx_wg_pin_a(u32 (&)[N][4]) {}
 template <bool F16> inline void gbx_wgmma64_rt(float (&c)[8][4], u32 a0, u32 a1, u32 a2, u32 a3, unsigned long long b, int acc) {
-	const int tid = (int)threadIdx.x, w = tid >> 5, g = (tid & 31) >> 2, t = tid & 3;
+	const int tid = (int)threadIdx.x, wg0 = tid & ~127, w = (tid >> 5) & 3, g = (tid & 31) >> 2, t = tid & 3; // warp w of the warpgroup from thread wg0
 	emu_wg_a[tid][0] = a0, emu_wg_a[tid][1] = a1, emu_wg_a[tid][2] = a2, emu_wg_a[tid][3] = a3;
 	emu_syncthreads();
 	auto val = [](u16 h) { return F16 ? h2f(h) : bf2f(h); };
 	auto A = [&](int row, int k) {
-		const int r = row & 15, owner = (row >> 4) * 32 + (r & 7) * 4 + ((k & 7) >> 1);
+		const int r = row & 15, owner = wg0 + (row >> 4) * 32 + (r & 7) * 4 + ((k & 7) >> 1);
 		return val((u16)(emu_wg_a[owner][(r >= 8 ? 1 : 0) + (k >= 8 ? 2 : 0)] >> (16 * (k & 1))));
 	};
 	auto B = [&](int k, int n) {
@@ -358,7 +358,7 @@ template <bool F16> inline void gbx_wgmma64_rt(float (&c)[8][4], u32 a0, u32 a1,
 // gbx_wgmma64_ss<F16>: A from shared memory, K-major as B's: element (m, k)
 // at a + (m / 8)·1,024 + (m % 8)·128 + 2k, swizzled.
 template <bool F16> inline void gbx_wgmma64_ss(float (&c)[8][4], unsigned long long a, unsigned long long b, int acc) {
-	const int tid = (int)threadIdx.x, w = tid >> 5, g = (tid & 31) >> 2, t = tid & 3;
+	const int tid = (int)threadIdx.x, w = (tid >> 5) & 3, g = (tid & 31) >> 2, t = tid & 3; // warp w of its warpgroup
 	emu_syncthreads();
 	auto at = [](unsigned long long d, int mn, int k) {
 		u32 x = (u32)d + (u32)(mn >> 3) * 1024 + (u32)(mn & 7) * 128 + 2 * (u32)k;

@@ -204,6 +204,10 @@ static std::vector<Kern> &kernels_table() {
 	    kern("gbx_attn_prefill128_wgf", "attn_prefill", gbx_attn_prefill128_wgf),
 	    kern("gbx_attn_prefill64_e4m3_wgf", "attn_prefill", gbx_attn_prefill64_e4m3_wgf),
 	    kern("gbx_attn_prefill128_e4m3_wgf", "attn_prefill", gbx_attn_prefill128_e4m3_wgf),
+	    kern("gbx_attn_prefill64_wg2", "attn_prefill", gbx_attn_prefill64_wg2),
+	    kern("gbx_attn_prefill128_wg2", "attn_prefill", gbx_attn_prefill128_wg2),
+	    kern("gbx_attn_prefill64_e4m3_wg2", "attn_prefill", gbx_attn_prefill64_e4m3_wg2),
+	    kern("gbx_attn_prefill128_e4m3_wg2", "attn_prefill", gbx_attn_prefill128_e4m3_wg2),
 	    kern("gbx_nvfp4_gemm", "fp4_linear", gbx_nvfp4_gemm), kern("gbx_nvfp4_gemm_tiled", "fp4_linear", gbx_nvfp4_gemm_tiled),
 	    kern("gbx_nvfp4_gemm_wide", "fp4_linear", gbx_nvfp4_gemm_wide), kern("gbx_nvfp4_wide_sum", "fp4_linear", gbx_nvfp4_wide_sum),
 	};

@@ -68,7 +68,7 @@ struct gbx_pf_lane {
 };
 __device__ __forceinline__ gbx_pf_lane gbx_pf_rows(int G, int row0, int rows, const int *pos, const int *seq) {
 	gbx_pf_lane l;
-	const int warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, R = 64 / G;
+	const int warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, R = (int)(blockDim.x / 2) / G; // 16 product rows a warp
 	// The heaviest blocks (a prompt's last rows, the longest contexts) first.
 	l.kh = blockIdx.x, l.b0 = row0 + (gridDim.y - 1 - blockIdx.y) * R, l.b1 = gbx_imin(l.b0 + R, row0 + rows);
 #pragma unroll
@@ -417,11 +417,12 @@ __device__ __forceinline__ void gbx_attn_prefill_t(const float *qkv, int stride,
 // slot sl's K tile at 2·HALF·sl and its V tile HALF on, each DIM / 64 atoms
 // of 64 dims (TP rows of 128 bytes, 16-byte chunks swizzled); the block's
 // 64 product rows of Q at 4·HALF, laid out as a tile; E4M3's copy (K's TP
-// × DIM bytes, then V's) after Q. FAST (the _wgf entry points, not yet
-// timed): the softmax's exponentials by ex2.approx (log2 e in the scores'
-// scale), and tiles whose every position is every row's (all but a run's
-// last one or two) without the masks' tests.
-template <int DIM, bool FP8, bool FAST>
+// × DIM bytes, then V's) after Q. FAST (the _wgf and _wg2 entry points, not
+// yet timed): the softmax's exponentials by ex2.approx (log2 e in the
+// scores' scale), and tiles whose every position is every row's (all but a
+// run's last one or two) without the masks' tests. WGS warpgroups a block
+// (_wg2: 2), each its 64 product rows, the K and V tiles shared.
+template <int DIM, bool FP8, bool FAST, int WGS = 1>
 __device__ __forceinline__ void gbx_attn_prefill_wg_t(const float *qkv, int stride, const void *cache,
                                                       const float *kvScale, int layer, int layers, int kvHeads, int G,
                                                       const int *pos, const int *seq, const int *btOff,
@@ -429,12 +430,13 @@ __device__ __forceinline__ void gbx_attn_prefill_wg_t(const float *qkv, int stri
                                                       int outStride, void *yq, int fmt, unsigned char *smem) {
 #if GBX_WGMMA
 	constexpr int KS = DIM / 16, NO = DIM / 8, NA = DIM / 64, P = GBX_KV_BLOCK, TP = GBX_ATTN_PFW_TILE, NB = TP / P;
-	constexpr int ES = FP8 ? 1 : 2, CPR = ES * DIM / 16, NCH = TP * CPR / 128; // 16-byte chunks a position's cache row, a thread's a tile
+	constexpr int TH = 128 * WGS, PR = 64 * WGS; // threads, product rows
+	constexpr int ES = FP8 ? 1 : 2, CPR = ES * DIM / 16, NCH = TP * CPR / TH; // 16-byte chunks a position's cache row, a thread's a tile
 	constexpr u32 HALF = NA * TP * 128;
-	static_assert(TP * CPR % 128 == 0 && TP <= 128 && HALF % 1024 == 0, "a tile's chunks are shared evenly by the block's threads");
+	static_assert(TP * CPR % TH == 0 && TP <= TH && HALF % 1024 == 0, "a tile's chunks are shared evenly by the block's threads");
 	const float NEG = __int_as_float(0xff800000); // -inf
 	__shared__ float kss[2][TP], vss[2][TP], rks[TP], rvs[TP]; // E4M3: the positions' scales (rks, rvs: as copied)
-	const u32 base = (gbx_smem_addr(smem) + 1023u) & ~1023u, qt = base + 4 * HALF, raw = qt + 64 * DIM * 2;
+	const u32 base = (gbx_smem_addr(smem) + 1023u) & ~1023u, qt = base + 4 * HALF, raw = qt + PR * DIM * 2;
 	// swz is the byte offset in a tile of position p, dims d … d + 7.
 	auto swz = [](int p, int d) -> u32 {
 		const u32 o = (u32)((d >> 6) * TP * 128 + p * 128 + 2 * (d & 63));
@@ -454,7 +456,7 @@ __device__ __forceinline__ void gbx_attn_prefill_wg_t(const float *qkv, int stri
 #pragma unroll
 			for (int j = 0; j < 4; j++) {
 				const int d = 16 * k + 2 * t + 8 * (j >> 1);
-				u32 off = (u32)((d >> 6) * 64 * 128 + (pr0 + 8 * (j & 1)) * 128 + 2 * (d & 63));
+				u32 off = (u32)((d >> 6) * PR * 128 + (pr0 + 8 * (j & 1)) * 128 + 2 * (d & 63));
 				off ^= ((off >> 7) & 7) << 4;
 				gbx_sts32(qt + off, qa[k][j]);
 			}
@@ -474,7 +476,7 @@ __device__ __forceinline__ void gbx_attn_prefill_wg_t(const float *qkv, int stri
 		const u32 kt = base + 2 * HALF * sl, vt = kt + HALF;
 #pragma unroll
 		for (int c = 0; c < NCH; c++) {
-			const int i = threadIdx.x + 128 * c, p = i / CPR, d = 16 / ES * (i % CPR), bi = NB * ti + p / P;
+			const int i = threadIdx.x + TH * c, p = i / CPR, d = 16 / ES * (i % CPR), bi = NB * ti + p / P;
 			const bool vin = TP * ti + p <= last;
 			if (bi >= nb) { // positions no row has: K masked, V zero
 				if (!FP8) gbx_sts128(vt + swz(p, d), 0u, 0u, 0u, 0u);
@@ -503,7 +505,7 @@ __device__ __forceinline__ void gbx_attn_prefill_wg_t(const float *qkv, int stri
 			const u32 kt = base + 2 * HALF * sl, vt = kt + HALF;
 #pragma unroll
 			for (int c = 0; c < NCH; c++) {
-				const int i = threadIdx.x + 128 * c, p = i / CPR, d = 16 * (i % CPR);
+				const int i = threadIdx.x + TH * c, p = i / CPR, d = 16 * (i % CPR);
 				const bool kin = NB * ti + p / P < nb, vin = kin && TP * ti + p <= last;
 				u32 w[4] = {0u, 0u, 0u, 0u};
 				if (kin) gbx_lds128(w, raw + p * DIM + d);
@@ -544,7 +546,7 @@ __device__ __forceinline__ void gbx_attn_prefill_wg_t(const float *qkv, int stri
 			gbx_wg_fence();
 #pragma unroll
 			for (int k = 0; k < KS; k++)
-				gbx_wgmma64_ss<FP8>(sc, gbx_wg_desc(qt + (k >> 2) * 64 * 128 + (k & 3) * 32), gbx_wg_desc(kt + (k >> 2) * TP * 128 + (k & 3) * 32), k > 0);
+				gbx_wgmma64_ss<FP8>(sc, gbx_wg_desc(qt + (k >> 2) * PR * 128 + (threadIdx.x >> 7) * 64 * 128 + (k & 3) * 32), gbx_wg_desc(kt + (k >> 2) * TP * 128 + (k & 3) * 32), k > 0);
 			gbx_wg_commit();
 			gbx_wg_wait<0>();
 			gbx_wg_pin(sc);
@@ -584,8 +586,9 @@ __device__ __forceinline__ void gbx_attn_prefill_wg_t(const float *qkv, int stri
 
 // The entry points, a BF16 cache (kvScale unused) and an E4M3 one, by head
 // dim, mma.sync and (_wg, _wgf: FAST; sm_90a, GBX_ATTN_PFW_SMEM of dynamic
-// shared memory) warpgroup forms: grid (KV heads, ⌈rows / R⌉), R = 64 / G rows a
-// block (G ≤ 16), 32 · GBX_ATTN_PF_WARPS threads; rows [row0, row0 + rows)
+// shared memory) warpgroup forms: grid (KV heads, ⌈rows / R⌉), R = 64 / G
+// rows a block (G ≤ 16), 32 · GBX_ATTN_PF_WARPS threads (_wg2: FAST, two
+// warpgroups, R = 128 / G, twice the threads, GBX_ATTN_PFW2_SMEM); rows [row0, row0 + rows)
 // of the step; out and, where yq is set, yq in fmt (the o projection's
 // operand) as gbx_attn_mma writes them.
 extern "C" __global__ void __launch_bounds__(32 * GBX_ATTN_PF_WARPS, 3)
@@ -693,4 +696,41 @@ extern "C" __global__ void __launch_bounds__(32 * GBX_ATTN_PF_WARPS, 2)
 	GBX_DYN_SMEM(gbx_pfwf_smem128e, GBX_ATTN_PFW_SMEM_128_E4M3);
 	gbx_attn_prefill_wg_t<128, true, true>(qkv, stride, cache, kvScale, layer, layers, kvHeads, G, pos, seq, btOff, blocks, row0,
 	                                 rows, scale, out, outStride, yq, fmt, gbx_pfwf_smem128e);
+}
+extern "C" __global__ void __launch_bounds__(64 * GBX_ATTN_PF_WARPS, 1)
+    gbx_attn_prefill64_wg2(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
+                          int kvHeads, int G, const int *pos, const int *seq, const int *btOff, const int *blocks, int row0,
+                          int rows, float scale, float *out, int outStride, void *yq, int fmt) {
+	gbx_pdl();
+	GBX_DYN_SMEM(gbx_pfw2_smem64, GBX_ATTN_PFW2_SMEM_64);
+	gbx_attn_prefill_wg_t<64, false, true, 2>(qkv, stride, cache, kvScale, layer, layers, kvHeads, G, pos, seq, btOff, blocks, row0,
+	                                 rows, scale, out, outStride, yq, fmt, gbx_pfw2_smem64);
+}
+extern "C" __global__ void __launch_bounds__(64 * GBX_ATTN_PF_WARPS, 1)
+    gbx_attn_prefill128_wg2(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
+                           int kvHeads, int G, const int *pos, const int *seq, const int *btOff, const int *blocks,
+                           int row0, int rows, float scale, float *out, int outStride, void *yq, int fmt) {
+	gbx_pdl();
+	GBX_DYN_SMEM(gbx_pfw2_smem128, GBX_ATTN_PFW2_SMEM_128);
+	gbx_attn_prefill_wg_t<128, false, true, 2>(qkv, stride, cache, kvScale, layer, layers, kvHeads, G, pos, seq, btOff, blocks, row0,
+	                                  rows, scale, out, outStride, yq, fmt, gbx_pfw2_smem128);
+}
+extern "C" __global__ void __launch_bounds__(64 * GBX_ATTN_PF_WARPS, 1)
+    gbx_attn_prefill64_e4m3_wg2(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
+                               int kvHeads, int G, const int *pos, const int *seq, const int *btOff, const int *blocks,
+                               int row0, int rows, float scale, float *out, int outStride, void *yq, int fmt) {
+	gbx_pdl();
+	GBX_DYN_SMEM(gbx_pfw2_smem64e, GBX_ATTN_PFW2_SMEM_64_E4M3);
+	gbx_attn_prefill_wg_t<64, true, true, 2>(qkv, stride, cache, kvScale, layer, layers, kvHeads, G, pos, seq, btOff, blocks, row0,
+	                                rows, scale, out, outStride, yq, fmt, gbx_pfw2_smem64e);
+}
+extern "C" __global__ void __launch_bounds__(64 * GBX_ATTN_PF_WARPS, 1)
+    gbx_attn_prefill128_e4m3_wg2(const float *qkv, int stride, const void *cache, const float *kvScale, int layer,
+                                int layers, int kvHeads, int G, const int *pos, const int *seq, const int *btOff,
+                                const int *blocks, int row0, int rows, float scale, float *out, int outStride, void *yq,
+                                int fmt) {
+	gbx_pdl();
+	GBX_DYN_SMEM(gbx_pfw2_smem128e, GBX_ATTN_PFW2_SMEM_128_E4M3);
+	gbx_attn_prefill_wg_t<128, true, true, 2>(qkv, stride, cache, kvScale, layer, layers, kvHeads, G, pos, seq, btOff, blocks, row0,
+	                                 rows, scale, out, outStride, yq, fmt, gbx_pfw2_smem128e);
 }
