@@ -4,8 +4,9 @@
 // its own, loaded by the first step with a prefill chunk (not with
 // Config.NoPrefillAttention).
 //
-// A block of GBX_ATTN_PF_WARPS = 4 warps takes one KV head and R = 64 / G
-// consecutive rows of the launch (G query heads a KV head): product row pr =
+// A block of GBX_ATTN_PF_WARPS = 4 warps (8 in _wg2) takes one KV head and
+// R = 16·warps / G consecutive rows of the launch (G query heads a KV
+// head): product row pr =
 // 16w + i of warp w is row pr / G, query head pr mod G (past R·G: padding,
 // zero). The block's rows are taken a sequence at a time (a run of rows of
 // one sequence); for each, the run's positions 0 … its last in tiles (the
@@ -22,7 +23,7 @@
 // prompt gives each row the bits the whole prompt does). They are not the
 // decode kernels' bits (their splits and warps sum in another order).
 //
-// Two forms, with bits of their own:
+// The forms, each with bits of its own:
 // - gbx_attn_prefill{64,128}[_e4m3] (compute capability 8.0+): tiles of one
 //   cache block (16 positions), mma.sync m16n8k16 per warp, K's fragments
 //   by ldmatrix and V's by ldmatrix.trans from rows padded to DIM + 8
@@ -36,6 +37,9 @@
 //   copied it. (Q's A fragments held in registers across the tiles gave
 //   wrong scores from the second tile on at head dim 64 on the H200, right
 //   ones at 128; from shared memory both are right: docs/prefill-attention.md.)
+// - _wgf and _wg2 (sm_90a; not yet timed): the warpgroup form with a
+//   cheaper softmax (FAST below), and that with two warpgroups a block
+//   sharing the K and V tiles.
 //
 // E4M3 (FP8) as gbx_attn_mma does it: K and V widened to F16 exactly, a
 // query times 2^k (its largest magnitude in [2^14, 2^15)) in F16, a score
