@@ -423,8 +423,9 @@ __device__ __forceinline__ void gbx_attn_prefill_t(const float *qkv, int stride,
 // 64 product rows of Q at 4·HALF, laid out as a tile; E4M3's copy (K's TP
 // × DIM bytes, then V's) after Q. FAST (the _wgf and _wg2 entry points, not
 // yet timed): the softmax's exponentials by ex2.approx (log2 e in the
-// scores' scale), and tiles whose every position is every row's (all but a
-// run's last one or two) without the masks' tests. WGS warpgroups a block
+// scores' scale), tiles whose every position is every row's (all but a
+// run's last one or two) without the masks' tests, and the next tile's
+// copies issued behind S's wgmmas. WGS warpgroups a block
 // (_wg2: 2), each its 64 product rows, the K and V tiles shared.
 template <int DIM, bool FP8, bool FAST, int WGS = 1>
 __device__ __forceinline__ void gbx_attn_prefill_wg_t(const float *qkv, int stride, const void *cache,
@@ -539,7 +540,7 @@ __device__ __forceinline__ void gbx_attn_prefill_wg_t(const float *qkv, int stri
 		for (int ti = 0; ti < nt; ti++) {
 			const int sl = ti & 1;
 			const u32 kt = base + 2 * HALF * sl, vt = kt + HALF;
-			if (ti + 1 < nt) fetch(bt, nb, ti + 1, last, sl ^ 1);
+			if (!FAST && ti + 1 < nt) fetch(bt, nb, ti + 1, last, sl ^ 1);
 			// S = Q·Kᵀ: sc[n] positions 8n + 2t, +1 of rows g (0, 1) and g + 8
 			// (2, 3); k-step k at atom k / 4, 32 bytes a step within it (the
 			// first one overwriting sc).
@@ -552,6 +553,9 @@ __device__ __forceinline__ void gbx_attn_prefill_wg_t(const float *qkv, int stri
 			for (int k = 0; k < KS; k++)
 				gbx_wgmma64_ss<FP8>(sc, gbx_wg_desc(qt + (k >> 2) * PR * 128 + (threadIdx.x >> 7) * 64 * 128 + (k & 3) * 32), gbx_wg_desc(kt + (k >> 2) * TP * 128 + (k & 3) * 32), k > 0);
 			gbx_wg_commit();
+			// FAST: the next tile's copies issued while S's wgmmas run (they
+			// touch neither its registers nor the slot it reads).
+			if (FAST && ti + 1 < nt) fetch(bt, nb, ti + 1, last, sl ^ 1);
 			gbx_wg_wait<0>();
 			gbx_wg_pin(sc);
 			bool in[8][4];
