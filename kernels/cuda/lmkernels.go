@@ -492,15 +492,12 @@ func (k *kernelSet) attnPrefill(s cuStream, row0, rows int, a attnArgs) error {
 	if a.cacheFmt != fmtBF16 && a.cacheFmt != fmtE4M3 || a.group > 16 || a.dim != 64 && a.dim != 128 {
 		return fmt.Errorf("cuda: gbx_attn_prefill: cache format %d, head dim %d, group %d: want BF16 or E4M3, 64 or 128, at most 16", a.cacheFmt, a.dim, a.group)
 	}
-	kerns := [4]*kernel{kAttnPrefill64, kAttnPrefill128, kAttnPrefill64E4M3, kAttnPrefill128E4M3}
-	switch a.pfForm {
-	case pfWG:
-		kerns = [4]*kernel{kAttnPrefill64WG, kAttnPrefill128WG, kAttnPrefill64E4M3WG, kAttnPrefill128E4M3WG}
-	case pfWGFast:
-		kerns = [4]*kernel{kAttnPrefill64WGF, kAttnPrefill128WGF, kAttnPrefill64E4M3WGF, kAttnPrefill128E4M3WGF}
-	case pfWG2:
-		kerns = [4]*kernel{kAttnPrefill64WG2, kAttnPrefill128WG2, kAttnPrefill64E4M3WG2, kAttnPrefill128E4M3WG2}
-	}
+	kerns := [...][4]*kernel{
+		pfMMA:    {kAttnPrefill64, kAttnPrefill128, kAttnPrefill64E4M3, kAttnPrefill128E4M3},
+		pfWG:     {kAttnPrefill64WG, kAttnPrefill128WG, kAttnPrefill64E4M3WG, kAttnPrefill128E4M3WG},
+		pfWGFast: {kAttnPrefill64WGF, kAttnPrefill128WGF, kAttnPrefill64E4M3WGF, kAttnPrefill128E4M3WGF},
+		pfWG2:    {kAttnPrefill64WG2, kAttnPrefill128WG2, kAttnPrefill64E4M3WG2, kAttnPrefill128E4M3WG2},
+	}[a.pfForm]
 	i := 0
 	if a.dim == 128 {
 		i++

@@ -298,29 +298,47 @@ inline void gbx_fence_async_smem() {}
 inline unsigned long long gbx_wg_desc(u32 s) { return s; }
 template <int NT> inline void gbx_wg_pin(float (&)[NT][4]) {}
 inline u32 emu_wg_a[256][4]; // a block of up to two warpgroups
-template <int N> inline void gbx_wgmma(float (&c)[N / 8][4], u32 a0, u32 a1, u32 a2, u32 a3, unsigned long long b) {
-	const int tid = (int)threadIdx.x, w = tid >> 5, g = (tid & 31) >> 2, t = tid & 3;
+
+// emu_wg_h reads the 16-bit element at shared address a of the 128-byte
+// swizzle (address bits 4-6 XORed with bits 7-9) as F16 or BF16.
+template <bool F16> inline float emu_wg_h(u32 a) {
+	a ^= ((a >> 7) & 7) << 4;
+	u16 h;
+	std::memcpy(&h, emu_smem_base + a, 2);
+	return F16 ? h2f(h) : bf2f(h);
+}
+// emu_wg_kmajor is the address of element (mn, k) of a K-major operand
+// at descriptor d: d + (mn / 8)·1,024 + (mn % 8)·128 + 2k.
+inline u32 emu_wg_kmajor(unsigned long long d, int mn, int k) { return (u32)d + (u32)(mn >> 3) * 1024 + (u32)(mn & 7) * 128 + 2 * (u32)k; }
+// emu_wg_regs puts this thread's A fragments in the warpgroup's exchange
+// (a block barrier follows) and returns the reader of its warpgroup's A:
+// element (row, k) from the owner lane's register as mma.sync's A.
+template <bool F16> inline auto emu_wg_regs(u32 a0, u32 a1, u32 a2, u32 a3) {
+	const int tid = (int)threadIdx.x, wg0 = tid & ~127; // the warpgroup's first thread
 	emu_wg_a[tid][0] = a0, emu_wg_a[tid][1] = a1, emu_wg_a[tid][2] = a2, emu_wg_a[tid][3] = a3;
 	emu_syncthreads();
-	auto A = [](int row, int k) {
-		const int r = row & 15, owner = (row >> 4) * 32 + (r & 7) * 4 + ((k & 7) >> 1);
-		return bf2f((u16)(emu_wg_a[owner][(r >= 8 ? 1 : 0) + (k >= 8 ? 2 : 0)] >> (16 * (k & 1))));
+	return [wg0](int row, int k) {
+		const int r = row & 15, owner = wg0 + (row >> 4) * 32 + (r & 7) * 4 + ((k & 7) >> 1);
+		const u16 h = (u16)(emu_wg_a[owner][(r >= 8 ? 1 : 0) + (k >= 8 ? 2 : 0)] >> (16 * (k & 1)));
+		return F16 ? h2f(h) : bf2f(h);
 	};
-	auto B = [b](int k, int n) {
-		u32 a = (u32)b + (u32)(n >> 3) * 1024 + (u32)(n & 7) * 128 + 2 * (u32)k;
-		a ^= ((a >> 7) & 7) << 4;
-		u16 h;
-		std::memcpy(&h, emu_smem_base + a, 2);
-		return bf2f(h);
-	};
-	for (int j = 0; j < N / 8; j++)
+}
+// emu_wg_run is one m64nNk16 of A(row, k) and B(k, n) into c (NJ = N / 8
+// n8 blocks as mma.sync's C of the thread's warp in its warpgroup): c = a·b,
+// or c += a·b where acc is set; then a block barrier.
+template <int NJ, class FA, class FB> inline void emu_wg_run(float (&c)[NJ][4], FA A, FB B, bool acc) {
+	const int tid = (int)threadIdx.x, w = (tid >> 5) & 3, g = (tid & 31) >> 2, t = tid & 3;
+	for (int j = 0; j < NJ; j++)
 		for (int r = 0; r < 4; r++) {
 			const int row = 16 * w + g + 8 * (r >> 1), col = 8 * j + 2 * t + (r & 1);
 			double s = 0;
 			for (int k = 0; k < 16; k++) s += (double)A(row, k) * (double)B(k, col);
-			c[j][r] += (float)s;
+			c[j][r] = acc ? c[j][r] + (float)s : (float)s;
 		}
 	emu_syncthreads();
+}
+template <int N> inline void gbx_wgmma(float (&c)[N / 8][4], u32 a0, u32 a1, u32 a2, u32 a3, unsigned long long b) {
+	emu_wg_run(c, emu_wg_regs<false>(a0, a1, a2, a3), [b](int k, int n) { return emu_wg_h<false>(emu_wg_kmajor(b, n, k)); }, true);
 }
 
 // gbx_wgmma64_rt<F16>: m64n64k16 of F16 or BF16 operands, A from registers
@@ -330,51 +348,16 @@ template <int N> inline void gbx_wgmma(float (&c)[N / 8][4], u32 a0, u32 a1, u32
 inline unsigned long long gbx_wg_desc_mn(u32 s, u32 lbo) { return s | (unsigned long long)lbo << 32; }
 template <int N> inline void gbx_wg_pin_a(u32 (&)[N][4]) {}
 template <bool F16> inline void gbx_wgmma64_rt(float (&c)[8][4], u32 a0, u32 a1, u32 a2, u32 a3, unsigned long long b, int acc) {
-	const int tid = (int)threadIdx.x, wg0 = tid & ~127, w = (tid >> 5) & 3, g = (tid & 31) >> 2, t = tid & 3; // warp w of the warpgroup from thread wg0
-	emu_wg_a[tid][0] = a0, emu_wg_a[tid][1] = a1, emu_wg_a[tid][2] = a2, emu_wg_a[tid][3] = a3;
-	emu_syncthreads();
-	auto val = [](u16 h) { return F16 ? h2f(h) : bf2f(h); };
-	auto A = [&](int row, int k) {
-		const int r = row & 15, owner = wg0 + (row >> 4) * 32 + (r & 7) * 4 + ((k & 7) >> 1);
-		return val((u16)(emu_wg_a[owner][(r >= 8 ? 1 : 0) + (k >= 8 ? 2 : 0)] >> (16 * (k & 1))));
-	};
-	auto B = [&](int k, int n) {
-		u32 a = (u32)b + (u32)(n >> 6) * (u32)(b >> 32) + (u32)(k >> 3) * 1024 + (u32)(k & 7) * 128 + 2 * (u32)(n & 63);
-		a ^= ((a >> 7) & 7) << 4;
-		u16 h;
-		std::memcpy(&h, emu_smem_base + a, 2);
-		return val(h);
-	};
-	for (int j = 0; j < 8; j++)
-		for (int r = 0; r < 4; r++) {
-			const int row = 16 * w + g + 8 * (r >> 1), col = 8 * j + 2 * t + (r & 1);
-			double s = 0;
-			for (int k = 0; k < 16; k++) s += (double)A(row, k) * (double)B(k, col);
-			c[j][r] = acc ? c[j][r] + (float)s : (float)s;
-		}
-	emu_syncthreads();
+	emu_wg_run(c, emu_wg_regs<F16>(a0, a1, a2, a3), [b](int k, int n) {
+		return emu_wg_h<F16>((u32)b + (u32)(n >> 6) * (u32)(b >> 32) + (u32)(k >> 3) * 1024 + (u32)(k & 7) * 128 + 2 * (u32)(n & 63));
+	}, acc != 0);
 }
 
-// gbx_wgmma64_ss<F16>: A from shared memory, K-major as B's: element (m, k)
-// at a + (m / 8)·1,024 + (m % 8)·128 + 2k, swizzled.
+// gbx_wgmma64_ss<F16>: A from shared memory, K-major as B's.
 template <bool F16> inline void gbx_wgmma64_ss(float (&c)[8][4], unsigned long long a, unsigned long long b, int acc) {
-	const int tid = (int)threadIdx.x, w = (tid >> 5) & 3, g = (tid & 31) >> 2, t = tid & 3; // warp w of its warpgroup
 	emu_syncthreads();
-	auto at = [](unsigned long long d, int mn, int k) {
-		u32 x = (u32)d + (u32)(mn >> 3) * 1024 + (u32)(mn & 7) * 128 + 2 * (u32)k;
-		x ^= ((x >> 7) & 7) << 4;
-		u16 h;
-		std::memcpy(&h, emu_smem_base + x, 2);
-		return F16 ? h2f(h) : bf2f(h);
-	};
-	for (int j = 0; j < 8; j++)
-		for (int r = 0; r < 4; r++) {
-			const int row = 16 * w + g + 8 * (r >> 1), col = 8 * j + 2 * t + (r & 1);
-			double s = 0;
-			for (int k = 0; k < 16; k++) s += (double)at(a, row, k) * (double)at(b, col, k);
-			c[j][r] = acc ? c[j][r] + (float)s : (float)s;
-		}
-	emu_syncthreads();
+	emu_wg_run(c, [a](int row, int k) { return emu_wg_h<F16>(emu_wg_kmajor(a, row, k)); },
+	           [b](int k, int n) { return emu_wg_h<F16>(emu_wg_kmajor(b, n, k)); }, acc != 0);
 }
 
 #include "reduce.cuh" // the real one
