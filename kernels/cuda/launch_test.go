@@ -83,7 +83,7 @@ func TestLaunches(t *testing.T) {
 		{"lmSample", func() error { return k.lmSample(s, 1, 256, 0, 9, 5, sampleArgs{row: 2}) }},
 	}
 	// Every gbx_attn_prefill entry point: each form, cache format and head dim.
-	for form, fname := range []string{pfMMA: "mma.sync", pfWG: "warpgroup", pfWGFast: "warpgroup, fast softmax", pfWG2: "two warpgroups"} {
+	for form, fname := range []string{pfMMA: "mma.sync", pfWG: "warpgroup"} {
 		for _, c := range []struct {
 			row0, rows int
 			a          attnArgs

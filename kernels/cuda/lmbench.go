@@ -64,8 +64,8 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 	if cfg.AttnScratchMiB < 0 || cfg.AttnScratchMiB > 4096 {
 		return nil, fmt.Errorf("cuda: bench: AttnScratchMiB = %d, want 0 to 4,096", cfg.AttnScratchMiB)
 	}
-	if w := cfg.AttnPrefillWG; w < -1 || w > 3 || w > 0 && (b.info.Major != 9 || b.info.Minor != 0) {
-		return nil, fmt.Errorf("cuda: bench: AttnPrefillWG = %d on compute capability %d.%d, want -1, 0, or 1 to 3 on 9.0", w, b.info.Major, b.info.Minor)
+	if w := cfg.AttnPrefillWG; w < -1 || w > 1 || w > 0 && (b.info.Major != 9 || b.info.Minor != 0) {
+		return nil, fmt.Errorf("cuda: bench: AttnPrefillWG = %d on compute capability %d.%d, want -1, 0, or 1 on 9.0", w, b.info.Major, b.info.Minor)
 	}
 	if r := cfg.RowThreads; r != 0 && r != 256 && r != 512 && r != 1024 {
 		return nil, fmt.Errorf("cuda: bench: RowThreads = %d, want 256, 512 or 1,024", r)
@@ -117,10 +117,6 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 			d.attnPrefillForm = pfMMA
 		case 1:
 			d.attnPrefillForm = pfWG
-		case 2:
-			d.attnPrefillForm = pfWGFast
-		case 3:
-			d.attnPrefillForm = pfWG2
 		}
 		if cfg.AttnScratchMiB != 0 {
 			attnScratchBytes = cfg.AttnScratchMiB << 20

@@ -30,7 +30,7 @@ var (
 	lmBenchJSON        = flag.String("lmbench.json", "", "also write the results to this file as JSON")
 	lmBenchGEMV        = flag.Int("lmbench.gemv", 0, "GEMVMaxRows for the run (0: the backend's; -1: cuBLASLt only)")
 	lmBenchNoAttnPref  = flag.Bool("lmbench.noattnprefill", false, "LMBench.NoAttnPrefill: prefill chunks' attention on the decode kernels, not gbx_attn_prefill")
-	lmBenchPFWG        = flag.Int("lmbench.attnprefillwg", 0, "LMBench.AttnPrefillWG: gbx_attn_prefill's form, 1 warpgroup (wgmma, compute capability 9.0), 2 warpgroup with the fast softmax, 3 that with two warpgroups a block, -1 mma.sync (0: the backend's)")
+	lmBenchPFWG        = flag.Int("lmbench.attnprefillwg", 0, "LMBench.AttnPrefillWG: gbx_attn_prefill's form, 1 warpgroup (wgmma, compute capability 9.0), -1 mma.sync (0: the backend's)")
 	lmBenchAttnScratch = flag.Int("lmbench.attnscratch", 0, "LMBench.AttnScratchMiB: attention's partial-results scratch in MiB (0: 64)")
 	lmBenchFP4SmallM   = flag.Int("lmbench.fp4smallm", 0, "FP4SmallM for the run (0: the backend's; -1: the dequantized-bf16 GEMM only)")
 	lmBenchFP4WideM    = flag.Int("lmbench.fp4wide", 0, "FP4WideM for the run (0: the backend's; -1: the wide NVFP4 kernel off)")

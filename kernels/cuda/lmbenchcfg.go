@@ -104,10 +104,7 @@ type LMBench struct {
 	NoAttnPrefill bool
 	// AttnPrefillWG, if not 0, picks gbx_attn_prefill's form for the run:
 	// 1 the warpgroup (wgmma) form (compute capability 9.0 only; its
-	// default there), 2 that form with the fast softmax (ex2.approx,
-	// unmasked inner tiles; 9.0 only), 3 as 2 with two warpgroups a block
-	// sharing the K and V tiles (9.0 only), −1 the mma.sync form (the
-	// default elsewhere).
+	// default there), −1 the mma.sync form (the default elsewhere).
 	AttnPrefillWG int
 	// NoPDL, if set, launches every kernel without programmatic dependent
 	// launch for the run (Config.NoPDL).

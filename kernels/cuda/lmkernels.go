@@ -293,8 +293,7 @@ type attnArgs struct {
 	dec   *kernel
 	yq    uint64
 	yqFmt fmtCode
-	// pfForm is gbx_attn_prefill's form: pfMMA, or (sm_90a only) pfWG,
-	// pfWGFast or pfWG2.
+	// pfForm is gbx_attn_prefill's form: pfMMA, or (sm_90a only) pfWG.
 	pfForm int
 }
 
@@ -442,38 +441,24 @@ var (
 	kAttnPrefill128     = defKernel(modAttnPrefill, "gbx_attn_prefill128", 0)
 	kAttnPrefill64E4M3  = defKernel(modAttnPrefill, "gbx_attn_prefill64_e4m3", 0)
 	kAttnPrefill128E4M3 = defKernel(modAttnPrefill, "gbx_attn_prefill128_e4m3", 0)
-	// The warpgroup (wgmma) form, sm_90a: tiles of 64 positions, bits of
-	// its own.
+	// The warpgroup (wgmma) form, sm_90a: tiles of 64 positions, two
+	// warpgroups a block, bits of its own.
 	kAttnPrefill64WG      = defKernel(modAttnPrefill, "gbx_attn_prefill64_wg", C.GBX_ATTN_PFW_SMEM_64)
 	kAttnPrefill128WG     = defKernel(modAttnPrefill, "gbx_attn_prefill128_wg", C.GBX_ATTN_PFW_SMEM_128)
 	kAttnPrefill64E4M3WG  = defKernel(modAttnPrefill, "gbx_attn_prefill64_e4m3_wg", C.GBX_ATTN_PFW_SMEM_64_E4M3)
 	kAttnPrefill128E4M3WG = defKernel(modAttnPrefill, "gbx_attn_prefill128_e4m3_wg", C.GBX_ATTN_PFW_SMEM_128_E4M3)
-	// Its fast-softmax variant (ex2.approx, unmasked inner tiles; not yet
-	// timed): bits of its own again.
-	kAttnPrefill64WGF      = defKernel(modAttnPrefill, "gbx_attn_prefill64_wgf", C.GBX_ATTN_PFW_SMEM_64)
-	kAttnPrefill128WGF     = defKernel(modAttnPrefill, "gbx_attn_prefill128_wgf", C.GBX_ATTN_PFW_SMEM_128)
-	kAttnPrefill64E4M3WGF  = defKernel(modAttnPrefill, "gbx_attn_prefill64_e4m3_wgf", C.GBX_ATTN_PFW_SMEM_64_E4M3)
-	kAttnPrefill128E4M3WGF = defKernel(modAttnPrefill, "gbx_attn_prefill128_e4m3_wgf", C.GBX_ATTN_PFW_SMEM_128_E4M3)
-	// And with two warpgroups a block sharing the K and V tiles (not yet
-	// timed).
-	kAttnPrefill64WG2      = defKernel(modAttnPrefill, "gbx_attn_prefill64_wg2", C.GBX_ATTN_PFW2_SMEM_64)
-	kAttnPrefill128WG2     = defKernel(modAttnPrefill, "gbx_attn_prefill128_wg2", C.GBX_ATTN_PFW2_SMEM_128)
-	kAttnPrefill64E4M3WG2  = defKernel(modAttnPrefill, "gbx_attn_prefill64_e4m3_wg2", C.GBX_ATTN_PFW2_SMEM_64_E4M3)
-	kAttnPrefill128E4M3WG2 = defKernel(modAttnPrefill, "gbx_attn_prefill128_e4m3_wg2", C.GBX_ATTN_PFW2_SMEM_128_E4M3)
 )
 
 // gbx_attn_prefill's forms (attnArgs.pfForm).
 const (
-	pfMMA    = iota // mma.sync, compute capability 8.0+
-	pfWG            // wgmma, sm_90a
-	pfWGFast        // wgmma with the fast softmax, sm_90a
-	pfWG2           // as pfWGFast, two warpgroups a block
+	pfMMA = iota // mma.sync, compute capability 8.0+
+	pfWG         // wgmma, two warpgroups a block, sm_90a
 )
 
 // attnPrefillThreads is a gbx_attn_prefill block's threads in form f:
-// GBX_ATTN_PF_WARPS warps (abi.h), twice as many for pfWG2.
+// GBX_ATTN_PF_WARPS warps (abi.h), twice as many for pfWG.
 func attnPrefillThreads(f int) int {
-	if f == pfWG2 {
+	if f == pfWG {
 		return 64 * C.GBX_ATTN_PF_WARPS
 	}
 	return 32 * C.GBX_ATTN_PF_WARPS
@@ -486,17 +471,15 @@ func attnPrefillRows(f, group int) int { return attnPrefillThreads(f) / 2 / grou
 // attnPrefill enqueues gbx_attn_prefill for rows [row0, row0+rows) of a
 // step over a BF16 or E4M3 cache of head dim 64 or 128 (group ≤ 16): the
 // same outputs as attnPartial with gbx_attn_mma (out, and yq in yqFmt), no
-// splits; a.pfForm picks the form (the warpgroup ones on compute
+// splits; a.pfForm picks the form (the warpgroup one on compute
 // capability 9.0 only).
 func (k *kernelSet) attnPrefill(s cuStream, row0, rows int, a attnArgs) error {
 	if a.cacheFmt != fmtBF16 && a.cacheFmt != fmtE4M3 || a.group > 16 || a.dim != 64 && a.dim != 128 {
 		return fmt.Errorf("cuda: gbx_attn_prefill: cache format %d, head dim %d, group %d: want BF16 or E4M3, 64 or 128, at most 16", a.cacheFmt, a.dim, a.group)
 	}
 	kerns := [...][4]*kernel{
-		pfMMA:    {kAttnPrefill64, kAttnPrefill128, kAttnPrefill64E4M3, kAttnPrefill128E4M3},
-		pfWG:     {kAttnPrefill64WG, kAttnPrefill128WG, kAttnPrefill64E4M3WG, kAttnPrefill128E4M3WG},
-		pfWGFast: {kAttnPrefill64WGF, kAttnPrefill128WGF, kAttnPrefill64E4M3WGF, kAttnPrefill128E4M3WGF},
-		pfWG2:    {kAttnPrefill64WG2, kAttnPrefill128WG2, kAttnPrefill64E4M3WG2, kAttnPrefill128E4M3WG2},
+		pfMMA: {kAttnPrefill64, kAttnPrefill128, kAttnPrefill64E4M3, kAttnPrefill128E4M3},
+		pfWG:  {kAttnPrefill64WG, kAttnPrefill128WG, kAttnPrefill64E4M3WG, kAttnPrefill128E4M3WG},
 	}[a.pfForm]
 	i := 0
 	if a.dim == 128 {

@@ -296,6 +296,7 @@ inline void gbx_wg_commit() {}
 template <int N> inline void gbx_wg_wait() {}
 inline void gbx_fence_async_smem() {}
 inline unsigned long long gbx_wg_desc(u32 s) { return s; }
+inline unsigned long long gbx_wg_desc_add(unsigned long long d, u32 bytes) { return d + bytes; }
 template <int NT> inline void gbx_wg_pin(float (&)[NT][4]) {}
 inline u32 emu_wg_a[256][4]; // a block of up to two warpgroups
 

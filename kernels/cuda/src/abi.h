@@ -145,22 +145,18 @@ enum { GBX_ATTN_RING_BYTES_64 = GBX_ATTN_RING_BYTES(64), GBX_ATTN_RING_BYTES_128
 // gbx_attn_prefill: GBX_ATTN_PF_WARPS warps a block, 16 product rows (a
 // row's query heads) a warp (attn_prefill.cu).
 #define GBX_ATTN_PF_WARPS 4
-// gbx_attn_prefill_wg (sm_90a): one warpgroup a block, tiles of
+// gbx_attn_prefill_wg (sm_90a): two warpgroups a block, tiles of
 // GBX_ATTN_PFW_TILE positions; its dynamic shared memory by head dim and
-// cache format: two slots of K and V tiles and the block's 64 rows of Q
-// (16-bit), E4M3's copy as the cache holds it, 1,024 bytes to align them.
+// cache format: two slots of K and V tiles and the block's 128 product
+// rows of Q (16-bit), E4M3's copy as the cache holds it, 1,024 bytes to
+// align them.
 #define GBX_ATTN_PFW_TILE 64
-#define GBX_ATTN_PFW_SMEM(dim, e4m3) ((4 * GBX_ATTN_PFW_TILE + 64) * (dim) * 2 + ((e4m3) ? 2 * GBX_ATTN_PFW_TILE * (dim) : 0) + 1024)
+#define GBX_ATTN_PFW_SMEM(dim, e4m3) ((4 * GBX_ATTN_PFW_TILE + 128) * (dim) * 2 + ((e4m3) ? 2 * GBX_ATTN_PFW_TILE * (dim) : 0) + 1024)
 enum {
 	GBX_ATTN_PFW_SMEM_64 = GBX_ATTN_PFW_SMEM(64, 0),
 	GBX_ATTN_PFW_SMEM_128 = GBX_ATTN_PFW_SMEM(128, 0),
 	GBX_ATTN_PFW_SMEM_64_E4M3 = GBX_ATTN_PFW_SMEM(64, 1),
-	GBX_ATTN_PFW_SMEM_128_E4M3 = GBX_ATTN_PFW_SMEM(128, 1),
-	// _wg2: two warpgroups, 128 product rows of Q
-	GBX_ATTN_PFW2_SMEM_64 = GBX_ATTN_PFW_SMEM(64, 0) + 64 * 64 * 2,
-	GBX_ATTN_PFW2_SMEM_128 = GBX_ATTN_PFW_SMEM(128, 0) + 64 * 128 * 2,
-	GBX_ATTN_PFW2_SMEM_64_E4M3 = GBX_ATTN_PFW_SMEM(64, 1) + 64 * 64 * 2,
-	GBX_ATTN_PFW2_SMEM_128_E4M3 = GBX_ATTN_PFW_SMEM(128, 1) + 64 * 128 * 2
+	GBX_ATTN_PFW_SMEM_128_E4M3 = GBX_ATTN_PFW_SMEM(128, 1)
 };
 
 // gbx_gemv: grid n / GBX_GEMV_ROWS, GBX_GEMV_THREADS threads, up to

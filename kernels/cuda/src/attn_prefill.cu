@@ -4,7 +4,7 @@
 // its own, loaded by the first step with a prefill chunk (not with
 // Config.NoPrefillAttention).
 //
-// A block of GBX_ATTN_PF_WARPS = 4 warps (8 in _wg2) takes one KV head and
+// A block of GBX_ATTN_PF_WARPS = 4 warps (8 in _wg) takes one KV head and
 // R = 16·warps / G consecutive rows of the launch (G query heads a KV
 // head): product row pr =
 // 16w + i of warp w is row pr / G, query head pr mod G (past R·G: padding,
@@ -29,17 +29,15 @@
 //   by ldmatrix and V's by ldmatrix.trans from rows padded to DIM + 8
 //   elements, E4M3 staged in registers.
 // - gbx_attn_prefill{64,128}[_e4m3]_wg (sm_90a; the default there): tiles
-//   of GBX_ATTN_PFW_TILE = 64 positions, the block one warpgroup: S by
-//   wgmma m64n64k16 with Q and K from shared memory (both K-major), O +=
-//   P·V by wgmma with P from registers and V as the cache holds it
-//   (MN-major, wgmma's transposed B), all in the 128-byte swizzle; E4M3
-//   copied in by cp.async and widened in shared memory by the thread that
-//   copied it. (Q's A fragments held in registers across the tiles gave
+//   of GBX_ATTN_PFW_TILE = 64 positions, the block two warpgroups of 64
+//   product rows each sharing the K and V tiles: S by wgmma m64n64k16 with
+//   Q and K from shared memory (both K-major), O += P·V by wgmma with P from
+//   registers and V as the cache holds it (MN-major, wgmma's transposed B),
+//   all in the 128-byte swizzle; E4M3 copied in by cp.async and widened in
+//   shared memory by the thread that copied it; the softmax's exponentials
+//   by ex2.approx. (Q's A fragments held in registers across the tiles gave
 //   wrong scores from the second tile on at head dim 64 on the H200, right
 //   ones at 128; from shared memory both are right: docs/prefill-attention.md.)
-// - _wgf and _wg2 (sm_90a; not yet timed): the warpgroup form with a
-//   cheaper softmax (FAST below), and that with two warpgroups a block
-//   sharing the K and V tiles.
 //
 // E4M3 (FP8) as gbx_attn_mma does it: K and V widened to F16 exactly, a
 // query times 2^k (its largest magnitude in [2^14, 2^15)) in F16, a score
@@ -148,29 +146,20 @@ __device__ __forceinline__ float gbx_pf_exp(float x) {
 // + 8n + 2t + (j & 1), rows g (j < 2) and g + 8) to the softmax's (E4M3:
 // times K's scale ksc[8n + 2t + (j & 1)]; times qs) and sets in[n][j],
 // whether the position is the row's (its run's, at most its own): −inf
-// where not. full says every position of the tile is every row's (the
-// same values, no tests).
-template <int NN, bool FP8>
+// where not. FULL says every position of the tile is every row's: the
+// same values, no tests, in[n][j] the constant true (which then folds
+// gbx_pf_weights' tests away).
+template <int NN, bool FP8, bool FULL = false>
 __device__ __forceinline__ void gbx_pf_mask(float (&x)[NN][4], bool (&in)[NN][4], const bool (&cur)[2], const gbx_pf_lane &l, int p0,
-                                            const float *ksc, const float (&qs)[2], bool full = false) {
+                                            const float *ksc, const float (&qs)[2]) {
 	const float NEG = __int_as_float(0xff800000); // -inf
 	const int t = threadIdx.x & 3;
-	if (full) {
-#pragma unroll
-		for (int n = 0; n < NN; n++)
-#pragma unroll
-			for (int j = 0; j < 4; j++) {
-				in[n][j] = true;
-				x[n][j] = (FP8 ? x[n][j] * ksc[8 * n + 2 * t + (j & 1)] : x[n][j]) * qs[j >> 1];
-			}
-		return;
-	}
 #pragma unroll
 	for (int n = 0; n < NN; n++)
 #pragma unroll
 		for (int j = 0; j < 4; j++) {
 			const int h = j >> 1, pb = 8 * n + 2 * t + (j & 1);
-			in[n][j] = cur[h] && p0 + pb <= l.p0[h];
+			in[n][j] = FULL || (cur[h] && p0 + pb <= l.p0[h]);
 			x[n][j] = in[n][j] ? (FP8 ? x[n][j] * ksc[pb] : x[n][j]) * qs[h] : NEG;
 		}
 }
@@ -180,12 +169,13 @@ __device__ __forceinline__ void gbx_pf_mask(float (&x)[NN][4], bool (&in)[NN][4]
 // g (j < 2) and g + 8, −inf where in[n][j] is false (not the row's). x
 // becomes the weights (E4M3: times V's scale vsc[8n + 2t + (j & 1)] over
 // 2^(eb − 127), eb raised first to the exponent of the row's largest scale
-// in the tile), and cf[h] what row h's O is to be multiplied by before the
+// in the tile: vmt where every position is the row's (FULL), the tile's
+// largest), and cf[h] what row h's O is to be multiplied by before the
 // tile's products are added. A row with none of the tile's positions keeps
 // its state exactly (every lane of the warp runs the shuffles).
-template <int NN, bool FP8, bool FAST = false>
+template <int NN, bool FP8, bool FAST = false, bool FULL = false>
 __device__ __forceinline__ void gbx_pf_weights(float (&x)[NN][4], const bool (&in)[NN][4], const float *vsc, gbx_pf_state &st,
-                                               float (&cf)[2]) {
+                                               float (&cf)[2], float vmt = 0.0f) {
 	const float NEG = __int_as_float(0xff800000); // -inf
 	const int t = threadIdx.x & 3;
 #pragma unroll
@@ -197,7 +187,7 @@ __device__ __forceinline__ void gbx_pf_weights(float (&x)[NN][4], const bool (&i
 		mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 2));
 		const bool none = mt == NEG;
 		const float mn = none ? st.mh[h] : fmaxf(st.mh[h], mt);
-		cf[h] = none ? 1.0f : gbx_pf_exp<FAST>(st.mh[h] - mn); // 0 on the row's first tile (mh = −inf)
+		cf[h] = none || mn == st.mh[h] ? 1.0f : gbx_pf_exp<FAST>(st.mh[h] - mn); // 0 on the row's first tile (mh = −inf)
 #pragma unroll
 		for (int n = 0; n < NN; n++)
 #pragma unroll
@@ -215,14 +205,16 @@ __device__ __forceinline__ void gbx_pf_weights(float (&x)[NN][4], const bool (&i
 	if (!FP8) return;
 #pragma unroll
 	for (int h = 0; h < 2; h++) {
-		float vm = 0.0f;
+		float vm = vmt;
+		if (!FULL) {
 #pragma unroll
-		for (int n = 0; n < NN; n++)
+			for (int n = 0; n < NN; n++)
 #pragma unroll
-			for (int c = 0; c < 2; c++)
-				if (in[n][2 * h + c]) vm = fmaxf(vm, vsc[8 * n + 2 * t + c]);
-		vm = fmaxf(vm, __shfl_xor_sync(0xffffffffu, vm, 1));
-		vm = fmaxf(vm, __shfl_xor_sync(0xffffffffu, vm, 2));
+				for (int c = 0; c < 2; c++)
+					if (in[n][2 * h + c]) vm = fmaxf(vm, vsc[8 * n + 2 * t + c]);
+			vm = fmaxf(vm, __shfl_xor_sync(0xffffffffu, vm, 1));
+			vm = fmaxf(vm, __shfl_xor_sync(0xffffffffu, vm, 2));
+		}
 		const int be = gbx_imin(253, (int)(__float_as_uint(vm) >> 23));
 		if (be > st.eb[h]) { // O to units of 2^(be − 127) (0 where it would be below 2^-126 of them)
 			cf[h] *= st.eb[h] - be >= -126 ? gbx_pf_pow2(st.eb[h] - be) : 0.0f;
@@ -416,18 +408,31 @@ __device__ __forceinline__ void gbx_attn_prefill_t(const float *qkv, int stride,
 	gbx_pf_store<DIM, FP8>(o, l, st, out, outStride, yq, fmt);
 }
 
+// gbx_pf_tile is a tile's softmax step in the warpgroup form: the raw
+// scores x to weights (gbx_pf_mask, gbx_pf_weights with the fast
+// exponentials), FULL where every position of the tile is every row's
+// (vmt then the tile's largest V scale).
+template <bool FP8, bool FULL>
+__device__ __forceinline__ void gbx_pf_tile(float (&x)[8][4], const bool (&cur)[2], const gbx_pf_lane &l, int p0, const float *ksc,
+                                            const float *vsc, float vmt, const float (&qs)[2], gbx_pf_state &st, float (&cf)[2]) {
+	bool in[8][4];
+	gbx_pf_mask<8, FP8, FULL>(x, in, cur, l, p0, ksc, qs);
+	gbx_pf_weights<8, FP8, true, FULL>(x, in, vsc, st, cf, vmt);
+}
+
 // gbx_attn_prefill_wg_t is the warpgroup form (sm_90a; elsewhere it traps):
-// tiles of TP = 64 positions (4 cache blocks) in smem, 1,024-byte aligned:
-// slot sl's K tile at 2·HALF·sl and its V tile HALF on, each DIM / 64 atoms
-// of 64 dims (TP rows of 128 bytes, 16-byte chunks swizzled); the block's
-// 64 product rows of Q at 4·HALF, laid out as a tile; E4M3's copy (K's TP
-// × DIM bytes, then V's) after Q. FAST (the _wgf and _wg2 entry points, not
-// yet timed): the softmax's exponentials by ex2.approx (log2 e in the
-// scores' scale), tiles whose every position is every row's (all but a
-// run's last one or two) without the masks' tests, and the next tile's
-// copies issued behind S's wgmmas. WGS warpgroups a block
-// (_wg2: 2), each its 64 product rows, the K and V tiles shared.
-template <int DIM, bool FP8, bool FAST, int WGS = 1>
+// two warpgroups a block, each its 64 product rows, sharing the K and V
+// tiles: tiles of TP = 64 positions (4 cache blocks) in smem, 1,024-byte
+// aligned: slot sl's K tile at 2·HALF·sl and its V tile HALF on, each DIM /
+// 64 atoms of 64 dims (TP rows of 128 bytes, 16-byte chunks swizzled); the
+// block's 128 product rows of Q at 4·HALF, laid out as a tile; E4M3's copy
+// (K's TP × DIM bytes, then V's) after Q. The softmax's exponentials by
+// ex2.approx (log2 e in the scores' scale); tiles whose every position is
+// every row's (all but a run's last one or two) take gbx_pf_tile's FULL
+// path, with no masks' tests; a warp whose rows' maxima (and E4M3 V
+// exponents) did not move skips O's rescaling by 1; the next tile's copies
+// are issued behind S's wgmmas.
+template <int DIM, bool FP8>
 __device__ __forceinline__ void gbx_attn_prefill_wg_t(const float *qkv, int stride, const void *cache,
                                                       const float *kvScale, int layer, int layers, int kvHeads, int G,
                                                       const int *pos, const int *seq, const int *btOff,
@@ -435,12 +440,14 @@ __device__ __forceinline__ void gbx_attn_prefill_wg_t(const float *qkv, int stri
                                                       int outStride, void *yq, int fmt, unsigned char *smem) {
 #if GBX_WGMMA
 	constexpr int KS = DIM / 16, NO = DIM / 8, NA = DIM / 64, P = GBX_KV_BLOCK, TP = GBX_ATTN_PFW_TILE, NB = TP / P;
-	constexpr int TH = 128 * WGS, PR = 64 * WGS; // threads, product rows
+	constexpr int TH = 256, PR = 128; // threads, product rows
 	constexpr int ES = FP8 ? 1 : 2, CPR = ES * DIM / 16, NCH = TP * CPR / TH; // 16-byte chunks a position's cache row, a thread's a tile
 	constexpr u32 HALF = NA * TP * 128;
-	static_assert(TP * CPR % TH == 0 && TP <= TH && HALF % 1024 == 0, "a tile's chunks are shared evenly by the block's threads");
+	static_assert(TP * CPR % TH == 0 && TP <= TH && TP == 64 && HALF % 1024 == 0, "a tile's chunks are shared evenly by the block's threads");
 	const float NEG = __int_as_float(0xff800000); // -inf
-	__shared__ float kss[2][TP], vss[2][TP], rks[TP], rvs[TP]; // E4M3: the positions' scales (rks, rvs: as copied)
+	// E4M3: the positions' scales (rks, rvs: as copied), the largest V
+	// scale of each half of a slot's tile.
+	__shared__ float kss[2][TP], vss[2][TP], rks[TP], rvs[TP], vmx[2][2];
 	const u32 base = (gbx_smem_addr(smem) + 1023u) & ~1023u, qt = base + 4 * HALF, raw = qt + PR * DIM * 2;
 	// swz is the byte offset in a tile of position p, dims d … d + 7.
 	auto swz = [](int p, int d) -> u32 {
@@ -455,7 +462,7 @@ __device__ __forceinline__ void gbx_attn_prefill_wg_t(const float *qkv, int stri
 		// positions): the A operand of S, read by the wgmmas as they run.
 		u32 qa[KS][4];
 		gbx_pf_q<DIM, FP8>(qkv, stride, l, scale, qa, qs);
-		if (FAST) qs[0] *= 1.44269504f, qs[1] *= 1.44269504f; // log2 e
+		qs[0] *= 1.44269504f, qs[1] *= 1.44269504f; // log2 e
 #pragma unroll
 		for (int k = 0; k < KS; k++)
 #pragma unroll
@@ -466,6 +473,10 @@ __device__ __forceinline__ void gbx_attn_prefill_wg_t(const float *qkv, int stri
 				gbx_sts32(qt + off, qa[k][j]);
 			}
 	}
+	// The wgmmas' descriptors: this warpgroup's Q, slot 0's K and V (moved
+	// on by gbx_wg_desc_add).
+	const unsigned long long dq = gbx_wg_desc(qt + (threadIdx.x >> 7) * 64 * 128), dk = gbx_wg_desc(base),
+	                         dv = gbx_wg_desc_mn(base + HALF, TP * 128);
 	float o[NO][4];
 #pragma unroll
 	for (int j = 0; j < NO; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
@@ -521,9 +532,14 @@ __device__ __forceinline__ void gbx_attn_prefill_wg_t(const float *qkv, int stri
 				gbx_pf_widen(vt + swz(p, d), w[0], w[1]);
 				gbx_pf_widen(vt + swz(p, d + 8), w[2], w[3]);
 			}
-			if (threadIdx.x < TP) {
+			if (threadIdx.x < TP) { // warps 0 and 1, whole
 				const bool in = NB * ti + threadIdx.x / P < nb;
-				kss[sl][threadIdx.x] = in ? rks[threadIdx.x] : 0.0f, vss[sl][threadIdx.x] = in ? rvs[threadIdx.x] : 0.0f;
+				const float vsc = in ? rvs[threadIdx.x] : 0.0f;
+				kss[sl][threadIdx.x] = in ? rks[threadIdx.x] : 0.0f, vss[sl][threadIdx.x] = vsc;
+				float m = vsc;
+#pragma unroll
+				for (int x = 16; x > 0; x >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, x));
+				if ((threadIdx.x & 31) == 0) vmx[sl][threadIdx.x >> 5] = m;
 			}
 		}
 		gbx_fence_async_smem(); // the tile's stores and copies, before the wgmmas that read it
@@ -539,8 +555,7 @@ __device__ __forceinline__ void gbx_attn_prefill_wg_t(const float *qkv, int stri
 		__syncthreads();
 		for (int ti = 0; ti < nt; ti++) {
 			const int sl = ti & 1;
-			const u32 kt = base + 2 * HALF * sl, vt = kt + HALF;
-			if (!FAST && ti + 1 < nt) fetch(bt, nb, ti + 1, last, sl ^ 1);
+			const u32 so = 2 * HALF * sl; // the slot's offset
 			// S = Q·Kᵀ: sc[n] positions 8n + 2t, +1 of rows g (0, 1) and g + 8
 			// (2, 3); k-step k at atom k / 4, 32 bytes a step within it (the
 			// first one overwriting sc).
@@ -551,22 +566,24 @@ __device__ __forceinline__ void gbx_attn_prefill_wg_t(const float *qkv, int stri
 			gbx_wg_fence();
 #pragma unroll
 			for (int k = 0; k < KS; k++)
-				gbx_wgmma64_ss<FP8>(sc, gbx_wg_desc(qt + (k >> 2) * PR * 128 + (threadIdx.x >> 7) * 64 * 128 + (k & 3) * 32), gbx_wg_desc(kt + (k >> 2) * TP * 128 + (k & 3) * 32), k > 0);
+				gbx_wgmma64_ss<FP8>(sc, gbx_wg_desc_add(dq, (k >> 2) * PR * 128 + (k & 3) * 32), gbx_wg_desc_add(dk, so + (k >> 2) * TP * 128 + (k & 3) * 32), k > 0);
 			gbx_wg_commit();
-			// FAST: the next tile's copies issued while S's wgmmas run (they
-			// touch neither its registers nor the slot it reads).
-			if (FAST && ti + 1 < nt) fetch(bt, nb, ti + 1, last, sl ^ 1);
+			// The next tile's copies, issued while S's wgmmas run (they touch
+			// neither its registers nor the slot it reads).
+			if (ti + 1 < nt) fetch(bt, nb, ti + 1, last, sl ^ 1);
 			gbx_wg_wait<0>();
 			gbx_wg_pin(sc);
-			bool in[8][4];
-			gbx_pf_mask<8, FP8>(sc, in, cur, l, TP * ti, kss[sl], qs, FAST && r == l.b0 && e == l.b1 && TP * ti + TP - 1 <= first);
 			float cf[2];
-			gbx_pf_weights<8, FP8, FAST>(sc, in, vss[sl], st, cf);
+			if (r == l.b0 && e == l.b1 && TP * ti + TP - 1 <= first)
+				gbx_pf_tile<FP8, true>(sc, cur, l, TP * ti, kss[sl], vss[sl], FP8 ? fmaxf(vmx[sl][0], vmx[sl][1]) : 0.0f, qs, st, cf);
+			else
+				gbx_pf_tile<FP8, false>(sc, cur, l, TP * ti, kss[sl], vss[sl], 0.0f, qs, st, cf);
 			u32 pa[4][4];
 #pragma unroll
 			for (int kk = 0; kk < 4; kk++) gbx_pf_pa<FP8>(pa[kk], sc, 2 * kk);
+			if (__any_sync(0xffffffffu, cf[0] != 1.0f || cf[1] != 1.0f))
 #pragma unroll
-			for (int j = 0; j < NO; j++) o[j][0] *= cf[0], o[j][1] *= cf[0], o[j][2] *= cf[1], o[j][3] *= cf[1];
+				for (int j = 0; j < NO; j++) o[j][0] *= cf[0], o[j][1] *= cf[0], o[j][2] *= cf[1], o[j][3] *= cf[1];
 			// O += P·V: k-step kk the tile's positions 16kk on (2,048 bytes a
 			// step), V's atom a dims 64a on.
 			gbx_wg_pin(o);
@@ -577,7 +594,7 @@ __device__ __forceinline__ void gbx_attn_prefill_wg_t(const float *qkv, int stri
 #pragma unroll
 				for (int a = 0; a < NA; a++)
 					gbx_wgmma64_rt<FP8>(*reinterpret_cast<float(*)[8][4]>(&o[8 * a][0]), pa[kk][0], pa[kk][1], pa[kk][2], pa[kk][3],
-					                       gbx_wg_desc_mn(vt + a * TP * 128 + kk * 2048, TP * 128), 1);
+					                    gbx_wg_desc_add(dv, so + a * TP * 128 + kk * 2048), 1);
 			gbx_wg_commit();
 			gbx_wg_wait<0>();
 			gbx_wg_pin(o);
@@ -593,12 +610,12 @@ __device__ __forceinline__ void gbx_attn_prefill_wg_t(const float *qkv, int stri
 }
 
 // The entry points, a BF16 cache (kvScale unused) and an E4M3 one, by head
-// dim, mma.sync and (_wg, _wgf: FAST; sm_90a, GBX_ATTN_PFW_SMEM of dynamic
-// shared memory) warpgroup forms: grid (KV heads, ⌈rows / R⌉), R = 64 / G
-// rows a block (G ≤ 16), 32 · GBX_ATTN_PF_WARPS threads (_wg2: FAST, two
-// warpgroups, R = 128 / G, twice the threads, GBX_ATTN_PFW2_SMEM); rows [row0, row0 + rows)
-// of the step; out and, where yq is set, yq in fmt (the o projection's
-// operand) as gbx_attn_mma writes them.
+// dim, of the mma.sync form (R = 64 / G rows a block, 32 ·
+// GBX_ATTN_PF_WARPS threads) and the warpgroup one (_wg; sm_90a; R = 128 /
+// G, twice the threads, GBX_ATTN_PFW_SMEM of dynamic shared memory): grid
+// (KV heads, ⌈rows / R⌉), G ≤ 16; rows [row0, row0 + rows) of the step; out
+// and, where yq is set, yq in fmt (the o projection's operand) as
+// gbx_attn_mma writes them.
 extern "C" __global__ void __launch_bounds__(32 * GBX_ATTN_PF_WARPS, 3)
     gbx_attn_prefill64(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
                        int kvHeads, int G, const int *pos, const int *seq, const int *btOff, const int *blocks, int row0,
@@ -631,114 +648,40 @@ extern "C" __global__ void __launch_bounds__(32 * GBX_ATTN_PF_WARPS, 3)
 	gbx_attn_prefill_t<128, true>(qkv, stride, cache, kvScale, layer, layers, kvHeads, G, pos, seq, btOff, blocks, row0,
 	                              rows, scale, out, outStride, yq, fmt);
 }
-extern "C" __global__ void __launch_bounds__(32 * GBX_ATTN_PF_WARPS, 2)
+extern "C" __global__ void __launch_bounds__(64 * GBX_ATTN_PF_WARPS, 1)
     gbx_attn_prefill64_wg(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
-                          int kvHeads, int G, const int *pos, const int *seq, const int *btOff, const int *blocks, int row0,
-                          int rows, float scale, float *out, int outStride, void *yq, int fmt) {
+                         int kvHeads, int G, const int *pos, const int *seq, const int *btOff, const int *blocks, int row0,
+                         int rows, float scale, float *out, int outStride, void *yq, int fmt) {
 	gbx_pdl();
 	GBX_DYN_SMEM(gbx_pfw_smem64, GBX_ATTN_PFW_SMEM_64);
-	gbx_attn_prefill_wg_t<64, false, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, G, pos, seq, btOff, blocks, row0,
+	gbx_attn_prefill_wg_t<64, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, G, pos, seq, btOff, blocks, row0,
 	                                 rows, scale, out, outStride, yq, fmt, gbx_pfw_smem64);
 }
-extern "C" __global__ void __launch_bounds__(32 * GBX_ATTN_PF_WARPS, 2)
+extern "C" __global__ void __launch_bounds__(64 * GBX_ATTN_PF_WARPS, 1)
     gbx_attn_prefill128_wg(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
-                           int kvHeads, int G, const int *pos, const int *seq, const int *btOff, const int *blocks,
-                           int row0, int rows, float scale, float *out, int outStride, void *yq, int fmt) {
+                          int kvHeads, int G, const int *pos, const int *seq, const int *btOff, const int *blocks,
+                          int row0, int rows, float scale, float *out, int outStride, void *yq, int fmt) {
 	gbx_pdl();
 	GBX_DYN_SMEM(gbx_pfw_smem128, GBX_ATTN_PFW_SMEM_128);
-	gbx_attn_prefill_wg_t<128, false, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, G, pos, seq, btOff, blocks, row0,
+	gbx_attn_prefill_wg_t<128, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, G, pos, seq, btOff, blocks, row0,
 	                                  rows, scale, out, outStride, yq, fmt, gbx_pfw_smem128);
 }
-extern "C" __global__ void __launch_bounds__(32 * GBX_ATTN_PF_WARPS, 2)
+extern "C" __global__ void __launch_bounds__(64 * GBX_ATTN_PF_WARPS, 1)
     gbx_attn_prefill64_e4m3_wg(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
-                               int kvHeads, int G, const int *pos, const int *seq, const int *btOff, const int *blocks,
-                               int row0, int rows, float scale, float *out, int outStride, void *yq, int fmt) {
+                              int kvHeads, int G, const int *pos, const int *seq, const int *btOff, const int *blocks,
+                              int row0, int rows, float scale, float *out, int outStride, void *yq, int fmt) {
 	gbx_pdl();
 	GBX_DYN_SMEM(gbx_pfw_smem64e, GBX_ATTN_PFW_SMEM_64_E4M3);
-	gbx_attn_prefill_wg_t<64, true, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, G, pos, seq, btOff, blocks, row0,
+	gbx_attn_prefill_wg_t<64, true>(qkv, stride, cache, kvScale, layer, layers, kvHeads, G, pos, seq, btOff, blocks, row0,
 	                                rows, scale, out, outStride, yq, fmt, gbx_pfw_smem64e);
 }
-extern "C" __global__ void __launch_bounds__(32 * GBX_ATTN_PF_WARPS, 2)
+extern "C" __global__ void __launch_bounds__(64 * GBX_ATTN_PF_WARPS, 1)
     gbx_attn_prefill128_e4m3_wg(const float *qkv, int stride, const void *cache, const float *kvScale, int layer,
-                                int layers, int kvHeads, int G, const int *pos, const int *seq, const int *btOff,
-                                const int *blocks, int row0, int rows, float scale, float *out, int outStride, void *yq,
-                                int fmt) {
+                               int layers, int kvHeads, int G, const int *pos, const int *seq, const int *btOff,
+                               const int *blocks, int row0, int rows, float scale, float *out, int outStride, void *yq,
+                               int fmt) {
 	gbx_pdl();
 	GBX_DYN_SMEM(gbx_pfw_smem128e, GBX_ATTN_PFW_SMEM_128_E4M3);
-	gbx_attn_prefill_wg_t<128, true, false>(qkv, stride, cache, kvScale, layer, layers, kvHeads, G, pos, seq, btOff, blocks, row0,
+	gbx_attn_prefill_wg_t<128, true>(qkv, stride, cache, kvScale, layer, layers, kvHeads, G, pos, seq, btOff, blocks, row0,
 	                                 rows, scale, out, outStride, yq, fmt, gbx_pfw_smem128e);
-}
-extern "C" __global__ void __launch_bounds__(32 * GBX_ATTN_PF_WARPS, 2)
-    gbx_attn_prefill64_wgf(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
-                          int kvHeads, int G, const int *pos, const int *seq, const int *btOff, const int *blocks, int row0,
-                          int rows, float scale, float *out, int outStride, void *yq, int fmt) {
-	gbx_pdl();
-	GBX_DYN_SMEM(gbx_pfwf_smem64, GBX_ATTN_PFW_SMEM_64);
-	gbx_attn_prefill_wg_t<64, false, true>(qkv, stride, cache, kvScale, layer, layers, kvHeads, G, pos, seq, btOff, blocks, row0,
-	                                 rows, scale, out, outStride, yq, fmt, gbx_pfwf_smem64);
-}
-extern "C" __global__ void __launch_bounds__(32 * GBX_ATTN_PF_WARPS, 2)
-    gbx_attn_prefill128_wgf(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
-                           int kvHeads, int G, const int *pos, const int *seq, const int *btOff, const int *blocks,
-                           int row0, int rows, float scale, float *out, int outStride, void *yq, int fmt) {
-	gbx_pdl();
-	GBX_DYN_SMEM(gbx_pfwf_smem128, GBX_ATTN_PFW_SMEM_128);
-	gbx_attn_prefill_wg_t<128, false, true>(qkv, stride, cache, kvScale, layer, layers, kvHeads, G, pos, seq, btOff, blocks, row0,
-	                                  rows, scale, out, outStride, yq, fmt, gbx_pfwf_smem128);
-}
-extern "C" __global__ void __launch_bounds__(32 * GBX_ATTN_PF_WARPS, 2)
-    gbx_attn_prefill64_e4m3_wgf(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
-                               int kvHeads, int G, const int *pos, const int *seq, const int *btOff, const int *blocks,
-                               int row0, int rows, float scale, float *out, int outStride, void *yq, int fmt) {
-	gbx_pdl();
-	GBX_DYN_SMEM(gbx_pfwf_smem64e, GBX_ATTN_PFW_SMEM_64_E4M3);
-	gbx_attn_prefill_wg_t<64, true, true>(qkv, stride, cache, kvScale, layer, layers, kvHeads, G, pos, seq, btOff, blocks, row0,
-	                                rows, scale, out, outStride, yq, fmt, gbx_pfwf_smem64e);
-}
-extern "C" __global__ void __launch_bounds__(32 * GBX_ATTN_PF_WARPS, 2)
-    gbx_attn_prefill128_e4m3_wgf(const float *qkv, int stride, const void *cache, const float *kvScale, int layer,
-                                int layers, int kvHeads, int G, const int *pos, const int *seq, const int *btOff,
-                                const int *blocks, int row0, int rows, float scale, float *out, int outStride, void *yq,
-                                int fmt) {
-	gbx_pdl();
-	GBX_DYN_SMEM(gbx_pfwf_smem128e, GBX_ATTN_PFW_SMEM_128_E4M3);
-	gbx_attn_prefill_wg_t<128, true, true>(qkv, stride, cache, kvScale, layer, layers, kvHeads, G, pos, seq, btOff, blocks, row0,
-	                                 rows, scale, out, outStride, yq, fmt, gbx_pfwf_smem128e);
-}
-extern "C" __global__ void __launch_bounds__(64 * GBX_ATTN_PF_WARPS, 1)
-    gbx_attn_prefill64_wg2(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
-                          int kvHeads, int G, const int *pos, const int *seq, const int *btOff, const int *blocks, int row0,
-                          int rows, float scale, float *out, int outStride, void *yq, int fmt) {
-	gbx_pdl();
-	GBX_DYN_SMEM(gbx_pfw2_smem64, GBX_ATTN_PFW2_SMEM_64);
-	gbx_attn_prefill_wg_t<64, false, true, 2>(qkv, stride, cache, kvScale, layer, layers, kvHeads, G, pos, seq, btOff, blocks, row0,
-	                                 rows, scale, out, outStride, yq, fmt, gbx_pfw2_smem64);
-}
-extern "C" __global__ void __launch_bounds__(64 * GBX_ATTN_PF_WARPS, 1)
-    gbx_attn_prefill128_wg2(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
-                           int kvHeads, int G, const int *pos, const int *seq, const int *btOff, const int *blocks,
-                           int row0, int rows, float scale, float *out, int outStride, void *yq, int fmt) {
-	gbx_pdl();
-	GBX_DYN_SMEM(gbx_pfw2_smem128, GBX_ATTN_PFW2_SMEM_128);
-	gbx_attn_prefill_wg_t<128, false, true, 2>(qkv, stride, cache, kvScale, layer, layers, kvHeads, G, pos, seq, btOff, blocks, row0,
-	                                  rows, scale, out, outStride, yq, fmt, gbx_pfw2_smem128);
-}
-extern "C" __global__ void __launch_bounds__(64 * GBX_ATTN_PF_WARPS, 1)
-    gbx_attn_prefill64_e4m3_wg2(const float *qkv, int stride, const void *cache, const float *kvScale, int layer, int layers,
-                               int kvHeads, int G, const int *pos, const int *seq, const int *btOff, const int *blocks,
-                               int row0, int rows, float scale, float *out, int outStride, void *yq, int fmt) {
-	gbx_pdl();
-	GBX_DYN_SMEM(gbx_pfw2_smem64e, GBX_ATTN_PFW2_SMEM_64_E4M3);
-	gbx_attn_prefill_wg_t<64, true, true, 2>(qkv, stride, cache, kvScale, layer, layers, kvHeads, G, pos, seq, btOff, blocks, row0,
-	                                rows, scale, out, outStride, yq, fmt, gbx_pfw2_smem64e);
-}
-extern "C" __global__ void __launch_bounds__(64 * GBX_ATTN_PF_WARPS, 1)
-    gbx_attn_prefill128_e4m3_wg2(const float *qkv, int stride, const void *cache, const float *kvScale, int layer,
-                                int layers, int kvHeads, int G, const int *pos, const int *seq, const int *btOff,
-                                const int *blocks, int row0, int rows, float scale, float *out, int outStride, void *yq,
-                                int fmt) {
-	gbx_pdl();
-	GBX_DYN_SMEM(gbx_pfw2_smem128e, GBX_ATTN_PFW2_SMEM_128_E4M3);
-	gbx_attn_prefill_wg_t<128, true, true, 2>(qkv, stride, cache, kvScale, layer, layers, kvHeads, G, pos, seq, btOff, blocks, row0,
-	                                 rows, scale, out, outStride, yq, fmt, gbx_pfw2_smem128e);
 }

@@ -384,6 +384,10 @@ __device__ __forceinline__ void gbx_fence_async_smem() { asm volatile("fence.pro
 __device__ __forceinline__ unsigned long long gbx_wg_desc(u32 s) {
 	return (unsigned long long)((s & 0x3FFFFu) >> 4) | (1ull << 16) | (64ull << 32) | (1ull << 62);
 }
+// gbx_wg_desc_add is descriptor d (gbx_wg_desc, gbx_wg_desc_mn) of an
+// operand moved on by bytes (a multiple of 16; the address stays in shared
+// memory's 2^18 bytes): its address field is bits 4-17 of the address.
+__device__ __forceinline__ unsigned long long gbx_wg_desc_add(unsigned long long d, u32 bytes) { return d + (bytes >> 4); }
 // gbx_wgmma<N>: c += a·b, one wgmma m64nNk16 (bf16, fp32 accumulators) with
 // A from registers (each warp's 16 rows as mma.sync's m16n8k16 A fragment:
 // a0 row g, a1 row g + 8, a2 and a3 the same at k + 8) and B [N][16] from
