@@ -49,7 +49,7 @@
 #include "lm.cuh"
 #include "rows.cuh"
 
-static_assert(GBX_ATTN_PF_WARPS == 4, "a block is one warpgroup: 64 product rows");
+static_assert(GBX_ATTN_PF_WARPS == 4, "GBX_ATTN_PF_WARPS warps are one warpgroup of 64 product rows (the _wg form takes two)");
 
 // gbx_pf_pow2 is 2^e for −126 ≤ e ≤ 127 (attn_mma.cu's gbx_pow2).
 __device__ __forceinline__ float gbx_pf_pow2(int e) { return __int_as_float((e + 127) << 23); }
