@@ -162,8 +162,8 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 		start := e.now()
 		outs, err := e.backend.Step(ctx, e.m, e.p, e.kv, batch)
+		now := e.now() // before the lock: a step's time is the backend's alone
 		e.mu.Lock()
-		now := e.now()
 		decoded, prefilled := e.count(batch, now.Sub(start))
 		if err != nil {
 			e.sched.Fail(fmt.Errorf("step on %s at %s: %w", e.m.Name, e.p, err), now)

@@ -101,23 +101,47 @@ func (s *Scheduler) seal(q *Seq) {
 // need is the blocks the waiting sequence q, with no blocks yet, will
 // take for its tokens toks and one more: less the blocks of its prefix
 // that sequences hold already, or that another waiting sequence's need
-// (seen) counts.
-func (s *Scheduler) need(q *Seq, toks []int32, seen map[blockKey]bool) int {
+// counted (seen).
+//
+// Each is a leading run of q's chain of keys — a key names every token up
+// to its block's end, so a sequence that holds or counted a block of q's
+// chain holds or counted the ones before it — so need walks each only as
+// far as it goes: the held one by lookups, the counted one by comparing
+// q's keys with those of the sequence that first counted each (seen maps
+// the first key a sequence counted that no earlier one had to its chain).
+// A sequence that shares nothing so costs three map operations, not two a
+// block: Engine.Add and every step's freed() sum need over the whole
+// waiting queue, under the engine's lock. One case breaks the run: a
+// scoring sequence computes its prompt's blocks without taking cached
+// ones, so it can hold a chain's later blocks while the table names other,
+// unheld blocks for the earlier ones. need then stops at the first unheld
+// block and counts the rest as needed: more than the blocks q would take,
+// never fewer (admission waits a little early).
+func (s *Scheduler) need(q *Seq, toks []int32, seen map[blockKey][]blockKey) int {
 	n := s.bl.forTokens(len(toks) + 1)
 	if !s.shares(q) {
 		return n
 	}
-	for _, k := range s.chain(q, toks, s.reusable(toks)) {
-		x, _, ok := s.bl.lookup(k)
-		switch {
-		case seen[k]:
-			n--
-		case ok && s.bl.ref[x] > 0:
-			n--
-			seen[k] = true
-		default:
-			seen[k] = true
+	keys := s.chain(q, toks, s.reusable(toks))
+	held := 0
+	for held < len(keys) {
+		x, _, ok := s.bl.lookup(keys[held])
+		if !ok || s.bl.ref[x] == 0 {
+			break
+		}
+		held++
+	}
+	counted := 0
+	for counted < len(keys) {
+		o, ok := seen[keys[counted]]
+		if !ok {
+			seen[keys[counted]] = keys
+			break
+		}
+		counted++
+		for counted < len(keys) && counted < len(o) && o[counted] == keys[counted] {
+			counted++
 		}
 	}
-	return n
+	return n - max(held, counted)
 }

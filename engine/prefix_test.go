@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -304,5 +305,116 @@ func TestPrefixWriterEnds(t *testing.T) {
 	}
 	if s.reused != 4 {
 		t.Errorf("%d tokens reused; want 4", s.reused)
+	}
+}
+
+// TestPrefixCommittedWalk: Committed walks each waiting sequence's chain
+// only as far as held or counted blocks go. Over random prompts built from
+// a few shared prefixes of random lengths, as sequences are admitted, run,
+// preempted and end, and with a sequence not yet added, it gives the count
+// of a walk over every block — except where a scoring sequence (which
+// computes its prompt without taking cached blocks) holds the later blocks
+// of a chain whose earlier ones are cached under other blocks: there the
+// walk stops at the gap, and its count is higher, never lower.
+func TestPrefixCommittedWalk(t *testing.T) {
+	// perBlock is need over every block of q's chain: a key is the waiting
+	// queue's once.
+	perBlock := func(s *Scheduler, q *Seq, toks []int32, seen map[blockKey]bool) int {
+		n := s.bl.forTokens(len(toks) + 1)
+		if !s.shares(q) {
+			return n
+		}
+		for _, k := range s.chain(q, toks, s.reusable(toks)) {
+			x, _, ok := s.bl.lookup(k)
+			switch {
+			case seen[k]:
+				n--
+			case ok && s.bl.ref[x] > 0:
+				n--
+				seen[k] = true
+			default:
+				seen[k] = true
+			}
+		}
+		return n
+	}
+	reference := func(s *Scheduler, extra *Seq) int {
+		n := s.bl.Held()
+		seen := map[blockKey]bool{}
+		for _, q := range s.waiting {
+			if len(q.table) > 0 {
+				n += max(s.bl.forTokens(len(q.tokens)+1)-len(q.table), 0)
+				continue
+			}
+			n += perBlock(s, q, q.tokens, seen)
+		}
+		if extra != nil {
+			n += perBlock(s, extra, extra.Prompt, seen)
+		}
+		return n
+	}
+	for _, c := range []struct {
+		scores      bool
+		blocks, gen int
+		gaps        bool // the case is the one that meets gaps (short generations), not preemption
+	}{{false, 40, 40, false}, {true, 40, 40, false}, {true, 60, 6, true}} {
+		scores := c.scores
+		t.Run(fmt.Sprintf("scores=%v,blocks=%d", scores, c.blocks), func(t *testing.T) {
+			r := rand.New(rand.NewPCG(3, 4))
+			bases := make([][]int32, 4)
+			for i := range bases {
+				bases[i] = make([]int32, 48)
+				for j := range bases[i] {
+					bases[i][j] = int32(r.IntN(3)) // few values: chains that meet by chance too
+				}
+			}
+			newSeq := func() *Seq {
+				b := bases[r.IntN(len(bases))]
+				p := slices.Clone(b[:r.IntN(len(b)+1)])
+				for range 1 + r.IntN(12) {
+					p = append(p, int32(r.IntN(3)))
+				}
+				q := &Seq{Prompt: p, MaxTokens: 1 + r.IntN(c.gen)}
+				if scores && r.IntN(8) == 0 {
+					q.Task = Score
+				}
+				return q
+			}
+			s := NewScheduler(Config{TokenBudget: 24, MaxSeqs: 6}, c.blocks, 4, 128)
+			now, above, preempted := t0, 0, 0
+			for i := range 2000 {
+				// Engine.Add's backpressure, with a sequence now and then
+				// past it, as an engine admits into an empty queue.
+				if q := newSeq(); s.Len() == 0 || s.committed(q) <= s.Capacity() || r.IntN(8) == 0 {
+					if err := s.Add(q, now); err != nil {
+						t.Fatal(err)
+					}
+				}
+				extra := newSeq()
+				for _, k := range []struct {
+					got, want int
+				}{{s.committed(extra), reference(s, extra)}, {s.Committed(), reference(s, nil)}} {
+					switch {
+					case k.got < k.want || k.got > k.want && !scores:
+						t.Fatalf("round %d: committed %d; per block %d", i, k.got, k.want)
+					case k.got > k.want:
+						above++
+					}
+				}
+				if s.Len() > 0 && r.IntN(4) > 0 {
+					step(t, s, now)
+					s.Ended()
+				}
+				now = now.Add(time.Millisecond)
+			}
+			preempted = s.preemptions
+			t.Logf("%d counts above the per-block one; %d preemptions", above, preempted)
+			switch {
+			case c.gaps && above == 0:
+				t.Error("no gap met: the case no longer reaches what it is for")
+			case !c.gaps && preempted == 0:
+				t.Error("no preemptions: the cache is too large for the test to reach them")
+			}
+		})
 	}
 }

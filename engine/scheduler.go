@@ -122,7 +122,7 @@ func (s *Scheduler) Committed() int { return s.committed(nil) }
 // too.
 func (s *Scheduler) committed(extra *Seq) int {
 	n := s.bl.Held()
-	seen := map[blockKey]bool{}
+	seen := make(map[blockKey][]blockKey, len(s.waiting)+1)
 	for _, q := range s.waiting {
 		if len(q.table) > 0 {
 			n += max(s.bl.forTokens(len(q.tokens)+1)-len(q.table), 0)

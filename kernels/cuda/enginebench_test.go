@@ -5,6 +5,8 @@ package cuda_test
 import (
 	"context"
 	"flag"
+	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -28,6 +30,7 @@ var (
 	engineBenchSeqs        = flag.Int("enginebench.seqs", 0, "sequences in all, each case's -enginebench.conc at a time (0: as many as -enginebench.conc): more than conc admits later prompts as earlier sequences finish, prefill beside decode, as a throughput run under maximum load does")
 	engineBenchModel       = flag.String("enginebench.model", "8b", "the model's shapes: 8b (Llama-3.1-8B's) or tiny (a smoke test)")
 	engineBenchPrefix      = flag.Int("enginebench.prefix", 0, "tokens of a random prefix every sequence shares, before its own -enginebench.prompt tokens: runs each case with the engine's prefix cache on and off instead of beside the bare loop")
+	engineBenchBudget      = flag.String("enginebench.budget", "0", "the engine's TokenBudget, comma-separated to run each case at several (0: the engine's default)")
 )
 
 // TestEngineBench runs the engine (package engine: continuous batching,
@@ -60,8 +63,9 @@ func TestEngineBench(t *testing.T) {
 		benchPrefix(t, b, *engineBenchPrefix, prompt, gen)
 		return
 	}
-	t.Logf("| precision | sequences (at a time, in all) | engine tok/s (run) | engine tok/s (decode phase) | bare loop tok/s | engine/bare | steps | full-batch step ms, engine (median) | bare step ms | decode phase in Step | tail steps, share of the decode phase's Step time | tail step ms, rows (means) |")
-	t.Logf("|---|---|---|---|---|---|---|---|---|---|---|---|")
+	t.Logf("| precision | sequences (at a time, in all) | token budget | engine tok/s (run) | engine tok/s (decode phase) | bare loop tok/s | engine/bare | steps | full-batch step ms, engine (median) | bare step ms | decode phase in Step | tail steps, share of the decode phase's Step time | tail step ms, rows (means) |")
+	t.Logf("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	var mixes []string
 	for _, p := range precisions(t, *engineBenchPrecs) {
 		for _, n := range ints(t, *engineBenchConc) {
 			m := &lm.Model{Name: "engine-bench", Config: benchModel(t, "-enginebench.model", *engineBenchModel)}
@@ -73,16 +77,106 @@ func TestEngineBench(t *testing.T) {
 			if err := b.SynthLM(ctx, m, p); err != nil {
 				t.Fatal(err)
 			}
-			r := runEngine(t, b, m, p, n, max(n, *engineBenchSeqs), nil, prompt, gen, engine.Config{})
-			b.EvictLM(m)
-			tailMS, tailRows := 0.0, 0.0
-			if r.tailSteps > 0 {
-				tailMS, tailRows = 1e3*r.tailSec/float64(r.tailSteps), float64(r.tailTokens)/float64(r.tailSteps)
+			for _, budget := range ints(t, *engineBenchBudget) {
+				r := runEngine(t, b, m, p, n, max(n, *engineBenchSeqs), nil, prompt, gen, engine.Config{TokenBudget: budget})
+				tailMS, tailRows := 0.0, 0.0
+				if r.tailSteps > 0 {
+					tailMS, tailRows = 1e3*r.tailSec/float64(r.tailSteps), float64(r.tailTokens)/float64(r.tailSteps)
+				}
+				t.Logf("| %s | %d, %d | %d | %.0f | %.0f | %.0f | %.2f | %d | %.2f | %.2f | %.3f | %d, %.2f | %.2f, %.0f |", p, n, max(n, *engineBenchSeqs), budget, r.run, r.decode, bare[0].TokPerS, r.decode/bare[0].TokPerS,
+					r.steps, r.fullStepMS, 1e3*float64(n)/bare[0].TokPerS, r.inStep, r.tailSteps, r.tailShare, tailMS, tailRows)
+				mixes = append(mixes, r.mix.row(fmt.Sprintf("%s | %d, %d | %d", p, n, max(n, *engineBenchSeqs), budget)))
 			}
-			t.Logf("| %s | %d, %d | %.0f | %.0f | %.0f | %.2f | %d | %.2f | %.2f | %.3f | %d, %.2f | %.2f, %.0f |", p, n, max(n, *engineBenchSeqs), r.run, r.decode, bare[0].TokPerS, r.decode/bare[0].TokPerS,
-				r.steps, r.fullStepMS, 1e3*float64(n)/bare[0].TokPerS, r.inStep, r.tailSteps, r.tailShare, tailMS, tailRows)
+			b.EvictLM(m)
 		}
 	}
+	// Where the run's wall time went, by kind of step.
+	t.Logf("")
+	t.Logf("| precision | sequences | token budget | run s | in Step s | steps with prefill: n, s, prefill tokens, decoded | decode-only steps: n, s, decoded | with prefill: ms = a + b·decoded + c·prefilled (a ms, b µs, c µs) |")
+	t.Logf("|---|---|---|---|---|---|---|---|")
+	for _, m := range mixes {
+		t.Log(m)
+	}
+}
+
+// stepMix sums a run's steps by kind: those that prefilled (and may have
+// decoded beside) and those that only decoded.
+type stepMix struct {
+	runSec, stepSec             float64
+	preN, preDec, preTok, onlyN int
+	preSec, onlySec             float64
+	onlyDec                     int
+	fit                         [3]float64 // ms = fit[0] + fit[1]·dec/1e3 + fit[2]·pre/1e3 over the prefill steps
+	steps                       [][3]float64
+}
+
+func (m *stepMix) add(dec, pre int, took time.Duration) {
+	s := took.Seconds()
+	m.stepSec += s
+	if pre == 0 {
+		m.onlyN, m.onlySec, m.onlyDec = m.onlyN+1, m.onlySec+s, m.onlyDec+dec
+		return
+	}
+	m.preN, m.preSec, m.preDec, m.preTok = m.preN+1, m.preSec+s, m.preDec+dec, m.preTok+pre
+	m.steps = append(m.steps, [3]float64{float64(dec), float64(pre), 1e3 * s})
+}
+
+// solve fits the prefill steps' times by least squares (the 3×3 normal
+// equations by Gaussian elimination). It reports false where the fit says
+// nothing: decoded and prefilled tokens almost in proportion across the
+// steps (|correlation| > 0.95, as when every step fills a small token
+// budget), or a singular system.
+func (m *stepMix) solve() bool {
+	var a [3][4]float64
+	var sd, sp, sdd, spp, sdp float64
+	for _, st := range m.steps {
+		x := [3]float64{1, st[0] / 1e3, st[1] / 1e3}
+		for i := range 3 {
+			for j := range 3 {
+				a[i][j] += x[i] * x[j]
+			}
+			a[i][3] += x[i] * st[2]
+		}
+		sd, sp, sdd, spp, sdp = sd+st[0], sp+st[1], sdd+st[0]*st[0], spp+st[1]*st[1], sdp+st[0]*st[1]
+	}
+	n := float64(len(m.steps))
+	vd, vp := sdd-sd*sd/n, spp-sp*sp/n
+	if n < 3 || vd <= 0 || vp <= 0 || math.Abs(sdp-sd*sp/n)/math.Sqrt(vd*vp) > 0.95 {
+		return false
+	}
+	for c := range 3 {
+		p := c
+		for r := c + 1; r < 3; r++ {
+			if math.Abs(a[r][c]) > math.Abs(a[p][c]) {
+				p = r
+			}
+		}
+		a[c], a[p] = a[p], a[c]
+		if math.Abs(a[c][c]) < 1e-9 {
+			return false
+		}
+		for r := range 3 {
+			if r != c {
+				f := a[r][c] / a[c][c]
+				for k := c; k < 4; k++ {
+					a[r][k] -= f * a[c][k]
+				}
+			}
+		}
+	}
+	for i := range 3 {
+		m.fit[i] = a[i][3] / a[i][i]
+	}
+	return true
+}
+
+func (m *stepMix) row(head string) string {
+	fit := "– (decoded and prefilled in proportion)"
+	if m.solve() {
+		fit = fmt.Sprintf("%.2f, %.1f, %.1f", m.fit[0], m.fit[1], m.fit[2])
+	}
+	return fmt.Sprintf("| %s | %.1f | %.1f | %d, %.1f, %d, %d | %d, %.1f, %d | %s |", head, m.runSec, m.stepSec,
+		m.preN, m.preSec, m.preTok, m.preDec, m.onlyN, m.onlySec, m.onlyDec, fit)
 }
 
 // benchPrefix runs n sequences of a shared random prefix of prefix tokens
@@ -140,6 +234,7 @@ type engineRun struct {
 	tailShare   float64
 	tailTokens  int
 	st          engine.StepStats
+	mix         stepMix
 }
 
 // runEngine generates gen tokens for each of total prompts, shared
@@ -163,6 +258,7 @@ func runEngine(t *testing.T, b kernels.LM, m *lm.Model, p precision.Format, n, t
 		defer mu.Unlock()
 		r.steps++
 		last = now
+		r.mix.add(dec, pre, took)
 		if pre > 0 {
 			lastPrefill, decoded, inStep = now, 0, 0
 			r.tailSteps, r.tailSec, r.tailTokens = 0, 0, 0
@@ -214,6 +310,7 @@ func runEngine(t *testing.T, b kernels.LM, m *lm.Model, p precision.Format, n, t
 	defer mu.Unlock()
 	phase := last.Sub(lastPrefill)
 	r.run, r.decode = float64(allTokens)/last.Sub(start).Seconds(), float64(decoded)/phase.Seconds()
+	r.mix.runSec = last.Sub(start).Seconds()
 	r.inStep = inStep.Seconds() / phase.Seconds()
 	if inStep > 0 {
 		r.tailShare = r.tailSec / inStep.Seconds()
@@ -224,4 +321,30 @@ func runEngine(t *testing.T, b kernels.LM, m *lm.Model, p precision.Format, n, t
 	}
 	r.st = e.Stats()
 	return r
+}
+
+// TestStepMixFit: the engine bench's fit of prefill steps' times recovers
+// a known linear cost, and declines when decoded and prefilled tokens move
+// together.
+func TestStepMixFit(t *testing.T) {
+	var m stepMix
+	for i := range 50 {
+		dec, pre := 100+7*i, 2000-31*(i%9)
+		m.add(dec, pre, time.Duration((2+0.05*float64(dec)+0.02*float64(pre))*float64(time.Millisecond)))
+	}
+	if !m.solve() {
+		t.Fatal("no fit of independent decoded and prefilled tokens")
+	}
+	for i, want := range [3]float64{2, 50, 20} {
+		if math.Abs(m.fit[i]-want) > 1e-6*math.Max(1, want) {
+			t.Errorf("fit[%d] = %g; want %g", i, m.fit[i], want)
+		}
+	}
+	var full stepMix // every step fills a budget of 2,048 tokens
+	for i := range 50 {
+		full.add(100+7*i, 2048-100-7*i, time.Duration(30+i)*time.Millisecond)
+	}
+	if full.solve() {
+		t.Errorf("a fit %v of decoded and prefilled tokens that add up to the budget", full.fit)
+	}
 }
