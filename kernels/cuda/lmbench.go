@@ -80,11 +80,11 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 		attnDec, attnPartial, pdl, fp4Row bool
 		attnRing, regsRows, siluRowMin    int
 		rowThreads, attnScratch, pfForm   int
-		attnPrefill                       bool
+		attnPrefill, graphs               bool
 	}
 	var was settings
 	_ = b.do(ctx, func(d *devState) error {
-		was = settings{d.gemvMaxM, d.fp4SmallM, d.fp4WideM, d.fp4WideMinW, d.attnDec, d.attnPartial, d.k.pdl, d.fp4RowMajor, d.attnRing, d.k.regsRows, d.k.siluRowMin, d.k.rowThreads, attnScratchBytes, d.attnPrefillForm, d.attnPrefill}
+		was = settings{d.gemvMaxM, d.fp4SmallM, d.fp4WideM, d.fp4WideMinW, d.attnDec, d.attnPartial, d.k.pdl, d.fp4RowMajor, d.attnRing, d.k.regsRows, d.k.siluRowMin, d.k.rowThreads, attnScratchBytes, d.attnPrefillForm, d.attnPrefill, d.useGraphs}
 		d.fp4RowMajor = cfg.FP4RowMajor
 		if cfg.GEMVMaxRows != 0 {
 			d.gemvMaxM = cfg.GEMVMaxRows
@@ -123,6 +123,7 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 		}
 		d.attnPartial = d.attnPartial || cfg.AttnPartial
 		d.k.pdl = d.k.pdl && !cfg.NoPDL
+		d.useGraphs = d.useGraphs && !cfg.NoGraphs
 		return nil
 	})
 	defer func() {
@@ -133,6 +134,7 @@ func (b *Backend) BenchLM(ctx context.Context, cfg LMBench) ([]LMResult, error) 
 			d.attnRing = was.attnRing
 			d.k.regsRows, d.k.siluRowMin, d.k.rowThreads = was.regsRows, was.siluRowMin, was.rowThreads
 			attnScratchBytes, d.attnPrefill, d.attnPrefillForm = was.attnScratch, was.attnPrefill, was.pfForm
+			d.useGraphs = was.graphs
 			return nil
 		})
 	}()

@@ -42,6 +42,7 @@ var (
 	lmBenchSiLURow     = flag.Int("lmbench.silurow", 0, "the fewest rows whose SiLU runs gbx_lm_silu_row (LMBench.SiLURow; 0 the default, -1 never)")
 	lmBenchAttnPartial = flag.Bool("lmbench.attnpartial", false, "run every attention on gbx_attn_partial (LMBench.AttnPartial)")
 	lmBenchNoPDL       = flag.Bool("lmbench.nopdl", false, "launch without programmatic dependent launch (LMBench.NoPDL)")
+	lmBenchNoGraphs    = flag.Bool("lmbench.nographs", false, "run every decode step eagerly, no CUDA graphs (LMBench.NoGraphs): an engine step of a new shape")
 	lmBenchRowThreads  = flag.Int("lmbench.rowthreads", 0, "threads of the per-row kernels' blocks from RegsRows+1 to 256 rows (LMBench.RowThreads; 0 the default, 1,024)")
 	lmBenchScatter     = flag.Bool("lmbench.scatter", false, "hand the KV blocks out in a random order over the cache (LMBench.ScatterBlocks)")
 	lmBenchInvariant   = flag.Bool("lmbench.invariant", false, "run on a batch-invariant backend (Config.BatchInvariant)")
@@ -90,7 +91,7 @@ func TestLMBench(t *testing.T) {
 	if err != nil {
 		t.Skipf("no CUDA device: %v", err)
 	}
-	cfg := cuda.LMBench{Batches: ints(t, *lmBenchBatches), Prompts: ints(t, *lmBenchPrompts), Steps: *lmBenchSteps, GEMVMaxRows: *lmBenchGEMV, AttnScratchMiB: *lmBenchAttnScratch, NoAttnPrefill: *lmBenchNoAttnPref, AttnPrefillWG: *lmBenchPFWG, FP4SmallM: *lmBenchFP4SmallM, FP4WideM: *lmBenchFP4WideM, FP4WideMinWeights: *lmBenchFP4WideMinW, FP4RowMajor: *lmBenchFP4RowMajor, AttnPartial: *lmBenchAttnPartial, AttnDec: *lmBenchAttnDec, AttnRing: *lmBenchAttnRing, RegsRows: *lmBenchRegsRows, SiLURow: *lmBenchSiLURow, RowThreads: *lmBenchRowThreads, NoPDL: *lmBenchNoPDL, ScatterBlocks: *lmBenchScatter, Prefill: *lmBenchPrefill}
+	cfg := cuda.LMBench{Batches: ints(t, *lmBenchBatches), Prompts: ints(t, *lmBenchPrompts), Steps: *lmBenchSteps, GEMVMaxRows: *lmBenchGEMV, AttnScratchMiB: *lmBenchAttnScratch, NoAttnPrefill: *lmBenchNoAttnPref, AttnPrefillWG: *lmBenchPFWG, FP4SmallM: *lmBenchFP4SmallM, FP4WideM: *lmBenchFP4WideM, FP4WideMinWeights: *lmBenchFP4WideMinW, FP4RowMajor: *lmBenchFP4RowMajor, AttnPartial: *lmBenchAttnPartial, AttnDec: *lmBenchAttnDec, AttnRing: *lmBenchAttnRing, RegsRows: *lmBenchRegsRows, SiLURow: *lmBenchSiLURow, RowThreads: *lmBenchRowThreads, NoPDL: *lmBenchNoPDL, NoGraphs: *lmBenchNoGraphs, ScatterBlocks: *lmBenchScatter, Prefill: *lmBenchPrefill}
 	cfg.Precisions = precisions(t, *lmBenchPrecisions)
 	c := benchModel(t, "-lmbench.model", *lmBenchModel)
 	cfg.Config = &c

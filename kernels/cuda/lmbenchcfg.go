@@ -109,6 +109,11 @@ type LMBench struct {
 	// NoPDL, if set, launches every kernel without programmatic dependent
 	// launch for the run (Config.NoPDL).
 	NoPDL bool
+	// NoGraphs, if set, runs every decode step eagerly for the run
+	// (Config.NoGraphs): what an engine's step costs when its shape is new,
+	// as in the tail of a run, where every step has fewer rows than the
+	// one before.
+	NoGraphs bool
 	// ScatterBlocks, if set, hands the sequences' KV blocks out in a
 	// random order over the cache, as an engine's free list does after
 	// sequences have come and gone, instead of each sequence's blocks

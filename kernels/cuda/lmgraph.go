@@ -69,10 +69,11 @@ func (s *lmState) dropGraphs() {
 }
 
 // lmGraphStep runs a decode step of shape key from its graph, if one is
-// captured; ok is false when there is none (or its layout differs).
+// captured and graphs are on (a bench may turn them off with graphs
+// captured); ok is false when there is none (or its layout differs).
 func (d *devState) lmGraphStep(key lmGraphKey, c *lm.Config, pl *lmPlan) (outs []kernels.SeqOut, ok bool, err error) {
 	g := d.lm.graphs[key]
-	if g == nil {
+	if g == nil || !d.useGraphs {
 		return nil, false, nil
 	}
 	lay := pl.layout()
