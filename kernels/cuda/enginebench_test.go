@@ -18,6 +18,8 @@ import (
 	"github.com/gearbox-inference/gearbox/kernels/cuda"
 	"github.com/gearbox-inference/gearbox/model/lm"
 	"github.com/gearbox-inference/gearbox/precision"
+	"gonum.org/v1/gonum/mat"
+	"gonum.org/v1/gonum/stat"
 )
 
 var (
@@ -121,51 +123,31 @@ func (m *stepMix) add(dec, pre int, took time.Duration) {
 	m.steps = append(m.steps, [3]float64{float64(dec), float64(pre), 1e3 * s})
 }
 
-// solve fits the prefill steps' times by least squares (the 3×3 normal
-// equations by Gaussian elimination). It reports false where the fit says
-// nothing: decoded and prefilled tokens almost in proportion across the
-// steps (|correlation| > 0.95, as when every step fills a small token
-// budget), or a singular system.
+// solve fits the prefill steps' times by least squares. It reports false
+// where the fit says nothing: decoded and prefilled tokens almost in
+// proportion across the steps (|correlation| > 0.95, as when every step
+// fills a small token budget), or too few steps.
 func (m *stepMix) solve() bool {
-	var a [3][4]float64
-	var sd, sp, sdd, spp, sdp float64
-	for _, st := range m.steps {
-		x := [3]float64{1, st[0] / 1e3, st[1] / 1e3}
-		for i := range 3 {
-			for j := range 3 {
-				a[i][j] += x[i] * x[j]
-			}
-			a[i][3] += x[i] * st[2]
-		}
-		sd, sp, sdd, spp, sdp = sd+st[0], sp+st[1], sdd+st[0]*st[0], spp+st[1]*st[1], sdp+st[0]*st[1]
-	}
-	n := float64(len(m.steps))
-	vd, vp := sdd-sd*sd/n, spp-sp*sp/n
-	if n < 3 || vd <= 0 || vp <= 0 || math.Abs(sdp-sd*sp/n)/math.Sqrt(vd*vp) > 0.95 {
+	n := len(m.steps)
+	if n < 3 {
 		return false
 	}
-	for c := range 3 {
-		p := c
-		for r := c + 1; r < 3; r++ {
-			if math.Abs(a[r][c]) > math.Abs(a[p][c]) {
-				p = r
-			}
-		}
-		a[c], a[p] = a[p], a[c]
-		if math.Abs(a[c][c]) < 1e-9 {
-			return false
-		}
-		for r := range 3 {
-			if r != c {
-				f := a[r][c] / a[c][c]
-				for k := c; k < 4; k++ {
-					a[r][k] -= f * a[c][k]
-				}
-			}
-		}
+	a, y := mat.NewDense(n, 3, nil), mat.NewVecDense(n, nil)
+	dec, pre := make([]float64, n), make([]float64, n)
+	for i, st := range m.steps {
+		dec[i], pre[i] = st[0], st[1]
+		a.SetRow(i, []float64{1, st[0] / 1e3, st[1] / 1e3})
+		y.SetVec(i, st[2])
+	}
+	if r := stat.Correlation(dec, pre, nil); math.IsNaN(r) || math.Abs(r) > 0.95 {
+		return false
+	}
+	var x mat.VecDense
+	if err := x.SolveVec(a, y); err != nil {
+		return false
 	}
 	for i := range 3 {
-		m.fit[i] = a[i][3] / a[i][i]
+		m.fit[i] = x.AtVec(i)
 	}
 	return true
 }
