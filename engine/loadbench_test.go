@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -11,19 +12,29 @@ import (
 // full-load run as TestEngineBench (kernels/cuda) runs it on the GPU:
 // 2,048 sequences of 1,000 prompt and 1,000 generated tokens, a cache for
 // 512 of them, later ones added as room frees (Engine.Add's rule), every
-// step planned and applied with sampled tokens. It reports the host's
-// time a step, split by steps that prefilled and steps that only decoded.
+// step planned and applied with sampled tokens; and the same with short
+// prompts (32 tokens, 256 generated), where the waiting queue the rule
+// admits is thousands deep. It reports the host's time a step, split by
+// steps that prefilled and steps that only decoded, and the time of the
+// admission checks (Add's and each step's).
 func BenchmarkFullLoadHost(b *testing.B) {
-	const conc, total, prompt, gen = 512, 2048, 1000, 1000
+	for _, c := range []struct{ prompt, gen int }{{1000, 1000}, {32, 256}} {
+		b.Run(fmt.Sprintf("prompt=%d,gen=%d", c.prompt, c.gen), func(b *testing.B) { fullLoadHost(b, c.prompt, c.gen) })
+	}
+}
+
+func fullLoadHost(b *testing.B, prompt, gen int) {
+	const conc, total = 512, 2048
 	per := (prompt + gen + kernels.KVBlockSize) / kernels.KVBlockSize
 	now := time.Unix(0, 0)
 	outs := make([]kernels.SeqOut, 2048)
 	for b.Loop() {
 		s := NewScheduler(Config{TokenBudget: 2048, MaxSeqs: conc}, conc*per, kernels.KVBlockSize, prompt+gen)
 		added, tok := 0, int32(0)
-		var preT, decT time.Duration
+		var preT, decT, admitT time.Duration
 		preN, decN := 0, 0
 		for added < total || s.Len() > 0 {
+			t0 := time.Now()
 			for added < total && (s.Len() == 0 || s.committed(&Seq{Prompt: make([]int32, prompt), MaxTokens: gen}) <= s.Capacity()) {
 				p := make([]int32, prompt)
 				for j := range p {
@@ -34,7 +45,9 @@ func BenchmarkFullLoadHost(b *testing.B) {
 				}
 				added++
 			}
-			t0 := time.Now()
+			_ = s.Committed() // the engine's freed() after each step
+			admitT += time.Since(t0)
+			t0 = time.Now()
 			bt := s.Plan(now)
 			if bt == nil {
 				b.Fatal("nothing planned with sequences queued")
@@ -55,5 +68,6 @@ func BenchmarkFullLoadHost(b *testing.B) {
 		b.ReportMetric(float64(preT.Microseconds())/float64(max(preN, 1)), "µs/prefill-step")
 		b.ReportMetric(float64(decT.Microseconds())/float64(max(decN, 1)), "µs/decode-step")
 		b.ReportMetric(float64(preN+decN), "steps")
+		b.ReportMetric(float64(admitT.Microseconds())/float64(preN+decN), "µs-admission/step")
 	}
 }

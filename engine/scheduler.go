@@ -62,6 +62,10 @@ type Scheduler struct {
 	// decodes is how many of the planned step's sequences (its first)
 	// decode; peak the most blocks held at a plan's end.
 	decodes, peak int
+	// seen is committed's scratch (see need), kept between calls: at
+	// full load the queue is hundreds to thousands deep, and a map of
+	// that size made afresh each call was half of committed's time.
+	seen map[blockKey][]blockKey
 }
 
 // NewScheduler returns a scheduler for a cache of nBlocks blocks of
@@ -122,16 +126,19 @@ func (s *Scheduler) Committed() int { return s.committed(nil) }
 // too.
 func (s *Scheduler) committed(extra *Seq) int {
 	n := s.bl.Held()
-	seen := make(map[blockKey][]blockKey, len(s.waiting)+1)
+	if s.seen == nil {
+		s.seen = map[blockKey][]blockKey{}
+	}
+	defer clear(s.seen) // nor keep the chains of sequences gone meanwhile
 	for _, q := range s.waiting {
 		if len(q.table) > 0 {
 			n += max(s.bl.forTokens(len(q.tokens)+1)-len(q.table), 0)
 			continue
 		}
-		n += s.need(q, q.tokens, seen)
+		n += s.need(q, q.tokens, s.seen)
 	}
 	if extra != nil {
-		n += s.need(extra, extra.Prompt, seen)
+		n += s.need(extra, extra.Prompt, s.seen)
 	}
 	return n
 }
