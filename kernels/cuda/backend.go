@@ -158,6 +158,7 @@ func (b *Backend) loop(ready chan<- error) {
 	}
 	d.slots = b.slots
 	d.log = b.log.With().Str("device", b.name).Logger()
+	d.k.log = d.log
 	b.d, b.info, b.cuctx = d, info, d.ctx
 	ready <- nil
 	for fn := range b.work {

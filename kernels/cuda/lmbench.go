@@ -486,6 +486,7 @@ func (d *devState) lmSynthWeights(m *lm.Model, p precision.Format) error {
 		return err
 	}
 	d.lm.weights[lmKey{m, p}] = w
+	d.lmPreload(c, p)
 	return nil
 }
 

@@ -430,3 +430,48 @@ func TestLMAttnPrefillSteps(t *testing.T) {
 		}
 	}
 }
+
+// TestLMPreload: once a language model's weights are loaded, none of its
+// steps compiles a kernel module — a compile in mid-run holds every
+// running sequence for seconds — on a backend whose cubin cache starts
+// empty: after a first prompt at bf16, fp8 and fp4, decode steps of one row
+// (gbx_gemv, the small NVFP4 kernel), a step of prompts and one of eight
+// decoding rows compile nothing.
+func TestLMPreload(t *testing.T) {
+	b := newTestBackend(t, Config{})
+	ctx := context.Background()
+	compiles := func() (n int) {
+		_ = b.do(ctx, func(d *devState) error { n = d.comp.compiles; return nil })
+		return n
+	}
+	m := lmSynth(t, lm.Config{Arch: lm.Llama, Hidden: 256, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 64, Intermediate: 512,
+		Vocab: 512, RMSEps: 1e-5, RopeTheta: 5e5, MaxPositions: 1024, BOS: lm.NoToken}, 7)
+	toks := kt.RandTokens(8, 200, m.Config.Vocab)
+	for _, p := range []precision.Format{precision.BF16, precision.FP8, precision.FP4} {
+		s := kt.NewSession(t, b, m, p, 40)
+		seqs := []kernels.Seq{{Tokens: toks[:20], Blocks: s.Alloc(24), Want: kernels.WantSample}}
+		s.Step(seqs[0]) // the weights load here
+		before := compiles()
+		decode := func(ss []kernels.Seq) {
+			step := make([]kernels.Seq, len(ss))
+			for i := range ss {
+				n := ss[i].Pos + len(ss[i].Tokens)
+				step[i] = kernels.Seq{Tokens: toks[n : n+1], Pos: n, Blocks: ss[i].Blocks, Want: kernels.WantSample}
+				ss[i] = step[i]
+			}
+			s.Step(step...)
+		}
+		decode(seqs)
+		decode(seqs)
+		var prompts []kernels.Seq
+		for i := 1; i < 8; i++ {
+			prompts = append(prompts, kernels.Seq{Tokens: toks[20*i : 20*i+20], Blocks: s.Alloc(24), Want: kernels.WantSample})
+		}
+		s.Step(prompts...)
+		seqs = append(seqs, prompts...)
+		decode(seqs)
+		if got := compiles() - before; got != 0 {
+			t.Errorf("at %s: %d modules compiled by steps after the weights loaded; want 0", p, got)
+		}
+	}
+}

@@ -292,8 +292,7 @@ func (d *devState) lmEnqueue(ctx context.Context, m *lm.Model, w *lmWeights, kv 
 	// compute capability 8.0; its wgmma form on 9.0), the decode rows
 	// [0, from) on the decode kernels.
 	var from int
-	prefill := d.attnPrefill && (kv.f == fmtBF16 || kv.f == fmtE4M3) &&
-		(c.HeadDim == 64 || c.HeadDim == 128) && c.Heads/c.KVHeads <= 16
+	prefill := d.prefillAttnFor(c, kv.f)
 	if prefill {
 		from, prefill = pl.prefillFrom()
 		if prefill {
@@ -309,8 +308,7 @@ func (d *devState) lmEnqueue(ctx context.Context, m *lm.Model, w *lmWeights, kv 
 		decRows = from
 	}
 	if !d.attnPartial {
-		// gbx_attn_mma needs BF16 mma.sync (compute capability 8.0).
-		mma := !d.attnDec && d.info.Major >= 8
+		mma := d.attnMMA()
 		if mma {
 			if err := k.load(modAttnMMA); err != nil {
 				return fmt.Errorf("cuda: model %q: %w", m.Name, err)
@@ -536,6 +534,46 @@ func (d *devState) gemvFor(l *lmLin, rows int) (fmtCode, int, bool) {
 		return 0, 0, false
 	}
 	return f, kb, true
+}
+
+// attnMMA says whether decode attention runs on gbx_attn_mma (BF16
+// mma.sync: compute capability 8.0), not on gbx_attn_dec or
+// gbx_attn_partial.
+func (d *devState) attnMMA() bool { return !d.attnPartial && !d.attnDec && d.info.Major >= 8 }
+
+// prefillAttnFor says whether a model of c's heads over a cache in format f
+// attends prefill chunks on gbx_attn_prefill.
+func (d *devState) prefillAttnFor(c *lm.Config, f fmtCode) bool {
+	return d.attnPrefill && (f == fmtBF16 || f == fmtE4M3) && (c.HeadDim == 64 || c.HeadDim == 128) && c.Heads/c.KVHeads <= 16
+}
+
+// lmPreload loads — compiling them, the first time on a machine — the
+// kernel modules that steps of a model c at p may use, as its weights are
+// loaded: a module first wanted in mid-run (the NVFP4 kernel when an fp4
+// batch first falls to its rows, gbx_gemv at the first step of one row,
+// gbx_attn_prefill at the first prompt) would hold every running sequence
+// for the compile, seconds. A module that fails to load here is met again,
+// and handled as before, by the step that wants it (load keeps its error).
+func (d *devState) lmPreload(c *lm.Config, p precision.Format) {
+	gemvFmt := func(p precision.Format) bool {
+		return p == precision.BF16 || p == precision.FP16 || p == precision.FP8
+	}
+	var mods []*module
+	if d.attnMMA() {
+		mods = append(mods, modAttnMMA)
+	}
+	if d.prefillAttnFor(c, kvFmt(p)) {
+		mods = append(mods, modAttnPrefill)
+	}
+	if d.gemvMaxM >= 1 && (gemvFmt(p) || gemvFmt(kernels.LMHeadFormat(p))) {
+		mods = append(mods, modGEMV)
+	}
+	if p == precision.FP4 && (d.fp4SmallM >= 1 || d.fp4WideM >= 1 && d.info.Major == 9 && d.info.Minor == 0) {
+		mods = append(mods, modFP4)
+	}
+	for _, m := range mods {
+		_ = d.k.load(m)
+	}
 }
 
 // lmOutputs queues the final norm of the rows that need it, the head,

@@ -167,6 +167,7 @@ func (d *devState) lmWeightsFor(m *lm.Model, p precision.Format) (*lmWeights, er
 	d.lm.weights[k] = u.w
 	d.log.Info().Str("model", m.Name).Str("precision", string(p)).Uint64("bytes", u.w.bytes).
 		Dur("took", time.Since(start)).Dur("quantize", u.quantize).Msg("language-model weights uploaded")
+	d.lmPreload(&m.Config, p)
 	return u.w, nil
 }
 

@@ -5,6 +5,9 @@ package cuda
 import (
 	"fmt"
 	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
 )
 
 // A module is one NVRTC program, compiled into one cubin and loaded as one
@@ -28,8 +31,9 @@ var (
 		sources: []string{"convert.cu", "fp8.cu", "epilogue.cu", "act.cu", "softmax.cu", "norm.cu", "bench.cu"},
 		options: []string{"-fmad=false"},
 	}
-	// modFP4 holds the NVFP4 kernel; it is loaded the first time an fp4
-	// layer of a small batch runs, and without it fp4 runs the bf16 GEMM.
+	// modFP4 holds the NVFP4 kernel; it is loaded with a language model's
+	// fp4 weights (lmPreload) or the first time an fp4 layer of a small
+	// batch runs, and without it fp4 runs the bf16 GEMM.
 	modFP4 = &module{name: "fp4_linear", sources: []string{"fp4_linear.cu"}}
 	// modLM holds the language-model kernels (lm.cu, attention.cu,
 	// sample.cu); it is loaded by the first NewKVCache or Step. No FMA
@@ -38,19 +42,20 @@ var (
 	modLM = &module{name: "lm", sources: []string{"lm.cu", "attention.cu", "sample.cu"}, options: []string{"-fmad=false"}}
 
 	// modGEMV holds the small-batch linear kernel (gemv.cu); it is loaded
-	// the first time a linear layer of few rows runs, and without it those
-	// run on cuBLASLt.
+	// with a language model's weights (lmPreload) or the first time a
+	// linear layer of few rows runs, and without it those run on cuBLASLt.
 	modGEMV = &module{name: "gemv", sources: []string{"gemv.cu"}}
 
 	// modAttnMMA holds gbx_attn_mma (attn_mma.cu), the decode attention
-	// of a BF16 or E4M3 cache; it needs compute capability 8.0 and is loaded the
-	// first time a language model runs there.
+	// of a BF16 or E4M3 cache; it needs compute capability 8.0 and is loaded
+	// with a language model's weights there (lmPreload).
 	modAttnMMA = &module{name: "attn_mma", sources: []string{"attn_mma.cu"}, options: []string{"-fmad=false"}}
 
 	// modAttnPrefill holds gbx_attn_prefill (attn_prefill.cu), prefill
 	// chunks' attention over a BF16 or E4M3 cache with the queries on the
-	// products' M side; loaded by the first step that has such chunks
-	// (not with Config.NoPrefillAttention).
+	// products' M side; loaded with a language model's weights (lmPreload)
+	// or by the first step that has such chunks (not with
+	// Config.NoPrefillAttention).
 	modAttnPrefill = &module{name: "attn_prefill", sources: []string{"attn_prefill.cu"}, options: []string{"-fmad=false"}}
 
 	modules = []*module{modOps, modFP4, modLM, modGEMV, modAttnMMA, modAttnPrefill}
@@ -124,6 +129,9 @@ type kernelSet struct {
 
 	// launchFunc, when set (tests), runs in place of cuLaunchKernel.
 	launchFunc func(s cuStream, l launch) error
+
+	// log gets a line for each module compiled (not found in the cache).
+	log zerolog.Logger
 }
 
 // loadedModule is the outcome of loading a module, kept so a module that
@@ -145,10 +153,14 @@ func (k *kernelSet) load(m *module) error {
 	}
 	l := &loadedModule{}
 	k.mods[m] = l
+	start, compiles := time.Now(), k.comp.compiles
 	cubin, err := k.comp.compile(m.program(), k.comp.options(m.options...))
 	if err != nil {
 		l.err = err
 		return err
+	}
+	if k.comp.compiles > compiles {
+		k.log.Info().Str("module", m.name).Dur("took", time.Since(start)).Msg("CUDA module compiled")
 	}
 	if l.mod, err = cuModuleLoad(cubin); err != nil {
 		l.err = err
