@@ -31,9 +31,9 @@ var (
 		sources: []string{"convert.cu", "fp8.cu", "epilogue.cu", "act.cu", "softmax.cu", "norm.cu", "bench.cu"},
 		options: []string{"-fmad=false"},
 	}
-	// modFP4 holds the NVFP4 kernel; it is loaded with a language model's
-	// fp4 weights (lmPreload) or the first time an fp4 layer of a small
-	// batch runs, and without it fp4 runs the bf16 GEMM.
+	// modFP4 holds the NVFP4 kernel; it is loaded with a model's fp4
+	// weights (lmPreload, weightsFor) or the first time an fp4 layer of a
+	// small batch runs, and without it fp4 runs the bf16 GEMM.
 	modFP4 = &module{name: "fp4_linear", sources: []string{"fp4_linear.cu"}}
 	// modLM holds the language-model kernels (lm.cu, attention.cu,
 	// sample.cu); it is loaded by the first NewKVCache or Step. No FMA
