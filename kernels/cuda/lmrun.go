@@ -549,10 +549,10 @@ func (d *devState) prefillAttnFor(c *lm.Config, f fmtCode) bool {
 
 // lmPreload loads — compiling them, the first time on a machine — the
 // kernel modules that steps of a model c at p may use, as its weights are
-// loaded: a module first wanted in mid-run (the NVFP4 kernel when an fp4
-// batch first falls to its rows, gbx_gemv at the first step of one row,
-// gbx_attn_prefill at the first prompt) would hold every running sequence
-// for the compile, seconds. A module that fails to load here is met again,
+// loaded: a module first wanted in mid-run (the NVFP4 kernels when an fp4
+// batch first falls to 64 rows or fewer, gbx_gemv at the first step of
+// one row, gbx_attn_prefill at the first prompt) would hold every running
+// sequence for the compile, seconds. A module that fails to load here is met again,
 // and handled as before, by the step that wants it (load keeps its error).
 func (d *devState) lmPreload(c *lm.Config, p precision.Format) {
 	gemvFmt := func(p precision.Format) bool {
