@@ -434,9 +434,10 @@ func TestLMAttnPrefillSteps(t *testing.T) {
 // TestLMPreload: once a language model's weights are loaded, none of its
 // steps compiles a kernel module — a compile in mid-run holds every
 // running sequence for seconds — on a backend whose cubin cache starts
-// empty: after a first prompt at bf16, fp8 and fp4, decode steps of one row
-// (gbx_gemv, the small NVFP4 kernel), a step of prompts and one of eight
-// decoding rows compile nothing.
+// empty: after a first step of two prompts (its head runs on two rows) at
+// bf16, fp8 and fp4, decode steps of one row (gbx_gemv; at fp4 the small
+// NVFP4 kernel), a step of prompts and one of eight decoding rows compile
+// nothing.
 func TestLMPreload(t *testing.T) {
 	b := newTestBackend(t, Config{})
 	ctx := context.Background()
@@ -449,8 +450,11 @@ func TestLMPreload(t *testing.T) {
 	toks := kt.RandTokens(8, 200, m.Config.Vocab)
 	for _, p := range []precision.Format{precision.BF16, precision.FP8, precision.FP4} {
 		s := kt.NewSession(t, b, m, p, 40)
-		seqs := []kernels.Seq{{Tokens: toks[:20], Blocks: s.Alloc(24), Want: kernels.WantSample}}
-		s.Step(seqs[0]) // the weights load here
+		var seqs []kernels.Seq
+		for i := range 8 {
+			seqs = append(seqs, kernels.Seq{Tokens: toks[20*i : 20*i+20], Blocks: s.Alloc(24), Want: kernels.WantSample})
+		}
+		s.Step(seqs[:2]...) // the weights load here
 		before := compiles()
 		decode := func(ss []kernels.Seq) {
 			step := make([]kernels.Seq, len(ss))
@@ -461,14 +465,11 @@ func TestLMPreload(t *testing.T) {
 			}
 			s.Step(step...)
 		}
-		decode(seqs)
-		decode(seqs)
-		var prompts []kernels.Seq
-		for i := 1; i < 8; i++ {
-			prompts = append(prompts, kernels.Seq{Tokens: toks[20*i : 20*i+20], Blocks: s.Alloc(24), Want: kernels.WantSample})
-		}
-		s.Step(prompts...)
-		seqs = append(seqs, prompts...)
+		decode(seqs[:1])
+		decode(seqs[:1])
+		s.Step(seqs[2:]...)
+		decode(seqs[1:2]) // seq 0 is two positions ahead
+		decode(seqs[1:2])
 		decode(seqs)
 		if got := compiles() - before; got != 0 {
 			t.Errorf("at %s: %d modules compiled by steps after the weights loaded; want 0", p, got)
