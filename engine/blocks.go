@@ -20,6 +20,9 @@ type blocks struct {
 	prev, next []int32
 	head, tail int32
 	cached     int
+	// onHeld, if set, is told when the block entered under a key becomes
+	// held (a table takes it) or stops being held (Scheduler.onHeld).
+	onHeld func(k blockKey, held bool)
 }
 
 type blockState uint8
@@ -75,6 +78,9 @@ func (b *blocks) release(table []int32) {
 		if b.ref[x]--; b.ref[x] > 0 {
 			continue
 		}
+		if b.state[x] != unentered && b.onHeld != nil {
+			b.onHeld(b.key[x], false)
+		}
 		if b.state[x] == ready {
 			b.push(x)
 			continue
@@ -95,6 +101,9 @@ func (b *blocks) lookup(k blockKey) (x int32, isReady, ok bool) {
 func (b *blocks) share(x int32) {
 	if b.ref[x] == 0 {
 		b.unlink(x)
+		if b.onHeld != nil {
+			b.onHeld(b.key[x], true)
+		}
 	}
 	b.ref[x]++
 }
@@ -107,6 +116,9 @@ func (b *blocks) enter(x int32, k blockKey) {
 		return
 	}
 	b.table[k], b.state[x], b.key[x] = x, pending, k
+	if b.onHeld != nil {
+		b.onHeld(k, true) // x is held: a table has it
+	}
 }
 
 // seal marks the held block x, whose K/V is now written, ready under k:

@@ -18,16 +18,16 @@ import (
 // steps that prefilled and steps that only decoded, and the time of the
 // admission checks (Add's and each step's).
 func BenchmarkFullLoadHost(b *testing.B) {
-	for _, c := range []struct{ prompt, gen int }{{1000, 1000}, {32, 256}} {
-		b.Run(fmt.Sprintf("prompt=%d,gen=%d", c.prompt, c.gen), func(b *testing.B) { fullLoadHost(b, c.prompt, c.gen) })
+	for _, c := range []struct{ conc, prompt, gen int }{{512, 1000, 1000}, {512, 32, 256}, {4096, 32, 256}} {
+		b.Run(fmt.Sprintf("conc=%d,prompt=%d,gen=%d", c.conc, c.prompt, c.gen), func(b *testing.B) { fullLoadHost(b, c.conc, c.prompt, c.gen) })
 	}
 }
 
-func fullLoadHost(b *testing.B, prompt, gen int) {
-	const conc, total = 512, 2048
+func fullLoadHost(b *testing.B, conc, prompt, gen int) {
+	total := 4 * conc
 	per := (prompt + gen + kernels.KVBlockSize) / kernels.KVBlockSize
 	now := time.Unix(0, 0)
-	outs := make([]kernels.SeqOut, 2048)
+	outs := make([]kernels.SeqOut, 2048+conc)
 	for b.Loop() {
 		s := NewScheduler(Config{TokenBudget: 2048, MaxSeqs: conc}, conc*per, kernels.KVBlockSize, prompt+gen)
 		added, tok := 0, int32(0)

@@ -62,16 +62,16 @@ type Scheduler struct {
 	// decodes is how many of the planned step's sequences (its first)
 	// decode; peak the most blocks held at a plan's end.
 	decodes, peak int
-	// seen is committed's scratch (see need), kept between calls: at
-	// full load the queue is hundreds to thousands deep, and a map of
-	// that size made afresh each call was half of committed's time.
-	seen map[blockKey][]blockKey
+	// acc is Committed's accounting (committed.go).
+	acc accounting
 }
 
 // NewScheduler returns a scheduler for a cache of nBlocks blocks of
 // blockSize tokens, for a model of maxPos positions.
 func NewScheduler(cfg Config, nBlocks, blockSize, maxPos int) *Scheduler {
-	return &Scheduler{cfg: cfg.withDefaults(), bl: newBlocks(nBlocks, blockSize), maxPos: maxPos, outcome: map[*Seq]*Outcome{}}
+	s := &Scheduler{cfg: cfg.withDefaults(), bl: newBlocks(nBlocks, blockSize), maxPos: maxPos, outcome: map[*Seq]*Outcome{}}
+	s.bl.onHeld = s.onHeld
+	return s
 }
 
 // Need is the most blocks q can hold: for its prompt and its whole
@@ -113,6 +113,8 @@ func (s *Scheduler) enqueue(q *Seq) {
 		i--
 	}
 	s.waiting = slices.Insert(s.waiting, i, q)
+	q.waiting = true
+	s.count(q)
 }
 
 // Committed is the blocks the queued sequences hold or will need for what
@@ -121,27 +123,6 @@ func (s *Scheduler) enqueue(q *Seq) {
 // that is held already, once). Capacity is the cache's blocks. An engine
 // admits new sequences while Committed is below Capacity.
 func (s *Scheduler) Committed() int { return s.committed(nil) }
-
-// committed is Committed with extra, a sequence not yet added, waiting
-// too.
-func (s *Scheduler) committed(extra *Seq) int {
-	n := s.bl.Held()
-	if s.seen == nil {
-		s.seen = map[blockKey][]blockKey{}
-	}
-	defer clear(s.seen) // nor keep the chains of sequences gone meanwhile
-	for _, q := range s.waiting {
-		if len(q.table) > 0 {
-			n += max(s.bl.forTokens(len(q.tokens)+1)-len(q.table), 0)
-			continue
-		}
-		n += s.need(q, q.tokens, s.seen)
-	}
-	if extra != nil {
-		n += s.need(extra, extra.Prompt, s.seen)
-	}
-	return n
-}
 
 // Capacity is the number of blocks of the cache.
 func (s *Scheduler) Capacity() int { return s.bl.n }
@@ -178,6 +159,10 @@ func (s *Scheduler) Plan(now time.Time) *kernels.Batch {
 	// it, and the next goes ahead.
 	for i := 0; i < len(s.waiting) && budget > 0 && len(s.planned) < s.cfg.MaxSeqs; {
 		q := s.waiting[i]
+		// Admission may give q blocks: out of the accounting until the
+		// next Committed, which counts it again as it is then.
+		s.uncount(q)
+		s.acc.dirty = append(s.acc.dirty, q)
 		if !s.reuse(q) {
 			i++
 			continue
@@ -216,6 +201,7 @@ func (s *Scheduler) Plan(now time.Time) *kernels.Batch {
 		}
 		i = slices.Index(s.waiting, q) // where it is still, unless grow preempted
 		s.waiting = slices.Delete(s.waiting, i, i+1)
+		q.waiting = false
 		if q.Task == Generate {
 			q.running = true
 			s.running = append(s.running, q)
@@ -347,6 +333,8 @@ func (s *Scheduler) Fail(err error, now time.Time) {
 
 // end removes q, frees its blocks and records its outcome.
 func (s *Scheduler) end(q *Seq, reason string, now time.Time) {
+	s.uncount(q)
+	q.waiting = false
 	s.bl.release(q.table)
 	q.table, q.sealed = nil, 0
 	s.running = slices.DeleteFunc(s.running, func(r *Seq) bool { return r == q })

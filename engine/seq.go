@@ -66,6 +66,8 @@ type Seq struct {
 	added     time.Time
 	first     time.Time
 	preempted int
+	waiting   bool // in the scheduler's waiting queue
+	acct      acct // what it adds to Committed while waiting (committed.go)
 }
 
 // Outcome is how a sequence ended.
