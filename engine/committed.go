@@ -22,8 +22,8 @@ package engine
 // unheld (unheld); blocks tells it when a key's block becomes held or
 // stops being held (blocks.onHeld). A sequence is counted as it joins the
 // queue and uncounted as it leaves; one that Plan's admission may give
-// blocks is uncounted first and counted again, as it then is, at the next
-// Committed (dirty).
+// blocks is uncounted first and counted again, as it then is, when the
+// admission loop is done (dirty, recount).
 
 // acct is what a waiting sequence adds to the accounting.
 type acct struct {
@@ -37,7 +37,7 @@ type accounting struct {
 	cnt    map[blockKey]int32
 	unheld int
 	base   int
-	dirty  []*Seq
+	dirty  []*Seq // uncounted by Plan's admission loop, to count again
 }
 
 // held says whether a sequence holds the block entered under k.
@@ -103,7 +103,8 @@ func (s *Scheduler) onHeld(k blockKey, held bool) {
 	}
 }
 
-// recount counts again the dirty sequences still waiting.
+// recount counts again the dirty sequences still waiting (Plan, at the
+// end of its admission loop; committed, in case).
 func (s *Scheduler) recount() {
 	for _, q := range s.acc.dirty {
 		if q.waiting && !q.acct.on {

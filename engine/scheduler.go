@@ -160,7 +160,7 @@ func (s *Scheduler) Plan(now time.Time) *kernels.Batch {
 	for i := 0; i < len(s.waiting) && budget > 0 && len(s.planned) < s.cfg.MaxSeqs; {
 		q := s.waiting[i]
 		// Admission may give q blocks: out of the accounting until the
-		// next Committed, which counts it again as it is then.
+		// loop is done, then counted again as it is (recount).
 		s.uncount(q)
 		s.acc.dirty = append(s.acc.dirty, q)
 		if !s.reuse(q) {
@@ -209,6 +209,7 @@ func (s *Scheduler) Plan(now time.Time) *kernels.Batch {
 			s.running = append(s.running, q) // until Apply ends it
 		}
 	}
+	s.recount()
 	s.peak = max(s.peak, s.bl.Held())
 	if len(s.planned) == 0 {
 		return nil
