@@ -368,7 +368,7 @@ func TestPrefixCommittedAccounting(t *testing.T) {
 			}
 			unheld := false
 			for _, k := range s.chain(q, q.tokens, s.reusable(q.tokens)) {
-				if h := s.bl.held(k); !h {
+				if !s.bl.held(k) {
 					unheld = true
 				} else if unheld {
 					return 1
@@ -382,8 +382,7 @@ func TestPrefixCommittedAccounting(t *testing.T) {
 		blocks, gen int
 		gaps        bool // the case is the one that meets gaps (short generations), not preemption
 	}{{false, 40, 40, false}, {true, 40, 40, false}, {true, 60, 6, true}} {
-		scores := c.scores
-		t.Run(fmt.Sprintf("scores=%v,blocks=%d", scores, c.blocks), func(t *testing.T) {
+		t.Run(fmt.Sprintf("scores=%v,blocks=%d", c.scores, c.blocks), func(t *testing.T) {
 			r := rand.New(rand.NewPCG(3, 4))
 			bases := make([][]int32, 4)
 			for i := range bases {
@@ -399,7 +398,7 @@ func TestPrefixCommittedAccounting(t *testing.T) {
 					p = append(p, int32(r.IntN(3)))
 				}
 				q := &Seq{Prompt: p, MaxTokens: 1 + r.IntN(c.gen)}
-				if scores && r.IntN(8) == 0 {
+				if c.scores && r.IntN(8) == 0 {
 					q.Task = Score
 				}
 				return q

@@ -104,22 +104,19 @@ func TestEngineBench(t *testing.T) {
 // stepMix sums a run's steps by kind: those that prefilled (and may have
 // decoded beside) and those that only decoded.
 type stepMix struct {
-	runSec, stepSec             float64
-	preN, preDec, preTok, onlyN int
-	preSec, onlySec             float64
-	onlyDec                     int
-	fit                         [3]float64 // ms = fit[0] + fit[1]·dec/1e3 + fit[2]·pre/1e3 over the prefill steps
-	steps                       [][3]float64
+	runSec, preSec, onlySec        float64
+	preDec, preTok, onlyN, onlyDec int
+	fit                            [3]float64   // ms = fit[0] + fit[1]·dec/1e3 + fit[2]·pre/1e3 over the prefill steps
+	steps                          [][3]float64 // the prefill steps: decoded, prefilled, ms
 }
 
 func (m *stepMix) add(dec, pre int, took time.Duration) {
 	s := took.Seconds()
-	m.stepSec += s
 	if pre == 0 {
 		m.onlyN, m.onlySec, m.onlyDec = m.onlyN+1, m.onlySec+s, m.onlyDec+dec
 		return
 	}
-	m.preN, m.preSec, m.preDec, m.preTok = m.preN+1, m.preSec+s, m.preDec+dec, m.preTok+pre
+	m.preSec, m.preDec, m.preTok = m.preSec+s, m.preDec+dec, m.preTok+pre
 	m.steps = append(m.steps, [3]float64{float64(dec), float64(pre), 1e3 * s})
 }
 
@@ -157,8 +154,8 @@ func (m *stepMix) row(head string) string {
 	if m.solve() {
 		fit = fmt.Sprintf("%.2f, %.1f, %.1f", m.fit[0], m.fit[1], m.fit[2])
 	}
-	return fmt.Sprintf("| %s | %.1f | %.1f | %d, %.1f, %d, %d | %d, %.1f, %d | %s |", head, m.runSec, m.stepSec,
-		m.preN, m.preSec, m.preTok, m.preDec, m.onlyN, m.onlySec, m.onlyDec, fit)
+	return fmt.Sprintf("| %s | %.1f | %.1f | %d, %.1f, %d, %d | %d, %.1f, %d | %s |", head, m.runSec, m.preSec+m.onlySec,
+		len(m.steps), m.preSec, m.preTok, m.preDec, m.onlyN, m.onlySec, m.onlyDec, fit)
 }
 
 // benchPrefix runs n sequences of a shared random prefix of prefix tokens
