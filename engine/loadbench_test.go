@@ -33,6 +33,7 @@ func fullLoadHost(b *testing.B, conc, prompt, gen int) {
 		added, tok := 0, int32(0)
 		var preT, decT, admitT time.Duration
 		preN, decN := 0, 0
+		rowCounts := map[int]bool{} // a step's rows: a new count is a new GEMM shape (cuBLASLt plans) on the GPU
 		for added < total || s.Len() > 0 {
 			t0 := time.Now()
 			for ; added < total; added++ {
@@ -55,10 +56,13 @@ func fullLoadHost(b *testing.B, conc, prompt, gen int) {
 			if bt == nil {
 				b.Fatal("nothing planned with sequences queued")
 			}
+			rows := 0
 			for k := range bt.Seqs {
+				rows += len(bt.Seqs[k].Tokens)
 				tok++
 				outs[k].Token = tok % 30000
 			}
+			rowCounts[rows] = true
 			pre := s.decodes < len(bt.Seqs)
 			s.Apply(outs[:len(bt.Seqs)], now)
 			s.Ended()
@@ -71,6 +75,7 @@ func fullLoadHost(b *testing.B, conc, prompt, gen int) {
 		b.ReportMetric(float64(preT.Microseconds())/float64(max(preN, 1)), "µs/prefill-step")
 		b.ReportMetric(float64(decT.Microseconds())/float64(max(decN, 1)), "µs/decode-step")
 		b.ReportMetric(float64(preN+decN), "steps")
+		b.ReportMetric(float64(len(rowCounts)), "row-counts")
 		b.ReportMetric(float64(admitT.Microseconds())/float64(preN+decN), "µs-admission/step")
 	}
 }

@@ -3,10 +3,12 @@
 package cuda
 
 import (
+	"context"
 	"testing"
 
 	"github.com/gearbox-inference/gearbox/kernels"
 	"github.com/gearbox-inference/gearbox/model/lm"
+	"github.com/gearbox-inference/gearbox/precision"
 )
 
 // BenchmarkStepHost is the host work of Step before the device's: the
@@ -47,4 +49,52 @@ func BenchmarkStepHost(b *testing.B) {
 			p.packInto(buf, l)
 		}
 	})
+}
+
+// BenchmarkPlanCreate is what a step of a row count not met before costs
+// the host before its first launch: cuBLASLt plans for Llama-3.1-8B's
+// four layer GEMMs and its head, each op one new row count (a
+// continuous-batching run of 1,000 in / 1,000 out meets ~340 counts,
+// engine's BenchmarkFullLoadHost). Needs a device.
+func BenchmarkPlanCreate(b *testing.B) {
+	be, err := New(Config{CacheDir: b.TempDir()})
+	if err != nil {
+		b.Skipf("no CUDA device: %v", err)
+	}
+	defer be.Close()
+	shapes := [][2]int{{6144, 4096}, {4096, 4096}, {28672, 4096}, {4096, 14336}, {128256, 4096}} // n, k
+	for _, p := range []precision.Format{precision.FP8, precision.BF16} {
+		b.Run(p.String(), func(b *testing.B) {
+			err := be.do(context.Background(), func(d *devState) error {
+				ws, err := cuMalloc(4 * 128256)
+				if err != nil {
+					return err
+				}
+				defer cuFree(ws)
+				const most = 2560
+				if err := d.growScaleVec(most); err != nil {
+					return err
+				}
+				dl := &devLayer{wscale: ws}
+				rows := 0
+				for b.Loop() {
+					rows = rows%most + 1
+					if rows == 1 {
+						b.StopTimer()
+						d.evictPlans(0)
+						b.StartTimer()
+					}
+					for _, sh := range shapes {
+						if _, err := d.plan(planKey{p: p, rows: rows, n: sh[0], k: sh[1]}, dl); err != nil {
+							return err
+						}
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
 }
