@@ -25,9 +25,19 @@ func (d *devState) fp4Small(rows int) bool { return d.fp4SmallM >= 0 && rows <= 
 // layer of at least FP4WideMinWeights weights, on compute capability 9.0
 // (its wgmma needs sm_90a).
 func (d *devState) fp4Wide(rows, n, k int, tiled bool) bool {
-	return tiled && !d.fp4Small(rows) && rows <= d.fp4WideM && int64(n)*int64(k) >= d.fp4WideMinW &&
-		d.info.Major == 9 && d.info.Minor == 0
+	return tiled && !d.fp4Small(rows) && rows <= d.fp4WideM && int64(n)*int64(k) >= d.fp4WideMinW && d.sm90a()
 }
+
+// fp4Kernels reports whether some batch may run an NVFP4 kernel: a batch
+// of one row the small-batch kernel, or, tiled weights allowing, some
+// batch the wide one (fp4Small, fp4Wide).
+func (d *devState) fp4Kernels(tiled bool) bool {
+	return d.fp4Small(1) || tiled && d.fp4WideM > max(d.fp4SmallM, 0) && d.sm90a()
+}
+
+// sm90a reports whether the device takes sm_90a's wgmma (compute
+// capability 9.0).
+func (d *devState) sm90a() bool { return d.info.Major == 9 && d.info.Minor == 0 }
 
 // fp4Linear enqueues an fp4 layer on the NVFP4 kernel: the input rounded to
 // bf16 into conv, then y = x·(E2M1 × s_b × s_t)ᵀ + bias, then relu.

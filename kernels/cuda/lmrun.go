@@ -518,22 +518,26 @@ func (d *devState) gemvFor(l *lmLin, rows int) (fmtCode, int, bool) {
 	if rows > d.gemvMaxM || l.n%gemvRows != 0 {
 		return 0, 0, false
 	}
-	var f fmtCode
-	var kb int
+	f, es, ok := gemvFormat(l.f, l.fp8F32)
+	if kb := es * l.k; ok && kb%64 == 0 && d.k.load(modGEMV) == nil {
+		return f, kb, true
+	}
+	return 0, 0, false
+}
+
+// gemvFormat is gbx_gemv's operand format for weights at p (fp8 as E4M3
+// bytes, not as floats: fp8F32) and its bytes a value; ok is false where
+// gbx_gemv takes none.
+func gemvFormat(p precision.Format, fp8F32 bool) (f fmtCode, bytes int, ok bool) {
 	switch {
-	case l.f == precision.BF16:
-		f, kb = fmtBF16, 2*l.k
-	case l.f == precision.FP16:
-		f, kb = fmtF16, 2*l.k
-	case l.f == precision.FP8 && !l.fp8F32:
-		f, kb = fmtE4M3, l.k
-	default:
-		return 0, 0, false
+	case p == precision.BF16:
+		return fmtBF16, 2, true
+	case p == precision.FP16:
+		return fmtF16, 2, true
+	case p == precision.FP8 && !fp8F32:
+		return fmtE4M3, 1, true
 	}
-	if kb%64 != 0 || d.k.load(modGEMV) != nil {
-		return 0, 0, false
-	}
-	return f, kb, true
+	return 0, 0, false
 }
 
 // attnMMA says whether decode attention runs on gbx_attn_mma (BF16
@@ -555,9 +559,7 @@ func (d *devState) prefillAttnFor(c *lm.Config, f fmtCode) bool {
 // sequence for the compile, seconds. A module that fails to load here is met again,
 // and handled as before, by the step that wants it (load keeps its error).
 func (d *devState) lmPreload(c *lm.Config, p precision.Format) {
-	gemvFmt := func(p precision.Format) bool {
-		return p == precision.BF16 || p == precision.FP16 || p == precision.FP8
-	}
+	gemv := func(p precision.Format) bool { _, _, ok := gemvFormat(p, false); return ok }
 	var mods []*module
 	if d.attnMMA() {
 		mods = append(mods, modAttnMMA)
@@ -565,10 +567,10 @@ func (d *devState) lmPreload(c *lm.Config, p precision.Format) {
 	if d.prefillAttnFor(c, kvFmt(p)) {
 		mods = append(mods, modAttnPrefill)
 	}
-	if d.gemvMaxM >= 1 && (gemvFmt(p) || gemvFmt(kernels.LMHeadFormat(p))) {
+	if d.gemvMaxM >= 1 && (gemv(p) || gemv(kernels.LMHeadFormat(p))) {
 		mods = append(mods, modGEMV)
 	}
-	if p == precision.FP4 && (d.fp4SmallM >= 1 || d.fp4WideM >= 1 && d.info.Major == 9 && d.info.Minor == 0) {
+	if p == precision.FP4 && d.fp4Kernels(true) { // tiled where the shapes allow
 		mods = append(mods, modFP4)
 	}
 	for _, m := range mods {

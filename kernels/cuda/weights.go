@@ -71,7 +71,7 @@ func (d *devState) weightsFor(m *model.Model, p precision.Format) (*devWeights, 
 			return nil, fmt.Errorf("cuda: model %q layer %d: uploading %s weights: %w", m.Name, i, p, err)
 		}
 	}
-	if p == precision.FP4 && d.fp4SmallM >= 1 {
+	if p == precision.FP4 && d.fp4Kernels(false) { // a tensor model's fp4 weights are row-major
 		// The NVFP4 kernel's module with the weights, not in the first
 		// small batch (a compile of seconds); if it fails, that batch runs
 		// the bf16 GEMM as before.
